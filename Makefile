@@ -1,0 +1,37 @@
+# Set-up and the two commands of the README's quick start.
+#   make devnet  — set up, then settle 20 blocks on the embedded default (no server to install)
+#   make test    — set up, then lint, type-check and run the whole test suite
+VENV   := .venv
+BIN    := $(VENV)/bin
+PYTHON ?= python3
+
+.PHONY: setup devnet test lint typecheck pytest bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+devnet: setup
+	$(BIN)/orchestrator devnet --blocks 20
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+pytest: setup
+	$(BIN)/pytest -q
+
+test: lint typecheck pytest
+
+bench: setup
+	$(BIN)/python bench/pipeline.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

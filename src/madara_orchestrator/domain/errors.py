@@ -1,0 +1,69 @@
+"""The error hierarchy: one root, a few kinds; messages say what happened and what to do.
+
+Adapters translate driver exceptions at the edge (``raise BackendUnavailable(...) from exc``);
+``server/`` maps the kinds to HTTP status codes in one place.
+"""
+
+from __future__ import annotations
+
+
+class OrchestratorError(Exception):
+    """Root of every error the orchestrator raises on purpose."""
+
+
+class InvalidInput(OrchestratorError):
+    """The caller gave data we cannot use (malformed JSON, a value outside the field, ...)."""
+
+
+class ConfigError(OrchestratorError):
+    """Configuration is missing or wrong; ``problems`` names each one."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class NotFound(OrchestratorError):
+    pass
+
+
+class Conflict(OrchestratorError):
+    """The write lost a race (stale version) or the item already exists."""
+
+
+class StaleVersion(Conflict):
+    pass
+
+
+class AlreadyExists(Conflict):
+    pass
+
+
+class InvalidTransition(Conflict):
+    """A job status change that the transition table refuses."""
+
+
+class BackendUnavailable(OrchestratorError):
+    """An outside service (database, queue, RPC node, prover) could not be reached."""
+
+
+class Retryable(OrchestratorError):
+    """A failure that may succeed if tried again later (network, rate limit, pending block)."""
+
+
+class JobError(OrchestratorError):
+    """A job handler failure. ``retryable`` tells the engine whether another attempt may help."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class QueueFull(OrchestratorError):
+    def __init__(self, current: int, maximum: int) -> None:
+        self.current = current
+        self.maximum = maximum
+        super().__init__(
+            f"Priority queue is full (current: {current}, max: {maximum}). "
+            "Please try again later or use normal queue."
+        )

@@ -1,0 +1,206 @@
+"""The Protocols: one per outside thing the engine and the jobs talk to.
+
+Each Protocol lists only the methods really called. Implementations live in one module each
+(``backends/sqlite.py``, ``backends/filesystem.py``, ``provers/atlantic.py``, ...); in-memory ones for
+fast unit tests live in ``backends/memory.py`` and pass the same contract tests as the real ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from madara_orchestrator.domain.proving import (
+    AggregationArtifacts,
+    ProverTask,
+    TaskStatus,
+    TaskType,
+)
+
+# --------------------------------------------------------------------------------------------------
+# Time
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Seconds since the Unix epoch, with sub-second precision."""
+        ...
+
+
+# --------------------------------------------------------------------------------------------------
+# Queues (SQS semantics)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueMessage:
+    queue: str
+    message_id: str
+    body: str
+    receipt: str
+    """Opaque handle of this delivery; ack/nack/extend with a stale receipt do nothing."""
+    receive_count: int
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueDepth:
+    visible: int
+    in_flight: int
+    delayed: int
+
+
+class QueueClient(Protocol):
+    """At-least-once delivery with visibility timeouts and dead-lettering after N receives."""
+
+    async def send(self, queue: str, body: str, *, delay_s: float = 0.0) -> str: ...
+
+    async def receive(self, queue: str, *, wait_s: float = 0.0) -> QueueMessage | None: ...
+
+    async def ack(self, message: QueueMessage) -> None:
+        """Delete the message: it will not be delivered again."""
+        ...
+
+    async def nack(self, message: QueueMessage, *, delay_s: float = 0.0) -> None:
+        """Make the message visible again after ``delay_s`` (SQS ChangeMessageVisibility)."""
+        ...
+
+    async def extend(self, message: QueueMessage, *, visibility_s: float) -> None:
+        """Keep the message hidden for ``visibility_s`` more seconds (heartbeat of a long handler)."""
+        ...
+
+    async def depth(self, queue: str) -> QueueDepth: ...
+
+
+# --------------------------------------------------------------------------------------------------
+# Object storage, alerts, locks
+
+
+class ObjectStore(Protocol):
+    async def put(self, key: str, data: bytes) -> None: ...
+
+    async def get(self, key: str) -> bytes:
+        """Raises ``NotFound`` when the key does not exist."""
+        ...
+
+    async def exists(self, key: str) -> bool: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def list(self, prefix: str) -> list[str]: ...
+
+
+class AlertSink(Protocol):
+    async def send(self, subject: str, message: str) -> None:
+        """Deliver an alert. Never raises: a failed alert is logged, not fatal."""
+        ...
+
+
+class LockService(Protocol):
+    """Named leases. An expired lease is free at once (no TTL reaper delay, unlike SPEC §12)."""
+
+    async def acquire(self, key: str, owner: str, ttl_s: float) -> bool: ...
+
+    async def release(self, key: str, owner: str) -> bool: ...
+
+
+# --------------------------------------------------------------------------------------------------
+# The outside world
+
+
+class SequencerRpc(Protocol):
+    """The Starknet JSON-RPC calls the orchestrator makes to the sequencer (Madara)."""
+
+    async def block_number(self) -> int: ...
+
+    async def chain_id(self) -> str: ...
+
+    async def get_block_with_tx_hashes(self, block_number: int) -> dict[str, Any]: ...
+
+    async def get_state_update(self, block_number: int) -> dict[str, Any]: ...
+
+    async def get_nonce(self, block_number: int, address: int) -> int: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SnosResult:
+    cairo_pie_zip: bytes
+    os_output: list[int]
+    """The raw OS output felts (stored as ``snos_output.json``)."""
+    program_output: list[int]
+    """The output segment the fact is computed over (stored as ``program_output.txt``)."""
+    fact: str
+    """``0x`` + 64 lowercase hex."""
+    n_steps: int
+
+
+class SnosRunner(Protocol):
+    async def is_ready(self) -> bool:
+        """Whether the SNOS RPC answers; a job that is not ready is put back with a delay."""
+        ...
+
+    async def run(self, start_block: int, end_block: int) -> SnosResult: ...
+
+
+@runtime_checkable
+class ProverClient(Protocol):
+    """SPEC §7.1: the five operations every prover backend implements."""
+
+    async def submit_task(self, task: ProverTask) -> str: ...
+
+    async def get_task_status(self, task_type: TaskType, job_key: str, fact: str | None = None) -> TaskStatus: ...
+
+    async def get_proof(self, task_id: str) -> str: ...
+
+    async def submit_l2_query(self, task_id: str, proof: str, n_steps: int | None) -> str: ...
+
+    async def get_aggregation_artifacts(self, external_id: str, include_proof: bool) -> AggregationArtifacts: ...
+
+
+class DaClient(Protocol):
+    max_blobs_per_txn: int
+    max_bytes_per_blob: int
+
+    async def publish_state_diff(self, blobs: Sequence[bytes], to: bytes) -> str: ...
+
+    async def verify_inclusion(self, external_id: str) -> str:
+        """``Pending``, ``Verified`` or ``Rejected: <reason>``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SettlementAttempt:
+    attempt_no: int
+    tx_hash: str | None
+    nonce: int
+    gas_multiplier: float
+    status: str
+    """Finalized, Replaced, TimedOut, RejectedUnderpriced or SubmissionFailed (SPEC §2.2)."""
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SettlementResult:
+    tx_hash: str
+    nonce: int | None = None
+    attempts: list[SettlementAttempt] = field(default_factory=list)
+
+
+class SettlementClient(Protocol):
+    async def last_settled_block(self) -> int | None:
+        """The settlement contract's last block, or None when nothing is settled yet."""
+        ...
+
+    async def update_state_with_blobs(
+        self, program_output: Sequence[int], blobs: Sequence[bytes], *, idempotency_key: str
+    ) -> SettlementResult:
+        """Settle with blob DA. ``idempotency_key`` (the batch) lets a durable sender avoid a double send."""
+        ...
+
+    async def update_state_calldata(
+        self, snos_output: Sequence[int], program_output: Sequence[int], *, idempotency_key: str
+    ) -> SettlementResult: ...
+
+    async def verify_tx_inclusion(self, tx_hash: str) -> str:
+        """``Pending``, ``Verified`` or ``Rejected: <reason>``."""
+        ...

@@ -1,0 +1,183 @@
+"""Starknet JSON-RPC client over HTTP: the same client talks to Madara and to the devnet sequencer.
+
+Single calls and JSON-RPC batches (≤100 calls per HTTP POST, bounded concurrency, retries with a
+limit: SPEC §5.5). Transport failures become ``BackendUnavailable``; JSON-RPC errors ``RpcError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, OrchestratorError
+
+log = logging.getLogger(__name__)
+
+BLOCK_NOT_FOUND = 24
+CONTRACT_NOT_FOUND = 20
+
+
+class RpcError(OrchestratorError):
+    """A JSON-RPC error object returned by the node."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        self.code = code
+        self.rpc_message = message
+        self.data = data
+        super().__init__(f"RPC error {code}: {message}" + (f" ({data})" if data is not None else ""))
+
+
+@dataclass(frozen=True, slots=True)
+class RpcCall:
+    method: str
+    params: Any
+
+
+def block_id(block_number: int | str) -> dict[str, int] | str:
+    """``{"block_number": N}`` for a number; tags (``latest``, ``pre_confirmed``) pass through."""
+    return {"block_number": block_number} if isinstance(block_number, int) else block_number
+
+
+def parse_felt(value: Any, what: str = "felt") -> int:
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value, 16) if value.lower().startswith("0x") else int(value)
+        except ValueError:
+            pass
+    raise InvalidInput(f"{what} is not a felt: {value!r}")
+
+
+class StarknetRpcClient:
+    """Implements ``SequencerRpc``; ``batch`` serves squashing and compression lookups."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 30.0,
+        attempts: int = 3,
+        retry_pause_s: float = 2.0,
+        max_batch_size: int = 100,
+        max_concurrent_batches: int = 10,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._timeout_s = timeout_s
+        self._attempts = max(1, attempts)
+        self._retry_pause_s = retry_pause_s
+        self._max_batch_size = max_batch_size
+        self._batch_slots = asyncio.Semaphore(max_concurrent_batches)
+        self._client = client or httpx.AsyncClient(timeout=timeout_s)
+        self._ids = itertools.count(1)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _post(self, payload: Any) -> Any:
+        last: Exception | None = None
+        for attempt in range(1, self._attempts + 1):
+            try:
+                response = await self._client.post(self.url, json=payload)
+                if response.status_code == 429 or response.status_code >= 500:
+                    raise httpx.HTTPStatusError(
+                        f"HTTP {response.status_code}", request=response.request, response=response
+                    )
+                response.raise_for_status()
+                return response.json()
+            except (httpx.TransportError, httpx.HTTPStatusError, ValueError) as exc:
+                last = exc
+                retryable = not isinstance(exc, httpx.HTTPStatusError) or (
+                    exc.response.status_code == 429 or exc.response.status_code >= 500
+                )
+                if not retryable or attempt == self._attempts:
+                    break
+                log.warning("RPC %s attempt %d/%d failed: %s", self.url, attempt, self._attempts, exc)
+                await asyncio.sleep(self._retry_pause_s * attempt)
+        raise BackendUnavailable(f"Starknet RPC {self.url} failed after {self._attempts} attempts: {last}")
+
+    async def call(self, method: str, params: Any = ()) -> Any:
+        request = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
+        reply = await self._post(request)
+        if not isinstance(reply, dict):
+            raise BackendUnavailable(f"Starknet RPC {self.url}: malformed reply to {method}: {reply!r:.200}")
+        if "error" in reply and reply["error"] is not None:
+            err = reply["error"]
+            raise RpcError(int(err.get("code", 0)), str(err.get("message", "")), err.get("data"))
+        if "result" not in reply:
+            raise BackendUnavailable(f"Starknet RPC {self.url}: reply to {method} has no result")
+        return reply["result"]
+
+    async def batch(self, calls: Sequence[RpcCall]) -> list[Any | RpcError]:
+        """Run many calls; each result is the value or the ``RpcError`` of that call, in order."""
+        chunks = [calls[i : i + self._max_batch_size] for i in range(0, len(calls), self._max_batch_size)]
+
+        async def run_chunk(chunk: Sequence[RpcCall]) -> list[Any | RpcError]:
+            payload = [
+                {"jsonrpc": "2.0", "id": i, "method": c.method, "params": c.params} for i, c in enumerate(chunk)
+            ]
+            async with self._batch_slots:
+                reply = await self._post(payload)
+            if not isinstance(reply, list):
+                raise BackendUnavailable(f"Starknet RPC {self.url}: batch reply is not a list: {reply!r:.200}")
+            by_id: dict[int, Any | RpcError] = {}
+            for item in reply:
+                if not isinstance(item, dict) or not isinstance(item.get("id"), int):
+                    raise BackendUnavailable(f"Starknet RPC {self.url}: malformed batch item {item!r:.200}")
+                err = item.get("error")
+                by_id[item["id"]] = (
+                    RpcError(int(err.get("code", 0)), str(err.get("message", "")), err.get("data"))
+                    if err
+                    else item.get("result")
+                )
+            missing = [i for i in range(len(chunk)) if i not in by_id]
+            if missing:
+                raise BackendUnavailable(f"Starknet RPC {self.url}: batch reply misses ids {missing[:5]}")
+            return [by_id[i] for i in range(len(chunk))]
+
+        results = await asyncio.gather(*(run_chunk(c) for c in chunks))
+        return [r for chunk in results for r in chunk]
+
+    # -- SequencerRpc ---------------------------------------------------------------------------
+
+    async def block_number(self) -> int:
+        return int(await self.call("starknet_blockNumber", []))
+
+    async def chain_id(self) -> str:
+        return str(await self.call("starknet_chainId", []))
+
+    async def spec_version(self) -> str:
+        return str(await self.call("starknet_specVersion", []))
+
+    async def get_block_with_tx_hashes(self, block_number: int) -> dict[str, Any]:
+        result = await self.call("starknet_getBlockWithTxHashes", {"block_id": block_id(block_number)})
+        if not isinstance(result, dict):
+            raise BackendUnavailable(f"Starknet RPC {self.url}: block {block_number} is not an object")
+        return result
+
+    async def get_state_update(self, block_number: int) -> dict[str, Any]:
+        result = await self.call("starknet_getStateUpdate", {"block_id": block_id(block_number)})
+        if not isinstance(result, dict):
+            raise BackendUnavailable(f"Starknet RPC {self.url}: state update {block_number} is not an object")
+        return result
+
+    async def get_nonce(self, block_number: int, address: int) -> int:
+        result = await self.call(
+            "starknet_getNonce", {"block_id": block_id(block_number), "contract_address": hex(address)}
+        )
+        return parse_felt(result, "nonce")
+
+    async def get_storage_at(self, address: int, key: int, block_number: int) -> int:
+        result = await self.call("starknet_getStorageAt", [hex(address), hex(key), block_id(block_number)])
+        return parse_felt(result, "storage value")
+
+    async def get_class_hash_at(self, block_number: int, address: int) -> int:
+        result = await self.call("starknet_getClassHashAt", [block_id(block_number), hex(address)])
+        return parse_felt(result, "class hash")

@@ -1,0 +1,41 @@
+"""Shared fixtures: where the vectors are, and how a test asks for an outside tool.
+
+With CI=true a missing tool or data set is a failure, never a silent skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+VECTORS_DIR = (REPO_ROOT / ".." / "shared" / "vectors").resolve()
+
+
+def is_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def require(condition: bool, what: str) -> None:
+    """Skip locally when `what` is missing; fail under CI, where everything must be present."""
+    if condition:
+        return
+    if is_ci():
+        pytest.fail(f"required for this test and missing under CI: {what}")
+    pytest.skip(f"missing: {what}")
+
+
+def require_tool(name: str, path: str | None = None) -> str:
+    found = path if path and Path(path).exists() else shutil.which(name)
+    require(found is not None, f"tool {name!r}")
+    assert found is not None
+    return found
+
+
+@pytest.fixture(scope="session")
+def vectors_dir() -> Path:
+    require(VECTORS_DIR.is_dir(), f"test vectors at {VECTORS_DIR}")
+    return VECTORS_DIR
