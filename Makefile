@@ -7,12 +7,17 @@ PYTHON ?= python3
 
 .PHONY: setup devnet test lint typecheck pytest bench clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed tools/node_modules/.installed
 
 $(VENV)/.installed: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+# Local L1 tooling (anvil, solc) from the npm registry, pinned by tools/package-lock.json.
+tools/node_modules/.installed: tools/package.json tools/package-lock.json
+	npm ci --prefix tools --no-audit --no-fund
 	touch $@
 
 devnet: setup
