@@ -149,9 +149,7 @@ class AtlanticQuery:
     @classmethod
     def from_json(cls, value: Any, operation: str) -> AtlanticQuery:
         if not isinstance(value, dict):
-            raise MalformedResponse(
-                f"{SERVICE} {operation}: a query should be an object, got {str(value)[:200]!r}"
-            )
+            raise MalformedResponse(f"{SERVICE} {operation}: a query should be an object, got {str(value)[:200]!r}")
         query_id = value.get("id")
         if not isinstance(query_id, str) or not query_id:
             raise MalformedResponse(f"{SERVICE} {operation}: query without an id: {str(value)[:200]!r}")
@@ -183,9 +181,7 @@ class AtlanticBucket:
     @classmethod
     def from_json(cls, value: Any, operation: str, queries: Any = ()) -> AtlanticBucket:
         if not isinstance(value, dict) or not isinstance(value.get("id"), str):
-            raise MalformedResponse(
-                f"{SERVICE} {operation}: a bucket should have an id: {str(value)[:200]!r}"
-            )
+            raise MalformedResponse(f"{SERVICE} {operation}: a bucket should have an id: {str(value)[:200]!r}")
         try:
             status = AtlanticBucketStatus(str(value.get("status")))
         except ValueError:
@@ -242,9 +238,7 @@ def parse_atlantic_webhook(body: bytes) -> AtlanticWebhook:
         status = AtlanticQueryStatus(str(payload.get("status")))
     except ValueError:
         expected = ", ".join(AtlanticQueryStatus)
-        raise InvalidInput(
-            f"Atlantic webhook: status {payload.get('status')!r} is not one of {expected}"
-        ) from None
+        raise InvalidInput(f"Atlantic webhook: status {payload.get('status')!r} is not one of {expected}") from None
     for name in ("bucketId", "step", "errorReason"):
         if payload.get(name) is not None and not isinstance(payload[name], str):
             raise InvalidInput(f"Atlantic webhook: {name} should be a string or null")
@@ -318,9 +312,7 @@ class AtlanticClient:
     ) -> httpx.Response:
         """One attempt: the API key header, the answer's status classified."""
         headers = {"api-key": self.config.api_key, "accept": "application/json"}
-        response = await self._client.request(
-            method, f"{self._service_url}/{path}", headers=headers, **kwargs
-        )
+        response = await self._client.request(method, f"{self._service_url}/{path}", headers=headers, **kwargs)
         if not (allow_404 and response.status_code == 404):
             raise_for_status(response, SERVICE, operation, _is_retryable_status)
         return response
@@ -449,9 +441,7 @@ class AtlanticClient:
 
     async def close_bucket(self, bucket_id: str) -> AtlanticBucket:
         async def call() -> AtlanticBucket:
-            response = await self._request(
-                "POST", "buckets/close", "close bucket", params={"bucketId": bucket_id}
-            )
+            response = await self._request("POST", "buckets/close", "close bucket", params={"bucketId": bucket_id})
             body = json_object(response, SERVICE, "close bucket")
             return AtlanticBucket.from_json(body.get("atlanticBucket"), "close bucket")
 
@@ -536,9 +526,7 @@ class AtlanticClient:
                 data=self._form(fields),
                 files={"inputFile": ("proof.json", proof.encode(), "application/json")},
             )
-            return _query_id(
-                json_object(response, SERVICE, "submit L2 verification"), "submit L2 verification"
-            )
+            return _query_id(json_object(response, SERVICE, "submit L2 verification"), "submit L2 verification")
 
         query_id: str = await self._retry("submit L2 verification", call)
         log.info("Atlantic: L2 verification of task %s submitted as query %s", task_id, query_id)
@@ -581,9 +569,7 @@ def _failure_message(reason: str | None) -> str:
 def _query_id(body: dict[str, Any], operation: str) -> str:
     query_id = body.get("atlanticQueryId")
     if not isinstance(query_id, str) or not query_id:
-        raise MalformedResponse(
-            f"{SERVICE} {operation}: the answer has no atlanticQueryId: {str(body)[:200]!r}"
-        )
+        raise MalformedResponse(f"{SERVICE} {operation}: the answer has no atlanticQueryId: {str(body)[:200]!r}")
     return query_id
 
 

@@ -75,9 +75,8 @@ async def with_retries(
             pause = policy.delay(attempt)
             elapsed = clock() - started
             if attempt >= policy.max_attempts or elapsed + pause > policy.budget_s:
-                message = (
-                    f"{service} {operation} failed after {attempt} attempt(s) in {elapsed:.1f} s: "
-                    + describe(exc)
+                message = f"{service} {operation} failed after {attempt} attempt(s) in {elapsed:.1f} s: " + describe(
+                    exc
                 )
                 raise RetriesExhausted(message, exc, attempt) from exc
             log.warning(
@@ -104,8 +103,7 @@ def json_body(response: httpx.Response, service: str, operation: str) -> Any:
         return response.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise MalformedResponse(
-            f"{service} {operation}: the answer is not JSON "
-            f"(HTTP {response.status_code}): {response.text[:200]!r}"
+            f"{service} {operation}: the answer is not JSON (HTTP {response.status_code}): {response.text[:200]!r}"
         ) from exc
 
 

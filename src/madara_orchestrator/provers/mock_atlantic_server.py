@@ -1,0 +1,552 @@
+"""A server speaking the Atlantic REST subset ``AtlanticClient`` uses (SPEC §7.5), for tests and devnets.
+
+Routes: ``GET atlantic-query-by-dedup-id``, ``POST atlantic-query`` (multipart), ``GET
+atlantic-query/{id}``, ``POST buckets``, ``GET buckets/{id}``, ``POST buckets/close``, and the
+artifacts under ``/artifacts/queries/{id}/{file}``. A submitted PIE is read and its real GPS fact
+computed; an unreadable PIE makes the query FAILED with the reason. Queries go RECEIVED →
+IN_PROGRESS → DONE over ``processing_s``; then the completion webhook is POSTed (if configured).
+
+Knobs: ``latency_s`` (every API answer), ``failure_rate`` (share of API requests answered 503,
+drawn from ``random.Random(seed)``: the same request sequence gives the same failures) and
+one-shot ``Fault``s injected by tests (``state.inject``) or over HTTP (``POST /_mock/faults``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import random
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from madara_orchestrator.domain.errors import InvalidInput
+from madara_orchestrator.starknet.facts import fact_info
+from madara_orchestrator.starknet.pie import read_pie
+
+log = logging.getLogger(__name__)
+
+ARTIFACTS_PREFIX = "/artifacts"
+AGGREGATOR_PROGRAM_HASH = "0x" + "ab" * 31 + "01"
+"""Placeholder program hash reported for the mock aggregator query."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MockAtlanticConfig:
+    latency_s: float = 0.0
+    failure_rate: float = 0.0
+    seed: int = 0
+    processing_s: float = 0.5
+    """Seconds from submission (or bucket close) to DONE."""
+    webhook_url: str | None = None
+    api_key: str | None = None
+    """When set, the ``api-key`` header must equal it; otherwise any non-empty key is accepted."""
+    compute_facts: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.failure_rate <= 1.0:
+            raise InvalidInput(f"failure rate {self.failure_rate} is not between 0 and 1")
+        if self.latency_s < 0 or self.processing_s < 0:
+            raise InvalidInput("latency and processing time cannot be negative")
+
+
+@dataclass(slots=True, kw_only=True)
+class Fault:
+    """A one-shot misbehaviour applied to the next ``count`` matching API requests (or queries).
+
+    ``status``: answer ``status_code`` with ``body``; ``delay``: sleep ``delay_s`` first (client
+    timeouts); ``malformed``: answer 200 with ``body`` (not what the client expects);
+    ``fail_query``: the next submitted query ends FAILED with ``reason``.
+    """
+
+    kind: Literal["status", "delay", "malformed", "fail_query"]
+    count: int = 1
+    status_code: int = 503
+    delay_s: float = 0.0
+    body: str = "not json"
+    reason: str = "injected failure"
+    path_contains: str = ""
+
+
+@dataclass(slots=True)
+class _Query:
+    data: dict[str, Any]
+    pie: bytes | None = None
+    proof_input: bytes | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass(slots=True, kw_only=True)
+class MockAtlanticState:
+    config: MockAtlanticConfig
+    queries: dict[str, _Query] = field(default_factory=dict)
+    by_dedup: dict[str, str] = field(default_factory=dict)
+    buckets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    faults: list[Fault] = field(default_factory=list)
+    webhook_deliveries: list[dict[str, Any]] = field(default_factory=list)
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    """``(method, path)`` of every request, for tests."""
+    submissions: int = 0
+    rng: random.Random = field(default_factory=random.Random)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.config.seed)
+
+    def inject(self, fault: Fault) -> None:
+        self.faults.append(fault)
+
+    def take_fault(self, path: str, kinds: tuple[str, ...]) -> Fault | None:
+        for fault in self.faults:
+            if fault.kind in kinds and fault.path_contains in path:
+                fault.count -= 1
+                if fault.count <= 0:
+                    self.faults.remove(fault)
+                return fault
+        return None
+
+    def new_id(self, prefix: str) -> str:
+        return f"{prefix}_{next(self._ids):04d}_{uuid.uuid4().hex[:8]}"
+
+
+# --------------------------------------------------------------------------------------------------
+# The app
+
+
+def create_app(config: MockAtlanticConfig | None = None, state: MockAtlanticState | None = None) -> Starlette:
+    """A Starlette app; ``app.state.mock`` is the ``MockAtlanticState`` (tests poke at it)."""
+    state = state or MockAtlanticState(config=config or MockAtlanticConfig())
+    cfg = state.config
+
+    def api(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        async def wrapped(request: Request) -> Response:
+            path = request.url.path
+            state.requests.append((request.method, path))
+            if cfg.latency_s:
+                await asyncio.sleep(cfg.latency_s)
+            delay = state.take_fault(path, ("delay",))
+            if delay is not None:
+                await asyncio.sleep(delay.delay_s)
+            fault = state.take_fault(path, ("status", "malformed"))
+            if fault is not None:
+                code = 200 if fault.kind == "malformed" else fault.status_code
+                return PlainTextResponse(fault.body, status_code=code)
+            if cfg.failure_rate and state.rng.random() < cfg.failure_rate:
+                return JSONResponse({"message": "mock Atlantic: random failure"}, status_code=503)
+            if not path.startswith(ARTIFACTS_PREFIX):
+                key = request.headers.get("api-key", "")
+                if not key or (cfg.api_key is not None and key != cfg.api_key):
+                    return JSONResponse({"message": "missing or wrong api-key header"}, status_code=401)
+            return await handler(request)
+
+        return wrapped
+
+    async def dedup_lookup(request: Request) -> Response:
+        dedup_id = request.query_params.get("dedupId", "")
+        query_id = state.by_dedup.get(dedup_id)
+        if query_id is None:
+            return JSONResponse({"message": f"no query with dedupId {dedup_id}"}, status_code=404)
+        return JSONResponse({"atlanticQuery": state.queries[query_id].data})
+
+    async def submit_query(request: Request) -> Response:
+        form = await request.form()
+        fields: dict[str, list[str]] = {}
+        files: dict[str, bytes] = {}
+        for name, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                files[name] = await value.read()
+            else:
+                fields.setdefault(name, []).append(value)
+
+        def first(name: str) -> str | None:
+            return fields.get(name, [None])[0]
+
+        dedup_id = first("dedupId")
+        if dedup_id and dedup_id in state.by_dedup:
+            existing = state.queries[state.by_dedup[dedup_id]]
+            if existing.data["status"] != "FAILED":
+                return JSONResponse({"atlanticQueryId": existing.data["id"]})
+        if "pieFile" not in files and "inputFile" not in files:
+            return JSONResponse({"message": "pieFile or inputFile is required"}, status_code=400)
+        bucket_id = first("bucketId")
+        if bucket_id is not None:
+            bucket = state.buckets.get(bucket_id)
+            if bucket is None:
+                return JSONResponse({"message": f"unknown bucket {bucket_id}"}, status_code=400)
+            if bucket["status"] != "OPEN":
+                return JSONResponse({"message": f"bucket {bucket_id} is {bucket['status']}"}, status_code=400)
+        index = first("bucketJobIndex")
+        query_id = state.new_id("query")
+        state.submissions += 1
+        results = fields.get("result", ["PROOF_GENERATION"])
+        data: dict[str, Any] = {
+            "id": query_id,
+            "externalId": None,
+            "transactionId": None,
+            "status": "RECEIVED",
+            "step": "TRACE_GENERATION",
+            "programHash": first("programHash"),
+            "integrityFactHash": None,
+            "sharpFactHash": None,
+            "layout": first("layout"),
+            "isFactMocked": first("mockFactHash") == "true",
+            "chain": "L1",
+            "jobSize": first("declaredJobSize"),
+            "declaredJobSize": first("declaredJobSize"),
+            "cairoVm": first("cairoVm"),
+            "cairoVersion": first("cairoVersion"),
+            "steps": [],
+            "errorReason": None,
+            "submittedByClient": "mock",
+            "projectId": "mock-project",
+            "createdAt": _now(),
+            "completedAt": None,
+            "result": results[0],
+            "network": first("network"),
+            "hints": None,
+            "sharpProver": first("sharpProver"),
+            "bucketId": bucket_id,
+            "bucketJobIndex": int(index) if index and index.isdigit() else None,
+            "customerName": "mock",
+            "isJobSizeValid": True,
+            "isProofMocked": True,
+            "dedupId": dedup_id,
+            "formFields": fields,
+        }
+        query = _Query(data=data, pie=files.get("pieFile"), proof_input=files.get("inputFile"))
+        state.queries[query_id] = query
+        if dedup_id:
+            state.by_dedup[dedup_id] = query_id
+        if bucket_id is not None:
+            state.buckets[bucket_id]["leaves"] += 1
+        failure = state.take_fault(request.url.path, ("fail_query",))
+        _spawn(state, _process_query(state, query, failure.reason if failure else None))
+        return JSONResponse({"atlanticQueryId": query_id})
+
+    async def query_status(request: Request) -> Response:
+        query = state.queries.get(request.path_params["query_id"])
+        if query is None:
+            return JSONResponse({"message": "query not found"}, status_code=404)
+        query_id = query.data["id"]
+        urls = [f"{ARTIFACTS_PREFIX}/queries/{query_id}/{name}" for name in _artifact_names(query)]
+        return JSONResponse({"atlanticQuery": query.data, "metadataUrls": urls})
+
+    async def create_bucket(request: Request) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return JSONResponse({"message": "the body must be JSON"}, status_code=400)
+        if not isinstance(body, dict) or "aggregatorVersion" not in body:
+            return JSONResponse({"message": "aggregatorVersion is required"}, status_code=400)
+        bucket_id = state.new_id("bucket")
+        bucket = {
+            "id": bucket_id,
+            "externalId": body.get("externalId"),
+            "status": "OPEN",
+            "aggregatorVersion": body["aggregatorVersion"],
+            "aggregatorParams": body.get("aggregatorParams"),
+            "mockProof": body.get("mockProof"),
+            "nodeWidth": body.get("nodeWidth"),
+            "leaves": 0,
+            "chain": "L1",
+            "projectId": "mock-project",
+            "createdByClient": "mock",
+            "createdAt": _now(),
+        }
+        state.buckets[bucket_id] = bucket
+        return JSONResponse({"atlanticBucket": bucket})
+
+    async def get_bucket(request: Request) -> Response:
+        bucket = state.buckets.get(request.path_params["bucket_id"])
+        if bucket is None:
+            return JSONResponse({"message": "bucket not found"}, status_code=404)
+        queries = [q.data for q in state.queries.values() if q.data["bucketId"] == bucket["id"]]
+        return JSONResponse({"bucket": bucket, "queries": queries})
+
+    async def close_bucket(request: Request) -> Response:
+        bucket = state.buckets.get(request.query_params.get("bucketId", ""))
+        if bucket is None:
+            return JSONResponse({"message": "bucket not found"}, status_code=404)
+        if bucket["status"] != "OPEN":
+            return JSONResponse({"message": f"bucket is {bucket['status']}, not OPEN"}, status_code=400)
+        bucket["status"] = "IN_PROGRESS"
+        _spawn(state, _aggregate_bucket(state, bucket))
+        return JSONResponse({"atlanticBucket": bucket})
+
+    async def artifact(request: Request) -> Response:
+        query = state.queries.get(request.path_params["query_id"])
+        name = request.path_params["file"]
+        if query is None or query.data["status"] != "DONE" or name not in _artifact_names(query):
+            return PlainTextResponse("not found", status_code=404)
+        return _artifact(state, query, name)
+
+    async def add_faults(request: Request) -> Response:
+        try:
+            body = await request.json()
+            items = body if isinstance(body, list) else [body]
+            faults = [Fault(**item) for item in items]
+        except (ValueError, TypeError) as exc:
+            return JSONResponse({"message": f"bad fault: {exc}"}, status_code=400)
+        for fault in faults:
+            state.inject(fault)
+        return JSONResponse({"faults": [asdict(f) for f in state.faults]})
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "queries": len(state.queries), "buckets": len(state.buckets)})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        for task in list(state.tasks):
+            task.cancel()
+        await asyncio.gather(*state.tasks, return_exceptions=True)
+
+    app = Starlette(
+        routes=[
+            Route("/atlantic-query-by-dedup-id", api(dedup_lookup), methods=["GET"]),
+            Route("/atlantic-query", api(submit_query), methods=["POST"]),
+            Route("/atlantic-query/{query_id}", api(query_status), methods=["GET"]),
+            Route("/buckets", api(create_bucket), methods=["POST"]),
+            Route("/buckets/close", api(close_bucket), methods=["POST"]),
+            Route("/buckets/{bucket_id}", api(get_bucket), methods=["GET"]),
+            Route(ARTIFACTS_PREFIX + "/queries/{query_id}/{file}", api(artifact), methods=["GET"]),
+            Route("/_mock/faults", add_faults, methods=["POST"]),
+            Route("/_mock/health", health, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.mock = state
+    return app
+
+
+# --------------------------------------------------------------------------------------------------
+# Query life cycle
+
+
+def _spawn(state: MockAtlanticState, coro: Awaitable[None]) -> None:
+    task: asyncio.Task[None] = asyncio.ensure_future(coro)
+    state.tasks.add(task)
+    task.add_done_callback(state.tasks.discard)
+
+
+async def _process_query(state: MockAtlanticState, query: _Query, injected_failure: str | None) -> None:
+    cfg = state.config
+    await asyncio.sleep(cfg.processing_s / 2)
+    query.data["status"] = "IN_PROGRESS"
+    query.data["steps"] = ["TRACE_GENERATION"]
+    reason = injected_failure
+    if reason is None and query.pie is not None:
+        reason = await asyncio.to_thread(_fill_fact, query, cfg.compute_facts)
+    if reason is None and query.proof_input is not None:
+        try:
+            json.loads(query.proof_input)
+        except ValueError as exc:
+            reason = f"inputFile is not JSON: {exc}"
+    await asyncio.sleep(cfg.processing_s / 2)
+    _finish(query, reason)
+    await _deliver_webhook(state, query)
+
+
+def _fill_fact(query: _Query, compute_facts: bool) -> str | None:
+    """Read the PIE and record its program hash and fact; the reason when the PIE is unusable."""
+    assert query.pie is not None
+    try:
+        pie = read_pie(query.pie)
+        if compute_facts:
+            info = fact_info(pie)
+            query.data["programHash"] = hex(info.program_hash)
+            query.data["integrityFactHash"] = info.fact
+            query.data["sharpFactHash"] = info.fact
+    except InvalidInput as exc:
+        return f"INVALID_CAIRO_PIE: {exc}"
+    return None
+
+
+def _finish(query: _Query, reason: str | None) -> None:
+    data = query.data
+    data["completedAt"] = _now()
+    query.done.set()
+    if reason is not None:
+        data["status"] = "FAILED"
+        data["errorReason"] = reason
+        return
+    data["status"] = "DONE"
+    data["step"] = data["result"]
+    data["steps"] = ["TRACE_GENERATION", data["result"]]
+
+
+async def _aggregate_bucket(state: MockAtlanticState, bucket: dict[str, Any]) -> None:
+    """Wait for the children, then add a DONE aggregator query (FACT_HASH_REGISTRATION) to the bucket."""
+    children = [q for q in state.queries.values() if q.data["bucketId"] == bucket["id"]]
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(max(5.0, 20 * state.config.processing_s)):
+            await asyncio.gather(*(q.done.wait() for q in children))
+    await asyncio.sleep(state.config.processing_s)
+    failed = [q for q in children if q.data["status"] != "DONE"]
+    query_id = state.new_id("query")
+    data: dict[str, Any] = {
+        "id": query_id,
+        "status": "DONE",
+        "step": "FACT_HASH_REGISTRATION",
+        "result": "FACT_HASH_REGISTRATION",
+        "bucketId": bucket["id"],
+        "bucketJobIndex": None,
+        "programHash": AGGREGATOR_PROGRAM_HASH,
+        "errorReason": None,
+        "createdAt": _now(),
+        "completedAt": _now(),
+        "isProofMocked": True,
+    }
+    last_pie = next((q.pie for q in reversed(children) if q.pie is not None), None)
+    aggregator = _Query(data=data, pie=last_pie)
+    if failed or not children:
+        data["status"] = "FAILED"
+        data["errorReason"] = (
+            f"{len(failed)} child queries did not finish" if failed else "the bucket has no child queries"
+        )
+        bucket["status"] = "FAILED"
+    else:
+        bucket["status"] = "DONE"
+    state.queries[query_id] = aggregator
+    await _deliver_webhook(state, aggregator)
+
+
+def _artifact_names(query: _Query) -> list[str]:
+    names = ["proof.json"]
+    if query.pie is not None:
+        names += ["pie.cairo0.zip", "da_blob.json"]
+    return names
+
+
+def _artifact(state: MockAtlanticState, query: _Query, name: str) -> Response:
+    data = query.data
+    if name == "pie.cairo0.zip":
+        return Response(query.pie or b"", media_type="application/zip")
+    if name == "da_blob.json":
+        return JSONResponse([hex(i) for i in range(4)])
+    proof = {
+        "proof_parameters": {
+            "stark": {"fri": {"fri_step_list": [0, 4, 4, 3]}},
+            "n_verifier_friendly_commitment_layers": 0,
+        },
+        "public_input": {"layout": data.get("layout") or "dynamic", "program_hash": data.get("programHash")},
+        "proof_hex": "0x" + uuid.uuid5(uuid.NAMESPACE_URL, data["id"]).hex,
+        "mock": True,
+    }
+    return JSONResponse(proof)
+
+
+async def _deliver_webhook(state: MockAtlanticState, query: _Query) -> None:
+    """POST the completion to ``webhook_url``: three tries, short timeouts, never raises."""
+    url = state.config.webhook_url
+    if not url:
+        return
+    data = query.data
+    payload = {
+        "atlanticQueryId": data["id"],
+        "status": data["status"],
+        "bucketId": data.get("bucketId"),
+        "step": data.get("step"),
+        "errorReason": data.get("errorReason"),
+    }
+    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0)) as client:
+        for attempt in range(1, 4):
+            try:
+                response = await client.post(url, json=payload)
+                if response.is_success:
+                    state.webhook_deliveries.append(payload)
+                    return
+                log.warning("mock Atlantic: webhook %s answered %d", url, response.status_code)
+            except httpx.HTTPError as exc:
+                log.warning("mock Atlantic: webhook %s attempt %d failed: %s", url, attempt, exc)
+            await asyncio.sleep(0.2 * attempt)
+    log.error("mock Atlantic: webhook for query %s not delivered to %s", data["id"], url)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+# --------------------------------------------------------------------------------------------------
+# Running it
+
+
+class MockAtlanticServer:
+    """The app under uvicorn on a socket of its own (port 0 → a free port), started and stopped in-process."""
+
+    def __init__(self, config: MockAtlanticConfig | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.state = MockAtlanticState(config=config or MockAtlanticConfig())
+        self.app = create_app(state=self.state)
+        self._host = host
+        self._port = port
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._socket: socket.socket | None = None
+
+    @property
+    def port(self) -> int:
+        if self._socket is None:
+            raise RuntimeError("the mock Atlantic server is not started")
+        return int(self._socket.getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._host}:{self.port}"
+
+    @property
+    def artifacts_url(self) -> str:
+        return self.url + ARTIFACTS_PREFIX
+
+    async def start(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self._host, self._port))
+        self._socket = sock
+        config = uvicorn.Config(self.app, log_level="warning", lifespan="on", access_log=False)
+        self._server = uvicorn.Server(config)
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
+        for _ in range(500):
+            if self._server.started or self._task.done():
+                break
+            await asyncio.sleep(0.01)
+        if not self._server.started:
+            await self.stop()
+            raise RuntimeError("the mock Atlantic server did not start")
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(self._task, timeout=10)
+        if self._socket is not None:
+            self._socket.close()
+        self._server = None
+        self._task = None
+
+    async def __aenter__(self) -> MockAtlanticServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+def serve(config: MockAtlanticConfig, *, host: str = "127.0.0.1", port: int = 4001) -> None:
+    """Run until interrupted (the ``orchestrator mock-atlantic`` command)."""
+    uvicorn.run(create_app(config), host=host, port=port, log_level="info")
