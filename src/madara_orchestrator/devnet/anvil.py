@@ -1,0 +1,251 @@
+"""A local L1 for the devnet and the tests: anvil started on 127.0.0.1 on a free port, stopped cleanly.
+
+The binary ships inside the npm package pinned by ``tools/package-lock.json`` (``make setup`` installs it
+into ``tools/node_modules``); ``MADARA_ORCHESTRATOR_ANVIL_BIN`` overrides the path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+import httpx
+
+from madara_orchestrator.domain.errors import BackendUnavailable, ConfigError
+
+log = logging.getLogger(__name__)
+
+ANVIL_BIN_ENV = "MADARA_ORCHESTRATOR_ANVIL_BIN"
+REPO_ROOT = Path(__file__).resolve().parents[3]
+DEFAULT_ANVIL_BIN = REPO_ROOT / "tools" / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
+HARDFORKS = ("cancun", "prague", "osaka")
+
+# anvil's well-known development accounts (mnemonic "test test test ... junk"): public knowledge, devnet only.
+DEV_PRIVATE_KEYS = (
+    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+)
+
+_LISTENING = re.compile(r"Listening on (\d+\.\d+\.\d+\.\d+):(\d+)")
+
+
+def find_anvil_binary(override: str | os.PathLike[str] | None = None) -> Path:
+    """The anvil executable: ``override``, else $MADARA_ORCHESTRATOR_ANVIL_BIN, else tools/node_modules."""
+    raw = override or os.environ.get(ANVIL_BIN_ENV)
+    path = Path(raw) if raw else DEFAULT_ANVIL_BIN
+    if not path.is_file() or not os.access(path, os.X_OK):
+        source = "given path" if override else (f"${ANVIL_BIN_ENV}" if raw else "tools/node_modules")
+        raise ConfigError(
+            [
+                f"anvil binary not found at {path} ({source}): run `make setup` (it runs "
+                f"`npm ci --prefix tools`), or set {ANVIL_BIN_ENV} to an anvil executable"
+            ]
+        )
+    return path
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnvilConfig:
+    hardfork: str = "prague"
+    chain_id: int = 31337
+    block_time_s: float | None = None
+    """Interval mining every ``block_time_s`` seconds; None = automine (one block per transaction)."""
+    no_mining: bool = False
+    """Mine only on ``evm_mine`` (overrides ``block_time_s``); automine can be switched on later by RPC."""
+    accounts: int = 4
+    balance_eth: int = 10_000
+    base_fee_wei: int | None = None
+    gas_limit: int | None = None
+    extra_args: tuple[str, ...] = field(default_factory=tuple)
+
+    def args(self) -> list[str]:
+        if self.hardfork not in HARDFORKS:
+            raise ConfigError([f"unsupported anvil hardfork {self.hardfork!r}: choose one of {', '.join(HARDFORKS)}"])
+        out = [
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--hardfork",
+            self.hardfork,
+            "--chain-id",
+            str(self.chain_id),
+            "--accounts",
+            str(self.accounts),
+            "--balance",
+            str(self.balance_eth),
+        ]
+        if self.no_mining:
+            out.append("--no-mining")
+        elif self.block_time_s is not None:
+            out += ["--block-time", f"{self.block_time_s:g}"]
+        if self.base_fee_wei is not None:
+            out += ["--base-fee", str(self.base_fee_wei)]
+        if self.gas_limit is not None:
+            out += ["--gas-limit", str(self.gas_limit)]
+        return out + list(self.extra_args)
+
+
+class Anvil:
+    """One anvil process. ``with Anvil(AnvilConfig(...)) as node: node.url`` starts and stops it."""
+
+    def __init__(
+        self,
+        config: AnvilConfig | None = None,
+        *,
+        binary: str | os.PathLike[str] | None = None,
+        log_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.config = config or AnvilConfig()
+        self._binary = binary
+        self._log_path = Path(log_path) if log_path else None
+        self._proc: subprocess.Popen[str] | None = None
+        self._reader: threading.Thread | None = None
+        self._listening = threading.Event()
+        self._address: tuple[str, int] | None = None
+        self._tail: list[str] = []
+
+    @property
+    def url(self) -> str:
+        if self._address is None:
+            raise RuntimeError("anvil is not running")
+        return f"http://{self._address[0]}:{self._address[1]}"
+
+    @property
+    def port(self) -> int:
+        if self._address is None:
+            raise RuntimeError("anvil is not running")
+        return self._address[1]
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def start(self, *, timeout_s: float = 30.0) -> Anvil:
+        """Start anvil and return once it answers ``eth_chainId``; raises BackendUnavailable otherwise."""
+        if self._proc is not None:
+            raise RuntimeError("anvil already started")
+        binary = find_anvil_binary(self._binary)
+        cmd = [str(binary), *self.config.args()]
+        self._proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self._reader = threading.Thread(target=self._drain, args=(self._proc.stdout,), daemon=True)
+        self._reader.start()
+        deadline = time.monotonic() + timeout_s
+        try:
+            self._wait_listening(deadline)
+            self._wait_answering(deadline)
+        except BaseException:
+            self.stop()
+            raise
+        log.info(
+            "anvil started at %s (pid %s, hardfork %s, chain id %s, %s)",
+            self.url,
+            self._proc.pid,
+            self.config.hardfork,
+            self.config.chain_id,
+            "no mining"
+            if self.config.no_mining
+            else (f"block time {self.config.block_time_s}s" if self.config.block_time_s else "automine"),
+        )
+        return self
+
+    def _drain(self, stream: IO[str] | None) -> None:
+        if stream is None:
+            return
+        sink = self._log_path.open("a") if self._log_path else None
+        try:
+            for line in stream:
+                if sink:
+                    sink.write(line)
+                    sink.flush()
+                self._tail = [*self._tail[-19:], line.rstrip()]
+                if not self._listening.is_set():
+                    match = _LISTENING.search(line)
+                    if match:
+                        self._address = (match.group(1), int(match.group(2)))
+                        self._listening.set()
+        finally:
+            if sink:
+                sink.close()
+
+    def _wait_listening(self, deadline: float) -> None:
+        assert self._proc is not None
+        while not self._listening.wait(0.05):
+            if self._proc.poll() is not None:
+                raise BackendUnavailable(
+                    f"anvil exited with code {self._proc.returncode} before listening: "
+                    + " | ".join(line for line in self._tail if line)[-2000:]
+                )
+            if time.monotonic() > deadline:
+                raise BackendUnavailable("anvil did not report a listening address in time")
+
+    def _wait_answering(self, deadline: float) -> None:
+        last: Exception | None = None
+        with httpx.Client(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                try:
+                    resp = client.post(self.url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"})
+                    if resp.status_code == 200 and "result" in resp.json():
+                        return
+                except httpx.HTTPError as exc:
+                    last = exc
+                time.sleep(0.05)
+        raise BackendUnavailable(f"anvil at {self.url} did not answer eth_chainId in time: {last}")
+
+    def stop(self, *, timeout_s: float = 5.0) -> None:
+        """Terminate (then kill after ``timeout_s``) the process; safe to call twice."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                log.warning("anvil (pid %s) did not stop after SIGTERM; killing it", proc.pid)
+                proc.kill()
+                proc.wait(timeout_s)
+        if self._reader is not None:
+            self._reader.join(timeout_s)
+        if proc.stdout:
+            proc.stdout.close()
+        log.info("anvil at %s stopped", self.url if self._address else "?")
+        self._address = None
+
+    def rpc(self, method: str, params: Sequence[Any] = (), *, timeout_s: float = 10.0) -> Any:
+        """A synchronous JSON-RPC call (test helpers: ``anvil_setNextBlockBaseFeePerGas``, ``evm_mine``...)."""
+        resp = httpx.post(
+            self.url,
+            json={"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)},
+            timeout=timeout_s,
+        )
+        body = resp.json()
+        if "error" in body:
+            raise BackendUnavailable(f"anvil {method} failed: {body['error']}")
+        return body.get("result")
+
+    def __enter__(self) -> Anvil:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,101 @@
+"""Devnet program outputs in the Starknet OS layout (SPEC §6.6) with a REAL KZG section for the blobs.
+
+The commitments are those of the blobs, x_0 is derived deterministically from them (below the BLS
+modulus), and each y is the blob's evaluation at x_0 (``compute_point_proof``): so the devnet core
+contract's checks (blob versioned hashes, point-evaluation precompile) pass only for the right blobs.
+The fact the mock prover registers is ``program_output_fact(program_hash, output)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from eth_hash.auto import keccak
+
+from madara_orchestrator.domain.errors import InvalidInput
+from madara_orchestrator.settlement.encoding import commitment_to_limbs, program_output_fact, y_to_limbs
+from madara_orchestrator.starknet import kzg
+
+STARKNET_PRIME = 2**251 + 17 * 2**192 + 1
+BLS_MODULUS = 52435875175126190479447740508185965837690552500527637822603658699938581184513
+DEVNET_OS_PROGRAM_HASH = int.from_bytes(keccak(b"madara-orchestrator devnet os program"), "big") % STARKNET_PRIME
+DEVNET_CONFIG_HASH = int.from_bytes(keccak(b"madara-orchestrator devnet os config"), "big") % STARKNET_PRIME
+
+__all__ = [
+    "DEVNET_CONFIG_HASH",
+    "DEVNET_OS_PROGRAM_HASH",
+    "DevnetStateTransition",
+    "build_program_output",
+    "devnet_x0",
+    "felt_from_int",
+    "program_output_fact",
+]
+
+
+def felt_from_int(value: int) -> int:
+    """A signed integer as a felt (-1 → P - 1, how the OS writes the block before genesis)."""
+    if not -STARKNET_PRIME < value < STARKNET_PRIME:
+        raise InvalidInput(f"{value} does not fit a felt")
+    return value % STARKNET_PRIME
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DevnetStateTransition:
+    """The header of one (batched) state transition: blocks prev_block_number+1 ..= new_block_number."""
+
+    initial_root: int
+    final_root: int
+    prev_block_number: int
+    """-1 for the first batch after genesis."""
+    new_block_number: int
+    prev_block_hash: int
+    new_block_hash: int
+    os_program_hash: int = DEVNET_OS_PROGRAM_HASH
+    config_hash: int = DEVNET_CONFIG_HASH
+    full_output: int = 0
+
+
+def devnet_x0(commitments: Sequence[bytes], salt: bytes = b"") -> int:
+    """A deterministic evaluation point bound to the blobs' commitments: a felt (so below the Starknet
+    prime, which is itself below the BLS modulus), like the OS's Poseidon-derived z."""
+    digest = keccak(b"madara-orchestrator devnet x_0" + salt + b"".join(commitments))
+    return int.from_bytes(digest, "big") % STARKNET_PRIME
+
+
+def build_program_output(
+    transition: DevnetStateTransition,
+    blobs: Sequence[bytes],
+    *,
+    x_0: int | None = None,
+    rest: Sequence[int] = (0, 0),
+) -> list[int]:
+    """``[header(10), x_0, n_blobs, commitment limbs (2n), y limbs (2n), *rest]``.
+
+    ``rest`` follows the KZG section (by default empty L1→L2 and L2→L1 message segments).
+    """
+    if not blobs:
+        raise InvalidInput("a KZG DA program output needs at least one blob")
+    commitments = [kzg.blob_to_commitment(blob) for blob in blobs]
+    z = devnet_x0(commitments) if x_0 is None else x_0
+    if not 0 <= z < STARKNET_PRIME:
+        raise InvalidInput("x_0 must be a felt (below the Starknet prime, hence below the BLS12-381 modulus)")
+    header = [
+        transition.initial_root,
+        transition.final_root,
+        felt_from_int(transition.prev_block_number),
+        felt_from_int(transition.new_block_number),
+        transition.prev_block_hash,
+        transition.new_block_hash,
+        transition.os_program_hash,
+        transition.config_hash,
+        1,
+        transition.full_output,
+    ]
+    commitment_limbs = [limb for c in commitments for limb in commitment_to_limbs(c)]
+    y_limbs = [limb for blob in blobs for limb in y_to_limbs(kzg.compute_point_proof(blob, z)[1])]
+    output = [*header, z, len(blobs), *commitment_limbs, *y_limbs, *rest]
+    for index, value in enumerate(output):
+        if not 0 <= value < STARKNET_PRIME:
+            raise InvalidInput(f"program output word {index} ({value}) is not a felt")
+    return output

@@ -1,0 +1,166 @@
+"""The devnet contracts (compiled artifacts in ``settlement/contracts/``): deployment and the fact registry.
+
+Plain (type 2) transactions here are for devnet set-up and the mock prover's fact registration; state
+updates go through the ``TxManager``. Use a different key for these than the settlement operator's, so
+the two never compete for a nonce.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from eth_abi import encode as abi_encode
+from eth_keys.datatypes import PrivateKey
+
+from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, NotFound
+from madara_orchestrator.settlement.blob_tx import sign_dynamic_fee_tx
+from madara_orchestrator.settlement.encoding import IS_VALID_SELECTOR, REGISTER_FACT_SELECTOR
+from madara_orchestrator.settlement.eth_rpc import EthRpc
+
+log = logging.getLogger(__name__)
+
+ARTIFACTS_DIR = Path(__file__).resolve().parent / "contracts"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContractArtifact:
+    name: str
+    abi: list[dict[str, Any]]
+    bytecode: bytes
+
+
+@cache
+def load_artifact(name: str) -> ContractArtifact:
+    path = ARTIFACTS_DIR / f"{name}.json"
+    if not path.is_file():
+        raise NotFound(f"contract artifact {path} is missing: run scripts/build_contracts.py")
+    doc = json.loads(path.read_text())
+    return ContractArtifact(name=name, abi=doc["abi"], bytecode=bytes.fromhex(doc["bytecode"].removeprefix("0x")))
+
+
+def _private_key(key: str | PrivateKey) -> PrivateKey:
+    if isinstance(key, PrivateKey):
+        return key
+    raw = bytes.fromhex(key.removeprefix("0x"))
+    if len(raw) != 32:
+        raise InvalidInput("a private key is 32 bytes (64 hex characters)")
+    return PrivateKey(raw)
+
+
+async def wait_for_receipt(
+    rpc: EthRpc, tx_hash: str, *, timeout_s: float = 60.0, poll_s: float = 0.1
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        receipt = await rpc.transaction_receipt(tx_hash)
+        if receipt is not None and receipt.get("blockNumber") is not None:
+            return receipt
+        if time.monotonic() > deadline:
+            raise BackendUnavailable(f"transaction {tx_hash} was not mined within {timeout_s:g}s")
+        await asyncio.sleep(poll_s)
+
+
+async def send_plain_tx(
+    rpc: EthRpc,
+    private_key: str | PrivateKey,
+    *,
+    to: str | None,
+    data: bytes,
+    gas_limit: int | None = None,
+    timeout_s: float = 60.0,
+) -> dict[str, Any]:
+    """Sign, send and wait for a type-2 transaction; raises if it reverts. Returns the receipt."""
+    key = _private_key(private_key)
+    sender = key.public_key.to_checksum_address()
+    nonce = await rpc.transaction_count(sender, "pending")
+    block = await rpc.latest_block()
+    base_fee = int(block.get("baseFeePerGas") or "0x0", 16)
+    priority = 1_000_000_000
+    if gas_limit is None:
+        call: dict[str, Any] = {"from": sender, "data": "0x" + data.hex()}
+        if to:
+            call["to"] = to
+        gas_limit = int(await rpc.estimate_gas(call) * 1.2) + 10_000
+    signed = sign_dynamic_fee_tx(
+        private_key=key,
+        chain_id=await rpc.chain_id(),
+        nonce=nonce,
+        to=to,
+        data=data,
+        gas_limit=gas_limit,
+        max_fee_per_gas=2 * base_fee + priority,
+        max_priority_fee_per_gas=priority,
+    )
+    await rpc.send_raw_transaction(signed.raw)
+    receipt = await wait_for_receipt(rpc, signed.tx_hash, timeout_s=timeout_s)
+    if int(receipt["status"], 16) != 1:
+        raise InvalidInput(f"transaction {signed.tx_hash} to {to or 'a new contract'} reverted")
+    return receipt
+
+
+async def deploy_contract(rpc: EthRpc, private_key: str | PrivateKey, name: str, constructor_args: bytes = b"") -> str:
+    artifact = load_artifact(name)
+    receipt = await send_plain_tx(rpc, private_key, to=None, data=artifact.bytecode + constructor_args)
+    address = receipt.get("contractAddress")
+    if not address:
+        raise BackendUnavailable(f"deployment of {name} returned no contract address")
+    log.info("deployed %s at %s", name, address)
+    return str(address)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DevnetContracts:
+    fact_registry: str
+    core_contract: str
+    program_hash: int
+    config_hash: int
+
+
+async def deploy_devnet_contracts(
+    rpc: EthRpc, private_key: str | PrivateKey, *, program_hash: int, config_hash: int = 0
+) -> DevnetContracts:
+    """Deploy the fact registry and the core contract (at genesis: stateBlockNumber -1).
+
+    ``program_hash`` is the hash the facts are computed with; ``config_hash`` 0 accepts any OS config hash.
+    """
+    registry = await deploy_contract(rpc, private_key, "FactRegistry")
+    core = await deploy_contract(
+        rpc,
+        private_key,
+        "StarknetCore",
+        abi_encode(["address", "uint256", "uint256"], [registry, program_hash, config_hash]),
+    )
+    return DevnetContracts(
+        fact_registry=registry, core_contract=core, program_hash=program_hash, config_hash=config_hash
+    )
+
+
+class FactRegistryClient:
+    """The devnet fact registry: the mock prover registers facts, the core contract checks them."""
+
+    def __init__(self, rpc: EthRpc, address: str, private_key: str | PrivateKey) -> None:
+        self.rpc = rpc
+        self.address = address
+        self._key = _private_key(private_key)
+
+    def __repr__(self) -> str:
+        return f"FactRegistryClient(address={self.address})"
+
+    async def register_fact(self, fact: bytes) -> str:
+        """Register (idempotent on chain); returns the tx hash."""
+        if len(fact) != 32:
+            raise InvalidInput(f"a fact is 32 bytes, got {len(fact)}")
+        receipt = await send_plain_tx(self.rpc, self._key, to=self.address, data=REGISTER_FACT_SELECTOR + fact)
+        log.info("fact 0x%s registered in %s", fact.hex(), receipt["transactionHash"])
+        return str(receipt["transactionHash"])
+
+    async def is_valid(self, fact: bytes) -> bool:
+        result = await self.rpc.call(self.address, IS_VALID_SELECTOR + fact)
+        return int.from_bytes(result[:32], "big") == 1
