@@ -7,10 +7,18 @@ fast unit tests live in ``backends/memory.py`` and pass the same contract tests 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from madara_orchestrator.domain.batches import (
+    AggregatorBatch,
+    AggregatorBatchStatus,
+    SnosBatch,
+    SnosBatchStatus,
+)
+from madara_orchestrator.domain.jobs import Job, JobStatus, JobType
 from madara_orchestrator.domain.proving import (
     AggregationArtifacts,
     ProverTask,
@@ -204,3 +212,134 @@ class SettlementClient(Protocol):
     async def verify_tx_inclusion(self, tx_hash: str) -> str:
         """``Pending``, ``Verified`` or ``Rejected: <reason>``."""
         ...
+
+
+# --------------------------------------------------------------------------------------------------
+# The database: jobs and batches
+
+
+class JobStore(Protocol):
+    """The source of truth for jobs. Writes are guarded by ``version`` (optimistic locking)."""
+
+    async def create_job(self, job: Job) -> bool:
+        """Insert; False (and no change) when a job with the same (job_type, internal_id) exists."""
+        ...
+
+    async def get_job(self, job_id: uuid.UUID) -> Job | None: ...
+
+    async def get_job_by_internal_id(self, job_type: JobType, internal_id: int) -> Job | None: ...
+
+    async def update_job(self, job: Job, *, now: float, only_if_lease_expired: bool = False) -> Job:
+        """Persist ``job`` if the stored version is still ``job.version``; returns it with version+1.
+
+        Raises ``StaleVersion`` otherwise. With ``only_if_lease_expired`` the write also requires that
+        no live lease is held (a take-over must not race a heartbeat)."""
+        ...
+
+    async def renew_lease(self, job_id: uuid.UUID, owner: str, expires_at: float) -> bool:
+        """Extend a lease we hold, without a version bump. False when the lease is no longer ours."""
+        ...
+
+    async def list_jobs(
+        self,
+        *,
+        statuses: Sequence[JobStatus] = (),
+        job_types: Sequence[JobType] = (),
+        min_internal_id: int | None = None,
+        limit: int | None = None,
+        descending: bool = False,
+    ) -> list[Job]: ...
+
+    async def latest_job(self, job_type: JobType, *, statuses: Sequence[JobStatus] = ()) -> Job | None:
+        """The job of that type with the highest internal id."""
+        ...
+
+    async def oldest_job(self, job_type: JobType, *, excluding_statuses: Sequence[JobStatus] = ()) -> Job | None: ...
+
+    async def jobs_without_successor(
+        self,
+        job_type: JobType,
+        status: JobStatus,
+        successor_type: JobType,
+        *,
+        min_internal_id: int = 0,
+        limit: int | None = None,
+    ) -> list[Job]:
+        """Jobs of ``job_type`` in ``status`` with no ``successor_type`` job of the same internal id, oldest first."""
+        ...
+
+    async def jobs_for_block(self, block_number: int) -> list[Job]: ...
+
+    async def count_jobs(self) -> dict[tuple[JobType, JobStatus], int]: ...
+
+    async def stalled_jobs(self, statuses: Sequence[JobStatus], updated_before: float, limit: int) -> list[Job]: ...
+
+
+class BatchStore(Protocol):
+    async def save_snos_batch(self, batch: SnosBatch) -> None:
+        """Insert or replace by index."""
+        ...
+
+    async def save_aggregator_batch(self, batch: AggregatorBatch) -> None: ...
+
+    async def get_snos_batch(self, index: int) -> SnosBatch | None: ...
+
+    async def get_aggregator_batch(self, index: int) -> AggregatorBatch | None: ...
+
+    async def latest_snos_batch(self) -> SnosBatch | None: ...
+
+    async def latest_aggregator_batch(self) -> AggregatorBatch | None: ...
+
+    async def list_snos_batches(
+        self,
+        *,
+        indexes: Sequence[int] = (),
+        statuses: Sequence[SnosBatchStatus] = (),
+        aggregator_index: int | None = None,
+        limit: int | None = None,
+        descending: bool = False,
+    ) -> list[SnosBatch]: ...
+
+    async def list_aggregator_batches(
+        self,
+        *,
+        indexes: Sequence[int] = (),
+        statuses: Sequence[AggregatorBatchStatus] = (),
+        limit: int | None = None,
+        descending: bool = False,
+    ) -> list[AggregatorBatch]: ...
+
+    async def snos_batches_without_jobs(
+        self, status: SnosBatchStatus, *, min_index: int = 0, limit: int | None = None
+    ) -> list[SnosBatch]: ...
+
+    async def snos_batch_for_block(self, block_number: int) -> SnosBatch | None: ...
+
+    async def aggregator_batch_for_block(self, block_number: int) -> AggregatorBatch | None: ...
+
+    async def set_snos_batch_status(self, index: int, status: SnosBatchStatus, *, now: float) -> None: ...
+
+    async def set_aggregator_batch_status(self, index: int, status: AggregatorBatchStatus, *, now: float) -> None: ...
+
+
+class Database(JobStore, BatchStore, Protocol):
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AggregationResult:
+    cairo_pie_zip: bytes
+    program_output: list[int]
+    """The aggregator's filtered program output, what settlement sends."""
+    da_segment: list[int]
+    """The state diff to publish as blobs."""
+    fact: str
+    """``0x`` + 64 hex: the GPS fact of (aggregator program hash, program output)."""
+
+
+class AggregatorRunner(Protocol):
+    """Runs the aggregator locally over the child SNOS outputs (SHARP and mock provers)."""
+
+    async def run(self, children_program_outputs: Sequence[Sequence[int]]) -> AggregationResult: ...

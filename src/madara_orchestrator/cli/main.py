@@ -11,9 +11,10 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from madara_orchestrator import ORCHESTRATOR_VERSION
-from madara_orchestrator.cli import blob, mock_atlantic, pie
+from madara_orchestrator.cli import blob, devnet, jobs, mock_atlantic, pie, run, setup
 from madara_orchestrator.domain.errors import ConfigError, InvalidInput, OrchestratorError
 
 
@@ -30,15 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _command_modules() -> list:  # type: ignore[type-arg]
-    modules: list = [blob, pie, mock_atlantic]  # type: ignore[type-arg]
-    try:  # the engine's commands (run, setup, devnet, jobs)
-        from madara_orchestrator.cli import devnet, jobs, run
-
-        modules = [run, devnet, jobs, *modules]
-    except ImportError:  # pragma: no cover - only while the engine is being built
-        pass
-    return modules
+def _command_modules() -> list[ModuleType]:
+    return [run, setup, devnet, jobs, blob, pie, mock_atlantic]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

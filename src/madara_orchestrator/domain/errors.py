@@ -52,11 +52,13 @@ class Retryable(OrchestratorError):
 
 
 class JobError(OrchestratorError):
-    """A job handler failure. ``retryable`` tells the engine whether another attempt may help."""
+    """A job handler failure. ``retryable`` tells the engine whether another attempt may help;
+    ``specific`` is job-specific metadata to save with the failure (e.g. settlement attempts)."""
 
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
+    def __init__(self, message: str, *, retryable: bool = True, specific: object | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.specific = specific
 
 
 class QueueFull(OrchestratorError):
@@ -64,6 +66,5 @@ class QueueFull(OrchestratorError):
         self.current = current
         self.maximum = maximum
         super().__init__(
-            f"Priority queue is full (current: {current}, max: {maximum}). "
-            "Please try again later or use normal queue."
+            f"Priority queue is full (current: {current}, max: {maximum}). Please try again later or use normal queue."
         )

@@ -120,9 +120,7 @@ class StarknetRpcClient:
         chunks = [calls[i : i + self._max_batch_size] for i in range(0, len(calls), self._max_batch_size)]
 
         async def run_chunk(chunk: Sequence[RpcCall]) -> list[Any | RpcError]:
-            payload = [
-                {"jsonrpc": "2.0", "id": i, "method": c.method, "params": c.params} for i, c in enumerate(chunk)
-            ]
+            payload = [{"jsonrpc": "2.0", "id": i, "method": c.method, "params": c.params} for i, c in enumerate(chunk)]
             async with self._batch_slots:
                 reply = await self._post(payload)
             if not isinstance(reply, list):

@@ -1,0 +1,160 @@
+"""One SQLite file (WAL) shared by the job store, the queue and the locks of the embedded default.
+
+All statements of a process go through one connection on one worker thread: SQLite has a single
+writer anyway, and this keeps the event loop free. Other processes on the same file wait on the
+busy timeout. Writes take ``BEGIN IMMEDIATE`` so two processes never deadlock on a lock upgrade.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from madara_orchestrator.domain.errors import BackendUnavailable
+
+T = TypeVar("T")
+
+SCHEMA: list[str] = [
+    # version 1
+    """
+    CREATE TABLE IF NOT EXISTS jobs (
+        id TEXT PRIMARY KEY,
+        internal_id INTEGER NOT NULL,
+        job_type TEXT NOT NULL,
+        status TEXT NOT NULL,
+        external_id TEXT NOT NULL DEFAULT '',
+        metadata TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        lease_owner TEXT,
+        lease_expires_at REAL,
+        orchestrator_version TEXT NOT NULL DEFAULT '',
+        UNIQUE (job_type, internal_id)
+    );
+    CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, job_type, internal_id);
+    CREATE INDEX IF NOT EXISTS jobs_type_internal ON jobs (job_type, internal_id);
+    CREATE TABLE IF NOT EXISTS snos_batches (
+        idx INTEGER PRIMARY KEY,
+        aggregator_batch_index INTEGER,
+        start_block INTEGER NOT NULL UNIQUE,
+        end_block INTEGER NOT NULL UNIQUE,
+        status TEXT NOT NULL,
+        doc TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS snos_batches_agg ON snos_batches (aggregator_batch_index);
+    CREATE INDEX IF NOT EXISTS snos_batches_status ON snos_batches (status, idx);
+    CREATE TABLE IF NOT EXISTS aggregator_batches (
+        idx INTEGER PRIMARY KEY,
+        start_block INTEGER NOT NULL UNIQUE,
+        end_block INTEGER NOT NULL UNIQUE,
+        status TEXT NOT NULL,
+        doc TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS aggregator_batches_status ON aggregator_batches (status, idx);
+    CREATE TABLE IF NOT EXISTS locks (
+        key TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS queue_messages (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        message_id TEXT NOT NULL UNIQUE,
+        queue TEXT NOT NULL,
+        body TEXT NOT NULL,
+        attributes TEXT NOT NULL DEFAULT '{}',
+        sent_at REAL NOT NULL,
+        visible_at REAL NOT NULL,
+        receive_count INTEGER NOT NULL DEFAULT 0,
+        receipt TEXT
+    );
+    CREATE INDEX IF NOT EXISTS queue_messages_visible ON queue_messages (queue, visible_at, seq);
+    """,
+]
+
+
+class SqliteDatabase:
+    def __init__(self, path: str | Path, *, busy_timeout_s: float = 15.0) -> None:
+        self.path = str(path)
+        self._busy_timeout_s = busy_timeout_s
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_s * 1000)}")
+            self._conn = conn
+            self._migrate(conn)
+        return self._conn
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            current = row[0] or 0
+            for number, script in enumerate(SCHEMA, start=1):
+                if number > current:
+                    for statement in script.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    conn.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _run(self, fn: Callable[[sqlite3.Connection], T], write: bool) -> T:
+        with self._lock:
+            conn = self._connection()
+            try:
+                if not write:
+                    return fn(conn)
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(conn)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+                return result
+            except sqlite3.OperationalError as exc:
+                raise BackendUnavailable(f"SQLite database {self.path}: {exc}") from exc
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, fn, False)
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, fn, True)
+
+    async def open(self) -> None:
+        """Create the file and apply the schema now, so that a bad path fails at startup."""
+        await self.read(lambda conn: None)
+
+    async def ping(self) -> None:
+        await self.read(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    async def close(self) -> None:
+        def _close(_: sqlite3.Connection) -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        if self._conn is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._run, _close, False)
+        self._executor.shutdown(wait=True)

@@ -1,0 +1,142 @@
+"""The composition root: turns settings into a running stack. Only cli/ (and tests, benches) call this."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from madara_orchestrator.backends.alerts import FanoutAlerts, LogAlerts, RecordingAlerts, WebhookAlerts
+from madara_orchestrator.backends.filesystem import FilesystemObjectStore
+from madara_orchestrator.backends.sqlite import SqliteStore
+from madara_orchestrator.backends.sqlite_db import SqliteDatabase
+from madara_orchestrator.backends.sqlite_queue import SqliteQueue
+from madara_orchestrator.cli.settings import Settings
+from madara_orchestrator.devnet.adapters import (
+    DevnetAggregatorRunner,
+    DevnetProver,
+    DevnetSettlement,
+    DevnetSnosRunner,
+)
+from madara_orchestrator.domain.jobs import DEFAULT_POLICIES, JobType
+from madara_orchestrator.domain.queues import Layer, QueueNames
+from madara_orchestrator.engine.runtime import Adapters, Runtime, RuntimeConfig
+from madara_orchestrator.engine.service import RetryPolicy
+from madara_orchestrator.engine.triggers import TriggerConfig
+from madara_orchestrator.interfaces import AlertSink
+from madara_orchestrator.starknet.rpc import StarknetRpcClient
+
+LEASE_OPTIONS = {
+    JobType.SNOS_RUN: "snos_job_timeout_seconds",
+    JobType.PROOF_CREATION: "proving_job_timeout_seconds",
+    JobType.STATE_TRANSITION: "state_transition_timeout_seconds",
+    JobType.AGGREGATOR: "aggregator_job_timeout_seconds",
+}
+
+
+def runtime_config(settings: Settings) -> RuntimeConfig:
+    policies = dict(DEFAULT_POLICIES)
+    for job_type, option in LEASE_OPTIONS.items():
+        policies[job_type] = dataclasses.replace(policies[job_type], lease_s=float(settings.values[option]))
+    if settings.verification_poll_seconds is not None:
+        policies = {
+            t: dataclasses.replace(p, verification_delay_s=float(settings.verification_poll_seconds))
+            for t, p in policies.items()
+        }
+    return RuntimeConfig(
+        layer=Layer(settings.layer),
+        queue_names=QueueNames(template=settings.queue_identifier, prefix=settings.aws_prefix),
+        policies=policies,
+        processing_concurrency={
+            JobType.SNOS_RUN: settings.max_concurrent_snos_jobs,
+            JobType.PROOF_CREATION: settings.max_concurrent_proving_jobs,
+            JobType.AGGREGATOR: settings.max_concurrent_aggregator_jobs,
+        },
+        triggers=TriggerConfig(
+            layer=Layer(settings.layer),
+            min_block_to_process=settings.min_block_to_process,
+            max_block_to_process=settings.max_block_to_process,
+            max_batch_processing_size=settings.max_batch_processing_size,
+            snos_job_buffer_size=settings.snos_job_buffer_size,
+            aggregator_job_buffer_size=settings.aggregator_job_buffer_size,
+            store_audit_artifacts=settings.store_audit_artifacts,
+            snos_full_output=settings.snos_full_output,
+            halt_on_failure=settings.halt_on_failure,
+        ),
+        retry=RetryPolicy(base_delay_s=settings.retry_base_delay_seconds),
+        trigger_interval_s=settings.interval_seconds,
+        chain_poll_interval_s=settings.chain_poll_interval_seconds,
+        heal_interval_s=settings.heal_interval_seconds,
+        graceful_shutdown_s=settings.graceful_shutdown_timeout,
+        max_priority_queue_size=settings.max_priority_queue_size,
+    )
+
+
+@dataclass(slots=True, kw_only=True)
+class EmbeddedStack:
+    settings: Settings
+    database: SqliteDatabase
+    store: SqliteStore
+    queue: SqliteQueue
+    objects: FilesystemObjectStore
+    sequencer: StarknetRpcClient
+    settlement: DevnetSettlement
+    runtime: Runtime
+    recorded_alerts: RecordingAlerts
+    snos: DevnetSnosRunner
+    extra_closers: list[object] = field(default_factory=list)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.sequencer.aclose()
+        await self.database.close()
+
+
+async def build_embedded_stack(
+    settings: Settings,
+    *,
+    snos_failures: dict[int, int] | None = None,
+    prover_latency_s: float = 0.0,
+    owner: str | None = None,
+) -> EmbeddedStack:
+    data_dir = Path(settings.data_dir)
+    database = SqliteDatabase(settings.sqlite_path or data_dir / "orchestrator.db")
+    await database.open()
+    store = SqliteStore(database)
+    config = runtime_config(settings)
+    by_name, dead_letters = config.physical_queue_configs()
+    queue = SqliteQueue(database, by_name, dead_letter_names=dead_letters, poll_interval_s=0.1)
+    objects = FilesystemObjectStore(settings.storage_dir or data_dir / "objects")
+    recorded = RecordingAlerts()
+    sinks: list[AlertSink] = [LogAlerts(), recorded]
+    if settings.alert_webhook_url:
+        sinks.append(WebhookAlerts(settings.alert_webhook_url))
+    sequencer = StarknetRpcClient(settings.rpc_for_snos or settings.madara_rpc_url, attempts=3, retry_pause_s=0.5)
+    settlement = DevnetSettlement(settings.devnet_settlement_path or data_dir / "devnet-settlement.db")
+    snos = DevnetSnosRunner(sequencer, failures=snos_failures)
+    adapters = Adapters(
+        db=store,
+        queue=queue,
+        objects=objects,
+        alerts=FanoutAlerts(sinks),
+        locks=store,
+        sequencer=sequencer,
+        snos=snos,
+        prover=DevnetProver(latency_s=prover_latency_s),
+        settlement=settlement,
+        aggregator_runner=DevnetAggregatorRunner(),
+    )
+    runtime = Runtime(config, adapters, owner=owner)
+    return EmbeddedStack(
+        settings=settings,
+        database=database,
+        store=store,
+        queue=queue,
+        objects=objects,
+        sequencer=sequencer,
+        settlement=settlement,
+        runtime=runtime,
+        recorded_alerts=recorded,
+        snos=snos,
+    )

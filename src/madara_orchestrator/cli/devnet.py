@@ -1,0 +1,209 @@
+"""``orchestrator devnet``: a devnet sequencer plus the orchestrator on the embedded backends.
+
+Everything runs in this process on 127.0.0.1, in a fresh data directory: the sequencer produces
+blocks, the orchestrator carries them through every stage, progress is shown per stage, and with
+``--blocks N`` it ends once N blocks are settled, with a summary whose last line is
+``settled N blocks in T s``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from madara_orchestrator.cli.compose import EmbeddedStack, build_embedded_stack
+from madara_orchestrator.cli.run import configure_logging
+from madara_orchestrator.cli.settings import RUN_OPTIONS, Settings
+from madara_orchestrator.devnet.sequencer import DevnetSequencer
+from madara_orchestrator.domain.errors import ConfigError
+from madara_orchestrator.domain.jobs import JobStatus, JobType
+from madara_orchestrator.engine.report import pipeline_report
+from madara_orchestrator.server.app import create_app
+from madara_orchestrator.server.background import BackgroundServer, free_port
+
+STAGES = (
+    ("snos", JobType.SNOS_RUN),
+    ("proven", JobType.PROOF_CREATION),
+    ("aggregated", JobType.AGGREGATOR),
+    ("settled", JobType.STATE_TRANSITION),
+)
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "devnet",
+        help="run a devnet sequencer and the orchestrator on the embedded backends",
+        description="Start a devnet sequencer and the orchestrator with embedded backends in a fresh data "
+        "directory, and show progress per stage. With --blocks N, stop once N blocks are settled.",
+    )
+    parser.add_argument("--blocks", type=int, default=None, help="stop after this many blocks are settled")
+    parser.add_argument("--block-time", type=float, default=0.5, help="seconds between blocks (default 0.5)")
+    parser.add_argument("--data-dir", default=None, help="data directory (default: a new temporary directory)")
+    parser.add_argument("--port", type=int, default=None, help="HTTP API port (default: 3000 if free)")
+    parser.add_argument("--prover-latency", type=float, default=0.0, help="seconds the devnet prover takes")
+    parser.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
+    parser.set_defaults(handler=devnet_command)
+
+
+def devnet_settings(data_dir: Path, sequencer_url: str, *, port: int) -> Settings:
+    values: dict[str, Any] = {o.name: o.default for o in RUN_OPTIONS}
+    values.update(
+        data_dir=str(data_dir),
+        madara_rpc_url=sequencer_url,
+        prover="devnet",
+        settle_on_devnet=True,
+        port=port,
+        verification_poll_seconds=0.05,
+        chain_poll_interval_seconds=0.1,
+        interval_seconds=5.0,
+        heal_interval_seconds=10.0,
+        retry_base_delay_seconds=0.5,
+        max_batch_processing_size=100,
+        snos_job_buffer_size=200,
+        aggregator_job_buffer_size=50,
+        graceful_shutdown_timeout=10.0,
+    )
+    return Settings(values)
+
+
+def _port(requested: int | None) -> int:
+    if requested is not None:
+        return requested
+    try:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 3000))
+        return 3000
+    except OSError:
+        return free_port()
+
+
+def devnet_command(args: argparse.Namespace) -> int:
+    problems = []
+    if args.blocks is not None and args.blocks <= 0:
+        problems.append(f"--blocks must be a positive integer, got {args.blocks}")
+    if args.block_time <= 0:
+        problems.append(f"--block-time must be positive, got {args.block_time}")
+    if args.data_dir and Path(args.data_dir).exists() and any(Path(args.data_dir).iterdir()):
+        problems.append(f"--data-dir {args.data_dir} is not empty; the devnet starts from a fresh directory")
+    if problems:
+        raise ConfigError(problems)
+    if "LOG_LEVEL" not in os.environ:
+        os.environ["LOG_LEVEL"] = "WARNING"
+    configure_logging()
+    data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="orchestrator-devnet-"))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return asyncio.run(run_devnet(args, data_dir))
+
+
+class Progress:
+    def __init__(self, stream: Any = sys.stdout) -> None:
+        self.stream = stream
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self.last = ""
+        self.last_print = 0.0
+
+    def show(self, line: str, *, final: bool = False) -> None:
+        if line == self.last and not final:
+            return
+        now = time.monotonic()
+        if self.tty:
+            self.stream.write("\r" + line.ljust(len(self.last)))
+            if final:
+                self.stream.write("\n")
+        elif final or now - self.last_print >= 1.0:
+            self.stream.write(line + "\n")
+            self.last_print = now
+        self.stream.flush()
+        self.last = line
+
+
+async def stage_counts(stack: EmbeddedStack) -> tuple[dict[str, int], int]:
+    counts = await stack.store.count_jobs()
+    done = {name: counts.get((job_type, JobStatus.COMPLETED), 0) for name, job_type in STAGES}
+    failed = sum(n for (_, status), n in counts.items() if status == JobStatus.FAILED)
+    return done, failed
+
+
+async def run_devnet(args: argparse.Namespace, data_dir: Path) -> int:
+    out = sys.stdout
+    sequencer = DevnetSequencer(block_time_s=args.block_time)
+    rpc_server = BackgroundServer(sequencer.app)
+    await rpc_server.start()
+    port = _port(args.port)
+    stack = await build_embedded_stack(
+        devnet_settings(data_dir, rpc_server.url, port=port), prover_latency_s=args.prover_latency
+    )
+    api = BackgroundServer(create_app(stack.runtime), port=port)
+    await api.start()
+    print(f"devnet sequencer: {rpc_server.url}  (Starknet JSON-RPC, a block every {args.block_time:g} s)", file=out)
+    print(f"orchestrator API: {api.url}  (/health, /jobs?status=..., /metrics)", file=out)
+    print(f"data directory:   {data_dir}", file=out)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    started = time.monotonic()
+    sequencer.start_producing(max_blocks=args.blocks)
+    await stack.runtime.start()
+    progress = Progress(out)
+    settled_blocks = 0
+    code = 0
+    try:
+        while not stop.is_set():
+            done, failed = await stage_counts(stack)
+            last = await stack.settlement.last_settled_block()
+            settled_blocks = 0 if last is None else last + 1
+            line = (
+                f"head {sequencer.chain.head:>5} | "
+                + " | ".join(f"{name} {done[name]:>5}" for name, _ in STAGES)
+                + f" | settled blocks {settled_blocks:>5}"
+                + (f" | FAILED {failed}" if failed else "")
+            )
+            progress.show(line)
+            if args.blocks is not None and settled_blocks >= args.blocks:
+                break
+            if args.timeout is not None and time.monotonic() - started > args.timeout:
+                progress.show(line, final=True)
+                print(f"error: timed out after {args.timeout:g} s with {settled_blocks} blocks settled", file=out)
+                code = 1
+                break
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=0.2)
+            except TimeoutError:
+                pass
+        elapsed = time.monotonic() - started
+        progress.show(progress.last, final=True)
+    finally:
+        await sequencer.stop_producing()
+        await stack.runtime.stop()
+        await api.stop()
+        await rpc_server.stop()
+    report = await pipeline_report(stack.store)
+    alerts = len(stack.recorded_alerts.sent)
+    blobs = await stack.settlement.blob_count()
+    await stack.close()
+    print("", file=out)
+    print("stage           jobs   created->completed p50/p95 (s)   hand-off p50/p95 (s)", file=out)
+    for name, job_type in STAGES:
+        s = report.stage[job_type]
+        h = report.handoff.get(job_type)
+        hand = f"{h.p50:8.3f} / {h.p95:6.3f}" if h and h.count else "       - /      -"
+        print(f"{name:<14} {s.count:>5}   {s.p50:10.3f} / {s.p95:8.3f}           {hand}", file=out)
+    print(f"blobs settled: {blobs}, alerts: {alerts}, data: {data_dir}", file=out)
+    if stop.is_set():
+        print(f"stopped: settled {settled_blocks} blocks in {elapsed:.1f} s", file=out)
+        return 0
+    if code == 0:
+        print(f"settled {settled_blocks} blocks in {elapsed:.1f} s", file=out)
+    logging.shutdown()
+    return code

@@ -1,0 +1,223 @@
+"""Settings for ``orchestrator run``: one table of options, each with its long flag and its
+``MADARA_ORCHESTRATOR_*`` variable (SPEC §16), parsed once into a frozen object.
+
+Precedence: flag, then ``<VAR>_FILE`` (secrets: the file's trimmed content), then ``<VAR>``, then the
+default. Every problem is collected, so a bad configuration is reported in one message. Secrets are
+never printed: ``Settings.describe()`` masks them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from madara_orchestrator.domain.errors import ConfigError
+
+ENV_PREFIX = "MADARA_ORCHESTRATOR_"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Option:
+    name: str
+    env: str | None
+    kind: type = str
+    default: Any = None
+    help: str = ""
+    secret: bool = False
+    choices: tuple[str, ...] = ()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+def _o(name: str, env: str | None, kind: type = str, default: Any = None, help: str = "", **kw: Any) -> Option:
+    return Option(name=name, env=env, kind=kind, default=default, help=help, **kw)
+
+
+RUN_OPTIONS: tuple[Option, ...] = (
+    # where things live (embedded default)
+    _o("data_dir", "DATA_DIR", str, ".orchestrator-data", "directory of the embedded database and object store"),
+    _o("sqlite_path", "SQLITE_PATH", str, None, "SQLite database file (default: <data-dir>/orchestrator.db)"),
+    _o("storage_dir", "STORAGE_DIR", str, None, "object store directory (default: <data-dir>/objects)"),
+    _o("queue_identifier", "AWS_SQS_QUEUE_IDENTIFIER", str, "mo_{}_queue", "queue name template"),
+    _o("aws_prefix", "AWS_PREFIX", str, None, "prefix of resource names"),
+    _o("layer", "LAYER", str, "l2", "l2 (settle on Ethereum) or l3", choices=("l2", "l3")),
+    # the sequencer
+    _o("madara_rpc_url", "MADARA_RPC_URL", str, None, "Starknet JSON-RPC of the sequencer (required)"),
+    _o("madara_feeder_gateway_url", "MADARA_FEEDER_GATEWAY_URL", str, None, "feeder gateway (default: RPC URL)"),
+    _o("rpc_for_snos", "RPC_FOR_SNOS", str, None, "RPC used by SNOS (default: the sequencer RPC)"),
+    # outside services
+    _o("snos_runner", "SNOS_RUNNER", str, "devnet", "SNOS runner", choices=("devnet",)),
+    _o("prover", "PROVER", str, None, "prover backend (required)", choices=("devnet",)),
+    _o("settle_on_devnet", "SETTLE_ON_DEVNET", bool, False, "settle on the devnet settlement ledger"),
+    _o("devnet_settlement_path", "DEVNET_SETTLEMENT_PATH", str, None, "devnet settlement ledger file"),
+    _o("da_on_ethereum", "DA_ON_ETHEREUM", bool, False, "blobs travel with the Ethereum settlement tx"),
+    # engine
+    _o("max_concurrent_snos_jobs", "MAX_CONCURRENT_SNOS_JOBS", int, 5, "SnosRun consumer concurrency"),
+    _o("max_concurrent_proving_jobs", "MAX_CONCURRENT_PROVING_JOBS", int, 10, "ProofCreation concurrency"),
+    _o("max_concurrent_aggregator_jobs", "MAX_CONCURRENT_AGGREGATOR_JOBS", int, 10, "Aggregator concurrency"),
+    _o("snos_job_timeout_seconds", "SNOS_JOB_TIMEOUT_SECONDS", float, 60.0, "SnosRun processing lease"),
+    _o("proving_job_timeout_seconds", "PROVING_JOB_TIMEOUT_SECONDS", float, 60.0, "ProofCreation lease"),
+    _o("state_transition_timeout_seconds", "STATE_TRANSITION_TIMEOUT_SECONDS", float, 60.0, "StateTransition lease"),
+    _o("aggregator_job_timeout_seconds", "AGGREGATOR_JOB_TIMEOUT_SECONDS", float, 60.0, "Aggregator lease"),
+    _o("verification_poll_seconds", "VERIFICATION_POLL_SECONDS", float, None, "override every verification delay"),
+    _o("retry_base_delay_seconds", "RETRY_BASE_DELAY_SECONDS", float, 5.0, "first back-off of a failed message"),
+    _o("snos_job_buffer_size", "SNOS_JOB_BUFFER_SIZE", int, 50, "SnosRun jobs ahead of the oldest unfinished"),
+    _o("aggregator_job_buffer_size", "AGGREGATOR_JOB_BUFFER_SIZE", int, 5, "Aggregator jobs in flight"),
+    _o("max_batch_processing_size", "MAX_BATCH_PROCESSING_SIZE", int, 10, "blocks batched per trigger run"),
+    _o("min_block_to_process", "MIN_BLOCK_NO_TO_PROCESS", int, 0, "first block"),
+    _o("max_block_to_process", "MAX_BLOCK_NO_TO_PROCESS", int, None, "last block"),
+    _o("max_batch_time_seconds", "MAX_BATCH_TIME_SECONDS", int, None, "batch age limit (per-block batches now)"),
+    _o("store_audit_artifacts", "STORE_AUDIT_ARTIFACTS", bool, False, "keep proofs"),
+    _o("snos_full_output", "SNOS_FULL_OUTPUT", bool, False, "recorded in SnosRun metadata"),
+    _o("max_priority_queue_size", "MAX_PRIORITY_QUEUE_SIZE", int, 20, "priority queue admission limit"),
+    _o("interval_seconds", "EVENT_BRIDGE_INTERVAL_SECONDS", float, 60.0, "backstop trigger tick"),
+    _o("chain_poll_interval_seconds", "CHAIN_POLL_INTERVAL_SECONDS", float, 2.0, "sequencer head polling"),
+    _o("heal_interval_seconds", "HEAL_INTERVAL_SECONDS", float, 60.0, "how often forgotten jobs are re-sent"),
+    _o("halt_on_failure", "HALT_ON_FAILURE", bool, False, "stop all triggers while any job is Failed"),
+    _o("graceful_shutdown_timeout", "GRACEFUL_SHUTDOWN_TIMEOUT", float, 120.0, "seconds to finish in-flight work"),
+    # HTTP API and alerts
+    _o("host", "HOST", str, "127.0.0.1", "HTTP API address"),
+    _o("port", "PORT", int, 3000, "HTTP API port"),
+    _o("admin_enabled", "ADMIN_ENABLED", bool, False, "mount the admin routes"),
+    _o("admin_token", "ADMIN_TOKEN", str, None, "bearer token required by the admin routes", secret=True),
+    _o("alert_webhook_url", "ALERT_WEBHOOK_URL", str, None, "POST alerts to this URL", secret=True),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    values: Mapping[str, Any]
+    secrets: frozenset[str] = field(default_factory=frozenset)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def describe(self) -> dict[str, Any]:
+        """The settings as shown to people: secrets masked."""
+        return {k: ("***" if k in self.secrets and v is not None else v) for k, v in self.values.items()}
+
+
+def add_options(parser: argparse.ArgumentParser, options: Sequence[Option]) -> None:
+    for option in options:
+        env = f" [env {ENV_PREFIX}{option.env}]" if option.env else ""
+        default = "" if option.default is None or option.secret else f" (default: {option.default})"
+        text = f"{option.help}{default}{env}"
+        if option.kind is bool:
+            parser.add_argument(option.flag, dest=option.name, action="store_true", default=None, help=text)
+        else:
+            parser.add_argument(option.flag, dest=option.name, default=None, metavar="VALUE", help=text)
+
+
+def _convert(option: Option, raw: Any, source: str, problems: list[str]) -> Any:
+    if raw is None:
+        return None
+    if option.kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("true", "1", "yes"):
+            return True
+        if text in ("false", "0", "no", ""):
+            return False
+        problems.append(f"{source}: expected true or false, got {raw!r}")
+        return None
+    text = str(raw).strip()
+    if option.kind is int or option.kind is float:
+        try:
+            return option.kind(text)
+        except ValueError:
+            problems.append(f"{source}: expected a {'whole ' if option.kind is int else ''}number, got {text!r}")
+            return None
+    if option.choices and text.lower() not in option.choices:
+        problems.append(f"{source}: must be one of {', '.join(option.choices)}, got {text!r}")
+        return None
+    return text.lower() if option.choices else text
+
+
+def resolve(
+    args: argparse.Namespace, options: Sequence[Option], environ: Mapping[str, str] | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for option in options:
+        raw = getattr(args, option.name, None)
+        source = option.flag
+        if raw is None and option.env:
+            var = ENV_PREFIX + option.env
+            file_var = var + "_FILE"
+            if option.secret and env.get(file_var):
+                path = Path(env[file_var])
+                try:
+                    raw = path.read_text().strip()
+                except OSError as exc:
+                    problems.append(f"{file_var}: cannot read {path}: {exc.strerror}")
+                    raw = None
+                else:
+                    if not raw:
+                        problems.append(f"{file_var}: {path} is empty")
+                        raw = None
+                source = file_var
+            elif env.get(var) is not None:
+                raw = env[var]
+                source = var
+        value = _convert(option, raw, source, problems)
+        values[option.name] = option.default if value is None else value
+    return values, problems
+
+
+def load_run_settings(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
+    values, problems = resolve(args, RUN_OPTIONS, environ)
+    if not values["madara_rpc_url"]:
+        problems.append("--madara-rpc-url (MADARA_ORCHESTRATOR_MADARA_RPC_URL) is required")
+    if not values["prover"]:
+        problems.append("--prover (MADARA_ORCHESTRATOR_PROVER) is required: one of devnet")
+    if not values["settle_on_devnet"]:
+        problems.append("a settlement layer is required: --settle-on-devnet (Ethereum and Starknet are not built yet)")
+    if values["layer"] == "l3":
+        problems.append("--layer l3 is not supported yet (L3 settlement on Starknet is not built); use l2")
+    for name in (
+        "max_concurrent_snos_jobs",
+        "max_concurrent_proving_jobs",
+        "max_concurrent_aggregator_jobs",
+        "snos_job_buffer_size",
+        "aggregator_job_buffer_size",
+        "max_batch_processing_size",
+        "max_priority_queue_size",
+    ):
+        if values[name] is not None and values[name] <= 0:
+            problems.append(f"--{name.replace('_', '-')} must be a positive integer, got {values[name]}")
+    for name in (
+        "snos_job_timeout_seconds",
+        "proving_job_timeout_seconds",
+        "state_transition_timeout_seconds",
+        "aggregator_job_timeout_seconds",
+        "interval_seconds",
+        "chain_poll_interval_seconds",
+        "heal_interval_seconds",
+    ):
+        if values[name] is not None and values[name] <= 0:
+            problems.append(f"--{name.replace('_', '-')} must be positive, got {values[name]}")
+    if values["port"] is not None and not 0 <= values["port"] < 65536:
+        problems.append(f"--port must be between 0 and 65535, got {values['port']}")
+    if values["admin_enabled"] and not values["admin_token"]:
+        problems.append(
+            "--admin-enabled needs --admin-token (or MADARA_ORCHESTRATOR_ADMIN_TOKEN[_FILE]): "
+            "admin routes are never served without a bearer token"
+        )
+    if "{}" not in (values["queue_identifier"] or ""):
+        problems.append(f"--queue-identifier must contain '{{}}', got {values['queue_identifier']!r}")
+    if values["max_block_to_process"] is not None and values["max_block_to_process"] < values["min_block_to_process"]:
+        problems.append("--max-block-to-process is below --min-block-to-process")
+    if problems:
+        raise ConfigError(problems)
+    return Settings(values, frozenset(o.name for o in RUN_OPTIONS if o.secret))

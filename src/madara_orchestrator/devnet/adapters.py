@@ -1,0 +1,306 @@
+"""Devnet adapters: the simplest SNOS runner, aggregator, prover and settlement that work end to end.
+
+They are stand-ins for the Starknet OS (a Cairo VM run), a proving service and the L1 core contract,
+named ``Devnet*`` so they are never mistaken for the real ones. They keep the real data shapes: the
+OS output layout of SPEC §6.6 (header, messages, state diff), GPS facts computed as the core contract
+does, and settlement that checks block continuity and persists its last block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import sqlite3
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from Crypto.Hash import keccak
+
+from madara_orchestrator.domain.errors import JobError, OrchestratorError
+from madara_orchestrator.domain.proving import (
+    AggregationArtifacts,
+    CreateBucket,
+    CreateJob,
+    ProverTask,
+    RunAggregation,
+    RunAggregationWithPie,
+    TaskStatus,
+    TaskType,
+)
+from madara_orchestrator.interfaces import AggregationResult, SequencerRpc, SettlementResult, SnosResult
+
+FELT_PRIME = 2**251 + 17 * 2**192 + 1
+BLOB_BYTES = 131072
+
+
+def _keccak(data: bytes) -> bytes:
+    return keccak.new(digest_bits=256, data=data).digest()
+
+
+def _label(text: str) -> int:
+    return int.from_bytes(_keccak(text.encode()), "big") % FELT_PRIME
+
+
+DEVNET_OS_PROGRAM_HASH = _label("devnet starknet os")
+DEVNET_AGGREGATOR_PROGRAM_HASH = _label("devnet snos aggregator")
+DEVNET_OS_CONFIG_HASH = _label("devnet os config")
+HEADER_LEN = 12
+"""Header words of the devnet OS output: the ten of SPEC §6.6 plus the two (empty) message counts."""
+
+
+def gps_fact(program_hash: int, output: Sequence[int]) -> str:
+    """keccak(program_hash ‖ keccak(output)): the fact of a single-page output, as the core contract checks it."""
+    output_hash = _keccak(b"".join(w.to_bytes(32, "big") for w in output))
+    return "0x" + _keccak(program_hash.to_bytes(32, "big") + output_hash).hex()
+
+
+def devnet_state_diff_felts(state_update: Mapping[str, Any]) -> list[int]:
+    """A plain encoding of a state diff: contracts (address, n_storage, key/value..., nonce, class),
+    then declared classes. The real DA encoding lives in ``starknet/``; this only has to round-trip."""
+    diff = state_update.get("state_diff") or {}
+    contracts: dict[int, dict[str, Any]] = {}
+
+    def contract(address: str) -> dict[str, Any]:
+        return contracts.setdefault(int(address, 16), {"storage": {}, "nonce": 0, "class": 0})
+
+    for entry in diff.get("storage_diffs", []):
+        for item in entry.get("storage_entries", []):
+            contract(entry["address"])["storage"][int(item["key"], 16)] = int(item["value"], 16)
+    for entry in diff.get("nonces", []):
+        contract(entry["contract_address"])["nonce"] = int(entry["nonce"], 16)
+    for entry in diff.get("deployed_contracts", []) + diff.get("replaced_classes", []):
+        contract(entry["address"])["class"] = int(entry["class_hash"], 16)
+    felts = [len(contracts)]
+    for address in sorted(contracts):
+        data = contracts[address]
+        felts += [address, len(data["storage"])]
+        for key in sorted(data["storage"]):
+            felts += [key, data["storage"][key]]
+        felts += [data["nonce"], data["class"]]
+    declared = sorted(
+        (int(c["class_hash"], 16), int(c["compiled_class_hash"], 16)) for c in diff.get("declared_classes", [])
+    )
+    felts.append(len(declared))
+    for class_hash, compiled in declared:
+        felts += [class_hash, compiled]
+    return felts
+
+
+def devnet_pie(kind: str, output: Sequence[int], **info: Any) -> bytes:
+    """A zip marked as a devnet artefact; it is not a Cairo PIE and no prover would accept it."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("devnet.json", json.dumps({"devnet": kind, **info, "output": [hex(w) for w in output]}))
+    return buffer.getvalue()
+
+
+class DevnetSnosRunner:
+    """Builds the OS output of a block range from the sequencer's state updates, over its RPC."""
+
+    def __init__(self, sequencer: SequencerRpc, *, failures: dict[int, int] | None = None) -> None:
+        """``failures`` maps a block to how many runs touching it fail (with an OS execution error)."""
+        self.sequencer = sequencer
+        self.failures = failures if failures is not None else {}
+
+    async def is_ready(self) -> bool:
+        try:
+            await self.sequencer.chain_id()
+        except OrchestratorError:
+            return False
+        return True
+
+    async def run(self, start_block: int, end_block: int) -> SnosResult:
+        for block in range(start_block, end_block + 1):
+            if self.failures.get(block, 0) > 0:
+                self.failures[block] -= 1
+                raise JobError(
+                    f"Snos Error: OS execution failed for block {block} (devnet failure injection)", retryable=False
+                )
+        updates = [await self.sequencer.get_state_update(b) for b in range(start_block, end_block + 1)]
+        previous = await self.sequencer.get_block_with_tx_hashes(start_block - 1) if start_block > 0 else None
+        diff: list[int] = [len(updates)]
+        for update in updates:
+            diff += devnet_state_diff_felts(update)
+        output = [
+            int(updates[0]["old_root"], 16),
+            int(updates[-1]["new_root"], 16),
+            start_block - 1 if start_block > 0 else FELT_PRIME - 1,
+            end_block,
+            int(previous["block_hash"], 16) if previous else 0,
+            int(updates[-1]["block_hash"], 16),
+            DEVNET_OS_PROGRAM_HASH,
+            DEVNET_OS_CONFIG_HASH,
+            0,  # use_kzg_da
+            1,  # full_output
+            0,  # L2 -> L1 messages
+            0,  # L1 -> L2 messages
+            *diff,
+        ]
+        return SnosResult(
+            cairo_pie_zip=devnet_pie("snos", output, start_block=start_block, end_block=end_block),
+            os_output=output,
+            program_output=output,
+            fact=gps_fact(DEVNET_OS_PROGRAM_HASH, output),
+            n_steps=100_000 + 1_000 * len(output),
+        )
+
+
+class DevnetAggregatorRunner:
+    """Joins the children's outputs: first block's pre-state to last block's post-state, diffs appended."""
+
+    async def run(self, children_program_outputs: Sequence[Sequence[int]]) -> AggregationResult:
+        if not children_program_outputs:
+            raise JobError("aggregation needs at least one child output", retryable=False)
+        first, last = children_program_outputs[0], children_program_outputs[-1]
+        da_segment = [len(children_program_outputs)]
+        for child in children_program_outputs:
+            da_segment += list(child[HEADER_LEN:])
+        output = [*first[:5], last[5], DEVNET_AGGREGATOR_PROGRAM_HASH, DEVNET_OS_CONFIG_HASH, 0, 0, 0, 0]
+        output[1], output[3] = last[1], last[3]
+        return AggregationResult(
+            cairo_pie_zip=devnet_pie("aggregator", output, children=len(children_program_outputs)),
+            program_output=output,
+            da_segment=da_segment,
+            fact=gps_fact(DEVNET_AGGREGATOR_PROGRAM_HASH, output),
+        )
+
+
+class DevnetProver:
+    """Accepts every task and reports it proven after ``latency_s`` (measured in this process)."""
+
+    def __init__(self, *, latency_s: float = 0.0) -> None:
+        self.latency_s = latency_s
+        self._submitted: dict[str, float] = {}
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def submit_task(self, task: ProverTask) -> str:
+        if isinstance(task, CreateJob):
+            key = task.dedup_id
+        elif isinstance(task, RunAggregationWithPie):
+            if not task.fact_hash:
+                raise JobError("aggregation needs a fact", retryable=False)
+            key = task.fact_hash
+        elif isinstance(task, (CreateBucket, RunAggregation)):
+            raise JobError("the devnet prover aggregates locally; it has no buckets", retryable=False)
+        else:  # pragma: no cover
+            raise JobError(f"unknown task {task!r}", retryable=False)
+        self._submitted.setdefault(key, self._now())
+        return key
+
+    async def get_task_status(self, task_type: TaskType, job_key: str, fact: str | None = None) -> TaskStatus:
+        submitted = self._submitted.setdefault(job_key, self._now())
+        if self._now() - submitted < self.latency_s:
+            return TaskStatus.processing()
+        return TaskStatus.succeeded()
+
+    async def get_proof(self, task_id: str) -> str:
+        return json.dumps({"devnet_proof": task_id})
+
+    async def submit_l2_query(self, task_id: str, proof: str, n_steps: int | None) -> str:
+        return f"devnet-l2-{task_id}"
+
+    async def get_aggregation_artifacts(self, external_id: str, include_proof: bool) -> AggregationArtifacts:
+        return AggregationArtifacts(proof=(await self.get_proof(external_id)).encode() if include_proof else None)
+
+
+class SettlementRejected(OrchestratorError):
+    pass
+
+
+class DevnetSettlement:
+    """The core contract's bookkeeping, persisted in a SQLite file so restarts and instances agree.
+
+    It checks what the contract checks about blocks: the output's previous block is the last settled one."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS devnet_settlements (idempotency_key TEXT PRIMARY KEY,"
+                " tx_hash TEXT NOT NULL, new_block INTEGER NOT NULL, n_blobs INTEGER NOT NULL)"
+            )
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=15, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        return conn
+
+    def _last(self, conn: sqlite3.Connection) -> int | None:
+        row = conn.execute("SELECT MAX(new_block) FROM devnet_settlements").fetchone()
+        return None if row[0] is None else int(row[0])
+
+    async def last_settled_block(self) -> int | None:
+        def read() -> int | None:
+            with self._connect() as conn:
+                return self._last(conn)
+
+        return await asyncio.to_thread(read)
+
+    async def update_state_with_blobs(
+        self, program_output: Sequence[int], blobs: Sequence[bytes], *, idempotency_key: str
+    ) -> SettlementResult:
+        if len(program_output) < 4:
+            raise SettlementRejected("devnet settlement: program output too short to hold block numbers")
+        if not blobs or any(len(b) != BLOB_BYTES for b in blobs):
+            raise SettlementRejected(f"devnet settlement: every blob must be {BLOB_BYTES} bytes")
+        prev_block, new_block = program_output[2], program_output[3]
+        tx_hash = (
+            "0x" + _keccak(idempotency_key.encode() + b"".join(w.to_bytes(32, "big") for w in program_output)).hex()
+        )
+
+        def write() -> SettlementResult:
+            with self._connect() as conn:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    row = conn.execute(
+                        "SELECT tx_hash FROM devnet_settlements WHERE idempotency_key = ?", (idempotency_key,)
+                    ).fetchone()
+                    if row is not None:
+                        conn.execute("COMMIT")
+                        return SettlementResult(tx_hash=row[0])
+                    last = self._last(conn)
+                    expected = FELT_PRIME - 1 if last is None else last
+                    if prev_block != expected or new_block <= (-1 if last is None else last):
+                        raise SettlementRejected(
+                            f"devnet settlement rejected: output moves blocks {prev_block} -> {new_block}, "
+                            f"but the last settled block is {last}"
+                        )
+                    conn.execute(
+                        "INSERT INTO devnet_settlements VALUES (?,?,?,?)",
+                        (idempotency_key, tx_hash, new_block, len(blobs)),
+                    )
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            return SettlementResult(tx_hash=tx_hash)
+
+        return await asyncio.to_thread(write)
+
+    async def update_state_calldata(
+        self, snos_output: Sequence[int], program_output: Sequence[int], *, idempotency_key: str
+    ) -> SettlementResult:
+        raise SettlementRejected("devnet settlement takes blobs only")
+
+    async def verify_tx_inclusion(self, tx_hash: str) -> str:
+        def read() -> bool:
+            with self._connect() as conn:
+                return (
+                    conn.execute("SELECT 1 FROM devnet_settlements WHERE tx_hash = ?", (tx_hash,)).fetchone()
+                    is not None
+                )
+
+        return "Verified" if await asyncio.to_thread(read) else "Pending"
+
+    async def blob_count(self) -> int:
+        def read() -> int:
+            with self._connect() as conn:
+                return int(conn.execute("SELECT COALESCE(SUM(n_blobs), 0) FROM devnet_settlements").fetchone()[0])
+
+        return await asyncio.to_thread(read)

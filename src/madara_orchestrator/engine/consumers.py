@@ -1,0 +1,114 @@
+"""Queue consumers: one loop per queue with a pool of ``concurrency`` in-flight messages.
+
+While a message is handled its visibility is extended (heartbeat), so a live worker keeps it and a
+dead worker's message reappears after one visibility timeout. Handler errors become a NACK with the
+handler's delay; the queue dead-letters a message after its max receive count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from madara_orchestrator.engine.service import Decision
+from madara_orchestrator.interfaces import QueueClient, QueueMessage
+
+log = logging.getLogger("madara_orchestrator.consumers")
+
+MessageHandler = Callable[[QueueMessage], Awaitable[Decision]]
+
+
+class QueueConsumer:
+    def __init__(
+        self,
+        queue: QueueClient,
+        name: str,
+        handler: MessageHandler,
+        *,
+        concurrency: int,
+        visibility_s: float,
+        receive_wait_s: float = 1.0,
+        error_delay_s: float = 5.0,
+    ) -> None:
+        self.queue = queue
+        self.name = name
+        self.handler = handler
+        self.concurrency = max(1, concurrency)
+        self.visibility_s = visibility_s
+        self.receive_wait_s = receive_wait_s
+        self.error_delay_s = error_delay_s
+        self._slots = asyncio.Semaphore(self.concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.busy = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self._slots.acquire()
+            if stop.is_set():
+                self._slots.release()
+                break
+            try:
+                message = await self.queue.receive(self.name, wait_s=self.receive_wait_s)
+            except asyncio.CancelledError:
+                self._slots.release()
+                raise
+            except Exception as exc:
+                self._slots.release()
+                log.warning("receive from %s failed: %s", self.name, exc)
+                await _sleep_unless(stop, 1.0)
+                continue
+            if message is None:
+                self._slots.release()
+                continue
+            task = asyncio.create_task(self._handle(message), name=f"{self.name}:{message.message_id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, message: QueueMessage) -> None:
+        self.busy += 1
+        heartbeat = asyncio.create_task(self._keep_invisible(message))
+        try:
+            try:
+                decision = await self.handler(message)
+            except Exception:
+                log.exception("handling message %s from %s failed", message.message_id, self.name)
+                decision = Decision(ack=False, delay_s=self.error_delay_s)
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            try:
+                if decision.ack:
+                    await self.queue.ack(message)
+                else:
+                    await self.queue.nack(message, delay_s=decision.delay_s)
+            except Exception as exc:
+                # The message reappears after its visibility timeout; handlers are idempotent.
+                log.warning("ack/nack of %s on %s failed: %s", message.message_id, self.name, exc)
+        finally:
+            heartbeat.cancel()
+            self.busy -= 1
+            self._slots.release()
+
+    async def _keep_invisible(self, message: QueueMessage) -> None:
+        while True:
+            await asyncio.sleep(max(0.05, self.visibility_s / 3))
+            try:
+                await self.queue.extend(message, visibility_s=self.visibility_s)
+            except Exception as exc:
+                log.warning("could not extend visibility of %s: %s", message.message_id, exc)
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Wait for in-flight messages; True when all finished within the timeout."""
+        if not self._tasks:
+            return True
+        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout_s)
+        for task in pending:
+            task.cancel()
+        return not pending
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)

@@ -1,0 +1,57 @@
+"""Pipeline figures read back from the job store: per-stage durations and hand-off latencies."""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+from dataclasses import dataclass
+
+from madara_orchestrator.domain.jobs import Job, JobStatus, JobType
+from madara_orchestrator.interfaces import JobStore
+
+L2_STAGES = (JobType.SNOS_RUN, JobType.PROOF_CREATION, JobType.AGGREGATOR, JobType.STATE_TRANSITION)
+
+
+@dataclass(frozen=True, slots=True)
+class Percentiles:
+    count: int
+    p50: float
+    p95: float
+    max: float
+
+    @classmethod
+    def of(cls, values: list[float]) -> Percentiles:
+        if not values:
+            return cls(0, 0.0, 0.0, 0.0)
+        ordered = sorted(values)
+        p95 = ordered[min(len(ordered) - 1, max(0, round(0.95 * len(ordered)) - 1))]
+        return cls(len(ordered), statistics.median(ordered), p95, ordered[-1])
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineReport:
+    stage: dict[JobType, Percentiles]
+    """Created to Completed, per job type."""
+    handoff: dict[JobType, Percentiles]
+    """From the completion of the predecessor to the creation of a job of this type."""
+    all_handoffs: Percentiles
+
+
+async def pipeline_report(db: JobStore, stages: tuple[JobType, ...] = L2_STAGES) -> PipelineReport:
+    """One job per batch index and stage (per-block batches): hand-off = successor created - parent done."""
+    completed: dict[JobType, dict[int, Job]] = {}
+    for job_type in stages:
+        jobs = await db.list_jobs(job_types=[job_type], statuses=[JobStatus.COMPLETED])
+        completed[job_type] = {j.internal_id: j for j in jobs}
+    stage = {t: Percentiles.of([j.updated_at - j.created_at for j in completed[t].values()]) for t in stages}
+    handoff: dict[JobType, Percentiles] = {}
+    everything: list[float] = []
+    for parent_type, child_type in itertools.pairwise(stages):
+        values = [
+            child.created_at - completed[parent_type][i].updated_at
+            for i, child in completed[child_type].items()
+            if i in completed[parent_type]
+        ]
+        handoff[child_type] = Percentiles.of(values)
+        everything += values
+    return PipelineReport(stage, handoff, Percentiles.of(everything))

@@ -1,0 +1,360 @@
+"""Wires one orchestrator process: the job service, its consumers, the triggers and the timers.
+
+Start order: consumers, then the scheduler tick (backstop), the chain-head watcher (new blocks start
+the pipeline at once) and the heal loop. Shutdown: stop taking messages, let in-flight handlers finish
+within the grace period, then cancel; a cancelled job keeps its lease, which expires, and is taken up
+again by the next worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from madara_orchestrator.domain.errors import InvalidInput
+from madara_orchestrator.domain.jobs import DEFAULT_POLICIES, JobPolicy, JobType
+from madara_orchestrator.domain.queues import (
+    LAYER_JOB_TYPES,
+    PROCESSING_QUEUE,
+    VERIFICATION_QUEUE,
+    WORKER_TRIGGER_RETENTION_S,
+    Layer,
+    QueueConfig,
+    QueueNames,
+    QueueType,
+    parse_job_message,
+)
+from madara_orchestrator.engine.consumers import QueueConsumer
+from madara_orchestrator.engine.metrics import Metrics
+from madara_orchestrator.engine.service import ACK, Decision, JobService, RetryPolicy, SystemClock
+from madara_orchestrator.engine.triggers import TriggerConfig, TriggerName, Triggers
+from madara_orchestrator.interfaces import (
+    AggregatorRunner,
+    AlertSink,
+    Clock,
+    Database,
+    LockService,
+    ObjectStore,
+    ProverClient,
+    QueueClient,
+    QueueMessage,
+    SequencerRpc,
+    SettlementClient,
+    SnosRunner,
+)
+from madara_orchestrator.jobs.aggregator import AggregatorJobHandler
+from madara_orchestrator.jobs.base import JobHandler
+from madara_orchestrator.jobs.proving import ProvingJobHandler
+from madara_orchestrator.jobs.snos import SnosJobHandler
+from madara_orchestrator.jobs.state_update import StateUpdateJobHandler
+
+log = logging.getLogger("madara_orchestrator.runtime")
+
+DEFAULT_PROCESSING_CONCURRENCY: dict[JobType, int] = {
+    JobType.SNOS_RUN: 5,
+    JobType.PROOF_CREATION: 10,
+    JobType.AGGREGATOR: 10,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuntimeConfig:
+    layer: Layer = Layer.L2
+    queue_names: QueueNames = field(default_factory=QueueNames)
+    policies: Mapping[JobType, JobPolicy] = field(default_factory=lambda: dict(DEFAULT_POLICIES))
+    processing_concurrency: Mapping[JobType, int] = field(default_factory=dict)
+    verification_concurrency: int = 10
+    triggers: TriggerConfig = field(default_factory=TriggerConfig)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    trigger_interval_s: float = 60.0
+    chain_poll_interval_s: float = 2.0
+    heal_interval_s: float = 60.0
+    heal_stale_after_s: float = 600.0
+    graceful_shutdown_s: float = 120.0
+    max_priority_queue_size: int = 20
+    receive_wait_s: float = 1.0
+    dedup_proofs_by_job_id: bool = False
+    """Atlantic deduplicates proof submissions on the job UUID; SHARP and the mock on the SNOS fact."""
+
+    def job_types(self) -> tuple[JobType, ...]:
+        return LAYER_JOB_TYPES[self.layer]
+
+    def concurrency(self, job_type: JobType) -> int:
+        return self.processing_concurrency.get(job_type, DEFAULT_PROCESSING_CONCURRENCY.get(job_type, 10))
+
+    def lease_visibility_s(self, job_type: JobType) -> float:
+        """A processing message stays hidden a little longer than the lease: when a worker dies its
+        message comes back just after the lease has expired, so the next worker can take over."""
+        lease = self.policies[job_type].lease_s
+        return lease + max(1.0, lease / 4)
+
+    def queue_configs(self) -> dict[QueueType, QueueConfig]:
+        configs: dict[QueueType, QueueConfig] = {
+            QueueType.JOB_HANDLE_FAILURE: QueueConfig(
+                queue_type=QueueType.JOB_HANDLE_FAILURE, visibility_timeout_s=60, concurrency=10, dead_letter=None
+            ),
+            QueueType.WORKER_TRIGGER: QueueConfig(
+                queue_type=QueueType.WORKER_TRIGGER,
+                visibility_timeout_s=60,
+                concurrency=10,
+                dead_letter=None,
+                retention_s=WORKER_TRIGGER_RETENTION_S,
+            ),
+            QueueType.PRIORITY_PROCESSING: QueueConfig(
+                queue_type=QueueType.PRIORITY_PROCESSING,
+                visibility_timeout_s=max(self.lease_visibility_s(t) for t in self.job_types()),
+                concurrency=1,
+            ),
+            QueueType.PRIORITY_VERIFICATION: QueueConfig(
+                queue_type=QueueType.PRIORITY_VERIFICATION, visibility_timeout_s=60, concurrency=1
+            ),
+        }
+        for job_type in self.job_types():
+            configs[PROCESSING_QUEUE[job_type]] = QueueConfig(
+                queue_type=PROCESSING_QUEUE[job_type],
+                visibility_timeout_s=self.lease_visibility_s(job_type),
+                concurrency=self.concurrency(job_type),
+            )
+            configs[VERIFICATION_QUEUE[job_type]] = QueueConfig(
+                queue_type=VERIFICATION_QUEUE[job_type],
+                visibility_timeout_s=60,
+                concurrency=self.verification_concurrency,
+            )
+        return configs
+
+    def physical_queue_configs(self) -> tuple[dict[str, QueueConfig], dict[str, str]]:
+        """Configs by physical queue name, and each queue's dead-letter queue by physical name."""
+        configs = self.queue_configs()
+        by_name = {self.queue_names.of(t): c for t, c in configs.items()}
+        dead_letters = {
+            self.queue_names.of(t): self.queue_names.of(c.dead_letter)
+            for t, c in configs.items()
+            if c.dead_letter is not None
+        }
+        return by_name, dead_letters
+
+
+@dataclass(slots=True, kw_only=True)
+class Adapters:
+    """The outside world, already constructed by the composition root (cli/)."""
+
+    db: Database
+    queue: QueueClient
+    objects: ObjectStore
+    alerts: AlertSink
+    locks: LockService
+    sequencer: SequencerRpc
+    snos: SnosRunner
+    prover: ProverClient
+    settlement: SettlementClient
+    aggregator_runner: AggregatorRunner | None = None
+
+
+class Runtime:
+    def __init__(
+        self,
+        config: RuntimeConfig,
+        adapters: Adapters,
+        *,
+        clock: Clock | None = None,
+        metrics: Metrics | None = None,
+        owner: str | None = None,
+    ) -> None:
+        if config.layer != Layer.L2:
+            raise InvalidInput("only --layer l2 is supported so far (L3 settlement on Starknet is not built yet)")
+        self.config = config
+        self.adapters = adapters
+        self.clock = clock or SystemClock()
+        self.metrics = metrics or Metrics()
+        self.service = JobService(
+            db=adapters.db,
+            queue=adapters.queue,
+            queue_names=config.queue_names,
+            handlers=self._handlers(),
+            alerts=adapters.alerts,
+            metrics=self.metrics,
+            clock=self.clock,
+            policies=config.policies,
+            retry=config.retry,
+            owner=owner,
+            max_priority_queue_size=config.max_priority_queue_size,
+        )
+        self.triggers = Triggers(
+            config=config.triggers,
+            service=self.service,
+            db=adapters.db,
+            sequencer=adapters.sequencer,
+            locks=adapters.locks,
+            clock=self.clock,
+            metrics=self.metrics,
+            owner=self.service.owner,
+        )
+        self.consumers = self._consumers()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _handlers(self) -> dict[JobType, JobHandler]:
+        a = self.adapters
+        return {
+            JobType.SNOS_RUN: SnosJobHandler(snos=a.snos, objects=a.objects),
+            JobType.PROOF_CREATION: ProvingJobHandler(
+                prover=a.prover, objects=a.objects, jobs=a.db, dedup_by_job_id=self.config.dedup_proofs_by_job_id
+            ),
+            JobType.AGGREGATOR: AggregatorJobHandler(
+                prover=a.prover, objects=a.objects, db=a.db, clock=self.clock, runner=a.aggregator_runner
+            ),
+            JobType.STATE_TRANSITION: StateUpdateJobHandler(
+                settlement=a.settlement, objects=a.objects, db=a.db, clock=self.clock
+            ),
+        }
+
+    def _consumers(self) -> list[QueueConsumer]:
+        names = self.config.queue_names
+        configs = self.config.queue_configs()
+        consumers: list[QueueConsumer] = []
+
+        def add(queue_type: QueueType, handler: Callable[[QueueMessage], Awaitable[Decision]]) -> None:
+            cfg = configs[queue_type]
+            consumers.append(
+                QueueConsumer(
+                    self.adapters.queue,
+                    names.of(queue_type),
+                    handler,
+                    concurrency=cfg.concurrency,
+                    visibility_s=cfg.visibility_timeout_s,
+                    receive_wait_s=self.config.receive_wait_s,
+                )
+            )
+
+        for job_type in self.config.job_types():
+            add(PROCESSING_QUEUE[job_type], self._on_process)
+            add(VERIFICATION_QUEUE[job_type], self._on_verify)
+        add(QueueType.PRIORITY_PROCESSING, self._on_process)
+        add(QueueType.PRIORITY_VERIFICATION, self._on_verify)
+        add(QueueType.JOB_HANDLE_FAILURE, self._on_dead_letter)
+        add(QueueType.WORKER_TRIGGER, self._on_trigger)
+        return consumers
+
+    async def _on_process(self, message: QueueMessage) -> Decision:
+        try:
+            job_id = parse_job_message(message.body)
+        except InvalidInput as exc:
+            log.warning("dropping malformed message on %s: %s", message.queue, exc)
+            return ACK
+        return await self.service.process_job(job_id, receive_count=message.receive_count)
+
+    async def _on_verify(self, message: QueueMessage) -> Decision:
+        try:
+            job_id = parse_job_message(message.body)
+        except InvalidInput as exc:
+            log.warning("dropping malformed message on %s: %s", message.queue, exc)
+            return ACK
+        return await self.service.verify_job(job_id)
+
+    async def _on_dead_letter(self, message: QueueMessage) -> Decision:
+        try:
+            job_id = parse_job_message(message.body)
+        except InvalidInput as exc:
+            log.warning("dropping malformed dead letter: %s", exc)
+            return ACK
+        return await self.service.handle_job_failure(job_id)
+
+    async def _on_trigger(self, message: QueueMessage) -> Decision:
+        try:
+            name = TriggerName.parse(message.body)
+        except ValueError:
+            log.warning("dropping unknown trigger %r", message.body[:100])
+            return ACK
+        self.triggers.kick(name)
+        return ACK
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        log.info(
+            "orchestrator %s starting: layer %s, %d queues, triggers %s",
+            self.service.owner,
+            self.config.layer,
+            len(self.consumers),
+            ", ".join(self.triggers.enabled),
+        )
+        for consumer in self.consumers:
+            self._spawn(consumer.run(self._stop), f"consumer-{consumer.name}")
+        self._spawn(self._tick_loop(), "scheduler")
+        self._spawn(self._chain_watch_loop(), "chain-watch")
+        self._spawn(self._heal_loop(), "heal")
+        for name in self.triggers.enabled:
+            self.triggers.kick(name)
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        self._tasks.append(asyncio.ensure_future(coro))
+        self._tasks[-1].set_name(name)
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep unless stopping; True when it is time to stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+        return self._stop.is_set()
+
+    async def _tick_loop(self) -> None:
+        """The backstop: send every trigger through the worker-trigger queue, which all instances read."""
+        name = self.config.queue_names.of(QueueType.WORKER_TRIGGER)
+        while not await self._sleep(self.config.trigger_interval_s):
+            for trigger in self.triggers.enabled:
+                try:
+                    await self.adapters.queue.send(name, trigger.value)
+                except Exception as exc:
+                    log.warning("scheduler could not send trigger %s: %s", trigger, exc)
+
+    async def _chain_watch_loop(self) -> None:
+        first = self.triggers.enabled[0]
+        seen: int | None = None
+        while not await self._sleep(self.config.chain_poll_interval_s):
+            try:
+                head = await self.adapters.sequencer.block_number()
+            except Exception as exc:
+                log.warning("sequencer head unavailable: %s", exc)
+                continue
+            if seen is None or head > seen:
+                seen = head
+                self.triggers.kick(first)
+
+    async def _heal_loop(self) -> None:
+        while not await self._sleep(self.config.heal_interval_s):
+            try:
+                await self.service.heal(stale_after_s=self.config.heal_stale_after_s)
+            except Exception as exc:
+                log.warning("heal sweep failed: %s", exc)
+
+    async def stop(self) -> bool:
+        """Graceful stop; True when every in-flight message finished within the grace period."""
+        self._stop.set()
+        await self.triggers.stop()
+        deadline = self.config.graceful_shutdown_s
+        results = await asyncio.gather(*(c.drain(deadline) for c in self.consumers))
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        clean = all(results)
+        log.info("orchestrator %s stopped%s", self.service.owner, "" if clean else " (some work was cancelled)")
+        return clean
+
+    async def refresh_gauges(self) -> None:
+        """Jobs by type and status and queue depths, read at scrape time."""
+        counts = await self.adapters.db.count_jobs()
+        self.metrics.jobs.clear()
+        for (job_type, status), count in counts.items():
+            self.metrics.jobs.labels(job_type, status).set(count)
+        for queue_type in self.config.queue_configs():
+            name = self.config.queue_names.of(queue_type)
+            depth = await self.adapters.queue.depth(name)
+            self.metrics.queue_depth.labels(name, "visible").set(depth.visible)
+            self.metrics.queue_depth.labels(name, "in_flight").set(depth.in_flight)
+            self.metrics.queue_depth.labels(name, "delayed").set(depth.delayed)
+        with contextlib.suppress(Exception):
+            last = await self.adapters.settlement.last_settled_block()
+            if last is not None:
+                self.metrics.last_settled_block.set(last)

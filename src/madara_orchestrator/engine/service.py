@@ -1,0 +1,465 @@
+"""The job service (SPEC §2.5): create, process, verify, retry, fail and heal jobs.
+
+Deliberate improvement over the original: processing is guarded by a *lease* (owner + expiry,
+renewed by a heartbeat while the handler runs), kept apart from the status. A job whose worker died
+is taken up again as soon as its lease expires, instead of after a 300 s lock timeout plus a 360 s
+visibility timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from madara_orchestrator import ORCHESTRATOR_VERSION
+from madara_orchestrator.domain.errors import InvalidTransition, JobError, NotFound, QueueFull, StaleVersion
+from madara_orchestrator.domain.jobs import (
+    DEFAULT_POLICIES,
+    PROCESSABLE,
+    VERIFIABLE,
+    Job,
+    JobPolicy,
+    JobStatus,
+    JobType,
+    SpecificMetadata,
+    transition,
+)
+from madara_orchestrator.domain.queues import QueueNames, QueueType, job_message
+from madara_orchestrator.engine.metrics import Metrics
+from madara_orchestrator.interfaces import AlertSink, Clock, Database, QueueClient
+from madara_orchestrator.jobs.base import JobHandler, Verification
+
+log = logging.getLogger("madara_orchestrator.jobs")
+
+S = JobStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the consumer does with the message: delete it, or make it visible again after a delay."""
+
+    ack: bool
+    delay_s: float = 0.0
+
+
+ACK = Decision(ack=True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """Back-off between redeliveries of a failed message; the queue dead-letters it after N receives."""
+
+    base_delay_s: float = 5.0
+    max_delay_s: float = 300.0
+
+    def delay(self, receive_count: int) -> float:
+        return min(self.max_delay_s, self.base_delay_s * (2 ** max(0, receive_count - 1)))
+
+
+class SystemClock:
+    def now(self) -> float:
+        import time
+
+        return time.time()
+
+
+def job_failed_alert(job: Job, reason: str) -> str:
+    lines = [
+        "Job Failed Alert",
+        f"Job ID: {job.id}",
+        f"Type: {job.job_type}",
+        f"Block: {job.internal_id}",
+        f"Current failure: {reason}",
+    ]
+    history = job.common.previous_failure_reasons
+    if history:
+        lines += ["", f"Previous failures ({len(history)} total):"]
+        lines += [f"  {i}. {r}" for i, r in enumerate(history, start=1)]
+    return "\n".join(lines)
+
+
+class JobService:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        queue: QueueClient,
+        queue_names: QueueNames,
+        handlers: Mapping[JobType, JobHandler],
+        alerts: AlertSink,
+        metrics: Metrics,
+        clock: Clock | None = None,
+        policies: Mapping[JobType, JobPolicy] | None = None,
+        retry: RetryPolicy | None = None,
+        owner: str | None = None,
+        max_priority_queue_size: int = 20,
+    ) -> None:
+        self.db = db
+        self.queue = queue
+        self.names = queue_names
+        self.handlers = dict(handlers)
+        self.alerts = alerts
+        self.metrics = metrics
+        self.clock = clock or SystemClock()
+        self.policies = {**DEFAULT_POLICIES, **(policies or {})}
+        self.retry = retry or RetryPolicy()
+        self.owner = owner or f"worker-{uuid.uuid4().hex[:12]}"
+        self.max_priority_queue_size = max_priority_queue_size
+        self._on_completed: list[Callable[[Job], Awaitable[None]]] = []
+
+    def on_completed(self, callback: Callable[[Job], Awaitable[None]]) -> None:
+        """Run ``callback`` after a job completes (the event-driven hand-off to its successor)."""
+        self._on_completed.append(callback)
+
+    def policy(self, job_type: JobType) -> JobPolicy:
+        return self.policies[job_type]
+
+    def handler(self, job_type: JobType) -> JobHandler:
+        try:
+            return self.handlers[job_type]
+        except KeyError:
+            raise NotFound(f"no handler for job type {job_type} in this layer") from None
+
+    # -- create -----------------------------------------------------------------------------------
+
+    async def create_job(self, job_type: JobType, internal_id: int, specific: SpecificMetadata) -> Job | None:
+        """Create and enqueue; idempotent on (job_type, internal_id): returns None when it exists."""
+        job = Job.new(job_type, internal_id, specific, now=self.clock.now(), orchestrator_version=ORCHESTRATOR_VERSION)
+        if not await self.db.create_job(job):
+            log.debug("job %s #%d already exists, skipping", job_type, internal_id)
+            return None
+        await self.queue.send(self.names.processing(job_type), job_message(job.id))
+        log.info("created %s", job.describe())
+        return job
+
+    # -- process ----------------------------------------------------------------------------------
+
+    async def process_job(self, job_id: uuid.UUID, *, receive_count: int = 1) -> Decision:
+        job = await self.db.get_job(job_id)
+        if job is None:
+            log.warning("processing message for unknown job %s dropped", job_id)
+            return ACK
+        now = self.clock.now()
+        if job.status == S.LOCKED_FOR_PROCESSING:
+            if job.has_live_lease(now):
+                log.debug("%s is being processed by %s; duplicate message dropped", job.describe(), job.lease_owner)
+                return ACK
+            healed = await self._heal(job, now)
+            if healed is None:
+                return ACK
+            job = healed
+        elif job.status in (S.PENDING_VERIFICATION, S.COMPLETED):
+            return ACK
+        elif job.status not in PROCESSABLE:
+            log.warning("processing message for %s in status %s dropped", job.describe(), job.status)
+            return ACK
+
+        handler = self.handler(job.job_type)
+        delay = await handler.check_ready(job)
+        if delay is not None:
+            log.info("%s not ready; trying again in %.0fs", job.describe(), delay)
+            await self.queue.send(self.names.processing(job.job_type), job_message(job.id), delay_s=delay)
+            return ACK
+
+        policy = self.policy(job.job_type)
+        original_status = job.status
+        locked = transition(
+            job, S.LOCKED_FOR_PROCESSING, lease_owner=self.owner, lease_expires_at=now + policy.lease_s
+        ).with_common(process_started_at=int(now), process_attempt_no=job.common.process_attempt_no + 1)
+        try:
+            job = await self.db.update_job(locked, now=now)
+        except StaleVersion:
+            log.debug("%s was taken by another worker", job.describe())
+            return ACK
+        locked_at = now
+
+        log.info("processing %s (attempt %d)", job.describe(), job.common.process_attempt_no)
+        try:
+            async with self._lease_heartbeat(job, policy):
+                outcome = await handler.process(job)
+        except Exception as exc:
+            return await self._processing_failed(job, original_status, exc, receive_count)
+
+        now = self.clock.now()
+        done = transition(
+            job,
+            S.PENDING_VERIFICATION,
+            external_id=outcome.external_id,
+            lease_owner=None,
+            lease_expires_at=None,
+        ).with_common(process_completed_at=int(now))
+        if outcome.specific is not None:
+            done = done.with_specific(outcome.specific)
+        try:
+            job = await self.db.update_job(done, now=now)
+        except StaleVersion:
+            log.error("%s: lease lost while processing; another worker owns it now, result dropped", job.describe())
+            return ACK
+        self.metrics.operations.labels(job.job_type, "process", "success").inc()
+        self.metrics.stage_latency.labels(job.job_type, "process").observe(max(0.0, now - locked_at))
+        await self.queue.send(
+            self.names.verification(job.job_type), job_message(job.id), delay_s=policy.verification_delay_s
+        )
+        log.info("processed %s -> %s", job.describe(), job.external_id or "-")
+        return ACK
+
+    async def _heal(self, job: Job, now: float) -> Job | None:
+        healed = transition(job, S.CREATED, lease_owner=None, lease_expires_at=None).with_common(
+            process_started_at=None
+        )
+        try:
+            job = await self.db.update_job(healed, now=now, only_if_lease_expired=True)
+        except StaleVersion:
+            return None
+        self.metrics.healed_jobs.labels(job.job_type).inc()
+        log.warning("%s: lease of a dead worker expired; taking it over", job.describe())
+        return job
+
+    @contextlib.asynccontextmanager
+    async def _lease_heartbeat(self, job: Job, policy: JobPolicy) -> AsyncIterator[None]:
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(policy.lease_s / 3)
+                renewed = await self.db.renew_lease(job.id, self.owner, self.clock.now() + policy.lease_s)
+                if not renewed:
+                    log.error("%s: lease lost (taken over); this worker's result will be dropped", job.describe())
+                    return
+
+        task = asyncio.create_task(beat(), name=f"lease-{job.id}")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _processing_failed(
+        self, job: Job, original_status: JobStatus, exc: Exception, receive_count: int
+    ) -> Decision:
+        attempt = job.common.process_attempt_no
+        reason = f"Processing attempt {attempt} failed: {exc}"
+        specific = exc.specific if isinstance(exc, JobError) else None
+        if specific is not None:
+            job = job.with_specific(specific)  # type: ignore[arg-type]
+        self.metrics.operations.labels(job.job_type, "process", "failure").inc()
+        if isinstance(exc, JobError) and not exc.retryable:
+            log.error("%s failed and will not be retried: %s", job.describe(), exc)
+            await self.move_to_failed(job, reason)
+            return ACK
+        if not isinstance(exc, JobError):
+            log.exception("%s: unexpected error while processing", job.describe(), exc_info=exc)
+        else:
+            log.warning("%s: %s (will retry)", job.describe(), reason)
+        restored = transition(job, original_status, lease_owner=None, lease_expires_at=None)
+        common = restored.common.with_failure(reason)
+        restored = restored.with_common(
+            **{
+                **dataclasses.asdict(common),
+                "process_retry_attempt_no": common.process_retry_attempt_no + 1,
+                "process_started_at": None,
+                "process_completed_at": None,
+            }
+        )
+        try:
+            await self.db.update_job(restored, now=self.clock.now())
+        except StaleVersion:
+            log.error(
+                "%s: could not reset after failure (changed meanwhile). Original error: %s",
+                job.describe(),
+                exc,
+            )
+        return Decision(ack=False, delay_s=self.retry.delay(receive_count))
+
+    # -- verify -----------------------------------------------------------------------------------
+
+    async def verify_job(self, job_id: uuid.UUID) -> Decision:
+        job = await self.db.get_job(job_id)
+        if job is None:
+            log.warning("verification message for unknown job %s dropped", job_id)
+            return ACK
+        if job.status not in VERIFIABLE:
+            if job.status != S.COMPLETED:
+                log.warning("verification message for %s in status %s dropped", job.describe(), job.status)
+            return ACK
+        now = self.clock.now()
+        started = job.with_common(
+            verification_started_at=int(now), verification_attempt_no=job.common.verification_attempt_no + 1
+        )
+        try:
+            job = await self.db.update_job(started, now=now)
+        except StaleVersion:
+            return ACK
+        handler = self.handler(job.job_type)
+        policy = self.policy(job.job_type)
+        try:
+            result = await handler.verify(job)
+        except Exception as exc:
+            self.metrics.operations.labels(job.job_type, "verify", "error").inc()
+            log.warning("%s: verification errored: %s (will retry)", job.describe(), exc)
+            return Decision(ack=False, delay_s=self.retry.delay(1))
+        if result.specific is not None:
+            job = job.with_specific(result.specific)
+        now = self.clock.now()
+        try:
+            if result.status == Verification.VERIFIED:
+                done = await self.db.update_job(
+                    transition(job, S.COMPLETED).with_common(verification_completed_at=int(now)), now=now
+                )
+                self._observe_completion(done, now)
+                log.info("completed %s", done.describe())
+                for callback in self._on_completed:
+                    try:
+                        await callback(done)
+                    except Exception:
+                        log.exception("completion hook failed for %s", done.describe())
+            elif result.status == Verification.REJECTED:
+                self.metrics.operations.labels(job.job_type, "verify", "rejected").inc()
+                job = job.with_common(**dataclasses.asdict(job.common.with_failure(result.reason)))
+                if job.common.process_attempt_no < policy.max_process_attempts:
+                    await self.db.update_job(transition(job, S.VERIFICATION_FAILED), now=now)
+                    await self.queue.send(self.names.processing(job.job_type), job_message(job.id))
+                    log.warning("%s: verification rejected (%s); processing again", job.describe(), result.reason)
+                else:
+                    await self.move_to_failed(
+                        job,
+                        f"Verification rejected. Max process attempts reached: {job.common.process_attempt_no}",
+                    )
+            elif job.common.verification_attempt_no >= policy.max_verification_attempts:
+                await self.db.update_job(transition(job, S.VERIFICATION_TIMEOUT), now=now)
+                self.metrics.operations.labels(job.job_type, "verify", "timeout").inc()
+                await self.alerts.send(
+                    "Job Verification Timeout",
+                    f"Job Verification Timeout Alert: Job ID: {job.id}, Type: {job.job_type}, "
+                    f"Internal_Id: {job.internal_id}, Verification Attempts: {job.common.verification_attempt_no}",
+                )
+            else:
+                if result.specific is not None:
+                    await self.db.update_job(job, now=now)
+                await self.queue.send(
+                    self.names.verification(job.job_type),
+                    job_message(job.id),
+                    delay_s=policy.verification_delay_s,
+                )
+        except StaleVersion:
+            log.debug("%s changed during verification; leaving it to the newer writer", job.describe())
+        return ACK
+
+    def _observe_completion(self, job: Job, now: float) -> None:
+        self.metrics.operations.labels(job.job_type, "verify", "success").inc()
+        completed_at = job.common.process_completed_at
+        if completed_at is not None:
+            self.metrics.stage_latency.labels(job.job_type, "verify").observe(max(0.0, now - completed_at))
+        self.metrics.stage_latency.labels(job.job_type, "e2e").observe(max(0.0, now - job.created_at))
+
+    # -- failure, retry, operator actions -----------------------------------------------------------
+
+    async def handle_job_failure(self, job_id: uuid.UUID) -> Decision:
+        """Consumer of the dead-letter queue."""
+        job = await self.db.get_job(job_id)
+        if job is None:
+            log.warning("dead-letter message for unknown job %s dropped", job_id)
+            return ACK
+        if job.status == S.COMPLETED:
+            log.error("Invalid state exists on DL queue: %s is Completed; ignored", job.describe())
+            return ACK
+        if job.status == S.LOCKED_FOR_PROCESSING and job.has_live_lease(self.clock.now()):
+            log.warning("dead-letter message for %s while it is being processed; ignored", job.describe())
+            return ACK
+        await self.move_to_failed(job, f"Job moved to DLQ after exhausting retries (last status: {job.status})")
+        return ACK
+
+    async def move_to_failed(self, job: Job, reason: str) -> None:
+        if job.status in (S.COMPLETED, S.FAILED):
+            return
+        common = job.common.with_failure(reason)
+        failed = transition(job, S.FAILED, lease_owner=None, lease_expires_at=None).with_common(
+            **dataclasses.asdict(common)
+        )
+        try:
+            failed = await self.db.update_job(failed, now=self.clock.now())
+        except StaleVersion:
+            fresh = await self.db.get_job(job.id)
+            if fresh is None or fresh.status in (S.COMPLETED, S.FAILED):
+                return
+            await self.move_to_failed(fresh, reason)
+            return
+        self.metrics.failed_jobs.labels(job.job_type).inc()
+        log.error("%s moved to Failed: %s", job.describe(), reason)
+        await self.alerts.send("Job Failed", job_failed_alert(failed, reason))
+
+    async def _load(self, job_id: uuid.UUID) -> Job:
+        job = await self.db.get_job(job_id)
+        if job is None:
+            raise NotFound(f"Job not found: {job_id}")
+        return job
+
+    async def _enqueue(self, job: Job, *, verification: bool, priority: bool, delay_s: float = 0.0) -> None:
+        if priority:
+            name = self.names.of(QueueType.PRIORITY_VERIFICATION if verification else QueueType.PRIORITY_PROCESSING)
+            depth = await self.queue.depth(name)
+            if depth.visible + depth.delayed >= self.max_priority_queue_size:
+                raise QueueFull(depth.visible + depth.delayed, self.max_priority_queue_size)
+            await self.queue.send(name, job_message(job.id))
+            return
+        name = self.names.verification(job.job_type) if verification else self.names.processing(job.job_type)
+        await self.queue.send(name, job_message(job.id), delay_s=delay_s)
+
+    async def retry_job(self, job_id: uuid.UUID, *, priority: bool = False) -> Job:
+        job = await self._load(job_id)
+        if job.status != S.FAILED:
+            raise InvalidTransition(f"Cannot retry job {job_id}: invalid status {job.status}")
+        retried = transition(job, S.PENDING_RETRY).with_common(
+            process_retry_attempt_no=job.common.process_retry_attempt_no + 1, process_attempt_no=0
+        )
+        job = await self.db.update_job(retried, now=self.clock.now())
+        await self._enqueue(job, verification=False, priority=priority)
+        log.info("%s queued for retry by an operator", job.describe())
+        return job
+
+    async def queue_job_for_processing(self, job_id: uuid.UUID, *, priority: bool = False) -> Job:
+        job = await self._load(job_id)
+        await self._enqueue(job, verification=False, priority=priority)
+        return job
+
+    async def queue_job_for_verification(self, job_id: uuid.UUID, *, priority: bool = False) -> Job:
+        """Re-verify. Refused for jobs never processed and for Completed ones (SPEC §22 quirk 5)."""
+        job = await self._load(job_id)
+        if job.status not in VERIFIABLE and not (job.status == S.FAILED and job.external_id):
+            raise InvalidTransition(f"Cannot verify job {job_id}: invalid status {job.status}")
+        reopened = transition(job, S.PENDING_VERIFICATION).with_common(
+            verification_attempt_no=0,
+            verification_retry_attempt_no=job.common.verification_retry_attempt_no + 1,
+        )
+        job = await self.db.update_job(reopened, now=self.clock.now())
+        await self._enqueue(
+            job, verification=True, priority=priority, delay_s=self.policy(job.job_type).verification_delay_s
+        )
+        return job
+
+    async def heal(self, *, stale_after_s: float = 600.0, limit: int = 500) -> int:
+        """Re-send messages for jobs that look forgotten: an expired lease, or no progress for a long time.
+
+        Duplicates are harmless (a message for a job that moved on is dropped), so this may run anywhere."""
+        now = self.clock.now()
+        sent = 0
+        for job in await self.db.list_jobs(statuses=[S.LOCKED_FOR_PROCESSING], limit=limit):
+            if not job.has_live_lease(now):
+                await self.queue.send(self.names.processing(job.job_type), job_message(job.id))
+                sent += 1
+        for job in await self.db.stalled_jobs(
+            [S.CREATED, S.PENDING_RETRY, S.VERIFICATION_FAILED], now - stale_after_s, limit
+        ):
+            await self.queue.send(self.names.processing(job.job_type), job_message(job.id))
+            sent += 1
+        for job in await self.db.stalled_jobs([S.PENDING_VERIFICATION], now - stale_after_s, limit):
+            if job.updated_at < now - stale_after_s - self.policy(job.job_type).verification_delay_s:
+                await self.queue.send(self.names.verification(job.job_type), job_message(job.id))
+                sent += 1
+        if sent:
+            log.info("heal: re-sent %d message(s) for jobs without progress", sent)
+        return sent

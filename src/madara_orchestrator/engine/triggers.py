@@ -1,0 +1,467 @@
+"""Triggers (SPEC §4): create batches and jobs when their inputs are ready.
+
+Two improvements over the original:
+- hand-off is event driven: a completed job kicks its successor's trigger at once; the periodic tick
+  is only a backstop;
+- a failed job blocks only what depends on it (settlement stays in block order), unless
+  ``halt_on_failure`` asks for the original's global halt.
+
+Each trigger is idempotent (job creation is keyed on (type, internal id); batching takes a lock), so
+several instances may run them at once. Within one process a trigger never runs twice at once: a kick
+during a run marks it dirty and it runs again right after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import itertools
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from madara_orchestrator.domain.batches import (
+    AggregatorBatch,
+    AggregatorBatchStatus,
+    SnosBatch,
+    SnosBatchStatus,
+)
+from madara_orchestrator.domain.jobs import (
+    Job,
+    JobStatus,
+    JobType,
+    ProvingMetadata,
+    SettlementContext,
+    SnosMetadata,
+    StateUpdateMetadata,
+)
+from madara_orchestrator.domain.queues import Layer
+from madara_orchestrator.engine.metrics import Metrics
+from madara_orchestrator.engine.service import JobService
+from madara_orchestrator.interfaces import Clock, Database, LockService, SequencerRpc
+from madara_orchestrator.jobs.aggregator import aggregator_metadata
+from madara_orchestrator.jobs.snos import snos_metadata
+
+log = logging.getLogger("madara_orchestrator.triggers")
+
+MAX_INDEX = 2**63 - 1
+
+
+class TriggerName(enum.StrEnum):
+    SNOS = "Snos"
+    PROVING = "Proving"
+    PROOF_REGISTRATION = "ProofRegistration"
+    DATA_SUBMISSION = "DataSubmission"
+    UPDATE_STATE = "UpdateState"
+    AGGREGATOR = "Aggregator"
+    AGGREGATOR_BATCHING = "AggregatorBatching"
+    SNOS_BATCHING = "SnosBatching"
+    STORAGE_CLEANUP = "StorageCleanup"
+
+    @classmethod
+    def parse(cls, text: str) -> TriggerName:
+        """The bare name, surrounding double quotes allowed (SPEC §3.3)."""
+        return cls(text.strip().strip('"'))
+
+
+LAYER_TRIGGERS: dict[Layer, tuple[TriggerName, ...]] = {
+    Layer.L2: (
+        TriggerName.AGGREGATOR_BATCHING,
+        TriggerName.SNOS_BATCHING,
+        TriggerName.SNOS,
+        TriggerName.PROVING,
+        TriggerName.AGGREGATOR,
+        TriggerName.UPDATE_STATE,
+    ),
+    Layer.L3: (
+        TriggerName.SNOS_BATCHING,
+        TriggerName.SNOS,
+        TriggerName.PROVING,
+        TriggerName.PROOF_REGISTRATION,
+        TriggerName.DATA_SUBMISSION,
+        TriggerName.UPDATE_STATE,
+    ),
+}
+
+# Which triggers to kick when a job of a type completes (event-driven hand-off).
+SUCCESSORS: dict[Layer, dict[JobType, tuple[TriggerName, ...]]] = {
+    Layer.L2: {
+        JobType.SNOS_RUN: (TriggerName.PROVING,),
+        JobType.PROOF_CREATION: (TriggerName.AGGREGATOR,),
+        JobType.AGGREGATOR: (TriggerName.UPDATE_STATE,),
+        JobType.STATE_TRANSITION: (TriggerName.UPDATE_STATE, TriggerName.SNOS, TriggerName.AGGREGATOR),
+    },
+    Layer.L3: {
+        JobType.SNOS_RUN: (TriggerName.PROVING,),
+        JobType.PROOF_CREATION: (TriggerName.PROOF_REGISTRATION,),
+        JobType.PROOF_REGISTRATION: (TriggerName.DATA_SUBMISSION,),
+        JobType.DATA_SUBMISSION: (TriggerName.UPDATE_STATE,),
+        JobType.STATE_TRANSITION: (TriggerName.UPDATE_STATE, TriggerName.SNOS),
+    },
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TriggerConfig:
+    layer: Layer = Layer.L2
+    min_block_to_process: int = 0
+    max_block_to_process: int | None = None
+    max_batch_processing_size: int = 10
+    snos_job_buffer_size: int = 50
+    aggregator_job_buffer_size: int = 5
+    batching_lock_duration_s: float = 3600.0
+    store_audit_artifacts: bool = False
+    snos_full_output: bool = False
+    halt_on_failure: bool = False
+
+
+class Triggers:
+    def __init__(
+        self,
+        *,
+        config: TriggerConfig,
+        service: JobService,
+        db: Database,
+        sequencer: SequencerRpc,
+        locks: LockService,
+        clock: Clock,
+        metrics: Metrics,
+        owner: str | None = None,
+    ) -> None:
+        self.config = config
+        self.service = service
+        self.db = db
+        self.sequencer = sequencer
+        self.locks = locks
+        self.clock = clock
+        self.metrics = metrics
+        self.owner = owner or f"triggers-{uuid.uuid4().hex[:12]}"
+        self._impl: dict[TriggerName, Callable[[], Awaitable[bool]]] = {
+            TriggerName.AGGREGATOR_BATCHING: self.aggregator_batching,
+            TriggerName.SNOS_BATCHING: self.snos_batching,
+            TriggerName.SNOS: self.snos,
+            TriggerName.PROVING: self.proving,
+            TriggerName.AGGREGATOR: self.aggregator,
+            TriggerName.UPDATE_STATE: self.update_state,
+        }
+        # What a trigger that made progress kicks next.
+        self._next: dict[TriggerName, tuple[TriggerName, ...]] = {
+            TriggerName.AGGREGATOR_BATCHING: (TriggerName.SNOS_BATCHING,),
+            TriggerName.SNOS_BATCHING: (TriggerName.SNOS,),
+        }
+        self._running: set[TriggerName] = set()
+        self._dirty: set[TriggerName] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        service.on_completed(self._job_completed)
+
+    @property
+    def enabled(self) -> tuple[TriggerName, ...]:
+        return tuple(t for t in LAYER_TRIGGERS[self.config.layer] if t in self._impl)
+
+    # -- running ----------------------------------------------------------------------------------
+
+    def kick(self, name: TriggerName) -> None:
+        """Run the trigger soon, in the background; coalesced with a run in progress."""
+        if name not in self._impl:
+            return
+        if name in self._running:
+            self._dirty.add(name)
+            return
+        self._running.add(name)
+        task = asyncio.create_task(self._run_loop(name), name=f"trigger-{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_loop(self, name: TriggerName) -> None:
+        try:
+            while True:
+                self._dirty.discard(name)
+                await self.run_once(name)
+                if name not in self._dirty:
+                    return
+        finally:
+            self._running.discard(name)
+
+    async def run_once(self, name: TriggerName) -> bool:
+        try:
+            if self.config.halt_on_failure and name != TriggerName.STORAGE_CLEANUP and await self._halted():
+                self.metrics.trigger_runs.labels(name, "halted").inc()
+                return False
+            progressed = await self._impl[name]()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.metrics.trigger_runs.labels(name, "error").inc()
+            log.exception("trigger %s failed", name)
+            return False
+        self.metrics.trigger_runs.labels(name, "progress" if progressed else "idle").inc()
+        if progressed:
+            for follower in self._next.get(name, ()):
+                self.kick(follower)
+        return progressed
+
+    async def _halted(self) -> bool:
+        failed = await self.db.list_jobs(statuses=[JobStatus.FAILED, JobStatus.VERIFICATION_TIMEOUT], limit=1)
+        if failed:
+            log.warning("triggers halted: %s is %s (--halt-on-failure)", failed[0].describe(), failed[0].status)
+        return bool(failed)
+
+    async def _job_completed(self, job: Job) -> None:
+        for name in SUCCESSORS[self.config.layer].get(job.job_type, ()):
+            self.kick(name)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _handoff(self, parent: Job | None) -> None:
+        if parent is not None:
+            self.metrics.handoff_latency.labels(parent.job_type).observe(max(0.0, self.clock.now() - parent.updated_at))
+
+    async def _create(
+        self, job_type: JobType, internal_id: int, specific: object, parent: Job | None = None
+    ) -> Job | None:
+        job = await self.service.create_job(job_type, internal_id, specific)  # type: ignore[arg-type]
+        if job is not None:
+            self._handoff(parent)
+        return job
+
+    # -- batching (one block per SNOS batch and per aggregator batch; real batching comes later) ------
+
+    async def _block_range(self, after: int | None) -> range:
+        first = max(self.config.min_block_to_process, 0 if after is None else after + 1)
+        last = await self.sequencer.block_number()
+        if self.config.max_block_to_process is not None:
+            last = min(last, self.config.max_block_to_process)
+        last = min(last, first + self.config.max_batch_processing_size - 1)
+        return range(first, last + 1)
+
+    async def _starknet_version(self, block_number: int) -> str | None:
+        """The block's Starknet version, or None while it is not final (pre-confirmed)."""
+        block = await self.sequencer.get_block_with_tx_hashes(block_number)
+        if not block.get("block_hash") or block.get("status") in ("PENDING", "PRE_CONFIRMED"):
+            return None
+        return str(block.get("starknet_version", ""))
+
+    async def aggregator_batching(self) -> bool:
+        key = "AggregatorBatchingWorker"
+        if not await self.locks.acquire(key, self.owner, self.config.batching_lock_duration_s):
+            return False
+        try:
+            latest = await self.db.latest_aggregator_batch()
+            index = latest.index + 1 if latest else 1
+            created = 0
+            for block in await self._block_range(latest.end_block if latest else None):
+                version = await self._starknet_version(block)
+                if version is None:
+                    break
+                now = self.clock.now()
+                await self.db.save_aggregator_batch(
+                    AggregatorBatch(
+                        index=index,
+                        start_block=block,
+                        end_block=block,
+                        status=AggregatorBatchStatus.CLOSED,
+                        created_at=now,
+                        updated_at=now,
+                        starknet_version=version,
+                        orchestrator_version=self.service_version,
+                        squashed_state_updates_path=f"state_update/batch/{index}.json",
+                        blob_path=f"blob/batch/{index}",
+                    )
+                )
+                index += 1
+                created += 1
+            return created > 0
+        finally:
+            await self.locks.release(key, self.owner)
+
+    @property
+    def service_version(self) -> str:
+        from madara_orchestrator import ORCHESTRATOR_VERSION
+
+        return ORCHESTRATOR_VERSION
+
+    async def snos_batching(self) -> bool:
+        key = "SnosBatchingWorker"
+        if not await self.locks.acquire(key, self.owner, self.config.batching_lock_duration_s):
+            return False
+        try:
+            latest = await self.db.latest_snos_batch()
+            index = latest.index + 1 if latest else 1
+            created = 0
+            sources: list[tuple[int, int, int | None, str]] = []
+            if self.config.layer == Layer.L2:
+                pending = await self._aggregator_batches_after(latest.end_block if latest else None)
+                sources = [(b.start_block, b.end_block, b.index, b.starknet_version) for b in pending]
+            else:
+                for block in await self._block_range(latest.end_block if latest else None):
+                    version = await self._starknet_version(block)
+                    if version is None:
+                        break
+                    sources.append((block, block, None, version))
+            for start, end, aggregator_index, version in sources:
+                now = self.clock.now()
+                await self.db.save_snos_batch(
+                    SnosBatch(
+                        index=index,
+                        start_block=start,
+                        end_block=end,
+                        status=SnosBatchStatus.CLOSED,
+                        created_at=now,
+                        updated_at=now,
+                        starknet_version=version,
+                        orchestrator_version=self.service_version,
+                        aggregator_batch_index=aggregator_index,
+                    )
+                )
+                index += 1
+                created += 1
+            return created > 0
+        finally:
+            await self.locks.release(key, self.owner)
+
+    async def _aggregator_batches_after(self, end_block: int | None) -> list[AggregatorBatch]:
+        after = None if end_block is None else await self.db.aggregator_batch_for_block(end_block)
+        first_index = after.index + 1 if after else 1
+        limit = self.config.max_batch_processing_size * 10
+        return await self.db.list_aggregator_batches(indexes=list(range(first_index, first_index + limit)))
+
+    # -- job creation ------------------------------------------------------------------------------
+
+    async def _buffer_slots(self, job_type: JobType, buffer: int) -> int:
+        latest = await self.db.latest_job(job_type)
+        oldest = await self.db.oldest_job(job_type, excluding_statuses=[JobStatus.COMPLETED])
+        if latest is None or oldest is None:
+            return buffer
+        return max(0, buffer - (latest.internal_id - oldest.internal_id + 1))
+
+    async def first_unsettled_snos_batch_index(self) -> int:
+        """Lower bound for the Snos and Proving triggers, so they need not scan history (SPEC §4.10)."""
+        settled = await self.db.latest_job(JobType.STATE_TRANSITION, statuses=[JobStatus.COMPLETED])
+        if settled is None or not isinstance(settled.metadata.specific, StateUpdateMetadata):
+            return 0
+        to_settle = settled.metadata.specific.context.to_settle
+        if self.config.layer == Layer.L3:
+            return to_settle + 1
+        children = await self.db.list_snos_batches(aggregator_index=to_settle + 1, limit=1)
+        return children[0].index if children else MAX_INDEX
+
+    async def snos(self) -> bool:
+        slots = await self._buffer_slots(JobType.SNOS_RUN, self.config.snos_job_buffer_size)
+        if slots == 0:
+            return False
+        min_index = await self.first_unsettled_snos_batch_index()
+        created = 0
+        for batch in await self.db.snos_batches_without_jobs(SnosBatchStatus.CLOSED, min_index=min_index, limit=slots):
+            meta = snos_metadata(
+                batch.index, batch.start_block, batch.end_block, full_output=self.config.snos_full_output
+            )
+            if await self._create(JobType.SNOS_RUN, batch.index, meta):
+                created += 1
+        return created > 0
+
+    async def proving(self) -> bool:
+        min_index = await self.first_unsettled_snos_batch_index()
+        created = 0
+        for snos_job in await self.db.jobs_without_successor(
+            JobType.SNOS_RUN, JobStatus.COMPLETED, JobType.PROOF_CREATION, min_internal_id=min_index
+        ):
+            snos = snos_job.metadata.specific
+            assert isinstance(snos, SnosMetadata)
+            bucket_id: str | None = None
+            bucket_job_index: int | None = None
+            if self.config.layer == Layer.L2:
+                aggregator = await self.db.aggregator_batch_for_block(snos.start_block)
+                if aggregator is not None and aggregator.bucket_id:
+                    first = await self.db.list_snos_batches(aggregator_index=aggregator.index, limit=1)
+                    if not first:
+                        continue
+                    bucket_id = aggregator.bucket_id
+                    bucket_job_index = snos.snos_batch_index - first[0].index + 1
+                download = f"{snos_job.internal_id}/proof.json" if self.config.store_audit_artifacts else None
+                ensure = None
+            else:
+                if not snos.snos_fact:
+                    log.error("SnosRun %d completed without a fact; cannot create its proof job", snos_job.internal_id)
+                    continue
+                download = f"{snos_job.internal_id}/proof.json"
+                ensure = snos.snos_fact
+            meta = ProvingMetadata(
+                block_number=snos.start_block,
+                input_path={"CairoPie": snos.cairo_pie_path or f"{snos_job.internal_id}/cairo_pie.zip"},
+                ensure_on_chain_registration=ensure,
+                download_proof=download,
+                n_steps=snos.snos_n_steps,
+                bucket_id=bucket_id,
+                bucket_job_index=bucket_job_index,
+            )
+            if await self._create(JobType.PROOF_CREATION, snos_job.internal_id, meta, snos_job):
+                created += 1
+        return created > 0
+
+    async def aggregator(self) -> bool:
+        slots = await self._buffer_slots(JobType.AGGREGATOR, self.config.aggregator_job_buffer_size)
+        if slots == 0:
+            return False
+        created = 0
+        for batch in await self.db.list_aggregator_batches(statuses=[AggregatorBatchStatus.CLOSED], limit=slots):
+            children = await self.db.list_snos_batches(aggregator_index=batch.index)
+            if (
+                not children
+                or children[0].start_block != batch.start_block
+                or children[-1].end_block != batch.end_block
+            ):
+                continue
+            if any(c.status == SnosBatchStatus.OPEN for c in children):
+                continue
+            if any(b.start_block != a.end_block + 1 for a, b in itertools.pairwise(children)):
+                continue
+            proofs = [await self.db.get_job_by_internal_id(JobType.PROOF_CREATION, c.index) for c in children]
+            if not all(p is not None and p.status == JobStatus.COMPLETED for p in proofs):
+                continue
+            latest_proof = max((p for p in proofs if p is not None), key=lambda p: p.updated_at)
+            meta = aggregator_metadata(
+                batch.index, bucket_id=batch.bucket_id, store_proof=self.config.store_audit_artifacts
+            )
+            if await self._create(JobType.AGGREGATOR, batch.index, meta, latest_proof):
+                created += 1
+            await self.db.set_aggregator_batch_status(
+                batch.index, AggregatorBatchStatus.PENDING_AGGREGATOR_RUN, now=self.clock.now()
+            )
+        return created > 0
+
+    async def update_state(self) -> bool:
+        """One StateTransition at a time, for the next batch in strict order (SPEC §4.11)."""
+        parent_type = JobType.AGGREGATOR if self.config.layer == Layer.L2 else JobType.DATA_SUBMISSION
+        latest = await self.db.latest_job(JobType.STATE_TRANSITION)
+        if latest is not None and latest.status != JobStatus.COMPLETED:
+            return False
+        last: int | None = None
+        if latest is not None and isinstance(latest.metadata.specific, StateUpdateMetadata):
+            last = latest.metadata.specific.context.to_settle
+        next_id = 1 if last is None else last + 1
+        parent = await self.db.get_job_by_internal_id(parent_type, next_id)
+        if parent is None or parent.status != JobStatus.COMPLETED:
+            return False
+        if self.config.layer == Layer.L2:
+            agg = parent.metadata.specific
+            meta = StateUpdateMetadata(
+                context=SettlementContext(type="Batch", to_settle=next_id),
+                snos_output_path=getattr(agg, "snos_output_path", None),
+                program_output_path=getattr(agg, "program_output_path", None),
+                blob_data_path=getattr(agg, "blob_data_path", None),
+                da_segment_path=getattr(agg, "da_segment_path", None),
+            )
+        else:
+            snos_job = await self.db.get_job_by_internal_id(JobType.SNOS_RUN, next_id)
+            snos = snos_job.metadata.specific if snos_job else None
+            meta = StateUpdateMetadata(
+                context=SettlementContext(type="Batch", to_settle=next_id),
+                snos_output_path=getattr(snos, "snos_output_path", None),
+                program_output_path=getattr(snos, "program_output_path", None),
+                blob_data_path=getattr(parent.metadata.specific, "blob_data_path", None),
+            )
+        return await self._create(JobType.STATE_TRANSITION, next_id, meta, parent) is not None

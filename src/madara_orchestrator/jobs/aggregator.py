@@ -1,0 +1,127 @@
+"""Aggregator (L2): aggregate the child proofs of an aggregator batch (SPEC §7.10).
+
+Local path (SHARP, mock): run the aggregator over the children's program outputs, store its PIE,
+program output and DA segment, and submit it. The Atlantic bucket path closes the bucket instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from madara_orchestrator.domain.batches import AggregatorBatchStatus
+from madara_orchestrator.domain.errors import JobError
+from madara_orchestrator.domain.jobs import AggregatorMetadata, Job, JobType
+from madara_orchestrator.domain.proving import RunAggregation, RunAggregationWithPie, TaskState, TaskType
+from madara_orchestrator.interfaces import AggregatorRunner, Clock, Database, ObjectStore, ProverClient
+from madara_orchestrator.jobs.artifacts import decode_program_output, encode_felts_json, encode_program_output
+from madara_orchestrator.jobs.base import Processed, Verified
+
+
+def aggregator_metadata(index: int, *, bucket_id: str | None = None, store_proof: bool = False) -> AggregatorMetadata:
+    return AggregatorMetadata(
+        batch_num=index,
+        bucket_id=bucket_id,
+        download_proof=f"artifacts/batch/{index}/proof.json" if store_proof else None,
+        blob_data_path=f"blob/batch/{index}",
+        da_segment_path=f"artifacts/batch/{index}/da_blob.json",
+        cairo_pie_path=f"artifacts/batch/{index}/cairo_pie.zip",
+        snos_output_path=f"artifacts/batch/{index}/snos_output.json",
+        program_output_path=f"artifacts/batch/{index}/program_output.txt",
+    )
+
+
+class AggregatorJobHandler:
+    job_type = JobType.AGGREGATOR
+
+    def __init__(
+        self,
+        *,
+        prover: ProverClient,
+        objects: ObjectStore,
+        db: Database,
+        clock: Clock,
+        runner: AggregatorRunner | None = None,
+    ) -> None:
+        """With a ``runner`` aggregation is local; without one the prover aggregates (Atlantic buckets)."""
+        self.prover = prover
+        self.objects = objects
+        self.db = db
+        self.clock = clock
+        self.runner = runner
+
+    async def check_ready(self, job: Job) -> float | None:
+        return None
+
+    async def process(self, job: Job) -> Processed:
+        meta = job.metadata.specific
+        assert isinstance(meta, AggregatorMetadata)
+        if self.runner is None:
+            if not meta.bucket_id:
+                raise JobError(f"aggregator batch {meta.batch_num} has no prover bucket", retryable=False)
+            external_id = await self.prover.submit_task(RunAggregation(bucket_id=meta.bucket_id))
+            await self._set_batch(meta.batch_num, AggregatorBatchStatus.PENDING_AGGREGATOR_VERIFICATION)
+            return Processed(external_id=external_id)
+
+        children = await self.db.list_snos_batches(aggregator_index=meta.batch_num)
+        if not children:
+            raise JobError(f"aggregator batch {meta.batch_num} has no SNOS batches", retryable=False)
+        outputs: list[list[int]] = []
+        keys: list[str] = []
+        for child in children:
+            proof_job = await self.db.get_job_by_internal_id(JobType.PROOF_CREATION, child.index)
+            if proof_job is None:
+                raise JobError(f"ProofCreation job of SNOS batch {child.index} not found")
+            keys.append(proof_job.external_id)
+            outputs.append(decode_program_output(await self.objects.get(f"{child.index}/program_output.txt")))
+        result = await self.runner.run(outputs)
+        for path, data in (
+            (meta.program_output_path, encode_program_output(result.program_output)),
+            (meta.da_segment_path, encode_felts_json(result.da_segment)),
+            (meta.cairo_pie_path, result.cairo_pie_zip),
+        ):
+            if path:
+                await self.objects.put(path, data)
+        external_id = await self.prover.submit_task(
+            RunAggregationWithPie(
+                cairo_pie_zip=result.cairo_pie_zip, children_cairo_job_keys=keys, fact_hash=result.fact
+            )
+        )
+        await self._set_batch(meta.batch_num, AggregatorBatchStatus.PENDING_AGGREGATOR_VERIFICATION)
+        return Processed(
+            external_id=external_id,
+            specific=dataclasses.replace(meta, ensure_on_chain_registration=result.fact),
+        )
+
+    async def verify(self, job: Job) -> Verified:
+        meta = job.metadata.specific
+        assert isinstance(meta, AggregatorMetadata)
+        status = await self.prover.get_task_status(
+            TaskType.AGGREGATION, job.external_id, meta.ensure_on_chain_registration
+        )
+        if status.state == TaskState.PROCESSING:
+            return Verified.pending()
+        if status.state == TaskState.FAILED:
+            await self._set_batch(meta.batch_num, AggregatorBatchStatus.VERIFICATION_FAILED)
+            return Verified.rejected(f"Aggregator job #{job.internal_id} failed: {status.message}")
+        if self.runner is None:
+            artifacts = await self.prover.get_aggregation_artifacts(
+                job.external_id, include_proof=meta.download_proof is not None
+            )
+            if artifacts.cairo_pie is None or artifacts.da_segment is None:
+                raise JobError(f"prover returned no aggregator PIE or DA segment for bucket {job.external_id}")
+            # The filtered program output comes from the PIE (facts library); stored as downloaded here.
+            if meta.cairo_pie_path:
+                await self.objects.put(meta.cairo_pie_path, artifacts.cairo_pie)
+            if meta.da_segment_path:
+                await self.objects.put(meta.da_segment_path, artifacts.da_segment)
+            if meta.download_proof and artifacts.proof is not None:
+                await self.objects.put(meta.download_proof, artifacts.proof)
+        elif meta.download_proof:
+            artifacts = await self.prover.get_aggregation_artifacts(job.external_id, include_proof=True)
+            if artifacts.proof is not None:
+                await self.objects.put(meta.download_proof, artifacts.proof)
+        await self._set_batch(meta.batch_num, AggregatorBatchStatus.READY_FOR_STATE_UPDATE)
+        return Verified.verified()
+
+    async def _set_batch(self, index: int, status: AggregatorBatchStatus) -> None:
+        await self.db.set_aggregator_batch_status(index, status, now=self.clock.now())

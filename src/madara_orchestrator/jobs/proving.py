@@ -1,0 +1,64 @@
+"""ProofCreation: submit the SNOS PIE to the prover and wait for the proof (SPEC §7.8)."""
+
+from __future__ import annotations
+
+from madara_orchestrator.domain.errors import JobError
+from madara_orchestrator.domain.jobs import Job, JobType, ProvingMetadata, SnosMetadata
+from madara_orchestrator.domain.proving import CreateJob, TaskState, TaskType
+from madara_orchestrator.interfaces import JobStore, ObjectStore, ProverClient
+from madara_orchestrator.jobs.base import Processed, Verified
+
+
+class ProvingJobHandler:
+    job_type = JobType.PROOF_CREATION
+
+    def __init__(
+        self, *, prover: ProverClient, objects: ObjectStore, jobs: JobStore, dedup_by_job_id: bool = False
+    ) -> None:
+        """``dedup_by_job_id``: Atlantic deduplicates on the job's UUID; SHARP and the mock on the SNOS fact."""
+        self.prover = prover
+        self.objects = objects
+        self.jobs = jobs
+        self.dedup_by_job_id = dedup_by_job_id
+
+    async def check_ready(self, job: Job) -> float | None:
+        return None
+
+    async def _dedup_id(self, job: Job) -> str:
+        if self.dedup_by_job_id:
+            return str(job.id)
+        snos = await self.jobs.get_job_by_internal_id(JobType.SNOS_RUN, job.internal_id)
+        fact = snos.metadata.specific.snos_fact if snos and isinstance(snos.metadata.specific, SnosMetadata) else None
+        if not fact:
+            raise JobError(f"SNOS fact for batch {job.internal_id} not found: cannot track the proof", retryable=False)
+        return fact
+
+    async def process(self, job: Job) -> Processed:
+        meta = job.metadata.specific
+        assert isinstance(meta, ProvingMetadata)
+        if not meta.input_path:
+            raise JobError("Input path not found in job metadata", retryable=False)
+        if "CairoPie" not in meta.input_path:
+            raise JobError(f"ProofCreation needs a Cairo PIE input, got {meta.input_path}", retryable=False)
+        pie = await self.objects.get(meta.input_path["CairoPie"])
+        task = CreateJob(
+            cairo_pie_zip=pie,
+            dedup_id=await self._dedup_id(job),
+            bucket_id=meta.bucket_id,
+            bucket_job_index=meta.bucket_job_index,
+            num_steps=meta.n_steps,
+        )
+        return Processed(external_id=await self.prover.submit_task(task))
+
+    async def verify(self, job: Job) -> Verified:
+        meta = job.metadata.specific
+        assert isinstance(meta, ProvingMetadata)
+        status = await self.prover.get_task_status(TaskType.JOB, job.external_id, meta.ensure_on_chain_registration)
+        if status.state == TaskState.PROCESSING:
+            return Verified.pending()
+        if status.state == TaskState.FAILED:
+            return Verified.rejected(f"Prover job #{job.internal_id} failed with error: {status.message}")
+        if meta.download_proof:
+            proof = await self.prover.get_proof(job.external_id)
+            await self.objects.put(meta.download_proof, proof.encode())
+        return Verified.verified()

@@ -1,0 +1,109 @@
+"""SnosRun: run the Starknet OS on a SNOS batch and store the PIE and outputs (SPEC §9)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from madara_orchestrator.domain.errors import JobError
+from madara_orchestrator.domain.jobs import Job, JobType, SnosMetadata
+from madara_orchestrator.interfaces import ObjectStore, SnosRunner
+from madara_orchestrator.jobs.artifacts import encode_felts_json, encode_program_output
+from madara_orchestrator.jobs.base import Processed, Verified
+
+NON_RETRYABLE_MARKERS = (
+    "contractnotfound",
+    "classhashnotfound",
+    "undeclaredclasshash",
+    "missing proof field",
+    "invalid proof structure",
+    "invalidtreeheight",
+    "emptyproof",
+    "invalidchildnodehash",
+    "non-existence proof",
+)
+RETRYABLE_MARKERS = (
+    "rpcerror",
+    "rpc error",
+    "providererror",
+    "ratelimited",
+    "rate limited",
+    "timeout",
+    "timed out",
+    "request error",
+    "transport error",
+    "transporterror",
+    "connection reset",
+    "connection refused",
+    "connection aborted",
+    "connection timed out",
+    "error trying to connect",
+    "dns error",
+    "temporarily unavailable",
+    "503",
+    "429",
+    "pendingblock",
+    "still pending",
+    "invalid response format",
+    "proofconversionerror",
+    "failed to convert rpc response",
+    "blocknotfound",
+    "block not found",
+)
+
+SNOS_NOT_READY_DELAY_S = 60.0
+
+
+def is_retryable_snos_error(message: str) -> bool:
+    """SPEC §2.8 in its message form: retry network-ish failures, fail fast on execution errors."""
+    text = message.lower()
+    if any(marker in text for marker in NON_RETRYABLE_MARKERS):
+        return False
+    return any(marker in text for marker in RETRYABLE_MARKERS)
+
+
+class SnosJobHandler:
+    job_type = JobType.SNOS_RUN
+
+    def __init__(self, *, snos: SnosRunner, objects: ObjectStore) -> None:
+        self.snos = snos
+        self.objects = objects
+
+    async def check_ready(self, job: Job) -> float | None:
+        return None if await self.snos.is_ready() else SNOS_NOT_READY_DELAY_S
+
+    async def process(self, job: Job) -> Processed:
+        meta = job.metadata.specific
+        assert isinstance(meta, SnosMetadata)
+        try:
+            result = await self.snos.run(meta.start_block, meta.end_block)
+        except JobError:
+            raise
+        except Exception as exc:
+            message = f"Snos Error: Error while running SNOS (snos job #{job.internal_id}): {exc}"
+            raise JobError(message, retryable=is_retryable_snos_error(message)) from exc
+        for path, data in (
+            (meta.cairo_pie_path, result.cairo_pie_zip),
+            (meta.snos_output_path, encode_felts_json(result.os_output)),
+            (meta.program_output_path, encode_program_output(result.program_output)),
+        ):
+            if path:
+                await self.objects.put(path, data)
+        specific = dataclasses.replace(meta, snos_fact=result.fact, snos_n_steps=result.n_steps)
+        return Processed(external_id=str(meta.snos_batch_index), specific=specific)
+
+    async def verify(self, job: Job) -> Verified:
+        return Verified.verified()
+
+
+def snos_metadata(index: int, start_block: int, end_block: int, *, full_output: bool = False) -> SnosMetadata:
+    return SnosMetadata(
+        snos_batch_index=index,
+        start_block=start_block,
+        end_block=end_block,
+        num_blocks=end_block - start_block + 1,
+        full_output=full_output,
+        cairo_pie_path=f"{index}/cairo_pie.zip",
+        on_chain_data_path=f"{index}/onchain_data.json",
+        snos_output_path=f"{index}/snos_output.json",
+        program_output_path=f"{index}/program_output.txt",
+    )

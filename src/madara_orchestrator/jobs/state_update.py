@@ -1,0 +1,124 @@
+"""StateTransition: settle a batch on the settlement layer, strictly in order (SPEC §8.4).
+
+Safe to repeat: before sending, and again after a failure, the settlement contract's last block is
+compared with the batch's end block; a batch already settled (after a crash, or by hand) is not sent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from madara_orchestrator.domain.batches import AggregatorBatchStatus
+from madara_orchestrator.domain.errors import JobError
+from madara_orchestrator.domain.jobs import Job, JobType, StateUpdateMetadata
+from madara_orchestrator.interfaces import Clock, Database, ObjectStore, SettlementClient, SettlementResult
+from madara_orchestrator.jobs.artifacts import decode_felts_json, decode_program_output
+from madara_orchestrator.jobs.base import Processed, Verified
+
+ZERO_HASH = "0x" + "0" * 64
+
+
+def settlement_attempts_json(result: SettlementResult) -> list[dict[str, object]]:
+    return [
+        {
+            "attempt_no": a.attempt_no,
+            "tx_hash": a.tx_hash,
+            "nonce": a.nonce,
+            "gas_multiplier": f"{a.gas_multiplier:.2f}",
+            "status": a.status,
+            "error": a.error,
+        }
+        for a in result.attempts
+    ]
+
+
+class StateUpdateJobHandler:
+    job_type = JobType.STATE_TRANSITION
+
+    def __init__(self, *, settlement: SettlementClient, objects: ObjectStore, db: Database, clock: Clock) -> None:
+        self.settlement = settlement
+        self.objects = objects
+        self.db = db
+        self.clock = clock
+
+    async def check_ready(self, job: Job) -> float | None:
+        return None
+
+    async def _end_block(self, index: int) -> int | None:
+        batch = await self.db.get_aggregator_batch(index)
+        return None if batch is None else batch.end_block
+
+    async def _already_settled(self, end_block: int) -> bool:
+        last = await self.settlement.last_settled_block()
+        return last is not None and last >= end_block
+
+    async def process(self, job: Job) -> Processed:
+        meta = job.metadata.specific
+        assert isinstance(meta, StateUpdateMetadata)
+        to_settle = meta.context.to_settle
+        end_block = await self._end_block(to_settle)
+        if end_block is None:
+            raise JobError(f"batch {to_settle} to settle not found", retryable=False)
+        if await self._already_settled(end_block):
+            return Processed(
+                external_id=str(to_settle),
+                specific=dataclasses.replace(meta, tx_hash=meta.tx_hash or ZERO_HASH),
+            )
+        if not meta.program_output_path or not meta.da_segment_path:
+            raise JobError("Missing required paths: program_output_path, da_segment_path", retryable=False)
+        program_output = decode_program_output(await self.objects.get(meta.program_output_path))
+        da_segment = decode_felts_json(await self.objects.get(meta.da_segment_path))
+        from madara_orchestrator.starknet.blob import felts_to_blobs
+
+        blobs = felts_to_blobs(da_segment)
+        try:
+            result = await self.settlement.update_state_with_blobs(
+                program_output, blobs, idempotency_key=f"{job.job_type}-{to_settle}"
+            )
+        except Exception as exc:
+            failed = dataclasses.replace(
+                meta,
+                context=dataclasses.replace(meta.context, last_failed=to_settle),
+                **_attempts_of(exc, meta),
+            )
+            if await self._already_settled(end_block):
+                return Processed(
+                    external_id=str(to_settle),
+                    specific=dataclasses.replace(failed, tx_hash=failed.tx_hash or ZERO_HASH),
+                )
+            raise JobError(f"Error occurred during state update: {exc}", specific=failed) from exc
+        settled = dataclasses.replace(
+            meta, tx_hash=result.tx_hash, tx_nonce=result.nonce, tx_attempts=settlement_attempts_json(result)
+        )
+        return Processed(external_id=str(to_settle), specific=settled)
+
+    async def verify(self, job: Job) -> Verified:
+        meta = job.metadata.specific
+        assert isinstance(meta, StateUpdateMetadata)
+        to_settle = meta.context.to_settle
+        expected = await self._end_block(to_settle)
+        if expected is None:
+            raise JobError(f"batch {to_settle} to settle not found")
+        last = await self.settlement.last_settled_block()
+        if last is None:
+            raise JobError("Last settled block unavailable after state update")
+        if last >= expected:
+            await self.db.set_aggregator_batch_status(to_settle, AggregatorBatchStatus.COMPLETED, now=self.clock.now())
+            return Verified.verified()
+        previous_end = await self._end_block(to_settle - 1) if to_settle > 1 else None
+        if (previous_end is not None and last == previous_end) or (to_settle == 1 and last < expected):
+            return Verified.pending()
+        return Verified.rejected(f"Last settle block expected was {expected} but found {last}")
+
+
+def _attempts_of(exc: Exception, meta: StateUpdateMetadata) -> dict[str, Any]:
+    result = getattr(exc, "result", None)
+    if not isinstance(result, SettlementResult) or not result.attempts:
+        return {}
+    hashes = [a.tx_hash for a in result.attempts if a.tx_hash]
+    return {
+        "tx_attempts": settlement_attempts_json(result),
+        "tx_nonce": result.attempts[-1].nonce,
+        "tx_hash": hashes[-1] if hashes else meta.tx_hash,
+    }

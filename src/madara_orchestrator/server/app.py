@@ -1,0 +1,495 @@
+"""The HTTP API (SPEC §15): job control, job and batch inspection, admin bulk operations, metrics.
+
+Responses use the original's envelope ``{"success", "data"?, "message"?}``. Errors are raised as domain
+errors by the routes and mapped to status codes in one place (``_error_response``). Admin routes exist
+only with ``admin_enabled`` and then require ``Authorization: Bearer <admin token>``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from madara_orchestrator.domain.batches import (
+    AggregatorBatch,
+    AggregatorBatchStatus,
+    SnosBatch,
+    SnosBatchStatus,
+)
+from madara_orchestrator.domain.errors import (
+    BackendUnavailable,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    OrchestratorError,
+    QueueFull,
+)
+from madara_orchestrator.domain.jobs import Job, JobStatus, JobType
+from madara_orchestrator.engine.runtime import Runtime
+
+log = logging.getLogger("madara_orchestrator.http")
+
+NOT_FOUND_TEXT = "The requested resource was not found"
+TRACE_ID = re.compile(r"^[0-9a-fA-F]{32}$")
+
+
+class Unauthorized(OrchestratorError):
+    pass
+
+
+def envelope(data: Any = None, message: str | None = None, *, success: bool = True, status: int = 200) -> JSONResponse:
+    body: dict[str, Any] = {"success": success}
+    if data is not None:
+        body["data"] = data
+    if message is not None:
+        body["message"] = message
+    return JSONResponse(body, status_code=status)
+
+
+def _error_response(exc: Exception, *, job_route: bool) -> Response:
+    if isinstance(exc, QueueFull):
+        return envelope(message=str(exc), success=False, status=429)
+    if isinstance(exc, Unauthorized):
+        return envelope(message=str(exc), success=False, status=401)
+    if isinstance(exc, InvalidInput):
+        return envelope(message=str(exc), success=False, status=400)
+    if job_route and isinstance(exc, (NotFound, Conflict)):
+        return envelope(message=f"Processing error: {exc}", success=False, status=400)
+    if isinstance(exc, NotFound):
+        return envelope(message=str(exc), success=False, status=404)
+    if isinstance(exc, Conflict):
+        return envelope(message=str(exc), success=False, status=409)
+    if isinstance(exc, BackendUnavailable):
+        return envelope(message=f"Database error: {exc}", success=False, status=503)
+    log.exception("unexpected error in HTTP handler", exc_info=exc)
+    return envelope(message="Internal error; see the orchestrator log", success=False, status=500)
+
+
+def _seconds(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def job_summary(job: Job) -> dict[str, Any]:
+    return {"job_type": job.job_type.value, "id": str(job.id), "status": job.status.value}
+
+
+def job_snapshot(job: Job) -> dict[str, Any]:
+    common = job.common
+    return {
+        **job_summary(job),
+        "internal_id": job.internal_id,
+        "created_at": _seconds(job.created_at),
+        "updated_at": _seconds(job.updated_at),
+        "timestamps": {
+            "process_started_at": common.process_started_at,
+            "process_completed_at": common.process_completed_at,
+            "verification_started_at": common.verification_started_at,
+            "verification_completed_at": common.verification_completed_at,
+        },
+    }
+
+
+def job_document(job: Job) -> dict[str, Any]:
+    return {
+        "id": str(job.id),
+        "internal_id": job.internal_id,
+        "job_type": job.job_type.value,
+        "status": job.status.value,
+        "external_id": job.external_id,
+        "metadata": job.metadata.to_json(),
+        "version": job.version,
+        "created_at": _seconds(job.created_at),
+        "updated_at": _seconds(job.updated_at),
+        "lease": None if job.lease_owner is None else {"owner": job.lease_owner, "expires_at": job.lease_expires_at},
+    }
+
+
+def snos_batch_details(batch: SnosBatch) -> dict[str, Any]:
+    weights = batch.builtin_weights
+    return {
+        "index": batch.index,
+        "aggregator_batch_index": batch.aggregator_batch_index,
+        "start_block": batch.start_block,
+        "end_block": batch.end_block,
+        "status": batch.status.value,
+        "created_at": _seconds(batch.created_at),
+        "updated_at": _seconds(batch.updated_at),
+        "metrics": {
+            "state_diff_size": weights.get("state_diff_size", 0),
+            "sierra_gas": weights.get("sierra_gas", 0),
+            "proving_gas": weights.get("proving_gas", 0),
+        },
+    }
+
+
+def aggregator_batch_details(batch: AggregatorBatch) -> dict[str, Any]:
+    return {
+        "index": batch.index,
+        "start_block": batch.start_block,
+        "end_block": batch.end_block,
+        "aggregator_input_size_upper_bound": batch.aggregator_input_size_upper_bound,
+        "status": batch.status.value,
+        "created_at": _seconds(batch.created_at),
+        "updated_at": _seconds(batch.updated_at),
+        "blob_len": batch.blob_len,
+    }
+
+
+def _job_id(request: Request) -> uuid.UUID:
+    raw = request.path_params["id"]
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise InvalidInput(f"Invalid job ID: {raw}") from None
+
+
+def _priority(request: Request) -> bool:
+    value = request.query_params.get("priority", "false").lower()
+    if value not in ("true", "false"):
+        raise InvalidInput(f"Invalid query: priority must be true or false, got {value!r}")
+    return value == "true"
+
+
+def _block_number(request: Request) -> int:
+    raw = request.path_params["n"]
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(f"Invalid block number: {raw}") from None
+    if value < 0:
+        raise InvalidInput(f"Invalid block number: {raw}")
+    return value
+
+
+class TraceIdMiddleware(BaseHTTPMiddleware):
+    """Echo ``x-trace-id`` when it is 32 hex characters, else make one (SPEC §14)."""
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        trace_id = request.headers.get("x-trace-id", "")
+        if not TRACE_ID.match(trace_id):
+            trace_id = uuid.uuid4().hex
+        response = await call_next(request)
+        response.headers["x-trace-id"] = trace_id
+        return response
+
+
+def create_app(runtime: Runtime, *, admin_enabled: bool = False, admin_token: str | None = None) -> Starlette:
+    service = runtime.service
+    db = runtime.adapters.db
+
+    def job_route(fn: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        async def wrapped(request: Request) -> Response:
+            try:
+                return await fn(request)
+            except Exception as exc:
+                return _error_response(exc, job_route=True)
+
+        return wrapped
+
+    def other_route(fn: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        async def wrapped(request: Request) -> Response:
+            try:
+                return await fn(request)
+            except Exception as exc:
+                return _error_response(exc, job_route=False)
+
+        return wrapped
+
+    def admin_route(fn: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        async def wrapped(request: Request) -> Response:
+            try:
+                if not admin_enabled:
+                    raise InvalidInput("Admin endpoints are disabled. Enable with --admin-enabled flag.")
+                header = request.headers.get("authorization", "")
+                given = header[7:] if header.lower().startswith("bearer ") else ""
+                if not admin_token or not given or not hmac.compare_digest(given, admin_token):
+                    raise Unauthorized("Admin endpoints need 'Authorization: Bearer <admin token>'")
+                return await fn(request)
+            except Exception as exc:
+                return _error_response(exc, job_route=False)
+
+        return wrapped
+
+    async def health(request: Request) -> Response:
+        return PlainTextResponse("UP")
+
+    async def metrics(request: Request) -> Response:
+        await runtime.refresh_gauges()
+        return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @job_route
+    async def process(request: Request) -> Response:
+        job_id, priority = _job_id(request), _priority(request)
+        await service.queue_job_for_processing(job_id, priority=priority)
+        return envelope(message=f"Job with id {job_id} queued for {'PRIORITY' if priority else 'normal'} processing")
+
+    @job_route
+    async def verify(request: Request) -> Response:
+        job_id, priority = _job_id(request), _priority(request)
+        await service.queue_job_for_verification(job_id, priority=priority)
+        return envelope(message=f"Job with id {job_id} queued for {'PRIORITY' if priority else 'normal'} verification")
+
+    @job_route
+    async def retry(request: Request) -> Response:
+        job_id, priority = _job_id(request), _priority(request)
+        await service.retry_job(job_id, priority=priority)
+        return envelope(message=f"Job with id {job_id} queued for {'PRIORITY' if priority else 'normal'} retry")
+
+    @job_route
+    async def show_job(request: Request) -> Response:
+        job_id = _job_id(request)
+        job = await db.get_job(job_id)
+        if job is None:
+            raise NotFound(f"Job not found: {job_id}")
+        return envelope(data=job_document(job))
+
+    @job_route
+    async def jobs_by_status(request: Request) -> Response:
+        raw = request.query_params.get("status")
+        if raw is None:
+            raise InvalidInput("Invalid query: status is required (one of " + ", ".join(JobStatus) + ")")
+        try:
+            status = JobStatus(raw)
+        except ValueError:
+            raise InvalidInput(f"Invalid query: unknown job status {raw!r}") from None
+        jobs = await db.list_jobs(statuses=[status])
+        return envelope(
+            data={"jobs": [job_summary(j) for j in jobs]},
+            message=f"Successfully fetched {len(jobs)} jobs with status {status}",
+        )
+
+    @job_route
+    async def block_status(request: Request) -> Response:
+        n = _block_number(request)
+        jobs = await db.jobs_for_block(n)
+        return envelope(
+            data={"jobs": [job_summary(j) for j in jobs]}, message=f"Successfully fetched job statuses for block {n}"
+        )
+
+    @other_route
+    async def batch_for_block(request: Request) -> Response:
+        n = _block_number(request)
+        batch = await db.aggregator_batch_for_block(n)
+        if batch is None:
+            raise NotFound(f"Block not found: no aggregator batch contains block {n}")
+        return envelope(data={"batch_number": batch.index})
+
+    @other_route
+    async def settlement_status(request: Request) -> Response:
+        n = _block_number(request)
+        snos = await db.snos_batch_for_block(n)
+        aggregator = await db.aggregator_batch_for_block(n)
+        if snos is None and aggregator is None:
+            raise NotFound(f"Block not found: {n} is not in any batch yet")
+        block_jobs = await db.jobs_for_block(n)
+        proof_jobs: list[Job] = []
+        if aggregator is not None:
+            for child in await db.list_snos_batches(aggregator_index=aggregator.index):
+                job = await db.get_job_by_internal_id(JobType.PROOF_CREATION, child.index)
+                if job is not None:
+                    proof_jobs.append(job)
+        return envelope(
+            data={
+                "block_number": n,
+                "snos_batch": snos_batch_details(snos) if snos else None,
+                "aggregator_batch": aggregator_batch_details(aggregator) if aggregator else None,
+                "block_jobs": [job_snapshot(j) for j in block_jobs],
+                "aggregator_proof_jobs": [job_snapshot(j) for j in proof_jobs],
+            }
+        )
+
+    def _batch_query(request: Request, kind: str) -> tuple[list[int], str | None, int, bool]:
+        params = request.query_params
+        indexes: list[int] = []
+        if params.get("index"):
+            try:
+                indexes = [int(params["index"])]
+            except ValueError:
+                raise InvalidInput(f"Invalid query: index must be an integer, got {params['index']!r}") from None
+        try:
+            limit = int(params.get("limit", "50"))
+        except ValueError:
+            raise InvalidInput("Invalid query: limit must be a positive integer") from None
+        if limit <= 0:
+            raise InvalidInput("limit must be a positive integer")
+        if limit > 500:
+            raise InvalidInput("limit must be less than or equal to 500")
+        sort = params.get("sort", "asc").lower()
+        if sort not in ("asc", "desc"):
+            raise InvalidInput(f"Invalid query: sort must be asc or desc, got {sort!r}")
+        return indexes, params.get("status") or None, limit, sort == "desc"
+
+    @other_route
+    async def snos_batches(request: Request) -> Response:
+        indexes, status, limit, desc = _batch_query(request, "snos")
+        statuses: list[SnosBatchStatus] = []
+        if status and status.lower() == "closed":
+            statuses = [s for s in SnosBatchStatus if s != SnosBatchStatus.OPEN]
+        elif status:
+            match = [s for s in SnosBatchStatus if s.value.lower() == status.lower()]
+            if not match:
+                raise InvalidInput(f"Invalid query: unsupported snos batch status '{status}'")
+            statuses = match
+        batches = await db.list_snos_batches(indexes=indexes, statuses=statuses, limit=limit, descending=desc)
+        return envelope(
+            data={"batches": [snos_batch_details(b) for b in batches]}, message="Successfully fetched SNOS batches"
+        )
+
+    @other_route
+    async def aggregator_batches(request: Request) -> Response:
+        indexes, status, limit, desc = _batch_query(request, "aggregator")
+        statuses: list[AggregatorBatchStatus] = []
+        if status and status.lower() == "closed":
+            statuses = [s for s in AggregatorBatchStatus if s != AggregatorBatchStatus.OPEN]
+        elif status:
+            match = [s for s in AggregatorBatchStatus if s.value.lower() == status.lower()]
+            if not match:
+                raise InvalidInput(f"Invalid query: unsupported aggregator batch status '{status}'")
+            statuses = match
+        batches = await db.list_aggregator_batches(indexes=indexes, statuses=statuses, limit=limit, descending=desc)
+        return envelope(
+            data={"batches": [aggregator_batch_details(b) for b in batches]},
+            message="Successfully fetched aggregator batches",
+        )
+
+    def _job_types(request: Request) -> list[JobType]:
+        types = []
+        for raw in request.query_params.getlist("job_type"):
+            try:
+                types.append(JobType(raw))
+            except ValueError:
+                raise InvalidInput(f"Invalid query: unknown job type {raw!r}") from None
+        return types
+
+    async def _bulk(
+        request: Request,
+        status: JobStatus,
+        action: Callable[[Job], Awaitable[Any]],
+        empty: str,
+        done: str,
+    ) -> Response:
+        jobs = await db.list_jobs(statuses=[status], job_types=_job_types(request))
+        ok: list[str] = []
+        failed: list[str] = []
+        for job in jobs:
+            try:
+                await action(job)
+                ok.append(str(job.id))
+            except OrchestratorError as exc:
+                log.warning("admin action on %s failed: %s", job.describe(), exc)
+                failed.append(str(job.id))
+        message = empty if not jobs else done.format(n=len(ok)) + (f". {len(failed)} failed." if failed else "")
+        return envelope(
+            data={
+                "success_count": len(ok),
+                "successful_job_ids": ok,
+                "failed_count": len(failed),
+                "failed_job_ids": failed,
+            },
+            message=message,
+        )
+
+    names = runtime.config.queue_names
+
+    @admin_route
+    async def admin_retry_failed(request: Request) -> Response:
+        return await _bulk(
+            request,
+            JobStatus.FAILED,
+            lambda j: service.retry_job(j.id),
+            "No failed jobs to retry",
+            "Queued for retry: {n} job(s)",
+        )
+
+    @admin_route
+    async def admin_reverify(request: Request) -> Response:
+        return await _bulk(
+            request,
+            JobStatus.VERIFICATION_TIMEOUT,
+            lambda j: service.queue_job_for_verification(j.id),
+            "No verification-timeout jobs to reverify",
+            "Queued for verification: {n} job(s)",
+        )
+
+    @admin_route
+    async def admin_requeue_pending(request: Request) -> Response:
+        from madara_orchestrator.domain.queues import job_message
+
+        return await _bulk(
+            request,
+            JobStatus.PENDING_VERIFICATION,
+            lambda j: runtime.adapters.queue.send(names.verification(j.job_type), job_message(j.id)),
+            "No pending verification jobs to requeue",
+            "Re-queued for verification: {n} job(s)",
+        )
+
+    @admin_route
+    async def admin_requeue_created(request: Request) -> Response:
+        from madara_orchestrator.domain.queues import job_message
+
+        return await _bulk(
+            request,
+            JobStatus.CREATED,
+            lambda j: runtime.adapters.queue.send(names.processing(j.job_type), job_message(j.id)),
+            "No created jobs to requeue",
+            "Re-queued for processing: {n} job(s)",
+        )
+
+    @admin_route
+    async def admin_close_open(request: Request) -> Response:
+        now = runtime.clock.now()
+        aggregators = await db.list_aggregator_batches(statuses=[AggregatorBatchStatus.OPEN])
+        snos = await db.list_snos_batches(statuses=[SnosBatchStatus.OPEN])
+        for a in aggregators:
+            await db.set_aggregator_batch_status(a.index, AggregatorBatchStatus.CLOSED, now=now)
+        for s in snos:
+            await db.set_snos_batch_status(s.index, SnosBatchStatus.CLOSED, now=now)
+        return envelope(
+            data={"snos_batches_closed": len(snos), "aggregator_batches_closed": len(aggregators)},
+            message=f"Closed {len(aggregators)} aggregator batch(es) and {len(snos)} SNOS batch(es)",
+        )
+
+    routes = [Route("/health", health), Route("/metrics", metrics)]
+    for prefix in ("", "/api/v1"):
+        routes += [
+            Route(prefix + "/jobs", jobs_by_status),
+            Route(prefix + "/jobs/block/{n}/status", block_status),
+            Route(prefix + "/jobs/{id}/process", process),
+            Route(prefix + "/jobs/{id}/verify", verify),
+            Route(prefix + "/jobs/{id}/retry", retry),
+            Route(prefix + "/jobs/{id}", show_job),
+        ]
+    routes += [
+        Route("/blocks/batch-for-block/{n}", batch_for_block),
+        Route("/blocks/settlement-status/{n}", settlement_status),
+        Route("/batches/snos", snos_batches),
+        Route("/batches/aggregator", aggregator_batches),
+    ]
+    if admin_enabled:
+        routes += [
+            Route("/admin/jobs/retry/failed", admin_retry_failed, methods=["POST"]),
+            Route("/admin/jobs/reverify/verification-timeout", admin_reverify, methods=["POST"]),
+            Route("/admin/jobs/requeue/pending-verification", admin_requeue_pending, methods=["POST"]),
+            Route("/admin/jobs/requeue/created", admin_requeue_created, methods=["POST"]),
+            Route("/admin/batches/close-open", admin_close_open, methods=["POST"]),
+        ]
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return PlainTextResponse(NOT_FOUND_TEXT, status_code=404)
+
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(TraceIdMiddleware)],
+        exception_handlers={404: not_found},
+    )
