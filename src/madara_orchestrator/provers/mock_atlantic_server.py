@@ -80,6 +80,8 @@ class Fault:
     body: str = "not json"
     reason: str = "injected failure"
     path_contains: str = ""
+    method: str = ""
+    """Only requests with this HTTP method (any when empty)."""
 
 
 @dataclass(slots=True)
@@ -111,9 +113,9 @@ class MockAtlanticState:
     def inject(self, fault: Fault) -> None:
         self.faults.append(fault)
 
-    def take_fault(self, path: str, kinds: tuple[str, ...]) -> Fault | None:
+    def take_fault(self, path: str, kinds: tuple[str, ...], method: str = "") -> Fault | None:
         for fault in self.faults:
-            if fault.kind in kinds and fault.path_contains in path:
+            if fault.kind in kinds and fault.path_contains in path and fault.method in ("", method):
                 fault.count -= 1
                 if fault.count <= 0:
                     self.faults.remove(fault)
@@ -139,10 +141,10 @@ def create_app(config: MockAtlanticConfig | None = None, state: MockAtlanticStat
             state.requests.append((request.method, path))
             if cfg.latency_s:
                 await asyncio.sleep(cfg.latency_s)
-            delay = state.take_fault(path, ("delay",))
+            delay = state.take_fault(path, ("delay",), request.method)
             if delay is not None:
                 await asyncio.sleep(delay.delay_s)
-            fault = state.take_fault(path, ("status", "malformed"))
+            fault = state.take_fault(path, ("status", "malformed"), request.method)
             if fault is not None:
                 code = 200 if fault.kind == "malformed" else fault.status_code
                 return PlainTextResponse(fault.body, status_code=code)
@@ -513,7 +515,7 @@ class MockAtlanticServer:
         return self.url + ARTIFACTS_PREFIX
 
     async def start(self) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP: asyncio sets NODELAY
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self._host, self._port))
         self._socket = sock
