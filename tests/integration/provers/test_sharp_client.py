@@ -1,0 +1,330 @@
+"""SharpClient against a fake SHARP over HTTPS with mutual TLS (certificates made in the test)."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from madara_orchestrator.domain.errors import BackendUnavailable, ConfigError
+from madara_orchestrator.domain.proving import (
+    CreateBucket,
+    CreateJob,
+    RunAggregationWithPie,
+    TaskStatus,
+    TaskType,
+)
+from madara_orchestrator.interfaces import ProverClient
+from madara_orchestrator.provers.errors import ProverApiError, RetriesExhausted, TaskInvalid
+from madara_orchestrator.provers.fact_registry import InMemoryFactRegistry
+from madara_orchestrator.provers.http import RetryPolicy
+from madara_orchestrator.provers.sharp import SharpClient, SharpConfig
+from tests.integration.provers.conftest import UvicornApp
+
+FAST_RETRY = RetryPolicy(base_delay_s=0.02, max_delay_s=0.1, budget_s=5.0, max_attempts=3)
+FACT = "0x" + "12" * 32
+
+
+# -- certificates ----------------------------------------------------------------------------------
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _cert(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Certificate | None,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    *,
+    is_ca: bool = False,
+    server: bool = False,
+) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer.subject if issuer else name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
+    )
+    if is_ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        ).add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    else:
+        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        assert issuer is not None
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key()),  # type: ignore[arg-type]
+            critical=False,
+        )
+    if server:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _write(path: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> tuple[str, str]:
+    crt_file, key_file = path.with_suffix(".crt"), path.with_suffix(".key")
+    crt_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return str(crt_file), str(key_file)
+
+
+@dataclass
+class Pki:
+    ca_crt: str
+    server_crt: str
+    server_key: str
+    client_crt: str
+    client_key: str
+    stranger_crt: str
+    stranger_key: str
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    root = tmp_path_factory.mktemp("pki")
+    ca_key = _key()
+    ca = _cert("test SHARP CA", ca_key, None, ca_key, is_ca=True)
+    ca_crt, _ = _write(root / "ca", ca, ca_key)
+    server_key = _key()
+    server_crt, server_key_file = _write(
+        root / "server", _cert("127.0.0.1", server_key, ca, ca_key, server=True), server_key
+    )
+    client_key = _key()
+    client_crt, client_key_file = _write(root / "client", _cert("customer", client_key, ca, ca_key), client_key)
+    other_ca_key = _key()
+    other_ca = _cert("someone else", other_ca_key, None, other_ca_key, is_ca=True)
+    stranger_key = _key()
+    stranger_crt, stranger_key_file = _write(
+        root / "stranger", _cert("stranger", stranger_key, other_ca, other_ca_key), stranger_key
+    )
+    return Pki(ca_crt, server_crt, server_key_file, client_crt, client_key_file, stranger_crt, stranger_key_file)
+
+
+# -- the fake SHARP --------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeSharp:
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    calls: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+    fail_next: list[tuple[int, str]] = field(default_factory=list)
+
+    def app(self) -> Starlette:
+        async def endpoint(request: Request) -> Response:
+            path = request.url.path.strip("/")
+            params = dict(request.query_params)
+            self.calls.append((path, params))
+            if self.fail_next:
+                code, body = self.fail_next.pop(0)
+                return PlainTextResponse(body, status_code=code)
+            if params.get("customer_id") != "cust-1":
+                return JSONResponse({"message": "unknown customer"}, status_code=403)
+            key = params.get("cairo_job_key", "")
+            if path in ("add_job", "add_applicative_job"):
+                self.bodies.append(await request.json())
+                self.jobs[key] = {"status": "IN_PROGRESS", "validation_done": False}
+                return JSONResponse({"code": "JOB_RECEIVED_SUCCESSFULLY"})
+            if path == "get_status":
+                return JSONResponse(self.jobs.get(key, {"status": "UNKNOWN"}))
+            if path == "get_proof":
+                return PlainTextResponse('{"proof_parameters": {}, "public_input": {}}')
+            return PlainTextResponse("ok")
+
+        return Starlette(
+            routes=[
+                Route(f"/{name}", endpoint, methods=["GET", "POST"])
+                for name in ("add_job", "add_applicative_job", "get_status", "get_proof", "is_alive")
+            ]
+        )
+
+
+@pytest.fixture
+async def sharp(pki: Pki) -> AsyncIterator[tuple[FakeSharp, str]]:
+    fake = FakeSharp()
+    tls = {
+        "ssl_certfile": pki.server_crt,
+        "ssl_keyfile": pki.server_key,
+        "ssl_ca_certs": pki.ca_crt,
+        "ssl_cert_reqs": ssl.CERT_REQUIRED,
+    }
+    async with UvicornApp(fake.app(), **tls) as server:
+        yield fake, f"https://127.0.0.1:{server.port}"
+
+
+def make_client(pki: Pki, url: str, **overrides: Any) -> SharpClient:
+    checker = overrides.pop("fact_checker", None)
+    config: dict[str, Any] = {
+        "url": url,
+        "customer_id": "cust-1",
+        "user_crt_file": pki.client_crt,
+        "user_key_file": pki.client_key,
+        "server_crt_file": pki.ca_crt,
+        "timeout_s": 2.0,
+        "retry": FAST_RETRY,
+    }
+    config.update(overrides)
+    return SharpClient(SharpConfig(**config), fact_checker=checker)
+
+
+# -- tests -----------------------------------------------------------------------------------------
+
+
+async def test_child_job_over_mutual_tls(sharp: tuple[FakeSharp, str], pki: Pki) -> None:
+    fake, url = sharp
+    client = make_client(pki, url)
+    assert isinstance(client, ProverClient)
+    assert await client.is_alive()
+    key = await client.submit_task(CreateJob(cairo_pie_zip=b"PIE", dedup_id=FACT))
+    assert key == FACT
+    paths = [path for path, _ in fake.calls]
+    assert paths[-2:] == ["get_status", "add_job"]  # status first: idempotency
+    params = fake.calls[-1][1]
+    assert params == {
+        "customer_id": "cust-1",
+        "cairo_job_key": FACT,
+        "offchain_proof": "true",
+        "for_applicative": "true",
+        "program_hash_function": "PEDERSEN",
+    }
+    assert fake.bodies == [{"cairo_pie_encoded": "UElF"}]
+    assert await client.get_task_status(TaskType.JOB, key) == TaskStatus.processing()
+    fake.jobs[key]["validation_done"] = True
+    assert await client.get_task_status(TaskType.JOB, key) == TaskStatus.succeeded()
+    assert "public_input" in await client.get_proof(key)
+    await client.aclose()
+
+
+async def test_resubmission_is_idempotent(sharp: tuple[FakeSharp, str], pki: Pki) -> None:
+    fake, url = sharp
+    client = make_client(pki, url)
+    task = CreateJob(cairo_pie_zip=b"PIE", dedup_id=FACT)
+    assert await client.submit_task(task) == await client.submit_task(task) == FACT
+    assert [path for path, _ in fake.calls].count("add_job") == 1
+    assert client.idempotency_hits == 1
+    await client.aclose()
+
+
+async def test_applicative_job_and_fact_checked_status(sharp: tuple[FakeSharp, str], pki: Pki) -> None:
+    fake, url = sharp
+    registry = InMemoryFactRegistry()
+    client = make_client(pki, url, fact_checker=registry)
+    with pytest.raises(TaskInvalid, match="fact_hash is required"):
+        await client.submit_task(RunAggregationWithPie(cairo_pie_zip=b"A", children_cairo_job_keys=["c1"]))
+    task = RunAggregationWithPie(cairo_pie_zip=b"A", children_cairo_job_keys=["c1", "c2"], fact_hash="0x1234")
+    key = await client.submit_task(task)
+    assert key == "0x" + "0" * 60 + "1234"
+    path, params = fake.calls[-1]
+    assert path == "add_applicative_job" and params["offchain_proof"] == "false" and "for_applicative" not in params
+    assert fake.bodies[-1]["children_cairo_job_keys"] == ["c1", "c2"]
+    fake.jobs[key] = {"status": "PROCESSED"}
+    with pytest.raises(TaskInvalid, match="Fact required"):
+        await client.get_task_status(TaskType.AGGREGATION, key)
+    assert await client.get_task_status(TaskType.AGGREGATION, key, key) == TaskStatus.processing()
+    await registry.register(key)
+    assert await client.get_task_status(TaskType.AGGREGATION, key, key) == TaskStatus.succeeded()
+    await client.aclose()
+
+
+async def test_failed_and_unknown_jobs(sharp: tuple[FakeSharp, str], pki: Pki) -> None:
+    fake, url = sharp
+    client = make_client(pki, url)
+    fake.jobs["k"] = {"status": "FAILED", "error_log": "trace too long"}
+    assert await client.get_task_status(TaskType.JOB, "k") == TaskStatus.failed("trace too long")
+    status = await client.get_task_status(TaskType.JOB, "missing")
+    assert status == TaskStatus.failed("Job not found: missing")
+    await client.aclose()
+
+
+async def test_infrastructure_answers_are_retried_and_api_errors_are_not(
+    sharp: tuple[FakeSharp, str], pki: Pki
+) -> None:
+    fake, url = sharp
+    client = make_client(pki, url)
+    fake.jobs["k"] = {"status": "PROCESSED"}
+    fake.fail_next = [(502, "<html>bad gateway</html>"), (404, "404 page not found")]
+    assert await client.get_task_status(TaskType.JOB, "k") == TaskStatus.succeeded()
+    assert len(fake.calls) == 3
+    fake.fail_next = [(400, '{"message": "bad cairo_job_key"}')]
+    with pytest.raises(ProverApiError) as info:
+        await client.get_task_status(TaskType.JOB, "k")
+    assert info.value.status_code == 400 and not info.value.retryable
+    fake.fail_next = [(503, "busy")] * 5
+    with pytest.raises(RetriesExhausted):
+        await client.get_task_status(TaskType.JOB, "k")
+    await client.aclose()
+
+
+async def test_a_client_without_the_right_certificate_is_refused(sharp: tuple[FakeSharp, str], pki: Pki) -> None:
+    fake, url = sharp
+    stranger = make_client(pki, url, user_crt_file=pki.stranger_crt, user_key_file=pki.stranger_key)
+    with pytest.raises(BackendUnavailable):
+        await stranger.get_status("k")
+    await stranger.aclose()
+    assert fake.calls == []
+
+
+def test_incomplete_or_unreadable_tls_material_is_a_config_error(pki: Pki, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="all three PEM files"):
+        SharpClient(SharpConfig(url="https://x", customer_id="c", user_crt_file=pki.client_crt))
+    missing = str(tmp_path / "nope.pem")
+    with pytest.raises(ConfigError, match="cannot be loaded"):
+        SharpClient(
+            SharpConfig(
+                url="https://x",
+                customer_id="c",
+                user_crt_file=pki.client_crt,
+                user_key_file=pki.client_key,
+                server_crt_file=missing,
+            )
+        )
+
+
+async def test_unsupported_tasks(sharp: tuple[FakeSharp, str], pki: Pki) -> None:
+    _, url = sharp
+    client = make_client(pki, url)
+    with pytest.raises(TaskInvalid):
+        await client.submit_task(CreateBucket())
+    with pytest.raises(TaskInvalid, match="not supported by SHARP"):
+        await client.submit_l2_query("1", "{}", None)
+    artifacts = await client.get_aggregation_artifacts("k", include_proof=True)
+    assert artifacts.cairo_pie is None and artifacts.da_segment is None and artifacts.proof is not None
+    await client.aclose()
