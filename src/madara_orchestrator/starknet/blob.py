@@ -176,8 +176,7 @@ def felts_to_blobs(felts: Sequence[int], *, max_blobs: int | None = None) -> lis
     for index, value in enumerate(felts):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0 or value >= p:
             raise InvalidInput(
-                f"felt #{index} ({value!r:.80}) is not an element of the BLS12-381 scalar field "
-                "and cannot go in a blob"
+                f"felt #{index} ({value!r:.80}) is not an element of the BLS12-381 scalar field and cannot go in a blob"
             )
     blobs = []
     for start in range(0, len(felts), n):
@@ -200,9 +199,7 @@ def blob_to_evaluations(blob: bytes) -> list[int]:
     p = BLS_MODULUS
     for index, value in enumerate(values):
         if value >= p:
-            raise InvalidBlob(
-                f"blob field element #{index} ({hex(value)}) is not below the BLS12-381 modulus"
-            )
+            raise InvalidBlob(f"blob field element #{index} ({hex(value)}) is not below the BLS12-381 modulus")
     return values
 
 
@@ -234,7 +231,5 @@ def blob_from_hex(text: str) -> bytes:
     except ValueError as exc:
         raise InvalidBlob(f"blob hex is not valid hexadecimal: {exc}") from None
     if len(blob) != BYTES_PER_BLOB:
-        raise InvalidBlob(
-            f"a blob is {BYTES_PER_BLOB} bytes ({2 * BYTES_PER_BLOB} hex characters), got {len(blob)}"
-        )
+        raise InvalidBlob(f"a blob is {BYTES_PER_BLOB} bytes ({2 * BYTES_PER_BLOB} hex characters), got {len(blob)}")
     return blob

@@ -90,9 +90,7 @@ def unpack_felt(packed: int, elm_bound: int, n_elms: int, where: str) -> list[in
     return out
 
 
-def _unpack_chunk(
-    data: Sequence[int], pos: int, n_elms: int, elm_bound: int, where: str
-) -> tuple[list[int], int]:
+def _unpack_chunk(data: Sequence[int], pos: int, n_elms: int, elm_bound: int, where: str) -> tuple[list[int], int]:
     per_felt = n_elms_per_felt(elm_bound)
     n_felts = -(-n_elms // per_felt)
     if pos + n_felts > len(data):
@@ -173,15 +171,12 @@ def decompress_prefix(data: Sequence[int], start: int) -> tuple[list[int], int]:
     header, pos = _unpack_chunk(data, start, HEADER_LEN, HEADER_ELM_BOUND, "compression header")
     version, data_len = header[0], header[1]
     if version != COMPRESSION_VERSION:
-        raise MalformedCompressedData(
-            f"unsupported compression version {version} (expected {COMPRESSION_VERSION})"
-        )
+        raise MalformedCompressedData(f"unsupported compression version {version} (expected {COMPRESSION_VERSION})")
     lengths = header[2 : 2 + N_UNIQUE_VALUE_BUCKETS]
     n_repeating = header[2 + N_UNIQUE_VALUE_BUCKETS]
     if sum(lengths) + n_repeating != data_len:
         raise MalformedCompressedData(
-            f"compression header: bucket sizes add up to {sum(lengths) + n_repeating}, "
-            f"data length is {data_len}"
+            f"compression header: bucket sizes add up to {sum(lengths) + n_repeating}, data length is {data_len}"
         )
     unique: list[int] = []
     for length, n_bits in zip(lengths, N_BITS_PER_BUCKET, strict=True):
@@ -191,9 +186,7 @@ def decompress_prefix(data: Sequence[int], start: int) -> tuple[list[int], int]:
     pointers, pos = _unpack_chunk(data, pos, n_repeating, n_unique, "repeating-value pointers")
     for pointer in pointers:
         if pointer >= n_unique:
-            raise MalformedCompressedData(
-                f"repeating-value pointer {pointer} is beyond the {n_unique} unique values"
-            )
+            raise MalformedCompressedData(f"repeating-value pointer {pointer} is beyond the {n_unique} unique values")
     codes, pos = _unpack_chunk(data, pos, data_len, TOTAL_N_BUCKETS, "bucket indices")
     all_lengths = [*lengths, n_repeating]
     counts = [0] * TOTAL_N_BUCKETS
@@ -202,9 +195,7 @@ def decompress_prefix(data: Sequence[int], start: int) -> tuple[list[int], int]:
             raise MalformedCompressedData(f"bucket index {code} is not below {TOTAL_N_BUCKETS}")
         counts[code] += 1
     if counts != all_lengths:
-        raise MalformedCompressedData(
-            f"bucket indices count {counts} elements per bucket, header says {all_lengths}"
-        )
+        raise MalformedCompressedData(f"bucket indices count {counts} elements per bucket, header says {all_lengths}")
     all_values = unique + [unique[p] for p in pointers]
     next_index = [sum(all_lengths[:i]) for i in range(TOTAL_N_BUCKETS)]
     out = []
@@ -218,9 +209,7 @@ def decompress_prefix(data: Sequence[int], start: int) -> tuple[list[int], int]:
 # Stateful compression (aliases)
 
 
-async def compress_state_update_stateful(
-    update: StateUpdate, *, reference_block: int, rpc: BatchRpc
-) -> StateUpdate:
+async def compress_state_update_stateful(update: StateUpdate, *, reference_block: int, rpc: BatchRpc) -> StateUpdate:
     """Replace addresses and storage keys ≥ 0x80 by their aliases (SPEC §5.7).
 
     Aliases come from the update's own writes to contract 0x2, else from contract 0x2's storage at
@@ -257,8 +246,7 @@ async def compress_state_update_stateful(
         for key, result in zip(to_read, results, strict=True):
             if isinstance(result, RpcError):
                 raise BackendUnavailable(
-                    f"reading the alias of {hex(key)} (contract 0x2) at block {reference_block} "
-                    f"failed: {result}"
+                    f"reading the alias of {hex(key)} (contract 0x2) at block {reference_block} failed: {result}"
                 )
             aliases[key] = 0 if result is None else parse_felt(result, f"alias of {hex(key)}")
 
@@ -278,12 +266,9 @@ async def compress_state_update_stateful(
         diff,
         storage_diffs=storage_diffs,
         deployed_contracts=tuple(
-            DeployedContract(address=alias(d.address), class_hash=d.class_hash)
-            for d in diff.deployed_contracts
+            DeployedContract(address=alias(d.address), class_hash=d.class_hash) for d in diff.deployed_contracts
         ),
-        nonces=tuple(
-            NonceUpdate(contract_address=alias(n.contract_address), nonce=n.nonce) for n in diff.nonces
-        ),
+        nonces=tuple(NonceUpdate(contract_address=alias(n.contract_address), nonce=n.nonce) for n in diff.nonces),
         replaced_classes=tuple(
             ReplacedClass(contract_address=alias(r.contract_address), class_hash=r.class_hash)
             for r in diff.replaced_classes

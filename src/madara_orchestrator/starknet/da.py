@@ -73,9 +73,7 @@ def decode_da_word(word: int, *, legacy: bool) -> DaWord:
     if legacy:
         if word >> 129:
             raise InvalidInput(f"legacy DA word {hex(word)} has bits above bit 128")
-        return DaWord(
-            class_flag=bool(word >> 128), nonce=(word >> 64) % U64_BOUND, n_updates=word % U64_BOUND
-        )
+        return DaWord(class_flag=bool(word >> 128), nonce=(word >> 64) % U64_BOUND, n_updates=word % U64_BOUND)
     class_flag = bool(word & 1)
     if word & 2:
         n_updates, nonce = (word >> 2) % SMALL_N_UPDATES_BOUND, word >> 10
@@ -255,9 +253,7 @@ def state_update_to_felts(update: StateUpdate, *, starknet_version: str) -> list
             felts.append(class_hash)
         for key, value in entries:
             felts += (key, value)
-    classes = sorted(
-        [*diff.declared_classes, *(diff.migrated_compiled_classes or ())], key=lambda c: c.class_hash
-    )
+    classes = sorted([*diff.declared_classes, *(diff.migrated_compiled_classes or ())], key=lambda c: c.class_hash)
     felts.append(len(classes))
     for c in classes:
         felts += (c.class_hash, c.compiled_class_hash)
@@ -308,13 +304,10 @@ def parse_da_state_diff(felts: Sequence[int], *, legacy: bool, start: int = 0) -
         class_hash = take(f"class hash of {hex(address)}") if word.class_flag else None
         if word.n_updates * 2 > len(felts) - pos:
             raise InvalidInput(
-                f"contract {hex(address)} announces {word.n_updates} storage updates, "
-                "more than the data holds"
+                f"contract {hex(address)} announces {word.n_updates} storage updates, more than the data holds"
             )
         storage = tuple((take("storage key"), take("storage value")) for _ in range(word.n_updates))
-        contracts.append(
-            DaContractDiff(address=address, nonce=word.nonce, class_hash=class_hash, storage=storage)
-        )
+        contracts.append(DaContractDiff(address=address, nonce=word.nonce, class_hash=class_hash, storage=storage))
     n_classes = take("number of declared classes")
     if n_classes * 2 > len(felts) - pos:
         raise InvalidInput(f"state diff announces {n_classes} declared classes, more than the data holds")

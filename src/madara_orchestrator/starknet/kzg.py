@@ -120,9 +120,7 @@ def verify_blob_proof(blob: bytes, commitment: bytes, proof: bytes) -> bool:
 
 def compute_point_proof(blob: bytes, z: int) -> tuple[bytes, int]:
     """The proof that the blob's polynomial takes the value y at z; returns (48-byte proof, y)."""
-    proof, y = _ckzg(
-        ckzg.compute_kzg_proof, _check_blob(blob), _field_bytes(z, "point z"), what="KZG point proof"
-    )
+    proof, y = _ckzg(ckzg.compute_kzg_proof, _check_blob(blob), _field_bytes(z, "point z"), what="KZG point proof")
     return bytes(proof), int.from_bytes(y, "big")
 
 
@@ -147,9 +145,7 @@ def compute_cell_proofs(blob: bytes) -> list[bytes]:
 
 def versioned_hash(commitment: bytes) -> bytes:
     """EIP-4844 versioned hash: 0x01 ‖ sha256(commitment)[1:]."""
-    return (
-        bytes([VERSIONED_HASH_VERSION_KZG]) + hashlib.sha256(_check_48(commitment, "commitment")).digest()[1:]
-    )
+    return bytes([VERSIONED_HASH_VERSION_KZG]) + hashlib.sha256(_check_48(commitment, "commitment")).digest()[1:]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -168,9 +164,7 @@ class BlobSidecar:
     """EIP-7594 cell proofs; empty when only the legacy proof was asked for."""
 
 
-def compute_sidecar(
-    blob: bytes, *, with_blob_proof: bool = True, with_cell_proofs: bool = True
-) -> BlobSidecar:
+def compute_sidecar(blob: bytes, *, with_blob_proof: bool = True, with_cell_proofs: bool = True) -> BlobSidecar:
     commitment = blob_to_commitment(blob)
     return BlobSidecar(
         commitment=commitment,

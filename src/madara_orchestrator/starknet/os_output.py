@@ -137,9 +137,7 @@ class _Reader:
 
     def take(self, what: str) -> int:
         if self.pos >= len(self.felts):
-            raise MalformedProgramOutput(
-                f"program output ends at position {self.pos}, where {what} was expected"
-            )
+            raise MalformedProgramOutput(f"program output ends at position {self.pos}, where {what} was expected")
         value = self.felts[self.pos]
         self.pos += 1
         return value
@@ -200,9 +198,9 @@ def _read_kzg(r: _Reader) -> KzgSection:
     commitment_limbs = r.take_many(2 * n_blobs, "KZG commitments")
     evaluation_limbs = r.take_many(2 * n_blobs, "KZG evaluations")
     commitments = tuple(
-        _limbs(
-            commitment_limbs[2 * i], commitment_limbs[2 * i + 1], COMMITMENT_LIMB_BITS, f"commitment #{i}"
-        ).to_bytes(48, "big")
+        _limbs(commitment_limbs[2 * i], commitment_limbs[2 * i + 1], COMMITMENT_LIMB_BITS, f"commitment #{i}").to_bytes(
+            48, "big"
+        )
         for i in range(n_blobs)
     )
     evaluations = tuple(
@@ -247,9 +245,7 @@ def _read_state_diff(r: _Reader, *, full_output: bool) -> OsStateDiff:
         inner = _Reader(values)
         diff = _read_state_diff_body(inner, full_output=False)
         if inner.pos != len(values):
-            raise MalformedProgramOutput(
-                f"the decompressed state diff has {len(values) - inner.pos} extra felts"
-            )
+            raise MalformedProgramOutput(f"the decompressed state diff has {len(values) - inner.pos} extra felts")
         return diff
     return _read_state_diff_body(r, full_output=True)
 
@@ -305,9 +301,7 @@ def _read_state_diff_body(r: _Reader, *, full_output: bool) -> OsStateDiff:
 
 def _read_storage(r: _Reader, n_changes: int, *, full_output: bool) -> tuple[StorageChange, ...]:
     if n_changes * (3 if full_output else 2) > len(r.felts) - r.pos:
-        raise MalformedProgramOutput(
-            f"{n_changes} storage changes announced at position {r.pos}: more than the data"
-        )
+        raise MalformedProgramOutput(f"{n_changes} storage changes announced at position {r.pos}: more than the data")
     out = []
     for _ in range(n_changes):
         key = r.take("storage key")
@@ -334,9 +328,7 @@ def parse_os_output(felts: Sequence[int]) -> OsOutput:
     r = _Reader(felts)
     out = _parse_os_output_at(r)
     if r.pos != len(felts):
-        raise MalformedProgramOutput(
-            f"{len(felts) - r.pos} felts left after the OS output (it ends at {r.pos})"
-        )
+        raise MalformedProgramOutput(f"{len(felts) - r.pos} felts left after the OS output (it ends at {r.pos})")
     return out
 
 
@@ -381,8 +373,7 @@ def parse_kzg_section(program_output: Sequence[int]) -> KzgSection:
     n_blobs = program_output[KZG_N_BLOBS_OFFSET]
     if n_blobs > MAX_BLOBS or len(program_output) < KZG_COMMITMENTS_OFFSET + 4 * n_blobs:
         raise MalformedProgramOutput(
-            f"Malformed program output: {len(program_output)} felts cannot hold "
-            f"the KZG section of {n_blobs} blobs"
+            f"Malformed program output: {len(program_output)} felts cannot hold the KZG section of {n_blobs} blobs"
         )
     return _read_kzg(_Reader(program_output, HEADER_SIZE))
 

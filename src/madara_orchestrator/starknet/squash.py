@@ -70,9 +70,7 @@ async def squash_state_updates(
         deployed[address] = replaced.pop(address)
 
     if pre_range_block is None:
-        kept_storage = {
-            address: {k: v for k, v in entries.items() if v != 0} for address, entries in storage.items()
-        }
+        kept_storage = {address: {k: v for k, v in entries.items() if v != 0} for address, entries in storage.items()}
         replaced = {}
     else:
         assert rpc is not None
@@ -89,15 +87,11 @@ async def squash_state_updates(
             if entries
         ),
         deprecated_declared_classes=tuple(deprecated),
-        declared_classes=tuple(
-            DeclaredClass(class_hash=k, compiled_class_hash=v) for k, v in declared.items()
-        ),
+        declared_classes=tuple(DeclaredClass(class_hash=k, compiled_class_hash=v) for k, v in declared.items()),
         deployed_contracts=tuple(DeployedContract(address=a, class_hash=c) for a, c in deployed.items()),
         replaced_classes=tuple(ReplacedClass(contract_address=a, class_hash=c) for a, c in replaced.items()),
         nonces=tuple(NonceUpdate(contract_address=a, nonce=n) for a, n in nonces.items()),
-        migrated_compiled_classes=tuple(
-            DeclaredClass(class_hash=k, compiled_class_hash=v) for k, v in migrated.items()
-        )
+        migrated_compiled_classes=tuple(DeclaredClass(class_hash=k, compiled_class_hash=v) for k, v in migrated.items())
         or None,
     )
     return StateUpdate(
@@ -108,13 +102,9 @@ async def squash_state_updates(
     )
 
 
-async def class_hashes_at(
-    rpc: BatchRpc, block_number: int, addresses: Sequence[int]
-) -> dict[int, int | None]:
+async def class_hashes_at(rpc: BatchRpc, block_number: int, addresses: Sequence[int]) -> dict[int, int | None]:
     """Each address's class hash at the block, or None for a contract that did not exist then."""
-    results = await rpc.batch(
-        [RpcCall("starknet_getClassHashAt", [block_id(block_number), hex(a)]) for a in addresses]
-    )
+    results = await rpc.batch([RpcCall("starknet_getClassHashAt", [block_id(block_number), hex(a)]) for a in addresses])
     out: dict[int, int | None] = {}
     for address, result in zip(addresses, results, strict=True):
         if isinstance(result, RpcError):
@@ -137,8 +127,7 @@ async def storage_values_at(rpc: BatchRpc, block_number: int, slots: Sequence[tu
     for (address, key), result in zip(slots, results, strict=True):
         if isinstance(result, RpcError):
             raise BackendUnavailable(
-                f"storage {hex(key)} of contract {hex(address)} at block {block_number} "
-                f"could not be read: {result}"
+                f"storage {hex(key)} of contract {hex(address)} at block {block_number} could not be read: {result}"
             )
         values.append(0 if result is None else parse_felt(result, f"storage {hex(key)} of {hex(address)}"))
     return values
@@ -157,9 +146,7 @@ async def _drop_unchanged_storage(
     }
 
 
-async def _drop_unchanged_classes(
-    replaced: dict[int, int], block_number: int, rpc: BatchRpc
-) -> dict[int, int]:
+async def _drop_unchanged_classes(replaced: dict[int, int], block_number: int, rpc: BatchRpc) -> dict[int, int]:
     if not replaced:
         return {}
     before = await class_hashes_at(rpc, block_number, list(replaced))

@@ -119,9 +119,7 @@ def parse_state_diff(value: Any, where: str = "state_diff") -> StateDiff:
             we = f"{w}.storage_entries[{j}]"
             entry = _obj(entry, we)
             entries.append(StorageEntry(key=_field(entry, "key", we), value=_field(entry, "value", we)))
-        storage_diffs.append(
-            ContractStorageDiff(address=_field(item, "address", w), storage_entries=tuple(entries))
-        )
+        storage_diffs.append(ContractStorageDiff(address=_field(item, "address", w), storage_entries=tuple(entries)))
 
     deprecated = tuple(
         parse_felt(v, f"{where}.deprecated_declared_classes[{i}]")
@@ -145,9 +143,7 @@ def parse_state_diff(value: Any, where: str = "state_diff") -> StateDiff:
     for i, item in enumerate(_list(obj, "deployed_contracts", where)):
         w = f"{where}.deployed_contracts[{i}]"
         item = _obj(item, w)
-        deployed.append(
-            DeployedContract(address=_field(item, "address", w), class_hash=_field(item, "class_hash", w))
-        )
+        deployed.append(DeployedContract(address=_field(item, "address", w), class_hash=_field(item, "class_hash", w)))
     replaced = []
     for i, item in enumerate(_list(obj, "replaced_classes", where)):
         w = f"{where}.replaced_classes[{i}]"
@@ -161,9 +157,7 @@ def parse_state_diff(value: Any, where: str = "state_diff") -> StateDiff:
     for i, item in enumerate(_list(obj, "nonces", where)):
         w = f"{where}.nonces[{i}]"
         item = _obj(item, w)
-        nonces.append(
-            NonceUpdate(contract_address=_field(item, "contract_address", w), nonce=_field(item, "nonce", w))
-        )
+        nonces.append(NonceUpdate(contract_address=_field(item, "contract_address", w), nonce=_field(item, "nonce", w)))
 
     return StateDiff(
         storage_diffs=tuple(storage_diffs),
@@ -215,9 +209,7 @@ def sort_state_diff(diff: StateDiff) -> StateDiff:
     return replace(
         diff,
         storage_diffs=tuple(
-            ContractStorageDiff(
-                address=s.address, storage_entries=tuple(sorted(s.storage_entries, key=_by_key))
-            )
+            ContractStorageDiff(address=s.address, storage_entries=tuple(sorted(s.storage_entries, key=_by_key)))
             for s in sorted(diff.storage_diffs, key=lambda s: s.address)
         ),
         deprecated_declared_classes=tuple(sorted(diff.deprecated_declared_classes)),
@@ -240,26 +232,20 @@ def state_diff_to_json(diff: StateDiff) -> dict[str, Any]:
         "storage_diffs": [
             {
                 "address": felt_hex(s.address),
-                "storage_entries": [
-                    {"key": felt_hex(e.key), "value": felt_hex(e.value)} for e in s.storage_entries
-                ],
+                "storage_entries": [{"key": felt_hex(e.key), "value": felt_hex(e.value)} for e in s.storage_entries],
             }
             for s in diff.storage_diffs
         ],
         "deprecated_declared_classes": [felt_hex(c) for c in diff.deprecated_declared_classes],
         "declared_classes": [_class_json(c) for c in diff.declared_classes],
         "deployed_contracts": [
-            {"address": felt_hex(d.address), "class_hash": felt_hex(d.class_hash)}
-            for d in diff.deployed_contracts
+            {"address": felt_hex(d.address), "class_hash": felt_hex(d.class_hash)} for d in diff.deployed_contracts
         ],
         "replaced_classes": [
             {"contract_address": felt_hex(r.contract_address), "class_hash": felt_hex(r.class_hash)}
             for r in diff.replaced_classes
         ],
-        "nonces": [
-            {"contract_address": felt_hex(n.contract_address), "nonce": felt_hex(n.nonce)}
-            for n in diff.nonces
-        ],
+        "nonces": [{"contract_address": felt_hex(n.contract_address), "nonce": felt_hex(n.nonce)} for n in diff.nonces],
     }
     if diff.migrated_compiled_classes is not None:
         out["migrated_compiled_classes"] = [_class_json(c) for c in diff.migrated_compiled_classes]
