@@ -273,6 +273,8 @@ class AtlanticConfig:
     aggregator_version: str = AGGREGATOR_VERSION
     timeout_s: float = 60.0
     """Per HTTP request (connect, read, write); artifact downloads get four times as long."""
+    attempt_timeout_s: float = 300.0
+    """Bound on one whole attempt (a big PIE upload included), on top of httpx's per-phase timeouts."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     @property
@@ -324,6 +326,7 @@ class AtlanticClient:
             is_retryable=is_retryable_error,
             service=SERVICE,
             operation=operation,
+            attempt_timeout_s=self.config.attempt_timeout_s,
         )
 
     def _form(self, fields: list[tuple[str, str]]) -> dict[str, list[str]]:

@@ -53,12 +53,14 @@ async def with_retries(
     is_retryable: Callable[[BaseException], bool],
     service: str,
     operation: str,
+    attempt_timeout_s: float | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> T:
     """Run ``call`` until it succeeds, fails for good, or the attempts or time budget run out.
 
-    A non-retryable error is raised as it is; when attempts or budget run out, ``RetriesExhausted``
+    Each attempt is bounded by ``attempt_timeout_s`` (a ``TimeoutError``, retried like a network
+    timeout). A non-retryable error is raised as it is; when attempts or budget run out, ``RetriesExhausted``
     (a ``BackendUnavailable``) carries the last error.
     """
     started = clock()
@@ -66,7 +68,8 @@ async def with_retries(
     while True:
         attempt += 1
         try:
-            return await call()
+            async with asyncio.timeout(attempt_timeout_s):
+                return await call()
         except asyncio.CancelledError:
             raise
         except Exception as exc:

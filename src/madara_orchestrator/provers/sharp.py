@@ -179,6 +179,8 @@ class SharpConfig:
     server_crt_file: str | None = None
     """The three PEM files of mutual TLS; all or none (none only for tests over plain HTTP)."""
     timeout_s: float = 60.0
+    attempt_timeout_s: float = 300.0
+    """Bound on one whole attempt (a big PIE upload included), on top of httpx's per-phase timeouts."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
@@ -226,7 +228,12 @@ class SharpClient:
 
     async def _retry(self, operation: str, call: Callable[[], Any]) -> Any:
         return await with_retries(
-            call, policy=self.config.retry, is_retryable=is_retryable_error, service=SERVICE, operation=operation
+            call,
+            policy=self.config.retry,
+            is_retryable=is_retryable_error,
+            service=SERVICE,
+            operation=operation,
+            attempt_timeout_s=self.config.attempt_timeout_s,
         )
 
     # -- API ------------------------------------------------------------------------------------

@@ -108,3 +108,25 @@ async def test_a_non_retryable_error_is_raised_at_once() -> None:
 def test_delays_are_capped() -> None:
     policy = RetryPolicy(base_delay_s=1, factor=3, max_delay_s=10)
     assert [policy.delay(n) for n in range(1, 5)] == [1, 3, 9, 10]
+
+
+async def test_an_attempt_that_hangs_is_cut_and_retried() -> None:
+    import asyncio
+
+    calls = {"n": 0}
+
+    async def call() -> str:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            await asyncio.sleep(10)
+        return "ok"
+
+    result = await with_retries(
+        call,
+        policy=RetryPolicy(base_delay_s=0.01),
+        is_retryable=is_retryable_error,
+        service="S",
+        operation="op",
+        attempt_timeout_s=0.05,
+    )
+    assert result == "ok" and calls["n"] == 2
