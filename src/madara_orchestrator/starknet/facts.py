@@ -86,9 +86,7 @@ def pedersen_hash_chain(values: Sequence[int]) -> int:
     return acc
 
 
-def program_hash_chain_input(
-    program: PieProgram, *, bootloader_version: int = BOOTLOADER_VERSION
-) -> list[int]:
+def program_hash_chain_input(program: PieProgram, *, bootloader_version: int = BOOTLOADER_VERSION) -> list[int]:
     """``[version, main, n_builtins, *builtin names as ints, *data]`` (without the length prefix)."""
     builtins = [int.from_bytes(name.encode("ascii"), "big") for name in program.builtins]
     return [bootloader_version, program.main, len(builtins), *builtins, *program.data]
@@ -101,9 +99,7 @@ def compute_program_hash(
     bootloader_version: int = BOOTLOADER_VERSION,
 ) -> int:
     """cairo-lang ``compute_program_hash_chain``. Memoised: the SNOS program is the same for every block."""
-    return _program_hash_cached(
-        program.data, program.builtins, program.main, hash_function, bootloader_version
-    )
+    return _program_hash_cached(program.data, program.builtins, program.main, hash_function, bootloader_version)
 
 
 @functools.lru_cache(maxsize=16)
@@ -158,9 +154,7 @@ def page_sizes(output_size: int, pages: Mapping[Any, Any]) -> list[int]:
                 raise FactError(f"output page 1 starts at {start}, outside (0, {output_size})")
             sizes[0] = start
         elif start != expected_start:
-            raise FactError(
-                f"output page {page_id} starts at {start}, expected {expected_start} (pages must touch)"
-            )
+            raise FactError(f"output page {page_id} starts at {start}, expected {expected_start} (pages must touch)")
         if not 0 < size < output_size:
             raise FactError(f"output page {page_id} has size {size}, outside (0, {output_size})")
         sizes.append(size)
@@ -173,9 +167,7 @@ def page_sizes(output_size: int, pages: Mapping[Any, Any]) -> list[int]:
 def fact_topology(output_size: int, output_builtin_data: Mapping[str, Any] | None) -> FactTopology:
     """The topology from the output builtin's additional data (``pages`` and ``gps_fact_topology``)."""
     if output_builtin_data is None:
-        raise FactError(
-            "the output builtin has no additional data (pages/attributes); cannot build the topology"
-        )
+        raise FactError("the output builtin has no additional data (pages/attributes); cannot build the topology")
     pages = output_builtin_data.get("pages") or {}
     attributes = output_builtin_data.get("attributes") or {}
     if not isinstance(pages, Mapping) or not isinstance(attributes, Mapping):
@@ -264,9 +256,7 @@ def fact_info(pie: CairoPie, *, program_hash: int | None = None, is_aggregator: 
 
 def l2_fact(output: Sequence[int]) -> str:
     """``Poseidon(BOOT_LOADER_PROGRAM_CONTRACT, PoseidonMany(output))``: the L2 SNOS tracking key."""
-    return "0x" + format(
-        poseidon_hash(BOOT_LOADER_PROGRAM_CONTRACT, poseidon_hash_many(list(output))), "064x"
-    )
+    return "0x" + format(poseidon_hash(BOOT_LOADER_PROGRAM_CONTRACT, poseidon_hash_many(list(output))), "064x")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -281,9 +271,7 @@ def snos_fact(pie: CairoPie, os_output: Sequence[int] | None = None) -> SnosFact
     output = program_output(pie)
     flags = output if os_output is None else os_output
     if len(flags) <= OS_USE_KZG_DA_INDEX:
-        raise FactError(
-            f"the OS output has {len(flags)} words; the use_kzg_da flag is word {OS_USE_KZG_DA_INDEX}"
-        )
+        raise FactError(f"the OS output has {len(flags)} words; the use_kzg_da flag is word {OS_USE_KZG_DA_INDEX}")
     flag = flags[OS_USE_KZG_DA_INDEX]
     if flag == 0:
         return SnosFact(fact=l2_fact(output), program_output=output, use_kzg_da=False)
@@ -318,9 +306,7 @@ def filter_aggregator_output(output: Sequence[int]) -> list[int]:
     start = aggregator_input_size(output)
     n_blobs_at = start + 11
     if n_blobs_at >= len(output):
-        raise FactError(
-            f"aggregator output too short: no n_blobs word at {n_blobs_at} (length {len(output)})"
-        )
+        raise FactError(f"aggregator output too short: no n_blobs word at {n_blobs_at} (length {len(output)})")
     messages_at = start + 12 + 4 * output[n_blobs_at]
     if messages_at >= len(output):
         raise FactError(f"aggregator output too short: no L2→L1 message count at {messages_at}")

@@ -147,9 +147,7 @@ class PieMemory(Mapping[Relocatable, MaybeRelocatable]):
             if value is None:
                 raise PieError(f"{what}: memory cell {address} is missing (segment size {size})")
             if not isinstance(value, int):
-                raise PieError(
-                    f"{what}: memory cell {address} holds a pointer ({value}), expected an integer"
-                )
+                raise PieError(f"{what}: memory cell {address} holds a pointer ({value}), expected an integer")
             values.append(value)
         return values
 
@@ -174,9 +172,7 @@ class CairoPie:
         """The ``output`` builtin segment: every cell present and an integer (``PieError`` otherwise)."""
         info = self.metadata.builtin_segments.get("output")
         if info is None:
-            raise PieError(
-                "the PIE has no output builtin segment: the program does not use the output builtin"
-            )
+            raise PieError("the PIE has no output builtin segment: the program does not use the output builtin")
         return self.memory.get_ints(info.index, info.size, what="output segment")
 
 
@@ -194,9 +190,7 @@ def read_pie(data: bytes) -> CairoPie:
         names = set(archive.namelist())
         missing = [m for m in MEMBERS if m not in names]
         if missing:
-            raise PieError(
-                f"not a Cairo PIE: the zip misses {', '.join(missing)} (it has {sorted(names)[:8]})"
-            )
+            raise PieError(f"not a Cairo PIE: the zip misses {', '.join(missing)} (it has {sorted(names)[:8]})")
         version = _json_object(archive, VERSION_FILE)
         metadata = _parse_metadata(_json_object(archive, METADATA_FILE))
         memory = _parse_memory(_member(archive, MEMORY_FILE))
@@ -216,9 +210,7 @@ def read_pie(data: bytes) -> CairoPie:
 def _member(archive: zipfile.ZipFile, name: str) -> bytes:
     info = archive.getinfo(name)
     if info.file_size > MAX_MEMBER_BYTES:
-        raise PieError(
-            f"{name}: {info.file_size} bytes uncompressed is more than the {MAX_MEMBER_BYTES} allowed"
-        )
+        raise PieError(f"{name}: {info.file_size} bytes uncompressed is more than the {MAX_MEMBER_BYTES} allowed")
     try:
         return archive.read(name)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
@@ -327,9 +319,7 @@ def _parse_memory(raw: bytes) -> PieMemory:
         address = Relocatable((addr >> OFFSET_BITS) & _SEGMENT_MASK, addr & _OFFSET_MASK)
         word = from_bytes(view[pos + ADDR_BYTES : pos + PAIR_BYTES], "little")
         value: MaybeRelocatable = (
-            Relocatable((word >> OFFSET_BITS) & _SEGMENT_MASK, word & _OFFSET_MASK)
-            if word & _VALUE_FLAG
-            else word
+            Relocatable((word >> OFFSET_BITS) & _SEGMENT_MASK, word & _OFFSET_MASK) if word & _VALUE_FLAG else word
         )
         previous = cells.setdefault(address, value)
         if previous != value:
@@ -347,9 +337,7 @@ def _parse_resources(raw: dict[str, Any]) -> ExecutionResources:
     return ExecutionResources(
         n_steps=_int(raw["n_steps"], "n_steps"),
         n_memory_holes=_int(raw.get("n_memory_holes", 0), "n_memory_holes"),
-        builtin_instance_counter={
-            str(k): _int(v, f"builtin_instance_counter.{k}") for k, v in counter.items()
-        },
+        builtin_instance_counter={str(k): _int(v, f"builtin_instance_counter.{k}") for k, v in counter.items()},
         extra={k: v for k, v in raw.items() if k not in known},
     )
 
@@ -375,9 +363,7 @@ def encode_memory(memory: Mapping[Relocatable, MaybeRelocatable]) -> bytes:
     for address, value in memory.items():
         if address.offset > _OFFSET_MASK or address.segment_index > _SEGMENT_MASK:
             raise PieError(f"address {address} does not fit the PIE address encoding")
-        chunks.append(
-            (_ADDR_FLAG | address.segment_index << OFFSET_BITS | address.offset).to_bytes(8, "little")
-        )
+        chunks.append((_ADDR_FLAG | address.segment_index << OFFSET_BITS | address.offset).to_bytes(8, "little"))
         if isinstance(value, Relocatable):
             word = _VALUE_FLAG | value.segment_index << OFFSET_BITS | value.offset
         else:
