@@ -67,6 +67,8 @@ class AnvilConfig:
     balance_eth: int = 10_000
     base_fee_wei: int | None = None
     gas_limit: int | None = None
+    genesis: Path | None = None
+    """A genesis.json (``--init``): e.g. to start with a non-trivial blob base fee (``excessBlobGas``)."""
     extra_args: tuple[str, ...] = field(default_factory=tuple)
 
     def args(self) -> list[str]:
@@ -94,6 +96,8 @@ class AnvilConfig:
             out += ["--base-fee", str(self.base_fee_wei)]
         if self.gas_limit is not None:
             out += ["--gas-limit", str(self.gas_limit)]
+        if self.genesis is not None:
+            out += ["--init", str(self.genesis)]
         return out + list(self.extra_args)
 
 

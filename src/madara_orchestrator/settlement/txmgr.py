@@ -501,15 +501,28 @@ class TxManager:
                     attempts=await self.attempts(key),
                     nonce=attempt.nonce,
                 ) from exc
-            elif _is_underpriced(exc) and not resuming:
+            elif resuming and attempt.status is not AttemptStatus.SIGNED:
+                # The node accepted it before; it may refuse a re-broadcast (priced out, pool rules) while
+                # still holding it. Wait on it as usual: the fee policy replaces it if it does not land.
+                log.warning(
+                    "settlement %s: re-broadcast of attempt %s refused (%s); it was accepted before, waiting on it",
+                    key,
+                    attempt.attempt_no,
+                    exc,
+                )
+            elif _is_underpriced(exc):
                 log.warning("settlement %s: attempt %s rejected as underpriced: %s", key, attempt.attempt_no, exc)
                 await self.store.set_attempt_status(
                     key, attempt.attempt_no, AttemptStatus.REJECTED_UNDERPRICED, error=str(exc)
                 )
                 return None
-            elif _is_underpriced(exc) and resuming:
-                # A higher-priced attempt of ours is in the pool (its record was lost?): keep waiting on all.
-                log.warning("settlement %s: re-broadcast of attempt %s refused: %s", key, attempt.attempt_no, exc)
+            elif resuming:
+                # Signed before a crash and never known to be accepted; refused now: replace it.
+                log.warning("settlement %s: stored attempt %s refused: %s", key, attempt.attempt_no, exc)
+                await self.store.set_attempt_status(
+                    key, attempt.attempt_no, AttemptStatus.SUBMISSION_FAILED, error=str(exc)
+                )
+                return None
             else:
                 await self.store.set_attempt_status(
                     key, attempt.attempt_no, AttemptStatus.SUBMISSION_FAILED, error=str(exc)

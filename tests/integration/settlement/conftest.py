@@ -1,0 +1,164 @@
+"""Fixtures for settlement on a real local L1: anvil started per test (127.0.0.1, free port), the devnet
+contracts deployed, and devnet batches (blobs + program output in the OS layout, fact registered)."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from madara_orchestrator.devnet.anvil import DEV_PRIVATE_KEYS, Anvil, AnvilConfig, find_anvil_binary
+from madara_orchestrator.devnet.program_output import (
+    DEVNET_CONFIG_HASH,
+    DEVNET_OS_PROGRAM_HASH,
+    DevnetStateTransition,
+    build_program_output,
+)
+from madara_orchestrator.domain.errors import ConfigError
+from madara_orchestrator.settlement.contracts import (
+    DevnetContracts,
+    FactRegistryClient,
+    deploy_devnet_contracts,
+)
+from madara_orchestrator.settlement.encoding import program_output_fact
+from madara_orchestrator.settlement.eth_rpc import EthRpc
+from madara_orchestrator.starknet.blob import felts_to_blobs
+from tests.conftest import require_tool
+
+OPERATOR_KEY = DEV_PRIVATE_KEYS[0]
+"""Signs the state updates (the TxManager's account)."""
+DEPLOYER_KEY = DEV_PRIVATE_KEYS[1]
+"""Deploys the contracts and registers facts (the mock prover's account): never the operator's nonces."""
+STUFFER_KEY = DEV_PRIVATE_KEYS[2]
+
+
+def anvil_binary() -> str:
+    try:
+        return str(find_anvil_binary())
+    except ConfigError:
+        return require_tool("anvil")  # skips locally, fails under CI=true
+
+
+def start_anvil(tmp_path: Path, config: AnvilConfig) -> Anvil:
+    return Anvil(config, binary=anvil_binary(), log_path=tmp_path / "anvil.log").start()
+
+
+@pytest.fixture
+def anvil_factory(tmp_path: Path) -> Iterator[Callable[[AnvilConfig], Anvil]]:
+    """Start anvil nodes for the test; all are stopped at teardown."""
+    started: list[Anvil] = []
+
+    def make(config: AnvilConfig) -> Anvil:
+        node = start_anvil(tmp_path, config)
+        started.append(node)
+        return node
+
+    yield make
+    for node in started:
+        node.stop()
+
+
+@dataclass
+class Batch:
+    index: int
+    block: int
+    program_output: list[int]
+    blobs: list[bytes]
+
+
+def make_batch(block: int, *, n_blobs: int = 1, prev_root: int | None = None, seed: int = 0) -> Batch:
+    """A one-block batch settling ``block`` (prev = block - 1) with ``n_blobs`` blobs of random felts."""
+    rng = random.Random(seed * 1000 + block)
+    felts = [rng.randrange(2**251) for _ in range(4096 * (n_blobs - 1) + 700)]
+    blobs = felts_to_blobs(felts)
+    assert len(blobs) == n_blobs
+    transition = DevnetStateTransition(
+        initial_root=prev_root if prev_root is not None else (block_root(block - 1) if block > 0 else 0),
+        final_root=block_root(block),
+        prev_block_number=block - 1,
+        new_block_number=block,
+        prev_block_hash=block_hash(block - 1) if block > 0 else 0,
+        new_block_hash=block_hash(block),
+    )
+    return Batch(index=block, block=block, program_output=build_program_output(transition, blobs), blobs=blobs)
+
+
+def block_root(block: int) -> int:
+    return 0x1000 + block
+
+
+def block_hash(block: int) -> int:
+    return 0xB000 + block
+
+
+@dataclass
+class Devnet:
+    anvil: Anvil
+    rpc: EthRpc
+    contracts: DevnetContracts
+    registry: FactRegistryClient
+
+    async def register(self, batch: Batch) -> bytes:
+        fact = program_output_fact(DEVNET_OS_PROGRAM_HASH, batch.program_output)
+        await self.registry.register_fact(fact)
+        return fact
+
+
+async def deploy(anvil: Anvil) -> Devnet:
+    rpc = EthRpc(anvil.url, timeout_s=30)
+    contracts = await deploy_devnet_contracts(
+        rpc, DEPLOYER_KEY, program_hash=DEVNET_OS_PROGRAM_HASH, config_hash=DEVNET_CONFIG_HASH
+    )
+    return Devnet(
+        anvil=anvil,
+        rpc=rpc,
+        contracts=contracts,
+        registry=FactRegistryClient(rpc, contracts.fact_registry, DEPLOYER_KEY),
+    )
+
+
+def write_genesis(path: Path, *, hardfork: str, excess_blob_gas: int, chain_id: int = 31337) -> Path:
+    """A genesis with the dev accounts funded and a given excess blob gas (a non-trivial blob base fee)."""
+    from eth_keys.datatypes import PrivateKey
+
+    forks = {
+        "homesteadBlock": 0,
+        "eip150Block": 0,
+        "eip155Block": 0,
+        "eip158Block": 0,
+        "byzantiumBlock": 0,
+        "constantinopleBlock": 0,
+        "petersburgBlock": 0,
+        "istanbulBlock": 0,
+        "berlinBlock": 0,
+        "londonBlock": 0,
+        "shanghaiTime": 0,
+        "cancunTime": 0,
+        "pragueTime": 0,
+    }
+    if hardfork == "osaka":
+        forks["osakaTime"] = 0
+    alloc = {
+        PrivateKey(bytes.fromhex(k[2:])).public_key.to_checksum_address(): {"balance": hex(10**22)}
+        for k in DEV_PRIVATE_KEYS
+    }
+    genesis = {
+        "config": {"chainId": chain_id, **forks, "terminalTotalDifficulty": 0, "terminalTotalDifficultyPassed": True},
+        "nonce": "0x0",
+        "timestamp": "0x0",
+        "extraData": "0x",
+        "gasLimit": hex(30_000_000),
+        "difficulty": "0x0",
+        "mixHash": "0x" + "00" * 32,
+        "coinbase": "0x" + "00" * 20,
+        "baseFeePerGas": hex(10**9),
+        "excessBlobGas": hex(excess_blob_gas),
+        "blobGasUsed": "0x0",
+        "alloc": alloc,
+    }
+    path.write_text(json.dumps(genesis))
+    return path

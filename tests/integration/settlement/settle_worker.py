@@ -1,0 +1,83 @@
+"""One settlement in its own process, for the crash tests: with ``--crash-at POINT`` the process SIGKILLs
+itself at that point of the transaction manager (``signed``, ``sent`` or ``mined``), like a power cut.
+
+    python -m tests.integration.settlement.settle_worker --rpc-url URL --core ADDR --db FILE \\
+        --key KEY --batch FILE [--crash-at POINT]
+
+Prints the result as JSON on success.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from madara_orchestrator.settlement.eth_rpc import EthRpc
+from madara_orchestrator.settlement.ethereum import EthereumSettlementClient, EthereumSettlementConfig
+from madara_orchestrator.settlement.tx_store import SqliteTxStore
+from madara_orchestrator.settlement.txmgr import FeePolicy, TxManager
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rpc-url", required=True)
+    parser.add_argument("--core", required=True)
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--key", required=True)
+    parser.add_argument("--batch", required=True, help="JSON file: {program_output: [int], blobs: [hex]}")
+    parser.add_argument("--crash-at", choices=["signed", "sent", "mined"])
+    args = parser.parse_args()
+    private_key = os.environ["SETTLE_WORKER_PRIVATE_KEY"]
+    doc = json.loads(Path(args.batch).read_text())
+
+    def crash(point: str) -> None:
+        if point == args.crash_at:
+            sys.stdout.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    config = EthereumSettlementConfig(
+        rpc_url=args.rpc_url,
+        private_key=private_key,
+        core_contract_address=args.core,
+        tx_store_path=Path(args.db),
+        disable_peerdas=True,
+        confirmations=0,
+        tx_confirmation_timeout_s=30,
+        finality_retry_wait_s=0.05,
+    )
+
+    async def run() -> dict[str, object]:
+        rpc = EthRpc(config.rpc_url)
+        txmgr = TxManager(
+            backend=rpc,
+            store=SqliteTxStore(config.tx_store_path),
+            private_key=private_key,
+            policy=FeePolicy(),
+            confirmations=0,
+            confirmation_timeout_s=30,
+            poll_interval_s=0.05,
+            crash_hook=crash,
+        )
+        client = EthereumSettlementClient(config, rpc=rpc, txmgr=txmgr)
+        result = await client.update_state_with_blobs(
+            doc["program_output"], [bytes.fromhex(b) for b in doc["blobs"]], idempotency_key=args.key
+        )
+        await client.aclose()
+        return {
+            "tx_hash": result.tx_hash,
+            "nonce": result.nonce,
+            "already_settled": result.already_settled,
+            "attempts": [[a.attempt_no, a.status, a.tx_hash] for a in result.attempts],
+        }
+
+    print(json.dumps(asyncio.run(run())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
