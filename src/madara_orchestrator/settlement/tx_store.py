@@ -436,6 +436,24 @@ class SqliteTxStore:
 
         await self._run(w)
 
+    async def totals(self, sender: str | None = None) -> TxTotals:
+        def q(conn: sqlite3.Connection) -> TxTotals:
+            where, args = ("WHERE sender = ?", (sender.lower(),)) if sender else ("", ())
+            keys = conn.execute(f"SELECT status, fee_paid_wei FROM settlement_tx_keys {where}", args).fetchall()
+            attempts = conn.execute(
+                "SELECT COUNT(*) FROM settlement_tx_attempts "
+                f"WHERE key IN (SELECT key FROM settlement_tx_keys {where})",
+                args,
+            ).fetchone()[0]
+            return TxTotals(
+                settled=sum(1 for k in keys if k["status"] == KeyStatus.FINALIZED.value),
+                pending=sum(1 for k in keys if k["status"] == KeyStatus.PENDING.value),
+                attempts=int(attempts),
+                fee_paid_wei=sum(int(k["fee_paid_wei"]) for k in keys if k["fee_paid_wei"] is not None),
+            )
+
+        return await self._run(q)
+
     async def pending_keys(self, sender: str) -> list[TxKeyRecord]:
         def q(conn: sqlite3.Connection) -> list[TxKeyRecord]:
             rows = conn.execute(
@@ -445,6 +463,16 @@ class SqliteTxStore:
             return [_key_from_row(r) for r in rows]
 
         return await self._run(q)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TxTotals:
+    """For a summary line: how many keys were settled, how many transactions were signed, fees paid."""
+
+    settled: int
+    pending: int
+    attempts: int
+    fee_paid_wei: int
 
 
 def attempts_summary(attempts: Sequence[AttemptRecord]) -> str:

@@ -257,6 +257,10 @@ class TxManager:
             )
             await self.store.release_nonce(key)
             in_flight = []
+        request: TxRequest | None = None
+        if not in_flight:
+            # Built before a nonce is reserved: an output that cannot be settled must not hold a nonce.
+            request = await build()
         chain_pending = await self.backend.transaction_count(self.address, "pending")
         nonce = await self.store.reserve_nonce(key, chain_latest=chain_latest, chain_pending=chain_pending)
         if chain_pending > nonce and not in_flight:
@@ -270,7 +274,6 @@ class TxManager:
                 nonce,
             )
 
-        request: TxRequest | None = None
         bumps = 0
         current: AttemptRecord
         if in_flight:
@@ -286,8 +289,13 @@ class TxManager:
             if resent is not None:
                 return resent
         else:
-            request = await build()
-            current = await self._new_attempt(key, nonce, request, previous=None, multiplier=1.1)
+            assert request is not None
+            try:
+                current = await self._new_attempt(key, nonce, request, previous=None, multiplier=1.1)
+            except Exception:
+                if not await self._in_flight(key, nonce):
+                    await self.store.release_nonce(key)  # nothing was stored: do not hold the nonce
+                raise
             resent = await self._broadcast(key, current, resuming=False)
             if resent is not None:
                 return resent

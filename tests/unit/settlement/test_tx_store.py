@@ -111,3 +111,17 @@ async def test_unknown_key_cannot_reserve(tmp_path: Path) -> None:
     store = SqliteTxStore(tmp_path / "db.sqlite")
     with pytest.raises(NotFound):
         await store.reserve_nonce("missing", chain_latest=0, chain_pending=0)
+
+
+async def test_totals_for_a_summary(tmp_path: Path) -> None:
+    store = SqliteTxStore(tmp_path / "db.sqlite")
+    for key, fee in (("a", 5), ("b", 7)):
+        await store.create_key(key, SENDER)
+        nonce = await store.reserve_nonce(key, chain_latest=0, chain_pending=0)
+        await store.add_attempt(_attempt(key, 1, nonce))
+        await store.add_attempt(_attempt(key, 2, nonce))
+        await store.finalize(key, 2, fee_paid_wei=fee, block_number=1)
+    await store.create_key("c", SENDER)
+    totals = await store.totals(SENDER)
+    assert (totals.settled, totals.pending, totals.attempts, totals.fee_paid_wei) == (2, 1, 4, 12)
+    assert (await store.totals("0x" + "00" * 20)).settled == 0

@@ -272,3 +272,17 @@ async def test_a_finalized_key_is_never_sent_again(tmp_path: Path, sidecar: Side
     second = await mgr.send("batch-2", _build(sidecar))
     assert second.nonce == 1
     assert [a.status for a in await mgr.store.attempts("batch-2")] == [AttemptStatus.FINALIZED]
+
+
+async def test_an_output_that_cannot_be_built_holds_no_nonce(tmp_path: Path, sidecar: Sidecar) -> None:
+    chain = FakeChain()
+    mgr = _manager(chain, tmp_path)
+
+    async def broken() -> TxRequest:
+        raise ValueError("y_0 value is different than expected")
+
+    with pytest.raises(ValueError, match="y_0"):
+        await mgr.send("batch-1", broken)
+    key = await mgr.store.get_key("batch-1")
+    assert key is not None and key.nonce is None
+    assert (await mgr.send("batch-2", _build(sidecar))).nonce == 0  # no gap left behind by batch-1
