@@ -33,7 +33,8 @@ class PipelineReport:
     stage: dict[JobType, Percentiles]
     """Created to Completed, per job type."""
     handoff: dict[JobType, Percentiles]
-    """From the completion of the predecessor to the creation of a job of this type."""
+    """From the moment a job of this type became possible (its predecessor completed; for settlement
+    also the previous batch settled) to its creation."""
     all_handoffs: Percentiles
 
 
@@ -46,12 +47,18 @@ async def pipeline_report(db: JobStore, stages: tuple[JobType, ...] = L2_STAGES)
     stage = {t: Percentiles.of([j.updated_at - j.created_at for j in completed[t].values()]) for t in stages}
     handoff: dict[JobType, Percentiles] = {}
     everything: list[float] = []
+    settlement = JobType.STATE_TRANSITION
     for parent_type, child_type in itertools.pairwise(stages):
-        values = [
-            child.created_at - completed[parent_type][i].updated_at
-            for i, child in completed[child_type].items()
-            if i in completed[parent_type]
-        ]
+        values = []
+        for i, child in completed[child_type].items():
+            parent = completed[parent_type].get(i)
+            if parent is None:
+                continue
+            ready = parent.updated_at
+            if child_type == settlement and i - 1 in completed[settlement]:
+                # Settlement is sequential: batch i can start only once batch i-1 is settled.
+                ready = max(ready, completed[settlement][i - 1].updated_at)
+            values.append(max(0.0, child.created_at - ready))
         handoff[child_type] = Percentiles.of(values)
         everything += values
     return PipelineReport(stage, handoff, Percentiles.of(everything))

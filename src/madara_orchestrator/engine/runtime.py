@@ -332,9 +332,9 @@ class Runtime:
     async def stop(self) -> bool:
         """Graceful stop; True when every in-flight message finished within the grace period."""
         self._stop.set()
-        await self.triggers.stop()
         deadline = self.config.graceful_shutdown_s
         results = await asyncio.gather(*(c.drain(deadline) for c in self.consumers))
+        await self.triggers.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

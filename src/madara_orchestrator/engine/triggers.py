@@ -153,6 +153,7 @@ class Triggers:
         self._running: set[TriggerName] = set()
         self._dirty: set[TriggerName] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stopped = False
         service.on_completed(self._job_completed)
 
     @property
@@ -163,7 +164,7 @@ class Triggers:
 
     def kick(self, name: TriggerName) -> None:
         """Run the trigger soon, in the background; coalesced with a run in progress."""
-        if name not in self._impl:
+        if name not in self._impl or self._stopped:
             return
         if name in self._running:
             self._dirty.add(name)
@@ -212,6 +213,8 @@ class Triggers:
             self.kick(name)
 
     async def stop(self) -> None:
+        """No more runs; cancel those in progress (each is idempotent, the next start redoes it)."""
+        self._stopped = True
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,62 @@
+"""An embedded orchestrator against a devnet sequencer served over HTTP, for end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from madara_orchestrator.cli.compose import EmbeddedStack, build_embedded_stack
+from madara_orchestrator.cli.devnet import devnet_settings
+from madara_orchestrator.cli.settings import Settings
+from madara_orchestrator.devnet.sequencer import DevnetSequencer
+from madara_orchestrator.server.app import create_app
+from madara_orchestrator.server.background import BackgroundServer
+
+
+@dataclass
+class Pipeline:
+    sequencer: DevnetSequencer
+    rpc: BackgroundServer
+    stack: EmbeddedStack
+    api: BackgroundServer
+
+    async def close(self) -> None:
+        await self.sequencer.stop_producing()
+        await self.stack.runtime.stop()
+        await self.api.stop()
+        await self.rpc.stop()
+        await self.stack.close()
+
+
+async def start_pipeline(
+    tmp_path: Path,
+    *,
+    blocks: int,
+    snos_failures: dict[int, int] | None = None,
+    admin_token: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Pipeline:
+    sequencer = DevnetSequencer(block_time_s=0.02)
+    rpc = BackgroundServer(sequencer.app)
+    await rpc.start()
+    base = devnet_settings(tmp_path / "data", rpc.url, port=0)
+    settings = Settings({**base.values, **(overrides or {})})
+    stack = await build_embedded_stack(settings, snos_failures=snos_failures)
+    api = BackgroundServer(create_app(stack.runtime, admin_enabled=admin_token is not None, admin_token=admin_token))
+    await api.start()
+    sequencer.start_producing(max_blocks=blocks)
+    await stack.runtime.start()
+    return Pipeline(sequencer, rpc, stack, api)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")

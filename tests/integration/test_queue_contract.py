@@ -1,0 +1,148 @@
+"""Contract tests of the queue's SQS semantics: delay, visibility timeout, ack/nack, extend, dead letters."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from madara_orchestrator.backends.sqlite_db import SqliteDatabase
+from madara_orchestrator.backends.sqlite_queue import SqliteQueue
+from madara_orchestrator.domain.errors import InvalidInput
+from madara_orchestrator.domain.queues import QueueConfig, QueueType
+from madara_orchestrator.interfaces import QueueClient
+from tests.helpers.engine import FakeClock
+
+WORK = "work"
+DLQ = "dead"
+TRIGGERS = "triggers"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=["sqlite"])
+async def queue(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> AsyncIterator[QueueClient]:
+    db = SqliteDatabase(tmp_path / "queue.db")
+    configs = {
+        WORK: QueueConfig(
+            queue_type=QueueType.SNOS_JOB_PROCESSING, visibility_timeout_s=30, concurrency=1, max_receive_count=3
+        ),
+        DLQ: QueueConfig(
+            queue_type=QueueType.JOB_HANDLE_FAILURE, visibility_timeout_s=30, concurrency=1, dead_letter=None
+        ),
+        TRIGGERS: QueueConfig(
+            queue_type=QueueType.WORKER_TRIGGER,
+            visibility_timeout_s=30,
+            concurrency=1,
+            dead_letter=None,
+            retention_s=60,
+        ),
+    }
+    yield SqliteQueue(db, configs, dead_letter_names={WORK: DLQ}, clock=clock, poll_interval_s=0.01)
+    await db.close()
+
+
+async def test_fifo_delivery_and_ack_deletes(queue: QueueClient) -> None:
+    for body in ("a", "b", "c"):
+        await queue.send(WORK, body)
+    got = [await queue.receive(WORK) for _ in range(3)]
+    assert [m.body for m in got if m] == ["a", "b", "c"]
+    assert await queue.receive(WORK) is None
+    for m in got:
+        assert m is not None
+        await queue.ack(m)
+    depth = await queue.depth(WORK)
+    assert (depth.visible, depth.in_flight, depth.delayed) == (0, 0, 0)
+
+
+async def test_delayed_message_is_invisible_until_its_delay(queue: QueueClient, clock: FakeClock) -> None:
+    await queue.send(WORK, "later", delay_s=10)
+    assert await queue.receive(WORK) is None
+    assert (await queue.depth(WORK)).delayed == 1
+    clock.advance(9.9)
+    assert await queue.receive(WORK) is None
+    clock.advance(0.2)
+    message = await queue.receive(WORK)
+    assert message is not None and message.body == "later"
+
+
+async def test_unacked_message_reappears_after_the_visibility_timeout(queue: QueueClient, clock: FakeClock) -> None:
+    await queue.send(WORK, "x")
+    first = await queue.receive(WORK)
+    assert first is not None and first.receive_count == 1
+    assert (await queue.depth(WORK)).in_flight == 1
+    clock.advance(29)
+    assert await queue.receive(WORK) is None
+    clock.advance(2)
+    second = await queue.receive(WORK)
+    assert second is not None and second.message_id == first.message_id and second.receive_count == 2
+    await queue.ack(first)  # a stale receipt deletes nothing
+    clock.advance(31)
+    third = await queue.receive(WORK)
+    assert third is not None and third.receive_count == 3
+
+
+async def test_extend_keeps_a_message_hidden(queue: QueueClient, clock: FakeClock) -> None:
+    await queue.send(WORK, "long job")
+    message = await queue.receive(WORK)
+    assert message is not None
+    for _ in range(5):
+        clock.advance(20)
+        await queue.extend(message, visibility_s=30)
+        assert await queue.receive(WORK) is None
+    await queue.ack(message)
+    clock.advance(100)
+    assert await queue.receive(WORK) is None
+
+
+async def test_nack_with_delay_redelivers_later(queue: QueueClient, clock: FakeClock) -> None:
+    await queue.send(WORK, "retry me")
+    message = await queue.receive(WORK)
+    assert message is not None
+    await queue.nack(message, delay_s=5)
+    assert await queue.receive(WORK) is None
+    clock.advance(5.1)
+    again = await queue.receive(WORK)
+    assert again is not None and again.receive_count == 2
+
+
+async def test_message_moves_to_dead_letter_after_max_receives(queue: QueueClient) -> None:
+    await queue.send(WORK, "poison")
+    for expected in (1, 2, 3):
+        message = await queue.receive(WORK)
+        assert message is not None and message.receive_count == expected
+        await queue.nack(message)
+    assert await queue.receive(WORK) is None, "the fourth receive dead-letters instead of delivering"
+    dead = await queue.receive(DLQ)
+    assert dead is not None and dead.body == "poison" and dead.receive_count == 1
+
+
+async def test_retention_drops_old_trigger_messages(queue: QueueClient, clock: FakeClock) -> None:
+    await queue.send(TRIGGERS, "Snos")
+    clock.advance(61)
+    await queue.send(TRIGGERS, "Proving")
+    message = await queue.receive(TRIGGERS)
+    assert message is not None and message.body == "Proving"
+    assert await queue.receive(TRIGGERS) is None
+
+
+async def test_receive_waits_for_a_local_send(queue: QueueClient) -> None:
+    import asyncio
+
+    async def send_soon() -> None:
+        await asyncio.sleep(0.05)
+        await queue.send(WORK, "woken")
+
+    task = asyncio.create_task(send_soon())
+    message = await queue.receive(WORK, wait_s=5)
+    await task
+    assert message is not None and message.body == "woken"
+
+
+async def test_unknown_queue_is_a_clear_error(queue: QueueClient) -> None:
+    with pytest.raises(InvalidInput, match="unknown queue 'nope'"):
+        await queue.send("nope", "x")

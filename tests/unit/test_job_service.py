@@ -1,0 +1,350 @@
+"""The job service's lifecycle (SPEC §2.5) on a real SQLite file with a fake clock and scripted handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from madara_orchestrator.domain.errors import InvalidTransition, JobError, NotFound
+from madara_orchestrator.domain.jobs import Job, JobPolicy, JobStatus, JobType
+from madara_orchestrator.domain.queues import parse_job_message
+from madara_orchestrator.jobs.base import Verified
+from tests.helpers.engine import Harness, ScriptedHandler, make_harness, proving_meta
+
+PT = JobType.PROOF_CREATION
+S = JobStatus
+
+
+@pytest.fixture
+async def h(tmp_path: Path) -> AsyncIterator[Harness]:
+    harness = await make_harness(tmp_path / "jobs.db")
+    yield harness
+    await harness.close()
+
+
+async def create(h: Harness, internal_id: int = 1) -> Job:
+    job = await h.service.create_job(PT, internal_id, proving_meta(internal_id))
+    assert job is not None
+    return job
+
+
+async def take(h: Harness, queue: str) -> str | None:
+    message = await h.queue.receive(queue)
+    if message is None:
+        return None
+    await h.queue.ack(message)
+    return message.body
+
+
+async def stored(h: Harness, job: Job) -> Job:
+    fresh = await h.store.get_job(job.id)
+    assert fresh is not None
+    return fresh
+
+
+async def test_create_enqueues_once_and_duplicate_is_a_no_op(h: Harness) -> None:
+    job = await create(h)
+    assert job.status == S.CREATED and job.version == 0
+    assert job.common.orchestrator_version == "0.1.0"
+    assert parse_job_message(await take(h, h.names.processing(PT)) or "") == job.id
+    assert await h.service.create_job(PT, 1, proving_meta(1)) is None
+    assert await take(h, h.names.processing(PT)) is None, "no second message for a duplicate"
+
+
+async def test_happy_path_ends_completed_at_version_4(h: Harness) -> None:
+    job = await create(h)
+    decision = await h.service.process_job(job.id)
+    assert decision.ack
+    processed = await stored(h, job)
+    assert processed.status == S.PENDING_VERIFICATION and processed.version == 2
+    assert processed.external_id == "ext-1" and processed.lease_owner is None
+    assert processed.common.process_attempt_no == 1 and processed.common.process_completed_at is not None
+    verification = h.names.verification(PT)
+    assert await take(h, verification) is None, "verification waits for the polling delay"
+    h.clock.advance(5)
+    assert await take(h, verification) is not None
+    assert (await h.service.verify_job(job.id)).ack
+    done = await stored(h, job)
+    assert done.status == S.COMPLETED and done.version == 4
+    assert done.common.verification_attempt_no == 1 and done.common.verification_completed_at is not None
+
+
+async def test_retryable_error_restores_status_and_asks_for_redelivery(h: Harness) -> None:
+    job = await create(h)
+    h.handler.process_outcomes.append(JobError("prover unreachable"))
+    decision = await h.service.process_job(job.id, receive_count=2)
+    assert not decision.ack and decision.delay_s == 2, "back-off doubles with the receive count"
+    fresh = await stored(h, job)
+    assert fresh.status == S.CREATED and fresh.lease_owner is None
+    assert fresh.common.process_attempt_no == 1 and fresh.common.process_retry_attempt_no == 1
+    assert fresh.common.process_started_at is None
+    assert fresh.common.failure_reason == "Processing attempt 1 failed: prover unreachable"
+    assert h.alerts.sent == []
+
+
+async def test_unexpected_exception_is_retried_like_a_panic(h: Harness) -> None:
+    job = await create(h)
+    h.handler.process_outcomes.append(ZeroDivisionError("boom"))
+    assert not (await h.service.process_job(job.id)).ack
+    assert (await stored(h, job)).status == S.CREATED
+
+
+async def test_non_retryable_error_fails_at_once_and_alerts(h: Harness) -> None:
+    job = await create(h)
+    h.handler.process_outcomes.append(JobError("OS execution failed", retryable=False))
+    assert (await h.service.process_job(job.id)).ack
+    fresh = await stored(h, job)
+    assert fresh.status == S.FAILED
+    assert fresh.common.failure_reason == "Processing attempt 1 failed: OS execution failed"
+    [(subject, text)] = h.alerts.sent
+    assert subject == "Job Failed"
+    assert text.splitlines()[:5] == [
+        "Job Failed Alert",
+        f"Job ID: {job.id}",
+        "Type: ProofCreation",
+        "Block: 1",
+        "Current failure: Processing attempt 1 failed: OS execution failed",
+    ]
+
+
+async def test_alert_lists_previous_failures(h: Harness) -> None:
+    job = await create(h)
+    h.handler.process_outcomes += [JobError("first"), JobError("second", retryable=False)]
+    await h.service.process_job(job.id)
+    await h.service.process_job(job.id)
+    text = h.alerts.sent[-1][1]
+    assert "Previous failures (1 total):\n  1. Processing attempt 1 failed: first" in text
+
+
+async def test_not_ready_requeues_with_delay_without_spending_an_attempt(h: Harness) -> None:
+    job = await create(h)
+    await take(h, h.names.processing(PT))
+    h.handler.ready_delay = 60
+    assert (await h.service.process_job(job.id)).ack
+    fresh = await stored(h, job)
+    assert fresh.status == S.CREATED and fresh.version == 0 and fresh.common.process_attempt_no == 0
+    assert await take(h, h.names.processing(PT)) is None
+    h.clock.advance(60)
+    assert await take(h, h.names.processing(PT)) is not None
+
+
+@pytest.mark.parametrize("status", [S.FAILED, S.VERIFICATION_TIMEOUT, S.PENDING_VERIFICATION, S.COMPLETED])
+async def test_processing_message_for_a_job_not_processable_changes_nothing(h: Harness, status: JobStatus) -> None:
+    job = await create(h)
+    forced = await h.store.update_job(dataclasses.replace(job, status=status), now=h.clock.now())
+    assert (await h.service.process_job(job.id)).ack
+    assert await stored(h, job) == forced
+    assert h.handler.processed == []
+
+
+async def test_unknown_job_message_is_dropped(h: Harness) -> None:
+    import uuid
+
+    assert (await h.service.process_job(uuid.uuid4())).ack
+    assert (await h.service.verify_job(uuid.uuid4())).ack
+
+
+async def test_two_workers_processing_the_same_job_run_the_handler_once(h: Harness) -> None:
+    job = await create(h)
+    gate = asyncio.Event()
+
+    async def slow(_: Job) -> None:
+        await gate.wait()
+
+    h.handler.process_hook = slow
+    first = asyncio.create_task(h.service.process_job(job.id))
+    await asyncio.sleep(0.05)
+    second = await h.service.process_job(job.id)
+    gate.set()
+    await first
+    assert second.ack
+    assert h.handler.processed == [1]
+    assert (await stored(h, job)).status == S.PENDING_VERIFICATION
+
+
+async def test_expired_lease_is_taken_over_and_a_live_one_is_respected(h: Harness) -> None:
+    job = await create(h)
+    locked = await h.store.update_job(
+        dataclasses.replace(
+            job, status=S.LOCKED_FOR_PROCESSING, lease_owner="dead-worker", lease_expires_at=h.clock.now() + 30
+        ),
+        now=h.clock.now(),
+    )
+    assert (await h.service.process_job(job.id)).ack
+    assert h.handler.processed == [], "a live lease means someone is working on it"
+    assert await stored(h, job) == locked
+    h.clock.advance(31)
+    assert (await h.service.process_job(job.id)).ack
+    assert h.handler.processed == [1]
+    fresh = await stored(h, job)
+    assert fresh.status == S.PENDING_VERIFICATION and fresh.lease_owner is None
+
+
+async def test_heal_resends_messages_for_expired_leases_and_stalled_jobs(h: Harness) -> None:
+    job = await create(h)
+    await take(h, h.names.processing(PT))
+    await h.store.update_job(
+        dataclasses.replace(job, status=S.LOCKED_FOR_PROCESSING, lease_owner="x", lease_expires_at=h.clock.now() + 30),
+        now=h.clock.now(),
+    )
+    assert await h.service.heal(stale_after_s=600) == 0
+    h.clock.advance(31)
+    assert await h.service.heal(stale_after_s=600) == 1
+    assert parse_job_message(await take(h, h.names.processing(PT)) or "") == job.id
+    other = await create(h, 2)
+    await take(h, h.names.processing(PT))
+    h.clock.advance(601)
+    assert await h.service.heal(stale_after_s=600) == 2
+    assert {await take(h, h.names.processing(PT)), await take(h, h.names.processing(PT))} == {
+        f'{{"id": "{job.id}"}}',
+        f'{{"id": "{other.id}"}}',
+    }
+
+
+async def _processed(h: Harness, internal_id: int = 1) -> Job:
+    job = await create(h, internal_id)
+    await h.service.process_job(job.id)
+    return await stored(h, job)
+
+
+async def test_rejection_with_attempts_left_reprocesses(h: Harness) -> None:
+    job = await _processed(h)
+    await take(h, h.names.processing(PT))
+    h.handler.verify_outcomes.append(Verified.rejected("proof invalid"))
+    await h.service.verify_job(job.id)
+    fresh = await stored(h, job)
+    assert fresh.status == S.VERIFICATION_FAILED and fresh.common.failure_reason == "proof invalid"
+    assert parse_job_message(await take(h, h.names.processing(PT)) or "") == job.id
+    await h.service.process_job(job.id)
+    assert (await stored(h, job)).common.process_attempt_no == 2
+
+
+async def test_rejection_without_attempts_left_fails(h: Harness) -> None:
+    job = await _processed(h)
+    h.handler.verify_outcomes.append(Verified.rejected("bad"))
+    await h.service.verify_job(job.id)
+    await h.service.process_job(job.id)
+    h.handler.verify_outcomes.append(Verified.rejected("bad again"))
+    await h.service.verify_job(job.id)
+    fresh = await stored(h, job)
+    assert fresh.status == S.FAILED
+    assert fresh.common.failure_reason == "Verification rejected. Max process attempts reached: 2"
+    assert "bad again" in fresh.common.previous_failure_reasons
+
+
+async def test_pending_verification_polls_then_times_out_with_an_alert(h: Harness) -> None:
+    job = await _processed(h)
+    verification = h.names.verification(PT)
+    h.clock.advance(5)
+    assert await take(h, verification) is not None
+    h.handler.verify_outcomes += [Verified.pending(), Verified.pending(), Verified.pending()]
+    for _ in range(2):
+        await h.service.verify_job(job.id)
+        assert (await stored(h, job)).status == S.PENDING_VERIFICATION
+        assert await take(h, verification) is None
+        h.clock.advance(5)
+        assert await take(h, verification) is not None
+    await h.service.verify_job(job.id)
+    fresh = await stored(h, job)
+    assert fresh.status == S.VERIFICATION_TIMEOUT and fresh.common.verification_attempt_no == 3
+    assert h.alerts.sent[-1][1] == (
+        f"Job Verification Timeout Alert: Job ID: {job.id}, Type: ProofCreation, Internal_Id: 1, "
+        "Verification Attempts: 3"
+    )
+
+
+async def test_verification_error_is_retried_through_the_queue(h: Harness) -> None:
+    job = await _processed(h)
+    h.handler.verify_outcomes.append(RuntimeError("prover API down"))
+    decision = await h.service.verify_job(job.id)
+    assert not decision.ack
+    assert (await stored(h, job)).status == S.PENDING_VERIFICATION
+
+
+async def test_dead_letter_moves_to_failed_but_leaves_completed_and_failed_alone(h: Harness) -> None:
+    job = await create(h)
+    await h.service.handle_job_failure(job.id)
+    fresh = await stored(h, job)
+    assert fresh.status == S.FAILED
+    assert fresh.common.failure_reason == "Job moved to DLQ after exhausting retries (last status: Created)"
+    await h.service.handle_job_failure(job.id)
+    assert (await stored(h, job)).version == fresh.version
+    done = await _processed(h, 2)
+    await h.service.verify_job(done.id)
+    completed = await stored(h, done)
+    await h.service.handle_job_failure(done.id)
+    assert await stored(h, done) == completed
+
+
+async def test_retry_only_from_failed(h: Harness) -> None:
+    job = await create(h)
+    with pytest.raises(InvalidTransition, match=r"Cannot retry job .*: invalid status Created"):
+        await h.service.retry_job(job.id)
+    await take(h, h.names.processing(PT))
+    h.handler.process_outcomes.append(JobError("fatal", retryable=False))
+    await h.service.process_job(job.id)
+    retried = await h.service.retry_job(job.id)
+    assert retried.status == S.PENDING_RETRY
+    assert retried.common.process_attempt_no == 0 and retried.common.process_retry_attempt_no == 1
+    assert parse_job_message(await take(h, h.names.processing(PT)) or "") == job.id
+    await h.service.process_job(job.id)
+    assert (await stored(h, job)).status == S.PENDING_VERIFICATION
+    with pytest.raises(NotFound):
+        import uuid
+
+        await h.service.retry_job(uuid.uuid4())
+
+
+async def test_reverify_needs_a_processed_job_and_never_reopens_a_completed_one(h: Harness) -> None:
+    job = await create(h)
+    with pytest.raises(InvalidTransition):
+        await h.service.queue_job_for_verification(job.id)
+    await h.service.process_job(job.id)
+    h.handler.verify_outcomes += [Verified.pending()] * 3
+    for _ in range(3):
+        await h.service.verify_job(job.id)
+    assert (await stored(h, job)).status == S.VERIFICATION_TIMEOUT
+    reopened = await h.service.queue_job_for_verification(job.id)
+    assert reopened.status == S.PENDING_VERIFICATION
+    assert reopened.common.verification_attempt_no == 0 and reopened.common.verification_retry_attempt_no == 1
+    await h.service.verify_job(job.id)
+    assert (await stored(h, job)).status == S.COMPLETED
+    with pytest.raises(InvalidTransition):
+        await h.service.queue_job_for_verification(job.id)
+
+
+async def test_priority_queue_refuses_when_full(tmp_path: Path) -> None:
+    from madara_orchestrator.domain.errors import QueueFull
+
+    h = await make_harness(tmp_path / "p.db")
+    h.service.max_priority_queue_size = 2
+    jobs = [await create(h, i) for i in (1, 2, 3)]
+    await h.service.queue_job_for_processing(jobs[0].id, priority=True)
+    await h.service.queue_job_for_processing(jobs[1].id, priority=True)
+    with pytest.raises(QueueFull, match=r"Priority queue is full \(current: 2, max: 2\)"):
+        await h.service.queue_job_for_processing(jobs[2].id, priority=True)
+    await h.close()
+
+
+async def test_completion_hooks_run_after_completion(tmp_path: Path) -> None:
+    h = await make_harness(
+        tmp_path / "c.db",
+        handler=ScriptedHandler(),
+        policy=JobPolicy(max_process_attempts=1, max_verification_attempts=1, verification_delay_s=0),
+    )
+    seen: list[JobStatus] = []
+
+    async def hook(job: Job) -> None:
+        seen.append(job.status)
+
+    h.service.on_completed(hook)
+    job = await create(h)
+    await h.service.process_job(job.id)
+    assert seen == []
+    await h.service.verify_job(job.id)
+    assert seen == [S.COMPLETED]
+    await h.close()
