@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,8 @@ from eth_hash.auto import keccak
 
 from madara_orchestrator.settlement.eth_rpc import EthRpc, EthRpcError
 from madara_orchestrator.settlement.ethereum import EthereumSettlementClient, EthereumSettlementConfig
+from madara_orchestrator.settlement.tx_store import SqliteTxStore
+from madara_orchestrator.settlement.txmgr import FeePolicy, TxManager
 
 LOG_STATE_UPDATE_TOPIC = "0x" + keccak(b"LogStateUpdate(uint256,int256,uint256)").hex()
 
@@ -26,21 +30,48 @@ def make_client(
     poll_s: float = 0.05,
     max_fee_bumps: int = 2,
     max_fee_wei: int = 10**18,
+    monotonic: Callable[[], float] | None = None,
 ) -> EthereumSettlementClient:
-    return EthereumSettlementClient(
-        EthereumSettlementConfig(
-            rpc_url=url,
-            private_key=private_key,
-            core_contract_address=core_contract,
-            tx_store_path=db_path,
-            disable_peerdas=disable_peerdas,
-            confirmations=confirmations,
-            tx_confirmation_timeout_s=timeout_s,
-            finality_retry_wait_s=poll_s,
-            max_fee_bumps=max_fee_bumps,
-            l2_state_update_max_fee_wei=max_fee_wei,
-        )
+    """A client with test timings; ``monotonic`` replaces the transaction manager's clock."""
+    config = EthereumSettlementConfig(
+        rpc_url=url,
+        private_key=private_key,
+        core_contract_address=core_contract,
+        tx_store_path=db_path,
+        disable_peerdas=disable_peerdas,
+        confirmations=confirmations,
+        tx_confirmation_timeout_s=timeout_s,
+        finality_retry_wait_s=poll_s,
+        max_fee_bumps=max_fee_bumps,
+        l2_state_update_max_fee_wei=max_fee_wei,
     )
+    if monotonic is None:
+        return EthereumSettlementClient(config)
+    rpc = EthRpc(url)
+    txmgr = TxManager(
+        backend=rpc,
+        store=SqliteTxStore(db_path),
+        private_key=private_key,
+        policy=FeePolicy(max_fee_bumps=max_fee_bumps, max_total_fee_wei=max_fee_wei),
+        confirmations=confirmations,
+        confirmation_timeout_s=timeout_s,
+        poll_interval_s=poll_s,
+        monotonic=monotonic,
+    )
+    return EthereumSettlementClient(config, rpc=rpc, txmgr=txmgr)
+
+
+class SteppedClock:
+    """Monotonic time that a test can move forward, to end a confirmation window exactly when it wants."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
 
 
 async def state_updates(rpc: EthRpc, core_contract: str) -> list[tuple[int, int, int, str]]:

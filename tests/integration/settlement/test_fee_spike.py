@@ -26,7 +26,7 @@ from tests.integration.settlement.conftest import (
     make_batch,
     write_genesis,
 )
-from tests.integration.settlement.helpers import make_client, operator_transactions, transaction
+from tests.integration.settlement.helpers import SteppedClock, make_client, operator_transactions, transaction
 
 pytestmark = pytest.mark.slow
 
@@ -80,8 +80,14 @@ async def test_replacement_after_a_fee_spike_respects_the_2x_floor_and_lands(
     batch = make_batch(0, n_blobs=2)
     await devnet.register(batch)
     await devnet.rpc.request("evm_setAutomine", [False])
+    clock = SteppedClock()  # the first confirmation window ends when the spike is in place, not before
     client = make_client(
-        devnet.anvil.url, devnet.contracts.core_contract, tmp_path / "tx.db", OPERATOR_KEY, timeout_s=4.0
+        devnet.anvil.url,
+        devnet.contracts.core_contract,
+        tmp_path / "tx.db",
+        OPERATOR_KEY,
+        timeout_s=60,
+        monotonic=clock,
     )
     base_before, blob_before = await _base_fee(devnet), await devnet.rpc.blob_base_fee()
     assert blob_before > 1000
@@ -98,6 +104,7 @@ async def test_replacement_after_a_fee_spike_respects_the_2x_floor_and_lands(
     assert base_spiked > 4 * base_before and blob_spiked >= 2 * blob_before
     assert await devnet.rpc.transaction_receipt(first.tx_hash or "") is None  # priced out: still pending
 
+    clock.advance(60)
     second = await _wait_for_attempt(client, "batch-0", 2)
     floor = FeePolicy()
     assert second.nonce == first.nonce
