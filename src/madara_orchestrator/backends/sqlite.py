@@ -218,6 +218,12 @@ class SqliteStore:
             return []
         return await self._many(f"SELECT {JOB_COLUMNS} FROM jobs WHERE {' OR '.join(clauses)}", params)
 
+    async def jobs_by_external_id(self, external_id: str, job_types: Sequence[JobType]) -> list[Job]:
+        clause, values = _in("job_type", [t.value for t in job_types])
+        return await self._many(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE external_id = ? AND {clause}", [external_id, *values]
+        )
+
     async def count_jobs(self) -> dict[tuple[JobType, JobStatus], int]:
         def run(conn: sqlite3.Connection) -> dict[tuple[JobType, JobStatus], int]:
             rows = conn.execute("SELECT job_type, status, COUNT(*) FROM jobs GROUP BY job_type, status").fetchall()

@@ -75,6 +75,10 @@ SCHEMA: list[str] = [
     );
     CREATE INDEX IF NOT EXISTS queue_messages_visible ON queue_messages (queue, visible_at, seq);
     """,
+    # version 2: prover webhooks find jobs by their external id
+    """
+    CREATE INDEX IF NOT EXISTS jobs_external_id ON jobs (external_id);
+    """,
 ]
 
 

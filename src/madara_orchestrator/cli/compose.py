@@ -24,7 +24,7 @@ from madara_orchestrator.domain.queues import Layer, QueueNames
 from madara_orchestrator.engine.runtime import Adapters, Runtime, RuntimeConfig
 from madara_orchestrator.engine.service import RetryPolicy
 from madara_orchestrator.engine.triggers import TriggerConfig
-from madara_orchestrator.interfaces import AlertSink
+from madara_orchestrator.interfaces import AlertSink, ProverClient
 from madara_orchestrator.starknet.rpc import StarknetRpcClient
 
 LEASE_OPTIONS = {
@@ -70,6 +70,7 @@ def runtime_config(settings: Settings) -> RuntimeConfig:
         heal_interval_s=settings.heal_interval_seconds,
         graceful_shutdown_s=settings.graceful_shutdown_timeout,
         max_priority_queue_size=settings.max_priority_queue_size,
+        dedup_proofs_by_job_id=settings.prover == "atlantic",
     )
 
 
@@ -99,7 +100,9 @@ async def build_embedded_stack(
     snos_failures: dict[int, int] | None = None,
     prover_latency_s: float = 0.0,
     owner: str | None = None,
+    prover: ProverClient | None = None,
 ) -> EmbeddedStack:
+    """``prover`` replaces the devnet prover (tests plug a real client against a mock server)."""
     data_dir = Path(settings.data_dir)
     database = SqliteDatabase(settings.sqlite_path or data_dir / "orchestrator.db")
     await database.open()
@@ -123,7 +126,7 @@ async def build_embedded_stack(
         locks=store,
         sequencer=sequencer,
         snos=snos,
-        prover=DevnetProver(latency_s=prover_latency_s),
+        prover=prover or DevnetProver(latency_s=prover_latency_s),
         settlement=settlement,
         aggregator_runner=DevnetAggregatorRunner(),
     )

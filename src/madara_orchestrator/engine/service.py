@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from madara_orchestrator import ORCHESTRATOR_VERSION
@@ -440,6 +440,16 @@ class JobService:
             job, verification=True, priority=priority, delay_s=self.policy(job.job_type).verification_delay_s
         )
         return job
+
+    async def wake_verification(self, external_id: str, job_types: Sequence[JobType]) -> list[Job]:
+        """Verify now the jobs waiting on ``external_id`` (a prover's completion webhook).
+
+        No state changes: it only sends a verification message without delay; polling stays the fallback."""
+        woken = [j for j in await self.db.jobs_by_external_id(external_id, job_types) if j.status in VERIFIABLE]
+        for job in woken:
+            await self.queue.send(self.names.verification(job.job_type), job_message(job.id))
+            log.info("%s: verification woken by a prover webhook", job.describe())
+        return woken
 
     async def heal(self, *, stale_after_s: float = 600.0, limit: int = 500) -> int:
         """Re-send messages for jobs that look forgotten: an expired lease, or no progress for a long time.

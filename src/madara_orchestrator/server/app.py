@@ -460,7 +460,31 @@ def create_app(runtime: Runtime, *, admin_enabled: bool = False, admin_token: st
             message=f"Closed {len(aggregators)} aggregator batch(es) and {len(snos)} SNOS batch(es)",
         )
 
-    routes = [Route("/health", health), Route("/metrics", metrics)]
+    async def atlantic_webhook(request: Request) -> Response:
+        """Atlantic's completion webhook: wake the verification of the job waiting on that query or bucket."""
+        from madara_orchestrator.provers.atlantic import parse_atlantic_webhook
+
+        try:
+            hook = parse_atlantic_webhook(await request.body())
+            woken: list[Job] = []
+            if hook.is_final:
+                woken += await service.wake_verification(
+                    hook.query_id, [JobType.PROOF_CREATION, JobType.PROOF_REGISTRATION]
+                )
+                if hook.bucket_id:
+                    woken += await service.wake_verification(hook.bucket_id, [JobType.AGGREGATOR])
+        except Exception as exc:
+            return _error_response(exc, job_route=False)
+        return envelope(
+            data={"woken_job_ids": [str(j.id) for j in woken]},
+            message=f"Woke verification of {len(woken)} job(s) for query {hook.query_id} ({hook.status})",
+        )
+
+    routes = [
+        Route("/health", health),
+        Route("/metrics", metrics),
+        Route("/webhooks/atlantic", atlantic_webhook, methods=["POST"]),
+    ]
     for prefix in ("", "/api/v1"):
         routes += [
             Route(prefix + "/jobs", jobs_by_status),

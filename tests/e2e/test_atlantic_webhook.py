@@ -1,0 +1,85 @@
+"""Atlantic's completion webhook wakes a job's verification at once; polling stays the fallback."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+
+from madara_orchestrator.cli.compose import build_embedded_stack
+from madara_orchestrator.cli.devnet import devnet_settings
+from madara_orchestrator.cli.settings import Settings
+from madara_orchestrator.devnet.sequencer import DevnetSequencer
+from madara_orchestrator.domain.jobs import JobStatus, JobType, ProvingMetadata
+from madara_orchestrator.provers.atlantic import AtlanticClient, AtlanticConfig, AtlanticNetwork
+from madara_orchestrator.provers.mock_atlantic_server import MockAtlanticConfig, MockAtlanticServer
+from madara_orchestrator.server.app import create_app
+from madara_orchestrator.server.background import BackgroundServer, free_port
+from tests.helpers.pipeline import eventually
+
+POLL_S = 300.0  # so long that only the webhook can explain a quick verification
+
+
+async def test_webhook_wakes_verification_long_before_the_next_poll(tmp_path: Path, vectors_dir: Path) -> None:
+    api_port = free_port()
+    webhook_url = f"http://127.0.0.1:{api_port}/webhooks/atlantic"
+    sequencer = DevnetSequencer()
+    rpc = BackgroundServer(sequencer.app)
+    await rpc.start()
+    async with MockAtlanticServer(MockAtlanticConfig(processing_s=0.5, webhook_url=webhook_url)) as atlantic:
+        prover = AtlanticClient(
+            AtlanticConfig(
+                service_url=atlantic.url,
+                api_key="test-key",
+                network=AtlanticNetwork.TESTNET,
+                artifacts_base_url=atlantic.artifacts_url,
+                mock_fact_hash="true",
+            )
+        )
+        base = devnet_settings(tmp_path / "data", rpc.url, port=api_port)
+        settings = Settings(
+            {
+                **base.values,
+                "prover": "atlantic",
+                "verification_poll_seconds": POLL_S,
+                "min_block_to_process": 10**9,  # no blocks: this test drives one job by hand
+            }
+        )
+        stack = await build_embedded_stack(settings, prover=prover)
+        api = BackgroundServer(create_app(stack.runtime), port=api_port)
+        await api.start()
+        await stack.runtime.start()
+        try:
+            await stack.objects.put("1/cairo_pie.zip", (vectors_dir / "pie" / "fibonacci.zip").read_bytes())
+            job = await stack.runtime.service.create_job(
+                JobType.PROOF_CREATION,
+                1,
+                ProvingMetadata(block_number=0, input_path={"CairoPie": "1/cairo_pie.zip"}),
+            )
+            assert job is not None
+            started = time.monotonic()
+
+            async def completed() -> bool:
+                fresh = await stack.store.get_job(job.id)
+                return fresh is not None and fresh.status == JobStatus.COMPLETED
+
+            await eventually(completed, 20, "the proof job to complete")
+            took = time.monotonic() - started
+            assert took < 15, f"took {took:.1f} s"
+            done = await stack.store.get_job(job.id)
+            assert done is not None and done.common.verification_attempt_no == 1
+            assert done.external_id, "the Atlantic query id"
+
+            async with httpx.AsyncClient(base_url=api.url) as client:
+                reply = await client.post("/webhooks/atlantic", content=b"not json")
+                assert reply.status_code == 400 and reply.json()["success"] is False
+                reply = await client.post(
+                    "/webhooks/atlantic", json={"atlanticQueryId": "unknown-query", "status": "DONE"}
+                )
+                assert reply.status_code == 200 and reply.json()["data"] == {"woken_job_ids": []}
+        finally:
+            await stack.runtime.stop()
+            await api.stop()
+            await stack.close()
+    await rpc.stop()
