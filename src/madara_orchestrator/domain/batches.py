@@ -30,6 +30,20 @@ class AggregatorBatchStatus(enum.StrEnum):
     STATE_UPDATE_FAILED = "StateUpdateFailed"
 
 
+def _batch_to_json(batch: SnosBatch | AggregatorBatch) -> dict[str, Any]:
+    body = dataclasses.asdict(batch)
+    body["id"] = str(batch.id)
+    body["num_blocks"] = batch.num_blocks
+    return body
+
+
+def _batch_fields(data: dict[str, Any], status: type[enum.StrEnum]) -> dict[str, Any]:
+    fields = {k: v for k, v in data.items() if k != "num_blocks"}
+    fields["id"] = uuid.UUID(fields["id"])
+    fields["status"] = status(fields["status"])
+    return fields
+
+
 def parse_batch_status(enum_cls: type[enum.StrEnum], text: str) -> enum.StrEnum:
     """Case-insensitive parse, as the original's API does."""
     for member in enum_cls:
@@ -61,18 +75,11 @@ class SnosBatch:
         return self.status != SnosBatchStatus.OPEN
 
     def to_json(self) -> dict[str, Any]:
-        body = dataclasses.asdict(self)
-        body["id"] = str(self.id)
-        body["num_blocks"] = self.num_blocks
-        return body
+        return _batch_to_json(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SnosBatch:
-        data = dict(data)
-        data.pop("num_blocks", None)
-        data["id"] = uuid.UUID(data["id"])
-        data["status"] = SnosBatchStatus(data["status"])
-        return cls(**data)
+        return cls(**_batch_fields(data, SnosBatchStatus))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,15 +105,8 @@ class AggregatorBatch:
         return self.end_block - self.start_block + 1
 
     def to_json(self) -> dict[str, Any]:
-        body = dataclasses.asdict(self)
-        body["id"] = str(self.id)
-        body["num_blocks"] = self.num_blocks
-        return body
+        return _batch_to_json(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AggregatorBatch:
-        data = dict(data)
-        data.pop("num_blocks", None)
-        data["id"] = uuid.UUID(data["id"])
-        data["status"] = AggregatorBatchStatus(data["status"])
-        return cls(**data)
+        return cls(**_batch_fields(data, AggregatorBatchStatus))

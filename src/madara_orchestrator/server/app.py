@@ -12,7 +12,7 @@ import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -41,6 +41,7 @@ from madara_orchestrator.engine.runtime import Runtime
 log = logging.getLogger("madara_orchestrator.http")
 
 NOT_FOUND_TEXT = "The requested resource was not found"
+StatusT = TypeVar("StatusT", SnosBatchStatus, AggregatorBatchStatus)
 TRACE_ID = re.compile(r"^[0-9a-fA-F]{32}$")
 
 
@@ -330,17 +331,21 @@ def create_app(runtime: Runtime, *, admin_enabled: bool = False, admin_token: st
             raise InvalidInput(f"Invalid query: sort must be asc or desc, got {sort!r}")
         return indexes, params.get("status") or None, limit, sort == "desc"
 
+    def _status_filter(enum_cls: type[StatusT], status: str | None, kind: str) -> list[StatusT]:
+        """``closed`` means every status but Open; otherwise one status, case-insensitive."""
+        if not status:
+            return []
+        if status.lower() == "closed":
+            return [s for s in enum_cls if s.value != "Open"]
+        match = [s for s in enum_cls if s.value.lower() == status.lower()]
+        if not match:
+            raise InvalidInput(f"Invalid query: unsupported {kind} batch status '{status}'")
+        return match
+
     @other_route
     async def snos_batches(request: Request) -> Response:
         indexes, status, limit, desc = _batch_query(request, "snos")
-        statuses: list[SnosBatchStatus] = []
-        if status and status.lower() == "closed":
-            statuses = [s for s in SnosBatchStatus if s != SnosBatchStatus.OPEN]
-        elif status:
-            match = [s for s in SnosBatchStatus if s.value.lower() == status.lower()]
-            if not match:
-                raise InvalidInput(f"Invalid query: unsupported snos batch status '{status}'")
-            statuses = match
+        statuses = _status_filter(SnosBatchStatus, status, "snos")
         batches = await db.list_snos_batches(indexes=indexes, statuses=statuses, limit=limit, descending=desc)
         return envelope(
             data={"batches": [snos_batch_details(b) for b in batches]}, message="Successfully fetched SNOS batches"
@@ -349,14 +354,7 @@ def create_app(runtime: Runtime, *, admin_enabled: bool = False, admin_token: st
     @other_route
     async def aggregator_batches(request: Request) -> Response:
         indexes, status, limit, desc = _batch_query(request, "aggregator")
-        statuses: list[AggregatorBatchStatus] = []
-        if status and status.lower() == "closed":
-            statuses = [s for s in AggregatorBatchStatus if s != AggregatorBatchStatus.OPEN]
-        elif status:
-            match = [s for s in AggregatorBatchStatus if s.value.lower() == status.lower()]
-            if not match:
-                raise InvalidInput(f"Invalid query: unsupported aggregator batch status '{status}'")
-            statuses = match
+        statuses = _status_filter(AggregatorBatchStatus, status, "aggregator")
         batches = await db.list_aggregator_batches(indexes=indexes, statuses=statuses, limit=limit, descending=desc)
         return envelope(
             data={"batches": [aggregator_batch_details(b) for b in batches]},
