@@ -52,9 +52,15 @@ def test_devnet_settles_n_blocks_and_ends_with_the_summary_line(tmp_path: Path) 
 
 def test_devnet_without_blocks_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     proc = orchestrator("devnet", "--block-time", "0.1", "--port", "0", "--data-dir", str(tmp_path / "d"), cwd=tmp_path)
-    time.sleep(4)
+    assert proc.stdout is not None
+    seen: list[str] = []
+    for line in proc.stdout:  # wait for the start-up banner, then let it settle a few blocks
+        seen.append(line)
+        if line.startswith("data directory:"):
+            break
+    time.sleep(3)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert re.search(r"stopped: settled \d+ blocks in \d+\.\d s", out), out[-500:]
+    assert re.search(r"stopped: settled \d+ blocks in \d+\.\d s", out), "".join(seen) + out[-500:]
     assert "Traceback" not in err

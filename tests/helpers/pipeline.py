@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from madara_orchestrator.cli.compose import EmbeddedStack, build_embedded_stack
-from madara_orchestrator.cli.devnet import devnet_settings
+from madara_orchestrator.cli.devnet import LocalL1, devnet_settings, start_local_l1
 from madara_orchestrator.cli.settings import Settings
 from madara_orchestrator.devnet.sequencer import DevnetSequencer
 from madara_orchestrator.server.app import create_app
@@ -23,6 +23,7 @@ class Pipeline:
     rpc: BackgroundServer
     stack: EmbeddedStack
     api: BackgroundServer
+    l1: LocalL1 | None = None
 
     async def close(self) -> None:
         await self.sequencer.stop_producing()
@@ -30,6 +31,8 @@ class Pipeline:
         await self.api.stop()
         await self.rpc.stop()
         await self.stack.close()
+        if self.l1 is not None:
+            self.l1.stop()
 
 
 async def start_pipeline(
@@ -39,18 +42,24 @@ async def start_pipeline(
     snos_failures: dict[int, int] | None = None,
     admin_token: str | None = None,
     overrides: dict[str, Any] | None = None,
+    l1_hardfork: str | None = None,
 ) -> Pipeline:
+    """With ``l1_hardfork`` settlement goes to anvil (started here) instead of the devnet ledger."""
     sequencer = DevnetSequencer(block_time_s=0.02)
     rpc = BackgroundServer(sequencer.app)
     await rpc.start()
     base = devnet_settings(tmp_path / "data", rpc.url, port=0)
-    settings = Settings({**base.values, **(overrides or {})})
+    l1 = None
+    if l1_hardfork is not None:
+        (tmp_path / "data").mkdir(parents=True, exist_ok=True)
+        l1 = await start_local_l1(tmp_path / "data", hardfork=l1_hardfork)
+    settings = Settings({**base.values, **(l1.overrides if l1 else {}), **(overrides or {})})
     stack = await build_embedded_stack(settings, snos_failures=snos_failures)
     api = BackgroundServer(create_app(stack.runtime, admin_enabled=admin_token is not None, admin_token=admin_token))
     await api.start()
     sequencer.start_producing(max_blocks=blocks)
     await stack.runtime.start()
-    return Pipeline(sequencer, rpc, stack, api)
+    return Pipeline(sequencer, rpc, stack, api, l1)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float, what: str) -> None:

@@ -25,6 +25,10 @@ from madara_orchestrator.engine.runtime import Adapters, Runtime, RuntimeConfig
 from madara_orchestrator.engine.service import RetryPolicy
 from madara_orchestrator.engine.triggers import TriggerConfig
 from madara_orchestrator.interfaces import AlertSink, ProverClient
+from madara_orchestrator.provers.mock import MockProverClient
+from madara_orchestrator.settlement.contracts import FactRegistryClient
+from madara_orchestrator.settlement.eth_rpc import EthRpc
+from madara_orchestrator.settlement.ethereum import EthereumSettlementClient, EthereumSettlementConfig
 from madara_orchestrator.starknet.rpc import StarknetRpcClient
 
 LEASE_OPTIONS = {
@@ -71,6 +75,7 @@ def runtime_config(settings: Settings) -> RuntimeConfig:
         graceful_shutdown_s=settings.graceful_shutdown_timeout,
         max_priority_queue_size=settings.max_priority_queue_size,
         dedup_proofs_by_job_id=settings.prover == "atlantic",
+        settlement_fee_wait_s=settings.settlement_fee_wait_seconds,
     )
 
 
@@ -82,7 +87,7 @@ class EmbeddedStack:
     queue: SqliteQueue
     objects: FilesystemObjectStore
     sequencer: StarknetRpcClient
-    settlement: DevnetSettlement
+    settlement: DevnetSettlement | EthereumSettlementClient
     runtime: Runtime
     recorded_alerts: RecordingAlerts
     snos: DevnetSnosRunner
@@ -91,7 +96,21 @@ class EmbeddedStack:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await self.sequencer.aclose()
+        if isinstance(self.settlement, EthereumSettlementClient):
+            with contextlib.suppress(Exception):
+                await self.settlement.aclose()
         await self.database.close()
+
+    async def settlement_summary(self) -> str:
+        """What settlement did, for the devnet summary: blob transactions and the fees they paid."""
+        if isinstance(self.settlement, EthereumSettlementClient):
+            txmgr = self.settlement.txmgr
+            totals = await txmgr.store.totals(txmgr.address)  # type: ignore[attr-defined]
+            return (
+                f"blob transactions: {totals.settled} settled ({totals.attempts} signed), "
+                f"fee paid: {totals.fee_paid_wei / 10**18:.6f} ETH ({totals.fee_paid_wei} wei)"
+            )
+        return f"blobs settled on the devnet ledger (no L1): {await self.settlement.blob_count()}"
 
 
 async def build_embedded_stack(
@@ -116,7 +135,31 @@ async def build_embedded_stack(
     if settings.alert_webhook_url:
         sinks.append(WebhookAlerts(settings.alert_webhook_url))
     sequencer = StarknetRpcClient(settings.rpc_for_snos or settings.madara_rpc_url, attempts=3, retry_pause_s=0.5)
-    settlement = DevnetSettlement(settings.devnet_settlement_path or data_dir / "devnet-settlement.db")
+    settlement: DevnetSettlement | EthereumSettlementClient
+    if settings.settle_on_ethereum:
+        settlement = EthereumSettlementClient(
+            EthereumSettlementConfig(
+                rpc_url=settings.ethereum_rpc_url,
+                private_key=settings.ethereum_private_key,
+                core_contract_address=settings.l1_core_contract_address,
+                tx_store_path=Path(settings.sqlite_path or data_dir / "orchestrator.db"),
+                max_fee_bumps=settings.ethereum_max_fee_bumps,
+                l2_state_update_max_fee_wei=settings.ethereum_l2_state_update_max_fee_wei,
+                tx_confirmation_timeout_s=settings.ethereum_tx_confirmation_timeout_secs,
+                finality_retry_wait_s=settings.ethereum_finality_retry_wait_in_secs,
+                disable_peerdas=settings.disable_peerdas,
+                confirmations=settings.ethereum_confirmations,
+            )
+        )
+    else:
+        settlement = DevnetSettlement(settings.devnet_settlement_path or data_dir / "devnet-settlement.db")
+    if prover is None and settings.prover == "mock":
+        registry = None
+        if settings.mock_verifier_address:
+            registry = FactRegistryClient(
+                EthRpc(settings.ethereum_rpc_url), settings.mock_verifier_address, settings.mock_verifier_private_key
+            )
+        prover = MockProverClient(registry=registry)
     snos = DevnetSnosRunner(sequencer, failures=snos_failures)
     adapters = Adapters(
         db=store,
@@ -128,7 +171,8 @@ async def build_embedded_stack(
         snos=snos,
         prover=prover or DevnetProver(latency_s=prover_latency_s),
         settlement=settlement,
-        aggregator_runner=DevnetAggregatorRunner(),
+        # Settling on Ethereum needs a real KZG section in the output for the contract to check.
+        aggregator_runner=DevnetAggregatorRunner(kzg_da=bool(settings.settle_on_ethereum)),
     )
     runtime = Runtime(config, adapters, owner=owner)
     return EmbeddedStack(

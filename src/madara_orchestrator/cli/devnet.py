@@ -16,18 +16,24 @@ import signal
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from madara_orchestrator.cli.compose import EmbeddedStack, build_embedded_stack
 from madara_orchestrator.cli.run import configure_logging
 from madara_orchestrator.cli.settings import RUN_OPTIONS, Settings
+from madara_orchestrator.devnet.adapters import DEVNET_AGGREGATOR_PROGRAM_HASH
+from madara_orchestrator.devnet.anvil import DEV_PRIVATE_KEYS, Anvil, AnvilConfig
+from madara_orchestrator.devnet.program_output import DEVNET_CONFIG_HASH
 from madara_orchestrator.devnet.sequencer import DevnetSequencer
 from madara_orchestrator.domain.errors import ConfigError
 from madara_orchestrator.domain.jobs import JobStatus, JobType
 from madara_orchestrator.engine.report import pipeline_report
 from madara_orchestrator.server.app import create_app
 from madara_orchestrator.server.background import BackgroundServer, free_port
+from madara_orchestrator.settlement.contracts import DevnetContracts, deploy_devnet_contracts
+from madara_orchestrator.settlement.eth_rpc import EthRpc
 
 STAGES = (
     ("snos", JobType.SNOS_RUN),
@@ -49,6 +55,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--data-dir", default=None, help="data directory (default: a new temporary directory)")
     parser.add_argument("--port", type=int, default=None, help="HTTP API port (default: 3000 if free)")
     parser.add_argument("--prover-latency", type=float, default=0.0, help="seconds the devnet prover takes")
+    parser.add_argument(
+        "--settlement",
+        choices=("anvil", "ledger"),
+        default="anvil",
+        help="anvil (default): a local L1 whose core contract checks every blob; ledger: no L1, a file",
+    )
+    parser.add_argument("--hardfork", choices=("prague", "osaka"), default="prague", help="anvil hardfork")
     parser.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
     parser.set_defaults(handler=devnet_command)
 
@@ -72,6 +85,50 @@ def devnet_settings(data_dir: Path, sequencer_url: str, *, port: int) -> Setting
         graceful_shutdown_timeout=10.0,
     )
     return Settings(values)
+
+
+@dataclass
+class LocalL1:
+    """anvil with the devnet contracts deployed, and the settings that point the orchestrator at it."""
+
+    anvil: Anvil
+    contracts: DevnetContracts
+    overrides: dict[str, Any]
+
+    def stop(self) -> None:
+        self.anvil.stop()
+
+
+async def start_local_l1(data_dir: Path, *, hardfork: str = "prague") -> LocalL1:
+    """Start anvil (automine) and deploy the fact registry and core contract.
+
+    The operator settles with dev key 0; facts are registered with dev key 1, so the two never compete
+    for nonces. PeerDAS cell proofs on osaka, EIP-4844 blob proofs on prague."""
+    anvil = Anvil(AnvilConfig(hardfork=hardfork), log_path=data_dir / "anvil.log")
+    await asyncio.to_thread(anvil.start)
+    try:
+        rpc = EthRpc(anvil.url)
+        contracts = await deploy_devnet_contracts(
+            rpc, DEV_PRIVATE_KEYS[1], program_hash=DEVNET_AGGREGATOR_PROGRAM_HASH, config_hash=DEVNET_CONFIG_HASH
+        )
+        await rpc.aclose()
+    except BaseException:
+        anvil.stop()
+        raise
+    overrides = {
+        "settle_on_devnet": False,
+        "settle_on_ethereum": True,
+        "ethereum_rpc_url": anvil.url,
+        "ethereum_private_key": DEV_PRIVATE_KEYS[0],
+        "l1_core_contract_address": contracts.core_contract,
+        "ethereum_confirmations": 0,
+        "ethereum_finality_retry_wait_in_secs": 0.2,
+        "disable_peerdas": hardfork == "prague",
+        "prover": "mock",
+        "mock_verifier_address": contracts.fact_registry,
+        "mock_verifier_private_key": DEV_PRIVATE_KEYS[1],
+    }
+    return LocalL1(anvil, contracts, overrides)
 
 
 def _port(requested: int | None) -> int:
@@ -136,22 +193,38 @@ async def stage_counts(stack: EmbeddedStack) -> tuple[dict[str, int], int]:
 
 async def run_devnet(args: argparse.Namespace, data_dir: Path) -> int:
     out = sys.stdout
-    sequencer = DevnetSequencer(block_time_s=args.block_time)
-    rpc_server = BackgroundServer(sequencer.app)
-    await rpc_server.start()
-    port = _port(args.port)
-    stack = await build_embedded_stack(
-        devnet_settings(data_dir, rpc_server.url, port=port), prover_latency_s=args.prover_latency
-    )
-    api = BackgroundServer(create_app(stack.runtime), port=port)
-    await api.start()
-    print(f"devnet sequencer: {rpc_server.url}  (Starknet JSON-RPC, a block every {args.block_time:g} s)", file=out)
-    print(f"orchestrator API: {api.url}  (/health, /jobs?status=..., /metrics)", file=out)
-    print(f"data directory:   {data_dir}", file=out)
+    # Signals first: a Ctrl-C during start-up must also end in a clean shutdown.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    sequencer = DevnetSequencer(block_time_s=args.block_time)
+    rpc_server = BackgroundServer(sequencer.app)
+    await rpc_server.start()
+    port = _port(args.port)
+    settings = devnet_settings(data_dir, rpc_server.url, port=port)
+    l1: LocalL1 | None = None
+    if args.settlement == "anvil":
+        try:
+            l1 = await start_local_l1(data_dir, hardfork=args.hardfork)
+        except BaseException:
+            await rpc_server.stop()
+            raise
+        settings = Settings({**settings.values, **l1.overrides}, settings.secrets)
+    stack = await build_embedded_stack(settings, prover_latency_s=args.prover_latency)
+    api = BackgroundServer(create_app(stack.runtime), port=port)
+    await api.start()
+    print(f"devnet sequencer: {rpc_server.url}  (Starknet JSON-RPC, a block every {args.block_time:g} s)", file=out)
+    print(f"orchestrator API: {api.url}  (/health, /jobs?status=..., /metrics)", file=out)
+    if l1 is not None:
+        print(
+            f"local L1 (anvil, {args.hardfork}): {l1.anvil.url}  core contract {l1.contracts.core_contract}, "
+            f"fact registry {l1.contracts.fact_registry}",
+            file=out,
+        )
+    else:
+        print("settlement:       devnet ledger (no L1)", file=out)
+    print(f"data directory:   {data_dir}", file=out, flush=True)
     started = time.monotonic()
     sequencer.start_producing(max_blocks=args.blocks)
     await stack.runtime.start()
@@ -190,8 +263,10 @@ async def run_devnet(args: argparse.Namespace, data_dir: Path) -> int:
         await rpc_server.stop()
     report = await pipeline_report(stack.store)
     alerts = len(stack.recorded_alerts.sent)
-    blobs = await stack.settlement.blob_count()
+    settlement_line = await stack.settlement_summary()
     await stack.close()
+    if l1 is not None:
+        l1.stop()
     print("", file=out)
     print("stage           jobs   created->completed p50/p95 (s)   hand-off p50/p95 (s)", file=out)
     for name, job_type in STAGES:
@@ -199,7 +274,8 @@ async def run_devnet(args: argparse.Namespace, data_dir: Path) -> int:
         h = report.handoff.get(job_type)
         hand = f"{h.p50:8.3f} / {h.p95:6.3f}" if h and h.count else "       - /      -"
         print(f"{name:<14} {s.count:>5}   {s.p50:10.3f} / {s.p95:8.3f}           {hand}", file=out)
-    print(f"blobs settled: {blobs}, alerts: {alerts}, data: {data_dir}", file=out)
+    print(settlement_line, file=out)
+    print(f"alerts: {alerts}, data: {data_dir}", file=out)
     if stop.is_set():
         print(f"stopped: settled {settled_blocks} blocks in {elapsed:.1f} s", file=out)
         return 0

@@ -53,9 +53,42 @@ RUN_OPTIONS: tuple[Option, ...] = (
     _o("rpc_for_snos", "RPC_FOR_SNOS", str, None, "RPC used by SNOS (default: the sequencer RPC)"),
     # outside services
     _o("snos_runner", "SNOS_RUNNER", str, "devnet", "SNOS runner", choices=("devnet",)),
-    _o("prover", "PROVER", str, None, "prover backend (required)", choices=("devnet",)),
+    _o("prover", "PROVER", str, None, "prover backend (required)", choices=("devnet", "mock")),
+    _o("mock_verifier_address", "MOCK_VERIFIER_ADDRESS", str, None, "fact registry the mock prover registers in"),
+    _o(
+        "mock_verifier_private_key",
+        "MOCK_VERIFIER_PRIVATE_KEY",
+        str,
+        None,
+        "key that registers facts (never the settlement key: they would compete for nonces)",
+        secret=True,
+    ),
     _o("settle_on_devnet", "SETTLE_ON_DEVNET", bool, False, "settle on the devnet settlement ledger"),
     _o("devnet_settlement_path", "DEVNET_SETTLEMENT_PATH", str, None, "devnet settlement ledger file"),
+    _o("settle_on_ethereum", "SETTLE_ON_ETHEREUM", bool, False, "settle on Ethereum with blob transactions"),
+    _o("ethereum_rpc_url", "ETHEREUM_SETTLEMENT_RPC_URL", str, None, "Ethereum JSON-RPC", secret=True),
+    _o("ethereum_private_key", "ETHEREUM_PRIVATE_KEY", str, None, "operator key", secret=True),
+    _o("l1_core_contract_address", "L1_CORE_CONTRACT_ADDRESS", str, None, "Starknet core contract on L1"),
+    _o("starknet_operator_address", "STARKNET_OPERATOR_ADDRESS", str, None, "operator address (0x...)"),
+    _o("ethereum_finality_retry_wait_in_secs", "ETHEREUM_FINALITY_RETRY_WAIT_IN_SECS", float, 60.0, "receipt polling"),
+    _o(
+        "ethereum_tx_confirmation_timeout_secs",
+        "ETHEREUM_TX_CONFIRMATION_TIMEOUT_SECS",
+        float,
+        300.0,
+        "confirmation window of one fee attempt",
+    ),
+    _o("ethereum_max_fee_bumps", "ETHEREUM_MAX_FEE_BUMPS", int, 2, "replacements per settlement"),
+    _o(
+        "ethereum_l2_state_update_max_fee_wei",
+        "ETHEREUM_L2_STATE_UPDATE_MAX_FEE_WEI",
+        int,
+        10**16,
+        "hard cap on a settlement's fee liability",
+    ),
+    _o("ethereum_confirmations", "ETHEREUM_CONFIRMATIONS", int, 3, "blocks on top of a settlement tx"),
+    _o("disable_peerdas", "ETHEREUM_DISABLE_PEERDAS", bool, False, "EIP-4844 blob proofs, not EIP-7594 cells"),
+    _o("settlement_fee_wait_seconds", "SETTLEMENT_FEE_WAIT_SECONDS", float, 60.0, "retry delay above the fee cap"),
     _o("da_on_ethereum", "DA_ON_ETHEREUM", bool, False, "blobs travel with the Ethereum settlement tx"),
     # engine
     _o("max_concurrent_snos_jobs", "MAX_CONCURRENT_SNOS_JOBS", int, 5, "SnosRun consumer concurrency"),
@@ -175,14 +208,44 @@ def resolve(
     return values, problems
 
 
+def _is_hex_address(text: str, *, length: int | None = None) -> bool:
+    body = text[2:] if text.startswith("0x") else None
+    if not body or any(c not in "0123456789abcdefABCDEF" for c in body):
+        return False
+    return length is None or len(body) == length
+
+
 def load_run_settings(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
     values, problems = resolve(args, RUN_OPTIONS, environ)
     if not values["madara_rpc_url"]:
         problems.append("--madara-rpc-url (MADARA_ORCHESTRATOR_MADARA_RPC_URL) is required")
     if not values["prover"]:
-        problems.append("--prover (MADARA_ORCHESTRATOR_PROVER) is required: one of devnet")
-    if not values["settle_on_devnet"]:
-        problems.append("a settlement layer is required: --settle-on-devnet (Ethereum and Starknet are not built yet)")
+        problems.append("--prover (MADARA_ORCHESTRATOR_PROVER) is required: one of devnet, mock")
+    chosen = [flag for flag in ("settle_on_devnet", "settle_on_ethereum") if values[flag]]
+    if len(chosen) != 1:
+        problems.append(
+            "exactly one settlement layer is required: --settle-on-ethereum or --settle-on-devnet"
+            + (" (both given)" if len(chosen) > 1 else "")
+            + "; Starknet settlement is not built yet"
+        )
+    if values["settle_on_ethereum"]:
+        for name in ("ethereum_rpc_url", "ethereum_private_key", "l1_core_contract_address"):
+            if not values[name]:
+                env = next(o.env for o in RUN_OPTIONS if o.name == name)
+                problems.append(f"--{name.replace('_', '-')} ({ENV_PREFIX}{env}) is required with --settle-on-ethereum")
+    operator = values["starknet_operator_address"]
+    if operator is not None and not _is_hex_address(operator):
+        problems.append(f"--starknet-operator-address must be 0x followed by hex, got {operator!r}")
+    if values["prover"] == "mock":
+        if not values["settle_on_ethereum"]:
+            problems.append("--prover mock needs --settle-on-ethereum (it registers facts on the settlement chain)")
+        if values["store_audit_artifacts"]:
+            problems.append("--prover mock cannot be used with --store-audit-artifacts (it has no proofs)")
+        address = values["mock_verifier_address"]
+        if address is not None and not _is_hex_address(address, length=40):
+            problems.append(f"--mock-verifier-address must be a 20-byte 0x address, got {address!r}")
+        if address is not None and not values["mock_verifier_private_key"]:
+            problems.append("--mock-verifier-address needs --mock-verifier-private-key (a key other than settlement's)")
     if values["layer"] == "l3":
         problems.append("--layer l3 is not supported yet (L3 settlement on Starknet is not built); use l2")
     for name in (
@@ -197,6 +260,7 @@ def load_run_settings(args: argparse.Namespace, environ: Mapping[str, str] | Non
         if values[name] is not None and values[name] <= 0:
             problems.append(f"--{name.replace('_', '-')} must be a positive integer, got {values[name]}")
     for name in (
+        "settlement_fee_wait_seconds",
         "snos_job_timeout_seconds",
         "proving_job_timeout_seconds",
         "state_transition_timeout_seconds",

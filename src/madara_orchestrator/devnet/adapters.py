@@ -19,6 +19,12 @@ from typing import Any
 
 from Crypto.Hash import keccak
 
+from madara_orchestrator.devnet.program_output import (
+    DEVNET_CONFIG_HASH,
+    DEVNET_OS_PROGRAM_HASH,
+    DevnetStateTransition,
+    build_program_output,
+)
 from madara_orchestrator.domain.errors import JobError, OrchestratorError
 from madara_orchestrator.domain.proving import (
     AggregationArtifacts,
@@ -31,6 +37,8 @@ from madara_orchestrator.domain.proving import (
     TaskType,
 )
 from madara_orchestrator.interfaces import AggregationResult, SequencerRpc, SettlementResult, SnosResult
+from madara_orchestrator.settlement.encoding import program_output_fact
+from madara_orchestrator.starknet.blob import felts_to_blobs
 
 FELT_PRIME = 2**251 + 17 * 2**192 + 1
 BLOB_BYTES = 131072
@@ -40,21 +48,15 @@ def _keccak(data: bytes) -> bytes:
     return keccak.new(digest_bits=256, data=data).digest()
 
 
-def _label(text: str) -> int:
-    return int.from_bytes(_keccak(text.encode()), "big") % FELT_PRIME
-
-
-DEVNET_OS_PROGRAM_HASH = _label("devnet starknet os")
-DEVNET_AGGREGATOR_PROGRAM_HASH = _label("devnet snos aggregator")
-DEVNET_OS_CONFIG_HASH = _label("devnet os config")
+DEVNET_AGGREGATOR_PROGRAM_HASH = int.from_bytes(_keccak(b"madara-orchestrator devnet aggregator"), "big") % FELT_PRIME
+"""The program hash the aggregator's facts are made with: the devnet core contract is deployed with it."""
 HEADER_LEN = 12
 """Header words of the devnet OS output: the ten of SPEC §6.6 plus the two (empty) message counts."""
 
 
 def gps_fact(program_hash: int, output: Sequence[int]) -> str:
-    """keccak(program_hash ‖ keccak(output)): the fact of a single-page output, as the core contract checks it."""
-    output_hash = _keccak(b"".join(w.to_bytes(32, "big") for w in output))
-    return "0x" + _keccak(program_hash.to_bytes(32, "big") + output_hash).hex()
+    """The fact of a single-page output, as the core contract checks it."""
+    return "0x" + program_output_fact(program_hash, output).hex()
 
 
 def devnet_state_diff_felts(state_update: Mapping[str, Any]) -> list[int]:
@@ -132,7 +134,7 @@ class DevnetSnosRunner:
             int(previous["block_hash"], 16) if previous else 0,
             int(updates[-1]["block_hash"], 16),
             DEVNET_OS_PROGRAM_HASH,
-            DEVNET_OS_CONFIG_HASH,
+            DEVNET_CONFIG_HASH,
             0,  # use_kzg_da
             1,  # full_output
             0,  # L2 -> L1 messages
@@ -149,7 +151,13 @@ class DevnetSnosRunner:
 
 
 class DevnetAggregatorRunner:
-    """Joins the children's outputs: first block's pre-state to last block's post-state, diffs appended."""
+    """Joins the children's outputs: first block's pre-state to last block's post-state, diffs appended.
+
+    With ``kzg_da`` the output carries a real KZG section for the blobs of its DA segment (SPEC §6.6),
+    which the devnet core contract checks against the blobs of the settlement transaction."""
+
+    def __init__(self, *, kzg_da: bool = False) -> None:
+        self.kzg_da = kzg_da
 
     async def run(self, children_program_outputs: Sequence[Sequence[int]]) -> AggregationResult:
         if not children_program_outputs:
@@ -158,7 +166,24 @@ class DevnetAggregatorRunner:
         da_segment = [len(children_program_outputs)]
         for child in children_program_outputs:
             da_segment += list(child[HEADER_LEN:])
-        output = [*first[:5], last[5], DEVNET_AGGREGATOR_PROGRAM_HASH, DEVNET_OS_CONFIG_HASH, 0, 0, 0, 0]
+        if self.kzg_da:
+            transition = DevnetStateTransition(
+                initial_root=first[0],
+                final_root=last[1],
+                prev_block_number=-1 if first[2] == FELT_PRIME - 1 else first[2],
+                new_block_number=last[3],
+                prev_block_hash=first[4],
+                new_block_hash=last[5],
+            )
+            blobs = felts_to_blobs(da_segment)
+            output = await asyncio.to_thread(build_program_output, transition, blobs)
+            return AggregationResult(
+                cairo_pie_zip=devnet_pie("aggregator", output, children=len(children_program_outputs)),
+                program_output=output,
+                da_segment=da_segment,
+                fact=gps_fact(DEVNET_AGGREGATOR_PROGRAM_HASH, output),
+            )
+        output = [*first[:5], last[5], DEVNET_OS_PROGRAM_HASH, DEVNET_CONFIG_HASH, 0, 0, 0, 0]
         output[1], output[3] = last[1], last[3]
         return AggregationResult(
             cairo_pie_zip=devnet_pie("aggregator", output, children=len(children_program_outputs)),

@@ -53,12 +53,22 @@ class Retryable(OrchestratorError):
 
 class JobError(OrchestratorError):
     """A job handler failure. ``retryable`` tells the engine whether another attempt may help;
-    ``specific`` is job-specific metadata to save with the failure (e.g. settlement attempts)."""
+    ``specific`` is job-specific metadata to save with the failure (e.g. settlement attempts);
+    ``wait_s`` marks a condition outside the job (fees above the cap): come back after that long,
+    without spending the job's retry budget."""
 
-    def __init__(self, message: str, *, retryable: bool = True, specific: object | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = True,
+        specific: object | None = None,
+        wait_s: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.specific = specific
+        self.wait_s = wait_s
 
 
 class QueueFull(OrchestratorError):

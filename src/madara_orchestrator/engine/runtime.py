@@ -76,6 +76,8 @@ class RuntimeConfig:
     graceful_shutdown_s: float = 120.0
     max_priority_queue_size: int = 20
     receive_wait_s: float = 1.0
+    settlement_fee_wait_s: float = 60.0
+    """While settlement fees are above the hard cap, how often to try again."""
     dedup_proofs_by_job_id: bool = False
     """Atlantic deduplicates proof submissions on the job UUID; SHARP and the mock on the SNOS fact."""
 
@@ -207,7 +209,12 @@ class Runtime:
                 prover=a.prover, objects=a.objects, db=a.db, clock=self.clock, runner=a.aggregator_runner
             ),
             JobType.STATE_TRANSITION: StateUpdateJobHandler(
-                settlement=a.settlement, objects=a.objects, db=a.db, clock=self.clock
+                settlement=a.settlement,
+                objects=a.objects,
+                db=a.db,
+                clock=self.clock,
+                alerts=a.alerts,
+                fee_wait_s=self.config.settlement_fee_wait_s,
             ),
         }
 

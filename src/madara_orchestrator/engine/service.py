@@ -273,6 +273,11 @@ class JobService:
                 job.describe(),
                 exc,
             )
+            return ACK
+        if isinstance(exc, JobError) and exc.wait_s is not None:
+            # Not the job's fault: come back later with a fresh message, so the retry budget is kept.
+            await self.queue.send(self.names.processing(job.job_type), job_message(job.id), delay_s=exc.wait_s)
+            return ACK
         return Decision(ack=False, delay_s=self.retry.delay(receive_count))
 
     # -- verify -----------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any
 from madara_orchestrator.domain.batches import AggregatorBatchStatus
 from madara_orchestrator.domain.errors import JobError
 from madara_orchestrator.domain.jobs import Job, JobType, StateUpdateMetadata
-from madara_orchestrator.interfaces import Clock, Database, ObjectStore, SettlementClient, SettlementResult
+from madara_orchestrator.interfaces import AlertSink, Clock, Database, ObjectStore, SettlementClient, SettlementResult
 from madara_orchestrator.jobs.artifacts import decode_felts_json, decode_program_output
 from madara_orchestrator.jobs.base import Processed, Verified
 
@@ -36,11 +36,23 @@ def settlement_attempts_json(result: SettlementResult) -> list[dict[str, object]
 class StateUpdateJobHandler:
     job_type = JobType.STATE_TRANSITION
 
-    def __init__(self, *, settlement: SettlementClient, objects: ObjectStore, db: Database, clock: Clock) -> None:
+    def __init__(
+        self,
+        *,
+        settlement: SettlementClient,
+        objects: ObjectStore,
+        db: Database,
+        clock: Clock,
+        alerts: AlertSink | None = None,
+        fee_wait_s: float = 60.0,
+    ) -> None:
+        """``fee_wait_s``: when fees are above the hard cap, how long to wait before trying again."""
         self.settlement = settlement
         self.objects = objects
         self.db = db
         self.clock = clock
+        self.alerts = alerts
+        self.fee_wait_s = fee_wait_s
 
     async def check_ready(self, job: Job) -> float | None:
         return None
@@ -87,7 +99,16 @@ class StateUpdateJobHandler:
                     external_id=str(to_settle),
                     specific=dataclasses.replace(failed, tx_hash=failed.tx_hash or ZERO_HASH),
                 )
-            raise JobError(f"Error occurred during state update: {exc}", specific=failed) from exc
+            message = f"Error occurred during state update of batch {to_settle}: {exc}"
+            if type(exc).__name__ == "FeeCapExceeded":
+                if self.alerts is not None:
+                    await self.alerts.send(
+                        "Settlement fee above the hard cap",
+                        f"{message}\nSettlement of batch {to_settle} is paused; it resumes by itself when fees fall "
+                        f"(checked every {self.fee_wait_s:.0f} s), or raise --ethereum-l2-state-update-max-fee-wei.",
+                    )
+                raise JobError(message, specific=failed, wait_s=self.fee_wait_s) from exc
+            raise JobError(message, specific=failed, retryable=getattr(exc, "retryable", True)) from exc
         settled = dataclasses.replace(
             meta, tx_hash=result.tx_hash, tx_nonce=result.nonce, tx_attempts=settlement_attempts_json(result)
         )
@@ -113,12 +134,15 @@ class StateUpdateJobHandler:
 
 
 def _attempts_of(exc: Exception, meta: StateUpdateMetadata) -> dict[str, Any]:
-    result = getattr(exc, "result", None)
-    if not isinstance(result, SettlementResult) or not result.attempts:
+    """The attempts a settlement error carries (``attempts``, ``nonce``, ``tx_hash``), for the metadata."""
+    attempts = list(getattr(exc, "attempts", None) or [])
+    if not attempts:
         return {}
-    hashes = [a.tx_hash for a in result.attempts if a.tx_hash]
+    record = SettlementResult(tx_hash=getattr(exc, "tx_hash", None) or "", attempts=attempts)
+    hashes = [a.tx_hash for a in attempts if a.tx_hash]
+    nonce = getattr(exc, "nonce", None)
     return {
-        "tx_attempts": settlement_attempts_json(result),
-        "tx_nonce": result.attempts[-1].nonce,
+        "tx_attempts": settlement_attempts_json(record),
+        "tx_nonce": nonce if nonce is not None else attempts[-1].nonce,
         "tx_hash": hashes[-1] if hashes else meta.tx_hash,
     }

@@ -142,6 +142,17 @@ async def deploy_devnet_contracts(
     )
 
 
+def _fact_bytes(fact: str) -> bytes:
+    text = fact[2:] if fact.lower().startswith("0x") else fact
+    try:
+        data = bytes.fromhex(text.rjust(64, "0"))
+    except ValueError:
+        raise InvalidInput(f"a fact is 32 bytes of hex, got {fact!r}") from None
+    if len(data) != 32:
+        raise InvalidInput(f"a fact is 32 bytes, got {len(data)}")
+    return data
+
+
 class FactRegistryClient:
     """The devnet fact registry: the mock prover registers facts, the core contract checks them."""
 
@@ -149,18 +160,27 @@ class FactRegistryClient:
         self.rpc = rpc
         self.address = address
         self._key = _private_key(private_key)
+        # One registration at a time: each reads the account's nonce, so concurrent ones would collide.
+        self._sending = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"FactRegistryClient(address={self.address})"
+
+    async def register(self, fact: str) -> str:
+        """``FactRegistry`` for the mock prover: the fact as ``0x`` + 64 hex."""
+        return await self.register_fact(_fact_bytes(fact))
 
     async def register_fact(self, fact: bytes) -> str:
         """Register (idempotent on chain); returns the tx hash."""
         if len(fact) != 32:
             raise InvalidInput(f"a fact is 32 bytes, got {len(fact)}")
-        receipt = await send_plain_tx(self.rpc, self._key, to=self.address, data=REGISTER_FACT_SELECTOR + fact)
+        async with self._sending:
+            receipt = await send_plain_tx(self.rpc, self._key, to=self.address, data=REGISTER_FACT_SELECTOR + fact)
         log.info("fact 0x%s registered in %s", fact.hex(), receipt["transactionHash"])
         return str(receipt["transactionHash"])
 
-    async def is_valid(self, fact: bytes) -> bool:
-        result = await self.rpc.call(self.address, IS_VALID_SELECTOR + fact)
+    async def is_valid(self, fact: bytes | str) -> bool:
+        """Whether the fact (32 bytes, or ``0x`` + 64 hex) is registered."""
+        data = _fact_bytes(fact) if isinstance(fact, str) else fact
+        result = await self.rpc.call(self.address, IS_VALID_SELECTOR + data)
         return int.from_bytes(result[:32], "big") == 1
