@@ -51,6 +51,10 @@ class Retryable(OrchestratorError):
     """A failure that may succeed if tried again later (network, rate limit, pending block)."""
 
 
+class OutsideCondition(OrchestratorError):
+    """Marks a failure caused by the world, not the job (fees above the cap): wait, alert, try again."""
+
+
 class JobError(OrchestratorError):
     """A job handler failure. ``retryable`` tells the engine whether another attempt may help;
     ``specific`` is job-specific metadata to save with the failure (e.g. settlement attempts);

@@ -10,7 +10,7 @@ import dataclasses
 from typing import Any
 
 from madara_orchestrator.domain.batches import AggregatorBatchStatus
-from madara_orchestrator.domain.errors import JobError
+from madara_orchestrator.domain.errors import JobError, OutsideCondition
 from madara_orchestrator.domain.jobs import Job, JobType, StateUpdateMetadata
 from madara_orchestrator.interfaces import AlertSink, Clock, Database, ObjectStore, SettlementClient, SettlementResult
 from madara_orchestrator.jobs.artifacts import decode_felts_json, decode_program_output
@@ -100,7 +100,7 @@ class StateUpdateJobHandler:
                     specific=dataclasses.replace(failed, tx_hash=failed.tx_hash or ZERO_HASH),
                 )
             message = f"Error occurred during state update of batch {to_settle}: {exc}"
-            if type(exc).__name__ == "FeeCapExceeded":
+            if isinstance(exc, OutsideCondition):
                 if self.alerts is not None:
                     await self.alerts.send(
                         "Settlement fee above the hard cap",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from madara_orchestrator.domain.errors import JobError
+from madara_orchestrator.domain.errors import JobError, OutsideCondition
 from madara_orchestrator.interfaces import SettlementAttempt
 
 
@@ -27,7 +27,7 @@ class SettlementTxError(JobError):
         """The last attempt's hash, if any: it may still be in the mempool and land later."""
 
 
-class FeeCapExceeded(SettlementTxError):
+class FeeCapExceeded(SettlementTxError, OutsideCondition):
     """The next fee attempt would exceed ``--ethereum-l2-state-update-max-fee-wei``.
 
     Nothing above the cap was signed. A transaction sent before stays in the mempool; calling again with
