@@ -44,6 +44,9 @@ def test_devnet_settles_n_blocks_and_ends_with_the_summary_line(tmp_path: Path) 
     lines = out.strip().splitlines()
     assert re.fullmatch(r"settled 6 blocks in \d+\.\d s", lines[-1]), lines[-1]
     assert any(line.startswith("devnet sequencer: http://127.0.0.1:") for line in lines)
+    assert any(line.startswith("local L1 (anvil, prague): http://127.0.0.1:") for line in lines)
+    fees = [line for line in lines if line.startswith("blob transactions:")]
+    assert fees and re.match(r"blob transactions: 6 settled \(6 signed\), fee paid: \d+\.\d{6} ETH", fees[0]), lines
     assert any(line.startswith("settled ") and "hand-off" not in line for line in lines)
     assert (tmp_path / "data" / "orchestrator.db").exists()
     assert (tmp_path / "data" / "objects" / "1" / "cairo_pie.zip").exists()
