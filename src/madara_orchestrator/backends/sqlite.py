@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -127,9 +129,7 @@ class SqliteStore:
             raise StaleVersion(
                 f"job {job.describe()} changed since version {job.version} was read; reload it and try again"
             )
-        from dataclasses import replace
-
-        return replace(job, version=job.version + 1, updated_at=now)
+        return dataclasses.replace(job, version=job.version + 1, updated_at=now)
 
     async def renew_lease(self, job_id: uuid.UUID, owner: str, expires_at: float) -> bool:
         def run(conn: sqlite3.Connection) -> int:
@@ -399,8 +399,6 @@ class SqliteStore:
     # -- locks ------------------------------------------------------------------------------------
 
     async def acquire(self, key: str, owner: str, ttl_s: float) -> bool:
-        import time
-
         now = time.time()
 
         def run(conn: sqlite3.Connection) -> int:

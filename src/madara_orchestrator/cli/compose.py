@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from madara_orchestrator.backends.alerts import FanoutAlerts, LogAlerts, RecordingAlerts, WebhookAlerts
@@ -91,7 +91,6 @@ class EmbeddedStack:
     runtime: Runtime
     recorded_alerts: RecordingAlerts
     snos: DevnetSnosRunner
-    extra_closers: list[object] = field(default_factory=list)
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):

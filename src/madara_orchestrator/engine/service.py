@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -63,8 +64,6 @@ class RetryPolicy:
 
 class SystemClock:
     def now(self) -> float:
-        import time
-
         return time.time()
 
 
@@ -446,13 +445,18 @@ class JobService:
         )
         return job
 
+    async def requeue(self, job: Job, *, verification: bool) -> None:
+        """Send a job's processing or verification message again, without delay or state change."""
+        queue = self.names.verification(job.job_type) if verification else self.names.processing(job.job_type)
+        await self.queue.send(queue, job_message(job.id))
+
     async def wake_verification(self, external_id: str, job_types: Sequence[JobType]) -> list[Job]:
         """Verify now the jobs waiting on ``external_id`` (a prover's completion webhook).
 
         No state changes: it only sends a verification message without delay; polling stays the fallback."""
         woken = [j for j in await self.db.jobs_by_external_id(external_id, job_types) if j.status in VERIFIABLE]
         for job in woken:
-            await self.queue.send(self.names.verification(job.job_type), job_message(job.id))
+            await self.requeue(job, verification=True)
             log.info("%s: verification woken by a prover webhook", job.describe())
         return woken
 

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from madara_orchestrator import ORCHESTRATOR_VERSION
 from madara_orchestrator.domain.batches import (
     AggregatorBatch,
     AggregatorBatchStatus,
@@ -270,7 +271,7 @@ class Triggers:
                         created_at=now,
                         updated_at=now,
                         starknet_version=version,
-                        orchestrator_version=self.service_version,
+                        orchestrator_version=ORCHESTRATOR_VERSION,
                         squashed_state_updates_path=f"state_update/batch/{index}.json",
                         blob_path=f"blob/batch/{index}",
                     )
@@ -280,12 +281,6 @@ class Triggers:
             return created > 0
         finally:
             await self.locks.release(key, self.owner)
-
-    @property
-    def service_version(self) -> str:
-        from madara_orchestrator import ORCHESTRATOR_VERSION
-
-        return ORCHESTRATOR_VERSION
 
     async def snos_batching(self) -> bool:
         key = "SnosBatchingWorker"
@@ -316,7 +311,7 @@ class Triggers:
                         created_at=now,
                         updated_at=now,
                         starknet_version=version,
-                        orchestrator_version=self.service_version,
+                        orchestrator_version=ORCHESTRATOR_VERSION,
                         aggregator_batch_index=aggregator_index,
                     )
                 )

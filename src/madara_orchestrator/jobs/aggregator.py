@@ -6,6 +6,7 @@ program output and DA segment, and submit it. The Atlantic bucket path closes th
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 from madara_orchestrator.domain.batches import AggregatorBatchStatus
@@ -15,6 +16,8 @@ from madara_orchestrator.domain.proving import RunAggregation, RunAggregationWit
 from madara_orchestrator.interfaces import AggregatorRunner, Clock, Database, ObjectStore, ProverClient
 from madara_orchestrator.jobs.artifacts import decode_program_output, encode_felts_json, encode_program_output
 from madara_orchestrator.jobs.base import Processed, Verified
+from madara_orchestrator.starknet.facts import aggregator_fact_info
+from madara_orchestrator.starknet.pie import read_pie
 
 
 def aggregator_metadata(index: int, *, bucket_id: str | None = None, store_proof: bool = False) -> AggregatorMetadata:
@@ -109,7 +112,10 @@ class AggregatorJobHandler:
             )
             if artifacts.cairo_pie is None or artifacts.da_segment is None:
                 raise JobError(f"prover returned no aggregator PIE or DA segment for bucket {job.external_id}")
-            # The filtered program output comes from the PIE (facts library); stored as downloaded here.
+            # Settlement sends the aggregator's filtered output; the program hash takes seconds: off the loop.
+            info = await asyncio.to_thread(aggregator_fact_info, read_pie(artifacts.cairo_pie))
+            if meta.program_output_path:
+                await self.objects.put(meta.program_output_path, encode_program_output(info.program_output))
             if meta.cairo_pie_path:
                 await self.objects.put(meta.cairo_pie_path, artifacts.cairo_pie)
             if meta.da_segment_path:

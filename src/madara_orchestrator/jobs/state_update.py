@@ -15,6 +15,7 @@ from madara_orchestrator.domain.jobs import Job, JobType, StateUpdateMetadata
 from madara_orchestrator.interfaces import AlertSink, Clock, Database, ObjectStore, SettlementClient, SettlementResult
 from madara_orchestrator.jobs.artifacts import decode_felts_json, decode_program_output
 from madara_orchestrator.jobs.base import Processed, Verified
+from madara_orchestrator.starknet.blob import felts_to_blobs
 
 ZERO_HASH = "0x" + "0" * 64
 
@@ -81,8 +82,6 @@ class StateUpdateJobHandler:
             raise JobError("Missing required paths: program_output_path, da_segment_path", retryable=False)
         program_output = decode_program_output(await self.objects.get(meta.program_output_path))
         da_segment = decode_felts_json(await self.objects.get(meta.da_segment_path))
-        from madara_orchestrator.starknet.blob import felts_to_blobs
-
         blobs = felts_to_blobs(da_segment)
         try:
             result = await self.settlement.update_state_with_blobs(

@@ -37,6 +37,7 @@ from madara_orchestrator.domain.errors import (
 )
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType
 from madara_orchestrator.engine.runtime import Runtime
+from madara_orchestrator.provers.atlantic import parse_atlantic_webhook
 
 log = logging.getLogger("madara_orchestrator.http")
 
@@ -398,8 +399,6 @@ def create_app(runtime: Runtime, *, admin_enabled: bool = False, admin_token: st
             message=message,
         )
 
-    names = runtime.config.queue_names
-
     @admin_route
     async def admin_retry_failed(request: Request) -> Response:
         return await _bulk(
@@ -422,24 +421,20 @@ def create_app(runtime: Runtime, *, admin_enabled: bool = False, admin_token: st
 
     @admin_route
     async def admin_requeue_pending(request: Request) -> Response:
-        from madara_orchestrator.domain.queues import job_message
-
         return await _bulk(
             request,
             JobStatus.PENDING_VERIFICATION,
-            lambda j: runtime.adapters.queue.send(names.verification(j.job_type), job_message(j.id)),
+            lambda j: service.requeue(j, verification=True),
             "No pending verification jobs to requeue",
             "Re-queued for verification: {n} job(s)",
         )
 
     @admin_route
     async def admin_requeue_created(request: Request) -> Response:
-        from madara_orchestrator.domain.queues import job_message
-
         return await _bulk(
             request,
             JobStatus.CREATED,
-            lambda j: runtime.adapters.queue.send(names.processing(j.job_type), job_message(j.id)),
+            lambda j: service.requeue(j, verification=False),
             "No created jobs to requeue",
             "Re-queued for processing: {n} job(s)",
         )
@@ -460,8 +455,6 @@ def create_app(runtime: Runtime, *, admin_enabled: bool = False, admin_token: st
 
     async def atlantic_webhook(request: Request) -> Response:
         """Atlantic's completion webhook: wake the verification of the job waiting on that query or bucket."""
-        from madara_orchestrator.provers.atlantic import parse_atlantic_webhook
-
         try:
             hook = parse_atlantic_webhook(await request.body())
             woken: list[Job] = []
