@@ -14,6 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from madara_orchestrator.domain.batches import (
     AggregatorBatch,
+    BouncerWeights,
     AggregatorBatchStatus,
     SnosBatch,
     SnosBatchStatus,
@@ -128,6 +129,16 @@ class SequencerRpc(Protocol):
     async def get_state_update(self, block_number: int) -> dict[str, Any]: ...
 
     async def get_nonce(self, block_number: int, address: int) -> int: ...
+
+
+class FeederGateway(Protocol):
+    """Madara's feeder gateway: the one call batching needs that JSON-RPC does not offer."""
+
+    async def get_block_bouncer_weights(self, block_number: int) -> BouncerWeights:
+        """``GET /feeder_gateway/get_block_bouncer_weights?blockNumber=N``, as reported (zero proving gas
+        for an empty block is left to the batching policy). ``BackendUnavailable`` while the gateway is
+        unreachable or answers 5xx; ``InvalidInput`` for an answer of the wrong shape."""
+        ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -280,11 +291,22 @@ class JobStore(Protocol):
 
 
 class BatchStore(Protocol):
-    async def save_snos_batch(self, batch: SnosBatch) -> None:
-        """Insert or replace by index."""
+    """SNOS and aggregator batches. Like jobs, every write is guarded on ``version``: a status changes only
+    through ``transition_*_batch`` (domain/batches.py) and a write from a stale copy raises ``StaleVersion``."""
+
+    async def insert_snos_batch(self, batch: SnosBatch) -> SnosBatch:
+        """Store a new batch (its ``version`` must be 0); ``AlreadyExists`` when the index or a block of
+        its range is taken. Returns it as stored."""
         ...
 
-    async def save_aggregator_batch(self, batch: AggregatorBatch) -> None: ...
+    async def update_snos_batch(self, batch: SnosBatch, *, now: float) -> SnosBatch:
+        """Persist ``batch`` if the stored version is still ``batch.version``; returns it with version+1
+        and ``updated_at = now``. ``StaleVersion`` otherwise, ``NotFound`` when there is no such batch."""
+        ...
+
+    async def insert_aggregator_batch(self, batch: AggregatorBatch) -> AggregatorBatch: ...
+
+    async def update_aggregator_batch(self, batch: AggregatorBatch, *, now: float) -> AggregatorBatch: ...
 
     async def get_snos_batch(self, index: int) -> SnosBatch | None: ...
 
@@ -317,13 +339,15 @@ class BatchStore(Protocol):
         self, status: SnosBatchStatus, *, min_index: int = 0, limit: int | None = None
     ) -> list[SnosBatch]: ...
 
-    async def snos_batch_for_block(self, block_number: int) -> SnosBatch | None: ...
+    async def count_snos_batches(self, *, aggregator_index: int) -> int:
+        """How many SNOS batches belong to that aggregator batch."""
+        ...
+
+    async def snos_batch_for_block(self, block_number: int) -> SnosBatch | None:
+        """The SNOS batch whose range holds the block (an indexed lookup, SPEC §5.12)."""
+        ...
 
     async def aggregator_batch_for_block(self, block_number: int) -> AggregatorBatch | None: ...
-
-    async def set_snos_batch_status(self, index: int, status: SnosBatchStatus, *, now: float) -> None: ...
-
-    async def set_aggregator_batch_status(self, index: int, status: AggregatorBatchStatus, *, now: float) -> None: ...
 
 
 class Database(JobStore, BatchStore, Protocol):
