@@ -14,8 +14,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from madara_orchestrator.domain.batches import (
     AggregatorBatch,
-    BouncerWeights,
     AggregatorBatchStatus,
+    BouncerWeights,
     SnosBatch,
     SnosBatchStatus,
 )

@@ -46,7 +46,11 @@ def test_devnet_settles_n_blocks_and_ends_with_the_summary_line(tmp_path: Path) 
     assert any(line.startswith("devnet sequencer: http://127.0.0.1:") for line in lines)
     assert any(line.startswith("local L1 (anvil, prague): http://127.0.0.1:") for line in lines)
     fees = [line for line in lines if line.startswith("blob transactions:")]
-    assert fees and re.match(r"blob transactions: 6 settled \(6 signed\), fee paid: \d+\.\d{6} ETH", fees[0]), lines
+    # Six blocks fit one batch: one settlement carries them all (the tail batch is closed at --blocks).
+    assert fees and re.match(r"blob transactions: 1 settled \(1 signed\), fee paid: \d+\.\d{6} ETH", fees[0]), lines
+    batches = [line for line in lines if line.startswith("batches:")]
+    assert batches and batches[0].startswith("batches: 1 settled, 6.0 blocks per settlement"), lines
+    assert any(re.fullmatch(r"fee per settled block: \d+\.\d{9} ETH \(\d+ wei\)", line) for line in lines), lines
     assert any(line.startswith("settled ") and "hand-off" not in line for line in lines)
     assert (tmp_path / "data" / "orchestrator.db").exists()
     assert (tmp_path / "data" / "objects" / "1" / "cairo_pie.zip").exists()

@@ -43,6 +43,10 @@ async def test_run_settles_blocks_serves_the_api_and_stops_on_sigterm(tmp_path: 
         str(port),
         "--retry-base-delay-seconds",
         "0.5",
+        "--max-batch-size",
+        "5",
+        "--max-blocks-per-snos-batch",
+        "2",
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -58,10 +62,11 @@ async def test_run_settles_blocks_serves_the_api_and_stops_on_sigterm(tmp_path: 
                     completed = [j for j in body["data"]["jobs"] if j["job_type"] == "StateTransition"]
                 except httpx.HTTPError:
                     pass
-                if len(completed) == 5:
+                if completed:
                     break
                 await asyncio.sleep(0.2)
-        assert len(completed) == 5, "5 blocks settled through orchestrator run"
+        # Five blocks, one aggregator batch (closed once full) of three SNOS batches: one settlement.
+        assert len(completed) == 1, "5 blocks settled in one batch through orchestrator run"
         listing = await asyncio.to_thread(
             subprocess.run,
             [
@@ -81,8 +86,9 @@ async def test_run_settles_blocks_serves_the_api_and_stops_on_sigterm(tmp_path: 
             timeout=60,
         )
         assert listing.returncode == 0, listing.stderr
-        assert listing.stdout.count("StateTransition") == 5
-        assert "Successfully fetched 20 jobs with status Completed" in listing.stdout
+        assert listing.stdout.count("StateTransition") == 1
+        assert listing.stdout.count("SnosRun") == 3
+        assert "Successfully fetched 8 jobs with status Completed" in listing.stdout
         shown = await asyncio.to_thread(
             subprocess.run,
             [

@@ -43,9 +43,13 @@ async def start_pipeline(
     admin_token: str | None = None,
     overrides: dict[str, Any] | None = None,
     l1_hardfork: str | None = None,
+    tx_per_block: int = 3,
 ) -> Pipeline:
-    """With ``l1_hardfork`` settlement goes to anvil (started here) instead of the devnet ledger."""
-    sequencer = DevnetSequencer(block_time_s=0.02)
+    """With ``l1_hardfork`` settlement goes to anvil (started here) instead of the devnet ledger.
+
+    By default every block is its own aggregator batch (``max_batch_size`` 1) with light traffic: these
+    tests are about the engine, one job per stage and block. Batching tests pass their own limits."""
+    sequencer = DevnetSequencer(block_time_s=0.02, tx_per_block=tx_per_block)
     rpc = BackgroundServer(sequencer.app)
     await rpc.start()
     base = devnet_settings(tmp_path / "data", rpc.url, port=0)
@@ -53,7 +57,9 @@ async def start_pipeline(
     if l1_hardfork is not None:
         (tmp_path / "data").mkdir(parents=True, exist_ok=True)
         l1 = await start_local_l1(tmp_path / "data", hardfork=l1_hardfork)
-    settings = Settings({**base.values, **(l1.overrides if l1 else {}), **(overrides or {})})
+    settings = Settings(
+        {**base.values, "max_batch_size": 1, **(l1.overrides if l1 else {}), **(overrides or {})}
+    )
     stack = await build_embedded_stack(settings, snos_failures=snos_failures)
     api = BackgroundServer(create_app(stack.runtime, admin_enabled=admin_token is not None, admin_token=admin_token))
     await api.start()

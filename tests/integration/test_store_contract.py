@@ -1,18 +1,31 @@
-"""Contract tests every job store must pass (SQLite today; each new backend joins the parameter list)."""
+"""Contract tests every job and batch store must pass (SQLite today; each new backend joins the parameter list)."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import sqlite3
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from madara_orchestrator.backends.sqlite import SqliteStore
-from madara_orchestrator.backends.sqlite_db import SqliteDatabase
-from madara_orchestrator.domain.batches import AggregatorBatch, AggregatorBatchStatus, SnosBatch, SnosBatchStatus
-from madara_orchestrator.domain.errors import StaleVersion
+from madara_orchestrator.backends.sqlite_db import SCHEMA, SqliteDatabase
+from madara_orchestrator.domain.batches import (
+    AGGREGATOR_WEIGHT_FIELDS,
+    AggregatorBatch,
+    AggregatorBatchStatus,
+    BouncerWeights,
+    SnosBatch,
+    SnosBatchStatus,
+    transition_aggregator_batch,
+    transition_snos_batch,
+)
+from madara_orchestrator.domain.errors import AlreadyExists, InvalidInput, NotFound, StaleVersion
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType, ProvingMetadata, SnosMetadata, transition
 from madara_orchestrator.interfaces import Database
 
@@ -117,29 +130,22 @@ async def test_queries_used_by_the_triggers(database: Database) -> None:
     assert [j.internal_id for j in stalled] == [4]
 
 
+def agg_batch(index: int, start: int, end: int, **fields: Any) -> AggregatorBatch:
+    values: dict[str, Any] = {"status": AggregatorBatchStatus.CLOSED, "created_at": 1.0, "updated_at": 1.0}
+    return AggregatorBatch(index=index, start_block=start, end_block=end, **{**values, **fields})
+
+
+def snos_batch(index: int, start: int, end: int, **fields: Any) -> SnosBatch:
+    values: dict[str, Any] = {"status": SnosBatchStatus.CLOSED, "created_at": 1.0, "updated_at": 1.0}
+    return SnosBatch(index=index, start_block=start, end_block=end, **{**values, **fields})
+
+
 async def test_batches_and_jobs_for_a_block(database: Database) -> None:
     for i in (1, 2):
-        await database.save_aggregator_batch(
-            AggregatorBatch(
-                index=i,
-                start_block=(i - 1) * 10,
-                end_block=i * 10 - 1,
-                status=AggregatorBatchStatus.CLOSED,
-                created_at=1.0,
-                updated_at=1.0,
-            )
-        )
+        await database.insert_aggregator_batch(agg_batch(i, (i - 1) * 10, i * 10 - 1))
     for i in (1, 2, 3):
-        await database.save_snos_batch(
-            SnosBatch(
-                index=i,
-                start_block=(i - 1) * 5,
-                end_block=i * 5 - 1,
-                status=SnosBatchStatus.CLOSED,
-                created_at=1.0,
-                updated_at=1.0,
-                aggregator_batch_index=1 if i <= 2 else 2,
-            )
+        await database.insert_snos_batch(
+            snos_batch(i, (i - 1) * 5, i * 5 - 1, aggregator_batch_index=1 if i <= 2 else 2)
         )
     agg = await database.aggregator_batch_for_block(12)
     assert agg is not None and agg.index == 2
@@ -147,9 +153,14 @@ async def test_batches_and_jobs_for_a_block(database: Database) -> None:
     assert snos is not None and snos.index == 2
     assert [b.index for b in await database.list_snos_batches(aggregator_index=1)] == [1, 2]
     assert await database.aggregator_batch_for_block(99) is None
-    await database.set_aggregator_batch_status(1, AggregatorBatchStatus.COMPLETED, now=5.0)
+    first = await database.get_aggregator_batch(1)
+    assert first is not None
+    await database.update_aggregator_batch(
+        transition_aggregator_batch(first, AggregatorBatchStatus.PENDING_AGGREGATOR_RUN, now=5.0), now=5.0
+    )
     updated = await database.get_aggregator_batch(1)
-    assert updated is not None and updated.status == AggregatorBatchStatus.COMPLETED and updated.updated_at == 5.0
+    assert updated is not None and updated.status == AggregatorBatchStatus.PENDING_AGGREGATOR_RUN
+    assert updated.updated_at == 5.0
     closed = await database.list_aggregator_batches(statuses=[AggregatorBatchStatus.CLOSED])
     assert [b.index for b in closed] == [2]
     job = snos_job(2)
@@ -158,6 +169,242 @@ async def test_batches_and_jobs_for_a_block(database: Database) -> None:
     assert [b.index for b in without] == [1, 3]
     assert [j.id for j in await database.jobs_for_block(6)] == [job.id]
     assert await database.jobs_for_block(1000) == []
+
+
+async def test_inserted_batches_read_back_with_every_field(database: Database) -> None:
+    weights = BouncerWeights(
+        l1_gas=1,
+        message_segment_length=2,
+        n_events=3,
+        state_diff_size=4,
+        sierra_gas=5,
+        n_txs=6,
+        proving_gas=7,
+        receipt_l2_gas=2**64 - 1,
+    )
+    snos = snos_batch(
+        1,
+        10,
+        14,
+        status=SnosBatchStatus.OPEN,
+        created_at=100.5,
+        updated_at=101.25,
+        starknet_version="0.14.1",
+        orchestrator_version="0.1.0",
+        aggregator_batch_index=3,
+        builtin_weights=weights,
+    )
+    assert await database.insert_snos_batch(snos) == snos
+    assert await database.get_snos_batch(1) == snos
+    assert await database.snos_batch_for_block(12) == snos
+    assert await database.latest_snos_batch() == snos
+    aggregator = agg_batch(
+        3,
+        10,
+        20,
+        status=AggregatorBatchStatus.OPEN,
+        created_at=100.5,
+        updated_at=102.0,
+        starknet_version="0.14.1",
+        orchestrator_version="0.1.0",
+        bucket_id="bucket-1",
+        squashed_state_updates_path="state_update/batch/3.json",
+        blob_path="blob/batch/3",
+        blob_len=77,
+        aggregator_input_size_upper_bound=1234,
+        builtin_weights=weights.only(AGGREGATOR_WEIGHT_FIELDS),
+    )
+    assert await database.insert_aggregator_batch(aggregator) == aggregator
+    assert await database.get_aggregator_batch(3) == aggregator
+    assert await database.aggregator_batch_for_block(20) == aggregator
+    assert await database.latest_aggregator_batch() == aggregator
+    moved = await database.update_snos_batch(dataclasses.replace(snos, end_block=15), now=200.0)
+    assert await database.get_snos_batch(1) == moved
+    assert moved.version == 1 and moved.updated_at == 200.0 and moved.builtin_weights == weights
+
+
+async def test_a_new_batch_must_have_version_zero(database: Database) -> None:
+    with pytest.raises(InvalidInput, match="version 0"):
+        await database.insert_snos_batch(snos_batch(1, 0, 4, version=2))
+    assert await database.get_snos_batch(1) is None
+
+
+async def test_duplicate_batch_index_is_refused(database: Database) -> None:
+    await database.insert_snos_batch(snos_batch(1, 0, 4))
+    with pytest.raises(AlreadyExists, match="SNOS batch 1 already exists"):
+        await database.insert_snos_batch(snos_batch(1, 5, 9))
+    await database.insert_aggregator_batch(agg_batch(1, 0, 4))
+    with pytest.raises(AlreadyExists, match="aggregator batch 1 already exists"):
+        await database.insert_aggregator_batch(agg_batch(1, 5, 9))
+    stored = await database.get_snos_batch(1)
+    assert stored is not None and (stored.start_block, stored.end_block) == (0, 4)
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [(10, 19), (5, 12), (15, 25), (19, 19), (12, 14), (0, 100)],
+    ids=["same", "over-start", "over-end", "last-block", "inside", "around"],
+)
+async def test_overlapping_block_range_is_refused(database: Database, start: int, end: int) -> None:
+    await database.insert_snos_batch(snos_batch(1, 10, 19))
+    await database.insert_aggregator_batch(agg_batch(1, 10, 19))
+    with pytest.raises(AlreadyExists, match="overlaps SNOS batch 1"):
+        await database.insert_snos_batch(snos_batch(2, start, end))
+    with pytest.raises(AlreadyExists, match="overlaps aggregator batch 1"):
+        await database.insert_aggregator_batch(agg_batch(2, start, end))
+    assert await database.get_snos_batch(2) is None
+    assert await database.get_aggregator_batch(2) is None
+
+
+async def test_adjacent_ranges_do_not_overlap(database: Database) -> None:
+    await database.insert_snos_batch(snos_batch(2, 10, 19))
+    await database.insert_snos_batch(snos_batch(1, 0, 9))
+    await database.insert_snos_batch(snos_batch(3, 20, 20))
+    assert [b.index for b in await database.list_snos_batches()] == [1, 2, 3]
+
+
+async def test_update_growing_into_the_next_batch_is_refused(database: Database) -> None:
+    first = await database.insert_snos_batch(snos_batch(1, 0, 9, status=SnosBatchStatus.OPEN))
+    await database.insert_snos_batch(snos_batch(2, 12, 19))
+    with pytest.raises(AlreadyExists, match="overlaps SNOS batch 2"):
+        await database.update_snos_batch(dataclasses.replace(first, end_block=12), now=2.0)
+    assert await database.get_snos_batch(1) == first
+    grown = await database.update_snos_batch(dataclasses.replace(first, end_block=11), now=2.0)
+    assert grown.end_block == 11 and grown.version == 1
+
+
+async def test_batch_update_bumps_the_version(database: Database) -> None:
+    batch = await database.insert_snos_batch(snos_batch(1, 0, 4, status=SnosBatchStatus.OPEN))
+    first = await database.update_snos_batch(dataclasses.replace(batch, end_block=5), now=2.0)
+    assert first == dataclasses.replace(batch, end_block=5, version=1, updated_at=2.0)
+    second = await database.update_snos_batch(transition_snos_batch(first, SnosBatchStatus.CLOSED, now=3.0), now=3.0)
+    assert second.version == 2 and second.status == SnosBatchStatus.CLOSED
+    assert await database.get_snos_batch(1) == second
+    aggregator = await database.insert_aggregator_batch(agg_batch(1, 0, 4))
+    moved = await database.update_aggregator_batch(dataclasses.replace(aggregator, blob_len=9), now=4.0)
+    assert moved.version == 1 and await database.get_aggregator_batch(1) == moved
+
+
+async def test_batch_update_from_a_stale_copy_is_refused(database: Database) -> None:
+    batch = await database.insert_snos_batch(snos_batch(1, 0, 4, status=SnosBatchStatus.OPEN))
+    fresh = await database.update_snos_batch(dataclasses.replace(batch, end_block=6), now=2.0)
+    with pytest.raises(StaleVersion, match=r"SNOS batch 1 changed since version 0.*reload"):
+        await database.update_snos_batch(transition_snos_batch(batch, SnosBatchStatus.CLOSED, now=3.0), now=3.0)
+    assert await database.get_snos_batch(1) == fresh, "nothing written"
+    aggregator = await database.insert_aggregator_batch(agg_batch(1, 0, 4))
+    fresh_agg = await database.update_aggregator_batch(dataclasses.replace(aggregator, blob_len=1), now=2.0)
+    with pytest.raises(StaleVersion, match="aggregator batch 1 changed since version 0"):
+        await database.update_aggregator_batch(dataclasses.replace(aggregator, blob_len=2), now=3.0)
+    assert await database.get_aggregator_batch(1) == fresh_agg
+
+
+async def test_update_of_an_unknown_batch_is_not_found(database: Database) -> None:
+    with pytest.raises(NotFound, match="SNOS batch 7 not found"):
+        await database.update_snos_batch(snos_batch(7, 0, 4), now=2.0)
+    with pytest.raises(NotFound, match="aggregator batch 7 not found"):
+        await database.update_aggregator_batch(agg_batch(7, 0, 4), now=2.0)
+    assert await database.get_snos_batch(7) is None and await database.get_aggregator_batch(7) is None
+
+
+@pytest.mark.parametrize("kind", ["snos", "aggregator"])
+async def test_batch_for_block_at_the_range_edges(database: Database, kind: str) -> None:
+    ranges = {1: (3, 5), 2: (6, 6), 3: (10, 14)}  # blocks 0-2 before the first, 7-9 a gap, 15+ after the last
+    for index, (start, end) in ranges.items():
+        if kind == "snos":
+            await database.insert_snos_batch(snos_batch(index, start, end))
+        else:
+            await database.insert_aggregator_batch(agg_batch(index, start, end))
+
+    async def found(block: int) -> int | None:
+        lookup = database.snos_batch_for_block if kind == "snos" else database.aggregator_batch_for_block
+        batch = await lookup(block)
+        return None if batch is None else batch.index
+
+    expected = {0: None, 2: None, 3: 1, 4: 1, 5: 1, 6: 2, 7: None, 9: None, 10: 3, 14: 3, 15: None, 10**6: None}
+    assert {block: await found(block) for block in expected} == expected
+
+
+async def test_count_snos_batches_of_an_aggregator_batch(database: Database) -> None:
+    for index, parent in ((1, 1), (2, 1), (3, 2), (4, None)):
+        await database.insert_snos_batch(snos_batch(index, index * 10, index * 10 + 9, aggregator_batch_index=parent))
+    assert await database.count_snos_batches(aggregator_index=1) == 2
+    assert await database.count_snos_batches(aggregator_index=2) == 1
+    assert await database.count_snos_batches(aggregator_index=3) == 0
+
+
+async def test_schema_2_database_with_batches_migrates_to_versioned_batches(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old_snos: dict[str, Any] = {
+        "index": 1,
+        "start_block": 0,
+        "end_block": 4,
+        "status": "Closed",
+        "created_at": 1.0,
+        "updated_at": 2.0,
+        "starknet_version": "0.13.5",
+        "orchestrator_version": "0.1.0",
+        "aggregator_batch_index": 1,
+        "builtin_weights": {"l1_gas": 5, "proving_gas": 9},
+        "id": str(uuid.uuid4()),
+        "num_blocks": 5,
+    }
+    old_aggregator: dict[str, Any] = {
+        "index": 1,
+        "start_block": 0,
+        "end_block": 9,
+        "status": "Open",
+        "created_at": 1.0,
+        "updated_at": 2.0,
+        "bucket_id": None,
+        "squashed_state_updates_path": "state_update/batch/1.json",
+        "blob_path": "blob/batch/1",
+        "blob_len": 0,
+        "aggregator_input_size_upper_bound": 0,
+        "builtin_weights": {},
+        "id": str(uuid.uuid4()),
+        "num_blocks": 10,
+    }
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    for number, script in enumerate(SCHEMA[:2], start=1):
+        for statement in script.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
+    conn.execute(
+        "INSERT INTO snos_batches (idx, aggregator_batch_index, start_block, end_block, status, doc)"
+        " VALUES (1, 1, 0, 4, 'Closed', ?)",
+        (json.dumps(old_snos),),
+    )
+    conn.execute(
+        "INSERT INTO aggregator_batches (idx, start_block, end_block, status, doc) VALUES (1, 0, 9, 'Open', ?)",
+        (json.dumps(old_aggregator),),
+    )
+    conn.close()
+
+    store = SqliteStore(SqliteDatabase(path))
+    try:
+        snos = await store.get_snos_batch(1)
+        assert snos is not None and snos.version == 0 and snos.status == SnosBatchStatus.CLOSED
+        assert snos.builtin_weights == BouncerWeights(l1_gas=5, proving_gas=9)
+        assert snos.id == uuid.UUID(old_snos["id"]) and snos.aggregator_batch_index == 1
+        aggregator = await store.aggregator_batch_for_block(9)
+        assert aggregator is not None and aggregator.version == 0 and aggregator.status == AggregatorBatchStatus.OPEN
+        closed = await store.update_aggregator_batch(
+            transition_aggregator_batch(aggregator, AggregatorBatchStatus.CLOSED, now=3.0), now=3.0
+        )
+        assert closed.version == 1 and await store.get_aggregator_batch(1) == closed
+        await store.insert_snos_batch(snos_batch(2, 5, 9, aggregator_batch_index=1))
+        assert await store.count_snos_batches(aggregator_index=1) == 2
+    finally:
+        await store.close()
+    check = sqlite3.connect(path)
+    try:
+        assert check.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == len(SCHEMA)
+        [(doc, version)] = check.execute("SELECT doc, version FROM snos_batches WHERE idx = 1").fetchall()
+        assert version == 0 and json.loads(doc)["version"] == 0, "the doc carries the column's version"
+    finally:
+        check.close()
 
 
 async def test_locks_are_exclusive_and_free_again_at_expiry(database: Database) -> None:

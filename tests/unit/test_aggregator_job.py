@@ -52,7 +52,7 @@ async def test_bucket_aggregation_stores_the_filtered_program_output(tmp_path: P
     store = SqliteStore(db)
     objects = FilesystemObjectStore(tmp_path / "objects")
     clock = FakeClock()
-    await store.save_aggregator_batch(
+    await store.insert_aggregator_batch(
         AggregatorBatch(
             index=3,
             start_block=5,
@@ -77,4 +77,39 @@ async def test_bucket_aggregation_stores_the_filtered_program_output(tmp_path: P
     assert await objects.exists("artifacts/batch/3/cairo_pie.zip")
     batch = await store.get_aggregator_batch(3)
     assert batch is not None and batch.status == AggregatorBatchStatus.READY_FOR_STATE_UPDATE
+    await db.close()
+
+
+async def test_a_job_processed_before_the_trigger_marks_its_batch_takes_the_batch_through_pending_run(
+    tmp_path: Path,
+) -> None:
+    """The Aggregator trigger creates the job, then marks the batch PendingAggregatorRun: a fast consumer
+    can process the job while the batch is still Closed."""
+    prover = BucketProver(b"")
+    db = SqliteDatabase(tmp_path / "a.db")
+    store = SqliteStore(db)
+    await store.insert_aggregator_batch(
+        AggregatorBatch(
+            index=3,
+            start_block=5,
+            end_block=5,
+            status=AggregatorBatchStatus.CLOSED,
+            created_at=0,
+            updated_at=0,
+            bucket_id="bucket-7",
+        )
+    )
+    handler = AggregatorJobHandler(
+        prover=prover, objects=FilesystemObjectStore(tmp_path / "o"), db=store, clock=FakeClock(), runner=None
+    )
+    job = Job.new(
+        JobType.AGGREGATOR, 3, aggregator_metadata(3, bucket_id="bucket-7"), now=0, orchestrator_version="0.1.0"
+    )
+    await handler.process(job)
+    batch = await store.get_aggregator_batch(3)
+    assert batch is not None and batch.status == AggregatorBatchStatus.PENDING_AGGREGATOR_VERIFICATION
+    assert batch.version == 2
+    await handler.process(job)  # processed again (a lost lease): the batch is already there
+    again = await store.get_aggregator_batch(3)
+    assert again == batch
     await db.close()

@@ -57,7 +57,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[Harness, FakeSettlement]]
     h.service.handlers[ST] = StateUpdateJobHandler(
         settlement=settlement, objects=objects, db=h.store, clock=h.clock, alerts=h.alerts, fee_wait_s=45
     )
-    await h.store.save_aggregator_batch(
+    await h.store.insert_aggregator_batch(
         AggregatorBatch(
             index=1,
             start_block=0,
@@ -131,4 +131,18 @@ async def test_already_settled_batch_is_not_sent_again(setup: tuple[Harness, Fak
     assert fresh.metadata.specific.tx_hash == "0x" + "0" * 64
     await h.service.verify_job(job.id)  # type: ignore[attr-defined]
     batch = await h.store.get_aggregator_batch(1)
+    assert batch is not None and batch.status == AggregatorBatchStatus.COMPLETED and batch.version == 1
+
+
+async def test_verification_completes_the_batch_once(setup: tuple[Harness, FakeSettlement]) -> None:
+    h, _ = setup
+    job = await create(h)
+    await h.service.process_job(job.id)  # type: ignore[attr-defined]
+    handler = h.service.handlers[ST]
+    fresh = await h.store.get_job(job.id)  # type: ignore[attr-defined]
+    assert fresh is not None
+    for _ in range(2):
+        await handler.verify(fresh)
+    batch = await h.store.get_aggregator_batch(1)
     assert batch is not None and batch.status == AggregatorBatchStatus.COMPLETED
+    assert batch.version == 1 and batch.updated_at == h.clock.now(), "the second verification wrote nothing"

@@ -17,7 +17,7 @@ from madara_orchestrator.domain.batches import (
     SnosBatch,
     SnosBatchStatus,
 )
-from madara_orchestrator.domain.errors import StaleVersion
+from madara_orchestrator.domain.errors import AlreadyExists, InvalidInput, NotFound, StaleVersion
 from madara_orchestrator.domain.jobs import Job, JobMetadata, JobStatus, JobType
 
 JOB_COLUMNS = (
@@ -54,6 +54,55 @@ def _in(column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
 
 def _where(clauses: list[str]) -> str:
     return (" WHERE " + " AND ".join(clauses)) if clauses else ""
+
+
+SNOS_BATCHES = "snos_batches"
+AGGREGATOR_BATCHES = "aggregator_batches"
+
+
+def _batch_table(batch: SnosBatch | AggregatorBatch) -> str:
+    return SNOS_BATCHES if isinstance(batch, SnosBatch) else AGGREGATOR_BATCHES
+
+
+def _describe_batch(batch: SnosBatch | AggregatorBatch) -> str:
+    return f"{'SNOS' if isinstance(batch, SnosBatch) else 'aggregator'} batch {batch.index}"
+
+
+def _batch_columns(batch: SnosBatch | AggregatorBatch) -> dict[str, Any]:
+    """The row of a batch: the queried fields as columns, the whole record as ``doc``."""
+    columns: dict[str, Any] = {
+        "idx": batch.index,
+        "start_block": batch.start_block,
+        "end_block": batch.end_block,
+        "status": batch.status.value,
+        "version": batch.version,
+        "doc": json.dumps(batch.to_json()),
+    }
+    if isinstance(batch, SnosBatch):
+        columns["aggregator_batch_index"] = batch.aggregator_batch_index
+    return columns
+
+
+def _batch_doc(row: sqlite3.Row) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(row["doc"])
+    doc["version"] = int(row["version"])  # the guarded column is the truth
+    return doc
+
+
+def _refuse_overlap(conn: sqlite3.Connection, batch: SnosBatch | AggregatorBatch) -> None:
+    """``AlreadyExists`` when another batch holds a block of ``batch``'s range. The stored ranges are
+    disjoint, so only the other batch with the greatest start at or below our end can overlap."""
+    row = conn.execute(
+        f"SELECT idx, start_block, end_block FROM {_batch_table(batch)} WHERE start_block <= ? AND idx != ?"
+        " ORDER BY start_block DESC LIMIT 1",
+        (batch.end_block, batch.index),
+    ).fetchone()
+    if row is not None and row["end_block"] >= batch.start_block:
+        kind = "SNOS" if isinstance(batch, SnosBatch) else "aggregator"
+        raise AlreadyExists(
+            f"{_describe_batch(batch)} (blocks {batch.start_block}-{batch.end_block}) overlaps {kind} batch"
+            f" {row['idx']} (blocks {row['start_block']}-{row['end_block']}); a block belongs to one batch only"
+        )
 
 
 class SqliteStore:
@@ -253,41 +302,23 @@ class SqliteStore:
 
     # -- batches ----------------------------------------------------------------------------------
 
-    async def save_snos_batch(self, batch: SnosBatch) -> None:
-        def run(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO snos_batches (idx, aggregator_batch_index, start_block, end_block, status, doc)"
-                " VALUES (?,?,?,?,?,?) ON CONFLICT (idx) DO UPDATE SET aggregator_batch_index ="
-                " excluded.aggregator_batch_index, start_block = excluded.start_block, end_block ="
-                " excluded.end_block, status = excluded.status, doc = excluded.doc",
-                (
-                    batch.index,
-                    batch.aggregator_batch_index,
-                    batch.start_block,
-                    batch.end_block,
-                    batch.status.value,
-                    json.dumps(batch.to_json()),
-                ),
-            )
+    async def insert_snos_batch(self, batch: SnosBatch) -> SnosBatch:
+        await self._insert_batch(batch)
+        return batch
 
-        await self.db.write(run)
+    async def update_snos_batch(self, batch: SnosBatch, *, now: float) -> SnosBatch:
+        stored = dataclasses.replace(batch, version=batch.version + 1, updated_at=now)
+        await self._update_batch(batch, stored)
+        return stored
 
-    async def save_aggregator_batch(self, batch: AggregatorBatch) -> None:
-        def run(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO aggregator_batches (idx, start_block, end_block, status, doc) VALUES (?,?,?,?,?)"
-                " ON CONFLICT (idx) DO UPDATE SET start_block = excluded.start_block, end_block ="
-                " excluded.end_block, status = excluded.status, doc = excluded.doc",
-                (
-                    batch.index,
-                    batch.start_block,
-                    batch.end_block,
-                    batch.status.value,
-                    json.dumps(batch.to_json()),
-                ),
-            )
+    async def insert_aggregator_batch(self, batch: AggregatorBatch) -> AggregatorBatch:
+        await self._insert_batch(batch)
+        return batch
 
-        await self.db.write(run)
+    async def update_aggregator_batch(self, batch: AggregatorBatch, *, now: float) -> AggregatorBatch:
+        stored = dataclasses.replace(batch, version=batch.version + 1, updated_at=now)
+        await self._update_batch(batch, stored)
+        return stored
 
     async def get_snos_batch(self, index: int) -> SnosBatch | None:
         found = await self.list_snos_batches(indexes=[index])
@@ -318,7 +349,7 @@ class SqliteStore:
         if aggregator_index is not None:
             clauses.append("aggregator_batch_index = ?")
             params.append(aggregator_index)
-        docs = await self._docs("snos_batches", clauses, params, limit, descending)
+        docs = await self._docs(SNOS_BATCHES, clauses, params, limit, descending)
         return [SnosBatch.from_json(d) for d in docs]
 
     async def list_aggregator_batches(
@@ -330,7 +361,7 @@ class SqliteStore:
         descending: bool = False,
     ) -> list[AggregatorBatch]:
         clauses, params = self._batch_filters(indexes, [s.value for s in statuses])
-        docs = await self._docs("aggregator_batches", clauses, params, limit, descending)
+        docs = await self._docs(AGGREGATOR_BATCHES, clauses, params, limit, descending)
         return [AggregatorBatch.from_json(d) for d in docs]
 
     async def snos_batches_without_jobs(
@@ -341,33 +372,92 @@ class SqliteStore:
             "idx >= ?",
             "NOT EXISTS (SELECT 1 FROM jobs j WHERE j.job_type = ? AND j.internal_id = snos_batches.idx)",
         ]
-        docs = await self._docs(
-            "snos_batches", clauses, [status.value, min_index, JobType.SNOS_RUN.value], limit, False
-        )
+        docs = await self._docs(SNOS_BATCHES, clauses, [status.value, min_index, JobType.SNOS_RUN.value], limit, False)
         return [SnosBatch.from_json(d) for d in docs]
 
+    async def count_snos_batches(self, *, aggregator_index: int) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                f"SELECT COUNT(*) FROM {SNOS_BATCHES} WHERE aggregator_batch_index = ?", (aggregator_index,)
+            ).fetchone()
+            return int(row[0])
+
+        return await self.db.read(run)
+
     async def snos_batch_for_block(self, block_number: int) -> SnosBatch | None:
-        docs = await self._docs("snos_batches", ["start_block <= ?", "end_block >= ?"], [block_number] * 2, 1, True)
-        return SnosBatch.from_json(docs[0]) if docs else None
+        doc = await self._batch_doc_for_block(SNOS_BATCHES, block_number)
+        return None if doc is None else SnosBatch.from_json(doc)
 
     async def aggregator_batch_for_block(self, block_number: int) -> AggregatorBatch | None:
-        docs = await self._docs(
-            "aggregator_batches", ["start_block <= ?", "end_block >= ?"], [block_number] * 2, 1, True
-        )
-        return AggregatorBatch.from_json(docs[0]) if docs else None
+        doc = await self._batch_doc_for_block(AGGREGATOR_BATCHES, block_number)
+        return None if doc is None else AggregatorBatch.from_json(doc)
 
-    async def set_snos_batch_status(self, index: int, status: SnosBatchStatus, *, now: float) -> None:
-        await self._set_status("snos_batches", index, status.value, now)
+    async def _batch_doc_for_block(self, table: str, block_number: int) -> dict[str, Any] | None:
+        """Ranges are disjoint, so the batch with the greatest start at or below the block is the only
+        candidate: one probe of the UNIQUE index on start_block, whatever the number of batches."""
 
-    async def set_aggregator_batch_status(self, index: int, status: AggregatorBatchStatus, *, now: float) -> None:
-        await self._set_status("aggregator_batches", index, status.value, now)
+        def run(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            row = conn.execute(
+                f"SELECT doc, version, end_block FROM {table} WHERE start_block <= ? ORDER BY start_block DESC LIMIT 1",
+                (block_number,),
+            ).fetchone()
+            return _batch_doc(row) if row is not None and row["end_block"] >= block_number else None
 
-    async def _set_status(self, table: str, index: int, status: str, now: float) -> None:
+        return await self.db.read(run)
+
+    async def _insert_batch(self, batch: SnosBatch | AggregatorBatch) -> None:
+        what = _describe_batch(batch)
+        if batch.version != 0:
+            raise InvalidInput(f"{what}: a new batch must have version 0, got {batch.version}")
+        if batch.start_block > batch.end_block:
+            raise InvalidInput(f"{what}: start block {batch.start_block} is after end block {batch.end_block}")
+        table = _batch_table(batch)
+        columns = _batch_columns(batch)
+
         def run(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                f"UPDATE {table} SET status = ?, doc = json_set(doc, '$.status', ?, '$.updated_at', ?) WHERE idx = ?",
-                (status, status, now, index),
-            )
+            if conn.execute(f"SELECT 1 FROM {table} WHERE idx = ?", (batch.index,)).fetchone() is not None:
+                raise AlreadyExists(f"{what} already exists; read it and update it instead of inserting it again")
+            _refuse_overlap(conn, batch)
+            try:
+                conn.execute(
+                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({','.join('?' * len(columns))})",
+                    list(columns.values()),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise AlreadyExists(f"{what} (blocks {batch.start_block}-{batch.end_block}): {exc}") from exc
+
+        await self.db.write(run)
+
+    async def _update_batch(self, read: SnosBatch | AggregatorBatch, stored: SnosBatch | AggregatorBatch) -> None:
+        """Write ``stored`` over the row if it is still at ``read.version``; one transaction, so the
+        checks and the write cannot be split by another writer (another process included)."""
+        what = _describe_batch(read)
+        if stored.start_block > stored.end_block:
+            raise InvalidInput(f"{what}: start block {stored.start_block} is after end block {stored.end_block}")
+        table = _batch_table(read)
+        columns = _batch_columns(stored)
+        del columns["idx"], columns["version"]
+        assignments = ", ".join(f"{name} = ?" for name in columns)
+
+        def run(conn: sqlite3.Connection) -> None:
+            row = conn.execute(f"SELECT version FROM {table} WHERE idx = ?", (read.index,)).fetchone()
+            if row is None:
+                raise NotFound(f"{what} not found; it must be inserted before it is updated")
+            if int(row[0]) != read.version:
+                raise StaleVersion(
+                    f"{what} changed since version {read.version} was read (now version {row[0]});"
+                    " reload it and try again"
+                )
+            _refuse_overlap(conn, stored)
+            try:
+                changed = conn.execute(
+                    f"UPDATE {table} SET {assignments}, version = version + 1 WHERE idx = ? AND version = ?",
+                    [*columns.values(), read.index, read.version],
+                ).rowcount
+            except sqlite3.IntegrityError as exc:
+                raise AlreadyExists(f"{what} (blocks {stored.start_block}-{stored.end_block}): {exc}") from exc
+            if changed != 1:  # pragma: no cover - the checks above ran in this same transaction
+                raise StaleVersion(f"{what} changed since version {read.version} was read; reload it and try again")
 
         await self.db.write(run)
 
@@ -387,12 +477,12 @@ class SqliteStore:
     async def _docs(
         self, table: str, clauses: list[str], params: list[Any], limit: int | None, descending: bool
     ) -> list[dict[str, Any]]:
-        sql = f"SELECT doc FROM {table}{_where(clauses)} ORDER BY idx {'DESC' if descending else 'ASC'}"
+        sql = f"SELECT doc, version FROM {table}{_where(clauses)} ORDER BY idx {'DESC' if descending else 'ASC'}"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
 
         def run(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-            return [json.loads(r[0]) for r in conn.execute(sql, params).fetchall()]
+            return [_batch_doc(r) for r in conn.execute(sql, params).fetchall()]
 
         return await self.db.read(run)
 

@@ -79,6 +79,15 @@ SCHEMA: list[str] = [
     """
     CREATE INDEX IF NOT EXISTS jobs_external_id ON jobs (external_id);
     """,
+    # version 3: batch writes are guarded on a version, as job writes are. Existing rows start at 0, and the
+    # doc (the full record) carries the same number. Block -> batch lookups need no new index: they probe the
+    # UNIQUE index on start_block (the greatest start at or below the block), SPEC §5.12's lookup collection.
+    """
+    ALTER TABLE snos_batches ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE aggregator_batches ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+    UPDATE snos_batches SET doc = json_set(doc, '$.version', version);
+    UPDATE aggregator_batches SET doc = json_set(doc, '$.version', version);
+    """,
 ]
 
 

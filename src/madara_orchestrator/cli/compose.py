@@ -12,7 +12,7 @@ from madara_orchestrator.backends.filesystem import FilesystemObjectStore
 from madara_orchestrator.backends.sqlite import SqliteStore
 from madara_orchestrator.backends.sqlite_db import SqliteDatabase
 from madara_orchestrator.backends.sqlite_queue import SqliteQueue
-from madara_orchestrator.cli.settings import Settings
+from madara_orchestrator.cli.settings import Settings, batch_limits, load_bouncer_weight_limits
 from madara_orchestrator.devnet.adapters import (
     DevnetAggregatorRunner,
     DevnetProver,
@@ -21,6 +21,7 @@ from madara_orchestrator.devnet.adapters import (
 )
 from madara_orchestrator.domain.jobs import DEFAULT_POLICIES, JobType
 from madara_orchestrator.domain.queues import Layer, QueueNames
+from madara_orchestrator.engine.batching import BatchingConfig
 from madara_orchestrator.engine.runtime import Adapters, Runtime, RuntimeConfig
 from madara_orchestrator.engine.service import RetryPolicy
 from madara_orchestrator.engine.triggers import TriggerConfig
@@ -29,6 +30,7 @@ from madara_orchestrator.provers.mock import MockProverClient
 from madara_orchestrator.settlement.contracts import FactRegistryClient
 from madara_orchestrator.settlement.eth_rpc import EthRpc
 from madara_orchestrator.settlement.ethereum import EthereumSettlementClient, EthereumSettlementConfig
+from madara_orchestrator.starknet.feeder import FeederGatewayClient
 from madara_orchestrator.starknet.rpc import StarknetRpcClient
 
 LEASE_OPTIONS = {
@@ -57,11 +59,17 @@ def runtime_config(settings: Settings) -> RuntimeConfig:
             JobType.PROOF_CREATION: settings.max_concurrent_proving_jobs,
             JobType.AGGREGATOR: settings.max_concurrent_aggregator_jobs,
         },
-        triggers=TriggerConfig(
-            layer=Layer(settings.layer),
+        batching=BatchingConfig(
+            limits=batch_limits(settings.values, load_bouncer_weight_limits(settings.bouncer_weights_limit_file)),
+            aggregator_batches=Layer(settings.layer) == Layer.L2,
             min_block_to_process=settings.min_block_to_process,
             max_block_to_process=settings.max_block_to_process,
             max_batch_processing_size=settings.max_batch_processing_size,
+            lock_duration_s=settings.batching_worker_lock_duration,
+            create_buckets=settings.prover == "atlantic",
+        ),
+        triggers=TriggerConfig(
+            layer=Layer(settings.layer),
             snos_job_buffer_size=settings.snos_job_buffer_size,
             aggregator_job_buffer_size=settings.aggregator_job_buffer_size,
             store_audit_artifacts=settings.store_audit_artifacts,
@@ -87,6 +95,7 @@ class EmbeddedStack:
     queue: SqliteQueue
     objects: FilesystemObjectStore
     sequencer: StarknetRpcClient
+    feeder: FeederGatewayClient
     settlement: DevnetSettlement | EthereumSettlementClient
     runtime: Runtime
     recorded_alerts: RecordingAlerts
@@ -95,10 +104,19 @@ class EmbeddedStack:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await self.sequencer.aclose()
+        with contextlib.suppress(Exception):
+            await self.feeder.aclose()
         if isinstance(self.settlement, EthereumSettlementClient):
             with contextlib.suppress(Exception):
                 await self.settlement.aclose()
         await self.database.close()
+
+    async def settlement_fee_wei(self) -> int | None:
+        """Fees paid for settlement so far (None without an L1)."""
+        if isinstance(self.settlement, EthereumSettlementClient):
+            txmgr = self.settlement.txmgr
+            return (await txmgr.store.totals(txmgr.address)).fee_paid_wei  # type: ignore[attr-defined]
+        return None
 
     async def settlement_summary(self) -> str:
         """What settlement did, for the devnet summary: blob transactions and the fees they paid."""
@@ -134,6 +152,7 @@ async def build_embedded_stack(
     if settings.alert_webhook_url:
         sinks.append(WebhookAlerts(settings.alert_webhook_url))
     sequencer = StarknetRpcClient(settings.rpc_for_snos or settings.madara_rpc_url, attempts=3, retry_pause_s=0.5)
+    feeder = FeederGatewayClient(settings.madara_feeder_gateway_url or settings.madara_rpc_url)
     settlement: DevnetSettlement | EthereumSettlementClient
     if settings.settle_on_ethereum:
         settlement = EthereumSettlementClient(
@@ -167,6 +186,8 @@ async def build_embedded_stack(
         alerts=FanoutAlerts(sinks),
         locks=store,
         sequencer=sequencer,
+        feeder=feeder,
+        batch_rpc=sequencer,
         snos=snos,
         prover=prover or DevnetProver(latency_s=prover_latency_s),
         settlement=settlement,
@@ -181,6 +202,7 @@ async def build_embedded_stack(
         queue=queue,
         objects=objects,
         sequencer=sequencer,
+        feeder=feeder,
         settlement=settlement,
         runtime=runtime,
         recorded_alerts=recorded,

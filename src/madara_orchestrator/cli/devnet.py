@@ -26,10 +26,14 @@ from madara_orchestrator.cli.settings import RUN_OPTIONS, Settings
 from madara_orchestrator.devnet.adapters import DEVNET_AGGREGATOR_PROGRAM_HASH
 from madara_orchestrator.devnet.anvil import DEV_PRIVATE_KEYS, Anvil, AnvilConfig
 from madara_orchestrator.devnet.program_output import DEVNET_CONFIG_HASH
-from madara_orchestrator.devnet.sequencer import DevnetSequencer
-from madara_orchestrator.domain.errors import ConfigError
+from madara_orchestrator.devnet.sequencer import DEFAULT_TX_PER_BLOCK, DevnetSequencer
+from madara_orchestrator.domain.batches import AggregatorBatchStatus
+from madara_orchestrator.domain.batching import FELTS_PER_BLOB
+from madara_orchestrator.domain.errors import ConfigError, InvalidInput, OrchestratorError
 from madara_orchestrator.domain.jobs import JobStatus, JobType
 from madara_orchestrator.engine.report import pipeline_report
+from madara_orchestrator.engine.triggers import TriggerName
+from madara_orchestrator.jobs.artifacts import decode_felts_json
 from madara_orchestrator.server.app import create_app
 from madara_orchestrator.server.background import BackgroundServer, free_port
 from madara_orchestrator.settlement.contracts import DevnetContracts, deploy_devnet_contracts
@@ -52,6 +56,21 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--blocks", type=int, default=None, help="stop after this many blocks are settled")
     parser.add_argument("--block-time", type=float, default=0.5, help="seconds between blocks (default 0.5)")
+    parser.add_argument(
+        "--tx-per-block",
+        type=int,
+        default=DEFAULT_TX_PER_BLOCK,
+        help=f"transactions per devnet block (default {DEFAULT_TX_PER_BLOCK}: batches fill by size)",
+    )
+    parser.add_argument(
+        "--max-batch-size", type=int, default=None, help="blocks per aggregator batch (default: run's, 100)"
+    )
+    parser.add_argument(
+        "--max-batch-time",
+        type=float,
+        default=DEVNET_MAX_BATCH_TIME_S,
+        help=f"seconds before an open batch closes (default {DEVNET_MAX_BATCH_TIME_S:g})",
+    )
     parser.add_argument("--data-dir", default=None, help="data directory (default: a new temporary directory)")
     parser.add_argument("--port", type=int, default=None, help="HTTP API port (default: 3000 if free)")
     parser.add_argument("--prover-latency", type=float, default=0.0, help="seconds the devnet prover takes")
@@ -64,6 +83,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--hardfork", choices=("prague", "osaka"), default="prague", help="anvil hardfork")
     parser.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
     parser.set_defaults(handler=devnet_command)
+
+
+DEVNET_MAX_BATCH_TIME_S = 30.0
+"""A running devnet settles at least this often; with --blocks the last batch closes as soon as it is full."""
 
 
 def devnet_settings(data_dir: Path, sequencer_url: str, *, port: int) -> Settings:
@@ -83,6 +106,8 @@ def devnet_settings(data_dir: Path, sequencer_url: str, *, port: int) -> Setting
         snos_job_buffer_size=200,
         aggregator_job_buffer_size=50,
         graceful_shutdown_timeout=10.0,
+        max_batch_time_seconds=DEVNET_MAX_BATCH_TIME_S,
+        batching_worker_lock_duration=30.0,
     )
     return Settings(values)
 
@@ -148,6 +173,12 @@ def devnet_command(args: argparse.Namespace) -> int:
     problems = []
     if args.blocks is not None and args.blocks <= 0:
         problems.append(f"--blocks must be a positive integer, got {args.blocks}")
+    if args.tx_per_block < 0:
+        problems.append(f"--tx-per-block must be 0 or more, got {args.tx_per_block}")
+    if args.max_batch_size is not None and args.max_batch_size <= 0:
+        problems.append(f"--max-batch-size must be a positive integer, got {args.max_batch_size}")
+    if args.max_batch_time <= 0:
+        problems.append(f"--max-batch-time must be positive, got {args.max_batch_time}")
     if args.block_time <= 0:
         problems.append(f"--block-time must be positive, got {args.block_time}")
     if args.data_dir and Path(args.data_dir).exists() and any(Path(args.data_dir).iterdir()):
@@ -191,6 +222,64 @@ async def stage_counts(stack: EmbeddedStack) -> tuple[dict[str, int], int]:
     return done, failed
 
 
+async def open_batch_label(stack: EmbeddedStack) -> str:
+    """The open aggregator batch as the progress line shows it: ``batch 3 open: 12 blocks, 9,876/24,561 felts``."""
+    latest = await stack.store.latest_aggregator_batch()
+    if latest is None or latest.status != AggregatorBatchStatus.OPEN:
+        return "no open batch"
+    limit = stack.runtime.batcher.limits.max_blob_size
+    return f"batch {latest.index} open: {latest.num_blocks} blocks, {latest.blob_len:,}/{limit:,} felts"
+
+
+async def batches_completed(stack: EmbeddedStack, blocks: int) -> bool:
+    """Whether the batches of the first ``blocks`` blocks are settled and verified (Completed)."""
+    done = await stack.store.list_aggregator_batches(
+        statuses=[AggregatorBatchStatus.COMPLETED], limit=1, descending=True
+    )
+    return bool(done) and done[0].end_block >= blocks - 1
+
+
+async def close_tail(stack: EmbeddedStack, *, last_block: int) -> bool:
+    """With --blocks N: once block N-1 is batched, close the open batches so the tail settles now
+    rather than at the batch's maximum age. True once done."""
+    latest = await stack.store.latest_aggregator_batch()
+    if latest is None or latest.end_block < last_block:
+        return False
+    if latest.status == AggregatorBatchStatus.OPEN:
+        try:
+            await stack.runtime.batcher.close_open_batches()
+        except InvalidInput:
+            return False  # a batching run holds the lease; try again on the next tick
+        stack.runtime.triggers.kick(TriggerName.SNOS)
+        stack.runtime.triggers.kick(TriggerName.AGGREGATOR)
+    return True
+
+
+async def batching_summary(stack: EmbeddedStack, settled_blocks: int) -> list[str]:
+    """Blocks and blobs per settlement, blob fill (felts used / felts paid for) and fee per settled block."""
+    settled = await stack.store.list_aggregator_batches(statuses=[AggregatorBatchStatus.COMPLETED])
+    if not settled:
+        return ["batches: none settled"]
+    used = paid = 0
+    for batch in settled:
+        try:
+            felts = len(decode_felts_json(await stack.objects.get(f"artifacts/batch/{batch.index}/da_blob.json")))
+        except OrchestratorError:
+            continue
+        used += felts
+        paid += -(-felts // FELTS_PER_BLOB) * FELTS_PER_BLOB
+    blocks = sum(b.num_blocks for b in settled)
+    lines = [
+        f"batches: {len(settled)} settled, {blocks / len(settled):.1f} blocks per settlement, "
+        f"{paid / FELTS_PER_BLOB / len(settled):.2f} blobs per settlement, "
+        f"blob fill {used / paid if paid else 0:.3f} ({used:,} felts used / {paid:,} paid for)"
+    ]
+    fee = await stack.settlement_fee_wei()
+    if fee is not None and settled_blocks:
+        lines.append(f"fee per settled block: {fee / settled_blocks / 10**18:.9f} ETH ({fee // settled_blocks} wei)")
+    return lines
+
+
 async def run_devnet(args: argparse.Namespace, data_dir: Path) -> int:
     out = sys.stdout
     # Signals first: a Ctrl-C during start-up must also end in a clean shutdown.
@@ -198,11 +287,15 @@ async def run_devnet(args: argparse.Namespace, data_dir: Path) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    sequencer = DevnetSequencer(block_time_s=args.block_time)
+    sequencer = DevnetSequencer(block_time_s=args.block_time, tx_per_block=args.tx_per_block)
     rpc_server = BackgroundServer(sequencer.app)
     await rpc_server.start()
     port = _port(args.port)
     settings = devnet_settings(data_dir, rpc_server.url, port=port)
+    overrides: dict[str, Any] = {"max_batch_time_seconds": int(max(1, args.max_batch_time))}
+    if args.max_batch_size is not None:
+        overrides["max_batch_size"] = args.max_batch_size
+    settings = Settings({**settings.values, **overrides}, settings.secrets)
     l1: LocalL1 | None = None
     if args.settlement == "anvil":
         try:
@@ -232,18 +325,26 @@ async def run_devnet(args: argparse.Namespace, data_dir: Path) -> int:
     settled_blocks = 0
     code = 0
     try:
+        tail_closed = False
         while not stop.is_set():
             done, failed = await stage_counts(stack)
             last = await stack.settlement.last_settled_block()
             settled_blocks = 0 if last is None else last + 1
+            open_batch = await open_batch_label(stack)
             line = (
                 f"head {sequencer.chain.head:>5} | "
                 + " | ".join(f"{name} {done[name]:>5}" for name, _ in STAGES)
-                + f" | settled blocks {settled_blocks:>5}"
+                + f" | settled blocks {settled_blocks:>5} | {open_batch}"
                 + (f" | FAILED {failed}" if failed else "")
             )
+            if args.blocks is not None and not tail_closed:
+                tail_closed = await close_tail(stack, last_block=args.blocks - 1)
             progress.show(line)
-            if args.blocks is not None and settled_blocks >= args.blocks:
+            if (
+                args.blocks is not None
+                and settled_blocks >= args.blocks
+                and await batches_completed(stack, args.blocks)
+            ):
                 break
             if args.timeout is not None and time.monotonic() - started > args.timeout:
                 progress.show(line, final=True)
@@ -264,6 +365,7 @@ async def run_devnet(args: argparse.Namespace, data_dir: Path) -> int:
     report = await pipeline_report(stack.store)
     alerts = len(stack.recorded_alerts.sent)
     settlement_line = await stack.settlement_summary()
+    batching_lines = await batching_summary(stack, settled_blocks)
     await stack.close()
     if l1 is not None:
         l1.stop()
@@ -275,6 +377,8 @@ async def run_devnet(args: argparse.Namespace, data_dir: Path) -> int:
         hand = f"{h.p50:8.3f} / {h.p95:6.3f}" if h and h.count else "       - /      -"
         print(f"{name:<14} {s.count:>5}   {s.p50:10.3f} / {s.p95:8.3f}           {hand}", file=out)
     print(settlement_line, file=out)
+    for batching_line in batching_lines:
+        print(batching_line, file=out)
     print(f"alerts: {alerts}, data: {data_dir}", file=out)
     if stop.is_set():
         print(f"stopped: settled {settled_blocks} blocks in {elapsed:.1f} s", file=out)

@@ -9,13 +9,16 @@ never printed: ``Settings.describe()`` masks them.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from madara_orchestrator.domain.errors import ConfigError
+from madara_orchestrator.domain.batches import DEFAULT_BOUNCER_WEIGHT_LIMITS, BouncerWeights
+from madara_orchestrator.domain.batching import BatchLimits
+from madara_orchestrator.domain.errors import ConfigError, InvalidInput
 
 ENV_PREFIX = "MADARA_ORCHESTRATOR_"
 
@@ -105,7 +108,56 @@ RUN_OPTIONS: tuple[Option, ...] = (
     _o("max_batch_processing_size", "MAX_BATCH_PROCESSING_SIZE", int, 10, "blocks batched per trigger run"),
     _o("min_block_to_process", "MIN_BLOCK_NO_TO_PROCESS", int, 0, "first block"),
     _o("max_block_to_process", "MAX_BLOCK_NO_TO_PROCESS", int, None, "last block"),
-    _o("max_batch_time_seconds", "MAX_BATCH_TIME_SECONDS", int, None, "batch age limit (per-block batches now)"),
+    # batching (SPEC §5, §16.2)
+    _o(
+        "max_batch_time_seconds",
+        "MAX_BATCH_TIME_SECONDS",
+        int,
+        300,
+        "a batch this old closes, even when no new block comes (required in the original; 300 s keeps "
+        "settlement latency bounded on a quiet chain)",
+    ),
+    _o("max_batch_size", "MAX_BATCH_SIZE", int, 100, "blocks per aggregator batch (one settlement)"),
+    _o("max_num_blobs", "MAX_NUM_BLOBS", int, 6, "blobs per settlement transaction (1 to 6)"),
+    _o("blob_size_buffer", "BLOB_SIZE_BUFFER", int, 15, "felts kept free in the last blob"),
+    _o("max_blocks_per_snos_batch", "MAX_BLOCKS_PER_SNOS_BATCH", int, 10, "blocks per SNOS batch (one SNOS run)"),
+    _o(
+        "fixed_blocks_per_snos_batch",
+        "FIXED_BLOCKS_PER_SNOS_BATCH",
+        int,
+        None,
+        "exactly this many blocks per SNOS batch, ignoring every other SNOS rule",
+    ),
+    _o(
+        "max_snos_batches_per_aggregator_batch",
+        "MAX_SNOS_BATCHES_PER_AGGREGATOR_BATCH",
+        int,
+        50,
+        "SNOS batches per aggregator batch (enforced here; the original ignores it)",
+    ),
+    _o("max_aggregator_input_size", "MAX_AGGREGATOR_INPUT_SIZE", int, 750_000, "felts of aggregator input"),
+    _o(
+        "default_empty_block_proving_gas",
+        "DEFAULT_EMPTY_BLOCK_PROVING_GAS",
+        int,
+        1_500_000,
+        "proving gas counted for a block that reports none",
+    ),
+    _o(
+        "bouncer_weights_limit_file",
+        "BOUNCER_WEIGHTS_LIMIT_FILE",
+        str,
+        None,
+        "JSON object of bouncer weight limits per SNOS batch (missing fields keep the defaults of SPEC §5.3)",
+    ),
+    _o(
+        "batching_worker_lock_duration",
+        "BATCHING_LOCK_DURATION_SECONDS",
+        float,
+        60.0,
+        "batching lease, renewed while batching runs (the original holds 3600 s without renewal, so a "
+        "crashed instance stalls batching for an hour)",
+    ),
     _o("store_audit_artifacts", "STORE_AUDIT_ARTIFACTS", bool, False, "keep proofs"),
     _o("snos_full_output", "SNOS_FULL_OUTPUT", bool, False, "recorded in SnosRun metadata"),
     _o("max_priority_queue_size", "MAX_PRIORITY_QUEUE_SIZE", int, 20, "priority queue admission limit"),
@@ -215,8 +267,75 @@ def _is_hex_address(text: str, *, length: int | None = None) -> bool:
     return length is None or len(body) == length
 
 
+MAX_BLOBS_PER_TX = 6
+"""EIP-4844/EIP-7594: a transaction carries at most six blobs."""
+
+
+def load_bouncer_weight_limits(path: str | None) -> BouncerWeights:
+    """The limits file of ``--bouncer-weights-limit-file``; a bad file is an error, not silent defaults."""
+    if path is None:
+        return DEFAULT_BOUNCER_WEIGHT_LIMITS
+    where = f"--bouncer-weights-limit-file {path}"
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise InvalidInput(f"{where}: cannot read it: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise InvalidInput(f"{where}: not JSON ({exc})") from None
+    return BouncerWeights.from_json(data, where=where, defaults=DEFAULT_BOUNCER_WEIGHT_LIMITS)
+
+
+def batch_limits(values: Mapping[str, Any], weights: BouncerWeights = DEFAULT_BOUNCER_WEIGHT_LIMITS) -> BatchLimits:
+    return BatchLimits(
+        max_batch_time_s=float(values["max_batch_time_seconds"]),
+        max_blocks_per_snos_batch=values["max_blocks_per_snos_batch"],
+        fixed_blocks_per_snos_batch=values["fixed_blocks_per_snos_batch"],
+        max_batch_size=values["max_batch_size"],
+        max_snos_batches_per_aggregator_batch=values["max_snos_batches_per_aggregator_batch"],
+        max_num_blobs=values["max_num_blobs"],
+        blob_size_buffer=values["blob_size_buffer"],
+        max_aggregator_input_size=values["max_aggregator_input_size"],
+        default_empty_block_proving_gas=values["default_empty_block_proving_gas"],
+        bouncer_weight_limits=weights,
+    )
+
+
+def _batching_problems(values: Mapping[str, Any]) -> list[str]:
+    names = (
+        "max_batch_time_seconds",
+        "max_batch_size",
+        "max_num_blobs",
+        "blob_size_buffer",
+        "max_blocks_per_snos_batch",
+        "max_snos_batches_per_aggregator_batch",
+        "max_aggregator_input_size",
+        "default_empty_block_proving_gas",
+    )
+    if any(values[n] is None for n in names):
+        return []  # already reported as not a number
+    problems: list[str] = []
+    try:
+        weights = load_bouncer_weight_limits(values["bouncer_weights_limit_file"])
+    except InvalidInput as exc:
+        problems.append(str(exc))
+        weights = DEFAULT_BOUNCER_WEIGHT_LIMITS
+    problems += [f"batching: {p}" for p in batch_limits(values, weights).problems()]
+    if values["max_num_blobs"] > MAX_BLOBS_PER_TX:
+        problems.append(
+            f"--max-num-blobs must be at most {MAX_BLOBS_PER_TX} (blobs per transaction), got {values['max_num_blobs']}"
+        )
+    if values["batching_worker_lock_duration"] is not None and values["batching_worker_lock_duration"] <= 0:
+        problems.append(
+            f"--batching-worker-lock-duration must be positive, got {values['batching_worker_lock_duration']}"
+        )
+    return problems
+
+
 def load_run_settings(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
     values, problems = resolve(args, RUN_OPTIONS, environ)
+    problems += _batching_problems(values)
     if not values["madara_rpc_url"]:
         problems.append("--madara-rpc-url (MADARA_ORCHESTRATOR_MADARA_RPC_URL) is required")
     if not values["prover"]:

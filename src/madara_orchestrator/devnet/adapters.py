@@ -39,6 +39,10 @@ from madara_orchestrator.domain.proving import (
 from madara_orchestrator.interfaces import AggregationResult, SequencerRpc, SettlementResult, SnosResult
 from madara_orchestrator.settlement.encoding import program_output_fact
 from madara_orchestrator.starknet.blob import felts_to_blobs
+from madara_orchestrator.starknet.compression import compress_state_update
+from madara_orchestrator.starknet.rpc import RpcCall, RpcError, block_id
+from madara_orchestrator.starknet.squash import BatchRpc, squash_state_updates
+from madara_orchestrator.starknet.state_update import StateUpdate, parse_state_update
 
 FELT_PRIME = 2**251 + 17 * 2**192 + 1
 BLOB_BYTES = 131072
@@ -151,21 +155,29 @@ class DevnetSnosRunner:
 
 
 class DevnetAggregatorRunner:
-    """Joins the children's outputs: first block's pre-state to last block's post-state, diffs appended.
+    """Joins the children's outputs: first block's pre-state to last block's post-state.
 
+    With ``rpc`` the DA segment is what a real aggregator publishes: the batch's state diff squashed
+    (SPEC §5.5) and compressed as batching does (§5.6: aliases, §5.8 encoding, stateless compression),
+    read from the sequencer over ``rpc``. Without it, the children's devnet diffs appended.
     With ``kzg_da`` the output carries a real KZG section for the blobs of its DA segment (SPEC §6.6),
     which the devnet core contract checks against the blobs of the settlement transaction."""
 
-    def __init__(self, *, kzg_da: bool = False) -> None:
+    def __init__(self, *, kzg_da: bool = False, rpc: BatchRpc | None = None) -> None:
         self.kzg_da = kzg_da
+        self.rpc = rpc
 
     async def run(self, children_program_outputs: Sequence[Sequence[int]]) -> AggregationResult:
         if not children_program_outputs:
             raise JobError("aggregation needs at least one child output", retryable=False)
         first, last = children_program_outputs[0], children_program_outputs[-1]
-        da_segment = [len(children_program_outputs)]
-        for child in children_program_outputs:
-            da_segment += list(child[HEADER_LEN:])
+        if self.rpc is not None:
+            start = 0 if first[2] == FELT_PRIME - 1 else first[2] + 1
+            da_segment = await self.compressed_state_diff(start, last[3])
+        else:
+            da_segment = [len(children_program_outputs)]
+            for child in children_program_outputs:
+                da_segment += list(child[HEADER_LEN:])
         if self.kzg_da:
             transition = DevnetStateTransition(
                 initial_root=first[0],
@@ -191,6 +203,44 @@ class DevnetAggregatorRunner:
             da_segment=da_segment,
             fact=gps_fact(DEVNET_AGGREGATOR_PROGRAM_HASH, output),
         )
+
+    async def compressed_state_diff(self, start_block: int, end_block: int) -> list[int]:
+        """The squashed, compressed state diff of blocks ``start_block..=end_block``, read over ``rpc``."""
+        rpc = self.rpc
+        if rpc is None:
+            raise JobError("the devnet aggregator has no sequencer RPC to read state updates from", retryable=False)
+        if end_block < start_block:
+            raise JobError(f"aggregation over an empty block range {start_block}..{end_block}", retryable=False)
+        blocks = range(start_block, end_block + 1)
+        calls = [RpcCall("starknet_getStateUpdate", {"block_id": block_id(b)}) for b in blocks]
+        calls += [RpcCall("starknet_getBlockWithTxHashes", {"block_id": block_id(b)}) for b in blocks]
+        try:
+            results = await rpc.batch(calls)
+            updates: list[StateUpdate] = []
+            versions: set[str] = set()
+            for i, block in enumerate(blocks):
+                update, header = results[i], results[len(blocks) + i]
+                for what, result in (("state update", update), ("block", header)):
+                    if isinstance(result, RpcError):
+                        raise JobError(f"reading the {what} of block {block} for aggregation failed: {result}")
+                updates.append(parse_state_update(update, f"state update of block {block}"))
+                versions.add(str(header.get("starknet_version", "")) if isinstance(header, dict) else "")
+            if len(versions) != 1:
+                raise JobError(
+                    f"blocks {start_block}..{end_block} have different Starknet versions {sorted(versions)}; "
+                    "an aggregator batch has one version",
+                    retryable=False,
+                )
+            squashed = await squash_state_updates(
+                updates, pre_range_block=start_block - 1 if start_block > 0 else None, rpc=rpc
+            )
+            return await compress_state_update(
+                squashed, starknet_version=versions.pop(), reference_block=end_block, rpc=rpc
+            )
+        except JobError:
+            raise
+        except OrchestratorError as exc:
+            raise JobError(f"building the DA segment of blocks {start_block}..{end_block} failed: {exc}") from exc
 
 
 class DevnetProver:

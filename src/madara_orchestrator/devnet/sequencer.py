@@ -1,9 +1,13 @@
 """A devnet sequencer: produces Starknet blocks with realistic state diffs and serves them over JSON-RPC.
 
 It stands in for Madara (which cannot run here) and speaks the real wire protocol, so the orchestrator
-reads it with the same client it uses against Madara. Blocks carry token transfers (fee-token balance
-storage writes and nonce bumps), account deployments and class declarations. Roots and hashes are
-keccak-derived felts, not Patricia-tree roots: the orchestrator never recomputes them.
+reads it with the same client it uses against Madara. Each block has ``tx_per_block`` transactions:
+token transfers (balance writes, a fee to the sequencer, nonce bumps) that also call an app contract
+writing fresh storage slots with random values (mints, new positions), plus now and then an account
+deployment or a class declaration. So the state diff keeps growing across blocks, as on a busy chain.
+Like the Starknet OS from 0.13.4, every block gives an alias (contract 0x2) to each new address and
+storage key ≥ 0x80 it touches. Blocks carry bouncer weights, served as Madara's feeder gateway does.
+Roots and hashes are keccak-derived felts, not Patricia-tree roots: the orchestrator never recomputes them.
 """
 
 from __future__ import annotations
@@ -22,12 +26,30 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from madara_orchestrator.domain.batches import BouncerWeights
+
 FELT_PRIME = 2**251 + 17 * 2**192 + 1
 STRK_TOKEN = 0x04718F5A0FC34CC1AF16A1CDEE98FFB20C31F5CD61D6AB07201858F4287C938D
 ETH_TOKEN = 0x049D36570D4E46F48E99674BD3FCC84644DDD6B96F7C741B1562B82F9E004DC7
 ACCOUNT_CLASS = 0x05B4B537EAA2399E3AA99C4E2E0208EBD6C71BC1467938CD52C798C601E43564
 STARKNET_VERSION = "0.14.0"
 CHAIN_ID = "MADARA_DEVNET"
+
+ALIAS_CONTRACT = 0x2
+"""The OS's alias contract (Starknet ≥ 0.13.4): storage key → alias, the next free alias at key 0."""
+ALIAS_COUNTER_KEY = 0
+FIRST_ALIAS = 0x80
+MIN_VALUE_FOR_ALIAS = 0x80
+"""Addresses and keys below this are never aliased (SPEC §5.7)."""
+
+DEFAULT_TX_PER_BLOCK = 100
+"""With the default limits (6 blobs), an aggregator batch fills by compressed size after ~60 blocks."""
+N_APPS = 3
+APP_SLOTS_PER_CALL = (1, 2)
+DEPLOY_CHANCE = 0.15
+DECLARE_CHANCE = 0.1
+NEW_HOLDER_CHANCE = 0.3
+"""How often a transfer goes to an address that never held tokens (a new balance slot)."""
 
 
 def felt_hash(*parts: int | str | bytes) -> int:
@@ -46,6 +68,15 @@ def balance_key(owner: int) -> int:
     return felt_hash("ERC20_balances", owner) % 2**250
 
 
+SEQUENCER_ADDRESS = felt_hash("devnet sequencer") % 2**250
+"""Where transaction fees go (the blocks' ``sequencer_address``)."""
+APP_CLASS = felt_hash("devnet app class")
+APP_CONTRACTS = tuple(felt_hash("devnet app", i) % 2**250 for i in range(N_APPS))
+APP_COUNTER_KEY = felt_hash("app_next_id") % 2**250
+ERC20_CLASS = felt_hash("erc20 class")
+PUBLIC_KEY_KEY = felt_hash("Account_public_key") % 2**250
+
+
 @dataclass(slots=True)
 class Block:
     number: int
@@ -56,6 +87,7 @@ class Block:
     timestamp: int
     tx_hashes: list[int]
     state_diff: dict[str, Any]
+    weights: BouncerWeights = field(default_factory=BouncerWeights)
 
 
 @dataclass(slots=True)
@@ -74,16 +106,71 @@ class History:
         return self.values[i - 1] if i else None
 
 
+@dataclass(slots=True)
+class _BlockContent:
+    """What one block writes, and what its transactions cost (for its bouncer weights)."""
+
+    storage: dict[int, dict[int, int]] = field(default_factory=dict)
+    nonces: dict[int, int] = field(default_factory=dict)
+    deployed: dict[int, int] = field(default_factory=dict)
+    declared: dict[int, int] = field(default_factory=dict)
+    n_txs: int = 0
+    n_events: int = 0
+    sierra_gas: int = 0
+    proving_gas: int = 0
+    receipt_l2_gas: int = 0
+
+    def write(self, address: int, key: int, value: int) -> None:
+        self.storage.setdefault(address, {})[key] = value
+
+    def weights(self) -> BouncerWeights:
+        """Blockifier's weights of the block; ``state_diff_size`` counts the transactions' writes
+        (storage, nonces, deployments, declarations), not the OS's alias writes."""
+        state_diff_size = (
+            sum(len(entries) for entries in self.storage.values())
+            + len(self.nonces)
+            + len(self.deployed)
+            + len(self.declared)
+        )
+        return BouncerWeights(
+            n_txs=self.n_txs,
+            n_events=self.n_events,
+            state_diff_size=state_diff_size,
+            sierra_gas=self.sierra_gas,
+            proving_gas=self.proving_gas,
+            receipt_l2_gas=self.receipt_l2_gas,
+        )
+
+
 class DevnetChain:
-    def __init__(self, *, seed: int = 7, accounts: int = 8, timestamp: int = 1_700_000_000) -> None:
+    """A deterministic chain (by ``seed``): ``produce_block`` appends a block of ``tx_per_block`` transactions."""
+
+    def __init__(
+        self,
+        *,
+        seed: int = 7,
+        accounts: int = 8,
+        timestamp: int = 1_700_000_000,
+        tx_per_block: int = DEFAULT_TX_PER_BLOCK,
+    ) -> None:
+        if tx_per_block < 0:
+            raise ValueError(f"tx_per_block must be 0 or more, got {tx_per_block}")
+        self.tx_per_block = tx_per_block
         self._rng = random.Random(seed)
         self.blocks: list[Block] = []
         self.storage: dict[tuple[int, int], History] = {}
         self.nonces: dict[int, History] = {}
         self.class_hashes: dict[int, History] = {}
+        self.aliases: dict[int, int] = {}
+        """Every alias assigned so far (key or address → alias), as contract 0x2 holds them."""
+        self._next_alias: int | None = None
         self._timestamp = timestamp
         self._accounts = [felt_hash("account", i) % 2**250 for i in range(accounts)]
+        self._holders: list[int] = list(self._accounts)
+        """Everyone who ever received tokens (accounts first); transfers go to one of them or a newcomer."""
         self._balances: dict[int, int] = {}
+        self._nonces: dict[int, int] = {}
+        self._app_next_id: dict[int, int] = {}
         self._genesis()
 
     @property
@@ -91,67 +178,147 @@ class DevnetChain:
         return len(self.blocks) - 1
 
     def _genesis(self) -> None:
-        storage = {STRK_TOKEN: {}, ETH_TOKEN: {}}  # type: dict[int, dict[int, int]]
+        content = _BlockContent()
         for account in self._accounts:
             self._balances[account] = 10**24
-            storage[STRK_TOKEN][balance_key(account)] = 10**24
-        deployed = {STRK_TOKEN: felt_hash("erc20 class"), ETH_TOKEN: felt_hash("erc20 class")}
-        deployed.update({a: ACCOUNT_CLASS for a in self._accounts})
-        declared = {ACCOUNT_CLASS: felt_hash("compiled", ACCOUNT_CLASS), felt_hash("erc20 class"): felt_hash("c20")}
-        self._append(storage, {}, deployed, declared, tx_count=len(self._accounts) + 2)
+            content.write(STRK_TOKEN, balance_key(account), 10**24)
+            content.write(account, PUBLIC_KEY_KEY, felt_hash("pk", account))
+            content.deployed[account] = ACCOUNT_CLASS
+        content.deployed.update({STRK_TOKEN: ERC20_CLASS, ETH_TOKEN: ERC20_CLASS})
+        content.deployed.update({app: APP_CLASS for app in APP_CONTRACTS})
+        content.declared.update(
+            {
+                ACCOUNT_CLASS: felt_hash("compiled", ACCOUNT_CLASS),
+                ERC20_CLASS: felt_hash("c20"),
+                APP_CLASS: felt_hash("compiled", APP_CLASS),
+            }
+        )
+        for _ in content.deployed:
+            self._charge(content, events=1)
+        self._append(content)
 
     def produce_block(self) -> Block:
         rng = self._rng
-        storage: dict[int, dict[int, int]] = {}
-        nonces: dict[int, int] = {}
-        deployed: dict[int, int] = {}
-        declared: dict[int, int] = {}
-        n_tx = rng.randint(1, 6)
-        for _ in range(n_tx):
-            funded = [a for a in self._accounts if self._balances.get(a, 0) > 0]
-            sender = rng.choice(funded)
-            receiver = rng.choice([a for a in self._accounts if a != sender])
-            amount = rng.randint(1, min(10**18, self._balances[sender]))
-            self._balances[sender] -= amount
-            self._balances[receiver] = self._balances.get(receiver, 0) + amount
-            token = storage.setdefault(STRK_TOKEN, {})
-            token[balance_key(sender)] = self._balances[sender]
-            token[balance_key(receiver)] = self._balances[receiver]
-            current = nonces.get(sender)
-            if current is None:
-                history = self.nonces.get(sender)
-                current = (history.at(self.head) if history else None) or 0
-            nonces[sender] = current + 1
         number = len(self.blocks)
-        if rng.random() < 0.15:
-            account = felt_hash("account", number, rng.random().hex()) % 2**250
-            deployed[account] = ACCOUNT_CLASS
-            storage.setdefault(account, {})[felt_hash("Account_public_key") % 2**250] = felt_hash("pk", account)
-            self._accounts.append(account)
-            self._balances[account] = 0
-        if rng.random() < 0.1:
-            class_hash = felt_hash("class", number)
-            declared[class_hash] = felt_hash("compiled", class_hash)
-        return self._append(storage, nonces, deployed, declared, tx_count=n_tx)
+        content = _BlockContent()
+        n_invokes = self.tx_per_block
+        if n_invokes > 0 and rng.random() < DEPLOY_CHANCE:
+            n_invokes -= 1
+            self._deploy_account(content, number)
+        if n_invokes > 0 and rng.random() < DECLARE_CHANCE:
+            n_invokes -= 1
+            self._declare(content, number)
+        for index in range(n_invokes):
+            self._invoke(content, number, index)
+        return self._append(content)
 
-    def _append(
-        self,
-        storage: dict[int, dict[int, int]],
-        nonces: dict[int, int],
-        deployed: dict[int, int],
-        declared: dict[int, int],
-        *,
-        tx_count: int,
-    ) -> Block:
+    # -- transactions -------------------------------------------------------------------------------
+
+    def _charge(self, content: _BlockContent, *, events: int) -> None:
+        """Count one transaction with realistic gas: 1M–5M sierra gas, the proof's and receipt's on top."""
+        sierra = self._rng.randint(1_000_000, 5_000_000)
+        content.n_txs += 1
+        content.n_events += events
+        content.sierra_gas += sierra
+        content.proving_gas += sierra + 1_500_000
+        content.receipt_l2_gas += sierra + self._rng.randint(100_000, 600_000)
+
+    def _bump_nonce(self, content: _BlockContent, account: int) -> None:
+        self._nonces[account] = self._nonces.get(account, 0) + 1
+        content.nonces[account] = self._nonces[account]
+
+    def _pay(self, content: _BlockContent, sender: int, receiver: int, amount: int) -> None:
+        self._balances[sender] -= amount
+        self._balances[receiver] = self._balances.get(receiver, 0) + amount
+        content.write(STRK_TOKEN, balance_key(sender), self._balances[sender])
+        content.write(STRK_TOKEN, balance_key(receiver), self._balances[receiver])
+
+    def _pay_fee(self, content: _BlockContent, sender: int) -> None:
+        self._pay(content, sender, SEQUENCER_ADDRESS, min(self._rng.randint(10**12, 10**15), self._balances[sender]))
+
+    def _sender(self) -> int:
+        funded = [a for a in self._accounts if self._balances.get(a, 0) > 10**16]
+        return self._rng.choice(funded or self._accounts)
+
+    def _invoke(self, content: _BlockContent, number: int, index: int) -> None:
+        """A multicall: a token transfer, then an app call that writes 1–2 fresh slots and its counter."""
+        rng = self._rng
+        sender = self._sender()
+        if rng.random() < NEW_HOLDER_CHANCE or len(self._holders) < 2:
+            receiver = felt_hash("holder", number, index) % 2**250
+            self._holders.append(receiver)
+        else:
+            receiver = rng.choice(self._holders)
+            while receiver == sender:
+                receiver = rng.choice(self._holders)
+        balance = self._balances.get(sender, 0)
+        if balance > 0:
+            self._pay(content, sender, receiver, rng.randint(1, min(10**18, balance)))
+        if self._balances.get(sender, 0) > 0:
+            self._pay_fee(content, sender)
+        app = rng.choice(APP_CONTRACTS)
+        n_slots = rng.randint(*APP_SLOTS_PER_CALL)
+        for slot in range(n_slots):
+            content.write(app, felt_hash("slot", app, number, index, slot) % 2**251, rng.getrandbits(251))
+        self._app_next_id[app] = self._app_next_id.get(app, 0) + n_slots
+        content.write(app, APP_COUNTER_KEY, self._app_next_id[app])
+        self._bump_nonce(content, sender)
+        self._charge(content, events=2 + n_slots)
+
+    def _deploy_account(self, content: _BlockContent, number: int) -> None:
+        account = felt_hash("account", number, self._rng.random().hex()) % 2**250
+        content.deployed[account] = ACCOUNT_CLASS
+        content.write(account, PUBLIC_KEY_KEY, felt_hash("pk", account))
+        self._accounts.append(account)
+        self._holders.append(account)
+        self._balances[account] = 0
+        self._bump_nonce(content, account)
+        self._charge(content, events=1)
+
+    def _declare(self, content: _BlockContent, number: int) -> None:
+        class_hash = felt_hash("class", number)
+        content.declared[class_hash] = felt_hash("compiled", class_hash)
+        sender = self._sender()
+        if self._balances.get(sender, 0) > 0:
+            self._pay_fee(content, sender)
+        self._bump_nonce(content, sender)
+        self._charge(content, events=1)
+
+    # -- block assembly -------------------------------------------------------------------------------
+
+    def _allocate_aliases(self, content: _BlockContent) -> dict[int, int]:
+        """The OS's writes to contract 0x2 for this block: an alias for each address, then each storage
+        key (of contracts ≥ 0x80), that is ≥ 0x80 and has none yet, in ascending order; and the counter
+        when it moved (or was never set)."""
+        addresses = sorted({*content.storage, *content.nonces, *content.deployed})
+        keys = sorted({k for a, entries in content.storage.items() if a >= MIN_VALUE_FOR_ALIAS for k in entries})
+        writes: dict[int, int] = {}
+        next_alias = self._next_alias if self._next_alias is not None else FIRST_ALIAS
+        for key in (*addresses, *keys):
+            if key >= MIN_VALUE_FOR_ALIAS and key not in self.aliases:
+                self.aliases[key] = next_alias
+                writes[key] = next_alias
+                next_alias += 1
+        if writes or self._next_alias is None:
+            writes[ALIAS_COUNTER_KEY] = next_alias
+            self._next_alias = next_alias
+        return writes
+
+    def _append(self, content: _BlockContent) -> Block:
         number = len(self.blocks)
         parent = self.blocks[-1] if self.blocks else None
         old_root = parent.new_root if parent else 0
+        weights = content.weights()
+        storage = dict(content.storage)
+        alias_writes = self._allocate_aliases(content)
+        if alias_writes:
+            storage[ALIAS_CONTRACT] = alias_writes
         for address, entries in storage.items():
             for key, value in entries.items():
                 self.storage.setdefault((address, key), History()).set(number, value)
-        for address, nonce in nonces.items():
+        for address, nonce in content.nonces.items():
             self.nonces.setdefault(address, History()).set(number, nonce)
-        for address, class_hash in deployed.items():
+        for address, class_hash in content.deployed.items():
             self.class_hashes.setdefault(address, History()).set(number, class_hash)
         state_diff = {
             "storage_diffs": [
@@ -163,11 +330,13 @@ class DevnetChain:
             ],
             "deprecated_declared_classes": [],
             "declared_classes": [
-                {"class_hash": hex(c), "compiled_class_hash": hex(cc)} for c, cc in sorted(declared.items())
+                {"class_hash": hex(c), "compiled_class_hash": hex(cc)} for c, cc in sorted(content.declared.items())
             ],
-            "deployed_contracts": [{"address": hex(a), "class_hash": hex(c)} for a, c in sorted(deployed.items())],
+            "deployed_contracts": [
+                {"address": hex(a), "class_hash": hex(c)} for a, c in sorted(content.deployed.items())
+            ],
             "replaced_classes": [],
-            "nonces": [{"contract_address": hex(a), "nonce": hex(n)} for a, n in sorted(nonces.items())],
+            "nonces": [{"contract_address": hex(a), "nonce": hex(n)} for a, n in sorted(content.nonces.items())],
         }
         new_root = felt_hash(old_root, json.dumps(state_diff, sort_keys=True))
         parent_hash = parent.block_hash if parent else 0
@@ -178,8 +347,9 @@ class DevnetChain:
             old_root=old_root,
             new_root=new_root,
             timestamp=self._timestamp + number,
-            tx_hashes=[felt_hash("tx", number, i) for i in range(tx_count)],
+            tx_hashes=[felt_hash("tx", number, i) for i in range(content.n_txs)],
             state_diff=state_diff,
+            weights=weights,
         )
         self.blocks.append(block)
         return block
@@ -195,14 +365,29 @@ class RpcFailure(Exception):
 BLOCK_NOT_FOUND = RpcFailure(24, "Block not found")
 
 
-class DevnetSequencer:
-    """The chain plus its JSON-RPC endpoint and a block producer task."""
+def _gateway_error(code: str, message: str) -> Response:
+    return JSONResponse({"code": code, "message": message}, status_code=400)
 
-    def __init__(self, chain: DevnetChain | None = None, *, block_time_s: float = 1.0) -> None:
-        self.chain = chain or DevnetChain()
+
+class DevnetSequencer:
+    """The chain plus its JSON-RPC endpoint (``POST /``), the feeder gateway's bouncer weights
+    (``GET /feeder_gateway/get_block_bouncer_weights``) and a block producer task."""
+
+    def __init__(
+        self, chain: DevnetChain | None = None, *, block_time_s: float = 1.0, tx_per_block: int | None = None
+    ) -> None:
+        """``tx_per_block`` sizes a new chain (default ``DEFAULT_TX_PER_BLOCK``); not with ``chain``."""
+        if chain is not None and tx_per_block is not None:
+            raise ValueError("give tx_per_block to the DevnetChain, not with a chain")
+        self.chain = chain or DevnetChain(tx_per_block=DEFAULT_TX_PER_BLOCK if tx_per_block is None else tx_per_block)
         self.block_time_s = block_time_s
         self._producer: asyncio.Task[None] | None = None
-        self.app = Starlette(routes=[Route("/", self._endpoint, methods=["POST"])])
+        self.app = Starlette(
+            routes=[
+                Route("/", self._endpoint, methods=["POST"]),
+                Route("/feeder_gateway/get_block_bouncer_weights", self._bouncer_weights, methods=["GET"]),
+            ]
+        )
         self.requests = 0
 
     def start_producing(self, *, max_blocks: int | None = None) -> None:
@@ -227,6 +412,20 @@ class DevnetSequencer:
         if isinstance(payload, list):
             return JSONResponse([self._dispatch(item) for item in payload])
         return JSONResponse(self._dispatch(payload))
+
+    async def _bouncer_weights(self, request: Request) -> Response:
+        """As Madara's feeder gateway: HTTP 400 with a ``StarknetErrorCode`` for a bad or unknown block."""
+        raw = request.query_params.get("blockNumber")
+        if raw is None:
+            return _gateway_error("StarknetErrorCode.MALFORMED_REQUEST", "Field blockNumber is required.")
+        if not raw.isascii() or not raw.isdigit():
+            return _gateway_error("StarknetErrorCode.MALFORMED_REQUEST", f"invalid digit found in string: {raw!r}")
+        number = int(raw)
+        if number > self.chain.head:
+            return _gateway_error(
+                "StarknetErrorCode.BLOCK_NOT_FOUND", f"Pre-confirmed block with number {number} was not found."
+            )
+        return JSONResponse(self.chain.blocks[number].weights.to_json())
 
     def _dispatch(self, request: Any) -> dict[str, Any]:
         self.requests += 1
@@ -287,7 +486,7 @@ class DevnetSequencer:
                 "block_number": block.number,
                 "new_root": hex(block.new_root),
                 "timestamp": block.timestamp,
-                "sequencer_address": "0x1",
+                "sequencer_address": hex(SEQUENCER_ADDRESS),
                 "l1_da_mode": "BLOB",
                 "starknet_version": STARKNET_VERSION,
                 "transactions": [hex(t) for t in block.tx_hashes],

@@ -6,6 +6,8 @@ two changes (README, "Where this differs"):
 
 - an open batch whose age passed closes even when no new block arrives (``expired``); the original
   only looks at the age when a next block is evaluated;
+- a batch that has its maximum number of blocks closes at once (``*_batch_full``), not when the next
+  block comes;
 - a block too big for any batch on its own (aggregator input bound or blob size) gets a batch of its
   own, closed at once, and an alert (``Decision.oversized``), where the original stalls on it forever.
 
@@ -145,6 +147,17 @@ def expired(created_at: float, now: float, limits: BatchLimits) -> bool:
     return int(abs(now - created_at)) >= limits.max_batch_time_s
 
 
+def snos_batch_full(batch: SnosBatch, limits: BatchLimits) -> bool:
+    """No further block can join: the batch has its (fixed or maximum) number of blocks. Such a batch is
+    closed at once instead of when a next block comes (the original waits for the next block)."""
+    size = limits.fixed_blocks_per_snos_batch or limits.max_blocks_per_snos_batch
+    return batch.num_blocks >= size
+
+
+def aggregator_batch_full(batch: AggregatorBatch, limits: BatchLimits) -> bool:
+    return batch.num_blocks >= limits.max_batch_size
+
+
 def block_weights(reported: BouncerWeights, limits: BatchLimits) -> BouncerWeights:
     """An empty block reports zero proving gas; every block costs some (``--default-empty-block-proving-gas``)."""
     if reported.proving_gas == 0:
@@ -181,13 +194,23 @@ def decide_snos(
         return new(Reason.NO_OPEN_BATCH, Action.START)
     if block.number != open_batch.end_block + 1:
         return new(Reason.GAP, detail=f"block {block.number} after {open_batch.end_block}")
+    if open_batch.is_closed:
+        return new(Reason.BATCH_CLOSED, Action.START)
+    # A SNOS batch never spans two aggregator batches, not even in fixed-size mode (which in the
+    # original overrides every rule, so a fixed batch could straddle aggregator batches and stall both).
+    crosses = open_batch.aggregator_batch_index is not None and (
+        block.aggregator_batch_index != open_batch.aggregator_batch_index
+    )
     fixed = limits.fixed_blocks_per_snos_batch
     if fixed is not None:
+        if crosses:
+            return new(
+                Reason.AGGREGATOR_BATCH,
+                detail=f"{block.aggregator_batch_index} != {open_batch.aggregator_batch_index}",
+            )
         if open_batch.num_blocks >= fixed:
             return new(Reason.FIXED_SIZE_REACHED, detail=f"{open_batch.num_blocks} of {fixed} blocks")
         return Decision(action=Action.ADD, reason=Reason.FIXED_SIZE_NOT_REACHED, weights=BouncerWeights())
-    if open_batch.is_closed:
-        return new(Reason.BATCH_CLOSED, Action.START)
     if open_batch.orchestrator_version != orchestrator_version:
         return new(Reason.ORCHESTRATOR_VERSION, detail=f"{open_batch.orchestrator_version} != {orchestrator_version}")
     if block.starknet_version != open_batch.starknet_version:
@@ -196,9 +219,7 @@ def decide_snos(
         return new(Reason.MAX_BLOCKS, detail=f"{open_batch.num_blocks} of {limits.max_blocks_per_snos_batch}")
     if expired(open_batch.created_at, now, limits):
         return new(Reason.MAX_AGE, detail=f"{limits.max_batch_time_s:g} s")
-    if open_batch.aggregator_batch_index is not None and (
-        block.aggregator_batch_index != open_batch.aggregator_batch_index
-    ):
+    if crosses:
         return new(
             Reason.AGGREGATOR_BATCH,
             detail=f"{block.aggregator_batch_index} != {open_batch.aggregator_batch_index}",

@@ -50,5 +50,30 @@ class Metrics:
             "orchestrator_last_settled_block", "Last block the settlement layer reports", registry=r
         )
 
+        self.batches_created = Counter("orchestrator_batches_created_total", "Batches opened", ["kind"], registry=r)
+        self.batches_closed = Counter(
+            "orchestrator_batches_closed_total",
+            "Batches closed, by the rule that closed them",
+            ["kind", "reason"],
+            registry=r,
+        )
+        self.batch_blocks = Histogram(
+            "orchestrator_batch_blocks",
+            "Blocks per closed batch",
+            ["kind"],
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
+            registry=r,
+        )
+        self.batch_blob_len = Histogram(
+            "orchestrator_batch_blob_felts",
+            "Compressed state-diff felts per closed aggregator batch",
+            buckets=(256, 1024, 4096, 8192, 12288, 16384, 20480, 24576, 49152),
+            registry=r,
+        )
+        self.latest_batch = Gauge("orchestrator_latest_batch_index", "Latest batch stored", ["kind"], registry=r)
+        self.batching_duration = Histogram(
+            "orchestrator_batching_duration_seconds", "Time of one batching run", buckets=LATENCY_BUCKETS, registry=r
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
+from madara_orchestrator.domain.batching import BatchLimits
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.domain.jobs import DEFAULT_POLICIES, JobPolicy, JobType
 from madara_orchestrator.domain.queues import (
@@ -27,6 +28,7 @@ from madara_orchestrator.domain.queues import (
     QueueType,
     parse_job_message,
 )
+from madara_orchestrator.engine.batching import Batcher, BatchingConfig
 from madara_orchestrator.engine.consumers import QueueConsumer
 from madara_orchestrator.engine.metrics import Metrics
 from madara_orchestrator.engine.service import ACK, Decision, JobService, RetryPolicy, SystemClock
@@ -36,6 +38,7 @@ from madara_orchestrator.interfaces import (
     AlertSink,
     Clock,
     Database,
+    FeederGateway,
     LockService,
     ObjectStore,
     ProverClient,
@@ -50,8 +53,13 @@ from madara_orchestrator.jobs.base import JobHandler
 from madara_orchestrator.jobs.proving import ProvingJobHandler
 from madara_orchestrator.jobs.snos import SnosJobHandler
 from madara_orchestrator.jobs.state_update import StateUpdateJobHandler
+from madara_orchestrator.starknet.rpc_cache import CachingBatchRpc
+from madara_orchestrator.starknet.squash import BatchRpc
 
 log = logging.getLogger("madara_orchestrator.runtime")
+
+DEFAULT_MAX_BATCH_TIME_S = 600.0
+"""Used only when a RuntimeConfig is built without batching settings (tests, benches)."""
 
 DEFAULT_PROCESSING_CONCURRENCY: dict[JobType, int] = {
     JobType.SNOS_RUN: 5,
@@ -68,6 +76,9 @@ class RuntimeConfig:
     processing_concurrency: Mapping[JobType, int] = field(default_factory=dict)
     verification_concurrency: int = 10
     triggers: TriggerConfig = field(default_factory=TriggerConfig)
+    batching: BatchingConfig = field(
+        default_factory=lambda: BatchingConfig(limits=BatchLimits(max_batch_time_s=DEFAULT_MAX_BATCH_TIME_S))
+    )
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     trigger_interval_s: float = 60.0
     chain_poll_interval_s: float = 2.0
@@ -149,6 +160,10 @@ class Adapters:
     alerts: AlertSink
     locks: LockService
     sequencer: SequencerRpc
+    feeder: FeederGateway
+    """Madara's feeder gateway (bouncer weights for batching)."""
+    batch_rpc: BatchRpc
+    """Batched JSON-RPC reads at past blocks (squashing, stateful compression)."""
     snos: SnosRunner
     prover: ProverClient
     settlement: SettlementClient
@@ -184,14 +199,28 @@ class Runtime:
             owner=owner,
             max_priority_queue_size=config.max_priority_queue_size,
         )
+        self.batcher = Batcher(
+            config=config.batching,
+            db=adapters.db,
+            objects=adapters.objects,
+            sequencer=adapters.sequencer,
+            feeder=adapters.feeder,
+            rpc=CachingBatchRpc(adapters.batch_rpc),
+            locks=adapters.locks,
+            clock=self.clock,
+            alerts=adapters.alerts,
+            metrics=self.metrics,
+            prover=adapters.prover if config.batching.create_buckets else None,
+            owner=self.service.owner,
+        )
         self.triggers = Triggers(
             config=config.triggers,
             service=self.service,
             db=adapters.db,
             sequencer=adapters.sequencer,
-            locks=adapters.locks,
             clock=self.clock,
             metrics=self.metrics,
+            batcher=self.batcher,
             owner=self.service.owner,
         )
         self.consumers = self._consumers()

@@ -14,6 +14,7 @@ during a run marks it dirty and it runs again right after.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import itertools
 import logging
@@ -21,14 +22,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from madara_orchestrator import ORCHESTRATOR_VERSION
-from madara_orchestrator.domain.batches import (
-    AggregatorBatch,
-    AggregatorBatchStatus,
-    SnosBatch,
-    SnosBatchStatus,
-)
+from madara_orchestrator.domain.batches import AggregatorBatchStatus, SnosBatchStatus
+from madara_orchestrator.domain.errors import InvalidTransition
 from madara_orchestrator.domain.jobs import (
+    AggregatorMetadata,
+    DaMetadata,
     Job,
     JobStatus,
     JobType,
@@ -38,10 +36,12 @@ from madara_orchestrator.domain.jobs import (
     StateUpdateMetadata,
 )
 from madara_orchestrator.domain.queues import Layer
+from madara_orchestrator.engine.batching import Batcher
 from madara_orchestrator.engine.metrics import Metrics
 from madara_orchestrator.engine.service import JobService
-from madara_orchestrator.interfaces import Clock, Database, LockService, SequencerRpc
+from madara_orchestrator.interfaces import Clock, Database, SequencerRpc
 from madara_orchestrator.jobs.aggregator import aggregator_metadata
+from madara_orchestrator.jobs.batch_status import move_aggregator_batch, move_snos_batch
 from madara_orchestrator.jobs.snos import snos_metadata
 
 log = logging.getLogger("madara_orchestrator.triggers")
@@ -69,7 +69,6 @@ class TriggerName(enum.StrEnum):
 LAYER_TRIGGERS: dict[Layer, tuple[TriggerName, ...]] = {
     Layer.L2: (
         TriggerName.AGGREGATOR_BATCHING,
-        TriggerName.SNOS_BATCHING,
         TriggerName.SNOS,
         TriggerName.PROVING,
         TriggerName.AGGREGATOR,
@@ -106,12 +105,8 @@ SUCCESSORS: dict[Layer, dict[JobType, tuple[TriggerName, ...]]] = {
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TriggerConfig:
     layer: Layer = Layer.L2
-    min_block_to_process: int = 0
-    max_block_to_process: int | None = None
-    max_batch_processing_size: int = 10
     snos_job_buffer_size: int = 50
     aggregator_job_buffer_size: int = 5
-    batching_lock_duration_s: float = 3600.0
     store_audit_artifacts: bool = False
     snos_full_output: bool = False
     halt_on_failure: bool = False
@@ -125,22 +120,23 @@ class Triggers:
         service: JobService,
         db: Database,
         sequencer: SequencerRpc,
-        locks: LockService,
         clock: Clock,
         metrics: Metrics,
+        batcher: Batcher,
         owner: str | None = None,
     ) -> None:
         self.config = config
+        self.batcher = batcher
+        self._expiry_handle: asyncio.TimerHandle | None = None
         self.service = service
         self.db = db
         self.sequencer = sequencer
-        self.locks = locks
         self.clock = clock
         self.metrics = metrics
         self.owner = owner or f"triggers-{uuid.uuid4().hex[:12]}"
         self._impl: dict[TriggerName, Callable[[], Awaitable[bool]]] = {
-            TriggerName.AGGREGATOR_BATCHING: self.aggregator_batching,
-            TriggerName.SNOS_BATCHING: self.snos_batching,
+            TriggerName.AGGREGATOR_BATCHING: self.batching,
+            TriggerName.SNOS_BATCHING: self.batching,
             TriggerName.SNOS: self.snos,
             TriggerName.PROVING: self.proving,
             TriggerName.AGGREGATOR: self.aggregator,
@@ -148,8 +144,8 @@ class Triggers:
         }
         # What a trigger that made progress kicks next.
         self._next: dict[TriggerName, tuple[TriggerName, ...]] = {
-            TriggerName.AGGREGATOR_BATCHING: (TriggerName.SNOS_BATCHING,),
-            TriggerName.SNOS_BATCHING: (TriggerName.SNOS,),
+            TriggerName.AGGREGATOR_BATCHING: (TriggerName.SNOS, TriggerName.AGGREGATOR),
+            TriggerName.SNOS_BATCHING: (TriggerName.SNOS, TriggerName.AGGREGATOR),
         }
         self._running: set[TriggerName] = set()
         self._dirty: set[TriggerName] = set()
@@ -216,6 +212,8 @@ class Triggers:
     async def stop(self) -> None:
         """No more runs; cancel those in progress (each is idempotent, the next start redoes it)."""
         self._stopped = True
+        if self._expiry_handle is not None:
+            self._expiry_handle.cancel()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -232,100 +230,27 @@ class Triggers:
             self._handoff(parent)
         return job
 
-    # -- batching (one block per SNOS batch and per aggregator batch; real batching comes later) ------
+    # -- batching (engine/batching.py) ------------------------------------------------------------
 
-    async def _block_range(self, after: int | None) -> range:
-        first = max(self.config.min_block_to_process, 0 if after is None else after + 1)
-        last = await self.sequencer.block_number()
-        if self.config.max_block_to_process is not None:
-            last = min(last, self.config.max_block_to_process)
-        last = min(last, first + self.config.max_batch_processing_size - 1)
-        return range(first, last + 1)
-
-    async def _starknet_version(self, block_number: int) -> str | None:
-        """The block's Starknet version, or None while it is not final (pre-confirmed)."""
-        block = await self.sequencer.get_block_with_tx_hashes(block_number)
-        if not block.get("block_hash") or block.get("status") in ("PENDING", "PRE_CONFIRMED"):
-            return None
-        return str(block.get("starknet_version", ""))
-
-    async def aggregator_batching(self) -> bool:
-        key = "AggregatorBatchingWorker"
-        if not await self.locks.acquire(key, self.owner, self.config.batching_lock_duration_s):
-            return False
+    async def batching(self) -> bool:
+        """On L2 one pass builds aggregator batches and the SNOS batches inside them, so both trigger
+        names run it; on L3 it builds SNOS batches."""
         try:
-            latest = await self.db.latest_aggregator_batch()
-            index = latest.index + 1 if latest else 1
-            created = 0
-            for block in await self._block_range(latest.end_block if latest else None):
-                version = await self._starknet_version(block)
-                if version is None:
-                    break
-                now = self.clock.now()
-                await self.db.save_aggregator_batch(
-                    AggregatorBatch(
-                        index=index,
-                        start_block=block,
-                        end_block=block,
-                        status=AggregatorBatchStatus.CLOSED,
-                        created_at=now,
-                        updated_at=now,
-                        starknet_version=version,
-                        orchestrator_version=ORCHESTRATOR_VERSION,
-                        squashed_state_updates_path=f"state_update/batch/{index}.json",
-                        blob_path=f"blob/batch/{index}",
-                    )
-                )
-                index += 1
-                created += 1
-            return created > 0
+            return await self.batcher.run()
         finally:
-            await self.locks.release(key, self.owner)
+            self._schedule_expiry()
 
-    async def snos_batching(self) -> bool:
-        key = "SnosBatchingWorker"
-        if not await self.locks.acquire(key, self.owner, self.config.batching_lock_duration_s):
-            return False
-        try:
-            latest = await self.db.latest_snos_batch()
-            index = latest.index + 1 if latest else 1
-            created = 0
-            sources: list[tuple[int, int, int | None, str]] = []
-            if self.config.layer == Layer.L2:
-                pending = await self._aggregator_batches_after(latest.end_block if latest else None)
-                sources = [(b.start_block, b.end_block, b.index, b.starknet_version) for b in pending]
-            else:
-                for block in await self._block_range(latest.end_block if latest else None):
-                    version = await self._starknet_version(block)
-                    if version is None:
-                        break
-                    sources.append((block, block, None, version))
-            for start, end, aggregator_index, version in sources:
-                now = self.clock.now()
-                await self.db.save_snos_batch(
-                    SnosBatch(
-                        index=index,
-                        start_block=start,
-                        end_block=end,
-                        status=SnosBatchStatus.CLOSED,
-                        created_at=now,
-                        updated_at=now,
-                        starknet_version=version,
-                        orchestrator_version=ORCHESTRATOR_VERSION,
-                        aggregator_batch_index=aggregator_index,
-                    )
-                )
-                index += 1
-                created += 1
-            return created > 0
-        finally:
-            await self.locks.release(key, self.owner)
-
-    async def _aggregator_batches_after(self, end_block: int | None) -> list[AggregatorBatch]:
-        after = None if end_block is None else await self.db.aggregator_batch_for_block(end_block)
-        first_index = after.index + 1 if after else 1
-        limit = self.config.max_batch_processing_size * 10
-        return await self.db.list_aggregator_batches(indexes=list(range(first_index, first_index + limit)))
+    def _schedule_expiry(self) -> None:
+        """Run batching again when the open batch reaches its maximum age, even if no block comes."""
+        if self._expiry_handle is not None:
+            self._expiry_handle.cancel()
+            self._expiry_handle = None
+        deadline = self.batcher.next_expiry
+        if deadline is None or self._stopped:
+            return
+        delay = max(0.0, deadline - self.clock.now()) + 0.05
+        name = self.enabled[0] if self.enabled else TriggerName.SNOS_BATCHING
+        self._expiry_handle = asyncio.get_running_loop().call_later(delay, self.kick, name)
 
     # -- job creation ------------------------------------------------------------------------------
 
@@ -359,6 +284,8 @@ class Triggers:
             )
             if await self._create(JobType.SNOS_RUN, batch.index, meta):
                 created += 1
+            # The original never records this (SPEC §4.5 quirk); the job exists, so the batch moves on.
+            await move_snos_batch(self.db, batch.index, SnosBatchStatus.SNOS_JOB_CREATED, now=self.clock.now())
         return created > 0
 
     async def proving(self) -> bool:
@@ -426,9 +353,11 @@ class Triggers:
             )
             if await self._create(JobType.AGGREGATOR, batch.index, meta, latest_proof):
                 created += 1
-            await self.db.set_aggregator_batch_status(
-                batch.index, AggregatorBatchStatus.PENDING_AGGREGATOR_RUN, now=self.clock.now()
-            )
+            # The job may already have moved the batch on (a fast consumer); then there is nothing to do.
+            with contextlib.suppress(InvalidTransition):
+                await move_aggregator_batch(
+                    self.db, batch.index, AggregatorBatchStatus.PENDING_AGGREGATOR_RUN, now=self.clock.now()
+                )
         return created > 0
 
     async def update_state(self) -> bool:
@@ -444,22 +373,29 @@ class Triggers:
         parent = await self.db.get_job_by_internal_id(parent_type, next_id)
         if parent is None or parent.status != JobStatus.COMPLETED:
             return False
-        if self.config.layer == Layer.L2:
-            agg = parent.metadata.specific
+        context = SettlementContext(type="Batch", to_settle=next_id)
+        specific = parent.metadata.specific
+        if isinstance(specific, AggregatorMetadata):
             meta = StateUpdateMetadata(
-                context=SettlementContext(type="Batch", to_settle=next_id),
-                snos_output_path=getattr(agg, "snos_output_path", None),
-                program_output_path=getattr(agg, "program_output_path", None),
-                blob_data_path=getattr(agg, "blob_data_path", None),
-                da_segment_path=getattr(agg, "da_segment_path", None),
+                context=context,
+                snos_output_path=specific.snos_output_path,
+                program_output_path=specific.program_output_path,
+                blob_data_path=specific.blob_data_path,
+                da_segment_path=specific.da_segment_path,
             )
-        else:
+        elif isinstance(specific, DaMetadata):
             snos_job = await self.db.get_job_by_internal_id(JobType.SNOS_RUN, next_id)
             snos = snos_job.metadata.specific if snos_job else None
+            if not isinstance(snos, SnosMetadata):
+                log.error("StateTransition %d: its SnosRun job is missing; cannot settle yet", next_id)
+                return False
             meta = StateUpdateMetadata(
-                context=SettlementContext(type="Batch", to_settle=next_id),
-                snos_output_path=getattr(snos, "snos_output_path", None),
-                program_output_path=getattr(snos, "program_output_path", None),
-                blob_data_path=getattr(parent.metadata.specific, "blob_data_path", None),
+                context=context,
+                snos_output_path=snos.snos_output_path,
+                program_output_path=snos.program_output_path,
+                blob_data_path=specific.blob_data_path,
             )
+        else:
+            log.error("%s has no settlement paths in its metadata", parent.describe())
+            return False
         return await self._create(JobType.STATE_TRANSITION, next_id, meta, parent) is not None

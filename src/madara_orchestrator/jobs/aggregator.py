@@ -16,6 +16,7 @@ from madara_orchestrator.domain.proving import RunAggregation, RunAggregationWit
 from madara_orchestrator.interfaces import AggregatorRunner, Clock, Database, ObjectStore, ProverClient
 from madara_orchestrator.jobs.artifacts import decode_program_output, encode_felts_json, encode_program_output
 from madara_orchestrator.jobs.base import Processed, Verified
+from madara_orchestrator.jobs.batch_status import move_aggregator_batch
 from madara_orchestrator.starknet.facts import aggregator_fact_info
 from madara_orchestrator.starknet.pie import read_pie
 
@@ -62,7 +63,7 @@ class AggregatorJobHandler:
             if not meta.bucket_id:
                 raise JobError(f"aggregator batch {meta.batch_num} has no prover bucket", retryable=False)
             external_id = await self.prover.submit_task(RunAggregation(bucket_id=meta.bucket_id))
-            await self._set_batch(meta.batch_num, AggregatorBatchStatus.PENDING_AGGREGATOR_VERIFICATION)
+            await self._mark_submitted(meta.batch_num)
             return Processed(external_id=external_id)
 
         children = await self.db.list_snos_batches(aggregator_index=meta.batch_num)
@@ -89,7 +90,7 @@ class AggregatorJobHandler:
                 cairo_pie_zip=result.cairo_pie_zip, children_cairo_job_keys=keys, fact_hash=result.fact
             )
         )
-        await self._set_batch(meta.batch_num, AggregatorBatchStatus.PENDING_AGGREGATOR_VERIFICATION)
+        await self._mark_submitted(meta.batch_num)
         return Processed(
             external_id=external_id,
             specific=dataclasses.replace(meta, ensure_on_chain_registration=result.fact),
@@ -130,4 +131,12 @@ class AggregatorJobHandler:
         return Verified.verified()
 
     async def _set_batch(self, index: int, status: AggregatorBatchStatus) -> None:
-        await self.db.set_aggregator_batch_status(index, status, now=self.clock.now())
+        await move_aggregator_batch(self.db, index, status, now=self.clock.now())
+
+    async def _mark_submitted(self, index: int) -> None:
+        """The trigger marks the batch PendingAggregatorRun after it creates the job, so the job can get
+        here first: its existence is what that status records, so take the batch through it."""
+        batch = await self.db.get_aggregator_batch(index)
+        if batch is not None and batch.status == AggregatorBatchStatus.CLOSED:
+            await self._set_batch(index, AggregatorBatchStatus.PENDING_AGGREGATOR_RUN)
+        await self._set_batch(index, AggregatorBatchStatus.PENDING_AGGREGATOR_VERIFICATION)

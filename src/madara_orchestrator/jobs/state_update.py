@@ -15,6 +15,7 @@ from madara_orchestrator.domain.jobs import Job, JobType, StateUpdateMetadata
 from madara_orchestrator.interfaces import AlertSink, Clock, Database, ObjectStore, SettlementClient, SettlementResult
 from madara_orchestrator.jobs.artifacts import decode_felts_json, decode_program_output
 from madara_orchestrator.jobs.base import Processed, Verified
+from madara_orchestrator.jobs.batch_status import move_aggregator_batch
 from madara_orchestrator.starknet.blob import felts_to_blobs
 
 ZERO_HASH = "0x" + "0" * 64
@@ -124,7 +125,7 @@ class StateUpdateJobHandler:
         if last is None:
             raise JobError("Last settled block unavailable after state update")
         if last >= expected:
-            await self.db.set_aggregator_batch_status(to_settle, AggregatorBatchStatus.COMPLETED, now=self.clock.now())
+            await move_aggregator_batch(self.db, to_settle, AggregatorBatchStatus.COMPLETED, now=self.clock.now())
             return Verified.verified()
         previous_end = await self._end_block(to_settle - 1) if to_settle > 1 else None
         if (previous_end is not None and last == previous_end) or (to_settle == 1 and last < expected):

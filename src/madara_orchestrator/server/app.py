@@ -26,6 +26,8 @@ from madara_orchestrator.domain.batches import (
     AggregatorBatchStatus,
     SnosBatch,
     SnosBatchStatus,
+    transition_aggregator_batch,
+    transition_snos_batch,
 )
 from madara_orchestrator.domain.errors import (
     BackendUnavailable,
@@ -34,6 +36,7 @@ from madara_orchestrator.domain.errors import (
     NotFound,
     OrchestratorError,
     QueueFull,
+    StaleVersion,
 )
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType
 from madara_orchestrator.engine.runtime import Runtime
@@ -128,10 +131,11 @@ def snos_batch_details(batch: SnosBatch) -> dict[str, Any]:
         "created_at": _seconds(batch.created_at),
         "updated_at": _seconds(batch.updated_at),
         "metrics": {
-            "state_diff_size": weights.get("state_diff_size", 0),
-            "sierra_gas": weights.get("sierra_gas", 0),
-            "proving_gas": weights.get("proving_gas", 0),
+            "state_diff_size": weights.state_diff_size,
+            "sierra_gas": weights.sierra_gas,
+            "proving_gas": weights.proving_gas,
         },
+        "builtin_weights": weights.to_json(),
     }
 
 
@@ -145,6 +149,7 @@ def aggregator_batch_details(batch: AggregatorBatch) -> dict[str, Any]:
         "created_at": _seconds(batch.created_at),
         "updated_at": _seconds(batch.updated_at),
         "blob_len": batch.blob_len,
+        "builtin_weights": batch.builtin_weights.to_json(),
     }
 
 
@@ -441,16 +446,43 @@ def create_app(runtime: Runtime, *, admin_enabled: bool = False, admin_token: st
 
     @admin_route
     async def admin_close_open(request: Request) -> Response:
+        """Close every Open batch through the transition table. A batch written meanwhile (batching grew
+        it) keeps its status and is reported as skipped: calling again closes it."""
         now = runtime.clock.now()
-        aggregators = await db.list_aggregator_batches(statuses=[AggregatorBatchStatus.OPEN])
-        snos = await db.list_snos_batches(statuses=[SnosBatchStatus.OPEN])
-        for a in aggregators:
-            await db.set_aggregator_batch_status(a.index, AggregatorBatchStatus.CLOSED, now=now)
-        for s in snos:
-            await db.set_snos_batch_status(s.index, SnosBatchStatus.CLOSED, now=now)
+        closed_aggregators: list[int] = []
+        skipped_aggregators: list[int] = []
+        for a in await db.list_aggregator_batches(statuses=[AggregatorBatchStatus.OPEN]):
+            try:
+                await db.update_aggregator_batch(
+                    transition_aggregator_batch(a, AggregatorBatchStatus.CLOSED, now=now), now=now
+                )
+                closed_aggregators.append(a.index)
+            except StaleVersion as exc:
+                log.warning("close-open skipped: %s", exc)
+                skipped_aggregators.append(a.index)
+        closed_snos: list[int] = []
+        skipped_snos: list[int] = []
+        for s in await db.list_snos_batches(statuses=[SnosBatchStatus.OPEN]):
+            try:
+                await db.update_snos_batch(transition_snos_batch(s, SnosBatchStatus.CLOSED, now=now), now=now)
+                closed_snos.append(s.index)
+            except StaleVersion as exc:
+                log.warning("close-open skipped: %s", exc)
+                skipped_snos.append(s.index)
+        message = f"Closed {len(closed_aggregators)} aggregator batch(es) and {len(closed_snos)} SNOS batch(es)"
+        if skipped_aggregators or skipped_snos:
+            message += (
+                f". Skipped {len(skipped_aggregators)} aggregator batch(es) and {len(skipped_snos)} SNOS batch(es)"
+                " changed meanwhile; call again to close them"
+            )
         return envelope(
-            data={"snos_batches_closed": len(snos), "aggregator_batches_closed": len(aggregators)},
-            message=f"Closed {len(aggregators)} aggregator batch(es) and {len(snos)} SNOS batch(es)",
+            data={
+                "snos_batches_closed": len(closed_snos),
+                "aggregator_batches_closed": len(closed_aggregators),
+                "skipped_snos_batches": skipped_snos,
+                "skipped_aggregator_batches": skipped_aggregators,
+            },
+            message=message,
         )
 
     async def atlantic_webhook(request: Request) -> Response:

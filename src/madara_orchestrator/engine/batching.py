@@ -1,0 +1,721 @@
+"""Batching (SPEC §4.3, §4.4, §5): blocks into SNOS batches and aggregator batches.
+
+One pass, block by block, under one named lease:
+
+- per block it reads the Starknet version, the state update and the bouncer weights (feeder gateway),
+  asks the policy (``domain/batching.py``) and adds the block to the open batch or closes it and
+  starts a new one;
+- on L2 the aggregator batch is decided first and the SNOS batch follows it in the same pass, so a SNOS
+  batch never straddles two aggregator batches and ``max_snos_batches_per_aggregator_batch`` is exact;
+- the open aggregator batch's state update is squashed incrementally (SPEC §5.5) and compressed
+  (§5.6–5.10) to know its blob length; reads at the pre-range block are cached (``CachingBatchRpc``).
+
+Durability: a batch's files (``state_update/batch/<i>.json``, ``blob/batch/<i>/<n>.txt``, n from 1) are
+written before its record, and every record write is version-guarded. The squashed state of the open
+batch is kept in memory only while the stored record is the one this process wrote (same index and
+version); otherwise — after a restart, a crash between the file and record writes, or another
+instance's write — it is rebuilt from the chain and its files are written again. So a crash at any
+point leaves at worst an open batch whose files are ahead of its record, and the next run repairs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+from madara_orchestrator import ORCHESTRATOR_VERSION
+from madara_orchestrator.domain.batches import (
+    AggregatorBatch,
+    AggregatorBatchStatus,
+    BouncerWeights,
+    SnosBatch,
+    SnosBatchStatus,
+    aggregator_batch_paths,
+    transition_aggregator_batch,
+    transition_snos_batch,
+)
+from madara_orchestrator.domain.batching import (
+    Action,
+    AggregatorBlock,
+    BatchLimits,
+    Decision,
+    Reason,
+    SnosBlock,
+    StateDiffSize,
+    aggregator_batch_full,
+    blob_len_fits_alone,
+    block_weights,
+    decide_aggregator,
+    decide_snos,
+    expired,
+    snos_batch_full,
+)
+from madara_orchestrator.domain.errors import InvalidInput
+from madara_orchestrator.domain.proving import CreateBucket
+from madara_orchestrator.engine.metrics import Metrics
+from madara_orchestrator.interfaces import (
+    AlertSink,
+    Clock,
+    Database,
+    FeederGateway,
+    LockService,
+    ObjectStore,
+    ProverClient,
+    SequencerRpc,
+)
+from madara_orchestrator.starknet.blob import felts_to_blobs
+from madara_orchestrator.starknet.compression import compress_state_update
+from madara_orchestrator.starknet.da import parse_starknet_version
+from madara_orchestrator.starknet.squash import BatchRpc, squash_state_updates
+from madara_orchestrator.starknet.state_update import StateUpdate, parse_state_update, state_update_to_json
+
+log = logging.getLogger("madara_orchestrator.batching")
+
+AGGREGATOR_LOCK = "AggregatorBatchingWorker"
+SNOS_LOCK = "SnosBatchingWorker"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchingConfig:
+    limits: BatchLimits
+    aggregator_batches: bool = True
+    """L2: build aggregator batches and SNOS batches inside them; L3: SNOS batches only."""
+    min_block_to_process: int = 0
+    max_block_to_process: int | None = None
+    max_batch_processing_size: int = 10
+    """Blocks looked at per run."""
+    lock_duration_s: float = 60.0
+    """The batching lease; renewed every third of it while a run lasts."""
+    create_buckets: bool = False
+    """Atlantic: every new aggregator batch opens a prover bucket (``CreateBucket``)."""
+    orchestrator_version: str = ORCHESTRATOR_VERSION
+    fetch_concurrency: int = 8
+
+
+def state_diff_size(update: StateUpdate) -> StateDiffSize:
+    diff = update.state_diff
+    contracts = {s.address for s in diff.storage_diffs}
+    contracts.update(n.contract_address for n in diff.nonces)
+    contracts.update(d.address for d in diff.deployed_contracts)
+    contracts.update(r.contract_address for r in diff.replaced_classes)
+    return StateDiffSize(
+        modified_contracts=len(contracts),
+        storage_updates=sum(len(s.storage_entries) for s in diff.storage_diffs),
+        declared_classes=len(diff.declared_classes)
+        + len(diff.deprecated_declared_classes)
+        + len(diff.migrated_compiled_classes or ()),
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BlockFacts:
+    number: int
+    starknet_version: str
+    weights: BouncerWeights
+    """As the feeder gateway reported them."""
+    update: StateUpdate | None
+    """L2 only (aggregator batches need the state diff)."""
+
+
+@dataclass(slots=True)
+class _OpenAggregator:
+    batch: AggregatorBatch
+    squashed: StateUpdate
+    compressed: list[int]
+    stored: bool
+    """Whether a record with ``batch.version`` exists (else the batch is inserted when saved)."""
+    dirty: bool
+
+
+@dataclass(slots=True)
+class _OpenSnos:
+    batch: SnosBatch
+    stored: bool
+    dirty: bool
+
+
+@dataclass(slots=True)
+class _State:
+    agg: _OpenAggregator | None
+    next_agg_index: int
+    first_agg_block: int
+    snos: _OpenSnos | None
+    next_snos_index: int
+    first_snos_block: int
+    snos_children: int
+    """SNOS batches in the open aggregator batch so far."""
+    progressed: bool = False
+
+
+@dataclass(slots=True)
+class _Cached:
+    index: int
+    version: int
+    squashed: StateUpdate
+    compressed: list[int]
+
+
+@dataclass(slots=True)
+class BatchingStats:
+    """What batching did in this process (for logs, the devnet display and tests)."""
+
+    runs: int = 0
+    blocks: int = 0
+    rebuilds: int = 0
+    closed: dict[str, int] = field(default_factory=dict)
+
+
+class Batcher:
+    def __init__(
+        self,
+        *,
+        config: BatchingConfig,
+        db: Database,
+        objects: ObjectStore,
+        sequencer: SequencerRpc,
+        feeder: FeederGateway,
+        rpc: BatchRpc,
+        locks: LockService,
+        clock: Clock,
+        alerts: AlertSink,
+        metrics: Metrics,
+        prover: ProverClient | None = None,
+        owner: str | None = None,
+    ) -> None:
+        problems = config.limits.problems()
+        if problems:
+            raise InvalidInput("batching limits: " + "; ".join(problems))
+        if config.create_buckets and prover is None:
+            raise InvalidInput("batching with prover buckets needs a prover client")
+        self.config = config
+        self.limits = config.limits
+        self.db = db
+        self.objects = objects
+        self.sequencer = sequencer
+        self.feeder = feeder
+        self.rpc = rpc
+        self.locks = locks
+        self.clock = clock
+        self.alerts = alerts
+        self.metrics = metrics
+        self.prover = prover
+        self.owner = owner or f"batching-{uuid.uuid4().hex[:12]}"
+        self.lock_key = AGGREGATOR_LOCK if config.aggregator_batches else SNOS_LOCK
+        self.stats = BatchingStats()
+        self.next_expiry: float | None = None
+        """When the open batch will have reached its maximum age (a run then closes it)."""
+        self._cached: _Cached | None = None
+
+    # -- the lease ---------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _lease(self) -> AsyncIterator[bool]:
+        """Hold the batching lease for the run, renewing it; if it is lost the run is cancelled."""
+        if not await self.locks.acquire(self.lock_key, self.owner, self.config.lock_duration_s):
+            yield False
+            return
+        current = asyncio.current_task()
+        lost = False
+
+        async def heartbeat() -> None:
+            nonlocal lost
+            while True:
+                await asyncio.sleep(self.config.lock_duration_s / 3)
+                if not await self.locks.acquire(self.lock_key, self.owner, self.config.lock_duration_s):
+                    lost = True
+                    log.error("batching lease %s was lost; cancelling this run", self.lock_key)
+                    if current is not None:
+                        current.cancel()
+                    return
+
+        beat = asyncio.create_task(heartbeat(), name="batching-lease")
+        try:
+            yield True
+        except asyncio.CancelledError:
+            if lost:
+                self._cached = None
+                if current is not None:
+                    current.uncancel()
+                raise RuntimeError(f"batching lease {self.lock_key} lost during a run") from None
+            raise
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+            with contextlib.suppress(Exception):
+                await self.locks.release(self.lock_key, self.owner)
+
+    # -- entry points ------------------------------------------------------------------------------
+
+    async def run(self) -> bool:
+        """One batching run; True when a batch was created, grown or closed."""
+        async with self._lease() as held:
+            if not held:
+                return False
+            started = self.clock.now()
+            try:
+                return await self._run()
+            except BaseException:
+                self._cached = None
+                raise
+            finally:
+                self.stats.runs += 1
+                self.metrics.batching_duration.observe(max(0.0, self.clock.now() - started))
+
+    async def close_open_batches(self) -> tuple[int, int]:
+        """Close every open batch now (admin, the devnet at its end); returns (aggregator, SNOS) closed."""
+        async with self._lease() as held:
+            if not held:
+                raise InvalidInput(f"batching is running elsewhere ({self.lock_key} is held); try again")
+            try:
+                state = await self._load()
+                closed = (int(state.agg is not None), int(state.snos is not None))
+                if state.agg is not None:
+                    await self._close_aggregator(state, Reason.BATCH_CLOSED, "closed on request")
+                if state.snos is not None:
+                    await self._close_snos(state, Reason.BATCH_CLOSED)
+                self.next_expiry = None
+                return closed
+            except BaseException:
+                self._cached = None
+                raise
+
+    # -- a run -------------------------------------------------------------------------------------
+
+    async def _run(self) -> bool:
+        state = await self._load()
+        await self._close_orphaned_snos(state)
+        first = min(state.first_agg_block, state.first_snos_block) if self.config.aggregator_batches else None
+        first = state.first_snos_block if first is None else first
+        head = await self.sequencer.block_number()
+        last = head if self.config.max_block_to_process is None else min(head, self.config.max_block_to_process)
+        last = min(last, first + self.config.max_batch_processing_size - 1)
+        try:
+            async for facts in self._fetch(range(first, last + 1)):
+                await self._include(state, facts)
+                self.stats.blocks += 1
+            await self._close_expired(state)
+        finally:
+            await self._save(state)
+        self._set_next_expiry(state)
+        return state.progressed
+
+    async def _close_orphaned_snos(self, state: _State) -> None:
+        """An open SNOS batch that already reaches the end of its closed aggregator batch (a crash came
+        between the two closes) is closed now, so the Aggregator job need not wait for a next block."""
+        open_snos = state.snos
+        if not self.config.aggregator_batches or open_snos is None:
+            return
+        index = open_snos.batch.aggregator_batch_index
+        if index is None or (state.agg is not None and state.agg.batch.index == index):
+            return
+        parent = await self.db.get_aggregator_batch(index)
+        if parent is not None and parent.is_closed and open_snos.batch.end_block >= parent.end_block:
+            await self._close_snos(state, Reason.AGGREGATOR_BATCH)
+
+    def _set_next_expiry(self, state: _State) -> None:
+        created = [s.batch.created_at for s in (state.agg, state.snos) if s is not None]
+        self.next_expiry = min(created) + self.limits.max_batch_time_s if created else None
+
+    async def _close_expired(self, state: _State) -> None:
+        """An open batch past its age closes now, not only when a next block comes (SPEC §5.3 is lazy)."""
+        now = self.clock.now()
+        if state.agg is not None and expired(state.agg.batch.created_at, now, self.limits):
+            await self._close_aggregator(state, Reason.MAX_AGE, "no new block before the maximum age")
+        if state.snos is not None and expired(state.snos.batch.created_at, now, self.limits):
+            await self._close_snos(state, Reason.MAX_AGE)
+
+    # -- loading -----------------------------------------------------------------------------------
+
+    async def _load(self) -> _State:
+        min_block = self.config.min_block_to_process
+        latest_snos = await self.db.latest_snos_batch()
+        snos: _OpenSnos | None = None
+        if latest_snos is not None and latest_snos.status == SnosBatchStatus.OPEN:
+            snos = _OpenSnos(batch=latest_snos, stored=True, dirty=False)
+        state = _State(
+            agg=None,
+            next_agg_index=1,
+            first_agg_block=min_block,
+            snos=snos,
+            next_snos_index=latest_snos.index + 1 if latest_snos else 1,
+            first_snos_block=max(min_block, latest_snos.end_block + 1) if latest_snos else min_block,
+            snos_children=0,
+        )
+        if not self.config.aggregator_batches:
+            return state
+        latest = await self.db.latest_aggregator_batch()
+        if latest is not None:
+            state.next_agg_index = latest.index + 1
+            state.first_agg_block = max(min_block, latest.end_block + 1)
+            if latest.status == AggregatorBatchStatus.OPEN:
+                state.agg = await self._open_aggregator(latest)
+                state.snos_children = await self.db.count_snos_batches(aggregator_index=latest.index)
+        return state
+
+    async def _open_aggregator(self, batch: AggregatorBatch) -> _OpenAggregator:
+        cached = self._cached
+        if cached is not None and cached.index == batch.index and cached.version == batch.version:
+            return _OpenAggregator(
+                batch=batch, squashed=cached.squashed, compressed=cached.compressed, stored=True, dirty=False
+            )
+        # Not what this process last wrote: rebuild from the chain and write the files again.
+        blocks = range(batch.start_block, batch.end_block + 1)
+        updates = [f.update async for f in self._fetch(blocks, need_weights=False) if f.update is not None]
+        if len(updates) != len(blocks):
+            raise InvalidInput(
+                f"open aggregator batch {batch.index} covers blocks {batch.start_block}-{batch.end_block}, "
+                f"but the sequencer serves only {len(updates)} of them"
+            )
+        squashed = await squash_state_updates(updates, pre_range_block=_pre_range(batch.start_block), rpc=self.rpc)
+        compressed = await compress_state_update(
+            squashed, starknet_version=batch.starknet_version, reference_block=batch.end_block, rpc=self.rpc
+        )
+        self.stats.rebuilds += 1
+        log.info(
+            "rebuilt open aggregator batch %d (blocks %d-%d) from the chain: %d felts",
+            batch.index,
+            batch.start_block,
+            batch.end_block,
+            len(compressed),
+        )
+        rebuilt = dataclasses.replace(batch, blob_len=len(compressed))
+        return _OpenAggregator(batch=rebuilt, squashed=squashed, compressed=compressed, stored=True, dirty=True)
+
+    # -- fetching ----------------------------------------------------------------------------------
+
+    async def _fetch(self, blocks: range, *, need_weights: bool = True) -> AsyncIterator[BlockFacts]:
+        """The facts of each block in order, fetched a few blocks ahead; stops at a block not final yet."""
+        step = max(1, self.config.fetch_concurrency)
+        for offset in range(0, len(blocks), step):
+            chunk = blocks[offset : offset + step]
+            results = await asyncio.gather(*(self._facts(b, need_weights) for b in chunk))
+            for facts in results:
+                if facts is None:
+                    return
+                yield facts
+
+    async def _facts(self, number: int, need_weights: bool) -> BlockFacts | None:
+        header = await self.sequencer.get_block_with_tx_hashes(number)
+        if not isinstance(header, dict):
+            raise InvalidInput(f"block {number}: the sequencer answered {type(header).__name__}, not a block")
+        if not header.get("block_hash") or str(header.get("status", "")).upper() in ("PENDING", "PRE_CONFIRMED"):
+            return None
+        version = str(header.get("starknet_version", ""))
+        parse_starknet_version(version)
+        update: StateUpdate | None = None
+        if self.config.aggregator_batches:
+            update = parse_state_update(
+                await self.sequencer.get_state_update(number), f"state update of block {number}"
+            )
+        weights = await self.feeder.get_block_bouncer_weights(number) if need_weights else BouncerWeights()
+        return BlockFacts(number=number, starknet_version=version, weights=weights, update=update)
+
+    # -- including a block -------------------------------------------------------------------------
+
+    async def _include(self, state: _State, facts: BlockFacts) -> None:
+        weights = block_weights(facts.weights, self.limits)
+        close_after: Decision | None = None
+        if self.config.aggregator_batches and facts.number >= state.first_agg_block:
+            close_after = await self._include_aggregator(state, facts, weights)
+        if facts.number >= state.first_snos_block:
+            await self._include_snos(state, facts, weights)
+        if close_after is not None:
+            await self._close_aggregator(state, close_after.reason, close_after.detail, oversized=True)
+        # A batch with its maximum number of blocks can take no more: close it now, not at the next block.
+        if state.agg is not None and aggregator_batch_full(state.agg.batch, self.limits):
+            await self._close_aggregator(state, Reason.MAX_BLOCKS, "full")
+        if state.snos is not None and snos_batch_full(state.snos.batch, self.limits):
+            await self._close_snos(
+                state, Reason.FIXED_SIZE_REACHED if self.limits.fixed_blocks_per_snos_batch else Reason.MAX_BLOCKS
+            )
+
+    async def _include_aggregator(self, state: _State, facts: BlockFacts, weights: BouncerWeights) -> Decision | None:
+        """Returns the decision when the block's new batch must close right after it (oversized)."""
+        update = facts.update
+        assert update is not None
+        now = self.clock.now()
+        block = AggregatorBlock(
+            number=facts.number,
+            starknet_version=facts.starknet_version,
+            weights=weights,
+            size=state_diff_size(update),
+        )
+        open_agg = state.agg
+        trial = decide_snos(
+            state.snos.batch if state.snos else None,
+            SnosBlock(
+                number=facts.number,
+                starknet_version=facts.starknet_version,
+                weights=weights,
+                aggregator_batch_index=open_agg.batch.index if open_agg else None,
+            ),
+            self.limits,
+            now=now,
+            orchestrator_version=self.config.orchestrator_version,
+        )
+        ask = functools.partial(
+            decide_aggregator,
+            open_agg.batch if open_agg else None,
+            block,
+            self.limits,
+            now=now,
+            orchestrator_version=self.config.orchestrator_version,
+            snos_batches=state.snos_children,
+            starts_snos_batch=trial.action != Action.ADD,
+        )
+        decision = ask()
+        candidate: StateUpdate | None = None
+        compressed: list[int] = []
+        if decision.action == Action.NEEDS_BLOB_LEN:
+            assert open_agg is not None
+            candidate = await squash_state_updates(
+                [open_agg.squashed, update], pre_range_block=_pre_range(open_agg.batch.start_block), rpc=self.rpc
+            )
+            compressed = await compress_state_update(
+                candidate,
+                starknet_version=facts.starknet_version,
+                reference_block=max(facts.number - 1, 0),
+                rpc=self.rpc,
+            )
+            decision = ask(blob_len_with_block=len(compressed))
+        if decision.action == Action.ADD:
+            assert open_agg is not None and candidate is not None
+            open_agg.batch = dataclasses.replace(
+                open_agg.batch,
+                end_block=facts.number,
+                blob_len=len(compressed),
+                aggregator_input_size_upper_bound=decision.input_size_bound,
+                builtin_weights=decision.weights,
+            )
+            open_agg.squashed, open_agg.compressed, open_agg.dirty = candidate, compressed, True
+            state.progressed = True
+            return None
+        if decision.action == Action.CLOSE_AND_START and open_agg is not None:
+            await self._close_aggregator(state, decision.reason, decision.detail)
+        return await self._start_aggregator(state, facts, decision, now)
+
+    async def _start_aggregator(
+        self, state: _State, facts: BlockFacts, decision: Decision, now: float
+    ) -> Decision | None:
+        assert facts.update is not None
+        squashed = await squash_state_updates([facts.update], pre_range_block=_pre_range(facts.number), rpc=self.rpc)
+        compressed = await compress_state_update(
+            squashed, starknet_version=facts.starknet_version, reference_block=max(facts.number - 1, 0), rpc=self.rpc
+        )
+        oversized = decision.oversized
+        detail = decision.detail
+        if not blob_len_fits_alone(len(compressed), self.limits):
+            oversized = True
+            detail = (detail + "; " if detail else "") + (
+                f"block {facts.number} alone compresses to {len(compressed)} felts > {self.limits.max_blob_size}"
+            )
+        bucket_id: str | None = None
+        if self.config.create_buckets:
+            assert self.prover is not None
+            bucket_id = await self.prover.submit_task(CreateBucket())
+        index = state.next_agg_index
+        state.next_agg_index += 1
+        state_update_path, blob_path = aggregator_batch_paths(index)
+        batch = AggregatorBatch(
+            index=index,
+            start_block=facts.number,
+            end_block=facts.number,
+            status=AggregatorBatchStatus.OPEN,
+            created_at=now,
+            updated_at=now,
+            starknet_version=facts.starknet_version,
+            orchestrator_version=self.config.orchestrator_version,
+            bucket_id=bucket_id,
+            squashed_state_updates_path=state_update_path,
+            blob_path=blob_path,
+            blob_len=len(compressed),
+            aggregator_input_size_upper_bound=decision.input_size_bound,
+            builtin_weights=decision.weights,
+        )
+        state.agg = _OpenAggregator(batch=batch, squashed=squashed, compressed=compressed, stored=False, dirty=True)
+        state.snos_children = 0
+        state.progressed = True
+        self.metrics.batches_created.labels("aggregator").inc()
+        log.info(
+            "aggregator batch %d opened at block %d%s",
+            index,
+            facts.number,
+            f" with prover bucket {bucket_id}" if bucket_id else "",
+        )
+        if oversized:
+            await self.alerts.send(
+                f"Block {facts.number} is too big for a batch",
+                f"Block {facts.number} is over a batching limit on its own ({detail}). It is given aggregator "
+                f"batch {index} alone, closed at once, so later blocks are not held up; its proof or "
+                "settlement may fail and need an operator.",
+            )
+            return dataclasses.replace(decision, detail=detail, oversized=True)
+        return None
+
+    async def _include_snos(self, state: _State, facts: BlockFacts, weights: BouncerWeights) -> None:
+        now = self.clock.now()
+        aggregator_index: int | None = None
+        if self.config.aggregator_batches:
+            if state.agg is not None and state.agg.batch.start_block <= facts.number <= state.agg.batch.end_block:
+                aggregator_index = state.agg.batch.index
+            else:
+                found = await self.db.aggregator_batch_for_block(facts.number)
+                if found is None:
+                    raise InvalidInput(f"block {facts.number} has no aggregator batch; SNOS batching cannot place it")
+                aggregator_index = found.index
+        block = SnosBlock(
+            number=facts.number,
+            starknet_version=facts.starknet_version,
+            weights=weights,
+            aggregator_batch_index=aggregator_index,
+        )
+        open_snos = state.snos
+        decision = decide_snos(
+            open_snos.batch if open_snos else None,
+            block,
+            self.limits,
+            now=now,
+            orchestrator_version=self.config.orchestrator_version,
+        )
+        state.progressed = True
+        if decision.action == Action.ADD:
+            assert open_snos is not None
+            open_snos.batch = dataclasses.replace(
+                open_snos.batch, end_block=facts.number, builtin_weights=decision.weights
+            )
+            open_snos.dirty = True
+            return
+        if decision.action == Action.CLOSE_AND_START and open_snos is not None:
+            await self._close_snos(state, decision.reason)
+        batch = SnosBatch(
+            index=state.next_snos_index,
+            start_block=facts.number,
+            end_block=facts.number,
+            status=SnosBatchStatus.OPEN,
+            created_at=now,
+            updated_at=now,
+            starknet_version=facts.starknet_version,
+            orchestrator_version=self.config.orchestrator_version,
+            aggregator_batch_index=aggregator_index,
+            builtin_weights=decision.weights,
+        )
+        state.next_snos_index += 1
+        state.snos = _OpenSnos(batch=batch, stored=False, dirty=True)
+        if state.agg is not None and aggregator_index == state.agg.batch.index:
+            state.snos_children += 1
+        self.metrics.batches_created.labels("snos").inc()
+
+    # -- closing and saving ------------------------------------------------------------------------
+
+    async def _close_aggregator(self, state: _State, reason: Reason, detail: str, *, oversized: bool = False) -> None:
+        """Close the open aggregator batch (and its open SNOS batch, which cannot outlive it)."""
+        open_agg = state.agg
+        assert open_agg is not None
+        now = self.clock.now()
+        open_agg.batch = transition_aggregator_batch(open_agg.batch, AggregatorBatchStatus.CLOSED, now=now)
+        open_agg.dirty = True
+        await self._save_aggregator(open_agg)
+        state.agg = None
+        state.progressed = True
+        batch = open_agg.batch
+        self._record_close("aggregator", reason, batch.num_blocks)
+        self.metrics.batch_blob_len.observe(batch.blob_len)
+        log.info(
+            "aggregator batch %d closed: blocks %d-%d (%d), %d felts in %d blob(s); %s%s",
+            batch.index,
+            batch.start_block,
+            batch.end_block,
+            batch.num_blocks,
+            batch.blob_len,
+            -(-batch.blob_len // 4096),
+            reason,
+            f" ({detail})" if detail else "",
+        )
+        if state.snos is not None and state.snos.batch.aggregator_batch_index == batch.index:
+            await self._close_snos(state, Reason.AGGREGATOR_BATCH)
+
+    async def _close_snos(self, state: _State, reason: Reason) -> None:
+        open_snos = state.snos
+        assert open_snos is not None
+        open_snos.batch = transition_snos_batch(open_snos.batch, SnosBatchStatus.CLOSED, now=self.clock.now())
+        open_snos.dirty = True
+        await self._save_snos(open_snos)
+        state.snos = None
+        state.progressed = True
+        batch = open_snos.batch
+        self._record_close("snos", reason, batch.num_blocks)
+        log.info(
+            "SNOS batch %d closed: blocks %d-%d (%d) of aggregator batch %s; %s",
+            batch.index,
+            batch.start_block,
+            batch.end_block,
+            batch.num_blocks,
+            batch.aggregator_batch_index,
+            reason,
+        )
+
+    def _record_close(self, kind: str, reason: Reason, blocks: int) -> None:
+        key = f"{kind}:{reason.name.lower()}"
+        self.stats.closed[key] = self.stats.closed.get(key, 0) + 1
+        self.metrics.batches_closed.labels(kind, reason.name.lower()).inc()
+        self.metrics.batch_blocks.labels(kind).observe(blocks)
+
+    async def _save(self, state: _State) -> None:
+        """Persist what is open (aggregator first: a SNOS batch never points at a batch not stored)."""
+        if state.agg is not None and state.agg.dirty:
+            await self._save_aggregator(state.agg)
+        if state.snos is not None and state.snos.dirty:
+            await self._save_snos(state.snos)
+
+    async def _save_aggregator(self, open_agg: _OpenAggregator) -> None:
+        """Files first, then the record (version-guarded)."""
+        batch = open_agg.batch
+        if open_agg.dirty:
+            await self._write_files(batch, open_agg.squashed, open_agg.compressed)
+            if open_agg.stored:
+                batch = await self.db.update_aggregator_batch(batch, now=self.clock.now())
+            else:
+                batch = await self.db.insert_aggregator_batch(batch)
+            open_agg.batch, open_agg.stored, open_agg.dirty = batch, True, False
+            self.metrics.latest_batch.labels("aggregator").set(batch.index)
+        if batch.status == AggregatorBatchStatus.OPEN:
+            self._cached = _Cached(
+                index=batch.index, version=batch.version, squashed=open_agg.squashed, compressed=open_agg.compressed
+            )
+        elif self._cached is not None and self._cached.index == batch.index:
+            self._cached = None
+
+    async def _save_snos(self, open_snos: _OpenSnos) -> None:
+        if not open_snos.dirty:
+            return
+        if open_snos.stored:
+            batch = await self.db.update_snos_batch(open_snos.batch, now=self.clock.now())
+        else:
+            batch = await self.db.insert_snos_batch(open_snos.batch)
+        open_snos.batch, open_snos.stored, open_snos.dirty = batch, True, False
+        self.metrics.latest_batch.labels("snos").set(batch.index)
+
+    async def _write_files(self, batch: AggregatorBatch, squashed: StateUpdate, compressed: Sequence[int]) -> None:
+        """The squashed state update and the blobs of the compressed diff (SPEC §5.4 "saving")."""
+        blobs = await asyncio.to_thread(felts_to_blobs, compressed)
+        await self.objects.put(batch.squashed_state_updates_path, json.dumps(state_update_to_json(squashed)).encode())
+        prefix = batch.blob_path + "/"
+        for i, blob in enumerate(blobs, start=1):
+            await self.objects.put(f"{prefix}{i}.txt", blob)
+        wanted = {f"{prefix}{i}.txt" for i in range(1, len(blobs) + 1)}
+        for key in await self.objects.list(prefix):
+            if key not in wanted:
+                await self.objects.delete(key)
+
+
+def _pre_range(start_block: int) -> int | None:
+    """The block before a range, whose state squashing compares against (none for a range from 0)."""
+    return start_block - 1 if start_block > 0 else None

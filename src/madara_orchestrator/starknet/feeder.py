@@ -1,0 +1,112 @@
+"""Madara's feeder gateway over HTTP: the block bouncer weights batching needs (SPEC §5.3).
+
+``GET <base>/feeder_gateway/get_block_bouncer_weights?blockNumber=N`` answers blockifier's
+``BouncerWeights`` as JSON, or HTTP 400 with ``{"code": "StarknetErrorCode...", "message": ...}``.
+Transport failures, timeouts and 5xx/429 are retried a limited number of times, then become
+``BackendUnavailable``; a block the gateway does not know yet is ``BlockNotKnownYet``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import httpx
+
+from madara_orchestrator.domain.batches import BouncerWeights
+from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, Retryable
+
+log = logging.getLogger(__name__)
+
+BOUNCER_WEIGHTS_PATH = "feeder_gateway/get_block_bouncer_weights"
+BLOCK_NOT_FOUND_CODE = "StarknetErrorCode.BLOCK_NOT_FOUND"
+
+
+class FeederGatewayError(InvalidInput):
+    """The gateway refused the request (HTTP 4xx); ``code`` is its ``StarknetErrorCode`` if it gave one."""
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+class BlockNotKnownYet(FeederGatewayError, Retryable):
+    """The gateway has no closed block with that number (yet): ask again once the block exists."""
+
+
+class FeederGatewayClient:
+    """Implements ``FeederGateway``. ``base_url`` is the gateway's root (Madara's ``--gateway`` address;
+    a URL already ending in ``/feeder_gateway`` is accepted too)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout_s: float = 30.0,
+        attempts: int = 3,
+        retry_pause_s: float = 2.0,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        base = base_url.rstrip("/")
+        if base.endswith("/feeder_gateway"):
+            base = base.removesuffix("/feeder_gateway")
+        self.base_url = base
+        self._attempts = max(1, attempts)
+        self._retry_pause_s = retry_pause_s
+        self._client = client or httpx.AsyncClient(timeout=timeout_s)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    @property
+    def bouncer_weights_url(self) -> str:
+        return f"{self.base_url}/{BOUNCER_WEIGHTS_PATH}"
+
+    async def get_block_bouncer_weights(self, block_number: int) -> BouncerWeights:
+        url = self.bouncer_weights_url
+        where = f"bouncer weights of block {block_number} from {url}"
+        response = await self._get(url, {"blockNumber": str(block_number)}, where)
+        if response.status_code >= 400:
+            raise _refusal(response, block_number, where)
+        try:
+            data = response.json()
+        except ValueError:
+            raise InvalidInput(f"{where}: the answer is not JSON: {response.text[:200]!r}") from None
+        return BouncerWeights.from_json(data, where=where)
+
+    async def _get(self, url: str, params: dict[str, str], where: str) -> httpx.Response:
+        """The response once it is not a transport failure, 429 or 5xx; those are retried, then raised."""
+        cause = ""
+        for attempt in range(1, self._attempts + 1):
+            try:
+                response = await self._client.get(url, params=params)
+            except httpx.TransportError as exc:  # connection refused, timeouts, protocol errors
+                cause = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            else:
+                if response.status_code != 429 and response.status_code < 500:
+                    return response
+                cause = f"HTTP {response.status_code} {response.text[:200]!r}"
+            if attempt < self._attempts:
+                log.warning("feeder gateway: %s, attempt %d/%d failed: %s", where, attempt, self._attempts, cause)
+                await asyncio.sleep(self._retry_pause_s * attempt)
+        raise BackendUnavailable(f"feeder gateway unavailable: {where} failed after {self._attempts} attempts: {cause}")
+
+
+def _refusal(response: httpx.Response, block_number: int, where: str) -> FeederGatewayError:
+    body: Any = None
+    try:
+        body = response.json()
+    except ValueError:
+        pass
+    code = body.get("code") if isinstance(body, dict) and isinstance(body.get("code"), str) else None
+    message = body.get("message") if isinstance(body, dict) else None
+    detail = f"{code}: {message}" if code else f"HTTP {response.status_code} {response.text[:200]!r}"
+    if code == BLOCK_NOT_FOUND_CODE:
+        return BlockNotKnownYet(
+            f"{where}: the gateway does not know block {block_number} yet ({detail})",
+            code=code,
+            status=response.status_code,
+        )
+    return FeederGatewayError(f"{where}: refused ({detail})", code=code, status=response.status_code)
