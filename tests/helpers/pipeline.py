@@ -57,9 +57,7 @@ async def start_pipeline(
     if l1_hardfork is not None:
         (tmp_path / "data").mkdir(parents=True, exist_ok=True)
         l1 = await start_local_l1(tmp_path / "data", hardfork=l1_hardfork)
-    settings = Settings(
-        {**base.values, "max_batch_size": 1, **(l1.overrides if l1 else {}), **(overrides or {})}
-    )
+    settings = Settings({**base.values, "max_batch_size": 1, **(l1.overrides if l1 else {}), **(overrides or {})})
     stack = await build_embedded_stack(settings, snos_failures=snos_failures)
     api = BackgroundServer(create_app(stack.runtime, admin_enabled=admin_token is not None, admin_token=admin_token))
     await api.start()

@@ -191,8 +191,11 @@ async def build_embedded_stack(
         snos=snos,
         prover=prover or DevnetProver(latency_s=prover_latency_s),
         settlement=settlement,
-        # Settling on Ethereum needs a real KZG section in the output for the contract to check.
-        aggregator_runner=DevnetAggregatorRunner(kzg_da=bool(settings.settle_on_ethereum)),
+        # Atlantic aggregates in its buckets; the others run the aggregator here. Settling on Ethereum
+        # needs a real KZG section in the output for the contract to check.
+        aggregator_runner=None
+        if settings.prover == "atlantic"
+        else DevnetAggregatorRunner(kzg_da=bool(settings.settle_on_ethereum), rpc=sequencer),
     )
     runtime = Runtime(config, adapters, owner=owner)
     return EmbeddedStack(
