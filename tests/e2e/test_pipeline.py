@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from madara_orchestrator.domain.batches import AggregatorBatchStatus
 from madara_orchestrator.domain.jobs import JobStatus, JobType
 from tests.helpers.pipeline import Pipeline, eventually, start_pipeline
 
@@ -181,3 +182,44 @@ async def test_api_errors_use_the_envelope(admin_pipeline: Pipeline) -> None:
         assert len((await client.get("/health")).headers["x-trace-id"]) == 32
         reply = await client.get(f"/jobs/{completed.id}")
         assert reply.json()["data"]["metadata"]["specific"]["type"] == "Snos"
+
+
+async def test_admin_close_open_closes_the_open_batches_under_the_batching_lease(tmp_path: Path) -> None:
+    """A quiet chain: the open batch would wait for its maximum age; the admin route closes it now, and
+    its blocks go on to settle. While a batching run holds the lease the route answers 409."""
+    overrides = {"max_batch_size": 100, "max_batch_time_seconds": 3600}
+    p = await start_pipeline(tmp_path, blocks=4, admin_token=ADMIN_TOKEN, overrides=overrides)
+    try:
+        store = p.stack.store
+
+        async def batched() -> bool:
+            latest = await store.latest_aggregator_batch()
+            return latest is not None and latest.end_block == 3
+
+        await eventually(batched, 20, "blocks 0-3 in the open batch")
+        latest = await store.latest_aggregator_batch()
+        assert latest is not None and latest.status == AggregatorBatchStatus.OPEN
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        async with httpx.AsyncClient(base_url=p.api.url) as client:
+            assert await store.acquire("AggregatorBatchingWorker", "someone-else", 30)
+            reply = await client.post("/admin/batches/close-open", headers=headers)
+            assert reply.status_code == 409 and reply.json()["success"] is False
+            assert "AggregatorBatchingWorker" in reply.json()["message"]
+            assert await store.release("AggregatorBatchingWorker", "someone-else")
+            reply = await client.post("/admin/batches/close-open", headers=headers)
+            assert reply.status_code == 200, reply.text
+            assert reply.json()["data"] == {"snos_batches_closed": 1, "aggregator_batches_closed": 1}
+            reply = await client.post("/admin/batches/close-open", headers=headers)
+            assert reply.json()["data"] == {"snos_batches_closed": 0, "aggregator_batches_closed": 0}
+
+        async def settled() -> bool:
+            batch = await store.get_aggregator_batch(latest.index)
+            return batch is not None and batch.status == AggregatorBatchStatus.COMPLETED
+
+        await eventually(settled, 30, "the closed batch to settle")
+        assert await p.stack.settlement.last_settled_block() == 3
+        closed = await store.get_aggregator_batch(latest.index)
+        assert closed is not None
+        assert closed.version > latest.version, "every write went through the version guard"
+    finally:
+        await p.close()

@@ -29,10 +29,9 @@ from madara_orchestrator.devnet.program_output import DEVNET_CONFIG_HASH
 from madara_orchestrator.devnet.sequencer import DEFAULT_TX_PER_BLOCK, DevnetSequencer
 from madara_orchestrator.domain.batches import AggregatorBatchStatus
 from madara_orchestrator.domain.batching import FELTS_PER_BLOB
-from madara_orchestrator.domain.errors import ConfigError, InvalidInput, OrchestratorError
+from madara_orchestrator.domain.errors import ConfigError, Conflict, OrchestratorError
 from madara_orchestrator.domain.jobs import JobStatus, JobType
 from madara_orchestrator.engine.report import pipeline_report
-from madara_orchestrator.engine.triggers import TriggerName
 from madara_orchestrator.jobs.artifacts import decode_felts_json
 from madara_orchestrator.server.app import create_app
 from madara_orchestrator.server.background import BackgroundServer, free_port
@@ -247,11 +246,9 @@ async def close_tail(stack: EmbeddedStack, *, last_block: int) -> bool:
         return False
     if latest.status == AggregatorBatchStatus.OPEN:
         try:
-            await stack.runtime.batcher.close_open_batches()
-        except InvalidInput:
+            await stack.runtime.triggers.close_open_batches()
+        except Conflict:
             return False  # a batching run holds the lease; try again on the next tick
-        stack.runtime.triggers.kick(TriggerName.SNOS)
-        stack.runtime.triggers.kick(TriggerName.AGGREGATOR)
     return True
 
 

@@ -57,7 +57,7 @@ from madara_orchestrator.domain.batching import (
     expired,
     snos_batch_full,
 )
-from madara_orchestrator.domain.errors import InvalidInput
+from madara_orchestrator.domain.errors import Conflict, InvalidInput
 from madara_orchestrator.domain.proving import CreateBucket
 from madara_orchestrator.engine.metrics import Metrics
 from madara_orchestrator.interfaces import (
@@ -273,7 +273,7 @@ class Batcher:
         """Close every open batch now (admin, the devnet at its end); returns (aggregator, SNOS) closed."""
         async with self._lease() as held:
             if not held:
-                raise InvalidInput(f"batching is running elsewhere ({self.lock_key} is held); try again")
+                raise Conflict(f"a batching run holds {self.lock_key}; try again in a moment")
             try:
                 state = await self._load()
                 closed = (int(state.agg is not None), int(state.snos is not None))

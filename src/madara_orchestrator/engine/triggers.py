@@ -240,6 +240,15 @@ class Triggers:
         finally:
             self._schedule_expiry()
 
+    async def close_open_batches(self) -> tuple[int, int]:
+        """Close the open batches now (admin, the devnet's tail) and start their jobs; returns
+        (aggregator, SNOS) batches closed. ``Conflict`` while a batching run holds the lease."""
+        closed = await self.batcher.close_open_batches()
+        self._schedule_expiry()
+        for name in self._next.get(TriggerName.AGGREGATOR_BATCHING, ()):
+            self.kick(name)
+        return closed
+
     def _schedule_expiry(self) -> None:
         """Run batching again when the open batch reaches its maximum age, even if no block comes."""
         if self._expiry_handle is not None:

@@ -26,8 +26,6 @@ from madara_orchestrator.domain.batches import (
     AggregatorBatchStatus,
     SnosBatch,
     SnosBatchStatus,
-    transition_aggregator_batch,
-    transition_snos_batch,
 )
 from madara_orchestrator.domain.errors import (
     BackendUnavailable,
@@ -36,7 +34,6 @@ from madara_orchestrator.domain.errors import (
     NotFound,
     OrchestratorError,
     QueueFull,
-    StaleVersion,
 )
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType
 from madara_orchestrator.engine.runtime import Runtime
@@ -446,43 +443,12 @@ def create_app(runtime: Runtime, *, admin_enabled: bool = False, admin_token: st
 
     @admin_route
     async def admin_close_open(request: Request) -> Response:
-        """Close every Open batch through the transition table. A batch written meanwhile (batching grew
-        it) keeps its status and is reported as skipped: calling again closes it."""
-        now = runtime.clock.now()
-        closed_aggregators: list[int] = []
-        skipped_aggregators: list[int] = []
-        for a in await db.list_aggregator_batches(statuses=[AggregatorBatchStatus.OPEN]):
-            try:
-                await db.update_aggregator_batch(
-                    transition_aggregator_batch(a, AggregatorBatchStatus.CLOSED, now=now), now=now
-                )
-                closed_aggregators.append(a.index)
-            except StaleVersion as exc:
-                log.warning("close-open skipped: %s", exc)
-                skipped_aggregators.append(a.index)
-        closed_snos: list[int] = []
-        skipped_snos: list[int] = []
-        for s in await db.list_snos_batches(statuses=[SnosBatchStatus.OPEN]):
-            try:
-                await db.update_snos_batch(transition_snos_batch(s, SnosBatchStatus.CLOSED, now=now), now=now)
-                closed_snos.append(s.index)
-            except StaleVersion as exc:
-                log.warning("close-open skipped: %s", exc)
-                skipped_snos.append(s.index)
-        message = f"Closed {len(closed_aggregators)} aggregator batch(es) and {len(closed_snos)} SNOS batch(es)"
-        if skipped_aggregators or skipped_snos:
-            message += (
-                f". Skipped {len(skipped_aggregators)} aggregator batch(es) and {len(skipped_snos)} SNOS batch(es)"
-                " changed meanwhile; call again to close them"
-            )
+        """Close every open batch through batching itself (under its lease, so a batching run never
+        writes a batch's files after it was closed); 409 while a batching run holds the lease."""
+        aggregators, snos = await runtime.triggers.close_open_batches()
         return envelope(
-            data={
-                "snos_batches_closed": len(closed_snos),
-                "aggregator_batches_closed": len(closed_aggregators),
-                "skipped_snos_batches": skipped_snos,
-                "skipped_aggregator_batches": skipped_aggregators,
-            },
-            message=message,
+            data={"snos_batches_closed": snos, "aggregator_batches_closed": aggregators},
+            message=f"Closed {aggregators} aggregator batch(es) and {snos} SNOS batch(es)",
         )
 
     async def atlantic_webhook(request: Request) -> Response:

@@ -54,6 +54,8 @@ class GenBlock:
     """This block's share of a batch's compressed length: the fake length of a batch is the sum."""
     dt: float
     """Seconds the clock advances before this block is evaluated."""
+    skip: int
+    """Block numbers missing before this one (a gap), usually none."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -84,13 +86,14 @@ gen_block = st.builds(
     ),
     blob_felts=_rarely(st.integers(0, 9_000), st.integers(0, 2_500)),
     dt=st.floats(0, 6, allow_nan=False, allow_infinity=False),
+    skip=_rarely(st.integers(1, 3), st.just(0), one_in=15),
 )
 
 
 @st.composite
 def gen_limits(draw: st.DrawFn, *, fixed: bool = False) -> BatchLimits:
     return BatchLimits(
-        max_batch_time_s=draw(st.integers(1, 120)),
+        max_batch_time_s=draw(_rarely(st.integers(20, 200), st.integers(1, 20), one_in=3)),
         max_blocks_per_snos_batch=draw(st.integers(1, 6)),
         fixed_blocks_per_snos_batch=draw(st.integers(1, 6)) if fixed else None,
         max_batch_size=draw(st.integers(1, 20)),
@@ -185,6 +188,15 @@ def _close_expired(run: Run, now: float) -> None:
         run.snos[-1] = replace(run.snos[-1], status=SnosBatchStatus.CLOSED, updated_at=now)
 
 
+def _numbered(blocks: list[GenBlock], first: int) -> dict[int, GenBlock]:
+    numbered: dict[int, GenBlock] = {}
+    number = first - 1
+    for gen in blocks:
+        number += 1 + gen.skip
+        numbered[number] = gen
+    return numbered
+
+
 def _snos_block(number: int, gen: GenBlock, limits: BatchLimits, aggregator_index: int | None) -> SnosBlock:
     return SnosBlock(
         number=number,
@@ -196,7 +208,7 @@ def _snos_block(number: int, gen: GenBlock, limits: BatchLimits, aggregator_inde
 
 def drive_l2(limits: BatchLimits, blocks: list[GenBlock], first: int, *, close_expired: bool = True) -> Run:
     """Aggregator and SNOS batches built together, one block at a time."""
-    run = Run(limits=limits, blocks=dict(enumerate(blocks, start=first)))
+    run = Run(limits=limits, blocks=_numbered(blocks, first))
     now = T0
     for number, gen in run.blocks.items():
         now += gen.dt
@@ -242,7 +254,7 @@ def drive_l2(limits: BatchLimits, blocks: list[GenBlock], first: int, *, close_e
 
 def drive_l3(limits: BatchLimits, blocks: list[GenBlock], first: int, *, close_expired: bool = True) -> Run:
     """SNOS batches alone (no aggregator index)."""
-    run = Run(limits=limits, blocks=dict(enumerate(blocks, start=first)))
+    run = Run(limits=limits, blocks=_numbered(blocks, first))
     now = T0
     for number, gen in run.blocks.items():
         now += gen.dt
@@ -271,17 +283,13 @@ def _effective(reported: BouncerWeights, limits: BatchLimits) -> BouncerWeights:
 
 
 def check_tiling(run: Run, batches: Sequence[SnosBatch | AggregatorBatch]) -> None:
-    """Contiguous, in index order, no overlap, every block exactly once; only the last may be open."""
-    numbers = list(run.blocks)
-    assert batches, "no batch at all"
+    """In index order, each a range of consecutive block numbers (never across a gap), together every
+    block exactly once, in order; only the last may be open."""
     assert [b.index for b in batches] == list(range(1, len(batches) + 1))
-    assert batches[0].start_block == numbers[0]
-    assert batches[-1].end_block == numbers[-1]
-    for before, after in itertools.pairwise(batches):
-        assert after.start_block == before.end_block + 1, (before, after)
+    covered = [n for b in batches for n in range(b.start_block, b.end_block + 1)]
+    assert covered == list(run.blocks), [(b.start_block, b.end_block) for b in batches]
+    for before, _after in itertools.pairwise(batches):
         assert before.is_closed, before
-    for batch in batches:
-        assert batch.start_block <= batch.end_block
 
 
 def check_common(run: Run, batch: SnosBatch | AggregatorBatch, max_blocks: int) -> None:
