@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from madara_orchestrator.cli.compose import build_embedded_stack
-from madara_orchestrator.cli.devnet import STAGES, devnet_settings
+from madara_orchestrator.cli.devnet import STAGES, close_tail, devnet_settings
 from madara_orchestrator.cli.settings import Settings
 from madara_orchestrator.devnet.sequencer import DevnetChain, DevnetSequencer
 from madara_orchestrator.engine.report import pipeline_report
@@ -42,7 +42,10 @@ async def run(blocks: int, *, rate: float | None = None) -> tuple[float, float]:
     started = time.monotonic()
     await stack.runtime.start()
     last_print = started
+    tail_closed = False
     while True:
+        if not tail_closed:  # the last batch is not full: close it once the last block is in it
+            tail_closed = await close_tail(stack, last_block=blocks - 1)
         last = await stack.settlement.last_settled_block()
         settled = 0 if last is None else last + 1
         now = time.monotonic()

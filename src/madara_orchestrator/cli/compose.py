@@ -67,6 +67,9 @@ def runtime_config(settings: Settings) -> RuntimeConfig:
             max_batch_processing_size=settings.max_batch_processing_size,
             lock_duration_s=settings.batching_worker_lock_duration,
             create_buckets=settings.prover == "atlantic",
+            # The open batch's files are for audit only (its state lives in memory and is rebuilt from the
+            # chain after a restart): refreshing them every block would cost more than batching itself.
+            open_batch_files_interval_s=10.0,
         ),
         triggers=TriggerConfig(
             layer=Layer(settings.layer),

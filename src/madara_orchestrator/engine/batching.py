@@ -71,7 +71,7 @@ from madara_orchestrator.interfaces import (
     SequencerRpc,
 )
 from madara_orchestrator.starknet.blob import felts_to_blobs
-from madara_orchestrator.starknet.compression import compress_state_update
+from madara_orchestrator.starknet.compression import compress_state_update, compressed_state_update_length
 from madara_orchestrator.starknet.da import parse_starknet_version
 from madara_orchestrator.starknet.squash import BatchRpc, squash_state_updates
 from madara_orchestrator.starknet.state_update import StateUpdate, parse_state_update, state_update_to_json
@@ -97,6 +97,9 @@ class BatchingConfig:
     """Atlantic: every new aggregator batch opens a prover bucket (``CreateBucket``)."""
     orchestrator_version: str = ORCHESTRATOR_VERSION
     fetch_concurrency: int = 8
+    open_batch_files_interval_s: float = 0.0
+    """How often the files of a batch that stays open are rewritten (0: at every save). A closing batch
+    always writes them; an open batch's files are rebuilt after a restart anyway."""
 
 
 def state_diff_size(update: StateUpdate) -> StateDiffSize:
@@ -128,10 +131,11 @@ class BlockFacts:
 class _OpenAggregator:
     batch: AggregatorBatch
     squashed: StateUpdate
-    compressed: list[int]
     stored: bool
     """Whether a record with ``batch.version`` exists (else the batch is inserted when saved)."""
     dirty: bool
+    files_at: float | None = None
+    """When the batch's files were last written (None: not for its current range)."""
 
 
 @dataclass(slots=True)
@@ -159,7 +163,7 @@ class _Cached:
     index: int
     version: int
     squashed: StateUpdate
-    compressed: list[int]
+    files_at: float | None
 
 
 @dataclass(slots=True)
@@ -212,6 +216,7 @@ class Batcher:
         self.next_expiry: float | None = None
         """When the open batch will have reached its maximum age (a run then closes it)."""
         self._cached: _Cached | None = None
+        self._files_written_at: float | None = None
 
     # -- the lease ---------------------------------------------------------------------------------
 
@@ -364,7 +369,7 @@ class Batcher:
         cached = self._cached
         if cached is not None and cached.index == batch.index and cached.version == batch.version:
             return _OpenAggregator(
-                batch=batch, squashed=cached.squashed, compressed=cached.compressed, stored=True, dirty=False
+                batch=batch, squashed=cached.squashed, stored=True, dirty=False, files_at=cached.files_at
             )
         # Not what this process last wrote: rebuild from the chain and write the files again.
         blocks = range(batch.start_block, batch.end_block + 1)
@@ -375,7 +380,7 @@ class Batcher:
                 f"but the sequencer serves only {len(updates)} of them"
             )
         squashed = await squash_state_updates(updates, pre_range_block=_pre_range(batch.start_block), rpc=self.rpc)
-        compressed = await compress_state_update(
+        blob_len = await compressed_state_update_length(
             squashed, starknet_version=batch.starknet_version, reference_block=batch.end_block, rpc=self.rpc
         )
         self.stats.rebuilds += 1
@@ -384,10 +389,10 @@ class Batcher:
             batch.index,
             batch.start_block,
             batch.end_block,
-            len(compressed),
+            blob_len,
         )
-        rebuilt = dataclasses.replace(batch, blob_len=len(compressed))
-        return _OpenAggregator(batch=rebuilt, squashed=squashed, compressed=compressed, stored=True, dirty=True)
+        rebuilt = dataclasses.replace(batch, blob_len=blob_len)
+        return _OpenAggregator(batch=rebuilt, squashed=squashed, stored=True, dirty=True)
 
     # -- fetching ----------------------------------------------------------------------------------
 
@@ -473,29 +478,32 @@ class Batcher:
         )
         decision = ask()
         candidate: StateUpdate | None = None
-        compressed: list[int] = []
+        blob_len = 0
         if decision.action == Action.NEEDS_BLOB_LEN:
             assert open_agg is not None
             candidate = await squash_state_updates(
-                [open_agg.squashed, update], pre_range_block=_pre_range(open_agg.batch.start_block), rpc=self.rpc
+                [open_agg.squashed, update],
+                pre_range_block=_pre_range(open_agg.batch.start_block),
+                rpc=self.rpc,
+                squashed_prefix=1,
             )
-            compressed = await compress_state_update(
+            blob_len = await compressed_state_update_length(
                 candidate,
                 starknet_version=facts.starknet_version,
                 reference_block=max(facts.number - 1, 0),
                 rpc=self.rpc,
             )
-            decision = ask(blob_len_with_block=len(compressed))
+            decision = ask(blob_len_with_block=blob_len)
         if decision.action == Action.ADD:
             assert open_agg is not None and candidate is not None
             open_agg.batch = dataclasses.replace(
                 open_agg.batch,
                 end_block=facts.number,
-                blob_len=len(compressed),
+                blob_len=blob_len,
                 aggregator_input_size_upper_bound=decision.input_size_bound,
                 builtin_weights=decision.weights,
             )
-            open_agg.squashed, open_agg.compressed, open_agg.dirty = candidate, compressed, True
+            open_agg.squashed, open_agg.dirty, open_agg.files_at = candidate, True, None
             state.progressed = True
             return None
         if decision.action == Action.CLOSE_AND_START and open_agg is not None:
@@ -507,15 +515,15 @@ class Batcher:
     ) -> Decision | None:
         assert facts.update is not None
         squashed = await squash_state_updates([facts.update], pre_range_block=_pre_range(facts.number), rpc=self.rpc)
-        compressed = await compress_state_update(
+        blob_len = await compressed_state_update_length(
             squashed, starknet_version=facts.starknet_version, reference_block=max(facts.number - 1, 0), rpc=self.rpc
         )
         oversized = decision.oversized
         detail = decision.detail
-        if not blob_len_fits_alone(len(compressed), self.limits):
+        if not blob_len_fits_alone(blob_len, self.limits):
             oversized = True
             detail = (detail + "; " if detail else "") + (
-                f"block {facts.number} alone compresses to {len(compressed)} felts > {self.limits.max_blob_size}"
+                f"block {facts.number} alone compresses to {blob_len} felts > {self.limits.max_blob_size}"
             )
         bucket_id: str | None = None
         if self.config.create_buckets:
@@ -536,11 +544,11 @@ class Batcher:
             bucket_id=bucket_id,
             squashed_state_updates_path=state_update_path,
             blob_path=blob_path,
-            blob_len=len(compressed),
+            blob_len=blob_len,
             aggregator_input_size_upper_bound=decision.input_size_bound,
             builtin_weights=decision.weights,
         )
-        state.agg = _OpenAggregator(batch=batch, squashed=squashed, compressed=compressed, stored=False, dirty=True)
+        state.agg = _OpenAggregator(batch=batch, squashed=squashed, stored=False, dirty=True)
         state.snos_children = 0
         state.progressed = True
         self.metrics.batches_created.labels("aggregator").inc()
@@ -676,19 +684,37 @@ class Batcher:
             await self._save_snos(state.snos)
 
     async def _save_aggregator(self, open_agg: _OpenAggregator) -> None:
-        """Files first, then the record (version-guarded)."""
+        """Files first, then the record (version-guarded). The files of a batch that stays open are
+        refreshed at most every ``open_batch_files_interval_s``; a closing batch always writes them."""
         batch = open_agg.batch
+        now = self.clock.now()
         if open_agg.dirty:
-            await self._write_files(batch, open_agg.squashed, open_agg.compressed)
+            closing = batch.status != AggregatorBatchStatus.OPEN
+            due = open_agg.files_at is None and (
+                closing
+                or not open_agg.stored
+                or self._files_written_at is None
+                or now - self._files_written_at >= self.config.open_batch_files_interval_s
+            )
+            if due:
+                compressed = await compress_state_update(
+                    open_agg.squashed,
+                    starknet_version=batch.starknet_version,
+                    reference_block=batch.end_block,
+                    rpc=self.rpc,
+                )
+                batch = dataclasses.replace(batch, blob_len=len(compressed))
+                await self._write_files(batch, open_agg.squashed, compressed)
+                open_agg.files_at = self._files_written_at = now
             if open_agg.stored:
-                batch = await self.db.update_aggregator_batch(batch, now=self.clock.now())
+                batch = await self.db.update_aggregator_batch(batch, now=now)
             else:
                 batch = await self.db.insert_aggregator_batch(batch)
             open_agg.batch, open_agg.stored, open_agg.dirty = batch, True, False
             self.metrics.latest_batch.labels("aggregator").set(batch.index)
         if batch.status == AggregatorBatchStatus.OPEN:
             self._cached = _Cached(
-                index=batch.index, version=batch.version, squashed=open_agg.squashed, compressed=open_agg.compressed
+                index=batch.index, version=batch.version, squashed=open_agg.squashed, files_at=open_agg.files_at
             )
         elif self._cached is not None and self._cached.index == batch.index:
             self._cached = None

@@ -156,6 +156,29 @@ def compress(data: Sequence[int]) -> list[int]:
     return out
 
 
+def compressed_length(data: Sequence[int]) -> int:
+    """``len(compress(data))`` without packing anything: it depends only on how many values fall in each
+    bucket, how many repeat and how many there are (batching asks this for every block)."""
+    if len(data) >= HEADER_ELM_BOUND:
+        raise InvalidInput(f"cannot compress {len(data)} felts: the limit is {HEADER_ELM_BOUND - 1}")
+    seen: list[set[int]] = [set() for _ in range(N_UNIQUE_VALUE_BUCKETS)]
+    for value in data:
+        seen[_bucket_of(value.bit_length())].add(value)
+    lengths = [len(b) for b in seen]
+    n_unique = sum(lengths)
+    n_repeating = len(data) - n_unique
+
+    def felts(n_elms: int, elm_bound: int) -> int:
+        return -(-n_elms // n_elms_per_felt(elm_bound))
+
+    return (
+        1
+        + sum(felts(n, 2**bits) for n, bits in zip(lengths, N_BITS_PER_BUCKET, strict=True))
+        + felts(n_repeating, n_unique)
+        + felts(len(data), TOTAL_N_BUCKETS)
+    )
+
+
 def decompress(compressed: Sequence[int]) -> list[int]:
     """The felts ``compress`` was given. Everything after the compressed data must be zero padding."""
     values, end = decompress_prefix(compressed, 0)
@@ -275,6 +298,19 @@ async def compress_state_update_stateful(update: StateUpdate, *, reference_block
         ),
     )
     return replace(update, state_diff=sort_state_diff(new_diff))
+
+
+async def compressed_state_update_length(
+    update: StateUpdate, *, starknet_version: str, reference_block: int, rpc: BatchRpc
+) -> int:
+    """``len(compress_state_update(...))``, without building the compressed felts."""
+    from madara_orchestrator.starknet.da import parse_starknet_version, state_update_to_felts
+
+    version = parse_starknet_version(starknet_version)
+    if version >= (0, 13, 4):
+        update = await compress_state_update_stateful(update, reference_block=reference_block, rpc=rpc)
+    felts = state_update_to_felts(update, starknet_version=starknet_version)
+    return compressed_length(felts) if version >= (0, 13, 3) else len(felts)
 
 
 async def compress_state_update(

@@ -34,12 +34,20 @@ class BatchRpc(Protocol):
 
 
 async def squash_state_updates(
-    updates: Sequence[StateUpdate], *, pre_range_block: int | None, rpc: BatchRpc | None = None
+    updates: Sequence[StateUpdate],
+    *,
+    pre_range_block: int | None,
+    rpc: BatchRpc | None = None,
+    squashed_prefix: int = 0,
 ) -> StateUpdate:
     """One update equivalent to applying ``updates`` in order, sorted (SPEC §5.5).
 
     Without ``pre_range_block`` (a range that starts at block 0) zero writes are dropped and, as in
     the original, so are replaced classes.
+
+    ``squashed_prefix``: the first that many updates are themselves the result of this function with the
+    same pre-range block, so only what later updates touch is compared with the pre-range state again
+    (batching adds one block at a time to its squashed batch; the result is the same, far cheaper).
     """
     if not updates:
         raise InvalidInput("nothing to squash: the list of state updates is empty")
@@ -53,8 +61,13 @@ async def squash_state_updates(
     replaced: dict[int, int] = {}
     deprecated: set[int] = set()
     migrated: dict[int, int] = {}
-    for update in updates:
+    touched: set[tuple[int, int]] = set()
+    touched_replaced: set[int] = set()
+    for position, update in enumerate(updates):
         diff = update.state_diff
+        if position >= squashed_prefix:
+            touched.update((s.address, e.key) for s in diff.storage_diffs for e in s.storage_entries)
+            touched_replaced.update(r.contract_address for r in diff.replaced_classes)
         for s in diff.storage_diffs:
             entries = storage.setdefault(s.address, {})
             for e in s.storage_entries:
@@ -70,12 +83,18 @@ async def squash_state_updates(
         deployed[address] = replaced.pop(address)
 
     if pre_range_block is None:
-        kept_storage = {address: {k: v for k, v in entries.items() if v != 0} for address, entries in storage.items()}
+        kept_storage = {
+            address: {k: v for k, v in entries.items() if v != 0 or (address, k) not in touched}
+            for address, entries in storage.items()
+        }
         replaced = {}
     else:
         assert rpc is not None
-        kept_storage = await _drop_unchanged_storage(storage, pre_range_block, rpc)
-        replaced = await _drop_unchanged_classes(replaced, pre_range_block, rpc)
+        kept_storage = await _drop_unchanged_storage(storage, pre_range_block, rpc, touched)
+        kept_replaced = await _drop_unchanged_classes(
+            {a: c for a, c in replaced.items() if a in touched_replaced}, pre_range_block, rpc
+        )
+        replaced = {a: c for a, c in replaced.items() if a not in touched_replaced or a in kept_replaced}
 
     diff = StateDiff(
         storage_diffs=tuple(
@@ -134,14 +153,15 @@ async def storage_values_at(rpc: BatchRpc, block_number: int, slots: Sequence[tu
 
 
 async def _drop_unchanged_storage(
-    storage: dict[int, dict[int, int]], block_number: int, rpc: BatchRpc
+    storage: dict[int, dict[int, int]], block_number: int, rpc: BatchRpc, touched: set[tuple[int, int]]
 ) -> dict[int, dict[int, int]]:
-    addresses = list(storage)
+    """Drop the ``touched`` entries whose value is the one at ``block_number``; others are kept."""
+    addresses = sorted({a for a, _ in touched})
     classes = await class_hashes_at(rpc, block_number, addresses) if addresses else {}
-    slots = [(a, k) for a in addresses if classes[a] is not None for k in storage[a]]
+    slots = [(a, k) for a in addresses if classes[a] is not None for k in storage[a] if (a, k) in touched]
     before = dict(zip(slots, await storage_values_at(rpc, block_number, slots), strict=True)) if slots else {}
     return {
-        address: {k: v for k, v in entries.items() if v != before.get((address, k), 0)}
+        address: {k: v for k, v in entries.items() if (address, k) not in touched or v != before.get((address, k), 0)}
         for address, entries in storage.items()
     }
 

@@ -187,3 +187,48 @@ async def test_an_unreachable_node_is_backend_unavailable() -> None:
             )
     finally:
         await client.aclose()
+
+
+@pytest.mark.parametrize("pre_range_block", [10, None])
+async def test_squashing_one_update_onto_a_squashed_prefix_equals_squashing_them_all(
+    canned_starknet: CannedStarknet,
+    jsonrpc_server: JsonRpcServer,
+    rpc_client: StarknetRpcClient,
+    pre_range_block: int | None,
+) -> None:
+    """Batching adds one block at a time (``squashed_prefix=1``): the result is what squashing every block
+    at once gives, and only what the new block touches is read at the pre-range block again."""
+    canned_starknet.class_hashes.update({A: 0xCA, B: 0xCB, D: 0xCD})
+    canned_starknet.storage.update({(A, 1): 10, (A, 2): 20, (B, 7): 5, (B, 8): 1})
+    updates = [
+        update(11, StateDiff(storage_diffs=(storage(A, (1, 11), (2, 99)), storage(B, (7, 6), (8, 0))))),
+        update(
+            12,
+            StateDiff(
+                storage_diffs=(storage(A, (2, 20), (3, 0)), storage(C, (1, 0), (2, 4))),
+                replaced_classes=(ReplacedClass(contract_address=D, class_hash=0xEE),),
+                nonces=(NonceUpdate(contract_address=A, nonce=3),),
+            ),
+        ),
+        update(
+            13,
+            StateDiff(
+                storage_diffs=(storage(B, (7, 5), (9, 3)), storage(C, (2, 0))),
+                replaced_classes=(ReplacedClass(contract_address=D, class_hash=0xCD),),
+                deployed_contracts=(DeployedContract(address=0x5000, class_hash=0xAB),),
+            ),
+        ),
+        update(14, StateDiff(storage_diffs=(storage(A, (1, 10)), storage(B, (7, 8))))),
+    ]
+    rpc = rpc_client if pre_range_block is not None else None
+    everything = await squash_state_updates(updates, pre_range_block=pre_range_block, rpc=rpc)
+    running = await squash_state_updates(updates[:1], pre_range_block=pre_range_block, rpc=rpc)
+    for nxt in updates[1:]:
+        jsonrpc_server.bodies.clear()
+        running = await squash_state_updates(
+            [running, nxt], pre_range_block=pre_range_block, rpc=rpc, squashed_prefix=1
+        )
+        read = {tuple(c["params"][:2]) for c in jsonrpc_server.calls if c["method"] == "starknet_getStorageAt"}
+        touched = {(hex(s.address), hex(e.key)) for s in nxt.state_diff.storage_diffs for e in s.storage_entries}
+        assert read <= touched, "only the new block's slots are compared with the pre-range state"
+    assert running == everything

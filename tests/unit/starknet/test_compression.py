@@ -198,3 +198,18 @@ def test_decompress_prefix_reports_where_the_data_ends() -> None:
     values, end = decompress_prefix(data, 0)
     assert values == [5, 5, 2**100, 7]
     assert data[end:] == [123, 456]
+
+
+def test_compressed_length_is_the_length_of_the_compressed_data() -> None:
+    """Batching asks only for the length; it must be exact, for every mix of buckets and repeats."""
+    import random
+
+    from madara_orchestrator.starknet.compression import compressed_length
+
+    rng = random.Random(4)
+    prime = 2**251 + 17 * 2**192 + 1
+    for _ in range(200):
+        pool = [rng.randrange(prime) >> rng.choice([0, 120, 150, 180, 200, 230, 240, 251]) for _ in range(50)]
+        data = [rng.choice(pool) for _ in range(rng.randint(0, 2000))]
+        assert compressed_length(data) == len(compress(data))
+    assert compressed_length([]) == len(compress([])) == 1
