@@ -30,11 +30,13 @@ from madara_orchestrator.domain.batching import (
     Reason,
     SnosBlock,
     StateDiffSize,
+    aggregator_batch_full,
     block_weights,
     decide_aggregator,
     decide_snos,
     expired,
     input_size_bound,
+    snos_batch_full,
 )
 from madara_orchestrator.domain.errors import InvalidInput
 
@@ -187,36 +189,31 @@ def test_snos_fixed_size_overrides_every_other_rule(rule: str) -> None:
     assert (decision.action, decision.reason) == (Action.ADD, Reason.FIXED_SIZE_NOT_REACHED)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "In fixed-size mode decide_snos skips the aggregator-index rule (SPEC §5.3: fixed 'overrides every "
-        "other rule'), so on L2 a SNOS batch grows across an aggregator batch boundary; the Aggregator "
-        "trigger's child check (SPEC §4.9: SNOS batches must tile the aggregator batch) then never passes "
-        "for either aggregator batch and the pipeline stalls. The aggregator rule should still close here."
-    ),
-)
 def test_snos_fixed_size_batch_does_not_cross_an_aggregator_batch() -> None:
+    # Where we differ from the original (in which fixed size overrides this rule too): a SNOS batch that
+    # straddles two aggregator batches fails the Aggregator trigger's child check (SPEC §4.9) forever.
     decision = snos(
         snos_batch(num_blocks=2, aggregator_batch_index=1),
         snos_block(aggregator_batch_index=2),
         limits(fixed_blocks_per_snos_batch=3),
     )
-    assert (decision.action, decision.reason) == (Action.CLOSE_AND_START, Reason.AGGREGATOR_BATCH)
+    assert_snos_closes(decision, Reason.AGGREGATOR_BATCH, snos_block(aggregator_batch_index=2))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "decide_snos checks the fixed size before is_closed (SPEC §5.3 order), so a Closed batch below its "
-        "fixed size is told ADD: a batch whose SnosRun job may exist would grow. The original never passes "
-        "a closed batch in (state loading starts a new one); the Python trigger must not either, or the "
-        "closed check should come first."
-    ),
-)
+def test_snos_fixed_size_batch_of_the_same_aggregator_batch_adds() -> None:
+    decision = snos(
+        snos_batch(num_blocks=2, aggregator_batch_index=1),
+        snos_block(aggregator_batch_index=1),
+        limits(fixed_blocks_per_snos_batch=3),
+    )
+    assert (decision.action, decision.reason) == (Action.ADD, Reason.FIXED_SIZE_NOT_REACHED)
+
+
 def test_snos_closed_batch_is_never_extended_even_in_fixed_size_mode() -> None:
+    # Where we differ from the original: the closed check comes before the fixed size, so a closed batch
+    # (whose SnosRun job may exist) never grows.
     decision = snos(snos_batch(num_blocks=2, status=SnosBatchStatus.CLOSED), lim=limits(fixed_blocks_per_snos_batch=3))
-    assert decision.action != Action.ADD
+    assert (decision.action, decision.reason) == (Action.START, Reason.BATCH_CLOSED)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -296,6 +293,39 @@ def test_expired_compares_whole_seconds_of_absolute_age(
     created_at: float, now: float, max_s: float, is_expired: bool
 ) -> None:
     assert expired(created_at, now, BatchLimits(max_batch_time_s=max_s)) is is_expired
+
+
+@pytest.mark.parametrize(
+    ("num_blocks", "changes", "is_full"),
+    [
+        (9, {}, False),
+        (10, {}, True),
+        (11, {}, True),
+        (2, {"max_blocks_per_snos_batch": 3}, False),
+        (3, {"max_blocks_per_snos_batch": 3}, True),
+        # A fixed size replaces the maximum, above or below it.
+        (2, {"fixed_blocks_per_snos_batch": 3}, False),
+        (3, {"fixed_blocks_per_snos_batch": 3}, True),
+        (15, {"fixed_blocks_per_snos_batch": 20}, False),
+        (20, {"fixed_blocks_per_snos_batch": 20}, True),
+    ],
+)
+def test_snos_batch_full_agrees_with_the_block_count_rules(
+    num_blocks: int, changes: dict[str, Any], is_full: bool
+) -> None:
+    lim = limits(**changes)
+    batch = snos_batch(num_blocks=num_blocks)
+    assert snos_batch_full(batch, lim) is is_full
+    # A full batch is exactly one the next block cannot join.
+    assert (snos(batch, lim=lim).action != Action.ADD) is is_full
+
+
+@pytest.mark.parametrize(("num_blocks", "is_full"), [(99, False), (100, True), (101, True)])
+def test_aggregator_batch_full_at_max_batch_size(num_blocks: int, is_full: bool) -> None:
+    batch = agg_batch(num_blocks=num_blocks)
+    assert aggregator_batch_full(batch, limits()) is is_full
+    assert (agg(batch).action != Action.ADD) is is_full
+    assert aggregator_batch_full(agg_batch(num_blocks=3), limits(max_batch_size=3))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -397,8 +427,9 @@ def test_snos_empty_blocks_count_their_default_proving_gas(room: int, adds: bool
 
 
 # --------------------------------------------------------------------------------------------------
-# SNOS: rule order (SPEC §5.3). Each rule is made to fire by a change that leaves the others alone;
-# with any two applied, the reason is the one earlier in the SPEC's list.
+# SNOS: rule order (SPEC §5.3, with our two changes: a closed batch is never extended, and a SNOS batch
+# never crosses an aggregator batch, whatever the fixed size). Each rule is made to fire by a change that
+# leaves the others alone; with any two applied, the reason is the one earlier in the list.
 
 SnosScenario = dict[str, Any]
 
@@ -446,8 +477,8 @@ def _snos_weight_limit(s: SnosScenario) -> None:
 
 SNOS_RULES_IN_SPEC_ORDER: list[tuple[Reason, Callable[[SnosScenario], None]]] = [
     (Reason.GAP, _snos_gap),
-    (Reason.FIXED_SIZE_REACHED, _snos_fixed),
     (Reason.BATCH_CLOSED, _snos_closed),
+    (Reason.FIXED_SIZE_REACHED, _snos_fixed),
     (Reason.ORCHESTRATOR_VERSION, _snos_orchestrator),
     (Reason.STARKNET_VERSION, _snos_starknet),
     (Reason.MAX_BLOCKS, _snos_max_blocks),
@@ -496,8 +527,11 @@ def test_snos_each_rule_fires_alone(reason: Reason, change: Callable[[SnosScenar
 def test_snos_earlier_rule_wins(
     first: tuple[Reason, Callable[[SnosScenario], None]], later: tuple[Reason, Callable[[SnosScenario], None]]
 ) -> None:
-    assert _decide_snos_scenario(later[1], first[1]).reason == first[0]
-    assert _decide_snos_scenario(first[1], later[1]).reason == first[0]
+    expected = first[0]
+    if (first[0], later[0]) == (Reason.FIXED_SIZE_REACHED, Reason.AGGREGATOR_BATCH):
+        expected = Reason.AGGREGATOR_BATCH  # in fixed-size mode the aggregator boundary comes first
+    assert _decide_snos_scenario(later[1], first[1]).reason == expected
+    assert _decide_snos_scenario(first[1], later[1]).reason == expected
 
 
 # --------------------------------------------------------------------------------------------------

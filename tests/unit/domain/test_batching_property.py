@@ -3,8 +3,9 @@ batches tile the chain and each respects the limits it should (SPEC §5.3, §5.4
 
 The driver below is a reference batcher, not the trigger: it keeps the open batches as values, asks
 ``decide_aggregator`` first (told by a trial ``decide_snos`` whether the block would start a SNOS batch),
-then ``decide_snos`` with the block's final aggregator batch, and closes a batch at once when its age
-passed (``expired``) or its single block is too big. The checks recompute everything from the blocks.
+then ``decide_snos`` with the block's final aggregator batch. Like the trigger it may close a batch
+early, when its age passed (``expired``) or it is full (``*_batch_full``), and it closes a batch of a
+single block too big for any batch at once. The checks recompute everything from the blocks.
 """
 
 from __future__ import annotations
@@ -33,11 +34,13 @@ from madara_orchestrator.domain.batching import (
     Decision,
     SnosBlock,
     StateDiffSize,
+    aggregator_batch_full,
     block_weights,
     decide_aggregator,
     decide_snos,
     expired,
     input_size_bound,
+    snos_batch_full,
 )
 
 OURS = "0.1.0"
@@ -81,7 +84,7 @@ gen_block = st.builds(
     size=st.builds(
         StateDiffSize,
         modified_contracts=st.integers(0, 8),
-        storage_updates=_rarely(st.integers(0, 2_000), st.integers(0, 20)),
+        storage_updates=_rarely(st.integers(0, 2_000), st.integers(0, 20), one_in=25),
         declared_classes=st.integers(0, 2),
     ),
     blob_felts=_rarely(st.integers(0, 9_000), st.integers(0, 2_500)),
@@ -93,7 +96,7 @@ gen_block = st.builds(
 @st.composite
 def gen_limits(draw: st.DrawFn, *, fixed: bool = False) -> BatchLimits:
     return BatchLimits(
-        max_batch_time_s=draw(_rarely(st.integers(20, 200), st.integers(1, 20), one_in=3)),
+        max_batch_time_s=draw(_rarely(st.integers(1, 20), st.integers(20, 200), one_in=4)),
         max_blocks_per_snos_batch=draw(st.integers(1, 6)),
         fixed_blocks_per_snos_batch=draw(st.integers(1, 6)) if fixed else None,
         max_batch_size=draw(st.integers(1, 20)),
@@ -181,11 +184,23 @@ def _aggregator_apply(run: Run, decision: Decision, block: AggregatorBlock, own_
     )
 
 
-def _close_expired(run: Run, now: float) -> None:
-    if run.aggregator and not run.aggregator[-1].is_closed and expired(run.aggregator[-1].created_at, now, run.limits):
-        run.aggregator[-1] = replace(run.aggregator[-1], status=AggregatorBatchStatus.CLOSED, updated_at=now)
-    if run.snos and not run.snos[-1].is_closed and expired(run.snos[-1].created_at, now, run.limits):
-        run.snos[-1] = replace(run.snos[-1], status=SnosBatchStatus.CLOSED, updated_at=now)
+def _close_early(run: Run, now: float) -> None:
+    """What the trigger does between blocks: close an open batch that is too old or full."""
+    limits = run.limits
+    if run.aggregator and not run.aggregator[-1].is_closed:
+        batch = run.aggregator[-1]
+        if expired(batch.created_at, now, limits) or aggregator_batch_full(batch, limits):
+            run.aggregator[-1] = replace(batch, status=AggregatorBatchStatus.CLOSED, updated_at=now)
+    if run.snos and not run.snos[-1].is_closed:
+        snos = run.snos[-1]
+        if expired(snos.created_at, now, limits) or snos_batch_full(snos, limits):
+            run.snos[-1] = replace(snos, status=SnosBatchStatus.CLOSED, updated_at=now)
+
+
+def _assert_full_batch_not_extended(batch: SnosBatch | AggregatorBatch | None, decision: Decision, full: bool) -> None:
+    """A batch the trigger would close early as full is never told ADD either."""
+    if batch is not None and not batch.is_closed and full:
+        assert decision.action != Action.ADD, (batch, decision.describe())
 
 
 def _numbered(blocks: list[GenBlock], first: int) -> dict[int, GenBlock]:
@@ -206,15 +221,22 @@ def _snos_block(number: int, gen: GenBlock, limits: BatchLimits, aggregator_inde
     )
 
 
-def drive_l2(limits: BatchLimits, blocks: list[GenBlock], first: int, *, close_expired: bool = True) -> Run:
+def _decide_and_apply_snos(run: Run, open_snos: SnosBatch | None, block: SnosBlock, now: float) -> None:
+    decision = decide_snos(open_snos, block, run.limits, now=now, orchestrator_version=OURS)
+    if open_snos is not None and block.number == open_snos.end_block + 1:
+        _assert_full_batch_not_extended(open_snos, decision, snos_batch_full(open_snos, run.limits))
+    _snos_apply(run, decision, block, now)
+
+
+def drive_l2(limits: BatchLimits, blocks: list[GenBlock], first: int, *, close_early: bool = True) -> Run:
     """Aggregator and SNOS batches built together, one block at a time."""
     run = Run(limits=limits, blocks=_numbered(blocks, first))
     now = T0
     for number, gen in run.blocks.items():
         now += gen.dt
         run.times[number] = now
-        if close_expired:
-            _close_expired(run, now)
+        if close_early:
+            _close_early(run, now)
 
         agg_block = AggregatorBlock(
             number=number, starknet_version=gen.starknet_version, weights=gen.reported, size=gen.size
@@ -245,25 +267,25 @@ def drive_l2(limits: BatchLimits, blocks: list[GenBlock], first: int, *, close_e
             assert current is not None
             decision = ask(blob_len_with_block=current.blob_len + gen.blob_felts)
             assert decision.action != Action.NEEDS_BLOB_LEN
+        if current is not None and number == current.end_block + 1:
+            _assert_full_batch_not_extended(current, decision, aggregator_batch_full(current, limits))
         _aggregator_apply(run, decision, agg_block, gen.blob_felts, now)
 
         block = _snos_block(number, gen, limits, run.aggregator[-1].index)
-        _snos_apply(run, decide_snos(open_snos, block, limits, now=now, orchestrator_version=OURS), block, now)
+        _decide_and_apply_snos(run, open_snos, block, now)
     return run
 
 
-def drive_l3(limits: BatchLimits, blocks: list[GenBlock], first: int, *, close_expired: bool = True) -> Run:
+def drive_l3(limits: BatchLimits, blocks: list[GenBlock], first: int, *, close_early: bool = True) -> Run:
     """SNOS batches alone (no aggregator index)."""
     run = Run(limits=limits, blocks=_numbered(blocks, first))
     now = T0
     for number, gen in run.blocks.items():
         now += gen.dt
         run.times[number] = now
-        if close_expired:
-            _close_expired(run, now)
-        block = _snos_block(number, gen, limits, None)
-        open_snos = run.snos[-1] if run.snos else None
-        _snos_apply(run, decide_snos(open_snos, block, limits, now=now, orchestrator_version=OURS), block, now)
+        if close_early:
+            _close_early(run, now)
+        _decide_and_apply_snos(run, run.snos[-1] if run.snos else None, _snos_block(number, gen, limits, None), now)
     return run
 
 
@@ -304,6 +326,10 @@ def check_common(run: Run, batch: SnosBatch | AggregatorBatch, max_blocks: int) 
 
 def check_snos_batch(run: Run, batch: SnosBatch) -> None:
     limits = run.limits
+    if limits.fixed_blocks_per_snos_batch is not None:
+        # Fixed size overrides versions, age and weights: only the size is a limit.
+        assert batch.num_blocks <= limits.fixed_blocks_per_snos_batch, batch
+        return
     check_common(run, batch, limits.max_blocks_per_snos_batch)
     blocks = [run.blocks[n] for n in range(batch.start_block, batch.end_block + 1)]
     total = _sum_weights([_effective(b.reported, limits) for b in blocks])
@@ -360,15 +386,16 @@ def check_snos_inside_aggregator(run: Run) -> None:
 
 @PROPERTY_SETTINGS
 @given(
-    limits=gen_limits(),
+    limits=st.booleans().flatmap(lambda fixed: gen_limits(fixed=fixed)),
     blocks=st.lists(gen_block, min_size=1, max_size=40),
     first=st.integers(0, 1_000),
-    close_expired=st.booleans(),
+    close_early=st.booleans(),
 )
 def test_l2_batches_tile_the_chain_and_respect_every_limit(
-    limits: BatchLimits, blocks: list[GenBlock], first: int, close_expired: bool
+    limits: BatchLimits, blocks: list[GenBlock], first: int, close_early: bool
 ) -> None:
-    run = drive_l2(limits, blocks, first, close_expired=close_expired)
+    # With or without a fixed SNOS batch size: SNOS batches stay inside their aggregator batch either way.
+    run = drive_l2(limits, blocks, first, close_early=close_early)
     check_tiling(run, run.aggregator)
     check_tiling(run, run.snos)
     for aggregator_batch in run.aggregator:
@@ -383,12 +410,12 @@ def test_l2_batches_tile_the_chain_and_respect_every_limit(
     limits=gen_limits(),
     blocks=st.lists(gen_block, min_size=1, max_size=40),
     first=st.integers(0, 1_000),
-    close_expired=st.booleans(),
+    close_early=st.booleans(),
 )
 def test_l3_snos_batches_tile_the_chain_and_respect_every_limit(
-    limits: BatchLimits, blocks: list[GenBlock], first: int, close_expired: bool
+    limits: BatchLimits, blocks: list[GenBlock], first: int, close_early: bool
 ) -> None:
-    run = drive_l3(limits, blocks, first, close_expired=close_expired)
+    run = drive_l3(limits, blocks, first, close_early=close_early)
     check_tiling(run, run.snos)
     for batch in run.snos:
         assert batch.aggregator_batch_index is None
@@ -404,10 +431,12 @@ def test_l3_snos_batches_tile_the_chain_and_respect_every_limit(
 def test_l3_fixed_size_snos_batches_have_exactly_that_many_blocks(
     limits: BatchLimits, blocks: list[GenBlock], first: int
 ) -> None:
-    # Fixed size overrides every other rule (versions, age, weights), so only the sizes are checked; the
-    # driver does not close expired batches here (a closed batch below its fixed size would be told ADD).
-    run = drive_l3(limits, blocks, first, close_expired=False)
+    # Fixed size overrides versions, age and weights, so only the sizes are checked. Nothing is closed
+    # early here, so a batch short of the fixed size can only have been ended by a gap.
+    run = drive_l3(limits, blocks, first, close_early=False)
     check_tiling(run, run.snos)
     assert limits.fixed_blocks_per_snos_batch is not None
-    assert all(b.num_blocks == limits.fixed_blocks_per_snos_batch for b in run.snos[:-1])
-    assert 1 <= run.snos[-1].num_blocks <= limits.fixed_blocks_per_snos_batch
+    assert all(1 <= b.num_blocks <= limits.fixed_blocks_per_snos_batch for b in run.snos)
+    for before, after in itertools.pairwise(run.snos):
+        # Short only when a gap ended it.
+        assert before.num_blocks == limits.fixed_blocks_per_snos_batch or after.start_block > before.end_block + 1
