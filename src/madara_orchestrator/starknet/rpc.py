@@ -55,6 +55,12 @@ def parse_felt(value: Any, what: str = "felt") -> int:
     raise InvalidInput(f"{what} is not a felt: {value!r}")
 
 
+def _describe(exc: Exception) -> str:
+    """httpx transport errors often have no text of their own: name the kind of error too."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 class StarknetRpcClient:
     """Implements ``SequencerRpc``; ``batch`` serves squashing and compression lookups."""
 
@@ -99,9 +105,10 @@ class StarknetRpcClient:
                 )
                 if not retryable or attempt == self._attempts:
                     break
-                log.warning("RPC %s attempt %d/%d failed: %s", self.url, attempt, self._attempts, exc)
+                log.warning("RPC %s attempt %d/%d failed: %s", self.url, attempt, self._attempts, _describe(exc))
                 await asyncio.sleep(self._retry_pause_s * attempt)
-        raise BackendUnavailable(f"Starknet RPC {self.url} failed after {self._attempts} attempts: {last}")
+        cause = _describe(last) if last is not None else "no attempt made"
+        raise BackendUnavailable(f"Starknet RPC {self.url} failed after {self._attempts} attempts: {cause}")
 
     async def call(self, method: str, params: Any = ()) -> Any:
         request = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
