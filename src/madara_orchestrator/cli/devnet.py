@@ -84,7 +84,7 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=devnet_command)
 
 
-DEVNET_MAX_BATCH_TIME_S = 30.0
+DEVNET_MAX_BATCH_TIME_S = 60.0
 """A running devnet settles at least this often; with --blocks the last batch closes as soon as it is full."""
 
 

@@ -655,6 +655,9 @@ class Batcher:
         assert open_snos is not None
         open_snos.batch = transition_snos_batch(open_snos.batch, SnosBatchStatus.CLOSED, now=self.clock.now())
         open_snos.dirty = True
+        # The aggregator batch holding it is stored first, so no SNOS record ever points past it.
+        if state.agg is not None and (state.agg.dirty or not state.agg.stored):
+            await self._save_aggregator(state.agg)
         await self._save_snos(open_snos)
         state.snos = None
         state.progressed = True
