@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from madara_orchestrator.domain.errors import InvalidTransition, JobError, NotFound
+from madara_orchestrator.domain.errors import BackendUnavailable, InvalidTransition, JobError, NotFound
 from madara_orchestrator.domain.jobs import Job, JobPolicy, JobStatus, JobType
 from madara_orchestrator.domain.queues import parse_job_message
+from madara_orchestrator.engine.service import ACK as ACK_DECISION
 from madara_orchestrator.jobs.base import Verified
 from tests.helpers.engine import Harness, ScriptedHandler, make_harness, proving_meta
 
@@ -348,3 +349,83 @@ async def test_completion_hooks_run_after_completion(tmp_path: Path) -> None:
     await h.service.verify_job(job.id)
     assert seen == [S.COMPLETED]
     await h.close()
+
+
+# -- outages are conditions, not failures (issue 9) -------------------------------------------------
+
+
+def _wrapped_outage(text: str) -> JobError:
+    """A handler's JobError raised from a transport failure, as handlers wrap their adapters' errors."""
+    try:
+        raise BackendUnavailable(text)
+    except BackendUnavailable as cause:
+        try:
+            raise JobError(f"Error occurred during state update: {cause}") from cause
+        except JobError as wrapped:
+            return wrapped
+
+
+async def test_an_outage_during_processing_waits_without_spending_attempts(h: Harness) -> None:
+    job = await create(h)
+    queue = h.names.processing(PT)
+    await take(h, queue)
+    # More outages than the queue's redelivery budget: none of them may fail the job.
+    h.handler.process_outcomes += [BackendUnavailable("Ethereum RPC http://l1: HTTP 502")] * 3
+    h.handler.process_outcomes += [_wrapped_outage("Starknet RPC http://seq failed after 3 attempts: ConnectError")] * 4
+    waits = []
+    for _ in range(7):
+        assert await h.service.process_job(job.id, receive_count=1) == ACK_DECISION, "acked: no receive is spent"
+        waiting = await stored(h, job)
+        assert waiting.status == S.CREATED and waiting.common.process_attempt_no == 0
+        assert waiting.common.failure_reason is not None
+        assert waiting.common.failure_reason.startswith("Waiting for an outside service (processing")
+        assert waiting.common.waiting_since is not None
+        message = await h.queue.receive(queue)
+        assert message is None, "the next try comes after a delay"
+        waits.append(h.clock.t)
+        h.clock.advance(70)  # more than the longest wait
+        message = await h.queue.receive(queue)
+        assert message is not None and parse_job_message(message.body) == job.id
+        assert message.receive_count == 1, "a fresh message each time"
+        await h.queue.ack(message)
+    waiting = await stored(h, job)
+    assert len(waiting.common.previous_failure_reasons) == 0, "one outage, one line (not one per try)"
+    assert "ConnectError" in str(waiting.common.failure_reason), "the latest cause is shown"
+    assert [a for a in h.alerts.sent if a[0] == "Outside service unavailable"], "an alert once it lasted 300 s"
+    assert len([a for a in h.alerts.sent if a[0] == "Outside service unavailable"]) == 1, "only once"
+    # The service is back: the job is processed, and the wait is forgotten.
+    assert await h.service.process_job(job.id) == ACK_DECISION
+    done = await stored(h, job)
+    assert done.status == S.PENDING_VERIFICATION and done.common.process_attempt_no == 1
+    assert done.common.waiting_since is None and not done.common.waiting_alerted
+
+
+async def test_the_jobs_own_failure_still_fails_it_with_its_reason(h: Harness) -> None:
+    job = await create(h)
+    h.handler.process_outcomes.append(JobError("transaction reverted: Fact not registered", retryable=False))
+    await h.service.process_job(job.id)
+    failed = await stored(h, job)
+    assert failed.status == S.FAILED
+    assert failed.common.failure_reason == "Processing attempt 1 failed: transaction reverted: Fact not registered"
+
+
+async def test_an_outage_during_verification_waits_without_spending_attempts(h: Harness) -> None:
+    job = await create(h)
+    await h.service.process_job(job.id)
+    verification = h.names.verification(PT)
+    while await take(h, verification) is not None:
+        pass
+    h.handler.verify_outcomes += [BackendUnavailable("prover API: HTTP 503")] * 5
+    for _ in range(5):
+        assert await h.service.verify_job(job.id) == ACK_DECISION
+        waiting = await stored(h, job)
+        assert waiting.status == S.PENDING_VERIFICATION and waiting.common.verification_attempt_no == 0
+        assert "HTTP 503" in str(waiting.common.failure_reason)
+        h.clock.advance(70)
+        message = await h.queue.receive(verification)
+        assert message is not None and message.receive_count == 1
+        await h.queue.ack(message)
+    assert await h.service.verify_job(job.id) == ACK_DECISION
+    done = await stored(h, job)
+    assert done.status == S.COMPLETED and done.common.verification_attempt_no == 1
+    assert done.common.waiting_since is None

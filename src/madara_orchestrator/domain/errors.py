@@ -82,3 +82,17 @@ class QueueFull(OrchestratorError):
         super().__init__(
             f"Priority queue is full (current: {current}, max: {maximum}). Please try again later or use normal queue."
         )
+
+
+def outage_cause(exc: BaseException) -> BackendUnavailable | None:
+    """The outside service failure behind ``exc`` (itself, or what it was raised from), if any: an
+    unreachable or misbehaving sequencer, L1, prover or store is a condition to wait out, not the job's
+    failure."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, BackendUnavailable):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

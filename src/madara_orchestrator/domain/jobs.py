@@ -114,6 +114,10 @@ class CommonMetadata:
     failure_reason: str | None = None
     previous_failure_reasons: list[str] = field(default_factory=list)
     orchestrator_version: str = ""
+    waiting_since: int | None = None
+    """Ours, not the original's: since when the job has been waiting out an outside outage (unset when
+    it is not). An outage never spends the job's attempts."""
+    waiting_alerted: bool = False
 
     def with_failure(self, reason: str) -> CommonMetadata:
         """Record a new failure; the previous reason moves to the history (oldest first)."""
@@ -121,6 +125,15 @@ class CommonMetadata:
         if self.failure_reason:
             history.append(self.failure_reason)
         return dataclasses.replace(self, failure_reason=reason, previous_failure_reasons=history)
+
+    def waiting(self, reason: str, *, since: int) -> CommonMetadata:
+        """Record that the job waits out an outage: the reason is shown, but a run of waits leaves one
+        line in the history, not one per try."""
+        base = self if self.waiting_since is not None else self.with_failure(reason)
+        return dataclasses.replace(base, failure_reason=reason, waiting_since=since)
+
+    def done_waiting(self) -> CommonMetadata:
+        return dataclasses.replace(self, waiting_since=None, waiting_alerted=False)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

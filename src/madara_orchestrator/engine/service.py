@@ -18,7 +18,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass
 
 from madara_orchestrator import ORCHESTRATOR_VERSION
-from madara_orchestrator.domain.errors import InvalidTransition, JobError, NotFound, QueueFull, StaleVersion
+from madara_orchestrator.domain.errors import (
+    BackendUnavailable,
+    InvalidTransition,
+    JobError,
+    NotFound,
+    QueueFull,
+    StaleVersion,
+    outage_cause,
+)
 from madara_orchestrator.domain.jobs import (
     DEFAULT_POLICIES,
     PROCESSABLE,
@@ -53,13 +61,23 @@ ACK = Decision(ack=True)
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RetryPolicy:
-    """Back-off between redeliveries of a failed message; the queue dead-letters it after N receives."""
+    """Back-off between redeliveries of a failed message; the queue dead-letters it after N receives.
+
+    An outage of an outside service is waited out instead: the job is tried again after half the time
+    the outage has lasted (at least ``base_delay_s``, at most ``max_outage_wait_s``), with a fresh
+    message, so no attempt and no receive is spent; an alert goes out once it has lasted
+    ``outage_alert_after_s``."""
 
     base_delay_s: float = 5.0
     max_delay_s: float = 300.0
+    max_outage_wait_s: float = 60.0
+    outage_alert_after_s: float = 300.0
 
     def delay(self, receive_count: int) -> float:
         return min(self.max_delay_s, self.base_delay_s * (2 ** max(0, receive_count - 1)))
+
+    def outage_wait(self, lasted_s: float) -> float:
+        return min(self.max_outage_wait_s, max(self.base_delay_s, lasted_s / 2))
 
 
 class SystemClock:
@@ -191,7 +209,7 @@ class JobService:
             external_id=outcome.external_id,
             lease_owner=None,
             lease_expires_at=None,
-        ).with_common(process_completed_at=int(now))
+        ).with_common(process_completed_at=int(now), waiting_since=None, waiting_alerted=False)
         if outcome.specific is not None:
             done = done.with_specific(outcome.specific)
         try:
@@ -240,6 +258,9 @@ class JobService:
     async def _processing_failed(
         self, job: Job, original_status: JobStatus, exc: Exception, receive_count: int
     ) -> Decision:
+        outage = outage_cause(exc)
+        if outage is not None and not (isinstance(exc, JobError) and exc.wait_s is not None):
+            return await self._wait_out_outage(job, original_status, outage, verification=False)
         attempt = job.common.process_attempt_no
         reason = f"Processing attempt {attempt} failed: {exc}"
         specific = exc.specific if isinstance(exc, JobError) else None
@@ -279,6 +300,52 @@ class JobService:
             return ACK
         return Decision(ack=False, delay_s=self.retry.delay(receive_count))
 
+    async def _wait_out_outage(
+        self, job: Job, status: JobStatus, outage: BackendUnavailable, *, verification: bool
+    ) -> Decision:
+        """An outside service is down or misbehaving: put the job back as it was (the attempt it just
+        began is not counted), say why in its failure reason, and try again later with a fresh message."""
+        now = self.clock.now()
+        since = job.common.waiting_since if job.common.waiting_since is not None else int(now)
+        lasted = max(0.0, now - since)
+        wait = self.retry.outage_wait(lasted)
+        stage = "verification" if verification else "processing"
+        reason = f"Waiting for an outside service ({stage}, {lasted:.0f} s so far): {outage}"
+        common = job.common.waiting(reason, since=since)
+        if verification:
+            common = dataclasses.replace(common, verification_attempt_no=max(0, common.verification_attempt_no - 1))
+        else:
+            common = dataclasses.replace(
+                common,
+                process_attempt_no=max(0, common.process_attempt_no - 1),
+                process_started_at=None,
+                process_completed_at=None,
+            )
+        alert = lasted >= self.retry.outage_alert_after_s and not common.waiting_alerted
+        if alert:
+            common = dataclasses.replace(common, waiting_alerted=True)
+        restored = transition(job, status, lease_owner=None, lease_expires_at=None).with_common(
+            **dataclasses.asdict(common)
+        )
+        try:
+            await self.db.update_job(restored, now=now)
+        except StaleVersion:
+            log.warning(
+                "%s changed while it waited for an outside service; leaving it to the newer writer", job.describe()
+            )
+            return ACK
+        self.metrics.operations.labels(job.job_type, "verify" if verification else "process", "outage").inc()
+        log.warning("%s: %s; trying again in %.0f s (no attempt spent)", job.describe(), reason, wait)
+        if alert:
+            await self.alerts.send(
+                "Outside service unavailable",
+                f"{job.describe()} has been waiting {lasted:.0f} s for an outside service: {outage}. "
+                "It resumes by itself when the service answers again.",
+            )
+        queue = self.names.verification(job.job_type) if verification else self.names.processing(job.job_type)
+        await self.queue.send(queue, job_message(job.id), delay_s=wait)
+        return ACK
+
     # -- verify -----------------------------------------------------------------------------------
 
     async def verify_job(self, job_id: uuid.UUID) -> Decision:
@@ -304,6 +371,9 @@ class JobService:
             result = await handler.verify(job)
         except Exception as exc:
             self.metrics.operations.labels(job.job_type, "verify", "error").inc()
+            outage = outage_cause(exc)
+            if outage is not None:
+                return await self._wait_out_outage(job, job.status, outage, verification=True)
             log.warning("%s: verification errored: %s (will retry)", job.describe(), exc)
             return Decision(ack=False, delay_s=self.retry.delay(1))
         if result.specific is not None:
@@ -312,7 +382,10 @@ class JobService:
         try:
             if result.status == Verification.VERIFIED:
                 done = await self.db.update_job(
-                    transition(job, S.COMPLETED).with_common(verification_completed_at=int(now)), now=now
+                    transition(job, S.COMPLETED).with_common(
+                        verification_completed_at=int(now), waiting_since=None, waiting_alerted=False
+                    ),
+                    now=now,
                 )
                 self._observe_completion(done, now)
                 log.info("completed %s", done.describe())

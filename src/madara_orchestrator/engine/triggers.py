@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from madara_orchestrator.domain.batches import AggregatorBatchStatus, SnosBatchStatus
-from madara_orchestrator.domain.errors import InvalidTransition
+from madara_orchestrator.domain.errors import InvalidTransition, outage_cause
 from madara_orchestrator.domain.jobs import (
     AggregatorMetadata,
     DaMetadata,
@@ -189,9 +189,14 @@ class Triggers:
             progressed = await self._impl[name]()
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             self.metrics.trigger_runs.labels(name, "error").inc()
-            log.exception("trigger %s failed", name)
+            outage = outage_cause(exc)
+            if outage is not None:
+                # An outside service is down: one line, and the next kick or tick tries again.
+                log.warning("trigger %s waits for an outside service: %s", name, outage)
+            else:
+                log.exception("trigger %s failed", name)
             return False
         self.metrics.trigger_runs.labels(name, "progress" if progressed else "idle").inc()
         if progressed:
