@@ -258,14 +258,14 @@ class JobService:
     async def _processing_failed(
         self, job: Job, original_status: JobStatus, exc: Exception, receive_count: int
     ) -> Decision:
+        specific = exc.specific if isinstance(exc, JobError) else None
+        if specific is not None:
+            job = job.with_specific(specific)  # type: ignore[arg-type]
         outage = outage_cause(exc)
         if outage is not None and not (isinstance(exc, JobError) and exc.wait_s is not None):
             return await self._wait_out_outage(job, original_status, outage, verification=False)
         attempt = job.common.process_attempt_no
         reason = f"Processing attempt {attempt} failed: {exc}"
-        specific = exc.specific if isinstance(exc, JobError) else None
-        if specific is not None:
-            job = job.with_specific(specific)  # type: ignore[arg-type]
         self.metrics.operations.labels(job.job_type, "process", "failure").inc()
         if isinstance(exc, JobError) and not exc.retryable:
             log.error("%s failed and will not be retried: %s", job.describe(), exc)
