@@ -78,7 +78,9 @@ async def test_a_failed_block_blocks_only_what_depends_on_it_and_is_retried_thro
         assert failed is not None
         async with httpx.AsyncClient(base_url=p.api.url) as client:
             listed = (await client.get("/jobs", params={"status": "Failed"})).json()
-            assert listed["data"]["jobs"] == [{"job_type": "SnosRun", "id": str(failed.id), "status": "Failed"}]
+            assert listed["data"]["jobs"] == [
+                {"job_type": "SnosRun", "id": str(failed.id), "status": "Failed", "start_block": 5, "end_block": 5}
+            ]
             reply = await client.get(f"/jobs/{failed.id}/retry")
             assert reply.status_code == 200
             assert reply.json() == {"success": True, "message": f"Job with id {failed.id} queued for normal retry"}

@@ -429,3 +429,39 @@ async def test_an_outage_during_verification_waits_without_spending_attempts(h: 
     done = await stored(h, job)
     assert done.status == S.COMPLETED and done.common.verification_attempt_no == 1
     assert done.common.waiting_since is None
+
+
+def test_verification_polls_back_off_from_a_second_to_the_originals_delay() -> None:
+    from madara_orchestrator.domain.jobs import DEFAULT_POLICIES
+
+    proof = DEFAULT_POLICIES[JobType.PROOF_CREATION]
+    assert [proof.verification_delay(n) for n in range(7)] == [1, 2, 4, 8, 16, 30, 30]
+    settle = DEFAULT_POLICIES[JobType.STATE_TRANSITION]
+    window = sum(settle.verification_delay(n) for n in range(settle.max_verification_attempts))
+    assert 540 <= window <= 700, "about the original's 10 x 60 s"
+    assert DEFAULT_POLICIES[JobType.SNOS_RUN].verification_delay(5) == 1, "no back-off where none is set"
+
+
+async def test_polls_are_scheduled_with_the_back_off(tmp_path: Path) -> None:
+    policy = JobPolicy(
+        max_process_attempts=1, max_verification_attempts=10, verification_delay_s=8, first_verification_delay_s=1
+    )
+    h = await make_harness(tmp_path / "jobs.db", policy=policy)
+    try:
+        job = await create(h)
+        await take(h, h.names.processing(PT))
+        await h.service.process_job(job.id)
+        queue = h.names.verification(PT)
+        seen = []
+        for _ in range(5):
+            h.handler.verify_outcomes.append(Verified.pending())
+            waited = 0
+            while (message := await h.queue.receive(queue)) is None:
+                h.clock.advance(1)
+                waited += 1
+            await h.queue.ack(message)
+            seen.append(waited)
+            await h.service.verify_job(job.id)
+        assert seen == [1, 2, 4, 8, 8]
+    finally:
+        await h.close()

@@ -178,3 +178,241 @@ def test_a_buffer_that_fills_the_blobs_is_refused() -> None:
     with pytest.raises(ConfigError) as caught:
         load_run_settings(parse(["--max-num-blobs", "1", "--blob-size-buffer", "4096"]), GOOD)
     assert any("leaves no room in 1 blob(s)" in p for p in caught.value.problems)
+
+
+# -- provers (SPEC §7, §16.2, §16.3) ---------------------------------------------------------------
+
+ANVIL_KEY_0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+ANVIL_KEY_1 = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+ADDRESS = "0x5fbdb2315678afecb367f032d93f642f64180aa3"
+ETHEREUM = {
+    P + "MADARA_RPC_URL": "http://127.0.0.1:9944",
+    P + "SETTLE_ON_ETHEREUM": "true",
+    P + "ETHEREUM_SETTLEMENT_RPC_URL": "http://127.0.0.1:8545",
+    P + "ETHEREUM_PRIVATE_KEY": ANVIL_KEY_0,
+    P + "L1_CORE_CONTRACT_ADDRESS": ADDRESS,
+}
+ATLANTIC = {
+    **GOOD,
+    P + "PROVER": "atlantic",
+    P + "ATLANTIC_API_KEY": "key",
+    P + "ATLANTIC_SERVICE_URL": "https://atlantic.example",
+    P + "ATLANTIC_NETWORK": "TESTNET",
+    P + "ATLANTIC_MOCK_FACT_HASH": "false",
+    P + "ATLANTIC_PROVER_TYPE": "starkware_sharp",
+    P + "ATLANTIC_SETTLEMENT_LAYER": "ethereum",
+    P + "ATLANTIC_RPC_NODE_URL": "http://127.0.0.1:8545",
+    P + "ATLANTIC_VERIFIER_CONTRACT_ADDRESS": ADDRESS,
+}
+
+
+def problems_of(argv: list[str], env: dict[str, str]) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_run_settings(parse(argv), env)
+    return "\n".join(caught.value.problems)
+
+
+def make_sharp_pki(root: Path) -> dict[str, str]:
+    from tests.helpers.sharp import make_pki
+
+    pki = make_pki(root)
+    return {
+        P + "PROVER": "sharp",
+        P + "SHARP_CUSTOMER_ID": "cust-1",
+        P + "SHARP_URL": "https://sharp.example",
+        P + "SHARP_USER_CRT_FILE": pki.client_crt,
+        P + "SHARP_USER_KEY_FILE": pki.client_key,
+        P + "SHARP_SERVER_CRT_FILE": pki.ca_crt,
+        P + "SHARP_RPC_NODE_URL": "http://127.0.0.1:8545",
+        P + "GPS_VERIFIER_CONTRACT_ADDRESS": ADDRESS,
+    }
+
+
+def test_every_prover_of_the_original_is_accepted(tmp_path: Path) -> None:
+    atlantic = load_run_settings(parse([]), ATLANTIC)
+    assert atlantic.prover == "atlantic" and atlantic.atlantic_network == "testnet"
+    assert atlantic.atlantic_verifier_cairo_vm == "rust" and atlantic.atlantic_sharp_prover == "stone"
+    assert atlantic.atlantic_verifier_result == "proof-generation"
+    assert atlantic.atlantic_artifacts_base_url == "https://storage.googleapis.com/hero-atlantic-bucket"
+    assert (atlantic.snos_layout_name, atlantic.prover_layout_name) == ("all_cairo", "dynamic")
+    assert atlantic.describe()["atlantic_api_key"] == "***"
+    sharp = load_run_settings(parse([]), {**GOOD, **make_sharp_pki(tmp_path)})
+    assert sharp.prover == "sharp" and sharp.sharp_settlement_layer == "ethereum"
+    mock = load_run_settings(
+        parse(["--prover", "mock"]),
+        {**ETHEREUM, P + "MOCK_VERIFIER_ADDRESS": ADDRESS, P + "MOCK_VERIFIER_PRIVATE_KEY": ANVIL_KEY_1},
+    )
+    assert mock.prover == "mock" and mock.mock_verifier_address == ADDRESS
+
+
+def test_atlantic_names_each_missing_flag() -> None:
+    text = problems_of(["--prover", "atlantic"], GOOD)
+    for named in (
+        "--atlantic-api-key (MADARA_ORCHESTRATOR_ATLANTIC_API_KEY) is required with --prover atlantic",
+        "--atlantic-service-url (MADARA_ORCHESTRATOR_ATLANTIC_SERVICE_URL) is required",
+        "--atlantic-mock-fact-hash (MADARA_ORCHESTRATOR_ATLANTIC_MOCK_FACT_HASH) is required",
+        "--atlantic-prover-type (MADARA_ORCHESTRATOR_ATLANTIC_PROVER_TYPE) is required",
+        "--atlantic-settlement-layer (MADARA_ORCHESTRATOR_ATLANTIC_SETTLEMENT_LAYER) is required",
+        "--atlantic-network (MADARA_ORCHESTRATOR_ATLANTIC_NETWORK) is required",
+        "--atlantic-rpc-node-url (MADARA_ORCHESTRATOR_ATLANTIC_RPC_NODE_URL) is required",
+        "--atlantic-verifier-contract-address (MADARA_ORCHESTRATOR_ATLANTIC_VERIFIER_CONTRACT_ADDRESS) is required",
+    ):
+        assert named in text, named
+    mocked = problems_of(["--prover", "atlantic", "--atlantic-mock-fact-hash", "true"], GOOD)
+    assert "--atlantic-rpc-node-url" not in mocked and "--atlantic-verifier-contract-address" not in mocked, (
+        "no fact is checked when Atlantic mocks facts"
+    )
+
+
+def test_atlantic_values_are_checked_together(tmp_path: Path) -> None:
+    text = problems_of(
+        [
+            "--atlantic-service-url",
+            "atlantic.example",
+            "--atlantic-artifacts-base-url",
+            "ftp://artifacts",
+            "--atlantic-verifier-contract-address",
+            "0x1234",
+            "--atlantic-mock-fact-hash",
+            "maybe",
+            "--atlantic-verifier-result",
+            "proof-magic",
+            "--atlantic-network",
+            "devnet",
+            "--atlantic-verifier-cairo-vm",
+            "java",
+        ],
+        ATLANTIC,
+    )
+    assert "--atlantic-service-url must be an http:// or https:// URL with a host, got 'atlantic.example'" in text
+    assert "--atlantic-artifacts-base-url must be an http:// or https:// URL" in text
+    assert "--atlantic-verifier-contract-address must be a 20-byte address (0x and 40 hex digits), got '0x1234'" in text
+    assert "--atlantic-mock-fact-hash must be true or false, got 'maybe'" in text
+    assert "--atlantic-verifier-result: unknown Atlantic query step 'proof-magic'" in text
+    assert "--atlantic-network: must be one of mainnet, testnet, got 'devnet'" in text
+    assert "--atlantic-verifier-cairo-vm: must be one of rust, python, got 'java'" in text
+
+
+def test_atlantic_api_key_comes_from_its_file(tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    key.write_text("from-file\n")
+    env = {k: v for k, v in ATLANTIC.items() if k != P + "ATLANTIC_API_KEY"}
+    settings = load_run_settings(parse([]), {**env, P + "ATLANTIC_API_KEY_FILE": str(key)})
+    assert settings.atlantic_api_key == "from-file"
+    text = problems_of([], {**env, P + "ATLANTIC_API_KEY_FILE": str(tmp_path / "missing")})
+    assert "MADARA_ORCHESTRATOR_ATLANTIC_API_KEY_FILE: cannot read" in text
+
+
+def test_mock_atlantic_server_rules() -> None:
+    assert load_run_settings(parse(["--mock-atlantic-server"]), ATLANTIC).mock_atlantic_server
+    no_url = {k: v for k, v in ATLANTIC.items() if k != P + "ATLANTIC_SERVICE_URL"}
+    assert load_run_settings(parse(["--mock-atlantic-server"]), no_url).atlantic_service_url is None, (
+        "the in-process mock is the service"
+    )
+    text = problems_of(["--mock-atlantic-server", "--atlantic-network", "MAINNET"], ATLANTIC)
+    assert "--mock-atlantic-server is only allowed with --atlantic-network TESTNET" in text
+    assert "--mock-atlantic-server needs --prover atlantic" in problems_of(["--mock-atlantic-server"], GOOD)
+
+
+def test_sharp_names_each_missing_flag() -> None:
+    text = problems_of(["--prover", "sharp"], GOOD)
+    for flag, var in (
+        ("--sharp-customer-id", "SHARP_CUSTOMER_ID"),
+        ("--sharp-url", "SHARP_URL"),
+        ("--sharp-user-crt-file", "SHARP_USER_CRT_FILE"),
+        ("--sharp-user-key-file", "SHARP_USER_KEY_FILE"),
+        ("--sharp-server-crt-file", "SHARP_SERVER_CRT_FILE"),
+        ("--sharp-rpc-node-url", "SHARP_RPC_NODE_URL"),
+        ("--gps-verifier-contract-address", "GPS_VERIFIER_CONTRACT_ADDRESS"),
+    ):
+        assert f"{flag} (MADARA_ORCHESTRATOR_{var}) is required with --prover sharp" in text, flag
+
+
+def test_sharp_pem_files_must_be_readable_pem_and_a_tls_identity(tmp_path: Path) -> None:
+    sharp = make_sharp_pki(tmp_path / "pki")
+    missing = tmp_path / "missing.crt"
+    not_pem = tmp_path / "not.pem"
+    not_pem.write_text("hello")
+    text = problems_of(
+        ["--sharp-user-crt-file", str(missing), "--sharp-user-key-file", str(not_pem)], {**GOOD, **sharp}
+    )
+    assert f"--sharp-user-crt-file {missing}: cannot read it: No such file or directory" in text
+    assert f"--sharp-user-key-file {not_pem}: not a PEM file" in text
+    # Readable PEM files that do not belong together: the client key of another certificate.
+    other = make_sharp_pki(tmp_path / "other")
+    text = problems_of(["--sharp-user-key-file", other[P + "SHARP_USER_KEY_FILE"]], {**GOOD, **sharp})
+    assert "SHARP TLS material cannot be loaded" in text
+    data_dir = tmp_path / "data"
+    problems_of(["--data-dir", str(data_dir), "--sharp-user-crt-file", str(missing)], {**GOOD, **sharp})
+    assert not data_dir.exists(), "nothing is created before the configuration is valid"
+
+
+def test_sharp_url_must_be_https_and_sharp_is_l2_only(tmp_path: Path) -> None:
+    sharp = make_sharp_pki(tmp_path)
+    text = problems_of(["--sharp-url", "http://sharp.example", "--layer", "l3"], {**GOOD, **sharp})
+    assert "--sharp-url must be an https:// URL with a host, got 'http://sharp.example'" in text
+    assert "SHARP prover is L2-only (fact registration happens on L1)" in text
+
+
+@pytest.mark.parametrize("option", ["--snos-layout-name", "--prover-layout-name"])
+def test_layouts_outside_the_list_are_refused(option: str) -> None:
+    text = problems_of([option, "all_cairo_stwo"], GOOD)
+    assert f"{option}: must be one of plain, small, dex, recursive, starknet" in text
+    assert "got 'all_cairo_stwo'" in text
+    settings = load_run_settings(parse([option, "recursive_with_poseidon"]), GOOD)
+    assert settings.values[option[2:].replace("-", "_")] == "recursive_with_poseidon"
+
+
+def test_bad_addresses_keys_and_urls_are_each_named() -> None:
+    text = problems_of(
+        [
+            "--starknet-operator-address",
+            "0xabc",
+            "--l1-core-contract-address",
+            "0xzz",
+            "--ethereum-private-key",
+            "0x1234",
+            "--ethereum-rpc-url",
+            "localhost:8545",
+            "--madara-rpc-url",
+            "not a url",
+        ],
+        ETHEREUM,
+    )
+    assert "--starknet-operator-address must be a 20-byte address" in text and "'0xabc'" in text
+    assert "--l1-core-contract-address must be a 20-byte address (0x and 40 hex digits), got '0xzz'" in text
+    assert "--ethereum-private-key (MADARA_ORCHESTRATOR_ETHEREUM_PRIVATE_KEY) must be a private key" in text
+    assert "--ethereum-rpc-url must be an http:// or https:// URL with a host" in text
+    assert "--madara-rpc-url must be an http:// or https:// URL with a host, got 'not a url'" in text
+    assert "0x1234" not in text and "localhost:8545" not in text, "secrets are never echoed"
+
+
+def test_mock_prover_without_a_verifier_is_refused() -> None:
+    text = problems_of(["--prover", "mock"], ETHEREUM)
+    assert "--mock-verifier-address (MADARA_ORCHESTRATOR_MOCK_VERIFIER_ADDRESS) is required with --prover mock" in text
+    assert "every settlement reverts on L1" in text
+    assert "--mock-verifier-private-key (MADARA_ORCHESTRATOR_MOCK_VERIFIER_PRIVATE_KEY) is required" in text
+
+
+def test_mock_prover_refuses_the_settlement_key_for_facts() -> None:
+    same = ANVIL_KEY_0.upper().replace("0X", "")  # the same key written differently
+    text = problems_of(
+        ["--prover", "mock", "--mock-verifier-address", ADDRESS, "--mock-verifier-private-key", same], ETHEREUM
+    )
+    assert "--mock-verifier-private-key must differ from --ethereum-private-key" in text
+    assert same not in text
+
+
+def test_mock_prover_is_l2_only_and_needs_ethereum() -> None:
+    text = problems_of(["--prover", "mock", "--layer", "l3", "--store-audit-artifacts"], GOOD)
+    assert "Mock prover is L2-only" in text
+    assert "--prover mock needs --settle-on-ethereum" in text
+    assert "--prover mock cannot be used with --store-audit-artifacts" in text
+
+
+def test_prover_problems_come_with_all_the_others() -> None:
+    text = problems_of(["--prover", "sharp", "--port", "70000", "--max-num-blobs", "9"], GOOD)
+    assert "--sharp-url (MADARA_ORCHESTRATOR_SHARP_URL) is required" in text
+    assert "--port must be between 0 and 65535" in text
+    assert "--max-num-blobs must be at most 6" in text
+    assert "--prover: must be one of atlantic, sharp, mock, devnet" in problems_of(["--prover", "stone"], GOOD)

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from madara_orchestrator.domain.errors import BackendUnavailable
+from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput
 
 T = TypeVar("T")
 
@@ -91,6 +91,16 @@ SCHEMA: list[str] = [
 ]
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+COMPANION_TABLES = frozenset({"sqlite_sequence", "settlement_tx_keys", "settlement_tx_attempts"})
+"""Tables of ours that other modules may create in the same file before the schema is applied (the
+settlement transaction store)."""
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
 class SqliteDatabase:
     def __init__(self, path: str | Path, *, busy_timeout_s: float = 15.0) -> None:
         self.path = str(path)
@@ -102,17 +112,70 @@ class SqliteDatabase:
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self.path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False
-            )
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_s * 1000)}")
+                self._check_header()
+                try:
+                    Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise self._refusal(f"cannot be created ({exc.strerror or exc})") from exc
+            try:
+                conn = sqlite3.connect(
+                    self.path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False
+                )
+            except sqlite3.Error as exc:
+                raise self._refusal(f"cannot be opened ({exc})") from exc
+            try:
+                conn.row_factory = sqlite3.Row
+                conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_s * 1000)}")
+                self._check_owner(conn)  # before anything writes to the file (WAL mode rewrites its header)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                self._migrate(conn)
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
+                    raise BackendUnavailable(f"SQLite database {self.path}: {exc}") from exc
+                raise self._refusal(f"cannot be opened ({exc})") from exc
+            except BaseException:
+                conn.close()
+                raise
             self._conn = conn
-            self._migrate(conn)
         return self._conn
+
+    def _refusal(self, what: str) -> InvalidInput:
+        return InvalidInput(
+            f"{self.path} {what}; it is left as it is: move it away, or choose another --data-dir (or --sqlite-path)"
+        )
+
+    def _check_header(self) -> None:
+        """A file that exists and is not empty must be an SQLite database (its first 16 bytes say so)."""
+        try:
+            with open(self.path, "rb") as file:
+                header = file.read(len(SQLITE_HEADER))
+        except FileNotFoundError:
+            return
+        except IsADirectoryError:
+            raise self._refusal("is a directory, not an SQLite database") from None
+        except OSError as exc:
+            raise self._refusal(f"cannot be read ({exc.strerror or exc})") from exc
+        if header and header != SQLITE_HEADER:
+            raise self._refusal("is not an SQLite database")
+
+    def _check_owner(self, conn: sqlite3.Connection) -> None:
+        """Only read here: a database with tables but no ``schema_version`` belongs to another application,
+        and one whose schema is newer than ours to a newer orchestrator; neither is touched."""
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "schema_version" not in tables:
+            tables -= COMPANION_TABLES
+            if not tables:
+                return
+            shown = ", ".join(sorted(tables)[:5]) + (", …" if len(tables) > 5 else "")
+            raise self._refusal(f"is not an orchestrator database (it holds the tables {shown}, no schema_version)")
+        version = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0
+        if version > len(SCHEMA):
+            raise self._refusal(
+                f"has schema version {version}, newer than this orchestrator's {len(SCHEMA)}: "
+                "it was written by a newer orchestrator, which is the one to run on it"
+            )
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:
@@ -148,6 +211,8 @@ class SqliteDatabase:
                 return result
             except sqlite3.OperationalError as exc:
                 raise BackendUnavailable(f"SQLite database {self.path}: {exc}") from exc
+            except sqlite3.DatabaseError as exc:  # corrupted under us ("database disk image is malformed")
+                raise BackendUnavailable(f"SQLite database {self.path} is damaged: {exc}") from exc
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, fn, False)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from dataclasses import dataclass
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from madara_orchestrator.backends.alerts import FanoutAlerts, LogAlerts, RecordingAlerts, WebhookAlerts
@@ -12,13 +14,19 @@ from madara_orchestrator.backends.filesystem import FilesystemObjectStore
 from madara_orchestrator.backends.sqlite import SqliteStore
 from madara_orchestrator.backends.sqlite_db import SqliteDatabase
 from madara_orchestrator.backends.sqlite_queue import SqliteQueue
-from madara_orchestrator.cli.settings import Settings, batch_limits, load_bouncer_weight_limits
+from madara_orchestrator.cli.settings import (
+    MOCK_ATLANTIC_PORT,
+    Settings,
+    batch_limits,
+    load_bouncer_weight_limits,
+)
 from madara_orchestrator.devnet.adapters import (
     DevnetAggregatorRunner,
     DevnetProver,
     DevnetSettlement,
     DevnetSnosRunner,
 )
+from madara_orchestrator.domain.errors import BackendUnavailable
 from madara_orchestrator.domain.jobs import DEFAULT_POLICIES, JobType
 from madara_orchestrator.domain.queues import Layer, QueueNames
 from madara_orchestrator.engine.batching import BatchingConfig
@@ -26,12 +34,27 @@ from madara_orchestrator.engine.runtime import Adapters, Runtime, RuntimeConfig
 from madara_orchestrator.engine.service import RetryPolicy
 from madara_orchestrator.engine.triggers import TriggerConfig
 from madara_orchestrator.interfaces import AlertSink, ProverClient
+from madara_orchestrator.provers.atlantic import (
+    DEFAULT_ARTIFACTS_BASE_URL,
+    AtlanticClient,
+    AtlanticConfig,
+    AtlanticNetwork,
+    AtlanticQueryStep,
+)
+from madara_orchestrator.provers.fact_registry import AlwaysValidFactChecker, FactChecker
 from madara_orchestrator.provers.mock import MockProverClient
+from madara_orchestrator.provers.mock_atlantic_server import MockAtlanticConfig, MockAtlanticServer
+from madara_orchestrator.provers.sharp import SharpClient, SharpConfig
 from madara_orchestrator.settlement.contracts import FactRegistryClient
+from madara_orchestrator.settlement.encoding import IS_VALID_SELECTOR
 from madara_orchestrator.settlement.eth_rpc import EthRpc
 from madara_orchestrator.settlement.ethereum import EthereumSettlementClient, EthereumSettlementConfig
+from madara_orchestrator.starknet.facts import fact_hex
 from madara_orchestrator.starknet.feeder import FeederGatewayClient
 from madara_orchestrator.starknet.rpc import StarknetRpcClient
+
+log = logging.getLogger(__name__)
+Closer = Callable[[], Awaitable[None]]
 
 LEASE_OPTIONS = {
     JobType.SNOS_RUN: "snos_job_timeout_seconds",
@@ -47,7 +70,9 @@ def runtime_config(settings: Settings) -> RuntimeConfig:
         policies[job_type] = dataclasses.replace(policies[job_type], lease_s=float(settings.values[option]))
     if settings.verification_poll_seconds is not None:
         policies = {
-            t: dataclasses.replace(p, verification_delay_s=float(settings.verification_poll_seconds))
+            t: dataclasses.replace(
+                p, verification_delay_s=float(settings.verification_poll_seconds), first_verification_delay_s=None
+            )
             for t, p in policies.items()
         }
     return RuntimeConfig(
@@ -103,6 +128,11 @@ class EmbeddedStack:
     runtime: Runtime
     recorded_alerts: RecordingAlerts
     snos: DevnetSnosRunner
+    prover: ProverClient
+    mock_atlantic: MockAtlanticServer | None = None
+    """The in-process mock Atlantic server of ``--mock-atlantic-server``."""
+    closers: list[Closer] = field(default_factory=list)
+    """What the stack built and must close: prover HTTP clients, L1 RPC clients, the mock server."""
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -112,6 +142,7 @@ class EmbeddedStack:
         if isinstance(self.settlement, EthereumSettlementClient):
             with contextlib.suppress(Exception):
                 await self.settlement.aclose()
+        await _close_all(self.closers)
         await self.database.close()
 
     async def settlement_fee_wei(self) -> int | None:
@@ -141,10 +172,31 @@ async def build_embedded_stack(
     owner: str | None = None,
     prover: ProverClient | None = None,
 ) -> EmbeddedStack:
-    """``prover`` replaces the devnet prover (tests plug a real client against a mock server)."""
+    """``prover`` replaces the one the settings choose (tests plug a client of their own; the caller closes it)."""
+    closers: list[Closer] = []
+    mock_atlantic = await _start_mock_atlantic(settings) if settings.mock_atlantic_server else None
+    if mock_atlantic is not None:
+        closers.append(mock_atlantic.stop)
+    try:
+        return await _build(settings, closers, mock_atlantic, snos_failures, prover_latency_s, owner, prover)
+    except BaseException:
+        await _close_all(closers)
+        raise
+
+
+async def _build(
+    settings: Settings,
+    closers: list[Closer],
+    mock_atlantic: MockAtlanticServer | None,
+    snos_failures: dict[int, int] | None,
+    prover_latency_s: float,
+    owner: str | None,
+    prover: ProverClient | None,
+) -> EmbeddedStack:
     data_dir = Path(settings.data_dir)
     database = SqliteDatabase(settings.sqlite_path or data_dir / "orchestrator.db")
     await database.open()
+    closers.insert(0, database.close)  # closed last, if building fails from here on
     store = SqliteStore(database)
     config = runtime_config(settings)
     by_name, dead_letters = config.physical_queue_configs()
@@ -174,13 +226,8 @@ async def build_embedded_stack(
         )
     else:
         settlement = DevnetSettlement(settings.devnet_settlement_path or data_dir / "devnet-settlement.db")
-    if prover is None and settings.prover == "mock":
-        registry = None
-        if settings.mock_verifier_address:
-            registry = FactRegistryClient(
-                EthRpc(settings.ethereum_rpc_url), settings.mock_verifier_address, settings.mock_verifier_private_key
-            )
-        prover = MockProverClient(registry=registry)
+    if prover is None:
+        prover = build_prover(settings, closers, mock_atlantic=mock_atlantic, prover_latency_s=prover_latency_s)
     snos = DevnetSnosRunner(sequencer, failures=snos_failures)
     adapters = Adapters(
         db=store,
@@ -192,7 +239,7 @@ async def build_embedded_stack(
         feeder=feeder,
         batch_rpc=sequencer,
         snos=snos,
-        prover=prover or DevnetProver(latency_s=prover_latency_s),
+        prover=prover,
         settlement=settlement,
         # Atlantic aggregates in its buckets; the others run the aggregator here. Settling on Ethereum
         # needs a real KZG section in the output for the contract to check.
@@ -213,4 +260,124 @@ async def build_embedded_stack(
         runtime=runtime,
         recorded_alerts=recorded,
         snos=snos,
+        prover=prover,
+        mock_atlantic=mock_atlantic,
+        closers=closers[1:],  # the stack closes its database itself, after everything else
     )
+
+
+class EthereumFactChecker:
+    """``isValid(bytes32)`` of a GPS verifier (fact registry) over Ethereum JSON-RPC: read-only (SPEC §7.6)."""
+
+    def __init__(self, rpc: EthRpc, address: str) -> None:
+        self.rpc = rpc
+        self.address = address
+
+    async def is_valid(self, fact: str) -> bool:
+        result = await self.rpc.call(self.address, IS_VALID_SELECTOR + bytes.fromhex(fact_hex(fact)[2:]))
+        return int.from_bytes(result[:32], "big") == 1
+
+
+def _fact_checker(
+    settlement_layer: str, rpc_url: str | None, address: str | None, closers: list[Closer]
+) -> FactChecker | None:
+    """SPEC §7.6: ``starknet`` checks nothing (always valid); ``ethereum`` asks the verifier on L1."""
+    if settlement_layer == "starknet":
+        return AlwaysValidFactChecker()
+    if not rpc_url or not address:
+        return None
+    rpc = EthRpc(rpc_url)
+    closers.append(rpc.aclose)
+    return EthereumFactChecker(rpc, address)
+
+
+def build_prover(
+    settings: Settings,
+    closers: list[Closer],
+    *,
+    mock_atlantic: MockAtlanticServer | None = None,
+    prover_latency_s: float = 0.0,
+) -> ProverClient:
+    """The prover client ``--prover`` chooses; what it opens is added to ``closers``."""
+    if settings.prover == "atlantic":
+        service_url = settings.atlantic_service_url
+        artifacts_url = settings.atlantic_artifacts_base_url
+        if mock_atlantic is not None:
+            service_url = service_url or mock_atlantic.url
+            if artifacts_url == DEFAULT_ARTIFACTS_BASE_URL:
+                artifacts_url = mock_atlantic.artifacts_url
+        atlantic = AtlanticClient(
+            AtlanticConfig(
+                service_url=service_url,
+                api_key=settings.atlantic_api_key,
+                network=AtlanticNetwork(settings.atlantic_network.upper()),
+                artifacts_base_url=artifacts_url,
+                mock_fact_hash=settings.atlantic_mock_fact_hash.lower(),
+                result=AtlanticQueryStep.from_cli(settings.atlantic_verifier_result),
+                cairo_vm=settings.atlantic_verifier_cairo_vm,
+                sharp_prover=settings.atlantic_sharp_prover,
+                settlement_layer=settings.atlantic_settlement_layer,
+                prover_layout=settings.prover_layout_name,
+                cairo_verifier_program_hash=settings.cairo_verifier_program_hash,
+            ),
+            fact_checker=_fact_checker(
+                settings.atlantic_settlement_layer,
+                settings.atlantic_rpc_node_url,
+                settings.atlantic_verifier_contract_address,
+                closers,
+            ),
+        )
+        closers.append(atlantic.aclose)
+        return atlantic
+    if settings.prover == "sharp":
+        checker = _fact_checker(
+            settings.sharp_settlement_layer,
+            settings.sharp_rpc_node_url,
+            settings.gps_verifier_contract_address,
+            closers,
+        )
+        sharp = SharpClient(
+            SharpConfig(
+                url=settings.sharp_url,
+                customer_id=settings.sharp_customer_id,
+                user_crt_file=settings.sharp_user_crt_file,
+                user_key_file=settings.sharp_user_key_file,
+                server_crt_file=settings.sharp_server_crt_file,
+            ),
+            fact_checker=checker,
+        )
+        closers.append(sharp.aclose)
+        return sharp
+    if settings.prover == "mock":
+        registry = None
+        if settings.mock_verifier_address:
+            rpc = EthRpc(settings.ethereum_rpc_url)
+            closers.append(rpc.aclose)
+            registry = FactRegistryClient(rpc, settings.mock_verifier_address, settings.mock_verifier_private_key)
+        return MockProverClient(registry=registry)
+    return DevnetProver(latency_s=prover_latency_s)
+
+
+async def _start_mock_atlantic(settings: Settings) -> MockAtlanticServer:
+    """``--mock-atlantic-server``: the mock on 127.0.0.1:4001, its webhook pointed at this orchestrator's API
+    (none with ``--port 0``: the port is not known yet, and verification polls)."""
+    api_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    webhook_url = f"http://{api_host}:{settings.port}/webhooks/atlantic" if settings.port else None
+    server = MockAtlanticServer(MockAtlanticConfig(webhook_url=webhook_url), port=MOCK_ATLANTIC_PORT)
+    try:
+        await server.start()
+    except (OSError, RuntimeError) as exc:
+        await server.stop()
+        raise BackendUnavailable(
+            f"--mock-atlantic-server: cannot listen on 127.0.0.1:{MOCK_ATLANTIC_PORT}: {exc}"
+        ) from exc
+    log.info("mock Atlantic server on %s (webhooks to %s)", server.url, webhook_url or "nowhere")
+    return server
+
+
+async def _close_all(closers: list[Closer]) -> None:
+    """Close in reverse order of opening; one failing close does not keep the others open."""
+    while closers:
+        closer = closers.pop()
+        with contextlib.suppress(Exception):
+            await closer()

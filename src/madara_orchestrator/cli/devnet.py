@@ -34,7 +34,7 @@ from madara_orchestrator.domain.jobs import JobStatus, JobType
 from madara_orchestrator.engine.report import pipeline_report
 from madara_orchestrator.jobs.artifacts import decode_felts_json
 from madara_orchestrator.server.app import create_app
-from madara_orchestrator.server.background import BackgroundServer, free_port
+from madara_orchestrator.server.background import BackgroundServer, bind_listener, free_port
 from madara_orchestrator.settlement.contracts import DevnetContracts, deploy_devnet_contracts
 from madara_orchestrator.settlement.eth_rpc import EthRpc
 
@@ -192,6 +192,19 @@ def devnet_command(args: argparse.Namespace) -> int:
     return asyncio.run(run_devnet(args, data_dir))
 
 
+def progress_line(*, head: int, done: dict[str, int], settled_blocks: int, open_batch: str, failed: int) -> str:
+    """Every field ``label value``: ``head 12 | snos 3 | proven 3 | aggregated 1 | settled 1 (blocks 0-9) |
+    open batch 2: 5 blocks, 1,234/24,561 felts``, then ``failed N`` when some job failed."""
+    fields = [f"head {head}"] + [f"{name} {done[name]}" for name, _ in STAGES]
+    if settled_blocks:
+        blocks = "block 0" if settled_blocks == 1 else f"blocks 0-{settled_blocks - 1}"
+        fields[-1] += f" ({blocks})"
+    fields.append(open_batch)
+    if failed:
+        fields.append(f"failed {failed}")
+    return " | ".join(fields)
+
+
 class Progress:
     def __init__(self, stream: Any = sys.stdout) -> None:
         self.stream = stream
@@ -222,12 +235,12 @@ async def stage_counts(stack: EmbeddedStack) -> tuple[dict[str, int], int]:
 
 
 async def open_batch_label(stack: EmbeddedStack) -> str:
-    """The open aggregator batch as the progress line shows it: ``batch 3 open: 12 blocks, 9,876/24,561 felts``."""
+    """The open aggregator batch as the progress line shows it: ``open batch 3: 12 blocks, 9,876/24,561 felts``."""
     latest = await stack.store.latest_aggregator_batch()
     if latest is None or latest.status != AggregatorBatchStatus.OPEN:
         return "no open batch"
     limit = stack.runtime.batcher.limits.max_blob_size
-    return f"batch {latest.index} open: {latest.num_blocks} blocks, {latest.blob_len:,}/{limit:,} felts"
+    return f"open batch {latest.index}: {latest.num_blocks} blocks, {latest.blob_len:,}/{limit:,} felts"
 
 
 async def batches_completed(stack: EmbeddedStack, blocks: int) -> bool:
@@ -284,25 +297,30 @@ async def run_devnet(args: argparse.Namespace, data_dir: Path) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # The API port first: a busy port is one clear error before anything is started.
+    listener = bind_listener("127.0.0.1", _port(args.port))
+    port = listener.getsockname()[1]
     sequencer = DevnetSequencer(block_time_s=args.block_time, tx_per_block=args.tx_per_block)
     rpc_server = BackgroundServer(sequencer.app)
-    await rpc_server.start()
-    port = _port(args.port)
-    settings = devnet_settings(data_dir, rpc_server.url, port=port)
-    overrides: dict[str, Any] = {"max_batch_time_seconds": int(max(1, args.max_batch_time))}
-    if args.max_batch_size is not None:
-        overrides["max_batch_size"] = args.max_batch_size
-    settings = Settings({**settings.values, **overrides}, settings.secrets)
     l1: LocalL1 | None = None
-    if args.settlement == "anvil":
-        try:
+    try:
+        await rpc_server.start()
+        settings = devnet_settings(data_dir, rpc_server.url, port=port)
+        overrides: dict[str, Any] = {"max_batch_time_seconds": int(max(1, args.max_batch_time))}
+        if args.max_batch_size is not None:
+            overrides["max_batch_size"] = args.max_batch_size
+        settings = Settings({**settings.values, **overrides}, settings.secrets)
+        if args.settlement == "anvil":
             l1 = await start_local_l1(data_dir, hardfork=args.hardfork)
-        except BaseException:
-            await rpc_server.stop()
-            raise
-        settings = Settings({**settings.values, **l1.overrides}, settings.secrets)
-    stack = await build_embedded_stack(settings, prover_latency_s=args.prover_latency)
-    api = BackgroundServer(create_app(stack.runtime), port=port)
+            settings = Settings({**settings.values, **l1.overrides}, settings.secrets)
+        stack = await build_embedded_stack(settings, prover_latency_s=args.prover_latency)
+    except BaseException:
+        listener.close()
+        await rpc_server.stop()
+        if l1 is not None:
+            l1.stop()
+        raise
+    api = BackgroundServer(create_app(stack.runtime), sock=listener)
     await api.start()
     print(f"devnet sequencer: {rpc_server.url}  (Starknet JSON-RPC, a block every {args.block_time:g} s)", file=out)
     print(f"orchestrator API: {api.url}  (/health, /jobs?status=..., /metrics)", file=out)
@@ -327,12 +345,12 @@ async def run_devnet(args: argparse.Namespace, data_dir: Path) -> int:
             done, failed = await stage_counts(stack)
             last = await stack.settlement.last_settled_block()
             settled_blocks = 0 if last is None else last + 1
-            open_batch = await open_batch_label(stack)
-            line = (
-                f"head {sequencer.chain.head:>5} | "
-                + " | ".join(f"{name} {done[name]:>5}" for name, _ in STAGES)
-                + f" | settled blocks {settled_blocks:>5} | {open_batch}"
-                + (f" | FAILED {failed}" if failed else "")
+            line = progress_line(
+                head=sequencer.chain.head,
+                done=done,
+                settled_blocks=settled_blocks,
+                open_batch=await open_batch_label(stack),
+                failed=failed,
             )
             if args.blocks is not None and not tail_closed:
                 tail_closed = await close_tail(stack, last_block=args.blocks - 1)

@@ -17,7 +17,8 @@ from madara_orchestrator.cli.compose import EmbeddedStack, build_embedded_stack
 from madara_orchestrator.cli.settings import RUN_OPTIONS, Settings, add_options, load_run_settings
 from madara_orchestrator.domain.errors import BackendUnavailable, OrchestratorError
 from madara_orchestrator.server.app import create_app
-from madara_orchestrator.server.background import BackgroundServer
+from madara_orchestrator.server.background import BackgroundServer, bind_listener
+from madara_orchestrator.starknet.rpc import UnexpectedRpcResult
 
 log = logging.getLogger("madara_orchestrator")
 
@@ -75,13 +76,22 @@ def run_command(args: argparse.Namespace) -> int:
     return asyncio.run(serve(settings))
 
 
+def chain_name(chain_id: str) -> str:
+    """``0x534e5f5345504f4c4941`` as ``SN_SEPOLIA``; a chain id that is not short ASCII text stays hex."""
+    value = int(chain_id, 16)
+    text = value.to_bytes((value.bit_length() + 7) // 8, "big").decode("ascii", errors="replace")
+    return text if text and text.isprintable() and text.isascii() else chain_id
+
+
 async def wait_for_sequencer(stack: EmbeddedStack, *, timeout_s: float = 300.0, pause_s: float = 5.0) -> str:
-    """Fetch the chain id, retrying every 5 s for up to 300 s as the original does."""
+    """Fetch the chain id, retrying every 5 s for up to 300 s as the original does. A node that answers
+    with something other than a chain id is not retried: it is the wrong URL or an incompatible node."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            chain_id = await stack.sequencer.chain_id()
-            return bytes.fromhex(chain_id[2:]).decode(errors="replace") if chain_id.startswith("0x") else chain_id
+            return chain_name(await stack.sequencer.chain_id())
+        except UnexpectedRpcResult:
+            raise
         except OrchestratorError as exc:
             if time.monotonic() >= deadline:
                 raise BackendUnavailable(
@@ -92,7 +102,13 @@ async def wait_for_sequencer(stack: EmbeddedStack, *, timeout_s: float = 300.0, 
 
 
 async def serve(settings: Settings) -> int:
-    stack = await build_embedded_stack(settings)
+    # The API's port first: a busy port is reported before anything is created or contacted.
+    listener = bind_listener(settings.host, settings.port)
+    try:
+        stack = await build_embedded_stack(settings)
+    except BaseException:
+        listener.close()
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -104,7 +120,7 @@ async def serve(settings: Settings) -> int:
         chain = await wait_for_sequencer(stack)
         log.info("connected to chain %s at %s", chain, stack.sequencer.url)
         app = create_app(stack.runtime, admin_enabled=settings.admin_enabled, admin_token=settings.admin_token)
-        server = BackgroundServer(app, host=settings.host, port=settings.port)
+        server = BackgroundServer(app, sock=listener)
         await server.start()
         log.info("HTTP API on %s", server.url)
         await stack.runtime.start()
@@ -114,5 +130,7 @@ async def serve(settings: Settings) -> int:
     finally:
         if server is not None:
             await server.stop()
+        else:
+            listener.close()
         await stack.close()
     return 0

@@ -15,12 +15,34 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from madara_orchestrator.domain.batches import DEFAULT_BOUNCER_WEIGHT_LIMITS, BouncerWeights
 from madara_orchestrator.domain.batching import BatchLimits
 from madara_orchestrator.domain.errors import ConfigError, InvalidInput
+from madara_orchestrator.provers.atlantic import DEFAULT_ARTIFACTS_BASE_URL, AtlanticQueryStep
+from madara_orchestrator.provers.sharp import build_ssl_context
 
 ENV_PREFIX = "MADARA_ORCHESTRATOR_"
+PROVERS = ("atlantic", "sharp", "mock", "devnet")
+SETTLEMENT_LAYERS = ("ethereum", "starknet")
+LAYOUTS = (
+    "plain",
+    "small",
+    "dex",
+    "recursive",
+    "starknet",
+    "starknet_with_keccak",
+    "recursive_large_output",
+    "recursive_with_poseidon",
+    "all_solidity",
+    "all_cairo",
+    "dynamic",
+)
+"""Cairo layouts ``--snos-layout-name`` and ``--prover-layout-name`` accept (the original's ``LayoutName``)."""
+MOCK_ATLANTIC_PORT = 4001
+"""Where ``--mock-atlantic-server`` listens, as in the original."""
+STARKNET_PRIME = 2**251 + 17 * 2**192 + 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,15 +78,180 @@ RUN_OPTIONS: tuple[Option, ...] = (
     _o("rpc_for_snos", "RPC_FOR_SNOS", str, None, "RPC used by SNOS (default: the sequencer RPC)"),
     # outside services
     _o("snos_runner", "SNOS_RUNNER", str, "devnet", "SNOS runner", choices=("devnet",)),
-    _o("prover", "PROVER", str, None, "prover backend (required)", choices=("devnet", "mock")),
-    _o("mock_verifier_address", "MOCK_VERIFIER_ADDRESS", str, None, "fact registry the mock prover registers in"),
+    _o(
+        "prover",
+        "PROVER",
+        str,
+        None,
+        "prover backend (required): atlantic, sharp, mock (no proofs; facts registered on a mock verifier) or "
+        "devnet (no proofs, no L1 registration: for the devnet settlement ledger)",
+        choices=PROVERS,
+    ),
+    _o(
+        "mock_verifier_address",
+        "MOCK_VERIFIER_ADDRESS",
+        str,
+        None,
+        "fact registry the mock prover registers in (required with --prover mock: without it every settlement "
+        "reverts on L1)",
+    ),
     _o(
         "mock_verifier_private_key",
         "MOCK_VERIFIER_PRIVATE_KEY",
         str,
         None,
-        "key that registers facts (never the settlement key: they would compete for nonces)",
+        "key that registers facts with --prover mock (never the settlement key: they would compete for nonces; "
+        "the original signs with the settlement key)",
         secret=True,
+    ),
+    # Atlantic (SPEC §7.3, §16.2)
+    _o("atlantic_api_key", "ATLANTIC_API_KEY", str, None, "Atlantic API key (required for atlantic)", secret=True),
+    _o(
+        "atlantic_service_url",
+        "ATLANTIC_SERVICE_URL",
+        str,
+        None,
+        "Atlantic API base URL (required for atlantic; default with --mock-atlantic-server: the in-process mock)",
+    ),
+    _o(
+        "atlantic_rpc_node_url",
+        "ATLANTIC_RPC_NODE_URL",
+        str,
+        None,
+        "L1 RPC of the fact checker (required for atlantic unless --atlantic-mock-fact-hash true, which disables "
+        "fact checks; the original always requires it)",
+    ),
+    _o(
+        "atlantic_mock_fact_hash",
+        "ATLANTIC_MOCK_FACT_HASH",
+        str,
+        None,
+        "true: facts and proofs are mocked by Atlantic and not checked on L1; false: checked (required for atlantic)",
+    ),
+    _o("atlantic_prover_type", "ATLANTIC_PROVER_TYPE", str, None, "required for atlantic (otherwise unused)"),
+    _o(
+        "atlantic_settlement_layer",
+        "ATLANTIC_SETTLEMENT_LAYER",
+        str,
+        None,
+        "where Atlantic's facts are checked: ethereum or starknet (required for atlantic)",
+        choices=SETTLEMENT_LAYERS,
+    ),
+    _o(
+        "atlantic_verifier_contract_address",
+        "ATLANTIC_VERIFIER_CONTRACT_ADDRESS",
+        str,
+        None,
+        "GPS verifier the facts are checked on (required for atlantic unless --atlantic-mock-fact-hash true)",
+    ),
+    _o(
+        "cairo_verifier_program_hash",
+        "CAIRO_V0_VERIFIER_PROGRAM_HASH",
+        str,
+        None,
+        "program hash of the Cairo verifier for L2 proof verification (required with atlantic on L3)",
+    ),
+    _o(
+        "atlantic_verifier_cairo_vm",
+        "ATLANTIC_CAIRO_VM",
+        str,
+        "rust",
+        "Cairo VM Atlantic runs the PIE with: rust or python",
+        choices=("rust", "python"),
+    ),
+    _o(
+        "atlantic_verifier_result",
+        "ATLANTIC_RESULT",
+        str,
+        "proof-generation",
+        "what Atlantic produces for a child query (a query step, e.g. proof-generation, proof-verification)",
+    ),
+    _o(
+        "atlantic_network",
+        "ATLANTIC_NETWORK",
+        str,
+        None,
+        "MAINNET or TESTNET (required for atlantic)",
+        choices=("mainnet", "testnet"),
+    ),
+    _o(
+        "atlantic_sharp_prover",
+        "ATLANTIC_SHARP_PROVER",
+        str,
+        "stone",
+        "prover Atlantic uses: stone or stwo",
+        choices=("stone", "stwo"),
+    ),
+    _o(
+        "atlantic_artifacts_base_url",
+        "ATLANTIC_ARTIFACTS_BASE_URL",
+        str,
+        DEFAULT_ARTIFACTS_BASE_URL,
+        "where Atlantic's artifacts (PIEs, DA blobs, proofs) are downloaded from",
+    ),
+    _o(
+        "mock_atlantic_server",
+        "MOCK_ATLANTIC_SERVER",
+        bool,
+        False,
+        f"start a mock Atlantic server in this process on 127.0.0.1:{MOCK_ATLANTIC_PORT} and use it (only with "
+        "--prover atlantic --atlantic-network TESTNET; for local development)",
+    ),
+    # SHARP (SPEC §7.2, §16.2)
+    _o("sharp_customer_id", "SHARP_CUSTOMER_ID", str, None, "SHARP customer id (required for sharp)"),
+    _o("sharp_url", "SHARP_URL", str, None, "SHARP API base URL, https (required for sharp)"),
+    _o(
+        "sharp_user_crt_file",
+        "SHARP_USER_CRT_FILE",
+        str,
+        None,
+        "PEM file of the client certificate for mutual TLS (required for sharp)",
+    ),
+    _o(
+        "sharp_user_key_file",
+        "SHARP_USER_KEY_FILE",
+        str,
+        None,
+        "PEM file of the client private key (PKCS#8) for mutual TLS (required for sharp)",
+    ),
+    _o(
+        "sharp_server_crt_file",
+        "SHARP_SERVER_CRT_FILE",
+        str,
+        None,
+        "PEM file of the server certificate, trusted as a root (required for sharp)",
+    ),
+    _o(
+        "sharp_rpc_node_url",
+        "SHARP_RPC_NODE_URL",
+        str,
+        None,
+        "L1 RPC where the GPS verifier is asked whether the aggregator fact is valid (required for sharp)",
+    ),
+    _o(
+        "gps_verifier_contract_address",
+        "GPS_VERIFIER_CONTRACT_ADDRESS",
+        str,
+        None,
+        "GPS verifier (fact registry) on L1 (required for sharp)",
+    ),
+    _o(
+        "sharp_settlement_layer",
+        "SHARP_SETTLEMENT_LAYER",
+        str,
+        "ethereum",
+        "ethereum (facts checked on the GPS verifier) or starknet (not checked)",
+        choices=SETTLEMENT_LAYERS,
+    ),
+    # layouts (SPEC §16.2)
+    _o("snos_layout_name", "SNOS_LAYOUT_NAME", str, "all_cairo", "Cairo layout SNOS runs with", choices=LAYOUTS),
+    _o(
+        "prover_layout_name",
+        "PROVER_LAYOUT_NAME",
+        str,
+        "dynamic",
+        "Cairo layout the prover proves with (sent to Atlantic when it settles on Starknet)",
+        choices=LAYOUTS,
     ),
     _o("settle_on_devnet", "SETTLE_ON_DEVNET", bool, False, "settle on the devnet settlement ledger"),
     _o("devnet_settlement_path", "DEVNET_SETTLEMENT_PATH", str, None, "devnet settlement ledger file"),
@@ -73,7 +260,14 @@ RUN_OPTIONS: tuple[Option, ...] = (
     _o("ethereum_private_key", "ETHEREUM_PRIVATE_KEY", str, None, "operator key", secret=True),
     _o("l1_core_contract_address", "L1_CORE_CONTRACT_ADDRESS", str, None, "Starknet core contract on L1"),
     _o("starknet_operator_address", "STARKNET_OPERATOR_ADDRESS", str, None, "operator address (0x...)"),
-    _o("ethereum_finality_retry_wait_in_secs", "ETHEREUM_FINALITY_RETRY_WAIT_IN_SECS", float, 60.0, "receipt polling"),
+    _o(
+        "ethereum_finality_retry_wait_in_secs",
+        "ETHEREUM_FINALITY_RETRY_WAIT_IN_SECS",
+        float,
+        6.0,
+        "receipt polling (the original's 60 s adds up to a minute to every settlement, and settlements go "
+        "one at a time; 6 s is half an L1 slot)",
+    ),
     _o(
         "ethereum_tx_confirmation_timeout_secs",
         "ETHEREUM_TX_CONFIRMATION_TIMEOUT_SECS",
@@ -333,13 +527,180 @@ def _batching_problems(values: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def _option(name: str) -> Option:
+    return next(o for o in RUN_OPTIONS if o.name == name)
+
+
+def _named(name: str) -> str:
+    """``--flag (MADARA_ORCHESTRATOR_VAR)``, how a problem names an option."""
+    option = _option(name)
+    return f"{option.flag} ({ENV_PREFIX}{option.env})" if option.env else option.flag
+
+
+def _required(values: Mapping[str, Any], names: Sequence[str], context: str) -> list[str]:
+    return [f"{_named(name)} is required {context}" for name in names if not values[name]]
+
+
+def _url_problem(values: Mapping[str, Any], name: str, *, schemes: tuple[str, ...] = ("http", "https")) -> str | None:
+    """An absolute URL with one of ``schemes`` and a host. A secret URL (it may carry a key) is not echoed."""
+    value = values[name]
+    if not value:
+        return None
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises ValueError on a bad port
+        is_valid = parts.scheme.lower() in schemes and bool(parts.hostname)
+    except ValueError:
+        is_valid = False
+    if is_valid:
+        return None
+    shown = "" if _option(name).secret else f", got {value!r}"
+    expected = " or ".join(f"{s}://" for s in schemes)
+    return f"{_option(name).flag} must be an {expected} URL with a host{shown}"
+
+
+def _address_problem(values: Mapping[str, Any], name: str, *, why: str = "") -> str | None:
+    value = values[name]
+    if value is None or _is_hex_address(value, length=40):
+        return None
+    return f"{_option(name).flag} must be a 20-byte address (0x and 40 hex digits){why}, got {value!r}"
+
+
+def _private_key_body(value: str) -> str | None:
+    """The 64 hex digits of a private key (``0x`` optional), lowercased; None when it is not one."""
+    body = value[2:] if value[:2].lower() == "0x" else value
+    if len(body) != 64 or any(c not in "0123456789abcdefABCDEF" for c in body) or int(body, 16) == 0:
+        return None
+    return body.lower()
+
+
+def _private_key_problem(values: Mapping[str, Any], name: str) -> str | None:
+    value = values[name]
+    if value is None or _private_key_body(value) is not None:
+        return None
+    return f"{_named(name)} must be a private key: 32 bytes as 64 hex digits (0x optional), not zero"
+
+
+def _pem_problems(values: Mapping[str, Any], names: Sequence[str]) -> list[str]:
+    """Each file readable and PEM; then the three together must make a TLS identity and trust root."""
+    problems: list[str] = []
+    for name in names:
+        path = values[name]
+        if not path:
+            continue
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            problems.append(f"{_option(name).flag} {path}: cannot read it: {exc.strerror or exc}")
+            continue
+        if b"-----BEGIN " not in data:
+            problems.append(f"{_option(name).flag} {path}: not a PEM file (no -----BEGIN line)")
+    if not problems and all(values[n] for n in names):
+        try:
+            build_ssl_context(
+                values["sharp_user_crt_file"], values["sharp_user_key_file"], values["sharp_server_crt_file"]
+            )
+        except ConfigError as exc:
+            problems += exc.problems
+    return problems
+
+
+def _atlantic_problems(values: Mapping[str, Any]) -> list[str]:
+    context = "with --prover atlantic"
+    problems: list[str] = []
+    if values["layer"] == "l3" and not values["cairo_verifier_program_hash"]:
+        problems.append("Cairo verifier program hash is required for L3: set --cairo-verifier-program-hash")
+    required = [
+        "atlantic_api_key",
+        "atlantic_mock_fact_hash",
+        "atlantic_prover_type",
+        "atlantic_settlement_layer",
+        "atlantic_network",
+    ]
+    if not values["mock_atlantic_server"]:
+        required.insert(1, "atlantic_service_url")
+    mocked = (values["atlantic_mock_fact_hash"] or "").lower() == "true"
+    if not mocked:
+        required += ["atlantic_rpc_node_url", "atlantic_verifier_contract_address"]
+    problems += _required(values, required, context)
+    mock_fact_hash = values["atlantic_mock_fact_hash"]
+    if mock_fact_hash is not None and mock_fact_hash.lower() not in ("true", "false"):
+        problems.append(f"--atlantic-mock-fact-hash must be true or false, got {mock_fact_hash!r}")
+    try:
+        AtlanticQueryStep.from_cli(values["atlantic_verifier_result"] or "")
+    except InvalidInput as exc:
+        problems.append(f"--atlantic-verifier-result: {exc}")
+    for name in ("atlantic_service_url", "atlantic_rpc_node_url", "atlantic_artifacts_base_url"):
+        problems.append(_url_problem(values, name) or "")
+    problems.append(_address_problem(values, "atlantic_verifier_contract_address") or "")
+    program_hash = values["cairo_verifier_program_hash"]
+    if program_hash is not None and not _is_felt(program_hash):
+        problems.append(
+            "--cairo-verifier-program-hash must be a felt (0x and hex, below 2^251 + 17·2^192 + 1), "
+            f"got {program_hash!r}"
+        )
+    return [p for p in problems if p]
+
+
+def _sharp_problems(values: Mapping[str, Any]) -> list[str]:
+    pem_files = ("sharp_user_crt_file", "sharp_user_key_file", "sharp_server_crt_file")
+    problems: list[str] = []
+    if values["layer"] == "l3":
+        problems.append("SHARP prover is L2-only (fact registration happens on L1)")
+    problems += _required(
+        values,
+        ["sharp_customer_id", "sharp_url", *pem_files, "sharp_rpc_node_url", "gps_verifier_contract_address"],
+        "with --prover sharp",
+    )
+    problems.append(_url_problem(values, "sharp_url", schemes=("https",)) or "")
+    problems.append(_url_problem(values, "sharp_rpc_node_url") or "")
+    problems.append(_address_problem(values, "gps_verifier_contract_address") or "")
+    problems += _pem_problems(values, pem_files)
+    return [p for p in problems if p]
+
+
+def _mock_problems(values: Mapping[str, Any]) -> list[str]:
+    problems: list[str] = []
+    if values["layer"] == "l3":
+        problems.append("Mock prover is L2-only")
+    if not values["settle_on_ethereum"]:
+        problems.append("--prover mock needs --settle-on-ethereum (it registers facts on the settlement chain)")
+    if values["store_audit_artifacts"]:
+        problems.append("--prover mock cannot be used with --store-audit-artifacts (it has no proofs)")
+    if not values["mock_verifier_address"]:
+        problems.append(
+            f"{_named('mock_verifier_address')} is required with --prover mock: without a fact registry no fact "
+            "is registered and every settlement reverts on L1 (and spends gas)"
+        )
+    if not values["mock_verifier_private_key"]:
+        problems.append(
+            f"{_named('mock_verifier_private_key')} is required with --prover mock: the key that registers "
+            "facts (not the settlement key)"
+        )
+    problems.append(_address_problem(values, "mock_verifier_address") or "")
+    mock_key, eth_key = values["mock_verifier_private_key"], values["ethereum_private_key"]
+    if mock_key and eth_key:
+        mock_body, eth_body = _private_key_body(mock_key), _private_key_body(eth_key)
+        if mock_body is not None and mock_body == eth_body:
+            problems.append(
+                "--mock-verifier-private-key must differ from --ethereum-private-key: fact registrations and "
+                "settlements would compete for the same account's nonces"
+            )
+    return [p for p in problems if p]
+
+
+def _is_felt(text: str) -> bool:
+    return _is_hex_address(text) and int(text, 16) < STARKNET_PRIME
+
+
 def load_run_settings(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
+    """Every setting checked in one pass, before anything is created; all problems in one ``ConfigError``."""
     values, problems = resolve(args, RUN_OPTIONS, environ)
     problems += _batching_problems(values)
     if not values["madara_rpc_url"]:
         problems.append("--madara-rpc-url (MADARA_ORCHESTRATOR_MADARA_RPC_URL) is required")
     if not values["prover"]:
-        problems.append("--prover (MADARA_ORCHESTRATOR_PROVER) is required: one of devnet, mock")
+        problems.append(f"--prover (MADARA_ORCHESTRATOR_PROVER) is required: one of {', '.join(PROVERS)}")
     chosen = [flag for flag in ("settle_on_devnet", "settle_on_ethereum") if values[flag]]
     if len(chosen) != 1:
         problems.append(
@@ -348,23 +709,38 @@ def load_run_settings(args: argparse.Namespace, environ: Mapping[str, str] | Non
             + "; Starknet settlement is not built yet"
         )
     if values["settle_on_ethereum"]:
-        for name in ("ethereum_rpc_url", "ethereum_private_key", "l1_core_contract_address"):
-            if not values[name]:
-                env = next(o.env for o in RUN_OPTIONS if o.name == name)
-                problems.append(f"--{name.replace('_', '-')} ({ENV_PREFIX}{env}) is required with --settle-on-ethereum")
-    operator = values["starknet_operator_address"]
-    if operator is not None and not _is_hex_address(operator):
-        problems.append(f"--starknet-operator-address must be 0x followed by hex, got {operator!r}")
-    if values["prover"] == "mock":
-        if not values["settle_on_ethereum"]:
-            problems.append("--prover mock needs --settle-on-ethereum (it registers facts on the settlement chain)")
-        if values["store_audit_artifacts"]:
-            problems.append("--prover mock cannot be used with --store-audit-artifacts (it has no proofs)")
-        address = values["mock_verifier_address"]
-        if address is not None and not _is_hex_address(address, length=40):
-            problems.append(f"--mock-verifier-address must be a 20-byte 0x address, got {address!r}")
-        if address is not None and not values["mock_verifier_private_key"]:
-            problems.append("--mock-verifier-address needs --mock-verifier-private-key (a key other than settlement's)")
+        problems += _required(
+            values,
+            ["ethereum_rpc_url", "ethereum_private_key", "l1_core_contract_address"],
+            "with --settle-on-ethereum",
+        )
+    for name in (
+        "madara_rpc_url",
+        "madara_feeder_gateway_url",
+        "rpc_for_snos",
+        "ethereum_rpc_url",
+        "alert_webhook_url",
+    ):
+        problems.append(_url_problem(values, name) or "")
+    problems.append(_address_problem(values, "l1_core_contract_address") or "")
+    problems.append(
+        _address_problem(values, "starknet_operator_address", why=" (the original parses it as an L1 address)") or ""
+    )
+    for name in ("ethereum_private_key", "mock_verifier_private_key"):
+        problems.append(_private_key_problem(values, name) or "")
+    prover = values["prover"]
+    if prover == "atlantic":
+        problems += _atlantic_problems(values)
+    elif prover == "sharp":
+        problems += _sharp_problems(values)
+    elif prover == "mock":
+        problems += _mock_problems(values)
+    if values["mock_atlantic_server"]:
+        if prover != "atlantic":
+            problems.append("--mock-atlantic-server needs --prover atlantic")
+        elif values["atlantic_network"] not in (None, "testnet"):
+            problems.append("--mock-atlantic-server is only allowed with --atlantic-network TESTNET")
+    problems = [p for p in problems if p]
     if values["layer"] == "l3":
         problems.append("--layer l3 is not supported yet (L3 settlement on Starknet is not built); use l2")
     for name in (

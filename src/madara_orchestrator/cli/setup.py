@@ -35,9 +35,12 @@ def setup_command(args: argparse.Namespace) -> int:
     storage_dir = Path(values["storage_dir"] or data_dir / "objects")
 
     async def create() -> None:
+        """A file that is not our database (corrupt, another application's) is refused and left untouched."""
         database = SqliteDatabase(sqlite_path)
-        await database.open()
-        await database.close()
+        try:
+            await database.open()
+        finally:
+            await database.close()
 
     try:
         asyncio.run(create())

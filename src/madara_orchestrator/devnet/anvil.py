@@ -1,18 +1,27 @@
 """A local L1 for the devnet and the tests: anvil started on 127.0.0.1 on a free port, stopped cleanly.
 
+anvil ends with the process that started it, even when that process is killed with SIGKILL: it is
+started with a Linux parent-death signal (``PR_SET_PDEATHSIG``), which the kernel delivers, so no
+cleanup code of ours has to run. A start-up in progress can be interrupted (``interrupt_starting``).
+
 The binary ships inside the npm package pinned by ``tools/package-lock.json`` (``make setup`` installs it
 into ``tools/node_modules``); ``MADARA_ORCHESTRATOR_ANVIL_BIN`` overrides the path.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import queue
 import re
+import signal
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -38,6 +47,88 @@ DEV_PRIVATE_KEYS = (
 )
 
 _LISTENING = re.compile(r"Listening on (\d+\.\d+\.\d+\.\d+):(\d+)")
+
+PR_SET_PDEATHSIG = 1
+"""prctl(2) option: the signal this process gets when the thread that created it exits."""
+
+
+class AnvilStartInterrupted(BackendUnavailable):
+    """``interrupt_starting()`` was called while this anvil was starting; it has been stopped."""
+
+
+def _parent_death_hook() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that asks the kernel to SIGTERM the child when its parent goes; None off Linux.
+
+    Resolved before the fork, so the child only makes one libc call. If the parent died between the
+    fork and the prctl, no signal would ever come: the child then exits at once."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    parent = os.getpid()
+    term = int(signal.SIGTERM)
+
+    def set_parent_death_signal() -> None:
+        prctl(PR_SET_PDEATHSIG, term, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return set_parent_death_signal
+
+
+class _Spawner:
+    """Starts children from one daemon thread that lives as long as the process.
+
+    The kernel sends the parent-death signal when the *thread* that forked the child exits, not the
+    process; a child started from a worker thread (``asyncio.to_thread``'s pool, retired when its
+    event loop closes) would be killed with that thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._requests: queue.SimpleQueue[tuple[list[str], dict[str, Any], Future[subprocess.Popen[str]]]] = (
+            queue.SimpleQueue()
+        )
+
+    def popen(self, cmd: list[str], **kwargs: Any) -> subprocess.Popen[str]:
+        hook = _parent_death_hook()
+        if hook is None:
+            return subprocess.Popen(cmd, **kwargs)
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._serve, name="anvil-spawner", daemon=True)
+                self._thread.start()
+        done: Future[subprocess.Popen[str]] = Future()
+        self._requests.put((cmd, {**kwargs, "preexec_fn": hook}, done))
+        return done.result()
+
+    def _serve(self) -> None:
+        while True:
+            cmd, kwargs, done = self._requests.get()
+            if not done.set_running_or_notify_cancel():
+                continue
+            try:
+                done.set_result(subprocess.Popen(cmd, **kwargs))
+            except BaseException as exc:  # handed to the caller, which raises it
+                done.set_exception(exc)
+
+
+_SPAWNER = _Spawner()
+_STARTING: set[Anvil] = set()
+_STARTING_LOCK = threading.Lock()
+
+
+def interrupt_starting() -> None:
+    """Make every ``Anvil.start`` in progress in this process stop its anvil and raise
+    ``AnvilStartInterrupted`` within a few tens of milliseconds (for signal handlers: a start-up runs
+    in a worker thread, which no signal reaches)."""
+    with _STARTING_LOCK:
+        for node in _STARTING:
+            node._interrupted.set()
 
 
 def find_anvil_binary(override: str | os.PathLike[str] | None = None) -> Path:
@@ -119,6 +210,7 @@ class Anvil:
         self._listening = threading.Event()
         self._address: tuple[str, int] | None = None
         self._tail: list[str] = []
+        self._interrupted = threading.Event()
 
     @property
     def url(self) -> str:
@@ -137,28 +229,36 @@ class Anvil:
         return self._proc.pid if self._proc else None
 
     def start(self, *, timeout_s: float = 30.0) -> Anvil:
-        """Start anvil and return once it answers ``eth_chainId``; raises BackendUnavailable otherwise."""
+        """Start anvil and return once it answers ``eth_chainId``; raises BackendUnavailable otherwise
+        (``AnvilStartInterrupted`` after ``interrupt_starting()``). anvil gets SIGTERM when this process dies."""
         if self._proc is not None:
             raise RuntimeError("anvil already started")
         binary = find_anvil_binary(self._binary)
         cmd = [str(binary), *self.config.args()]
-        self._proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        self._reader = threading.Thread(target=self._drain, args=(self._proc.stdout,), daemon=True)
-        self._reader.start()
-        deadline = time.monotonic() + timeout_s
+        self._interrupted.clear()
+        with _STARTING_LOCK:
+            _STARTING.add(self)
         try:
-            self._wait_listening(deadline)
-            self._wait_answering(deadline)
-        except BaseException:
-            self.stop()
-            raise
+            self._proc = _SPAWNER.popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
+            self._reader = threading.Thread(target=self._drain, args=(self._proc.stdout,), daemon=True)
+            self._reader.start()
+            deadline = time.monotonic() + timeout_s
+            try:
+                self._wait_listening(deadline)
+                self._wait_answering(deadline)
+            except BaseException:
+                self.stop()
+                raise
+        finally:
+            with _STARTING_LOCK:
+                _STARTING.discard(self)
         log.info(
             "anvil started at %s (pid %s, hardfork %s, chain id %s, %s)",
             self.url,
@@ -193,6 +293,7 @@ class Anvil:
     def _wait_listening(self, deadline: float) -> None:
         assert self._proc is not None
         while not self._listening.wait(0.05):
+            self._check_interrupted()
             if self._proc.poll() is not None:
                 raise BackendUnavailable(
                     f"anvil exited with code {self._proc.returncode} before listening: "
@@ -203,16 +304,21 @@ class Anvil:
 
     def _wait_answering(self, deadline: float) -> None:
         last: Exception | None = None
-        with httpx.Client(timeout=2.0) as client:
+        with httpx.Client(timeout=1.0) as client:
             while time.monotonic() < deadline:
+                self._check_interrupted()
                 try:
                     resp = client.post(self.url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"})
                     if resp.status_code == 200 and "result" in resp.json():
                         return
                 except httpx.HTTPError as exc:
                     last = exc
-                time.sleep(0.05)
+                self._interrupted.wait(0.05)
         raise BackendUnavailable(f"anvil at {self.url} did not answer eth_chainId in time: {last}")
+
+    def _check_interrupted(self) -> None:
+        if self._interrupted.is_set():
+            raise AnvilStartInterrupted("anvil start-up interrupted; anvil stopped")
 
     def stop(self, *, timeout_s: float = 5.0) -> None:
         """Terminate (then kill after ``timeout_s``) the process; safe to call twice."""

@@ -75,20 +75,40 @@ class JobPolicy:
     max_process_attempts: int
     max_verification_attempts: int
     verification_delay_s: float
-    """Delay before each verification poll."""
+    """Delay before each verification poll (the longest, when polls back off)."""
     lease_s: float = 60.0
     """How long a processing lease lasts without a heartbeat: a dead worker's job is taken up after it."""
+    first_verification_delay_s: float | None = None
+    """When set, polls start this soon and double up to ``verification_delay_s``: a fast answer is seen
+    at once, a slow prover is still polled no more often than the original does."""
+
+    def verification_delay(self, attempt: int) -> float:
+        """The delay before verification poll number ``attempt + 1`` (``attempt`` polls done so far)."""
+        if self.first_verification_delay_s is None:
+            return self.verification_delay_s
+        return min(self.verification_delay_s, self.first_verification_delay_s * 2 ** max(0, attempt))
 
 
 DEFAULT_POLICIES: dict[JobType, JobPolicy] = {
     JobType.SNOS_RUN: JobPolicy(max_process_attempts=1, max_verification_attempts=1, verification_delay_s=1),
-    JobType.PROOF_CREATION: JobPolicy(max_process_attempts=1, max_verification_attempts=900, verification_delay_s=30),
+    # Polls back off from 1 s to the original's 30 s (900 attempts still cover about 7.5 h), so a prover that
+    # answers quickly is not waited on for half a minute per stage.
+    JobType.PROOF_CREATION: JobPolicy(
+        max_process_attempts=1, max_verification_attempts=900, verification_delay_s=30, first_verification_delay_s=1
+    ),
     JobType.PROOF_REGISTRATION: JobPolicy(
         max_process_attempts=2, max_verification_attempts=300, verification_delay_s=300
     ),
     JobType.DATA_SUBMISSION: JobPolicy(max_process_attempts=1, max_verification_attempts=3, verification_delay_s=60),
-    JobType.STATE_TRANSITION: JobPolicy(max_process_attempts=3, max_verification_attempts=10, verification_delay_s=60),
-    JobType.AGGREGATOR: JobPolicy(max_process_attempts=1, max_verification_attempts=900, verification_delay_s=30),
+    # Processing already waited for the receipt and its confirmations; verification re-reads the contract.
+    # The next batch's settlement starts only when this one is verified, so a fixed 60 s poll would cap
+    # settlement at one batch a minute: 1 s doubling to 60 s, 15 attempts (about 10 minutes, as before).
+    JobType.STATE_TRANSITION: JobPolicy(
+        max_process_attempts=3, max_verification_attempts=15, verification_delay_s=60, first_verification_delay_s=1
+    ),
+    JobType.AGGREGATOR: JobPolicy(
+        max_process_attempts=1, max_verification_attempts=900, verification_delay_s=30, first_verification_delay_s=1
+    ),
 }
 
 

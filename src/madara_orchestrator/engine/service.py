@@ -220,7 +220,7 @@ class JobService:
         self.metrics.operations.labels(job.job_type, "process", "success").inc()
         self.metrics.stage_latency.labels(job.job_type, "process").observe(max(0.0, now - locked_at))
         await self.queue.send(
-            self.names.verification(job.job_type), job_message(job.id), delay_s=policy.verification_delay_s
+            self.names.verification(job.job_type), job_message(job.id), delay_s=policy.verification_delay(0)
         )
         log.info("processed %s -> %s", job.describe(), job.external_id or "-")
         return ACK
@@ -420,7 +420,7 @@ class JobService:
                 await self.queue.send(
                     self.names.verification(job.job_type),
                     job_message(job.id),
-                    delay_s=policy.verification_delay_s,
+                    delay_s=policy.verification_delay(job.common.verification_attempt_no),
                 )
         except StaleVersion:
             log.debug("%s changed during verification; leaving it to the newer writer", job.describe())
@@ -514,7 +514,7 @@ class JobService:
         )
         job = await self.db.update_job(reopened, now=self.clock.now())
         await self._enqueue(
-            job, verification=True, priority=priority, delay_s=self.policy(job.job_type).verification_delay_s
+            job, verification=True, priority=priority, delay_s=self.policy(job.job_type).verification_delay(0)
         )
         return job
 

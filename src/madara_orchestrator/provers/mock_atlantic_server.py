@@ -9,12 +9,26 @@ IN_PROGRESS → DONE over ``processing_s``; then the completion webhook is POSTe
 Knobs: ``latency_s`` (every API answer), ``failure_rate`` (share of API requests answered 503,
 drawn from ``random.Random(seed)``: the same request sequence gives the same failures) and
 one-shot ``Fault``s injected by tests (``state.inject``) or over HTTP (``POST /_mock/faults``).
+
+Aggregation: when a bucket is closed and every child PIE holds a Starknet OS output (SPEC §6.6) of
+consecutive block ranges, the aggregator query's artifacts are consistent with them, so they can be
+settled: ``pie.cairo0.zip`` is a Cairo PIE of a mock aggregator program whose output is the
+bootloader-style children section followed by the aggregator's own output (first block's pre-state
+to last block's post-state, a KZG section for the blobs of the DA segment, the children's messages),
+and ``da_blob.json`` is the DA segment (the children's state-diff areas, prefixed by their count).
+With a ``fact_registry``, the aggregator fact (program hash with the ``AGGREGATOR`` prefix, see
+``mock_aggregator_program_hash``) is registered before the bucket is DONE, as Atlantic's
+FACT_HASH_REGISTRATION step does on L1. Children that are not OS outputs (a test program's PIE)
+keep the old behaviour: the last child's PIE and a placeholder DA segment. The devnet SNOS runner's
+stand-in PIE (a zip with ``devnet.json``) is accepted as a child, its output read from it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import io
 import itertools
 import json
 import logging
@@ -22,7 +36,8 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+import zipfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -34,15 +49,41 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from madara_orchestrator.devnet.program_output import DevnetStateTransition, build_program_output
 from madara_orchestrator.domain.errors import InvalidInput
-from madara_orchestrator.starknet.facts import fact_info
-from madara_orchestrator.starknet.pie import read_pie
+from madara_orchestrator.provers.fact_registry import FactRegistry
+from madara_orchestrator.starknet.blob import felts_to_blobs
+from madara_orchestrator.starknet.facts import (
+    add_aggregator_prefix,
+    aggregator_fact_info,
+    compute_program_hash,
+    fact_info,
+)
+from madara_orchestrator.starknet.pie import (
+    STARK_PRIME,
+    CairoPie,
+    ExecutionResources,
+    PieMemory,
+    PieMetadata,
+    PieProgram,
+    Relocatable,
+    SegmentInfo,
+    read_pie,
+    write_pie,
+)
 
 log = logging.getLogger(__name__)
 
 ARTIFACTS_PREFIX = "/artifacts"
 AGGREGATOR_PROGRAM_HASH = "0x" + "ab" * 31 + "01"
-"""Placeholder program hash reported for the mock aggregator query."""
+"""Placeholder program hash reported for the mock aggregator query when the children are not OS outputs."""
+MOCK_AGGREGATOR_PROGRAM = PieProgram(
+    data=(0x40780017FFF7FFF, 1, 0x208B7FFF7FFF7FFE, int.from_bytes(b"mock atlantic aggregator", "big")),
+    builtins=("output",),
+    main=0,
+)
+"""The program of the mock aggregator PIE: never run, only hashed (a core contract is deployed with its hash)."""
+OS_HEADER_SIZE = 10
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,6 +130,8 @@ class _Query:
     data: dict[str, Any]
     pie: bytes | None = None
     proof_input: bytes | None = None
+    da_segment: list[int] | None = None
+    """The aggregator's DA segment (``da_blob.json``); None serves a placeholder."""
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -105,6 +148,8 @@ class MockAtlanticState:
     submissions: int = 0
     rng: random.Random = field(default_factory=random.Random)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    fact_registry: FactRegistry | None = None
+    """Where aggregator facts are registered (Atlantic's FACT_HASH_REGISTRATION on L1); None: nowhere."""
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def __post_init__(self) -> None:
@@ -365,7 +410,9 @@ async def _process_query(state: MockAtlanticState, query: _Query, injected_failu
 
 
 def _fill_fact(query: _Query, compute_facts: bool) -> str | None:
-    """Read the PIE and record its program hash and fact; the reason when the PIE is unusable."""
+    """Read the PIE and record its program hash and fact; the reason when the PIE is unusable.
+
+    The devnet SNOS runner's stand-in (no Cairo program to hash) is accepted without a fact."""
     assert query.pie is not None
     try:
         pie = read_pie(query.pie)
@@ -375,6 +422,8 @@ def _fill_fact(query: _Query, compute_facts: bool) -> str | None:
             query.data["integrityFactHash"] = info.fact
             query.data["sharpFactHash"] = info.fact
     except InvalidInput as exc:
+        if _devnet_stand_in_output(query.pie) is not None:
+            return None
         return f"INVALID_CAIRO_PIE: {exc}"
     return None
 
@@ -409,6 +458,7 @@ async def _aggregate_bucket(state: MockAtlanticState, bucket: dict[str, Any]) ->
         "bucketId": bucket["id"],
         "bucketJobIndex": None,
         "programHash": AGGREGATOR_PROGRAM_HASH,
+        "integrityFactHash": None,
         "errorReason": None,
         "createdAt": _now(),
         "completedAt": _now(),
@@ -416,16 +466,172 @@ async def _aggregate_bucket(state: MockAtlanticState, bucket: dict[str, Any]) ->
     }
     last_pie = next((q.pie for q in reversed(children) if q.pie is not None), None)
     aggregator = _Query(data=data, pie=last_pie)
+    reason: str | None = None
     if failed or not children:
+        reason = f"{len(failed)} child queries did not finish" if failed else "the bucket has no child queries"
+    else:
+        ordered = sorted(children, key=lambda q: q.data["bucketJobIndex"] or 0)
+        outputs = [_child_output(q.pie) for q in ordered]
+        os_outputs = [o for o in outputs if o is not None and _is_os_output(o)]
+        if len(os_outputs) == len(outputs) and _are_consecutive(os_outputs):
+            reason = await _aggregate_os_outputs(state, aggregator, os_outputs)
+    if reason is not None:
         data["status"] = "FAILED"
-        data["errorReason"] = (
-            f"{len(failed)} child queries did not finish" if failed else "the bucket has no child queries"
-        )
+        data["errorReason"] = reason
         bucket["status"] = "FAILED"
     else:
         bucket["status"] = "DONE"
     state.queries[query_id] = aggregator
     await _deliver_webhook(state, aggregator)
+
+
+async def _aggregate_os_outputs(state: MockAtlanticState, aggregator: _Query, outputs: list[list[int]]) -> str | None:
+    """Fill the aggregator query with a PIE and DA segment consistent with the children; register its fact.
+
+    Returns the failure reason, if any."""
+    try:
+        pie, da_segment = await asyncio.to_thread(build_mock_aggregation, outputs)
+        info = await asyncio.to_thread(aggregator_fact_info, read_pie(pie))
+    except InvalidInput as exc:
+        return f"aggregation failed: {exc}"
+    aggregator.pie, aggregator.da_segment = pie, da_segment
+    aggregator.data.update(programHash=hex(info.program_hash), integrityFactHash=info.fact, sharpFactHash=info.fact)
+    if state.fact_registry is not None:
+        try:
+            tx_hash = await state.fact_registry.register(info.fact)
+        except Exception as exc:
+            log.warning("mock Atlantic: registering fact %s failed: %s", info.fact, exc)
+            return f"fact registration failed: {exc}"
+        aggregator.data["transactionId"] = tx_hash
+        log.info("mock Atlantic: registered aggregator fact %s in %s", info.fact, tx_hash)
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# A consistent mock aggregation
+
+
+@functools.cache
+def mock_aggregator_program_hash() -> int:
+    """The aggregator program hash with the ``AGGREGATOR`` prefix: what the mock's facts are made with."""
+    return add_aggregator_prefix(compute_program_hash(MOCK_AGGREGATOR_PROGRAM))
+
+
+def _devnet_stand_in_output(data: bytes) -> list[int] | None:
+    """The output of the devnet SNOS runner's stand-in PIE (a zip with ``devnet.json``), else None."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            body = json.loads(archive.read("devnet.json"))
+        output = body["output"]
+        return [int(word, 16) for word in output] if isinstance(output, list) else None
+    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError):
+        return None
+
+
+def _child_output(pie: bytes | None) -> list[int] | None:
+    """A child's program output: the PIE's output segment, or the devnet stand-in's output."""
+    if pie is None:
+        return None
+    try:
+        return read_pie(pie).output_segment()
+    except InvalidInput:
+        return _devnet_stand_in_output(pie)
+
+
+def _os_sections(output: Sequence[int]) -> tuple[list[int], list[int], list[int]]:
+    """``(L2→L1 message words, L1→L2 message words, state-diff area)`` of an OS output (SPEC §6.6)."""
+    at = OS_HEADER_SIZE
+    if output[8] == 1:
+        at += 2 + 4 * output[OS_HEADER_SIZE + 1]
+    to_l1 = list(output[at + 1 : at + 1 + output[at]])
+    at += 1 + output[at]
+    to_l2 = list(output[at + 1 : at + 1 + output[at]])
+    at += 1 + output[at]
+    if at > len(output):
+        raise InvalidInput(f"OS output of {len(output)} words ends inside its message segments")
+    return to_l1, to_l2, list(output[at:])
+
+
+def _is_os_output(output: Sequence[int]) -> bool:
+    if len(output) < OS_HEADER_SIZE + 2 or output[8] not in (0, 1) or output[9] not in (0, 1):
+        return False
+    if any(not 0 <= w < STARK_PRIME for w in output):
+        return False
+    try:
+        _os_sections(output)
+    except (InvalidInput, IndexError):
+        return False
+    return True
+
+
+def _block(felt: int) -> int:
+    """A block number felt as an int (P - 1 is the block before genesis, -1)."""
+    return felt - STARK_PRIME if felt > STARK_PRIME // 2 else felt
+
+
+def _are_consecutive(outputs: Sequence[Sequence[int]]) -> bool:
+    """Each child starts where the previous one ended, and each moves forward."""
+    if any(_block(o[3]) <= _block(o[2]) for o in outputs):
+        return False
+    return all(later[2] == earlier[3] for earlier, later in itertools.pairwise(outputs))
+
+
+def build_mock_aggregation(children: Sequence[Sequence[int]]) -> tuple[bytes, list[int]]:
+    """The aggregator PIE zip and DA segment for children OS outputs of consecutive block ranges.
+
+    Output: ``[n, (len_i + 2, os_program_hash_i, child_i…)…]`` then the aggregator's own output in the
+    OS layout, with a real KZG section for the DA segment's blobs and the children's messages."""
+    if not children:
+        raise InvalidInput("an aggregation needs at least one child")
+    first, last = children[0], children[-1]
+    to_l1: list[int] = []
+    to_l2: list[int] = []
+    diffs: list[int] = [len(children)]
+    for child in children:
+        messages_to_l1, messages_to_l2, diff = _os_sections(child)
+        to_l1 += messages_to_l1
+        to_l2 += messages_to_l2
+        diffs += diff
+    transition = DevnetStateTransition(
+        initial_root=first[0],
+        final_root=last[1],
+        prev_block_number=_block(first[2]),
+        new_block_number=_block(last[3]),
+        prev_block_hash=first[4],
+        new_block_hash=last[5],
+        os_program_hash=first[6],
+        config_hash=first[7],
+    )
+    own = build_program_output(transition, felts_to_blobs(diffs), rest=(len(to_l1), *to_l1, len(to_l2), *to_l2))
+    output: list[int] = [len(children)]
+    for child in children:
+        output += [len(child) + 2, child[6], *child]
+    output += own
+    return _pie_with_output(MOCK_AGGREGATOR_PROGRAM, output), diffs
+
+
+def _pie_with_output(program: PieProgram, output: Sequence[int]) -> bytes:
+    """A structurally valid Cairo PIE: program segment 0, execution 1, output 2 holding ``output``."""
+    cells: dict[Relocatable, int | Relocatable] = {Relocatable(0, i): w for i, w in enumerate(program.data)}
+    cells[Relocatable(1, 0)] = Relocatable(2, 0)
+    cells[Relocatable(1, 1)] = Relocatable(2, len(output))
+    cells.update({Relocatable(2, i): w for i, w in enumerate(output)})
+    pie = CairoPie(
+        metadata=PieMetadata(
+            program=program,
+            program_segment=SegmentInfo(index=0, size=len(program.data)),
+            execution_segment=SegmentInfo(index=1, size=2),
+            ret_fp_segment=SegmentInfo(index=3, size=0),
+            ret_pc_segment=SegmentInfo(index=4, size=0),
+            builtin_segments={"output": SegmentInfo(index=2, size=len(output))},
+        ),
+        memory=PieMemory(cells),
+        additional_data={"output_builtin": {"pages": {}, "attributes": {}}},
+        execution_resources=ExecutionResources(
+            n_steps=1000 + 10 * len(output), builtin_instance_counter={"output_builtin": len(output)}
+        ),
+    )
+    return write_pie(pie)
 
 
 def _artifact_names(query: _Query) -> list[str]:
@@ -440,7 +646,7 @@ def _artifact(state: MockAtlanticState, query: _Query, name: str) -> Response:
     if name == "pie.cairo0.zip":
         return Response(query.pie or b"", media_type="application/zip")
     if name == "da_blob.json":
-        return JSONResponse([hex(i) for i in range(4)])
+        return JSONResponse([hex(i) for i in (query.da_segment if query.da_segment is not None else range(4))])
     proof = {
         "proof_parameters": {
             "stark": {"fri": {"fri_step_list": [0, 4, 4, 3]}},
@@ -491,8 +697,16 @@ def _now() -> str:
 class MockAtlanticServer:
     """The app under uvicorn on a socket of its own (port 0 → a free port), started and stopped in-process."""
 
-    def __init__(self, config: MockAtlanticConfig | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.state = MockAtlanticState(config=config or MockAtlanticConfig())
+    def __init__(
+        self,
+        config: MockAtlanticConfig | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        fact_registry: FactRegistry | None = None,
+    ) -> None:
+        """``fact_registry``: where aggregator facts are registered (an L1 fact registry in e2e tests)."""
+        self.state = MockAtlanticState(config=config or MockAtlanticConfig(), fact_registry=fact_registry)
         self.app = create_app(state=self.state)
         self._host = host
         self._port = port
@@ -517,7 +731,11 @@ class MockAtlanticServer:
     async def start(self) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP: asyncio sets NODELAY
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self._host, self._port))
+        try:
+            sock.bind((self._host, self._port))
+        except OSError:
+            sock.close()
+            raise
         self._socket = sock
         config = uvicorn.Config(self.app, log_level="warning", lifespan="on", access_log=False)
         self._server = uvicorn.Server(config)

@@ -1,8 +1,10 @@
 """The HTTP API (SPEC §15): job control, job and batch inspection, admin bulk operations, metrics.
 
 Responses use the original's envelope ``{"success", "data"?, "message"?}``. Errors are raised as domain
-errors by the routes and mapped to status codes in one place (``_error_response``). Admin routes exist
-only with ``admin_enabled`` and then require ``Authorization: Bearer <admin token>``.
+errors by the routes and mapped to status codes in one place (``_error_response``); the framework's own
+errors (405, 413, 500) use the envelope too, except the unknown-route fallback, which SPEC §15.1 pins as the
+original's plain-text 404. Admin routes exist only with ``admin_enabled`` and then require
+``Authorization: Bearer <admin token>``.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from madara_orchestrator.domain.batches import (
     AggregatorBatch,
@@ -35,7 +39,8 @@ from madara_orchestrator.domain.errors import (
     OrchestratorError,
     QueueFull,
 )
-from madara_orchestrator.domain.jobs import Job, JobStatus, JobType
+from madara_orchestrator.domain.jobs import Job, JobStatus, JobType, SnosMetadata
+from madara_orchestrator.domain.queues import Layer
 from madara_orchestrator.engine.runtime import Runtime
 from madara_orchestrator.provers.atlantic import parse_atlantic_webhook
 
@@ -44,9 +49,19 @@ log = logging.getLogger("madara_orchestrator.http")
 NOT_FOUND_TEXT = "The requested resource was not found"
 StatusT = TypeVar("StatusT", SnosBatchStatus, AggregatorBatchStatus)
 TRACE_ID = re.compile(r"^[0-9a-fA-F]{32}$")
+INTEGER = re.compile(r"^-?[0-9]+$")
+MAX_NUMBER = 2**63 - 1
+"""The largest block number or batch index the API takes: the largest integer SQLite stores."""
+MAX_BODY_BYTES = 1024 * 1024
+"""Requests with a larger body are refused (413) before any route runs; the largest legitimate body, an
+Atlantic webhook, is a few hundred bytes."""
 
 
 class Unauthorized(OrchestratorError):
+    pass
+
+
+class PayloadTooLarge(InvalidInput):
     pass
 
 
@@ -60,6 +75,8 @@ def envelope(data: Any = None, message: str | None = None, *, success: bool = Tr
 
 
 def _error_response(exc: Exception, *, job_route: bool) -> Response:
+    if isinstance(exc, PayloadTooLarge):
+        return envelope(message=str(exc), success=False, status=413)
     if isinstance(exc, QueueFull):
         return envelope(message=str(exc), success=False, status=429)
     if isinstance(exc, Unauthorized):
@@ -84,6 +101,58 @@ def _seconds(value: float | None) -> int | None:
 
 def job_summary(job: Job) -> dict[str, Any]:
     return {"job_type": job.job_type.value, "id": str(job.id), "status": job.status.value}
+
+
+BlockRange = tuple[int, int]
+
+
+async def job_block_ranges(runtime: Runtime, jobs: list[Job]) -> dict[uuid.UUID, BlockRange]:
+    """The blocks each job covers: a SnosRun's own range; proofs and DA the range of their SNOS batch;
+    Aggregator and StateTransition (L2) that of their aggregator batch. Jobs whose batch is gone are left out."""
+    db = runtime.adapters.db
+    by_snos: tuple[JobType, ...] = (JobType.PROOF_CREATION, JobType.PROOF_REGISTRATION, JobType.DATA_SUBMISSION)
+    by_aggregator: tuple[JobType, ...] = (JobType.AGGREGATOR,)
+    if runtime.config.layer == Layer.L2:
+        by_aggregator += (JobType.STATE_TRANSITION,)
+    else:
+        by_snos += (JobType.STATE_TRANSITION,)
+    ranges: dict[uuid.UUID, BlockRange] = {}
+    snos_wanted: set[int] = set()
+    aggregator_wanted: set[int] = set()
+    for job in jobs:
+        specific = job.metadata.specific
+        if isinstance(specific, SnosMetadata):
+            ranges[job.id] = (specific.start_block, specific.end_block)
+        elif job.job_type in by_snos:
+            snos_wanted.add(job.internal_id)
+        elif job.job_type in by_aggregator:
+            aggregator_wanted.add(job.internal_id)
+    snos: dict[int, BlockRange] = {}
+    aggregators: dict[int, BlockRange] = {}
+    for chunk in _chunks(sorted(snos_wanted)):
+        snos.update({b.index: (b.start_block, b.end_block) for b in await db.list_snos_batches(indexes=chunk)})
+    for chunk in _chunks(sorted(aggregator_wanted)):
+        found = await db.list_aggregator_batches(indexes=chunk)
+        aggregators.update({b.index: (b.start_block, b.end_block) for b in found})
+    for job in jobs:
+        table = snos if job.job_type in by_snos else aggregators if job.job_type in by_aggregator else {}
+        if job.internal_id in table:
+            ranges[job.id] = table[job.internal_id]
+    return ranges
+
+
+def _chunks(values: list[int], size: int = 500) -> list[list[int]]:
+    return [values[i : i + size] for i in range(0, len(values), size)]
+
+
+async def job_summaries(runtime: Runtime, jobs: list[Job]) -> list[dict[str, Any]]:
+    """``{job_type, id, status}`` as in the original, plus ``start_block``/``end_block`` (null when unknown)."""
+    ranges = await job_block_ranges(runtime, jobs)
+    out = []
+    for job in jobs:
+        start, end = ranges.get(job.id, (None, None))
+        out.append({**job_summary(job), "start_block": start, "end_block": end})
+    return out
 
 
 def job_snapshot(job: Job) -> dict[str, Any]:
@@ -165,14 +234,19 @@ def _priority(request: Request) -> bool:
     return value == "true"
 
 
+def _number(raw: str) -> int | None:
+    """A decimal integer from 0 to ``MAX_NUMBER``, or None."""
+    if not INTEGER.match(raw) or len(raw) > 20:
+        return None
+    value = int(raw)
+    return value if 0 <= value <= MAX_NUMBER else None
+
+
 def _block_number(request: Request) -> int:
     raw = request.path_params["n"]
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidInput(f"Invalid block number: {raw}") from None
-    if value < 0:
-        raise InvalidInput(f"Invalid block number: {raw}")
+    value = _number(raw)
+    if value is None:
+        raise InvalidInput(f"Invalid block number: {raw} (a block number is an integer from 0 to {MAX_NUMBER})")
     return value
 
 
@@ -186,6 +260,49 @@ class TraceIdMiddleware(BaseHTTPMiddleware):
         response = await call_next(request)
         response.headers["x-trace-id"] = trace_id
         return response
+
+
+class BodyLimitMiddleware:
+    """Read the request body before the route runs and answer 413 when it is larger than ``max_bytes``,
+    whether it declares a Content-Length or comes chunked; the route then reads the buffered body."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        buffered: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            buffered.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> Message:
+            return buffered.pop(0) if buffered else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = f"{self.max_bytes // 1024 // 1024} MiB" if self.max_bytes % (1024 * 1024) == 0 else "the limit"
+        message = f"Request body larger than {limit} ({self.max_bytes} bytes); no route of this API takes one"
+        response = _error_response(PayloadTooLarge(message), job_route=False)
+        response.headers["connection"] = "close"
+        await response(scope, receive, send)
 
 
 def create_app(runtime: Runtime, *, admin_enabled: bool = False, admin_token: str | None = None) -> Starlette:
@@ -269,7 +386,7 @@ def create_app(runtime: Runtime, *, admin_enabled: bool = False, admin_token: st
             raise InvalidInput(f"Invalid query: unknown job status {raw!r}") from None
         jobs = await db.list_jobs(statuses=[status])
         return envelope(
-            data={"jobs": [job_summary(j) for j in jobs]},
+            data={"jobs": await job_summaries(runtime, jobs)},
             message=f"Successfully fetched {len(jobs)} jobs with status {status}",
         )
 
@@ -278,7 +395,8 @@ def create_app(runtime: Runtime, *, admin_enabled: bool = False, admin_token: st
         n = _block_number(request)
         jobs = await db.jobs_for_block(n)
         return envelope(
-            data={"jobs": [job_summary(j) for j in jobs]}, message=f"Successfully fetched job statuses for block {n}"
+            data={"jobs": await job_summaries(runtime, jobs)},
+            message=f"Successfully fetched job statuses for block {n}",
         )
 
     @other_route
@@ -317,14 +435,17 @@ def create_app(runtime: Runtime, *, admin_enabled: bool = False, admin_token: st
         params = request.query_params
         indexes: list[int] = []
         if params.get("index"):
-            try:
-                indexes = [int(params["index"])]
-            except ValueError:
-                raise InvalidInput(f"Invalid query: index must be an integer, got {params['index']!r}") from None
+            index = _number(params["index"])
+            if index is None:
+                raise InvalidInput(
+                    f"Invalid query: index must be an integer from 0 to {MAX_NUMBER}, got {params['index']!r}"
+                )
+            indexes = [index]
+        raw_limit = params.get("limit", "50")
         try:
-            limit = int(params.get("limit", "50"))
-        except ValueError:
-            raise InvalidInput("Invalid query: limit must be a positive integer") from None
+            limit = int(raw_limit) if INTEGER.match(raw_limit) else 0
+        except ValueError:  # more digits than Python converts
+            limit = 0
         if limit <= 0:
             raise InvalidInput("limit must be a positive integer")
         if limit > 500:
@@ -501,8 +622,22 @@ def create_app(runtime: Runtime, *, admin_enabled: bool = False, admin_token: st
     async def not_found(request: Request, exc: Exception) -> Response:
         return PlainTextResponse(NOT_FOUND_TEXT, status_code=404)
 
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """The framework's own refusals (405 above all) in the envelope, with their headers (``Allow``)."""
+        assert isinstance(exc, HTTPException)
+        message = exc.detail
+        if exc.status_code == 405:
+            allowed = (exc.headers or {}).get("Allow", "")
+            message = f"Method {request.method} is not allowed on {request.url.path}; use {allowed}"
+        response = envelope(message=message, success=False, status=exc.status_code)
+        response.headers.update(exc.headers or {})
+        return response
+
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        return envelope(message="Internal error; see the orchestrator log", success=False, status=500)
+
     return Starlette(
         routes=routes,
-        middleware=[Middleware(TraceIdMiddleware)],
-        exception_handlers={404: not_found},
+        middleware=[Middleware(TraceIdMiddleware), Middleware(BodyLimitMiddleware)],
+        exception_handlers={404: not_found, HTTPException: http_error, Exception: internal_error},
     )

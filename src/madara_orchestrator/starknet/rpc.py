@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +35,25 @@ class RpcError(OrchestratorError):
         super().__init__(f"RPC error {code}: {message}" + (f" ({data})" if data is not None else ""))
 
 
+class UnexpectedRpcResult(InvalidInput, BackendUnavailable):
+    """The node answered, but not with what the method returns: a wrong URL or an incompatible node.
+
+    An ``InvalidInput`` for a user at start-up (one line, exit 2); a ``BackendUnavailable`` for the engine,
+    which waits and tries again rather than failing a job for what a node said."""
+
+    def __init__(self, url: str, method: str, result: Any, expected: str) -> None:
+        shown = json.dumps(result, default=repr)
+        if len(shown) > 200:
+            shown = shown[:200] + "…"
+        super().__init__(f"{method} at {url} answered {shown}; expected {expected}. Is this a Starknet node?")
+        self.method = method
+        self.result = result
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True, slots=True)
 class RpcCall:
     method: str
@@ -53,6 +74,25 @@ def parse_felt(value: Any, what: str = "felt") -> int:
         except ValueError:
             pass
     raise InvalidInput(f"{what} is not a felt: {value!r}")
+
+
+_HEX = re.compile(r"^0x[0-9a-fA-F]{1,64}$")
+
+
+def _is_block(value: Any) -> bool:
+    """A block header as every Starknet RPC version returns it (confirmed or pre-confirmed)."""
+    return (
+        isinstance(value, dict)
+        and _is_int(value.get("timestamp"))
+        and isinstance(value.get("transactions"), list)
+        and ("block_number" not in value or _is_int(value["block_number"]))
+        and ("block_hash" not in value or isinstance(value["block_hash"], str))
+    )
+
+
+def _error_code(err: dict[str, Any]) -> int:
+    code = err.get("code", 0)
+    return code if _is_int(code) else 0
 
 
 def _describe(exc: Exception) -> str:
@@ -113,13 +153,16 @@ class StarknetRpcClient:
     async def call(self, method: str, params: Any = ()) -> Any:
         request = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
         reply = await self._post(request)
+        expected = 'a JSON-RPC reply, {"jsonrpc": "2.0", "id": ..., "result": ...}'
         if not isinstance(reply, dict):
-            raise BackendUnavailable(f"Starknet RPC {self.url}: malformed reply to {method}: {reply!r:.200}")
+            raise UnexpectedRpcResult(self.url, method, reply, expected)
         if "error" in reply and reply["error"] is not None:
             err = reply["error"]
-            raise RpcError(int(err.get("code", 0)), str(err.get("message", "")), err.get("data"))
+            if not isinstance(err, dict):
+                raise UnexpectedRpcResult(self.url, method, reply, 'an error object {"code": ..., "message": ...}')
+            raise RpcError(_error_code(err), str(err.get("message", "")), err.get("data"))
         if "result" not in reply:
-            raise BackendUnavailable(f"Starknet RPC {self.url}: reply to {method} has no result")
+            raise UnexpectedRpcResult(self.url, method, reply, expected)
         return reply["result"]
 
     async def batch(self, calls: Sequence[RpcCall]) -> list[Any | RpcError]:
@@ -134,11 +177,11 @@ class StarknetRpcClient:
                 raise BackendUnavailable(f"Starknet RPC {self.url}: batch reply is not a list: {reply!r:.200}")
             by_id: dict[int, Any | RpcError] = {}
             for item in reply:
-                if not isinstance(item, dict) or not isinstance(item.get("id"), int):
+                err = item.get("error") if isinstance(item, dict) else None
+                if not isinstance(item, dict) or not _is_int(item.get("id")) or (err and not isinstance(err, dict)):
                     raise BackendUnavailable(f"Starknet RPC {self.url}: malformed batch item {item!r:.200}")
-                err = item.get("error")
                 by_id[item["id"]] = (
-                    RpcError(int(err.get("code", 0)), str(err.get("message", "")), err.get("data"))
+                    RpcError(_error_code(err), str(err.get("message", "")), err.get("data"))
                     if err
                     else item.get("result")
                 )
@@ -153,18 +196,35 @@ class StarknetRpcClient:
     # -- SequencerRpc ---------------------------------------------------------------------------
 
     async def block_number(self) -> int:
-        return int(await self.call("starknet_blockNumber", []))
+        result = await self.call("starknet_blockNumber", [])
+        if not _is_int(result) or result < 0:
+            raise UnexpectedRpcResult(self.url, "starknet_blockNumber", result, "a non-negative integer")
+        return int(result)
 
     async def chain_id(self) -> str:
-        return str(await self.call("starknet_chainId", []))
+        result = await self.call("starknet_chainId", [])
+        if not isinstance(result, str) or not _HEX.match(result):
+            raise UnexpectedRpcResult(
+                self.url, "starknet_chainId", result, 'a hex string such as "0x534e5f5345504f4c4941" (SN_SEPOLIA)'
+            )
+        return result
 
     async def spec_version(self) -> str:
-        return str(await self.call("starknet_specVersion", []))
+        result = await self.call("starknet_specVersion", [])
+        if not isinstance(result, str):
+            raise UnexpectedRpcResult(self.url, "starknet_specVersion", result, 'a version string such as "0.8.1"')
+        return result
 
     async def get_block_with_tx_hashes(self, block_number: int) -> dict[str, Any]:
         result = await self.call("starknet_getBlockWithTxHashes", {"block_id": block_id(block_number)})
-        if not isinstance(result, dict):
-            raise BackendUnavailable(f"Starknet RPC {self.url}: block {block_number} is not an object")
+        if not _is_block(result):
+            raise UnexpectedRpcResult(
+                self.url,
+                f"starknet_getBlockWithTxHashes (block {block_number})",
+                result,
+                "a block: an object with an integer timestamp and a list of transactions",
+            )
+        assert isinstance(result, dict)
         return result
 
     async def get_state_update(self, block_number: int) -> dict[str, Any]:
