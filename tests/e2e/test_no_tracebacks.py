@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -292,3 +293,32 @@ async def test_jobs_takes_url_anywhere_and_lists_block_ranges(tmp_path: Path) ->
             assert line.split()[2] == "Completed" and line.endswith("blocks 0-2"), line
     finally:
         await p.close()
+
+
+# -- signals during start-up waits ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_run_stops_at_once_on_a_signal_while_it_waits_for_the_sequencer(tmp_path: Path, sig: int) -> None:
+    """The sequencer does not answer (nothing listens on its port): ``run`` retries for up to 300 s, and
+    Ctrl-C or SIGTERM must end that wait at once, cleanly."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = sock.getsockname()[1]  # bound, never listening: connections are refused
+        proc = orchestrator(*run_args(f"http://127.0.0.1:{dead}", tmp_path / "data", 0), cwd=tmp_path)
+        assert proc.stderr is not None
+        seen = []
+        for line in proc.stderr:  # wait until it is in the start-up wait
+            seen.append(line)
+            if "sequencer not reachable yet" in line:
+                break
+        else:
+            raise AssertionError("".join(seen))
+        signalled = time.monotonic()
+        proc.send_signal(sig)
+        code = proc.wait(timeout=20)
+        took = time.monotonic() - signalled
+    rest = proc.stderr.read()
+    assert code == 0, "".join(seen) + rest
+    assert took < 10, f"took {took:.1f} s to stop"
+    assert "Traceback" not in rest and "stopped before the sequencer answered" in rest

@@ -11,7 +11,8 @@ import os
 import signal
 import sys
 import time
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from madara_orchestrator.cli.compose import EmbeddedStack, build_embedded_stack
 from madara_orchestrator.cli.settings import RUN_OPTIONS, Settings, add_options, load_run_settings
@@ -19,6 +20,8 @@ from madara_orchestrator.domain.errors import BackendUnavailable, OrchestratorEr
 from madara_orchestrator.server.app import create_app
 from madara_orchestrator.server.background import BackgroundServer, bind_listener
 from madara_orchestrator.starknet.rpc import UnexpectedRpcResult
+
+T = TypeVar("T")
 
 log = logging.getLogger("madara_orchestrator")
 
@@ -101,7 +104,29 @@ async def wait_for_sequencer(stack: EmbeddedStack, *, timeout_s: float = 300.0, 
             await asyncio.sleep(pause_s)
 
 
+async def until_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
+    """The result of ``work``, or None as soon as ``stop`` is set (``work`` is then cancelled)."""
+    task = asyncio.ensure_future(work)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return None
+    return task.result()
+
+
 async def serve(settings: Settings) -> int:
+    # Signals first: Ctrl-C and SIGTERM are honoured at any moment, start-up waits included.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGQUIT, lambda: os._exit(130))
     # The API's port first: a busy port is reported before anything is created or contacted.
     listener = bind_listener(settings.host, settings.port)
     try:
@@ -109,15 +134,13 @@ async def serve(settings: Settings) -> int:
     except BaseException:
         listener.close()
         raise
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGQUIT, lambda: os._exit(130))
     server: BackgroundServer | None = None
     try:
         await stack.database.ping()
-        chain = await wait_for_sequencer(stack)
+        chain = await until_stopped(wait_for_sequencer(stack), stop)
+        if chain is None:
+            log.info("stopped before the sequencer answered")
+            return 0
         log.info("connected to chain %s at %s", chain, stack.sequencer.url)
         app = create_app(stack.runtime, admin_enabled=settings.admin_enabled, admin_token=settings.admin_token)
         server = BackgroundServer(app, sock=listener)
