@@ -43,11 +43,11 @@ class Pki:
     client_key: str
 
 
-def _key() -> ec.EllipticCurvePrivateKey:
+def new_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def _cert(
+def make_cert(
     subject: str,
     key: ec.EllipticCurvePrivateKey,
     issuer: x509.Certificate | None,
@@ -98,7 +98,7 @@ def _cert(
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def _write(path: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> tuple[str, str]:
+def write_pem(path: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> tuple[str, str]:
     crt_file, key_file = path.with_suffix(".crt"), path.with_suffix(".key")
     crt_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_file.write_bytes(
@@ -110,15 +110,15 @@ def _write(path: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) 
 def make_pki(root: Path) -> Pki:
     """A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files under ``root``."""
     root.mkdir(parents=True, exist_ok=True)
-    ca_key = _key()
-    ca = _cert("test SHARP CA", ca_key, None, ca_key, is_ca=True)
-    ca_crt, _ = _write(root / "ca", ca, ca_key)
-    server_key = _key()
-    server_crt, server_key_file = _write(
-        root / "server", _cert("127.0.0.1", server_key, ca, ca_key, server=True), server_key
+    ca_key = new_key()
+    ca = make_cert("test SHARP CA", ca_key, None, ca_key, is_ca=True)
+    ca_crt, _ = write_pem(root / "ca", ca, ca_key)
+    server_key = new_key()
+    server_crt, server_key_file = write_pem(
+        root / "server", make_cert("127.0.0.1", server_key, ca, ca_key, server=True), server_key
     )
-    client_key = _key()
-    client_crt, client_key_file = _write(root / "client", _cert("customer", client_key, ca, ca_key), client_key)
+    client_key = new_key()
+    client_crt, client_key_file = write_pem(root / "client", make_cert("customer", client_key, ca, ca_key), client_key)
     return Pki(ca_crt, server_crt, server_key_file, client_crt, client_key_file)
 
 

@@ -416,3 +416,10 @@ def test_prover_problems_come_with_all_the_others() -> None:
     assert "--port must be between 0 and 65535" in text
     assert "--max-num-blobs must be at most 6" in text
     assert "--prover: must be one of atlantic, sharp, mock, devnet" in problems_of(["--prover", "stone"], GOOD)
+
+
+def test_a_bad_batching_limit_names_its_flag() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_run_settings(parse(["--max-batch-size", "0", "--max-blocks-per-snos-batch", "0"]), GOOD)
+    assert "--max-batch-size: max batch size must be a positive integer, got 0" in caught.value.problems
+    assert any(p.startswith("--max-blocks-per-snos-batch: ") for p in caught.value.problems)

@@ -496,6 +496,24 @@ def batch_limits(values: Mapping[str, Any], weights: BouncerWeights = DEFAULT_BO
     )
 
 
+_LIMIT_FLAGS = {
+    "max batch time": "--max-batch-time-seconds",
+    "max blocks per SNOS batch": "--max-blocks-per-snos-batch",
+    "max batch size": "--max-batch-size",
+    "max SNOS batches per aggregator batch": "--max-snos-batches-per-aggregator-batch",
+    "max number of blobs": "--max-num-blobs",
+    "max aggregator input size": "--max-aggregator-input-size",
+    "fixed blocks per SNOS batch": "--fixed-blocks-per-snos-batch",
+    "blob size buffer": "--blob-size-buffer",
+    "default empty block proving gas": "--default-empty-block-proving-gas",
+}
+
+
+def _batching_flag(problem: str) -> str:
+    """The flag a batching-limit problem is about (the policy names the limit, the user typed the flag)."""
+    return next((flag for name, flag in _LIMIT_FLAGS.items() if problem.startswith(name)), "batching")
+
+
 def _batching_problems(values: Mapping[str, Any]) -> list[str]:
     names = (
         "max_batch_time_seconds",
@@ -515,7 +533,7 @@ def _batching_problems(values: Mapping[str, Any]) -> list[str]:
     except InvalidInput as exc:
         problems.append(str(exc))
         weights = DEFAULT_BOUNCER_WEIGHT_LIMITS
-    problems += [f"batching: {p}" for p in batch_limits(values, weights).problems()]
+    problems += [f"{_batching_flag(p)}: {p}" for p in batch_limits(values, weights).problems()]
     if values["max_num_blobs"] > MAX_BLOBS_PER_TX:
         problems.append(
             f"--max-num-blobs must be at most {MAX_BLOBS_PER_TX} (blobs per transaction), got {values['max_num_blobs']}"

@@ -433,7 +433,7 @@ class Batcher:
         if facts.number >= state.first_snos_block:
             await self._include_snos(state, facts, weights)
         if close_after is not None:
-            await self._close_aggregator(state, close_after.reason, close_after.detail, oversized=True)
+            await self._close_aggregator(state, close_after.reason, close_after.detail)
         # A batch with its maximum number of blocks can take no more: close it now, not at the next block.
         if state.agg is not None and aggregator_batch_full(state.agg.batch, self.limits):
             await self._close_aggregator(state, Reason.MAX_BLOCKS, "full")
@@ -623,7 +623,7 @@ class Batcher:
 
     # -- closing and saving ------------------------------------------------------------------------
 
-    async def _close_aggregator(self, state: _State, reason: Reason, detail: str, *, oversized: bool = False) -> None:
+    async def _close_aggregator(self, state: _State, reason: Reason, detail: str) -> None:
         """Close the open aggregator batch (and its open SNOS batch, which cannot outlive it)."""
         open_agg = state.agg
         assert open_agg is not None

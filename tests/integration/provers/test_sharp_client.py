@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -11,10 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -33,6 +27,7 @@ from madara_orchestrator.provers.errors import ProverApiError, RetriesExhausted,
 from madara_orchestrator.provers.fact_registry import InMemoryFactRegistry
 from madara_orchestrator.provers.http import RetryPolicy
 from madara_orchestrator.provers.sharp import SharpClient, SharpConfig
+from tests.helpers.sharp import make_cert, new_key, write_pem
 from tests.integration.provers.conftest import UvicornApp
 
 FAST_RETRY = RetryPolicy(base_delay_s=0.02, max_delay_s=0.1, budget_s=5.0, max_attempts=3)
@@ -40,70 +35,6 @@ FACT = "0x" + "12" * 32
 
 
 # -- certificates ----------------------------------------------------------------------------------
-
-
-def _key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _cert(
-    subject: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: x509.Certificate | None,
-    issuer_key: ec.EllipticCurvePrivateKey,
-    *,
-    is_ca: bool = False,
-    server: bool = False,
-) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer.subject if issuer else name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
-    )
-    if is_ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        ).add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-    else:
-        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        assert issuer is not None
-        builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key()),  # type: ignore[arg-type]
-            critical=False,
-        )
-    if server:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
-        )
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def _write(path: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> tuple[str, str]:
-    crt_file, key_file = path.with_suffix(".crt"), path.with_suffix(".key")
-    crt_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return str(crt_file), str(key_file)
 
 
 @dataclass
@@ -120,20 +51,20 @@ class Pki:
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     root = tmp_path_factory.mktemp("pki")
-    ca_key = _key()
-    ca = _cert("test SHARP CA", ca_key, None, ca_key, is_ca=True)
-    ca_crt, _ = _write(root / "ca", ca, ca_key)
-    server_key = _key()
-    server_crt, server_key_file = _write(
-        root / "server", _cert("127.0.0.1", server_key, ca, ca_key, server=True), server_key
+    ca_key = new_key()
+    ca = make_cert("test SHARP CA", ca_key, None, ca_key, is_ca=True)
+    ca_crt, _ = write_pem(root / "ca", ca, ca_key)
+    server_key = new_key()
+    server_crt, server_key_file = write_pem(
+        root / "server", make_cert("127.0.0.1", server_key, ca, ca_key, server=True), server_key
     )
-    client_key = _key()
-    client_crt, client_key_file = _write(root / "client", _cert("customer", client_key, ca, ca_key), client_key)
-    other_ca_key = _key()
-    other_ca = _cert("someone else", other_ca_key, None, other_ca_key, is_ca=True)
-    stranger_key = _key()
-    stranger_crt, stranger_key_file = _write(
-        root / "stranger", _cert("stranger", stranger_key, other_ca, other_ca_key), stranger_key
+    client_key = new_key()
+    client_crt, client_key_file = write_pem(root / "client", make_cert("customer", client_key, ca, ca_key), client_key)
+    other_ca_key = new_key()
+    other_ca = make_cert("someone else", other_ca_key, None, other_ca_key, is_ca=True)
+    stranger_key = new_key()
+    stranger_crt, stranger_key_file = write_pem(
+        root / "stranger", make_cert("stranger", stranger_key, other_ca, other_ca_key), stranger_key
     )
     return Pki(ca_crt, server_crt, server_key_file, client_crt, client_key_file, stranger_crt, stranger_key_file)
 
