@@ -465,3 +465,19 @@ async def test_polls_are_scheduled_with_the_back_off(tmp_path: Path) -> None:
         assert seen == [1, 2, 4, 8, 8]
     finally:
         await h.close()
+
+
+async def test_a_refused_priority_retry_leaves_the_job_failed_so_a_normal_retry_works(tmp_path: Path) -> None:
+    from madara_orchestrator.domain.errors import QueueFull
+
+    h = await make_harness(tmp_path / "p.db")
+    h.service.max_priority_queue_size = 1
+    filler, job = await create(h, 1), await create(h, 2)
+    await h.service.queue_job_for_processing(filler.id, priority=True)
+    await h.service.move_to_failed(await stored(h, job), "failed for the test")
+    with pytest.raises(QueueFull):
+        await h.service.retry_job(job.id, priority=True)
+    assert (await stored(h, job)).status == S.FAILED, "a refused request changes nothing"
+    retried = await h.service.retry_job(job.id)
+    assert retried.status == S.PENDING_RETRY
+    await h.close()

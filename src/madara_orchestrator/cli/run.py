@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from madara_orchestrator.cli.compose import EmbeddedStack, build_embedded_stack
 from madara_orchestrator.cli.settings import RUN_OPTIONS, Settings, add_options, load_run_settings
 from madara_orchestrator.domain.errors import BackendUnavailable, OrchestratorError
+from madara_orchestrator.engine.lease import default_instance_id
 from madara_orchestrator.server.app import create_app
 from madara_orchestrator.server.background import BackgroundServer, bind_listener
 from madara_orchestrator.starknet.rpc import UnexpectedRpcResult
@@ -130,7 +131,7 @@ async def serve(settings: Settings) -> int:
     # The API's port first: a busy port is reported before anything is created or contacted.
     listener = bind_listener(settings.host, settings.port)
     try:
-        stack = await build_embedded_stack(settings)
+        stack = await build_embedded_stack(settings, owner=settings.instance_id or default_instance_id(settings.port))
     except BaseException:
         listener.close()
         raise

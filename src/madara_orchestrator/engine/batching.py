@@ -59,6 +59,7 @@ from madara_orchestrator.domain.batching import (
 )
 from madara_orchestrator.domain.errors import Conflict, InvalidInput
 from madara_orchestrator.domain.proving import CreateBucket
+from madara_orchestrator.engine.lease import LeaseLost, LeaseTiming, named_lease
 from madara_orchestrator.engine.metrics import Metrics
 from madara_orchestrator.interfaces import (
     AlertSink,
@@ -217,45 +218,26 @@ class Batcher:
         """When the open batch will have reached its maximum age (a run then closes it)."""
         self._cached: _Cached | None = None
         self._files_written_at: float | None = None
+        self._running = asyncio.Lock()
 
     # -- the lease ---------------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
     async def _lease(self) -> AsyncIterator[bool]:
-        """Hold the batching lease for the run, renewing it; if it is lost the run is cancelled."""
-        if not await self.locks.acquire(self.lock_key, self.owner, self.config.lock_duration_s):
+        """Hold the batching lease for the run (engine/lease.py: renewed, and the run is cancelled with
+        ``LeaseLost`` if it is lost). One run at a time in this process too: the lease's owner is the
+        instance, which may take back at once what an earlier run of it held."""
+        if self._running.locked():
             yield False
             return
-        current = asyncio.current_task()
-        lost = False
-
-        async def heartbeat() -> None:
-            nonlocal lost
-            while True:
-                await asyncio.sleep(self.config.lock_duration_s / 3)
-                if not await self.locks.acquire(self.lock_key, self.owner, self.config.lock_duration_s):
-                    lost = True
-                    log.error("batching lease %s was lost; cancelling this run", self.lock_key)
-                    if current is not None:
-                        current.cancel()
-                    return
-
-        beat = asyncio.create_task(heartbeat(), name="batching-lease")
-        try:
-            yield True
-        except asyncio.CancelledError:
-            if lost:
+        async with self._running:
+            timing = LeaseTiming(duration_s=self.config.lock_duration_s)
+            try:
+                async with named_lease(self.locks, self.lock_key, self.owner, timing=timing, clock=self.clock) as held:
+                    yield held
+            except LeaseLost:
                 self._cached = None
-                if current is not None:
-                    current.uncancel()
-                raise RuntimeError(f"batching lease {self.lock_key} lost during a run") from None
-            raise
-        finally:
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
-            with contextlib.suppress(Exception):
-                await self.locks.release(self.lock_key, self.owner)
+                raise
 
     # -- entry points ------------------------------------------------------------------------------
 

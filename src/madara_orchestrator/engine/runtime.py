@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -83,6 +84,8 @@ class RuntimeConfig:
     trigger_interval_s: float = 60.0
     chain_poll_interval_s: float = 2.0
     heal_interval_s: float = 60.0
+    instance_lease_s: float = 10.0
+    """The instance's registration lease: how long a restart waits for its killed earlier run to be gone."""
     heal_stale_after_s: float = 600.0
     graceful_shutdown_s: float = 120.0
     max_priority_queue_size: int = 20
@@ -310,6 +313,7 @@ class Runtime:
     # -- lifecycle ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        await self._register_instance()
         log.info(
             "orchestrator %s starting: layer %s, %d queues, triggers %s",
             self.service.owner,
@@ -324,6 +328,47 @@ class Runtime:
         self._spawn(self._heal_loop(), "heal")
         for name in self.triggers.enabled:
             self.triggers.kick(name)
+
+    async def _register_instance(self) -> None:
+        """Claim the instance id for this run (a named lease renewed for the process's life).
+
+        Leases in the instance's name (jobs, batching) are taken back at once by a restart, so two live
+        processes must never share an id: a second one waits for the first's registration to expire
+        (which a killed earlier run's does within ``instance_lease_s``) and refuses to start otherwise."""
+        locks = self.adapters.locks
+        key = f"instance:{self.service.owner}"
+        run_owner = f"{self.service.owner}#{uuid.uuid4().hex[:8]}"
+        ttl = self.config.instance_lease_s
+        deadline = self.clock.now() + 2 * ttl
+        waited = False
+        while not await locks.acquire(key, run_owner, ttl):
+            if self.clock.now() >= deadline:
+                raise InvalidInput(
+                    f"another orchestrator is running as instance {self.service.owner!r}; give each instance its "
+                    "own --instance-id (MADARA_ORCHESTRATOR_INSTANCE_ID)"
+                )
+            if not waited:
+                log.info("instance %s: waiting for an earlier run's registration to expire", self.service.owner)
+                waited = True
+            if await self._sleep(min(1.0, ttl / 4)):
+                return
+
+        async def keep() -> None:
+            while not await self._sleep(ttl / 3):
+                try:
+                    if not await locks.acquire(key, run_owner, ttl):
+                        log.error(
+                            "instance %s: registration taken by another process with the same id; stopping",
+                            self.service.owner,
+                        )
+                        self._stop.set()
+                        return
+                except Exception as exc:
+                    log.warning("instance %s: registration not renewed (%s); retrying", self.service.owner, exc)
+            with contextlib.suppress(Exception):
+                await locks.release(key, run_owner)
+
+        self._spawn(keep(), "instance-registration")
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         self._tasks.append(asyncio.ensure_future(coro))

@@ -9,12 +9,11 @@ visibility timeout.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from madara_orchestrator import ORCHESTRATOR_VERSION
@@ -39,6 +38,7 @@ from madara_orchestrator.domain.jobs import (
     transition,
 )
 from madara_orchestrator.domain.queues import QueueNames, QueueType, job_message
+from madara_orchestrator.engine.lease import LeaseLost, LeaseTiming, hold
 from madara_orchestrator.engine.metrics import Metrics
 from madara_orchestrator.interfaces import AlertSink, Clock, Database, QueueClient
 from madara_orchestrator.jobs.base import JobHandler, Verification
@@ -115,6 +115,7 @@ class JobService:
         retry: RetryPolicy | None = None,
         owner: str | None = None,
         max_priority_queue_size: int = 20,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.db = db
         self.queue = queue
@@ -128,6 +129,10 @@ class JobService:
         self.owner = owner or f"worker-{uuid.uuid4().hex[:12]}"
         self.max_priority_queue_size = max_priority_queue_size
         self._on_completed: list[Callable[[Job], Awaitable[None]]] = []
+        self._sleep = sleep
+        """How the lease heartbeat waits (tests inject one that moves a fake clock)."""
+        self._active: set[uuid.UUID] = set()
+        """Jobs this process is processing now (a lease in our name on any other is from an earlier run)."""
 
     def on_completed(self, callback: Callable[[Job], Awaitable[None]]) -> None:
         """Run ``callback`` after a job completes (the event-driven hand-off to its successor)."""
@@ -163,10 +168,11 @@ class JobService:
             return ACK
         now = self.clock.now()
         if job.status == S.LOCKED_FOR_PROCESSING:
-            if job.has_live_lease(now):
+            mine_from_before = job.lease_owner == self.owner and job.id not in self._active
+            if job.has_live_lease(now) and not mine_from_before:
                 log.debug("%s is being processed by %s; duplicate message dropped", job.describe(), job.lease_owner)
                 return ACK
-            healed = await self._heal(job, now)
+            healed = await self._heal(job, now, previous_life=job.has_live_lease(now))
             if healed is None:
                 return ACK
             job = healed
@@ -183,7 +189,19 @@ class JobService:
             await self.queue.send(self.names.processing(job.job_type), job_message(job.id), delay_s=delay)
             return ACK
 
+        if job.id in self._active:
+            log.debug("%s is being processed here; duplicate message dropped", job.describe())
+            return ACK
+        self._active.add(job.id)
+        try:
+            return await self._process_locked(job, handler, receive_count)
+        finally:
+            self._active.discard(job.id)
+
+    async def _process_locked(self, job: Job, handler: JobHandler, receive_count: int) -> Decision:
+        """Lock ``job`` under a lease in our name, run its handler while the lease is renewed, record the result."""
         policy = self.policy(job.job_type)
+        now = self.clock.now()
         original_status = job.status
         locked = transition(
             job, S.LOCKED_FOR_PROCESSING, lease_owner=self.owner, lease_expires_at=now + policy.lease_s
@@ -196,9 +214,24 @@ class JobService:
         locked_at = now
 
         log.info("processing %s (attempt %d)", job.describe(), job.common.process_attempt_no)
+        job_id = job.id
+
+        async def renew() -> bool:
+            return await self.db.renew_lease(job_id, self.owner, self.clock.now() + policy.lease_s)
+
+        timing = LeaseTiming(duration_s=policy.lease_s)
         try:
-            async with self._lease_heartbeat(job, policy):
+            async with hold(renew, timing=timing, clock=self.clock, what=job.describe(), sleep=self._sleep):
                 outcome = await handler.process(job)
+        except LeaseLost as exc:
+            # Whoever holds the lease now finishes the job; if nobody does (the renewals failed during a
+            # database outage), a fresh message brings it back once the lease has expired.
+            self.metrics.operations.labels(job.job_type, "process", "lease_lost").inc()
+            log.error("%s; its result is dropped", exc)
+            await self.queue.send(
+                self.names.processing(job.job_type), job_message(job.id), delay_s=policy.lease_s + 1.0
+            )
+            return ACK
         except Exception as exc:
             return await self._processing_failed(job, original_status, exc, receive_count)
 
@@ -225,35 +258,24 @@ class JobService:
         log.info("processed %s -> %s", job.describe(), job.external_id or "-")
         return ACK
 
-    async def _heal(self, job: Job, now: float) -> Job | None:
+    async def _heal(self, job: Job, now: float, *, previous_life: bool = False) -> Job | None:
+        """Take over a job whose worker died: its lease expired, or (``previous_life``) it is still held in
+        the name of this very instance by a run of it that ended (a restart after a crash)."""
         healed = transition(job, S.CREATED, lease_owner=None, lease_expires_at=None).with_common(
             process_started_at=None
         )
         try:
-            job = await self.db.update_job(healed, now=now, only_if_lease_expired=True)
+            job = await self.db.update_job(healed, now=now, only_if_lease_expired=not previous_life)
         except StaleVersion:
             return None
         self.metrics.healed_jobs.labels(job.job_type).inc()
-        log.warning("%s: lease of a dead worker expired; taking it over", job.describe())
+        if previous_life:
+            log.warning(
+                "%s: left locked by an earlier run of this instance (%s); taking it back", job.describe(), self.owner
+            )
+        else:
+            log.warning("%s: lease of a dead worker expired; taking it over", job.describe())
         return job
-
-    @contextlib.asynccontextmanager
-    async def _lease_heartbeat(self, job: Job, policy: JobPolicy) -> AsyncIterator[None]:
-        async def beat() -> None:
-            while True:
-                await asyncio.sleep(policy.lease_s / 3)
-                renewed = await self.db.renew_lease(job.id, self.owner, self.clock.now() + policy.lease_s)
-                if not renewed:
-                    log.error("%s: lease lost (taken over); this worker's result will be dropped", job.describe())
-                    return
-
-        task = asyncio.create_task(beat(), name=f"lease-{job.id}")
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
 
     async def _processing_failed(
         self, job: Job, original_status: JobStatus, exc: Exception, receive_count: int
@@ -475,12 +497,21 @@ class JobService:
             raise NotFound(f"Job not found: {job_id}")
         return job
 
-    async def _enqueue(self, job: Job, *, verification: bool, priority: bool, delay_s: float = 0.0) -> None:
+    async def _priority_queue_with_room(self, *, verification: bool) -> str:
+        """The priority queue's name, or ``QueueFull``. Checked before a job is changed, so that a refused
+        priority request leaves the job exactly as it was."""
+        name = self.names.of(QueueType.PRIORITY_VERIFICATION if verification else QueueType.PRIORITY_PROCESSING)
+        depth = await self.queue.depth(name)
+        if depth.visible + depth.delayed >= self.max_priority_queue_size:
+            raise QueueFull(depth.visible + depth.delayed, self.max_priority_queue_size)
+        return name
+
+    async def _enqueue(
+        self, job: Job, *, verification: bool, priority: bool, delay_s: float = 0.0, checked: str | None = None
+    ) -> None:
+        """``checked``: the priority queue already checked for room (``_priority_queue_with_room``)."""
         if priority:
-            name = self.names.of(QueueType.PRIORITY_VERIFICATION if verification else QueueType.PRIORITY_PROCESSING)
-            depth = await self.queue.depth(name)
-            if depth.visible + depth.delayed >= self.max_priority_queue_size:
-                raise QueueFull(depth.visible + depth.delayed, self.max_priority_queue_size)
+            name = checked or await self._priority_queue_with_room(verification=verification)
             await self.queue.send(name, job_message(job.id))
             return
         name = self.names.verification(job.job_type) if verification else self.names.processing(job.job_type)
@@ -490,11 +521,12 @@ class JobService:
         job = await self._load(job_id)
         if job.status != S.FAILED:
             raise InvalidTransition(f"Cannot retry job {job_id}: invalid status {job.status}")
+        checked = await self._priority_queue_with_room(verification=False) if priority else None
         retried = transition(job, S.PENDING_RETRY).with_common(
             process_retry_attempt_no=job.common.process_retry_attempt_no + 1, process_attempt_no=0
         )
         job = await self.db.update_job(retried, now=self.clock.now())
-        await self._enqueue(job, verification=False, priority=priority)
+        await self._enqueue(job, verification=False, priority=priority, checked=checked)
         log.info("%s queued for retry by an operator", job.describe())
         return job
 
@@ -508,13 +540,18 @@ class JobService:
         job = await self._load(job_id)
         if job.status not in VERIFIABLE and not (job.status == S.FAILED and job.external_id):
             raise InvalidTransition(f"Cannot verify job {job_id}: invalid status {job.status}")
+        checked = await self._priority_queue_with_room(verification=True) if priority else None
         reopened = transition(job, S.PENDING_VERIFICATION).with_common(
             verification_attempt_no=0,
             verification_retry_attempt_no=job.common.verification_retry_attempt_no + 1,
         )
         job = await self.db.update_job(reopened, now=self.clock.now())
         await self._enqueue(
-            job, verification=True, priority=priority, delay_s=self.policy(job.job_type).verification_delay(0)
+            job,
+            verification=True,
+            priority=priority,
+            delay_s=self.policy(job.job_type).verification_delay(0),
+            checked=checked,
         )
         return job
 
