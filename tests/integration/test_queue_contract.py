@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -146,3 +147,39 @@ async def test_receive_waits_for_a_local_send(queue: QueueClient) -> None:
 async def test_unknown_queue_is_a_clear_error(queue: QueueClient) -> None:
     with pytest.raises(InvalidInput, match="unknown queue 'nope'"):
         await queue.send("nope", "x")
+
+
+# -- SQLite only: waiting costs no writes, and work from another process wakes the receiver ------------
+
+
+def _sqlite_queue(db: SqliteDatabase) -> SqliteQueue:
+    config = QueueConfig(queue_type=QueueType.SNOS_JOB_PROCESSING, visibility_timeout_s=30, concurrency=1)
+    return SqliteQueue(db, {WORK: config}, poll_interval_s=0.02)
+
+
+async def test_sqlite_receivers_waiting_on_an_empty_queue_write_nothing(tmp_path: Path) -> None:
+    db = SqliteDatabase(tmp_path / "idle.db")
+    await db.open()
+    queue = _sqlite_queue(db)
+    await queue.send(WORK, "later", delay_s=3600)  # a delayed message must not make the wait write either
+    before = db.write_transactions
+    results = await asyncio.gather(*(queue.receive(WORK, wait_s=0.3) for _ in range(4)))
+    assert results == [None] * 4
+    assert db.write_transactions == before, "an idle receive took the write lock"
+    await db.close()
+
+
+async def test_sqlite_a_message_from_another_process_wakes_a_waiting_receiver(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    mine, theirs = SqliteDatabase(path), SqliteDatabase(path)  # two connections, as two processes have
+    await mine.open()
+    await theirs.open()
+    receiver, sender = _sqlite_queue(mine), _sqlite_queue(theirs)
+    waiting = asyncio.create_task(receiver.receive(WORK, wait_s=30))
+    while receiver._waiting == 0:  # noqa: ASYNC110 (until it waits; it would find the message at once otherwise)
+        await asyncio.sleep(0.001)
+    await sender.send(WORK, "from elsewhere")
+    message = await asyncio.wait_for(waiting, timeout=5)
+    assert message is not None and message.body == "from elsewhere"
+    await mine.close()
+    await theirs.close()

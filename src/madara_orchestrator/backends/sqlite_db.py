@@ -108,6 +108,8 @@ class SqliteDatabase:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        self.write_transactions = 0
+        """Write transactions this process began (an idle orchestrator begins none)."""
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -218,6 +220,7 @@ class SqliteDatabase:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, fn, False)
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        self.write_transactions += 1
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, fn, True)
 
     async def open(self) -> None:

@@ -1,8 +1,11 @@
 """A queue with SQS semantics on SQLite: delays, visibility timeouts, receive counts, dead-lettering.
 
-Senders in this process wake local receivers at once; messages from other processes are found by
-polling (``poll_interval_s``). Messages whose queue has a dead-letter queue move there on the receive
-after their ``max_receive_count``-th, as SQS redrive does.
+Receivers wait on work, not on a busy loop: senders in this process wake local receivers at once, and
+while anyone waits one watcher reads SQLite's ``data_version`` every ``poll_interval_s`` (a read that
+changes only when another connection — another process — commits) and wakes them when it moves. A
+receive looks with a read first and takes the write lock only when a message is there to claim, so an
+idle orchestrator writes nothing. Messages whose queue has a dead-letter queue move there on the
+receive after their ``max_receive_count``-th, as SQS redrive does.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ class SqliteQueue:
         self._poll_interval_s = poll_interval_s
         self._clock = clock
         self._events: dict[str, asyncio.Event] = {}
+        self._waiting = 0
+        self._watcher: asyncio.Task[None] | None = None
 
     def _config(self, queue: str) -> QueueConfig:
         try:
@@ -74,25 +79,62 @@ class SqliteQueue:
         config = self._config(queue)
         deadline = self._clock() + wait_s
         while True:
+            event = self._event(queue)
+            event.clear()
             message, next_visible = await self._try_receive(queue, config)
             if message is not None:
                 return message
             now = self._clock()
             if now >= deadline:
                 return None
-            pause = min(self._poll_interval_s, deadline - now)
+            pause = deadline - now
             if next_visible is not None:
                 pause = min(pause, max(0.0, next_visible - now))
-            event = self._event(queue)
-            event.clear()
+            self._waiting += 1
+            self._watch()
             try:
                 await asyncio.wait_for(event.wait(), timeout=max(pause, 0.001))
             except TimeoutError:
                 pass
+            finally:
+                self._waiting -= 1
+
+    def _watch(self) -> None:
+        """Start the watcher of other processes' commits, if it is not running."""
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.get_running_loop().create_task(self._watch_commits(), name="sqlite-queue-watch")
+
+    async def _watch_commits(self) -> None:
+        seen = await self.db.read(_data_version)
+        while self._waiting > 0:
+            await asyncio.sleep(self._poll_interval_s)
+            try:
+                version = await self.db.read(_data_version)
+            except Exception:
+                version = -1  # wake everyone: they will meet the error themselves
+            if version != seen:
+                seen = version
+                for event in self._events.values():
+                    event.set()
 
     async def _try_receive(self, queue: str, config: QueueConfig) -> tuple[QueueMessage | None, float | None]:
         dead_letter = self._dead_letter.get(queue) if config.dead_letter is not None else None
         now = self._clock()
+
+        def peek(conn: sqlite3.Connection) -> tuple[bool, float | None]:
+            """Whether a write is needed (a message to claim, or messages past their retention)."""
+            row = conn.execute(
+                "SELECT MIN(visible_at), MIN(sent_at) FROM queue_messages WHERE queue = ?", (queue,)
+            ).fetchone()
+            next_visible, oldest = row[0], row[1]
+            if next_visible is None:
+                return False, None
+            expired = config.retention_s is not None and oldest < now - config.retention_s
+            return next_visible <= now or expired, next_visible
+
+        needed, upcoming = await self.db.read(peek)
+        if not needed:
+            return None, upcoming
 
         def run(conn: sqlite3.Connection) -> tuple[QueueMessage | None, float | None]:
             if config.retention_s is not None:
@@ -137,6 +179,8 @@ class SqliteQueue:
                 )
 
         message, upcoming = await self.db.write(run)
+        if dead_letter is not None:
+            self._event(dead_letter).set()
         return message, upcoming
 
     async def ack(self, message: QueueMessage) -> None:
@@ -185,3 +229,7 @@ class SqliteQueue:
             return QueueDepth(visible=int(row[0]), in_flight=int(row[1]), delayed=int(row[2]))
 
         return await self.db.read(run)
+
+
+def _data_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
