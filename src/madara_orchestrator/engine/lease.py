@@ -136,3 +136,16 @@ async def named_lease(
     finally:
         with contextlib.suppress(Exception):
             await locks.release(key, owner)
+
+
+def key_guard(
+    locks: LockService, owner: str, *, prefix: str, timing: LeaseTiming, clock: Clock
+) -> Callable[[str], contextlib.AbstractAsyncContextManager[bool]]:
+    """A guard of keys for code outside the engine (the settlement transaction manager): ``guard(key)`` holds
+    the named lease ``<prefix><key>`` for the body, across processes. The owner is made unique per use, so
+    two sends of one key in one process exclude each other too."""
+
+    def guard(key: str) -> contextlib.AbstractAsyncContextManager[bool]:
+        return named_lease(locks, f"{prefix}{key}", f"{owner}/{uuid.uuid4().hex[:8]}", timing=timing, clock=clock)
+
+    return guard

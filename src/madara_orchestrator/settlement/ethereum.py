@@ -28,7 +28,7 @@ from madara_orchestrator.settlement.encoding import (
 )
 from madara_orchestrator.settlement.eth_rpc import EthRpc
 from madara_orchestrator.settlement.tx_store import SqliteTxStore, TxStore
-from madara_orchestrator.settlement.txmgr import FeePolicy, TxManager, TxOutcome, TxRequest
+from madara_orchestrator.settlement.txmgr import FeePolicy, KeyGuard, TxManager, TxOutcome, TxRequest
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,9 @@ class EthereumSettlementClient:
         store: TxStore | None = None,
         rpc: EthRpc | None = None,
         txmgr: TxManager | None = None,
+        key_guard: KeyGuard | None = None,
     ) -> None:
+        """``key_guard`` keeps two processes from sending the same settlement at once (see ``TxManager``)."""
         problems = config.problems()
         if problems:
             from madara_orchestrator.domain.errors import ConfigError
@@ -122,6 +124,7 @@ class EthereumSettlementClient:
             confirmations=config.confirmations,
             confirmation_timeout_s=config.tx_confirmation_timeout_s,
             poll_interval_s=config.finality_retry_wait_s,
+            key_guard=key_guard,
         )
 
     def __repr__(self) -> str:

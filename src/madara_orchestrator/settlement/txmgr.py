@@ -18,6 +18,7 @@ Better than the original's (nonce re-read from the node per job, attempts kept i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -27,7 +28,7 @@ from typing import Any
 
 from eth_keys.datatypes import PrivateKey
 
-from madara_orchestrator.domain.errors import InvalidInput
+from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput
 from madara_orchestrator.interfaces import SettlementAttempt
 from madara_orchestrator.settlement.blob_tx import (
     GAS_PER_BLOB,
@@ -161,8 +162,18 @@ def _is_nonce_too_low(exc: EthRpcError) -> bool:
     return "nonce too low" in msg or "noncetoolow" in msg or "nonce is too low" in msg
 
 
+KeyGuard = Callable[[str], contextlib.AbstractAsyncContextManager[bool]]
+"""Holds a key against other processes while it is sent: yields False when another process holds it.
+The composition root builds it on the named leases of the database (``engine/lease.py``)."""
+
+
+class SettlementKeyBusy(BackendUnavailable):
+    """Another orchestrator process is sending this key now: a condition to wait out, not a failure."""
+
+
 class TxManager:
-    """Sends blob transactions for idempotency keys; one ``send`` per key at a time in this process."""
+    """Sends blob transactions for idempotency keys: one ``send`` per key at a time, in this process by a
+    lock and across processes by ``key_guard``. Nonces are reserved in the store's transaction."""
 
     def __init__(
         self,
@@ -178,6 +189,7 @@ class TxManager:
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         crash_hook: Callable[[str], None] | None = None,
+        key_guard: KeyGuard | None = None,
     ) -> None:
         if isinstance(private_key, PrivateKey):
             self._key = private_key
@@ -198,6 +210,7 @@ class TxManager:
         self._sleep = sleep
         self._crash_hook = crash_hook
         self._key_locks: dict[str, asyncio.Lock] = {}
+        self._key_guard = key_guard
 
     def __repr__(self) -> str:
         return f"TxManager(address={self.address})"
@@ -222,7 +235,14 @@ class TxManager:
         """
         lock = self._key_locks.setdefault(key, asyncio.Lock())
         async with lock:
-            return await self._send(key, build)
+            if self._key_guard is None:
+                return await self._send(key, build)
+            async with self._key_guard(key) as held:
+                if not held:
+                    raise SettlementKeyBusy(
+                        f"settlement {key}: another orchestrator process is sending it now; waiting for it to finish"
+                    )
+                return await self._send(key, build)
 
     async def _send(self, key: str, build: Callable[[], Awaitable[TxRequest]]) -> TxOutcome:
         record = await self.store.create_key(key, self.address)
