@@ -59,8 +59,14 @@ async def test_l1_and_sequencer_outages_are_waited_out(tmp_path: Path) -> None:
             return last is not None and last >= 3
 
         await eventually(some_settled, 90, "the first batches to settle")
-        for proxy in (l1_proxy, seq_proxy):
+        assert await stack.runtime.backend_health() == dict.fromkeys(
+            ("database", "queue", "storage", "sequencer_rpc", "settlement_rpc")
+        )
+        for proxy, backend in ((l1_proxy, "settlement_rpc"), (seq_proxy, "sequencer_rpc")):
             proxy.down = True
+            health = await stack.runtime.backend_health(timeout_s=5)
+            assert health[backend] is not None, f"/health must report {backend} down: {health}"
+            assert [n for n, why in health.items() if why is not None] == [backend], health
             deadline = time.monotonic() + OUTAGE_S
             while time.monotonic() < deadline:
                 counts = await stack.store.count_jobs()

@@ -105,3 +105,23 @@ async def test_a_body_under_the_limit_reaches_the_route(client: httpx.AsyncClien
     reply = await client.post("/webhooks/atlantic", content=b"{" + b" " * (MAX_BODY_BYTES - 100) + b"}")
     assert reply.status_code == 400, reply.text  # the webhook's own complaint about the payload
     assert reply.json()["success"] is False
+
+
+async def test_health_names_the_backend_that_is_down_and_answers_503(client: httpx.AsyncClient) -> None:
+    # The fixture's sequencer URL has nothing listening; the embedded database, queue and storage are up.
+    reply = await client.get("/health")
+    assert reply.status_code == 503
+    lines = reply.text.splitlines()
+    assert lines[0] == "DOWN" and [line.split(":")[0] for line in lines[1:]] == ["sequencer_rpc"], reply.text
+    reply = await client.get("/health", headers={"accept": "application/json"})
+    assert reply.status_code == 503
+    backends = reply.json()["backends"]
+    assert {name for name, state in backends.items() if state["up"]} == {
+        "database",
+        "queue",
+        "storage",
+        "settlement_rpc",
+    }
+    assert backends["sequencer_rpc"]["error"]
+    live = await client.get("/health/live")
+    assert live.status_code == 200 and live.text == "UP", "liveness does not depend on the backends"

@@ -423,6 +423,30 @@ class Runtime:
         log.info("orchestrator %s stopped%s", self.service.owner, "" if clean else " (some work was cancelled)")
         return clean
 
+    async def backend_health(self, *, timeout_s: float = 3.0) -> dict[str, str | None]:
+        """Each outside service this instance needs, probed at once: ``None`` when it answers, else why not."""
+        a = self.adapters
+        trigger_queue = self.config.queue_names.of(QueueType.WORKER_TRIGGER)
+        probes: dict[str, Callable[[], Awaitable[object]]] = {
+            "database": a.db.ping,
+            "queue": lambda: a.queue.depth(trigger_queue),
+            "storage": lambda: a.objects.exists("health/probe"),
+            "sequencer_rpc": a.sequencer.block_number,
+            "settlement_rpc": a.settlement.last_settled_block,
+        }
+
+        async def probe(call: Callable[[], Awaitable[object]]) -> str | None:
+            try:
+                await asyncio.wait_for(call(), timeout=timeout_s)
+            except TimeoutError:
+                return f"no answer within {timeout_s:g} s"
+            except Exception as exc:
+                return str(exc) or type(exc).__name__
+            return None
+
+        results = await asyncio.gather(*(probe(call) for call in probes.values()))
+        return dict(zip(probes, results, strict=True))
+
     async def refresh_gauges(self) -> None:
         """Jobs by type and status and queue depths, read at scrape time."""
         counts = await self.adapters.db.count_jobs()

@@ -343,6 +343,24 @@ def create_app(runtime: Runtime, *, admin_enabled: bool = False, admin_token: st
         return wrapped
 
     async def health(request: Request) -> Response:
+        """Readiness: ``UP`` when every backend answers, else 503 with one line per backend that does not.
+        JSON with ``Accept: application/json``. ``/health/live`` is liveness only (the process answers)."""
+        states = await runtime.backend_health()
+        down = {name: why for name, why in states.items() if why is not None}
+        status = 503 if down else 200
+        if "application/json" in request.headers.get("accept", ""):
+            body = {
+                "status": "DOWN" if down else "UP",
+                "backends": {name: {"up": why is None, "error": why} for name, why in states.items()},
+            }
+            return JSONResponse(body, status_code=status)
+        if not down:
+            return PlainTextResponse("UP")
+        return PlainTextResponse(
+            "DOWN\n" + "".join(f"{name}: {why}\n" for name, why in down.items()), status_code=status
+        )
+
+    async def live(request: Request) -> Response:
         return PlainTextResponse("UP")
 
     async def metrics(request: Request) -> Response:
@@ -592,6 +610,7 @@ def create_app(runtime: Runtime, *, admin_enabled: bool = False, admin_token: st
 
     routes = [
         Route("/health", health),
+        Route("/health/live", live),
         Route("/metrics", metrics),
         Route("/webhooks/atlantic", atlantic_webhook, methods=["POST"]),
     ]
