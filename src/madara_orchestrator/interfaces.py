@@ -99,6 +99,15 @@ class ObjectStore(Protocol):
     async def list(self, prefix: str) -> list[str]: ...
 
 
+class ExpiringStore(Protocol):
+    """Object storage with an expiry rule for settled artifacts (SPEC §4.12, §18: S3's lifecycle rule)."""
+
+    async def tag_for_expiry(self, keys: Sequence[str]) -> int:
+        """Mark each key ``expire-after-settlement=true``; a missing key counts as done, any other failure
+        raises (the caller tries again later). Returns how many existing objects were marked."""
+        ...
+
+
 class AlertSink(Protocol):
     async def send(self, subject: str, message: str) -> None:
         """Deliver an alert. Never raises: a failed alert is logged, not fatal."""

@@ -30,6 +30,7 @@ from madara_orchestrator.domain.queues import (
     parse_job_message,
 )
 from madara_orchestrator.engine.batching import Batcher, BatchingConfig
+from madara_orchestrator.engine.cleanup import StorageCleanup
 from madara_orchestrator.engine.consumers import QueueConsumer
 from madara_orchestrator.engine.metrics import Metrics
 from madara_orchestrator.engine.service import ACK, Decision, JobService, RetryPolicy, SystemClock
@@ -39,6 +40,7 @@ from madara_orchestrator.interfaces import (
     AlertSink,
     Clock,
     Database,
+    ExpiringStore,
     FeederGateway,
     LockService,
     ObjectStore,
@@ -171,6 +173,8 @@ class Adapters:
     prover: ProverClient
     settlement: SettlementClient
     aggregator_runner: AggregatorRunner | None = None
+    expiring: ExpiringStore | None = None
+    """The object store again, when it has an expiry rule: StorageCleanup marks settled artifacts in it."""
 
 
 class Runtime:
@@ -225,6 +229,15 @@ class Runtime:
             metrics=self.metrics,
             batcher=self.batcher,
             owner=self.service.owner,
+            cleanup=None
+            if adapters.expiring is None
+            else StorageCleanup(
+                db=adapters.db,
+                store=adapters.expiring,
+                locks=adapters.locks,
+                owner=self.service.owner,
+                clock=self.clock,
+            ),
         )
         self.consumers = self._consumers()
         self._stop = asyncio.Event()

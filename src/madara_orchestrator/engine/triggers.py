@@ -37,6 +37,7 @@ from madara_orchestrator.domain.jobs import (
 )
 from madara_orchestrator.domain.queues import Layer
 from madara_orchestrator.engine.batching import Batcher
+from madara_orchestrator.engine.cleanup import StorageCleanup
 from madara_orchestrator.engine.metrics import Metrics
 from madara_orchestrator.engine.service import JobService
 from madara_orchestrator.interfaces import Clock, Database, SequencerRpc
@@ -73,6 +74,7 @@ LAYER_TRIGGERS: dict[Layer, tuple[TriggerName, ...]] = {
         TriggerName.PROVING,
         TriggerName.AGGREGATOR,
         TriggerName.UPDATE_STATE,
+        TriggerName.STORAGE_CLEANUP,
     ),
     Layer.L3: (
         TriggerName.SNOS_BATCHING,
@@ -81,6 +83,7 @@ LAYER_TRIGGERS: dict[Layer, tuple[TriggerName, ...]] = {
         TriggerName.PROOF_REGISTRATION,
         TriggerName.DATA_SUBMISSION,
         TriggerName.UPDATE_STATE,
+        TriggerName.STORAGE_CLEANUP,
     ),
 }
 
@@ -124,7 +127,9 @@ class Triggers:
         metrics: Metrics,
         batcher: Batcher,
         owner: str | None = None,
+        cleanup: StorageCleanup | None = None,
     ) -> None:
+        """``cleanup``: StorageCleanup, when the object store has an expiry rule (not for a bare files store)."""
         self.config = config
         self.batcher = batcher
         self._expiry_handle: asyncio.TimerHandle | None = None
@@ -142,6 +147,8 @@ class Triggers:
             TriggerName.AGGREGATOR: self.aggregator,
             TriggerName.UPDATE_STATE: self.update_state,
         }
+        if cleanup is not None:
+            self._impl[TriggerName.STORAGE_CLEANUP] = cleanup.run
         # What a trigger that made progress kicks next.
         self._next: dict[TriggerName, tuple[TriggerName, ...]] = {
             TriggerName.AGGREGATOR_BATCHING: (TriggerName.SNOS, TriggerName.AGGREGATOR),

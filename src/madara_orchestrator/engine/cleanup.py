@@ -1,0 +1,120 @@
+"""StorageCleanup (SPEC §4.12): mark the artifacts of settled batches for expiry.
+
+For each Completed StateTransition job not yet done, the keys of its aggregator batch (the aggregator's
+artifacts, its blob files, its squashed state update) and of its SNOS batches are marked
+``expire-after-settlement=true``; the store's expiry rule deletes them later (S3: the lifecycle rule
+that ``setup`` creates; files: the same rule applied by the store). Then the job records
+``storage_artifacts_tagged_at``. It runs under the ``StorageCleanupWorker`` lease, so one instance at a
+time does it; a failure leaves the job for the next run. Unlike the original, which re-reads up to 200
+jobs from the start every run, a cursor skips the jobs already done since this process started.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+from collections.abc import Sequence
+
+from madara_orchestrator.domain.batches import aggregator_batch_paths
+from madara_orchestrator.domain.errors import StaleVersion
+from madara_orchestrator.domain.jobs import Job, JobStatus, JobType, StateUpdateMetadata
+from madara_orchestrator.engine.lease import LeaseTiming, named_lease
+from madara_orchestrator.interfaces import Clock, Database, ExpiringStore, LockService
+
+log = logging.getLogger(__name__)
+
+CLEANUP_LOCK = "StorageCleanupWorker"
+JOBS_PER_RUN = 200
+MAX_BLOB_FILES = 7
+"""Blob files ``0..6`` are candidates (SPEC §4.12: six blobs at most, numbered from 1; 0 is harmless)."""
+SNOS_BATCH_FILES = ("cairo_pie.zip", "snos_output.json", "program_output.txt")
+LEGACY_BLOCK_FILES = ("cairo_pie.zip", "snos_output.json", "program_output.txt", "blob_data.txt", "proof.json")
+
+
+def aggregator_artifact_keys(index: int) -> list[str]:
+    base = f"artifacts/batch/{index}"
+    keys = [f"{base}/{name}" for name in ("cairo_pie.zip", "da_blob.json", "program_output.txt")]
+    keys += [f"{base}/snos_output.json", f"{base}/proof.json"]
+    state_update_path, blob_dir = aggregator_batch_paths(index)
+    keys += [f"{blob_dir}/{n}.txt" for n in range(MAX_BLOB_FILES)]
+    keys.append(state_update_path)
+    return keys
+
+
+class StorageCleanup:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        store: ExpiringStore,
+        locks: LockService,
+        owner: str,
+        clock: Clock,
+        lease_s: float = 60.0,
+    ) -> None:
+        self.db = db
+        self.store = store
+        self.locks = locks
+        self.owner = owner
+        self.clock = clock
+        self.timing = LeaseTiming(duration_s=lease_s)
+        self._cursor = 0
+        """Internal ids below it are done (or not Completed yet when they were looked at: see ``run``)."""
+        self.tagged_objects = 0
+        self.jobs_done = 0
+
+    async def run(self) -> bool:
+        """One run; True when a job's artifacts were marked."""
+        async with named_lease(self.locks, CLEANUP_LOCK, self.owner, timing=self.timing, clock=self.clock) as held:
+            if not held:
+                return False
+            jobs = await self.db.list_jobs(
+                statuses=[JobStatus.COMPLETED],
+                job_types=[JobType.STATE_TRANSITION],
+                min_internal_id=self._cursor,
+                limit=JOBS_PER_RUN,
+            )
+            progressed = False
+            contiguous = True
+            for job in jobs:
+                meta = job.metadata.specific
+                if not isinstance(meta, StateUpdateMetadata):
+                    continue
+                if meta.storage_artifacts_tagged_at is None:
+                    done = await self._clean(job, meta)
+                    progressed |= done
+                    contiguous &= done
+                if contiguous:
+                    self._cursor = job.internal_id + 1
+            return progressed
+
+    async def _clean(self, job: Job, meta: StateUpdateMetadata) -> bool:
+        try:
+            keys = await self._keys(job, meta)
+            tagged = await self.store.tag_for_expiry(keys)
+        except Exception as exc:
+            log.warning(
+                "storage cleanup: artifacts of %s not marked yet (%s); next run tries again", job.describe(), exc
+            )
+            return False
+        stamp = datetime.datetime.fromtimestamp(self.clock.now(), tz=datetime.UTC).isoformat()
+        try:
+            await self.db.update_job(
+                job.with_specific(dataclasses.replace(meta, storage_artifacts_tagged_at=stamp)), now=self.clock.now()
+            )
+        except StaleVersion:
+            return False
+        self.tagged_objects += tagged
+        self.jobs_done += 1
+        log.info("storage cleanup: %d artifact(s) of %s marked to expire", tagged, job.describe())
+        return True
+
+    async def _keys(self, job: Job, meta: StateUpdateMetadata) -> Sequence[str]:
+        index = job.internal_id
+        if meta.context.type != "Batch":
+            return [f"{index}/{name}" for name in LEGACY_BLOCK_FILES]
+        keys = aggregator_artifact_keys(index)
+        for batch in await self.db.list_snos_batches(aggregator_index=index):
+            keys += [f"{batch.index}/{name}" for name in SNOS_BATCH_FILES]
+        return keys
