@@ -359,6 +359,15 @@ class BatchStore(Protocol):
     async def aggregator_batch_for_block(self, block_number: int) -> AggregatorBatch | None: ...
 
 
+class AtomicJobCreation(Protocol):
+    """A store that holds the queue too (PostgreSQL) creates a job and sends its first message in one
+    transaction: a crash between the two can then leave neither a job without its message nor the reverse."""
+
+    async def create_job_and_send(self, job: Job, queue: str, body: str, *, delay_s: float = 0.0) -> bool:
+        """False (and nothing sent) when a job with the same (job_type, internal_id) exists."""
+        ...
+
+
 class Database(JobStore, BatchStore, Protocol):
     async def ping(self) -> None: ...
 

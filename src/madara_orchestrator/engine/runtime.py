@@ -38,6 +38,7 @@ from madara_orchestrator.engine.triggers import TriggerConfig, TriggerName, Trig
 from madara_orchestrator.interfaces import (
     AggregatorRunner,
     AlertSink,
+    AtomicJobCreation,
     Clock,
     Database,
     ExpiringStore,
@@ -175,6 +176,8 @@ class Adapters:
     aggregator_runner: AggregatorRunner | None = None
     expiring: ExpiringStore | None = None
     """The object store again, when it has an expiry rule: StorageCleanup marks settled artifacts in it."""
+    atomic_creation: AtomicJobCreation | None = None
+    """The store again, when it holds the queue too: jobs and their first messages in one transaction."""
 
 
 class Runtime:
@@ -205,6 +208,7 @@ class Runtime:
             retry=config.retry,
             owner=owner,
             max_priority_queue_size=config.max_priority_queue_size,
+            atomic_creation=adapters.atomic_creation,
         )
         self.batcher = Batcher(
             config=config.batching,

@@ -40,7 +40,7 @@ from madara_orchestrator.domain.jobs import (
 from madara_orchestrator.domain.queues import QueueNames, QueueType, job_message
 from madara_orchestrator.engine.lease import LeaseLost, LeaseTiming, hold
 from madara_orchestrator.engine.metrics import Metrics
-from madara_orchestrator.interfaces import AlertSink, Clock, Database, QueueClient
+from madara_orchestrator.interfaces import AlertSink, AtomicJobCreation, Clock, Database, QueueClient
 from madara_orchestrator.jobs.base import JobHandler, Verification
 
 log = logging.getLogger("madara_orchestrator.jobs")
@@ -116,8 +116,12 @@ class JobService:
         owner: str | None = None,
         max_priority_queue_size: int = 20,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        atomic_creation: AtomicJobCreation | None = None,
     ) -> None:
+        """``atomic_creation``: when the store holds the queue too, a job and its first message are written in
+        one transaction (else one after the other; the heal sweep re-sends a message lost in between)."""
         self.db = db
+        self.atomic_creation = atomic_creation
         self.queue = queue
         self.names = queue_names
         self.handlers = dict(handlers)
@@ -152,10 +156,16 @@ class JobService:
     async def create_job(self, job_type: JobType, internal_id: int, specific: SpecificMetadata) -> Job | None:
         """Create and enqueue; idempotent on (job_type, internal_id): returns None when it exists."""
         job = Job.new(job_type, internal_id, specific, now=self.clock.now(), orchestrator_version=ORCHESTRATOR_VERSION)
-        if not await self.db.create_job(job):
+        queue = self.names.processing(job_type)
+        if self.atomic_creation is not None:
+            created = await self.atomic_creation.create_job_and_send(job, queue, job_message(job.id))
+        else:
+            created = await self.db.create_job(job)
+        if not created:
             log.debug("job %s #%d already exists, skipping", job_type, internal_id)
             return None
-        await self.queue.send(self.names.processing(job_type), job_message(job.id))
+        if self.atomic_creation is None:
+            await self.queue.send(queue, job_message(job.id))
         log.info("created %s", job.describe())
         return job
 
