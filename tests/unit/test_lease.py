@@ -198,3 +198,23 @@ async def test_a_job_left_locked_by_an_earlier_run_of_this_instance_is_taken_bac
     assert h.handler.processed == [1], "no wait for the lease of the dead earlier run"
     fresh = await h.store.get_job(job.id)
     assert fresh is not None and fresh.status == S.PENDING_VERIFICATION
+
+
+async def test_at_start_jobs_locked_by_an_earlier_run_of_this_instance_get_their_messages_again(h: Harness) -> None:
+    mine, theirs = await create(h), await h.service.create_job(PT, 2, proving_meta(2))
+    assert theirs is not None
+    while await h.queue.receive(h.names.processing(PT)) is not None:
+        pass
+    for job, owner in ((mine, h.service.owner), (theirs, "another-instance")):
+        stored = await h.store.get_job(job.id)
+        assert stored is not None
+        await h.store.update_job(
+            dataclasses.replace(
+                stored, status=S.LOCKED_FOR_PROCESSING, lease_owner=owner, lease_expires_at=h.clock.now() + 300
+            ),
+            now=h.clock.now(),
+        )
+    assert await h.service.reclaim_earlier_run() == 1
+    message = await h.queue.receive(h.names.processing(PT))
+    assert message is not None and parse_job_message(message.body) == mine.id
+    assert await h.queue.receive(h.names.processing(PT)) is None, "another instance's live lease is left alone"

@@ -331,6 +331,7 @@ class Runtime:
 
     async def start(self) -> None:
         await self._register_instance()
+        await self.service.reclaim_earlier_run()
         log.info(
             "orchestrator %s starting: layer %s, %d queues, triggers %s",
             self.service.owner,

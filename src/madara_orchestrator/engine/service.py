@@ -580,6 +580,20 @@ class JobService:
             log.info("%s: verification woken by a prover webhook", job.describe())
         return woken
 
+    async def reclaim_earlier_run(self, *, limit: int = 1000) -> int:
+        """At start: jobs still locked in this instance's name were left by its earlier run (a crash); send
+        their messages now, so they are taken back at once rather than after their leases and the heal sweep."""
+        left = [
+            job
+            for job in await self.db.list_jobs(statuses=[S.LOCKED_FOR_PROCESSING], limit=limit)
+            if job.lease_owner == self.owner
+        ]
+        for job in left:
+            await self.queue.send(self.names.processing(job.job_type), job_message(job.id))
+        if left:
+            log.warning("taking back %d job(s) left locked by an earlier run of %s", len(left), self.owner)
+        return len(left)
+
     async def heal(self, *, stale_after_s: float = 600.0, limit: int = 500) -> int:
         """Re-send messages for jobs that look forgotten: an expired lease, or no progress for a long time.
 
