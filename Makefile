@@ -5,9 +5,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup devnet test lint typecheck pytest bench clean
+.PHONY: setup postgres-server devnet test lint typecheck pytest bench clean
 
-setup: $(VENV)/.installed tools/node_modules/.installed
+setup: $(VENV)/.installed tools/node_modules/.installed postgres-server
 
 $(VENV)/.installed: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,17 @@ $(VENV)/.installed: pyproject.toml
 tools/node_modules/.installed: tools/package.json tools/package-lock.json
 	npm ci --prefix tools --no-audit --no-fund
 	touch $@
+
+# PostgreSQL server binaries (initdb, pg_ctl) for the PostgreSQL backend's tests, which start a throwaway
+# cluster of their own: Debian's package when they are missing and we may install it; silent when present.
+postgres-server:
+	@if command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql; \
+	else \
+		echo "PostgreSQL server binaries (initdb, pg_ctl) not found: install PostgreSQL's server package" \
+			"(Debian/Ubuntu: sudo apt-get install postgresql), or the PostgreSQL tests are skipped"; \
+	fi
 
 devnet: setup
 	$(BIN)/orchestrator devnet --blocks 20

@@ -1,4 +1,4 @@
-"""Contract tests every job and batch store must pass (SQLite today; each new backend joins the parameter list)."""
+"""Contract tests every job and batch store must pass (SQLite, PostgreSQL; a new backend joins the parameter list)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from madara_orchestrator.backends.postgres import PostgresStore
+from madara_orchestrator.backends.postgres_db import PostgresDatabase
 from madara_orchestrator.backends.sqlite import SqliteStore
 from madara_orchestrator.backends.sqlite_db import SCHEMA, SqliteDatabase
 from madara_orchestrator.domain.batches import (
@@ -30,11 +32,17 @@ from madara_orchestrator.domain.jobs import Job, JobStatus, JobType, ProvingMeta
 from madara_orchestrator.interfaces import Database
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgres"])
 async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    db = SqliteDatabase(tmp_path / "store.db")
-    await db.open()
-    store = SqliteStore(db)
+    store: SqliteStore | PostgresStore
+    if request.param == "postgres":
+        pg = PostgresDatabase(request.getfixturevalue("postgres_url"))
+        await pg.open()
+        store = PostgresStore(pg)
+    else:
+        db = SqliteDatabase(tmp_path / "store.db")
+        await db.open()
+        store = SqliteStore(db)
     yield store
     await store.close()
 

@@ -98,11 +98,16 @@ def _refuse_overlap(conn: sqlite3.Connection, batch: SnosBatch | AggregatorBatch
         (batch.end_block, batch.index),
     ).fetchone()
     if row is not None and row["end_block"] >= batch.start_block:
-        kind = "SNOS" if isinstance(batch, SnosBatch) else "aggregator"
-        raise AlreadyExists(
-            f"{_describe_batch(batch)} (blocks {batch.start_block}-{batch.end_block}) overlaps {kind} batch"
-            f" {row['idx']} (blocks {row['start_block']}-{row['end_block']}); a block belongs to one batch only"
-        )
+        raise overlap_error(batch, row["idx"], row["start_block"], row["end_block"])
+
+
+def overlap_error(batch: SnosBatch | AggregatorBatch, index: int, start_block: int, end_block: int) -> AlreadyExists:
+    """The refusal of ``batch`` because the stored batch ``index`` (of the same kind) holds some of its blocks."""
+    kind = "SNOS" if isinstance(batch, SnosBatch) else "aggregator"
+    return AlreadyExists(
+        f"{_describe_batch(batch)} (blocks {batch.start_block}-{batch.end_block}) overlaps {kind} batch"
+        f" {index} (blocks {start_block}-{end_block}); a block belongs to one batch only"
+    )
 
 
 class SqliteStore:
