@@ -34,7 +34,10 @@ async def test_blocks_are_settled_in_order(tmp_path: Path) -> None:
             )
             transition = await p.stack.store.get_job_by_internal_id(JobType.STATE_TRANSITION, index)
             assert transition is not None and transition.external_id == str(index)
-            assert transition.version == 4, "created, locked, processed, verification started, completed"
+            tagged = transition.metadata.specific.storage_artifacts_tagged_at  # type: ignore[union-attr]
+            assert transition.version == 4 + (tagged is not None), (
+                "created, locked, processed, verification started, completed (then StorageCleanup's mark)"
+            )
         async with httpx.AsyncClient(base_url=p.api.url) as client:
             status = (await client.get("/blocks/settlement-status/3")).json()
             assert status["success"] and status["data"]["block_number"] == 3

@@ -338,10 +338,18 @@ async def test_mock_atlantic_server_flag_serves_the_mock_in_process(tmp_path: Pa
             sock.bind(("127.0.0.1", MOCK_ATLANTIC_PORT))
     except OSError:
         pytest.skip(f"port {MOCK_ATLANTIC_PORT} is in use")
+    async with devnet_sequencer() as sequencer_url:
+        await _check_mock_atlantic_flag(tmp_path, sequencer_url)
+    async with httpx.AsyncClient(timeout=2) as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.get(f"http://127.0.0.1:{MOCK_ATLANTIC_PORT}/_mock/health")
+
+
+async def _check_mock_atlantic_flag(tmp_path: Path, sequencer_url: str) -> None:
     values = {o.name: o.default for o in RUN_OPTIONS}
     values.update(
         data_dir=str(tmp_path / "data"),
-        madara_rpc_url="http://127.0.0.1:9",
+        madara_rpc_url=sequencer_url,
         prover="atlantic",
         settle_on_devnet=True,
         mock_atlantic_server=True,
@@ -362,11 +370,10 @@ async def test_mock_atlantic_server_flag_serves_the_mock_in_process(tmp_path: Pa
         assert prover.config.artifacts_base_url == stack.mock_atlantic.artifacts_url
         bucket = await prover.create_bucket()
         assert bucket.id in stack.mock_atlantic.state.buckets
+        # The bucket names the chain (SPEC §7.3: chain_id_hex, the sequencer's chain id in hex).
+        assert (stack.mock_atlantic.state.buckets[bucket.id]["aggregatorParams"] or {}).get("chain_id_hex")
     finally:
         await stack.close()
-    async with httpx.AsyncClient(timeout=2) as client:
-        with pytest.raises(httpx.ConnectError):
-            await client.get(f"http://127.0.0.1:{MOCK_ATLANTIC_PORT}/_mock/health")
 
 
 async def test_mock_atlantic_aggregates_os_outputs_into_a_settleable_batch() -> None:

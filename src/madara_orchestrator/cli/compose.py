@@ -10,10 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from madara_orchestrator.backends.alerts import FanoutAlerts, LogAlerts, RecordingAlerts, WebhookAlerts
-from madara_orchestrator.backends.filesystem import FilesystemObjectStore
-from madara_orchestrator.backends.sqlite import SqliteStore
-from madara_orchestrator.backends.sqlite_db import SqliteDatabase
-from madara_orchestrator.backends.sqlite_queue import SqliteQueue
+from madara_orchestrator.cli.backends import Backends, open_backends
 from madara_orchestrator.cli.settings import (
     MOCK_ATLANTIC_PORT,
     Settings,
@@ -30,10 +27,11 @@ from madara_orchestrator.domain.errors import BackendUnavailable
 from madara_orchestrator.domain.jobs import DEFAULT_POLICIES, JobType
 from madara_orchestrator.domain.queues import Layer, QueueNames
 from madara_orchestrator.engine.batching import BatchingConfig
+from madara_orchestrator.engine.lease import LeaseTiming, key_guard, new_owner
 from madara_orchestrator.engine.runtime import Adapters, Runtime, RuntimeConfig
 from madara_orchestrator.engine.service import RetryPolicy
 from madara_orchestrator.engine.triggers import TriggerConfig
-from madara_orchestrator.interfaces import AlertSink, ProverClient
+from madara_orchestrator.interfaces import AlertSink, Database, ObjectStore, ProverClient, QueueClient, SnosRunner
 from madara_orchestrator.provers.atlantic import (
     DEFAULT_ARTIFACTS_BASE_URL,
     AtlanticClient,
@@ -49,6 +47,9 @@ from madara_orchestrator.settlement.contracts import FactRegistryClient
 from madara_orchestrator.settlement.encoding import IS_VALID_SELECTOR
 from madara_orchestrator.settlement.eth_rpc import EthRpc
 from madara_orchestrator.settlement.ethereum import EthereumSettlementClient, EthereumSettlementConfig
+from madara_orchestrator.snos.command import CommandSnosRunner
+from madara_orchestrator.snos.contract import SnosRunConfig, os_hints
+from madara_orchestrator.snos.http import HttpSnosRunner
 from madara_orchestrator.starknet.facts import fact_hex
 from madara_orchestrator.starknet.feeder import FeederGatewayClient
 from madara_orchestrator.starknet.rpc import StarknetRpcClient
@@ -117,17 +118,19 @@ def runtime_config(settings: Settings) -> RuntimeConfig:
 
 @dataclass(slots=True, kw_only=True)
 class EmbeddedStack:
+    """One instance, built: its backends (cli/backends.py chooses them), its clients and its runtime."""
+
     settings: Settings
-    database: SqliteDatabase
-    store: SqliteStore
-    queue: SqliteQueue
-    objects: FilesystemObjectStore
+    backends: Backends
+    store: Database
+    queue: QueueClient
+    objects: ObjectStore
     sequencer: StarknetRpcClient
     feeder: FeederGatewayClient
     settlement: DevnetSettlement | EthereumSettlementClient
     runtime: Runtime
     recorded_alerts: RecordingAlerts
-    snos: DevnetSnosRunner
+    snos: SnosRunner
     prover: ProverClient
     mock_atlantic: MockAtlanticServer | None = None
     """The in-process mock Atlantic server of ``--mock-atlantic-server``."""
@@ -143,20 +146,20 @@ class EmbeddedStack:
             with contextlib.suppress(Exception):
                 await self.settlement.aclose()
         await _close_all(self.closers)
-        await self.database.close()
+        await self.backends.close()
 
     async def settlement_fee_wei(self) -> int | None:
         """Fees paid for settlement so far (None without an L1)."""
         if isinstance(self.settlement, EthereumSettlementClient):
             txmgr = self.settlement.txmgr
-            return (await txmgr.store.totals(txmgr.address)).fee_paid_wei  # type: ignore[attr-defined]
+            return (await txmgr.store.totals(txmgr.address)).fee_paid_wei
         return None
 
     async def settlement_summary(self) -> str:
         """What settlement did, for the devnet summary: blob transactions and the fees they paid."""
         if isinstance(self.settlement, EthereumSettlementClient):
             txmgr = self.settlement.txmgr
-            totals = await txmgr.store.totals(txmgr.address)  # type: ignore[attr-defined]
+            totals = await txmgr.store.totals(txmgr.address)
             return (
                 f"blob transactions: {totals.settled} settled ({totals.attempts} signed), "
                 f"fee paid: {totals.fee_paid_wei / 10**18:.6f} ETH ({totals.fee_paid_wei} wei)"
@@ -194,16 +197,12 @@ async def _build(
     prover: ProverClient | None,
 ) -> EmbeddedStack:
     data_dir = Path(settings.data_dir)
-    database = SqliteDatabase(settings.sqlite_path or data_dir / "orchestrator.db")
-    await database.open()
-    closers.insert(0, database.close)  # closed last, if building fails from here on
-    store = SqliteStore(database)
     config = runtime_config(settings)
-    by_name, dead_letters = config.physical_queue_configs()
-    queue = SqliteQueue(database, by_name, dead_letter_names=dead_letters, poll_interval_s=0.1)
-    objects = FilesystemObjectStore(settings.storage_dir or data_dir / "objects")
+    backends = await open_backends(settings, config)
+    closers.insert(0, backends.close)  # closed last, if building fails from here on
+    owner = owner or new_owner()
     recorded = RecordingAlerts()
-    sinks: list[AlertSink] = [LogAlerts(), recorded]
+    sinks: list[AlertSink] = [LogAlerts(), recorded, *backends.alert_sinks]
     if settings.alert_webhook_url:
         sinks.append(WebhookAlerts(settings.alert_webhook_url))
     sequencer = StarknetRpcClient(settings.rpc_for_snos or settings.madara_rpc_url, attempts=3, retry_pause_s=0.5)
@@ -215,26 +214,40 @@ async def _build(
                 rpc_url=settings.ethereum_rpc_url,
                 private_key=settings.ethereum_private_key,
                 core_contract_address=settings.l1_core_contract_address,
-                tx_store_path=Path(settings.sqlite_path or data_dir / "orchestrator.db"),
+                tx_store_path=Path(settings.sqlite_path or data_dir / "orchestrator.db"),  # unused: store= below
                 max_fee_bumps=settings.ethereum_max_fee_bumps,
                 l2_state_update_max_fee_wei=settings.ethereum_l2_state_update_max_fee_wei,
                 tx_confirmation_timeout_s=settings.ethereum_tx_confirmation_timeout_secs,
                 finality_retry_wait_s=settings.ethereum_finality_retry_wait_in_secs,
                 disable_peerdas=settings.disable_peerdas,
                 confirmations=settings.ethereum_confirmations,
-            )
+            ),
+            store=backends.tx_store,
+            key_guard=key_guard(
+                backends.locks,
+                owner,
+                prefix="settlement-tx:",
+                timing=LeaseTiming(duration_s=30.0),
+                clock=backends.clock,
+            ),
         )
     else:
         settlement = DevnetSettlement(settings.devnet_settlement_path or data_dir / "devnet-settlement.db")
     if prover is None:
-        prover = build_prover(settings, closers, mock_atlantic=mock_atlantic, prover_latency_s=prover_latency_s)
-    snos = DevnetSnosRunner(sequencer, failures=snos_failures)
+        prover = build_prover(
+            settings,
+            closers,
+            mock_atlantic=mock_atlantic,
+            prover_latency_s=prover_latency_s,
+            chain_id=sequencer.chain_id,
+        )
+    snos = build_snos_runner(settings, sequencer, closers, failures=snos_failures)
     adapters = Adapters(
-        db=store,
-        queue=queue,
-        objects=objects,
+        db=backends.db,
+        queue=backends.queue,
+        objects=backends.objects,
         alerts=FanoutAlerts(sinks),
-        locks=store,
+        locks=backends.locks,
         sequencer=sequencer,
         feeder=feeder,
         batch_rpc=sequencer,
@@ -246,14 +259,17 @@ async def _build(
         aggregator_runner=None
         if settings.prover == "atlantic"
         else DevnetAggregatorRunner(kzg_da=bool(settings.settle_on_ethereum), rpc=sequencer),
+        expiring=backends.expiring,
+        atomic_creation=backends.atomic_creation,
     )
-    runtime = Runtime(config, adapters, owner=owner)
+    runtime = Runtime(config, adapters, owner=owner, clock=backends.clock)
+    log.info("backends: %s", backends.shape)
     return EmbeddedStack(
         settings=settings,
-        database=database,
-        store=store,
-        queue=queue,
-        objects=objects,
+        backends=backends,
+        store=backends.db,
+        queue=backends.queue,
+        objects=backends.objects,
         sequencer=sequencer,
         feeder=feeder,
         settlement=settlement,
@@ -262,8 +278,35 @@ async def _build(
         snos=snos,
         prover=prover,
         mock_atlantic=mock_atlantic,
-        closers=closers[1:],  # the stack closes its database itself, after everything else
+        closers=closers[1:],  # the stack closes its backends itself, after everything else
     )
+
+
+def build_snos_runner(
+    settings: Settings,
+    sequencer: StarknetRpcClient,
+    closers: list[Closer],
+    *,
+    failures: dict[int, int] | None = None,
+) -> SnosRunner:
+    """The SNOS runner ``--snos-runner`` chooses (docs/snos-runner.md); ``failures`` is the devnet runner's
+    failure injection (tests). Readiness asks ``sequencer``, the client of the SNOS RPC."""
+    if settings.snos_runner not in ("command", "http"):
+        return DevnetSnosRunner(sequencer, failures=failures)
+    full_output, use_kzg_da = os_hints(settings.layer)
+    config = SnosRunConfig(
+        rpc_url=settings.rpc_for_snos or settings.madara_rpc_url,
+        layout=settings.snos_layout_name,
+        full_output=full_output,
+        use_kzg_da=use_kzg_da,
+        timeout_s=float(settings.snos_timeout_seconds),
+    )
+    if settings.snos_runner == "command":
+        work_dir = Path(settings.snos_work_dir) if settings.snos_work_dir else Path(settings.data_dir) / "snos"
+        return CommandSnosRunner(settings.snos_command, config, rpc=sequencer, work_dir=work_dir)
+    runner = HttpSnosRunner(settings.snos_runner_url, config, rpc=sequencer)
+    closers.append(runner.aclose)
+    return runner
 
 
 class EthereumFactChecker:
@@ -297,8 +340,10 @@ def build_prover(
     *,
     mock_atlantic: MockAtlanticServer | None = None,
     prover_latency_s: float = 0.0,
+    chain_id: Callable[[], Awaitable[str]] | None = None,
 ) -> ProverClient:
-    """The prover client ``--prover`` chooses; what it opens is added to ``closers``."""
+    """The prover client ``--prover`` chooses; what it opens is added to ``closers``. ``chain_id`` gives the
+    chain id (``starknet_chainId``, hex) for Atlantic's buckets (``chain_id_hex``), asked at the first bucket."""
     if settings.prover == "atlantic":
         service_url = settings.atlantic_service_url
         artifacts_url = settings.atlantic_artifacts_base_url
@@ -326,6 +371,7 @@ def build_prover(
                 settings.atlantic_verifier_contract_address,
                 closers,
             ),
+            chain_id_source=chain_id,
         )
         closers.append(atlantic.aclose)
         return atlantic

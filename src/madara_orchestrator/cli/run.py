@@ -137,7 +137,7 @@ async def serve(settings: Settings) -> int:
         raise
     server: BackgroundServer | None = None
     try:
-        await stack.database.ping()
+        await stack.store.ping()
         chain = await until_stopped(wait_for_sequencer(stack), stop)
         if chain is None:
             log.info("stopped before the sequencer answered")

@@ -22,9 +22,11 @@ from madara_orchestrator.domain.batching import BatchLimits
 from madara_orchestrator.domain.errors import ConfigError, InvalidInput
 from madara_orchestrator.provers.atlantic import DEFAULT_ARTIFACTS_BASE_URL, AtlanticQueryStep
 from madara_orchestrator.provers.sharp import build_ssl_context
+from madara_orchestrator.snos.command import command_problem
 
 ENV_PREFIX = "MADARA_ORCHESTRATOR_"
 PROVERS = ("atlantic", "sharp", "mock", "devnet")
+SNOS_RUNNERS = ("devnet", "command", "http")
 SETTLEMENT_LAYERS = ("ethereum", "starknet")
 LAYOUTS = (
     "plain",
@@ -69,15 +71,84 @@ RUN_OPTIONS: tuple[Option, ...] = (
     _o("data_dir", "DATA_DIR", str, ".orchestrator-data", "directory of the embedded database and object store"),
     _o("sqlite_path", "SQLITE_PATH", str, None, "SQLite database file (default: <data-dir>/orchestrator.db)"),
     _o("storage_dir", "STORAGE_DIR", str, None, "object store directory (default: <data-dir>/objects)"),
-    _o("queue_identifier", "AWS_SQS_QUEUE_IDENTIFIER", str, "mo_{}_queue", "queue name template"),
+    _o(
+        "postgres_url",
+        "POSTGRES_URL",
+        str,
+        None,
+        "PostgreSQL for jobs, batches, locks, settlement transactions and (without --aws-sqs) the queues, "
+        "shared by every instance: postgresql://user:password@host:port/db (MongoDB is not supported)",
+        secret=True,
+    ),
+    _o(
+        "queue_identifier",
+        "AWS_SQS_QUEUE_IDENTIFIER",
+        str,
+        "mo_{}_queue",
+        "queue name template ('{}' = the queue's token; gets '<prefix>_' on SQS) or SQS ARN",
+    ),
     _o("aws_prefix", "AWS_PREFIX", str, None, "prefix of resource names"),
+    # AWS (SPEC §16.1-16.2): credentials, region and endpoint from the standard AWS_* variables and profiles
+    _o("aws", None, bool, False, "use AWS for the backends chosen with --aws-s3, --aws-sqs, --aws-sns"),
+    _o("aws_s3", None, bool, False, "object store on S3 (needs --aws)"),
+    _o("aws_sqs", None, bool, False, "queues on SQS (needs --aws)"),
+    _o("aws_sns", None, bool, False, "alerts to SNS (needs --aws)"),
+    _o("bucket_identifier", "AWS_S3_BUCKET_IDENTIFIER", str, "mo-bucket", "S3 bucket: name (gets '<prefix>-') or ARN"),
+    _o("topic_identifier", "AWS_SNS_TOPIC_IDENTIFIER", str, "alerts", "SNS topic: name (gets '<prefix>_') or ARN"),
+    _o(
+        "storage_expiration_days",
+        "STORAGE_EXPIRATION_DAYS",
+        int,
+        14,
+        "days after which the artifacts of settled batches expire (the S3 lifecycle rule setup makes)",
+    ),
     _o("layer", "LAYER", str, "l2", "l2 (settle on Ethereum) or l3", choices=("l2", "l3")),
     # the sequencer
     _o("madara_rpc_url", "MADARA_RPC_URL", str, None, "Starknet JSON-RPC of the sequencer (required)"),
     _o("madara_feeder_gateway_url", "MADARA_FEEDER_GATEWAY_URL", str, None, "feeder gateway (default: RPC URL)"),
     _o("rpc_for_snos", "RPC_FOR_SNOS", str, None, "RPC used by SNOS (default: the sequencer RPC)"),
     # outside services
-    _o("snos_runner", "SNOS_RUNNER", str, "devnet", "SNOS runner", choices=("devnet",)),
+    _o(
+        "snos_runner",
+        "SNOS_RUNNER",
+        str,
+        "devnet",
+        "how SNOS runs: devnet (the OS output built from the sequencer's state updates; no PIE a prover takes), "
+        "command (--snos-command, once per SNOS batch) or http (a runner service at --snos-runner-url); "
+        "see docs/snos-runner.md",
+        choices=SNOS_RUNNERS,
+    ),
+    _o(
+        "snos_command",
+        "SNOS_COMMAND",
+        str,
+        None,
+        "with --snos-runner command: the program (a path or a name on PATH, optionally with its own arguments) "
+        "that runs SNOS on one batch and writes cairo_pie.zip and os_output.json (docs/snos-runner.md)",
+    ),
+    _o(
+        "snos_runner_url",
+        "SNOS_RUNNER_URL",
+        str,
+        None,
+        "with --snos-runner http: base URL of the SNOS runner service (POST /run, GET /health)",
+        secret=True,
+    ),
+    _o(
+        "snos_timeout_seconds",
+        "SNOS_TIMEOUT_SECONDS",
+        float,
+        3600.0,
+        "with --snos-runner command|http: longest one SNOS run may take; then the command is killed with its "
+        "process group (or the request abandoned) and the job retried",
+    ),
+    _o(
+        "snos_work_dir",
+        "SNOS_WORK_DIR",
+        str,
+        None,
+        "with --snos-runner command: where each run gets its output directory (default: <data-dir>/snos)",
+    ),
     _o(
         "prover",
         "PROVER",
@@ -355,14 +426,36 @@ RUN_OPTIONS: tuple[Option, ...] = (
     _o("store_audit_artifacts", "STORE_AUDIT_ARTIFACTS", bool, False, "keep proofs"),
     _o("snos_full_output", "SNOS_FULL_OUTPUT", bool, False, "recorded in SnosRun metadata"),
     _o("max_priority_queue_size", "MAX_PRIORITY_QUEUE_SIZE", int, 20, "priority queue admission limit"),
-    _o("interval_seconds", "EVENT_BRIDGE_INTERVAL_SECONDS", float, 60.0, "backstop trigger tick"),
+    _o(
+        "interval_seconds",
+        "EVENT_BRIDGE_INTERVAL_SECONDS",
+        float,
+        60.0,
+        "backstop trigger tick (setup --aws: the EventBridge rate, whole minutes)",
+    ),
     _o("chain_poll_interval_seconds", "CHAIN_POLL_INTERVAL_SECONDS", float, 2.0, "sequencer head polling"),
     _o("heal_interval_seconds", "HEAL_INTERVAL_SECONDS", float, 60.0, "how often forgotten jobs are re-sent"),
+    _o(
+        "heal_stale_after_seconds",
+        "HEAL_STALE_AFTER_SECONDS",
+        float,
+        600.0,
+        "a job without progress for this long gets its message again (a message lost between a database and "
+        "a queue that do not share a transaction)",
+    ),
     _o("halt_on_failure", "HALT_ON_FAILURE", bool, False, "stop all triggers while any job is Failed"),
     _o("graceful_shutdown_timeout", "GRACEFUL_SHUTDOWN_TIMEOUT", float, 120.0, "seconds to finish in-flight work"),
     # HTTP API and alerts
     _o("host", "HOST", str, "127.0.0.1", "HTTP API address"),
     _o("port", "PORT", int, 3000, "HTTP API port"),
+    _o(
+        "instance_id",
+        "INSTANCE_ID",
+        str,
+        None,
+        "this instance's name, the same across its restarts and different for each instance sharing a database "
+        "(default <hostname>-<port>); a restarted instance takes back its own leases at once (not in the original)",
+    ),
     _o("admin_enabled", "ADMIN_ENABLED", bool, False, "mount the admin routes"),
     _o("admin_token", "ADMIN_TOKEN", str, None, "bearer token required by the admin routes", secret=True),
     _o("alert_webhook_url", "ALERT_WEBHOOK_URL", str, None, "POST alerts to this URL", secret=True),
@@ -707,8 +800,54 @@ def _mock_problems(values: Mapping[str, Any]) -> list[str]:
     return [p for p in problems if p]
 
 
+def _snos_runner_problems(values: Mapping[str, Any]) -> list[str]:
+    """``--snos-runner command`` needs a command that can be run, ``http`` a URL; the flags of one mode
+    given with another are a mistake worth naming (the devnet runner would silently run instead)."""
+    runner = values["snos_runner"]
+    problems: list[str] = []
+    if runner == "command":
+        if not values["snos_command"]:
+            problems.append(f"{_named('snos_command')} is required with --snos-runner command")
+        else:
+            problems.append(command_problem(values["snos_command"]) or "")
+    elif values["snos_command"]:
+        problems.append(f"--snos-command is set but --snos-runner is {runner}: add --snos-runner command")
+    if runner == "http":
+        if not values["snos_runner_url"]:
+            problems.append(f"{_named('snos_runner_url')} is required with --snos-runner http")
+        problems.append(_url_problem(values, "snos_runner_url") or "")
+    elif values["snos_runner_url"]:
+        problems.append(f"--snos-runner-url is set but --snos-runner is {runner}: add --snos-runner http")
+    timeout = values["snos_timeout_seconds"]
+    if timeout is not None and timeout <= 0:
+        problems.append(f"--snos-timeout-seconds must be positive, got {timeout}")
+    return [p for p in problems if p]
+
+
+DEVNET_PROVER_ON_ETHEREUM = (
+    "--prover devnet proves nothing and registers no facts, so a core contract on Ethereum rejects every "
+    "settlement: use it with --settle-on-devnet, or settle on Ethereum with --prover mock (facts on a mock "
+    "verifier), atlantic or sharp"
+)
+
+
 def _is_felt(text: str) -> bool:
     return _is_hex_address(text) and int(text, 16) < STARKNET_PRIME
+
+
+def backend_problems(values: Mapping[str, Any]) -> list[str]:
+    """The backend choice: ``--aws-*`` need ``--aws`` and ``--aws`` needs one of them; a PostgreSQL URL."""
+    problems: list[str] = []
+    chosen = [flag for flag in ("aws_s3", "aws_sqs", "aws_sns") if values.get(flag)]
+    if chosen and not values.get("aws"):
+        flags = ", ".join("--" + f.replace("_", "-") for f in chosen)
+        problems.append(f"{flags} need --aws (credentials and region come from the standard AWS_* variables)")
+    if values.get("aws") and not chosen:
+        problems.append("--aws chooses nothing by itself: add --aws-s3, --aws-sqs and/or --aws-sns")
+    url = values.get("postgres_url")
+    if url is not None and not str(url).startswith(("postgresql://", "postgres://")):
+        problems.append("--postgres-url must be a postgresql://user:password@host:port/database URL")
+    return problems
 
 
 def load_run_settings(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
@@ -753,6 +892,9 @@ def load_run_settings(args: argparse.Namespace, environ: Mapping[str, str] | Non
         problems += _sharp_problems(values)
     elif prover == "mock":
         problems += _mock_problems(values)
+    elif prover == "devnet" and values["settle_on_ethereum"]:
+        problems.append(DEVNET_PROVER_ON_ETHEREUM)
+    problems += _snos_runner_problems(values)
     if values["mock_atlantic_server"]:
         if prover != "atlantic":
             problems.append("--mock-atlantic-server needs --prover atlantic")
@@ -781,6 +923,7 @@ def load_run_settings(args: argparse.Namespace, environ: Mapping[str, str] | Non
         "interval_seconds",
         "chain_poll_interval_seconds",
         "heal_interval_seconds",
+        "heal_stale_after_seconds",
     ):
         if values[name] is not None and values[name] <= 0:
             problems.append(f"--{name.replace('_', '-')} must be positive, got {values[name]}")
@@ -793,6 +936,7 @@ def load_run_settings(args: argparse.Namespace, environ: Mapping[str, str] | Non
         )
     if "{}" not in (values["queue_identifier"] or ""):
         problems.append(f"--queue-identifier must contain '{{}}', got {values['queue_identifier']!r}")
+    problems += backend_problems(values)
     if values["max_block_to_process"] is not None and values["max_block_to_process"] < values["min_block_to_process"]:
         problems.append("--max-block-to-process is below --min-block-to-process")
     if problems:

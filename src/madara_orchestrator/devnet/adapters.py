@@ -103,6 +103,38 @@ def devnet_pie(kind: str, output: Sequence[int], **info: Any) -> bytes:
     return buffer.getvalue()
 
 
+def devnet_os_output(
+    updates: Sequence[Mapping[str, Any]],
+    *,
+    start_block: int,
+    end_block: int,
+    previous_block_hash: int,
+    state_diff: Sequence[int] | None = None,
+) -> list[int]:
+    """The devnet OS output of blocks ``start_block..=end_block`` from their state updates: the header of
+    SPEC §6.6 (no KZG DA, full output), no messages, then ``state_diff`` (default: each update's devnet
+    diff, ``devnet_state_diff_felts``). Pure; the test SNOS runner program builds its output with it too."""
+    if state_diff is None:
+        state_diff = [len(updates)]
+        for update in updates:
+            state_diff += devnet_state_diff_felts(update)
+    return [
+        int(updates[0]["old_root"], 16),
+        int(updates[-1]["new_root"], 16),
+        start_block - 1 if start_block > 0 else FELT_PRIME - 1,
+        end_block,
+        previous_block_hash,
+        int(updates[-1]["block_hash"], 16),
+        DEVNET_OS_PROGRAM_HASH,
+        DEVNET_CONFIG_HASH,
+        0,  # use_kzg_da
+        1,  # full_output
+        0,  # L2 -> L1 messages
+        0,  # L1 -> L2 messages
+        *state_diff,
+    ]
+
+
 class DevnetSnosRunner:
     """Builds the OS output of a block range from the sequencer's state updates, over its RPC."""
 
@@ -127,24 +159,12 @@ class DevnetSnosRunner:
                 )
         updates = [await self.sequencer.get_state_update(b) for b in range(start_block, end_block + 1)]
         previous = await self.sequencer.get_block_with_tx_hashes(start_block - 1) if start_block > 0 else None
-        diff: list[int] = [len(updates)]
-        for update in updates:
-            diff += devnet_state_diff_felts(update)
-        output = [
-            int(updates[0]["old_root"], 16),
-            int(updates[-1]["new_root"], 16),
-            start_block - 1 if start_block > 0 else FELT_PRIME - 1,
-            end_block,
-            int(previous["block_hash"], 16) if previous else 0,
-            int(updates[-1]["block_hash"], 16),
-            DEVNET_OS_PROGRAM_HASH,
-            DEVNET_CONFIG_HASH,
-            0,  # use_kzg_da
-            1,  # full_output
-            0,  # L2 -> L1 messages
-            0,  # L1 -> L2 messages
-            *diff,
-        ]
+        output = devnet_os_output(
+            updates,
+            start_block=start_block,
+            end_block=end_block,
+            previous_block_hash=int(previous["block_hash"], 16) if previous else 0,
+        )
         return SnosResult(
             cairo_pie_zip=devnet_pie("snos", output, start_block=start_block, end_block=end_block),
             os_output=output,

@@ -25,7 +25,7 @@ import io
 import json
 import logging
 import zipfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -295,8 +295,13 @@ class AtlanticClient:
         *,
         fact_checker: FactChecker | None = None,
         client: httpx.AsyncClient | None = None,
+        chain_id_source: Callable[[], Awaitable[str]] | None = None,
     ) -> None:
+        """``chain_id_source`` gives ``starknet_chainId`` (a hex felt) when ``config.chain_id`` is not set: the
+        chain id is only known once the sequencer answers, so it is asked at the first bucket, then kept."""
         self.config = config
+        self._chain_id_source = chain_id_source
+        self._chain_id_hex: str | None = None
         self._service_url = config.service_url.rstrip("/")
         self._artifacts_url = config.artifacts_base_url.rstrip("/")
         self._fact_checker = None if config.is_fact_mocked else fact_checker
@@ -411,8 +416,9 @@ class AtlanticClient:
 
     async def create_bucket(self) -> AtlanticBucket:
         params: dict[str, Any] = {"use_kzg_da": True, "full_output": False}
-        if self.config.chain_id is not None:
-            params["chain_id_hex"] = "0x" + self.config.chain_id.encode("ascii").hex()
+        chain_id_hex = await self.chain_id_hex()
+        if chain_id_hex is not None:
+            params["chain_id_hex"] = chain_id_hex
         params["fee_token_address"] = self.config.fee_token_address
         if self.config.da_public_keys:
             params["public_keys"] = list(self.config.da_public_keys)
@@ -432,6 +438,20 @@ class AtlanticClient:
         bucket: AtlanticBucket = await self._retry("create bucket", call)
         log.info("Atlantic: created bucket %s", bucket.id)
         return bucket
+
+    async def chain_id_hex(self) -> str | None:
+        """``0x`` + hex of the chain id's ASCII bytes (SPEC §7.3), which is ``starknet_chainId`` as the node
+        gives it (``0x534e5f5345504f4c4941`` for SN_SEPOLIA); None when no chain id is known."""
+        if self.config.chain_id is not None:
+            return "0x" + self.config.chain_id.encode("ascii").hex()
+        if self._chain_id_hex is None and self._chain_id_source is not None:
+            raw = await self._chain_id_source()
+            try:
+                value = int(raw, 16)
+            except ValueError:
+                raise InvalidInput(f"the chain id {raw!r:.80} is not a hex felt") from None
+            self._chain_id_hex = "0x" + value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big").hex()
+        return self._chain_id_hex
 
     async def get_bucket(self, bucket_id: str) -> AtlanticBucket:
         async def call() -> AtlanticBucket:

@@ -120,6 +120,10 @@ class TxStore(Protocol):
 
     async def pending_keys(self, sender: str) -> list[TxKeyRecord]: ...
 
+    async def totals(self, sender: str | None = None) -> TxTotals:
+        """For a summary line: keys settled and pending, attempts signed, fees paid."""
+        ...
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS settlement_tx_keys (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 from collections.abc import AsyncIterator
@@ -269,6 +270,46 @@ async def test_bucket_flow_to_aggregation_artifacts(
     without_proof = await client.get_aggregation_artifacts(bucket_id, include_proof=False)
     assert without_proof.proof is None
     await client.aclose()
+
+
+async def test_run_builds_buckets_with_the_sequencers_chain_id(server: MockAtlanticServer) -> None:
+    """SPEC §7.3 / §17 step 3: the prover client gets ``chain_id_hex``. ``run`` learns the chain id from the
+    sequencer only after start-up, so compose hands the client ``starknet_chainId``, asked at the first bucket."""
+    from madara_orchestrator.cli.compose import Closer, build_prover
+    from madara_orchestrator.cli.settings import load_run_settings
+
+    p = "MADARA_ORCHESTRATOR_"
+    env = {
+        p + "MADARA_RPC_URL": "http://127.0.0.1:9944",
+        p + "SETTLE_ON_DEVNET": "true",
+        p + "PROVER": "atlantic",
+        p + "ATLANTIC_API_KEY": "test-key",
+        p + "ATLANTIC_SERVICE_URL": server.url,
+        p + "ATLANTIC_ARTIFACTS_BASE_URL": server.artifacts_url,
+        p + "ATLANTIC_NETWORK": "TESTNET",
+        p + "ATLANTIC_MOCK_FACT_HASH": "true",
+        p + "ATLANTIC_PROVER_TYPE": "starkware_sharp",
+        p + "ATLANTIC_SETTLEMENT_LAYER": "ethereum",
+    }
+    asked: list[str] = []
+
+    async def chain_id() -> str:  # what StarknetRpcClient.chain_id gives for the devnet sequencer
+        asked.append("starknet_chainId")
+        return "0x" + b"MADARA_DEVNET".hex()
+
+    closers: list[Closer] = []
+    atlantic = build_prover(load_run_settings(argparse.Namespace(), env), closers, chain_id=chain_id)
+    try:
+        assert isinstance(atlantic, AtlanticClient)
+        first = await atlantic.submit_task(CreateBucket())
+        second = await atlantic.submit_task(CreateBucket())
+    finally:
+        for close in closers:
+            await close()
+    for bucket_id in (first, second):
+        params = server.state.buckets[bucket_id]["aggregatorParams"]
+        assert params["chain_id_hex"] == "0x" + b"MADARA_DEVNET".hex() == "0x4d41444152415f4445564e4554"
+    assert asked == ["starknet_chainId"], "asked once, then kept"
 
 
 async def test_proof_download_and_validation(

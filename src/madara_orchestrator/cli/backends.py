@@ -1,0 +1,183 @@
+"""The backends an instance runs on, chosen from the settings (the composition root's half for storage).
+
+Three shapes (README, "Deploying"):
+
+- **embedded** (default): one SQLite file holds jobs, batches, locks, the queue and the settlement
+  transactions; artifacts are files. One machine; several processes may share the file.
+- **self-hosted**: ``--postgres-url`` moves all of that (the queue included) to PostgreSQL, shared by
+  any number of instances; artifacts are files on a shared directory, or S3 with ``--aws --aws-s3``.
+- **AWS**: ``--postgres-url --aws --aws-sqs --aws-s3 --aws-sns``: jobs and batches in PostgreSQL, the
+  queues on SQS, artifacts on S3, alerts to SNS (resources made by ``orchestrator setup --aws ...``).
+
+Nothing below the composition root knows which it got.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from madara_orchestrator.backends.filesystem import FilesystemObjectStore
+from madara_orchestrator.backends.sqlite import SqliteStore
+from madara_orchestrator.backends.sqlite_db import SqliteDatabase
+from madara_orchestrator.backends.sqlite_queue import SqliteQueue
+from madara_orchestrator.cli.settings import Settings
+from madara_orchestrator.engine.runtime import RuntimeConfig
+from madara_orchestrator.engine.service import SystemClock
+from madara_orchestrator.interfaces import (
+    AlertSink,
+    AtomicJobCreation,
+    Clock,
+    Database,
+    ExpiringStore,
+    LockService,
+    ObjectStore,
+    QueueClient,
+)
+from madara_orchestrator.settlement.tx_store import SqliteTxStore, TxStore
+
+Closer = Callable[[], Awaitable[None]]
+
+
+@dataclass(slots=True, kw_only=True)
+class Backends:
+    shape: str
+    """What was chosen, for the start-up log line (no secrets)."""
+    db: Database
+    locks: LockService
+    queue: QueueClient
+    objects: ObjectStore
+    tx_store: TxStore
+    clock: Clock
+    """The clock leases are measured on: the database server's when there is one."""
+    expiring: ExpiringStore | None = None
+    atomic_creation: AtomicJobCreation | None = None
+    alert_sinks: list[AlertSink] = field(default_factory=list)
+    closers: list[Closer] = field(default_factory=list)
+    """Closed in reverse order by ``close``."""
+
+    async def close(self) -> None:
+        for closer in reversed(self.closers):
+            with contextlib.suppress(Exception):
+                await closer()
+        self.closers.clear()
+
+
+async def open_backends(settings: Settings, config: RuntimeConfig) -> Backends:
+    """Open what the settings choose; a failure closes what was already opened."""
+    opened: list[Closer] = []
+    try:
+        return await _open(settings, config, opened)
+    except BaseException:
+        for closer in reversed(opened):
+            with contextlib.suppress(Exception):
+                await closer()
+        raise
+
+
+async def _open(settings: Settings, config: RuntimeConfig, opened: list[Closer]) -> Backends:
+    data_dir = Path(settings.data_dir)
+    by_name, dead_letters = config.physical_queue_configs()
+    aws = None
+    if settings.aws:
+        from madara_orchestrator.backends.aws_client import Aws
+
+        aws = Aws()
+        opened.append(_sync_closer(aws.close))
+
+    db: Database
+    locks: LockService
+    queue: QueueClient | None = None
+    tx_store: TxStore
+    clock: Clock
+    atomic: AtomicJobCreation | None = None
+    parts: list[str] = []
+    if settings.postgres_url:
+        from madara_orchestrator.backends.postgres import PostgresStore
+        from madara_orchestrator.backends.postgres_db import PostgresDatabase
+        from madara_orchestrator.backends.postgres_queue import PostgresQueue
+        from madara_orchestrator.settlement.tx_store_pg import PostgresTxStore
+
+        database = PostgresDatabase(settings.postgres_url)
+        await database.open()
+        opened.append(database.close)
+        store = PostgresStore(database)
+        db, locks, clock = store, store, database.clock
+        tx_store = PostgresTxStore(database)
+        parts.append(f"PostgreSQL {database.display_url}")
+        if not settings.aws_sqs:
+            queue = PostgresQueue(database, by_name, dead_letter_names=dead_letters)
+            atomic = store
+            parts.append("queues in PostgreSQL")
+    else:
+        sqlite_path = Path(settings.sqlite_path or data_dir / "orchestrator.db")
+        sqlite = SqliteDatabase(sqlite_path)
+        await sqlite.open()
+        opened.append(sqlite.close)
+        sqlite_store = SqliteStore(sqlite)
+        db, locks, clock = sqlite_store, sqlite_store, SystemClock()
+        sqlite_tx = SqliteTxStore(sqlite_path)
+        opened.append(_sync_closer(sqlite_tx.close))
+        tx_store = sqlite_tx
+        parts.append(f"SQLite {sqlite_path}")
+        if not settings.aws_sqs:
+            queue = SqliteQueue(sqlite, by_name, dead_letter_names=dead_letters, poll_interval_s=0.1)
+            parts.append("queues in SQLite")
+
+    if settings.aws_sqs:
+        from madara_orchestrator.backends.aws_names import QueueAddressing
+        from madara_orchestrator.backends.aws_sqs import SqsQueue
+
+        assert aws is not None
+        addressing = QueueAddressing.parse(settings.queue_identifier, settings.aws_prefix)
+        queue = SqsQueue(aws, addressing, by_name)
+        parts.append("queues on SQS")
+    assert queue is not None
+
+    objects: ObjectStore
+    expiring: ExpiringStore
+    if settings.aws_s3:
+        from madara_orchestrator.backends.aws_names import bucket_name
+        from madara_orchestrator.backends.aws_s3 import S3ObjectStore
+
+        assert aws is not None
+        s3 = S3ObjectStore(aws, bucket_name(settings.bucket_identifier, settings.aws_prefix))
+        objects, expiring = s3, s3
+        parts.append(f"artifacts in S3 bucket {s3.bucket}")
+    else:
+        storage_dir = Path(settings.storage_dir or data_dir / "objects")
+        files = FilesystemObjectStore(storage_dir, expiration_days=settings.storage_expiration_days)
+        objects, expiring = files, files
+        parts.append(f"artifacts in {storage_dir}")
+
+    sinks: list[AlertSink] = []
+    if settings.aws_sns:
+        from madara_orchestrator.backends.aws_names import TopicRef
+        from madara_orchestrator.backends.aws_sns import SnsAlerts
+
+        assert aws is not None
+        sinks.append(SnsAlerts(aws, TopicRef.parse(settings.topic_identifier, settings.aws_prefix)))
+        parts.append("alerts to SNS")
+
+    return Backends(
+        shape=", ".join(parts),
+        db=db,
+        locks=locks,
+        queue=queue,
+        objects=objects,
+        tx_store=tx_store,
+        clock=clock,
+        expiring=expiring,
+        atomic_creation=atomic,
+        alert_sinks=sinks,
+        closers=list(opened),
+    )
+
+
+def _sync_closer(close: Callable[[], None]) -> Closer:
+    async def closer() -> None:
+        close()
+
+    return closer

@@ -1,0 +1,276 @@
+"""``--snos-runner command``: an operator's program runs SNOS, once per SNOS batch (``docs/snos-runner.md``).
+
+The program gets the request as arguments and ``MADARA_SNOS_*`` variables, runs in a fresh output
+directory in a process group of its own, and writes ``cairo_pie.zip``, ``os_output.json`` and
+optionally ``result.json`` there. Its exit code says what happened: 0 done, 75 retry later, 65 the OS
+failed on these blocks; anything else is classified from its stderr by the SPEC §2.8 markers. A run
+longer than the timeout is killed with its whole process group and retried. The output is checked
+(``contract.check_output``) before the job completes; the directory is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shlex
+import shutil
+import signal
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, JobError, OrchestratorError
+from madara_orchestrator.interfaces import SnosResult
+from madara_orchestrator.snos.contract import (
+    CAIRO_PIE_FILE,
+    EXIT_OK,
+    EXIT_OS_FAILED,
+    EXIT_RETRYABLE,
+    OS_OUTPUT_FILE,
+    RESULT_FILE,
+    ChainIdRpc,
+    DamagedSnosOutput,
+    SnosRequest,
+    SnosRunConfig,
+    SnosRunFailed,
+    check_output,
+    parse_os_output_json,
+    parse_result_json,
+)
+
+log = logging.getLogger(__name__)
+
+SECRET_ENV_PREFIX = "MADARA_ORCHESTRATOR_"
+"""The orchestrator's own variables (keys, tokens) are never passed to the command."""
+STDERR_TAIL_BYTES = 8192
+"""How much of the end of the command's stderr is read to classify and report a failure."""
+MESSAGE_TAIL_CHARS = 800
+"""How much of it a failure message carries."""
+
+
+def parse_command(text: str) -> list[str]:
+    """``--snos-command``: a program path or name, optionally with arguments, split as a shell would
+    (quotes, no expansion). ``InvalidInput`` when it cannot be split or is empty."""
+    try:
+        argv = shlex.split(text)
+    except ValueError as exc:
+        raise InvalidInput(f"--snos-command {text!r} cannot be split into arguments: {exc}") from None
+    if not argv:
+        raise InvalidInput("--snos-command is empty: give the program that runs SNOS")
+    return argv
+
+
+def resolve_program(program: str) -> str | None:
+    """The executable file ``program`` names: a path (with a ``/``) as is, a bare name on ``PATH``."""
+    if os.sep in program or (os.altsep and os.altsep in program):
+        path = Path(program)
+        return str(path) if path.is_file() and os.access(path, os.X_OK) else None
+    return shutil.which(program)
+
+
+def command_problem(text: str) -> str | None:
+    """A problem line for settings validation, or None when the command can be run."""
+    try:
+        argv = parse_command(text)
+    except InvalidInput as exc:
+        return str(exc)
+    program = argv[0]
+    if resolve_program(program) is not None:
+        return None
+    if os.sep in program:
+        path = Path(program)
+        if not path.exists():
+            why = "does not exist"
+        elif not path.is_file():
+            why = "is not a file"
+        else:
+            why = "is not executable (chmod +x it, or put its interpreter first)"
+        return f"--snos-command: {program} {why}"
+    return f"--snos-command: {program!r} is not found on PATH (give its full path)"
+
+
+def command_environment(environ: Mapping[str, str], request: SnosRequest, output_dir: str) -> dict[str, str]:
+    """The command's environment: ours without the orchestrator's own variables, plus the request's."""
+    env = {k: v for k, v in environ.items() if not k.startswith(SECRET_ENV_PREFIX)}
+    env.update(request.environment(output_dir))
+    return env
+
+
+def stderr_tail(path: Path) -> str:
+    """The last lines of the command's stderr on one line (``a | b | c``), or a note that it was silent."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - STDERR_TAIL_BYTES))
+            data = handle.read()
+    except OSError:
+        return "(its stderr could not be read)"
+    lines = [line.strip() for line in data.decode("utf-8", errors="replace").splitlines() if line.strip()]
+    if not lines:
+        return "(nothing on stderr)"
+    text = " | ".join(lines)
+    return text if len(text) <= MESSAGE_TAIL_CHARS else "…" + text[-MESSAGE_TAIL_CHARS:]
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+class CommandSnosRunner:
+    """Implements ``SnosRunner`` by running ``command`` once per SNOS batch."""
+
+    def __init__(
+        self,
+        command: str | Sequence[str],
+        config: SnosRunConfig,
+        *,
+        rpc: ChainIdRpc,
+        work_dir: str | Path,
+        environ: Mapping[str, str] | None = None,
+        kill_grace_s: float = 5.0,
+    ) -> None:
+        """``work_dir`` holds one fresh output directory per run; ``environ`` (default: this process's)
+        is what the command's environment is made from; ``kill_grace_s`` is how long a timed-out command
+        has between SIGTERM and SIGKILL."""
+        self.argv = parse_command(command) if isinstance(command, str) else list(command)
+        if not self.argv:
+            raise InvalidInput("the SNOS command is empty")
+        self.config = config
+        self.rpc = rpc
+        self.work_dir = Path(work_dir)
+        self.environ = environ
+        self.kill_grace_s = kill_grace_s
+
+    @property
+    def program(self) -> str:
+        return self.argv[0]
+
+    async def is_ready(self) -> bool:
+        """The program is still there and the SNOS RPC answers (SPEC §9 readiness)."""
+        if resolve_program(self.program) is None:
+            log.warning("SNOS command %s is not an executable file; SnosRun jobs wait", self.program)
+            return False
+        try:
+            await self.rpc.chain_id()
+        except OrchestratorError as exc:
+            log.warning("SNOS RPC does not answer (%s); SnosRun jobs wait", exc)
+            return False
+        return True
+
+    async def run(self, start_block: int, end_block: int) -> SnosResult:
+        request = self.config.request(start_block, end_block)
+        run_dir = await asyncio.to_thread(self._new_run_dir, request)
+        try:
+            returncode, timed_out = await self._execute(request, run_dir)
+            if timed_out:
+                raise JobError(
+                    f"the SNOS command ran longer than {self.config.timeout_s:g} s (--snos-timeout-seconds) on "
+                    f"blocks {request.blocks} and was killed with its process group; it will be retried. "
+                    f"stderr: {stderr_tail(run_dir / 'stderr.log')}",
+                    retryable=True,
+                )
+            if returncode == EXIT_OK:
+                return await asyncio.to_thread(self._collect, request, run_dir)
+            tail = stderr_tail(run_dir / "stderr.log")
+            if returncode == EXIT_RETRYABLE:
+                raise JobError(
+                    f"the SNOS command asks to retry blocks {request.blocks} (exit code {EXIT_RETRYABLE}): {tail}",
+                    retryable=True,
+                )
+            if returncode == EXIT_OS_FAILED:
+                raise JobError(
+                    f"the OS failed on blocks {request.blocks} (SNOS command exit code {EXIT_OS_FAILED}): {tail}",
+                    retryable=False,
+                )
+            if returncode < 0:
+                raise JobError(
+                    f"the SNOS command was killed by {_signal_name(-returncode)} on blocks {request.blocks} "
+                    f"(out of memory?); it will be retried. stderr: {tail}",
+                    retryable=True,
+                )
+            # Left to the SnosRun handler's SPEC §2.8 rules. No block numbers here: the markers include
+            # "503" and "429", which a block number may contain.
+            raise SnosRunFailed(f"the SNOS command exited with code {returncode}: {tail}")
+        finally:
+            await asyncio.to_thread(shutil.rmtree, run_dir, True)
+
+    def _new_run_dir(self, request: SnosRequest) -> Path:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"blocks-{request.start_block}-{request.end_block}-", dir=self.work_dir))
+
+    async def _execute(self, request: SnosRequest, run_dir: Path) -> tuple[int, bool]:
+        """Run the command to its end: ``(returncode, timed_out)``. Cancelled, it kills the process group."""
+        output_dir = str(run_dir)
+        argv = [*self.argv, *request.arguments(output_dir)]
+        env = command_environment(os.environ if self.environ is None else self.environ, request, output_dir)
+        with (run_dir / "stdout.log").open("wb") as stdout, (run_dir / "stderr.log").open("wb") as stderr:
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    *argv,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=stdout,
+                    stderr=stderr,
+                    cwd=run_dir,
+                    env=env,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise BackendUnavailable(
+                    f"cannot start the SNOS command {self.program}: {exc.strerror or exc}"
+                ) from exc
+        log.info("SNOS command started on blocks %s (pid %d)", request.blocks, process.pid)
+        try:
+            async with asyncio.timeout(self.config.timeout_s):
+                returncode = await process.wait()
+        except TimeoutError:
+            await self._stop_group(process)
+            return (process.returncode if process.returncode is not None else -signal.SIGKILL), True
+        except BaseException:
+            _kill_group(process.pid, signal.SIGKILL)
+            raise
+        log.info("SNOS command on blocks %s exited with code %d", request.blocks, returncode)
+        return returncode, False
+
+    async def _stop_group(self, process: asyncio.subprocess.Process) -> None:
+        """SIGTERM to the whole group, SIGKILL after the grace period (to the group: helpers the command
+        started die with it), then reap the command."""
+        log.warning("SNOS command (pid %d) timed out; stopping its process group", process.pid)
+        _kill_group(process.pid, signal.SIGTERM)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.kill_grace_s):
+                await process.wait()
+        _kill_group(process.pid, signal.SIGKILL)
+        await process.wait()
+
+    def _collect(self, request: SnosRequest, run_dir: Path) -> SnosResult:
+        source = f"the SNOS command {Path(self.program).name}"
+        files = {name: run_dir / name for name in (CAIRO_PIE_FILE, OS_OUTPUT_FILE)}
+        missing = [name for name, path in files.items() if not path.is_file()]
+        if missing:
+            raise DamagedSnosOutput(
+                f"{source} exited with code 0 on blocks {request.blocks} but did not write "
+                f"{' and '.join(missing)} in its output directory"
+            )
+        os_output = parse_os_output_json(files[OS_OUTPUT_FILE].read_bytes(), f"{source}: {OS_OUTPUT_FILE}")
+        result_path = run_dir / RESULT_FILE
+        n_steps = (
+            parse_result_json(result_path.read_bytes(), f"{source}: {RESULT_FILE}") if result_path.is_file() else None
+        )
+        return check_output(
+            request,
+            cairo_pie_zip=files[CAIRO_PIE_FILE].read_bytes(),
+            os_output=os_output,
+            reported_n_steps=n_steps,
+            source=source,
+        )
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)

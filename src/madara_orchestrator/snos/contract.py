@@ -1,0 +1,346 @@
+"""The SNOS runner contract (``docs/snos-runner.md``): request, exit codes, error kinds, output checks.
+
+A runner outside this process (a command, or a service over HTTP) runs the Starknet OS on one SNOS
+batch and hands back a Cairo PIE and the OS output. Before a SnosRun job completes, ``check_output``
+makes sure the two belong together and to the batch: the PIE reads, the OS output parses, it is the
+PIE's output segment, it covers exactly the batch's blocks with the OS hints asked for, and the fact
+and step count come from the PIE itself. A damaged output fails the job (``DamagedSnosOutput``, not
+retryable) with a message naming what is wrong. Pure: bytes and values in, values out.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn, Protocol
+
+from madara_orchestrator.domain.errors import InvalidInput, JobError, OrchestratorError
+from madara_orchestrator.interfaces import SnosResult
+from madara_orchestrator.starknet.felt import STARKNET_PRIME, parse_felt
+from madara_orchestrator.starknet.os_output import parse_os_output
+from madara_orchestrator.starknet.pie import CairoPie, read_pie
+
+CONTRACT_VERSION = 1
+"""Sent with every request (``MADARA_SNOS_CONTRACT_VERSION``, ``"version"``); bumped on incompatible changes."""
+
+EXIT_OK = 0
+EXIT_OS_FAILED = 65
+"""The OS failed on these blocks (execution error, bad block data): retrying cannot help, fail fast."""
+EXIT_RETRYABLE = 75
+"""Try again later (RPC trouble, rate limits, a pending block): the job is retried."""
+
+CAIRO_PIE_FILE = "cairo_pie.zip"
+OS_OUTPUT_FILE = "os_output.json"
+RESULT_FILE = "result.json"
+ENV_PREFIX = "MADARA_SNOS_"
+"""The request's variables in the command's environment (``MADARA_SNOS_START_BLOCK``, ...)."""
+MAX_JSON_BYTES = 64 << 20
+"""``os_output.json`` / ``result.json`` larger than this are refused (an OS output is a few thousand felts)."""
+
+
+class ErrorKind(enum.StrEnum):
+    """How the runner classifies its own failure (HTTP ``kind``; for a command, the exit code)."""
+
+    RETRYABLE = "retryable"
+    OS_FAILED = "os_failed"
+    UNKNOWN = "unknown"
+    """Classified from the message by the SPEC §2.8 markers (SnosRun's own rules)."""
+
+
+class SnosRunFailed(OrchestratorError):
+    """The runner failed without saying whether a retry can help: the SnosRun handler classifies the
+    message by the SPEC §2.8 markers (retryable RPC trouble, fail-fast OS errors)."""
+
+
+class DamagedSnosOutput(JobError):
+    """The runner said it succeeded, but what it handed back is unusable: the job's own failure."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
+class ChainIdRpc(Protocol):
+    """The SNOS RPC as readiness sees it: it answers ``starknet_chainId`` (SPEC §9)."""
+
+    async def chain_id(self) -> str: ...
+
+
+def os_hints(layer: str) -> tuple[bool, bool]:
+    """``(full_output, use_kzg_da)``: fixed per layer as in the original (SPEC §9): L2 runs with the full
+    state diff in the output and no KZG DA; L3 with a compressed diff published as blobs."""
+    return (True, False) if layer == "l2" else (False, True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SnosRequest:
+    """One SNOS run: blocks ``start_block..=end_block`` read from ``rpc_url``."""
+
+    rpc_url: str
+    start_block: int
+    end_block: int
+    layout: str
+    full_output: bool
+    use_kzg_da: bool
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.start_block <= self.end_block:
+            raise InvalidInput(
+                f"a SNOS run needs 0 <= start_block <= end_block, got {self.start_block}..{self.end_block}"
+            )
+
+    @property
+    def blocks(self) -> str:
+        return f"{self.start_block}..{self.end_block}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The HTTP request body."""
+        return {
+            "version": CONTRACT_VERSION,
+            "rpc_url": self.rpc_url,
+            "start_block": self.start_block,
+            "end_block": self.end_block,
+            "layout": self.layout,
+            "full_output": self.full_output,
+            "use_kzg_da": self.use_kzg_da,
+        }
+
+    @classmethod
+    def from_json(cls, value: Any) -> SnosRequest:
+        """A request body as a runner reads it (``InvalidInput`` naming the bad field)."""
+        if not isinstance(value, Mapping):
+            raise InvalidInput(f"a SNOS request is a JSON object, got {type(value).__name__}")
+        if value.get("version", CONTRACT_VERSION) != CONTRACT_VERSION:
+            raise InvalidInput(f"SNOS request version {value.get('version')!r}: this runner speaks {CONTRACT_VERSION}")
+
+        def number(name: str) -> int:
+            field = value.get(name)
+            if not isinstance(field, int) or isinstance(field, bool) or field < 0:
+                raise InvalidInput(f"SNOS request: {name} must be a non-negative integer, got {field!r:.40}")
+            return field
+
+        def flag(name: str) -> bool:
+            field = value.get(name)
+            if not isinstance(field, bool):
+                raise InvalidInput(f"SNOS request: {name} must be true or false, got {field!r:.40}")
+            return field
+
+        def text(name: str) -> str:
+            field = value.get(name)
+            if not isinstance(field, str) or not field:
+                raise InvalidInput(f"SNOS request: {name} must be a non-empty string, got {field!r:.40}")
+            return field
+
+        return cls(
+            rpc_url=text("rpc_url"),
+            start_block=number("start_block"),
+            end_block=number("end_block"),
+            layout=text("layout"),
+            full_output=flag("full_output"),
+            use_kzg_da=flag("use_kzg_da"),
+        )
+
+    def arguments(self, output_dir: str) -> list[str]:
+        """What a command gets after its own arguments."""
+        return [
+            "--rpc-url",
+            self.rpc_url,
+            "--start-block",
+            str(self.start_block),
+            "--end-block",
+            str(self.end_block),
+            "--layout",
+            self.layout,
+            "--full-output",
+            _bool(self.full_output),
+            "--use-kzg-da",
+            _bool(self.use_kzg_da),
+            "--output-dir",
+            output_dir,
+        ]
+
+    def environment(self, output_dir: str) -> dict[str, str]:
+        """The same values as ``MADARA_SNOS_*`` variables."""
+        return {
+            ENV_PREFIX + "CONTRACT_VERSION": str(CONTRACT_VERSION),
+            ENV_PREFIX + "RPC_URL": self.rpc_url,
+            ENV_PREFIX + "START_BLOCK": str(self.start_block),
+            ENV_PREFIX + "END_BLOCK": str(self.end_block),
+            ENV_PREFIX + "LAYOUT": self.layout,
+            ENV_PREFIX + "FULL_OUTPUT": _bool(self.full_output),
+            ENV_PREFIX + "USE_KZG_DA": _bool(self.use_kzg_da),
+            ENV_PREFIX + "OUTPUT_DIR": output_dir,
+        }
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SnosRunConfig:
+    """What every run of one runner shares."""
+
+    rpc_url: str
+    layout: str = "all_cairo"
+    full_output: bool = True
+    use_kzg_da: bool = False
+    timeout_s: float = 3600.0
+
+    def request(self, start_block: int, end_block: int) -> SnosRequest:
+        return SnosRequest(
+            rpc_url=self.rpc_url.rstrip("/"),
+            start_block=start_block,
+            end_block=end_block,
+            layout=self.layout,
+            full_output=self.full_output,
+            use_kzg_da=self.use_kzg_da,
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading what a runner hands back
+
+
+def parse_os_output_json(data: bytes | Any, where: str) -> list[int]:
+    """``os_output.json``: a JSON array of felts (``0x`` hex strings; decimal strings and integers are
+    accepted). ``data`` is the file's bytes or the already decoded JSON value."""
+    if isinstance(data, bytes):
+        if len(data) > MAX_JSON_BYTES:
+            raise DamagedSnosOutput(f"{where}: {len(data)} bytes is more than the {MAX_JSON_BYTES} allowed")
+        try:
+            data = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DamagedSnosOutput(f"{where}: not valid JSON ({exc})") from exc
+    if not isinstance(data, list):
+        raise DamagedSnosOutput(f"{where}: expected a JSON array of felts, got {type(data).__name__}")
+    try:
+        return [parse_felt(value, f"{where}[{i}]") for i, value in enumerate(data)]
+    except InvalidInput as exc:
+        raise DamagedSnosOutput(str(exc)) from exc
+
+
+def parse_n_steps(value: Any, where: str) -> int | None:
+    """The optional step count a runner reports (``result.json`` / the answer's ``n_steps``)."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise DamagedSnosOutput(f"{where}: n_steps must be a non-negative integer, got {value!r:.40}")
+    return value
+
+
+def parse_result_json(data: bytes, where: str) -> int | None:
+    """``result.json`` (optional): an object; ``n_steps`` is checked against the PIE, other members are
+    informational."""
+    if len(data) > MAX_JSON_BYTES:
+        raise DamagedSnosOutput(f"{where}: {len(data)} bytes is more than the {MAX_JSON_BYTES} allowed")
+    try:
+        value = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DamagedSnosOutput(f"{where}: not valid JSON ({exc})") from exc
+    if not isinstance(value, dict):
+        raise DamagedSnosOutput(f"{where}: expected a JSON object, got {type(value).__name__}")
+    return parse_n_steps(value.get("n_steps"), where)
+
+
+# --------------------------------------------------------------------------------------------------
+# The checks
+
+
+def expected_prev_block_number(start_block: int) -> int:
+    """The OS output's ``prev_block_number`` for a run starting at ``start_block`` (-1 as a felt at genesis)."""
+    return start_block - 1 if start_block > 0 else STARKNET_PRIME - 1
+
+
+def _block_text(felt: int) -> str:
+    return "-1" if felt == STARKNET_PRIME - 1 else str(felt)
+
+
+def _first_difference(a: Sequence[int], b: Sequence[int]) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+
+
+def check_output(
+    request: SnosRequest,
+    *,
+    cairo_pie_zip: bytes,
+    os_output: Sequence[int],
+    reported_n_steps: int | None = None,
+    source: str = "the SNOS runner",
+) -> SnosResult:
+    """The result of a run, once its output passed every check (``DamagedSnosOutput`` names the first
+    that failed). CPU-bound on a big PIE: call it in a worker thread."""
+    # Imported here: runner programs written in Python import this module for the request and the exit
+    # codes, and the hash libraries behind the facts take half a second to load.
+    from madara_orchestrator.starknet.facts import snos_fact
+
+    prefix = f"{source} returned a damaged output for blocks {request.blocks}:"
+    try:
+        pie: CairoPie = read_pie(cairo_pie_zip)
+    except InvalidInput as exc:
+        raise DamagedSnosOutput(f"{prefix} the Cairo PIE is unreadable: {exc}") from exc
+    try:
+        parsed = parse_os_output(os_output)
+    except InvalidInput as exc:
+        raise DamagedSnosOutput(f"{prefix} the OS output is not a Starknet OS output: {exc}") from exc
+    try:
+        segment = pie.output_segment()
+    except InvalidInput as exc:
+        raise DamagedSnosOutput(f"{prefix} the Cairo PIE has no readable output segment: {exc}") from exc
+    if list(segment) != list(os_output):
+        at = _first_difference(segment, os_output)
+        raise DamagedSnosOutput(
+            f"{prefix} the OS output ({len(os_output)} felts) is not the PIE's output segment "
+            f"({len(segment)} felts); they first differ at felt {at}"
+        )
+    header = parsed.header
+    prev_expected = expected_prev_block_number(request.start_block)
+    if header.prev_block_number != prev_expected or header.new_block_number != request.end_block:
+        raise DamagedSnosOutput(
+            f"{prefix} the OS output moves the chain from block {_block_text(header.prev_block_number)} "
+            f"to {_block_text(header.new_block_number)}, the batch from {_block_text(prev_expected)} "
+            f"to {request.end_block}"
+        )
+    for name, got, asked in (
+        ("use_kzg_da", header.use_kzg_da, request.use_kzg_da),
+        ("full_output", header.full_output, request.full_output),
+    ):
+        if got != asked:
+            raise DamagedSnosOutput(
+                f"{prefix} the OS output has {name}={int(got)}, but SNOS was asked to run with {name}={_bool(asked)}"
+            )
+    try:
+        fact = snos_fact(pie, os_output)
+    except InvalidInput as exc:
+        raise DamagedSnosOutput(f"{prefix} no fact can be computed from the Cairo PIE: {exc}") from exc
+    n_steps = pie.n_steps
+    if reported_n_steps is not None and reported_n_steps != n_steps:
+        raise DamagedSnosOutput(
+            f"{prefix} the runner reports n_steps={reported_n_steps}, the PIE's execution resources say {n_steps}"
+        )
+    return SnosResult(
+        cairo_pie_zip=cairo_pie_zip,
+        os_output=list(os_output),
+        program_output=fact.program_output,
+        fact=fact.fact,
+        n_steps=n_steps,
+    )
+
+
+def failure_kind(value: Any) -> ErrorKind:
+    """An answer's ``kind``; anything unknown is classified by its message."""
+    try:
+        return ErrorKind(value)
+    except ValueError:
+        return ErrorKind.UNKNOWN
+
+
+def raise_failure(kind: ErrorKind, message: str) -> NoReturn:
+    """The failure the runner reported, as the SnosRun handler takes it: the kind decides whether a retry
+    can help; an unclassified failure is left to the handler's SPEC §2.8 rules."""
+    if kind is ErrorKind.RETRYABLE:
+        raise JobError(message, retryable=True)
+    if kind is ErrorKind.OS_FAILED:
+        raise JobError(message, retryable=False)
+    raise SnosRunFailed(message)
