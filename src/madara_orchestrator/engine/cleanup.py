@@ -100,8 +100,9 @@ class StorageCleanup:
             return False
         stamp = datetime.datetime.fromtimestamp(self.clock.now(), tz=datetime.UTC).isoformat()
         try:
+            # A Completed job's updated_at stays the time it completed: reports and the API read it as such.
             await self.db.update_job(
-                job.with_specific(dataclasses.replace(meta, storage_artifacts_tagged_at=stamp)), now=self.clock.now()
+                job.with_specific(dataclasses.replace(meta, storage_artifacts_tagged_at=stamp)), now=job.updated_at
             )
         except StaleVersion:
             return False

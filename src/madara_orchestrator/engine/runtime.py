@@ -87,7 +87,7 @@ class RuntimeConfig:
     trigger_interval_s: float = 60.0
     chain_poll_interval_s: float = 2.0
     heal_interval_s: float = 60.0
-    instance_lease_s: float = 10.0
+    instance_lease_s: float = 5.0
     """The instance's registration lease: how long a restart waits for its killed earlier run to be gone."""
     heal_stale_after_s: float = 600.0
     graceful_shutdown_s: float = 120.0

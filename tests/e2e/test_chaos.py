@@ -1,0 +1,245 @@
+"""Many orchestrators on one PostgreSQL, killed with SIGKILL at random moments and restarted (issue 10).
+
+Three ``orchestrator run`` processes share a throwaway PostgreSQL cluster (and, in the second test, SQS
+queues and an S3 bucket on a moto server); a devnet sequencer makes the blocks, the mock Atlantic server
+proves them (registering the aggregator facts on anvil), and anvil's core contract accepts a settlement
+only if it follows the last settled block. Every few seconds one process is killed and started again.
+At the end: every block settled, each exactly once and in order (no reverted or duplicate settlement), no
+nonce gap, no job left anywhere but Completed, one prover query per proving job. The counts are printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from madara_orchestrator.devnet.anvil import DEV_PRIVATE_KEYS
+from madara_orchestrator.devnet.sequencer import DevnetSequencer
+from madara_orchestrator.provers.mock_atlantic_server import (
+    MockAtlanticConfig,
+    MockAtlanticServer,
+    mock_aggregator_program_hash,
+)
+from madara_orchestrator.server.background import BackgroundServer, free_port
+from tests.e2e.test_run_provers import LocalL1, local_l1, settlement_args
+from tests.helpers.cluster import Instance
+
+BLOCKS = 60
+"""15 aggregator batches of 4 blocks, 30 SNOS batches of 2: 15 settlements, 30 proofs."""
+INSTANCES = 3
+MIN_KILLS = 20
+TIMEOUT_S = 420.0
+
+
+def chaos_args(l1: LocalL1, atlantic: MockAtlanticServer, storage: Path) -> list[str]:
+    return [
+        "--storage-dir",
+        str(storage),
+        "--max-batch-size",
+        "4",
+        "--max-blocks-per-snos-batch",
+        "2",
+        "--verification-poll-seconds",
+        "0.5",
+        "--chain-poll-interval-seconds",
+        "0.2",
+        "--retry-base-delay-seconds",
+        "0.5",
+        "--heal-interval-seconds",
+        "2",
+        "--heal-stale-after-seconds",
+        "15",
+        # Short leases: a job whose worker was killed is taken over soon by another instance.
+        "--snos-job-timeout-seconds",
+        "10",
+        "--proving-job-timeout-seconds",
+        "10",
+        "--aggregator-job-timeout-seconds",
+        "10",
+        "--state-transition-timeout-seconds",
+        "20",
+        "--batching-worker-lock-duration",
+        "6",
+        "--prover",
+        "atlantic",
+        "--atlantic-service-url",
+        atlantic.url,
+        "--atlantic-artifacts-base-url",
+        atlantic.artifacts_url,
+        "--atlantic-network",
+        "TESTNET",
+        "--atlantic-mock-fact-hash",
+        "true",
+        "--atlantic-prover-type",
+        "starkware_sharp",
+        "--atlantic-settlement-layer",
+        "ethereum",
+        *settlement_args(l1),
+    ]
+
+
+async def run_chaos(
+    tmp_path: Path, *, backend_args: Sequence[str], env: dict[str, str], label: str, query: Any
+) -> None:
+    """``query(sql)`` reads the shared PostgreSQL (the jobs table) for the final checks."""
+    seed = int(os.environ.get("CHAOS_SEED", "10"))
+    rng = random.Random(seed)
+    sequencer = DevnetSequencer(block_time_s=0.4, tx_per_block=3)
+    seq_server = BackgroundServer(sequencer.app)
+    await seq_server.start()
+    storage = tmp_path / "objects"
+    ports = [free_port() for _ in range(INSTANCES)]
+    key_file = tmp_path / "atlantic-api-key"
+    key_file.write_text("test-key\n")
+    async with (
+        local_l1(tmp_path, program_hash=mock_aggregator_program_hash()) as l1,
+        MockAtlanticServer(
+            MockAtlanticConfig(processing_s=0.3, api_key="test-key", webhook_url=None),
+            fact_registry=l1.fact_registry(),
+        ) as atlantic,
+    ):
+        common = [*chaos_args(l1, atlantic, storage), *backend_args]
+        instances = [
+            Instance(
+                name=f"chaos-{n}",
+                port=port,
+                argv=["--data-dir", str(tmp_path / f"data-{n}"), *common],
+                env={
+                    "MADARA_ORCHESTRATOR_MADARA_RPC_URL": seq_server.url,
+                    "MADARA_ORCHESTRATOR_ATLANTIC_API_KEY_FILE": str(key_file),
+                    **env,
+                },
+                log_dir=tmp_path,
+            )
+            for n, port in enumerate(ports)
+        ]
+        started = time.monotonic()
+        try:
+            for instance in instances:
+                await instance.start()
+            sequencer.start_producing(max_blocks=BLOCKS)
+            kills = 0
+            while True:
+                elapsed = time.monotonic() - started
+                assert elapsed < TIMEOUT_S, _report(instances, f"not settled after {TIMEOUT_S} s")
+                settled = await l1.state_block_number()
+                if settled >= BLOCKS - 1 and kills >= MIN_KILLS:
+                    break
+                await asyncio.sleep(rng.uniform(1.0, 3.0))
+                if kills < MIN_KILLS:
+                    victim = rng.choice(instances)
+                    await victim.kill()
+                    kills += 1
+                    await victim.start()
+                for instance in instances:
+                    if not instance.running():
+                        raise AssertionError(_report(instances, f"{instance.name} exited by itself"))
+            await _wait_all_completed(instances[0], query)
+        finally:
+            for instance in instances:
+                await instance.stop()
+            await sequencer.stop_producing()
+            await seq_server.stop()
+
+        # -- the checks ------------------------------------------------------------------------------
+        rows = await query("SELECT job_type, status, count(*) AS n FROM jobs GROUP BY job_type, status")
+        by_status = {(r["job_type"], r["status"]): r["n"] for r in rows}
+        assert {s for (_, s) in by_status} == {"Completed"}, f"jobs not Completed: {by_status}"
+        counts = {t: n for (t, _), n in by_status.items()}
+        assert counts == {"SnosRun": 30, "ProofCreation": 30, "Aggregator": 15, "StateTransition": 15}, counts
+
+        operator = await _operator_transactions(l1)
+        statuses = [int(r["status"], 16) for r in operator]
+        assert statuses == [1] * 15, f"settlement transactions (1 = success): {statuses}"
+        settled_ranges = await query(
+            "SELECT internal_id FROM jobs WHERE job_type = 'StateTransition' ORDER BY internal_id"
+        )
+        assert [r["internal_id"] for r in settled_ranges] == list(range(1, 16))
+        latest = int(await l1.rpc.request("eth_getTransactionCount", [operator_address(), "latest"]), 16)
+        pending = int(await l1.rpc.request("eth_getTransactionCount", [operator_address(), "pending"]), 16)
+        assert latest == pending == 15, f"operator nonces: latest {latest}, pending {pending} (a gap leaves some)"
+
+        state = atlantic.state
+        children = [q for q in state.queries.values() if q.data["bucketJobIndex"] is not None]
+        per_job: dict[str, int] = {}
+        for q in children:
+            per_job[q.data["dedupId"]] = per_job.get(q.data["dedupId"], 0) + 1
+        assert len(per_job) == 30 and set(per_job.values()) == {1}, f"prover queries per job: {per_job}"
+        kills = sum(i.kills for i in instances)
+        print(
+            f"\n[{label}] seed={seed} blocks_settled={BLOCKS} settlements={len(operator)} reverted=0 kills={kills} "
+            f"restarts={sum(i.starts for i in instances) - INSTANCES} prover_queries={len(children)} "
+            f"jobs={sum(counts.values())} seconds={time.monotonic() - started:.0f}"
+        )
+        taken_back = 0
+        for instance in instances:
+            text = instance.log.read_text(errors="replace")
+            assert "Traceback" not in text, instance.log_tail()
+            taken_back += text.count("taking back")
+        print(f"[{label}] restarts that took back their earlier run's jobs: {taken_back}")
+
+
+def operator_address() -> str:
+    from eth_account import Account
+
+    return str(Account.from_key(DEV_PRIVATE_KEYS[0]).address)
+
+
+async def _operator_transactions(l1: LocalL1) -> list[dict[str, Any]]:
+    """The receipts of every transaction the operator's key sent (all blocks of the anvil chain)."""
+    sender = operator_address().lower()
+    head = int(await l1.rpc.request("eth_blockNumber", []), 16)
+    receipts = []
+    for number in range(head + 1):
+        block = await l1.rpc.request("eth_getBlockByNumber", [hex(number), True])
+        for tx in block["transactions"]:
+            if tx["from"].lower() == sender:
+                receipts.append(await l1.rpc.request("eth_getTransactionReceipt", [tx["hash"]]))
+    return receipts
+
+
+async def _wait_all_completed(instance: Instance, query: Any) -> None:
+    """Until no job is in another status than Completed (the last verifications land after the L1 state)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        rows = await query("SELECT count(*) AS n FROM jobs WHERE status <> 'Completed'")
+        if rows[0]["n"] == 0:
+            return
+        await asyncio.sleep(0.5)
+    async with httpx.AsyncClient(base_url=instance.url, timeout=10) as client:
+        reply = await client.get("/jobs", params={"status": "Failed"})
+    raise AssertionError(f"jobs left unfinished; failed: {reply.text[:2000]}")
+
+
+def _report(instances: Sequence[Instance], what: str) -> str:
+    return what + "\n" + "\n".join(f"--- {i.name} ---\n{i.log_tail()}" for i in instances)
+
+
+def _pg_query(url: str) -> Any:
+    import psycopg
+    from psycopg.rows import dict_row
+
+    async def query(sql: str) -> list[dict[str, Any]]:
+        async with await psycopg.AsyncConnection.connect(url, row_factory=dict_row, autocommit=True) as conn:
+            return list(await (await conn.execute(sql)).fetchall())
+
+    return query
+
+
+@pytest.mark.slow
+async def test_three_instances_on_postgres_survive_sigkills(tmp_path: Path, postgres_url: str) -> None:
+    await run_chaos(
+        tmp_path,
+        backend_args=[],
+        env={"MADARA_ORCHESTRATOR_POSTGRES_URL": postgres_url},
+        label="postgres",
+        query=_pg_query(postgres_url),
+    )
