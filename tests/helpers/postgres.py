@@ -180,6 +180,22 @@ class PostgresCluster:
         self._tool("pg_ctl", "--pgdata", str(self.data_dir), "-m", "immediate", "-w", "stop")
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def pause(self) -> None:
+        """Stop the server as a crash does (``-m immediate``: connections cut, no checkpoint); data kept."""
+        stopped = self._tool("pg_ctl", "--pgdata", str(self.data_dir), "-m", "immediate", "-w", "stop")
+        if stopped.returncode != 0:
+            raise RuntimeError(f"pg_ctl stop failed: {stopped.stderr.strip()}")
+
+    def resume(self) -> None:
+        """Start the paused server again on the same port (crash recovery runs first)."""
+        options = " ".join(f"-c {name}={value}" for name, value in SETTINGS.items())
+        options += f" -c unix_socket_directories={self.root} -p {self.port}"
+        started = self._tool(
+            "pg_ctl", "--pgdata", str(self.data_dir), "--log", str(self.log), "-w", "-t", "60", "-o", options, "start"
+        )
+        if started.returncode != 0:
+            raise RuntimeError(f"pg_ctl start failed: {started.stderr.strip()}; server log: {self._log_tail()}")
+
 
 OWNER_FILE = "owner.pid"
 """In the cluster's directory: the pid of the test process it serves."""

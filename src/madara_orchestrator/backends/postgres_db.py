@@ -30,6 +30,9 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput
 
 log = logging.getLogger(__name__)
+# The pool's own warnings (each failed reconnection, several lines each) repeat what this module and the
+# engine already say once, in one line; its errors still show.
+logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 Connection = AsyncConnection[DictRow]
 """A pooled connection: autocommit (a transaction is ``async with conn.transaction()``), rows as dicts."""

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
+from madara_orchestrator.domain.errors import outage_cause
 from madara_orchestrator.engine.service import Decision
 from madara_orchestrator.interfaces import QueueClient, QueueMessage
 
@@ -44,6 +46,9 @@ class QueueConsumer:
         self.busy = 0
 
     async def run(self, stop: asyncio.Event) -> None:
+        failing_since: float | None = None
+        """While receiving fails (the queue's backend is down): said once, then once a minute."""
+        last_said = 0.0
         while not stop.is_set():
             await self._slots.acquire()
             if stop.is_set():
@@ -56,9 +61,21 @@ class QueueConsumer:
                 raise
             except Exception as exc:
                 self._slots.release()
-                log.warning("receive from %s failed: %s", self.name, exc)
+                now = time.monotonic()
+                if failing_since is None or now - last_said >= 60:
+                    log.warning(
+                        "receive from %s failed%s: %s",
+                        self.name,
+                        "" if failing_since is None else f" (for {now - failing_since:.0f} s)",
+                        exc,
+                    )
+                    last_said = now
+                    failing_since = failing_since or now
                 await _sleep_unless(stop, 1.0)
                 continue
+            if failing_since is not None:
+                log.info("receive from %s works again after %.0f s", self.name, time.monotonic() - failing_since)
+                failing_since = None
             if message is None:
                 self._slots.release()
                 continue
@@ -72,9 +89,8 @@ class QueueConsumer:
         try:
             try:
                 decision = await self.handler(message)
-            except Exception:
-                log.exception("handling message %s from %s failed", message.message_id, self.name)
-                decision = Decision(ack=False, delay_s=self.error_delay_s)
+            except Exception as exc:
+                decision = await self._failed(message, exc)
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
@@ -90,6 +106,20 @@ class QueueConsumer:
             heartbeat.cancel()
             self.busy -= 1
             self._slots.release()
+
+    async def _failed(self, message: QueueMessage, exc: Exception) -> Decision:
+        """A handler raised. An outage (the database down, say) is not the message's fault: it comes back
+        as a fresh copy, so its receive count, which dead-letters it after a few, is not spent."""
+        outage = outage_cause(exc)
+        if outage is None:
+            log.exception("handling message %s from %s failed", message.message_id, self.name)
+            return Decision(ack=False, delay_s=self.error_delay_s)
+        log.warning("message %s from %s waits for an outside service: %s", message.message_id, self.name, outage)
+        try:
+            await self.queue.send(self.name, message.body, delay_s=self.error_delay_s)
+        except Exception:
+            return Decision(ack=False, delay_s=self.error_delay_s)  # the queue is down too: it comes back anyway
+        return Decision(ack=True)
 
     async def _keep_invisible(self, message: QueueMessage) -> None:
         while True:
