@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.helpers.postgres"]  # fixtures postgres_server (a throwaway cluster) and postgres_url
+pytest_plugins += ["tests.helpers.moto"]  # fixtures moto_server (a moto process), aws_env, moto_reset, aws_prefix
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VECTORS_DIR = (REPO_ROOT / ".." / "shared" / "vectors").resolve()
 
