@@ -39,9 +39,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # tests/helpers: the throwaway PostgreSQL cluster and the process wrapper
 
 
-async def run(blocks: int, *, rate: float | None = None) -> tuple[float, float]:
+async def run(blocks: int, *, rate: float | None = None, tx_per_block: int = 100) -> tuple[float, float]:
     """With ``rate`` None, all blocks exist up front (capacity); else they arrive ``rate`` per second."""
-    chain = DevnetChain()
+    chain = DevnetChain(tx_per_block=tx_per_block)
     while rate is None and chain.head + 1 < blocks:
         chain.produce_block()
     sequencer = DevnetSequencer(chain, block_time_s=1 / rate if rate else 1.0)
@@ -101,14 +101,16 @@ def _flags(values: dict[str, object]) -> list[str]:
     return argv
 
 
-async def run_cluster(url: str, blocks: int, processes: int, *, rate: float | None = None) -> tuple[float, float]:
+async def run_cluster(
+    url: str, blocks: int, processes: int, *, rate: float | None = None, tx_per_block: int = 100
+) -> tuple[float, float]:
     """``processes`` orchestrators on the PostgreSQL database ``url``; (blocks per minute, hand-off p95)."""
     from madara_orchestrator.backends.postgres import PostgresStore
     from madara_orchestrator.backends.postgres_db import PostgresDatabase
     from madara_orchestrator.devnet.adapters import DevnetSettlement
     from tests.helpers.cluster import Instance
 
-    chain = DevnetChain()
+    chain = DevnetChain(tx_per_block=tx_per_block)
     while rate is None and chain.head + 1 < blocks:
         chain.produce_block()
     sequencer = DevnetSequencer(chain, block_time_s=1 / rate if rate else 1.0)
@@ -202,9 +204,15 @@ def main_postgres(args: argparse.Namespace) -> None:
     try:
         for n in counts:
             print(f"\n== {n} process(es): capacity, {args.blocks} blocks available at once")
-            per_min, _ = asyncio.run(run_cluster(cluster.create_database(), args.blocks, n))
+            per_min, _ = asyncio.run(
+                run_cluster(cluster.create_database(), args.blocks, n, tx_per_block=args.tx_per_block)
+            )
             print(f"\n== {n} process(es): hand-off, {args.rate_blocks} blocks arriving at {args.rate:g}/s")
-            _, p95 = asyncio.run(run_cluster(cluster.create_database(), args.rate_blocks, n, rate=args.rate))
+            _, p95 = asyncio.run(
+                run_cluster(
+                    cluster.create_database(), args.rate_blocks, n, rate=args.rate, tx_per_block=args.tx_per_block
+                )
+            )
             results[n] = (per_min, p95)
     finally:
         cluster.stop()
@@ -221,6 +229,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10.0, help="blocks per second for the hand-off run")
     parser.add_argument("--rate-blocks", type=int, default=300, help="blocks for the hand-off run")
     parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--tx-per-block", type=int, default=100, help="devnet transactions per block (its default)")
     parser.add_argument("--processes", default="1,2,4", help="postgres: orchestrator processes, e.g. 2 or 1,2,4")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -228,9 +237,9 @@ def main() -> None:
         main_postgres(args)
         return
     print(f"capacity: {args.blocks} blocks available at once")
-    per_min, _ = asyncio.run(run(args.blocks))
+    per_min, _ = asyncio.run(run(args.blocks, tx_per_block=args.tx_per_block))
     print(f"\nhand-off: {args.rate_blocks} blocks arriving at {args.rate:g}/s ({args.rate * 60:.0f}/min)")
-    _, handoff_p95 = asyncio.run(run(args.rate_blocks, rate=args.rate))
+    _, handoff_p95 = asyncio.run(run(args.rate_blocks, rate=args.rate, tx_per_block=args.tx_per_block))
     print(f"blocks_per_min={per_min:.0f} handoff_p95_s={handoff_p95:.3f}")
 
 

@@ -91,6 +91,7 @@ async def run_chaos(
 ) -> None:
     """``query(sql)`` reads the shared PostgreSQL (the jobs table) for the final checks."""
     seed = int(os.environ.get("CHAOS_SEED", "10"))
+    min_kills = int(os.environ.get("CHAOS_KILLS", str(MIN_KILLS)))
     rng = random.Random(seed)
     sequencer = DevnetSequencer(block_time_s=0.4, tx_per_block=3)
     seq_server = BackgroundServer(sequencer.app)
@@ -131,10 +132,10 @@ async def run_chaos(
                 elapsed = time.monotonic() - started
                 assert elapsed < TIMEOUT_S, _report(instances, f"not settled after {TIMEOUT_S} s")
                 settled = await l1.state_block_number()
-                if settled >= BLOCKS - 1 and kills >= MIN_KILLS:
+                if settled >= BLOCKS - 1 and kills >= min_kills:
                     break
                 await asyncio.sleep(rng.uniform(1.0, 3.0))
-                if kills < MIN_KILLS:
+                if kills < min_kills:
                     victim = rng.choice(instances)
                     await victim.kill()
                     kills += 1
@@ -241,5 +242,42 @@ async def test_three_instances_on_postgres_survive_sigkills(tmp_path: Path, post
         backend_args=[],
         env={"MADARA_ORCHESTRATOR_POSTGRES_URL": postgres_url},
         label="postgres",
+        query=_pg_query(postgres_url),
+    )
+
+
+@pytest.mark.slow
+async def test_three_instances_on_postgres_sqs_and_s3_survive_sigkills(
+    tmp_path: Path, postgres_url: str, moto_reset: str, aws_prefix: str
+) -> None:
+    """The AWS shape: jobs in PostgreSQL, queues on SQS and artifacts in S3 (moto), made by ``setup --aws``."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+    from tests.helpers.moto import aws_environment
+
+    aws = aws_environment(moto_reset)
+    leases = ["--snos-job-timeout-seconds", "10", "--proving-job-timeout-seconds", "10"]
+    leases += ["--aggregator-job-timeout-seconds", "10", "--state-transition-timeout-seconds", "20"]
+    setup = [sys.executable, "-m", "madara_orchestrator.cli.main", "setup", "--aws", "--aws-s3", "--aws-sqs"]
+    setup += ["--aws-sns", "--aws-event-bridge", "--event-bridge-type", "rule", "--aws-prefix", aws_prefix]
+    setup += ["--poll-interval", "0.05", "--timeout", "20", *leases]
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MADARA_ORCHESTRATOR_")}
+    done = await asyncio.to_thread(
+        subprocess.run,
+        setup,
+        env={**environ, **aws, "PYTHONPATH": str(REPO_ROOT / "src")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    await run_chaos(
+        tmp_path,
+        backend_args=["--aws", "--aws-sqs", "--aws-s3", "--aws-prefix", aws_prefix],
+        env={**aws, "MADARA_ORCHESTRATOR_POSTGRES_URL": postgres_url},
+        label="postgres+sqs+s3",
         query=_pg_query(postgres_url),
     )

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from madara_orchestrator.backends.alerts import FanoutAlerts, LogAlerts, RecordingAlerts, WebhookAlerts
+from madara_orchestrator.backends.aws_names import QueueAddressing
 from madara_orchestrator.cli.backends import Backends, open_backends
 from madara_orchestrator.cli.settings import (
     MOCK_ATLANTIC_PORT,
@@ -25,7 +26,7 @@ from madara_orchestrator.devnet.adapters import (
 )
 from madara_orchestrator.domain.errors import BackendUnavailable
 from madara_orchestrator.domain.jobs import DEFAULT_POLICIES, JobType
-from madara_orchestrator.domain.queues import Layer, QueueNames
+from madara_orchestrator.domain.queues import Layer
 from madara_orchestrator.engine.batching import BatchingConfig
 from madara_orchestrator.engine.lease import LeaseTiming, key_guard, new_owner
 from madara_orchestrator.engine.runtime import Adapters, Runtime, RuntimeConfig
@@ -78,7 +79,8 @@ def runtime_config(settings: Settings) -> RuntimeConfig:
         }
     return RuntimeConfig(
         layer=Layer(settings.layer),
-        queue_names=QueueNames(template=settings.queue_identifier, prefix=settings.aws_prefix),
+        # SPEC §3.2: a name template (with the prefix) or an SQS ARN whose resource is the template.
+        queue_names=QueueAddressing.parse(settings.queue_identifier, settings.aws_prefix).names,
         policies=policies,
         processing_concurrency={
             JobType.SNOS_RUN: settings.max_concurrent_snos_jobs,

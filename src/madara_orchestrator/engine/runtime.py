@@ -62,6 +62,9 @@ from madara_orchestrator.starknet.squash import BatchRpc
 
 log = logging.getLogger("madara_orchestrator.runtime")
 
+SHORT_VISIBILITY_S = 15.0
+"""Visibility of the messages of short handlers (verification, triggers, dead letters)."""
+
 DEFAULT_MAX_BATCH_TIME_S = 600.0
 """Used only when a RuntimeConfig is built without batching settings (tests, benches)."""
 
@@ -111,13 +114,19 @@ class RuntimeConfig:
         return lease + max(1.0, lease / 4)
 
     def queue_configs(self) -> dict[QueueType, QueueConfig]:
+        """Visibility timeouts are short (the original: 360 s everywhere): a consumer extends a message's
+        visibility while its handler runs, so the timeout only says how soon a message held by a process that
+        died comes back. Processing queues: a little longer than the job's lease (see ``lease_visibility_s``)."""
         configs: dict[QueueType, QueueConfig] = {
             QueueType.JOB_HANDLE_FAILURE: QueueConfig(
-                queue_type=QueueType.JOB_HANDLE_FAILURE, visibility_timeout_s=60, concurrency=10, dead_letter=None
+                queue_type=QueueType.JOB_HANDLE_FAILURE,
+                visibility_timeout_s=SHORT_VISIBILITY_S,
+                concurrency=10,
+                dead_letter=None,
             ),
             QueueType.WORKER_TRIGGER: QueueConfig(
                 queue_type=QueueType.WORKER_TRIGGER,
-                visibility_timeout_s=60,
+                visibility_timeout_s=SHORT_VISIBILITY_S,
                 concurrency=10,
                 dead_letter=None,
                 retention_s=WORKER_TRIGGER_RETENTION_S,
@@ -128,7 +137,7 @@ class RuntimeConfig:
                 concurrency=1,
             ),
             QueueType.PRIORITY_VERIFICATION: QueueConfig(
-                queue_type=QueueType.PRIORITY_VERIFICATION, visibility_timeout_s=60, concurrency=1
+                queue_type=QueueType.PRIORITY_VERIFICATION, visibility_timeout_s=SHORT_VISIBILITY_S, concurrency=1
             ),
         }
         for job_type in self.job_types():
@@ -139,7 +148,7 @@ class RuntimeConfig:
             )
             configs[VERIFICATION_QUEUE[job_type]] = QueueConfig(
                 queue_type=VERIFICATION_QUEUE[job_type],
-                visibility_timeout_s=60,
+                visibility_timeout_s=SHORT_VISIBILITY_S,
                 concurrency=self.verification_concurrency,
             )
         return configs
