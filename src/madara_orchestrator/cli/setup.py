@@ -31,6 +31,7 @@ from madara_orchestrator.engine.triggers import LAYER_TRIGGERS
 _SHARED = (
     "data_dir",
     "sqlite_path",
+    "postgres_url",
     "storage_dir",
     "layer",
     "aws",
@@ -93,15 +94,52 @@ def register(subparsers: Any) -> None:
 
 
 def setup_command(args: argparse.Namespace) -> int:
+    """PostgreSQL (``--postgres-url``): its schema migrated; AWS (``--aws ...``): its resources made; without
+    either, the embedded SQLite database and object store. Each step is idempotent."""
     values, problems = resolve(args, SETUP_OPTIONS)
+    url = values["postgres_url"]
+    if url is not None and not str(url).startswith(("postgresql://", "postgres://")):
+        problems.append("--postgres-url must be a postgresql://user:password@host:port/database URL")
     if values["aws"]:
-        return _setup_aws(values, problems)
+        config = aws_setup_config(values, problems)
+        if problems:
+            raise ConfigError(problems)
+        if url:
+            _setup_postgres(url)
+        return _setup_aws(config)
     chosen = [f"--{name.replace('_', '-')}" for name in _AWS_SERVICE_FLAGS if values[name]]
     if chosen:
         problems.append(f"{', '.join(chosen)} {'needs' if len(chosen) == 1 else 'need'} --aws")
     if problems:
         raise ConfigError(problems)
+    if url:
+        _setup_postgres(url)
+        return _setup_files(values)
     return _setup_embedded(values)
+
+
+def _setup_postgres(url: str) -> None:
+    from madara_orchestrator.backends.postgres_db import PostgresDatabase
+
+    async def migrate() -> str:
+        database = PostgresDatabase(url, max_size=1)
+        try:
+            await database.open()
+        finally:
+            await database.close()
+        return database.display_url
+
+    print(f"database: {asyncio.run(migrate())} (PostgreSQL, schema up to date)")
+
+
+def _setup_files(values: Mapping[str, Any]) -> int:
+    storage_dir = Path(values["storage_dir"] or Path(values["data_dir"]) / "objects")
+    try:
+        FilesystemObjectStore(storage_dir)
+    except OSError as exc:
+        raise ConfigError([f"cannot create {exc.filename}: {exc.strerror}"]) from exc
+    print(f"object store: {storage_dir}")
+    return 0
 
 
 def aws_setup_config(values: Mapping[str, Any], problems: list[str]) -> AwsSetupConfig:
@@ -140,10 +178,7 @@ def aws_setup_config(values: Mapping[str, Any], problems: list[str]) -> AwsSetup
     return config
 
 
-def _setup_aws(values: Mapping[str, Any], problems: list[str]) -> int:
-    config = aws_setup_config(values, problems)
-    if problems:
-        raise ConfigError(problems)
+def _setup_aws(config: AwsSetupConfig) -> int:
     aws = Aws()
     try:
         report = provision(config, aws, echo=print)
