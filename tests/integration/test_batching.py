@@ -627,3 +627,27 @@ async def test_unusable_limits_are_refused_with_every_problem_named(tmp_path: Pa
     bad = dataclasses.replace(ROOMY, max_batch_size=0, blob_size_buffer=6 * 4096)
     with pytest.raises(InvalidInput, match=r"max batch size.*blob size buffer"):
         await make_rig(tmp_path, "http://127.0.0.1:1", bad)
+
+
+async def test_a_restarted_instance_takes_back_the_batching_lease_its_killed_run_held(tmp_path: Path) -> None:
+    """``run`` names its leases after the instance (stable across restarts): the lease a SIGKILLed run left
+    (here for an hour) does not stop its restart from batching; another instance still waits."""
+    from madara_orchestrator.cli.devnet import devnet_settings
+    from madara_orchestrator.cli.run import instance_id
+    from madara_orchestrator.cli.settings import Settings
+
+    settings = devnet_settings(tmp_path / "data", "http://127.0.0.1:9", port=3123)
+    me = instance_id(settings)
+    assert me == instance_id(settings) and me.endswith("-3123"), "stable, and distinct per port on one host"
+    assert instance_id(Settings({**settings.values, "instance_id": "node-a"})) == "node-a"
+    chain = make_chain([3] * 4)
+    async with served(DevnetSequencer(chain).app) as url:
+        other = await make_rig(tmp_path, url, ROOMY, owner="another-instance")
+        restarted = await make_rig(tmp_path, url, ROOMY, owner=me)
+        try:
+            assert await restarted.store.acquire(AGGREGATOR_LOCK, me, 3600)  # the killed run's lease
+            assert not await other.batcher.run(), "another instance waits for the lease"
+            assert await restarted.batcher.run(), "the restart batches at once"
+        finally:
+            await other.close()
+            await restarted.close()

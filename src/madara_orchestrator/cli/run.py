@@ -51,6 +51,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(body)
 
 
+def instance_id(settings: Settings) -> str:
+    """This instance's stable name: ``--instance-id``, else ``<hostname>-<port>`` (the same at every restart,
+    so leases held by a killed earlier run are taken back at once)."""
+    return str(settings.instance_id or default_instance_id(settings.port))
+
+
 def configure_logging() -> None:
     """``LOG_FORMAT=json`` for one object per line; the level from ``LOG_LEVEL`` (default INFO)."""
     handler = logging.StreamHandler(sys.stderr)
@@ -131,7 +137,7 @@ async def serve(settings: Settings) -> int:
     # The API's port first: a busy port is reported before anything is created or contacted.
     listener = bind_listener(settings.host, settings.port)
     try:
-        stack = await build_embedded_stack(settings, owner=settings.instance_id or default_instance_id(settings.port))
+        stack = await build_embedded_stack(settings, owner=instance_id(settings))
     except BaseException:
         listener.close()
         raise
