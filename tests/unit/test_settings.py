@@ -423,3 +423,17 @@ def test_a_bad_batching_limit_names_its_flag() -> None:
         load_run_settings(parse(["--max-batch-size", "0", "--max-blocks-per-snos-batch", "0"]), GOOD)
     assert "--max-batch-size: max batch size must be a positive integer, got 0" in caught.value.problems
     assert any(p.startswith("--max-blocks-per-snos-batch: ") for p in caught.value.problems)
+
+
+def test_heal_settings_reach_the_runtime(tmp_path: Path) -> None:
+    """A message lost by a process killed between a job's write and its send is re-sent after
+    --heal-stale-after-seconds (default 120 s): the option must reach the runtime."""
+    from madara_orchestrator.cli.compose import runtime_config
+    from madara_orchestrator.cli.devnet import devnet_settings
+    from madara_orchestrator.cli.settings import Settings
+
+    base = devnet_settings(tmp_path, "http://127.0.0.1:9", port=0)
+    assert runtime_config(base).heal_stale_after_s == 120.0
+    tuned = Settings({**base.values, "heal_stale_after_seconds": 15.0, "heal_interval_seconds": 2.0})
+    config = runtime_config(tuned)
+    assert (config.heal_stale_after_s, config.heal_interval_s) == (15.0, 2.0)

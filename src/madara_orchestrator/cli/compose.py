@@ -111,6 +111,7 @@ def runtime_config(settings: Settings) -> RuntimeConfig:
         trigger_interval_s=settings.interval_seconds,
         chain_poll_interval_s=settings.chain_poll_interval_seconds,
         heal_interval_s=settings.heal_interval_seconds,
+        heal_stale_after_s=settings.heal_stale_after_seconds,
         graceful_shutdown_s=settings.graceful_shutdown_timeout,
         max_priority_queue_size=settings.max_priority_queue_size,
         dedup_proofs_by_job_id=settings.prover == "atlantic",

@@ -439,9 +439,10 @@ RUN_OPTIONS: tuple[Option, ...] = (
         "heal_stale_after_seconds",
         "HEAL_STALE_AFTER_SECONDS",
         float,
-        600.0,
-        "a job without progress for this long gets its message again (a message lost between a database and "
-        "a queue that do not share a transaction)",
+        120.0,
+        "a job without progress for this long gets its message again: one lost when a process died between "
+        "writing the job and sending its message (SQS cannot share the database's transaction); duplicates are "
+        "harmless",
     ),
     _o("halt_on_failure", "HALT_ON_FAILURE", bool, False, "stop all triggers while any job is Failed"),
     _o("graceful_shutdown_timeout", "GRACEFUL_SHUTDOWN_TIMEOUT", float, 120.0, "seconds to finish in-flight work"),

@@ -92,7 +92,7 @@ class RuntimeConfig:
     heal_interval_s: float = 60.0
     instance_lease_s: float = 5.0
     """The instance's registration lease: how long a restart waits for its killed earlier run to be gone."""
-    heal_stale_after_s: float = 600.0
+    heal_stale_after_s: float = 120.0
     graceful_shutdown_s: float = 120.0
     max_priority_queue_size: int = 20
     receive_wait_s: float = 1.0
