@@ -5,9 +5,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup postgres-server devnet test lint typecheck pytest bench clean
+.PHONY: setup postgres-server chromium devnet test lint typecheck pytest bench clean
 
-setup: $(VENV)/.installed tools/node_modules/.installed postgres-server
+setup: $(VENV)/.installed tools/node_modules/.installed postgres-server chromium
 
 $(VENV)/.installed: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,17 @@ postgres-server:
 	else \
 		echo "PostgreSQL server binaries (initdb, pg_ctl) not found: install PostgreSQL's server package" \
 			"(Debian/Ubuntu: sudo apt-get install postgresql), or the PostgreSQL tests are skipped"; \
+	fi
+
+# Chromium for the dashboard's browser tests (driven by the playwright package, which downloads nothing:
+# it is pointed at this binary): Debian's package when it is missing and we may install it; silent when present.
+chromium:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
+	else \
+		echo "Chromium not found at /usr/bin/chromium: install it (Debian/Ubuntu: sudo apt-get install chromium)," \
+			"or the dashboard's browser tests are skipped"; \
 	fi
 
 devnet: setup

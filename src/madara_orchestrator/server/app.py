@@ -43,6 +43,7 @@ from madara_orchestrator.domain.jobs import Job, JobStatus, JobType, SnosMetadat
 from madara_orchestrator.domain.queues import Layer
 from madara_orchestrator.engine.runtime import Runtime
 from madara_orchestrator.provers.atlantic import parse_atlantic_webhook
+from madara_orchestrator.server.dashboard import dashboard_routes
 
 log = logging.getLogger("madara_orchestrator.http")
 
@@ -637,6 +638,7 @@ def create_app(runtime: Runtime, *, admin_enabled: bool = False, admin_token: st
             Route("/admin/jobs/requeue/created", admin_requeue_created, methods=["POST"]),
             Route("/admin/batches/close-open", admin_close_open, methods=["POST"]),
         ]
+    routes += dashboard_routes(runtime, admin_enabled=admin_enabled, guard=other_route, admin_guard=admin_route)
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return PlainTextResponse(NOT_FOUND_TEXT, status_code=404)

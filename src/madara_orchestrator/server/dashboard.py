@@ -1,0 +1,519 @@
+"""The web dashboard: a static page at ``/`` (``static/``: HTML, CSS, vanilla JS, no build step) and the
+three JSON routes it polls, ``/api/v1/dashboard/{overview,blocks/{n},jobs}``.
+
+Every query is bounded (latest/oldest job per stage, a few recent batches, the last settlements), so
+polling every second or two stays cheap on any store. Nothing secret leaves: no settings are read, and
+free text that may quote an outside URL (failure reasons, settlement errors) has URLs cut to
+``scheme://host[:port]`` (RPC URLs often carry an API key in their path or query).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from madara_orchestrator.domain.batches import (
+    AggregatorBatch,
+    AggregatorBatchStatus,
+    BouncerWeights,
+    SnosBatch,
+    SnosBatchStatus,
+)
+from madara_orchestrator.domain.batching import BatchLimits
+from madara_orchestrator.domain.errors import InvalidInput, NotFound
+from madara_orchestrator.domain.jobs import Job, JobStatus, JobType, SnosMetadata, StateUpdateMetadata
+from madara_orchestrator.engine.runtime import Runtime
+from madara_orchestrator.interfaces import Database
+
+Handler = Callable[[Request], Awaitable[Response]]
+Guard = Callable[[Handler], Handler]
+Json = dict[str, object]
+E = TypeVar("E", bound=enum.StrEnum)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+STAGES: tuple[tuple[str, JobType], ...] = (
+    ("snos", JobType.SNOS_RUN),
+    ("proof", JobType.PROOF_CREATION),
+    ("aggregation", JobType.AGGREGATOR),
+    ("settlement", JobType.STATE_TRANSITION),
+)
+BY_SNOS_BATCH = frozenset({JobType.PROOF_CREATION, JobType.PROOF_REGISTRATION, JobType.DATA_SUBMISSION})
+BY_AGGREGATOR_BATCH = frozenset({JobType.AGGREGATOR, JobType.STATE_TRANSITION})
+RECENT_BATCHES = 8
+SETTLEMENT_SERIES = 60
+"""How many of the latest settlements the overview's chart and fee figures cover."""
+MAX_JOB_ROWS = 200
+OUTSIDE_CALL_TIMEOUT_S = 2.0
+MAX_TEXT = 600
+"""Free text (failure reasons, errors) is cut to this many characters."""
+
+_URL = re.compile(
+    r"\b([a-zA-Z][a-zA-Z0-9+.-]*)://([^\s/'\"<>?#@]*@)?([^\s/'\"<>?#:@]+)(:[0-9]+)?"
+    r"(?:[^\s'\"<>]*[^\s'\"<>.,;:!?)\]])?"
+)
+"""A URL: scheme, optional credentials, host, optional port, then the rest up to a space or a quote (punctuation
+that ends a sentence is left out)."""
+
+
+def redact(text: str | None) -> str | None:
+    """``text`` with every URL cut to ``scheme://host[:port]`` (no credentials, path or query), and cut
+    to ``MAX_TEXT`` characters."""
+    if text is None:
+        return None
+    cut = _URL.sub(lambda m: f"{m.group(1)}://{m.group(3)}{m.group(4) or ''}", text)
+    return cut if len(cut) <= MAX_TEXT else cut[: MAX_TEXT - 1] + "…"
+
+
+# --------------------------------------------------------------------------------------------------
+# Shapes
+
+
+BlockRange = tuple[int, int]
+
+
+async def job_ranges(db: Database, jobs: Iterable[Job]) -> dict[uuid.UUID, BlockRange]:
+    """The blocks each job covers (L2): a SnosRun's own range, proofs that of their SNOS batch, Aggregator
+    and StateTransition that of their aggregator batch. Two batch queries whatever the number of jobs."""
+    jobs = list(jobs)
+    snos_wanted = sorted({j.internal_id for j in jobs if j.job_type in BY_SNOS_BATCH})
+    aggregator_wanted = sorted({j.internal_id for j in jobs if j.job_type in BY_AGGREGATOR_BATCH})
+    snos = {b.index: (b.start_block, b.end_block) for b in await _snos_batches(db, snos_wanted)}
+    aggregators = {b.index: (b.start_block, b.end_block) for b in await _aggregator_batches(db, aggregator_wanted)}
+    ranges: dict[uuid.UUID, BlockRange] = {}
+    for job in jobs:
+        specific = job.metadata.specific
+        if isinstance(specific, SnosMetadata):
+            ranges[job.id] = (specific.start_block, specific.end_block)
+        elif job.job_type in BY_SNOS_BATCH and job.internal_id in snos:
+            ranges[job.id] = snos[job.internal_id]
+        elif job.job_type in BY_AGGREGATOR_BATCH and job.internal_id in aggregators:
+            ranges[job.id] = aggregators[job.internal_id]
+    return ranges
+
+
+async def _snos_batches(db: Database, indexes: Sequence[int]) -> list[SnosBatch]:
+    return await db.list_snos_batches(indexes=indexes) if indexes else []
+
+
+async def _aggregator_batches(db: Database, indexes: Sequence[int]) -> list[AggregatorBatch]:
+    return await db.list_aggregator_batches(indexes=indexes) if indexes else []
+
+
+def job_row(job: Job, block_range: BlockRange | None) -> Json:
+    common = job.common
+    return {
+        "id": str(job.id),
+        "job_type": job.job_type.value,
+        "internal_id": job.internal_id,
+        "status": job.status.value,
+        "external_id": redact(job.external_id) or None,
+        "start_block": block_range[0] if block_range else None,
+        "end_block": block_range[1] if block_range else None,
+        "attempts": {
+            "process": common.process_attempt_no,
+            "process_retry": common.process_retry_attempt_no,
+            "verification": common.verification_attempt_no,
+            "verification_retry": common.verification_retry_attempt_no,
+        },
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "timestamps": {
+            "process_started_at": common.process_started_at,
+            "process_completed_at": common.process_completed_at,
+            "verification_started_at": common.verification_started_at,
+            "verification_completed_at": common.verification_completed_at,
+        },
+        "failure_reason": redact(common.failure_reason),
+        "previous_failure_reasons": [redact(r) for r in common.previous_failure_reasons[-10:]],
+        "waiting_since": common.waiting_since,
+    }
+
+
+def _fee(entry: object) -> int | None:
+    """A fee in wei from a stored attempt (``fee_paid_wei`` or ``fee_wei``), when one was recorded."""
+    if not isinstance(entry, dict):
+        return None
+    for key in ("fee_paid_wei", "fee_wei"):
+        value = entry.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.isdigit():
+            return int(value)
+    return None
+
+
+def settlement_fee(meta: StateUpdateMetadata) -> int | None:
+    """What the settlement paid: the fee recorded on its finalized attempt (or on the last attempt that has
+    one). None when the settlement client records no fee (the devnet ledger never does)."""
+    fees = [(a.get("status") == "Finalized", _fee(a)) for a in meta.tx_attempts if isinstance(a, dict)]
+    recorded = [(final, fee) for final, fee in fees if fee is not None]
+    if not recorded:
+        return None
+    finalized = [fee for final, fee in recorded if final]
+    return finalized[-1] if finalized else recorded[-1][1]
+
+
+def settlement_tx(job: Job, block_range: BlockRange | None) -> Json | None:
+    meta = job.metadata.specific
+    if not isinstance(meta, StateUpdateMetadata):
+        return None
+    attempts: list[Json] = []
+    for a in meta.tx_attempts[-20:]:
+        if not isinstance(a, dict):
+            continue
+        attempts.append(
+            {
+                "attempt_no": a.get("attempt_no"),
+                "tx_hash": a.get("tx_hash"),
+                "nonce": a.get("nonce"),
+                "gas_multiplier": a.get("gas_multiplier"),
+                "status": a.get("status"),
+                "error": redact(a["error"]) if isinstance(a.get("error"), str) else None,
+                "fee_wei": _fee(a),
+            }
+        )
+    return {
+        "job_id": str(job.id),
+        "batch": meta.context.to_settle,
+        "status": job.status.value,
+        "start_block": block_range[0] if block_range else None,
+        "end_block": block_range[1] if block_range else None,
+        "tx_hash": meta.tx_hash,
+        "tx_nonce": meta.tx_nonce,
+        "fee_wei": settlement_fee(meta),
+        "attempts": attempts,
+        "settled_at": job.common.verification_completed_at if job.status == JobStatus.COMPLETED else None,
+    }
+
+
+def _weights_fill(weights: BouncerWeights, limits: BouncerWeights) -> list[Json]:
+    used = weights.to_json()
+    return [{"name": name, "used": used[name], "limit": limit} for name, limit in limits.to_json().items() if limit > 0]
+
+
+def snos_batch_row(batch: SnosBatch, limits: BatchLimits, now: float) -> Json:
+    max_blocks = limits.fixed_blocks_per_snos_batch or limits.max_blocks_per_snos_batch
+    return {
+        "index": batch.index,
+        "status": batch.status.value,
+        "start_block": batch.start_block,
+        "end_block": batch.end_block,
+        "aggregator_batch_index": batch.aggregator_batch_index,
+        "blocks": batch.num_blocks,
+        "max_blocks": max_blocks,
+        "age_s": max(0.0, now - batch.created_at),
+        "max_age_s": limits.max_batch_time_s,
+        "weights": _weights_fill(batch.builtin_weights, limits.bouncer_weight_limits),
+        "created_at": batch.created_at,
+        "updated_at": batch.updated_at,
+    }
+
+
+def aggregator_batch_row(batch: AggregatorBatch, limits: BatchLimits, now: float) -> Json:
+    return {
+        "index": batch.index,
+        "status": batch.status.value,
+        "start_block": batch.start_block,
+        "end_block": batch.end_block,
+        "blocks": batch.num_blocks,
+        "max_blocks": limits.max_batch_size,
+        "blob_felts": batch.blob_len,
+        "max_blob_felts": limits.max_blob_size,
+        "input_size": batch.aggregator_input_size_upper_bound,
+        "max_input_size": limits.max_aggregator_input_size,
+        "age_s": max(0.0, now - batch.created_at),
+        "max_age_s": limits.max_batch_time_s,
+        "weights": _weights_fill(batch.builtin_weights, limits.aggregator_weight_limits),
+        "created_at": batch.created_at,
+        "updated_at": batch.updated_at,
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Reads
+
+
+@dataclass(frozen=True, slots=True)
+class Outside:
+    """An answer from outside (sequencer, settlement layer), or why there is none."""
+
+    value: int | None
+    error: str | None
+
+
+async def _ask(call: Callable[[], Awaitable[int | None]], what: str) -> Outside:
+    try:
+        async with asyncio.timeout(OUTSIDE_CALL_TIMEOUT_S):
+            return Outside(await call(), None)
+    except TimeoutError:
+        return Outside(None, f"{what}: no answer within {OUTSIDE_CALL_TIMEOUT_S:g} s")
+    except Exception as exc:
+        return Outside(None, redact(f"{what}: {type(exc).__name__}: {exc}"))
+
+
+async def stage_progress(db: Database, job_type: JobType) -> Json:
+    """``through``: every block up to it has passed the stage (the first job not yet Completed starts
+    after it); ``highest``: the highest block a Completed job of the stage covers."""
+    latest = await db.latest_job(job_type, statuses=[JobStatus.COMPLETED])
+    first_open = await db.oldest_job(job_type, excluding_statuses=[JobStatus.COMPLETED])
+    ranges = await job_ranges(db, [j for j in (latest, first_open) if j is not None])
+    highest = ranges[latest.id][1] if latest is not None and latest.id in ranges else None
+    through = highest
+    if first_open is not None and first_open.id in ranges and highest is not None:
+        start = ranges[first_open.id][0]
+        through = min(highest, start - 1) if start > 0 else None
+    return {
+        "through": through,
+        "highest": highest,
+        "first_open": None
+        if first_open is None
+        else {
+            "job_type": first_open.job_type.value,
+            "internal_id": first_open.internal_id,
+            "status": first_open.status.value,
+            "start_block": ranges.get(first_open.id, (None, None))[0],
+        },
+    }
+
+
+async def overview(runtime: Runtime, *, admin_enabled: bool) -> Json:
+    db = runtime.adapters.db
+    limits = runtime.config.batching.limits
+    now = runtime.clock.now()
+    head, settled = await asyncio.gather(
+        _ask(runtime.adapters.sequencer.block_number, "sequencer"),
+        _ask(runtime.adapters.settlement.last_settled_block, "settlement layer"),
+    )
+    stages: dict[str, Json] = {}
+    previous: int | None = None
+    for index, (name, job_type) in enumerate(STAGES):
+        progress = await stage_progress(db, job_type)
+        through = progress["through"]
+        if index > 0 and isinstance(through, int) and (previous is None or through > previous):
+            # A block has passed a stage only once it passed the ones before (its later jobs wait on them).
+            progress["through"] = through = previous
+        previous = through if isinstance(through, int) else None
+        stages[name] = progress
+    counts: dict[str, dict[str, int]] = {}
+    for (job_type, status), n in sorted((await db.count_jobs()).items()):
+        counts.setdefault(job_type.value, {})[status.value] = n
+
+    lag_blocks: int | None = None
+    lag_seconds: float | None = None
+    if head.value is not None:
+        first_unsettled = 0 if settled.value is None else settled.value + 1
+        lag_blocks = max(0, head.value - first_unsettled + 1)
+        if lag_blocks == 0:
+            lag_seconds = 0.0
+        else:
+            waiting = await db.snos_batch_for_block(first_unsettled)
+            lag_seconds = None if waiting is None else max(0.0, now - waiting.created_at)
+
+    open_aggregators = await db.list_aggregator_batches(statuses=[AggregatorBatchStatus.OPEN], limit=3)
+    open_snos = await db.list_snos_batches(statuses=[SnosBatchStatus.OPEN], limit=3)
+    recent_aggregators = await db.list_aggregator_batches(limit=RECENT_BATCHES, descending=True)
+    recent_snos = await db.list_snos_batches(limit=RECENT_BATCHES, descending=True)
+
+    settlements = await db.list_jobs(
+        job_types=[JobType.STATE_TRANSITION], statuses=[JobStatus.COMPLETED], limit=SETTLEMENT_SERIES, descending=True
+    )
+    ranges = await job_ranges(db, settlements)
+    series: list[Json] = []
+    fees: list[int] = []
+    for job in reversed(settlements):
+        tx = settlement_tx(job, ranges.get(job.id))
+        if tx is None or tx["end_block"] is None:
+            continue
+        fee = tx["fee_wei"]
+        if isinstance(fee, int):
+            fees.append(fee)
+        series.append(
+            {
+                "batch": tx["batch"],
+                "start_block": tx["start_block"],
+                "end_block": tx["end_block"],
+                "at": job.common.verification_completed_at or job.updated_at,
+                "fee_wei": fee,
+                "tx_hash": tx["tx_hash"],
+            }
+        )
+    return {
+        "now": now,
+        "admin_enabled": admin_enabled,
+        "head": head.value,
+        "settled": settled.value,
+        "errors": [e for e in (head.error, settled.error) if e],
+        "stages": stages,
+        "lag": {"blocks": lag_blocks, "seconds": lag_seconds},
+        "open_batches": {
+            "aggregator": [aggregator_batch_row(b, limits, now) for b in open_aggregators],
+            "snos": [snos_batch_row(b, limits, now) for b in open_snos],
+        },
+        "recent_batches": {
+            "aggregator": [aggregator_batch_row(b, limits, now) for b in recent_aggregators],
+            "snos": [snos_batch_row(b, limits, now) for b in recent_snos],
+        },
+        "job_counts": counts,
+        "settlements": series,
+        "fees": {
+            "window": len(series),
+            "with_fee": len(fees),
+            "total_wei": sum(fees) if fees else None,
+        },
+    }
+
+
+async def block_view(runtime: Runtime, block_number: int) -> Json:
+    db = runtime.adapters.db
+    limits = runtime.config.batching.limits
+    now = runtime.clock.now()
+    snos = await db.snos_batch_for_block(block_number)
+    aggregator = await db.aggregator_batch_for_block(block_number)
+    head, settled = await asyncio.gather(
+        _ask(runtime.adapters.sequencer.block_number, "sequencer"),
+        _ask(runtime.adapters.settlement.last_settled_block, "settlement layer"),
+    )
+    if snos is None and aggregator is None and (head.value is None or block_number > head.value):
+        raise NotFound(f"Block not found: {block_number} is not in any batch and the chain head is {head.value}")
+    jobs = sorted(await db.jobs_for_block(block_number), key=lambda j: _STAGE_ORDER.get(j.job_type, 99))
+    ranges = await job_ranges(db, jobs)
+    txs = [tx for j in jobs if (tx := settlement_tx(j, ranges.get(j.id))) is not None]
+    return {
+        "block_number": block_number,
+        "head": head.value,
+        "settled": settled.value,
+        "is_settled": settled.value is not None and block_number <= settled.value,
+        "errors": [e for e in (head.error, settled.error) if e],
+        "snos_batch": None if snos is None else snos_batch_row(snos, limits, now),
+        "aggregator_batch": None if aggregator is None else aggregator_batch_row(aggregator, limits, now),
+        "jobs": [job_row(j, ranges.get(j.id)) for j in jobs],
+        "settlement_txs": txs,
+    }
+
+
+_STAGE_ORDER = {job_type: i for i, (_, job_type) in enumerate(STAGES)}
+
+
+async def job_list(
+    runtime: Runtime, *, statuses: Sequence[JobStatus], job_types: Sequence[JobType], limit: int
+) -> list[Json]:
+    db = runtime.adapters.db
+    jobs = await db.list_jobs(statuses=statuses, job_types=job_types, limit=limit, descending=True)
+    ranges = await job_ranges(db, jobs)
+    return [job_row(j, ranges.get(j.id)) for j in jobs]
+
+
+# --------------------------------------------------------------------------------------------------
+# Routes
+
+
+def _ok(data: object) -> JSONResponse:
+    return JSONResponse({"success": True, "data": data}, headers={"Cache-Control": "no-store"})
+
+
+def _enum_values(raw: list[str], enum_cls: type[E], what: str) -> list[E]:
+    values: list[E] = []
+    for text in raw:
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            try:
+                values.append(enum_cls(part))
+            except ValueError:
+                raise InvalidInput(f"Invalid query: unknown {what} {part!r}") from None
+    return values
+
+
+def _block_number(raw: str) -> int:
+    if not raw.isdigit() or len(raw) > 19:
+        raise InvalidInput(f"Invalid block number: {raw} (a block number is a non-negative integer)")
+    return int(raw)
+
+
+def _page(name: str) -> bytes:
+    path = STATIC_DIR / name
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise RuntimeError(f"dashboard file missing from the package: {path} ({exc}); reinstall the package") from exc
+
+
+def dashboard_routes(runtime: Runtime, *, admin_enabled: bool, guard: Guard, admin_guard: Guard) -> list[Route]:
+    """The page, its assets and its JSON routes. ``guard`` maps errors to responses; ``admin_guard`` also
+    checks the admin token. ``POST /admin/jobs/{id}/retry`` (one job's retry behind the token, for the
+    page's Retry button) exists only with admin routes enabled, like the other admin routes."""
+    index = _page("index.html")
+    assets = {
+        path.name: (path.read_bytes(), STATIC_TYPES[path.suffix])
+        for path in sorted(STATIC_DIR.iterdir())
+        if path.suffix in STATIC_TYPES
+    }
+
+    async def page(request: Request) -> Response:
+        return Response(index, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+
+    @guard
+    async def asset(request: Request) -> Response:
+        found = assets.get(request.path_params["name"])
+        if found is None:
+            raise NotFound(f"No dashboard file {request.path_params['name']!r}")
+        body, media_type = found
+        return Response(body, media_type=media_type, headers=PAGE_HEADERS)
+
+    @guard
+    async def overview_route(request: Request) -> Response:
+        return _ok(await overview(runtime, admin_enabled=admin_enabled))
+
+    @guard
+    async def block_route(request: Request) -> Response:
+        return _ok(await block_view(runtime, _block_number(request.path_params["n"])))
+
+    @guard
+    async def jobs_route(request: Request) -> Response:
+        params = request.query_params
+        statuses = _enum_values(params.getlist("status"), JobStatus, "job status")
+        job_types = _enum_values(params.getlist("job_type"), JobType, "job type")
+        raw_limit = params.get("limit", "50")
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_JOB_ROWS:
+            raise InvalidInput(f"Invalid query: limit must be an integer from 1 to {MAX_JOB_ROWS}")
+        jobs = await job_list(runtime, statuses=statuses, job_types=job_types, limit=int(raw_limit))
+        return _ok({"jobs": jobs})
+
+    @admin_guard
+    async def retry_one(request: Request) -> Response:
+        raw = request.path_params["id"]
+        try:
+            job_id = uuid.UUID(raw)
+        except ValueError:
+            raise InvalidInput(f"Invalid job ID: {raw}") from None
+        await runtime.service.retry_job(job_id)
+        return JSONResponse({"success": True, "message": f"Job with id {job_id} queued for normal retry"})
+
+    routes = [
+        Route("/", page),
+        Route("/static/{name}", asset),
+        Route("/api/v1/dashboard/overview", overview_route),
+        Route("/api/v1/dashboard/blocks/{n}", block_route),
+        Route("/api/v1/dashboard/jobs", jobs_route),
+    ]
+    if admin_enabled:
+        routes.append(Route("/admin/jobs/{id}/retry", retry_one, methods=["POST"]))
+    return routes
