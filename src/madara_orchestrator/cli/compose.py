@@ -18,6 +18,7 @@ from madara_orchestrator.cli.settings import (
     batch_limits,
     load_bouncer_weight_limits,
 )
+from madara_orchestrator.cli.telemetry import build_telemetry
 from madara_orchestrator.devnet.adapters import (
     DevnetAggregatorRunner,
     DevnetProver,
@@ -265,7 +266,17 @@ async def _build(
         expiring=backends.expiring,
         atomic_creation=backends.atomic_creation,
     )
-    runtime = Runtime(config, adapters, owner=owner, clock=backends.clock)
+    telemetry = build_telemetry(settings)
+    closers.append(telemetry.shutdown)  # after the runtime has stopped: the last export
+    if isinstance(settlement, EthereumSettlementClient):
+        metrics = telemetry.metrics
+        settlement.txmgr.on_finalized = lambda tx: metrics.settlement_tx_finalized(
+            gas_used=tx.gas_used,
+            gas_price_wei=tx.effective_gas_price_wei,
+            blob_gas_used=tx.blob_gas_used,
+            blob_gas_price_wei=tx.blob_gas_price_wei,
+        )
+    runtime = Runtime(config, adapters, owner=owner, clock=backends.clock, metrics=telemetry.metrics)
     log.info("backends: %s", backends.shape)
     return EmbeddedStack(
         settings=settings,

@@ -18,6 +18,7 @@ from madara_orchestrator.cli.compose import EmbeddedStack, build_embedded_stack
 from madara_orchestrator.cli.settings import RUN_OPTIONS, Settings, add_options, load_run_settings
 from madara_orchestrator.domain.errors import BackendUnavailable, OrchestratorError
 from madara_orchestrator.engine.lease import default_instance_id
+from madara_orchestrator.engine.telemetry import log_fields
 from madara_orchestrator.server.app import create_app
 from madara_orchestrator.server.background import BackgroundServer, bind_listener
 from madara_orchestrator.starknet.rpc import UnexpectedRpcResult
@@ -39,13 +40,18 @@ def register(subparsers: Any) -> None:
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object a line. A line emitted while a job is processed or verified also carries the job
+    (``job_id``, ``job_type``, ``internal_id``, ``blocks``, ``operation``, ``attempt``) and its ``trace_id``
+    (engine/telemetry.py), the id of the exported trace when OTLP export is on."""
+
     def format(self, record: logging.LogRecord) -> str:
-        body = {
+        body: dict[str, object] = {
             "ts": round(record.created, 3),
             "level": record.levelname,
             "target": record.name,
             "message": record.getMessage(),
         }
+        body.update(log_fields())
         if record.exc_info:
             body["error"] = self.formatException(record.exc_info)
         return json.dumps(body)

@@ -460,6 +460,29 @@ RUN_OPTIONS: tuple[Option, ...] = (
     _o("admin_enabled", "ADMIN_ENABLED", bool, False, "mount the admin routes"),
     _o("admin_token", "ADMIN_TOKEN", str, None, "bearer token required by the admin routes", secret=True),
     _o("alert_webhook_url", "ALERT_WEBHOOK_URL", str, None, "POST alerts to this URL", secret=True),
+    # telemetry (SPEC §14)
+    _o(
+        "otel_collector_endpoint",
+        "OTEL_COLLECTOR_ENDPOINT",
+        str,
+        None,
+        "OpenTelemetry collector (OTLP over gRPC, e.g. http://127.0.0.1:4317): metrics and job traces are "
+        "exported there; without it only /metrics serves the metrics",
+    ),
+    _o(
+        "otel_service_name",
+        "OTEL_SERVICE_NAME",
+        str,
+        "orchestrator",
+        "service name of the exported telemetry (resources <name>_meter_service and <name>_trace_service)",
+    ),
+    _o(
+        "otel_export_interval_seconds",
+        "OTEL_EXPORT_INTERVAL_SECONDS",
+        float,
+        5.0,
+        "how often metrics are exported to the collector",
+    ),
 )
 
 
@@ -878,6 +901,7 @@ def load_run_settings(args: argparse.Namespace, environ: Mapping[str, str] | Non
         "rpc_for_snos",
         "ethereum_rpc_url",
         "alert_webhook_url",
+        "otel_collector_endpoint",
     ):
         problems.append(_url_problem(values, name) or "")
     problems.append(_address_problem(values, "l1_core_contract_address") or "")
@@ -925,6 +949,7 @@ def load_run_settings(args: argparse.Namespace, environ: Mapping[str, str] | Non
         "chain_poll_interval_seconds",
         "heal_interval_seconds",
         "heal_stale_after_seconds",
+        "otel_export_interval_seconds",
     ):
         if values[name] is not None and values[name] <= 0:
             problems.append(f"--{name.replace('_', '-')} must be positive, got {values[name]}")

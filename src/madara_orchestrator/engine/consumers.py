@@ -44,6 +44,8 @@ class QueueConsumer:
         self._slots = asyncio.Semaphore(self.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self.busy = 0
+        self.busy_seconds = 0.0
+        """Time slots spent handling messages, summed (finished messages only)."""
 
     async def run(self, stop: asyncio.Event) -> None:
         failing_since: float | None = None
@@ -85,6 +87,7 @@ class QueueConsumer:
 
     async def _handle(self, message: QueueMessage) -> None:
         self.busy += 1
+        started = time.monotonic()
         heartbeat = asyncio.create_task(self._keep_invisible(message))
         try:
             try:
@@ -105,6 +108,7 @@ class QueueConsumer:
         finally:
             heartbeat.cancel()
             self.busy -= 1
+            self.busy_seconds += time.monotonic() - started
             self._slots.release()
 
     async def _failed(self, message: QueueMessage, exc: Exception) -> Decision:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from madara_orchestrator.domain.batching import BatchLimits
 from madara_orchestrator.domain.errors import InvalidInput
-from madara_orchestrator.domain.jobs import DEFAULT_POLICIES, JobPolicy, JobType
+from madara_orchestrator.domain.jobs import DEFAULT_POLICIES, JobPolicy, JobStatus, JobType
 from madara_orchestrator.domain.queues import (
     LAYER_JOB_TYPES,
     PROCESSING_QUEUE,
@@ -253,6 +253,8 @@ class Runtime:
             ),
         )
         self.consumers = self._consumers()
+        self._busy_seen: dict[str, float] = {}
+        """Each consumer's busy seconds already counted in ``workload_busy_seconds_total``."""
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -273,6 +275,7 @@ class Runtime:
                 clock=self.clock,
                 alerts=a.alerts,
                 fee_wait_s=self.config.settlement_fee_wait_s,
+                figures=self.metrics,
             ),
         }
 
@@ -353,6 +356,8 @@ class Runtime:
         self._spawn(self._tick_loop(), "scheduler")
         self._spawn(self._chain_watch_loop(), "chain-watch")
         self._spawn(self._heal_loop(), "heal")
+        if self.metrics.refresh_interval_s is not None:
+            self._spawn(self._gauge_loop(self.metrics.refresh_interval_s), "gauges")
         for name in self.triggers.enabled:
             self.triggers.kick(name)
 
@@ -426,6 +431,7 @@ class Runtime:
             except Exception as exc:
                 log.warning("sequencer head unavailable: %s", exc)
                 continue
+            self.metrics.chain_head.set(head)
             if seen is None or head > seen:
                 seen = head
                 self.triggers.kick(first)
@@ -437,6 +443,14 @@ class Runtime:
             except Exception as exc:
                 log.warning("heal sweep failed: %s", exc)
 
+    async def _gauge_loop(self, interval_s: float) -> None:
+        """While metrics are pushed (OTLP), the gauges read from the stores are refreshed on a timer."""
+        while not await self._sleep(interval_s):
+            try:
+                await self.refresh_gauges()
+            except Exception as exc:
+                log.debug("gauges not refreshed: %s", exc)
+
     async def stop(self) -> bool:
         """Graceful stop; True when every in-flight message finished within the grace period."""
         self._stop.set()
@@ -446,6 +460,10 @@ class Runtime:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.metrics.refresh_interval_s is not None:
+            # Pushed metrics: the last export (at shutdown) shows the state as it is left.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.refresh_gauges(), timeout=2.0)
         clean = all(results)
         log.info("orchestrator %s stopped%s", self.service.owner, "" if clean else " (some work was cancelled)")
         return clean
@@ -476,17 +494,47 @@ class Runtime:
 
     async def refresh_gauges(self) -> None:
         """Jobs by type and status and queue depths, read at scrape time."""
+        m = self.metrics
         counts = await self.adapters.db.count_jobs()
-        self.metrics.jobs.clear()
+        m.jobs.clear()
+        m.job_status_current.clear()
         for (job_type, status), count in counts.items():
-            self.metrics.jobs.labels(job_type, status).set(count)
+            m.jobs.labels(job_type, status).set(count)
+            m.job_status_current.labels(job_type, status).set(count)
+        m.active_jobs_count.labels("processing").set(
+            sum(n for (_, status), n in counts.items() if status == JobStatus.LOCKED_FOR_PROCESSING)
+        )
         for queue_type in self.config.queue_configs():
             name = self.config.queue_names.of(queue_type)
             depth = await self.adapters.queue.depth(name)
-            self.metrics.queue_depth.labels(name, "visible").set(depth.visible)
-            self.metrics.queue_depth.labels(name, "in_flight").set(depth.in_flight)
-            self.metrics.queue_depth.labels(name, "delayed").set(depth.delayed)
+            for state, value in (
+                ("visible", depth.visible),
+                ("in_flight", depth.in_flight),
+                ("delayed", depth.delayed),
+            ):
+                m.queue_depth.labels(name, state).set(value)
+                m.job_queue_depth.labels(queue_type, state).set(value)
+        self._refresh_workload()
         with contextlib.suppress(Exception):
             last = await self.adapters.settlement.last_settled_block()
             if last is not None:
                 self.metrics.last_settled_block.set(last)
+
+    def _refresh_workload(self) -> None:
+        """Busy and total slots of the job queues' consumers, and the time they spent busy."""
+        names = self.config.queue_names
+        kinds: dict[str, tuple[str, str]] = {}
+        for job_type in self.config.job_types():
+            kinds[names.of(PROCESSING_QUEUE[job_type])] = (str(job_type), "process")
+            kinds[names.of(VERIFICATION_QUEUE[job_type])] = (str(job_type), "verify")
+        for consumer in self.consumers:
+            kind = kinds.get(consumer.name)
+            if kind is None:
+                continue
+            labels = (*kind, "none")
+            self.metrics.workload_active_slots.labels(*labels).set(consumer.busy)
+            self.metrics.workload_capacity_slots.labels(*labels).set(consumer.concurrency)
+            busy = consumer.busy_seconds - self._busy_seen.get(consumer.name, 0.0)
+            if busy > 0:
+                self._busy_seen[consumer.name] = consumer.busy_seconds
+                self.metrics.workload_busy_seconds.labels(*labels).inc(busy)

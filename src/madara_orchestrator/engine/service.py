@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from madara_orchestrator import ORCHESTRATOR_VERSION
 from madara_orchestrator.domain.errors import (
@@ -34,12 +35,14 @@ from madara_orchestrator.domain.jobs import (
     JobPolicy,
     JobStatus,
     JobType,
+    SnosMetadata,
     SpecificMetadata,
     transition,
 )
 from madara_orchestrator.domain.queues import QueueNames, QueueType, job_message
 from madara_orchestrator.engine.lease import LeaseLost, LeaseTiming, hold
 from madara_orchestrator.engine.metrics import Metrics
+from madara_orchestrator.engine.telemetry import job_scope
 from madara_orchestrator.interfaces import AlertSink, AtomicJobCreation, Clock, Database, QueueClient
 from madara_orchestrator.jobs.base import JobHandler, Verification
 
@@ -155,6 +158,7 @@ class JobService:
 
     async def create_job(self, job_type: JobType, internal_id: int, specific: SpecificMetadata) -> Job | None:
         """Create and enqueue; idempotent on (job_type, internal_id): returns None when it exists."""
+        started = time.monotonic()
         job = Job.new(job_type, internal_id, specific, now=self.clock.now(), orchestrator_version=ORCHESTRATOR_VERSION)
         queue = self.names.processing(job_type)
         if self.atomic_creation is not None:
@@ -167,6 +171,7 @@ class JobService:
         if self.atomic_creation is None:
             await self.queue.send(queue, job_message(job.id))
         log.info("created %s", job.describe())
+        await self._observe(job, "create_job", started)
         return job
 
     # -- process ----------------------------------------------------------------------------------
@@ -176,6 +181,12 @@ class JobService:
         if job is None:
             log.warning("processing message for unknown job %s dropped", job_id)
             return ACK
+        # The attempt about to be made (or, for a job locked now, the one under way).
+        attempt = job.common.process_attempt_no + (0 if job.status == S.LOCKED_FOR_PROCESSING else 1)
+        with job_scope(job, "process_job", attempt=attempt, tracer=self.metrics.tracer):
+            return await self._process_loaded(job, receive_count)
+
+    async def _process_loaded(self, job: Job, receive_count: int) -> Decision:
         now = self.clock.now()
         if job.status == S.LOCKED_FOR_PROCESSING:
             mine_from_before = job.lease_owner == self.owner and job.id not in self._active
@@ -217,11 +228,12 @@ class JobService:
             job, S.LOCKED_FOR_PROCESSING, lease_owner=self.owner, lease_expires_at=now + policy.lease_s
         ).with_common(process_started_at=int(now), process_attempt_no=job.common.process_attempt_no + 1)
         try:
-            job = await self.db.update_job(locked, now=now)
+            job = await self._save(locked, job.status, now=now)
         except StaleVersion:
             log.debug("%s was taken by another worker", job.describe())
             return ACK
         locked_at = now
+        started = time.monotonic()
 
         log.info("processing %s (attempt %d)", job.describe(), job.common.process_attempt_no)
         job_id = job.id
@@ -237,6 +249,7 @@ class JobService:
             # Whoever holds the lease now finishes the job; if nobody does (the renewals failed during a
             # database outage), a fresh message brings it back once the lease has expired.
             self.metrics.operations.labels(job.job_type, "process", "lease_lost").inc()
+            self.metrics.job_operation_failed(job.job_type, "process_job")
             log.error("%s; its result is dropped", exc)
             await self.queue.send(
                 self.names.processing(job.job_type), job_message(job.id), delay_s=policy.lease_s + 1.0
@@ -256,16 +269,23 @@ class JobService:
         if outcome.specific is not None:
             done = done.with_specific(outcome.specific)
         try:
-            job = await self.db.update_job(done, now=now)
+            job = await self._save(done, job.status, now=now)
         except StaleVersion:
             log.error("%s: lease lost while processing; another worker owns it now, result dropped", job.describe())
             return ACK
         self.metrics.operations.labels(job.job_type, "process", "success").inc()
         self.metrics.stage_latency.labels(job.job_type, "process").observe(max(0.0, now - locked_at))
+        first_attempt = job.common.process_attempt_no == 1 and job.common.process_retry_attempt_no == 0
+        self.metrics.job_processed(
+            job.job_type,
+            seconds=time.monotonic() - started,
+            scheduling_delay_s=locked_at - job.created_at if first_attempt else None,
+        )
         await self.queue.send(
             self.names.verification(job.job_type), job_message(job.id), delay_s=policy.verification_delay(0)
         )
         log.info("processed %s -> %s", job.describe(), job.external_id or "-")
+        await self._observe(job, "process_job", started)
         return ACK
 
     async def _heal(self, job: Job, now: float, *, previous_life: bool = False) -> Job | None:
@@ -275,7 +295,7 @@ class JobService:
             process_started_at=None
         )
         try:
-            job = await self.db.update_job(healed, now=now, only_if_lease_expired=not previous_life)
+            job = await self._save(healed, job.status, now=now, only_if_lease_expired=not previous_life)
         except StaleVersion:
             return None
         self.metrics.healed_jobs.labels(job.job_type).inc()
@@ -299,6 +319,7 @@ class JobService:
         attempt = job.common.process_attempt_no
         reason = f"Processing attempt {attempt} failed: {exc}"
         self.metrics.operations.labels(job.job_type, "process", "failure").inc()
+        self.metrics.job_operation_failed(job.job_type, "process_job")
         if isinstance(exc, JobError) and not exc.retryable:
             log.error("%s failed and will not be retried: %s", job.describe(), exc)
             await self.move_to_failed(job, reason)
@@ -318,7 +339,7 @@ class JobService:
             }
         )
         try:
-            await self.db.update_job(restored, now=self.clock.now())
+            await self._save(restored, job.status, now=self.clock.now())
         except StaleVersion:
             log.error(
                 "%s: could not reset after failure (changed meanwhile). Original error: %s",
@@ -326,6 +347,7 @@ class JobService:
                 exc,
             )
             return ACK
+        self.metrics.job_retry_count.labels(job.job_type, "process_failure").inc()
         if isinstance(exc, JobError) and exc.wait_s is not None:
             # Not the job's fault: come back later with a fresh message, so the retry budget is kept.
             await self.queue.send(self.names.processing(job.job_type), job_message(job.id), delay_s=exc.wait_s)
@@ -360,13 +382,14 @@ class JobService:
             **dataclasses.asdict(common)
         )
         try:
-            await self.db.update_job(restored, now=now)
+            await self._save(restored, job.status, now=now)
         except StaleVersion:
             log.warning(
                 "%s changed while it waited for an outside service; leaving it to the newer writer", job.describe()
             )
             return ACK
         self.metrics.operations.labels(job.job_type, "verify" if verification else "process", "outage").inc()
+        self.metrics.job_operation_failed(job.job_type, "verify_job" if verification else "process_job")
         log.warning("%s: %s; trying again in %.0f s (no attempt spent)", job.describe(), reason, wait)
         if alert:
             await self.alerts.send(
@@ -385,6 +408,10 @@ class JobService:
         if job is None:
             log.warning("verification message for unknown job %s dropped", job_id)
             return ACK
+        with job_scope(job, "verify_job", attempt=job.common.process_attempt_no, tracer=self.metrics.tracer):
+            return await self._verify_loaded(job)
+
+    async def _verify_loaded(self, job: Job) -> Decision:
         if job.status not in VERIFIABLE:
             if job.status != S.COMPLETED:
                 log.warning("verification message for %s in status %s dropped", job.describe(), job.status)
@@ -399,27 +426,33 @@ class JobService:
             return ACK
         handler = self.handler(job.job_type)
         policy = self.policy(job.job_type)
+        call_started = time.monotonic()
         try:
             result = await handler.verify(job)
         except Exception as exc:
             self.metrics.operations.labels(job.job_type, "verify", "error").inc()
+            self.metrics.job_operation_failed(job.job_type, "verify_job")
             outage = outage_cause(exc)
             if outage is not None:
                 return await self._wait_out_outage(job, job.status, outage, verification=True)
             log.warning("%s: verification errored: %s (will retry)", job.describe(), exc)
             return Decision(ack=False, delay_s=self.retry.delay(1))
+        verify_call_s = time.monotonic() - call_started
         if result.specific is not None:
             job = job.with_specific(result.specific)
         now = self.clock.now()
+        status_after = job.status
         try:
             if result.status == Verification.VERIFIED:
-                done = await self.db.update_job(
+                done = await self._save(
                     transition(job, S.COMPLETED).with_common(
                         verification_completed_at=int(now), waiting_since=None, waiting_alerted=False
                     ),
+                    job.status,
                     now=now,
                 )
-                self._observe_completion(done, now)
+                status_after = done.status
+                self._observe_completion(done, now, verify_call_s)
                 log.info("completed %s", done.describe())
                 for callback in self._on_completed:
                     try:
@@ -430,7 +463,9 @@ class JobService:
                 self.metrics.operations.labels(job.job_type, "verify", "rejected").inc()
                 job = job.with_common(**dataclasses.asdict(job.common.with_failure(result.reason)))
                 if job.common.process_attempt_no < policy.max_process_attempts:
-                    await self.db.update_job(transition(job, S.VERIFICATION_FAILED), now=now)
+                    await self._save(transition(job, S.VERIFICATION_FAILED), job.status, now=now)
+                    status_after = S.VERIFICATION_FAILED
+                    self.metrics.job_retry_count.labels(job.job_type, "verification_rejected").inc()
                     await self.queue.send(self.names.processing(job.job_type), job_message(job.id))
                     log.warning("%s: verification rejected (%s); processing again", job.describe(), result.reason)
                 else:
@@ -438,9 +473,12 @@ class JobService:
                         job,
                         f"Verification rejected. Max process attempts reached: {job.common.process_attempt_no}",
                     )
+                    status_after = S.FAILED
             elif job.common.verification_attempt_no >= policy.max_verification_attempts:
-                await self.db.update_job(transition(job, S.VERIFICATION_TIMEOUT), now=now)
+                await self._save(transition(job, S.VERIFICATION_TIMEOUT), job.status, now=now)
+                status_after = S.VERIFICATION_TIMEOUT
                 self.metrics.operations.labels(job.job_type, "verify", "timeout").inc()
+                self.metrics.job_timeout_count.labels(job.job_type, "verification").inc()
                 await self.alerts.send(
                     "Job Verification Timeout",
                     f"Job Verification Timeout Alert: Job ID: {job.id}, Type: {job.job_type}, "
@@ -456,14 +494,53 @@ class JobService:
                 )
         except StaleVersion:
             log.debug("%s changed during verification; leaving it to the newer writer", job.describe())
+            return ACK
+        await self._observe(dataclasses.replace(job, status=status_after), "verify_job", call_started)
         return ACK
 
-    def _observe_completion(self, job: Job, now: float) -> None:
+    def _observe_completion(self, job: Job, now: float, verify_call_s: float) -> None:
         self.metrics.operations.labels(job.job_type, "verify", "success").inc()
         completed_at = job.common.process_completed_at
         if completed_at is not None:
             self.metrics.stage_latency.labels(job.job_type, "verify").observe(max(0.0, now - completed_at))
         self.metrics.stage_latency.labels(job.job_type, "e2e").observe(max(0.0, now - job.created_at))
+        self.metrics.job_completed(
+            job.job_type,
+            e2e_s=now - job.created_at,
+            verify_call_s=verify_call_s,
+            since_processed_s=None if completed_at is None else now - completed_at,
+        )
+
+    async def _save(self, job: Job, was: JobStatus, **kwargs: Any) -> Job:
+        """``db.update_job``, counting the status transition (``was`` → ``job.status``) once it is written."""
+        saved = await self.db.update_job(job, **kwargs)
+        self.metrics.job_transition(job.job_type, was, saved.status)
+        return saved
+
+    async def _observe(self, job: Job, operation: str, started: float) -> None:
+        """The original's per-operation figures: count, duration and the last block the job covers (for a
+        verification, only once the job is Completed: ``block_state`` says how far each stage got)."""
+        block = None
+        if operation != "verify_job" or job.status == S.COMPLETED:
+            try:
+                block = await self._last_block(job)
+            except Exception:
+                block = None  # a figure is not worth failing the job for
+        self.metrics.job_operation(
+            job.job_type, operation, status_after=job.status, seconds=time.monotonic() - started, block=block
+        )
+
+    async def _last_block(self, job: Job) -> int | None:
+        meta = job.metadata.specific
+        if isinstance(meta, SnosMetadata):
+            return meta.end_block
+        if job.job_type == JobType.PROOF_CREATION:
+            snos = await self.db.get_snos_batch(job.internal_id)
+            return None if snos is None else snos.end_block
+        if job.job_type in (JobType.AGGREGATOR, JobType.STATE_TRANSITION):
+            batch = await self.db.get_aggregator_batch(job.internal_id)
+            return None if batch is None else batch.end_block
+        return None
 
     # -- failure, retry, operator actions -----------------------------------------------------------
 
@@ -473,6 +550,10 @@ class JobService:
         if job is None:
             log.warning("dead-letter message for unknown job %s dropped", job_id)
             return ACK
+        with job_scope(job, "handle_job_failure", attempt=job.common.process_attempt_no, tracer=self.metrics.tracer):
+            return await self._dead_lettered(job)
+
+    async def _dead_lettered(self, job: Job) -> Decision:
         if job.status == S.COMPLETED:
             log.error("Invalid state exists on DL queue: %s is Completed; ignored", job.describe())
             return ACK
@@ -480,6 +561,7 @@ class JobService:
             log.warning("dead-letter message for %s while it is being processed; ignored", job.describe())
             return ACK
         await self.move_to_failed(job, f"Job moved to DLQ after exhausting retries (last status: {job.status})")
+        self.metrics.job_abandoned_count.labels(job.job_type, job.common.process_attempt_no).inc()
         return ACK
 
     async def move_to_failed(self, job: Job, reason: str) -> None:
@@ -490,7 +572,7 @@ class JobService:
             **dataclasses.asdict(common)
         )
         try:
-            failed = await self.db.update_job(failed, now=self.clock.now())
+            failed = await self._save(failed, job.status, now=self.clock.now())
         except StaleVersion:
             fresh = await self.db.get_job(job.id)
             if fresh is None or fresh.status in (S.COMPLETED, S.FAILED):
@@ -535,7 +617,8 @@ class JobService:
         retried = transition(job, S.PENDING_RETRY).with_common(
             process_retry_attempt_no=job.common.process_retry_attempt_no + 1, process_attempt_no=0
         )
-        job = await self.db.update_job(retried, now=self.clock.now())
+        job = await self._save(retried, job.status, now=self.clock.now())
+        self.metrics.job_retry_count.labels(job.job_type, "operator").inc()
         await self._enqueue(job, verification=False, priority=priority, checked=checked)
         log.info("%s queued for retry by an operator", job.describe())
         return job
@@ -555,7 +638,7 @@ class JobService:
             verification_attempt_no=0,
             verification_retry_attempt_no=job.common.verification_retry_attempt_no + 1,
         )
-        job = await self.db.update_job(reopened, now=self.clock.now())
+        job = await self._save(reopened, job.status, now=self.clock.now())
         await self._enqueue(
             job,
             verification=True,

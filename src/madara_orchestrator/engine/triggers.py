@@ -147,8 +147,9 @@ class Triggers:
             TriggerName.AGGREGATOR: self.aggregator,
             TriggerName.UPDATE_STATE: self.update_state,
         }
+        self._cleanup = cleanup
         if cleanup is not None:
-            self._impl[TriggerName.STORAGE_CLEANUP] = cleanup.run
+            self._impl[TriggerName.STORAGE_CLEANUP] = self._storage_cleanup
         # What a trigger that made progress kicks next.
         self._next: dict[TriggerName, tuple[TriggerName, ...]] = {
             TriggerName.AGGREGATOR_BATCHING: (TriggerName.SNOS, TriggerName.AGGREGATOR),
@@ -210,6 +211,21 @@ class Triggers:
             for follower in self._next.get(name, ()):
                 self.kick(follower)
         return progressed
+
+    async def _storage_cleanup(self) -> bool:
+        """StorageCleanup's run, with the original's ``cleanup_*`` figures."""
+        cleanup = self._cleanup
+        assert cleanup is not None
+        jobs, tagged = cleanup.jobs_done, cleanup.tagged_objects
+        self.metrics.cleanup_runs.inc()
+        try:
+            return await cleanup.run()
+        except Exception:
+            self.metrics.cleanup_failures.labels("run_failed").inc()
+            raise
+        finally:
+            self.metrics.cleanup_jobs_processed.inc(max(0, cleanup.jobs_done - jobs))
+            self.metrics.cleanup_artifacts_tagged.inc(max(0, cleanup.tagged_objects - tagged))
 
     async def _halted(self) -> bool:
         failed = await self.db.list_jobs(statuses=[JobStatus.FAILED, JobStatus.VERIFICATION_TIMEOUT], limit=1)

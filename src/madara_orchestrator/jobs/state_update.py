@@ -7,7 +7,8 @@ compared with the batch's end block; a batch already settled (after a crash, or 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import time
+from typing import Any, Protocol
 
 from madara_orchestrator.domain.batches import AggregatorBatchStatus
 from madara_orchestrator.domain.errors import JobError, OutsideCondition
@@ -17,6 +18,20 @@ from madara_orchestrator.jobs.artifacts import decode_felts_json, decode_program
 from madara_orchestrator.jobs.base import Processed, Verified
 from madara_orchestrator.jobs.batch_status import move_aggregator_batch
 from madara_orchestrator.starknet.blob import felts_to_blobs
+
+SETTLEMENT_LAYER = "L1"
+"""An L2's StateTransition settles on L1 (the devnet ledger stands in for it)."""
+
+
+class SettlementFigures(Protocol):
+    """Where a settlement's costs are recorded (engine/metrics.py ``Metrics``)."""
+
+    def settlement_done(
+        self, *, blocks: int, felts: int, blobs: int, seconds: float, fee_wei: int | None, layer: str = ...
+    ) -> None: ...
+
+    def settlement_fee_capped(self) -> None: ...
+
 
 ZERO_HASH = "0x" + "0" * 64
 
@@ -47,14 +62,17 @@ class StateUpdateJobHandler:
         clock: Clock,
         alerts: AlertSink | None = None,
         fee_wait_s: float = 60.0,
+        figures: SettlementFigures | None = None,
     ) -> None:
-        """``fee_wait_s``: when fees are above the hard cap, how long to wait before trying again."""
+        """``fee_wait_s``: when fees are above the hard cap, how long to wait before trying again.
+        ``figures``: where each settlement's blocks, blob fill, duration and fee are recorded."""
         self.settlement = settlement
         self.objects = objects
         self.db = db
         self.clock = clock
         self.alerts = alerts
         self.fee_wait_s = fee_wait_s
+        self.figures = figures
 
     async def check_ready(self, job: Job) -> float | None:
         return None
@@ -71,9 +89,10 @@ class StateUpdateJobHandler:
         meta = job.metadata.specific
         assert isinstance(meta, StateUpdateMetadata)
         to_settle = meta.context.to_settle
-        end_block = await self._end_block(to_settle)
-        if end_block is None:
+        batch = await self.db.get_aggregator_batch(to_settle)
+        if batch is None:
             raise JobError(f"batch {to_settle} to settle not found", retryable=False)
+        end_block = batch.end_block
         if await self._already_settled(end_block):
             return Processed(
                 external_id=str(to_settle),
@@ -84,6 +103,7 @@ class StateUpdateJobHandler:
         program_output = decode_program_output(await self.objects.get(meta.program_output_path))
         da_segment = decode_felts_json(await self.objects.get(meta.da_segment_path))
         blobs = felts_to_blobs(da_segment)
+        started = time.monotonic()
         try:
             result = await self.settlement.update_state_with_blobs(
                 program_output, blobs, idempotency_key=f"{job.job_type}-{to_settle}"
@@ -101,6 +121,8 @@ class StateUpdateJobHandler:
                 )
             message = f"Error occurred during state update of batch {to_settle}: {exc}"
             if isinstance(exc, OutsideCondition):
+                if self.figures is not None:
+                    self.figures.settlement_fee_capped()
                 if self.alerts is not None:
                     await self.alerts.send(
                         "Settlement fee above the hard cap",
@@ -109,6 +131,16 @@ class StateUpdateJobHandler:
                     )
                 raise JobError(message, specific=failed, wait_s=self.fee_wait_s) from exc
             raise JobError(message, specific=failed, retryable=getattr(exc, "retryable", True)) from exc
+        if self.figures is not None and not getattr(result, "already_settled", False):
+            fee = getattr(result, "fee_paid_wei", None)
+            self.figures.settlement_done(
+                blocks=end_block - batch.start_block + 1,
+                felts=len(da_segment),
+                blobs=len(blobs),
+                seconds=time.monotonic() - started,
+                fee_wei=fee if isinstance(fee, int) else None,
+                layer=SETTLEMENT_LAYER,
+            )
         settled = dataclasses.replace(
             meta, tx_hash=result.tx_hash, tx_nonce=result.nonce, tx_attempts=settlement_attempts_json(result)
         )

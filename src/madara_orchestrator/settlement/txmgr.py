@@ -126,6 +126,19 @@ class TxOutcome:
     """True when the key was finalized by an earlier call (nothing was sent by this one)."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FinalizedTx:
+    """What a final receipt says a settlement transaction cost (``TxManager.on_finalized``)."""
+
+    key: str
+    tx_hash: str | None
+    fee_paid_wei: int | None
+    gas_used: int | None
+    effective_gas_price_wei: int | None
+    blob_gas_used: int | None
+    blob_gas_price_wei: int | None
+
+
 def to_settlement_attempts(records: list[AttemptRecord]) -> list[SettlementAttempt]:
     """The store's attempts as the job's ``tx_attempts`` (a hash only for what a node accepted)."""
     accepted = {
@@ -211,6 +224,8 @@ class TxManager:
         self._crash_hook = crash_hook
         self._key_locks: dict[str, asyncio.Lock] = {}
         self._key_guard = key_guard
+        self.on_finalized: Callable[[FinalizedTx], None] | None = None
+        """Told each transaction this manager sees become final (metrics: gas and fees)."""
 
     def __repr__(self) -> str:
         return f"TxManager(address={self.address})"
@@ -635,6 +650,7 @@ class TxManager:
         fee = _fee_paid(receipt)
         self._crash_point("mined")
         await self.store.finalize(key, attempt.attempt_no, fee_paid_wei=fee, block_number=block)
+        self._report_finalized(key, attempt.tx_hash, fee, receipt)
         log.info(
             "settlement %s finalized: tx %s (attempt %s, nonce %s) in block %s with %s confirmations, fee %s wei",
             key,
@@ -646,6 +662,23 @@ class TxManager:
             fee,
         )
         return await self._outcome(await self._get(key), already_settled=False)
+
+    def _report_finalized(self, key: str, tx_hash: str | None, fee: int | None, receipt: dict[str, Any]) -> None:
+        if self.on_finalized is None:
+            return
+        figures = FinalizedTx(
+            key=key,
+            tx_hash=tx_hash,
+            fee_paid_wei=fee,
+            gas_used=_quantity(receipt, "gasUsed"),
+            effective_gas_price_wei=_quantity(receipt, "effectiveGasPrice"),
+            blob_gas_used=_quantity(receipt, "blobGasUsed"),
+            blob_gas_price_wei=_quantity(receipt, "blobGasPrice"),
+        )
+        try:
+            self.on_finalized(figures)
+        except Exception:
+            log.exception("settlement %s: on_finalized failed", key)
 
     async def _reorged(self, key: str, nonce: int) -> TxOutcome:
         outcome = await self._wait(key, nonce)
@@ -665,4 +698,13 @@ def _fee_paid(receipt: dict[str, Any]) -> int | None:
             fee += int(receipt["blobGasUsed"], 16) * int(receipt["blobGasPrice"], 16)
         return fee
     except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _quantity(receipt: dict[str, Any], name: str) -> int | None:
+    """A receipt's hex quantity, or None when absent or malformed."""
+    try:
+        value = receipt.get(name)
+        return None if value is None else int(value, 16)
+    except (TypeError, ValueError):
         return None
