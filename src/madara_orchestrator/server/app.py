@@ -44,13 +44,14 @@ from madara_orchestrator.domain.queues import Layer
 from madara_orchestrator.engine.runtime import Runtime
 from madara_orchestrator.provers.atlantic import parse_atlantic_webhook
 from madara_orchestrator.server.dashboard import dashboard_routes
+from madara_orchestrator.server.openapi import openapi_document
 
 log = logging.getLogger("madara_orchestrator.http")
 
 NOT_FOUND_TEXT = "The requested resource was not found"
 StatusT = TypeVar("StatusT", SnosBatchStatus, AggregatorBatchStatus)
 TRACE_ID = re.compile(r"^[0-9a-fA-F]{32}$")
-INTEGER = re.compile(r"^-?[0-9]+$")
+INTEGER = re.compile(r"^-?[0-9]+\Z")  # \Z: "$" would take a trailing newline
 MAX_NUMBER = 2**63 - 1
 """The largest block number or batch index the API takes: the largest integer SQLite stores."""
 MAX_BODY_BYTES = 1024 * 1024
@@ -609,10 +610,16 @@ def create_app(runtime: Runtime, *, admin_enabled: bool = False, admin_token: st
             message=f"Woke verification of {len(woken)} job(s) for query {hook.query_id} ({hook.status})",
         )
 
+    document = openapi_document(admin_enabled=admin_enabled)
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(document)
+
     routes = [
         Route("/health", health),
         Route("/health/live", live),
         Route("/metrics", metrics),
+        Route("/openapi.json", openapi),
         Route("/webhooks/atlantic", atlantic_webhook, methods=["POST"]),
     ]
     for prefix in ("", "/api/v1"):

@@ -63,6 +63,7 @@ RECENT_BATCHES = 8
 SETTLEMENT_SERIES = 60
 """How many of the latest settlements the overview's chart and fee figures cover."""
 MAX_JOB_ROWS = 200
+MAX_BLOCK_NUMBER = 2**63 - 1
 OUTSIDE_CALL_TIMEOUT_S = 2.0
 MAX_TEXT = 600
 """Free text (failure reasons, errors) is cut to this many characters."""
@@ -443,9 +444,15 @@ def _enum_values(raw: list[str], enum_cls: type[E], what: str) -> list[E]:
 
 
 def _block_number(raw: str) -> int:
-    if not raw.isdigit() or len(raw) > 19:
-        raise InvalidInput(f"Invalid block number: {raw} (a block number is a non-negative integer)")
+    # ASCII digits only (``isdigit`` alone takes '²', which ``int`` refuses), and no larger than the
+    # largest integer the database stores.
+    if not _is_decimal(raw) or len(raw) > 19 or int(raw) > MAX_BLOCK_NUMBER:
+        raise InvalidInput(f"Invalid block number: {raw} (a block number is an integer from 0 to {MAX_BLOCK_NUMBER})")
     return int(raw)
+
+
+def _is_decimal(raw: str) -> bool:
+    return raw.isascii() and raw.isdigit()
 
 
 def _page(name: str) -> bytes:
@@ -492,7 +499,7 @@ def dashboard_routes(runtime: Runtime, *, admin_enabled: bool, guard: Guard, adm
         statuses = _enum_values(params.getlist("status"), JobStatus, "job status")
         job_types = _enum_values(params.getlist("job_type"), JobType, "job type")
         raw_limit = params.get("limit", "50")
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_JOB_ROWS:
+        if not _is_decimal(raw_limit) or not 1 <= int(raw_limit) <= MAX_JOB_ROWS:
             raise InvalidInput(f"Invalid query: limit must be an integer from 1 to {MAX_JOB_ROWS}")
         jobs = await job_list(runtime, statuses=statuses, job_types=job_types, limit=int(raw_limit))
         return _ok({"jobs": jobs})
