@@ -7,8 +7,10 @@ One pass, block by block, under one named lease:
   starts a new one;
 - on L2 the aggregator batch is decided first and the SNOS batch follows it in the same pass, so a SNOS
   batch never straddles two aggregator batches and ``max_snos_batches_per_aggregator_batch`` is exact;
-- the open aggregator batch's state update is squashed incrementally (SPEC §5.5) and compressed
-  (§5.6–5.10) to know its blob length; reads at the pre-range block are cached (``CachingBatchRpc``).
+- the open aggregator batch's state update is squashed incrementally (SPEC §5.5) and its compressed
+  length (§5.6–5.10) kept up to date, both at the cost of the block alone, not of the batch
+  (``SquashedDiff``, ``BatchLength``): the sorted update and the compressed felts are only built when
+  the batch's files are written; reads at the pre-range block are cached (``CachingBatchRpc``).
 
 Durability: a batch's files (``state_update/batch/<i>.json``, ``blob/batch/<i>/<n>.txt``, n from 1) are
 written before its record, and every record write is version-guarded. The squashed state of the open
@@ -24,7 +26,6 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
-import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -72,10 +73,10 @@ from madara_orchestrator.interfaces import (
     SequencerRpc,
 )
 from madara_orchestrator.starknet.blob import felts_to_blobs
-from madara_orchestrator.starknet.compression import compress_state_update, compressed_state_update_length
+from madara_orchestrator.starknet.compression import BatchLength, LengthChange
 from madara_orchestrator.starknet.da import parse_starknet_version
-from madara_orchestrator.starknet.squash import BatchRpc, squash_state_updates
-from madara_orchestrator.starknet.state_update import StateUpdate, parse_state_update, state_update_to_json
+from madara_orchestrator.starknet.squash import BatchRpc, DiffChange, SquashedDiff, squash_state_updates
+from madara_orchestrator.starknet.state_update import StateUpdate, parse_state_update
 
 log = logging.getLogger("madara_orchestrator.batching")
 
@@ -131,7 +132,10 @@ class BlockFacts:
 @dataclass(slots=True)
 class _OpenAggregator:
     batch: AggregatorBatch
-    squashed: StateUpdate
+    diff: SquashedDiff
+    """The squashed state update of the batch's blocks."""
+    length: BatchLength
+    """Its compressed length (``batch.blob_len`` as the last block was added)."""
     stored: bool
     """Whether a record with ``batch.version`` exists (else the batch is inserted when saved)."""
     dirty: bool
@@ -161,9 +165,15 @@ class _State:
 
 @dataclass(slots=True)
 class _Cached:
+    """The open batch as this process last stored it (record ``index`` at ``version``). ``diff`` and
+    ``length`` are the open batch's own objects, which grow in place as blocks join: a run saves what it
+    added before it ends, and a run that fails drops this cache, so they never hold blocks beyond a
+    record this process wrote when they are used again."""
+
     index: int
     version: int
-    squashed: StateUpdate
+    diff: SquashedDiff
+    length: BatchLength
     files_at: float | None
 
 
@@ -351,7 +361,12 @@ class Batcher:
         cached = self._cached
         if cached is not None and cached.index == batch.index and cached.version == batch.version:
             return _OpenAggregator(
-                batch=batch, squashed=cached.squashed, stored=True, dirty=False, files_at=cached.files_at
+                batch=batch,
+                diff=cached.diff,
+                length=cached.length,
+                stored=True,
+                dirty=False,
+                files_at=cached.files_at,
             )
         # Not what this process last wrote: rebuild from the chain and write the files again.
         blocks = range(batch.start_block, batch.end_block + 1)
@@ -361,10 +376,11 @@ class Batcher:
                 f"open aggregator batch {batch.index} covers blocks {batch.start_block}-{batch.end_block}, "
                 f"but the sequencer serves only {len(updates)} of them"
             )
-        squashed = await squash_state_updates(updates, pre_range_block=_pre_range(batch.start_block), rpc=self.rpc)
-        blob_len = await compressed_state_update_length(
-            squashed, starknet_version=batch.starknet_version, reference_block=batch.end_block, rpc=self.rpc
-        )
+        pre_range = _pre_range(batch.start_block)
+        squashed = await squash_state_updates(updates, pre_range_block=pre_range, rpc=self.rpc)
+        diff = SquashedDiff(pre_range_block=pre_range)
+        length = BatchLength(starknet_version=batch.starknet_version, rpc=self.rpc)
+        blob_len = await self._grow(diff, length, diff.load(squashed), reference_block=batch.end_block)
         self.stats.rebuilds += 1
         log.info(
             "rebuilt open aggregator batch %d (blocks %d-%d) from the chain: %d felts",
@@ -374,7 +390,15 @@ class Batcher:
             blob_len,
         )
         rebuilt = dataclasses.replace(batch, blob_len=blob_len)
-        return _OpenAggregator(batch=rebuilt, squashed=squashed, stored=True, dirty=True)
+        return _OpenAggregator(batch=rebuilt, diff=diff, length=length, stored=True, dirty=True)
+
+    @staticmethod
+    async def _grow(diff: SquashedDiff, length: BatchLength, change: DiffChange, *, reference_block: int) -> int:
+        """Apply ``change`` to a batch's squashed diff and its length; returns the new length."""
+        proposal = await length.propose(diff, change, reference_block=reference_block)
+        diff.apply(change)
+        length.apply(proposal)
+        return proposal.length
 
     # -- fetching ----------------------------------------------------------------------------------
 
@@ -459,25 +483,21 @@ class Batcher:
             starts_snos_batch=trial.action != Action.ADD,
         )
         decision = ask()
-        candidate: StateUpdate | None = None
+        # The candidate (the batch with the block) is computed without changing the batch: a block that
+        # does not join leaves it as it was.
+        change: DiffChange | None = None
+        proposal: LengthChange | None = None
         blob_len = 0
         if decision.action == Action.NEEDS_BLOB_LEN:
             assert open_agg is not None
-            candidate = await squash_state_updates(
-                [open_agg.squashed, update],
-                pre_range_block=_pre_range(open_agg.batch.start_block),
-                rpc=self.rpc,
-                squashed_prefix=1,
-            )
-            blob_len = await compressed_state_update_length(
-                candidate,
-                starknet_version=facts.starknet_version,
-                reference_block=max(facts.number - 1, 0),
-                rpc=self.rpc,
-            )
+            change = await open_agg.diff.change_for(update, self.rpc)
+            proposal = await open_agg.length.propose(open_agg.diff, change, reference_block=max(facts.number - 1, 0))
+            blob_len = proposal.length
             decision = ask(blob_len_with_block=blob_len)
         if decision.action == Action.ADD:
-            assert open_agg is not None and candidate is not None
+            assert open_agg is not None and change is not None and proposal is not None
+            open_agg.diff.apply(change)
+            open_agg.length.apply(proposal)
             open_agg.batch = dataclasses.replace(
                 open_agg.batch,
                 end_block=facts.number,
@@ -485,7 +505,7 @@ class Batcher:
                 aggregator_input_size_upper_bound=decision.input_size_bound,
                 builtin_weights=decision.weights,
             )
-            open_agg.squashed, open_agg.dirty, open_agg.files_at = candidate, True, None
+            open_agg.dirty, open_agg.files_at = True, None
             state.progressed = True
             return None
         if decision.action == Action.CLOSE_AND_START and open_agg is not None:
@@ -496,10 +516,10 @@ class Batcher:
         self, state: _State, facts: BlockFacts, decision: Decision, now: float
     ) -> Decision | None:
         assert facts.update is not None
-        squashed = await squash_state_updates([facts.update], pre_range_block=_pre_range(facts.number), rpc=self.rpc)
-        blob_len = await compressed_state_update_length(
-            squashed, starknet_version=facts.starknet_version, reference_block=max(facts.number - 1, 0), rpc=self.rpc
-        )
+        diff = SquashedDiff(pre_range_block=_pre_range(facts.number))
+        length = BatchLength(starknet_version=facts.starknet_version, rpc=self.rpc)
+        change = await diff.change_for(facts.update, self.rpc)
+        blob_len = await self._grow(diff, length, change, reference_block=max(facts.number - 1, 0))
         oversized = decision.oversized
         detail = decision.detail
         if not blob_len_fits_alone(blob_len, self.limits):
@@ -530,7 +550,7 @@ class Batcher:
             aggregator_input_size_upper_bound=decision.input_size_bound,
             builtin_weights=decision.weights,
         )
-        state.agg = _OpenAggregator(batch=batch, squashed=squashed, stored=False, dirty=True)
+        state.agg = _OpenAggregator(batch=batch, diff=diff, length=length, stored=False, dirty=True)
         state.snos_children = 0
         state.progressed = True
         self.metrics.batches_created.labels("aggregator").inc()
@@ -682,14 +702,10 @@ class Batcher:
                 or now - self._files_written_at >= self.config.open_batch_files_interval_s
             )
             if due:
-                compressed = await compress_state_update(
-                    open_agg.squashed,
-                    starknet_version=batch.starknet_version,
-                    reference_block=batch.end_block,
-                    rpc=self.rpc,
-                )
+                # compress_state_update of the squashed update, and its JSON, from what is kept in memory.
+                compressed = await open_agg.length.compressed(open_agg.diff, reference_block=batch.end_block)
                 batch = dataclasses.replace(batch, blob_len=len(compressed))
-                await self._write_files(batch, open_agg.squashed, compressed)
+                await self._write_files(batch, open_agg.diff.to_json(), compressed)
                 open_agg.files_at = self._files_written_at = now
             if open_agg.stored:
                 batch = await self.db.update_aggregator_batch(batch, now=now)
@@ -699,7 +715,11 @@ class Batcher:
             self.metrics.latest_batch.labels("aggregator").set(batch.index)
         if batch.status == AggregatorBatchStatus.OPEN:
             self._cached = _Cached(
-                index=batch.index, version=batch.version, squashed=open_agg.squashed, files_at=open_agg.files_at
+                index=batch.index,
+                version=batch.version,
+                diff=open_agg.diff,
+                length=open_agg.length,
+                files_at=open_agg.files_at,
             )
         elif self._cached is not None and self._cached.index == batch.index:
             self._cached = None
@@ -714,10 +734,10 @@ class Batcher:
         open_snos.batch, open_snos.stored, open_snos.dirty = batch, True, False
         self.metrics.latest_batch.labels("snos").set(batch.index)
 
-    async def _write_files(self, batch: AggregatorBatch, squashed: StateUpdate, compressed: Sequence[int]) -> None:
-        """The squashed state update and the blobs of the compressed diff (SPEC §5.4 "saving")."""
+    async def _write_files(self, batch: AggregatorBatch, squashed_json: str, compressed: Sequence[int]) -> None:
+        """The squashed state update (its JSON text) and the blobs of the compressed diff (SPEC §5.4 "saving")."""
         blobs = await asyncio.to_thread(felts_to_blobs, compressed)
-        await self.objects.put(batch.squashed_state_updates_path, json.dumps(state_update_to_json(squashed)).encode())
+        await self.objects.put(batch.squashed_state_updates_path, squashed_json.encode())
         prefix = batch.blob_path + "/"
         for i, blob in enumerate(blobs, start=1):
             await self.objects.put(f"{prefix}{i}.txt", blob)
