@@ -212,6 +212,10 @@ class SettlementResult:
     tx_hash: str
     nonce: int | None = None
     attempts: list[SettlementAttempt] = field(default_factory=list)
+    fee_paid_wei: int | None = None
+    """What the mined transaction cost (execution + blob fee), when the settlement layer tells."""
+    already_settled: bool = False
+    """The key was settled by an earlier call; nothing was sent by this one."""
 
 
 class SettlementClient(Protocol):

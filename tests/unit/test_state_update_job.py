@@ -146,3 +146,17 @@ async def test_verification_completes_the_batch_once(setup: tuple[Harness, FakeS
     batch = await h.store.get_aggregator_batch(1)
     assert batch is not None and batch.status == AggregatorBatchStatus.COMPLETED
     assert batch.version == 1 and batch.updated_at == h.clock.now(), "the second verification wrote nothing"
+
+
+def test_the_mined_attempt_records_its_fee_for_the_api_and_dashboard() -> None:
+    from madara_orchestrator.interfaces import SettlementAttempt, SettlementResult
+    from madara_orchestrator.jobs.state_update import settlement_attempts_json
+
+    attempts = [
+        SettlementAttempt(attempt_no=1, tx_hash="0xaa", nonce=3, gas_multiplier=1.1, status="Replaced"),
+        SettlementAttempt(attempt_no=2, tx_hash="0xbb", nonce=3, gas_multiplier=2.2, status="Finalized"),
+    ]
+    entries = settlement_attempts_json(SettlementResult(tx_hash="0xbb", nonce=3, attempts=attempts, fee_paid_wei=7))
+    assert [e.get("fee_paid_wei") for e in entries] == [None, "7"]
+    unknown = settlement_attempts_json(SettlementResult(tx_hash="0xbb", attempts=attempts))
+    assert all("fee_paid_wei" not in e for e in unknown), "no fee is made up when the layer reports none"

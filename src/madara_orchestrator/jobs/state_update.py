@@ -37,8 +37,10 @@ ZERO_HASH = "0x" + "0" * 64
 
 
 def settlement_attempts_json(result: SettlementResult) -> list[dict[str, object]]:
-    return [
-        {
+    """The attempts for the job's metadata; the mined one carries the fee it paid (``fee_paid_wei``)."""
+    out: list[dict[str, object]] = []
+    for a in result.attempts:
+        entry: dict[str, object] = {
             "attempt_no": a.attempt_no,
             "tx_hash": a.tx_hash,
             "nonce": a.nonce,
@@ -46,8 +48,10 @@ def settlement_attempts_json(result: SettlementResult) -> list[dict[str, object]
             "status": a.status,
             "error": a.error,
         }
-        for a in result.attempts
-    ]
+        if result.fee_paid_wei is not None and a.tx_hash is not None and a.tx_hash == result.tx_hash:
+            entry["fee_paid_wei"] = str(result.fee_paid_wei)
+        out.append(entry)
+    return out
 
 
 class StateUpdateJobHandler:
@@ -131,14 +135,14 @@ class StateUpdateJobHandler:
                     )
                 raise JobError(message, specific=failed, wait_s=self.fee_wait_s) from exc
             raise JobError(message, specific=failed, retryable=getattr(exc, "retryable", True)) from exc
-        if self.figures is not None and not getattr(result, "already_settled", False):
-            fee = getattr(result, "fee_paid_wei", None)
+        if self.figures is not None and not result.already_settled:
+            fee = result.fee_paid_wei
             self.figures.settlement_done(
                 blocks=end_block - batch.start_block + 1,
                 felts=len(da_segment),
                 blobs=len(blobs),
                 seconds=time.monotonic() - started,
-                fee_wei=fee if isinstance(fee, int) else None,
+                fee_wei=fee,
                 layer=SETTLEMENT_LAYER,
             )
         settled = dataclasses.replace(

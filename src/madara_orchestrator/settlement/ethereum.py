@@ -83,11 +83,7 @@ class EthereumSettlementConfig:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EthereumSettlementResult(SettlementResult):
     block_number: int | None = None
-    fee_paid_wei: int | None = None
-    """Execution fee + blob fee actually paid by the mined transaction."""
     n_blobs: int = 0
-    already_settled: bool = False
-    """The key was settled by an earlier call; nothing was sent by this one."""
 
 
 class EthereumSettlementClient:
