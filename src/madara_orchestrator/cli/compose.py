@@ -18,7 +18,7 @@ from madara_orchestrator.cli.settings import (
     batch_limits,
     load_bouncer_weight_limits,
 )
-from madara_orchestrator.cli.telemetry import build_telemetry
+from madara_orchestrator.cli.telemetry import Telemetry, build_telemetry
 from madara_orchestrator.devnet.adapters import (
     DevnetAggregatorRunner,
     DevnetProver,
@@ -138,6 +138,7 @@ class EmbeddedStack:
     prover: ProverClient
     mock_atlantic: MockAtlanticServer | None = None
     """The in-process mock Atlantic server of ``--mock-atlantic-server``."""
+    telemetry: Telemetry | None = None
     closers: list[Closer] = field(default_factory=list)
     """What the stack built and must close: prover HTTP clients, L1 RPC clients, the mock server."""
 
@@ -277,7 +278,6 @@ async def _build(
             blob_gas_price_wei=tx.blob_gas_price_wei,
         )
     runtime = Runtime(config, adapters, owner=owner, clock=backends.clock, metrics=telemetry.metrics)
-    log.info("backends: %s", backends.shape)
     return EmbeddedStack(
         settings=settings,
         backends=backends,
@@ -292,6 +292,7 @@ async def _build(
         snos=snos,
         prover=prover,
         mock_atlantic=mock_atlantic,
+        telemetry=telemetry,
         closers=closers[1:],  # the stack closes its backends itself, after everything else
     )
 

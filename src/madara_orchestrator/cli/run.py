@@ -155,6 +155,9 @@ async def serve(settings: Settings) -> int:
             log.info("stopped before the sequencer answered")
             return 0
         log.info("connected to chain %s at %s", chain, stack.sequencer.url)
+        log.info("backends: %s", stack.backends.shape)
+        if stack.telemetry is not None:
+            log.info("telemetry: %s", stack.telemetry.describe())
         app = create_app(stack.runtime, admin_enabled=settings.admin_enabled, admin_token=settings.admin_token)
         server = BackgroundServer(app, sock=listener)
         await server.start()

@@ -53,6 +53,11 @@ class Telemetry:
     def exporting(self) -> bool:
         return self.meter_provider is not None
 
+    def describe(self) -> str:
+        if self.exporting:
+            return "metrics and traces exported over OTLP (and /metrics)"
+        return "no --otel-collector-endpoint, nothing exported over OTLP (/metrics serves the metrics)"
+
     async def flush(self) -> None:
         """Export what was recorded so far, now."""
         await asyncio.to_thread(self._flush)
@@ -80,7 +85,7 @@ class Telemetry:
 def build_telemetry(settings: Settings) -> Telemetry:
     endpoint: str | None = settings.values.get("otel_collector_endpoint")
     if not endpoint:
-        log.info("telemetry: no --otel-collector-endpoint, nothing exported over OTLP (/metrics serves the metrics)")
+        # Said by ``run`` once it has started (a start-up failure stays one line).
         return Telemetry(Metrics())
     service = str(settings.values.get("otel_service_name") or "orchestrator")
     interval_s = float(settings.values.get("otel_export_interval_seconds") or 5.0)
