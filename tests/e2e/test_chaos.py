@@ -29,7 +29,7 @@ from madara_orchestrator.provers.mock_atlantic_server import (
     mock_aggregator_program_hash,
 )
 from madara_orchestrator.server.background import BackgroundServer, free_port
-from tests.e2e.test_run_provers import LocalL1, local_l1, settlement_args
+from tests.e2e.test_run_provers import LocalL1, atlantic_args, local_l1, settlement_args
 from tests.helpers.cluster import Instance
 
 BLOCKS = 60
@@ -68,20 +68,7 @@ def chaos_args(l1: LocalL1, atlantic: MockAtlanticServer, storage: Path) -> list
         "20",
         "--batching-worker-lock-duration",
         "6",
-        "--prover",
-        "atlantic",
-        "--atlantic-service-url",
-        atlantic.url,
-        "--atlantic-artifacts-base-url",
-        atlantic.artifacts_url,
-        "--atlantic-network",
-        "TESTNET",
-        "--atlantic-mock-fact-hash",
-        "true",
-        "--atlantic-prover-type",
-        "starkware_sharp",
-        "--atlantic-settlement-layer",
-        "ethereum",
+        *atlantic_args(atlantic),
         *settlement_args(l1),
     ]
 

@@ -125,6 +125,26 @@ def settlement_args(l1: LocalL1) -> list[str]:
     ]
 
 
+def atlantic_args(atlantic: MockAtlanticServer) -> list[str]:
+    """``run``'s Atlantic flags for the mock Atlantic server (mocked facts, SHARP prover, Ethereum)."""
+    return [
+        "--prover",
+        "atlantic",
+        "--atlantic-service-url",
+        atlantic.url,
+        "--atlantic-artifacts-base-url",
+        atlantic.artifacts_url,
+        "--atlantic-network",
+        "TESTNET",
+        "--atlantic-mock-fact-hash",
+        "true",
+        "--atlantic-prover-type",
+        "starkware_sharp",
+        "--atlantic-settlement-layer",
+        "ethereum",
+    ]
+
+
 @dataclass
 class Run:
     process: asyncio.subprocess.Process
@@ -240,23 +260,7 @@ async def test_run_with_atlantic_settles_on_anvil_through_buckets_and_webhooks(t
             fact_registry=l1.fact_registry(),
         ) as atlantic,
     ):
-        args = [
-            "--prover",
-            "atlantic",
-            "--atlantic-service-url",
-            atlantic.url,
-            "--atlantic-artifacts-base-url",
-            atlantic.artifacts_url,
-            "--atlantic-network",
-            "TESTNET",
-            "--atlantic-mock-fact-hash",
-            "true",
-            "--atlantic-prover-type",
-            "starkware_sharp",
-            "--atlantic-settlement-layer",
-            "ethereum",
-            *settlement_args(l1),
-        ]
+        args = [*atlantic_args(atlantic), *settlement_args(l1)]
         env = {"MADARA_ORCHESTRATOR_ATLANTIC_API_KEY_FILE": str(key_file)}
         async with orchestrator_run(tmp_path, sequencer_url, port, args, env) as run:
             await wait_until_settled(l1, run, BLOCKS - 1)

@@ -865,7 +865,8 @@ def backend_problems(values: Mapping[str, Any]) -> list[str]:
     chosen = [flag for flag in ("aws_s3", "aws_sqs", "aws_sns") if values.get(flag)]
     if chosen and not values.get("aws"):
         flags = ", ".join("--" + f.replace("_", "-") for f in chosen)
-        problems.append(f"{flags} need --aws (credentials and region come from the standard AWS_* variables)")
+        verb = "needs" if len(chosen) == 1 else "need"
+        problems.append(f"{flags} {verb} --aws (credentials and region come from the standard AWS_* variables)")
     if values.get("aws") and not chosen:
         problems.append("--aws chooses nothing by itself: add --aws-s3, --aws-sqs and/or --aws-sns")
     url = values.get("postgres_url")

@@ -45,7 +45,7 @@ import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
@@ -211,7 +211,10 @@ def create_app(config: MockAtlanticConfig | None = None, state: MockAtlanticStat
         return JSONResponse({"atlanticQuery": state.queries[query_id].data})
 
     async def submit_query(request: Request) -> Response:
-        form = await request.form()
+        try:
+            form = await request.form()
+        except ClientDisconnect:  # the client died mid-upload (a killed orchestrator): nothing was submitted
+            return JSONResponse({"message": "the client disconnected during the upload"}, status_code=400)
         fields: dict[str, list[str]] = {}
         files: dict[str, bytes] = {}
         for name, value in form.multi_items():

@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, JobError, OrchestratorError
+from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, JobError
 from madara_orchestrator.interfaces import SnosResult
 from madara_orchestrator.snos.contract import (
     CAIRO_PIE_FILE,
@@ -38,6 +38,7 @@ from madara_orchestrator.snos.contract import (
     check_output,
     parse_os_output_json,
     parse_result_json,
+    snos_rpc_answers,
 )
 
 log = logging.getLogger(__name__)
@@ -156,12 +157,7 @@ class CommandSnosRunner:
         if resolve_program(self.program) is None:
             log.warning("SNOS command %s is not an executable file; SnosRun jobs wait", self.program)
             return False
-        try:
-            await self.rpc.chain_id()
-        except OrchestratorError as exc:
-            log.warning("SNOS RPC does not answer (%s); SnosRun jobs wait", exc)
-            return False
-        return True
+        return await snos_rpc_answers(self.rpc)
 
     async def run(self, start_block: int, end_block: int) -> SnosResult:
         request = self.config.request(start_block, end_block)

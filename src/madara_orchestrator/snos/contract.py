@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol
@@ -344,3 +345,13 @@ def raise_failure(kind: ErrorKind, message: str) -> NoReturn:
     if kind is ErrorKind.OS_FAILED:
         raise JobError(message, retryable=False)
     raise SnosRunFailed(message)
+
+
+async def snos_rpc_answers(rpc: ChainIdRpc) -> bool:
+    """Readiness of a SNOS runner's RPC (SPEC §9): it answers ``starknet_chainId``; else SnosRun jobs wait."""
+    try:
+        await rpc.chain_id()
+    except OrchestratorError as exc:
+        logging.getLogger("madara_orchestrator.snos").warning("SNOS RPC does not answer (%s); SnosRun jobs wait", exc)
+        return False
+    return True

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from madara_orchestrator.domain.errors import BackendUnavailable, JobError, OrchestratorError
+from madara_orchestrator.domain.errors import BackendUnavailable, JobError
 from madara_orchestrator.interfaces import SnosResult
 from madara_orchestrator.snos.contract import (
     ChainIdRpc,
@@ -32,6 +32,7 @@ from madara_orchestrator.snos.contract import (
     parse_n_steps,
     parse_os_output_json,
     raise_failure,
+    snos_rpc_answers,
 )
 
 log = logging.getLogger(__name__)
@@ -91,12 +92,7 @@ class HttpSnosRunner:
                 "SNOS runner %s is not healthy (HTTP %d); SnosRun jobs wait", self.shown_url, response.status_code
             )
             return False
-        try:
-            await self.rpc.chain_id()
-        except OrchestratorError as exc:
-            log.warning("SNOS RPC does not answer (%s); SnosRun jobs wait", exc)
-            return False
-        return True
+        return await snos_rpc_answers(self.rpc)
 
     async def run(self, start_block: int, end_block: int) -> SnosResult:
         request = self.config.request(start_block, end_block)
