@@ -29,7 +29,15 @@ JOBS_PER_RUN = 200
 MAX_BLOB_FILES = 7
 """Blob files ``0..6`` are candidates (SPEC §4.12: six blobs at most, numbered from 1; 0 is harmless)."""
 SNOS_BATCH_FILES = ("cairo_pie.zip", "snos_output.json", "program_output.txt")
-LEGACY_BLOCK_FILES = ("cairo_pie.zip", "snos_output.json", "program_output.txt", "blob_data.txt", "proof.json")
+LEGACY_BLOCK_FILES = (
+    "cairo_pie.zip",
+    "snos_output.json",
+    "program_output.txt",
+    "blob_data.txt",
+    "proof.json",
+    "proof_part2.json",
+)
+"""The files of a SNOS batch settled on its own (L3): its SNOS run, proofs and DA blob data."""
 
 
 def aggregator_artifact_keys(index: int) -> list[str]:
@@ -52,7 +60,10 @@ class StorageCleanup:
         owner: str,
         clock: Clock,
         lease_s: float = 60.0,
+        settles_snos_batches: bool = False,
     ) -> None:
+        """``settles_snos_batches``: a StateTransition settles one SNOS batch (L3), not an aggregator batch."""
+        self.settles_snos_batches = settles_snos_batches
         self.db = db
         self.store = store
         self.locks = locks
@@ -113,7 +124,8 @@ class StorageCleanup:
 
     async def _keys(self, job: Job, meta: StateUpdateMetadata) -> Sequence[str]:
         index = job.internal_id
-        if meta.context.type != "Batch":
+        if meta.context.type != "Batch" or self.settles_snos_batches:
+            # L3: the original never collects these for Batch contexts (SPEC §4.12 quirk); this does.
             return [f"{index}/{name}" for name in LEGACY_BLOCK_FILES]
         keys = aggregator_artifact_keys(index)
         for batch in await self.db.list_snos_batches(aggregator_index=index):

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 
 from madara_orchestrator.domain.batching import BatchLimits
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.domain.jobs import DEFAULT_POLICIES, JobPolicy, JobStatus, JobType
 from madara_orchestrator.domain.queues import (
-    LAYER_JOB_TYPES,
     PROCESSING_QUEUE,
     VERIFICATION_QUEUE,
     WORKER_TRIGGER_RETENTION_S,
@@ -33,6 +33,7 @@ from madara_orchestrator.engine.batching import Batcher, BatchingConfig
 from madara_orchestrator.engine.cleanup import StorageCleanup
 from madara_orchestrator.engine.consumers import QueueConsumer
 from madara_orchestrator.engine.metrics import Metrics
+from madara_orchestrator.engine.plan import L2_PLAN, PLANS, HandlerContext, LayerPlan
 from madara_orchestrator.engine.service import ACK, Decision, JobService, RetryPolicy, SystemClock
 from madara_orchestrator.engine.triggers import TriggerConfig, TriggerName, Triggers
 from madara_orchestrator.interfaces import (
@@ -52,11 +53,7 @@ from madara_orchestrator.interfaces import (
     SettlementClient,
     SnosRunner,
 )
-from madara_orchestrator.jobs.aggregator import AggregatorJobHandler
 from madara_orchestrator.jobs.base import JobHandler
-from madara_orchestrator.jobs.proving import ProvingJobHandler
-from madara_orchestrator.jobs.snos import SnosJobHandler
-from madara_orchestrator.jobs.state_update import StateUpdateJobHandler
 from madara_orchestrator.starknet.rpc_cache import CachingBatchRpc
 from madara_orchestrator.starknet.squash import BatchRpc
 
@@ -77,7 +74,10 @@ DEFAULT_PROCESSING_CONCURRENCY: dict[JobType, int] = {
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RuntimeConfig:
-    layer: Layer = Layer.L2
+    """``plan``: the layer's pipeline (``engine/plan.py``); ``layer`` picks a standard plan instead."""
+
+    layer: InitVar[Layer | None] = None
+    plan: LayerPlan = L2_PLAN
     queue_names: QueueNames = field(default_factory=QueueNames)
     policies: Mapping[JobType, JobPolicy] = field(default_factory=lambda: dict(DEFAULT_POLICIES))
     processing_concurrency: Mapping[JobType, int] = field(default_factory=dict)
@@ -101,8 +101,12 @@ class RuntimeConfig:
     dedup_proofs_by_job_id: bool = False
     """Atlantic deduplicates proof submissions on the job UUID; SHARP and the mock on the SNOS fact."""
 
+    def __post_init__(self, layer: Layer | None) -> None:
+        if layer is not None and layer != self.plan.layer:
+            object.__setattr__(self, "plan", PLANS[layer])
+
     def job_types(self) -> tuple[JobType, ...]:
-        return LAYER_JOB_TYPES[self.layer]
+        return self.plan.job_types
 
     def concurrency(self, job_type: JobType) -> int:
         return self.processing_concurrency.get(job_type, DEFAULT_PROCESSING_CONCURRENCY.get(job_type, 10))
@@ -199,8 +203,6 @@ class Runtime:
         metrics: Metrics | None = None,
         owner: str | None = None,
     ) -> None:
-        if config.layer != Layer.L2:
-            raise InvalidInput("only --layer l2 is supported so far (L3 settlement on Starknet is not built yet)")
         self.config = config
         self.adapters = adapters
         self.clock = clock or SystemClock()
@@ -220,7 +222,7 @@ class Runtime:
             atomic_creation=adapters.atomic_creation,
         )
         self.batcher = Batcher(
-            config=config.batching,
+            config=dataclasses.replace(config.batching, aggregator_batches=config.plan.aggregator_batches),
             db=adapters.db,
             objects=adapters.objects,
             sequencer=adapters.sequencer,
@@ -235,6 +237,7 @@ class Runtime:
         )
         self.triggers = Triggers(
             config=config.triggers,
+            plan=config.plan,
             service=self.service,
             db=adapters.db,
             sequencer=adapters.sequencer,
@@ -250,6 +253,7 @@ class Runtime:
                 locks=adapters.locks,
                 owner=self.service.owner,
                 clock=self.clock,
+                settles_snos_batches=not config.plan.aggregator_batches,
             ),
         )
         self.consumers = self._consumers()
@@ -260,24 +264,23 @@ class Runtime:
 
     def _handlers(self) -> dict[JobType, JobHandler]:
         a = self.adapters
-        return {
-            JobType.SNOS_RUN: SnosJobHandler(snos=a.snos, objects=a.objects),
-            JobType.PROOF_CREATION: ProvingJobHandler(
-                prover=a.prover, objects=a.objects, jobs=a.db, dedup_by_job_id=self.config.dedup_proofs_by_job_id
-            ),
-            JobType.AGGREGATOR: AggregatorJobHandler(
-                prover=a.prover, objects=a.objects, db=a.db, clock=self.clock, runner=a.aggregator_runner
-            ),
-            JobType.STATE_TRANSITION: StateUpdateJobHandler(
-                settlement=a.settlement,
-                objects=a.objects,
+        return self.config.plan.build_handlers(
+            HandlerContext(
                 db=a.db,
-                clock=self.clock,
+                objects=a.objects,
+                sequencer=a.sequencer,
+                batch_rpc=a.batch_rpc,
+                snos=a.snos,
+                prover=a.prover,
+                settlement=a.settlement,
                 alerts=a.alerts,
-                fee_wait_s=self.config.settlement_fee_wait_s,
-                figures=self.metrics,
-            ),
-        }
+                clock=self.clock,
+                metrics=self.metrics,
+                aggregator_runner=a.aggregator_runner,
+                dedup_proofs_by_job_id=self.config.dedup_proofs_by_job_id,
+                settlement_fee_wait_s=self.config.settlement_fee_wait_s,
+            )
+        )
 
     def _consumers(self) -> list[QueueConsumer]:
         names = self.config.queue_names
@@ -347,7 +350,7 @@ class Runtime:
         log.info(
             "orchestrator %s starting: layer %s, %d queues, triggers %s",
             self.service.owner,
-            self.config.layer,
+            self.config.plan.layer,
             len(self.consumers),
             ", ".join(self.triggers.enabled),
         )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
+import dataclasses
 import itertools
 import logging
 import uuid
@@ -39,6 +39,7 @@ from madara_orchestrator.domain.queues import Layer
 from madara_orchestrator.engine.batching import Batcher
 from madara_orchestrator.engine.cleanup import StorageCleanup
 from madara_orchestrator.engine.metrics import Metrics
+from madara_orchestrator.engine.plan import L2_PLAN, PLANS, LayerPlan, TriggerName
 from madara_orchestrator.engine.service import JobService
 from madara_orchestrator.interfaces import Clock, Database, SequencerRpc
 from madara_orchestrator.jobs.aggregator import aggregator_metadata
@@ -50,64 +51,12 @@ log = logging.getLogger("madara_orchestrator.triggers")
 MAX_INDEX = 2**63 - 1
 
 
-class TriggerName(enum.StrEnum):
-    SNOS = "Snos"
-    PROVING = "Proving"
-    PROOF_REGISTRATION = "ProofRegistration"
-    DATA_SUBMISSION = "DataSubmission"
-    UPDATE_STATE = "UpdateState"
-    AGGREGATOR = "Aggregator"
-    AGGREGATOR_BATCHING = "AggregatorBatching"
-    SNOS_BATCHING = "SnosBatching"
-    STORAGE_CLEANUP = "StorageCleanup"
-
-    @classmethod
-    def parse(cls, text: str) -> TriggerName:
-        """The bare name, surrounding double quotes allowed (SPEC §3.3)."""
-        return cls(text.strip().strip('"'))
-
-
-LAYER_TRIGGERS: dict[Layer, tuple[TriggerName, ...]] = {
-    Layer.L2: (
-        TriggerName.AGGREGATOR_BATCHING,
-        TriggerName.SNOS,
-        TriggerName.PROVING,
-        TriggerName.AGGREGATOR,
-        TriggerName.UPDATE_STATE,
-        TriggerName.STORAGE_CLEANUP,
-    ),
-    Layer.L3: (
-        TriggerName.SNOS_BATCHING,
-        TriggerName.SNOS,
-        TriggerName.PROVING,
-        TriggerName.PROOF_REGISTRATION,
-        TriggerName.DATA_SUBMISSION,
-        TriggerName.UPDATE_STATE,
-        TriggerName.STORAGE_CLEANUP,
-    ),
-}
-
-# Which triggers to kick when a job of a type completes (event-driven hand-off).
-SUCCESSORS: dict[Layer, dict[JobType, tuple[TriggerName, ...]]] = {
-    Layer.L2: {
-        JobType.SNOS_RUN: (TriggerName.PROVING,),
-        JobType.PROOF_CREATION: (TriggerName.AGGREGATOR,),
-        JobType.AGGREGATOR: (TriggerName.UPDATE_STATE,),
-        JobType.STATE_TRANSITION: (TriggerName.UPDATE_STATE, TriggerName.SNOS, TriggerName.AGGREGATOR),
-    },
-    Layer.L3: {
-        JobType.SNOS_RUN: (TriggerName.PROVING,),
-        JobType.PROOF_CREATION: (TriggerName.PROOF_REGISTRATION,),
-        JobType.PROOF_REGISTRATION: (TriggerName.DATA_SUBMISSION,),
-        JobType.DATA_SUBMISSION: (TriggerName.UPDATE_STATE,),
-        JobType.STATE_TRANSITION: (TriggerName.UPDATE_STATE, TriggerName.SNOS),
-    },
-}
+LAYER_TRIGGERS: dict[Layer, tuple[TriggerName, ...]] = {layer: plan.triggers for layer, plan in PLANS.items()}
+"""Each standard plan's triggers (``engine/plan.py``), by layer: what ``setup`` schedules."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TriggerConfig:
-    layer: Layer = Layer.L2
     snos_job_buffer_size: int = 50
     aggregator_job_buffer_size: int = 5
     store_audit_artifacts: bool = False
@@ -120,6 +69,7 @@ class Triggers:
         self,
         *,
         config: TriggerConfig,
+        plan: LayerPlan = L2_PLAN,
         service: JobService,
         db: Database,
         sequencer: SequencerRpc,
@@ -131,6 +81,7 @@ class Triggers:
     ) -> None:
         """``cleanup``: StorageCleanup, when the object store has an expiry rule (not for a bare files store)."""
         self.config = config
+        self.plan = plan
         self.batcher = batcher
         self._expiry_handle: asyncio.TimerHandle | None = None
         self.service = service
@@ -146,14 +97,16 @@ class Triggers:
             TriggerName.PROVING: self.proving,
             TriggerName.AGGREGATOR: self.aggregator,
             TriggerName.UPDATE_STATE: self.update_state,
+            TriggerName.PROOF_REGISTRATION: self.proof_registration,
+            TriggerName.DATA_SUBMISSION: self.data_submission,
         }
         self._cleanup = cleanup
         if cleanup is not None:
             self._impl[TriggerName.STORAGE_CLEANUP] = self._storage_cleanup
         # What a trigger that made progress kicks next.
         self._next: dict[TriggerName, tuple[TriggerName, ...]] = {
-            TriggerName.AGGREGATOR_BATCHING: (TriggerName.SNOS, TriggerName.AGGREGATOR),
-            TriggerName.SNOS_BATCHING: (TriggerName.SNOS, TriggerName.AGGREGATOR),
+            TriggerName.AGGREGATOR_BATCHING: plan.after_batching,
+            TriggerName.SNOS_BATCHING: plan.after_batching,
         }
         self._running: set[TriggerName] = set()
         self._dirty: set[TriggerName] = set()
@@ -163,7 +116,7 @@ class Triggers:
 
     @property
     def enabled(self) -> tuple[TriggerName, ...]:
-        return tuple(t for t in LAYER_TRIGGERS[self.config.layer] if t in self._impl)
+        return tuple(t for t in self.plan.triggers if t in self._impl)
 
     # -- running ----------------------------------------------------------------------------------
 
@@ -234,7 +187,7 @@ class Triggers:
         return bool(failed)
 
     async def _job_completed(self, job: Job) -> None:
-        for name in SUCCESSORS[self.config.layer].get(job.job_type, ()):
+        for name in self.plan.successors.get(job.job_type, ()):
             self.kick(name)
 
     async def stop(self) -> None:
@@ -273,7 +226,7 @@ class Triggers:
         (aggregator, SNOS) batches closed. ``Conflict`` while a batching run holds the lease."""
         closed = await self.batcher.close_open_batches()
         self._schedule_expiry()
-        for name in self._next.get(TriggerName.AGGREGATOR_BATCHING, ()):
+        for name in self.plan.after_batching:
             self.kick(name)
         return closed
 
@@ -304,7 +257,7 @@ class Triggers:
         if settled is None or not isinstance(settled.metadata.specific, StateUpdateMetadata):
             return 0
         to_settle = settled.metadata.specific.context.to_settle
-        if self.config.layer == Layer.L3:
+        if not self.plan.aggregator_batches:
             return to_settle + 1
         children = await self.db.list_snos_batches(aggregator_index=to_settle + 1, limit=1)
         return children[0].index if children else MAX_INDEX
@@ -335,7 +288,7 @@ class Triggers:
             assert isinstance(snos, SnosMetadata)
             bucket_id: str | None = None
             bucket_job_index: int | None = None
-            if self.config.layer == Layer.L2:
+            if not self.plan.registers_snos_proofs:
                 aggregator = await self.db.aggregator_batch_for_block(snos.start_block)
                 if aggregator is not None and aggregator.bucket_id:
                     first = await self.db.list_snos_batches(aggregator_index=aggregator.index, limit=1)
@@ -361,6 +314,41 @@ class Triggers:
                 bucket_job_index=bucket_job_index,
             )
             if await self._create(JobType.PROOF_CREATION, snos_job.internal_id, meta, snos_job):
+                created += 1
+        return created > 0
+
+    async def proof_registration(self) -> bool:
+        """L3: every proven SNOS batch has its proof verified on the L2 (SPEC §4.7)."""
+        min_index = await self.first_unsettled_snos_batch_index()
+        created = 0
+        for proof_job in await self.db.jobs_without_successor(
+            JobType.PROOF_CREATION, JobStatus.COMPLETED, JobType.PROOF_REGISTRATION, min_internal_id=min_index
+        ):
+            proving = proof_job.metadata.specific
+            if not isinstance(proving, ProvingMetadata):
+                log.error("%s has no proving metadata; cannot register its proof", proof_job.describe())
+                continue
+            index = proof_job.internal_id
+            meta = dataclasses.replace(
+                proving,
+                input_path={"Proof": f"{index}/proof.json"},
+                download_proof=f"{index}/proof_part2.json",
+            )
+            if await self._create(JobType.PROOF_REGISTRATION, index, meta, proof_job):
+                created += 1
+        return created > 0
+
+    async def data_submission(self) -> bool:
+        """L3: every SNOS batch whose proof is registered has its state diff encoded for DA (SPEC §4.8)."""
+        min_index = await self.first_unsettled_snos_batch_index()
+        created = 0
+        for parent in await self.db.jobs_without_successor(
+            JobType.PROOF_REGISTRATION, JobStatus.COMPLETED, JobType.DATA_SUBMISSION, min_internal_id=min_index
+        ):
+            proving = parent.metadata.specific
+            block = proving.block_number if isinstance(proving, ProvingMetadata) else 0
+            meta = DaMetadata(block_number=block, blob_data_path=f"{parent.internal_id}/blob_data.txt")
+            if await self._create(JobType.DATA_SUBMISSION, parent.internal_id, meta, parent):
                 created += 1
         return created > 0
 
@@ -399,7 +387,7 @@ class Triggers:
 
     async def update_state(self) -> bool:
         """One StateTransition at a time, for the next batch in strict order (SPEC §4.11)."""
-        parent_type = JobType.AGGREGATOR if self.config.layer == Layer.L2 else JobType.DATA_SUBMISSION
+        parent_type = self.plan.settlement_parent
         latest = await self.db.latest_job(JobType.STATE_TRANSITION)
         if latest is not None and latest.status != JobStatus.COMPLETED:
             return False

@@ -1,5 +1,9 @@
 """StateTransition: settle a batch on the settlement layer, strictly in order (SPEC §8.4).
 
+An L2 settles aggregator batches on L1 with blob DA (the aggregator's program output and DA segment).
+An L3 settles SNOS batches on its L2 with calldata: the program outputs attested by the SNOS proof and by
+the bridge proof ProofRegistration fetched.
+
 Safe to repeat: before sending, and again after a failure, the settlement contract's last block is
 compared with the batch's end block; a batch already settled (after a crash, or by hand) is not sent.
 """
@@ -7,20 +11,71 @@ compared with the batch's end block; a batch already settled (after a crash, or 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import time
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
-from madara_orchestrator.domain.batches import AggregatorBatchStatus
-from madara_orchestrator.domain.errors import JobError, OutsideCondition
+from madara_orchestrator.domain.batches import AggregatorBatchStatus, SnosBatchStatus
+from madara_orchestrator.domain.errors import InvalidInput, JobError, OutsideCondition
 from madara_orchestrator.domain.jobs import Job, JobType, StateUpdateMetadata
-from madara_orchestrator.interfaces import AlertSink, Clock, Database, ObjectStore, SettlementClient, SettlementResult
+from madara_orchestrator.interfaces import (
+    AlertSink,
+    Clock,
+    Database,
+    ObjectStore,
+    SettlementAttempt,
+    SettlementClient,
+    SettlementResult,
+)
 from madara_orchestrator.jobs.artifacts import decode_felts_json, decode_program_output
 from madara_orchestrator.jobs.base import Processed, Verified
-from madara_orchestrator.jobs.batch_status import move_aggregator_batch
+from madara_orchestrator.jobs.batch_status import move_aggregator_batch, move_snos_batch
 from madara_orchestrator.starknet.blob import felts_to_blobs
+from madara_orchestrator.starknet.stone_proof import InvalidProof, program_output_of_proof
 
 SETTLEMENT_LAYER = "L1"
 """An L2's StateTransition settles on L1 (the devnet ledger stands in for it)."""
+L3_SETTLEMENT_LAYER = "L2"
+"""An L3's StateTransition settles on its L2."""
+USE_KZG_DA_INDEX = 8
+"""Where the OS output holds its ``use_kzg_da`` flag (SPEC §6.6, §8.4)."""
+
+
+class BatchKind(enum.StrEnum):
+    """What a StateTransition's internal id indexes: an aggregator batch (L2) or a SNOS batch (L3)."""
+
+    AGGREGATOR = "aggregator"
+    SNOS = "snos"
+
+
+def snos_proof_path(snos_batch_index: int) -> str:
+    """The SNOS proof ProofCreation stores on L3 (SPEC §7.8)."""
+    return f"{snos_batch_index}/proof.json"
+
+
+def bridge_proof_path(snos_batch_index: int) -> str:
+    """The bridge proof ProofRegistration stores on L3 (SPEC §7.9)."""
+    return f"{snos_batch_index}/proof_part2.json"
+
+
+@runtime_checkable
+class SettlementAttemptsCarrier(Protocol):
+    """A settlement error that carries the attempts made so far (``settlement.errors.SettlementTxError``)."""
+
+    attempts: list[SettlementAttempt]
+    nonce: int | None
+    tx_hash: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Prepared:
+    """A settlement ready to send, and what it carries (for the figures)."""
+
+    send: Callable[[], Awaitable[SettlementResult]]
+    felts: int
+    blobs: int
 
 
 class SettlementFigures(Protocol):
@@ -67,9 +122,12 @@ class StateUpdateJobHandler:
         alerts: AlertSink | None = None,
         fee_wait_s: float = 60.0,
         figures: SettlementFigures | None = None,
+        settles: BatchKind = BatchKind.AGGREGATOR,
     ) -> None:
         """``fee_wait_s``: when fees are above the hard cap, how long to wait before trying again.
-        ``figures``: where each settlement's blocks, blob fill, duration and fee are recorded."""
+        ``figures``: where each settlement's blocks, blob fill, duration and fee are recorded.
+        ``settles``: what a job's internal id indexes: aggregator batches (L2) or SNOS batches (L3)."""
+        self.settles = settles
         self.settlement = settlement
         self.objects = objects
         self.db = db
@@ -81,9 +139,23 @@ class StateUpdateJobHandler:
     async def check_ready(self, job: Job) -> float | None:
         return None
 
+    @property
+    def layer(self) -> str:
+        """The layer settled on (the figures' label)."""
+        return L3_SETTLEMENT_LAYER if self.settles == BatchKind.SNOS else SETTLEMENT_LAYER
+
+    async def _bounds(self, index: int) -> tuple[int, int] | None:
+        """(start_block, end_block) of the batch to settle, or None when there is no such batch."""
+        batch = (
+            await self.db.get_snos_batch(index)
+            if self.settles == BatchKind.SNOS
+            else await self.db.get_aggregator_batch(index)
+        )
+        return None if batch is None else (batch.start_block, batch.end_block)
+
     async def _end_block(self, index: int) -> int | None:
-        batch = await self.db.get_aggregator_batch(index)
-        return None if batch is None else batch.end_block
+        bounds = await self._bounds(index)
+        return None if bounds is None else bounds[1]
 
     async def _already_settled(self, end_block: int) -> bool:
         last = await self.settlement.last_settled_block()
@@ -93,25 +165,23 @@ class StateUpdateJobHandler:
         meta = job.metadata.specific
         assert isinstance(meta, StateUpdateMetadata)
         to_settle = meta.context.to_settle
-        batch = await self.db.get_aggregator_batch(to_settle)
-        if batch is None:
+        bounds = await self._bounds(to_settle)
+        if bounds is None:
             raise JobError(f"batch {to_settle} to settle not found", retryable=False)
-        end_block = batch.end_block
+        start_block, end_block = bounds
         if await self._already_settled(end_block):
             return Processed(
                 external_id=str(to_settle),
                 specific=dataclasses.replace(meta, tx_hash=meta.tx_hash or ZERO_HASH),
             )
-        if not meta.program_output_path or not meta.da_segment_path:
-            raise JobError("Missing required paths: program_output_path, da_segment_path", retryable=False)
-        program_output = decode_program_output(await self.objects.get(meta.program_output_path))
-        da_segment = decode_felts_json(await self.objects.get(meta.da_segment_path))
-        blobs = felts_to_blobs(da_segment)
+        key = f"{job.job_type}-{to_settle}"
+        if self.settles == BatchKind.SNOS:
+            prepared = await self._prepare_calldata(meta, to_settle, key)
+        else:
+            prepared = await self._prepare_blobs(meta, key)
         started = time.monotonic()
         try:
-            result = await self.settlement.update_state_with_blobs(
-                program_output, blobs, idempotency_key=f"{job.job_type}-{to_settle}"
-            )
+            result = await prepared.send()
         except Exception as exc:
             failed = dataclasses.replace(
                 meta,
@@ -134,21 +204,71 @@ class StateUpdateJobHandler:
                         f"(checked every {self.fee_wait_s:.0f} s), or raise --ethereum-l2-state-update-max-fee-wei.",
                     )
                 raise JobError(message, specific=failed, wait_s=self.fee_wait_s) from exc
-            raise JobError(message, specific=failed, retryable=getattr(exc, "retryable", True)) from exc
+            retryable = exc.retryable if isinstance(exc, JobError) else True
+            raise JobError(message, specific=failed, retryable=retryable) from exc
         if self.figures is not None and not result.already_settled:
             fee = result.fee_paid_wei
             self.figures.settlement_done(
-                blocks=end_block - batch.start_block + 1,
-                felts=len(da_segment),
-                blobs=len(blobs),
+                blocks=end_block - start_block + 1,
+                felts=prepared.felts,
+                blobs=prepared.blobs,
                 seconds=time.monotonic() - started,
                 fee_wei=fee,
-                layer=SETTLEMENT_LAYER,
+                layer=self.layer,
             )
         settled = dataclasses.replace(
             meta, tx_hash=result.tx_hash, tx_nonce=result.nonce, tx_attempts=settlement_attempts_json(result)
         )
         return Processed(external_id=str(to_settle), specific=settled)
+
+    async def _prepare_blobs(self, meta: StateUpdateMetadata, key: str) -> _Prepared:
+        """L2: the aggregator's program output, and its DA segment as blobs (SPEC §8.4 step 4, §6.4)."""
+        if not meta.program_output_path or not meta.da_segment_path:
+            raise JobError("Missing required paths: program_output_path, da_segment_path", retryable=False)
+        program_output = decode_program_output(await self.objects.get(meta.program_output_path))
+        da_segment = decode_felts_json(await self.objects.get(meta.da_segment_path))
+        blobs = felts_to_blobs(da_segment)
+
+        async def send() -> SettlementResult:
+            return await self.settlement.update_state_with_blobs(program_output, blobs, idempotency_key=key)
+
+        return _Prepared(send=send, felts=len(da_segment), blobs=len(blobs))
+
+    async def _prepare_calldata(self, meta: StateUpdateMetadata, to_settle: int, key: str) -> _Prepared:
+        """L3: the outputs the SNOS proof and the bridge proof attest, as calldata (SPEC §8.4 step 4)."""
+        if not meta.snos_output_path:
+            raise JobError("Missing required paths: snos_output_path", retryable=False)
+        try:
+            snos_output = decode_felts_json(await self.objects.get(meta.snos_output_path))
+        except InvalidInput as exc:
+            raise JobError(f"SNOS output {meta.snos_output_path} is unreadable: {exc}", retryable=False) from exc
+        if len(snos_output) <= USE_KZG_DA_INDEX:
+            raise JobError(
+                f"SNOS output {meta.snos_output_path} has {len(snos_output)} felts: its use_kzg_da flag "
+                f"(index {USE_KZG_DA_INDEX}) is missing",
+                retryable=False,
+            )
+        if snos_output[USE_KZG_DA_INDEX] not in (0, 1):
+            raise JobError(
+                f"UseKZGDaError: SNOS batch {to_settle}'s output has use_kzg_da = {snos_output[USE_KZG_DA_INDEX]} "
+                "at index 8; settling with calldata needs 0 or 1",
+                retryable=False,
+            )
+        os_output = await self._proven_output(snos_proof_path(to_settle))
+        bridge_output = await self._proven_output(bridge_proof_path(to_settle))
+
+        async def send() -> SettlementResult:
+            return await self.settlement.update_state_calldata(os_output, bridge_output, idempotency_key=key)
+
+        return _Prepared(send=send, felts=len(os_output) + len(bridge_output), blobs=0)
+
+    async def _proven_output(self, path: str) -> list[int]:
+        """The program output the Stone proof at ``path`` attests."""
+        proof = await self.objects.get(path)
+        try:
+            return program_output_of_proof(proof)
+        except InvalidProof as exc:
+            raise JobError(f"the proof {path} is not a valid Stark proof: {exc}", retryable=False) from exc
 
     async def verify(self, job: Job) -> Verified:
         meta = job.metadata.specific
@@ -161,7 +281,10 @@ class StateUpdateJobHandler:
         if last is None:
             raise JobError("Last settled block unavailable after state update")
         if last >= expected:
-            await move_aggregator_batch(self.db, to_settle, AggregatorBatchStatus.COMPLETED, now=self.clock.now())
+            if self.settles == BatchKind.SNOS:
+                await move_snos_batch(self.db, to_settle, SnosBatchStatus.COMPLETED, now=self.clock.now())
+            else:
+                await move_aggregator_batch(self.db, to_settle, AggregatorBatchStatus.COMPLETED, now=self.clock.now())
             return Verified.verified()
         previous_end = await self._end_block(to_settle - 1) if to_settle > 1 else None
         if (previous_end is not None and last == previous_end) or (to_settle == 1 and last < expected):
@@ -171,14 +294,13 @@ class StateUpdateJobHandler:
 
 def _attempts_of(exc: Exception, meta: StateUpdateMetadata) -> dict[str, Any]:
     """The attempts a settlement error carries (``attempts``, ``nonce``, ``tx_hash``), for the metadata."""
-    attempts = list(getattr(exc, "attempts", None) or [])
-    if not attempts:
+    if not isinstance(exc, SettlementAttemptsCarrier) or not exc.attempts:
         return {}
-    record = SettlementResult(tx_hash=getattr(exc, "tx_hash", None) or "", attempts=attempts)
+    attempts = list(exc.attempts)
+    record = SettlementResult(tx_hash=exc.tx_hash or "", attempts=attempts)
     hashes = [a.tx_hash for a in attempts if a.tx_hash]
-    nonce = getattr(exc, "nonce", None)
     return {
         "tx_attempts": settlement_attempts_json(record),
-        "tx_nonce": nonce if nonce is not None else attempts[-1].nonce,
+        "tx_nonce": exc.nonce if exc.nonce is not None else attempts[-1].nonce,
         "tx_hash": hashes[-1] if hashes else meta.tx_hash,
     }

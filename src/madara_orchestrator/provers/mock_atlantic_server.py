@@ -21,6 +21,14 @@ With a ``fact_registry``, the aggregator fact (program hash with the ``AGGREGATO
 FACT_HASH_REGISTRATION step does on L1. Children that are not OS outputs (a test program's PIE)
 keep the old behaviour: the last child's PIE and a placeholder DA segment. The devnet SNOS runner's
 stand-in PIE (a zip with ``devnet.json``) is accepted as a child, its output read from it.
+
+Proofs: the ``proof.json`` of a query with a PIE is a Stone-shaped proof (``stone_proof_json``, no STARK
+in it) whose public input attests the PIE's output segment, so ``program_output_of_proof`` gives the
+program output back. An L2 verification query (``result=PROOF_VERIFICATION_ON_L2``, file ``inputFile``,
+SPEC §7.9) must hold a wrapped Stone proof (``wrap_proof``) and a hex ``programHash``; it is answered
+with the layout bridge's proof (``devnet.layout_bridge``: its output commits to the verified proof's
+output) as ``proof.json``, and with an ``l2_fact_registry`` the bridge output's fact is registered there
+(Integrity on the L2), as Atlantic does. A bad input or a failed registration ends the query FAILED.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ import uuid
 import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import httpx
 import uvicorn
@@ -49,6 +57,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from madara_orchestrator.devnet.layout_bridge import BRIDGE_PROGRAM_HASH, bridge_output, l2_fact
 from madara_orchestrator.devnet.program_output import DevnetStateTransition, build_program_output
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.provers.fact_registry import FactRegistry
@@ -71,6 +80,12 @@ from madara_orchestrator.starknet.pie import (
     read_pie,
     write_pie,
 )
+from madara_orchestrator.starknet.stone_proof import (
+    InvalidProof,
+    program_output_of_proof,
+    stone_proof_json,
+    unwrap_proof,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +99,16 @@ MOCK_AGGREGATOR_PROGRAM = PieProgram(
 )
 """The program of the mock aggregator PIE: never run, only hashed (a core contract is deployed with its hash)."""
 OS_HEADER_SIZE = 10
+L2_VERIFICATION = "PROOF_VERIFICATION_ON_L2"
+BRIDGE_LAYOUT = "recursive_with_poseidon"
+
+
+class L2FactRegistry(Protocol):
+    """Where an L2 verification query's fact is registered (Integrity's fact registry on the L2)."""
+
+    async def register(self, fact: int) -> str:
+        """Register ``fact``; returns the transaction hash. Raises when the registration fails."""
+        ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -132,6 +157,8 @@ class _Query:
     proof_input: bytes | None = None
     da_segment: list[int] | None = None
     """The aggregator's DA segment (``da_blob.json``); None serves a placeholder."""
+    proof: str | None = None
+    """The ``proof.json`` served: set by an L2 verification, else built from the PIE on first download."""
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -150,6 +177,8 @@ class MockAtlanticState:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     fact_registry: FactRegistry | None = None
     """Where aggregator facts are registered (Atlantic's FACT_HASH_REGISTRATION on L1); None: nowhere."""
+    l2_fact_registry: L2FactRegistry | None = None
+    """Where L2 verification queries register the bridge output's fact; None: nowhere."""
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def __post_init__(self) -> None:
@@ -343,6 +372,8 @@ def create_app(config: MockAtlanticConfig | None = None, state: MockAtlanticStat
         name = request.path_params["file"]
         if query is None or query.data["status"] != "DONE" or name not in _artifact_names(query):
             return PlainTextResponse("not found", status_code=404)
+        if name == "proof.json" and query.proof is None:
+            query.proof = await asyncio.to_thread(_proof_of_query, query)
         return _artifact(state, query, name)
 
     async def add_faults(request: Request) -> Response:
@@ -402,7 +433,9 @@ async def _process_query(state: MockAtlanticState, query: _Query, injected_failu
     reason = injected_failure
     if reason is None and query.pie is not None:
         reason = await asyncio.to_thread(_fill_fact, query, cfg.compute_facts)
-    if reason is None and query.proof_input is not None:
+    if reason is None and query.proof_input is not None and query.data["result"] == L2_VERIFICATION:
+        reason = await _verify_on_l2(state, query)
+    elif reason is None and query.proof_input is not None:
         try:
             json.loads(query.proof_input)
         except ValueError as exc:
@@ -429,6 +462,42 @@ def _fill_fact(query: _Query, compute_facts: bool) -> str | None:
             return None
         return f"INVALID_CAIRO_PIE: {exc}"
     return None
+
+
+async def _verify_on_l2(state: MockAtlanticState, query: _Query) -> str | None:
+    """Check the wrapped proof, build the layout bridge's proof and register its fact; the failure reason."""
+    assert query.proof_input is not None
+    program_hash = query.data.get("programHash")
+    if not program_hash:
+        return "programHash (the Cairo verifier program hash) is required for PROOF_VERIFICATION_ON_L2"
+    try:
+        verifier_program_hash = int(program_hash, 16)
+    except ValueError:
+        return f"programHash {program_hash!r:.80} is not a hex felt"
+    try:
+        snos_output = program_output_of_proof(unwrap_proof(query.proof_input))
+    except InvalidProof as exc:
+        return f"INVALID_PROOF: {exc}"
+    bridge = bridge_output(snos_output, verifier_program_hash=verifier_program_hash)
+    query.proof = stone_proof_json(bridge, layout=BRIDGE_LAYOUT, program_hash=hex(BRIDGE_PROGRAM_HASH))
+    fact = l2_fact(BRIDGE_PROGRAM_HASH, bridge)
+    query.data.update(integrityFactHash=hex(fact), chain="L2")
+    if state.l2_fact_registry is not None:
+        try:
+            tx_hash = await state.l2_fact_registry.register(fact)
+        except Exception as exc:
+            log.warning("mock Atlantic: registering L2 fact %s failed: %s", hex(fact), exc)
+            return f"fact registration failed: {exc}"
+        query.data["transactionId"] = tx_hash
+        log.info("mock Atlantic: registered L2 fact %s in %s", hex(fact), tx_hash)
+    return None
+
+
+def _proof_of_query(query: _Query) -> str:
+    """A Stone-shaped proof attesting the query's PIE output (no output when there is no readable PIE)."""
+    output = _child_output(query.pie) or []
+    data = query.data
+    return stone_proof_json(output, layout=data.get("layout") or "dynamic", program_hash=data.get("programHash"))
 
 
 def _finish(query: _Query, reason: str | None) -> None:
@@ -645,21 +714,11 @@ def _artifact_names(query: _Query) -> list[str]:
 
 
 def _artifact(state: MockAtlanticState, query: _Query, name: str) -> Response:
-    data = query.data
     if name == "pie.cairo0.zip":
         return Response(query.pie or b"", media_type="application/zip")
     if name == "da_blob.json":
         return JSONResponse([hex(i) for i in (query.da_segment if query.da_segment is not None else range(4))])
-    proof = {
-        "proof_parameters": {
-            "stark": {"fri": {"fri_step_list": [0, 4, 4, 3]}},
-            "n_verifier_friendly_commitment_layers": 0,
-        },
-        "public_input": {"layout": data.get("layout") or "dynamic", "program_hash": data.get("programHash")},
-        "proof_hex": "0x" + uuid.uuid5(uuid.NAMESPACE_URL, data["id"]).hex,
-        "mock": True,
-    }
-    return JSONResponse(proof)
+    return Response(query.proof if query.proof is not None else _proof_of_query(query), media_type="application/json")
 
 
 async def _deliver_webhook(state: MockAtlanticState, query: _Query) -> None:
@@ -707,9 +766,13 @@ class MockAtlanticServer:
         host: str = "127.0.0.1",
         port: int = 0,
         fact_registry: FactRegistry | None = None,
+        l2_fact_registry: L2FactRegistry | None = None,
     ) -> None:
-        """``fact_registry``: where aggregator facts are registered (an L1 fact registry in e2e tests)."""
-        self.state = MockAtlanticState(config=config or MockAtlanticConfig(), fact_registry=fact_registry)
+        """``fact_registry``: where aggregator facts are registered (an L1 fact registry in e2e tests);
+        ``l2_fact_registry``: where L2 verification queries register their facts (the L3 devnet's L2)."""
+        self.state = MockAtlanticState(
+            config=config or MockAtlanticConfig(), fact_registry=fact_registry, l2_fact_registry=l2_fact_registry
+        )
         self.app = create_app(state=self.state)
         self._host = host
         self._port = port

@@ -40,7 +40,6 @@ from madara_orchestrator.domain.errors import (
     QueueFull,
 )
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType, SnosMetadata
-from madara_orchestrator.domain.queues import Layer
 from madara_orchestrator.engine.runtime import Runtime
 from madara_orchestrator.provers.atlantic import parse_atlantic_webhook
 from madara_orchestrator.server.dashboard import dashboard_routes
@@ -114,7 +113,7 @@ async def job_block_ranges(runtime: Runtime, jobs: list[Job]) -> dict[uuid.UUID,
     db = runtime.adapters.db
     by_snos: tuple[JobType, ...] = (JobType.PROOF_CREATION, JobType.PROOF_REGISTRATION, JobType.DATA_SUBMISSION)
     by_aggregator: tuple[JobType, ...] = (JobType.AGGREGATOR,)
-    if runtime.config.layer == Layer.L2:
+    if runtime.config.plan.aggregator_batches:
         by_aggregator += (JobType.STATE_TRANSITION,)
     else:
         by_snos += (JobType.STATE_TRANSITION,)

@@ -32,6 +32,7 @@ from madara_orchestrator.provers.errors import (
 from madara_orchestrator.provers.fact_registry import InMemoryFactRegistry
 from madara_orchestrator.provers.http import RetryPolicy
 from madara_orchestrator.provers.mock_atlantic_server import Fault, MockAtlanticConfig, MockAtlanticServer
+from madara_orchestrator.starknet.stone_proof import stone_proof_json, wrap_proof
 from tests.integration.provers.conftest import WebhookReceiver
 
 FIBONACCI_FACT = "0xca15503f02f8406b599cb220879e842394f5cf2cef753f3ee430647b5981b782"
@@ -328,13 +329,14 @@ async def test_l2_verification_query(server: MockAtlanticServer, fibonacci: byte
     with pytest.raises(MissingCairoVerifierProgramHash):
         await without.submit_l2_query("7", "{}", 100)
     atlantic = make_client(server, cairo_verifier_program_hash="0x123", settlement_layer="starknet")
-    query_id = await atlantic.submit_l2_query("7", '{\n\t"proof": {}\n}', 20_000_000)
+    wrapped = wrap_proof(stone_proof_json([1, 2]))
+    query_id = await atlantic.submit_l2_query("7", wrapped, 20_000_000)
     query = server.state.queries[query_id]
     fields = query.data["formFields"]
     assert fields["result"] == ["PROOF_VERIFICATION_ON_L2"]
     assert fields["layout"] == ["recursive_with_poseidon"] and fields["programHash"] == ["0x123"]
     assert fields["declaredJobSize"] == ["M"] and fields["cairoVm"] == ["python"]
-    assert query.proof_input == b'{\n\t"proof": {}\n}'
+    assert query.proof_input == wrapped.encode()
     assert await poll(atlantic, TaskType.JOB, query_id) == TaskStatus.succeeded()
     # settling on Starknet: a PIE query sends result twice and the prover layout
     pie_query = await atlantic.submit_task(CreateJob(cairo_pie_zip=fibonacci, dedup_id="job-sn"))

@@ -1,0 +1,55 @@
+"""ProofRegistration (L3): have the SNOS proof verified on the settlement layer's prover (SPEC §7.9).
+
+The SNOS proof (``<id>/proof.json``, written by ProofCreation) is sent as an L2 verification query; once
+the query is done, the "bridge" proof it yields is stored (``<id>/proof_part2.json``) for StateTransition.
+"""
+
+from __future__ import annotations
+
+from madara_orchestrator.domain.errors import JobError
+from madara_orchestrator.domain.jobs import Job, JobType, ProvingMetadata
+from madara_orchestrator.domain.proving import TaskState, TaskType
+from madara_orchestrator.interfaces import ObjectStore, ProverClient
+from madara_orchestrator.jobs.base import Processed, Verified
+from madara_orchestrator.starknet.stone_proof import InvalidProof, parse_proof, wrap_proof
+
+
+class ProofRegistrationJobHandler:
+    job_type = JobType.PROOF_REGISTRATION
+
+    def __init__(self, *, prover: ProverClient, objects: ObjectStore) -> None:
+        self.prover = prover
+        self.objects = objects
+
+    async def check_ready(self, job: Job) -> float | None:
+        return None
+
+    async def process(self, job: Job) -> Processed:
+        meta = job.metadata.specific
+        assert isinstance(meta, ProvingMetadata)
+        if not meta.input_path or "Proof" not in meta.input_path:
+            raise JobError(
+                f"ProofRegistration needs a proof input ({{'Proof': path}}), got {meta.input_path}", retryable=False
+            )
+        path = meta.input_path["Proof"]
+        data = await self.objects.get(path)
+        try:
+            proof_text = data.decode()
+            parse_proof(proof_text)
+        except (UnicodeDecodeError, InvalidProof) as exc:
+            raise JobError(f"the proof {path} is not a valid Stark proof: {exc}", retryable=False) from exc
+        query_id = await self.prover.submit_l2_query(str(job.internal_id), wrap_proof(proof_text), meta.n_steps)
+        return Processed(external_id=query_id)
+
+    async def verify(self, job: Job) -> Verified:
+        meta = job.metadata.specific
+        assert isinstance(meta, ProvingMetadata)
+        status = await self.prover.get_task_status(TaskType.JOB, job.external_id, meta.ensure_on_chain_registration)
+        if status.state == TaskState.PROCESSING:
+            return Verified.pending()
+        if status.state == TaskState.FAILED:
+            return Verified.rejected(f"Proof registration job #{job.internal_id} failed with error: {status.message}")
+        if meta.download_proof:
+            bridge_proof = await self.prover.get_proof(job.external_id)
+            await self.objects.put(meta.download_proof, bridge_proof.encode())
+        return Verified.verified()
