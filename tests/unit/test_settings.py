@@ -437,3 +437,55 @@ def test_heal_settings_reach_the_runtime(tmp_path: Path) -> None:
     tuned = Settings({**base.values, "heal_stale_after_seconds": 15.0, "heal_interval_seconds": 2.0})
     config = runtime_config(tuned)
     assert (config.heal_stale_after_s, config.heal_interval_s) == (15.0, 2.0)
+
+
+L3_FLAGS = [
+    "--layer",
+    "l3",
+    "--settle-on-starknet",
+    "--starknet-rpc-url",
+    "http://127.0.0.1:9545",
+    "--starknet-account-address",
+    "0x1234",
+    "--starknet-cairo-core-contract-address",
+    "0x5678",
+    "--prover",
+    "atlantic",
+    "--mock-atlantic-server",
+    "--atlantic-api-key",
+    "k",
+    "--atlantic-mock-fact-hash",
+    "true",
+    "--atlantic-prover-type",
+    "starkware",
+    "--atlantic-settlement-layer",
+    "starknet",
+    "--atlantic-network",
+    "testnet",
+    "--cairo-verifier-program-hash",
+    "0x99",
+]
+L3_ENV = {P + "MADARA_RPC_URL": "http://127.0.0.1:9944", P + "STARKNET_PRIVATE_KEY": "0xabc"}
+
+
+def test_an_l3_settles_on_starknet_with_the_originals_flags() -> None:
+    settings = load_run_settings(parse(L3_FLAGS), L3_ENV)
+    assert settings.layer == "l3" and settings.settle_on_starknet
+    assert settings.starknet_finality_retry_wait_in_secs == 6.0
+    assert settings.describe()["starknet_private_key"] == "***"
+
+
+def test_l3_settlement_rules_are_each_named() -> None:
+    text = problems_of(["--layer", "l3", "--settle-on-starknet", "--prover", "devnet"], GOOD)
+    assert "more than one given" in text  # GOOD also settles on the devnet ledger
+    assert "--layer l3 settles on Starknet: use --settle-on-starknet (the devnet ledger is L2 only)" in text
+    for name in ("--starknet-rpc-url", "--starknet-private-key", "--starknet-account-address"):
+        assert name in text
+    assert "--prover devnet is L2-only" in text
+    text = problems_of(["--settle-on-starknet"], {P + "MADARA_RPC_URL": "http://x:1", P + "PROVER": "devnet"})
+    assert "--settle-on-starknet is for an L3: add --layer l3" in text
+    bad = [*L3_FLAGS[:-2], "--starknet-account-address", "0xzz", "--da-on-ethereum"]
+    text = problems_of(bad, L3_ENV)
+    assert "--starknet-account-address must be a felt" in text
+    assert "--cairo-verifier-program-hash" in text  # required with atlantic on L3
+    assert "--layer l3 publishes no blobs on Ethereum" in text
