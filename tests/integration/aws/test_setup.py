@@ -262,3 +262,17 @@ def test_unreachable_aws_is_one_line_without_traceback(moto_server: str) -> None
     assert result.returncode == 1
     assert result.stderr.startswith("error: AWS unreachable at http://127.0.0.1:1 (HeadBucket on S3 bucket")
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_setup_for_an_l3_creates_its_queues_and_triggers(
+    aws_env: str, aws_prefix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, lines, err = _run(capsys, [*_flags(aws_prefix), "--layer", "l3"])
+    assert code == 0, err
+    created = set(_outcomes(lines))
+    addressing = QueueAddressing.parse("mo_{}_queue", aws_prefix)
+    for queue in (QueueType.PROOF_REGISTRATION_JOB_PROCESSING, QueueType.DATA_SUBMISSION_JOB_VERIFICATION):
+        assert f"sqs queue {addressing.name_of(queue)}" in created
+    assert f"sqs queue {addressing.name_of(QueueType.AGGREGATOR_JOB_PROCESSING)}" not in created
+    for trigger in LAYER_TRIGGERS[Layer.L3]:
+        assert f"eventbridge rule {trigger_rule_name(trigger.value, aws_prefix)}" in created
