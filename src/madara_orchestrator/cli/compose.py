@@ -25,11 +25,14 @@ from madara_orchestrator.devnet.adapters import (
     DevnetSettlement,
     DevnetSnosRunner,
 )
+from madara_orchestrator.devnet.l2_fact_registrar import StarknetFactRegistrar
+from madara_orchestrator.devnet.starknet_l2 import FACT_REGISTRY_ADDRESS, VERIFIER_ACCOUNT
 from madara_orchestrator.domain.errors import BackendUnavailable
 from madara_orchestrator.domain.jobs import DEFAULT_POLICIES, JobType
 from madara_orchestrator.domain.queues import Layer
 from madara_orchestrator.engine.batching import BatchingConfig
 from madara_orchestrator.engine.lease import LeaseTiming, key_guard, new_owner
+from madara_orchestrator.engine.plan import PLANS, LayerPlan
 from madara_orchestrator.engine.runtime import Adapters, Runtime, RuntimeConfig
 from madara_orchestrator.engine.service import RetryPolicy
 from madara_orchestrator.engine.triggers import TriggerConfig
@@ -49,6 +52,7 @@ from madara_orchestrator.settlement.contracts import FactRegistryClient
 from madara_orchestrator.settlement.encoding import IS_VALID_SELECTOR
 from madara_orchestrator.settlement.eth_rpc import EthRpc
 from madara_orchestrator.settlement.ethereum import EthereumSettlementClient, EthereumSettlementConfig
+from madara_orchestrator.settlement.starknet import StarknetSettlementClient, StarknetSettlementConfig
 from madara_orchestrator.snos.command import CommandSnosRunner
 from madara_orchestrator.snos.contract import SnosRunConfig, os_hints
 from madara_orchestrator.snos.http import HttpSnosRunner
@@ -67,6 +71,11 @@ LEASE_OPTIONS = {
 }
 
 
+def layer_plan(settings: Settings) -> LayerPlan:
+    """The pipeline ``--layer`` chooses (``engine/plan.py``)."""
+    return PLANS[Layer(settings.layer)]
+
+
 def runtime_config(settings: Settings) -> RuntimeConfig:
     policies = dict(DEFAULT_POLICIES)
     for job_type, option in LEASE_OPTIONS.items():
@@ -78,8 +87,9 @@ def runtime_config(settings: Settings) -> RuntimeConfig:
             )
             for t, p in policies.items()
         }
+    plan = layer_plan(settings)
     return RuntimeConfig(
-        layer=Layer(settings.layer),
+        plan=plan,
         # SPEC §3.2: a name template (with the prefix) or an SQS ARN whose resource is the template.
         queue_names=QueueAddressing.parse(settings.queue_identifier, settings.aws_prefix).names,
         policies=policies,
@@ -90,18 +100,17 @@ def runtime_config(settings: Settings) -> RuntimeConfig:
         },
         batching=BatchingConfig(
             limits=batch_limits(settings.values, load_bouncer_weight_limits(settings.bouncer_weights_limit_file)),
-            aggregator_batches=Layer(settings.layer) == Layer.L2,
+            aggregator_batches=plan.aggregator_batches,
             min_block_to_process=settings.min_block_to_process,
             max_block_to_process=settings.max_block_to_process,
             max_batch_processing_size=settings.max_batch_processing_size,
             lock_duration_s=settings.batching_worker_lock_duration,
-            create_buckets=settings.prover == "atlantic",
+            create_buckets=settings.prover == "atlantic" and plan.aggregator_batches,
             # The open batch's files are for audit only (its state lives in memory and is rebuilt from the
             # chain after a restart): refreshing them every block would cost more than batching itself.
             open_batch_files_interval_s=10.0,
         ),
         triggers=TriggerConfig(
-            layer=Layer(settings.layer),
             snos_job_buffer_size=settings.snos_job_buffer_size,
             aggregator_job_buffer_size=settings.aggregator_job_buffer_size,
             store_audit_artifacts=settings.store_audit_artifacts,
@@ -131,7 +140,7 @@ class EmbeddedStack:
     objects: ObjectStore
     sequencer: StarknetRpcClient
     feeder: FeederGatewayClient
-    settlement: DevnetSettlement | EthereumSettlementClient
+    settlement: DevnetSettlement | EthereumSettlementClient | StarknetSettlementClient
     runtime: Runtime
     recorded_alerts: RecordingAlerts
     snos: SnosRunner
@@ -147,17 +156,20 @@ class EmbeddedStack:
             await self.sequencer.aclose()
         with contextlib.suppress(Exception):
             await self.feeder.aclose()
-        if isinstance(self.settlement, EthereumSettlementClient):
+        if isinstance(self.settlement, (EthereumSettlementClient, StarknetSettlementClient)):
             with contextlib.suppress(Exception):
                 await self.settlement.aclose()
         await _close_all(self.closers)
         await self.backends.close()
 
     async def settlement_fee_wei(self) -> int | None:
-        """Fees paid for settlement so far (None without an L1)."""
+        """Fees paid for settlement so far, in the settlement layer's unit (wei; FRI on Starknet), None on
+        the devnet ledger."""
         if isinstance(self.settlement, EthereumSettlementClient):
             txmgr = self.settlement.txmgr
             return (await txmgr.store.totals(txmgr.address)).fee_paid_wei
+        if isinstance(self.settlement, StarknetSettlementClient):
+            return (await self.backends.tx_store.totals(self.settlement.operator_address)).fee_paid_wei
         return None
 
     async def settlement_summary(self) -> str:
@@ -168,6 +180,12 @@ class EmbeddedStack:
             return (
                 f"blob transactions: {totals.settled} settled ({totals.attempts} signed), "
                 f"fee paid: {totals.fee_paid_wei / 10**18:.6f} ETH ({totals.fee_paid_wei} wei)"
+            )
+        if isinstance(self.settlement, StarknetSettlementClient):
+            totals = await self.backends.tx_store.totals(self.settlement.operator_address)
+            return (
+                f"update_state invokes: {totals.settled} settled ({totals.attempts} signed), "
+                f"fee paid: {totals.fee_paid_wei / 10**18:.6f} STRK ({totals.fee_paid_wei} FRI)"
             )
         return f"blobs settled on the devnet ledger (no L1): {await self.settlement.blob_count()}"
 
@@ -212,8 +230,28 @@ async def _build(
         sinks.append(WebhookAlerts(settings.alert_webhook_url))
     sequencer = StarknetRpcClient(settings.rpc_for_snos or settings.madara_rpc_url, attempts=3, retry_pause_s=0.5)
     feeder = FeederGatewayClient(settings.madara_feeder_gateway_url or settings.madara_rpc_url)
-    settlement: DevnetSettlement | EthereumSettlementClient
-    if settings.settle_on_ethereum:
+    settlement: DevnetSettlement | EthereumSettlementClient | StarknetSettlementClient
+    if settings.settle_on_starknet:
+        settlement = StarknetSettlementClient(
+            StarknetSettlementConfig(
+                rpc_url=settings.starknet_rpc_url,
+                account_address=settings.starknet_account_address,
+                private_key=settings.starknet_private_key,
+                core_contract_address=settings.starknet_cairo_core_contract_address,
+                finality_retry_wait_s=settings.starknet_finality_retry_wait_in_secs,
+                confirmation_timeout_s=settings.starknet_tx_confirmation_timeout_secs,
+                max_fee_fri=settings.starknet_max_fee_fri,
+            ),
+            store=backends.tx_store,
+            key_guard=key_guard(
+                backends.locks,
+                owner,
+                prefix="settlement-tx:",
+                timing=LeaseTiming(duration_s=30.0),
+                clock=backends.clock,
+            ),
+        )
+    elif settings.settle_on_ethereum:
         settlement = EthereumSettlementClient(
             EthereumSettlementConfig(
                 rpc_url=settings.ethereum_rpc_url,
@@ -424,7 +462,19 @@ async def _start_mock_atlantic(settings: Settings) -> MockAtlanticServer:
     (none with ``--port 0``: the port is not known yet, and verification polls)."""
     api_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     webhook_url = f"http://{api_host}:{settings.port}/webhooks/atlantic" if settings.port else None
-    server = MockAtlanticServer(MockAtlanticConfig(webhook_url=webhook_url), port=MOCK_ATLANTIC_PORT)
+    registrar: StarknetFactRegistrar | None = None
+    if settings.settle_on_starknet:
+        # L3: L2 verifications register their facts on the settlement layer with the devnet's verifier
+        # account, so this mock only works against the devnet's Starknet double (orchestrator devnet --layer l3).
+        registrar = StarknetFactRegistrar(
+            rpc_url=settings.starknet_rpc_url,
+            account_address=VERIFIER_ACCOUNT.address,
+            private_key=VERIFIER_ACCOUNT.private_key,
+            registry_address=FACT_REGISTRY_ADDRESS,
+        )
+    server = MockAtlanticServer(
+        MockAtlanticConfig(webhook_url=webhook_url), port=MOCK_ATLANTIC_PORT, l2_fact_registry=registrar
+    )
     try:
         await server.start()
     except (OSError, RuntimeError) as exc:

@@ -25,14 +25,18 @@ from madara_orchestrator.cli.run import configure_logging
 from madara_orchestrator.cli.settings import RUN_OPTIONS, Settings
 from madara_orchestrator.devnet.adapters import DEVNET_AGGREGATOR_PROGRAM_HASH
 from madara_orchestrator.devnet.anvil import DEV_PRIVATE_KEYS, Anvil, AnvilConfig
+from madara_orchestrator.devnet.l2_fact_registrar import StarknetFactRegistrar
+from madara_orchestrator.devnet.layout_bridge import DEVNET_CAIRO_VERIFIER_PROGRAM_HASH
 from madara_orchestrator.devnet.program_output import DEVNET_CONFIG_HASH
 from madara_orchestrator.devnet.sequencer import DEFAULT_TX_PER_BLOCK, DevnetSequencer
-from madara_orchestrator.domain.batches import AggregatorBatchStatus
+from madara_orchestrator.devnet.starknet_l2 import OPERATOR_ACCOUNT, VERIFIER_ACCOUNT, StarknetL2Double
+from madara_orchestrator.domain.batches import AggregatorBatch, AggregatorBatchStatus, SnosBatch, SnosBatchStatus
 from madara_orchestrator.domain.batching import FELTS_PER_BLOB
 from madara_orchestrator.domain.errors import ConfigError, Conflict, OrchestratorError
 from madara_orchestrator.domain.jobs import JobStatus, JobType
 from madara_orchestrator.engine.report import pipeline_report
 from madara_orchestrator.jobs.artifacts import decode_felts_json
+from madara_orchestrator.provers.mock_atlantic_server import MockAtlanticConfig, MockAtlanticServer
 from madara_orchestrator.server.app import create_app
 from madara_orchestrator.server.background import BackgroundServer, bind_listener, free_port
 from madara_orchestrator.settlement.contracts import DevnetContracts, deploy_devnet_contracts
@@ -44,6 +48,17 @@ STAGES = (
     ("aggregated", JobType.AGGREGATOR),
     ("settled", JobType.STATE_TRANSITION),
 )
+L3_STAGES = (
+    ("snos", JobType.SNOS_RUN),
+    ("proven", JobType.PROOF_CREATION),
+    ("registered", JobType.PROOF_REGISTRATION),
+    ("da", JobType.DATA_SUBMISSION),
+    ("settled", JobType.STATE_TRANSITION),
+)
+
+
+def stages_of(stack: EmbeddedStack) -> tuple[tuple[str, JobType], ...]:
+    return STAGES if stack.runtime.config.plan.aggregator_batches else L3_STAGES
 
 
 def register(subparsers: Any) -> None:
@@ -62,7 +77,10 @@ def register(subparsers: Any) -> None:
         help=f"transactions per devnet block (default {DEFAULT_TX_PER_BLOCK}: batches fill by size)",
     )
     parser.add_argument(
-        "--max-batch-size", type=int, default=None, help="blocks per aggregator batch (default: run's, 100)"
+        "--max-batch-size",
+        type=int,
+        default=None,
+        help="blocks per settled batch: aggregator batch (default: run's, 100), or SNOS batch with --layer l3 (10)",
     )
     parser.add_argument(
         "--max-batch-time",
@@ -80,6 +98,13 @@ def register(subparsers: Any) -> None:
         help="anvil (default): a local L1 whose core contract checks every blob; ledger: no L1, a file",
     )
     parser.add_argument("--hardfork", choices=("prague", "osaka"), default="prague", help="anvil hardfork")
+    parser.add_argument(
+        "--layer",
+        choices=("l2", "l3"),
+        default="l2",
+        help="l2 (default): settle on the local L1; l3: an L3 settling on a local Starknet L2 (a JSON-RPC double "
+        "with a core contract), its proofs verified there by a local mock Atlantic server",
+    )
     parser.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
     parser.set_defaults(handler=devnet_command)
 
@@ -195,7 +220,7 @@ def devnet_command(args: argparse.Namespace) -> int:
 def progress_line(*, head: int, done: dict[str, int], settled_blocks: int, open_batch: str, failed: int) -> str:
     """Every field ``label value``: ``head 12 | snos 3 | proven 3 | aggregated 1 | settled 1 (blocks 0-9) |
     open batch 2: 5 blocks, 1,234/24,561 felts``, then ``failed N`` when some job failed."""
-    fields = [f"head {head}"] + [f"{name} {done[name]}" for name, _ in STAGES]
+    fields = [f"head {head}"] + [f"{name} {count}" for name, count in done.items()]
     if settled_blocks:
         blocks = "block 0" if settled_blocks == 1 else f"blocks 0-{settled_blocks - 1}"
         fields[-1] += f" ({blocks})"
@@ -229,13 +254,19 @@ class Progress:
 
 async def stage_counts(stack: EmbeddedStack) -> tuple[dict[str, int], int]:
     counts = await stack.store.count_jobs()
-    done = {name: counts.get((job_type, JobStatus.COMPLETED), 0) for name, job_type in STAGES}
+    done = {name: counts.get((job_type, JobStatus.COMPLETED), 0) for name, job_type in stages_of(stack)}
     failed = sum(n for (_, status), n in counts.items() if status == JobStatus.FAILED)
     return done, failed
 
 
 async def open_batch_label(stack: EmbeddedStack) -> str:
-    """The open aggregator batch as the progress line shows it: ``open batch 3: 12 blocks, 9,876/24,561 felts``."""
+    """The open aggregator batch as the progress line shows it: ``open batch 3: 12 blocks, 9,876/24,561 felts``
+    (an L3's open SNOS batch: ``open batch 3: 12 blocks``)."""
+    if not stack.runtime.config.plan.aggregator_batches:
+        snos = await stack.store.latest_snos_batch()
+        if snos is None or snos.status != SnosBatchStatus.OPEN:
+            return "no open batch"
+        return f"open batch {snos.index}: {snos.num_blocks} blocks"
     latest = await stack.store.latest_aggregator_batch()
     if latest is None or latest.status != AggregatorBatchStatus.OPEN:
         return "no open batch"
@@ -245,6 +276,9 @@ async def open_batch_label(stack: EmbeddedStack) -> str:
 
 async def batches_completed(stack: EmbeddedStack, blocks: int) -> bool:
     """Whether the batches of the first ``blocks`` blocks are settled and verified (Completed)."""
+    if not stack.runtime.config.plan.aggregator_batches:
+        snos = await stack.store.list_snos_batches(statuses=[SnosBatchStatus.COMPLETED], limit=1, descending=True)
+        return bool(snos) and snos[0].end_block >= blocks - 1
     done = await stack.store.list_aggregator_batches(
         statuses=[AggregatorBatchStatus.COMPLETED], limit=1, descending=True
     )
@@ -254,10 +288,16 @@ async def batches_completed(stack: EmbeddedStack, blocks: int) -> bool:
 async def close_tail(stack: EmbeddedStack, *, last_block: int) -> bool:
     """With --blocks N: once block N-1 is batched, close the open batches so the tail settles now
     rather than at the batch's maximum age. True once done."""
-    latest = await stack.store.latest_aggregator_batch()
+    latest: AggregatorBatch | SnosBatch | None
+    if stack.runtime.config.plan.aggregator_batches:
+        latest = await stack.store.latest_aggregator_batch()
+        is_open = latest is not None and latest.status == AggregatorBatchStatus.OPEN
+    else:
+        latest = await stack.store.latest_snos_batch()
+        is_open = latest is not None and latest.status == SnosBatchStatus.OPEN
     if latest is None or latest.end_block < last_block:
         return False
-    if latest.status == AggregatorBatchStatus.OPEN:
+    if is_open:
         try:
             await stack.runtime.triggers.close_open_batches()
         except Conflict:
@@ -267,6 +307,8 @@ async def close_tail(stack: EmbeddedStack, *, last_block: int) -> bool:
 
 async def batching_summary(stack: EmbeddedStack, settled_blocks: int) -> list[str]:
     """Blocks and blobs per settlement, blob fill (felts used / felts paid for) and fee per settled block."""
+    if not stack.runtime.config.plan.aggregator_batches:
+        return await l3_batching_summary(stack, settled_blocks)
     settled = await stack.store.list_aggregator_batches(statuses=[AggregatorBatchStatus.COMPLETED])
     if not settled:
         return ["batches: none settled"]
@@ -290,6 +332,75 @@ async def batching_summary(stack: EmbeddedStack, settled_blocks: int) -> list[st
     return lines
 
 
+async def l3_batching_summary(stack: EmbeddedStack, settled_blocks: int) -> list[str]:
+    """An L3's settlements: SNOS batches, one ``update_state`` invoke each, and the fee per block in FRI."""
+    settled = await stack.store.list_snos_batches(statuses=[SnosBatchStatus.COMPLETED])
+    if not settled:
+        return ["batches: none settled"]
+    blocks = sum(b.num_blocks for b in settled)
+    lines = [f"batches: {len(settled)} settled, {blocks / len(settled):.1f} blocks per settlement"]
+    fee = await stack.settlement_fee_wei()
+    if fee is not None and settled_blocks:
+        lines.append(f"fee per settled block: {fee / settled_blocks / 10**18:.9f} STRK ({fee // settled_blocks} FRI)")
+    return lines
+
+
+@dataclass
+class LocalL2:
+    """An L3's settlement layer: the Starknet double over JSON-RPC, and the mock Atlantic server that
+    verifies proofs on it (registering their facts with the double's verifier account)."""
+
+    double: StarknetL2Double
+    server: BackgroundServer
+    atlantic: MockAtlanticServer
+    overrides: dict[str, Any]
+
+    async def stop(self) -> None:
+        await self.atlantic.stop()
+        await self.server.stop()
+
+
+async def start_local_l2() -> LocalL2:
+    double = StarknetL2Double()
+    server = BackgroundServer(double.app)
+    await server.start()
+    verifier = VERIFIER_ACCOUNT
+    registrar = StarknetFactRegistrar(
+        rpc_url=server.url,
+        account_address=verifier.address,
+        private_key=verifier.private_key,
+        registry_address=double.fact_registry_address,
+    )
+    atlantic = MockAtlanticServer(MockAtlanticConfig(processing_s=0.0), port=0, l2_fact_registry=registrar)
+    try:
+        await atlantic.start()
+    except BaseException:
+        await server.stop()
+        raise
+    operator = OPERATOR_ACCOUNT
+    overrides = {
+        "layer": "l3",
+        "settle_on_devnet": False,
+        "settle_on_starknet": True,
+        "da_on_starknet": True,
+        "starknet_rpc_url": server.url,
+        "starknet_account_address": hex(operator.address),
+        "starknet_private_key": hex(operator.private_key),
+        "starknet_cairo_core_contract_address": hex(double.core_contract_address),
+        "starknet_finality_retry_wait_in_secs": 0.05,
+        "prover": "atlantic",
+        "atlantic_service_url": atlantic.url,
+        "atlantic_artifacts_base_url": atlantic.artifacts_url,
+        "atlantic_api_key": "devnet",
+        "atlantic_mock_fact_hash": "true",
+        "atlantic_prover_type": "starkware",
+        "atlantic_settlement_layer": "starknet",
+        "atlantic_network": "testnet",
+        "cairo_verifier_program_hash": hex(DEVNET_CAIRO_VERIFIER_PROGRAM_HASH),
+    }
+    return LocalL2(double, server, atlantic, overrides)
+
+
 async def run_devnet(args: argparse.Namespace, data_dir: Path) -> int:
     out = sys.stdout
     # Signals first: a Ctrl-C during start-up must also end in a clean shutdown.
@@ -303,14 +414,19 @@ async def run_devnet(args: argparse.Namespace, data_dir: Path) -> int:
     sequencer = DevnetSequencer(block_time_s=args.block_time, tx_per_block=args.tx_per_block)
     rpc_server = BackgroundServer(sequencer.app)
     l1: LocalL1 | None = None
+    l2: LocalL2 | None = None
     try:
         await rpc_server.start()
         settings = devnet_settings(data_dir, rpc_server.url, port=port)
         overrides: dict[str, Any] = {"max_batch_time_seconds": int(max(1, args.max_batch_time))}
         if args.max_batch_size is not None:
-            overrides["max_batch_size"] = args.max_batch_size
+            # An L3 settles each SNOS batch: there the batch is the SNOS batch.
+            overrides["max_blocks_per_snos_batch" if args.layer == "l3" else "max_batch_size"] = args.max_batch_size
         settings = Settings({**settings.values, **overrides}, settings.secrets)
-        if args.settlement == "anvil":
+        if args.layer == "l3":
+            l2 = await start_local_l2()
+            settings = Settings({**settings.values, **l2.overrides}, settings.secrets)
+        elif args.settlement == "anvil":
             l1 = await start_local_l1(data_dir, hardfork=args.hardfork)
             settings = Settings({**settings.values, **l1.overrides}, settings.secrets)
         stack = await build_embedded_stack(settings, prover_latency_s=args.prover_latency)
@@ -319,6 +435,8 @@ async def run_devnet(args: argparse.Namespace, data_dir: Path) -> int:
         await rpc_server.stop()
         if l1 is not None:
             l1.stop()
+        if l2 is not None:
+            await l2.stop()
         raise
     api = BackgroundServer(create_app(stack.runtime), sock=listener)
     await api.start()
@@ -328,6 +446,13 @@ async def run_devnet(args: argparse.Namespace, data_dir: Path) -> int:
         print(
             f"local L1 (anvil, {args.hardfork}): {l1.anvil.url}  core contract {l1.contracts.core_contract}, "
             f"fact registry {l1.contracts.fact_registry}",
+            file=out,
+        )
+    elif l2 is not None:
+        print(
+            f"local L2 (Starknet JSON-RPC double): {l2.server.url}  core contract "
+            f"{hex(l2.double.core_contract_address)}, fact registry {hex(l2.double.fact_registry_address)}; "
+            f"mock Atlantic {l2.atlantic.url}",
             file=out,
         )
     else:
@@ -377,16 +502,19 @@ async def run_devnet(args: argparse.Namespace, data_dir: Path) -> int:
         await stack.runtime.stop()
         await api.stop()
         await rpc_server.stop()
-    report = await pipeline_report(stack.store)
+    stages = stages_of(stack)
+    report = await pipeline_report(stack.store, tuple(job_type for _, job_type in stages))
     alerts = len(stack.recorded_alerts.sent)
     settlement_line = await stack.settlement_summary()
     batching_lines = await batching_summary(stack, settled_blocks)
     await stack.close()
     if l1 is not None:
         l1.stop()
+    if l2 is not None:
+        await l2.stop()
     print("", file=out)
     print("stage           jobs   created->completed p50/p95 (s)   hand-off p50/p95 (s)", file=out)
-    for name, job_type in STAGES:
+    for name, job_type in stages:
         s = report.stage[job_type]
         h = report.handoff.get(job_type)
         hand = f"{h.p50:8.3f} / {h.p95:6.3f}" if h and h.count else "       - /      -"

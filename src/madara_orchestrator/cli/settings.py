@@ -358,6 +358,48 @@ RUN_OPTIONS: tuple[Option, ...] = (
     _o("disable_peerdas", "ETHEREUM_DISABLE_PEERDAS", bool, False, "EIP-4844 blob proofs, not EIP-7594 cells"),
     _o("settlement_fee_wait_seconds", "SETTLEMENT_FEE_WAIT_SECONDS", float, 60.0, "retry delay above the fee cap"),
     _o("da_on_ethereum", "DA_ON_ETHEREUM", bool, False, "blobs travel with the Ethereum settlement tx"),
+    _o("ethereum_da_rpc_url", "ETHEREUM_DA_RPC_URL", str, None, "accepted like the original's (unused)", secret=True),
+    # L3: settle on Starknet (SPEC §8.3)
+    _o(
+        "settle_on_starknet",
+        "SETTLE_ON_STARKNET",
+        bool,
+        False,
+        "settle on Starknet: one update_state invoke per SNOS batch (--layer l3)",
+    ),
+    _o("starknet_rpc_url", "STARKNET_SETTLEMENT_RPC_URL", str, None, "Starknet JSON-RPC to settle on", secret=True),
+    _o("starknet_private_key", "STARKNET_PRIVATE_KEY", str, None, "key of the settling account", secret=True),
+    _o("starknet_account_address", "STARKNET_ACCOUNT_ADDRESS", str, None, "the settling account (single-owner)"),
+    _o(
+        "starknet_cairo_core_contract_address",
+        "STARKNET_CAIRO_CORE_CONTRACT_ADDRESS",
+        str,
+        None,
+        "the appchain's core contract on Starknet (Piltover)",
+    ),
+    _o(
+        "starknet_finality_retry_wait_in_secs",
+        "STARKNET_FINALITY_RETRY_WAIT_IN_SECS",
+        float,
+        6.0,
+        "receipt polling while a settlement waits to be accepted on L2",
+    ),
+    _o(
+        "starknet_tx_confirmation_timeout_secs",
+        "STARKNET_TX_CONFIRMATION_TIMEOUT_SECS",
+        float,
+        300.0,
+        "how long one settlement invoke may take to be accepted before the job retries (and resumes it)",
+    ),
+    _o(
+        "starknet_max_fee_fri",
+        "STARKNET_MAX_FEE_FRI",
+        int,
+        None,
+        "hard cap on a settlement invoke's fee (in FRI); above it nothing is signed",
+    ),
+    _o("da_on_starknet", "DA_ON_STARKNET", bool, False, "DA for an L3: the blob data is kept in object storage"),
+    _o("starknet_da_rpc_url", "STARKNET_DA_RPC_URL", str, None, "accepted like the original's (unused)", secret=True),
     # engine
     _o("max_concurrent_snos_jobs", "MAX_CONCURRENT_SNOS_JOBS", int, 5, "SnosRun consumer concurrency"),
     _o("max_concurrent_proving_jobs", "MAX_CONCURRENT_PROVING_JOBS", int, 10, "ProofCreation concurrency"),
@@ -875,6 +917,45 @@ def backend_problems(values: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def _layer_problems(values: Mapping[str, Any]) -> list[str]:
+    """Settlement and DA per layer: an L2 settles on Ethereum (or the devnet ledger), an L3 on Starknet."""
+    problems: list[str] = []
+    l3 = values["layer"] == "l3"
+    if l3 and values["settle_on_ethereum"]:
+        problems.append("--layer l3 settles on Starknet: use --settle-on-starknet, not --settle-on-ethereum")
+    if l3 and values["settle_on_devnet"]:
+        problems.append("--layer l3 settles on Starknet: use --settle-on-starknet (the devnet ledger is L2 only)")
+    if not l3 and values["settle_on_starknet"]:
+        problems.append("--settle-on-starknet is for an L3: add --layer l3")
+    if values["da_on_ethereum"] and values["da_on_starknet"]:
+        problems.append("choose one of --da-on-ethereum and --da-on-starknet")
+    if l3 and values["da_on_ethereum"]:
+        problems.append("--layer l3 publishes no blobs on Ethereum: use --da-on-starknet (or neither)")
+    if values["settle_on_starknet"]:
+        problems += _required(
+            values,
+            [
+                "starknet_rpc_url",
+                "starknet_private_key",
+                "starknet_account_address",
+                "starknet_cairo_core_contract_address",
+            ],
+            "with --settle-on-starknet",
+        )
+        problems.append(_url_problem(values, "starknet_rpc_url") or "")
+        for name in ("starknet_account_address", "starknet_cairo_core_contract_address"):
+            text = values[name]
+            if text is not None and not _is_felt(text):
+                problems.append(f"--{name.replace('_', '-')} must be a felt (0x and hex, below the Stark prime)")
+        key = values["starknet_private_key"]
+        if key is not None and not _is_felt(key):
+            problems.append("--starknet-private-key must be a felt (0x and hex, below the Stark prime)")
+        wait = values["starknet_finality_retry_wait_in_secs"]
+        if wait is not None and wait <= 0:
+            problems.append("--starknet-finality-retry-wait-in-secs must be positive")
+    return [p for p in problems if p]
+
+
 def load_run_settings(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
     """Every setting checked in one pass, before anything is created; all problems in one ``ConfigError``."""
     values, problems = resolve(args, RUN_OPTIONS, environ)
@@ -883,13 +964,13 @@ def load_run_settings(args: argparse.Namespace, environ: Mapping[str, str] | Non
         problems.append("--madara-rpc-url (MADARA_ORCHESTRATOR_MADARA_RPC_URL) is required")
     if not values["prover"]:
         problems.append(f"--prover (MADARA_ORCHESTRATOR_PROVER) is required: one of {', '.join(PROVERS)}")
-    chosen = [flag for flag in ("settle_on_devnet", "settle_on_ethereum") if values[flag]]
+    chosen = [flag for flag in ("settle_on_devnet", "settle_on_ethereum", "settle_on_starknet") if values[flag]]
     if len(chosen) != 1:
         problems.append(
-            "exactly one settlement layer is required: --settle-on-ethereum or --settle-on-devnet"
-            + (" (both given)" if len(chosen) > 1 else "")
-            + "; Starknet settlement is not built yet"
+            "exactly one settlement layer is required: --settle-on-ethereum, --settle-on-starknet or --settle-on-devnet"
+            + (" (more than one given)" if len(chosen) > 1 else "")
         )
+    problems += _layer_problems(values)
     if values["settle_on_ethereum"]:
         problems += _required(
             values,
@@ -920,6 +1001,11 @@ def load_run_settings(args: argparse.Namespace, environ: Mapping[str, str] | Non
         problems += _mock_problems(values)
     elif prover == "devnet" and values["settle_on_ethereum"]:
         problems.append(DEVNET_PROVER_ON_ETHEREUM)
+    elif prover == "devnet" and values["layer"] == "l3":
+        problems.append(
+            "--prover devnet is L2-only: an L3's proofs must be real Stone proofs verified on the L2; "
+            "use --prover atlantic (--mock-atlantic-server for a local one)"
+        )
     problems += _snos_runner_problems(values)
     if values["mock_atlantic_server"]:
         if prover != "atlantic":
@@ -927,8 +1013,6 @@ def load_run_settings(args: argparse.Namespace, environ: Mapping[str, str] | Non
         elif values["atlantic_network"] not in (None, "testnet"):
             problems.append("--mock-atlantic-server is only allowed with --atlantic-network TESTNET")
     problems = [p for p in problems if p]
-    if values["layer"] == "l3":
-        problems.append("--layer l3 is not supported yet (L3 settlement on Starknet is not built); use l2")
     for name in (
         "max_concurrent_snos_jobs",
         "max_concurrent_proving_jobs",
