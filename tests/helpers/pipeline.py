@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from madara_orchestrator.cli.compose import EmbeddedStack, build_embedded_stack
-from madara_orchestrator.cli.devnet import LocalL1, devnet_settings, start_local_l1
+from madara_orchestrator.cli.devnet import LocalL1, LocalL2, devnet_settings, start_local_l1, start_local_l2
 from madara_orchestrator.cli.settings import Settings
 from madara_orchestrator.devnet.sequencer import DevnetSequencer
 from madara_orchestrator.server.app import create_app
@@ -24,6 +24,7 @@ class Pipeline:
     stack: EmbeddedStack
     api: BackgroundServer
     l1: LocalL1 | None = None
+    l2: LocalL2 | None = None
 
     async def close(self) -> None:
         await self.sequencer.stop_producing()
@@ -33,6 +34,8 @@ class Pipeline:
         await self.stack.close()
         if self.l1 is not None:
             self.l1.stop()
+        if self.l2 is not None:
+            await self.l2.stop()
 
 
 async def start_pipeline(
@@ -44,11 +47,13 @@ async def start_pipeline(
     overrides: dict[str, Any] | None = None,
     l1_hardfork: str | None = None,
     tx_per_block: int = 3,
+    l3: bool = False,
 ) -> Pipeline:
     """With ``l1_hardfork`` settlement goes to anvil (started here) instead of the devnet ledger.
 
     By default every block is its own aggregator batch (``max_batch_size`` 1) with light traffic: these
-    tests are about the engine, one job per stage and block. Batching tests pass their own limits."""
+    tests are about the engine, one job per stage and block. Batching tests pass their own limits.
+    With ``l3`` the chain is an L3 settling on the Starknet double (every block its own SNOS batch)."""
     sequencer = DevnetSequencer(block_time_s=0.02, tx_per_block=tx_per_block)
     rpc = BackgroundServer(sequencer.app)
     await rpc.start()
@@ -57,13 +62,17 @@ async def start_pipeline(
     if l1_hardfork is not None:
         (tmp_path / "data").mkdir(parents=True, exist_ok=True)
         l1 = await start_local_l1(tmp_path / "data", hardfork=l1_hardfork)
-    settings = Settings({**base.values, "max_batch_size": 1, **(l1.overrides if l1 else {}), **(overrides or {})})
+    l2 = await start_local_l2() if l3 else None
+    layer = {"max_blocks_per_snos_batch": 1, **l2.overrides} if l2 else {}
+    settings = Settings(
+        {**base.values, "max_batch_size": 1, **(l1.overrides if l1 else {}), **layer, **(overrides or {})}
+    )
     stack = await build_embedded_stack(settings, snos_failures=snos_failures)
     api = BackgroundServer(create_app(stack.runtime, admin_enabled=admin_token is not None, admin_token=admin_token))
     await api.start()
     sequencer.start_producing(max_blocks=blocks)
     await stack.runtime.start()
-    return Pipeline(sequencer, rpc, stack, api, l1)
+    return Pipeline(sequencer, rpc, stack, api, l1, l2)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float, what: str) -> None:

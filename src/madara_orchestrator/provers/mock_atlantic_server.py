@@ -805,7 +805,9 @@ class MockAtlanticServer:
         self._socket = sock
         config = uvicorn.Config(self.app, log_level="warning", lifespan="on", access_log=False)
         self._server = uvicorn.Server(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
+        # _serve skips uvicorn's signal capture: a Ctrl-C or SIGTERM is the embedding process's to handle (the
+        # mock must keep answering while the orchestrator beside it shuts down gracefully).
+        self._task = asyncio.create_task(self._server._serve(sockets=[sock]))
         for _ in range(500):
             if self._server.started or self._task.done():
                 break

@@ -57,6 +57,14 @@ STAGES: tuple[tuple[str, JobType], ...] = (
     ("aggregation", JobType.AGGREGATOR),
     ("settlement", JobType.STATE_TRANSITION),
 )
+L3_STAGES: tuple[tuple[str, JobType], ...] = (
+    ("snos", JobType.SNOS_RUN),
+    ("proof", JobType.PROOF_CREATION),
+    ("registration", JobType.PROOF_REGISTRATION),
+    ("da", JobType.DATA_SUBMISSION),
+    ("settlement", JobType.STATE_TRANSITION),
+)
+"""An L3's stages: no aggregation; each proof verified on the L2, each batch's state diff encoded for DA."""
 BY_SNOS_BATCH = frozenset({JobType.PROOF_CREATION, JobType.PROOF_REGISTRATION, JobType.DATA_SUBMISSION})
 BY_AGGREGATOR_BATCH = frozenset({JobType.AGGREGATOR, JobType.STATE_TRANSITION})
 RECENT_BATCHES = 8
@@ -92,12 +100,15 @@ def redact(text: str | None) -> str | None:
 BlockRange = tuple[int, int]
 
 
-async def job_ranges(db: Database, jobs: Iterable[Job]) -> dict[uuid.UUID, BlockRange]:
-    """The blocks each job covers (L2): a SnosRun's own range, proofs that of their SNOS batch, Aggregator
-    and StateTransition that of their aggregator batch. Two batch queries whatever the number of jobs."""
+async def job_ranges(db: Database, jobs: Iterable[Job], *, settles_snos: bool = False) -> dict[uuid.UUID, BlockRange]:
+    """The blocks each job covers: a SnosRun's own range, proofs and DA that of their SNOS batch, Aggregator
+    and StateTransition that of their aggregator batch (``settles_snos``, an L3: StateTransition that of its
+    SNOS batch). Two batch queries whatever the number of jobs."""
     jobs = list(jobs)
-    snos_wanted = sorted({j.internal_id for j in jobs if j.job_type in BY_SNOS_BATCH})
-    aggregator_wanted = sorted({j.internal_id for j in jobs if j.job_type in BY_AGGREGATOR_BATCH})
+    by_snos = BY_SNOS_BATCH | {JobType.STATE_TRANSITION} if settles_snos else BY_SNOS_BATCH
+    by_aggregator = BY_AGGREGATOR_BATCH - by_snos
+    snos_wanted = sorted({j.internal_id for j in jobs if j.job_type in by_snos})
+    aggregator_wanted = sorted({j.internal_id for j in jobs if j.job_type in by_aggregator})
     snos = {b.index: (b.start_block, b.end_block) for b in await _snos_batches(db, snos_wanted)}
     aggregators = {b.index: (b.start_block, b.end_block) for b in await _aggregator_batches(db, aggregator_wanted)}
     ranges: dict[uuid.UUID, BlockRange] = {}
@@ -105,9 +116,9 @@ async def job_ranges(db: Database, jobs: Iterable[Job]) -> dict[uuid.UUID, Block
         specific = job.metadata.specific
         if isinstance(specific, SnosMetadata):
             ranges[job.id] = (specific.start_block, specific.end_block)
-        elif job.job_type in BY_SNOS_BATCH and job.internal_id in snos:
+        elif job.job_type in by_snos and job.internal_id in snos:
             ranges[job.id] = snos[job.internal_id]
-        elif job.job_type in BY_AGGREGATOR_BATCH and job.internal_id in aggregators:
+        elif job.job_type in by_aggregator and job.internal_id in aggregators:
             ranges[job.id] = aggregators[job.internal_id]
     return ranges
 
@@ -272,12 +283,12 @@ async def _ask(call: Callable[[], Awaitable[int | None]], what: str) -> Outside:
         return Outside(None, redact(f"{what}: {type(exc).__name__}: {exc}"))
 
 
-async def stage_progress(db: Database, job_type: JobType) -> Json:
+async def stage_progress(db: Database, job_type: JobType, *, settles_snos: bool = False) -> Json:
     """``through``: every block up to it has passed the stage (the first job not yet Completed starts
     after it); ``highest``: the highest block a Completed job of the stage covers."""
     latest = await db.latest_job(job_type, statuses=[JobStatus.COMPLETED])
     first_open = await db.oldest_job(job_type, excluding_statuses=[JobStatus.COMPLETED])
-    ranges = await job_ranges(db, [j for j in (latest, first_open) if j is not None])
+    ranges = await job_ranges(db, [j for j in (latest, first_open) if j is not None], settles_snos=settles_snos)
     highest = ranges[latest.id][1] if latest is not None and latest.id in ranges else None
     through = highest
     if first_open is not None and first_open.id in ranges and highest is not None:
@@ -297,6 +308,10 @@ async def stage_progress(db: Database, job_type: JobType) -> Json:
     }
 
 
+def stages_of(runtime: Runtime) -> tuple[tuple[str, JobType], ...]:
+    return STAGES if runtime.config.plan.aggregator_batches else L3_STAGES
+
+
 async def overview(runtime: Runtime, *, admin_enabled: bool) -> Json:
     db = runtime.adapters.db
     limits = runtime.config.batching.limits
@@ -305,10 +320,11 @@ async def overview(runtime: Runtime, *, admin_enabled: bool) -> Json:
         _ask(runtime.adapters.sequencer.block_number, "sequencer"),
         _ask(runtime.adapters.settlement.last_settled_block, "settlement layer"),
     )
+    settles_snos = not runtime.config.plan.aggregator_batches
     stages: dict[str, Json] = {}
     previous: int | None = None
-    for index, (name, job_type) in enumerate(STAGES):
-        progress = await stage_progress(db, job_type)
+    for index, (name, job_type) in enumerate(stages_of(runtime)):
+        progress = await stage_progress(db, job_type, settles_snos=settles_snos)
         through = progress["through"]
         if index > 0 and isinstance(through, int) and (previous is None or through > previous):
             # A block has passed a stage only once it passed the ones before (its later jobs wait on them).
@@ -338,7 +354,7 @@ async def overview(runtime: Runtime, *, admin_enabled: bool) -> Json:
     settlements = await db.list_jobs(
         job_types=[JobType.STATE_TRANSITION], statuses=[JobStatus.COMPLETED], limit=SETTLEMENT_SERIES, descending=True
     )
-    ranges = await job_ranges(db, settlements)
+    ranges = await job_ranges(db, settlements, settles_snos=settles_snos)
     series: list[Json] = []
     fees: list[int] = []
     for job in reversed(settlements):
@@ -397,7 +413,7 @@ async def block_view(runtime: Runtime, block_number: int) -> Json:
     if snos is None and aggregator is None and (head.value is None or block_number > head.value):
         raise NotFound(f"Block not found: {block_number} is not in any batch and the chain head is {head.value}")
     jobs = sorted(await db.jobs_for_block(block_number), key=lambda j: _STAGE_ORDER.get(j.job_type, 99))
-    ranges = await job_ranges(db, jobs)
+    ranges = await job_ranges(db, jobs, settles_snos=not runtime.config.plan.aggregator_batches)
     txs = [tx for j in jobs if (tx := settlement_tx(j, ranges.get(j.id))) is not None]
     return {
         "block_number": block_number,
@@ -412,7 +428,7 @@ async def block_view(runtime: Runtime, block_number: int) -> Json:
     }
 
 
-_STAGE_ORDER = {job_type: i for i, (_, job_type) in enumerate(STAGES)}
+_STAGE_ORDER = {job_type: i for i, (_, job_type) in enumerate((*STAGES[:3], *L3_STAGES[2:]))}
 
 
 async def job_list(
@@ -420,7 +436,7 @@ async def job_list(
 ) -> list[Json]:
     db = runtime.adapters.db
     jobs = await db.list_jobs(statuses=statuses, job_types=job_types, limit=limit, descending=True)
-    ranges = await job_ranges(db, jobs)
+    ranges = await job_ranges(db, jobs, settles_snos=not runtime.config.plan.aggregator_batches)
     return [job_row(j, ranges.get(j.id)) for j in jobs]
 
 

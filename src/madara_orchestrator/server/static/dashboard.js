@@ -305,6 +305,14 @@
       h('div', { class: 'progress' }, bar));
   }
 
+  const STAGE_LABELS = {
+    snos: 'SNOS through',
+    proof: 'Proven through',
+    aggregation: 'Aggregated through',
+    registration: 'Verified on L2 through',
+    da: 'DA encoded through',
+  };
+
   function renderPipeline(ov) {
     const data = { head: ov.head, settled: ov.settled, stages: ov.stages, lag: ov.lag };
     if (!changed('pipeline', data)) return;
@@ -323,9 +331,9 @@
       lag.blocks === null ? '—' : `${num(lag.blocks)} block${lag.blocks === 1 ? '' : 's'}`);
     replace('pipeline',
       stageCard('head-block', 'Chain head', head, 'sequencer', head === null ? 0 : 1), arrow(),
-      stageCard('stage-snos', 'SNOS through', ov.stages.snos.through, stageSub(ov.stages.snos), frac(ov.stages.snos.through)), arrow(),
-      stageCard('stage-proof', 'Proven through', ov.stages.proof.through, stageSub(ov.stages.proof), frac(ov.stages.proof.through)), arrow(),
-      stageCard('stage-aggregation', 'Aggregated through', ov.stages.aggregation.through, stageSub(ov.stages.aggregation), frac(ov.stages.aggregation.through)), arrow(),
+      // The layer's stages in order (L2: aggregation; L3: registration on the L2 and DA), settlement last.
+      ...Object.entries(ov.stages).filter(([name]) => name !== 'settlement').flatMap(([name, st]) => [
+        stageCard(`stage-${name}`, STAGE_LABELS[name] || `${name} through`, st.through, stageSub(st), frac(st.through)), arrow()]),
       stageCard('settled-block', 'Settled through', ov.settled, 'on the settlement layer', frac(ov.settled)),
       h('div', { class: 'arrow' }),
       h('div', { class: 'stage lag' },
