@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import httpx
 
 from madara_orchestrator.domain.errors import BackendUnavailable, OrchestratorError
+from madara_orchestrator.settlement.durable import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +75,11 @@ class EthRpc:
                 resp = await self._client.post(self.url, json=payload)
         except (httpx.HTTPError, TimeoutError) as exc:
             raise BackendUnavailable(
-                f"Ethereum RPC {method} to {_redact(self.url)} failed: {type(exc).__name__}: {exc}"
+                f"Ethereum RPC {method} to {redact_url(self.url)} failed: {type(exc).__name__}: {exc}"
             ) from exc
         if resp.status_code != 200:
             raise BackendUnavailable(
-                f"Ethereum RPC {method} to {_redact(self.url)} answered HTTP {resp.status_code}: {resp.text[:200]}"
+                f"Ethereum RPC {method} to {redact_url(self.url)} answered HTTP {resp.status_code}: {resp.text[:200]}"
             )
         try:
             body = resp.json()
@@ -124,13 +125,3 @@ class EthRpc:
 
     async def max_priority_fee(self) -> int:
         return _hex_int(await self.request("eth_maxPriorityFeePerGas"), "priority fee")
-
-
-def _redact(url: str) -> str:
-    """The URL without credentials or path (RPC URLs often carry an API key)."""
-    try:
-        parsed = httpx.URL(url)
-    except Exception:
-        return "<rpc url>"
-    port = f":{parsed.port}" if parsed.port else ""
-    return f"{parsed.scheme}://{parsed.host}{port}"

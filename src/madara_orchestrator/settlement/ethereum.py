@@ -17,6 +17,7 @@ from pathlib import Path
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.interfaces import SettlementResult
 from madara_orchestrator.settlement.blob_tx import BYTES_PER_BLOB, SidecarForm, build_sidecar
+from madara_orchestrator.settlement.durable import KeyGuard
 from madara_orchestrator.settlement.encoding import (
     STATE_BLOCK_HASH_SELECTOR,
     STATE_BLOCK_NUMBER_SELECTOR,
@@ -28,7 +29,7 @@ from madara_orchestrator.settlement.encoding import (
 )
 from madara_orchestrator.settlement.eth_rpc import EthRpc
 from madara_orchestrator.settlement.tx_store import SqliteTxStore, TxStore
-from madara_orchestrator.settlement.txmgr import FeePolicy, KeyGuard, TxManager, TxOutcome, TxRequest
+from madara_orchestrator.settlement.txmgr import FeePolicy, TxManager, TxOutcome, TxRequest
 
 log = logging.getLogger(__name__)
 

@@ -40,6 +40,12 @@ from starknet_py.net.schemas.broadcasted_txn import BroadcastedTransactionSchema
 
 from madara_orchestrator.domain.errors import BackendUnavailable, ConfigError, InvalidInput, OrchestratorError
 from madara_orchestrator.interfaces import SettlementAttempt, SettlementResult
+from madara_orchestrator.settlement.durable import (
+    KeyGuard,
+    KeyLocks,
+    redact_url,
+    to_settlement_attempts,
+)
 from madara_orchestrator.settlement.errors import FeeCapExceeded, SettlementTxError, TxReverted
 from madara_orchestrator.settlement.tx_store import (
     AttemptRecord,
@@ -49,7 +55,6 @@ from madara_orchestrator.settlement.tx_store import (
     TxStore,
     attempts_summary,
 )
-from madara_orchestrator.settlement.txmgr import KeyGuard, SettlementKeyBusy, to_settlement_attempts
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +68,6 @@ QUERY_VERSION_BASE = 2**128
 UPDATE_STATE_SELECTOR = get_selector_from_name("update_state")
 GET_STATE_SELECTOR = get_selector_from_name("get_state")
 
-CRASH_POINTS = ("signed", "sent", "mined")
 """Where ``crash_hook`` is called: after an attempt is stored and before it is broadcast; after the node
 took it and before that is recorded; after its accepted receipt is seen and before it is recorded final."""
 
@@ -248,22 +252,12 @@ class RateLimited(BackendUnavailable):
     """The node refused the request for its rate limit: a condition to wait out."""
 
 
-def _redact(url: str) -> str:
-    """The URL without credentials or path (RPC URLs often carry an API key)."""
-    try:
-        parsed = httpx.URL(url)
-    except Exception:
-        return "<rpc url>"
-    port = f":{parsed.port}" if parsed.port else ""
-    return f"{parsed.scheme}://{parsed.host}{port}"
-
-
 class _JsonRpc:
     """JSON-RPC over HTTP, each call in its own timeout. Transport failures → ``BackendUnavailable``."""
 
     def __init__(self, url: str, *, timeout_s: float, client: httpx.AsyncClient | None) -> None:
         self.url = url
-        self.where = _redact(url)
+        self.where = redact_url(url)
         self.timeout_s = timeout_s
         self._client = client or httpx.AsyncClient(timeout=timeout_s)
         self._owns_client = client is None
@@ -384,12 +378,11 @@ class StarknetSettlementClient:
         self._core = int(config.core_contract_address, 16)
         self.core_contract = felt_hex(self._core)
         self._rpc = _JsonRpc(config.rpc_url, timeout_s=config.rpc_timeout_s, client=http_client)
-        self._key_guard = key_guard
+        self._keys = KeyLocks(key_guard)
         self._crash_hook = crash_hook
         self._sleep = sleep
         self._monotonic = monotonic
         self._chain_id: int | None = None
-        self._key_locks: dict[str, asyncio.Lock] = {}
 
     def __repr__(self) -> str:
         return f"StarknetSettlementClient(core_contract={self.core_contract}, operator={self.operator_address})"
@@ -501,16 +494,8 @@ class StarknetSettlementClient:
         """
         arguments = update_state_arguments(snos_output, program_output)
         key = idempotency_key
-        lock = self._key_locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            if self._key_guard is None:
-                return await self._settle(key, arguments)
-            async with self._key_guard(key) as held:
-                if not held:
-                    raise SettlementKeyBusy(
-                        f"settlement {key}: another orchestrator process is sending it now; waiting for it to finish"
-                    )
-                return await self._settle(key, arguments)
+        async with self._keys.hold(key):
+            return await self._settle(key, arguments)
 
     async def _settle(self, key: str, arguments: list[int]) -> StarknetSettlementResult:
         record = await self.store.create_key(key, self.operator_address)

@@ -18,7 +18,6 @@ Better than the original's (nonce re-read from the node per job, attempts kept i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -28,7 +27,7 @@ from typing import Any
 
 from eth_keys.datatypes import PrivateKey
 
-from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput
+from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.interfaces import SettlementAttempt
 from madara_orchestrator.settlement.blob_tx import (
     GAS_PER_BLOB,
@@ -37,6 +36,11 @@ from madara_orchestrator.settlement.blob_tx import (
     SignedTx,
     sign_blob_tx,
     sign_dynamic_fee_tx,
+)
+from madara_orchestrator.settlement.durable import (
+    KeyGuard,
+    KeyLocks,
+    to_settlement_attempts,
 )
 from madara_orchestrator.settlement.errors import (
     FeeBumpsExhausted,
@@ -57,9 +61,6 @@ from madara_orchestrator.settlement.tx_store import (
 log = logging.getLogger(__name__)
 
 GWEI = 10**9
-CRASH_POINTS = ("signed", "sent", "mined")
-"""Where ``crash_hook`` is called: after an attempt is stored and before it is broadcast; after the node
-accepted it and before that is recorded; after its receipt is seen and before it is recorded as final."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -139,28 +140,6 @@ class FinalizedTx:
     blob_gas_price_wei: int | None
 
 
-def to_settlement_attempts(records: list[AttemptRecord]) -> list[SettlementAttempt]:
-    """The store's attempts as the job's ``tx_attempts`` (a hash only for what a node accepted)."""
-    accepted = {
-        AttemptStatus.FINALIZED,
-        AttemptStatus.REPLACED,
-        AttemptStatus.TIMED_OUT,
-        AttemptStatus.SENT,
-        AttemptStatus.REVERTED,
-    }
-    return [
-        SettlementAttempt(
-            attempt_no=r.attempt_no,
-            tx_hash=r.tx_hash if r.status in accepted else None,
-            nonce=r.nonce,
-            gas_multiplier=r.gas_multiplier,
-            status=r.status.value,
-            error=r.error,
-        )
-        for r in records
-    ]
-
-
 def _is_underpriced(exc: EthRpcError) -> bool:
     return "underpriced" in exc.rpc_message.lower()
 
@@ -173,15 +152,6 @@ def _is_already_known(exc: EthRpcError) -> bool:
 def _is_nonce_too_low(exc: EthRpcError) -> bool:
     msg = exc.rpc_message.lower()
     return "nonce too low" in msg or "noncetoolow" in msg or "nonce is too low" in msg
-
-
-KeyGuard = Callable[[str], contextlib.AbstractAsyncContextManager[bool]]
-"""Holds a key against other processes while it is sent: yields False when another process holds it.
-The composition root builds it on the named leases of the database (``engine/lease.py``)."""
-
-
-class SettlementKeyBusy(BackendUnavailable):
-    """Another orchestrator process is sending this key now: a condition to wait out, not a failure."""
 
 
 class TxManager:
@@ -222,8 +192,7 @@ class TxManager:
         self._monotonic = monotonic
         self._sleep = sleep
         self._crash_hook = crash_hook
-        self._key_locks: dict[str, asyncio.Lock] = {}
-        self._key_guard = key_guard
+        self._keys = KeyLocks(key_guard)
         self.on_finalized: Callable[[FinalizedTx], None] | None = None
         """Told each transaction this manager sees become final (metrics: gas and fees)."""
 
@@ -248,16 +217,8 @@ class TxManager:
         Returns when an attempt is mined and confirmed; raises ``SettlementTxError`` (with the attempts)
         otherwise. A key that was finalized before returns its stored outcome without any RPC send.
         """
-        lock = self._key_locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            if self._key_guard is None:
-                return await self._send(key, build)
-            async with self._key_guard(key) as held:
-                if not held:
-                    raise SettlementKeyBusy(
-                        f"settlement {key}: another orchestrator process is sending it now; waiting for it to finish"
-                    )
-                return await self._send(key, build)
+        async with self._keys.hold(key):
+            return await self._send(key, build)
 
     async def _send(self, key: str, build: Callable[[], Awaitable[TxRequest]]) -> TxOutcome:
         record = await self.store.create_key(key, self.address)

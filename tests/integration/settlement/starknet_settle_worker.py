@@ -17,7 +17,8 @@ import signal
 import sys
 from pathlib import Path
 
-from madara_orchestrator.settlement.starknet import CRASH_POINTS, StarknetSettlementClient, StarknetSettlementConfig
+from madara_orchestrator.settlement.durable import CRASH_POINTS
+from madara_orchestrator.settlement.starknet import StarknetSettlementClient, StarknetSettlementConfig
 from madara_orchestrator.settlement.tx_store import SqliteTxStore
 
 

@@ -46,6 +46,7 @@ from madara_orchestrator.devnet.starknet_l2 import InvokeV3 as DoubleInvokeV3
 from madara_orchestrator.domain.errors import BackendUnavailable, ConfigError, outage_cause
 from madara_orchestrator.interfaces import SettlementClient
 from madara_orchestrator.server.background import BackgroundServer
+from madara_orchestrator.settlement.durable import SettlementKeyBusy
 from madara_orchestrator.settlement.errors import FeeCapExceeded, SettlementTxError, TxReverted
 from madara_orchestrator.settlement.starknet import (
     FELT_MAX,
@@ -57,7 +58,6 @@ from madara_orchestrator.settlement.starknet import (
     update_state_arguments,
 )
 from madara_orchestrator.settlement.tx_store import AttemptStatus, KeyStatus, SqliteTxStore
-from madara_orchestrator.settlement.txmgr import SettlementKeyBusy
 from tests.conftest import REPO_ROOT
 
 ACCOUNT = "0x" + "0" * 60 + "abcd"

@@ -298,7 +298,7 @@ async def test_two_processes_sending_one_key_at_once_send_one_transaction(tmp_pa
     from madara_orchestrator.domain.errors import BackendUnavailable
     from madara_orchestrator.engine.lease import LeaseTiming, key_guard
     from madara_orchestrator.engine.service import SystemClock
-    from madara_orchestrator.settlement.txmgr import SettlementKeyBusy
+    from madara_orchestrator.settlement.durable import SettlementKeyBusy
 
     chain = FakeChain()
     databases = [SqliteDatabase(tmp_path / "orchestrator.db") for _ in range(2)]
