@@ -230,6 +230,10 @@ async def _build(
         sinks.append(WebhookAlerts(settings.alert_webhook_url))
     sequencer = StarknetRpcClient(settings.rpc_for_snos or settings.madara_rpc_url, attempts=3, retry_pause_s=0.5)
     feeder = FeederGatewayClient(settings.madara_feeder_gateway_url or settings.madara_rpc_url)
+    # A settlement key (a batch) is sent by one process at a time: a named lease on the shared database.
+    settlement_guard = key_guard(
+        backends.locks, owner, prefix="settlement-tx:", timing=LeaseTiming(duration_s=30.0), clock=backends.clock
+    )
     settlement: DevnetSettlement | EthereumSettlementClient | StarknetSettlementClient
     if settings.settle_on_starknet:
         settlement = StarknetSettlementClient(
@@ -243,13 +247,7 @@ async def _build(
                 max_fee_fri=settings.starknet_max_fee_fri,
             ),
             store=backends.tx_store,
-            key_guard=key_guard(
-                backends.locks,
-                owner,
-                prefix="settlement-tx:",
-                timing=LeaseTiming(duration_s=30.0),
-                clock=backends.clock,
-            ),
+            key_guard=settlement_guard,
         )
     elif settings.settle_on_ethereum:
         settlement = EthereumSettlementClient(
@@ -266,13 +264,7 @@ async def _build(
                 confirmations=settings.ethereum_confirmations,
             ),
             store=backends.tx_store,
-            key_guard=key_guard(
-                backends.locks,
-                owner,
-                prefix="settlement-tx:",
-                timing=LeaseTiming(duration_s=30.0),
-                clock=backends.clock,
-            ),
+            key_guard=settlement_guard,
         )
     else:
         settlement = DevnetSettlement(settings.devnet_settlement_path or data_dir / "devnet-settlement.db")

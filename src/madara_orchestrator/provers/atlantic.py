@@ -59,6 +59,7 @@ from madara_orchestrator.provers.http import (
     with_retries,
 )
 from madara_orchestrator.starknet.facts import fact_hex
+from madara_orchestrator.starknet.stone_proof import InvalidProof, parse_proof
 
 log = logging.getLogger(__name__)
 
@@ -573,14 +574,11 @@ def validate_proof(raw: bytes) -> str:
     """A Stark proof (Stone prover JSON): an object with ``proof_parameters`` and ``public_input``."""
     try:
         text = raw.decode()
-        proof = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        parse_proof(text)
+    except UnicodeDecodeError as exc:
         raise InvalidProofFormat(f"the proof is not JSON: {exc}") from exc
-    if not isinstance(proof, dict):
-        raise InvalidProofFormat("the proof should be a JSON object")
-    missing = [k for k in ("proof_parameters", "public_input") if k not in proof]
-    if missing:
-        raise InvalidProofFormat(f"the proof misses {', '.join(missing)}")
+    except InvalidProof as exc:
+        raise InvalidProofFormat(str(exc)) from exc
     return text
 
 
