@@ -180,7 +180,12 @@ class ProverClient(Protocol):
 
     async def get_proof(self, task_id: str) -> str: ...
 
-    async def submit_l2_query(self, task_id: str, proof: str, n_steps: int | None) -> str: ...
+    async def submit_l2_query(
+        self, task_id: str, proof: str, n_steps: int | None, *, dedup_id: str | None = None
+    ) -> str:
+        """Verify ``proof`` on L2 (L3's ProofRegistration). With ``dedup_id`` a second call for the same id
+        (a retry after a crash) returns the query already submitted, unless that one failed."""
+        ...
 
     async def get_aggregation_artifacts(self, external_id: str, include_proof: bool) -> AggregationArtifacts: ...
 

@@ -20,6 +20,7 @@ from madara_orchestrator.starknet.stone_proof import stone_proof_json
 class FakeProver:
     def __init__(self) -> None:
         self.queries: list[tuple[str, str, int | None]] = []
+        self.dedup_ids: list[str | None] = []
         self.status_calls: list[tuple[TaskType, str, str | None]] = []
         self.status = TaskStatus.processing()
         self.bridge_proof = stone_proof_json([9, 8, 7])
@@ -35,8 +36,11 @@ class FakeProver:
         assert task_id == "query-1"
         return self.bridge_proof
 
-    async def submit_l2_query(self, task_id: str, proof: str, n_steps: int | None) -> str:
+    async def submit_l2_query(
+        self, task_id: str, proof: str, n_steps: int | None, *, dedup_id: str | None = None
+    ) -> str:
         self.queries.append((task_id, proof, n_steps))
+        self.dedup_ids.append(dedup_id)
         return "query-1"
 
     async def get_aggregation_artifacts(
@@ -66,8 +70,10 @@ async def test_the_proof_is_submitted_wrapped_with_the_batch_id_and_steps(object
     proof = stone_proof_json([1, 2, 3])
     await objects.put("4/proof.json", proof.encode())
     handler = ProofRegistrationJobHandler(prover=prover, objects=objects)
-    processed = await handler.process(registration_job())
+    job = registration_job()
+    processed = await handler.process(job)
     assert processed.external_id == "query-1"
+    assert prover.dedup_ids == [str(job.id)], "deduplicated on the job: a retry after a crash finds its query"
     [(task_id, wrapped, n_steps)] = prover.queries
     assert task_id == "4" and n_steps == 123_456
     assert wrapped == '{\n\t"proof": ' + proof + "\n}", "the proof text itself, not a re-serialisation"

@@ -296,7 +296,9 @@ class DevnetProver:
     async def get_proof(self, task_id: str) -> str:
         return json.dumps({"devnet_proof": task_id})
 
-    async def submit_l2_query(self, task_id: str, proof: str, n_steps: int | None) -> str:
+    async def submit_l2_query(
+        self, task_id: str, proof: str, n_steps: int | None, *, dedup_id: str | None = None
+    ) -> str:
         return f"devnet-l2-{task_id}"
 
     async def get_aggregation_artifacts(self, external_id: str, include_proof: bool) -> AggregationArtifacts:

@@ -38,7 +38,10 @@ class ProofRegistrationJobHandler:
             parse_proof(proof_text)
         except (UnicodeDecodeError, InvalidProof) as exc:
             raise JobError(f"the proof {path} is not a valid Stark proof: {exc}", retryable=False) from exc
-        query_id = await self.prover.submit_l2_query(str(job.internal_id), wrap_proof(proof_text), meta.n_steps)
+        # Deduplicated on the job's id: a retry after a crash finds the query instead of sending a second one.
+        query_id = await self.prover.submit_l2_query(
+            str(job.internal_id), wrap_proof(proof_text), meta.n_steps, dedup_id=str(job.id)
+        )
         return Processed(external_id=query_id)
 
     async def verify(self, job: Job) -> Verified:

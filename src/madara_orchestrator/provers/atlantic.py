@@ -528,7 +528,11 @@ class AtlanticClient:
         raw = await self.download_artifact(task_id, PROOF_FILE)
         return validate_proof(raw)
 
-    async def submit_l2_query(self, task_id: str, proof: str, n_steps: int | None) -> str:
+    async def submit_l2_query(
+        self, task_id: str, proof: str, n_steps: int | None, *, dedup_id: str | None = None
+    ) -> str:
+        """The L2 verification query of SPEC §7.3. Unlike the original, which sends no ``dedupId`` (a crash
+        between submission and recording submits the proof again), ``dedup_id`` is sent and looked up first."""
         if not self.config.cairo_verifier_program_hash:
             raise MissingCairoVerifierProgramHash()
         fields = [
@@ -542,7 +546,15 @@ class AtlanticClient:
             ("sharpProver", self.config.sharp_prover),
         ]
 
+        if dedup_id is not None:
+            fields.append(("dedupId", dedup_id))
+
         async def call() -> str:
+            if dedup_id is not None:
+                existing = await self._lookup_once(dedup_id)
+                if existing is not None and existing.status is not AtlanticQueryStatus.FAILED:
+                    log.info("Atlantic: L2 verification %s already submitted as query %s", dedup_id, existing.id)
+                    return existing.id
             response = await self._request(
                 "POST",
                 "atlantic-query",

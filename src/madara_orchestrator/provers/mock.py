@@ -82,7 +82,9 @@ class MockProverClient:
     async def get_proof(self, task_id: str) -> str:
         raise TaskInvalid("the mock prover makes no proofs (get_proof)")
 
-    async def submit_l2_query(self, task_id: str, proof: str, n_steps: int | None) -> str:
+    async def submit_l2_query(
+        self, task_id: str, proof: str, n_steps: int | None, *, dedup_id: str | None = None
+    ) -> str:
         raise TaskInvalid("the mock prover cannot verify proofs on L2 (submit_l2_query)")
 
     async def get_aggregation_artifacts(self, external_id: str, include_proof: bool) -> AggregationArtifacts:

@@ -312,7 +312,9 @@ class SharpClient:
         proof: str = await self._retry("get_proof", call)
         return proof
 
-    async def submit_l2_query(self, task_id: str, proof: str, n_steps: int | None) -> str:
+    async def submit_l2_query(
+        self, task_id: str, proof: str, n_steps: int | None, *, dedup_id: str | None = None
+    ) -> str:
         raise TaskInvalid("submit_l2_query is not supported by SHARP for L2")
 
     async def get_aggregation_artifacts(self, external_id: str, include_proof: bool) -> AggregationArtifacts:

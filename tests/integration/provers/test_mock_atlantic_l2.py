@@ -221,3 +221,22 @@ async def test_without_a_registry_the_l2_verification_still_serves_the_bridge_pr
             assert (await atlantic.get_query(query_id)).raw["transactionId"] is None
         finally:
             await atlantic.aclose()
+
+
+async def test_an_l2_verification_with_a_dedup_id_is_submitted_once_unless_it_failed(
+    server: MockAtlanticServer, client: AtlanticClient, registry: RecordingL2Registry
+) -> None:
+    wrapped = wrap_proof(stone_proof_json([5]))
+    first = await client.submit_l2_query("13", wrapped, None, dedup_id="registration-job-13")
+    again = await client.submit_l2_query("13", wrapped, None, dedup_id="registration-job-13")
+    assert again == first, "a retry after a crash finds the query instead of sending it again"
+    assert server.state.queries[first].data["dedupId"] == "registration-job-13"
+    assert await finished(server, client, first) == TaskStatus.succeeded()
+    assert len(registry.facts) == 1
+
+    server.state.inject(Fault(kind="fail_query", reason="verifier down"))
+    failed = await client.submit_l2_query("14", wrapped, None, dedup_id="registration-job-14")
+    assert (await finished(server, client, failed)).state is TaskState.FAILED
+    retried = await client.submit_l2_query("14", wrapped, None, dedup_id="registration-job-14")
+    assert retried != failed, "a failed query is submitted anew"
+    assert await finished(server, client, retried) == TaskStatus.succeeded()
