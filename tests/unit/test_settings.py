@@ -95,6 +95,8 @@ def test_devnet_refuses_bad_arguments(capsys: pytest.CaptureFixture[str], tmp_pa
     assert code == 2
     assert "--blocks must be a positive integer, got 0" in err
     assert "is not empty" in err
+    code = main(["devnet", "--layer", "l3", "--settlement", "ledger"])
+    assert code == 2 and "--layer l3 settles on the local Starknet double" in capsys.readouterr().err
 
 
 # -- batching flags (SPEC §16.2) -------------------------------------------------------------------

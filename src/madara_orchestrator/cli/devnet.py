@@ -205,6 +205,10 @@ def devnet_command(args: argparse.Namespace) -> int:
         problems.append(f"--max-batch-time must be positive, got {args.max_batch_time}")
     if args.block_time <= 0:
         problems.append(f"--block-time must be positive, got {args.block_time}")
+    if args.layer == "l3" and args.settlement != "anvil":
+        problems.append(
+            "--settlement chooses an L2's settlement layer; --layer l3 settles on the local Starknet double"
+        )
     if args.data_dir and Path(args.data_dir).exists() and any(Path(args.data_dir).iterdir()):
         problems.append(f"--data-dir {args.data_dir} is not empty; the devnet starts from a fresh directory")
     if problems:
