@@ -228,8 +228,10 @@ async def _build(
     sinks: list[AlertSink] = [LogAlerts(), recorded, *backends.alert_sinks]
     if settings.alert_webhook_url:
         sinks.append(WebhookAlerts(settings.alert_webhook_url))
-    sequencer = StarknetRpcClient(settings.rpc_for_snos or settings.madara_rpc_url, attempts=3, retry_pause_s=0.5)
-    feeder = FeederGatewayClient(settings.madara_feeder_gateway_url or settings.madara_rpc_url)
+    sequencer = StarknetRpcClient(
+        settings.rpc_for_snos or settings.need("madara_rpc_url"), attempts=3, retry_pause_s=0.5
+    )
+    feeder = FeederGatewayClient(settings.madara_feeder_gateway_url or settings.need("madara_rpc_url"))
     # A settlement key (a batch) is sent by one process at a time: a named lease on the shared database.
     settlement_guard = key_guard(
         backends.locks, owner, prefix="settlement-tx:", timing=LeaseTiming(duration_s=30.0), clock=backends.clock
@@ -238,10 +240,10 @@ async def _build(
     if settings.settle_on_starknet:
         settlement = StarknetSettlementClient(
             StarknetSettlementConfig(
-                rpc_url=settings.starknet_rpc_url,
-                account_address=settings.starknet_account_address,
-                private_key=settings.starknet_private_key,
-                core_contract_address=settings.starknet_cairo_core_contract_address,
+                rpc_url=settings.need("starknet_rpc_url"),
+                account_address=settings.need("starknet_account_address"),
+                private_key=settings.need("starknet_private_key"),
+                core_contract_address=settings.need("starknet_cairo_core_contract_address"),
                 finality_retry_wait_s=settings.starknet_finality_retry_wait_in_secs,
                 confirmation_timeout_s=settings.starknet_tx_confirmation_timeout_secs,
                 max_fee_fri=settings.starknet_max_fee_fri,
@@ -252,9 +254,9 @@ async def _build(
     elif settings.settle_on_ethereum:
         settlement = EthereumSettlementClient(
             EthereumSettlementConfig(
-                rpc_url=settings.ethereum_rpc_url,
-                private_key=settings.ethereum_private_key,
-                core_contract_address=settings.l1_core_contract_address,
+                rpc_url=settings.need("ethereum_rpc_url"),
+                private_key=settings.need("ethereum_private_key"),
+                core_contract_address=settings.need("l1_core_contract_address"),
                 tx_store_path=Path(settings.sqlite_path or data_dir / "orchestrator.db"),  # unused: store= below
                 max_fee_bumps=settings.ethereum_max_fee_bumps,
                 l2_state_update_max_fee_wei=settings.ethereum_l2_state_update_max_fee_wei,
@@ -340,7 +342,7 @@ def build_snos_runner(
         return DevnetSnosRunner(sequencer, failures=failures)
     full_output, use_kzg_da = os_hints(settings.layer)
     config = SnosRunConfig(
-        rpc_url=settings.rpc_for_snos or settings.madara_rpc_url,
+        rpc_url=settings.rpc_for_snos or settings.need("madara_rpc_url"),
         layout=settings.snos_layout_name,
         full_output=full_output,
         use_kzg_da=use_kzg_da,
@@ -348,8 +350,8 @@ def build_snos_runner(
     )
     if settings.snos_runner == "command":
         work_dir = Path(settings.snos_work_dir) if settings.snos_work_dir else Path(settings.data_dir) / "snos"
-        return CommandSnosRunner(settings.snos_command, config, rpc=sequencer, work_dir=work_dir)
-    runner = HttpSnosRunner(settings.snos_runner_url, config, rpc=sequencer)
+        return CommandSnosRunner(settings.need("snos_command"), config, rpc=sequencer, work_dir=work_dir)
+    runner = HttpSnosRunner(settings.need("snos_runner_url"), config, rpc=sequencer)
     closers.append(runner.aclose)
     return runner
 
@@ -398,20 +400,20 @@ def build_prover(
                 artifacts_url = mock_atlantic.artifacts_url
         atlantic = AtlanticClient(
             AtlanticConfig(
-                service_url=service_url,
-                api_key=settings.atlantic_api_key,
-                network=AtlanticNetwork(settings.atlantic_network.upper()),
+                service_url=service_url or settings.need("atlantic_service_url"),
+                api_key=settings.need("atlantic_api_key"),
+                network=AtlanticNetwork(settings.need("atlantic_network").upper()),
                 artifacts_base_url=artifacts_url,
-                mock_fact_hash=settings.atlantic_mock_fact_hash.lower(),
+                mock_fact_hash=settings.need("atlantic_mock_fact_hash").lower(),
                 result=AtlanticQueryStep.from_cli(settings.atlantic_verifier_result),
                 cairo_vm=settings.atlantic_verifier_cairo_vm,
                 sharp_prover=settings.atlantic_sharp_prover,
-                settlement_layer=settings.atlantic_settlement_layer,
+                settlement_layer=settings.need("atlantic_settlement_layer"),
                 prover_layout=settings.prover_layout_name,
                 cairo_verifier_program_hash=settings.cairo_verifier_program_hash,
             ),
             fact_checker=_fact_checker(
-                settings.atlantic_settlement_layer,
+                settings.need("atlantic_settlement_layer"),
                 settings.atlantic_rpc_node_url,
                 settings.atlantic_verifier_contract_address,
                 closers,
@@ -429,8 +431,8 @@ def build_prover(
         )
         sharp = SharpClient(
             SharpConfig(
-                url=settings.sharp_url,
-                customer_id=settings.sharp_customer_id,
+                url=settings.need("sharp_url"),
+                customer_id=settings.need("sharp_customer_id"),
                 user_crt_file=settings.sharp_user_crt_file,
                 user_key_file=settings.sharp_user_key_file,
                 server_crt_file=settings.sharp_server_crt_file,
@@ -442,9 +444,11 @@ def build_prover(
     if settings.prover == "mock":
         registry = None
         if settings.mock_verifier_address:
-            rpc = EthRpc(settings.ethereum_rpc_url)
+            rpc = EthRpc(settings.need("ethereum_rpc_url"))
             closers.append(rpc.aclose)
-            registry = FactRegistryClient(rpc, settings.mock_verifier_address, settings.mock_verifier_private_key)
+            registry = FactRegistryClient(
+                rpc, settings.mock_verifier_address, settings.need("mock_verifier_private_key")
+            )
         return MockProverClient(registry=registry)
     return DevnetProver(latency_s=prover_latency_s)
 
@@ -459,7 +463,7 @@ async def _start_mock_atlantic(settings: Settings) -> MockAtlanticServer:
         # L3: L2 verifications register their facts on the settlement layer with the devnet's verifier
         # account, so this mock only works against the devnet's Starknet double (orchestrator devnet --layer l3).
         registrar = StarknetFactRegistrar(
-            rpc_url=settings.starknet_rpc_url,
+            rpc_url=settings.need("starknet_rpc_url"),
             account_address=VERIFIER_ACCOUNT.address,
             private_key=VERIFIER_ACCOUNT.private_key,
             registry_address=FACT_REGISTRY_ADDRESS,

@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 from madara_orchestrator.domain.batches import DEFAULT_BOUNCER_WEIGHT_LIMITS, BouncerWeights
@@ -530,14 +530,146 @@ RUN_OPTIONS: tuple[Option, ...] = (
 
 @dataclass(frozen=True, slots=True)
 class Settings:
+    """The resolved ``run`` settings. Each option is an attribute of its declared type (below, one line per
+    ``RUN_OPTIONS`` entry; a unit test keeps the two in step); ``values`` holds them by name."""
+
     values: Mapping[str, Any]
     secrets: frozenset[str] = field(default_factory=frozenset)
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.values[name]
-        except KeyError:
-            raise AttributeError(name) from None
+    if TYPE_CHECKING:
+        data_dir: ClassVar[str]
+        sqlite_path: ClassVar[str | None]
+        storage_dir: ClassVar[str | None]
+        postgres_url: ClassVar[str | None]
+        queue_identifier: ClassVar[str]
+        aws_prefix: ClassVar[str | None]
+        aws: ClassVar[bool]
+        aws_s3: ClassVar[bool]
+        aws_sqs: ClassVar[bool]
+        aws_sns: ClassVar[bool]
+        bucket_identifier: ClassVar[str]
+        topic_identifier: ClassVar[str]
+        storage_expiration_days: ClassVar[int]
+        layer: ClassVar[str]
+        madara_rpc_url: ClassVar[str | None]
+        madara_feeder_gateway_url: ClassVar[str | None]
+        rpc_for_snos: ClassVar[str | None]
+        snos_runner: ClassVar[str]
+        snos_command: ClassVar[str | None]
+        snos_runner_url: ClassVar[str | None]
+        snos_timeout_seconds: ClassVar[float]
+        snos_work_dir: ClassVar[str | None]
+        prover: ClassVar[str | None]
+        mock_verifier_address: ClassVar[str | None]
+        mock_verifier_private_key: ClassVar[str | None]
+        atlantic_api_key: ClassVar[str | None]
+        atlantic_service_url: ClassVar[str | None]
+        atlantic_rpc_node_url: ClassVar[str | None]
+        atlantic_mock_fact_hash: ClassVar[str | None]
+        atlantic_prover_type: ClassVar[str | None]
+        atlantic_settlement_layer: ClassVar[str | None]
+        atlantic_verifier_contract_address: ClassVar[str | None]
+        cairo_verifier_program_hash: ClassVar[str | None]
+        atlantic_verifier_cairo_vm: ClassVar[str]
+        atlantic_verifier_result: ClassVar[str]
+        atlantic_network: ClassVar[str | None]
+        atlantic_sharp_prover: ClassVar[str]
+        atlantic_artifacts_base_url: ClassVar[str]
+        mock_atlantic_server: ClassVar[bool]
+        sharp_customer_id: ClassVar[str | None]
+        sharp_url: ClassVar[str | None]
+        sharp_user_crt_file: ClassVar[str | None]
+        sharp_user_key_file: ClassVar[str | None]
+        sharp_server_crt_file: ClassVar[str | None]
+        sharp_rpc_node_url: ClassVar[str | None]
+        gps_verifier_contract_address: ClassVar[str | None]
+        sharp_settlement_layer: ClassVar[str]
+        snos_layout_name: ClassVar[str]
+        prover_layout_name: ClassVar[str]
+        settle_on_devnet: ClassVar[bool]
+        devnet_settlement_path: ClassVar[str | None]
+        settle_on_ethereum: ClassVar[bool]
+        ethereum_rpc_url: ClassVar[str | None]
+        ethereum_private_key: ClassVar[str | None]
+        l1_core_contract_address: ClassVar[str | None]
+        starknet_operator_address: ClassVar[str | None]
+        ethereum_finality_retry_wait_in_secs: ClassVar[float]
+        ethereum_tx_confirmation_timeout_secs: ClassVar[float]
+        ethereum_max_fee_bumps: ClassVar[int]
+        ethereum_l2_state_update_max_fee_wei: ClassVar[int]
+        ethereum_confirmations: ClassVar[int]
+        disable_peerdas: ClassVar[bool]
+        settlement_fee_wait_seconds: ClassVar[float]
+        da_on_ethereum: ClassVar[bool]
+        ethereum_da_rpc_url: ClassVar[str | None]
+        settle_on_starknet: ClassVar[bool]
+        starknet_rpc_url: ClassVar[str | None]
+        starknet_private_key: ClassVar[str | None]
+        starknet_account_address: ClassVar[str | None]
+        starknet_cairo_core_contract_address: ClassVar[str | None]
+        starknet_finality_retry_wait_in_secs: ClassVar[float]
+        starknet_tx_confirmation_timeout_secs: ClassVar[float]
+        starknet_max_fee_fri: ClassVar[int | None]
+        da_on_starknet: ClassVar[bool]
+        starknet_da_rpc_url: ClassVar[str | None]
+        max_concurrent_snos_jobs: ClassVar[int]
+        max_concurrent_proving_jobs: ClassVar[int]
+        max_concurrent_aggregator_jobs: ClassVar[int]
+        snos_job_timeout_seconds: ClassVar[float]
+        proving_job_timeout_seconds: ClassVar[float]
+        state_transition_timeout_seconds: ClassVar[float]
+        aggregator_job_timeout_seconds: ClassVar[float]
+        verification_poll_seconds: ClassVar[float | None]
+        retry_base_delay_seconds: ClassVar[float]
+        snos_job_buffer_size: ClassVar[int]
+        aggregator_job_buffer_size: ClassVar[int]
+        max_batch_processing_size: ClassVar[int]
+        min_block_to_process: ClassVar[int]
+        max_block_to_process: ClassVar[int | None]
+        max_batch_time_seconds: ClassVar[int]
+        max_batch_size: ClassVar[int]
+        max_num_blobs: ClassVar[int]
+        blob_size_buffer: ClassVar[int]
+        max_blocks_per_snos_batch: ClassVar[int]
+        fixed_blocks_per_snos_batch: ClassVar[int | None]
+        max_snos_batches_per_aggregator_batch: ClassVar[int]
+        max_aggregator_input_size: ClassVar[int]
+        default_empty_block_proving_gas: ClassVar[int]
+        bouncer_weights_limit_file: ClassVar[str | None]
+        batching_worker_lock_duration: ClassVar[float]
+        store_audit_artifacts: ClassVar[bool]
+        snos_full_output: ClassVar[bool]
+        max_priority_queue_size: ClassVar[int]
+        interval_seconds: ClassVar[float]
+        chain_poll_interval_seconds: ClassVar[float]
+        heal_interval_seconds: ClassVar[float]
+        heal_stale_after_seconds: ClassVar[float]
+        halt_on_failure: ClassVar[bool]
+        graceful_shutdown_timeout: ClassVar[float]
+        host: ClassVar[str]
+        port: ClassVar[int]
+        instance_id: ClassVar[str | None]
+        admin_enabled: ClassVar[bool]
+        admin_token: ClassVar[str | None]
+        alert_webhook_url: ClassVar[str | None]
+        otel_collector_endpoint: ClassVar[str | None]
+        otel_service_name: ClassVar[str]
+        otel_export_interval_seconds: ClassVar[float]
+
+    else:
+
+        def __getattr__(self, name: str) -> Any:
+            try:
+                return self.values[name]
+            except KeyError:
+                raise AttributeError(name) from None
+
+    def need(self, name: str) -> str:
+        """A text option this configuration requires (``load_run_settings`` has checked it is set)."""
+        value = self.values.get(name)
+        if value is None:
+            raise ConfigError([f"--{name.replace('_', '-')} is required with these settings"])
+        return str(value)
 
     def describe(self) -> dict[str, Any]:
         """The settings as shown to people: secrets masked."""
