@@ -20,7 +20,7 @@ OUTAGE_S = 8.0
 
 @pytest.mark.slow
 async def test_postgres_restarted_under_load_loses_no_job(tmp_path: Path) -> None:
-    cluster = await asyncio.to_thread(start_cluster)  # its own: this test stops it
+    cluster = await asyncio.to_thread(lambda: start_cluster(durable=True))  # its own: this test crashes it
     try:
         url = await asyncio.to_thread(cluster.create_database)
         p = await start_pipeline(

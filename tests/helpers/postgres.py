@@ -48,6 +48,9 @@ SETTINGS = {
     "max_connections": "300",
     "shared_buffers": "32MB",
 }
+DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
+"""For a cluster that is crashed on purpose (``pause``): without them an immediate stop loses commits that
+were acknowledged, which no real deployment does, and the test would check an impossible past."""
 
 
 def find_bin_dir() -> Path | None:
@@ -89,6 +92,11 @@ class PostgresCluster:
     root: Path
     port: int
     run_as: list[str]
+    durable: bool = False
+
+    @property
+    def settings(self) -> dict[str, str]:
+        return {**SETTINGS, **DURABLE} if self.durable else SETTINGS
 
     @property
     def data_dir(self) -> Path:
@@ -144,7 +152,7 @@ class PostgresCluster:
         if initdb.returncode != 0:
             raise RuntimeError(f"initdb failed: {initdb.stderr.strip() or initdb.stdout.strip()}")
         (self.data_dir / "pg_hba.conf").write_text(HBA)
-        options = " ".join(f"-c {name}={value}" for name, value in SETTINGS.items())
+        options = " ".join(f"-c {name}={value}" for name, value in self.settings.items())
         options += f" -c unix_socket_directories={self.root} -p {self.port}"
         for _ in range(3):  # the free port may be taken between the probe and the start
             started = self._tool(
@@ -188,7 +196,7 @@ class PostgresCluster:
 
     def resume(self) -> None:
         """Start the paused server again on the same port (crash recovery runs first)."""
-        options = " ".join(f"-c {name}={value}" for name, value in SETTINGS.items())
+        options = " ".join(f"-c {name}={value}" for name, value in self.settings.items())
         options += f" -c unix_socket_directories={self.root} -p {self.port}"
         started = self._tool(
             "pg_ctl", "--pgdata", str(self.data_dir), "--log", str(self.log), "-w", "-t", "60", "-o", options, "start"
@@ -224,7 +232,8 @@ def _sweep_orphans(bin_dir: Path, run_as: list[str]) -> None:
             PostgresCluster(bin_dir=bin_dir, root=root, port=0, run_as=run_as).stop()
 
 
-def start_cluster() -> PostgresCluster:
+def start_cluster(*, durable: bool = False) -> PostgresCluster:
+    """A throwaway cluster; ``durable`` keeps acknowledged commits through a crash (``pause``)."""
     bin_dir = find_bin_dir()
     require(
         bin_dir is not None,
@@ -245,7 +254,7 @@ def start_cluster() -> PostgresCluster:
         run_as = ["runuser", "-u", SERVER_USER, "--"]
     _sweep_orphans(bin_dir, run_as)
     (root / OWNER_FILE).write_text(str(os.getpid()))
-    cluster = PostgresCluster(bin_dir=bin_dir, root=root, port=_free_port(), run_as=run_as)
+    cluster = PostgresCluster(bin_dir=bin_dir, root=root, port=_free_port(), run_as=run_as, durable=durable)
     try:
         cluster.start()
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
