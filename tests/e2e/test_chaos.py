@@ -39,35 +39,41 @@ MIN_KILLS = 20
 TIMEOUT_S = 420.0
 
 
+FAST_RECOVERY = [
+    "--max-blocks-per-snos-batch",
+    "2",
+    "--verification-poll-seconds",
+    "0.5",
+    "--chain-poll-interval-seconds",
+    "0.2",
+    "--retry-base-delay-seconds",
+    "0.5",
+    "--heal-interval-seconds",
+    "2",
+    "--heal-stale-after-seconds",
+    "15",
+    # Short leases: a job whose worker was killed is taken over soon by another instance.
+    "--snos-job-timeout-seconds",
+    "10",
+    "--proving-job-timeout-seconds",
+    "10",
+    "--state-transition-timeout-seconds",
+    "20",
+    "--batching-worker-lock-duration",
+    "6",
+]
+"""The flags of a chaos run, either layer: short polls, leases and heal delays."""
+
+
 def chaos_args(l1: LocalL1, atlantic: MockAtlanticServer, storage: Path) -> list[str]:
     return [
         "--storage-dir",
         str(storage),
         "--max-batch-size",
         "4",
-        "--max-blocks-per-snos-batch",
-        "2",
-        "--verification-poll-seconds",
-        "0.5",
-        "--chain-poll-interval-seconds",
-        "0.2",
-        "--retry-base-delay-seconds",
-        "0.5",
-        "--heal-interval-seconds",
-        "2",
-        "--heal-stale-after-seconds",
-        "15",
-        # Short leases: a job whose worker was killed is taken over soon by another instance.
-        "--snos-job-timeout-seconds",
-        "10",
-        "--proving-job-timeout-seconds",
-        "10",
+        *FAST_RECOVERY,
         "--aggregator-job-timeout-seconds",
         "10",
-        "--state-transition-timeout-seconds",
-        "20",
-        "--batching-worker-lock-duration",
-        "6",
         *atlantic_args(atlantic),
         *settlement_args(l1),
     ]

@@ -21,12 +21,12 @@ from pathlib import Path
 import pytest
 
 from madara_orchestrator.devnet.l2_fact_registrar import StarknetFactRegistrar
-from madara_orchestrator.devnet.layout_bridge import DEVNET_CAIRO_VERIFIER_PROGRAM_HASH
 from madara_orchestrator.devnet.sequencer import DevnetSequencer
 from madara_orchestrator.devnet.starknet_l2 import OPERATOR_ACCOUNT, VERIFIER_ACCOUNT, StarknetL2Double
 from madara_orchestrator.provers.mock_atlantic_server import L2_VERIFICATION, MockAtlanticConfig, MockAtlanticServer
 from madara_orchestrator.server.background import BackgroundServer, free_port
-from tests.e2e.test_chaos import _pg_query, _report, _wait_all_completed
+from tests.e2e.test_chaos import FAST_RECOVERY, _pg_query, _report, _wait_all_completed
+from tests.e2e.test_run_l3 import l3_args
 from tests.helpers.cluster import Instance
 
 BLOCKS = 40
@@ -38,59 +38,7 @@ TIMEOUT_S = 420.0
 
 
 def l3_chaos_args(l2_url: str, double: StarknetL2Double, atlantic: MockAtlanticServer, storage: Path) -> list[str]:
-    return [
-        "--storage-dir",
-        str(storage),
-        "--max-blocks-per-snos-batch",
-        "2",
-        "--verification-poll-seconds",
-        "0.5",
-        "--chain-poll-interval-seconds",
-        "0.2",
-        "--retry-base-delay-seconds",
-        "0.5",
-        "--heal-interval-seconds",
-        "2",
-        "--heal-stale-after-seconds",
-        "15",
-        # Short leases: a job whose worker was killed is taken over soon by another instance.
-        "--snos-job-timeout-seconds",
-        "10",
-        "--proving-job-timeout-seconds",
-        "10",
-        "--state-transition-timeout-seconds",
-        "20",
-        "--batching-worker-lock-duration",
-        "6",
-        "--layer",
-        "l3",
-        "--settle-on-starknet",
-        "--starknet-rpc-url",
-        l2_url,
-        "--starknet-account-address",
-        hex(OPERATOR_ACCOUNT.address),
-        "--starknet-cairo-core-contract-address",
-        hex(double.core_contract_address),
-        "--starknet-finality-retry-wait-in-secs",
-        "0.2",
-        "--da-on-starknet",
-        "--prover",
-        "atlantic",
-        "--atlantic-service-url",
-        atlantic.url,
-        "--atlantic-artifacts-base-url",
-        atlantic.artifacts_url,
-        "--atlantic-network",
-        "TESTNET",
-        "--atlantic-mock-fact-hash",
-        "true",
-        "--atlantic-prover-type",
-        "starkware_sharp",
-        "--atlantic-settlement-layer",
-        "starknet",
-        "--cairo-verifier-program-hash",
-        hex(DEVNET_CAIRO_VERIFIER_PROGRAM_HASH),
-    ]
+    return ["--storage-dir", str(storage), *FAST_RECOVERY, *l3_args(l2_url, double, atlantic)]
 
 
 def _has_settled_through(double: StarknetL2Double, block: int) -> bool:

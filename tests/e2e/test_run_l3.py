@@ -17,7 +17,36 @@ from madara_orchestrator.devnet.layout_bridge import DEVNET_CAIRO_VERIFIER_PROGR
 from madara_orchestrator.devnet.starknet_l2 import OPERATOR_ACCOUNT, VERIFIER_ACCOUNT, StarknetL2Double
 from madara_orchestrator.provers.mock_atlantic_server import MockAtlanticConfig, MockAtlanticServer
 from madara_orchestrator.server.background import BackgroundServer, free_port
-from tests.e2e.test_run_provers import BLOCKS, TIMEOUT_S, devnet_sequencer, jobs_by_status, orchestrator_run
+from tests.e2e.test_run_provers import (
+    BLOCKS,
+    TIMEOUT_S,
+    atlantic_args,
+    devnet_sequencer,
+    jobs_by_status,
+    orchestrator_run,
+)
+
+
+def l3_args(l2_url: str, double: StarknetL2Double, atlantic: MockAtlanticServer) -> list[str]:
+    """``run``'s flags for an L3 settling on the double, proven by the mock Atlantic server (the operator key
+    is not among them: it comes from a ``_FILE``)."""
+    return [
+        "--layer",
+        "l3",
+        "--settle-on-starknet",
+        "--starknet-rpc-url",
+        l2_url,
+        "--starknet-account-address",
+        hex(OPERATOR_ACCOUNT.address),
+        "--starknet-cairo-core-contract-address",
+        hex(double.core_contract_address),
+        "--starknet-finality-retry-wait-in-secs",
+        "0.2",
+        "--da-on-starknet",
+        *atlantic_args(atlantic, settlement_layer="starknet"),
+        "--cairo-verifier-program-hash",
+        hex(DEVNET_CAIRO_VERIFIER_PROGRAM_HASH),
+    ]
 
 
 @pytest.mark.slow
@@ -39,36 +68,7 @@ async def test_run_settles_an_l3_on_starknet(tmp_path: Path) -> None:
             MockAtlanticServer(MockAtlanticConfig(processing_s=0.1), l2_fact_registry=registrar) as atlantic,
             devnet_sequencer() as sequencer_url,
         ):
-            args = [
-                "--layer",
-                "l3",
-                "--settle-on-starknet",
-                "--starknet-rpc-url",
-                l2.url,
-                "--starknet-account-address",
-                hex(OPERATOR_ACCOUNT.address),
-                "--starknet-cairo-core-contract-address",
-                hex(double.core_contract_address),
-                "--starknet-finality-retry-wait-in-secs",
-                "0.2",
-                "--da-on-starknet",
-                "--prover",
-                "atlantic",
-                "--atlantic-service-url",
-                atlantic.url,
-                "--atlantic-artifacts-base-url",
-                atlantic.artifacts_url,
-                "--atlantic-network",
-                "TESTNET",
-                "--atlantic-mock-fact-hash",
-                "true",
-                "--atlantic-prover-type",
-                "starkware_sharp",
-                "--atlantic-settlement-layer",
-                "starknet",
-                "--cairo-verifier-program-hash",
-                hex(DEVNET_CAIRO_VERIFIER_PROGRAM_HASH),
-            ]
+            args = l3_args(l2.url, double, atlantic)
             env = {
                 "MADARA_ORCHESTRATOR_STARKNET_PRIVATE_KEY_FILE": str(key_file),
                 "MADARA_ORCHESTRATOR_ATLANTIC_API_KEY": "k",

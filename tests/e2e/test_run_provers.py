@@ -125,8 +125,9 @@ def settlement_args(l1: LocalL1) -> list[str]:
     ]
 
 
-def atlantic_args(atlantic: MockAtlanticServer) -> list[str]:
-    """``run``'s Atlantic flags for the mock Atlantic server (mocked facts, SHARP prover, Ethereum)."""
+def atlantic_args(atlantic: MockAtlanticServer, settlement_layer: str = "ethereum") -> list[str]:
+    """``run``'s Atlantic flags for the mock Atlantic server (mocked facts, SHARP prover, facts checked on
+    ``settlement_layer``)."""
     return [
         "--prover",
         "atlantic",
@@ -141,7 +142,7 @@ def atlantic_args(atlantic: MockAtlanticServer) -> list[str]:
         "--atlantic-prover-type",
         "starkware_sharp",
         "--atlantic-settlement-layer",
-        "ethereum",
+        settlement_layer,
     ]
 
 

@@ -100,7 +100,6 @@ def runtime_config(settings: Settings) -> RuntimeConfig:
         },
         batching=BatchingConfig(
             limits=batch_limits(settings.values, load_bouncer_weight_limits(settings.bouncer_weights_limit_file)),
-            aggregator_batches=plan.aggregator_batches,
             min_block_to_process=settings.min_block_to_process,
             max_block_to_process=settings.max_block_to_process,
             max_batch_processing_size=settings.max_batch_processing_size,

@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from madara_orchestrator.devnet.jsonrpc import jsonrpc_response
 from madara_orchestrator.domain.batches import BouncerWeights
 
 FELT_PRIME = 2**251 + 17 * 2**192 + 1
@@ -405,13 +406,7 @@ class DevnetSequencer:
                 await self._producer
 
     async def _endpoint(self, request: Request) -> Response:
-        try:
-            payload = json.loads(await request.body())
-        except ValueError:
-            return JSONResponse({"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "Parse error"}})
-        if isinstance(payload, list):
-            return JSONResponse([self._dispatch(item) for item in payload])
-        return JSONResponse(self._dispatch(payload))
+        return await jsonrpc_response(request, self._dispatch)
 
     async def _bouncer_weights(self, request: Request) -> Response:
         """As Madara's feeder gateway: HTTP 400 with a ``StarknetErrorCode`` for a bad or unknown block."""

@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -49,9 +48,10 @@ from starknet_py.hash.utils import private_to_stark_key, verify_message_signatur
 from starknet_py.net.client_models import DAMode, ResourceBounds, ResourceBoundsMapping
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
+from madara_orchestrator.devnet.jsonrpc import jsonrpc_response
 from madara_orchestrator.devnet.layout_bridge import BRIDGE_PROGRAM_HASH, FELT_PRIME, l2_fact, output_hash
 
 SPEC_VERSION = "0.10.2"
@@ -408,6 +408,21 @@ def gas_usage(tx: InvokeV3) -> GasUsage:
     return GasUsage(
         l1_gas=L1_GAS_PER_TX, l1_data_gas=L1_DATA_GAS_PER_TX, l2_gas=L2_GAS_PER_TX + L2_GAS_PER_WORD * words
     )
+
+
+def fee_estimate(tx: InvokeV3) -> dict[str, str]:
+    """The ``FEE_ESTIMATE`` object ``starknet_estimateFee`` answers for ``tx`` under the double's gas model."""
+    gas = gas_usage(tx)
+    return {
+        "l1_gas_consumed": hex(gas.l1_gas),
+        "l1_gas_price": hex(L1_GAS_PRICE_FRI),
+        "l2_gas_consumed": hex(gas.l2_gas),
+        "l2_gas_price": hex(L2_GAS_PRICE_FRI),
+        "l1_data_gas_consumed": hex(gas.l1_data_gas),
+        "l1_data_gas_price": hex(L1_DATA_GAS_PRICE_FRI),
+        "overall_fee": hex(gas.fee_fri),
+        "unit": "FRI",
+    }
 
 
 def decode_execute_calldata(calldata: Sequence[int]) -> tuple[ContractCall, ...]:
@@ -853,13 +868,7 @@ class StarknetL2Double:
     # -- JSON-RPC -------------------------------------------------------------------------------------
 
     async def _endpoint(self, request: Request) -> Response:
-        try:
-            payload = json.loads(await request.body())
-        except ValueError:
-            return JSONResponse({"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "Parse error"}})
-        if isinstance(payload, list):
-            return JSONResponse([self._dispatch(item) for item in payload])
-        return JSONResponse(self._dispatch(payload))
+        return await jsonrpc_response(request, self._dispatch)
 
     def _dispatch(self, request: Any) -> dict[str, Any]:
         request_id = request.get("id") if isinstance(request, dict) else None
@@ -1077,19 +1086,7 @@ class StarknetL2Double:
                 )
             world = outcome.world
             world.nonces[tx.sender_address] += 1
-            gas = gas_usage(tx)
-            estimates.append(
-                {
-                    "l1_gas_consumed": hex(gas.l1_gas),
-                    "l1_gas_price": hex(L1_GAS_PRICE_FRI),
-                    "l2_gas_consumed": hex(gas.l2_gas),
-                    "l2_gas_price": hex(L2_GAS_PRICE_FRI),
-                    "l1_data_gas_consumed": hex(gas.l1_data_gas),
-                    "l1_data_gas_price": hex(L1_DATA_GAS_PRICE_FRI),
-                    "overall_fee": hex(gas.fee_fri),
-                    "unit": "FRI",
-                }
-            )
+            estimates.append(fee_estimate(tx))
         return estimates
 
     def _rpc_add_invoke(self, params: Any) -> dict[str, str]:

@@ -222,6 +222,7 @@ class Runtime:
             atomic_creation=adapters.atomic_creation,
         )
         self.batcher = Batcher(
+            # Whether batches are built in two levels is the plan's to say, not the batching settings'.
             config=dataclasses.replace(config.batching, aggregator_batches=config.plan.aggregator_batches),
             db=adapters.db,
             objects=adapters.objects,

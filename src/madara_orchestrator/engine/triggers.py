@@ -288,7 +288,8 @@ class Triggers:
             assert isinstance(snos, SnosMetadata)
             bucket_id: str | None = None
             bucket_job_index: int | None = None
-            if not self.plan.registers_snos_proofs:
+            if self.plan.aggregator_batches:
+                # Atlantic: the proof goes into its aggregator batch's bucket, at its place among the children.
                 aggregator = await self.db.aggregator_batch_for_block(snos.start_block)
                 if aggregator is not None and aggregator.bucket_id:
                     first = await self.db.list_snos_batches(aggregator_index=aggregator.index, limit=1)
@@ -296,14 +297,16 @@ class Triggers:
                         continue
                     bucket_id = aggregator.bucket_id
                     bucket_job_index = snos.snos_batch_index - first[0].index + 1
-                download = f"{snos_job.internal_id}/proof.json" if self.config.store_audit_artifacts else None
-                ensure = None
-            else:
+            download: str | None = None
+            ensure: str | None = None
+            if self.plan.registers_snos_proofs:
                 if not snos.snos_fact:
                     log.error("SnosRun %d completed without a fact; cannot create its proof job", snos_job.internal_id)
                     continue
                 download = f"{snos_job.internal_id}/proof.json"
                 ensure = snos.snos_fact
+            elif self.config.store_audit_artifacts:
+                download = f"{snos_job.internal_id}/proof.json"
             meta = ProvingMetadata(
                 block_number=snos.start_block,
                 input_path={"CairoPie": snos.cairo_pie_path or f"{snos_job.internal_id}/cairo_pie.zip"},

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from madara_orchestrator.domain.errors import JobError
 from madara_orchestrator.domain.jobs import Job, JobType, ProvingMetadata
-from madara_orchestrator.domain.proving import TaskState, TaskType
 from madara_orchestrator.interfaces import ObjectStore, ProverClient
 from madara_orchestrator.jobs.base import Processed, Verified
+from madara_orchestrator.jobs.proving import verify_proof_task
 from madara_orchestrator.starknet.stone_proof import InvalidProof, parse_proof, wrap_proof
 
 
@@ -45,14 +45,5 @@ class ProofRegistrationJobHandler:
         return Processed(external_id=query_id)
 
     async def verify(self, job: Job) -> Verified:
-        meta = job.metadata.specific
-        assert isinstance(meta, ProvingMetadata)
-        status = await self.prover.get_task_status(TaskType.JOB, job.external_id, meta.ensure_on_chain_registration)
-        if status.state == TaskState.PROCESSING:
-            return Verified.pending()
-        if status.state == TaskState.FAILED:
-            return Verified.rejected(f"Proof registration job #{job.internal_id} failed with error: {status.message}")
-        if meta.download_proof:
-            bridge_proof = await self.prover.get_proof(job.external_id)
-            await self.objects.put(meta.download_proof, bridge_proof.encode())
-        return Verified.verified()
+        """Done: the bridge proof is stored at ``download_proof`` (``<id>/proof_part2.json``)."""
+        return await verify_proof_task(self.prover, self.objects, job, what="Proof registration job")

@@ -51,14 +51,20 @@ class ProvingJobHandler:
         return Processed(external_id=await self.prover.submit_task(task))
 
     async def verify(self, job: Job) -> Verified:
-        meta = job.metadata.specific
-        assert isinstance(meta, ProvingMetadata)
-        status = await self.prover.get_task_status(TaskType.JOB, job.external_id, meta.ensure_on_chain_registration)
-        if status.state == TaskState.PROCESSING:
-            return Verified.pending()
-        if status.state == TaskState.FAILED:
-            return Verified.rejected(f"Prover job #{job.internal_id} failed with error: {status.message}")
-        if meta.download_proof:
-            proof = await self.prover.get_proof(job.external_id)
-            await self.objects.put(meta.download_proof, proof.encode())
-        return Verified.verified()
+        return await verify_proof_task(self.prover, self.objects, job, what="Prover job")
+
+
+async def verify_proof_task(prover: ProverClient, objects: ObjectStore, job: Job, *, what: str) -> Verified:
+    """A prover query (ProofCreation, ProofRegistration): pending while it runs, rejected with the prover's
+    reason when it failed; once done, its proof is stored at ``download_proof`` when the metadata asks."""
+    meta = job.metadata.specific
+    assert isinstance(meta, ProvingMetadata)
+    status = await prover.get_task_status(TaskType.JOB, job.external_id, meta.ensure_on_chain_registration)
+    if status.state == TaskState.PROCESSING:
+        return Verified.pending()
+    if status.state == TaskState.FAILED:
+        return Verified.rejected(f"{what} #{job.internal_id} failed with error: {status.message}")
+    if meta.download_proof:
+        proof = await prover.get_proof(job.external_id)
+        await objects.put(meta.download_proof, proof.encode())
+    return Verified.verified()

@@ -39,10 +39,10 @@ from madara_orchestrator.domain.errors import (
     OrchestratorError,
     QueueFull,
 )
-from madara_orchestrator.domain.jobs import Job, JobStatus, JobType, SnosMetadata
+from madara_orchestrator.domain.jobs import Job, JobStatus, JobType
 from madara_orchestrator.engine.runtime import Runtime
 from madara_orchestrator.provers.atlantic import parse_atlantic_webhook
-from madara_orchestrator.server.dashboard import dashboard_routes
+from madara_orchestrator.server.dashboard import dashboard_routes, job_ranges
 from madara_orchestrator.server.openapi import openapi_document
 
 log = logging.getLogger("madara_orchestrator.http")
@@ -104,51 +104,9 @@ def job_summary(job: Job) -> dict[str, Any]:
     return {"job_type": job.job_type.value, "id": str(job.id), "status": job.status.value}
 
 
-BlockRange = tuple[int, int]
-
-
-async def job_block_ranges(runtime: Runtime, jobs: list[Job]) -> dict[uuid.UUID, BlockRange]:
-    """The blocks each job covers: a SnosRun's own range; proofs and DA the range of their SNOS batch;
-    Aggregator and StateTransition (L2) that of their aggregator batch. Jobs whose batch is gone are left out."""
-    db = runtime.adapters.db
-    by_snos: tuple[JobType, ...] = (JobType.PROOF_CREATION, JobType.PROOF_REGISTRATION, JobType.DATA_SUBMISSION)
-    by_aggregator: tuple[JobType, ...] = (JobType.AGGREGATOR,)
-    if runtime.config.plan.aggregator_batches:
-        by_aggregator += (JobType.STATE_TRANSITION,)
-    else:
-        by_snos += (JobType.STATE_TRANSITION,)
-    ranges: dict[uuid.UUID, BlockRange] = {}
-    snos_wanted: set[int] = set()
-    aggregator_wanted: set[int] = set()
-    for job in jobs:
-        specific = job.metadata.specific
-        if isinstance(specific, SnosMetadata):
-            ranges[job.id] = (specific.start_block, specific.end_block)
-        elif job.job_type in by_snos:
-            snos_wanted.add(job.internal_id)
-        elif job.job_type in by_aggregator:
-            aggregator_wanted.add(job.internal_id)
-    snos: dict[int, BlockRange] = {}
-    aggregators: dict[int, BlockRange] = {}
-    for chunk in _chunks(sorted(snos_wanted)):
-        snos.update({b.index: (b.start_block, b.end_block) for b in await db.list_snos_batches(indexes=chunk)})
-    for chunk in _chunks(sorted(aggregator_wanted)):
-        found = await db.list_aggregator_batches(indexes=chunk)
-        aggregators.update({b.index: (b.start_block, b.end_block) for b in found})
-    for job in jobs:
-        table = snos if job.job_type in by_snos else aggregators if job.job_type in by_aggregator else {}
-        if job.internal_id in table:
-            ranges[job.id] = table[job.internal_id]
-    return ranges
-
-
-def _chunks(values: list[int], size: int = 500) -> list[list[int]]:
-    return [values[i : i + size] for i in range(0, len(values), size)]
-
-
 async def job_summaries(runtime: Runtime, jobs: list[Job]) -> list[dict[str, Any]]:
     """``{job_type, id, status}`` as in the original, plus ``start_block``/``end_block`` (null when unknown)."""
-    ranges = await job_block_ranges(runtime, jobs)
+    ranges = await job_ranges(runtime.adapters.db, jobs, settles_snos=not runtime.config.plan.aggregator_batches)
     out = []
     for job in jobs:
         start, end = ranges.get(job.id, (None, None))

@@ -103,7 +103,7 @@ BlockRange = tuple[int, int]
 async def job_ranges(db: Database, jobs: Iterable[Job], *, settles_snos: bool = False) -> dict[uuid.UUID, BlockRange]:
     """The blocks each job covers: a SnosRun's own range, proofs and DA that of their SNOS batch, Aggregator
     and StateTransition that of their aggregator batch (``settles_snos``, an L3: StateTransition that of its
-    SNOS batch). Two batch queries whatever the number of jobs."""
+    SNOS batch). Two batch queries (per 500 batches) whatever the number of jobs."""
     jobs = list(jobs)
     by_snos = BY_SNOS_BATCH | {JobType.STATE_TRANSITION} if settles_snos else BY_SNOS_BATCH
     by_aggregator = BY_AGGREGATOR_BATCH - by_snos
@@ -123,12 +123,20 @@ async def job_ranges(db: Database, jobs: Iterable[Job], *, settles_snos: bool = 
     return ranges
 
 
+BATCH_QUERY_CHUNK = 500
+"""Batch indexes asked for in one query (a long job list becomes a few queries)."""
+
+
+def _chunks(values: Sequence[int]) -> list[Sequence[int]]:
+    return [values[i : i + BATCH_QUERY_CHUNK] for i in range(0, len(values), BATCH_QUERY_CHUNK)]
+
+
 async def _snos_batches(db: Database, indexes: Sequence[int]) -> list[SnosBatch]:
-    return await db.list_snos_batches(indexes=indexes) if indexes else []
+    return [b for chunk in _chunks(indexes) for b in await db.list_snos_batches(indexes=chunk)]
 
 
 async def _aggregator_batches(db: Database, indexes: Sequence[int]) -> list[AggregatorBatch]:
-    return await db.list_aggregator_batches(indexes=indexes) if indexes else []
+    return [b for chunk in _chunks(indexes) for b in await db.list_aggregator_batches(indexes=chunk)]
 
 
 def job_row(job: Job, block_range: BlockRange | None) -> Json:

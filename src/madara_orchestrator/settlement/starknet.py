@@ -55,6 +55,7 @@ from madara_orchestrator.settlement.tx_store import (
     TxStore,
     attempts_summary,
 )
+from madara_orchestrator.starknet.rpc import parse_felt
 
 log = logging.getLogger(__name__)
 
@@ -211,13 +212,12 @@ def fee_liability(bounds: ResourceBoundsMapping, tip: int = 0) -> int:
 
 
 def _int(value: Any, what: str) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value, 16) if value.lower().startswith("0x") else int(value)
-        except ValueError:
-            pass
+    """A number the node answered; a malformed answer is the node misbehaving (an outage to wait out)."""
+    try:
+        if not isinstance(value, bool):
+            return parse_felt(value, what)
+    except InvalidInput:
+        pass
     raise BackendUnavailable(f"the Starknet node answered {what} = {value!r:.80}; expected a number")
 
 

@@ -36,11 +36,10 @@ from madara_orchestrator.devnet.program_output import DEVNET_CONFIG_HASH, DEVNET
 from madara_orchestrator.devnet.starknet_l2 import (
     CORE_CONTRACT_ADDRESS,
     L1_DATA_GAS_PRICE_FRI,
-    L1_GAS_PRICE_FRI,
     L2_GAS_PRICE_FRI,
     OPERATOR_ACCOUNT,
     StarknetL2Double,
-    gas_usage,
+    fee_estimate,
 )
 from madara_orchestrator.devnet.starknet_l2 import InvokeV3 as DoubleInvokeV3
 from madara_orchestrator.domain.errors import BackendUnavailable, ConfigError, outage_cause
@@ -577,17 +576,7 @@ class EstimateWithoutExecuting(httpx.AsyncBaseTransport):
         body = json.loads(await request.aread())
         if body["method"] != "starknet_estimateFee":
             return await self._inner.handle_async_request(request)
-        gas = gas_usage(DoubleInvokeV3.from_json(body["params"]["request"][0]))
-        estimate = {
-            "l1_gas_consumed": hex(gas.l1_gas),
-            "l1_gas_price": hex(L1_GAS_PRICE_FRI),
-            "l2_gas_consumed": hex(gas.l2_gas),
-            "l2_gas_price": hex(L2_GAS_PRICE_FRI),
-            "l1_data_gas_consumed": hex(gas.l1_data_gas),
-            "l1_data_gas_price": hex(L1_DATA_GAS_PRICE_FRI),
-            "overall_fee": hex(gas.fee_fri),
-            "unit": "FRI",
-        }
+        estimate = fee_estimate(DoubleInvokeV3.from_json(body["params"]["request"][0]))
         return httpx.Response(200, json={"jsonrpc": "2.0", "id": body["id"], "result": [estimate]})
 
     async def aclose(self) -> None:
