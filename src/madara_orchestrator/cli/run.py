@@ -14,6 +14,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from madara_orchestrator.cli import run_help
 from madara_orchestrator.cli.compose import EmbeddedStack, build_embedded_stack
 from madara_orchestrator.cli.settings import RUN_OPTIONS, Settings, add_options, load_run_settings
 from madara_orchestrator.domain.errors import BackendUnavailable, OrchestratorError
@@ -32,8 +33,9 @@ def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "run",
         help="run the orchestrator service",
-        description="Run the orchestrator: queue consumers, triggers and the HTTP API. "
-        "Every option can also be set by its MADARA_ORCHESTRATOR_* variable or a .env file.",
+        usage=run_help.RUN_USAGE,
+        description=run_help.RUN_DESCRIPTION,
+        formatter_class=run_help.HelpFormatter,
     )
     add_options(parser, RUN_OPTIONS)
     parser.set_defaults(handler=run_command)

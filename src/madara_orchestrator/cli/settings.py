@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
+from madara_orchestrator.cli import run_help
 from madara_orchestrator.domain.batches import DEFAULT_BOUNCER_WEIGHT_LIMITS, BouncerWeights
 from madara_orchestrator.domain.batching import BatchLimits
 from madara_orchestrator.domain.errors import ConfigError, InvalidInput
@@ -677,14 +678,23 @@ class Settings:
 
 
 def add_options(parser: argparse.ArgumentParser, options: Sequence[Option]) -> None:
-    for option in options:
-        env = f" [env {ENV_PREFIX}{option.env}]" if option.env else ""
-        default = "" if option.default is None or option.secret else f" (default: {option.default})"
-        text = f"{option.help}{default}{env}"
+    """The options as flags in the argument groups of cli/run_help.py, in its order; an option of no group
+    (one of ``setup`` only) stays in the parser's own. Each flag has its metavar and help from there."""
+    by_name = {option.name: option for option in options}
+    placed: list[tuple[Any, Option]] = [(parser, o) for o in options if o.name not in run_help.GROUP_OF]
+    for group in run_help.GROUPS:
+        members = [by_name[name] for name in group.options if name in by_name]
+        if members:
+            section = parser.add_argument_group(group.title, group.description)
+            placed += [(section, option) for option in members]
+    for target, option in placed:
+        text = run_help.help_text(option, ENV_PREFIX)
         if option.kind is bool:
-            parser.add_argument(option.flag, dest=option.name, action="store_true", default=None, help=text)
+            target.add_argument(option.flag, dest=option.name, action="store_true", default=None, help=text)
         else:
-            parser.add_argument(option.flag, dest=option.name, default=None, metavar="VALUE", help=text)
+            target.add_argument(
+                option.flag, dest=option.name, default=None, metavar=run_help.metavar(option), help=text
+            )
 
 
 def _convert(option: Option, raw: Any, source: str, problems: list[str]) -> Any:

@@ -20,6 +20,7 @@ from madara_orchestrator.backends.aws_client import Aws
 from madara_orchestrator.backends.aws_setup import AwsSetupConfig, EventBridgeType, Outcome, provision
 from madara_orchestrator.backends.filesystem import FilesystemObjectStore
 from madara_orchestrator.backends.sqlite_db import SqliteDatabase
+from madara_orchestrator.cli import run_help
 from madara_orchestrator.cli.compose import LEASE_OPTIONS
 from madara_orchestrator.cli.settings import RUN_OPTIONS, Option, add_options, resolve
 from madara_orchestrator.domain.errors import ConfigError
@@ -88,6 +89,7 @@ def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "setup",
         help="create the embedded database and object store, or with --aws the AWS resources (idempotent)",
+        formatter_class=run_help.HelpFormatter,
     )
     add_options(parser, SETUP_OPTIONS)
     parser.set_defaults(handler=setup_command)
