@@ -19,6 +19,7 @@ from madara_orchestrator.server.background import BackgroundServer, free_port
 from tests.helpers.pipeline import eventually
 
 POLL_S = 300.0  # so long that only the webhook can explain a quick verification
+SECRET = "webhook-secret-" + "0" * 16
 
 
 async def test_webhook_wakes_verification_long_before_the_next_poll(tmp_path: Path, vectors_dir: Path) -> None:
@@ -27,7 +28,8 @@ async def test_webhook_wakes_verification_long_before_the_next_poll(tmp_path: Pa
     sequencer = DevnetSequencer()
     rpc = BackgroundServer(sequencer.app)
     await rpc.start()
-    async with MockAtlanticServer(MockAtlanticConfig(processing_s=0.5, webhook_url=webhook_url)) as atlantic:
+    config = MockAtlanticConfig(processing_s=0.5, webhook_url=webhook_url, webhook_secret=SECRET)
+    async with MockAtlanticServer(config) as atlantic:
         prover = AtlanticClient(
             AtlanticConfig(
                 service_url=atlantic.url,
@@ -47,7 +49,7 @@ async def test_webhook_wakes_verification_long_before_the_next_poll(tmp_path: Pa
             }
         )
         stack = await build_embedded_stack(settings, prover=prover)
-        api = BackgroundServer(create_app(stack.runtime), port=api_port)
+        api = BackgroundServer(create_app(stack.runtime, atlantic_webhook_secret=SECRET), port=api_port)
         await api.start()
         await stack.runtime.start()
         try:
@@ -68,14 +70,16 @@ async def test_webhook_wakes_verification_long_before_the_next_poll(tmp_path: Pa
             took = time.monotonic() - started
             assert took < 15, f"took {took:.1f} s"
             done = await stack.store.get_job(job.id)
-            assert done is not None and done.common.verification_attempt_no == 1
+            assert done is not None and done.common.verification_attempt_no == 0, "the wake-up spent no attempt"
             assert done.external_id, "the Atlantic query id"
 
             async with httpx.AsyncClient(base_url=api.url) as client:
-                reply = await client.post("/webhooks/atlantic", content=b"not json")
+                reply = await client.post("/webhooks/atlantic", json={"atlanticQueryId": "q", "status": "DONE"})
+                assert reply.status_code == 401, "unsigned"
+                reply = await client.post(f"/webhooks/atlantic/{SECRET}", content=b"not json")
                 assert reply.status_code == 400 and reply.json()["success"] is False
                 reply = await client.post(
-                    "/webhooks/atlantic", json={"atlanticQueryId": "unknown-query", "status": "DONE"}
+                    f"/webhooks/atlantic/{SECRET}", json={"atlanticQueryId": "unknown-query", "status": "DONE"}
                 )
                 assert reply.status_code == 200 and reply.json()["data"] == {"woken_job_ids": []}
         finally:

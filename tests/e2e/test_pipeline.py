@@ -62,7 +62,7 @@ async def _is(p: Pipeline, job_type: JobType, internal_id: int, status: JobStatu
 
 async def test_a_failed_block_blocks_only_what_depends_on_it_and_is_retried_through_the_api(tmp_path: Path) -> None:
     # Block 5 (SNOS batch 6) fails once with a non-retryable OS error.
-    p = await start_pipeline(tmp_path, blocks=10, snos_failures={5: 1})
+    p = await start_pipeline(tmp_path, blocks=10, snos_failures={5: 1}, admin_token=ADMIN_TOKEN)
     try:
         failed_index = 6
 
@@ -75,7 +75,8 @@ async def test_a_failed_block_blocks_only_what_depends_on_it_and_is_retried_thro
         assert await p.stack.store.get_job_by_internal_id(JobType.STATE_TRANSITION, failed_index) is None
         assert await p.stack.store.get_job_by_internal_id(JobType.STATE_TRANSITION, failed_index + 1) is None
         assert await p.stack.settlement.last_settled_block() == 4, "settlement stays in block order"
-        assert any("Type: SnosRun\nBlock: 6" in text for _, text in p.stack.recorded_alerts.sent)
+        # SNOS batch 6 is block 5: the alert names the block, and the internal id as what it is.
+        assert any("Type: SnosRun\nBlock: 5\nInternal ID: 6\n" in text for _, text in p.stack.recorded_alerts.sent)
 
         failed = await p.stack.store.get_job_by_internal_id(JobType.SNOS_RUN, failed_index)
         assert failed is not None
@@ -84,7 +85,7 @@ async def test_a_failed_block_blocks_only_what_depends_on_it_and_is_retried_thro
             assert listed["data"]["jobs"] == [
                 {"job_type": "SnosRun", "id": str(failed.id), "status": "Failed", "start_block": 5, "end_block": 5}
             ]
-            reply = await client.get(f"/jobs/{failed.id}/retry")
+            reply = await client.post(f"/jobs/{failed.id}/retry", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
             assert reply.status_code == 200
             assert reply.json() == {"success": True, "message": f"Job with id {failed.id} queued for normal retry"}
 
@@ -167,9 +168,12 @@ async def test_api_errors_use_the_envelope(admin_pipeline: Pipeline) -> None:
     assert completed is not None
     async with httpx.AsyncClient(base_url=p.api.url) as client:
         assert (await client.get("/health")).text == "UP"
-        reply = await client.get("/jobs/not-a-uuid/retry")
+        auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        reply = await client.post("/jobs/not-a-uuid/retry", headers=auth)
         assert reply.status_code == 400 and reply.json() == {"success": False, "message": "Invalid job ID: not-a-uuid"}
         reply = await client.get(f"/jobs/{completed.id}/retry")
+        assert reply.status_code == 405 and reply.headers["allow"] == "POST", "the original's GET changes nothing"
+        reply = await client.post(f"/jobs/{completed.id}/retry", headers=auth)
         assert reply.status_code == 400
         assert reply.json()["message"] == f"Processing error: Cannot retry job {completed.id}: invalid status Completed"
         reply = await client.get("/jobs", params={"status": "Bogus"})

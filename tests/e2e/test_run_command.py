@@ -29,6 +29,9 @@ async def test_run_settles_blocks_serves_the_api_and_stops_on_sigterm(tmp_path: 
         "MADARA_ORCHESTRATOR_MADARA_RPC_URL": rpc.url,
         "MADARA_ORCHESTRATOR_PROVER": "devnet",
         "MADARA_ORCHESTRATOR_VERIFICATION_POLL_SECONDS": "0.1",
+        # Read by `run` (job control needs it) and by `orchestrator jobs retry` alike.
+        "MADARA_ORCHESTRATOR_ADMIN_ENABLED": "true",
+        "MADARA_ORCHESTRATOR_ADMIN_TOKEN": "admin-token-" + "0" * 20,
     }
     (tmp_path / ".env").write_text("MADARA_ORCHESTRATOR_CHAIN_POLL_INTERVAL_SECONDS=0.2\n")
     proc = await asyncio.create_subprocess_exec(

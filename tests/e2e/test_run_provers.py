@@ -251,18 +251,27 @@ async def test_run_with_atlantic_settles_on_anvil_through_buckets_and_webhooks(t
     port = free_port()
     key_file = tmp_path / "atlantic-api-key"
     key_file.write_text("test-key\n")
+    webhook_secret = "webhook-secret-" + "0" * 16
+    secret_file = tmp_path / "atlantic-webhook-secret"
+    secret_file.write_text(webhook_secret + "\n")
     async with (
         local_l1(tmp_path, program_hash=mock_aggregator_program_hash()) as l1,
         devnet_sequencer() as sequencer_url,
         MockAtlanticServer(
             MockAtlanticConfig(
-                processing_s=0.3, api_key="test-key", webhook_url=f"http://127.0.0.1:{port}/webhooks/atlantic"
+                processing_s=0.3,
+                api_key="test-key",
+                webhook_url=f"http://127.0.0.1:{port}/webhooks/atlantic",
+                webhook_secret=webhook_secret,
             ),
             fact_registry=l1.fact_registry(),
         ) as atlantic,
     ):
         args = [*atlantic_args(atlantic), *settlement_args(l1)]
-        env = {"MADARA_ORCHESTRATOR_ATLANTIC_API_KEY_FILE": str(key_file)}
+        env = {
+            "MADARA_ORCHESTRATOR_ATLANTIC_API_KEY_FILE": str(key_file),
+            "MADARA_ORCHESTRATOR_ATLANTIC_WEBHOOK_SECRET_FILE": str(secret_file),
+        }
         async with orchestrator_run(tmp_path, sequencer_url, port, args, env) as run:
             await wait_until_settled(l1, run, BLOCKS - 1)
             completed = await wait_for_completed_settlements(run, 2)
@@ -282,6 +291,7 @@ async def test_run_with_atlantic_settles_on_anvil_through_buckets_and_webhooks(t
         assert delivered == set(state.queries), "one accepted webhook per query (children and aggregators)"
         woken = run.log.read_text().count("verification woken by a prover webhook")
         assert woken == 6, f"4 ProofCreation and 2 Aggregator jobs woken by webhooks, got {woken}"
+        assert webhook_secret not in run.log.read_text()
         # Every child query was submitted once (dedupId = the ProofCreation job's id).
         assert state.submissions == 4 and len(state.by_dedup) == 4
         aggregators = [j for j in completed if j["job_type"] == "Aggregator"]
@@ -369,6 +379,9 @@ async def _check_mock_atlantic_flag(tmp_path: Path, sequencer_url: str) -> None:
     try:
         assert stack.mock_atlantic is not None and stack.mock_atlantic.url == f"http://127.0.0.1:{MOCK_ATLANTIC_PORT}"
         assert stack.mock_atlantic.state.config.webhook_url == "http://127.0.0.1:3999/webhooks/atlantic"
+        # No --atlantic-webhook-secret: the mock signs with one made for the run, which the API then requires.
+        assert stack.mock_atlantic.state.config.webhook_secret
+        assert stack.atlantic_webhook_secret == stack.mock_atlantic.state.config.webhook_secret
         prover = stack.prover
         assert isinstance(prover, AtlanticClient)
         assert prover.config.service_url == stack.mock_atlantic.url

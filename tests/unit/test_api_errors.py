@@ -14,6 +14,7 @@ from madara_orchestrator.cli.devnet import devnet_settings
 from madara_orchestrator.server.app import MAX_BODY_BYTES, create_app
 
 HUGE = "99999999999999999999999"
+WEBHOOK_SECRET = "w" * 32
 BLOCK_ROUTES = (
     "/jobs/block/{n}/status",
     "/api/v1/jobs/block/{n}/status",
@@ -26,7 +27,7 @@ BLOCK_ROUTES = (
 async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     # The sequencer is never called: these routes only read the database.
     stack = await build_embedded_stack(devnet_settings(tmp_path / "data", "http://127.0.0.1:9", port=0))
-    app = create_app(stack.runtime, admin_enabled=True, admin_token="t" * 32)
+    app = create_app(stack.runtime, admin_enabled=True, admin_token="t" * 32, atlantic_webhook_secret=WEBHOOK_SECRET)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
         yield http
     await stack.close()
@@ -102,7 +103,8 @@ async def test_a_body_over_the_limit_is_413_in_the_envelope(client: httpx.AsyncC
 
 
 async def test_a_body_under_the_limit_reaches_the_route(client: httpx.AsyncClient) -> None:
-    reply = await client.post("/webhooks/atlantic", content=b"{" + b" " * (MAX_BODY_BYTES - 100) + b"}")
+    body = b"{" + b" " * (MAX_BODY_BYTES - 100) + b"}"
+    reply = await client.post(f"/webhooks/atlantic/{WEBHOOK_SECRET}", content=body)
     assert reply.status_code == 400, reply.text  # the webhook's own complaint about the payload
     assert reply.json()["success"] is False
 

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from madara_orchestrator.domain.batches import SnosBatch, SnosBatchStatus
 from madara_orchestrator.domain.errors import BackendUnavailable, InvalidTransition, JobError, NotFound
-from madara_orchestrator.domain.jobs import Job, JobPolicy, JobStatus, JobType
-from madara_orchestrator.domain.queues import parse_job_message
+from madara_orchestrator.domain.jobs import Job, JobPolicy, JobStatus, JobType, SnosMetadata
+from madara_orchestrator.domain.queues import JobMessage, job_message, parse_job_message, read_job_message
 from madara_orchestrator.engine.service import ACK as ACK_DECISION
+from madara_orchestrator.engine.service import WAKE_COALESCE_S
 from madara_orchestrator.jobs.base import Verified
 from tests.helpers.engine import Harness, ScriptedHandler, make_harness, proving_meta
 
@@ -103,11 +105,12 @@ async def test_non_retryable_error_fails_at_once_and_alerts(h: Harness) -> None:
     assert fresh.common.failure_reason == "Processing attempt 1 failed: OS execution failed"
     [(subject, text)] = h.alerts.sent
     assert subject == "Job Failed"
-    assert text.splitlines()[:5] == [
+    assert text.splitlines()[:6] == [
         "Job Failed Alert",
         f"Job ID: {job.id}",
         "Type: ProofCreation",
-        "Block: 1",
+        "Blocks: unknown",  # no SNOS batch 1 in this database
+        "Internal ID: 1",
         "Current failure: Processing attempt 1 failed: OS execution failed",
     ]
 
@@ -481,3 +484,102 @@ async def test_a_refused_priority_retry_leaves_the_job_failed_so_a_normal_retry_
     retried = await h.service.retry_job(job.id)
     assert retried.status == S.PENDING_RETRY
     await h.close()
+
+
+# -- alerts name the blocks (issue 17 item 8) ---------------------------------------------------------
+
+
+async def test_failed_alert_gives_a_snos_runs_block_range_not_its_internal_id(h: Harness) -> None:
+    job = await h.service.create_job(
+        JobType.SNOS_RUN, 1, SnosMetadata(snos_batch_index=1, start_block=0, end_block=7, num_blocks=8)
+    )
+    assert job is not None
+    await h.service.move_to_failed(job, "OS execution failed")
+    [(subject, text)] = h.alerts.sent
+    assert subject == "Job Failed"
+    assert text.splitlines()[3:5] == ["Blocks: 0-7", "Internal ID: 1"]
+
+
+async def test_failed_alert_gives_a_proofs_block_range_from_its_snos_batch(h: Harness) -> None:
+    now = h.clock.now()
+    await h.store.insert_snos_batch(
+        SnosBatch(index=3, start_block=20, end_block=29, status=SnosBatchStatus.CLOSED, created_at=now, updated_at=now)
+    )
+    job = await create(h, 3)
+    await h.service.move_to_failed(job, "bad proof")
+    assert h.alerts.sent[-1][1].splitlines()[3:5] == ["Blocks: 20-29", "Internal ID: 3"]
+
+
+# -- wake-ups (a prover's webhook) and VerificationTimeout (issue 17 item 2) ---------------------------
+
+
+async def test_a_wake_up_spends_no_attempt_and_schedules_no_poll(h: Harness) -> None:
+    job = await _processed(h)
+    verification = h.names.verification(PT)
+    h.clock.advance(5)
+    assert await take(h, verification) is not None  # the poll chain's first message, held aside
+    h.handler.verify_outcomes += [Verified.pending()] * 3
+    for _ in range(3):
+        assert (await h.service.verify_job(job.id, wake=True)).ack
+    assert await stored(h, job) == job, "nothing written: no attempt spent, no state change"
+    h.clock.advance(3600)
+    assert await take(h, verification) is None, "no poll scheduled by a wake-up"
+    assert h.handler.verified == [1, 1, 1] and h.alerts.sent == []
+
+
+async def test_a_wake_up_that_finds_the_work_done_completes_the_job(h: Harness) -> None:
+    job = await _processed(h)
+    assert (await h.service.verify_job(job.id, wake=True)).ack
+    done = await stored(h, job)
+    assert done.status == S.COMPLETED and done.common.verification_attempt_no == 0
+
+
+async def test_a_failing_wake_up_is_dropped_not_retried(h: Harness) -> None:
+    job = await _processed(h)
+    h.handler.verify_outcomes.append(RuntimeError("prover API down"))
+    assert (await h.service.verify_job(job.id, wake=True)).ack, "acknowledged: never redelivered or dead-lettered"
+    assert await stored(h, job) == job
+
+
+async def test_wake_ups_of_one_job_are_coalesced_on_the_clock(h: Harness) -> None:
+    job = await _processed(h)
+    verification = h.names.verification(PT)
+    h.clock.advance(5)
+    await take(h, verification)
+    woken = [await h.service.wake_verification("ext-1", [PT]) for _ in range(50)]
+    assert woken[0] == ([job], 0) and all(w == ([], 1) for w in woken[1:])
+    h.clock.advance(WAKE_COALESCE_S - 0.1)
+    assert await h.service.wake_verification("ext-1", [PT]) == ([], 1)
+    bodies = [await take(h, verification), await take(h, verification)]
+    assert bodies[1] is None, "one wake-up message for the burst"
+    assert read_job_message(bodies[0] or "") == JobMessage(job.id, wake=True)
+    h.clock.advance(0.1)
+    assert (await h.service.wake_verification("ext-1", [PT]))[0] == [job], "a new window, a new wake-up"
+
+
+async def test_verification_timeout_alerts_once_and_stray_polls_are_dropped(h: Harness) -> None:
+    job = await _processed(h)
+    h.handler.verify_outcomes += [Verified.pending()] * 10
+    for _ in range(3):
+        await h.service.verify_job(job.id)
+    timed_out = await stored(h, job)
+    assert timed_out.status == S.VERIFICATION_TIMEOUT and len(h.alerts.sent) == 1
+    for _ in range(5):  # duplicates, late redeliveries, heal re-sends
+        assert (await h.service.verify_job(job.id)).ack
+    assert await stored(h, job) == timed_out, "no attempt spent beyond the budget"
+    assert len(h.alerts.sent) == 1, "one alert per job and condition"
+    assert h.handler.verified == [1, 1, 1], "the prover is not asked again"
+    await h.service.verify_job(job.id, wake=True)  # a wake-up still looks
+    assert (await stored(h, job)).status == S.VERIFICATION_TIMEOUT and len(h.alerts.sent) == 1
+    h.handler.verify_outcomes[:] = [Verified.verified()]
+    await h.service.verify_job(job.id, wake=True)
+    assert (await stored(h, job)).status == S.COMPLETED
+
+
+async def test_wake_message_is_still_a_job_message() -> None:
+    import uuid
+
+    job_id = uuid.uuid4()
+    assert parse_job_message(job_message(job_id, wake=True)) == job_id
+    assert job_message(job_id) == f'{{"id": "{job_id}"}}', "plain messages are the original's"
+    assert read_job_message(f'{{"id": "{job_id}"}}') == JobMessage(job_id, wake=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,6 +150,14 @@ class EmbeddedStack:
     telemetry: Telemetry | None = None
     closers: list[Closer] = field(default_factory=list)
     """What the stack built and must close: prover HTTP clients, L1 RPC clients, the mock server."""
+
+    @property
+    def atlantic_webhook_secret(self) -> str | None:
+        """The secret the API's Atlantic webhook requires: ``--atlantic-webhook-secret``, else the one the
+        in-process mock of ``--mock-atlantic-server`` signs its webhooks with (made for this run)."""
+        if self.settings.atlantic_webhook_secret:
+            return str(self.settings.atlantic_webhook_secret)
+        return self.mock_atlantic.state.config.webhook_secret if self.mock_atlantic is not None else None
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -457,6 +466,8 @@ async def _start_mock_atlantic(settings: Settings) -> MockAtlanticServer:
     (none with ``--port 0``: the port is not known yet, and verification polls)."""
     api_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     webhook_url = f"http://{api_host}:{settings.port}/webhooks/atlantic" if settings.port else None
+    # Signed (X-Atlantic-Signature), so the URL, which the mock logs, carries no secret.
+    webhook_secret = (settings.atlantic_webhook_secret or secrets.token_urlsafe(32)) if webhook_url else None
     registrar: StarknetFactRegistrar | None = None
     if settings.settle_on_starknet:
         # L3: L2 verifications register their facts on the settlement layer with the devnet's verifier
@@ -468,7 +479,9 @@ async def _start_mock_atlantic(settings: Settings) -> MockAtlanticServer:
             registry_address=FACT_REGISTRY_ADDRESS,
         )
     server = MockAtlanticServer(
-        MockAtlanticConfig(webhook_url=webhook_url), port=MOCK_ATLANTIC_PORT, l2_fact_registry=registrar
+        MockAtlanticConfig(webhook_url=webhook_url, webhook_secret=webhook_secret),
+        port=MOCK_ATLANTIC_PORT,
+        l2_fact_registry=registrar,
     )
     try:
         await server.start()

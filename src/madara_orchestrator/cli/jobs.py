@@ -1,10 +1,16 @@
-"""``orchestrator jobs list|show|retry``: job control through a running orchestrator's HTTP API."""
+"""``orchestrator jobs list|show|retry``: job control through a running orchestrator's HTTP API.
+
+``retry`` changes a job, so it is ``POST /jobs/{id}/retry`` with the admin token (``--admin-token``, else
+``MADARA_ORCHESTRATOR_ADMIN_TOKEN_FILE`` or ``MADARA_ORCHESTRATOR_ADMIN_TOKEN``), which is never printed.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +26,7 @@ def _default_url() -> str:
 
 
 URL_HELP = "orchestrator API (default: http://127.0.0.1:3000, or MADARA_ORCHESTRATOR_HOST and _PORT)"
+TOKEN_VAR = "MADARA_ORCHESTRATOR_ADMIN_TOKEN"
 
 
 def register(subparsers: Any) -> None:
@@ -34,15 +41,47 @@ def register(subparsers: Any) -> None:
     retry = actions.add_parser("retry", help="retry a Failed job")
     retry.add_argument("id")
     retry.add_argument("--priority", action="store_true", help="through the priority queue")
+    retry.add_argument(
+        "--admin-token",
+        default=None,
+        help=f"the orchestrator's admin token (default: {TOKEN_VAR}_FILE, then {TOKEN_VAR})",
+    )
     for action in (listing, show, retry):
         # Also after the action (`jobs list --url U`); SUPPRESS keeps a --url given before it.
         action.add_argument("--url", default=argparse.SUPPRESS, help=URL_HELP)
     parser.set_defaults(handler=jobs_command)
 
 
-def _call(url: str) -> dict[str, Any]:
+def admin_token(given: str | None, environ: Mapping[str, str] | None = None) -> str:
+    """The admin token: ``given`` (``--admin-token``), else the file ``<VAR>_FILE`` names, else ``<VAR>``."""
+    env = os.environ if environ is None else environ
+    if given:
+        return given
+    file_var = TOKEN_VAR + "_FILE"
+    if env.get(file_var):
+        path = Path(env[file_var])
+        try:
+            token = path.read_text().strip()
+        except OSError as exc:
+            raise InvalidInput(f"{file_var}: cannot read {path}: {exc.strerror}") from None
+        if not token:
+            raise InvalidInput(f"{file_var}: {path} is empty")
+        return token
+    if env.get(TOKEN_VAR):
+        return env[TOKEN_VAR]
+    raise InvalidInput(
+        f"jobs retry changes a job and needs the orchestrator's admin token: pass --admin-token, or set "
+        f"{TOKEN_VAR} or {file_var}"
+    )
+
+
+def _call(url: str, *, token: str | None = None) -> dict[str, Any]:
+    """GET ``url``, or with ``token`` POST it with ``Authorization: Bearer <token>``."""
     try:
-        response = httpx.get(url, timeout=30)
+        if token is None:
+            response = httpx.get(url, timeout=30)
+        else:
+            response = httpx.post(url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
     except httpx.InvalidURL as exc:
         raise InvalidInput(f"--url: {exc}") from None
     except httpx.HTTPError as exc:
@@ -82,6 +121,7 @@ def jobs_command(args: argparse.Namespace) -> int:
         body = _call(f"{base}/jobs/{args.id}")
         print(json.dumps(body["data"], indent=2))
     else:
+        token = admin_token(args.admin_token)
         suffix = "?priority=true" if args.priority else ""
-        print(_call(f"{base}/jobs/{args.id}/retry{suffix}")["message"])
+        print(_call(f"{base}/jobs/{args.id}/retry{suffix}", token=token)["message"])
     return 0

@@ -7,6 +7,7 @@ Point the orchestrator at it with ``--atlantic-service-url http://HOST:PORT`` an
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from madara_orchestrator.domain.errors import InvalidInput
@@ -27,6 +28,12 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the failure draws (same seed, same failures)")
     parser.add_argument("--webhook-url", default=None, help="POST a completion webhook here when a query ends")
+    parser.add_argument(
+        "--webhook-secret",
+        default=None,
+        help="sign each webhook with this secret (X-Atlantic-Signature: sha256=<HMAC-SHA256 of the body>), the "
+        "orchestrator's --atlantic-webhook-secret (default: MADARA_ORCHESTRATOR_ATLANTIC_WEBHOOK_SECRET)",
+    )
     parser.add_argument("--processing-s", type=float, default=0.5, help="seconds from submission to DONE")
     parser.add_argument("--api-key", default=None, help="require this api-key header (default: any non-empty key)")
     parser.set_defaults(handler=run)
@@ -43,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         processing_s=args.processing_s,
         webhook_url=args.webhook_url,
+        webhook_secret=args.webhook_secret or os.environ.get("MADARA_ORCHESTRATOR_ATLANTIC_WEBHOOK_SECRET") or None,
         api_key=args.api_key,
     )
     print(

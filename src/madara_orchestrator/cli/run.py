@@ -160,7 +160,20 @@ async def serve(settings: Settings) -> int:
         log.info("backends: %s", stack.backends.shape)
         if stack.telemetry is not None:
             log.info("telemetry: %s", stack.telemetry.describe())
-        app = create_app(stack.runtime, admin_enabled=settings.admin_enabled, admin_token=settings.admin_token)
+        webhook_secret = stack.atlantic_webhook_secret
+        app = create_app(
+            stack.runtime,
+            admin_enabled=settings.admin_enabled,
+            admin_token=settings.admin_token,
+            atlantic_webhook_secret=webhook_secret,
+        )
+        if settings.prover == "atlantic":
+            log.info(
+                "Atlantic webhooks %s",
+                "on (POST /webhooks/atlantic/<secret>, or signed with X-Atlantic-Signature)"
+                if webhook_secret
+                else "off (no --atlantic-webhook-secret): jobs waiting on Atlantic are polled",
+            )
         server = BackgroundServer(app, sock=listener)
         await server.start()
         log.info("HTTP API on %s", server.url)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,8 @@ LAYOUTS = (
 MOCK_ATLANTIC_PORT = 4001
 """Where ``--mock-atlantic-server`` listens, as in the original."""
 STARKNET_PRIME = 2**251 + 17 * 2**192 + 1
+WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9._~-]{16,}")
+"""A webhook secret goes into a callback URL's path as it is."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -502,6 +505,16 @@ RUN_OPTIONS: tuple[Option, ...] = (
     ),
     _o("admin_enabled", "ADMIN_ENABLED", bool, False, "mount the admin routes"),
     _o("admin_token", "ADMIN_TOKEN", str, None, "bearer token required by the admin routes", secret=True),
+    _o(
+        "atlantic_webhook_secret",
+        "ATLANTIC_WEBHOOK_SECRET",
+        str,
+        None,
+        "shared secret of Atlantic's completion webhooks (16+ URL-safe characters): POST /webhooks/atlantic/<secret>, "
+        "or the body signed in X-Atlantic-Signature: sha256=<HMAC-SHA256>; without it the webhook is off and "
+        "verification only polls",
+        secret=True,
+    ),
     _o("alert_webhook_url", "ALERT_WEBHOOK_URL", str, None, "POST alerts to this URL", secret=True),
     # telemetry (SPEC §14)
     _o(
@@ -652,6 +665,7 @@ class Settings:
         instance_id: ClassVar[str | None]
         admin_enabled: ClassVar[bool]
         admin_token: ClassVar[str | None]
+        atlantic_webhook_secret: ClassVar[str | None]
         alert_webhook_url: ClassVar[str | None]
         otel_collector_endpoint: ClassVar[str | None]
         otel_service_name: ClassVar[str]
@@ -1187,6 +1201,10 @@ def load_run_settings(args: argparse.Namespace, environ: Mapping[str, str] | Non
             "--admin-enabled needs --admin-token (or MADARA_ORCHESTRATOR_ADMIN_TOKEN[_FILE]): "
             "admin routes are never served without a bearer token"
         )
+    if values["atlantic_webhook_secret"] is not None and not WEBHOOK_SECRET.fullmatch(
+        values["atlantic_webhook_secret"]
+    ):
+        problems.append("--atlantic-webhook-secret must be 16 or more URL-safe characters (A-Z a-z 0-9 - _ . ~)")
     if "{}" not in (values["queue_identifier"] or ""):
         problems.append(f"--queue-identifier must contain '{{}}', got {values['queue_identifier']!r}")
     problems += backend_problems(values)

@@ -85,16 +85,32 @@ def queue_name(queue_type: QueueType, *, template: str = "mo_{}_queue", prefix: 
     return f"{prefix}_{name}" if prefix else name
 
 
-def job_message(job_id: uuid.UUID) -> str:
-    return json.dumps({"id": str(job_id)})
+def job_message(job_id: uuid.UUID, *, wake: bool = False) -> str:
+    """``{"id": uuid}`` (SPEC §3.3); a wake-up (``wake``) adds ``"wake": true``, which older parsing ignores."""
+    body: dict[str, object] = {"id": str(job_id)}
+    if wake:
+        body["wake"] = True
+    return json.dumps(body)
+
+
+@dataclass(frozen=True, slots=True)
+class JobMessage:
+    id: uuid.UUID
+    wake: bool = False
+    """A wake-up (a prover's webhook said "look now"), not a scheduled poll: it spends no verification
+    attempt and schedules no next poll."""
+
+
+def read_job_message(body: str) -> JobMessage:
+    try:
+        data = json.loads(body)
+        return JobMessage(uuid.UUID(str(data["id"])), wake=data.get("wake") is True)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InvalidInput(f'queue message is not a job message ({{"id": uuid}}): {body[:200]!r}') from exc
 
 
 def parse_job_message(body: str) -> uuid.UUID:
-    try:
-        data = json.loads(body)
-        return uuid.UUID(str(data["id"]))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidInput(f'queue message is not a job message ({{"id": uuid}}): {body[:200]!r}') from exc
+    return read_job_message(body).id
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -28,6 +28,7 @@ from madara_orchestrator.domain.queues import (
     QueueNames,
     QueueType,
     parse_job_message,
+    read_job_message,
 )
 from madara_orchestrator.engine.batching import Batcher, BatchingConfig
 from madara_orchestrator.engine.cleanup import StorageCleanup
@@ -220,6 +221,7 @@ class Runtime:
             owner=owner,
             max_priority_queue_size=config.max_priority_queue_size,
             atomic_creation=adapters.atomic_creation,
+            settles_snos=not config.plan.aggregator_batches,
         )
         self.batcher = Batcher(
             # Whether batches are built in two levels is the plan's to say, not the batching settings'.
@@ -320,11 +322,11 @@ class Runtime:
 
     async def _on_verify(self, message: QueueMessage) -> Decision:
         try:
-            job_id = parse_job_message(message.body)
+            job = read_job_message(message.body)
         except InvalidInput as exc:
             log.warning("dropping malformed message on %s: %s", message.queue, exc)
             return ACK
-        return await self.service.verify_job(job_id)
+        return await self.service.verify_job(job.id, wake=job.wake)
 
     async def _on_dead_letter(self, message: QueueMessage) -> Decision:
         try:

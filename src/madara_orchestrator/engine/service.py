@@ -40,11 +40,12 @@ from madara_orchestrator.domain.jobs import (
     transition,
 )
 from madara_orchestrator.domain.queues import QueueNames, QueueType, job_message
+from madara_orchestrator.engine.blocks import BlockRange, describe_range, job_ranges
 from madara_orchestrator.engine.lease import LeaseLost, LeaseTiming, hold
 from madara_orchestrator.engine.metrics import Metrics
 from madara_orchestrator.engine.telemetry import job_scope
 from madara_orchestrator.interfaces import AlertSink, AtomicJobCreation, Clock, Database, QueueClient
-from madara_orchestrator.jobs.base import JobHandler, Verification
+from madara_orchestrator.jobs.base import JobHandler, Verification, Verified
 
 log = logging.getLogger("madara_orchestrator.jobs")
 
@@ -88,12 +89,28 @@ class SystemClock:
         return time.time()
 
 
-def job_failed_alert(job: Job, reason: str) -> str:
+NOT_PROCESSABLE: dict[JobStatus, str] = {
+    S.PENDING_VERIFICATION: "it was processed and waits for verification (use verify to check it now)",
+    S.VERIFICATION_TIMEOUT: "it was processed and its verification timed out (use verify to verify it again)",
+    S.COMPLETED: "nothing is left to do",
+    S.FAILED: "use retry to process it again",
+}
+"""Why "process" does nothing for a job in these statuses, and what to do instead."""
+WAKE_COALESCE_S = 5.0
+"""Wake-ups of one job closer together than this (a prover's webhooks) are sent as one."""
+WAKEABLE = frozenset({S.PENDING_VERIFICATION, S.VERIFICATION_TIMEOUT})
+"""Jobs a wake-up may verify: those waiting on the prover (a VerificationFailed one is processed again)."""
+
+
+def job_failed_alert(job: Job, reason: str, block_range: BlockRange | None = None) -> str:
+    """The original's alert, but with the blocks the job covers: its internal id is a batch index (SnosRun,
+    proofs, settlement), so the original's ``Block: <internal id>`` named the wrong block."""
     lines = [
         "Job Failed Alert",
         f"Job ID: {job.id}",
         f"Type: {job.job_type}",
-        f"Block: {job.internal_id}",
+        describe_range(block_range),
+        f"Internal ID: {job.internal_id}",
         f"Current failure: {reason}",
     ]
     history = job.common.previous_failure_reasons
@@ -120,9 +137,12 @@ class JobService:
         max_priority_queue_size: int = 20,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         atomic_creation: AtomicJobCreation | None = None,
+        settles_snos: bool = False,
     ) -> None:
         """``atomic_creation``: when the store holds the queue too, a job and its first message are written in
-        one transaction (else one after the other; the heal sweep re-sends a message lost in between)."""
+        one transaction (else one after the other; the heal sweep re-sends a message lost in between).
+        ``settles_snos``: a StateTransition settles a SNOS batch (an L3), not an aggregator batch (alerts
+        name its blocks)."""
         self.db = db
         self.atomic_creation = atomic_creation
         self.queue = queue
@@ -140,6 +160,9 @@ class JobService:
         """How the lease heartbeat waits (tests inject one that moves a fake clock)."""
         self._active: set[uuid.UUID] = set()
         """Jobs this process is processing now (a lease in our name on any other is from an earlier run)."""
+        self.settles_snos = settles_snos
+        self._woken_at: dict[uuid.UUID, float] = {}
+        """When this process last sent a wake-up for each job (``wake_verification`` coalesces on it)."""
 
     def on_completed(self, callback: Callable[[Job], Awaitable[None]]) -> None:
         """Run ``callback`` after a job completes (the event-driven hand-off to its successor)."""
@@ -403,18 +426,28 @@ class JobService:
 
     # -- verify -----------------------------------------------------------------------------------
 
-    async def verify_job(self, job_id: uuid.UUID) -> Decision:
+    async def verify_job(self, job_id: uuid.UUID, *, wake: bool = False) -> Decision:
+        """A scheduled poll spends one verification attempt and, while the work is not done, schedules the
+        next poll. A wake-up (``wake``: a prover's webhook said "look now") spends no attempt and schedules
+        nothing, since the job's poll chain already runs: it can only complete or reject the job sooner."""
         job = await self.db.get_job(job_id)
         if job is None:
             log.warning("verification message for unknown job %s dropped", job_id)
             return ACK
         with job_scope(job, "verify_job", attempt=job.common.process_attempt_no, tracer=self.metrics.tracer):
+            if wake:
+                return await self._verify_woken(job)
             return await self._verify_loaded(job)
 
     async def _verify_loaded(self, job: Job) -> Decision:
         if job.status not in VERIFIABLE:
             if job.status != S.COMPLETED:
                 log.warning("verification message for %s in status %s dropped", job.describe(), job.status)
+            return ACK
+        if job.status == S.VERIFICATION_TIMEOUT:
+            # Its attempts are spent and its alert sent: a stray poll (a duplicate, a late redelivery) would
+            # time it out and alert again. Re-verifying it (POST /jobs/{id}/verify) makes it PendingVerification.
+            log.info("%s is in VerificationTimeout; scheduled verification message dropped", job.describe())
             return ACK
         now = self.clock.now()
         started = job.with_common(
@@ -425,7 +458,6 @@ class JobService:
         except StaleVersion:
             return ACK
         handler = self.handler(job.job_type)
-        policy = self.policy(job.job_type)
         call_started = time.monotonic()
         try:
             result = await handler.verify(job)
@@ -437,6 +469,29 @@ class JobService:
                 return await self._wait_out_outage(job, job.status, outage, verification=True)
             log.warning("%s: verification errored: %s (will retry)", job.describe(), exc)
             return Decision(ack=False, delay_s=self.retry.delay(1))
+        return await self._verified(job, result, call_started, wake=False)
+
+    async def _verify_woken(self, job: Job) -> Decision:
+        """A wake-up: ask once, write only when the answer moves the job on. A failing call is dropped (the
+        poll chain is the fallback), so a wake-up is never retried, dead-lettered or counted as an attempt."""
+        if job.status not in WAKEABLE:
+            log.debug("wake-up for %s in status %s dropped", job.describe(), job.status)
+            return ACK
+        call_started = time.monotonic()
+        try:
+            result = await self.handler(job.job_type).verify(job)
+        except Exception as exc:
+            log.info("%s: verification on a wake-up failed (%s); the regular polls go on", job.describe(), exc)
+            return ACK
+        if result.status == Verification.PENDING:
+            log.debug("%s: woken, but the work is not done yet", job.describe())
+            return ACK
+        return await self._verified(job, result, call_started, wake=True)
+
+    async def _verified(self, job: Job, result: Verified, call_started: float, *, wake: bool) -> Decision:
+        """Record a verification answer: Completed, rejected (processed again or Failed), or still pending
+        (the next poll, or VerificationTimeout with one alert when the attempts are spent)."""
+        policy = self.policy(job.job_type)
         verify_call_s = time.monotonic() - call_started
         if result.specific is not None:
             job = job.with_specific(result.specific)
@@ -453,7 +508,7 @@ class JobService:
                 )
                 status_after = done.status
                 self._observe_completion(done, now, verify_call_s)
-                log.info("completed %s", done.describe())
+                log.info("completed %s%s", done.describe(), " (woken by a prover webhook)" if wake else "")
                 for callback in self._on_completed:
                     try:
                         await callback(done)
@@ -474,6 +529,8 @@ class JobService:
                         f"Verification rejected. Max process attempts reached: {job.common.process_attempt_no}",
                     )
                     status_after = S.FAILED
+            elif wake:
+                pass  # not done yet: the job's own polls go on
             elif job.common.verification_attempt_no >= policy.max_verification_attempts:
                 await self._save(transition(job, S.VERIFICATION_TIMEOUT), job.status, now=now)
                 status_after = S.VERIFICATION_TIMEOUT
@@ -581,7 +638,16 @@ class JobService:
             return
         self.metrics.failed_jobs.labels(job.job_type).inc()
         log.error("%s moved to Failed: %s", job.describe(), reason)
-        await self.alerts.send("Job Failed", job_failed_alert(failed, reason))
+        await self.alerts.send("Job Failed", job_failed_alert(failed, reason, await self.block_range(failed)))
+
+    async def block_range(self, job: Job) -> BlockRange | None:
+        """The blocks ``job`` covers, or None when unknown (its batch is gone, or the database does not answer:
+        an alert is not held back for it)."""
+        try:
+            return (await job_ranges(self.db, [job], settles_snos=self.settles_snos)).get(job.id)
+        except Exception as exc:
+            log.debug("block range of %s unknown: %s", job.describe(), exc)
+            return None
 
     async def _load(self, job_id: uuid.UUID) -> Job:
         job = await self.db.get_job(job_id)
@@ -624,7 +690,18 @@ class JobService:
         return job
 
     async def queue_job_for_processing(self, job_id: uuid.UUID, *, priority: bool = False) -> Job:
+        """Send a processing message, no state change (SPEC §2.5), but only when processing would run: for a
+        job in any other status the message would be dropped, so the request is refused with what to do."""
         job = await self._load(job_id)
+        now = self.clock.now()
+        if job.status == S.LOCKED_FOR_PROCESSING and job.has_live_lease(now):
+            raise InvalidTransition(
+                f"Cannot process job {job_id}: it is being processed now (lease held by {job.lease_owner} for "
+                f"{max(0.0, (job.lease_expires_at or now) - now):.0f} s more)"
+            )
+        if job.status not in PROCESSABLE and job.status != S.LOCKED_FOR_PROCESSING:
+            instead = NOT_PROCESSABLE.get(job.status, "nothing to process")
+            raise InvalidTransition(f"Cannot process job {job_id}: it is {job.status}; {instead}")
         await self._enqueue(job, verification=False, priority=priority)
         return job
 
@@ -653,15 +730,32 @@ class JobService:
         queue = self.names.verification(job.job_type) if verification else self.names.processing(job.job_type)
         await self.queue.send(queue, job_message(job.id))
 
-    async def wake_verification(self, external_id: str, job_types: Sequence[JobType]) -> list[Job]:
-        """Verify now the jobs waiting on ``external_id`` (a prover's completion webhook).
+    async def wake_verification(self, external_id: str, job_types: Sequence[JobType]) -> tuple[list[Job], int]:
+        """Verify now the jobs waiting on ``external_id`` (a prover's completion webhook); returns the jobs
+        woken and how many wake-ups were coalesced.
 
-        No state changes: it only sends a verification message without delay; polling stays the fallback."""
-        woken = [j for j in await self.db.jobs_by_external_id(external_id, job_types) if j.status in VERIFIABLE]
-        for job in woken:
-            await self.requeue(job, verification=True)
+        No state changes: it sends a wake-up (a verification message marked ``wake``, without delay), which
+        spends no verification attempt and schedules no poll (``verify_job``); polling stays the fallback.
+        Wake-ups of one job are coalesced: at most one per ``WAKE_COALESCE_S`` (by the injected clock) from
+        this process, so a flood of webhooks (forged or repeated) costs one prover status request per job
+        every few seconds, and nothing else."""
+        now = self.clock.now()
+        for job_id, at in list(self._woken_at.items()):
+            if now - at >= WAKE_COALESCE_S:
+                del self._woken_at[job_id]
+        woken: list[Job] = []
+        coalesced = 0
+        for job in await self.db.jobs_by_external_id(external_id, job_types):
+            if job.status not in WAKEABLE:
+                continue
+            if job.id in self._woken_at:
+                coalesced += 1
+                continue
+            self._woken_at[job.id] = now
+            await self.queue.send(self.names.verification(job.job_type), job_message(job.id, wake=True))
             log.info("%s: verification woken by a prover webhook", job.describe())
-        return woken
+            woken.append(job)
+        return woken, coalesced
 
     async def reclaim_earlier_run(self, *, limit: int = 1000) -> int:
         """At start: jobs still locked in this instance's name were left by its earlier run (a crash); send

@@ -68,7 +68,7 @@ class MockProverClient:
                 f"registerFact({fact}) mined in {tx_hash} but isValid(fact) is still false — "
                 "wrong contract at the mock verifier address?"
             )
-        log.info("mock prover: registered fact %s in %s", fact, tx_hash)
+        log.info("mock prover: aggregator fact %s registered in %s (isValid checked)", fact, tx_hash)
         return tx_hash.lower()
 
     async def get_task_status(self, task_type: TaskType, job_key: str, fact: str | None = None) -> TaskStatus:

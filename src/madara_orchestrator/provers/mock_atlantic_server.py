@@ -60,6 +60,7 @@ from starlette.routing import Route
 from madara_orchestrator.devnet.layout_bridge import BRIDGE_PROGRAM_HASH, bridge_output, l2_fact
 from madara_orchestrator.devnet.program_output import DevnetStateTransition, build_program_output
 from madara_orchestrator.domain.errors import InvalidInput
+from madara_orchestrator.provers.atlantic import ATLANTIC_SIGNATURE_HEADER, atlantic_webhook_signature
 from madara_orchestrator.provers.fact_registry import FactRegistry
 from madara_orchestrator.starknet.blob import felts_to_blobs
 from madara_orchestrator.starknet.facts import (
@@ -119,6 +120,9 @@ class MockAtlanticConfig:
     processing_s: float = 0.5
     """Seconds from submission (or bucket close) to DONE."""
     webhook_url: str | None = None
+    webhook_secret: str | None = None
+    """When set, each webhook carries ``X-Atlantic-Signature: sha256=<HMAC-SHA256 of the body>`` (the
+    orchestrator's ``--atlantic-webhook-secret``); the URL stays free of it, so the mock's logs are too."""
     api_key: str | None = None
     """When set, the ``api-key`` header must equal it; otherwise any non-empty key is accepted."""
     compute_facts: bool = True
@@ -734,10 +738,15 @@ async def _deliver_webhook(state: MockAtlanticState, query: _Query) -> None:
         "step": data.get("step"),
         "errorReason": data.get("errorReason"),
     }
+    body = json.dumps(payload).encode()
+    headers = {"content-type": "application/json"}
+    secret = state.config.webhook_secret
+    if secret:
+        headers[ATLANTIC_SIGNATURE_HEADER] = atlantic_webhook_signature(secret, body)
     async with httpx.AsyncClient(timeout=httpx.Timeout(5.0)) as client:
         for attempt in range(1, 4):
             try:
-                response = await client.post(url, json=payload)
+                response = await client.post(url, content=body, headers=headers)
                 if response.is_success:
                     state.webhook_deliveries.append(payload)
                     return

@@ -5,6 +5,11 @@ errors by the routes and mapped to status codes in one place (``_error_response`
 errors (405, 413, 500) use the envelope too, except the unknown-route fallback, which SPEC §15.1 pins as the
 original's plain-text 404. Admin routes exist only with ``admin_enabled`` and then require
 ``Authorization: Bearer <admin token>``.
+
+Not the original's (README, "Where this differs"): job control (``/jobs/{id}/process|verify|retry``) changes
+state, so it takes POST and the admin token; a GET there (any web page a browser on the operator's network
+opens can send one) is answered 405 and changes nothing. The Atlantic webhook needs a shared secret
+(``--atlantic-webhook-secret``), in the path or as an HMAC of the body; without one it is off.
 """
 
 from __future__ import annotations
@@ -41,7 +46,12 @@ from madara_orchestrator.domain.errors import (
 )
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType
 from madara_orchestrator.engine.runtime import Runtime
-from madara_orchestrator.provers.atlantic import parse_atlantic_webhook
+from madara_orchestrator.engine.service import WAKE_COALESCE_S
+from madara_orchestrator.provers.atlantic import (
+    ATLANTIC_SIGNATURE_HEADER,
+    atlantic_webhook_signature,
+    parse_atlantic_webhook,
+)
 from madara_orchestrator.server.dashboard import dashboard_routes, job_ranges
 from madara_orchestrator.server.openapi import openapi_document
 
@@ -60,6 +70,39 @@ Atlantic webhook, is a few hundred bytes."""
 
 class Unauthorized(OrchestratorError):
     pass
+
+
+class WebhooksOff(OrchestratorError):
+    pass
+
+
+WEBHOOK_PATH = "/webhooks/atlantic"
+JOB_ACTIONS = ("process", "verify", "retry")
+
+
+def check_webhook(secret: str | None, path_secret: str | None, signature: str | None, body: bytes) -> None:
+    """Accept the webhook when the secret is in its path or its body is signed with it (constant-time
+    comparisons); otherwise ``WebhooksOff`` (no secret configured) or ``Unauthorized``. Never echoes what
+    was given."""
+    if not secret:
+        raise WebhooksOff(
+            "Atlantic webhooks are off: start the orchestrator with --atlantic-webhook-secret to accept them"
+        )
+    if path_secret is not None and hmac.compare_digest(path_secret.encode(), secret.encode()):
+        return
+    if signature is not None and hmac.compare_digest(
+        signature.strip().encode(), atlantic_webhook_signature(secret, body).encode()
+    ):
+        return
+    raise Unauthorized(
+        f"Atlantic webhook refused: wrong or missing secret (POST {WEBHOOK_PATH}/<secret>, or sign the body: "
+        "X-Atlantic-Signature: sha256=<HMAC-SHA256 hex>)"
+    )
+
+
+def shown_path(path: str) -> str:
+    """``path`` for an answer: the webhook secret a path may carry is never echoed."""
+    return WEBHOOK_PATH + "/<secret>" if path.startswith(WEBHOOK_PATH + "/") else path
 
 
 class PayloadTooLarge(InvalidInput):
@@ -82,6 +125,8 @@ def _error_response(exc: Exception, *, job_route: bool) -> Response:
         return envelope(message=str(exc), success=False, status=429)
     if isinstance(exc, Unauthorized):
         return envelope(message=str(exc), success=False, status=401)
+    if isinstance(exc, WebhooksOff):
+        return envelope(message=str(exc), success=False, status=404)
     if isinstance(exc, InvalidInput):
         return envelope(message=str(exc), success=False, status=400)
     if job_route and isinstance(exc, (NotFound, Conflict)):
@@ -264,7 +309,15 @@ class BodyLimitMiddleware:
         await response(scope, receive, send)
 
 
-def create_app(runtime: Runtime, *, admin_enabled: bool = False, admin_token: str | None = None) -> Starlette:
+def create_app(
+    runtime: Runtime,
+    *,
+    admin_enabled: bool = False,
+    admin_token: str | None = None,
+    atlantic_webhook_secret: str | None = None,
+) -> Starlette:
+    """``atlantic_webhook_secret``: the shared secret Atlantic's webhooks must carry; without it
+    ``/webhooks/atlantic`` answers 404 (verification polls)."""
     service = runtime.service
     db = runtime.adapters.db
 
@@ -286,20 +339,48 @@ def create_app(runtime: Runtime, *, admin_enabled: bool = False, admin_token: st
 
         return wrapped
 
+    def check_admin(request: Request, what: str) -> None:
+        if not admin_enabled:
+            raise InvalidInput(f"{what} are disabled. Enable with --admin-enabled flag.")
+        header = request.headers.get("authorization", "")
+        given = header[7:] if header.lower().startswith("bearer ") else ""
+        if not admin_token or not given or not hmac.compare_digest(given.encode(), admin_token.encode()):
+            raise Unauthorized(f"{what} need 'Authorization: Bearer <admin token>'")
+
     def admin_route(fn: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
         async def wrapped(request: Request) -> Response:
             try:
-                if not admin_enabled:
-                    raise InvalidInput("Admin endpoints are disabled. Enable with --admin-enabled flag.")
-                header = request.headers.get("authorization", "")
-                given = header[7:] if header.lower().startswith("bearer ") else ""
-                if not admin_token or not given or not hmac.compare_digest(given, admin_token):
-                    raise Unauthorized("Admin endpoints need 'Authorization: Bearer <admin token>'")
+                check_admin(request, "Admin endpoints")
                 return await fn(request)
             except Exception as exc:
                 return _error_response(exc, job_route=False)
 
         return wrapped
+
+    def job_control_route(fn: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        """A job control route: POST, behind the admin token like the admin routes; job errors as the
+        original's job routes answer them (400 "Processing error: ...")."""
+
+        async def wrapped(request: Request) -> Response:
+            try:
+                check_admin(request, "Job control routes (process, verify, retry)")
+                return await fn(request)
+            except Exception as exc:
+                return _error_response(exc, job_route=True)
+
+        return wrapped
+
+    async def job_control_get(request: Request) -> Response:
+        """The original's GET on a job control path: read-only here, it says how to call it now."""
+        path = request.url.path
+        response = envelope(
+            message=f"GET changes nothing here: use POST {path} with 'Authorization: Bearer <admin token>' "
+            "(the orchestrator needs --admin-enabled and --admin-token)",
+            success=False,
+            status=405,
+        )
+        response.headers["Allow"] = "POST"
+        return response
 
     async def health(request: Request) -> Response:
         """Readiness: ``UP`` when every backend answers, else 503 with one line per backend that does not.
@@ -326,19 +407,19 @@ def create_app(runtime: Runtime, *, admin_enabled: bool = False, admin_token: st
         await runtime.refresh_gauges()
         return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4")
 
-    @job_route
+    @job_control_route
     async def process(request: Request) -> Response:
         job_id, priority = _job_id(request), _priority(request)
         await service.queue_job_for_processing(job_id, priority=priority)
         return envelope(message=f"Job with id {job_id} queued for {'PRIORITY' if priority else 'normal'} processing")
 
-    @job_route
+    @job_control_route
     async def verify(request: Request) -> Response:
         job_id, priority = _job_id(request), _priority(request)
         await service.queue_job_for_verification(job_id, priority=priority)
         return envelope(message=f"Job with id {job_id} queued for {'PRIORITY' if priority else 'normal'} verification")
 
-    @job_route
+    @job_control_route
     async def retry(request: Request) -> Response:
         job_id, priority = _job_id(request), _priority(request)
         await service.retry_job(job_id, priority=priority)
@@ -550,22 +631,34 @@ def create_app(runtime: Runtime, *, admin_enabled: bool = False, admin_token: st
         )
 
     async def atlantic_webhook(request: Request) -> Response:
-        """Atlantic's completion webhook: wake the verification of the job waiting on that query or bucket."""
+        """Atlantic's completion webhook: wake the verification of the job waiting on that query or bucket.
+        Authenticated (``check_webhook``); a wake-up spends no verification attempt and wake-ups of one job
+        are coalesced (``JobService.wake_verification``), so a flood changes nothing but the load."""
         try:
-            hook = parse_atlantic_webhook(await request.body())
+            body = await request.body()
+            check_webhook(
+                atlantic_webhook_secret,
+                request.path_params.get("secret"),
+                request.headers.get(ATLANTIC_SIGNATURE_HEADER),
+                body,
+            )
+            hook = parse_atlantic_webhook(body)
             woken: list[Job] = []
+            coalesced = 0
             if hook.is_final:
-                woken += await service.wake_verification(
+                jobs, skipped = await service.wake_verification(
                     hook.query_id, [JobType.PROOF_CREATION, JobType.PROOF_REGISTRATION]
                 )
+                woken, coalesced = woken + jobs, coalesced + skipped
                 if hook.bucket_id:
-                    woken += await service.wake_verification(hook.bucket_id, [JobType.AGGREGATOR])
+                    jobs, skipped = await service.wake_verification(hook.bucket_id, [JobType.AGGREGATOR])
+                    woken, coalesced = woken + jobs, coalesced + skipped
         except Exception as exc:
             return _error_response(exc, job_route=False)
-        return envelope(
-            data={"woken_job_ids": [str(j.id) for j in woken]},
-            message=f"Woke verification of {len(woken)} job(s) for query {hook.query_id} ({hook.status})",
-        )
+        message = f"Woke verification of {len(woken)} job(s) for query {hook.query_id} ({hook.status})"
+        if coalesced:
+            message += f"; {coalesced} already woken in the last {WAKE_COALESCE_S:g} s"
+        return envelope(data={"woken_job_ids": [str(j.id) for j in woken]}, message=message)
 
     document = openapi_document(admin_enabled=admin_enabled)
 
@@ -577,17 +670,21 @@ def create_app(runtime: Runtime, *, admin_enabled: bool = False, admin_token: st
         Route("/health/live", live),
         Route("/metrics", metrics),
         Route("/openapi.json", openapi),
-        Route("/webhooks/atlantic", atlantic_webhook, methods=["POST"]),
+        Route(WEBHOOK_PATH, atlantic_webhook, methods=["POST"]),
+        Route(WEBHOOK_PATH + "/{secret}", atlantic_webhook, methods=["POST"]),
     ]
+    actions = {"process": process, "verify": verify, "retry": retry}
     for prefix in ("", "/api/v1"):
         routes += [
             Route(prefix + "/jobs", jobs_by_status),
             Route(prefix + "/jobs/block/{n}/status", block_status),
-            Route(prefix + "/jobs/{id}/process", process),
-            Route(prefix + "/jobs/{id}/verify", verify),
-            Route(prefix + "/jobs/{id}/retry", retry),
-            Route(prefix + "/jobs/{id}", show_job),
         ]
+        for action in JOB_ACTIONS:
+            routes += [
+                Route(f"{prefix}/jobs/{{id}}/{action}", actions[action], methods=["POST"]),
+                Route(f"{prefix}/jobs/{{id}}/{action}", job_control_get, methods=["GET"]),
+            ]
+        routes += [Route(prefix + "/jobs/{id}", show_job)]
     routes += [
         Route("/blocks/batch-for-block/{n}", batch_for_block),
         Route("/blocks/settlement-status/{n}", settlement_status),
@@ -613,7 +710,7 @@ def create_app(runtime: Runtime, *, admin_enabled: bool = False, admin_token: st
         message = exc.detail
         if exc.status_code == 405:
             allowed = (exc.headers or {}).get("Allow", "")
-            message = f"Method {request.method} is not allowed on {request.url.path}; use {allowed}"
+            message = f"Method {request.method} is not allowed on {shown_path(request.url.path)}; use {allowed}"
         response = envelope(message=message, success=False, status=exc.status_code)
         response.headers.update(exc.headers or {})
         return response

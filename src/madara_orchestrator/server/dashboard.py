@@ -13,7 +13,7 @@ import asyncio
 import enum
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -31,7 +31,8 @@ from madara_orchestrator.domain.batches import (
 )
 from madara_orchestrator.domain.batching import BatchLimits
 from madara_orchestrator.domain.errors import InvalidInput, NotFound
-from madara_orchestrator.domain.jobs import Job, JobStatus, JobType, SnosMetadata, StateUpdateMetadata
+from madara_orchestrator.domain.jobs import Job, JobStatus, JobType, StateUpdateMetadata
+from madara_orchestrator.engine.blocks import BlockRange, job_ranges
 from madara_orchestrator.engine.runtime import Runtime
 from madara_orchestrator.interfaces import Database
 
@@ -65,8 +66,6 @@ L3_STAGES: tuple[tuple[str, JobType], ...] = (
     ("settlement", JobType.STATE_TRANSITION),
 )
 """An L3's stages: no aggregation; each proof verified on the L2, each batch's state diff encoded for DA."""
-BY_SNOS_BATCH = frozenset({JobType.PROOF_CREATION, JobType.PROOF_REGISTRATION, JobType.DATA_SUBMISSION})
-BY_AGGREGATOR_BATCH = frozenset({JobType.AGGREGATOR, JobType.STATE_TRANSITION})
 RECENT_BATCHES = 8
 SETTLEMENT_SERIES = 60
 """How many of the latest settlements the overview's chart and fee figures cover."""
@@ -95,48 +94,6 @@ def redact(text: str | None) -> str | None:
 
 # --------------------------------------------------------------------------------------------------
 # Shapes
-
-
-BlockRange = tuple[int, int]
-
-
-async def job_ranges(db: Database, jobs: Iterable[Job], *, settles_snos: bool = False) -> dict[uuid.UUID, BlockRange]:
-    """The blocks each job covers: a SnosRun's own range, proofs and DA that of their SNOS batch, Aggregator
-    and StateTransition that of their aggregator batch (``settles_snos``, an L3: StateTransition that of its
-    SNOS batch). Two batch queries (per 500 batches) whatever the number of jobs."""
-    jobs = list(jobs)
-    by_snos = BY_SNOS_BATCH | {JobType.STATE_TRANSITION} if settles_snos else BY_SNOS_BATCH
-    by_aggregator = BY_AGGREGATOR_BATCH - by_snos
-    snos_wanted = sorted({j.internal_id for j in jobs if j.job_type in by_snos})
-    aggregator_wanted = sorted({j.internal_id for j in jobs if j.job_type in by_aggregator})
-    snos = {b.index: (b.start_block, b.end_block) for b in await _snos_batches(db, snos_wanted)}
-    aggregators = {b.index: (b.start_block, b.end_block) for b in await _aggregator_batches(db, aggregator_wanted)}
-    ranges: dict[uuid.UUID, BlockRange] = {}
-    for job in jobs:
-        specific = job.metadata.specific
-        if isinstance(specific, SnosMetadata):
-            ranges[job.id] = (specific.start_block, specific.end_block)
-        elif job.job_type in by_snos and job.internal_id in snos:
-            ranges[job.id] = snos[job.internal_id]
-        elif job.job_type in by_aggregator and job.internal_id in aggregators:
-            ranges[job.id] = aggregators[job.internal_id]
-    return ranges
-
-
-BATCH_QUERY_CHUNK = 500
-"""Batch indexes asked for in one query (a long job list becomes a few queries)."""
-
-
-def _chunks(values: Sequence[int]) -> list[Sequence[int]]:
-    return [values[i : i + BATCH_QUERY_CHUNK] for i in range(0, len(values), BATCH_QUERY_CHUNK)]
-
-
-async def _snos_batches(db: Database, indexes: Sequence[int]) -> list[SnosBatch]:
-    return [b for chunk in _chunks(indexes) for b in await db.list_snos_batches(indexes=chunk)]
-
-
-async def _aggregator_batches(db: Database, indexes: Sequence[int]) -> list[AggregatorBatch]:
-    return [b for chunk in _chunks(indexes) for b in await db.list_aggregator_batches(indexes=chunk)]
 
 
 def job_row(job: Job, block_range: BlockRange | None) -> Json:

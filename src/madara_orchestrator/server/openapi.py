@@ -322,6 +322,7 @@ ERROR_TEXT = {
     400: "Bad request: a malformed parameter, or (job routes) the job service refused",
     401: "Missing or wrong admin token",
     404: "Not found",
+    405: "Method not allowed (a job control route: use POST with the admin token)",
     409: "Conflict with the job's or batch's state",
     413: "Request body larger than 1 MiB",
     429: "Priority queue is full",
@@ -375,6 +376,33 @@ JOB_TYPES = {
 }
 
 
+WEBHOOK_BODY: Schema = {
+    "required": True,
+    "content": {
+        JSON: {
+            "schema": _obj(
+                {
+                    "atlanticQueryId": {"type": "string", "minLength": 1, "pattern": r"\S"},
+                    "status": _enum(AtlanticQueryStatus),
+                    "bucketId": _nullable(STRING),
+                    "step": _nullable(STRING),
+                    "errorReason": _nullable(STRING),
+                },
+                optional=("bucketId", "step", "errorReason"),
+            )
+        }
+    },
+}
+WEBHOOK_RESPONSES = _responses(
+    _ok(_obj({"woken_job_ids": {"type": "array", "items": {"type": "string", "format": "uuid"}}})),
+    400,
+    401,
+    404,
+    413,
+    503,
+)
+
+
 def _batch_params(status_enum: Any) -> list[Schema]:
     names = [str(s) for s in status_enum]
     return [
@@ -408,7 +436,7 @@ def _batch_params(status_enum: Any) -> list[Schema]:
     ]
 
 
-def _job_paths(prefix: str) -> dict[str, Schema]:
+def _job_paths(prefix: str, *, admin_enabled: bool) -> dict[str, Schema]:
     tag = ["jobs"]
     paths: dict[str, Schema] = {
         prefix + "/jobs": {
@@ -441,15 +469,24 @@ def _job_paths(prefix: str) -> dict[str, Schema]:
             }
         },
     }
+    security: Schema = {"security": [{"adminToken": []}]} if admin_enabled else {}
     for action, what in (("process", "processing"), ("verify", "verification"), ("retry", "retry")):
         paths[f"{prefix}/jobs/{{id}}/{action}"] = {
+            "post": {
+                "tags": tag,
+                **security,
+                "operationId": f"{action}Job{prefix.replace('/', '_')}",
+                "summary": f"Queue a job for {what} (admin token; 400 without --admin-enabled)",
+                "parameters": [JOB_ID, PRIORITY],
+                "responses": _responses(_ok(), 400, 401, 413, 429, 503),
+            },
             "get": {
                 "tags": tag,
-                "operationId": f"{action}Job{prefix.replace('/', '_')}",
-                "summary": f"Queue a job for {what}",
-                "parameters": [JOB_ID, PRIORITY],
-                "responses": _responses(_ok(), 400, 429, 503),
-            }
+                "operationId": f"{action}JobGet{prefix.replace('/', '_')}",
+                "summary": "The original's GET: read-only here, answered 405 saying to use POST with the admin token",
+                "parameters": [{**JOB_ID, "schema": STRING}],
+                "responses": {"405": {"$ref": "#/components/responses/E405"}},
+            },
         }
     return paths
 
@@ -494,34 +531,29 @@ def openapi_document(*, admin_enabled: bool) -> dict[str, Any]:
                 "tags": ["provers"],
                 "operationId": "atlanticWebhook",
                 "summary": "Atlantic's completion webhook: wake the verification of the job waiting on it",
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        JSON: {
-                            "schema": _obj(
-                                {
-                                    "atlanticQueryId": {"type": "string", "minLength": 1, "pattern": r"\S"},
-                                    "status": _enum(AtlanticQueryStatus),
-                                    "bucketId": _nullable(STRING),
-                                    "step": _nullable(STRING),
-                                    "errorReason": _nullable(STRING),
-                                },
-                                optional=("bucketId", "step", "errorReason"),
-                            )
-                        }
-                    },
-                },
-                "responses": _responses(
-                    _ok(_obj({"woken_job_ids": {"type": "array", "items": {"type": "string", "format": "uuid"}}})),
-                    400,
-                    413,
-                    503,
+                "description": (
+                    "Authenticated by `X-Atlantic-Signature: sha256=<hex HMAC-SHA256 of the body keyed with "
+                    "--atlantic-webhook-secret>` (401 otherwise); 404 when no secret is configured."
                 ),
+                "parameters": [{"name": "X-Atlantic-Signature", "in": "header", "required": False, "schema": STRING}],
+                "requestBody": WEBHOOK_BODY,
+                "responses": WEBHOOK_RESPONSES,
+            }
+        },
+        "/webhooks/atlantic/{secret}": {
+            "post": {
+                "tags": ["provers"],
+                "operationId": "atlanticWebhookWithSecret",
+                "summary": "Atlantic's completion webhook, the secret in the path (for a plain callback URL)",
+                "description": "401 when the secret is wrong; 404 when no secret is configured.",
+                "parameters": [{"name": "secret", "in": "path", "required": True, "schema": STRING}],
+                "requestBody": WEBHOOK_BODY,
+                "responses": WEBHOOK_RESPONSES,
             }
         },
     }
     for prefix in ("", "/api/v1"):
-        paths.update(_job_paths(prefix))
+        paths.update(_job_paths(prefix, admin_enabled=admin_enabled))
     paths.update(
         {
             "/blocks/batch-for-block/{n}": {

@@ -176,7 +176,7 @@ class FactRegistryClient:
             raise InvalidInput(f"a fact is 32 bytes, got {len(fact)}")
         async with self._sending:
             receipt = await send_plain_tx(self.rpc, self._key, to=self.address, data=REGISTER_FACT_SELECTOR + fact)
-        log.info("fact 0x%s registered in %s", fact.hex(), receipt["transactionHash"])
+        # Not logged here: the caller logs the registration once, saying what the fact is for.
         return str(receipt["transactionHash"])
 
     async def is_valid(self, fact: bytes | str) -> bool:

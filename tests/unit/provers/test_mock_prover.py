@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +20,7 @@ from madara_orchestrator.domain.proving import (
 from madara_orchestrator.interfaces import ProverClient
 from madara_orchestrator.provers.errors import FactRegistrationFailed, TaskInvalid
 from madara_orchestrator.provers.mock import FactRegistry, InMemoryFactRegistry, MockProverClient
+from madara_orchestrator.settlement.contracts import FactRegistryClient
 from tests.conftest import require
 
 FIBONACCI_FACT = "0xca15503f02f8406b599cb220879e842394f5cf2cef753f3ee430647b5981b782"
@@ -99,3 +102,46 @@ async def test_proofs_and_l2_queries_are_not_supported() -> None:
         await prover.submit_l2_query("x", "{}", None)
     artifacts = await prover.get_aggregation_artifacts("x", include_proof=True)
     assert (artifacts.cairo_pie, artifacts.da_segment, artifacts.proof) == (None, None, None)
+
+
+class ChainWithARegistry:
+    """Just enough of an L1 JSON-RPC for ``FactRegistryClient``: each sent transaction is mined at once and
+    registers the fact; ``isValid`` is true once one was sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    async def chain_id(self) -> int:
+        return 31337
+
+    async def latest_block(self) -> dict[str, Any]:
+        return {"baseFeePerGas": "0x1"}
+
+    async def transaction_count(self, address: str, block: str = "latest") -> int:
+        return len(self.sent)
+
+    async def estimate_gas(self, tx: dict[str, Any]) -> int:
+        return 50_000
+
+    async def send_raw_transaction(self, raw: bytes) -> str:
+        self.sent.append(raw)
+        return "0x" + "ab" * 32
+
+    async def transaction_receipt(self, tx_hash: str) -> dict[str, Any] | None:
+        return {"blockNumber": "0x1", "status": "0x1", "transactionHash": tx_hash}
+
+    async def call(self, to: str, data: bytes, block: str = "latest") -> bytes:
+        return (1 if self.sent else 0).to_bytes(32, "big")
+
+
+async def test_a_fact_registration_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    chain = ChainWithARegistry()
+    registry = FactRegistryClient(chain, "0x" + "22" * 20, "0x" + "11" * 32)  # type: ignore[arg-type]
+    prover = MockProverClient(registry=registry)
+    caplog.set_level(logging.DEBUG)
+    fact = "0x" + "0" * 61 + "abc"
+    tx = await prover.submit_task(RunAggregationWithPie(cairo_pie_zip=b"", children_cairo_job_keys=[], fact_hash=fact))
+    assert len(chain.sent) == 1
+    lines = [r.getMessage() for r in caplog.records if fact in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert tx in lines[0] and "registered" in lines[0]
