@@ -19,10 +19,6 @@ from madara_orchestrator.cli.settings import ENV_PREFIX, RUN_OPTIONS, Option, ad
 from madara_orchestrator.domain.errors import ConfigError
 
 NAMES = {option.name for option in RUN_OPTIONS}
-NOT_YET_MERGED = {"atlantic_webhook_secret"}
-"""Options another branch adds; run_help.py already places them. Drop a name once its option is in the table."""
-
-
 def run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(formatter_class=run_help.HelpFormatter)
     add_options(parser, RUN_OPTIONS)
@@ -47,13 +43,13 @@ def test_every_option_is_in_exactly_one_group() -> None:
     assert not missing, f"options in no group of run --help: {missing}; add each to a group in cli/run_help.py"
     twice = sorted(name for name, count in counts.items() if count > 1)
     assert not twice, f"options in more than one group of cli/run_help.py: {twice}"
-    unknown = sorted(counts.keys() - NAMES - NOT_YET_MERGED)
+    unknown = sorted(counts.keys() - NAMES)
     assert not unknown, f"cli/run_help.py groups options RUN_OPTIONS does not have: {unknown}"
 
 
 def test_tables_name_only_known_options() -> None:
     for table in (run_help.REQUIREMENTS, run_help.HELP, run_help.METAVARS, run_help.UNSET):
-        assert not (table.keys() - NAMES - NOT_YET_MERGED)
+        assert not (table.keys() - NAMES)
 
 
 def test_new_atlantic_webhook_secret_is_placed_in_the_prover_area() -> None:
@@ -220,7 +216,7 @@ def test_help_says_required_exactly_where_validation_requires(tmp_path: Path) ->
             parts = note.split("; ")
             ok = any(part in unconditional for part in parts) or any(t in part for part in parts for t in triggers)
             assert ok, f"{flag} is required with {triggers}, but its help says {note!r}"
-    claimed = set(run_help.REQUIREMENTS) - NOT_YET_MERGED
+    claimed = set(run_help.REQUIREMENTS)
     assert claimed <= derived, f"help says required, validation does not require: {sorted(claimed - derived)}"
     assert {"madara_rpc_url", "prover", "settle_on_devnet"} <= required_in(BASE)
 
