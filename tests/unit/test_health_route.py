@@ -7,6 +7,8 @@ only the chain id and the head: every other call answers a JSON-RPC error, as in
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +19,11 @@ import pytest
 
 from madara_orchestrator.cli.compose import EmbeddedStack, build_embedded_stack
 from madara_orchestrator.cli.devnet import devnet_settings
+from madara_orchestrator.cli.settings import Settings
 from madara_orchestrator.interfaces import SettlementClient
 from madara_orchestrator.server.app import create_app
-from tests.helpers.jsonrpc_server import JsonRpcServer, running_jsonrpc_server
+from tests.helpers.jsonrpc_server import JsonRpcServer, RpcFault, running_jsonrpc_server
+from tests.helpers.pipeline import eventually
 
 HEAD = 5
 SECRET = "apikey=SECRET0123"
@@ -129,3 +133,30 @@ async def test_the_health_of_a_settled_block_at_or_below_the_head_is_up(api: Api
     assert reply.status_code == 200 and reply.json()["status"] == "UP" and reply.json()["problems"] == []
     data = await overview(api.client)
     assert cast(dict[str, object], data["lag"])["blocks"] == 0 and data["errors"] == []
+
+
+async def test_the_chain_watcher_says_once_that_the_head_is_unavailable_not_at_every_poll(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuse(_: object) -> int:
+        raise RpcFault(-32603, "Internal error")
+
+    handlers = {"starknet_chainId": lambda _: "0x534e5f5345504f4c4941", "starknet_blockNumber": refuse}
+    with running_jsonrpc_server(handlers) as sequencer:
+        settings = devnet_settings(tmp_path / "data", sequencer.url, port=0)
+        stack = await build_embedded_stack(Settings({**settings.values, "chain_poll_interval_seconds": 0.01}))
+        caplog.set_level(logging.INFO, logger="madara_orchestrator.runtime")
+        runtime = stack.runtime
+        watch = asyncio.ensure_future(runtime._chain_watch_loop())
+        try:
+
+            async def polled_often() -> bool:
+                return sum(c.get("method") == "starknet_blockNumber" for c in sequencer.calls) >= 10
+
+            await eventually(polled_often, 10, "ten polls of the head")
+        finally:
+            await runtime.stop()
+            await asyncio.gather(watch, return_exceptions=True)
+            await stack.close()
+    said = [r.getMessage() for r in caplog.records if "sequencer head unavailable" in r.getMessage()]
+    assert said == ["sequencer head unavailable: RPC error -32603: Internal error"]

@@ -141,7 +141,8 @@ async def test_each_failure_logs_one_line_with_its_back_off_and_a_bug_its_traceb
     setup: Setup, caplog: pytest.LogCaptureFixture
 ) -> None:
     s = setup
-    s.batcher.outcomes = [rpc_error(), rpc_error(), rpc_error(), BackendUnavailable("sequencer down"), rpc_error()]
+    bug = KeyError("block_hash")
+    s.batcher.outcomes = [bug, KeyError("block_hash"), rpc_error(), BackendUnavailable("sequencer down"), bug]
     caplog.set_level(logging.INFO, logger="madara_orchestrator.triggers")
     for _ in range(5):
         await s.triggers.run_once(BATCHING)
@@ -155,9 +156,11 @@ async def test_each_failure_logs_one_line_with_its_back_off_and_a_bug_its_traceb
         "next try in 32 s",
     ]
     assert [r.exc_info is not None for r in records] == [True, False, False, False, False], (
-        "a traceback for the first sight of a bug only; never for an outage"
+        "a traceback for the first sight of a bug only; never for an outage or an error of ours"
     )
     assert [r.levelno for r in records] == [logging.ERROR] * 3 + [logging.WARNING, logging.ERROR]
+    assert records[0].getMessage().startswith("trigger AggregatorBatching failing (once since ")
+    assert records[0].getMessage().endswith("KeyError: 'block_hash'; next try in 2 s")
     assert all("SECRET" not in r.getMessage() and "KEY0123" not in r.getMessage() for r in records)
 
 

@@ -12,8 +12,9 @@ during a run marks it dirty and it runs again right after.
 
 A trigger that fails backs off (``domain/health.py``): its next run waits 2 s, doubled per failure in a
 row up to 60 s, and kicks in the meantime are absorbed by that run. Each failure logs one line (what
-failed, how many times since when, the next try); a traceback only the first time an error that is not
-an outage is seen. A success after failures logs one line. ``health()`` tells /health and the dashboard.
+failed, how many times since when, the next try); a traceback only for a bug (an exception that is not one
+of our ``OrchestratorError``s), the first time it is seen. A success after failures logs one line.
+``health()`` and ``failing()`` tell /health and the dashboard.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from madara_orchestrator.domain.batches import AggregatorBatchStatus, SnosBatchStatus
-from madara_orchestrator.domain.errors import InvalidTransition, outage_cause
+from madara_orchestrator.domain.errors import InvalidTransition, OrchestratorError, outage_cause
 from madara_orchestrator.domain.health import TriggerHealth, TriggerPolicy, utc_time
 from madara_orchestrator.domain.jobs import (
     AggregatorMetadata,
@@ -219,9 +220,10 @@ class Triggers:
         )
         self._health[name] = health
         self.metrics.trigger_failures.labels(name).set(health.failures)
-        # A traceback is for a bug, and once: not for an outside service that is down, nor for an error seen before.
+        # A traceback is for a bug, and once: not for an error we raise on purpose (an outside service down or
+        # answering errors, bad data: its message says it), nor for a bug seen before.
         key = (str(name), type(exc).__name__, str(exc))
-        traceback = outage is None and key not in self._seen_errors
+        traceback = not isinstance(exc, OrchestratorError) and key not in self._seen_errors
         if traceback:
             self._seen_errors[key] = None
             while len(self._seen_errors) > MAX_SEEN_ERRORS:
