@@ -139,6 +139,7 @@
     if (value === null || value === undefined) return '—';
     const n = Number(value) / 1e18;
     if (n === 0) return `0 ${unit}`;
+    if (n < 1e-6) return unit === 'ETH' ? wei(value) : `${num(value)} fri`;
     const text = n >= 1 ? n.toLocaleString('en-US', { maximumFractionDigits: 3 }) : n.toPrecision(3).replace(/0+$/, '').replace(/\.$/, '');
     return `${text} ${unit}`;
   }
