@@ -220,3 +220,8 @@ def test_health_is_down_when_a_backend_is_down_else_degraded_when_a_problem_is_k
     assert health_status(up, []) == HealthStatus.UP
     assert health_status(up, ["trigger X failing"]) == HealthStatus.DEGRADED
     assert health_status({**up, "queue": "no answer"}, ["trigger X failing"]) == HealthStatus.DOWN
+
+
+def test_a_long_error_is_kept_to_five_hundred_characters() -> None:
+    health = TriggerHealth().failed("x" * 5000, now=0.0, outage=False, policy=TriggerPolicy())
+    assert health.last_error is not None and len(health.last_error) == 500 and health.last_error.endswith("…")

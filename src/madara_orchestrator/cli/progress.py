@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from madara_orchestrator.domain.redaction import redact
+from madara_orchestrator.domain.redaction import cut_urls
 from madara_orchestrator.engine.runtime import Runtime
 from madara_orchestrator.server.dashboard import overview
 
@@ -126,7 +126,7 @@ async def progress_loop(runtime: Runtime, interval_s: float, stop: asyncio.Event
         try:
             progress = progress_of(await overview(runtime, admin_enabled=False), aggregator_batches=aggregator_batches)
         except Exception as exc:
-            text = redact(f"progress unavailable: {type(exc).__name__}: {exc}")
+            text = cut_urls(f"progress unavailable: {type(exc).__name__}: {exc}")
             if writer.should_write((text,)):
                 log.warning("%s", text)
             continue

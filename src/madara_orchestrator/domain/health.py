@@ -18,6 +18,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+MAX_ERROR_TEXT = 500
+"""A trigger's last error is kept (and shown) to this many characters."""
+
 
 class HealthStatus(enum.StrEnum):
     UP = "UP"
@@ -56,7 +59,10 @@ class TriggerHealth:
     """The back-off after the last failure."""
 
     def failed(self, error: str, *, now: float, outage: bool, policy: TriggerPolicy) -> TriggerHealth:
+        """After one more failure; ``error`` (already cut) is kept to ``MAX_ERROR_TEXT`` characters."""
         failures = self.failures + 1
+        if len(error) > MAX_ERROR_TEXT:
+            error = error[: MAX_ERROR_TEXT - 1] + "…"
         return dataclasses.replace(
             self,
             failures=failures,

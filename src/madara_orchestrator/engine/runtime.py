@@ -30,7 +30,7 @@ from madara_orchestrator.domain.queues import (
     QueueType,
     parse_job_message,
 )
-from madara_orchestrator.domain.redaction import redact
+from madara_orchestrator.domain.redaction import cut_urls
 from madara_orchestrator.engine.batching import Batcher, BatchingConfig
 from madara_orchestrator.engine.cleanup import StorageCleanup
 from madara_orchestrator.engine.consumers import QueueConsumer
@@ -462,7 +462,7 @@ class Runtime:
             try:
                 head = await self.adapters.sequencer.block_number()
             except Exception as exc:
-                text = redact(str(exc) or type(exc).__name__)
+                text = cut_urls(str(exc) or type(exc).__name__)
                 now = self.clock.now()
                 if unavailable is None or unavailable[0] != text or now - unavailable[1] >= HEAD_UNAVAILABLE_LOG_S:
                     log.warning("sequencer head unavailable: %s", text)
@@ -516,7 +516,7 @@ class Runtime:
         """What /health says: the backends, the triggers that keep failing, and a settled block above the
         sequencer's head (another chain's state). Errors are cut (no URL path, query or credentials)."""
         probes = await self._probe_backends(timeout_s)
-        backends = {name: redact(probe.error) for name, probe in probes.items()}
+        backends = {name: None if p.error is None else cut_urls(p.error) for name, p in probes.items()}
         failing = self.triggers.failing()
         problems = [health.describe(name) for name, health in failing.items()]
         head, settled = probes["sequencer_rpc"].value, probes["settlement_rpc"].value

@@ -43,7 +43,7 @@ from madara_orchestrator.domain.jobs import (
     StateUpdateMetadata,
 )
 from madara_orchestrator.domain.queues import Layer
-from madara_orchestrator.domain.redaction import redact
+from madara_orchestrator.domain.redaction import cut_urls
 from madara_orchestrator.engine.batching import Batcher
 from madara_orchestrator.engine.cleanup import StorageCleanup
 from madara_orchestrator.engine.metrics import Metrics
@@ -214,7 +214,7 @@ class Triggers:
     def _failed(self, name: TriggerName, exc: Exception) -> None:
         outage = outage_cause(exc)
         cause: BaseException = outage if outage is not None else exc
-        text = redact(f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__)
+        text = cut_urls(f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__)
         health = self._health.get(name, TriggerHealth()).failed(
             text, now=self.clock.now(), outage=outage is not None, policy=self.config.health
         )
