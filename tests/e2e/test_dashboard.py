@@ -13,10 +13,15 @@ from pathlib import Path
 
 import httpx
 
+from madara_orchestrator.cli.compose import build_embedded_stack
+from madara_orchestrator.cli.devnet import devnet_settings
 from madara_orchestrator.domain.jobs import JobStatus, JobType, StateUpdateMetadata
+from madara_orchestrator.server.app import create_app
+from madara_orchestrator.server.background import BackgroundServer
 from madara_orchestrator.server.dashboard import redact
 from tests.conftest import REPO_ROOT
 from tests.helpers.browser import chromium_page, require_browser
+from tests.helpers.jsonrpc_server import running_jsonrpc_server
 from tests.helpers.pipeline import Pipeline, eventually, start_pipeline
 
 try:
@@ -194,6 +199,78 @@ async def test_a_failed_job_is_retried_from_the_page_with_the_admin_token_and_no
         assert retried.common.process_retry_attempt_no == 1
     finally:
         await p.close()
+
+
+async def test_the_lag_card_is_coloured_against_the_batch_limits_and_the_block_view_follows_the_address(
+    tmp_path: Path,
+) -> None:
+    require_browser()
+    # Batches of 6 blocks: up to 12 blocks behind is normal (one batch filling, one settling), beyond 24 is late.
+    # Block 0's SNOS run fails for good, so nothing settles and the lag is the whole chain.
+    p = await start_pipeline(tmp_path, blocks=12, snos_failures={0: 1}, overrides={"max_batch_size": 6})
+    try:
+        await eventually(lambda: _head_is(p, 11), 10, "twelve blocks")
+        async with chromium_page() as page:
+            await page.goto(p.api.url + "/#block=1")
+            await expect(page.locator("#block-title")).to_have_text("Block 1")
+            lag = page.locator("#lag-blocks")
+            await expect(lag).to_have_text("12 blocks")
+            await expect(lag).to_have_attribute("data-level", "ok")  # green, though above the old fixed 10
+            await expect(page.locator("#card-lag")).to_have_class("stage lag lag-ok")
+
+            await page.evaluate("() => { location.hash = '#block=7'; }")
+            await expect(page.locator("#block-title")).to_have_text("Block 7")
+            await expect(page.locator("#block-input")).to_have_value("7")
+
+            # The failed SnosRun is listed by the default filter, which counts every job needing attention.
+            await expect(page.locator("#jobs-status")).to_have_value("attention")
+            await expect(page.locator("#jobs-table tr[data-job-type='SnosRun'][data-status='Failed']")).to_have_count(1)
+            await expect(page.locator("#attention")).to_have_attribute("data-total", "1")
+
+            p.sequencer.chain.produce_block()
+            await expect(lag).to_have_text("13 blocks")
+            await expect(lag).to_have_attribute("data-level", "behind")
+            for _ in range(12):
+                p.sequencer.chain.produce_block()
+            await expect(lag).to_have_text("25 blocks")
+            await expect(lag).to_have_attribute("data-level", "late")
+            await expect(page.locator("#card-lag")).to_have_class("stage lag lag-late")
+            await page.screenshot(path=tmp_path / "late.png", full_page=True)
+
+        async with httpx.AsyncClient(base_url=p.api.url) as client:
+            icon = await client.get("/favicon.ico")
+            assert icon.status_code == 200 and icon.headers["content-type"] == "image/x-icon"
+            assert icon.content.startswith(b"\x00\x00\x01\x00"), "an ICO file"
+    finally:
+        await p.close()
+
+
+async def test_a_trigger_that_keeps_failing_is_shown_in_the_banner(tmp_path: Path) -> None:
+    require_browser()
+    # A sequencer that answers only its chain id and head: every batching run fails on a JSON-RPC error.
+    handlers = {"starknet_chainId": lambda _: "0x534e5f5345504f4c4941", "starknet_blockNumber": lambda _: 5}
+    with running_jsonrpc_server(handlers) as sequencer:
+        stack = await build_embedded_stack(devnet_settings(tmp_path / "data", sequencer.url + "?key=S3CRET", port=0))
+        api = BackgroundServer(create_app(stack.runtime))
+        await api.start()
+        try:
+            triggers = stack.runtime.triggers
+            for _ in range(3):
+                await triggers.run_once(triggers.enabled[0])
+            async with chromium_page() as page:
+                await page.goto(api.url + "/")
+                banner = page.locator("#errors")
+                await expect(banner).to_be_visible()
+                await expect(banner).to_contain_text(f"trigger {triggers.enabled[0]} failing (3 times since")
+                await expect(banner).to_contain_text("RpcError: RPC error -32601: Method not found")
+                await expect(page.locator("#no-open-batch")).to_have_text(
+                    "No open batch: blocks 0–5 are not batched yet. Batching is failing: see above."
+                )
+                assert "S3CRET" not in await page.content()
+        finally:
+            await triggers.stop()
+            await api.stop()
+            await stack.close()
 
 
 def test_free_text_shown_by_the_dashboard_has_urls_cut_to_scheme_and_host() -> None:

@@ -19,6 +19,8 @@ from madara_orchestrator.cli.settings import ENV_PREFIX, RUN_OPTIONS, Option, ad
 from madara_orchestrator.domain.errors import ConfigError
 
 NAMES = {option.name for option in RUN_OPTIONS}
+
+
 def run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(formatter_class=run_help.HelpFormatter)
     add_options(parser, RUN_OPTIONS)

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from madara_orchestrator.cli import run_help
 from madara_orchestrator.cli.compose import EmbeddedStack, build_embedded_stack
+from madara_orchestrator.cli.progress import progress_loop
 from madara_orchestrator.cli.settings import RUN_OPTIONS, Settings, add_options, load_run_settings
 from madara_orchestrator.domain.errors import BackendUnavailable, OrchestratorError
 from madara_orchestrator.engine.lease import default_instance_id
@@ -178,7 +179,11 @@ async def serve(settings: Settings) -> int:
         await server.start()
         log.info("HTTP API on %s", server.url)
         await stack.runtime.start()
+        progress = asyncio.ensure_future(progress_loop(stack.runtime, settings.progress_interval_seconds, stop))
         await stop.wait()
+        progress.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await progress
         log.info("shutting down (grace %.0f s)", settings.graceful_shutdown_timeout)
         await stack.runtime.stop()
     finally:

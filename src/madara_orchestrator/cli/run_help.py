@@ -216,8 +216,8 @@ GROUPS: tuple[Group, ...] = (
     ),
     Group(
         "telemetry",
-        "OpenTelemetry export of metrics and job traces (SPEC §14).",
-        ("otel_collector_endpoint", "otel_service_name", "otel_export_interval_seconds"),
+        "The log's progress line, and OpenTelemetry export of metrics and job traces (SPEC §14).",
+        ("progress_interval_seconds", "otel_collector_endpoint", "otel_service_name", "otel_export_interval_seconds"),
     ),
 )
 

@@ -492,6 +492,14 @@ RUN_OPTIONS: tuple[Option, ...] = (
     ),
     _o("halt_on_failure", "HALT_ON_FAILURE", bool, False, "stop all triggers while any job is Failed"),
     _o("graceful_shutdown_timeout", "GRACEFUL_SHUTDOWN_TIMEOUT", float, 120.0, "seconds to finish in-flight work"),
+    _o(
+        "progress_interval_seconds",
+        "PROGRESS_INTERVAL_SECONDS",
+        float,
+        30.0,
+        "one INFO line of progress (head, each stage, open batch, lag) this often when something changed, and every "
+        "5 minutes when nothing did; 0 turns it off",
+    ),
     # HTTP API and alerts
     _o("host", "HOST", str, "127.0.0.1", "HTTP API address"),
     _o("port", "PORT", int, 3000, "HTTP API port"),
@@ -660,6 +668,7 @@ class Settings:
         heal_stale_after_seconds: ClassVar[float]
         halt_on_failure: ClassVar[bool]
         graceful_shutdown_timeout: ClassVar[float]
+        progress_interval_seconds: ClassVar[float]
         host: ClassVar[str]
         port: ClassVar[int]
         instance_id: ClassVar[str | None]
@@ -1194,6 +1203,10 @@ def load_run_settings(args: argparse.Namespace, environ: Mapping[str, str] | Non
     ):
         if values[name] is not None and values[name] <= 0:
             problems.append(f"--{name.replace('_', '-')} must be positive, got {values[name]}")
+    if values["progress_interval_seconds"] is not None and values["progress_interval_seconds"] < 0:
+        problems.append(
+            f"--progress-interval-seconds must be 0 (off) or positive, got {values['progress_interval_seconds']}"
+        )
     if values["port"] is not None and not 0 <= values["port"] < 65536:
         problems.append(f"--port must be between 0 and 65535, got {values['port']}")
     if values["admin_enabled"] and not values["admin_token"]:

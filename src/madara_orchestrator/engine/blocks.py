@@ -27,7 +27,7 @@ async def job_ranges(db: Database, jobs: Iterable[Job], *, settles_snos: bool = 
     snos_wanted = sorted({j.internal_id for j in jobs if j.job_type in by_snos})
     aggregator_wanted = sorted({j.internal_id for j in jobs if j.job_type in by_aggregator})
     snos = {b.index: (b.start_block, b.end_block) for b in await _snos_batches(db, snos_wanted)}
-    aggregators = {b.index: (b.start_block, b.end_block) for b in await _aggregator_batches(db, aggregator_wanted)}
+    aggregators = {b.index: (b.start_block, b.end_block) for b in await aggregator_batches(db, aggregator_wanted)}
     ranges: dict[uuid.UUID, BlockRange] = {}
     for job in jobs:
         specific = job.metadata.specific
@@ -56,5 +56,5 @@ async def _snos_batches(db: Database, indexes: Sequence[int]) -> list[SnosBatch]
     return [b for chunk in _chunks(indexes) for b in await db.list_snos_batches(indexes=chunk)]
 
 
-async def _aggregator_batches(db: Database, indexes: Sequence[int]) -> list[AggregatorBatch]:
+async def aggregator_batches(db: Database, indexes: Sequence[int]) -> list[AggregatorBatch]:
     return [b for chunk in _chunks(indexes) for b in await db.list_aggregator_batches(indexes=chunk)]

@@ -64,7 +64,8 @@ Added, which the original lacks: settlement costs (``orchestrator_settlement_*``
 block and in total, L1 gas used and its price per settlement (from the final receipt:
 settlement/txmgr.py ``on_finalized``), blob fill (felts used / blob capacity), blobs, settled blocks,
 settlements put off because fees were above the hard cap; and ``orchestrator_chain_head_block`` (the
-sequencer's head, for the settlement lag).
+sequencer's head, for the settlement lag); ``orchestrator_trigger_consecutive_failures`` (a trigger's failed
+runs in a row: what makes /health DEGRADED).
 """
 
 from __future__ import annotations
@@ -339,6 +340,11 @@ class Metrics:
         )
         self.trigger_runs = counter(
             "orchestrator_trigger_runs_total", "Trigger runs by outcome", ["trigger", "outcome"]
+        )
+        self.trigger_failures = gauge(
+            "orchestrator_trigger_consecutive_failures",
+            "Failed runs in a row of each trigger (0 once it succeeds again)",
+            ["trigger"],
         )
         self.last_settled_block = gauge(
             "orchestrator_last_settled_block", "Last block the settlement layer reports", unit="block"

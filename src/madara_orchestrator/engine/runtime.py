@@ -18,6 +18,7 @@ from dataclasses import InitVar, dataclass, field
 
 from madara_orchestrator.domain.batching import BatchLimits
 from madara_orchestrator.domain.errors import InvalidInput
+from madara_orchestrator.domain.health import HealthStatus, TriggerHealth, chain_problem, health_status
 from madara_orchestrator.domain.jobs import DEFAULT_POLICIES, JobPolicy, JobStatus, JobType
 from madara_orchestrator.domain.queues import (
     PROCESSING_QUEUE,
@@ -30,6 +31,7 @@ from madara_orchestrator.domain.queues import (
     parse_job_message,
     read_job_message,
 )
+from madara_orchestrator.domain.redaction import cut_urls
 from madara_orchestrator.engine.batching import Batcher, BatchingConfig
 from madara_orchestrator.engine.cleanup import StorageCleanup
 from madara_orchestrator.engine.consumers import QueueConsumer
@@ -62,6 +64,9 @@ log = logging.getLogger("madara_orchestrator.runtime")
 
 SHORT_VISIBILITY_S = 15.0
 """Visibility of the messages of short handlers (verification, triggers, dead letters)."""
+
+HEAD_UNAVAILABLE_LOG_S = 60.0
+"""While the sequencer's head cannot be read, the chain watcher says so at most this often (same error)."""
 
 DEFAULT_MAX_BATCH_TIME_S = 600.0
 """Used only when a RuntimeConfig is built without batching settings (tests, benches)."""
@@ -192,6 +197,27 @@ class Adapters:
     """The object store again, when it has an expiry rule: StorageCleanup marks settled artifacts in it."""
     atomic_creation: AtomicJobCreation | None = None
     """The store again, when it holds the queue too: jobs and their first messages in one transaction."""
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """A backend's answer to a health probe, or why there is none."""
+
+    value: object
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HealthReport:
+    status: HealthStatus
+    backends: Mapping[str, str | None]
+    """Each backend: None when it answers, else why not (cut)."""
+    triggers: Mapping[TriggerName, TriggerHealth]
+    failing: tuple[TriggerName, ...]
+    problems: tuple[str, ...]
+    """One line per trigger that keeps failing, and one for a settled block above the chain head."""
+    head: int | None
+    settled: int | None
 
 
 class Runtime:
@@ -431,12 +457,22 @@ class Runtime:
     async def _chain_watch_loop(self) -> None:
         first = self.triggers.enabled[0]
         seen: int | None = None
+        unavailable: tuple[str, float] | None = None
+        """The last error logged while the head is unavailable, and when: logged again when it changes,
+        or once a minute, not at every poll."""
         while not await self._sleep(self.config.chain_poll_interval_s):
             try:
                 head = await self.adapters.sequencer.block_number()
             except Exception as exc:
-                log.warning("sequencer head unavailable: %s", exc)
+                text = cut_urls(str(exc) or type(exc).__name__)
+                now = self.clock.now()
+                if unavailable is None or unavailable[0] != text or now - unavailable[1] >= HEAD_UNAVAILABLE_LOG_S:
+                    log.warning("sequencer head unavailable: %s", text)
+                    unavailable = (text, now)
                 continue
+            if unavailable is not None:
+                log.info("sequencer head available again: block %d", head)
+                unavailable = None
             self.metrics.chain_head.set(head)
             if seen is None or head > seen:
                 seen = head
@@ -476,6 +512,30 @@ class Runtime:
 
     async def backend_health(self, *, timeout_s: float = 3.0) -> dict[str, str | None]:
         """Each outside service this instance needs, probed at once: ``None`` when it answers, else why not."""
+        return {name: probe.error for name, probe in (await self._probe_backends(timeout_s)).items()}
+
+    async def health_report(self, *, timeout_s: float = 3.0) -> HealthReport:
+        """What /health says: the backends, the triggers that keep failing, and a settled block above the
+        sequencer's head (another chain's state). Errors are cut (no URL path, query or credentials)."""
+        probes = await self._probe_backends(timeout_s)
+        backends = {name: None if p.error is None else cut_urls(p.error) for name, p in probes.items()}
+        failing = self.triggers.failing()
+        problems = [health.describe(name) for name, health in failing.items()]
+        head, settled = probes["sequencer_rpc"].value, probes["settlement_rpc"].value
+        chain = chain_problem(head if isinstance(head, int) else None, settled if isinstance(settled, int) else None)
+        if chain is not None:
+            problems.append(chain)
+        return HealthReport(
+            status=health_status(backends, problems),
+            backends=backends,
+            triggers=self.triggers.health(),
+            failing=tuple(failing),
+            problems=tuple(problems),
+            head=head if isinstance(head, int) else None,
+            settled=settled if isinstance(settled, int) else None,
+        )
+
+    async def _probe_backends(self, timeout_s: float) -> dict[str, Probe]:
         a = self.adapters
         trigger_queue = self.config.queue_names.of(QueueType.WORKER_TRIGGER)
         probes: dict[str, Callable[[], Awaitable[object]]] = {
@@ -486,14 +546,14 @@ class Runtime:
             "settlement_rpc": a.settlement.last_settled_block,
         }
 
-        async def probe(call: Callable[[], Awaitable[object]]) -> str | None:
+        async def probe(call: Callable[[], Awaitable[object]]) -> Probe:
             try:
-                await asyncio.wait_for(call(), timeout=timeout_s)
+                value = await asyncio.wait_for(call(), timeout=timeout_s)
             except TimeoutError:
-                return f"no answer within {timeout_s:g} s"
+                return Probe(None, f"no answer within {timeout_s:g} s")
             except Exception as exc:
-                return str(exc) or type(exc).__name__
-            return None
+                return Probe(None, str(exc) or type(exc).__name__)
+            return Probe(value, None)
 
         results = await asyncio.gather(*(probe(call) for call in probes.values()))
         return dict(zip(probes, results, strict=True))

@@ -9,6 +9,12 @@ Two improvements over the original:
 Each trigger is idempotent (job creation is keyed on (type, internal id); batching takes a lock), so
 several instances may run them at once. Within one process a trigger never runs twice at once: a kick
 during a run marks it dirty and it runs again right after.
+
+A trigger that fails backs off (``domain/health.py``): its next run waits 2 s, doubled per failure in a
+row up to 60 s, and kicks in the meantime are absorbed by that run. Each failure logs one line (what
+failed, how many times since when, the next try); a traceback only for a bug (an exception that is not one
+of our ``OrchestratorError``s), the first time it is seen. A success after failures logs one line.
+``health()`` and ``failing()`` tell /health and the dashboard.
 """
 
 from __future__ import annotations
@@ -20,10 +26,11 @@ import itertools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from madara_orchestrator.domain.batches import AggregatorBatchStatus, SnosBatchStatus
-from madara_orchestrator.domain.errors import InvalidTransition, outage_cause
+from madara_orchestrator.domain.errors import InvalidTransition, OrchestratorError, outage_cause
+from madara_orchestrator.domain.health import TriggerHealth, TriggerPolicy, utc_time
 from madara_orchestrator.domain.jobs import (
     AggregatorMetadata,
     DaMetadata,
@@ -36,6 +43,7 @@ from madara_orchestrator.domain.jobs import (
     StateUpdateMetadata,
 )
 from madara_orchestrator.domain.queues import Layer
+from madara_orchestrator.domain.redaction import cut_urls
 from madara_orchestrator.engine.batching import Batcher
 from madara_orchestrator.engine.cleanup import StorageCleanup
 from madara_orchestrator.engine.metrics import Metrics
@@ -62,6 +70,12 @@ class TriggerConfig:
     store_audit_artifacts: bool = False
     snos_full_output: bool = False
     halt_on_failure: bool = False
+    health: TriggerPolicy = field(default_factory=TriggerPolicy)
+    """When a trigger counts as failing, and how its re-runs back off."""
+
+
+MAX_SEEN_ERRORS = 100
+"""Errors whose traceback was logged already (per process); beyond this many the oldest are forgotten."""
 
 
 class Triggers:
@@ -112,6 +126,9 @@ class Triggers:
         self._dirty: set[TriggerName] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = False
+        self._health: dict[TriggerName, TriggerHealth] = {}
+        self._retries: dict[TriggerName, asyncio.TimerHandle] = {}
+        self._seen_errors: dict[tuple[str, str, str], None] = {}
         service.on_completed(self._job_completed)
 
     @property
@@ -121,9 +138,13 @@ class Triggers:
     # -- running ----------------------------------------------------------------------------------
 
     def kick(self, name: TriggerName) -> None:
-        """Run the trigger soon, in the background; coalesced with a run in progress."""
-        if name not in self._impl or self._stopped:
+        """Run the trigger soon, in the background; coalesced with a run in progress. While the trigger
+        backs off after a failure, the kick is absorbed by the run already scheduled."""
+        if name not in self._impl or self._stopped or name in self._retries:
             return
+        self._start(name)
+
+    def _start(self, name: TriggerName) -> None:
         if name in self._running:
             self._dirty.add(name)
             return
@@ -137,10 +158,28 @@ class Triggers:
             while True:
                 self._dirty.discard(name)
                 await self.run_once(name)
+                failed = self._health.get(name)
+                if failed is not None and failed.retry_in_s is not None:
+                    self._dirty.discard(name)
+                    self._schedule_retry(name, failed.retry_in_s)
+                    return
                 if name not in self._dirty:
                     return
         finally:
             self._running.discard(name)
+
+    def _schedule_retry(self, name: TriggerName, delay_s: float) -> None:
+        if self._stopped:
+            return
+        previous = self._retries.pop(name, None)
+        if previous is not None:
+            previous.cancel()
+        self._retries[name] = asyncio.get_running_loop().call_later(delay_s, self._retry, name)
+
+    def _retry(self, name: TriggerName) -> None:
+        self._retries.pop(name, None)
+        if not self._stopped:
+            self._start(name)
 
     async def run_once(self, name: TriggerName) -> bool:
         try:
@@ -152,18 +191,66 @@ class Triggers:
             raise
         except Exception as exc:
             self.metrics.trigger_runs.labels(name, "error").inc()
-            outage = outage_cause(exc)
-            if outage is not None:
-                # An outside service is down: one line, and the next kick or tick tries again.
-                log.warning("trigger %s waits for an outside service: %s", name, outage)
-            else:
-                log.exception("trigger %s failed", name)
+            self._failed(name, exc)
             return False
         self.metrics.trigger_runs.labels(name, "progress" if progressed else "idle").inc()
+        self._succeeded(name)
         if progressed:
             for follower in self._next.get(name, ()):
                 self.kick(follower)
         return progressed
+
+    # -- health ------------------------------------------------------------------------------------
+
+    def health(self) -> dict[TriggerName, TriggerHealth]:
+        """Each enabled trigger's current run of failures (empty ones for those that succeed)."""
+        return {name: self._health.get(name, TriggerHealth()) for name in self.enabled}
+
+    def failing(self) -> dict[TriggerName, TriggerHealth]:
+        """The triggers that keep failing (``TriggerPolicy``): what makes /health DEGRADED."""
+        now = self.clock.now()
+        return {n: h for n, h in self.health().items() if h.is_failing(now, self.config.health)}
+
+    def _failed(self, name: TriggerName, exc: Exception) -> None:
+        outage = outage_cause(exc)
+        cause: BaseException = outage if outage is not None else exc
+        text = cut_urls(f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__)
+        health = self._health.get(name, TriggerHealth()).failed(
+            text, now=self.clock.now(), outage=outage is not None, policy=self.config.health
+        )
+        self._health[name] = health
+        self.metrics.trigger_failures.labels(name).set(health.failures)
+        # A traceback is for a bug, and once: not for an error we raise on purpose (an outside service down or
+        # answering errors, bad data: its message says it), nor for a bug seen before.
+        key = (str(name), type(exc).__name__, str(exc))
+        traceback = not isinstance(exc, OrchestratorError) and key not in self._seen_errors
+        if traceback:
+            self._seen_errors[key] = None
+            while len(self._seen_errors) > MAX_SEEN_ERRORS:
+                del self._seen_errors[next(iter(self._seen_errors))]
+        log.log(
+            logging.WARNING if outage is not None else logging.ERROR,
+            "%s; next try in %g s",
+            health.describe(name),
+            health.retry_in_s,
+            exc_info=exc if traceback else None,
+        )
+
+    def _succeeded(self, name: TriggerName) -> None:
+        health = self._health.pop(name, None)
+        if health is None:
+            return
+        self.metrics.trigger_failures.labels(name).set(0)
+        now = self.clock.now()
+        since = now if health.failing_since is None else health.failing_since
+        log.info(
+            "trigger %s recovered after %d failure%s (failing since %s, %.0f s)",
+            name,
+            health.failures,
+            "" if health.failures == 1 else "s",
+            utc_time(since),
+            max(0.0, now - since),
+        )
 
     async def _storage_cleanup(self) -> bool:
         """StorageCleanup's run, with the original's ``cleanup_*`` figures."""
@@ -195,6 +282,9 @@ class Triggers:
         self._stopped = True
         if self._expiry_handle is not None:
             self._expiry_handle.cancel()
+        for handle in self._retries.values():
+            handle.cancel()
+        self._retries.clear()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

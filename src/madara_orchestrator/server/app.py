@@ -44,8 +44,9 @@ from madara_orchestrator.domain.errors import (
     OrchestratorError,
     QueueFull,
 )
+from madara_orchestrator.domain.health import HealthStatus
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType
-from madara_orchestrator.engine.runtime import Runtime
+from madara_orchestrator.engine.runtime import HealthReport, Runtime
 from madara_orchestrator.engine.service import WAKE_COALESCE_S
 from madara_orchestrator.provers.atlantic import (
     ATLANTIC_SIGNATURE_HEADER,
@@ -309,6 +310,29 @@ class BodyLimitMiddleware:
         await response(scope, receive, send)
 
 
+def health_document(report: HealthReport) -> dict[str, Any]:
+    """``/health`` as JSON: the state, each backend, each trigger's run of failures, the problems."""
+    return {
+        "status": report.status.value,
+        "backends": {name: {"up": why is None, "error": why} for name, why in report.backends.items()},
+        "triggers": {
+            str(name): {
+                "failing": name in report.failing,
+                "consecutive_failures": health.failures,
+                "failing_since": health.failing_since,
+                "last_failure_at": health.last_failure_at,
+                "last_error": health.last_error,
+                "outage": health.outage,
+                "next_try_in_s": health.retry_in_s,
+            }
+            for name, health in report.triggers.items()
+        },
+        "problems": list(report.problems),
+        "head": report.head,
+        "settled": report.settled,
+    }
+
+
 def create_app(
     runtime: Runtime,
     *,
@@ -383,21 +407,23 @@ def create_app(
         return response
 
     async def health(request: Request) -> Response:
-        """Readiness: ``UP`` when every backend answers, else 503 with one line per backend that does not.
-        JSON with ``Accept: application/json``. ``/health/live`` is liveness only (the process answers)."""
-        states = await runtime.backend_health()
-        down = {name: why for name, why in states.items() if why is not None}
-        status = 503 if down else 200
+        """Readiness: ``UP`` (200) when every backend answers and nothing keeps failing; ``DEGRADED`` (503)
+        when the backends answer but a trigger keeps failing (batching, SNOS, proving, settlement) or the
+        settled block is above the sequencer's head (another chain's state); ``DOWN`` (503) when a backend
+        does not answer. One line per problem after the state, URLs cut. DEGRADED answers 503, as DOWN does:
+        the instance does not do its work, which readiness is about; liveness is ``/health/live`` (the
+        process answers), which is what a restart should depend on. JSON with ``Accept: application/json``:
+        ``status``, ``backends``, ``triggers`` (each one's failures), ``problems``, ``head`` and ``settled``."""
+        report = await runtime.health_report()
+        status = 200 if report.status == HealthStatus.UP else 503
+        down = {name: why for name, why in report.backends.items() if why is not None}
         if "application/json" in request.headers.get("accept", ""):
-            body = {
-                "status": "DOWN" if down else "UP",
-                "backends": {name: {"up": why is None, "error": why} for name, why in states.items()},
-            }
-            return JSONResponse(body, status_code=status)
-        if not down:
-            return PlainTextResponse("UP")
+            return JSONResponse(health_document(report), status_code=status)
+        lines = [f"{name}: {why}" for name, why in down.items()] + list(report.problems)
+        if not lines:
+            return PlainTextResponse(report.status.value, status_code=status)
         return PlainTextResponse(
-            "DOWN\n" + "".join(f"{name}: {why}\n" for name, why in down.items()), status_code=status
+            report.status.value + "\n" + "".join(f"{line}\n" for line in lines), status_code=status
         )
 
     async def live(request: Request) -> Response:

@@ -29,10 +29,13 @@ from madara_orchestrator.domain.batches import (
     SnosBatch,
     SnosBatchStatus,
 )
-from madara_orchestrator.domain.batching import BatchLimits
+from madara_orchestrator.domain.batching import FELTS_PER_BLOB, BatchLimits
 from madara_orchestrator.domain.errors import InvalidInput, NotFound
+from madara_orchestrator.domain.health import chain_problem
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType, StateUpdateMetadata
-from madara_orchestrator.engine.blocks import BlockRange, job_ranges
+from madara_orchestrator.domain.lag import LagRule
+from madara_orchestrator.engine.blocks import BlockRange, aggregator_batches, job_ranges
+from madara_orchestrator.engine.plan import TriggerName
 from madara_orchestrator.engine.runtime import Runtime
 from madara_orchestrator.interfaces import Database
 
@@ -302,7 +305,8 @@ async def overview(runtime: Runtime, *, admin_enabled: bool) -> Json:
 
     lag_blocks: int | None = None
     lag_seconds: float | None = None
-    if head.value is not None:
+    chain = chain_problem(head.value, settled.value)
+    if head.value is not None and chain is None:
         first_unsettled = 0 if settled.value is None else settled.value + 1
         lag_blocks = max(0, head.value - first_unsettled + 1)
         if lag_blocks == 0:
@@ -311,10 +315,13 @@ async def overview(runtime: Runtime, *, admin_enabled: bool) -> Json:
             waiting = await db.snos_batch_for_block(first_unsettled)
             lag_seconds = None if waiting is None else max(0.0, now - waiting.created_at)
 
+    rule = lag_rule(runtime)
     open_aggregators = await db.list_aggregator_batches(statuses=[AggregatorBatchStatus.OPEN], limit=3)
     open_snos = await db.list_snos_batches(statuses=[SnosBatchStatus.OPEN], limit=3)
     recent_aggregators = await db.list_aggregator_batches(limit=RECENT_BATCHES, descending=True)
     recent_snos = await db.list_snos_batches(limit=RECENT_BATCHES, descending=True)
+    latest_batches = recent_aggregators if runtime.config.plan.aggregator_batches else recent_snos
+    failing = runtime.triggers.failing()
 
     settlements = await db.list_jobs(
         job_types=[JobType.STATE_TRANSITION], statuses=[JobStatus.COMPLETED], limit=SETTLEMENT_SERIES, descending=True
@@ -322,13 +329,16 @@ async def overview(runtime: Runtime, *, admin_enabled: bool) -> Json:
     ranges = await job_ranges(db, settlements, settles_snos=settles_snos)
     series: list[Json] = []
     fees: list[int] = []
+    fee_blocks = 0
     for job in reversed(settlements):
         tx = settlement_tx(job, ranges.get(job.id))
         if tx is None or tx["end_block"] is None:
             continue
-        fee = tx["fee_wei"]
+        fee, start, end = tx["fee_wei"], tx["start_block"], tx["end_block"]
         if isinstance(fee, int):
             fees.append(fee)
+            if isinstance(start, int) and isinstance(end, int):
+                fee_blocks += end - start + 1
         series.append(
             {
                 "batch": tx["batch"],
@@ -339,14 +349,34 @@ async def overview(runtime: Runtime, *, admin_enabled: bool) -> Json:
                 "tx_hash": tx["tx_hash"],
             }
         )
+    problems = [health.describe(name) for name, health in failing.items()]
     return {
         "now": now,
         "admin_enabled": admin_enabled,
         "head": head.value,
         "settled": settled.value,
-        "errors": [e for e in (head.error, settled.error) if e],
+        "errors": [e for e in (head.error, settled.error, chain, *problems) if e],
+        "failing_triggers": [
+            {
+                "trigger": str(name),
+                "failures": health.failures,
+                "failing_since": health.failing_since,
+                "last_error": health.last_error,
+                "outage": health.outage,
+            }
+            for name, health in failing.items()
+        ],
+        "batching_failing": any(name in BATCHING_TRIGGERS for name in failing),
+        "batched_through": latest_batches[0].end_block if latest_batches else None,
         "stages": stages,
-        "lag": {"blocks": lag_blocks, "seconds": lag_seconds},
+        "lag": {
+            "blocks": lag_blocks,
+            "seconds": lag_seconds,
+            "level": rule.level(lag_blocks, lag_seconds).value,
+            "normal_blocks": rule.normal_blocks,
+            "normal_seconds": rule.normal_age_s,
+        },
+        "attention": await attention_counts(db),
         "open_batches": {
             "aggregator": [aggregator_batch_row(b, limits, now) for b in open_aggregators],
             "snos": [snos_batch_row(b, limits, now) for b in open_snos],
@@ -361,8 +391,70 @@ async def overview(runtime: Runtime, *, admin_enabled: bool) -> Json:
             "window": len(series),
             "with_fee": len(fees),
             "total_wei": sum(fees) if fees else None,
+            "unit": "ETH" if runtime.config.plan.aggregator_batches else "STRK",
+            "blocks": fee_blocks,
+            "per_block_wei": sum(fees) // fee_blocks if fees and fee_blocks else None,
+            **(await blob_fill(db, series) if runtime.config.plan.aggregator_batches else NO_BLOB_FILL),
         },
     }
+
+
+BATCHING_TRIGGERS = frozenset({TriggerName.AGGREGATOR_BATCHING, TriggerName.SNOS_BATCHING})
+NO_BLOB_FILL: Json = {"blob_fill": None, "blob_batches": 0}
+
+
+def lag_rule(runtime: Runtime) -> LagRule:
+    """The lag colour's rule (``domain/lag.py``) from this instance's batch limits: a settlement covers one
+    aggregator batch (an L3: one SNOS batch)."""
+    limits = runtime.config.batching.limits
+    if runtime.config.plan.aggregator_batches:
+        blocks = limits.max_batch_size
+    else:
+        blocks = limits.fixed_blocks_per_snos_batch or limits.max_blocks_per_snos_batch
+    return LagRule(batch_blocks=blocks, batch_time_s=limits.max_batch_time_s)
+
+
+async def blob_fill(db: Database, series: Sequence[Json]) -> Json:
+    """How full the blobs of the settled aggregator batches were: their state diffs' felts over the capacity
+    of the blobs they took (4096 felts each)."""
+    indexes = sorted({s["batch"] for s in series if isinstance(s["batch"], int)})
+    batches = await aggregator_batches(db, indexes)
+    felts = sum(b.blob_len for b in batches)
+    capacity = sum(max(1, -(-b.blob_len // FELTS_PER_BLOB)) * FELTS_PER_BLOB for b in batches)
+    return {"blob_fill": felts / capacity if capacity else None, "blob_batches": len(batches)}
+
+
+ATTENTION_STATUSES = (JobStatus.FAILED, JobStatus.VERIFICATION_TIMEOUT, JobStatus.VERIFICATION_FAILED)
+"""Statuses a job stays in until an operator acts."""
+IN_FLIGHT_STATUSES = (
+    JobStatus.CREATED,
+    JobStatus.LOCKED_FOR_PROCESSING,
+    JobStatus.PENDING_VERIFICATION,
+    JobStatus.PENDING_RETRY,
+)
+WAITING_SCAN = 500
+"""Jobs in flight looked at for those waiting out an outage (the job buffers keep far fewer in flight)."""
+
+
+async def waiting_jobs(db: Database, *, limit: int = WAITING_SCAN) -> list[Job]:
+    """Jobs in flight that wait for an outside service that does not answer, newest first."""
+    jobs = await db.list_jobs(statuses=IN_FLIGHT_STATUSES, limit=WAITING_SCAN, descending=True)
+    return [j for j in jobs if j.common.waiting_since is not None][:limit]
+
+
+async def attention_counts(db: Database) -> Json:
+    """The jobs that need attention: stuck until an operator acts (Failed, VerificationTimeout,
+    VerificationFailed), and those waiting out an outage."""
+    counts = await db.count_jobs()
+    by_status = {s.value: sum(n for (_, status), n in counts.items() if status == s) for s in ATTENTION_STATUSES}
+    waiting = len(await waiting_jobs(db))
+    return {"total": sum(by_status.values()) + waiting, "by_status": by_status, "waiting": waiting}
+
+
+async def attention_jobs(db: Database, *, job_types: Sequence[JobType], limit: int) -> list[Job]:
+    stuck = await db.list_jobs(statuses=ATTENTION_STATUSES, job_types=job_types, limit=limit, descending=True)
+    waiting = [j for j in await waiting_jobs(db) if not job_types or j.job_type in job_types]
+    return sorted([*stuck, *waiting], key=lambda j: j.updated_at, reverse=True)[:limit]
 
 
 async def block_view(runtime: Runtime, block_number: int) -> Json:
@@ -397,10 +489,20 @@ _STAGE_ORDER = {job_type: i for i, (_, job_type) in enumerate((*STAGES[:3], *L3_
 
 
 async def job_list(
-    runtime: Runtime, *, statuses: Sequence[JobStatus], job_types: Sequence[JobType], limit: int
+    runtime: Runtime,
+    *,
+    statuses: Sequence[JobStatus],
+    job_types: Sequence[JobType],
+    limit: int,
+    needs_attention: bool = False,
 ) -> list[Json]:
+    """The latest jobs, newest first; ``needs_attention``: those stuck until an operator acts and those
+    waiting out an outage (``statuses`` is then ignored)."""
     db = runtime.adapters.db
-    jobs = await db.list_jobs(statuses=statuses, job_types=job_types, limit=limit, descending=True)
+    if needs_attention:
+        jobs = await attention_jobs(db, job_types=job_types, limit=limit)
+    else:
+        jobs = await db.list_jobs(statuses=statuses, job_types=job_types, limit=limit, descending=True)
     ranges = await job_ranges(db, jobs, settles_snos=not runtime.config.plan.aggregator_batches)
     return [job_row(j, ranges.get(j.id)) for j in jobs]
 
@@ -449,6 +551,7 @@ def dashboard_routes(runtime: Runtime, *, admin_enabled: bool, guard: Guard, adm
     checks the admin token. ``POST /admin/jobs/{id}/retry`` (one job's retry behind the token, for the
     page's Retry button) exists only with admin routes enabled, like the other admin routes."""
     index = _page("index.html")
+    icon = _page("favicon.ico")
     assets = {
         path.name: (path.read_bytes(), STATIC_TYPES[path.suffix])
         for path in sorted(STATIC_DIR.iterdir())
@@ -482,8 +585,20 @@ def dashboard_routes(runtime: Runtime, *, admin_enabled: bool, guard: Guard, adm
         raw_limit = params.get("limit", "50")
         if not _is_decimal(raw_limit) or not 1 <= int(raw_limit) <= MAX_JOB_ROWS:
             raise InvalidInput(f"Invalid query: limit must be an integer from 1 to {MAX_JOB_ROWS}")
-        jobs = await job_list(runtime, statuses=statuses, job_types=job_types, limit=int(raw_limit))
+        raw_attention = params.get("needs_attention", "false").lower()
+        if raw_attention not in ("true", "false", "1", "0"):
+            raise InvalidInput("Invalid query: needs_attention must be true or false")
+        jobs = await job_list(
+            runtime,
+            statuses=statuses,
+            job_types=job_types,
+            limit=int(raw_limit),
+            needs_attention=raw_attention in ("true", "1"),
+        )
         return _ok({"jobs": jobs})
+
+    async def favicon(request: Request) -> Response:
+        return Response(icon, media_type="image/x-icon", headers={"Cache-Control": "public, max-age=86400"})
 
     @admin_guard
     async def retry_one(request: Request) -> Response:
@@ -497,6 +612,7 @@ def dashboard_routes(runtime: Runtime, *, admin_enabled: bool, guard: Guard, adm
 
     routes = [
         Route("/", page),
+        Route("/favicon.ico", favicon),
         Route("/static/{name}", asset),
         Route("/api/v1/dashboard/overview", overview_route),
         Route("/api/v1/dashboard/blocks/{n}", block_route),

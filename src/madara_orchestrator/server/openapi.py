@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from madara_orchestrator.domain.batches import WEIGHT_FIELDS, AggregatorBatchStatus, SnosBatchStatus
+from madara_orchestrator.domain.health import HealthStatus
 from madara_orchestrator.domain.jobs import JobStatus, JobType
+from madara_orchestrator.domain.lag import LagLevel
 from madara_orchestrator.provers.atlantic import AtlanticQueryStatus
 
 Schema = dict[str, Any]
@@ -244,8 +246,41 @@ def _schemas() -> dict[str, Schema]:
             "head": _nullable(NON_NEGATIVE),
             "settled": _nullable(NON_NEGATIVE),
             "errors": errors,
+            "failing_triggers": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "trigger": STRING,
+                        "failures": NON_NEGATIVE,
+                        "failing_since": _nullable(NUMBER),
+                        "last_error": _nullable(STRING),
+                        "outage": BOOL,
+                    }
+                ),
+            },
+            "batching_failing": BOOL,
+            "batched_through": _nullable(NON_NEGATIVE),
             "stages": _obj({name: stage for name in ("snos", "proof", "aggregation", "settlement")}),
-            "lag": _obj({"blocks": _nullable(NON_NEGATIVE), "seconds": _nullable({"type": "number", "minimum": 0})}),
+            "lag": _obj(
+                {
+                    "blocks": _nullable(NON_NEGATIVE),
+                    "seconds": _nullable({"type": "number", "minimum": 0}),
+                    "level": _enum(LagLevel),
+                    "normal_blocks": NON_NEGATIVE,
+                    "normal_seconds": {"type": "number", "minimum": 0},
+                }
+            ),
+            "attention": _obj(
+                {
+                    "total": NON_NEGATIVE,
+                    "by_status": {
+                        "type": "object",
+                        "propertyNames": _ref("JobStatus"),
+                        "additionalProperties": NON_NEGATIVE,
+                    },
+                    "waiting": NON_NEGATIVE,
+                }
+            ),
             "open_batches": _obj(rows),
             "recent_batches": _obj(rows),
             "job_counts": {
@@ -270,7 +305,18 @@ def _schemas() -> dict[str, Schema]:
                     }
                 ),
             },
-            "fees": _obj({"window": NON_NEGATIVE, "with_fee": NON_NEGATIVE, "total_wei": _nullable(NON_NEGATIVE)}),
+            "fees": _obj(
+                {
+                    "window": NON_NEGATIVE,
+                    "with_fee": NON_NEGATIVE,
+                    "total_wei": _nullable(NON_NEGATIVE),
+                    "unit": _enum(["ETH", "STRK"]),
+                    "blocks": NON_NEGATIVE,
+                    "per_block_wei": _nullable(NON_NEGATIVE),
+                    "blob_fill": _nullable({"type": "number", "minimum": 0, "maximum": 1}),
+                    "blob_batches": NON_NEGATIVE,
+                }
+            ),
         }
     )
     block_view = _obj(
@@ -287,6 +333,17 @@ def _schemas() -> dict[str, Schema]:
         }
     )
     backend = _obj({"up": BOOL, "error": _nullable(STRING)})
+    trigger = _obj(
+        {
+            "failing": BOOL,
+            "consecutive_failures": NON_NEGATIVE,
+            "failing_since": _nullable(NUMBER),
+            "last_failure_at": _nullable(NUMBER),
+            "last_error": _nullable(STRING),
+            "outage": BOOL,
+            "next_try_in_s": _nullable({"type": "number", "minimum": 0}),
+        }
+    )
     return {
         "Error": {
             "type": "object",
@@ -307,7 +364,14 @@ def _schemas() -> dict[str, Schema]:
         "BlockSettlementStatus": settlement_status,
         "BulkResult": bulk,
         "Health": _obj(
-            {"status": _enum(["UP", "DOWN"]), "backends": {"type": "object", "additionalProperties": backend}}
+            {
+                "status": _enum(HealthStatus),
+                "backends": {"type": "object", "additionalProperties": backend},
+                "triggers": {"type": "object", "additionalProperties": trigger},
+                "problems": {"type": "array", "items": STRING},
+                "head": _nullable(NON_NEGATIVE),
+                "settled": _nullable(NON_NEGATIVE),
+            }
         ),
         "DashboardSnosBatch": dashboard_snos_batch,
         "DashboardAggregatorBatch": dashboard_aggregator_batch,
@@ -499,11 +563,13 @@ def openapi_document(*, admin_enabled: bool) -> dict[str, Any]:
             "get": {
                 "tags": ["ops"],
                 "operationId": "health",
-                "summary": "Readiness: `UP`, or `DOWN` and one line per backend that does not answer",
-                "description": "JSON (`Health`) with `Accept: application/json`, else plain text.",
+                "summary": "Readiness: `UP`; `DEGRADED` or `DOWN` and one line per problem",
+                "description": "`DOWN`: a backend does not answer. `DEGRADED`: the backends answer, but a trigger "
+                "keeps failing or the settled block is above the sequencer's head. JSON (`Health`) with "
+                "`Accept: application/json`, else plain text.",
                 "responses": {
-                    "200": {"description": "Every backend answers", "content": health_body},
-                    "503": {"description": "Some backend does not answer", "content": health_body},
+                    "200": {"description": "Every backend answers and nothing keeps failing", "content": health_body},
+                    "503": {"description": "DEGRADED or DOWN", "content": health_body},
                 },
             }
         },
@@ -604,6 +670,14 @@ def openapi_document(*, admin_enabled: bool) -> dict[str, Any]:
                     "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": STRING}}}},
                 }
             },
+            "/favicon.ico": {
+                "get": {
+                    "tags": ["dashboard"],
+                    "operationId": "dashboardIcon",
+                    "summary": "The dashboard's icon",
+                    "responses": {"200": {"description": "ICO", "content": {"image/x-icon": {"schema": STRING}}}},
+                }
+            },
             "/static/{name}": {
                 "get": {
                     "tags": ["dashboard"],
@@ -652,6 +726,14 @@ def openapi_document(*, admin_enabled: bool) -> dict[str, Any]:
                             "schema": {"type": "array", "items": _ref("JobStatus")},
                         },
                         JOB_TYPES,
+                        {
+                            "name": "needs_attention",
+                            "in": "query",
+                            "required": False,
+                            "description": "Only the jobs stuck until an operator acts (Failed, VerificationTimeout, "
+                            "VerificationFailed) and those waiting out an outage; `status` is then ignored",
+                            "schema": {"type": "string", "enum": ["true", "false", "1", "0"], "default": "false"},
+                        },
                         {
                             "name": "limit",
                             "in": "query",

@@ -10,6 +10,9 @@
   const MIN_CHART_SPAN_S = 30;
   const STATUSES = ['Created', 'LockedForProcessing', 'PendingVerification', 'Completed', 'VerificationTimeout',
     'VerificationFailed', 'Failed', 'PendingRetry'];
+  // The jobs filter's first choice: every job stuck until an operator acts, and those waiting out an outage.
+  const ATTENTION = 'attention';
+  const ATTENTION_LABEL = 'needs attention';
   const TYPES = ['SnosRun', 'ProofCreation', 'Aggregator', 'StateTransition', 'ProofRegistration', 'DataSubmission'];
   const ADMIN_ACTIONS = [
     { path: '/admin/jobs/retry/failed', label: 'Retry all failed jobs' },
@@ -35,7 +38,7 @@
     overview: null,
     samples: [],
     jobs: [],
-    jobsStatus: 'Failed',
+    jobsStatus: ATTENTION,
     jobsType: '',
     block: null,
     blockView: null,
@@ -131,6 +134,18 @@
     return `${num(n)} wei`;
   }
 
+  // An amount in the settlement layer's 18-decimal unit (wei → ETH; an L3's fri → STRK), to 3 significant digits.
+  function coin(value, unit) {
+    if (value === null || value === undefined) return '—';
+    const n = Number(value) / 1e18;
+    if (n === 0) return `0 ${unit}`;
+    if (n < 1e-6) return unit === 'ETH' ? wei(value) : `${num(value)} fri`;
+    const text = n >= 1 ? n.toLocaleString('en-US', { maximumFractionDigits: 3 }) : n.toPrecision(3).replace(/0+$/, '').replace(/\.$/, '');
+    return `${text} ${unit}`;
+  }
+
+  const percent = (ratio) => (ratio === null || ratio === undefined ? '—' : `${(100 * ratio).toFixed(ratio < 0.1 ? 1 : 0)}%`);
+
   function shortHash(hash) {
     if (!hash) return '—';
     return hash.length > 22 ? `${hash.slice(0, 12)}…${hash.slice(-8)}` : hash;
@@ -196,7 +211,8 @@
 
   function jobsUrl() {
     const params = new URLSearchParams({ limit: '100' });
-    if (state.jobsStatus) params.append('status', state.jobsStatus);
+    if (state.jobsStatus === ATTENTION) params.append('needs_attention', 'true');
+    else if (state.jobsStatus) params.append('status', state.jobsStatus);
     if (state.jobsType) params.append('job_type', state.jobsType);
     return `/api/v1/dashboard/jobs?${params}`;
   }
@@ -289,10 +305,12 @@
     }
   }
 
+  // The banner: what the orchestrator cannot reach, triggers that keep failing, chain positions that contradict
+  // each other; one line each.
   function renderErrors(ov) {
-    const node = byId('errors');
+    if (!changed('errors', ov.errors)) return;
+    const node = replace('errors', ov.errors.map((e) => h('div', { class: 'error-line' }, e)));
     node.hidden = ov.errors.length === 0;
-    node.textContent = ov.errors.join(' · ');
   }
 
   function stageCard(id, label, value, sub, fraction) {
@@ -327,8 +345,17 @@
     };
     const arrow = () => h('div', { class: 'arrow', 'aria-hidden': 'true' }, '→');
     const lag = ov.lag;
-    const lagValue = h('div', { class: `value${lag.blocks > 10 ? ' bad' : ''}`, id: 'lag-blocks', dataset: { value: lag.blocks === null ? '' : String(lag.blocks) } },
-      lag.blocks === null ? '—' : `${num(lag.blocks)} block${lag.blocks === 1 ? '' : 's'}`);
+    // The colour comes with the overview (domain/lag.py): green within two batches and the batch time plus
+    // the usual proving and settlement time, amber beyond, red beyond twice either.
+    const lagValue = h('div', {
+      class: `value lag-${lag.level}`, id: 'lag-blocks',
+      dataset: { value: lag.blocks === null ? '' : String(lag.blocks), level: lag.level },
+      title: `normal: up to ${num(lag.normal_blocks)} blocks behind and ${duration(lag.normal_seconds)} of waiting; red beyond twice either`,
+    }, lag.blocks === null ? '—' : `${num(lag.blocks)} block${lag.blocks === 1 ? '' : 's'}`);
+    let lagSub;
+    if (lag.blocks === null) lagSub = ov.head !== null && ov.settled !== null && ov.settled > ov.head ? 'settled block above the chain head: see above' : 'unknown';
+    else if (lag.blocks === 0) lagSub = 'every block is settled';
+    else lagSub = `oldest unsettled block waiting ${duration(lag.seconds)}`;
     replace('pipeline',
       stageCard('head-block', 'Chain head', head, 'sequencer', head === null ? 0 : 1), arrow(),
       // The layer's stages in order (L2: aggregation; L3: registration on the L2 and DA), settlement last.
@@ -336,11 +363,10 @@
         stageCard(`stage-${name}`, STAGE_LABELS[name] || `${name} through`, st.through, stageSub(st), frac(st.through)), arrow()]),
       stageCard('settled-block', 'Settled through', ov.settled, 'on the settlement layer', frac(ov.settled)),
       h('div', { class: 'arrow' }),
-      h('div', { class: 'stage lag' },
+      h('div', { class: `stage lag lag-${lag.level}`, id: 'card-lag' },
         h('div', { class: 'label' }, 'Settlement lag'),
         lagValue,
-        h('div', { class: 'sub', id: 'lag-seconds' },
-          lag.blocks === 0 ? 'every block is settled' : `oldest unsettled block waiting ${duration(lag.seconds)}`)));
+        h('div', { class: 'sub', id: 'lag-seconds' }, lagSub)));
   }
 
   function fillRow(label, used, limit, text) {
@@ -356,7 +382,7 @@
 
   function renderOpenBatches(ov) {
     const open = ov.open_batches;
-    if (!changed('open', open)) return;
+    if (!changed('open', { open, head: ov.head, batched: ov.batched_through, failing: ov.batching_failing })) return;
     const parts = [];
     for (const b of open.aggregator) {
       parts.push(h('div', { class: 'batch', dataset: { kind: 'aggregator', index: b.index } },
@@ -375,9 +401,20 @@
         heaviest.map((w) => fillRow(WEIGHT_LABELS[w.name] || w.name, w.used, w.limit)),
         fillRow('Age', b.age_s, b.max_age_s, `${duration(b.age_s)} / ${duration(b.max_age_s)}`)));
     }
-    if (!parts.length) parts.push(h('div', { class: 'muted' }, 'No open batch: every block seen so far is in a closed batch.'));
+    if (!parts.length) parts.push(h('div', { class: ov.batching_failing ? 'message bad' : 'muted', id: 'no-open-batch' }, noOpenBatch(ov)));
     const node = replace('open-batches', parts);
     node.className = '';
+  }
+
+  function noOpenBatch(ov) {
+    const batched = ov.batched_through;
+    const failing = ov.batching_failing ? ' Batching is failing: see above.' : '';
+    if (ov.head === null) return `No open batch; the chain head is unknown.${failing}`;
+    if (batched === null || batched < ov.head) {
+      const first = batched === null ? 0 : batched + 1;
+      return `No open batch: blocks ${range(first, ov.head)} are not batched yet.${failing}`;
+    }
+    return `No open batch: every block up to the head is in a closed batch.${failing}`;
   }
 
   function renderRecent(ov) {
@@ -486,33 +523,50 @@
       const settledBlocks = last.end_block - first.end_block;
       if (span > 0) rate = `${(60 * settledBlocks / span).toFixed(1)} blocks/min`;
     }
-    const fees = ov.fees;
-    const feeText = fees.with_fee > 0
-      ? `fees of the last ${fees.window} settlements: ${wei(fees.total_wei)} (${fees.with_fee} with a recorded fee)`
-      : `no fee recorded by the settlement layer for the last ${fees.window} settlements`;
-    byId('chart-summary').textContent = `Throughput ${rate} over the last ${settlements.length} settlements · ${feeText}`;
+    byId('chart-summary').textContent = `Throughput ${rate} over the last ${settlements.length} settlements · ${feeSummary(ov.fees)}`;
   }
 
-  function fillSelect(select, values, current, anyLabel) {
+  // Cost at a glance: the fees in the settlement layer's coin, per settled block, and how full the blobs were.
+  function feeSummary(fees) {
+    const parts = [];
+    if (fees.with_fee > 0) {
+      const some = fees.with_fee === fees.window ? '' : ` (${fees.with_fee} of them with a recorded fee)`;
+      parts.push(`fees ${coin(fees.total_wei, fees.unit)} for the last ${fees.window} settlements${some}`);
+      if (fees.per_block_wei !== null) parts.push(`${coin(fees.per_block_wei, fees.unit)} per block`);
+    } else {
+      parts.push(`no fee recorded by the settlement layer for the last ${fees.window} settlements`);
+    }
+    if (fees.blob_fill !== null) parts.push(`blob fill ${percent(fees.blob_fill)} (${fees.blob_batches} batches)`);
+    return parts.join(' · ');
+  }
+
+  function fillSelect(select, values, current, anyLabel, extra) {
     if (!select.options.length) {
-      select.append(h('option', { value: '' }, anyLabel), ...values.map((v) => h('option', { value: v }, v)));
+      select.append(h('option', { value: '' }, anyLabel), ...(extra || []).map(([v, label]) => h('option', { value: v }, label)),
+        ...values.map((v) => h('option', { value: v }, v)));
     }
     select.value = current;
   }
 
   function renderCounts(ov) {
     const counts = ov.job_counts;
-    if (!changed('counts', { counts, s: state.jobsStatus, t: state.jobsType })) return;
+    const attention = ov.attention;
+    if (!changed('counts', { counts, attention, s: state.jobsStatus, t: state.jobsType })) return;
     const types = TYPES.filter((t) => counts[t]);
     const statuses = STATUSES.filter((s) => types.some((t) => counts[t][s]) || s === 'Failed');
     if (!types.length) { replace('job-counts', h('div', { class: 'muted small' }, 'No job yet.')); return; }
+    const detail = [...Object.entries(attention.by_status).filter(([, n]) => n > 0).map(([s, n]) => `${num(n)} ${s}`),
+      attention.waiting ? `${num(attention.waiting)} waiting on an outage` : null].filter(Boolean).join(', ');
+    const summary = h('div', { class: `attention${attention.total ? ' some' : ''}`, id: 'attention', dataset: { total: attention.total } },
+      h('button', { type: 'button', onclick: () => setFilter(ATTENTION, '') }, `Needs attention: ${num(attention.total)}`),
+      h('span', { class: 'muted small' }, attention.total ? ` ${detail}` : ' nothing is stuck or waiting'));
     const cell = (t, s) => {
       const n = (counts[t] || {})[s] || 0;
       const selected = state.jobsStatus === s && (state.jobsType === t || state.jobsType === '');
       return h('td', { class: `num ${s}${n === 0 ? ' zero' : ''}${selected ? ' selected' : ''}` },
         n === 0 ? '0' : h('button', { type: 'button', title: `List ${t} jobs in ${s}`, dataset: { type: t, status: s }, onclick: () => setFilter(s, t) }, num(n)));
     };
-    replace('job-counts', h('div', { class: 'scroll' }, h('table', { class: 'counts', id: 'job-counts-table' },
+    replace('job-counts', summary, h('div', { class: 'scroll' }, h('table', { class: 'counts', id: 'job-counts-table' },
       h('thead', null, h('tr', null, h('th', null, 'Type'), statuses.map((s) => h('th', { class: 'num' }, s)))),
       h('tbody', null, types.map((t) => h('tr', { dataset: { type: t } }, h('td', null, t), statuses.map((s) => cell(t, s))))))));
   }
@@ -583,9 +637,11 @@
     const now = state.overview ? state.overview.now : Date.now() / 1000;
     if (!changed('jobs', { jobs: state.jobs, admin: adminState(), now: Math.floor(now / 5) })) return;
     if (!state.jobs.length) {
-      const where = state.jobsStatus || 'any status';
-      replace('jobs-list', h('div', { class: 'muted small', id: 'jobs-empty' },
-        state.jobsType ? `No ${state.jobsType} job in ${where}.` : `No job in ${where}.`));
+      const what = state.jobsType ? `${state.jobsType} job` : 'job';
+      const text = state.jobsStatus === ATTENTION
+        ? `No ${what} needs attention (Failed, VerificationTimeout, VerificationFailed, or waiting on an outage).`
+        : `No ${what} in ${state.jobsStatus || 'any status'}.`;
+      replace('jobs-list', h('div', { class: 'muted small', id: 'jobs-empty' }, text));
       return;
     }
     replace('jobs-list', h('div', { class: 'scroll' }, h('table', { id: 'jobs-table' },
@@ -593,7 +649,8 @@
       h('tbody', null, state.jobs.map((j) => h('tr', { dataset: { jobId: j.id, jobType: j.job_type, status: j.status } },
         h('td', null, j.job_type), h('td', null, j.internal_id),
         h('td', null, j.start_block === null ? '—' : h('button', { type: 'button', class: 'linklike', onclick: () => showBlock(j.start_block) }, range(j.start_block, j.end_block))),
-        h('td', null, pill(j.status)), h('td', { class: 'small' }, attempts(j)),
+        h('td', null, pill(j.status), j.waiting_since ? h('span', { class: 'pill waiting', title: `since ${stamp(j.waiting_since)}` }, 'waiting on an outage') : null),
+        h('td', { class: 'small' }, attempts(j)),
         h('td', { class: 'small muted' }, ago(j.updated_at, now)), failureCell(j),
         h('td', null, j.status === 'Failed' ? retryButton(j) : null)))))));
   }
@@ -668,7 +725,7 @@
   // Start
 
   function start() {
-    fillSelect(byId('jobs-status'), STATUSES, state.jobsStatus, 'any status');
+    fillSelect(byId('jobs-status'), STATUSES, state.jobsStatus, 'any status', [[ATTENTION, ATTENTION_LABEL]]);
     fillSelect(byId('jobs-type'), TYPES, state.jobsType, 'any type');
     byId('jobs-status').addEventListener('change', (e) => setFilter(e.target.value, state.jobsType));
     byId('jobs-type').addEventListener('change', (e) => setFilter(state.jobsStatus, e.target.value));
@@ -689,8 +746,18 @@
       if (!/^[0-9]+$/.test(raw)) { state.block = null; replace('block-view', h('div', { class: 'message bad' }, 'A block number is a whole number from 0.')); return; }
       showBlock(Number(raw));
     });
+    // The block view follows the address: #block=N at load, and when it changes later (back, a pasted link).
+    window.addEventListener('hashchange', () => {
+      const n = blockInHash();
+      if (n !== null && n !== state.block) showBlock(n);
+    });
+    const n = blockInHash();
+    if (n !== null) showBlock(n); else tick();
+  }
+
+  function blockInHash() {
     const match = /^#block=([0-9]+)$/.exec(location.hash);
-    if (match) showBlock(Number(match[1])); else tick();
+    return match ? Number(match[1]) : null;
   }
 
   document.addEventListener('DOMContentLoaded', start);
