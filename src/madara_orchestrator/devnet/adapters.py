@@ -95,11 +95,16 @@ def devnet_state_diff_felts(state_update: Mapping[str, Any]) -> list[int]:
     return felts
 
 
-def devnet_pie(kind: str, output: Sequence[int], **info: Any) -> bytes:
-    """A zip marked as a devnet artefact; it is not a Cairo PIE and no prover would accept it."""
+def devnet_pie(kind: str, output: Sequence[int], *, program_hash: int | None = None, **info: Any) -> bytes:
+    """A zip marked as a devnet artefact; it is not a Cairo PIE and no prover would accept it. It records
+    ``program_hash``, the hash of the program it stands for, when given (the mock Atlantic server proves a
+    stand-in under it, as the bootloader would the program)."""
+    body: dict[str, Any] = {"devnet": kind, **info, "output": [hex(w) for w in output]}
+    if program_hash is not None:
+        body["program_hash"] = hex(program_hash)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("devnet.json", json.dumps({"devnet": kind, **info, "output": [hex(w) for w in output]}))
+        archive.writestr("devnet.json", json.dumps(body))
     return buffer.getvalue()
 
 
@@ -166,7 +171,9 @@ class DevnetSnosRunner:
             previous_block_hash=int(previous["block_hash"], 16) if previous else 0,
         )
         return SnosResult(
-            cairo_pie_zip=devnet_pie("snos", output, start_block=start_block, end_block=end_block),
+            cairo_pie_zip=devnet_pie(
+                "snos", output, program_hash=DEVNET_OS_PROGRAM_HASH, start_block=start_block, end_block=end_block
+            ),
             os_output=output,
             program_output=output,
             fact=gps_fact(DEVNET_OS_PROGRAM_HASH, output),

@@ -8,20 +8,44 @@ starknet-py 0.30 expects) well enough for starknet-py's ``FullNodeClient`` and s
   it — version 0x3 (61), known sender (55), hash not seen before (59), nonce equal to the account's
   pre-confirmed nonce (52), resource bounds covering the fixed gas model (53), signature ``[r, s]`` of the
   transaction hash by the account's key (55), Cairo-1 ``__execute__`` calldata (55) — and else rejected;
-- a Piltover-like core contract: ``update_state(snos_output, layout_bridge_output, …)`` from the operator
-  account checks the SNOS header, that the bridge output commits to the SNOS output, that the bridge
-  output's fact is registered, and block and state-root continuity; ``get_state()`` returns
-  ``[state_root, block_number, block_hash]`` (block number ``FELT_PRIME - 1``, i.e. -1, before the first
-  settlement);
-- an Integrity-like fact registry: ``register_fact(fact)`` (verifier accounts only) and ``is_valid(fact)``.
+- a Piltover core contract (keep-starknet-strange/piltover, ``src/appchain.cairo`` and its state, config and
+  messaging components, read at main of 2025-05-12): ``update_state(snos_output, layout_bridge_output)``
+  from the owner/operator makes Piltover's checks, in Piltover's order and with its error strings:
+  ``snos_output[2]`` is the configured SNOS program hash ('snos: invalid program hash'),
+  ``layout_bridge_output[2]`` the layout bridge program hash ('lb: invalid program hash'),
+  ``layout_bridge_output[4]`` the Poseidon hash of ``snos_output`` ('snos: invalid output hash'); the
+  (bootloaded) SNOS output is deserialized as ``deserialize_os_output`` does (3 bootloader words, the
+  10-word header, the KZG section when ``use_kzg_da``, the messages to L1 and to L2: a malformed segment
+  fails with Cairo's panic, e.g. 'Option::unwrap failed.', 'Invalid n_messages_to_l1', 'Invalid payload
+  size', 'Invalid from address'); its config hash is the configured one ('snos: invalid config hash'); the
+  fact ``poseidon(bootloader_program_hash, poseidon(layout_bridge_output))`` has a verification in the
+  fact registry ('no fact registered'), the first with more than 50 security bits; the state component
+  wants the stored block number to be the output's previous block number ('State: invalid block number')
+  and the stored root its initial root ('State: invalid previous root'); messages to L1 become consumable,
+  messages to L2 must have been sent with ``send_message_to_appchain`` ('INVALID_MESSAGE_TO_SEAL').
+  Then ``LogStateUpdate``. ``get_state()`` returns ``[state_root, block_number, block_hash]`` (block number
+  ``FELT_PRIME - 1``, i.e. -1, before the first settlement); ``get_program_info``/``set_program_info``,
+  ``get_facts_registry`` and the messaging entry points (send, status, consume; no cancellation) are there.
+  Piltover version: the stored Piltover still declares ``update_state(snos_output, layout_bridge_output,
+  onchain_data_hash: felt252, onchain_data_size: u256)``, while the original orchestrator (newer) sends the
+  two spans only and the current Piltover takes exactly those two. This double follows the current form:
+  exactly two spans, any word more fails as Cairo's ABI wrapper does ('Input too long for arguments'), a
+  missing one 'Failed to deserialize param #N'; it does not emit ``LogStateTransitionFact`` (made from the
+  on-chain data words that form no longer has). Every other check is Piltover's as read;
+- an Integrity fact registry (HerodotusDev/integrity): ``register_fact(verifier_config, fact_hash,
+  security_bits)`` as Integrity's mocked registry takes it (verifier accounts only: the double cannot check a
+  STARK proof, so only the mock prover registers), ``get_all_verifications_for_fact_hash(fact_hash)`` and
+  ``get_verification(verification_hash)``, with Integrity's verification hashes.
 
-An accepted transaction always lands: a failing call reverts it (REVERTED, with a reason; nonce consumed),
-as on Starknet. Blocks are sealed at once per transaction (``block_time_s == 0``), every ``block_time_s``
-by ``start()``, or by ``seal_block()``; ``hold_blocks(True)`` keeps transactions pre-confirmed.
+A contract's failure reads as Starknet reports a Cairo panic: ``0x<felt> ('<short string>')``, or the
+text of a byte-array panic in double quotes. An accepted transaction always lands: a failing call reverts
+it (REVERTED, with a reason; nonce consumed), as on Starknet. Blocks are sealed at once per transaction
+(``block_time_s == 0``), every ``block_time_s`` by ``start()``, or by ``seal_block()``;
+``hold_blocks(True)`` keeps transactions pre-confirmed.
 
-It does not run Cairo, charge fees (no balances: the fee is computed from a fixed gas model and reported),
-check the SNOS/bootloader program hashes or config hash, process L1↔L3 messages, or persist anything.
-Roots and block hashes are Poseidon digests of the double's own state, not Patricia-tree roots.
+It does not run Cairo, verify STARK proofs, charge fees (no balances: the fee is computed from a fixed gas
+model and reported), cancel messages, or persist anything. Roots and block hashes are Poseidon digests of
+the double's own state, not Patricia-tree roots.
 """
 
 from __future__ import annotations
@@ -32,8 +56,8 @@ import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any
+from enum import IntEnum, StrEnum
+from typing import Any, Literal
 
 from Crypto.Hash import keccak
 from poseidon_py.poseidon_hash import poseidon_hash_many
@@ -52,7 +76,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from madara_orchestrator.devnet.jsonrpc import jsonrpc_response
-from madara_orchestrator.devnet.layout_bridge import BRIDGE_PROGRAM_HASH, FELT_PRIME, l2_fact, output_hash
+from madara_orchestrator.devnet.layout_bridge import (
+    BOOTLOADER_PROGRAM_HASH,
+    BRIDGE_VERIFIER_CONFIG,
+    DEVNET_CAIRO_VERIFIER_PROGRAM_HASH,
+    FELT_PRIME,
+    VerifierConfiguration,
+    l2_fact,
+    output_hash,
+)
+from madara_orchestrator.devnet.program_output import DEVNET_CONFIG_HASH, DEVNET_OS_PROGRAM_HASH
+from madara_orchestrator.starknet.os_output import MessageToL1, MessageToL2, OsOutput, OsOutputHeader
 
 SPEC_VERSION = "0.10.2"
 """The JSON-RPC spec version served: what starknet-py 0.30 (``EXPECTED_RPC_VERSION``) expects."""
@@ -62,10 +96,15 @@ QUERY_VERSION_BASE = 2**128
 """Added to the version of a transaction signed only for fee estimation (never executable)."""
 BLOCK_NUMBER_BEFORE_GENESIS = FELT_PRIME - 1
 """The core contract's block number before anything is settled: -1 as a felt (Piltover's ``Felt::MAX``)."""
+BOOTLOADER_HEADER_WORDS = 3
+"""What Piltover skips before the OS output: the bootloader's task count, task output size and program hash."""
 SNOS_HEADER_WORDS = 10
 """initial_root, final_root, prev_block_number, new_block_number, prev_block_hash, new_block_hash,
 os_program_hash, starknet_os_config_hash, use_kzg_da, full_output."""
-USE_KZG_DA_INDEX = 8
+MIN_SECURITY_BITS = 50
+"""Piltover wants the first verification of the fact to have more than this many security bits."""
+U32_BOUND = 2**32
+CONTRACT_ADDRESS_BOUND = 2**251
 
 # The fixed gas model: what a transaction consumes depends only on its size, never on its outcome.
 L1_GAS_PRICE_FRI = 10**13
@@ -116,19 +155,72 @@ SEQUENCER_ADDRESS = _label_felt("madara-orchestrator devnet l2 sequencer")
 EXECUTE_SELECTOR = get_selector_from_name("__execute__")
 UPDATE_STATE_SELECTOR = get_selector_from_name("update_state")
 GET_STATE_SELECTOR = get_selector_from_name("get_state")
+GET_PROGRAM_INFO_SELECTOR = get_selector_from_name("get_program_info")
+SET_PROGRAM_INFO_SELECTOR = get_selector_from_name("set_program_info")
+GET_FACTS_REGISTRY_SELECTOR = get_selector_from_name("get_facts_registry")
+SEND_MESSAGE_TO_APPCHAIN_SELECTOR = get_selector_from_name("send_message_to_appchain")
+SN_TO_APPCHAIN_MESSAGES_SELECTOR = get_selector_from_name("sn_to_appchain_messages")
+APPCHAIN_TO_SN_MESSAGES_SELECTOR = get_selector_from_name("appchain_to_sn_messages")
+CONSUME_MESSAGE_FROM_APPCHAIN_SELECTOR = get_selector_from_name("consume_message_from_appchain")
 REGISTER_FACT_SELECTOR = get_selector_from_name("register_fact")
-IS_VALID_SELECTOR = get_selector_from_name("is_valid")
+GET_ALL_VERIFICATIONS_SELECTOR = get_selector_from_name("get_all_verifications_for_fact_hash")
+GET_VERIFICATION_SELECTOR = get_selector_from_name("get_verification")
 LOG_STATE_UPDATE_KEY = get_selector_from_name("LogStateUpdate")
 FACT_REGISTERED_KEY = get_selector_from_name("FactRegistered")
+PROGRAM_INFO_CHANGED_KEY = get_selector_from_name("ProgramInfoChanged")
+MESSAGE_SENT_KEY = get_selector_from_name("MessageSent")
+MESSAGE_CONSUMED_KEY = get_selector_from_name("MessageConsumed")
+MESSAGE_TO_STARKNET_RECEIVED_KEY = get_selector_from_name("MessageToStarknetReceived")
+MESSAGE_TO_APPCHAIN_SEALED_KEY = get_selector_from_name("MessageToAppchainSealed")
 
 
 def _poseidon(values: Sequence[int]) -> int:
     return int(poseidon_hash_many(list(values)))
 
 
-def _signed(value: int) -> int:
-    """A felt read as a signed number (``FELT_PRIME - 1`` is -1)."""
-    return value - FELT_PRIME if value > FELT_PRIME // 2 else value
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProgramInfo:
+    """Piltover's ``ProgramInfo`` (``config/interface.cairo``), in its field order."""
+
+    bootloader_program_hash: int
+    snos_config_hash: int
+    snos_program_hash: int
+    layout_bridge_program_hash: int
+
+    def to_felts(self) -> list[int]:
+        return [
+            self.bootloader_program_hash,
+            self.snos_config_hash,
+            self.snos_program_hash,
+            self.layout_bridge_program_hash,
+        ]
+
+
+DEVNET_PROGRAM_INFO = ProgramInfo(
+    bootloader_program_hash=BOOTLOADER_PROGRAM_HASH,
+    snos_config_hash=DEVNET_CONFIG_HASH,
+    snos_program_hash=DEVNET_OS_PROGRAM_HASH,
+    layout_bridge_program_hash=DEVNET_CAIRO_VERIFIER_PROGRAM_HASH,
+)
+"""The programs the devnet runs: its SNOS runner's program and config, the layout bridge it passes as
+``--cairo-verifier-program-hash``, and the bootloader."""
+
+
+def message_hash_to_appchain(
+    from_address: int, to_address: int, selector: int, payload: Sequence[int], nonce: int
+) -> int:
+    """Piltover's ``compute_message_hash_sn_to_appc``."""
+    return _poseidon([from_address, to_address, nonce, selector, len(payload), *payload])
+
+
+def message_hash_to_starknet(from_address: int, to_address: int, payload: Sequence[int]) -> int:
+    """Piltover's ``compute_message_hash_appc_to_sn``."""
+    return _poseidon([from_address, to_address, len(payload), *payload])
+
+
+def verification_hash(fact_hash: int, verifier_config: VerifierConfiguration, security_bits: int) -> int:
+    """Integrity's ``get_verification_hash(fact_hash, get_verifier_config_hash(config), security_bits)``."""
+    return _poseidon([fact_hash, _poseidon(verifier_config.to_felts()), security_bits])
 
 
 # -- values the double exposes ---------------------------------------------------------------------
@@ -448,25 +540,90 @@ def decode_execute_calldata(calldata: Sequence[int]) -> tuple[ContractCall, ...]
 # -- the world: state the contracts hold ----------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Verification:
+    """One of Integrity's verifications of a fact."""
+
+    verification_hash: int
+    security_bits: int
+    verifier_config: VerifierConfiguration
+
+    def to_felts(self) -> list[int]:
+        """A ``VerificationListElement``."""
+        return [self.verification_hash, self.security_bits, *self.verifier_config.to_felts()]
+
+
+class MessageStatus(IntEnum):
+    """Piltover's ``MessageToAppchainStatus``: the value is the variant's index, its serialization."""
+
+    NOT_SENT = 0
+    SEALED = 1
+    CANCELLED = 2
+    PENDING = 3
+
+
 @dataclass(slots=True, kw_only=True)
 class _World:
     nonces: dict[int, int]
     core: CoreState
-    facts: set[int]
+    program_info: ProgramInfo
+    verifications: dict[int, tuple[Verification, ...]]
+    """fact hash → its verifications, in registration order (Integrity's ``fact_verifications``)."""
+    to_appchain: dict[int, tuple[MessageStatus, int]] = dataclasses.field(default_factory=dict)
+    """Message hash → (status, nonce) of the messages sent from this L2 to the appchain."""
+    to_appchain_nonce: int = 0
+    to_starknet: dict[int, int] = dataclasses.field(default_factory=dict)
+    """Message hash → how many times it can still be consumed (messages from the appchain)."""
     update_state_count: int = 0
 
     def copy(self) -> _World:
         return _World(
-            nonces=dict(self.nonces), core=self.core, facts=set(self.facts), update_state_count=self.update_state_count
+            nonces=dict(self.nonces),
+            core=self.core,
+            program_info=self.program_info,
+            verifications=dict(self.verifications),
+            to_appchain=dict(self.to_appchain),
+            to_appchain_nonce=self.to_appchain_nonce,
+            to_starknet=dict(self.to_starknet),
+            update_state_count=self.update_state_count,
         )
 
     def root(self) -> int:
         nonces = [felt for address in sorted(self.nonces) for felt in (address, self.nonces[address])]
-        return _poseidon([*self.core.to_felts(), self.update_state_count, *nonces, *sorted(self.facts)])
+        verified = [v.verification_hash for fact in sorted(self.verifications) for v in self.verifications[fact]]
+        to_appchain = [felt for h in sorted(self.to_appchain) for felt in (h, int(self.to_appchain[h][0]))]
+        to_starknet = [felt for h in sorted(self.to_starknet) for felt in (h, self.to_starknet[h])]
+        return _poseidon(
+            [
+                *self.core.to_felts(),
+                *self.program_info.to_felts(),
+                self.update_state_count,
+                self.to_appchain_nonce,
+                *nonces,
+                *verified,
+                *to_appchain,
+                *to_starknet,
+            ]
+        )
 
 
 class _Revert(Exception):
-    """A contract call failed: the transaction reverts with this reason."""
+    """A contract call failed: the transaction reverts with this reason.
+
+    ``panic`` is how Starknet reports it: a Cairo panic with a short string (``0x… ('reason')``), a byte-array
+    panic (``"reason"``, e.g. ``assert!``), or an error of the execution itself (the text as is)."""
+
+    def __init__(self, reason: str, *, panic: Literal["felt", "bytes", "none"] = "felt") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.panic = panic
+
+    def __str__(self) -> str:
+        if self.panic == "felt":
+            return f"0x{self.reason.encode('ascii').hex()} ('{self.reason}')"
+        if self.panic == "bytes":
+            return f'"{self.reason}"'
+        return self.reason
 
 
 @dataclass(slots=True, kw_only=True)
@@ -510,11 +667,11 @@ class StarknetL2Double:
         block_time_s: float = 0.0,
         core_contract_address: int = CORE_CONTRACT_ADDRESS,
         fact_registry_address: int = FACT_REGISTRY_ADDRESS,
-        bridge_program_hash: int = BRIDGE_PROGRAM_HASH,
+        program_info: ProgramInfo = DEVNET_PROGRAM_INFO,
         accounts: Sequence[DevAccount] = DEV_ACCOUNTS,
     ) -> None:
-        """``accounts[0]`` is the core contract's operator, ``accounts[1]`` (if any) the fact registry's
-        verifier."""
+        """``accounts[0]`` is the core contract's owner and operator, ``accounts[1]`` (if any) the fact
+        registry's verifier; ``program_info`` is the core contract's initial program info."""
         if not chain_id.isascii() or not 0 < len(chain_id) <= 31:
             raise ValueError(f"chain id {chain_id!r} must be 1 to 31 ASCII characters (a Cairo short string)")
         if block_time_s < 0:
@@ -529,7 +686,6 @@ class StarknetL2Double:
         self.block_time_s = block_time_s
         self.core_contract_address = core_contract_address
         self.fact_registry_address = fact_registry_address
-        self.bridge_program_hash = bridge_program_hash
         self.accounts: tuple[DevAccount, ...] = tuple(accounts)
         self.operator = self.accounts[0]
         self.verifiers: tuple[DevAccount, ...] = self.accounts[1:2]
@@ -537,17 +693,36 @@ class StarknetL2Double:
         self._contracts: dict[int, tuple[int, dict[int, _Entrypoint]]] = {
             core_contract_address: (
                 CORE_CONTRACT_CLASS_HASH,
-                {UPDATE_STATE_SELECTOR: self._update_state, GET_STATE_SELECTOR: self._get_state},
+                {
+                    UPDATE_STATE_SELECTOR: self._update_state,
+                    GET_STATE_SELECTOR: self._get_state,
+                    GET_PROGRAM_INFO_SELECTOR: self._get_program_info,
+                    SET_PROGRAM_INFO_SELECTOR: self._set_program_info,
+                    GET_FACTS_REGISTRY_SELECTOR: self._get_facts_registry,
+                    SEND_MESSAGE_TO_APPCHAIN_SELECTOR: self._send_message_to_appchain,
+                    SN_TO_APPCHAIN_MESSAGES_SELECTOR: self._sn_to_appchain_messages,
+                    APPCHAIN_TO_SN_MESSAGES_SELECTOR: self._appchain_to_sn_messages,
+                    CONSUME_MESSAGE_FROM_APPCHAIN_SELECTOR: self._consume_message_from_appchain,
+                },
             ),
             fact_registry_address: (
                 FACT_REGISTRY_CLASS_HASH,
-                {REGISTER_FACT_SELECTOR: self._register_fact, IS_VALID_SELECTOR: self._is_valid},
+                {
+                    REGISTER_FACT_SELECTOR: self._register_fact,
+                    GET_ALL_VERIFICATIONS_SELECTOR: self._get_all_verifications_for_fact_hash,
+                    GET_VERIFICATION_SELECTOR: self._get_verification,
+                },
             ),
         }
         for account in self.accounts:
             self._contracts[account.address] = (ACCOUNT_CLASS_HASH, {})
 
-        genesis_world = _World(nonces={a.address: 0 for a in self.accounts}, core=GENESIS_CORE_STATE, facts=set())
+        genesis_world = _World(
+            nonces={a.address: 0 for a in self.accounts},
+            core=GENESIS_CORE_STATE,
+            program_info=program_info,
+            verifications={},
+        )
         now = int(time.time())
         genesis_root = genesis_world.root()
         self._blocks: list[_SealedBlock] = [
@@ -638,14 +813,37 @@ class StarknetL2Double:
         """An account's nonce including pre-confirmed transactions."""
         return self._pending_world.nonces[address]
 
-    def is_fact_registered(self, fact: int) -> bool:
-        return fact in self._pending_world.facts
+    @property
+    def program_info(self) -> ProgramInfo:
+        """The core contract's program info, pre-confirmed transactions included."""
+        return self._pending_world.program_info
 
-    def register_fact_directly(self, fact: int) -> None:
-        """Register a fact without a transaction, at once visible at both latest and pre_confirmed (a state
-        override for tests that do not go through a verifier)."""
-        self._pending_world.facts.add(fact)
-        self._blocks[-1].world.facts.add(fact)
+    def is_fact_registered(self, fact: int) -> bool:
+        """Whether the fact has a verification (pre-confirmed transactions included)."""
+        return bool(self._pending_world.verifications.get(fact))
+
+    def verifications_of(self, fact: int) -> tuple[Verification, ...]:
+        return self._pending_world.verifications.get(fact, ())
+
+    def message_to_appchain_status(self, message_hash: int) -> MessageStatus:
+        return self._pending_world.to_appchain.get(message_hash, (MessageStatus.NOT_SENT, 0))[0]
+
+    def messages_to_starknet(self, message_hash: int) -> int:
+        """How many times a message from the appchain can still be consumed."""
+        return self._pending_world.to_starknet.get(message_hash, 0)
+
+    def register_fact_directly(
+        self,
+        fact: int,
+        *,
+        security_bits: int = 78,
+        verifier_config: VerifierConfiguration = BRIDGE_VERIFIER_CONFIG,
+    ) -> None:
+        """Register a verification of a fact without a transaction, at once visible at both latest and
+        pre_confirmed (a state override for tests that do not go through a verifier). The defaults are those
+        of the mock Atlantic server's bridge proofs (16 queries × 3 + 30 proof-of-work bits)."""
+        for world in (self._pending_world, self._blocks[-1].world):
+            _add_verification(world, fact, security_bits, verifier_config)
         self._notify()
 
     @property
@@ -726,80 +924,201 @@ class StarknetL2Double:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    # -- contracts ------------------------------------------------------------------------------------
+    # -- the Piltover core contract -------------------------------------------------------------------
+
+    def _assert_owner_or_operator(self, ctx: _CallContext) -> None:
+        """Piltover's config component: the owner or a registered operator (here both are the operator)."""
+        if ctx.caller != self.operator.address:
+            raise _Revert("Config: not owner or operator")
 
     def _update_state(self, ctx: _CallContext, calldata: tuple[int, ...]) -> list[int]:
-        if ctx.caller != self.operator.address:
-            raise _Revert(f"Config: not owner or operator (caller {ctx.caller:#x})")
-        snos_output, program_output = _decode_update_state(calldata)
-        if len(snos_output) < SNOS_HEADER_WORDS:
+        """Piltover's ``update_state`` with the two spans of its current form, its checks in its order."""
+        snos_output, layout_bridge_output = _abi_args(calldata, (_SPAN, _SPAN))
+        self._assert_owner_or_operator(ctx)
+        world = ctx.world
+        info = world.program_info
+        # The SNOS proof is bootloaded: its 3rd word is the program hash of the bootloaded program, SNOS.
+        if _at(snos_output, 2) != info.snos_program_hash:
+            raise _Revert("snos: invalid program hash")
+        # The layout bridge is bootloaded too: its 3rd word is its program hash...
+        if _at(layout_bridge_output, 2) != info.layout_bridge_program_hash:
+            raise _Revert("lb: invalid program hash")
+        # ... and its 5th the hash of the output it verified.
+        if output_hash(snos_output) != _at(layout_bridge_output, 4):
+            raise _Revert("snos: invalid output hash")
+        os_output = deserialize_os_output(snos_output)
+        if os_output.header.starknet_os_config_hash != info.snos_config_hash:
+            raise _Revert("snos: invalid config hash")
+        fact = l2_fact(info.bootloader_program_hash, layout_bridge_output)
+        verifications = self._verifications_for(ctx, fact)
+        if not verifications:
+            raise _Revert("no fact registered")
+        if not verifications[0].security_bits > MIN_SECURITY_BITS:
             raise _Revert(
-                f"snos: invalid output size: {len(snos_output)} words, the header alone has {SNOS_HEADER_WORDS}"
+                f"assertion failed: `*verifications.at(0).security_bits > {MIN_SECURITY_BITS}`.", panic="bytes"
             )
-        if snos_output[USE_KZG_DA_INDEX] not in (0, 1):
-            raise _Revert(f"snos: invalid use_kzg_da {snos_output[USE_KZG_DA_INDEX]:#x} (expected 0 or 1)")
-        if not program_output:
-            raise _Revert("lb: empty layout bridge output")
-        snos_hash = output_hash(snos_output)
-        if program_output[-1] != snos_hash:
-            raise _Revert(
-                f"snos: invalid output hash: the layout bridge output commits to {program_output[-1]:#x}, "
-                f"the SNOS output hashes to {snos_hash:#x}"
+        # The state component's update.
+        header = os_output.header
+        if world.core.block_number != header.prev_block_number:
+            raise _Revert("State: invalid block number")
+        if world.core.state_root != header.initial_root:
+            raise _Revert("State: invalid previous root")
+        world.core = CoreState(
+            state_root=header.final_root, block_number=header.new_block_number, block_hash=header.new_block_hash
+        )
+        # The messaging component: messages to Starknet become consumable, messages to the appchain are sealed.
+        for to_l1 in os_output.messages_to_l1:
+            message_hash = message_hash_to_starknet(to_l1.from_address, to_l1.to_address, to_l1.payload)
+            self._emit(
+                ctx,
+                (MESSAGE_TO_STARKNET_RECEIVED_KEY, message_hash, to_l1.from_address, to_l1.to_address),
+                (len(to_l1.payload), *to_l1.payload),
             )
-        fact = l2_fact(self.bridge_program_hash, program_output)
-        if fact not in ctx.world.facts:
-            raise _Revert(f"no fact registered: unregistered fact {fact:#x} for the layout bridge output")
-        core = ctx.world.core
-        prev_block, new_block = snos_output[2], snos_output[3]
-        if prev_block != core.block_number:
-            raise _Revert(
-                f"State: invalid prev block num: the output follows block {_signed(prev_block)} but the last "
-                f"settled block is {_signed(core.block_number)} (a gap: not contiguous)"
+            world.to_starknet[message_hash] = world.to_starknet.get(message_hash, 0) + 1
+        for to_l2 in os_output.messages_to_l2:
+            message_hash = message_hash_to_appchain(
+                to_l2.from_address, to_l2.to_address, to_l2.selector, to_l2.payload, to_l2.nonce
             )
-        if _signed(new_block) <= _signed(prev_block):
-            raise _Revert(
-                f"State: invalid block number: new block {_signed(new_block)} is not after {_signed(prev_block)}"
+            status, nonce = world.to_appchain.get(message_hash, (MessageStatus.NOT_SENT, 0))
+            if status is not MessageStatus.PENDING:
+                raise _Revert("INVALID_MESSAGE_TO_SEAL")
+            world.to_appchain[message_hash] = (MessageStatus.SEALED, nonce)
+            self._emit(
+                ctx,
+                (MESSAGE_TO_APPCHAIN_SEALED_KEY, message_hash, to_l2.from_address, to_l2.to_address),
+                (to_l2.selector, to_l2.nonce, len(to_l2.payload), *to_l2.payload),
             )
-        if core.has_settled and snos_output[0] != core.state_root:
-            raise _Revert(
-                f"State: invalid previous root: the output starts from root {snos_output[0]:#x}, "
-                f"the settled root is {core.state_root:#x}"
+        world.update_state_count += 1
+        self._emit(ctx, (LOG_STATE_UPDATE_KEY,), tuple(world.core.to_felts()))
+        return []
+
+    def _verifications_for(self, ctx: _CallContext, fact: int) -> list[Verification]:
+        """``IFactRegistryDispatcher { contract_address: facts_registry }.get_all_verifications_for_fact_hash``:
+        a call into the registry, its answer deserialized as Piltover's dispatcher does."""
+        inner = _CallContext(world=ctx.world, caller=self.core_contract_address, events=ctx.events)
+        call = ContractCall(to=self.fact_registry_address, selector=GET_ALL_VERIFICATIONS_SELECTOR, calldata=(fact,))
+        answer = self._invoke_entrypoint(inner, call)
+        too_short = _Revert("Returned data too short")
+        if not answer or len(answer) < 1 + 6 * answer[0]:
+            raise too_short
+        verifications = []
+        for index in range(answer[0]):
+            words = answer[1 + 6 * index : 7 + 6 * index]
+            if words[1] >= U32_BOUND:
+                raise too_short
+            verifications.append(
+                Verification(
+                    verification_hash=words[0],
+                    security_bits=words[1],
+                    verifier_config=VerifierConfiguration(*words[2:]),
+                )
             )
-        ctx.world.core = CoreState(state_root=snos_output[1], block_number=new_block, block_hash=snos_output[5])
-        ctx.world.update_state_count += 1
-        ctx.events.append(
-            Event(
-                from_address=self.core_contract_address,
-                keys=(LOG_STATE_UPDATE_KEY,),
-                data=tuple(ctx.world.core.to_felts()),
-            )
+        return verifications
+
+    def _get_state(self, ctx: _CallContext, calldata: tuple[int, ...]) -> list[int]:
+        _abi_args(calldata, ())
+        return ctx.world.core.to_felts()
+
+    def _get_program_info(self, ctx: _CallContext, calldata: tuple[int, ...]) -> list[int]:
+        _abi_args(calldata, ())
+        return ctx.world.program_info.to_felts()
+
+    def _set_program_info(self, ctx: _CallContext, calldata: tuple[int, ...]) -> list[int]:
+        (words,) = _abi_args(calldata, (_felts_of(4),))
+        self._assert_owner_or_operator(ctx)
+        old = ctx.world.program_info
+        ctx.world.program_info = ProgramInfo(
+            bootloader_program_hash=words[0],
+            snos_config_hash=words[1],
+            snos_program_hash=words[2],
+            layout_bridge_program_hash=words[3],
+        )
+        self._emit(
+            ctx,
+            (PROGRAM_INFO_CHANGED_KEY,),
+            (ctx.caller, *old.to_felts(), *ctx.world.program_info.to_felts()),
         )
         return []
 
-    def _get_state(self, ctx: _CallContext, calldata: tuple[int, ...]) -> list[int]:
-        _expect_args(calldata, 0, "get_state")
-        return ctx.world.core.to_felts()
+    def _get_facts_registry(self, ctx: _CallContext, calldata: tuple[int, ...]) -> list[int]:
+        _abi_args(calldata, ())
+        return [self.fact_registry_address]
+
+    def _send_message_to_appchain(self, ctx: _CallContext, calldata: tuple[int, ...]) -> list[int]:
+        to_address, selector, payload = _abi_args(calldata, (_ADDRESS, _FELT, _SPAN))
+        world = ctx.world
+        nonce = world.to_appchain_nonce
+        world.to_appchain_nonce = nonce + 1
+        message_hash = message_hash_to_appchain(ctx.caller, to_address, selector, payload, nonce)
+        self._emit(
+            ctx, (MESSAGE_SENT_KEY, message_hash, ctx.caller, to_address), (selector, nonce, len(payload), *payload)
+        )
+        world.to_appchain[message_hash] = (MessageStatus.PENDING, nonce)
+        return [message_hash, nonce]
+
+    def _sn_to_appchain_messages(self, ctx: _CallContext, calldata: tuple[int, ...]) -> list[int]:
+        (message_hash,) = _abi_args(calldata, (_FELT,))
+        status, nonce = ctx.world.to_appchain.get(message_hash, (MessageStatus.NOT_SENT, 0))
+        return [int(status), nonce] if status is MessageStatus.PENDING else [int(status)]
+
+    def _appchain_to_sn_messages(self, ctx: _CallContext, calldata: tuple[int, ...]) -> list[int]:
+        (message_hash,) = _abi_args(calldata, (_FELT,))
+        count = ctx.world.to_starknet.get(message_hash, 0)
+        return [1, count] if count else [0]
+
+    def _consume_message_from_appchain(self, ctx: _CallContext, calldata: tuple[int, ...]) -> list[int]:
+        from_address, payload = _abi_args(calldata, (_ADDRESS, _SPAN))
+        message_hash = message_hash_to_starknet(from_address, ctx.caller, payload)
+        count = ctx.world.to_starknet.get(message_hash, 0)
+        if count == 0:
+            raise _Revert("INVALID_MESSAGE_TO_CONSUME")
+        self._emit(ctx, (MESSAGE_CONSUMED_KEY, message_hash, from_address, ctx.caller), (len(payload), *payload))
+        ctx.world.to_starknet[message_hash] = count - 1
+        return [message_hash]
+
+    # -- the Integrity fact registry ------------------------------------------------------------------
 
     def _register_fact(self, ctx: _CallContext, calldata: tuple[int, ...]) -> list[int]:
-        _expect_args(calldata, 1, "register_fact")
+        """Integrity's ``register_fact(verifier_config, fact_hash, security_bits) -> FactRegistered``."""
+        config_words, fact_hash, security_bits = _abi_args(calldata, (_felts_of(4), _FELT, _U32))
         if ctx.caller not in {v.address for v in self.verifiers}:
-            raise _Revert(f"caller {ctx.caller:#x} is not a verifier: only verifier accounts register facts")
-        ctx.world.facts.add(calldata[0])
-        ctx.events.append(Event(from_address=self.fact_registry_address, keys=(FACT_REGISTERED_KEY,), data=calldata))
-        return []
+            raise _Revert(
+                f"caller {ctx.caller:#x} is not a verifier: only verifier accounts register facts", panic="bytes"
+            )
+        config = VerifierConfiguration(*config_words)
+        vhash = _add_verification(ctx.world, fact_hash, security_bits, config)
+        registered = (fact_hash, 0, security_bits, *config.to_felts(), vhash)
+        self._emit(ctx, (FACT_REGISTERED_KEY, *registered), (), address=self.fact_registry_address)
+        return list(registered)
 
-    def _is_valid(self, ctx: _CallContext, calldata: tuple[int, ...]) -> list[int]:
-        _expect_args(calldata, 1, "is_valid")
-        return [1 if calldata[0] in ctx.world.facts else 0]
+    def _get_all_verifications_for_fact_hash(self, ctx: _CallContext, calldata: tuple[int, ...]) -> list[int]:
+        (fact_hash,) = _abi_args(calldata, (_FELT,))
+        verifications = ctx.world.verifications.get(fact_hash, ())
+        return [len(verifications), *(felt for v in verifications for felt in v.to_felts())]
+
+    def _get_verification(self, ctx: _CallContext, calldata: tuple[int, ...]) -> list[int]:
+        """``Option<Verification>``: ``[0, fact_hash, security_bits, *config]`` (Some) or ``[1]`` (None)."""
+        (wanted,) = _abi_args(calldata, (_FELT,))
+        for fact_hash, verifications in ctx.world.verifications.items():
+            for v in verifications:
+                if v.verification_hash == wanted:
+                    return [0, fact_hash, v.security_bits, *v.verifier_config.to_felts()]
+        return [1]
+
+    def _emit(
+        self, ctx: _CallContext, keys: tuple[int, ...], data: tuple[int, ...], *, address: int | None = None
+    ) -> None:
+        from_address = self.core_contract_address if address is None else address
+        ctx.events.append(Event(from_address=from_address, keys=keys, data=data))
 
     def _invoke_entrypoint(self, ctx: _CallContext, call: ContractCall) -> list[int]:
         """Run one call; raises ``_Revert`` with Starknet's wording for a missing contract or entry point."""
         contract = self._contracts.get(call.to)
         if contract is None:
-            raise _Revert(f"Requested contract address {call.to:#066x} is not deployed.")
+            raise _Revert(f"Requested contract address {call.to:#066x} is not deployed.", panic="none")
         entrypoint = contract[1].get(call.selector)
         if entrypoint is None:
-            raise _Revert(f"Entry point EntryPointSelector({call.selector:#066x}) not found in contract.")
+            raise _Revert(f"Entry point EntryPointSelector({call.selector:#066x}) not found in contract.", panic="none")
         return entrypoint(ctx, call.calldata)
 
     def _execute(self, world: _World, sender: int, calls: Sequence[ContractCall]) -> _Outcome:
@@ -817,7 +1136,7 @@ class StarknetL2Double:
                     f"class hash: {ACCOUNT_CLASS_HASH:#066x}, selector: {EXECUTE_SELECTOR:#066x}):\n"
                     f"1: Error in the called contract (contract address: {call.to:#066x}, "
                     f"class hash: {class_hash:#066x}, selector: {call.selector:#066x}):\n"
-                    f"Execution failed. Failure reason: '{failure}'."
+                    f"Execution failed. Failure reason: {failure}."
                 )
                 return _Outcome(world=world.copy(), events=(), revert_reason=reason)
         return _Outcome(world=scratch, events=tuple(ctx.events), revert_reason=None)
@@ -1045,7 +1364,7 @@ class StarknetL2Double:
             result = self._invoke_entrypoint(ctx, ContractCall(to=address, selector=selector, calldata=calldata))
         except _Revert as failure:
             raise RpcError(
-                CONTRACT_ERROR, "Contract error", {"revert_error": f"Execution failed. Failure reason: '{failure}'."}
+                CONTRACT_ERROR, "Contract error", {"revert_error": f"Execution failed. Failure reason: {failure}."}
             ) from None
         return _hexes(result)
 
@@ -1201,35 +1520,159 @@ def _check_resource_bounds(bounds: ResourceBoundsMapping, gas: GasUsage) -> None
         )
 
 
-def _expect_args(calldata: tuple[int, ...], count: int, function: str) -> None:
-    if len(calldata) < count:
-        raise _Revert(f"Failed to deserialize param #{len(calldata) + 1} of {function}")
-    if len(calldata) > count:
-        raise _Revert(f"Input too long for arguments of {function}: {len(calldata)} words for {count}")
+# -- Cairo's ABI wrapper, Integrity's storage, Piltover's SNOS output ---------------------------------
+
+_FELT = "felt"
+_U32 = "u32"
+_ADDRESS = "address"
+_SPAN = "span"
+_BOUNDS = {_FELT: FELT_PRIME, _U32: U32_BOUND, _ADDRESS: CONTRACT_ADDRESS_BOUND}
 
 
-def _decode_update_state(calldata: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """``[len, snos_output…, len, program_output…]`` then, optionally, ``onchain_data_hash`` and
-    ``onchain_data_size`` as one felt (2 words) or a u256 (3 words); those are not used, as in Piltover."""
+def _felts_of(count: int) -> tuple[str, int]:
+    """A struct of ``count`` felts as one parameter."""
+    return ("felts", count)
 
-    def array_at(position: int, name: str) -> tuple[tuple[int, ...], int]:
+
+def _abi_args(calldata: tuple[int, ...], params: Sequence[str | tuple[str, int]]) -> list[Any]:
+    """Deserialize an entry point's parameters as the Cairo ABI wrapper does: a parameter that cannot be read
+    is 'Failed to deserialize param #N', a word left over 'Input too long for arguments'."""
+    values: list[Any] = []
+    position = 0
+    for number, param in enumerate(params, start=1):
+        failed = _Revert(f"Failed to deserialize param #{number}")
+        if isinstance(param, tuple):
+            end = position + param[1]
+            if end > len(calldata):
+                raise failed
+            values.append(tuple(calldata[position:end]))
+            position = end
+            continue
         if position >= len(calldata):
-            raise _Revert(f"Failed to deserialize param {name} of update_state: calldata ends at word {position}")
-        length = calldata[position]
-        end = position + 1 + length
-        if end > len(calldata):
-            raise _Revert(
-                f"Failed to deserialize param {name} of update_state: {length} words declared, "
-                f"{len(calldata) - position - 1} remain"
-            )
-        return calldata[position + 1 : end], end
+            raise failed
+        if param == _SPAN:
+            end = position + 1 + calldata[position]
+            if end > len(calldata):
+                raise failed
+            values.append(tuple(calldata[position + 1 : end]))
+            position = end
+            continue
+        if calldata[position] >= _BOUNDS[param]:
+            raise failed
+        values.append(calldata[position])
+        position += 1
+    if position != len(calldata):
+        raise _Revert("Input too long for arguments")
+    return values
 
-    snos_output, position = array_at(0, "snos_output")
-    program_output, position = array_at(position, "program_output")
-    tail = len(calldata) - position
-    if tail not in (0, 2, 3):
-        raise _Revert(
-            f"Input too long for arguments of update_state: {tail} words after program_output "
-            "(expected none, or onchain_data_hash and onchain_data_size)"
+
+def _at(span: Sequence[int], index: int) -> int:
+    """``span.at(index)`` / ``array[index]``."""
+    if index >= len(span):
+        raise _Revert("Index out of bounds")
+    return span[index]
+
+
+def _add_verification(world: _World, fact: int, security_bits: int, config: VerifierConfiguration) -> int:
+    """Integrity's ``_register_fact``: a verification is recorded once (by its hash); its hash."""
+    vhash = verification_hash(fact, config, security_bits)
+    known = world.verifications.get(fact, ())
+    if all(v.verification_hash != vhash for v in known):
+        world.verifications[fact] = (
+            *known,
+            Verification(verification_hash=vhash, security_bits=security_bits, verifier_config=config),
         )
-    return snos_output, program_output
+    return vhash
+
+
+class _SpanIter:
+    """A ``SpanIter<felt252>`` as Piltover's deserialization walks it."""
+
+    def __init__(self, words: Sequence[int]) -> None:
+        self.words = words
+        self.position = 0
+
+    def next(self) -> int:
+        """``*(input_iter.next().unwrap())``."""
+        if self.position >= len(self.words):
+            raise _Revert("Option::unwrap failed.")
+        self.position += 1
+        return self.words[self.position - 1]
+
+    def segment(self, length: int) -> list[int]:
+        """``read_segment``: up to ``length`` words, fewer if the input ends first."""
+        taken = list(self.words[self.position : self.position + length])
+        self.position += len(taken)
+        return taken
+
+
+def _u32(value: int, error: str) -> int:
+    """``value.try_into().expect(error)`` into a ``usize``."""
+    if value >= U32_BOUND:
+        raise _Revert(error)
+    return value
+
+
+def _contract_address(value: int, error: str) -> int:
+    if value >= CONTRACT_ADDRESS_BOUND:
+        raise _Revert(error)
+    return value
+
+
+def deserialize_os_output(snos_output: Sequence[int]) -> OsOutput:
+    """Piltover's ``deserialize_os_output`` of a bootloaded SNOS output: the bootloader's 3 words skipped, the
+    10-word header, the KZG section skipped when ``use_kzg_da`` is not 0, then the messages; the state diff
+    after them is not read. Fails with the Cairo panic Piltover would (a ``_Revert``)."""
+    words = _SpanIter(snos_output)
+    words.segment(BOOTLOADER_HEADER_WORDS)
+    header = words.segment(SNOS_HEADER_WORDS)
+    use_kzg_da = _at(header, 8)
+    full_output = _at(header, 9)
+    if use_kzg_da != 0:
+        kzg = words.segment(2)
+        n_blobs = _u32(_at(kzg, 1), "Invalid n_blobs")
+        words.segment(2 * 2 * n_blobs)
+    n_to_l1 = _u32(words.next(), "Invalid n_messages_to_l1")
+    segment_to_l1 = _SpanIter(words.segment(n_to_l1))
+    n_to_l2 = _u32(words.next(), "Invalid n_messages_to_l2")
+    segment_to_l2 = _SpanIter(words.segment(n_to_l2))
+    to_l1: list[MessageToL1] = []
+    while len(message := segment_to_l1.segment(3)) == 3:
+        payload = segment_to_l1.segment(_u32(message[2], "Invalid payload size"))
+        to_l1.append(
+            MessageToL1(
+                from_address=_contract_address(message[0], "Invalid from address"),
+                to_address=_contract_address(message[1], "Invalid to address"),
+                payload=tuple(payload),
+            )
+        )
+    to_l2: list[MessageToL2] = []
+    while len(message := segment_to_l2.segment(5)) == 5:
+        payload = segment_to_l2.segment(_u32(message[4], "Invalid payload size"))
+        to_l2.append(
+            MessageToL2(
+                from_address=_contract_address(message[0], "Invalid from address"),
+                to_address=_contract_address(message[1], "Invalid to address"),
+                nonce=message[2],
+                selector=message[3],
+                payload=tuple(payload),
+            )
+        )
+    return OsOutput(
+        header=OsOutputHeader(
+            initial_root=header[0],
+            final_root=header[1],
+            prev_block_number=header[2],
+            new_block_number=header[3],
+            prev_block_hash=header[4],
+            new_block_hash=header[5],
+            os_program_hash=header[6],
+            starknet_os_config_hash=header[7],
+            use_kzg_da=use_kzg_da != 0,
+            full_output=full_output != 0,
+        ),
+        kzg=None,
+        messages_to_l1=tuple(to_l1),
+        messages_to_l2=tuple(to_l2),
+        state_diff=None,
+    )

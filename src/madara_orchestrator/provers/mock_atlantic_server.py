@@ -23,12 +23,17 @@ keep the old behaviour: the last child's PIE and a placeholder DA segment. The d
 stand-in PIE (a zip with ``devnet.json``) is accepted as a child, its output read from it.
 
 Proofs: the ``proof.json`` of a query with a PIE is a Stone-shaped proof (``stone_proof_json``, no STARK
-in it) whose public input attests the PIE's output segment, so ``program_output_of_proof`` gives the
-program output back. An L2 verification query (``result=PROOF_VERIFICATION_ON_L2``, file ``inputFile``,
-SPEC §7.9) must hold a wrapped Stone proof (``wrap_proof``) and a hex ``programHash``; it is answered
-with the layout bridge's proof (``devnet.layout_bridge``: its output commits to the verified proof's
-output) as ``proof.json``, and with an ``l2_fact_registry`` the bridge output's fact is registered there
-(Integrity on the L2), as Atlantic does. A bad input or a failed registration ends the query FAILED.
+in it) of the bootloader running the PIE, as Atlantic proves a PIE: its public input attests the
+bootloaded output ``[1, len + 2, program_hash, *PIE output]`` (``devnet.layout_bridge``), so
+``program_output_of_proof`` gives what Piltover reads as ``snos_output``. The PIE's program hash is the one
+computed for its fact; a devnet stand-in's is the one it records. An L2 verification query
+(``result=PROOF_VERIFICATION_ON_L2``, file ``inputFile``, SPEC §7.9) must hold a wrapped Stone proof
+(``wrap_proof``) and a hex ``programHash`` (the layout bridge program, ``--cairo-verifier-program-hash``);
+it is answered with the layout bridge's proof as ``proof.json``, whose bootloaded output is
+``[1, 4, programHash, verified program hash, poseidon(verified output)]``, and with an ``l2_fact_registry``
+its fact ``poseidon(bootloader_program_hash, poseidon(bridge output))`` is registered there (Integrity on
+the L2), with the security bits of the bridge proof, as Atlantic does. A bad input or a failed registration
+ends the query FAILED.
 """
 
 from __future__ import annotations
@@ -57,7 +62,16 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from madara_orchestrator.devnet.layout_bridge import BRIDGE_PROGRAM_HASH, bridge_output, l2_fact
+from madara_orchestrator.devnet.layout_bridge import (
+    BOOTLOADER_PROGRAM_HASH,
+    BRIDGE_VERIFIER_CONFIG,
+    VerifierConfiguration,
+    bootloaded_output,
+    bridge_output,
+    l2_fact,
+    output_hash,
+    security_bits,
+)
 from madara_orchestrator.devnet.program_output import DevnetStateTransition, build_program_output
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.provers.atlantic import ATLANTIC_SIGNATURE_HEADER, atlantic_webhook_signature
@@ -107,8 +121,9 @@ BRIDGE_LAYOUT = "recursive_with_poseidon"
 class L2FactRegistry(Protocol):
     """Where an L2 verification query's fact is registered (Integrity's fact registry on the L2)."""
 
-    async def register(self, fact: int) -> str:
-        """Register ``fact``; returns the transaction hash. Raises when the registration fails."""
+    async def register(self, fact: int, *, security_bits: int, verifier_config: VerifierConfiguration) -> str:
+        """Register a verification of ``fact`` (Integrity's ``register_fact``); returns the transaction hash.
+        Raises when the registration fails."""
         ...
 
 
@@ -463,6 +478,9 @@ def _fill_fact(query: _Query, compute_facts: bool) -> str | None:
             query.data["sharpFactHash"] = info.fact
     except InvalidInput as exc:
         if _devnet_stand_in_output(query.pie) is not None:
+            program_hash = _devnet_stand_in_program_hash(query.pie)
+            if program_hash is not None:
+                query.data["programHash"] = hex(program_hash)
             return None
         return f"INVALID_CAIRO_PIE: {exc}"
     return None
@@ -479,16 +497,25 @@ async def _verify_on_l2(state: MockAtlanticState, query: _Query) -> str | None:
     except ValueError:
         return f"programHash {program_hash!r:.80} is not a hex felt"
     try:
-        snos_output = program_output_of_proof(unwrap_proof(query.proof_input))
+        verified = unwrap_proof(query.proof_input)
+        snos_output = program_output_of_proof(verified)
     except InvalidProof as exc:
         return f"INVALID_PROOF: {exc}"
-    bridge = bridge_output(snos_output, verifier_program_hash=verifier_program_hash)
-    query.proof = stone_proof_json(bridge, layout=BRIDGE_LAYOUT, program_hash=hex(BRIDGE_PROGRAM_HASH))
-    fact = l2_fact(BRIDGE_PROGRAM_HASH, bridge)
+    bridge = bridge_output(
+        snos_output,
+        layout_bridge_program_hash=verifier_program_hash,
+        verified_program_hash=_program_hash_of_proof(verified),
+    )
+    query.proof = stone_proof_json(bridge, layout=BRIDGE_LAYOUT, program_hash=hex(BOOTLOADER_PROGRAM_HASH))
+    fact = l2_fact(BOOTLOADER_PROGRAM_HASH, bridge)
     query.data.update(integrityFactHash=hex(fact), chain="L2")
     if state.l2_fact_registry is not None:
         try:
-            tx_hash = await state.l2_fact_registry.register(fact)
+            tx_hash = await state.l2_fact_registry.register(
+                fact,
+                security_bits=security_bits(json.loads(query.proof)["proof_parameters"]),
+                verifier_config=BRIDGE_VERIFIER_CONFIG,
+            )
         except Exception as exc:
             log.warning("mock Atlantic: registering L2 fact %s failed: %s", hex(fact), exc)
             return f"fact registration failed: {exc}"
@@ -498,10 +525,31 @@ async def _verify_on_l2(state: MockAtlanticState, query: _Query) -> str | None:
 
 
 def _proof_of_query(query: _Query) -> str:
-    """A Stone-shaped proof attesting the query's PIE output (no output when there is no readable PIE)."""
-    output = _child_output(query.pie) or []
+    """A Stone-shaped proof of the bootloader running the query's PIE: it attests the bootloaded output
+    (the PIE's output behind the bootloader's task header; no output when there is no readable PIE)."""
     data = query.data
-    return stone_proof_json(output, layout=data.get("layout") or "dynamic", program_hash=data.get("programHash"))
+    output = _child_output(query.pie)
+    bootloaded = [] if output is None else bootloaded_output(int(data.get("programHash") or "0x0", 16), output)
+    return stone_proof_json(
+        bootloaded, layout=data.get("layout") or "dynamic", program_hash=hex(BOOTLOADER_PROGRAM_HASH)
+    )
+
+
+def _program_hash_of_proof(proof: dict[str, Any]) -> int:
+    """The hash of the program a Stone proof proves, as the Cairo verifier outputs it: the one its public
+    input declares (the mock's proofs do), else a Poseidon digest of its program segment's cells (the mock
+    does not compute a Cairo program hash from them)."""
+    public_input = proof["public_input"]
+    declared = public_input.get("program_hash")
+    with contextlib.suppress(ValueError, TypeError):
+        return int(declared, 16)
+    try:
+        program = public_input["memory_segments"]["program"]
+        begin, stop = int(program["begin_addr"]), int(program["stop_ptr"])
+        cells = [c for c in public_input["public_memory"] if begin <= int(c["address"]) < stop]
+        return output_hash([int(str(c["value"]), 0) for c in cells])
+    except (KeyError, TypeError, ValueError):
+        return output_hash([])
 
 
 def _finish(query: _Query, reason: str | None) -> None:
@@ -601,6 +649,16 @@ def _devnet_stand_in_output(data: bytes) -> list[int] | None:
         output = body["output"]
         return [int(word, 16) for word in output] if isinstance(output, list) else None
     except (zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError):
+        return None
+
+
+def _devnet_stand_in_program_hash(data: bytes) -> int | None:
+    """The program hash a devnet stand-in PIE records (``devnet_pie(..., program_hash=...)``), if any."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            value = json.loads(archive.read("devnet.json")).get("program_hash")
+        return int(value, 16) if isinstance(value, str) else None
+    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, AttributeError, OSError):
         return None
 
 

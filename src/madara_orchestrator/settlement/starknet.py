@@ -176,10 +176,13 @@ def _felts(values: Sequence[int], what: str) -> list[int]:
 
 
 def update_state_arguments(snos_output: Sequence[int], program_output: Sequence[int]) -> list[int]:
-    """``update_state(snos_output, layout_bridge_output, onchain_data_hash=0, onchain_data_size=0)``."""
+    """``update_state(snos_output, layout_bridge_output)``: the two spans and nothing more,
+    ``[len, snos_output…, len, layout_bridge_output…]``, as the original sends them (SPEC §8.3; its
+    ``CoreContract::update_state`` leaves the on-chain data words out) and as Piltover's two-span
+    ``update_state`` takes them: one word more is "Input too long for arguments"."""
     snos = _felts(snos_output, "snos_output")
     bridge = _felts(program_output, "program_output")
-    return [len(snos), *snos, len(bridge), *bridge, 0, 0]
+    return [len(snos), *snos, len(bridge), *bridge]
 
 
 def execute_calldata(to: int, selector: int, calldata: Sequence[int]) -> list[int]:
@@ -486,7 +489,7 @@ class StarknetSettlementClient:
     async def update_state_calldata(
         self, snos_output: Sequence[int], program_output: Sequence[int], *, idempotency_key: str
     ) -> StarknetSettlementResult:
-        """Settle ``update_state(snos_output, program_output, 0, 0)`` once for ``idempotency_key``.
+        """Settle ``update_state(snos_output, program_output)`` once for ``idempotency_key``.
 
         Returns when the transaction is accepted on L2; a key settled before returns its stored result and
         sends nothing. Raises ``TxReverted`` (not retryable), ``FeeCapExceeded``, ``SettlementTxError``

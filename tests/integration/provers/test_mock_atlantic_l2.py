@@ -1,7 +1,9 @@
 """The mock Atlantic server's proofs and L2 verification queries, through the real ``AtlanticClient`` over HTTP.
 
-A PIE query's ``proof.json`` attests the PIE's output; an L2 verification query turns a wrapped Stone proof into
-the layout bridge's proof and registers the bridge output's fact (SPEC §7.3, §7.5, §7.9).
+A PIE query's ``proof.json`` attests the PIE's output as the bootloader outputs it (Atlantic proves a PIE by
+bootloading it); an L2 verification query turns a wrapped Stone proof into the layout bridge's proof, whose
+bootloaded output carries the layout bridge program hash at [2] and the verified output's hash at [4] (what
+Piltover reads), and registers its Integrity fact (SPEC §7.3, §7.5, §7.9).
 """
 
 from __future__ import annotations
@@ -15,7 +17,15 @@ import httpx
 import pytest
 
 from madara_orchestrator.devnet.adapters import devnet_pie
-from madara_orchestrator.devnet.layout_bridge import BRIDGE_PROGRAM_HASH, bridge_output, l2_fact
+from madara_orchestrator.devnet.layout_bridge import (
+    BOOTLOADER_PROGRAM_HASH,
+    BRIDGE_VERIFIER_CONFIG,
+    VerifierConfiguration,
+    bootloaded_output,
+    bridge_output,
+    l2_fact,
+    output_hash,
+)
 from madara_orchestrator.domain.proving import CreateJob, TaskState, TaskStatus, TaskType
 from madara_orchestrator.provers.atlantic import AtlanticClient, AtlanticConfig, AtlanticNetwork
 from madara_orchestrator.provers.http import RetryPolicy
@@ -37,12 +47,14 @@ class RecordingL2Registry:
 
     def __init__(self, error: Exception | None = None) -> None:
         self.facts: list[int] = []
+        self.verifications: list[tuple[int, VerifierConfiguration]] = []
         self.error = error
 
-    async def register(self, fact: int) -> str:
+    async def register(self, fact: int, *, security_bits: int, verifier_config: VerifierConfiguration) -> str:
         if self.error is not None:
             raise self.error
         self.facts.append(fact)
+        self.verifications.append((security_bits, verifier_config))
         return f"0x{len(self.facts):064x}"
 
 
@@ -99,22 +111,28 @@ async def proven(server: MockAtlanticServer, client: AtlanticClient, pie: bytes,
     return query_id, await client.get_proof(query_id)
 
 
-async def test_the_proof_of_a_pie_query_attests_the_pie_output(
+async def test_the_proof_of_a_pie_query_attests_the_bootloaded_pie_output(
     server: MockAtlanticServer, client: AtlanticClient, os_pie: bytes
 ) -> None:
     query_id, proof = await proven(server, client, os_pie, "snos-1")
-    assert program_output_of_proof(proof) == read_pie(os_pie).output_segment()
+    program_hash = int(server.state.queries[query_id].data["programHash"], 16)
+    os_output = read_pie(os_pie).output_segment()
+    # Piltover's snos_output: [n_tasks, task size, SNOS program hash, OS output...].
+    assert program_output_of_proof(proof) == [1, len(os_output) + 2, program_hash, *os_output]
     public_input = json.loads(proof)["public_input"]
     assert public_input["layout"] == "dynamic"  # the prover layout the client sent when settling on Starknet
-    assert public_input["program_hash"] == server.state.queries[query_id].data["programHash"]
+    assert public_input["program_hash"] == hex(BOOTLOADER_PROGRAM_HASH)  # the proven program is the bootloader
 
 
-async def test_the_proof_of_a_devnet_stand_in_attests_its_output(
+async def test_the_proof_of_a_devnet_stand_in_attests_its_bootloaded_output(
     server: MockAtlanticServer, client: AtlanticClient
 ) -> None:
     output = [1, 2, 3, 0x800000000000011000000000000000000000000000000000000000000000000]
-    _, proof = await proven(server, client, devnet_pie("snos", output), "devnet-1")
-    assert program_output_of_proof(proof) == output
+    query_id, proof = await proven(server, client, devnet_pie("snos", output, program_hash=0x5305), "devnet-1")
+    assert program_output_of_proof(proof) == bootloaded_output(0x5305, output)
+    assert server.state.queries[query_id].data["programHash"] == hex(0x5305)
+    _, unnamed = await proven(server, client, devnet_pie("snos", output), "devnet-2")
+    assert program_output_of_proof(unnamed) == bootloaded_output(0, output)
 
 
 async def test_an_l2_verification_registers_the_bridge_fact_and_serves_the_bridge_proof(
@@ -124,9 +142,12 @@ async def test_an_l2_verification_registers_the_bridge_fact_and_serves_the_bridg
     snos_output = program_output_of_proof(snos_proof)
     query_id = await client.submit_l2_query("7", wrap_proof(snos_proof), 20_000_000)
     assert await finished(server, client, query_id) == TaskStatus.succeeded()
-    expected = bridge_output(snos_output, verifier_program_hash=int(VERIFIER_PROGRAM_HASH, 16))
-    fact = l2_fact(BRIDGE_PROGRAM_HASH, expected)
+    expected = bridge_output(snos_output, layout_bridge_program_hash=int(VERIFIER_PROGRAM_HASH, 16))
+    # Bootloaded: [1, 4, layout bridge program hash, verified program (the bootloader), poseidon(snos_output)].
+    assert expected == [1, 4, int(VERIFIER_PROGRAM_HASH, 16), BOOTLOADER_PROGRAM_HASH, output_hash(snos_output)]
+    fact = l2_fact(BOOTLOADER_PROGRAM_HASH, expected)
     assert registry.facts == [fact]
+    assert registry.verifications == [(16 * 3 + 30, BRIDGE_VERIFIER_CONFIG)]  # n_queries·log_n_cosets + PoW bits
     query = (await client.get_query(query_id)).raw
     assert query["integrityFactHash"] == hex(fact) and query["chain"] == "L2"
     assert query["transactionId"] == f"0x{1:064x}"
@@ -142,8 +163,9 @@ async def test_an_l2_verification_of_any_stone_proof_follows_its_output(
     output = [5, 6, 7]
     query_id = await client.submit_l2_query("8", wrap_proof(stone_proof_json(output)), None)
     assert await finished(server, client, query_id) == TaskStatus.succeeded()
-    expected = bridge_output(output, verifier_program_hash=int(VERIFIER_PROGRAM_HASH, 16))
-    assert registry.facts == [l2_fact(BRIDGE_PROGRAM_HASH, expected)]
+    bridge = program_output_of_proof(await client.get_proof(query_id))
+    assert bridge[:3] == [1, 4, int(VERIFIER_PROGRAM_HASH, 16)] and bridge[4] == output_hash(output)
+    assert registry.facts == [l2_fact(BOOTLOADER_PROGRAM_HASH, bridge)]
 
 
 @pytest.mark.parametrize(
@@ -215,9 +237,8 @@ async def test_without_a_registry_the_l2_verification_still_serves_the_bridge_pr
         try:
             query_id = await atlantic.submit_l2_query("12", wrap_proof(stone_proof_json([4])), None)
             assert await finished(bare, atlantic, query_id) == TaskStatus.succeeded()
-            assert program_output_of_proof(await atlantic.get_proof(query_id)) == bridge_output(
-                [4], verifier_program_hash=1
-            )
+            bridge = program_output_of_proof(await atlantic.get_proof(query_id))
+            assert bridge[2] == 1 and bridge[4] == output_hash([4])
             assert (await atlantic.get_query(query_id)).raw["transactionId"] is None
         finally:
             await atlantic.aclose()

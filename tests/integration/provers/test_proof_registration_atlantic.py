@@ -21,7 +21,13 @@ from madara_orchestrator.backends.sqlite import SqliteStore
 from madara_orchestrator.backends.sqlite_db import SqliteDatabase
 from madara_orchestrator.backends.sqlite_queue import SqliteQueue
 from madara_orchestrator.devnet.adapters import devnet_pie
-from madara_orchestrator.devnet.layout_bridge import BRIDGE_PROGRAM_HASH, bridge_output, l2_fact
+from madara_orchestrator.devnet.layout_bridge import (
+    BOOTLOADER_PROGRAM_HASH,
+    VerifierConfiguration,
+    bootloaded_output,
+    bridge_output,
+    l2_fact,
+)
 from madara_orchestrator.domain.jobs import DEFAULT_POLICIES, Job, JobPolicy, JobStatus, JobType, ProvingMetadata
 from madara_orchestrator.domain.proving import CreateJob, TaskState, TaskType
 from madara_orchestrator.domain.queues import Layer
@@ -47,7 +53,7 @@ class RecordingL2Registry:
     def __init__(self) -> None:
         self.facts: list[int] = []
 
-    async def register(self, fact: int) -> str:
+    async def register(self, fact: int, *, security_bits: int, verifier_config: VerifierConfiguration) -> str:
         self.facts.append(fact)
         return f"0x{len(self.facts):064x}"
 
@@ -158,7 +164,8 @@ async def stored(s: Setup, job: Job) -> Job:
 
 async def test_a_registered_proof_stores_the_bridge_proof(setup: Setup) -> None:
     s = setup
-    snos_query = await s.client.submit_task(CreateJob(cairo_pie_zip=devnet_pie("snos", SNOS_OUTPUT), dedup_id="p"))
+    stand_in = devnet_pie("snos", SNOS_OUTPUT, program_hash=0x5305)
+    snos_query = await s.client.submit_task(CreateJob(cairo_pie_zip=stand_in, dedup_id="p"))
     async with asyncio.timeout(10):
         await s.atlantic.state.queries[snos_query].done.wait()
     snos_proof = await s.client.get_proof(snos_query)  # what ProofCreation stores as <id>/proof.json
@@ -169,9 +176,10 @@ async def test_a_registered_proof_stores_the_bridge_proof(setup: Setup) -> None:
     assert (await s.service.verify_job(job.id)).ack
     done = await stored(s, job)
     assert done.status == S.COMPLETED and done.common.verification_attempt_no == 1
-    expected = bridge_output(SNOS_OUTPUT, verifier_program_hash=VERIFIER_PROGRAM_HASH)
+    proven_output = bootloaded_output(0x5305, SNOS_OUTPUT)  # what the SNOS proof attests
+    expected = bridge_output(proven_output, layout_bridge_program_hash=VERIFIER_PROGRAM_HASH)
     assert program_output_of_proof(await s.objects.get("5/proof_part2.json")) == expected
-    assert s.registry.facts == [l2_fact(BRIDGE_PROGRAM_HASH, expected)]
+    assert s.registry.facts == [l2_fact(BOOTLOADER_PROGRAM_HASH, expected)]
 
 
 async def test_a_failed_query_is_rejected_with_its_reason_then_processed_again(setup: Setup) -> None:

@@ -25,14 +25,6 @@ from starknet_py.net.full_node_client import FullNodeClient
 from starknet_py.net.models.transaction import InvokeV3
 from starknet_py.net.signer.key_pair import KeyPair
 
-from madara_orchestrator.devnet.layout_bridge import (
-    BRIDGE_PROGRAM_HASH,
-    DEVNET_CAIRO_VERIFIER_PROGRAM_HASH,
-    FELT_PRIME,
-    bridge_output,
-    l2_fact,
-)
-from madara_orchestrator.devnet.program_output import DEVNET_CONFIG_HASH, DEVNET_OS_PROGRAM_HASH
 from madara_orchestrator.devnet.starknet_l2 import (
     CORE_CONTRACT_ADDRESS,
     L1_DATA_GAS_PRICE_FRI,
@@ -58,6 +50,7 @@ from madara_orchestrator.settlement.starknet import (
 )
 from madara_orchestrator.settlement.tx_store import AttemptStatus, KeyStatus, SqliteTxStore
 from tests.conftest import REPO_ROOT
+from tests.helpers.piltover import batch, bridge_of, fact_of, snos_output, update_state_calldata
 
 ACCOUNT = "0x" + "0" * 60 + "abcd"
 PRIVATE_KEY = "0x71d7bb07b9a64f6f78ac4c816aff4da9"
@@ -179,7 +172,7 @@ async def test_signed_invoke_is_what_a_starknet_py_account_signs() -> None:
     node = ScriptedNode()
     client = StarknetSettlementClient(_config(), store=SqliteTxStore(":memory:"), http_client=node.client())
     arguments = update_state_arguments(SNOS, BRIDGE)
-    assert arguments == [12, *SNOS, 2, *BRIDGE, 0, 0]
+    assert arguments == [12, *SNOS, 2, *BRIDGE]  # the original's calldata: the two spans, nothing more
     execute = execute_calldata(int(CORE, 16), get_selector_from_name("update_state"), arguments)
     call = Call(to_addr=int(CORE, 16), selector=get_selector_from_name("update_state"), calldata=arguments)
     assert execute == _parse_calls(1, [call])
@@ -474,31 +467,15 @@ async def l2() -> AsyncIterator[L2]:
         await server.stop()
 
 
-def _root(block: int) -> int:
-    return 0x1000 + block
-
-
 def make_l3_batch(block: int) -> tuple[list[int], list[int]]:
-    """The SNOS output (12-word header, no DA) settling L3 ``block`` after ``block - 1``, and its bridge output."""
-    snos = [
-        _root(block - 1) if block > 0 else 0,
-        _root(block),
-        block - 1 if block > 0 else FELT_PRIME - 1,
-        block,
-        0x2000 + block - 1 if block > 0 else 0,
-        0x2000 + block,
-        DEVNET_OS_PROGRAM_HASH,
-        DEVNET_CONFIG_HASH,
-        0,
-        1,
-        0,
-        0,
-    ]
-    return snos, bridge_output(snos, verifier_program_hash=DEVNET_CAIRO_VERIFIER_PROGRAM_HASH)
+    """The bootloaded SNOS output settling L3 ``block`` after ``block - 1``, and its layout bridge output."""
+    snos = batch(block)
+    return snos, bridge_of(snos)
 
 
 def register(l2: L2, bridge: list[int]) -> None:
-    l2.double.register_fact_directly(l2_fact(BRIDGE_PROGRAM_HASH, bridge))
+    """The bridge proof's fact, as the mock Atlantic server's L2 verification registers it."""
+    l2.double.register_fact_directly(fact_of(bridge))
 
 
 async def test_consecutive_batches_settle_with_the_exact_update_state_calldata(l2: L2, store: SqliteTxStore) -> None:
@@ -518,7 +495,8 @@ async def test_consecutive_batches_settle_with_the_exact_update_state_calldata(l
         assert [(c.to, c.selector) for c in tx.calls] == [
             (CORE_CONTRACT_ADDRESS, get_selector_from_name("update_state"))
         ]
-        assert list(tx.calls[0].calldata) == [len(snos), *snos, len(bridge), *bridge, 0, 0]
+        assert list(tx.calls[0].calldata) == update_state_calldata(snos, bridge)
+        assert list(tx.calls[0].calldata) == [len(snos), *snos, len(bridge), *bridge]
         assert result.fee_paid_wei == tx.gas.fee_fri  # FRI, from the receipt's actual_fee
         assert await client.verify_tx_inclusion(result.tx_hash) == "Verified"
         key = await store.get_key(f"batch-{block}")
@@ -609,6 +587,62 @@ async def test_a_reverted_update_is_rejected_with_its_reason_and_the_key_starts_
     assert result.nonce == 1 and not result.already_settled
     assert [a.status for a in result.attempts] == ["Reverted", "Finalized"]
     assert await client.last_settled_block() == 0
+    await client.aclose()
+
+
+def _piltover_error(reason: str) -> str:
+    """A Cairo short-string panic as the node reports it."""
+    return f"0x{reason.encode().hex()} ('{reason}')"
+
+
+REFUSED_BATCHES = {
+    "snos-program-hash": (lambda: snos_output(prev_block=FELT_MAX, new_block=0, program_hash=0xBAD), None),
+    "layout-bridge-program-hash": (lambda: batch(0), 0xBAD),
+    "os-config-hash": (lambda: batch(0, config_hash=0xBAD), None),
+    "previous-root": (lambda: batch(0, old_root=0xBAD), None),
+    "block-number": (lambda: snos_output(prev_block=4, new_block=5, old_root=0), None),
+}
+"""A batch the double refuses, and the layout bridge program hash of its bridge output (None: the right one)."""
+REFUSALS = {
+    "snos-program-hash": "snos: invalid program hash",
+    "layout-bridge-program-hash": "lb: invalid program hash",
+    "os-config-hash": "snos: invalid config hash",
+    "previous-root": "State: invalid previous root",
+    "block-number": "State: invalid block number",
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+async def test_piltovers_refusal_reaches_the_caller_in_its_words(l2: L2, store: SqliteTxStore, case: str) -> None:
+    """Each batch's fact is registered: what fails is the check named, before a nonce is spent (the fee
+    estimate executes the call), and the node's reason is the error's message."""
+    make, bridge_hash = REFUSED_BATCHES[case]
+    snos = make()
+    bridge = bridge_of(snos) if bridge_hash is None else bridge_of(snos, layout_bridge_program_hash=bridge_hash)
+    register(l2, bridge)
+    client = l2.client(store)
+
+    with pytest.raises(SettlementTxError) as info:
+        await client.update_state_calldata(snos, bridge, idempotency_key="batch-0")
+
+    assert str(info.value).startswith("Transaction execution error: ")
+    assert f"Execution failed. Failure reason: {_piltover_error(REFUSALS[case])}." in str(info.value)
+    assert l2.app.count("starknet_addInvokeTransaction") == 0 and l2.operator_nonce == 0
+    await client.aclose()
+
+
+async def test_a_trailing_word_reverts_with_the_abi_wrappers_error(l2: L2, store: SqliteTxStore) -> None:
+    """The calldata of the three on-chain data words the stored Piltover still declares is refused by the
+    two-span ``update_state`` the double (and the original's Piltover) has."""
+    snos, bridge = make_l3_batch(0)
+    register(l2, bridge)
+    client = l2.client(store, http_client=httpx.AsyncClient(transport=EstimateWithoutExecuting()))
+    arguments = [*update_state_calldata(snos, bridge), 0]
+
+    with pytest.raises(TxReverted) as info:
+        await client._settle("batch-0", arguments)
+
+    assert str(info.value).endswith(f"Failure reason: {_piltover_error('Input too long for arguments')}.")
     await client.aclose()
 
 
