@@ -108,7 +108,14 @@ RUN_OPTIONS: tuple[Option, ...] = (
     _o("layer", "LAYER", str, "l2", "l2 (settle on Ethereum) or l3", choices=("l2", "l3")),
     # the sequencer
     _o("madara_rpc_url", "MADARA_RPC_URL", str, None, "Starknet JSON-RPC of the sequencer (required)"),
-    _o("madara_feeder_gateway_url", "MADARA_FEEDER_GATEWAY_URL", str, None, "feeder gateway (default: RPC URL)"),
+    _o(
+        "madara_feeder_gateway_url",
+        "MADARA_FEEDER_GATEWAY_URL",
+        str,
+        None,
+        "feeder gateway, for bouncer weights (default: the RPC URL, its query kept as the request's query; "
+        "a Madara node serves it on its --gateway-port, 8080 by default)",
+    ),
     _o("rpc_for_snos", "RPC_FOR_SNOS", str, None, "RPC used by SNOS (default: the sequencer RPC)"),
     # outside services
     _o(
