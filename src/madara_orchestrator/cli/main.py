@@ -32,6 +32,7 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         message = re.sub(r"(--[A-Za-z0-9][\w-]*)=\S*", r"\1=…", message)
+        message = re.sub(r"explicit argument '.*?'", "explicit argument (not shown)", message)
         self.exit(2, f"error: {self.prog}: {message}; see {self.prog} --help\n")
 
 

@@ -11,18 +11,20 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
 from madara_orchestrator.cli.compose import EmbeddedStack, build_embedded_stack
 from madara_orchestrator.cli.settings import (
+    ENV_PREFIX,
     RUN_OPTIONS,
     Settings,
     add_options,
     load_run_settings,
     unknown_variables,
 )
+from madara_orchestrator.cli.setup import SETUP_ONLY_OPTIONS
 from madara_orchestrator.devnet.anvil import ANVIL_BIN_ENV
 from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput
 from madara_orchestrator.domain.redaction import SecretMask, redact, url_origin
@@ -120,17 +122,16 @@ def load_dotenv_file() -> None:
         load_dotenv(os.path.join(os.getcwd(), ".env"), override=False)
 
 
-OTHER_VARIABLES = ("EVENT_BRIDGE_TYPE", "SETUP_TIMEOUT", "SETUP_RESOURCE_POLL_INTERVAL", ANVIL_BIN_ENV)
-"""``MADARA_ORCHESTRATOR_*`` variables that other commands read (``setup``, anvil's path), so a ``.env``
-shared with them is not warned about; ``HOST`` and ``PORT`` (``orchestrator jobs``) are run's own too."""
+OTHER_VARIABLES = (ANVIL_BIN_ENV.removeprefix(ENV_PREFIX),)
+"""Variables, beyond the options of ``run`` and ``setup``, that other commands read (the devnet commands'
+anvil), so a ``.env`` shared with them is not warned about. ``HOST`` and ``PORT``, which ``orchestrator
+jobs`` reads, are run's own options too."""
 
 
-def warn_about_unknown_variables(environ: dict[str, str] | os._Environ[str] | None = None) -> None:
-    from madara_orchestrator.cli.setup import SETUP_ONLY_OPTIONS
-
+def warn_about_unknown_variables(environ: Mapping[str, str] | None = None) -> None:
+    """One warning line per ``MADARA_ORCHESTRATOR_*`` variable nothing reads (``.env`` is loaded already)."""
     env = os.environ if environ is None else environ
-    also = [name.removeprefix("MADARA_ORCHESTRATOR_") for name in OTHER_VARIABLES]
-    for warning in unknown_variables(env, [*RUN_OPTIONS, *SETUP_ONLY_OPTIONS], also=also):
+    for warning in unknown_variables(env, [*RUN_OPTIONS, *SETUP_ONLY_OPTIONS], also=OTHER_VARIABLES):
         log.warning("%s", warning)
 
 
