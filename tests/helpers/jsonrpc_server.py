@@ -94,7 +94,7 @@ class JsonRpcServer:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
         app = Starlette(routes=[Route("/", self._endpoint, methods=["POST"])])
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, log_config=None)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
         self._thread.start()

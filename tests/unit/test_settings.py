@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 import pytest
@@ -515,3 +516,120 @@ def test_every_run_option_is_a_typed_attribute_of_settings() -> None:
         optional = option.default is None and option.kind is not bool
         expected[option.name] = f"ClassVar[{kind}{' | None' if optional else ''}]"
     assert declared == expected
+
+
+# -- issue 17: numbers, choices, unknown variables and arguments -----------------------------------
+
+
+def test_every_number_option_has_a_range() -> None:
+    """Each int and float option of ``run`` is checked against a range (``RUN_NUMBER_RULES``)."""
+    from madara_orchestrator.cli.settings import RUN_NUMBER_RULES
+
+    numbers = {o.name for o in RUN_OPTIONS if o.kind in (int, float)}
+    assert set(RUN_NUMBER_RULES) == numbers
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "expected"),
+    [
+        ("--ethereum-confirmations", "-3", "--ethereum-confirmations must be 0 or more, got -3"),
+        ("--ethereum-max-fee-bumps", "-1", "--ethereum-max-fee-bumps must be 0 or more, got -1"),
+        ("--ethereum-tx-confirmation-timeout-secs", "0", "--ethereum-tx-confirmation-timeout-secs must be positive"),
+        ("--ethereum-finality-retry-wait-in-secs", "-2", "--ethereum-finality-retry-wait-in-secs must be positive"),
+        ("--ethereum-l2-state-update-max-fee-wei", "0", "--ethereum-l2-state-update-max-fee-wei must be a positive"),
+        ("--storage-expiration-days", "0", "--storage-expiration-days must be a positive integer, got 0"),
+        ("--min-block-to-process", "-1", "--min-block-to-process must be 0 or more, got -1"),
+        ("--graceful-shutdown-timeout", "-5", "--graceful-shutdown-timeout must be 0 or more, got -5.0"),
+        ("--retry-base-delay-seconds", "-1", "--retry-base-delay-seconds must be 0 or more"),
+        ("--verification-poll-seconds", "0", "--verification-poll-seconds must be positive, got 0.0"),
+        ("--starknet-tx-confirmation-timeout-secs", "0", "--starknet-tx-confirmation-timeout-secs must be positive"),
+        ("--heal-interval-seconds", "nan", "--heal-interval-seconds: expected a finite number, got 'nan'"),
+        ("--graceful-shutdown-timeout", "inf", "--graceful-shutdown-timeout: expected a finite number, got 'inf'"),
+    ],
+)
+def test_a_number_out_of_its_range_is_one_line_naming_its_flag(flag: str, value: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_run_settings(parse([flag, value]), GOOD)
+    mentioning = [p for p in caught.value.problems if flag in p]
+    assert len(mentioning) == 1, caught.value.problems
+    assert expected in mentioning[0]
+
+
+def test_a_value_outside_the_choices_is_one_problem_not_also_missing() -> None:
+    for argv, env, flag in (
+        (["--prover", "foo"], {P + "MADARA_RPC_URL": "http://127.0.0.1:9", P + "SETTLE_ON_DEVNET": "true"}, "--prover"),
+        ([], {**GOOD, P + "PROVER": "stone"}, "--prover"),
+        (
+            ["--prover", "atlantic", "--mock-atlantic-server", "--atlantic-network", "devnet"],
+            {**GOOD, P + "ATLANTIC_API_KEY": "k", P + "ATLANTIC_MOCK_FACT_HASH": "true"},
+            "--atlantic-network",
+        ),
+    ):
+        with pytest.raises(ConfigError) as caught:
+            load_run_settings(parse(argv), env)
+        about = [p for p in caught.value.problems if p.startswith(flag) or f"_{flag[2:].upper()}" in p]
+        assert len(about) == 1, caught.value.problems
+        assert "must be one of" in about[0]
+
+
+def test_an_unreadable_secret_file_is_not_also_reported_missing(tmp_path: Path) -> None:
+    env = {**GOOD, P + "ETHEREUM_PRIVATE_KEY_FILE": str(tmp_path / "missing")}
+    problems = problems_of(["--settle-on-ethereum"], env).splitlines()
+    about = [p for p in problems if "ETHEREUM_PRIVATE_KEY" in p or "--ethereum-private-key" in p]
+    assert len(about) == 1 and "cannot read" in about[0], problems
+
+
+def test_unknown_variables_are_named_with_the_closest_known_one() -> None:
+    from madara_orchestrator.cli.run import warn_about_unknown_variables
+
+    env = {
+        P + "MAX_BATCH_SIZ": "5",
+        P + "ETHEREUM_PRIVATE_KEY_FILE": "/run/secrets/key",  # a secret's _FILE: known
+        P + "MADARA_RPC_URL_FILE": "/x",  # not a secret: no _FILE
+        P + "EVENT_BRIDGE_TYPE": "rule",  # read by setup
+        P + "ANVIL_BIN": "/bin/anvil",  # read by the devnet commands
+        P + "HOST": "0.0.0.0",  # read by run and by `orchestrator jobs`
+        P + "ZZZZZZ": "hunter2",
+        "OTHER_PREFIX_MAX_BATCH_SIZ": "5",
+    }
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("madara_orchestrator")
+    logger.addHandler(handler)
+    try:
+        warn_about_unknown_variables(env)
+    finally:
+        logger.removeHandler(handler)
+    assert records == [
+        f"{P}MADARA_RPC_URL_FILE is ignored: only secrets are read from a file; set {P}MADARA_RPC_URL instead",
+        f"unknown variable {P}MAX_BATCH_SIZ is ignored: did you mean {P}MAX_BATCH_SIZE?",
+        f"unknown variable {P}ZZZZZZ is ignored: no setting has this name",
+    ]
+    assert "hunter2" not in "".join(records), "values are never shown"
+
+
+KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["run", "--eth-private-key", KEY], "unknown option --eth-private-key (did you mean --ethereum-private-key?)"),
+        (["run", f"--eth-private-key={KEY}"], "unknown option --eth-private-key (did you mean"),
+        (["run", "--port", "3000", KEY], "1 unexpected value (not shown)"),
+        (["run", f"--ethereum={KEY}"], "ambiguous option: --ethereum=…"),
+    ],
+)
+def test_an_unknown_argument_is_named_without_its_value(
+    argv: list[str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse's own errors exit from inside parse_known_args
+        code = int(exit_.code or 0)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert named in err
+    assert KEY not in err and KEY[2:] not in err and KEY[2:12] not in err
+    assert len(err.strip().splitlines()) == 1, err

@@ -1,4 +1,7 @@
-"""Alert sinks: to the log, to a webhook (JSON POST), or to several at once. Never fatal."""
+"""Alert sinks: to the log, to a webhook (JSON POST), or to several at once. Never fatal.
+
+``FanoutAlerts`` is the one way alerts leave the engine: it cuts URLs in them to ``scheme://host[:port]``
+and masks configured secrets before any sink sees them."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from collections.abc import Sequence
 
 import httpx
 
+from madara_orchestrator.domain.redaction import SecretMask, redact, url_origin
 from madara_orchestrator.interfaces import AlertSink
 
 log = logging.getLogger("madara_orchestrator.alerts")
@@ -28,15 +32,26 @@ class WebhookAlerts:
         try:
             response = await self._client.post(self.url, json={"subject": subject, "text": message})
             response.raise_for_status()
+        except httpx.HTTPStatusError as exc:
+            log.warning(
+                "alert webhook %s answered HTTP %d; alert was: %s",
+                url_origin(self.url),
+                exc.response.status_code,
+                subject,
+            )
         except httpx.HTTPError as exc:
-            log.warning("alert webhook failed (%s): %s; alert was: %s", type(exc).__name__, exc, subject)
+            log.warning(
+                "alert webhook %s failed (%s); alert was: %s", url_origin(self.url), type(exc).__name__, subject
+            )
 
 
 class FanoutAlerts:
-    def __init__(self, sinks: Sequence[AlertSink]) -> None:
+    def __init__(self, sinks: Sequence[AlertSink], *, mask: SecretMask | None = None) -> None:
         self.sinks = list(sinks)
+        self.mask = mask
 
     async def send(self, subject: str, message: str) -> None:
+        subject, message = redact(subject, self.mask), redact(message, self.mask)
         for sink in self.sinks:
             try:
                 await sink.send(subject, message)

@@ -239,7 +239,7 @@ async def _build(
     sequencer = StarknetRpcClient(
         settings.rpc_for_snos or settings.need("madara_rpc_url"), attempts=3, retry_pause_s=0.5
     )
-    feeder = FeederGatewayClient(settings.madara_feeder_gateway_url or settings.need("madara_rpc_url"))
+    feeder = feeder_client(settings)
     # A settlement key (a batch) is sent by one process at a time: a named lease on the shared database.
     settlement_guard = key_guard(
         backends.locks, owner, prefix="settlement-tx:", timing=LeaseTiming(duration_s=30.0), clock=backends.clock
@@ -291,7 +291,7 @@ async def _build(
         db=backends.db,
         queue=backends.queue,
         objects=backends.objects,
-        alerts=FanoutAlerts(sinks),
+        alerts=FanoutAlerts(sinks, mask=settings.secret_mask()),
         locks=backends.locks,
         sequencer=sequencer,
         feeder=feeder,
@@ -335,6 +335,14 @@ async def _build(
         telemetry=telemetry,
         closers=closers[1:],  # the stack closes its backends itself, after everything else
     )
+
+
+def feeder_client(settings: Settings) -> FeederGatewayClient:
+    """``--madara-feeder-gateway-url``, else the sequencer's RPC URL as the original does (a node or proxy
+    serving both on one address): ``/feeder_gateway/...`` is appended to its path, and its query (an API
+    key) is sent with each request. A stock Madara serves its gateway on another port (``--gateway-port``,
+    8080): then the flag is needed."""
+    return FeederGatewayClient(settings.madara_feeder_gateway_url or settings.need("madara_rpc_url"))
 
 
 def build_snos_runner(

@@ -10,20 +10,34 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import logging
 import os
+import re
 import select
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+from typing import NoReturn
 
 from madara_orchestrator import ORCHESTRATOR_VERSION
 from madara_orchestrator.cli import blob, devnet, devnet_chain, jobs, mock_atlantic, pie, run, setup
 from madara_orchestrator.domain.errors import ConfigError, InvalidInput, OrchestratorError
+from madara_orchestrator.domain.redaction import cut_urls
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line and without the value of an option written ``--x=VALUE``
+    (``ambiguous option: --eth=KEY could match ...`` would print a key). Subcommands inherit it."""
+
+    def error(self, message: str) -> NoReturn:
+        message = re.sub(r"(--[A-Za-z0-9][\w-]*)=\S*", r"\1=…", message)
+        message = re.sub(r"explicit argument '.*?'", "explicit argument (not shown)", message)
+        self.exit(2, f"error: {self.prog}: {message}; see {self.prog} --help\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="orchestrator",
         description="Carries Starknet appchain blocks from produced to settled.",
     )
@@ -39,9 +53,48 @@ def _command_modules() -> list[ModuleType]:
     return [run, setup, devnet, devnet_chain, jobs, blob, pie, mock_atlantic]
 
 
+def unknown_arguments_message(parser: argparse.ArgumentParser, args: argparse.Namespace, extras: list[str]) -> str:
+    """One line naming the arguments nobody takes, never their values (one may be a key typed after a
+    misspelt flag): ``--x=VALUE`` is named ``--x``, a bare value is counted, not shown. Each unknown flag
+    gets the closest flag of the command, if one is close."""
+    command = parser.prog
+    flags: list[str] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and getattr(args, "command", None) in action.choices:
+            sub = action.choices[args.command]
+            command = sub.prog
+            flags = [f for a in sub._actions for f in a.option_strings if f.startswith("--")]
+    named: list[str] = []
+    values = 0
+    for extra in extras:
+        if not extra.startswith("-") or extra == "-" or _is_number(extra):
+            values += 1
+            continue
+        flag = extra.split("=", 1)[0]
+        close = difflib.get_close_matches(flag, flags, n=1, cutoff=0.6)
+        named.append(f"{flag} (did you mean {close[0]}?)" if close else flag)
+    parts = []
+    if named:
+        parts.append(f"unknown option{'s' if len(named) > 1 else ''} {', '.join(named)}")
+    if values:
+        parts.append(f"{values} unexpected value{'s' if values > 1 else ''} (not shown)")
+    return f"error: {command}: {' and '.join(parts)}; see {command} --help"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        print(unknown_arguments_message(parser, args, extras), file=sys.stderr)
+        return 2
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -55,13 +108,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print("error: invalid configuration:", file=sys.stderr)
         for problem in exc.problems:
-            print(f"  - {problem}", file=sys.stderr)
+            print(f"  - {cut_urls(problem)}", file=sys.stderr)
         return 2
     except InvalidInput as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {cut_urls(str(exc))}", file=sys.stderr)
         return 2
     except OrchestratorError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {cut_urls(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -11,19 +11,32 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from types import TracebackType
 from typing import Any, TypeVar
 
 from madara_orchestrator.cli import run_help
 from madara_orchestrator.cli.compose import EmbeddedStack, build_embedded_stack
 from madara_orchestrator.cli.progress import progress_loop
-from madara_orchestrator.cli.settings import RUN_OPTIONS, Settings, add_options, load_run_settings
-from madara_orchestrator.domain.errors import BackendUnavailable, OrchestratorError
+from madara_orchestrator.cli.settings import (
+    ENV_PREFIX,
+    RUN_OPTIONS,
+    Settings,
+    add_options,
+    load_run_settings,
+    unknown_variables,
+)
+from madara_orchestrator.cli.setup import SETUP_ONLY_OPTIONS
+from madara_orchestrator.devnet.anvil import ANVIL_BIN_ENV
+from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput
+from madara_orchestrator.domain.redaction import SecretMask, redact, url_origin
 from madara_orchestrator.engine.lease import default_instance_id
 from madara_orchestrator.engine.telemetry import log_fields
 from madara_orchestrator.server.app import create_app
 from madara_orchestrator.server.background import BackgroundServer, bind_listener
-from madara_orchestrator.starknet.rpc import UnexpectedRpcResult
+from madara_orchestrator.settlement.ethereum import EthereumSettlementClient
+from madara_orchestrator.settlement.starknet import StarknetSettlementClient
+from madara_orchestrator.starknet.rpc import METHOD_NOT_FOUND, NO_BLOCKS, RpcError, StarknetRpcClient
 
 T = TypeVar("T")
 
@@ -55,9 +68,31 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         body.update(log_fields())
-        if record.exc_info:
-            body["error"] = self.formatException(record.exc_info)
+        if record.exc_info or record.exc_text:
+            body["error"] = record.exc_text or self.formatException(record.exc_info)  # type: ignore[arg-type]
         return json.dumps(body)
+
+
+class RedactingFilter(logging.Filter):
+    """Every line as it leaves: URLs cut to ``scheme://host[:port]`` and configured secrets masked, in the
+    message (formatted with its arguments), the exception text and the stack. Installed on the handler, so
+    it also sees records propagated from every library's logger."""
+
+    def __init__(self, mask: SecretMask | None = None) -> None:
+        super().__init__()
+        self.mask = mask
+        self._formatter = logging.Formatter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage(), self.mask)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._formatter.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text, self.mask)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info, self.mask)
+        return True
 
 
 def instance_id(settings: Settings) -> str:
@@ -66,9 +101,11 @@ def instance_id(settings: Settings) -> str:
     return str(settings.instance_id or default_instance_id(settings.port))
 
 
-def configure_logging() -> None:
-    """``LOG_FORMAT=json`` for one object per line; the level from ``LOG_LEVEL`` (default INFO)."""
+def configure_logging(mask: SecretMask | None = None) -> None:
+    """``LOG_FORMAT=json`` for one object per line; the level from ``LOG_LEVEL`` (default INFO). Every line
+    is redacted (``RedactingFilter``): URLs cut, and the secrets of ``mask`` masked."""
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter(mask))
     if os.environ.get("LOG_FORMAT", "").lower() == "json":
         handler.setFormatter(JsonFormatter())
     else:
@@ -88,11 +125,32 @@ def load_dotenv_file() -> None:
         load_dotenv(os.path.join(os.getcwd(), ".env"), override=False)
 
 
+OTHER_VARIABLES = (ANVIL_BIN_ENV.removeprefix(ENV_PREFIX),)
+"""Variables, beyond the options of ``run`` and ``setup``, that other commands read (the devnet commands'
+anvil), so a ``.env`` shared with them is not warned about. ``HOST`` and ``PORT``, which ``orchestrator
+jobs`` reads, are run's own options too."""
+
+
+def warn_about_unknown_variables(environ: Mapping[str, str] | None = None) -> None:
+    """One warning line per ``MADARA_ORCHESTRATOR_*`` variable nothing reads (``.env`` is loaded already)."""
+    env = os.environ if environ is None else environ
+    for warning in unknown_variables(env, [*RUN_OPTIONS, *SETUP_ONLY_OPTIONS], also=OTHER_VARIABLES):
+        log.warning("%s", warning)
+
+
 def run_command(args: argparse.Namespace) -> int:
     load_dotenv_file()
     settings = load_run_settings(args)
-    configure_logging()
+    mask = settings.secret_mask()
+    configure_logging(mask)
+    sys.excepthook = _logged_excepthook
+    warn_about_unknown_variables()
     return asyncio.run(serve(settings))
+
+
+def _logged_excepthook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    """An error nobody caught goes through the log (so through its redaction), not raw to stderr."""
+    log.critical("orchestrator run stopped on an unexpected error", exc_info=(kind, exc, tb))
 
 
 def chain_name(chain_id: str) -> str:
@@ -102,22 +160,130 @@ def chain_name(chain_id: str) -> str:
     return text if text and text.isprintable() and text.isascii() else chain_id
 
 
-async def wait_for_sequencer(stack: EmbeddedStack, *, timeout_s: float = 300.0, pause_s: float = 5.0) -> str:
-    """Fetch the chain id, retrying every 5 s for up to 300 s as the original does. A node that answers
-    with something other than a chain id is not retried: it is the wrong URL or an incompatible node."""
-    deadline = time.monotonic() + timeout_s
+START_WAIT_S = 300.0
+"""How long start-up waits for an outside service that does not answer (the original's 300 s)."""
+START_RETRY_S = 5.0
+START_REPORT_EVERY_S = 60.0
+"""While start-up waits, one line says what is awaited, then one line a minute how long it has waited."""
+
+
+async def wait_until_answered(
+    what: str,
+    where: str,
+    probe: Callable[[], Awaitable[T]],
+    *,
+    timeout_s: float = START_WAIT_S,
+    pause_s: float = START_RETRY_S,
+    report_every_s: float = START_REPORT_EVERY_S,
+    meanwhile: str = "",
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+) -> T:
+    """``probe()``'s answer, trying again every ``pause_s`` for up to ``timeout_s`` while it raises
+    ``BackendUnavailable`` (the service is down or starting). An ``InvalidInput`` (a service that answers,
+    but is the wrong one) is raised at once. Says once what it waits for, then once a minute how long."""
+    started = clock()
+    reported: float | None = None
     while True:
         try:
-            return chain_name(await stack.sequencer.chain_id())
-        except UnexpectedRpcResult:
+            answer = await probe()
+        except InvalidInput:
             raise
-        except OrchestratorError as exc:
-            if time.monotonic() >= deadline:
-                raise BackendUnavailable(
-                    f"sequencer at {stack.sequencer.url} did not answer within {timeout_s:.0f} s: {exc}"
+        except BackendUnavailable as exc:
+            waited = clock() - started
+            if waited >= timeout_s:
+                raise BackendUnavailable(f"{what} at {where} did not answer within {timeout_s:.0f} s: {exc}") from exc
+            if reported is None:
+                log.warning(
+                    "%s not reachable yet at %s (%s); waiting up to %.0f s, trying every %.0f s%s",
+                    what,
+                    where,
+                    exc,
+                    timeout_s,
+                    pause_s,
+                    meanwhile,
+                )
+                reported = waited
+            elif waited - reported >= report_every_s:
+                log.warning("still waiting for the %s at %s: %.0f s so far (%s)", what, where, waited, exc)
+                reported = waited
+            await sleep(pause_s)
+            continue
+        if reported is not None:
+            log.info("%s at %s answered after %.0f s", what, where, clock() - started)
+        return answer
+
+
+async def wait_for_sequencer(
+    stack: EmbeddedStack, *, timeout_s: float = START_WAIT_S, pause_s: float = START_RETRY_S, meanwhile: str = ""
+) -> str:
+    """The chain's name, from ``starknet_chainId``, waiting for the sequencer as the original does (every
+    5 s, up to 300 s). A node that answers with something other than a chain id, or does not know the
+    method, is not waited for: it is the wrong URL or an incompatible node."""
+    # One try per probe (the stack's client tries three times, each failure a line of its own).
+    client = StarknetRpcClient(stack.sequencer.url, attempts=1, timeout_s=10.0)
+
+    async def probe() -> str:
+        try:
+            return chain_name(await client.chain_id())
+        except RpcError as exc:
+            if exc.code == METHOD_NOT_FOUND:
+                raise InvalidInput(
+                    f"the sequencer at {client.shown_url} does not know starknet_chainId ({exc.rpc_message}): "
+                    "it is not a Starknet node; check --madara-rpc-url (and --rpc-for-snos)"
                 ) from exc
-            log.warning("sequencer not reachable yet (%s); retrying in %.0f s", exc, pause_s)
-            await asyncio.sleep(pause_s)
+            raise BackendUnavailable(f"starknet_chainId answered {exc}") from exc
+
+    try:
+        return await wait_until_answered(
+            "sequencer", client.shown_url, probe, timeout_s=timeout_s, pause_s=pause_s, meanwhile=meanwhile
+        )
+    finally:
+        await client.aclose()
+
+
+SETTLEMENT_FLAGS = {
+    EthereumSettlementClient: "--l1-core-contract-address and --ethereum-rpc-url",
+    StarknetSettlementClient: "--starknet-cairo-core-contract-address and --starknet-rpc-url",
+}
+
+
+async def check_settlement(stack: EmbeddedStack) -> None:
+    """Start-up checks of the settlement layer: on Ethereum, that the node is one (``eth_chainId``) and the
+    core contract is there and answers ``stateBlockNumber()``; on any layer, that its settled block is not
+    beyond the sequencer's newest block (it would be another chain's). A wrong node or contract raises
+    ``InvalidInput``; one that does not answer, ``BackendUnavailable`` (waited for)."""
+    settlement = stack.settlement
+    if isinstance(settlement, EthereumSettlementClient):
+        log.info("settlement layer: %s", await settlement.check_at_startup())
+    settled = await settlement.last_settled_block()
+    try:
+        head: int | None = await stack.sequencer.block_number()
+    except RpcError as exc:
+        if exc.code != NO_BLOCKS:
+            raise BackendUnavailable(f"starknet_blockNumber answered {exc}") from exc
+        head = None
+    if settled is not None and (head is None or settled > head):
+        flags = SETTLEMENT_FLAGS.get(type(settlement), "--devnet-settlement-path (or --data-dir)")
+        newest = "has no block yet" if head is None else f"is at block {head}"
+        raise InvalidInput(
+            f"the settlement layer has settled block {settled} but the sequencer {newest}: they are not the same "
+            f"chain; check --madara-rpc-url and {flags}"
+        )
+
+
+async def _checked(stack: EmbeddedStack) -> bool:
+    await check_settlement(stack)
+    return True
+
+
+def _settlement_where(stack: EmbeddedStack) -> str:
+    settlement = stack.settlement
+    if isinstance(settlement, EthereumSettlementClient):
+        return url_origin(settlement.config.rpc_url)
+    if isinstance(settlement, StarknetSettlementClient):
+        return url_origin(settlement.config.rpc_url)
+    return "the devnet ledger"
 
 
 async def until_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
@@ -153,14 +319,7 @@ async def serve(settings: Settings) -> int:
     server: BackgroundServer | None = None
     try:
         await stack.store.ping()
-        chain = await until_stopped(wait_for_sequencer(stack), stop)
-        if chain is None:
-            log.info("stopped before the sequencer answered")
-            return 0
-        log.info("connected to chain %s at %s", chain, stack.sequencer.url)
-        log.info("backends: %s", stack.backends.shape)
-        if stack.telemetry is not None:
-            log.info("telemetry: %s", stack.telemetry.describe())
+        # The API before the waits: /health answers (and says what is down) while start-up waits.
         webhook_secret = stack.atlantic_webhook_secret
         app = create_app(
             stack.runtime,
@@ -177,7 +336,32 @@ async def serve(settings: Settings) -> int:
             )
         server = BackgroundServer(app, sock=listener)
         await server.start()
+        meanwhile = f"; meanwhile GET /health on {server.url} says what is down"
+        chain = await until_stopped(wait_for_sequencer(stack, meanwhile=meanwhile), stop)
+        if chain is None:
+            log.info("stopped before the sequencer answered")
+            return 0
+        log.info("connected to chain %s at %s", chain, url_origin(stack.sequencer.url))
+        log.info(
+            "feeder gateway: %s (%s)",
+            stack.feeder.shown_url,
+            "--madara-feeder-gateway-url"
+            if settings.madara_feeder_gateway_url
+            else "the RPC URL's address; set --madara-feeder-gateway-url if the gateway is elsewhere",
+        )
+        checked = await until_stopped(
+            wait_until_answered(
+                "settlement layer", _settlement_where(stack), lambda: _checked(stack), meanwhile=meanwhile
+            ),
+            stop,
+        )
+        if checked is None:
+            log.info("stopped before the settlement layer answered")
+            return 0
         log.info("HTTP API on %s", server.url)
+        log.info("backends: %s", stack.backends.shape)
+        if stack.telemetry is not None:
+            log.info("telemetry: %s", stack.telemetry.describe())
         await stack.runtime.start()
         progress = asyncio.ensure_future(progress_loop(stack.runtime, settings.progress_interval_seconds, stop))
         await stop.wait()

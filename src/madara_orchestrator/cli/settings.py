@@ -9,7 +9,9 @@ never printed: ``Settings.describe()`` masks them.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -22,6 +24,7 @@ from madara_orchestrator.cli import run_help
 from madara_orchestrator.domain.batches import DEFAULT_BOUNCER_WEIGHT_LIMITS, BouncerWeights
 from madara_orchestrator.domain.batching import BatchLimits
 from madara_orchestrator.domain.errors import ConfigError, InvalidInput
+from madara_orchestrator.domain.redaction import SecretMask, cut_urls
 from madara_orchestrator.provers.atlantic import DEFAULT_ARTIFACTS_BASE_URL, AtlanticQueryStep
 from madara_orchestrator.provers.sharp import build_ssl_context
 from madara_orchestrator.snos.command import command_problem
@@ -109,7 +112,14 @@ RUN_OPTIONS: tuple[Option, ...] = (
     _o("layer", "LAYER", str, "l2", "l2 (settle on Ethereum) or l3", choices=("l2", "l3")),
     # the sequencer
     _o("madara_rpc_url", "MADARA_RPC_URL", str, None, "Starknet JSON-RPC of the sequencer (required)"),
-    _o("madara_feeder_gateway_url", "MADARA_FEEDER_GATEWAY_URL", str, None, "feeder gateway (default: RPC URL)"),
+    _o(
+        "madara_feeder_gateway_url",
+        "MADARA_FEEDER_GATEWAY_URL",
+        str,
+        None,
+        "feeder gateway, for bouncer weights (default: the RPC URL, its query kept as the request's query; "
+        "a Madara node serves it on its --gateway-port, 8080 by default)",
+    ),
     _o("rpc_for_snos", "RPC_FOR_SNOS", str, None, "RPC used by SNOS (default: the sequencer RPC)"),
     # outside services
     _o(
@@ -696,8 +706,18 @@ class Settings:
         return str(value)
 
     def describe(self) -> dict[str, Any]:
-        """The settings as shown to people: secrets masked."""
-        return {k: ("***" if k in self.secrets and v is not None else v) for k, v in self.values.items()}
+        """The settings as shown to people: secrets masked, URLs cut to ``scheme://host[:port]``."""
+        return {
+            k: "***" if k in self.secrets and v is not None else cut_urls(v) if isinstance(v, str) else v
+            for k, v in self.values.items()
+        }
+
+    def secret_mask(self) -> SecretMask:
+        """What output must never show: every secret setting's value, and the credentials, query values and
+        long path segments of every URL setting (an RPC URL may carry a key)."""
+        return SecretMask(
+            str(v) for k, v in self.values.items() if isinstance(v, str) and (k in self.secrets or "://" in v)
+        )
 
 
 def add_options(parser: argparse.ArgumentParser, options: Sequence[Option]) -> None:
@@ -736,10 +756,14 @@ def _convert(option: Option, raw: Any, source: str, problems: list[str]) -> Any:
     text = str(raw).strip()
     if option.kind is int or option.kind is float:
         try:
-            return option.kind(text)
+            number = option.kind(text)
         except ValueError:
             problems.append(f"{source}: expected a {'whole ' if option.kind is int else ''}number, got {text!r}")
             return None
+        if not math.isfinite(number):
+            problems.append(f"{source}: expected a finite number, got {text!r}")
+            return None
+        return number
     if option.choices and text.lower() not in option.choices:
         problems.append(f"{source}: must be one of {', '.join(option.choices)}, got {text!r}")
         return None
@@ -749,9 +773,19 @@ def _convert(option: Option, raw: Any, source: str, problems: list[str]) -> Any:
 def resolve(
     args: argparse.Namespace, options: Sequence[Option], environ: Mapping[str, str] | None = None
 ) -> tuple[dict[str, Any], list[str]]:
+    values, problems, _ = _resolve(args, options, environ)
+    return values, problems
+
+
+def _resolve(
+    args: argparse.Namespace, options: Sequence[Option], environ: Mapping[str, str] | None = None
+) -> tuple[dict[str, Any], list[str], set[str]]:
+    """The values, the problems, and the names of the options given a value that could not be used (their
+    default stands in, and no other problem, such as "is required", is reported about them)."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     problems: list[str] = []
+    invalid: set[str] = set()
     for option in options:
         raw = getattr(args, option.name, None)
         source = option.flag
@@ -764,18 +798,22 @@ def resolve(
                     raw = path.read_text().strip()
                 except OSError as exc:
                     problems.append(f"{file_var}: cannot read {path}: {exc.strerror}")
+                    invalid.add(option.name)
                     raw = None
                 else:
                     if not raw:
                         problems.append(f"{file_var}: {path} is empty")
+                        invalid.add(option.name)
                         raw = None
                 source = file_var
             elif env.get(var) is not None:
                 raw = env[var]
                 source = var
         value = _convert(option, raw, source, problems)
+        if value is None and raw is not None:
+            invalid.add(option.name)
         values[option.name] = option.default if value is None else value
-    return values, problems
+    return values, problems, invalid
 
 
 def _is_hex_address(text: str, *, length: int | None = None) -> bool:
@@ -861,10 +899,6 @@ def _batching_problems(values: Mapping[str, Any]) -> list[str]:
     if values["max_num_blobs"] > MAX_BLOBS_PER_TX:
         problems.append(
             f"--max-num-blobs must be at most {MAX_BLOBS_PER_TX} (blobs per transaction), got {values['max_num_blobs']}"
-        )
-    if values["batching_worker_lock_duration"] is not None and values["batching_worker_lock_duration"] <= 0:
-        problems.append(
-            f"--batching-worker-lock-duration must be positive, got {values['batching_worker_lock_duration']}"
         )
     return problems
 
@@ -1049,9 +1083,6 @@ def _snos_runner_problems(values: Mapping[str, Any]) -> list[str]:
         problems.append(_url_problem(values, "snos_runner_url") or "")
     elif values["snos_runner_url"]:
         problems.append(f"--snos-runner-url is set but --snos-runner is {runner}: add --snos-runner http")
-    timeout = values["snos_timeout_seconds"]
-    if timeout is not None and timeout <= 0:
-        problems.append(f"--snos-timeout-seconds must be positive, got {timeout}")
     return [p for p in problems if p]
 
 
@@ -1115,15 +1146,109 @@ def _layer_problems(values: Mapping[str, Any]) -> list[str]:
         key = values["starknet_private_key"]
         if key is not None and not _is_felt(key):
             problems.append("--starknet-private-key must be a felt (0x and hex, below the Stark prime)")
-        wait = values["starknet_finality_retry_wait_in_secs"]
-        if wait is not None and wait <= 0:
-            problems.append("--starknet-finality-retry-wait-in-secs must be positive")
     return [p for p in problems if p]
 
 
+POSITIVE = "positive"
+NON_NEGATIVE = "non-negative"
+PORT = "port"
+BATCHING = "batching"
+"""Checked with the batching limits (``BatchLimits.problems``), in the batching policy's words."""
+
+RUN_NUMBER_RULES: dict[str, str] = {
+    "storage_expiration_days": POSITIVE,
+    "snos_timeout_seconds": POSITIVE,
+    "ethereum_finality_retry_wait_in_secs": POSITIVE,
+    "ethereum_tx_confirmation_timeout_secs": POSITIVE,
+    "ethereum_max_fee_bumps": NON_NEGATIVE,
+    "ethereum_l2_state_update_max_fee_wei": POSITIVE,
+    "ethereum_confirmations": NON_NEGATIVE,
+    "settlement_fee_wait_seconds": POSITIVE,
+    "starknet_finality_retry_wait_in_secs": POSITIVE,
+    "starknet_tx_confirmation_timeout_secs": POSITIVE,
+    "starknet_max_fee_fri": POSITIVE,
+    "max_concurrent_snos_jobs": POSITIVE,
+    "max_concurrent_proving_jobs": POSITIVE,
+    "max_concurrent_aggregator_jobs": POSITIVE,
+    "snos_job_timeout_seconds": POSITIVE,
+    "proving_job_timeout_seconds": POSITIVE,
+    "state_transition_timeout_seconds": POSITIVE,
+    "aggregator_job_timeout_seconds": POSITIVE,
+    "verification_poll_seconds": POSITIVE,
+    "retry_base_delay_seconds": NON_NEGATIVE,
+    "snos_job_buffer_size": POSITIVE,
+    "aggregator_job_buffer_size": POSITIVE,
+    "max_batch_processing_size": POSITIVE,
+    "min_block_to_process": NON_NEGATIVE,
+    "max_block_to_process": NON_NEGATIVE,
+    "max_batch_time_seconds": BATCHING,
+    "max_batch_size": BATCHING,
+    "max_num_blobs": BATCHING,
+    "blob_size_buffer": BATCHING,
+    "max_blocks_per_snos_batch": BATCHING,
+    "fixed_blocks_per_snos_batch": BATCHING,
+    "max_snos_batches_per_aggregator_batch": BATCHING,
+    "max_aggregator_input_size": BATCHING,
+    "default_empty_block_proving_gas": BATCHING,
+    "batching_worker_lock_duration": POSITIVE,
+    "max_priority_queue_size": POSITIVE,
+    "interval_seconds": POSITIVE,
+    "chain_poll_interval_seconds": POSITIVE,
+    "heal_interval_seconds": POSITIVE,
+    "heal_stale_after_seconds": POSITIVE,
+    "graceful_shutdown_timeout": NON_NEGATIVE,
+    "port": PORT,
+    "otel_export_interval_seconds": POSITIVE,
+    "progress_interval_seconds": NON_NEGATIVE,
+}
+"""The range of every number option of ``run`` (a unit test checks that each int and float option has one)."""
+
+
+def number_problems(values: Mapping[str, Any], rules: Mapping[str, str]) -> list[str]:
+    """One line per number outside its range, naming the flag."""
+    problems: list[str] = []
+    for name, rule in rules.items():
+        value = values.get(name)
+        if value is None or rule == BATCHING:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if rule == POSITIVE and value <= 0:
+            kind = "a positive integer" if isinstance(value, int) else "positive"
+            problems.append(f"{flag} must be {kind}, got {value}")
+        elif rule == NON_NEGATIVE and value < 0:
+            problems.append(f"{flag} must be 0 or more, got {value}")
+        elif rule == PORT and not 0 <= value < 65536:
+            problems.append(f"{flag} must be between 0 and 65535 (0: any free port), got {value}")
+    return problems
+
+
+def unknown_variables(environ: Mapping[str, str], options: Sequence[Option], *, also: Sequence[str] = ()) -> list[str]:
+    """One warning per ``MADARA_ORCHESTRATOR_*`` variable that no option of ``options`` reads (nor ``also``:
+    names, without the prefix, that other commands read), naming the closest known variable. Values are
+    never shown."""
+    plain = {o.env for o in options if o.env}
+    known = plain | {o.env + "_FILE" for o in options if o.env and o.secret} | set(also)
+    warnings: list[str] = []
+    for variable in sorted(environ):
+        name = variable.removeprefix(ENV_PREFIX)
+        if not variable.startswith(ENV_PREFIX) or name in known:
+            continue
+        if name.endswith("_FILE") and name.removesuffix("_FILE") in plain:
+            warnings.append(
+                f"{variable} is ignored: only secrets are read from a file; set "
+                f"{ENV_PREFIX}{name.removesuffix('_FILE')} instead"
+            )
+            continue
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+        hint = f"did you mean {ENV_PREFIX}{close[0]}?" if close else "no setting has this name"
+        warnings.append(f"unknown variable {variable} is ignored: {hint}")
+    return warnings
+
+
 def load_run_settings(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
-    """Every setting checked in one pass, before anything is created; all problems in one ``ConfigError``."""
-    values, problems = resolve(args, RUN_OPTIONS, environ)
+    """Every setting checked in one pass, before anything is created; all problems in one ``ConfigError``
+    (one line each: a value that cannot be used is not also reported missing)."""
+    values, problems, invalid = _resolve(args, RUN_OPTIONS, environ)
     problems += _batching_problems(values)
     if not values["madara_rpc_url"]:
         problems.append("--madara-rpc-url (MADARA_ORCHESTRATOR_MADARA_RPC_URL) is required")
@@ -1178,37 +1303,7 @@ def load_run_settings(args: argparse.Namespace, environ: Mapping[str, str] | Non
         elif values["atlantic_network"] not in (None, "testnet"):
             problems.append("--mock-atlantic-server is only allowed with --atlantic-network TESTNET")
     problems = [p for p in problems if p]
-    for name in (
-        "max_concurrent_snos_jobs",
-        "max_concurrent_proving_jobs",
-        "max_concurrent_aggregator_jobs",
-        "snos_job_buffer_size",
-        "aggregator_job_buffer_size",
-        "max_batch_processing_size",
-        "max_priority_queue_size",
-    ):
-        if values[name] is not None and values[name] <= 0:
-            problems.append(f"--{name.replace('_', '-')} must be a positive integer, got {values[name]}")
-    for name in (
-        "settlement_fee_wait_seconds",
-        "snos_job_timeout_seconds",
-        "proving_job_timeout_seconds",
-        "state_transition_timeout_seconds",
-        "aggregator_job_timeout_seconds",
-        "interval_seconds",
-        "chain_poll_interval_seconds",
-        "heal_interval_seconds",
-        "heal_stale_after_seconds",
-        "otel_export_interval_seconds",
-    ):
-        if values[name] is not None and values[name] <= 0:
-            problems.append(f"--{name.replace('_', '-')} must be positive, got {values[name]}")
-    if values["progress_interval_seconds"] is not None and values["progress_interval_seconds"] < 0:
-        problems.append(
-            f"--progress-interval-seconds must be 0 (off) or positive, got {values['progress_interval_seconds']}"
-        )
-    if values["port"] is not None and not 0 <= values["port"] < 65536:
-        problems.append(f"--port must be between 0 and 65535, got {values['port']}")
+    problems += number_problems(values, RUN_NUMBER_RULES)
     if values["admin_enabled"] and not values["admin_token"]:
         problems.append(
             "--admin-enabled needs --admin-token (or MADARA_ORCHESTRATOR_ADMIN_TOKEN[_FILE]): "
@@ -1223,6 +1318,12 @@ def load_run_settings(args: argparse.Namespace, environ: Mapping[str, str] | Non
     problems += backend_problems(values)
     if values["max_block_to_process"] is not None and values["max_block_to_process"] < values["min_block_to_process"]:
         problems.append("--max-block-to-process is below --min-block-to-process")
+    problems = [p for p in problems if not _about_missing(p, invalid)]
     if problems:
         raise ConfigError(problems)
     return Settings(values, frozenset(o.name for o in RUN_OPTIONS if o.secret))
+
+
+def _about_missing(problem: str, invalid: set[str]) -> bool:
+    """Whether ``problem`` says an option is missing when its value was given but refused (already said)."""
+    return " is required" in problem and any(problem.startswith(_option(name).flag + " ") for name in invalid)

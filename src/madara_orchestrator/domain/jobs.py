@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
 from madara_orchestrator.domain.errors import InvalidInput, InvalidTransition
+from madara_orchestrator.domain.redaction import cut_urls
 
 
 class JobType(enum.StrEnum):
@@ -140,7 +141,10 @@ class CommonMetadata:
     waiting_alerted: bool = False
 
     def with_failure(self, reason: str) -> CommonMetadata:
-        """Record a new failure; the previous reason moves to the history (oldest first)."""
+        """Record a new failure; the previous reason moves to the history (oldest first). URLs in the
+        reason are cut to ``scheme://host[:port]``: a reason is stored, shown and alerted, and an RPC URL
+        may carry a key."""
+        reason = cut_urls(reason)
         history = list(self.previous_failure_reasons)
         if self.failure_reason:
             history.append(self.failure_reason)
@@ -149,6 +153,7 @@ class CommonMetadata:
     def waiting(self, reason: str, *, since: int) -> CommonMetadata:
         """Record that the job waits out an outage: the reason is shown, but a run of waits leaves one
         line in the history, not one per try."""
+        reason = cut_urls(reason)
         base = self if self.waiting_since is not None else self.with_failure(reason)
         return dataclasses.replace(base, failure_reason=reason, waiting_since=since)
 

@@ -870,7 +870,7 @@ class MockAtlanticServer:
             sock.close()
             raise
         self._socket = sock
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="on", access_log=False)
+        config = uvicorn.Config(self.app, log_level="warning", lifespan="on", access_log=False, log_config=None)
         self._server = uvicorn.Server(config)
         # _serve skips uvicorn's signal capture: a Ctrl-C or SIGTERM is the embedding process's to handle (the
         # mock must keep answering while the orchestrator beside it shuts down gracefully).

@@ -63,8 +63,18 @@ class BackgroundServer:
             host, port = sock.getsockname()[:2]
         self.host = host
         self.port = port if port is not None else free_port(host)
+        # log_config=None: uvicorn's lines go through the root logger's handler (and its redaction), not
+        # through handlers of uvicorn's own.
         self._server = uvicorn.Server(
-            uvicorn.Config(app, host=host, port=self.port, log_level="warning", access_log=False, lifespan="off")
+            uvicorn.Config(
+                app,
+                host=host,
+                port=self.port,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                log_config=None,
+            )
         )
         self._task: asyncio.Task[None] | None = None
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from madara_orchestrator.domain.errors import InvalidInput, NotFound
 from madara_orchestrator.domain.health import chain_problem
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType, StateUpdateMetadata
 from madara_orchestrator.domain.lag import LagRule
+from madara_orchestrator.domain.redaction import cut_urls
 from madara_orchestrator.engine.blocks import BlockRange, aggregator_batches, job_ranges
 from madara_orchestrator.engine.plan import TriggerName
 from madara_orchestrator.engine.runtime import Runtime
@@ -78,20 +78,13 @@ OUTSIDE_CALL_TIMEOUT_S = 2.0
 MAX_TEXT = 600
 """Free text (failure reasons, errors) is cut to this many characters."""
 
-_URL = re.compile(
-    r"\b([a-zA-Z][a-zA-Z0-9+.-]*)://([^\s/'\"<>?#@]*@)?([^\s/'\"<>?#:@]+)(:[0-9]+)?"
-    r"(?:[^\s'\"<>]*[^\s'\"<>.,;:!?)\]])?"
-)
-"""A URL: scheme, optional credentials, host, optional port, then the rest up to a space or a quote (punctuation
-that ends a sentence is left out)."""
-
 
 def redact(text: str | None) -> str | None:
     """``text`` with every URL cut to ``scheme://host[:port]`` (no credentials, path or query), and cut
     to ``MAX_TEXT`` characters."""
     if text is None:
         return None
-    cut = _URL.sub(lambda m: f"{m.group(1)}://{m.group(3)}{m.group(4) or ''}", text)
+    cut = cut_urls(text)
     return cut if len(cut) <= MAX_TEXT else cut[: MAX_TEXT - 1] + "…"
 
 

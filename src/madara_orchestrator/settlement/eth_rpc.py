@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import httpx
 
 from madara_orchestrator.domain.errors import BackendUnavailable, OrchestratorError
+from madara_orchestrator.domain.redaction import cut_urls
 from madara_orchestrator.settlement.durable import redact_url
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ class EthRpc:
                 resp = await self._client.post(self.url, json=payload)
         except (httpx.HTTPError, TimeoutError) as exc:
             raise BackendUnavailable(
-                f"Ethereum RPC {method} to {redact_url(self.url)} failed: {type(exc).__name__}: {exc}"
+                f"Ethereum RPC {method} to {redact_url(self.url)} failed: {type(exc).__name__}: {cut_urls(str(exc))}"
             ) from exc
         if resp.status_code != 200:
             raise BackendUnavailable(
@@ -119,6 +120,11 @@ class EthRpc:
     async def call(self, to: str, data: bytes, block: str = "latest") -> bytes:
         result = await self.request("eth_call", [{"to": to, "data": "0x" + data.hex()}, block])
         return bytes.fromhex(str(result).removeprefix("0x"))
+
+    async def code(self, address: str, block: str = "latest") -> bytes:
+        """``eth_getCode``: empty when no contract is at ``address``."""
+        result = await self.request("eth_getCode", [address, block])
+        return bytes.fromhex(str(result or "0x").removeprefix("0x"))
 
     async def estimate_gas(self, tx: dict[str, Any]) -> int:
         return _hex_int(await self.request("eth_estimateGas", [tx]), "gas estimate")

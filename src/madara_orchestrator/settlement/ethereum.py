@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from madara_orchestrator.domain.errors import InvalidInput
+from madara_orchestrator.domain.redaction import url_origin
 from madara_orchestrator.interfaces import SettlementResult
 from madara_orchestrator.settlement.blob_tx import BYTES_PER_BLOB, SidecarForm, build_sidecar
 from madara_orchestrator.settlement.durable import KeyGuard
@@ -27,7 +28,7 @@ from madara_orchestrator.settlement.encoding import (
     encode_update_state,
     encode_update_state_kzg_da,
 )
-from madara_orchestrator.settlement.eth_rpc import EthRpc
+from madara_orchestrator.settlement.eth_rpc import EthRpc, EthRpcError
 from madara_orchestrator.settlement.tx_store import SqliteTxStore, TxStore
 from madara_orchestrator.settlement.txmgr import FeePolicy, TxManager, TxOutcome, TxRequest
 
@@ -40,8 +41,8 @@ MAX_BLOBS_PER_STATE_UPDATE = 6
 class EthereumSettlementConfig:
     """The ``orchestrator run`` Ethereum settlement options (SPEC §16.2)."""
 
-    rpc_url: str
-    """--ethereum-rpc-url"""
+    rpc_url: str = field(repr=False)
+    """--ethereum-rpc-url (never shown whole: it may carry a key)"""
     private_key: str = field(repr=False)
     """--ethereum-private-key (never logged)"""
     core_contract_address: str
@@ -135,6 +136,41 @@ class EthereumSettlementClient:
         await self.rpc.aclose()
 
     # --- reads -------------------------------------------------------------------------------------
+
+    async def check_at_startup(self) -> str:
+        """That ``--ethereum-rpc-url`` is an Ethereum node (``eth_chainId``) and that the core contract is
+        there (``eth_getCode``) and answers ``stateBlockNumber()``; what was found, as a line for the log.
+        A node or contract that answers wrongly raises ``InvalidInput`` naming what to check; one that does
+        not answer, ``BackendUnavailable``."""
+        where = url_origin(self.config.rpc_url)
+        core = self.core_contract
+        try:
+            chain_id = await self.rpc.chain_id()
+        except EthRpcError as exc:
+            raise InvalidInput(
+                f"the node at {where} refused eth_chainId ({exc.rpc_message}): it is not an Ethereum node "
+                "(a Starknet sequencer?); check --ethereum-rpc-url"
+            ) from exc
+        try:
+            code = await self.rpc.code(core)
+        except EthRpcError as exc:
+            raise InvalidInput(
+                f"the Ethereum node at {where} refused eth_getCode ({exc.rpc_message}); check --ethereum-rpc-url"
+            ) from exc
+        if not code:
+            raise InvalidInput(
+                f"no contract at --l1-core-contract-address {core} on the chain at {where} (chain id {chain_id}): "
+                "check the address, and that --ethereum-rpc-url is the settlement chain"
+            )
+        try:
+            settled = await self.last_settled_block()
+        except (EthRpcError, InvalidInput) as exc:
+            raise InvalidInput(
+                f"the contract at --l1-core-contract-address {core} (chain id {chain_id}) does not answer "
+                f"stateBlockNumber() ({exc}): is it the Starknet core contract? check the address"
+            ) from exc
+        state = "nothing settled yet" if settled is None else f"settled up to block {settled}"
+        return f"Ethereum chain id {chain_id} at {where}, core contract {core}: {state}"
 
     async def _call_word(self, selector: bytes) -> bytes:
         result = await self.rpc.call(self.core_contract, selector)

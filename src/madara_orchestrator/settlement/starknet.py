@@ -117,8 +117,8 @@ def felt_hex(value: int | str) -> str:
 class StarknetSettlementConfig:
     """The ``orchestrator run --settle-on-starknet`` options (SPEC §8.3)."""
 
-    rpc_url: str
-    """--starknet-rpc-url (of the settlement layer, the L2)"""
+    rpc_url: str = field(repr=False)
+    """--starknet-rpc-url (of the settlement layer, the L2; never shown whole: it may carry a key)"""
     account_address: str
     """--starknet-account-address: the operator's single-owner account"""
     private_key: str = field(repr=False)

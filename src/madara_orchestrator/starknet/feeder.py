@@ -3,7 +3,13 @@
 ``GET <base>/feeder_gateway/get_block_bouncer_weights?blockNumber=N`` answers blockifier's
 ``BouncerWeights`` as JSON, or HTTP 400 with ``{"code": "StarknetErrorCode...", "message": ...}``.
 Transport failures, timeouts and 5xx/429 are retried a limited number of times, then become
-``BackendUnavailable``; a block the gateway does not know yet is ``BlockNotKnownYet``.
+``BackendUnavailable``; a block the gateway does not know yet is ``BlockNotKnownYet``; an answer that
+is not a feeder gateway's (404, 405, 401, 403 without a Starknet error code) is ``FeederGatewayUnusable``,
+an outage to wait out until the URL is fixed (one line in the log, no traceback).
+
+The base URL is split properly: its path gets ``/feeder_gateway/...`` appended, and its query (an API key
+of a provider that takes it there) is sent as the query of every request, next to ``blockNumber``; its
+credentials go in the ``Authorization`` header (httpx). Messages name only ``scheme://host[:port]``.
 """
 
 from __future__ import annotations
@@ -11,11 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import httpx
 
 from madara_orchestrator.domain.batches import BouncerWeights
 from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, Retryable
+from madara_orchestrator.domain.redaction import cut_urls, url_origin
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +44,18 @@ class BlockNotKnownYet(FeederGatewayError, Retryable):
     """The gateway has no closed block with that number (yet): ask again once the block exists."""
 
 
+class FeederGatewayUnusable(FeederGatewayError, BackendUnavailable):
+    """What answered is not a feeder gateway that serves us (no such route, method not allowed, not
+    authorised): wrong URL or key. Waited out like an outage until the configuration is fixed."""
+
+
+UNUSABLE_STATUSES = frozenset({401, 403, 404, 405})
+
+
 class FeederGatewayClient:
-    """Implements ``FeederGateway``. ``base_url`` is the gateway's root (Madara's ``--gateway`` address;
-    a URL already ending in ``/feeder_gateway`` is accepted too)."""
+    """Implements ``FeederGateway``. ``base_url`` is the gateway's root (Madara's gateway address, its
+    ``--gateway-port``; a URL already ending in ``/feeder_gateway`` is accepted too), optionally with a
+    query sent with every request."""
 
     def __init__(
         self,
@@ -49,10 +66,14 @@ class FeederGatewayClient:
         retry_pause_s: float = 2.0,
         client: httpx.AsyncClient | None = None,
     ) -> None:
-        base = base_url.rstrip("/")
-        if base.endswith("/feeder_gateway"):
-            base = base.removesuffix("/feeder_gateway")
-        self.base_url = base
+        parts = urlsplit(base_url.strip())
+        path = parts.path.rstrip("/").removesuffix("/feeder_gateway")
+        self.base_url = urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+        """Scheme, credentials, host, port and path: what ``/feeder_gateway/...`` is appended to."""
+        self.query = parse_qsl(parts.query, keep_blank_values=True)
+        """The base URL's query, sent with every request (a provider's API key)."""
+        self.shown_url = url_origin(base_url) + ("/…" if path else "")
+        """How messages name the gateway: no credentials, path or query (they may hold a key)."""
         self._attempts = max(1, attempts)
         self._retry_pause_s = retry_pause_s
         self._client = client or httpx.AsyncClient(timeout=timeout_s)
@@ -62,12 +83,14 @@ class FeederGatewayClient:
 
     @property
     def bouncer_weights_url(self) -> str:
+        """The route's URL, without the query (``query`` and ``blockNumber`` are sent as parameters)."""
         return f"{self.base_url}/{BOUNCER_WEIGHTS_PATH}"
 
     async def get_block_bouncer_weights(self, block_number: int) -> BouncerWeights:
         url = self.bouncer_weights_url
-        where = f"bouncer weights of block {block_number} from {url}"
-        response = await self._get(url, {"blockNumber": str(block_number)}, where)
+        where = f"bouncer weights of block {block_number} from {self.shown_url}/{BOUNCER_WEIGHTS_PATH}"
+        params = httpx.QueryParams([*self.query, ("blockNumber", str(block_number))])
+        response = await self._get(url, params, where)
         if response.status_code >= 400:
             raise _refusal(response, block_number, where)
         try:
@@ -76,14 +99,14 @@ class FeederGatewayClient:
             raise InvalidInput(f"{where}: the answer is not JSON: {response.text[:200]!r}") from None
         return BouncerWeights.from_json(data, where=where)
 
-    async def _get(self, url: str, params: dict[str, str], where: str) -> httpx.Response:
+    async def _get(self, url: str, params: httpx.QueryParams, where: str) -> httpx.Response:
         """The response once it is not a transport failure, 429 or 5xx; those are retried, then raised."""
         cause = ""
         for attempt in range(1, self._attempts + 1):
             try:
                 response = await self._client.get(url, params=params)
             except httpx.TransportError as exc:  # connection refused, timeouts, protocol errors
-                cause = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                cause = f"{type(exc).__name__}: {cut_urls(str(exc))}" if str(exc) else type(exc).__name__
             else:
                 if response.status_code != 429 and response.status_code < 500:
                     return response
@@ -107,6 +130,13 @@ def _refusal(response: httpx.Response, block_number: int, where: str) -> FeederG
         return BlockNotKnownYet(
             f"{where}: the gateway does not know block {block_number} yet ({detail})",
             code=code,
+            status=response.status_code,
+        )
+    if code is None and response.status_code in UNUSABLE_STATUSES:
+        return FeederGatewayUnusable(
+            f"{where}: HTTP {response.status_code}, not a feeder gateway's answer (wrong URL or key): check "
+            "--madara-feeder-gateway-url (Madara serves its gateway on --gateway-port, 8080 by default, "
+            "not on its RPC port)",
             status=response.status_code,
         )
     return FeederGatewayError(f"{where}: refused ({detail})", code=code, status=response.status_code)

@@ -18,11 +18,15 @@ from typing import Any
 import httpx
 
 from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, OrchestratorError
+from madara_orchestrator.domain.redaction import cut_urls, url_origin
 
 log = logging.getLogger(__name__)
 
 BLOCK_NOT_FOUND = 24
 CONTRACT_NOT_FOUND = 20
+NO_BLOCKS = 32
+"""``starknet_blockNumber`` of a chain without any block yet."""
+METHOD_NOT_FOUND = -32601
 
 
 class RpcError(OrchestratorError):
@@ -42,6 +46,7 @@ class UnexpectedRpcResult(InvalidInput, BackendUnavailable):
     which waits and tries again rather than failing a job for what a node said."""
 
     def __init__(self, url: str, method: str, result: Any, expected: str) -> None:
+        """``url`` as shown: ``scheme://host[:port]`` (``StarknetRpcClient.shown_url``)."""
         shown = json.dumps(result, default=repr)
         if len(shown) > 200:
             shown = shown[:200] + "…"
@@ -97,7 +102,7 @@ def _error_code(err: dict[str, Any]) -> int:
 
 def _describe(exc: Exception) -> str:
     """httpx transport errors often have no text of their own: name the kind of error too."""
-    text = str(exc)
+    text = cut_urls(str(exc))  # httpx names the whole URL in some errors
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
@@ -116,6 +121,8 @@ class StarknetRpcClient:
         client: httpx.AsyncClient | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        self.shown_url = url_origin(self.url)
+        """The URL as messages name it: without credentials, path or query (they may hold a key)."""
         self._timeout_s = timeout_s
         self._attempts = max(1, attempts)
         self._retry_pause_s = retry_pause_s
@@ -145,24 +152,27 @@ class StarknetRpcClient:
                 )
                 if not retryable or attempt == self._attempts:
                     break
-                log.warning("RPC %s attempt %d/%d failed: %s", self.url, attempt, self._attempts, _describe(exc))
+                log.warning("RPC %s attempt %d/%d failed: %s", self.shown_url, attempt, self._attempts, _describe(exc))
                 await asyncio.sleep(self._retry_pause_s * attempt)
         cause = _describe(last) if last is not None else "no attempt made"
-        raise BackendUnavailable(f"Starknet RPC {self.url} failed after {self._attempts} attempts: {cause}")
+        tries = f"{self._attempts} attempt{'s' if self._attempts > 1 else ''}"
+        raise BackendUnavailable(f"Starknet RPC {self.shown_url} failed after {tries}: {cause}")
 
     async def call(self, method: str, params: Any = ()) -> Any:
         request = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
         reply = await self._post(request)
         expected = 'a JSON-RPC reply, {"jsonrpc": "2.0", "id": ..., "result": ...}'
         if not isinstance(reply, dict):
-            raise UnexpectedRpcResult(self.url, method, reply, expected)
+            raise UnexpectedRpcResult(self.shown_url, method, reply, expected)
         if "error" in reply and reply["error"] is not None:
             err = reply["error"]
             if not isinstance(err, dict):
-                raise UnexpectedRpcResult(self.url, method, reply, 'an error object {"code": ..., "message": ...}')
+                raise UnexpectedRpcResult(
+                    self.shown_url, method, reply, 'an error object {"code": ..., "message": ...}'
+                )
             raise RpcError(_error_code(err), str(err.get("message", "")), err.get("data"))
         if "result" not in reply:
-            raise UnexpectedRpcResult(self.url, method, reply, expected)
+            raise UnexpectedRpcResult(self.shown_url, method, reply, expected)
         return reply["result"]
 
     async def batch(self, calls: Sequence[RpcCall]) -> list[Any | RpcError]:
@@ -174,12 +184,12 @@ class StarknetRpcClient:
             async with self._batch_slots:
                 reply = await self._post(payload)
             if not isinstance(reply, list):
-                raise BackendUnavailable(f"Starknet RPC {self.url}: batch reply is not a list: {reply!r:.200}")
+                raise BackendUnavailable(f"Starknet RPC {self.shown_url}: batch reply is not a list: {reply!r:.200}")
             by_id: dict[int, Any | RpcError] = {}
             for item in reply:
                 err = item.get("error") if isinstance(item, dict) else None
                 if not isinstance(item, dict) or not _is_int(item.get("id")) or (err and not isinstance(err, dict)):
-                    raise BackendUnavailable(f"Starknet RPC {self.url}: malformed batch item {item!r:.200}")
+                    raise BackendUnavailable(f"Starknet RPC {self.shown_url}: malformed batch item {item!r:.200}")
                 by_id[item["id"]] = (
                     RpcError(_error_code(err), str(err.get("message", "")), err.get("data"))
                     if err
@@ -187,7 +197,7 @@ class StarknetRpcClient:
                 )
             missing = [i for i in range(len(chunk)) if i not in by_id]
             if missing:
-                raise BackendUnavailable(f"Starknet RPC {self.url}: batch reply misses ids {missing[:5]}")
+                raise BackendUnavailable(f"Starknet RPC {self.shown_url}: batch reply misses ids {missing[:5]}")
             return [by_id[i] for i in range(len(chunk))]
 
         results = await asyncio.gather(*(run_chunk(c) for c in chunks))
@@ -198,28 +208,30 @@ class StarknetRpcClient:
     async def block_number(self) -> int:
         result = await self.call("starknet_blockNumber", [])
         if not _is_int(result) or result < 0:
-            raise UnexpectedRpcResult(self.url, "starknet_blockNumber", result, "a non-negative integer")
+            raise UnexpectedRpcResult(self.shown_url, "starknet_blockNumber", result, "a non-negative integer")
         return int(result)
 
     async def chain_id(self) -> str:
         result = await self.call("starknet_chainId", [])
         if not isinstance(result, str) or not _HEX.match(result):
             raise UnexpectedRpcResult(
-                self.url, "starknet_chainId", result, 'a hex string such as "0x534e5f5345504f4c4941" (SN_SEPOLIA)'
+                self.shown_url, "starknet_chainId", result, 'a hex string such as "0x534e5f5345504f4c4941" (SN_SEPOLIA)'
             )
         return result
 
     async def spec_version(self) -> str:
         result = await self.call("starknet_specVersion", [])
         if not isinstance(result, str):
-            raise UnexpectedRpcResult(self.url, "starknet_specVersion", result, 'a version string such as "0.8.1"')
+            raise UnexpectedRpcResult(
+                self.shown_url, "starknet_specVersion", result, 'a version string such as "0.8.1"'
+            )
         return result
 
     async def get_block_with_tx_hashes(self, block_number: int) -> dict[str, Any]:
         result = await self.call("starknet_getBlockWithTxHashes", {"block_id": block_id(block_number)})
         if not _is_block(result):
             raise UnexpectedRpcResult(
-                self.url,
+                self.shown_url,
                 f"starknet_getBlockWithTxHashes (block {block_number})",
                 result,
                 "a block: an object with an integer timestamp and a list of transactions",
@@ -230,7 +242,7 @@ class StarknetRpcClient:
     async def get_state_update(self, block_number: int) -> dict[str, Any]:
         result = await self.call("starknet_getStateUpdate", {"block_id": block_id(block_number)})
         if not isinstance(result, dict):
-            raise BackendUnavailable(f"Starknet RPC {self.url}: state update {block_number} is not an object")
+            raise BackendUnavailable(f"Starknet RPC {self.shown_url}: state update {block_number} is not an object")
         return result
 
     async def get_nonce(self, block_number: int, address: int) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 
 import httpx
@@ -184,3 +185,71 @@ async def test_an_answer_of_the_wrong_shape_is_invalid_input(answer: Response) -
         await client.aclose()
         await server.stop()
     assert len(asked) == 1, "a malformed answer is not retried"
+
+
+# -- the URL built from an RPC URL with a path, a query and credentials (issue 17) ---------------------
+
+
+async def test_an_rpc_url_with_a_query_keeps_it_as_the_query_of_the_feeder_request(
+    devnet: tuple[DevnetSequencer, str],
+) -> None:
+    """``http://bob:pw@host/?apikey=K``: the route is ``/feeder_gateway/get_block_bouncer_weights`` (not
+    ``/?apikey=K/feeder_gateway/...``, which a node answers 405), the key travels as a query parameter next
+    to ``blockNumber``, and the credentials as basic authentication."""
+    sequencer, url = devnet
+    seen: list[httpx.Request] = []
+    client = FeederGatewayClient(
+        url.replace("http://", "http://bob:pw@") + "/?apikey=K3y",
+        retry_pause_s=0,
+        client=httpx.AsyncClient(event_hooks={"request": [lambda r: _record(seen, r)]}),
+    )
+    try:
+        assert await client.get_block_bouncer_weights(2) == sequencer.chain.blocks[2].weights
+    finally:
+        await client.aclose()
+    [request] = seen
+    assert request.url.path == WEIGHTS_PATH
+    assert dict(request.url.params) == {"apikey": "K3y", "blockNumber": "2"}
+    assert request.headers["authorization"] == "Basic " + base64.b64encode(b"bob:pw").decode()
+
+
+async def _record(seen: list[httpx.Request], request: httpx.Request) -> None:
+    seen.append(request)
+
+
+async def test_a_base_path_is_kept_and_the_route_appended() -> None:
+    asked: list[str] = []
+
+    async def endpoint(request: Request) -> Response:
+        asked.append(f"{request.url.path}?{request.url.query}")
+        return JSONResponse({"n_txs": 1})
+
+    server = BackgroundServer(Starlette(routes=[Route("/v2/abc" + WEIGHTS_PATH, endpoint)]))
+    await server.start()
+    client = FeederGatewayClient(server.url + "/v2/abc/feeder_gateway?key=1", retry_pause_s=0)
+    try:
+        await client.get_block_bouncer_weights(4)
+    finally:
+        await client.aclose()
+        await server.stop()
+    assert asked == ["/v2/abc/feeder_gateway/get_block_bouncer_weights?key=1&blockNumber=4"]
+
+
+@pytest.mark.parametrize("status", [404, 405, 401, 403])
+async def test_an_answer_that_is_not_a_feeder_gateways_is_an_outage_naming_the_flag(status: int) -> None:
+    """An RPC port answers the gateway's GET with 405: not a job or batching error with a traceback, but a
+    wait (BackendUnavailable: one line a try) saying to check --madara-feeder-gateway-url. The key in the
+    URL is never named."""
+    server, asked = await serve(PlainTextResponse("Method Not Allowed", status_code=status))
+    client = FeederGatewayClient(server.url + "/?apikey=K3yK3y", retry_pause_s=0)
+    try:
+        with pytest.raises(BackendUnavailable) as caught:
+            await client.get_block_bouncer_weights(1)
+    finally:
+        await client.aclose()
+        await server.stop()
+    message = str(caught.value)
+    assert isinstance(caught.value, FeederGatewayError) and caught.value.status == status
+    assert f"HTTP {status}" in message and "--madara-feeder-gateway-url" in message and "--gateway-port" in message
+    assert "K3yK3y" not in message and "\n" not in message
+    assert asked == ["apikey=K3yK3y&blockNumber=1"], "not retried"

@@ -34,7 +34,7 @@ class UvicornApp:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.sock.bind(("127.0.0.1", 0))
         self.port = int(self.sock.getsockname()[1])
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, **ssl)  # type: ignore[arg-type]
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, log_config=None, **ssl)  # type: ignore[arg-type]
         self.server = uvicorn.Server(config)
         self.task: asyncio.Task[None] | None = None
 
