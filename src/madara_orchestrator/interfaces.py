@@ -140,6 +140,13 @@ class SequencerRpc(Protocol):
     async def get_nonce(self, block_number: int, address: int) -> int: ...
 
 
+class ReferenceNode(Protocol):
+    """A reference Starknet node for the replay-bounds check (SPEC §5.9, ``--replay-bounds-rpc-url``):
+    block headers only. ``BackendUnavailable`` while it cannot be reached; any error is waited out."""
+
+    async def get_block_with_tx_hashes(self, block_number: int) -> dict[str, Any]: ...
+
+
 class FeederGateway(Protocol):
     """Madara's feeder gateway: the one call batching needs that JSON-RPC does not offer."""
 

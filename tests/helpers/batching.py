@@ -30,7 +30,7 @@ from madara_orchestrator.domain.batches import (
     SnosBatchStatus,
     aggregator_batch_paths,
 )
-from madara_orchestrator.domain.batching import BatchLimits
+from madara_orchestrator.domain.batching import BatchLimits, StarknetVersions
 from madara_orchestrator.engine.batching import Batcher, BatchingConfig
 from madara_orchestrator.engine.metrics import Metrics
 from madara_orchestrator.engine.service import SystemClock
@@ -103,6 +103,7 @@ class BatchingRig:
     alerts: RecordingAlerts
     metrics: Metrics
     clock: Clock
+    reference: StarknetRpcClient | None = None
 
     async def run_all(self, *, max_runs: int = 500) -> int:
         """Run until a run changes nothing (every block up to the head batched); returns the runs made."""
@@ -123,6 +124,8 @@ class BatchingRig:
     async def close(self) -> None:
         await self.sequencer.aclose()
         await self.feeder.aclose()
+        if self.reference is not None:
+            await self.reference.aclose()
         await self.db.close()
 
 
@@ -142,10 +145,13 @@ async def make_rig(
     create_buckets: bool = False,
     prover: ProverClient | None = None,
     store_factory: Callable[[SqliteDatabase], SqliteStore] = SqliteStore,
+    reference_url: str | None = None,
+    starknet_versions: StarknetVersions | None = None,
 ) -> BatchingRig:
     """A Batcher over ``data_dir/orchestrator.db`` and ``data_dir/objects`` (unless given; shared by every
     rig on the same paths), reading the sequencer at ``rpc_url`` (and its feeder gateway, unless
-    ``feeder_url``). The clock is the system's unless one is given."""
+    ``feeder_url``). The clock is the system's unless one is given. ``reference_url``: the replay-bounds
+    reference node; ``starknet_versions``: the versions batched (default: the known ones)."""
     db = SqliteDatabase(sqlite_path or data_dir / DB_FILE)
     await db.open()
     store = store_factory(db)
@@ -155,6 +161,7 @@ async def make_rig(
     alerts = RecordingAlerts()
     metrics = Metrics()
     clock = clock or SystemClock()
+    reference = None if reference_url is None else StarknetRpcClient(reference_url, attempts=2, retry_pause_s=0.01)
     try:
         batcher = Batcher(
             config=BatchingConfig(
@@ -163,6 +170,7 @@ async def make_rig(
                 max_batch_processing_size=max_batch_processing_size,
                 lock_duration_s=lock_duration_s,
                 create_buckets=create_buckets,
+                starknet_versions=starknet_versions or StarknetVersions(),
             ),
             db=store,
             objects=objects,
@@ -175,13 +183,34 @@ async def make_rig(
             metrics=metrics,
             prover=prover,
             owner=owner,
+            reference=reference,
         )
     except BaseException:
         await sequencer.aclose()
         await feeder.aclose()
+        if reference is not None:
+            await reference.aclose()
         await db.close()
         raise
-    return BatchingRig(batcher, db, store, objects, sequencer, feeder, alerts, metrics, clock)
+    return BatchingRig(batcher, db, store, objects, sequencer, feeder, alerts, metrics, clock, reference)
+
+
+class ReferenceSequencer(DevnetSequencer):
+    """A replay-bounds reference node serving ``chain``, whose headers report another hash for the blocks
+    in ``tampered`` (every other answer is the chain's)."""
+
+    def __init__(self, chain: DevnetChain, *, tampered: Sequence[int] = ()) -> None:
+        super().__init__(chain)
+        self.tampered = set(tampered)
+
+    def other_hash(self, block: int) -> str:
+        return hex(self.chain.blocks[block].block_hash ^ 1)
+
+    def call(self, method: str, params: Any) -> Any:
+        result = super().call(method, params)
+        if method == "starknet_getBlockWithTxHashes" and result["block_number"] in self.tampered:
+            result = {**result, "block_hash": self.other_hash(result["block_number"])}
+        return result
 
 
 # --------------------------------------------------------------------------------------------------

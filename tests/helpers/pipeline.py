@@ -48,13 +48,15 @@ async def start_pipeline(
     l1_hardfork: str | None = None,
     tx_per_block: int = 3,
     l3: bool = False,
+    sequencer: DevnetSequencer | None = None,
 ) -> Pipeline:
     """With ``l1_hardfork`` settlement goes to anvil (started here) instead of the devnet ledger.
 
     By default every block is its own aggregator batch (``max_batch_size`` 1) with light traffic: these
     tests are about the engine, one job per stage and block. Batching tests pass their own limits.
-    With ``l3`` the chain is an L3 settling on the Starknet double (every block its own SNOS batch)."""
-    sequencer = DevnetSequencer(block_time_s=0.02, tx_per_block=tx_per_block)
+    With ``l3`` the chain is an L3 settling on the Starknet double (every block its own SNOS batch).
+    ``sequencer``: the devnet to serve (it produces blocks up to ``blocks``), instead of a new one."""
+    sequencer = sequencer or DevnetSequencer(block_time_s=0.02, tx_per_block=tx_per_block)
     rpc = BackgroundServer(sequencer.app)
     await rpc.start()
     base = devnet_settings(tmp_path / "data", rpc.url, port=0)

@@ -28,6 +28,7 @@ from madara_orchestrator.devnet.adapters import (
 )
 from madara_orchestrator.devnet.l2_fact_registrar import StarknetFactRegistrar
 from madara_orchestrator.devnet.starknet_l2 import FACT_REGISTRY_ADDRESS, VERIFIER_ACCOUNT
+from madara_orchestrator.domain.batching import StarknetVersions
 from madara_orchestrator.domain.errors import BackendUnavailable
 from madara_orchestrator.domain.jobs import DEFAULT_POLICIES, JobType
 from madara_orchestrator.domain.queues import Layer
@@ -109,6 +110,7 @@ def runtime_config(settings: Settings) -> RuntimeConfig:
             # The open batch's files are for audit only (its state lives in memory and is rebuilt from the
             # chain after a restart): refreshing them every block would cost more than batching itself.
             open_batch_files_interval_s=10.0,
+            starknet_versions=StarknetVersions.parse(settings.allow_starknet_versions),
         ),
         triggers=TriggerConfig(
             snos_job_buffer_size=settings.snos_job_buffer_size,
@@ -287,6 +289,11 @@ async def _build(
             chain_id=sequencer.chain_id,
         )
     snos = build_snos_runner(settings, sequencer, closers, failures=snos_failures)
+    reference: StarknetRpcClient | None = None
+    if settings.replay_bounds_rpc_url:
+        reference = StarknetRpcClient(settings.replay_bounds_rpc_url, attempts=3, retry_pause_s=0.5)
+        closers.append(reference.aclose)
+        log.info("replay bounds: each block's hash is checked against %s before batching", reference.shown_url)
     adapters = Adapters(
         db=backends.db,
         queue=backends.queue,
@@ -306,6 +313,7 @@ async def _build(
         else DevnetAggregatorRunner(kzg_da=bool(settings.settle_on_ethereum), rpc=sequencer),
         expiring=backends.expiring,
         atomic_creation=backends.atomic_creation,
+        reference=reference,
     )
     telemetry = build_telemetry(settings)
     closers.append(telemetry.shutdown)  # after the runtime has stopped: the last export

@@ -123,6 +123,8 @@ GROUPS: tuple[Group, ...] = (
             "default_empty_block_proving_gas",
             "bouncer_weights_limit_file",
             "batching_worker_lock_duration",
+            "allow_starknet_versions",
+            "replay_bounds_rpc_url",
         ),
     ),
     Group(
@@ -307,6 +309,8 @@ UNSET: dict[str, str] = {
     "fixed_blocks_per_snos_batch": "the other SNOS batch limits decide",
     "alert_webhook_url": "no webhook",
     "bouncer_weights_limit_file": "the limits of SPEC §5.3",
+    "allow_starknet_versions": "only the known 0.13.2-0.14.2",
+    "replay_bounds_rpc_url": "no check",
 }
 """What an option without a default value means when it is not given (and its help does not say), shown as
 its default."""
@@ -328,6 +332,7 @@ METAVARS: dict[str, str] = {
     "ethereum_confirmations": "BLOCKS",
     "default_empty_block_proving_gas": "GAS",
     "cairo_verifier_program_hash": "FELT",
+    "allow_starknet_versions": "VERSIONS",
 }
 """Where the rule of ``metavar`` is wrong or too vague."""
 

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from madara_orchestrator.cli import run_help
 from madara_orchestrator.domain.batches import DEFAULT_BOUNCER_WEIGHT_LIMITS, BouncerWeights
-from madara_orchestrator.domain.batching import BatchLimits
+from madara_orchestrator.domain.batching import BatchLimits, StarknetVersions
 from madara_orchestrator.domain.errors import ConfigError, InvalidInput
 from madara_orchestrator.domain.redaction import SecretMask, cut_urls
 from madara_orchestrator.provers.atlantic import DEFAULT_ARTIFACTS_BASE_URL, AtlanticQueryStep
@@ -479,6 +479,20 @@ RUN_OPTIONS: tuple[Option, ...] = (
         "batching lease, renewed while batching runs (the original holds 3600 s without renewal, so a "
         "crashed instance stalls batching for an hour)",
     ),
+    _o(
+        "allow_starknet_versions",
+        "ALLOW_STARKNET_VERSIONS",
+        str,
+        None,
+        "Starknet versions batched besides the known ones (comma-separated), encoded like the nearest lower known one",
+    ),
+    _o(
+        "replay_bounds_rpc_url",
+        "REPLAY_BOUNDS_RPC_URL",
+        str,
+        None,
+        "reference node: batching stops before a block whose hash differs there (SPEC §5.9)",
+    ),
     _o("store_audit_artifacts", "STORE_AUDIT_ARTIFACTS", bool, False, "keep proofs"),
     _o("snos_full_output", "SNOS_FULL_OUTPUT", bool, False, "recorded in SnosRun metadata"),
     _o("max_priority_queue_size", "MAX_PRIORITY_QUEUE_SIZE", int, 20, "priority queue admission limit"),
@@ -669,6 +683,8 @@ class Settings:
         default_empty_block_proving_gas: ClassVar[int]
         bouncer_weights_limit_file: ClassVar[str | None]
         batching_worker_lock_duration: ClassVar[float]
+        allow_starknet_versions: ClassVar[str | None]
+        replay_bounds_rpc_url: ClassVar[str | None]
         store_audit_artifacts: ClassVar[bool]
         snos_full_output: ClassVar[bool]
         max_priority_queue_size: ClassVar[int]
@@ -1250,6 +1266,8 @@ def load_run_settings(args: argparse.Namespace, environ: Mapping[str, str] | Non
     (one line each: a value that cannot be used is not also reported missing)."""
     values, problems, invalid = _resolve(args, RUN_OPTIONS, environ)
     problems += _batching_problems(values)
+    versions = StarknetVersions.parse(values["allow_starknet_versions"])
+    problems += [f"--allow-starknet-versions: {p}" for p in versions.problems()]
     if not values["madara_rpc_url"]:
         problems.append("--madara-rpc-url (MADARA_ORCHESTRATOR_MADARA_RPC_URL) is required")
     if not values["prover"]:
@@ -1274,6 +1292,7 @@ def load_run_settings(args: argparse.Namespace, environ: Mapping[str, str] | Non
         "ethereum_rpc_url",
         "alert_webhook_url",
         "otel_collector_endpoint",
+        "replay_bounds_rpc_url",
     ):
         problems.append(_url_problem(values, name) or "")
     problems.append(_address_problem(values, "l1_core_contract_address") or "")

@@ -390,6 +390,22 @@ class DevnetSequencer:
             ]
         )
         self.requests = 0
+        self._versions: list[tuple[int, str]] = []
+        """(first block, Starknet version) announced from that block on; ``STARKNET_VERSION`` before any."""
+
+    def announce_version(self, version: str, *, from_block: int) -> None:
+        """Blocks from ``from_block`` on announce ``version`` in their header (a chain upgrade, for tests and
+        development: the blocks themselves do not change)."""
+        self._versions = sorted([*(v for v in self._versions if v[0] != from_block), (from_block, version)])
+
+    def version_of(self, block: int) -> str:
+        """The Starknet version block ``block`` announces."""
+        announced = STARKNET_VERSION
+        for first, version in self._versions:
+            if first > block:
+                break
+            announced = version
+        return announced
 
     def start_producing(self, *, max_blocks: int | None = None) -> None:
         async def produce() -> None:
@@ -483,7 +499,7 @@ class DevnetSequencer:
                 "timestamp": block.timestamp,
                 "sequencer_address": hex(SEQUENCER_ADDRESS),
                 "l1_da_mode": "BLOB",
-                "starknet_version": STARKNET_VERSION,
+                "starknet_version": self.version_of(block.number),
                 "transactions": [hex(t) for t in block.tx_hashes],
             }
         if method == "starknet_getStateUpdate":

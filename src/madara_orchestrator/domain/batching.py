@@ -14,12 +14,18 @@ two changes (README, "Where this differs"):
 ``max_snos_batches_per_aggregator_batch`` is enforced (the original parses it and never uses it): the
 trigger builds SNOS and aggregator batches in one pass and tells the aggregator rule whether this
 block would start another SNOS batch.
+
+Before a block is looked at, two gates may stop batching in front of it (``Hold``): a Starknet version
+this orchestrator does not know (SPEC §5.3: the original halts there too) and, with a reference node,
+a block hash that differs from the reference's (§5.9, replay bounds).
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from madara_orchestrator.domain.batches import (
     AGGREGATOR_WEIGHT_FIELDS,
@@ -28,6 +34,8 @@ from madara_orchestrator.domain.batches import (
     BouncerWeights,
     SnosBatch,
 )
+from madara_orchestrator.domain.errors import BackendUnavailable, OrchestratorError
+from madara_orchestrator.domain.redaction import cut_urls
 
 FELTS_PER_BLOB = 4096
 
@@ -111,6 +119,7 @@ class Reason(enum.StrEnum):
     BATCH_CLOSED = "the batch is closed"
     ORCHESTRATOR_VERSION = "the batch was made by another orchestrator version"
     STARKNET_VERSION = "the block's Starknet version differs from the batch's"
+    UNKNOWN_VERSION = "the next block's Starknet version is neither known nor allowed"
     MAX_BLOCKS = "the batch has its maximum number of blocks"
     MAX_AGE = "the batch reached its maximum age"
     AGGREGATOR_BATCH = "the block belongs to another aggregator batch"
@@ -347,3 +356,194 @@ def blob_len_fits_alone(blob_len: int, limits: BatchLimits) -> bool:
     """Whether one block's compressed state diff fits the blobs of a batch; a block that does not is
     given a batch of its own anyway (closed at once, with an alert), so the pipeline does not stall."""
     return blob_len <= limits.max_blob_size
+
+
+# --------------------------------------------------------------------------------------------------
+# Gates: what stops batching before a block (SPEC §5.3 version gate, §5.9 replay bounds)
+
+KNOWN_STARKNET_VERSIONS: tuple[str, ...] = ("0.13.2", "0.13.3", "0.13.4", "0.13.5", "0.14.0", "0.14.1", "0.14.2")
+"""The versions the original knows and batches (SPEC §5.3), oldest first."""
+
+_VERSION = re.compile(r"^\d+(\.\d+){1,3}$")
+
+
+def version_numbers(text: str) -> tuple[int, ...] | None:
+    """``"0.14.2"`` → ``(0, 14, 2)``: two to four dotted numbers (a leading ``v`` allowed), padded to three
+    and without zeros past the third (``0.14`` = ``0.14.0`` = ``0.14.0.0``); None for anything else."""
+    cleaned = text.strip().removeprefix("v") if isinstance(text, str) else ""
+    if not _VERSION.match(cleaned):
+        return None
+    numbers = tuple(int(p) for p in cleaned.split("."))
+    numbers += (0,) * (3 - len(numbers))
+    while len(numbers) > 3 and numbers[-1] == 0:
+        numbers = numbers[:-1]
+    return numbers
+
+
+_KNOWN_NUMBERS = tuple((numbers, text) for text in KNOWN_STARKNET_VERSIONS if (numbers := version_numbers(text)))
+
+
+def encoded_as(version: str) -> str | None:
+    """The known version whose encoding (DA words, compression, aliasing) a block of ``version`` gets: itself
+    when known, else the nearest lower known one (the oldest known for an older version); None when
+    ``version`` is not a version. The encoders compare versions with the known versions where encoding
+    changes (0.13.3, 0.13.4), so this is what they do with an allowed unknown version."""
+    numbers = version_numbers(version)
+    if numbers is None:
+        return None
+    lower = [text for known, text in _KNOWN_NUMBERS if known <= numbers]
+    return lower[-1] if lower else KNOWN_STARKNET_VERSIONS[0]
+
+
+@dataclass(frozen=True, slots=True)
+class StarknetVersions:
+    """The Starknet versions batching takes: the known ones, and those the operator allows on top
+    (``--allow-starknet-versions``)."""
+
+    allowed: tuple[str, ...] = ()
+    _accepted: frozenset[tuple[int, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        texts = (*KNOWN_STARKNET_VERSIONS, *self.allowed)
+        accepted = frozenset(n for t in texts if (n := version_numbers(t)) is not None)
+        object.__setattr__(self, "_accepted", accepted)
+
+    @classmethod
+    def parse(cls, text: str | None) -> StarknetVersions:
+        """From ``0.14.3,0.15.0`` (commas or spaces); see ``problems``."""
+        return cls(tuple(p for p in re.split(r"[,\s]+", text or "") if p))
+
+    def problems(self) -> list[str]:
+        return [
+            f"{v!r} is not a Starknet version (expected e.g. 0.14.3)" for v in self.allowed if not version_numbers(v)
+        ]
+
+    def admits(self, version: str) -> bool:
+        numbers = version_numbers(version)
+        return numbers is not None and numbers in self._accepted
+
+    def check(self, block: int, version: str) -> Hold | None:
+        """SPEC §5.3: a block of a version neither known nor allowed is not batched."""
+        if self.admits(version):
+            return None
+        detail = "known: " + ", ".join(KNOWN_STARKNET_VERSIONS)
+        if self.allowed:
+            detail += "; allowed: " + ", ".join(self.allowed)
+        return Hold(kind=HoldKind.UNKNOWN_VERSION, block=block, version=version, detail=detail)
+
+
+class HoldKind(enum.StrEnum):
+    UNKNOWN_VERSION = "unknown_starknet_version"
+    HASH_MISMATCH = "block_hash_mismatch"
+    REFERENCE_UNAVAILABLE = "reference_unavailable"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hold:
+    """Batching stops before ``block``: the blocks before it stay batched, it and those after wait."""
+
+    kind: HoldKind
+    block: int
+    detail: str = ""
+    version: str = ""
+    """UNKNOWN_VERSION: the block's version."""
+    hashes: tuple[str, str] = ("", "")
+    """HASH_MISMATCH: the block's hash at the sequencer and at the reference."""
+
+    @property
+    def waits(self) -> bool:
+        """The reference node cannot tell (unreachable, or not at the block yet): an outage, waited out and
+        tried again with the trigger's back-off; no alert. The others need the operator: alerted once."""
+        return self.kind == HoldKind.REFERENCE_UNAVAILABLE
+
+    @property
+    def closes_open_batches(self) -> bool:
+        """An unknown version: the open batches close now (a block of another version would close them
+        anyway), so their blocks are proven and settled while the operator decides (the original's intent)."""
+        return self.kind == HoldKind.UNKNOWN_VERSION
+
+    def describe(self) -> str:
+        """One line: ``batching stopped before block 12: ...``."""
+        if self.kind == HoldKind.UNKNOWN_VERSION:
+            why = f"unknown Starknet version {self.version!r} ({self.detail})"
+        elif self.kind == HoldKind.HASH_MISMATCH:
+            why = f"replay bounds: block hash {self.hashes[0]} at the sequencer, {self.hashes[1]} at the reference"
+        else:
+            why = f"replay bounds: the reference node cannot give block {self.block} ({self.detail})"
+        return f"batching stopped before block {self.block}: {why}"
+
+    def alert(self) -> tuple[str, str]:
+        """The alert's subject and message (for the holds that need the operator)."""
+        n = self.block
+        if self.kind == HoldKind.UNKNOWN_VERSION:
+            encoding = encoded_as(self.version)
+            allow = (
+                f"or allow it with --allow-starknet-versions {self.version.strip()} and restart (its blocks are then "
+                f"encoded like {encoding} blocks)"
+                if encoding is not None
+                else "(it is not a version: the sequencer's answer needs looking at)"
+            )
+            return (
+                f"Batching stopped before block {n}: unknown Starknet version {self.version!r}",
+                f"Block {n} announces Starknet version {self.version!r}, which this orchestrator does not know "
+                f"({self.detail}): its batches and blobs could disagree with SNOS. Batching stops before block {n}; "
+                f"the blocks before it are batched and their open batches closed. To go on, upgrade the "
+                f"orchestrator {allow}.",
+            )
+        madara, reference = self.hashes
+        return (
+            f"Batching stopped before block {n}: block hash differs from the reference node",
+            f"Replay bounds: block {n} has hash {madara} at the sequencer and {reference} at the reference node "
+            f"(--replay-bounds-rpc-url). Batching stops before block {n}; the blocks before it stay batched. "
+            "It is checked again on every batching run and resumes by itself once the two agree; if the "
+            "reference is wrong or no longer wanted, remove --replay-bounds-rpc-url and restart.",
+        )
+
+    def error(self, *, progressed: bool) -> BatchingStopped:
+        return (BatchingWaits if self.waits else BatchingStopped)(self, progressed=progressed)
+
+
+def _hash_text(value: object) -> str | None:
+    """A block hash as ``0x`` + lowercase hex without leading zeros; None when it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        number = int(value, 16) if value.lower().startswith("0x") else int(value)
+    except ValueError:
+        return None
+    return hex(number)
+
+
+def check_block_hash(block: int, madara_header: Mapping[str, object], reference_header: object) -> Hold | None:
+    """SPEC §5.9: the block's hash at the sequencer against the reference node's ``getBlockWithTxHashes``
+    answer. A reference block that is not final yet (or an answer without a hash) waits; a different hash
+    stops batching before the block."""
+    madara = _hash_text(madara_header.get("block_hash"))
+    if not isinstance(reference_header, Mapping):
+        return reference_unavailable(block, f"it answered {type(reference_header).__name__}, not a block")
+    status = str(reference_header.get("status", "")).upper()
+    reference = _hash_text(reference_header.get("block_hash"))
+    if reference is None or status in ("PENDING", "PRE_CONFIRMED"):
+        return reference_unavailable(block, f"block {block} is not final there yet")
+    if madara == reference:
+        return None
+    return Hold(kind=HoldKind.HASH_MISMATCH, block=block, hashes=(madara or "none", reference))
+
+
+def reference_unavailable(block: int, why: str) -> Hold:
+    """The reference node could not be asked (or did not answer with the block): wait (``Hold.waits``)."""
+    return Hold(kind=HoldKind.REFERENCE_UNAVAILABLE, block=block, detail=cut_urls(why))
+
+
+class BatchingStopped(OrchestratorError):
+    """A batching run stopped before ``hold.block``; what it did before that was saved (``progressed``:
+    a batch was created, grown or closed)."""
+
+    def __init__(self, hold: Hold, *, progressed: bool) -> None:
+        super().__init__(hold.describe())
+        self.hold = hold
+        self.progressed = progressed
+
+
+class BatchingWaits(BatchingStopped, BackendUnavailable):
+    """A stop that is an outage to wait out (the reference node cannot tell yet)."""

@@ -5,6 +5,11 @@ One pass, block by block, under one named lease:
 - per block it reads the Starknet version, the state update and the bouncer weights (feeder gateway),
   asks the policy (``domain/batching.py``) and adds the block to the open batch or closes it and
   starts a new one;
+- before a block is included, two gates may stop the run in front of it (``Hold``): a Starknet version
+  neither known nor allowed (the open batches are then closed), and with a reference node
+  (``--replay-bounds-rpc-url``) a block hash that differs there. The run saves what it did and raises
+  ``BatchingStopped`` (an alert, once per block) or, while the reference cannot tell, ``BatchingWaits``
+  (an outage); each later run checks the block again;
 - on L2 the aggregator batch is decided first and the SNOS batch follows it in the same pass, so a SNOS
   batch never straddles two aggregator batches and ``max_snos_batches_per_aggregator_batch`` is exact;
 - the open aggregator batch's state update is squashed incrementally (SPEC §5.5) and its compressed
@@ -28,7 +33,7 @@ import dataclasses
 import functools
 import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from madara_orchestrator import ORCHESTRATOR_VERSION
@@ -45,17 +50,23 @@ from madara_orchestrator.domain.batches import (
 from madara_orchestrator.domain.batching import (
     Action,
     AggregatorBlock,
+    BatchingStopped,
     BatchLimits,
     Decision,
+    Hold,
+    HoldKind,
     Reason,
     SnosBlock,
+    StarknetVersions,
     StateDiffSize,
     aggregator_batch_full,
     blob_len_fits_alone,
     block_weights,
+    check_block_hash,
     decide_aggregator,
     decide_snos,
     expired,
+    reference_unavailable,
     snos_batch_full,
 )
 from madara_orchestrator.domain.errors import Conflict, InvalidInput
@@ -70,6 +81,7 @@ from madara_orchestrator.interfaces import (
     LockService,
     ObjectStore,
     ProverClient,
+    ReferenceNode,
     SequencerRpc,
 )
 from madara_orchestrator.starknet.blob import felts_to_blobs
@@ -102,6 +114,8 @@ class BatchingConfig:
     open_batch_files_interval_s: float = 0.0
     """How often the files of a batch that stays open are rewritten (0: at every save). A closing batch
     always writes them; an open batch's files are rebuilt after a restart anyway."""
+    starknet_versions: StarknetVersions = field(default_factory=StarknetVersions)
+    """The versions batched: the known ones and ``--allow-starknet-versions``."""
 
 
 def state_diff_size(update: StateUpdate) -> StateDiffSize:
@@ -127,6 +141,8 @@ class BlockFacts:
     """As the feeder gateway reported them."""
     update: StateUpdate | None
     """L2 only (aggregator batches need the state diff)."""
+    hold: Hold | None = None
+    """A gate stops batching before this block (then nothing else of it is read)."""
 
 
 @dataclass(slots=True)
@@ -203,8 +219,10 @@ class Batcher:
         metrics: Metrics,
         prover: ProverClient | None = None,
         owner: str | None = None,
+        reference: ReferenceNode | None = None,
     ) -> None:
-        problems = config.limits.problems()
+        """``reference``: the replay-bounds reference node (SPEC §5.9), if any."""
+        problems = config.limits.problems() + config.starknet_versions.problems()
         if problems:
             raise InvalidInput("batching limits: " + "; ".join(problems))
         if config.create_buckets and prover is None:
@@ -221,12 +239,15 @@ class Batcher:
         self.alerts = alerts
         self.metrics = metrics
         self.prover = prover
+        self.reference = reference
         self.owner = owner or f"batching-{uuid.uuid4().hex[:12]}"
         self.lock_key = AGGREGATOR_LOCK if config.aggregator_batches else SNOS_LOCK
         self.stats = BatchingStats()
         self.next_expiry: float | None = None
         """When the open batch will have reached its maximum age (a run then closes it)."""
         self._cached: _Cached | None = None
+        self._alerted: set[tuple[HoldKind, int]] = set()
+        """The holds alerted (kind, block): each once, until its block is batched."""
         self._files_written_at: float | None = None
         self._running = asyncio.Lock()
 
@@ -259,6 +280,8 @@ class Batcher:
             started = self.clock.now()
             try:
                 return await self._run()
+            except BatchingStopped:
+                raise  # raised after the run's work was saved: what is cached is what is stored
             except BaseException:
                 self._cached = None
                 raise
@@ -294,15 +317,65 @@ class Batcher:
         head = await self.sequencer.block_number()
         last = head if self.config.max_block_to_process is None else min(head, self.config.max_block_to_process)
         last = min(last, first + self.config.max_batch_processing_size - 1)
+        hold: Hold | None = None
         try:
-            async for facts in self._fetch(range(first, last + 1)):
-                await self._include(state, facts)
-                self.stats.blocks += 1
+            async with contextlib.aclosing(self._fetch(range(first, last + 1), gated=True)) as blocks:
+                async for facts in blocks:
+                    if facts.hold is not None:
+                        hold = facts.hold
+                        break
+                    await self._include(state, facts)
+                    self._passed(facts.number)
+                    self.stats.blocks += 1
+            if hold is not None and hold.closes_open_batches:
+                await self._close_before_hold(state, hold)
             await self._close_expired(state)
         finally:
             await self._save(state)
         self._set_next_expiry(state)
+        if hold is not None:
+            await self._report(hold)
+            raise hold.error(progressed=state.progressed)
         return state.progressed
+
+    # -- gates (SPEC §5.3 versions, §5.9 replay bounds) --------------------------------------------
+
+    async def _close_before_hold(self, state: _State, hold: Hold) -> None:
+        """Close the open batches, so their blocks go on to be proven while the operator decides."""
+        if state.agg is not None:
+            await self._close_aggregator(state, Reason.UNKNOWN_VERSION, f"block {hold.block}: {hold.version!r}")
+        if state.snos is not None:
+            await self._close_snos(state, Reason.UNKNOWN_VERSION)
+
+    async def _report(self, hold: Hold) -> None:
+        """A hold that needs the operator is alerted once per block (not every run); a wait is an
+        outage, which the trigger's health reports."""
+        key = (hold.kind, hold.block)
+        if hold.waits or key in self._alerted:
+            return
+        self._alerted.add(key)
+        log.error("%s", hold.describe())
+        subject, message = hold.alert()
+        await self.alerts.send(subject, message)
+
+    def _passed(self, block: int) -> None:
+        if not self._alerted:
+            return
+        cleared = {key for key in self._alerted if key[1] <= block}
+        if cleared:
+            self._alerted -= cleared
+            log.info("block %d passes the batching gates now; batching goes on", block)
+
+    async def _reference_header(self, number: int) -> object:
+        """The reference node's header of block ``number``, or the hold when it cannot give it."""
+        assert self.reference is not None
+        try:
+            return await self.reference.get_block_with_tx_hashes(number)
+        except Exception as exc:  # any failure of the reference: waited out (SPEC §5.9 fails closed)
+            first_line = next(iter(str(exc).splitlines()), "")
+            return reference_unavailable(
+                number, f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
+            )
 
     async def _close_orphaned_snos(self, state: _State) -> None:
         """An open SNOS batch that already reaches the end of its closed aggregator batch (a crash came
@@ -370,7 +443,7 @@ class Batcher:
             )
         # Not what this process last wrote: rebuild from the chain and write the files again.
         blocks = range(batch.start_block, batch.end_block + 1)
-        updates = [f.update async for f in self._fetch(blocks, need_weights=False) if f.update is not None]
+        updates = [f.update async for f in self._fetch(blocks, need_weights=False, gated=False) if f.update is not None]
         if len(updates) != len(blocks):
             raise InvalidInput(
                 f"open aggregator batch {batch.index} covers blocks {batch.start_block}-{batch.end_block}, "
@@ -402,25 +475,43 @@ class Batcher:
 
     # -- fetching ----------------------------------------------------------------------------------
 
-    async def _fetch(self, blocks: range, *, need_weights: bool = True) -> AsyncIterator[BlockFacts]:
-        """The facts of each block in order, fetched a few blocks ahead; stops at a block not final yet."""
+    async def _fetch(
+        self, blocks: range, *, need_weights: bool = True, gated: bool = False
+    ) -> AsyncGenerator[BlockFacts, None]:
+        """The facts of each block in order, fetched a few blocks ahead; stops at a block not final yet.
+        ``gated``: blocks to be batched, which pass the version gate and the replay-bounds check first."""
         step = max(1, self.config.fetch_concurrency)
         for offset in range(0, len(blocks), step):
             chunk = blocks[offset : offset + step]
-            results = await asyncio.gather(*(self._facts(b, need_weights) for b in chunk))
+            results = await asyncio.gather(*(self._facts(b, need_weights, gated) for b in chunk))
             for facts in results:
                 if facts is None:
                     return
                 yield facts
 
-    async def _facts(self, number: int, need_weights: bool) -> BlockFacts | None:
-        header = await self.sequencer.get_block_with_tx_hashes(number)
+    async def _facts(self, number: int, need_weights: bool, gated: bool) -> BlockFacts | None:
+        reference: object = None
+        if gated and self.reference is not None:
+            header, reference = await asyncio.gather(
+                self.sequencer.get_block_with_tx_hashes(number), self._reference_header(number)
+            )
+        else:
+            header = await self.sequencer.get_block_with_tx_hashes(number)
         if not isinstance(header, dict):
             raise InvalidInput(f"block {number}: the sequencer answered {type(header).__name__}, not a block")
         if not header.get("block_hash") or str(header.get("status", "")).upper() in ("PENDING", "PRE_CONFIRMED"):
             return None
         version = str(header.get("starknet_version", ""))
-        parse_starknet_version(version)
+        if gated:
+            hold = self.config.starknet_versions.check(number, version)
+            if hold is None and self.reference is not None:
+                hold = reference if isinstance(reference, Hold) else check_block_hash(number, header, reference)
+            if hold is not None:
+                return BlockFacts(
+                    number=number, starknet_version=version, weights=BouncerWeights(), update=None, hold=hold
+                )
+        else:
+            parse_starknet_version(version)
         update: StateUpdate | None = None
         if self.config.aggregator_batches:
             update = parse_state_update(

@@ -52,6 +52,7 @@ from madara_orchestrator.interfaces import (
     ProverClient,
     QueueClient,
     QueueMessage,
+    ReferenceNode,
     SequencerRpc,
     SettlementClient,
     SnosRunner,
@@ -197,6 +198,8 @@ class Adapters:
     """The object store again, when it has an expiry rule: StorageCleanup marks settled artifacts in it."""
     atomic_creation: AtomicJobCreation | None = None
     """The store again, when it holds the queue too: jobs and their first messages in one transaction."""
+    reference: ReferenceNode | None = None
+    """The replay-bounds reference node (``--replay-bounds-rpc-url``, SPEC §5.9)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +266,7 @@ class Runtime:
             metrics=self.metrics,
             prover=adapters.prover if config.batching.create_buckets else None,
             owner=self.service.owner,
+            reference=adapters.reference,
         )
         self.triggers = Triggers(
             config=config.triggers,

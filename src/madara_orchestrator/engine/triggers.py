@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from madara_orchestrator.domain.batches import AggregatorBatchStatus, SnosBatchStatus
+from madara_orchestrator.domain.batching import BatchingStopped
 from madara_orchestrator.domain.errors import InvalidTransition, OrchestratorError, outage_cause
 from madara_orchestrator.domain.health import TriggerHealth, TriggerPolicy, utc_time
 from madara_orchestrator.domain.jobs import (
@@ -305,9 +306,15 @@ class Triggers:
 
     async def batching(self) -> bool:
         """On L2 one pass builds aggregator batches and the SNOS batches inside them, so both trigger
-        names run it; on L3 it builds SNOS batches."""
+        names run it; on L3 it builds SNOS batches. A run stopped before a block (a gate) fails the trigger,
+        but what it batched before that goes on at once."""
         try:
             return await self.batcher.run()
+        except BatchingStopped as stopped:
+            if stopped.progressed:
+                for name in self.plan.after_batching:
+                    self.kick(name)
+            raise
         finally:
             self._schedule_expiry()
 

@@ -8,11 +8,11 @@ not in the diff and ignores replaced-only contracts and migrated classes; the ba
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from madara_orchestrator.domain.batching import KNOWN_STARKNET_VERSIONS, version_numbers
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.starknet.blob import MAX_BLOBS_PER_TXN, felts_to_blobs
 from madara_orchestrator.starknet.state_update import StateUpdate
@@ -23,25 +23,22 @@ LEGACY_DA_WORD_BEFORE: StarknetVersion = (0, 13, 3)
 """Versions below this one use the legacy word: class·2^128 + nonce·2^64 + n_updates."""
 DA_JOB_PINNED_VERSION = "0.14.2"
 """The "supported" version the original DA job always encodes with (SPEC §6.1, Quirk 15)."""
-KNOWN_VERSIONS = ("0.13.2", "0.13.3", "0.13.4", "0.13.5", "0.14.0", "0.14.1", "0.14.2")
+KNOWN_VERSIONS = KNOWN_STARKNET_VERSIONS
 
 U64_BOUND = 2**64
 SMALL_N_UPDATES_BOUND = 2**8
 NO_NONCE_LOOKUP_ADDRESSES = frozenset({0x1, 0x2})
 """System contracts whose nonce the DA job never looks up."""
 
-_VERSION_RE = re.compile(r"^\d+(\.\d+){1,3}$")
-
 
 def parse_starknet_version(text: str) -> StarknetVersion:
-    """``"0.13.2"`` or ``"0.13.2.1"`` → a comparable tuple; anything else is ``InvalidInput``."""
-    cleaned = text.strip().removeprefix("v") if isinstance(text, str) else ""
-    if not _VERSION_RE.match(cleaned):
+    """``"0.13.2"`` or ``"0.13.2.1"`` → a comparable tuple; anything else is ``InvalidInput``. Encoding
+    compares it with the known versions where it changes, so a version batching was allowed to take
+    beyond the known ones is encoded as the nearest lower known version is (``domain.batching.encoded_as``)."""
+    numbers = version_numbers(text)
+    if numbers is None:
         raise InvalidInput(f"{text!r} is not a Starknet version (expected e.g. 0.13.2 or 0.14.2)")
-    parts = tuple(int(p) for p in cleaned.split("."))
-    while len(parts) < 3:
-        parts = (*parts, 0)
-    return parts
+    return numbers
 
 
 def uses_legacy_da_word(starknet_version: str) -> bool:

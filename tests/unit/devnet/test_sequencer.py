@@ -14,6 +14,7 @@ from madara_orchestrator.devnet.sequencer import (
     APP_COUNTER_KEY,
     FIRST_ALIAS,
     MIN_VALUE_FOR_ALIAS,
+    STARKNET_VERSION,
     Block,
     DevnetChain,
     DevnetSequencer,
@@ -222,3 +223,23 @@ async def test_stateful_compression_of_a_squashed_range_maps_back_through_the_al
         s.address >= MIN_VALUE_FOR_ALIAS and original(s.address) not in range_writes
         for s in compressed.state_diff.storage_diffs
     )
+
+
+# -- announced Starknet version -------------------------------------------------------------------------
+
+
+def test_blocks_announce_a_version_from_the_block_it_is_set_for() -> None:
+    sequencer = DevnetSequencer(chain_with(6))
+
+    def announced(block: int) -> str:
+        return sequencer.call("starknet_getBlockWithTxHashes", {"block_id": {"block_number": block}})[
+            "starknet_version"
+        ]
+
+    assert {announced(b) for b in range(7)} == {STARKNET_VERSION}
+    sequencer.announce_version("0.99.0", from_block=4)
+    sequencer.announce_version("0.14.1", from_block=2)
+    assert [announced(b) for b in range(7)] == [STARKNET_VERSION] * 2 + ["0.14.1"] * 2 + ["0.99.0"] * 3
+    assert [sequencer.version_of(b) for b in range(7)] == [announced(b) for b in range(7)]
+    sequencer.announce_version("0.14.2", from_block=4)  # replaces the one set for block 4
+    assert announced(6) == "0.14.2"
