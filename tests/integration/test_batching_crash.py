@@ -78,7 +78,7 @@ async def start_process(db_path: Path, objects: Path, url: str, owner: str) -> a
         "--owner",
         owner,
         cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join((str(REPO_ROOT / "src"), str(REPO_ROOT)))},
         stdout=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None
