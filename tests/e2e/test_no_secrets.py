@@ -1,11 +1,11 @@
 """No secret in any output (issue 17): ``orchestrator run`` as a real process with a user:password and an
-``?apikey=`` in every URL it takes (sequencer RPC, SNOS RPC, feeder gateway, Ethereum RPC, alert webhook,
-PostgreSQL) and private keys, made to fail every way it can: the sequencer down at start-up, the feeder
-gateway answering 502, the L1 answering 503 and then errors, a job failing and its alert going to a
-webhook that answers 500; plus the start-up refusals (an unknown flag followed by a key, an L1 URL that
-is the sequencer's, an unreachable PostgreSQL, a malformed URL). Then stdout, stderr, the API's answers,
-the alerts sent and every file the run stored (its database: failure reasons) are searched for each
-password, API key and private key.
+``?apikey=`` in every URL it takes (sequencer RPC, SNOS RPC, feeder gateway, replay-bounds reference,
+Ethereum RPC, alert webhook, PostgreSQL) and private keys, made to fail every way it can: the sequencer
+down at start-up, the replay-bounds reference and then the feeder gateway answering 502, the L1 answering
+503 and then errors, a job failing and its alert going to a webhook that answers 500; plus the start-up
+refusals (an unknown flag followed by a key, an L1 URL that is the sequencer's, an unreachable PostgreSQL,
+a malformed URL). Then stdout, stderr, the API's answers, the alerts sent and every file the run stored
+(its database: failure reasons) are searched for each password, API key and private key.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def secret_url(base: str, name: str) -> str:
     return base.replace("http://", f"http://user-{name}:{password}@", 1).rstrip("/") + f"/?apikey={key}"
 
 
-URL_OPTIONS = ("madara", "snos", "feeder", "ethereum", "webhook", "postgres")
+URL_OPTIONS = ("madara", "snos", "feeder", "reference", "ethereum", "webhook", "postgres")
 SECRETS = [s for name in URL_OPTIONS for s in credentials(name)] + [
     OPERATOR_KEY,
     OPERATOR_KEY[2:],
@@ -135,11 +135,13 @@ async def test_no_password_api_key_or_private_key_in_any_output_or_stored_reason
     sequencer.start_producing(max_blocks=6)
     sequencer_proxy = FlakyProxy(target=rpc.url, down=True)  # the sequencer does not answer at first
     feeder_proxy = FlakyProxy(target=rpc.url, down=True)  # nor does the feeder gateway
+    reference_proxy = FlakyProxy(target=rpc.url, down=True)  # nor the replay-bounds reference
     l1, webhook = FakeL1(), Webhook()
     for server in (l1.server, webhook.server):
         await server.start()
     await sequencer_proxy.start()
     await feeder_proxy.start()
+    await reference_proxy.start()
     port = free_port()
     data_dir, out_path, err_path = tmp_path / "data", tmp_path / "out.log", tmp_path / "err.log"
     env = {
@@ -156,6 +158,8 @@ async def test_no_password_api_key_or_private_key_in_any_output_or_stored_reason
         secret_url(sequencer_proxy.url, "snos"),
         "--madara-feeder-gateway-url",
         secret_url(feeder_proxy.url, "feeder"),
+        "--replay-bounds-rpc-url",
+        secret_url(reference_proxy.url, "reference"),
         "--settle-on-ethereum",
         "--ethereum-rpc-url",
         secret_url(l1.server.url, "ethereum"),
@@ -194,6 +198,8 @@ async def test_no_password_api_key_or_private_key_in_any_output_or_stored_reason
             api["health while waiting"] = (await client.get("/health")).text
             sequencer_proxy.down = False
             await until(logged("connected to chain"), 60, "the connection to the sequencer", log)
+            await until(logged("the reference node cannot give block"), 60, "a replay-bounds reference failure", log)
+            reference_proxy.down = False
             await until(logged("feeder gateway", "502"), 60, "a feeder gateway failure", log)
             feeder_proxy.down = False
 
@@ -213,7 +219,7 @@ async def test_no_password_api_key_or_private_key_in_any_output_or_stored_reason
             proc.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(proc.wait(), 60)
         await sequencer.stop_producing()
-        for server in (sequencer_proxy, feeder_proxy):
+        for server in (sequencer_proxy, feeder_proxy, reference_proxy):
             await server.stop()
         for background in (l1.server, webhook.server, rpc):
             await background.stop()
@@ -222,6 +228,7 @@ async def test_no_password_api_key_or_private_key_in_any_output_or_stored_reason
     # Every kind of failure happened, and was said ...
     assert "sequencer not reachable yet at http://127.0.0.1:" in stderr
     assert f"feeder gateway: {feeder_proxy.url}" in stderr or "feeder gateway unavailable" in stderr
+    assert f"the reference node cannot give block 0 (BackendUnavailable: Starknet RPC {reference_proxy.url}" in stderr
     assert f"Ethereum RPC eth_call to {l1.server.url} answered HTTP 503" in stderr
     assert "execution reverted: the test's L1 refuses" in stderr
     assert "ALERT Job Failed" in stderr and f"alert webhook {webhook.server.url} answered HTTP 500" in stderr
