@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -580,7 +582,7 @@ def test_an_unreadable_secret_file_is_not_also_reported_missing(tmp_path: Path) 
 
 
 def test_unknown_variables_are_named_with_the_closest_known_one() -> None:
-    from madara_orchestrator.cli.run import warn_about_unknown_variables
+    from madara_orchestrator.cli.run import unknown_variable_warnings
 
     env = {
         P + "MAX_BATCH_SIZ": "5",
@@ -592,21 +594,30 @@ def test_unknown_variables_are_named_with_the_closest_known_one() -> None:
         P + "ZZZZZZ": "hunter2",
         "OTHER_PREFIX_MAX_BATCH_SIZ": "5",
     }
-    records: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
-    logger = logging.getLogger("madara_orchestrator")
-    logger.addHandler(handler)
-    try:
-        warn_about_unknown_variables(env)
-    finally:
-        logger.removeHandler(handler)
-    assert records == [
+    warnings = unknown_variable_warnings(env)
+    assert warnings == [
         f"{P}MADARA_RPC_URL_FILE is ignored: only secrets are read from a file; set {P}MADARA_RPC_URL instead",
         f"unknown variable {P}MAX_BATCH_SIZ is ignored: did you mean {P}MAX_BATCH_SIZE?",
         f"unknown variable {P}ZZZZZZ is ignored: no setting has this name",
     ]
-    assert "hunter2" not in "".join(records), "values are never shown"
+    assert "hunter2" not in "".join(warnings), "values are never shown"
+
+
+def test_a_misspelt_variable_is_named_beside_the_configuration_problems(tmp_path: Path) -> None:
+    """The typo is often why a setting is missing: run's refusal names it too, not only a later warning."""
+    env = {**os.environ, P + "MADARA_RPC_URLL": "http://127.0.0.1:9"}
+    env.pop(P + "MADARA_RPC_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "madara_orchestrator.cli.main", "run", "--prover", "devnet", "--settle-on-devnet"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "--madara-rpc-url" in done.stderr
+    assert f"note: unknown variable {P}MADARA_RPC_URLL is ignored: did you mean {P}MADARA_RPC_URL?" in done.stderr
 
 
 KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"

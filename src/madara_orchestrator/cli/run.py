@@ -28,7 +28,7 @@ from madara_orchestrator.cli.settings import (
 )
 from madara_orchestrator.cli.setup import SETUP_ONLY_OPTIONS
 from madara_orchestrator.devnet.anvil import ANVIL_BIN_ENV
-from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput
+from madara_orchestrator.domain.errors import BackendUnavailable, ConfigError, InvalidInput
 from madara_orchestrator.domain.redaction import SecretMask, redact, url_origin
 from madara_orchestrator.engine.lease import default_instance_id
 from madara_orchestrator.engine.telemetry import log_fields
@@ -131,20 +131,25 @@ anvil), so a ``.env`` shared with them is not warned about. ``HOST`` and ``PORT`
 jobs`` reads, are run's own options too."""
 
 
-def warn_about_unknown_variables(environ: Mapping[str, str] | None = None) -> None:
-    """One warning line per ``MADARA_ORCHESTRATOR_*`` variable nothing reads (``.env`` is loaded already)."""
+def unknown_variable_warnings(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One line per ``MADARA_ORCHESTRATOR_*`` variable nothing reads (``.env`` is loaded already)."""
     env = os.environ if environ is None else environ
-    for warning in unknown_variables(env, [*RUN_OPTIONS, *SETUP_ONLY_OPTIONS], also=OTHER_VARIABLES):
-        log.warning("%s", warning)
+    return unknown_variables(env, [*RUN_OPTIONS, *SETUP_ONLY_OPTIONS], also=OTHER_VARIABLES)
 
 
 def run_command(args: argparse.Namespace) -> int:
     load_dotenv_file()
-    settings = load_run_settings(args)
+    warnings = unknown_variable_warnings()
+    try:
+        settings = load_run_settings(args)
+    except ConfigError as exc:
+        # A misspelt variable is often why a setting is missing: say so beside the problems.
+        raise ConfigError([*exc.problems, *(f"note: {w}" for w in warnings)]) from None
     mask = settings.secret_mask()
     configure_logging(mask)
     sys.excepthook = _logged_excepthook
-    warn_about_unknown_variables()
+    for warning in warnings:
+        log.warning("%s", warning)
     return asyncio.run(serve(settings))
 
 
