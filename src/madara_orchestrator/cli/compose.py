@@ -392,6 +392,7 @@ def build_snos_runner(
         layout=settings.snos_layout_name,
         full_output=full_output,
         use_kzg_da=use_kzg_da,
+        da_public_keys=settings.da_keys,
         timeout_s=float(settings.snos_timeout_seconds),
     )
     if settings.snos_runner == "command":
