@@ -30,7 +30,7 @@ from madara_orchestrator.cli.settings import MOCK_ATLANTIC_PORT, RUN_OPTIONS, Se
 from madara_orchestrator.devnet.adapters import DEVNET_AGGREGATOR_PROGRAM_HASH, devnet_pie
 from madara_orchestrator.devnet.anvil import DEV_PRIVATE_KEYS, Anvil, AnvilConfig, find_anvil_binary
 from madara_orchestrator.devnet.program_output import DEVNET_CONFIG_HASH
-from madara_orchestrator.devnet.sequencer import DevnetSequencer
+from madara_orchestrator.devnet.sequencer import CHAIN_ID, STRK_TOKEN, DevnetSequencer
 from madara_orchestrator.domain.errors import ConfigError
 from madara_orchestrator.domain.proving import CreateBucket, CreateJob, RunAggregation, TaskState, TaskStatus, TaskType
 from madara_orchestrator.jobs.artifacts import decode_felts_json
@@ -412,6 +412,9 @@ async def test_mock_atlantic_aggregates_os_outputs_into_a_settleable_batch() -> 
                 network=AtlanticNetwork.TESTNET,
                 artifacts_base_url=server.artifacts_url,
                 mock_fact_hash="true",
+                # The devnet chain's: the aggregator checks they give the children's OS config hash.
+                chain_id=CHAIN_ID,
+                fee_token_address=STRK_TOKEN,
             )
         )
         try:

@@ -48,6 +48,7 @@ from madara_orchestrator.snos.contract import (
     RESULT_FILE,
     ErrorKind,
     SnosRequest,
+    parse_keys,
 )
 from madara_orchestrator.starknet.pie import (
     CairoPie,
@@ -284,6 +285,7 @@ def parse_arguments(argv: Sequence[str]) -> tuple[SnosRequest, Path]:
     parser.add_argument("--layout", required=True)
     parser.add_argument("--full-output", type=_parse_bool, required=True)
     parser.add_argument("--use-kzg-da", type=_parse_bool, required=True)
+    parser.add_argument("--da-public-keys", type=parse_keys, default=())
     parser.add_argument("--output-dir", type=Path, required=True)
     args = parser.parse_args(argv)
     request = SnosRequest(
@@ -293,6 +295,7 @@ def parse_arguments(argv: Sequence[str]) -> tuple[SnosRequest, Path]:
         layout=args.layout,
         full_output=args.full_output,
         use_kzg_da=args.use_kzg_da,
+        da_public_keys=args.da_public_keys,
     )
     return request, args.output_dir
 
@@ -321,6 +324,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             layout=os.environ[ENV_PREFIX + "LAYOUT"],
             full_output=os.environ[ENV_PREFIX + "FULL_OUTPUT"] == "true",
             use_kzg_da=os.environ[ENV_PREFIX + "USE_KZG_DA"] == "true",
+            da_public_keys=parse_keys(os.environ[ENV_PREFIX + "DA_PUBLIC_KEYS"])
+            if ENV_PREFIX + "DA_PUBLIC_KEYS" in os.environ
+            else (),
         )
         if env_request != request or Path(os.environ[ENV_PREFIX + "OUTPUT_DIR"]) != output_dir:
             print(f"arguments {request} and environment {env_request} disagree", file=sys.stderr)

@@ -118,7 +118,7 @@ class RunningService:
 def running_service(*, mode: str = "", port: int | None = None, startup_s: float = 20.0) -> Iterator[RunningService]:
     """The service as a subprocess on 127.0.0.1 (a free port), answering ``/health`` before this yields."""
     port = port or free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), MODE_VARIABLE: mode}
+    env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{REPO_ROOT / 'src'}", MODE_VARIABLE: mode}
     log = tempfile.TemporaryFile()  # not a pipe: an unread pipe that fills up blocks the service
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.helpers.snos_runner_service", "--port", str(port)],

@@ -100,6 +100,20 @@ def test_devnet_refuses_bad_arguments(capsys: pytest.CaptureFixture[str], tmp_pa
     assert "is not empty" in err
     code = main(["devnet", "--layer", "l3", "--settlement", "ledger"])
     assert code == 2 and "--layer l3 settles on the local Starknet double" in capsys.readouterr().err
+    code = main(["devnet", "--core-contract", "starkware", "--settlement", "ledger"])
+    assert code == 2 and "--core-contract chooses the L1 core contract" in capsys.readouterr().err
+
+
+def test_starkware_core_contract_needs_its_compiled_contract(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import madara_orchestrator.cli.devnet as devnet
+
+    monkeypatch.setattr(devnet, "STARKWARE_CORE_JSON", tmp_path / "missing.json")
+    for command in (["devnet"], ["devnet-chain", "--env-file", str(tmp_path / ".env")]):
+        assert main([*command, "--core-contract", "starkware"]) == 2
+        err = capsys.readouterr().err
+        assert f"--core-contract starkware needs StarkWare's compiled contract at {tmp_path}/missing.json" in err
 
 
 # -- batching flags (SPEC §16.2) -------------------------------------------------------------------
@@ -644,3 +658,26 @@ def test_an_unknown_argument_is_named_without_its_value(
     assert named in err
     assert KEY not in err and KEY[2:] not in err and KEY[2:12] not in err
     assert len(err.strip().splitlines()) == 1, err
+
+
+def test_da_public_keys_are_comma_separated_felts() -> None:
+    settings = load_run_settings(parse(["--da-public-keys", "0x1f, 2A ,0x0"]), GOOD)
+    assert settings.da_keys == (0x1F, 0x2A, 0)
+    assert load_run_settings(parse([]), GOOD).da_keys == (), "none: no encryption, omitted from buckets"
+
+
+STARK_PRIME = 2**251 + 17 * 2**192 + 1
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0x1,,0x2", "--da-public-keys: key 2 is empty (comma-separated felts, 0x hex)"),
+        ("0x1,0xzz", "--da-public-keys: key 2 '0xzz' is not hex (e.g. 0x123...)"),
+        (hex(STARK_PRIME), f"--da-public-keys: key 1 '{hex(STARK_PRIME)}' is not below the Stark prime"),
+    ],
+)
+def test_a_bad_da_public_key_is_one_problem(value: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_run_settings(parse([]), {**GOOD, P + "DA_PUBLIC_KEYS": value})
+    assert caught.value.problems == [expected]

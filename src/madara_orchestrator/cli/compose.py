@@ -6,7 +6,7 @@ import contextlib
 import dataclasses
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +60,7 @@ from madara_orchestrator.snos.contract import SnosRunConfig, os_hints
 from madara_orchestrator.snos.http import HttpSnosRunner
 from madara_orchestrator.starknet.facts import fact_hex
 from madara_orchestrator.starknet.feeder import FeederGatewayClient
+from madara_orchestrator.starknet.os_config import os_config_hash
 from madara_orchestrator.starknet.rpc import StarknetRpcClient
 
 log = logging.getLogger(__name__)
@@ -242,6 +243,7 @@ async def _build(
         settings.rpc_for_snos or settings.need("madara_rpc_url"), attempts=3, retry_pause_s=0.5
     )
     feeder = feeder_client(settings)
+    chain = ChainDetails(sequencer, feeder, settings.da_keys)
     # A settlement key (a batch) is sent by one process at a time: a named lease on the shared database.
     settlement_guard = key_guard(
         backends.locks, owner, prefix="settlement-tx:", timing=LeaseTiming(duration_s=30.0), clock=backends.clock
@@ -287,8 +289,14 @@ async def _build(
             mock_atlantic=mock_atlantic,
             prover_latency_s=prover_latency_s,
             chain_id=sequencer.chain_id,
+            fee_token=chain.fee_token,
         )
-    snos = build_snos_runner(settings, sequencer, closers, failures=snos_failures)
+    # The devnet SNOS runner writes the chain's OS config hash where it is checked against the chain's details
+    # (Atlantic's aggregator; DA keys); otherwise the devnet chain's, without asking the feeder gateway.
+    reads_chain = settings.prover == "atlantic" or bool(settings.da_keys)
+    snos = build_snos_runner(
+        settings, sequencer, closers, failures=snos_failures, config_hash=chain.os_config_hash if reads_chain else None
+    )
     reference: StarknetRpcClient | None = None
     if settings.replay_bounds_rpc_url:
         reference = StarknetRpcClient(settings.replay_bounds_rpc_url, attempts=3, retry_pause_s=0.5)
@@ -353,23 +361,46 @@ def feeder_client(settings: Settings) -> FeederGatewayClient:
     return FeederGatewayClient(settings.madara_feeder_gateway_url or settings.need("madara_rpc_url"))
 
 
+class ChainDetails:
+    """The chain's details the OS config hash is made of (SPEC §17), read once when first needed: the chain id
+    (``starknet_chainId``), the STRK fee token (the feeder gateway's ``get_contract_addresses``, as the
+    original reads it) and ``--da-public-keys``."""
+
+    def __init__(self, sequencer: StarknetRpcClient, feeder: FeederGatewayClient, da_keys: Sequence[int]) -> None:
+        self.sequencer = sequencer
+        self.feeder = feeder
+        self.da_keys = tuple(da_keys)
+        self._fee_token: int | None = None
+
+    async def fee_token(self) -> int:
+        if self._fee_token is None:
+            self._fee_token = (await self.feeder.get_fee_tokens()).strk
+        return self._fee_token
+
+    async def os_config_hash(self) -> int:
+        return os_config_hash(int(await self.sequencer.chain_id(), 16), await self.fee_token(), self.da_keys)
+
+
 def build_snos_runner(
     settings: Settings,
     sequencer: StarknetRpcClient,
     closers: list[Closer],
     *,
     failures: dict[int, int] | None = None,
+    config_hash: Callable[[], Awaitable[int]] | None = None,
 ) -> SnosRunner:
     """The SNOS runner ``--snos-runner`` chooses (docs/snos-runner.md); ``failures`` is the devnet runner's
-    failure injection (tests). Readiness asks ``sequencer``, the client of the SNOS RPC."""
+    failure injection (tests), ``config_hash`` the OS config hash its outputs carry (default: the devnet
+    chain's). Readiness asks ``sequencer``, the client of the SNOS RPC."""
     if settings.snos_runner not in ("command", "http"):
-        return DevnetSnosRunner(sequencer, failures=failures)
+        return DevnetSnosRunner(sequencer, failures=failures, config_hash=config_hash)
     full_output, use_kzg_da = os_hints(settings.layer)
     config = SnosRunConfig(
         rpc_url=settings.rpc_for_snos or settings.need("madara_rpc_url"),
         layout=settings.snos_layout_name,
         full_output=full_output,
         use_kzg_da=use_kzg_da,
+        da_public_keys=settings.da_keys,
         timeout_s=float(settings.snos_timeout_seconds),
     )
     if settings.snos_runner == "command":
@@ -412,9 +443,11 @@ def build_prover(
     mock_atlantic: MockAtlanticServer | None = None,
     prover_latency_s: float = 0.0,
     chain_id: Callable[[], Awaitable[str]] | None = None,
+    fee_token: Callable[[], Awaitable[int]] | None = None,
 ) -> ProverClient:
     """The prover client ``--prover`` chooses; what it opens is added to ``closers``. ``chain_id`` gives the
-    chain id (``starknet_chainId``, hex) for Atlantic's buckets (``chain_id_hex``), asked at the first bucket."""
+    chain id (``starknet_chainId``, hex) and ``fee_token`` the chain's STRK fee token for Atlantic's buckets
+    (``chain_id_hex``, ``fee_token_address``), asked at the first bucket."""
     if settings.prover == "atlantic":
         service_url = settings.atlantic_service_url
         artifacts_url = settings.atlantic_artifacts_base_url
@@ -435,6 +468,7 @@ def build_prover(
                 settlement_layer=settings.need("atlantic_settlement_layer"),
                 prover_layout=settings.prover_layout_name,
                 cairo_verifier_program_hash=settings.cairo_verifier_program_hash,
+                da_public_keys=settings.da_keys,
             ),
             fact_checker=_fact_checker(
                 settings.need("atlantic_settlement_layer"),
@@ -443,6 +477,7 @@ def build_prover(
                 closers,
             ),
             chain_id_source=chain_id,
+            fee_token_source=fee_token,
         )
         closers.append(atlantic.aclose)
         return atlantic

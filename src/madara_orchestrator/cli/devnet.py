@@ -24,10 +24,10 @@ from madara_orchestrator.cli.compose import EmbeddedStack, build_embedded_stack
 from madara_orchestrator.cli.run import configure_logging
 from madara_orchestrator.cli.settings import RUN_OPTIONS, Settings
 from madara_orchestrator.devnet.adapters import DEVNET_AGGREGATOR_PROGRAM_HASH
-from madara_orchestrator.devnet.anvil import DEV_PRIVATE_KEYS, Anvil, AnvilConfig
+from madara_orchestrator.devnet.anvil import DEV_PRIVATE_KEYS, REPO_ROOT, Anvil, AnvilConfig
 from madara_orchestrator.devnet.l2_fact_registrar import StarknetFactRegistrar
 from madara_orchestrator.devnet.layout_bridge import DEVNET_CAIRO_VERIFIER_PROGRAM_HASH
-from madara_orchestrator.devnet.program_output import DEVNET_CONFIG_HASH
+from madara_orchestrator.devnet.program_output import DEVNET_CONFIG_HASH, DEVNET_OS_PROGRAM_HASH
 from madara_orchestrator.devnet.sequencer import DEFAULT_TX_PER_BLOCK, DevnetSequencer
 from madara_orchestrator.devnet.starknet_l2 import OPERATOR_ACCOUNT, VERIFIER_ACCOUNT, StarknetL2Double
 from madara_orchestrator.domain.batches import AggregatorBatch, AggregatorBatchStatus, SnosBatch, SnosBatchStatus
@@ -39,7 +39,12 @@ from madara_orchestrator.jobs.artifacts import decode_felts_json
 from madara_orchestrator.provers.mock_atlantic_server import MockAtlanticConfig, MockAtlanticServer
 from madara_orchestrator.server.app import create_app
 from madara_orchestrator.server.background import BackgroundServer, bind_listener, free_port
-from madara_orchestrator.settlement.contracts import DevnetContracts, deploy_devnet_contracts
+from madara_orchestrator.settlement.contracts import (
+    DevnetContracts,
+    deploy_contract,
+    deploy_devnet_contracts,
+    deploy_starkware_core,
+)
 from madara_orchestrator.settlement.eth_rpc import EthRpc
 
 STAGES = (
@@ -98,6 +103,7 @@ def register(subparsers: Any) -> None:
         help="anvil (default): a local L1 whose core contract checks every blob; ledger: no L1, a file",
     )
     parser.add_argument("--hardfork", choices=("prague", "osaka"), default="prague", help="anvil hardfork")
+    add_core_contract_argument(parser)
     parser.add_argument(
         "--layer",
         choices=("l2", "l3"),
@@ -148,8 +154,31 @@ class LocalL1:
         self.anvil.stop()
 
 
-async def start_local_l1(data_dir: Path, *, hardfork: str = "prague") -> LocalL1:
-    """Start anvil (automine) and deploy the fact registry and core contract.
+STARKWARE_CORE_JSON = REPO_ROOT.parent / "shared" / "vectors" / "contracts" / "StarknetCore.starkware.json"
+"""StarkWare's compiled core contract, where the project's checkout keeps the shared test vectors."""
+
+
+def add_core_contract_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--core-contract",
+        choices=("devnet", "starkware"),
+        default="devnet",
+        help="core contract on anvil: devnet (default; contracts/StarknetCore.sol) or starkware (StarkWare's "
+        "compiled Starknet.sol from ../shared/vectors/contracts)",
+    )
+
+
+def starkware_core_problem(core_contract: str) -> str | None:
+    """Why ``--core-contract starkware`` cannot be used here (its compiled contract is missing), else None."""
+    if core_contract == "starkware" and not STARKWARE_CORE_JSON.is_file():
+        return f"--core-contract starkware needs StarkWare's compiled contract at {STARKWARE_CORE_JSON}"
+    return None
+
+
+async def start_local_l1(data_dir: Path, *, hardfork: str = "prague", core_contract: str = "devnet") -> LocalL1:
+    """Start anvil (automine) and deploy the fact registry and a core contract: the devnet one, or with
+    ``core_contract="starkware"`` StarkWare's (``STARKWARE_CORE_JSON``), initialised for the devnet's
+    outputs (OS and aggregator program hashes, the devnet chain's config hash, genesis at block -1).
 
     The operator settles with dev key 0; facts are registered with dev key 1, so the two never compete
     for nonces. PeerDAS cell proofs on osaka, EIP-4844 blob proofs on prague."""
@@ -157,9 +186,27 @@ async def start_local_l1(data_dir: Path, *, hardfork: str = "prague") -> LocalL1
     await asyncio.to_thread(anvil.start)
     try:
         rpc = EthRpc(anvil.url)
-        contracts = await deploy_devnet_contracts(
-            rpc, DEV_PRIVATE_KEYS[1], program_hash=DEVNET_AGGREGATOR_PROGRAM_HASH, config_hash=DEVNET_CONFIG_HASH
-        )
+        if core_contract == "starkware":
+            registry = await deploy_contract(rpc, DEV_PRIVATE_KEYS[1], "FactRegistry")
+            core = await deploy_starkware_core(
+                rpc,
+                DEV_PRIVATE_KEYS[1],
+                STARKWARE_CORE_JSON,
+                program_hash=DEVNET_OS_PROGRAM_HASH,
+                aggregator_program_hash=DEVNET_AGGREGATOR_PROGRAM_HASH,
+                verifier=registry,
+                config_hash=DEVNET_CONFIG_HASH,
+            )
+            contracts = DevnetContracts(
+                fact_registry=registry,
+                core_contract=core,
+                program_hash=DEVNET_AGGREGATOR_PROGRAM_HASH,
+                config_hash=DEVNET_CONFIG_HASH,
+            )
+        else:
+            contracts = await deploy_devnet_contracts(
+                rpc, DEV_PRIVATE_KEYS[1], program_hash=DEVNET_AGGREGATOR_PROGRAM_HASH, config_hash=DEVNET_CONFIG_HASH
+            )
         await rpc.aclose()
     except BaseException:
         anvil.stop()
@@ -209,6 +256,10 @@ def devnet_command(args: argparse.Namespace) -> int:
         problems.append(
             "--settlement chooses an L2's settlement layer; --layer l3 settles on the local Starknet double"
         )
+    problems.append(starkware_core_problem(args.core_contract) or "")
+    if args.core_contract != "devnet" and (args.layer == "l3" or args.settlement != "anvil"):
+        problems.append("--core-contract chooses the L1 core contract: only with --settlement anvil on an L2")
+    problems = [p for p in problems if p]
     if args.data_dir and Path(args.data_dir).exists() and any(Path(args.data_dir).iterdir()):
         problems.append(f"--data-dir {args.data_dir} is not empty; the devnet starts from a fresh directory")
     if problems:
@@ -431,7 +482,7 @@ async def run_devnet(args: argparse.Namespace, data_dir: Path) -> int:
             l2 = await start_local_l2()
             settings = Settings({**settings.values, **l2.overrides}, settings.secrets)
         elif args.settlement == "anvil":
-            l1 = await start_local_l1(data_dir, hardfork=args.hardfork)
+            l1 = await start_local_l1(data_dir, hardfork=args.hardfork, core_contract=args.core_contract)
             settings = Settings({**settings.values, **l1.overrides}, settings.secrets)
         stack = await build_embedded_stack(settings, prover_latency_s=args.prover_latency)
     except BaseException:
@@ -448,7 +499,8 @@ async def run_devnet(args: argparse.Namespace, data_dir: Path) -> int:
     print(f"orchestrator API: {api.url}  (/health, /jobs?status=..., /metrics)", file=out)
     if l1 is not None:
         print(
-            f"local L1 (anvil, {args.hardfork}): {l1.anvil.url}  core contract {l1.contracts.core_contract}, "
+            f"local L1 (anvil, {args.hardfork}): {l1.anvil.url}  "
+            f"{args.core_contract} core contract {l1.contracts.core_contract}, "
             f"fact registry {l1.contracts.fact_registry}",
             file=out,
         )

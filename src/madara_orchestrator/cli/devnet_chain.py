@@ -23,7 +23,12 @@ from typing import Any, TextIO
 
 from eth_keys.datatypes import PrivateKey
 
-from madara_orchestrator.cli.devnet import LocalL1, start_local_l1
+from madara_orchestrator.cli.devnet import (
+    LocalL1,
+    add_core_contract_argument,
+    starkware_core_problem,
+    start_local_l1,
+)
 from madara_orchestrator.cli.run import configure_logging
 from madara_orchestrator.cli.settings import ENV_PREFIX, RUN_OPTIONS
 from madara_orchestrator.devnet.anvil import find_anvil_binary, interrupt_starting
@@ -75,6 +80,7 @@ def register(subparsers: Any) -> None:
         help="HTTP API port written for `orchestrator run` (default: none written, so run's default 3000)",
     )
     parser.add_argument("--hardfork", choices=("prague", "osaka"), default="prague", help="anvil hardfork")
+    add_core_contract_argument(parser)
     parser.add_argument("--log-dir", default=None, help="directory for anvil.log (default: a new temporary directory)")
     parser.set_defaults(handler=devnet_chain_command)
 
@@ -119,6 +125,8 @@ def check_arguments(args: argparse.Namespace) -> Path:
         find_anvil_binary()
     except ConfigError as exc:
         problems += exc.problems
+    problems.append(starkware_core_problem(args.core_contract) or "")
+    problems = [p for p in problems if p]
     if problems:
         raise ConfigError(problems)
     return env_path
@@ -242,7 +250,9 @@ async def run_chain(args: argparse.Namespace, env_path: Path, *, out: TextIO = s
     wrote_env = False
     try:
         await rpc_server.start()
-        l1 = await _until_stopped(asyncio.create_task(start_local_l1(log_dir, hardfork=args.hardfork)), stop)
+        l1 = await _until_stopped(
+            asyncio.create_task(start_local_l1(log_dir, hardfork=args.hardfork, core_contract=args.core_contract)), stop
+        )
         if l1 is None:
             print("stopped during start-up", file=out, flush=True)
             return 0
@@ -257,7 +267,8 @@ async def run_chain(args: argparse.Namespace, env_path: Path, *, out: TextIO = s
             file=out,
         )
         print(
-            f"local L1 (anvil, {args.hardfork}): {l1.anvil.url}  core contract {l1.contracts.core_contract}, "
+            f"local L1 (anvil, {args.hardfork}): {l1.anvil.url}  "
+            f"{args.core_contract} core contract {l1.contracts.core_contract}, "
             f"fact registry {l1.contracts.fact_registry}  (log: {log_dir / 'anvil.log'})",
             file=out,
         )

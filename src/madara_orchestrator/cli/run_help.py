@@ -41,6 +41,7 @@ GROUPS: tuple[Group, ...] = (
         "The appchain's sequencer (Madara), its layer and the blocks to carry.",
         (
             "layer",
+            "da_public_keys",
             "madara_rpc_url",
             "madara_feeder_gateway_url",
             "min_block_to_process",
@@ -333,6 +334,7 @@ METAVARS: dict[str, str] = {
     "default_empty_block_proving_gas": "GAS",
     "cairo_verifier_program_hash": "FELT",
     "allow_starknet_versions": "VERSIONS",
+    "da_public_keys": "FELT[,FELT...]",
 }
 """Where the rule of ``metavar`` is wrong or too vague."""
 

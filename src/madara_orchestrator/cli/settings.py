@@ -110,6 +110,14 @@ RUN_OPTIONS: tuple[Option, ...] = (
         "days after which the artifacts of settled batches expire (the S3 lifecycle rule setup makes)",
     ),
     _o("layer", "LAYER", str, "l2", "l2 (settle on Ethereum) or l3", choices=("l2", "l3")),
+    _o(
+        "da_public_keys",
+        "DA_PUBLIC_KEYS",
+        str,
+        None,
+        "DA committee public keys, comma-separated felts (0x hex): the OS encrypts the state diff for them, "
+        "and they enter the OS config hash (Atlantic buckets' public_keys; without it: no encryption)",
+    ),
     # the sequencer
     _o("madara_rpc_url", "MADARA_RPC_URL", str, None, "Starknet JSON-RPC of the sequencer (required)"),
     _o(
@@ -597,6 +605,7 @@ class Settings:
         topic_identifier: ClassVar[str]
         storage_expiration_days: ClassVar[int]
         layer: ClassVar[str]
+        da_public_keys: ClassVar[str | None]
         madara_rpc_url: ClassVar[str | None]
         madara_feeder_gateway_url: ClassVar[str | None]
         rpc_for_snos: ClassVar[str | None]
@@ -727,6 +736,11 @@ class Settings:
             k: "***" if k in self.secrets and v is not None else cut_urls(v) if isinstance(v, str) else v
             for k, v in self.values.items()
         }
+
+    @property
+    def da_keys(self) -> tuple[int, ...]:
+        """``--da-public-keys`` as felts (validated by ``load_run_settings``); () when not given."""
+        return parse_da_public_keys(self.values.get("da_public_keys"))
 
     def secret_mask(self) -> SecretMask:
         """What output must never show: every secret setting's value, and the credentials, query values and
@@ -1113,6 +1127,25 @@ def _is_felt(text: str) -> bool:
     return _is_hex_address(text) and int(text, 16) < STARKNET_PRIME
 
 
+def parse_da_public_keys(text: str | None) -> tuple[int, ...]:
+    """``0x1,0x2`` → felts, as the original's ``--da-public-keys`` (comma-separated, each trimmed, hex);
+    ``InvalidInput`` naming the first bad key."""
+    if text is None:
+        return ()
+    keys: list[int] = []
+    for position, raw in enumerate(text.split(","), start=1):
+        key = raw.strip()
+        if not key:
+            raise InvalidInput(f"--da-public-keys: key {position} is empty (comma-separated felts, 0x hex)")
+        body = key[2:] if key[:2].lower() == "0x" else key
+        if not body or len(body) > 64 or any(c not in "0123456789abcdefABCDEF" for c in body):
+            raise InvalidInput(f"--da-public-keys: key {position} {key[:70]!r} is not hex (e.g. 0x123...)")
+        if int(body, 16) >= STARKNET_PRIME:
+            raise InvalidInput(f"--da-public-keys: key {position} {key[:70]!r} is not below the Stark prime")
+        keys.append(int(body, 16))
+    return tuple(keys)
+
+
 def backend_problems(values: Mapping[str, Any]) -> list[str]:
     """The backend choice: ``--aws-*`` need ``--aws`` and ``--aws`` needs one of them; a PostgreSQL URL."""
     problems: list[str] = []
@@ -1316,6 +1349,10 @@ def load_run_settings(args: argparse.Namespace, environ: Mapping[str, str] | Non
             "use --prover atlantic (--mock-atlantic-server for a local one)"
         )
     problems += _snos_runner_problems(values)
+    try:
+        parse_da_public_keys(values["da_public_keys"])
+    except InvalidInput as exc:
+        problems.append(str(exc))
     if values["mock_atlantic_server"]:
         if prover != "atlantic":
             problems.append("--mock-atlantic-server needs --prover atlantic")

@@ -13,7 +13,7 @@ import io
 import json
 import sqlite3
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +115,7 @@ def devnet_os_output(
     end_block: int,
     previous_block_hash: int,
     state_diff: Sequence[int] | None = None,
+    config_hash: int = DEVNET_CONFIG_HASH,
 ) -> list[int]:
     """The devnet OS output of blocks ``start_block..=end_block`` from their state updates: the header of
     SPEC §6.6 (no KZG DA, full output), no messages, then ``state_diff`` (default: each update's devnet
@@ -131,7 +132,7 @@ def devnet_os_output(
         previous_block_hash,
         int(updates[-1]["block_hash"], 16),
         DEVNET_OS_PROGRAM_HASH,
-        DEVNET_CONFIG_HASH,
+        config_hash,
         0,  # use_kzg_da
         1,  # full_output
         0,  # L2 -> L1 messages
@@ -143,10 +144,19 @@ def devnet_os_output(
 class DevnetSnosRunner:
     """Builds the OS output of a block range from the sequencer's state updates, over its RPC."""
 
-    def __init__(self, sequencer: SequencerRpc, *, failures: dict[int, int] | None = None) -> None:
-        """``failures`` maps a block to how many runs touching it fail (with an OS execution error)."""
+    def __init__(
+        self,
+        sequencer: SequencerRpc,
+        *,
+        failures: dict[int, int] | None = None,
+        config_hash: Callable[[], Awaitable[int]] | None = None,
+    ) -> None:
+        """``failures`` maps a block to how many runs touching it fail (with an OS execution error).
+        ``config_hash`` gives the chain's OS config hash (its chain id, fee token and DA keys), which the
+        output carries as the OS's does; without it, the devnet chain's (``DEVNET_CONFIG_HASH``)."""
         self.sequencer = sequencer
         self.failures = failures if failures is not None else {}
+        self._config_hash = config_hash
 
     async def is_ready(self) -> bool:
         try:
@@ -169,6 +179,7 @@ class DevnetSnosRunner:
             start_block=start_block,
             end_block=end_block,
             previous_block_hash=int(previous["block_hash"], 16) if previous else 0,
+            config_hash=DEVNET_CONFIG_HASH if self._config_hash is None else await self._config_hash(),
         )
         return SnosResult(
             cairo_pie_zip=devnet_pie(
@@ -182,7 +193,8 @@ class DevnetSnosRunner:
 
 
 class DevnetAggregatorRunner:
-    """Joins the children's outputs: first block's pre-state to last block's post-state.
+    """Joins the children's outputs: first block's pre-state to last block's post-state, under the children's
+    OS program hash and OS config hash (the aggregator outputs them as it checked them).
 
     With ``rpc`` the DA segment is what a real aggregator publishes: the batch's state diff squashed
     (SPEC §5.5) and compressed as batching does (§5.6: aliases, §5.8 encoding, stateless compression),
@@ -213,6 +225,8 @@ class DevnetAggregatorRunner:
                 new_block_number=last[3],
                 prev_block_hash=first[4],
                 new_block_hash=last[5],
+                os_program_hash=first[6],
+                config_hash=first[7],
             )
             blobs = felts_to_blobs(da_segment)
             output = await asyncio.to_thread(build_program_output, transition, blobs)
@@ -222,7 +236,7 @@ class DevnetAggregatorRunner:
                 da_segment=da_segment,
                 fact=gps_fact(DEVNET_AGGREGATOR_PROGRAM_HASH, output),
             )
-        output = [*first[:5], last[5], DEVNET_OS_PROGRAM_HASH, DEVNET_CONFIG_HASH, 0, 0, 0, 0]
+        output = [*first[:5], last[5], first[6], first[7], 0, 0, 0, 0]
         output[1], output[3] = last[1], last[3]
         return AggregationResult(
             cairo_pie_zip=devnet_pie("aggregator", output, children=len(children_program_outputs)),

@@ -153,10 +153,14 @@ class DevnetChain:
         accounts: int = 8,
         timestamp: int = 1_700_000_000,
         tx_per_block: int = DEFAULT_TX_PER_BLOCK,
+        fee_token: int = STRK_TOKEN,
     ) -> None:
+        """``fee_token`` is the chain's (STRK) fee token, where balances and fees are written; the feeder
+        gateway's ``get_contract_addresses`` names it."""
         if tx_per_block < 0:
             raise ValueError(f"tx_per_block must be 0 or more, got {tx_per_block}")
         self.tx_per_block = tx_per_block
+        self.fee_token = fee_token
         self._rng = random.Random(seed)
         self.blocks: list[Block] = []
         self.storage: dict[tuple[int, int], History] = {}
@@ -182,10 +186,10 @@ class DevnetChain:
         content = _BlockContent()
         for account in self._accounts:
             self._balances[account] = 10**24
-            content.write(STRK_TOKEN, balance_key(account), 10**24)
+            content.write(self.fee_token, balance_key(account), 10**24)
             content.write(account, PUBLIC_KEY_KEY, felt_hash("pk", account))
             content.deployed[account] = ACCOUNT_CLASS
-        content.deployed.update({STRK_TOKEN: ERC20_CLASS, ETH_TOKEN: ERC20_CLASS})
+        content.deployed.update({self.fee_token: ERC20_CLASS, ETH_TOKEN: ERC20_CLASS})
         content.deployed.update({app: APP_CLASS for app in APP_CONTRACTS})
         content.declared.update(
             {
@@ -231,8 +235,8 @@ class DevnetChain:
     def _pay(self, content: _BlockContent, sender: int, receiver: int, amount: int) -> None:
         self._balances[sender] -= amount
         self._balances[receiver] = self._balances.get(receiver, 0) + amount
-        content.write(STRK_TOKEN, balance_key(sender), self._balances[sender])
-        content.write(STRK_TOKEN, balance_key(receiver), self._balances[receiver])
+        content.write(self.fee_token, balance_key(sender), self._balances[sender])
+        content.write(self.fee_token, balance_key(receiver), self._balances[receiver])
 
     def _pay_fee(self, content: _BlockContent, sender: int) -> None:
         self._pay(content, sender, SEQUENCER_ADDRESS, min(self._rng.randint(10**12, 10**15), self._balances[sender]))
@@ -372,7 +376,8 @@ def _gateway_error(code: str, message: str) -> Response:
 
 class DevnetSequencer:
     """The chain plus its JSON-RPC endpoint (``POST /``), the feeder gateway's bouncer weights
-    (``GET /feeder_gateway/get_block_bouncer_weights``) and a block producer task."""
+    (``GET /feeder_gateway/get_block_bouncer_weights``) and fee tokens (``get_contract_addresses``), and a
+    block producer task."""
 
     def __init__(
         self, chain: DevnetChain | None = None, *, block_time_s: float = 1.0, tx_per_block: int | None = None
@@ -387,6 +392,7 @@ class DevnetSequencer:
             routes=[
                 Route("/", self._endpoint, methods=["POST"]),
                 Route("/feeder_gateway/get_block_bouncer_weights", self._bouncer_weights, methods=["GET"]),
+                Route("/feeder_gateway/get_contract_addresses", self._contract_addresses, methods=["GET"]),
             ]
         )
         self.requests = 0
@@ -437,6 +443,12 @@ class DevnetSequencer:
                 "StarknetErrorCode.BLOCK_NOT_FOUND", f"Pre-confirmed block with number {number} was not found."
             )
         return JSONResponse(self.chain.blocks[number].weights.to_json())
+
+    async def _contract_addresses(self, request: Request) -> Response:
+        """As Madara's feeder gateway: the fee tokens (no L1 contracts: this chain does not know them)."""
+        return JSONResponse(
+            {"strk_l2_token_address": f"{self.chain.fee_token:#066x}", "eth_l2_token_address": f"{ETH_TOKEN:#066x}"}
+        )
 
     def _dispatch(self, request: Any) -> dict[str, Any]:
         self.requests += 1

@@ -72,7 +72,6 @@ SERVICE = "Atlantic"
 DEFAULT_ARTIFACTS_BASE_URL = "https://storage.googleapis.com/hero-atlantic-bucket"
 DEFAULT_N_STEPS = 40_000_000
 AGGREGATOR_VERSION = "snos_aggregator_0.14.1"
-STRK_FEE_TOKEN_ADDRESS = "0x04718f5a0fc34cc1af16a1cdee98ffb20c31f5cd61d6ab07201858f4287c938d"
 L2_VERIFICATION_LAYOUT = "recursive_with_poseidon"
 
 PIE_FILE = "pie.cairo0.zip"
@@ -282,8 +281,10 @@ class AtlanticConfig:
     cairo_verifier_program_hash: str | None = None
     chain_id: str | None = None
     """The chain id as text (``SN_SEPOLIA``); buckets get it as ``0x`` + hex of its ASCII bytes."""
-    fee_token_address: str = STRK_FEE_TOKEN_ADDRESS
-    da_public_keys: tuple[str, ...] | None = None
+    fee_token_address: int | None = None
+    """The chain's STRK fee token; when None it is asked of ``fee_token_source`` (the feeder gateway)."""
+    da_public_keys: tuple[int, ...] = ()
+    """``--da-public-keys``: sent as ``public_keys``, omitted when empty."""
     aggregator_version: str = AGGREGATOR_VERSION
     timeout_s: float = 60.0
     """Per HTTP request (connect, read, write); artifact downloads get four times as long."""
@@ -310,12 +311,17 @@ class AtlanticClient:
         fact_checker: FactChecker | None = None,
         client: httpx.AsyncClient | None = None,
         chain_id_source: Callable[[], Awaitable[str]] | None = None,
+        fee_token_source: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
-        """``chain_id_source`` gives ``starknet_chainId`` (a hex felt) when ``config.chain_id`` is not set: the
-        chain id is only known once the sequencer answers, so it is asked at the first bucket, then kept."""
+        """``chain_id_source`` gives ``starknet_chainId`` (a hex felt) when ``config.chain_id`` is not set, and
+        ``fee_token_source`` the chain's STRK fee token (the feeder gateway's ``get_contract_addresses``) when
+        ``config.fee_token_address`` is not: both are only known once the sequencer answers, so they are
+        asked at the first bucket, then kept."""
         self.config = config
         self._chain_id_source = chain_id_source
         self._chain_id_hex: str | None = None
+        self._fee_token_source = fee_token_source
+        self._fee_token: int | None = config.fee_token_address
         self._service_url = config.service_url.rstrip("/")
         self._artifacts_url = config.artifacts_base_url.rstrip("/")
         self._fact_checker = None if config.is_fact_mocked else fact_checker
@@ -433,9 +439,11 @@ class AtlanticClient:
         chain_id_hex = await self.chain_id_hex()
         if chain_id_hex is not None:
             params["chain_id_hex"] = chain_id_hex
-        params["fee_token_address"] = self.config.fee_token_address
+        fee_token = await self.fee_token_address()
+        if fee_token is not None:
+            params["fee_token_address"] = hex(fee_token)
         if self.config.da_public_keys:
-            params["public_keys"] = list(self.config.da_public_keys)
+            params["public_keys"] = [hex(key) for key in self.config.da_public_keys]
         payload = {
             "externalId": None,
             "nodeWidth": None,
@@ -466,6 +474,12 @@ class AtlanticClient:
                 raise InvalidInput(f"the chain id {raw!r:.80} is not a hex felt") from None
             self._chain_id_hex = "0x" + value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big").hex()
         return self._chain_id_hex
+
+    async def fee_token_address(self) -> int | None:
+        """The chain's STRK fee token (it enters the OS config hash the aggregator checks); None when unknown."""
+        if self._fee_token is None and self._fee_token_source is not None:
+            self._fee_token = await self._fee_token_source()
+        return self._fee_token
 
     async def get_bucket(self, bucket_id: str) -> AtlanticBucket:
         async def call() -> AtlanticBucket:

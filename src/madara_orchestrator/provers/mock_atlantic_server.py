@@ -10,8 +10,12 @@ Knobs: ``latency_s`` (every API answer), ``failure_rate`` (share of API requests
 drawn from ``random.Random(seed)``: the same request sequence gives the same failures) and
 one-shot ``Fault``s injected by tests (``state.inject``) or over HTTP (``POST /_mock/faults``).
 
+Buckets: ``POST buckets`` is refused (400) unless its ``aggregatorVersion``, ``mockProof`` and
+``aggregatorParams`` are what the aggregator takes (``bucket_request_problem``); the bucket keeps them.
 Aggregation: when a bucket is closed and every child PIE holds a Starknet OS output (SPEC §6.6) of
-consecutive block ranges, the aggregator query's artifacts are consistent with them, so they can be
+consecutive block ranges, the bucket's chain id, fee token and DA public keys must give the children's
+OS config hash, as the 0.14.1 aggregator asserts (``config_hash_problem``; else the bucket FAILS), and
+the aggregator query's artifacts are consistent with the children, so they can be
 settled: ``pie.cairo0.zip`` is a Cairo PIE of a mock aggregator program whose output is the
 bootloader-style children section followed by the aggregator's own output (first block's pre-state
 to last block's post-state, a KZG section for the blobs of the DA segment, the children's messages),
@@ -83,6 +87,7 @@ from madara_orchestrator.starknet.facts import (
     compute_program_hash,
     fact_info,
 )
+from madara_orchestrator.starknet.os_config import os_config_hash
 from madara_orchestrator.starknet.pie import (
     STARK_PRIME,
     CairoPie,
@@ -349,8 +354,9 @@ def create_app(config: MockAtlanticConfig | None = None, state: MockAtlanticStat
             body = await request.json()
         except ValueError:
             return JSONResponse({"message": "the body must be JSON"}, status_code=400)
-        if not isinstance(body, dict) or "aggregatorVersion" not in body:
-            return JSONResponse({"message": "aggregatorVersion is required"}, status_code=400)
+        problem = bucket_request_problem(body)
+        if problem is not None:
+            return JSONResponse({"message": problem}, status_code=400)
         bucket_id = state.new_id("bucket")
         bucket = {
             "id": bucket_id,
@@ -598,7 +604,7 @@ async def _aggregate_bucket(state: MockAtlanticState, bucket: dict[str, Any]) ->
         outputs = [_child_output(q.pie) for q in ordered]
         os_outputs = [o for o in outputs if o is not None and _is_os_output(o)]
         if len(os_outputs) == len(outputs) and _are_consecutive(os_outputs):
-            reason = await _aggregate_os_outputs(state, aggregator, os_outputs)
+            reason = await _aggregate_os_outputs(state, aggregator, os_outputs, bucket.get("aggregatorParams"))
     if reason is not None:
         data["status"] = "FAILED"
         data["errorReason"] = reason
@@ -609,10 +615,15 @@ async def _aggregate_bucket(state: MockAtlanticState, bucket: dict[str, Any]) ->
     await _deliver_webhook(state, aggregator)
 
 
-async def _aggregate_os_outputs(state: MockAtlanticState, aggregator: _Query, outputs: list[list[int]]) -> str | None:
+async def _aggregate_os_outputs(
+    state: MockAtlanticState, aggregator: _Query, outputs: list[list[int]], params: Any
+) -> str | None:
     """Fill the aggregator query with a PIE and DA segment consistent with the children; register its fact.
 
     Returns the failure reason, if any."""
+    reason = config_hash_problem(params, outputs)
+    if reason is not None:
+        return reason
     try:
         pie, da_segment = await asyncio.to_thread(build_mock_aggregation, outputs)
         info = await asyncio.to_thread(aggregator_fact_info, read_pie(pie))
@@ -628,6 +639,68 @@ async def _aggregate_os_outputs(state: MockAtlanticState, aggregator: _Query, ou
             return f"fact registration failed: {exc}"
         aggregator.data["transactionId"] = tx_hash
         log.info("mock Atlantic: registered aggregator fact %s in %s", info.fact, tx_hash)
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# The bucket's aggregator parameters
+
+AGGREGATOR_VERSIONS = ("snos_aggregator_0.13.2", "snos_aggregator_0.13.3", "snos_aggregator_0.14.1")
+AGGREGATOR_PARAMS = {"use_kzg_da", "full_output", "chain_id_hex", "fee_token_address", "public_keys"}
+
+
+def _is_hex_felt(value: Any) -> bool:
+    if not isinstance(value, str) or value[:2].lower() != "0x" or not 2 < len(value) <= 66:
+        return False
+    try:
+        return int(value, 16) < STARK_PRIME
+    except ValueError:
+        return False
+
+
+def bucket_request_problem(body: Any) -> str | None:
+    """Why a ``POST buckets`` body is refused (HTTP 400), else None: a known ``aggregatorVersion``, a boolean
+    ``mockProof``, and ``aggregatorParams`` with boolean ``use_kzg_da``/``full_output``, and optionally
+    ``chain_id_hex``, ``fee_token_address`` (hex felts) and ``public_keys`` (a non-empty list of hex felts),
+    nothing else (the aggregator's input, ``AggregatorInput`` of StarkWare's sequencer)."""
+    if not isinstance(body, dict):
+        return "the body must be a JSON object"
+    if body.get("aggregatorVersion") not in AGGREGATOR_VERSIONS:
+        return f"aggregatorVersion must be one of {', '.join(AGGREGATOR_VERSIONS)}"
+    if not isinstance(body.get("mockProof", False), bool):
+        return "mockProof must be a boolean"
+    params = body.get("aggregatorParams")
+    if not isinstance(params, dict):
+        return "aggregatorParams must be an object"
+    unknown = sorted(set(params) - AGGREGATOR_PARAMS)
+    if unknown:
+        return f"aggregatorParams: unknown field(s) {', '.join(unknown)}"
+    for name in ("use_kzg_da", "full_output"):
+        if not isinstance(params.get(name), bool):
+            return f"aggregatorParams.{name} must be a boolean"
+    for name in ("chain_id_hex", "fee_token_address"):
+        if name in params and not _is_hex_felt(params[name]):
+            return f"aggregatorParams.{name} must be a hex felt (0x...), got {str(params[name])[:80]!r}"
+    keys = params.get("public_keys")
+    if "public_keys" in params and (not isinstance(keys, list) or not keys or not all(map(_is_hex_felt, keys))):
+        return "aggregatorParams.public_keys must be a non-empty list of hex felts (0x...)"
+    return None
+
+
+def config_hash_problem(params: Any, outputs: Sequence[Sequence[int]]) -> str | None:
+    """What the 0.14.1 aggregator asserts before combining (``check_public_keys``): the OS config hash of its
+    input (chain id, fee token, DA public keys) is the children's ``starknet_os_config_hash``. None when it is."""
+    params = params if isinstance(params, dict) else {}
+    if "chain_id_hex" not in params or "fee_token_address" not in params:
+        return "aggregation failed: the bucket's aggregatorParams lack chain_id_hex or fee_token_address"
+    keys = [int(k, 16) for k in params.get("public_keys") or []]
+    expected = os_config_hash(int(params["chain_id_hex"], 16), int(params["fee_token_address"], 16), keys)
+    for index, output in enumerate(outputs, start=1):
+        if output[7] != expected:
+            return (
+                f"aggregation failed: child {index} has OS config hash {output[7]:#x}, but the bucket's chain id, "
+                f"fee token and {len(keys)} DA public key(s) give {expected:#x}"
+            )
     return None
 
 

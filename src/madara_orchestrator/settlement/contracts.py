@@ -142,6 +142,59 @@ async def deploy_devnet_contracts(
     )
 
 
+INITIALIZE_CONTRACT_STATE_SELECTOR = bytes.fromhex("a67f82a3")
+"""StarkWare's ``initializeContractState(bytes)``."""
+
+
+def load_starkware_core(path: Path) -> bytes:
+    """The creation bytecode of StarkWare's compiled core contract (``Starknet.sol``: ``bytecode.object``)."""
+    try:
+        doc = json.loads(path.read_text())
+        code = doc["bytecode"]["object"] if isinstance(doc["bytecode"], dict) else doc["bytecode"]
+        return bytes.fromhex(str(code).removeprefix("0x"))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InvalidInput(f"{path} is not a compiled contract with bytecode.object: {exc}") from exc
+
+
+async def deploy_starkware_core(
+    rpc: EthRpc,
+    private_key: str | PrivateKey,
+    artifact: Path,
+    *,
+    program_hash: int,
+    aggregator_program_hash: int,
+    verifier: str,
+    config_hash: int,
+    initial_root: int = 0,
+    initial_block_number: int = -1,
+    initial_block_hash: int = 0,
+) -> str:
+    """Deploy StarkWare's core contract (no constructor arguments) and initialise it once with
+    ``abi.encode(programHash, aggregatorProgramHash, verifier, configHash, (globalRoot, blockNumber, blockHash))``
+    (a new chain starts at block -1). It then accepts an aggregator batch whose output's ``os_program_hash`` is
+    ``program_hash``, whose config hash is ``config_hash``, and whose fact
+    ``keccak(aggregator_program_hash, keccak(output))`` is valid in ``verifier``."""
+    receipt = await send_plain_tx(rpc, private_key, to=None, data=load_starkware_core(artifact))
+    core = receipt.get("contractAddress")
+    if not core:
+        raise BackendUnavailable("deployment of StarkWare's core contract returned no contract address")
+    state = abi_encode(
+        ["uint256", "uint256", "address", "uint256", "(uint256,int256,uint256)"],
+        [
+            program_hash,
+            aggregator_program_hash,
+            verifier,
+            config_hash,
+            (initial_root, initial_block_number, initial_block_hash),
+        ],
+    )
+    await send_plain_tx(
+        rpc, private_key, to=core, data=INITIALIZE_CONTRACT_STATE_SELECTOR + abi_encode(["bytes"], [state])
+    )
+    log.info("deployed StarkWare's core contract at %s", core)
+    return str(core)
+
+
 def _fact_bytes(fact: str) -> bytes:
     text = fact[2:] if fact.lower().startswith("0x") else fact
     try:

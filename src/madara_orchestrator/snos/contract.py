@@ -84,6 +84,9 @@ class SnosRequest:
     layout: str
     full_output: bool
     use_kzg_da: bool
+    da_public_keys: tuple[int, ...] = ()
+    """``--da-public-keys``: the OS encrypts the state diff for them and hashes them into its config hash;
+    sent only when there are some."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.start_block <= self.end_block:
@@ -105,6 +108,7 @@ class SnosRequest:
             "layout": self.layout,
             "full_output": self.full_output,
             "use_kzg_da": self.use_kzg_da,
+            **({"da_public_keys": [hex(k) for k in self.da_public_keys]} if self.da_public_keys else {}),
         }
 
     @classmethod
@@ -133,6 +137,9 @@ class SnosRequest:
                 raise InvalidInput(f"SNOS request: {name} must be a non-empty string, got {field!r:.40}")
             return field
 
+        keys = value.get("da_public_keys", [])
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise InvalidInput(f"SNOS request: da_public_keys must be a list of hex felts, got {keys!r:.60}")
         return cls(
             rpc_url=text("rpc_url"),
             start_block=number("start_block"),
@@ -140,6 +147,7 @@ class SnosRequest:
             layout=text("layout"),
             full_output=flag("full_output"),
             use_kzg_da=flag("use_kzg_da"),
+            da_public_keys=parse_keys(",".join(keys)) if keys else (),
         )
 
     def arguments(self, output_dir: str) -> list[str]:
@@ -157,9 +165,15 @@ class SnosRequest:
             _bool(self.full_output),
             "--use-kzg-da",
             _bool(self.use_kzg_da),
+            *(["--da-public-keys", self.keys_text] if self.da_public_keys else []),
             "--output-dir",
             output_dir,
         ]
+
+    @property
+    def keys_text(self) -> str:
+        """The DA public keys as the command line and the environment carry them: ``0x1f,0x2a``."""
+        return ",".join(hex(k) for k in self.da_public_keys)
 
     def environment(self, output_dir: str) -> dict[str, str]:
         """The same values as ``MADARA_SNOS_*`` variables."""
@@ -171,6 +185,7 @@ class SnosRequest:
             ENV_PREFIX + "LAYOUT": self.layout,
             ENV_PREFIX + "FULL_OUTPUT": _bool(self.full_output),
             ENV_PREFIX + "USE_KZG_DA": _bool(self.use_kzg_da),
+            **({ENV_PREFIX + "DA_PUBLIC_KEYS": self.keys_text} if self.da_public_keys else {}),
             ENV_PREFIX + "OUTPUT_DIR": output_dir,
         }
 
@@ -187,6 +202,7 @@ class SnosRunConfig:
     layout: str = "all_cairo"
     full_output: bool = True
     use_kzg_da: bool = False
+    da_public_keys: tuple[int, ...] = ()
     timeout_s: float = 3600.0
 
     def request(self, start_block: int, end_block: int) -> SnosRequest:
@@ -197,7 +213,22 @@ class SnosRunConfig:
             layout=self.layout,
             full_output=self.full_output,
             use_kzg_da=self.use_kzg_da,
+            da_public_keys=self.da_public_keys,
         )
+
+
+def parse_keys(text: str) -> tuple[int, ...]:
+    """``0x1f,0x2a`` → felts (``InvalidInput`` naming a bad key)."""
+    keys: list[int] = []
+    for key in text.split(","):
+        try:
+            value = int(key.strip(), 16)
+        except ValueError:
+            raise InvalidInput(f"SNOS request: DA public key {key.strip()[:70]!r} is not hex") from None
+        if not 0 <= value < STARKNET_PRIME:
+            raise InvalidInput(f"SNOS request: DA public key {key.strip()[:70]!r} is not a felt")
+        keys.append(value)
+    return tuple(keys)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Madara's feeder gateway over HTTP: the block bouncer weights batching needs (SPEC §5.3).
+"""Madara's feeder gateway over HTTP: the block bouncer weights batching needs (SPEC §5.3), and the
+chain's fee tokens (``get_contract_addresses``, SPEC §17: the STRK one enters the OS config hash).
 
 ``GET <base>/feeder_gateway/get_block_bouncer_weights?blockNumber=N`` answers blockifier's
 ``BouncerWeights`` as JSON, or HTTP 400 with ``{"code": "StarknetErrorCode...", "message": ...}``.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -28,6 +30,7 @@ from madara_orchestrator.domain.redaction import cut_urls, url_origin
 log = logging.getLogger(__name__)
 
 BOUNCER_WEIGHTS_PATH = "feeder_gateway/get_block_bouncer_weights"
+CONTRACT_ADDRESSES_PATH = "feeder_gateway/get_contract_addresses"
 BLOCK_NOT_FOUND_CODE = "StarknetErrorCode.BLOCK_NOT_FOUND"
 
 
@@ -99,6 +102,29 @@ class FeederGatewayClient:
             raise InvalidInput(f"{where}: the answer is not JSON: {response.text[:200]!r}") from None
         return BouncerWeights.from_json(data, where=where)
 
+    async def get_fee_tokens(self) -> FeeTokens:
+        """``GET /feeder_gateway/get_contract_addresses``: ``strk_l2_token_address`` and ``eth_l2_token_address``."""
+        where = f"contract addresses from {self.shown_url}/{CONTRACT_ADDRESSES_PATH}"
+        response = await self._get(
+            f"{self.base_url}/{CONTRACT_ADDRESSES_PATH}", httpx.QueryParams([*self.query]), where
+        )
+        if response.status_code >= 400:
+            raise _refusal(response, None, where)
+        try:
+            data = response.json()
+        except ValueError:
+            raise InvalidInput(f"{where}: the answer is not JSON: {response.text[:200]!r}") from None
+        tokens = []
+        for name in ("strk_l2_token_address", "eth_l2_token_address"):
+            value = data.get(name) if isinstance(data, dict) else None
+            try:
+                tokens.append(int(value, 16) if isinstance(value, str) else -1)
+            except ValueError:
+                tokens.append(-1)
+            if not 0 <= tokens[-1] < 2**251 + 17 * 2**192 + 1:
+                raise InvalidInput(f"{where}: {name} is missing or not a felt: {str(value)[:80]!r}")
+        return FeeTokens(strk=tokens[0], eth=tokens[1])
+
     async def _get(self, url: str, params: httpx.QueryParams, where: str) -> httpx.Response:
         """The response once it is not a transport failure, 429 or 5xx; those are retried, then raised."""
         cause = ""
@@ -117,7 +143,15 @@ class FeederGatewayClient:
         raise BackendUnavailable(f"feeder gateway unavailable: {where} failed after {self._attempts} attempts: {cause}")
 
 
-def _refusal(response: httpx.Response, block_number: int, where: str) -> FeederGatewayError:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeeTokens:
+    """The chain's fee token contracts on L2, as its feeder gateway names them."""
+
+    strk: int
+    eth: int
+
+
+def _refusal(response: httpx.Response, block_number: int | None, where: str) -> FeederGatewayError:
     body: Any = None
     try:
         body = response.json()

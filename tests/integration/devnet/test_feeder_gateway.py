@@ -253,3 +253,26 @@ async def test_an_answer_that_is_not_a_feeder_gateways_is_an_outage_naming_the_f
     assert f"HTTP {status}" in message and "--madara-feeder-gateway-url" in message and "--gateway-port" in message
     assert "K3yK3y" not in message and "\n" not in message
     assert asked == ["apikey=K3yK3y&blockNumber=1"], "not retried"
+
+
+async def test_the_fee_tokens_are_the_chains_own() -> None:
+    chain = DevnetChain(tx_per_block=5, fee_token=0xFEE)
+    chain.produce_block()
+    assert any(d["address"] == "0xfee" for d in chain.blocks[1].state_diff["storage_diffs"]), "fees paid in it"
+    server = BackgroundServer(DevnetSequencer(chain).app)
+    client = FeederGatewayClient(await server.start() + "?apikey=k")
+    try:
+        tokens = await client.get_fee_tokens()
+        assert (tokens.strk, tokens.eth) == (0xFEE, 0x049D36570D4E46F48E99674BD3FCC84644DDD6B96F7C741B1562B82F9E004DC7)
+    finally:
+        await client.aclose()
+        await server.stop()
+    answer = JSONResponse({"strk_l2_token_address": "0xfee"})  # no ETH token
+    broken = BackgroundServer(Starlette(routes=[Route("/feeder_gateway/get_contract_addresses", lambda _: answer)]))
+    client = FeederGatewayClient(await broken.start())
+    try:
+        with pytest.raises(InvalidInput, match="eth_l2_token_address is missing or not a felt"):
+            await client.get_fee_tokens()
+    finally:
+        await client.aclose()
+        await broken.stop()

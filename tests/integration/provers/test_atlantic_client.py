@@ -248,7 +248,7 @@ async def test_done_with_an_unregistered_fact_fails_and_a_registered_one_succeed
 async def test_bucket_flow_to_aggregation_artifacts(
     server: MockAtlanticServer, client: AtlanticClient, fibonacci: bytes
 ) -> None:
-    client = make_client(server, chain_id="SN_SEPOLIA", da_public_keys=("0x1",))
+    client = make_client(server, chain_id="SN_SEPOLIA", fee_token_address=0x4718, da_public_keys=(1,))
     bucket_id = await client.submit_task(CreateBucket())
     bucket = server.state.buckets[bucket_id]
     assert bucket["aggregatorVersion"] == "snos_aggregator_0.14.1"

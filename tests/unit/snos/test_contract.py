@@ -223,8 +223,19 @@ def test_the_request_as_arguments_environment_and_json() -> None:
         "MADARA_SNOS_OUTPUT_DIR": "/out",
     }
     body = req.to_json()
-    assert body["version"] == 1
+    assert body["version"] == 1 and "da_public_keys" not in body, "no DA keys: nothing sent"
     assert SnosRequest.from_json(json.loads(json.dumps(body))) == req
+
+
+def test_da_public_keys_reach_the_runner_when_given() -> None:
+    req = SnosRunConfig(rpc_url="http://node:9944", da_public_keys=(0x2F1E0D, 0x5C)).request(3, 4)
+    arguments = req.arguments("/out")
+    assert arguments[arguments.index("--da-public-keys") + 1] == "0x2f1e0d,0x5c"
+    assert req.environment("/out")["MADARA_SNOS_DA_PUBLIC_KEYS"] == "0x2f1e0d,0x5c"
+    assert req.to_json()["da_public_keys"] == ["0x2f1e0d", "0x5c"]
+    assert SnosRequest.from_json(json.loads(json.dumps(req.to_json()))) == req
+    with pytest.raises(InvalidInput, match="DA public key 'xyz' is not hex"):
+        SnosRequest.from_json({**req.to_json(), "da_public_keys": ["0x1", "xyz"]})
 
 
 @pytest.mark.parametrize(
