@@ -257,8 +257,22 @@ async def test_pending_verification_polls_then_times_out_with_an_alert(h: Harnes
     assert fresh.status == S.VERIFICATION_TIMEOUT and fresh.common.verification_attempt_no == 3
     assert h.alerts.sent[-1][1] == (
         f"Job Verification Timeout Alert: Job ID: {job.id}, Type: ProofCreation, Internal_Id: 1, "
-        "Verification Attempts: 3"
+        "Verification Attempts: 3, Blocks: unknown"
     )
+
+
+async def test_verification_timeout_alert_names_the_blocks_of_the_job(h: Harness) -> None:
+    """Like "Job Failed": the internal id is a batch index, so the alert also says which blocks wait."""
+    now = h.clock.now()
+    await h.store.insert_snos_batch(
+        SnosBatch(index=1, start_block=8, end_block=15, status=SnosBatchStatus.CLOSED, created_at=now, updated_at=now)
+    )
+    job = await _processed(h)
+    h.handler.verify_outcomes += [Verified.pending()] * 3
+    for _ in range(3):
+        await h.service.verify_job(job.id)
+    assert (await stored(h, job)).status == S.VERIFICATION_TIMEOUT
+    assert h.alerts.sent[-1][1].endswith("Internal_Id: 1, Verification Attempts: 3, Blocks: 8-15")
 
 
 async def test_verification_error_is_retried_through_the_queue(h: Harness) -> None:

@@ -539,7 +539,8 @@ class JobService:
                 await self.alerts.send(
                     "Job Verification Timeout",
                     f"Job Verification Timeout Alert: Job ID: {job.id}, Type: {job.job_type}, "
-                    f"Internal_Id: {job.internal_id}, Verification Attempts: {job.common.verification_attempt_no}",
+                    f"Internal_Id: {job.internal_id}, Verification Attempts: {job.common.verification_attempt_no}, "
+                    f"{describe_range(await self.block_range(job))}",
                 )
             else:
                 if result.specific is not None:
