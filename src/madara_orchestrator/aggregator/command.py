@@ -35,6 +35,7 @@ from madara_orchestrator.aggregator.contract import (
     ChainStart,
     DamagedAggregatorOutput,
     chain_start,
+    check_input,
     check_output,
     parse_felts_json,
     runner_rpc_answers,
@@ -100,6 +101,7 @@ class CommandAggregatorRunner:
     async def run(self, batch: AggregationInput) -> AggregationResult:
         request = AggregatorRequest.of(batch, self.config, chain_id=await self.rpc.chain_id())
         start = await chain_start(self.rpc, batch.start_block)
+        check_input(request, start)
         run_dir = await asyncio.to_thread(self._prepare, request)
         try:
             exited = await process.run_in_group(

@@ -3,12 +3,12 @@
 A runner outside this process (a command, or a service over HTTP) runs StarkWare's aggregator program
 over one aggregator batch's SNOS outputs and hands back the aggregator's Cairo PIE, its program output
 and the DA segment. Before an Aggregator job submits anything, ``check_output`` makes sure the three
-belong together and to the batch:
+belong together and to the batch. Before the run, ``check_input``: the SNOS outputs chain onto the chain
+before the batch (the block before it, its state root and hash) and one onto the next. After it:
 
 - the PIE reads and the program output is its output segment;
 - the output starts with the aggregator's input, this batch's SNOS outputs in order;
-- the SNOS outputs chain onto the chain before the batch (the block before it, its state root and hash),
-  one onto the next, and the aggregator's own output covers them from the first to the last;
+- the aggregator's own output covers the SNOS outputs from the first to the last;
 - its messages are those of the SNOS outputs, concatenated in order;
 - with KZG DA its KZG section commits to exactly the blobs the batch publishes (the DA segment's), without
   it the DA segment is the state diff the output carries.
@@ -372,7 +372,7 @@ def check_output(
         )
 
     # Its input: this batch's SNOS outputs, in order.
-    children = [_child_sections(request, i) for i in range(len(request.children))]
+    children = check_input(request, start)
     try:
         own_start = aggregator_input_size(program_output)
     except InvalidInput as exc:
@@ -389,24 +389,8 @@ def check_output(
     except InvalidInput as exc:
         damaged(f"the aggregator's own output (from felt {own_start}) is not in the OS output layout: {exc}")
 
-    # Blocks and roots: onto the chain before the batch, child to child, and the aggregator over all of them.
+    # Blocks and roots: the aggregator's output covers its SNOS outputs from the first to the last.
     first, last = children[0].header, children[-1].header
-    expected = (start.prev_block_number, start.initial_root, start.prev_block_hash)
-    got = _header_start(first)
-    if got[:2] != expected[:2] or (expected[2] is not None and got[2] != expected[2]):
-        damaged(
-            f"the first SNOS output (SNOS batch {request.children[0].snos_batch_index}) starts from {_point(got)}, "
-            f"but the batch starts after block {_block_text(expected[0])} (root {hex(expected[1])}"
-            + (f", hash {hex(expected[2])})" if expected[2] is not None else ")")
-        )
-    for i in range(1, len(children)):
-        before, after = children[i - 1].header, children[i].header
-        if _header_end(before) != _header_start(after):
-            damaged(
-                f"SNOS batch {request.children[i].snos_batch_index} starts from {_point(_header_start(after))}, "
-                f"not where SNOS batch {request.children[i - 1].snos_batch_index} ends, "
-                f"{_point(_header_end(before))}"
-            )
     if _header_start(own.header) != _header_start(first) or _header_end(own.header) != _header_end(last):
         damaged(
             f"the aggregator's output moves the chain from {_point(_header_start(own.header))} to "
@@ -478,25 +462,49 @@ def check_output(
     )
 
 
-def _child_sections(request: AggregatorRequest, i: int) -> OutputSections:
-    """SNOS batch ``i``'s output, checked to cover its blocks (the stored outputs are the orchestrator's)."""
-    child = request.children[i]
-    where = f"the OS output of SNOS batch {child.snos_batch_index}"
-    try:
-        sections = parse_output_sections(child.os_output)
-    except InvalidInput as exc:
-        raise JobError(f"{where} is not an OS output: {exc}", retryable=False) from exc
-    header = sections.header
-    if (header.prev_block_number, header.new_block_number) != (
-        expected_prev_block_number(child.start_block),
-        child.end_block,
-    ):
+def check_input(request: AggregatorRequest, start: ChainStart) -> list[OutputSections]:
+    """The batch's SNOS outputs, parsed, once they chain: each covers its SNOS batch's blocks, the first
+    starts where the chain before the batch ends (block, state root, block hash) and each of the others
+    where the one before it ends. A ``JobError`` (not retryable) names the first break: aggregating such
+    outputs cannot give a settleable batch, however often it is tried."""
+    prefix = f"{request.subject} cannot be aggregated:"
+    children: list[OutputSections] = []
+    for child in request.children:
+        where = f"the OS output of SNOS batch {child.snos_batch_index}"
+        try:
+            sections = parse_output_sections(child.os_output)
+        except InvalidInput as exc:
+            raise JobError(f"{prefix} {where} is not an OS output: {exc}", retryable=False) from exc
+        header = sections.header
+        covers = (expected_prev_block_number(child.start_block), child.end_block)
+        if (header.prev_block_number, header.new_block_number) != covers:
+            raise JobError(
+                f"{prefix} {where} moves the chain from block {_block_text(header.prev_block_number)} to "
+                f"{header.new_block_number}, the SNOS batch covers blocks {child.start_block}..{child.end_block}",
+                retryable=False,
+            )
+        children.append(sections)
+    if not children:
+        raise JobError(f"{prefix} it has no SNOS batches", retryable=False)
+    expected = (start.prev_block_number, start.initial_root, start.prev_block_hash)
+    got = _header_start(children[0].header)
+    if got[:2] != expected[:2] or (expected[2] is not None and got[2] != expected[2]):
         raise JobError(
-            f"{where} moves the chain from block {_block_text(header.prev_block_number)} to "
-            f"{header.new_block_number}, the SNOS batch covers blocks {child.start_block}..{child.end_block}",
+            f"{prefix} the first SNOS output (SNOS batch {request.children[0].snos_batch_index}) starts from "
+            f"{_point(got)}, but the chain before the batch ends at block {_block_text(expected[0])} "
+            f"(root {hex(expected[1])}" + (f", hash {hex(expected[2])})" if expected[2] is not None else ")"),
             retryable=False,
         )
-    return sections
+    for i in range(1, len(children)):
+        before, after = children[i - 1].header, children[i].header
+        if _header_end(before) != _header_start(after):
+            raise JobError(
+                f"{prefix} SNOS batch {request.children[i].snos_batch_index} starts from "
+                f"{_point(_header_start(after))}, not where SNOS batch {request.children[i - 1].snos_batch_index} "
+                f"ends, {_point(_header_end(before))}",
+                retryable=False,
+            )
+    return children
 
 
 def _input_tasks(output: Sequence[int], end: int) -> list[tuple[int, list[int]]]:

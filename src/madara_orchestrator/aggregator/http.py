@@ -21,6 +21,7 @@ from madara_orchestrator.aggregator.contract import (
     ChainStart,
     DamagedAggregatorOutput,
     chain_start,
+    check_input,
     check_output,
     failure_kind,
     parse_felts_json,
@@ -75,6 +76,7 @@ class HttpAggregatorRunner:
     async def run(self, batch: AggregationInput) -> AggregationResult:
         request = AggregatorRequest.of(batch, self.config, chain_id=await self.rpc.chain_id())
         start = await chain_start(self.rpc, batch.start_block)
+        check_input(request, start)
         body = await asyncio.to_thread(request.to_json)
         response = await post_run(
             self._client,
