@@ -84,12 +84,18 @@ async def post_run(
     timeout_flag: str,
     connect_timeout_s: float,
 ) -> httpx.Response:
-    """POST ``body`` as JSON to ``url`` and wait up to ``timeout_s`` for the answer; the answer when it is
-    200 or a 4xx other than 408/429. ``who`` ("SNOS runner") and ``subject`` ("blocks 3..4") name the run
-    in messages; ``timeout_flag`` the option that sets ``timeout_s``."""
+    """POST ``body`` as JSON (a value, or its encoding as bytes) to ``url`` and wait up to ``timeout_s`` for
+    the answer; the answer when it is 200 or a 4xx other than 408/429. ``who`` ("SNOS runner") and
+    ``subject`` ("blocks 3..4") name the run in messages; ``timeout_flag`` the option that sets
+    ``timeout_s``."""
     timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
     try:
-        response = await client.post(url, json=body, timeout=timeout)
+        if isinstance(body, bytes):
+            response = await client.post(
+                url, content=body, headers={"content-type": "application/json"}, timeout=timeout
+            )
+        else:
+            response = await client.post(url, json=body, timeout=timeout)
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
         raise BackendUnavailable(f"{who} {shown_url} is not reachable: {type(exc).__name__}") from exc
     except httpx.TimeoutException as exc:
