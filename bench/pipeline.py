@@ -121,6 +121,8 @@ async def run_cluster(
     flags = _flags(
         {
             "prover": "devnet",
+            "snos_runner": "devnet",
+            "aggregator_runner": "devnet",
             "settle_on_devnet": True,
             "devnet_settlement_path": str(ledger),
             "storage_dir": str(work / "objects"),

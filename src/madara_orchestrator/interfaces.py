@@ -401,7 +401,34 @@ class AggregationResult:
     """``0x`` + 64 hex: the GPS fact of (aggregator program hash, program output)."""
 
 
-class AggregatorRunner(Protocol):
-    """Runs the aggregator locally over the child SNOS outputs (SHARP and mock provers)."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AggregationChild:
+    """One SNOS batch of an aggregator batch, as its SNOS run left it."""
 
-    async def run(self, children_program_outputs: Sequence[Sequence[int]]) -> AggregationResult: ...
+    snos_batch_index: int
+    start_block: int
+    end_block: int
+    os_output: list[int]
+    """The SNOS run's program output (``program_output.txt``): on L2, the OS output itself."""
+    cairo_pie_zip: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AggregationInput:
+    """An aggregator batch to aggregate: blocks ``start_block..=end_block``, its SNOS batches in order."""
+
+    batch_index: int
+    start_block: int
+    end_block: int
+    children: list[AggregationChild]
+
+
+class AggregatorRunner(Protocol):
+    """Runs the aggregator over the batch's SNOS outputs (SHARP and mock provers; Atlantic aggregates in its
+    buckets)."""
+
+    async def is_ready(self) -> bool:
+        """Whether a run can start now; an Aggregator job that is not ready is put back with a delay."""
+        ...
+
+    async def run(self, batch: AggregationInput) -> AggregationResult: ...

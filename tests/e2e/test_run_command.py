@@ -28,6 +28,8 @@ async def test_run_settles_blocks_serves_the_api_and_stops_on_sigterm(tmp_path: 
         "PYTHONPATH": str(REPO_ROOT / "src"),
         "MADARA_ORCHESTRATOR_MADARA_RPC_URL": rpc.url,
         "MADARA_ORCHESTRATOR_PROVER": "devnet",
+        "MADARA_ORCHESTRATOR_SNOS_RUNNER": "devnet",
+        "MADARA_ORCHESTRATOR_AGGREGATOR_RUNNER": "devnet",
         "MADARA_ORCHESTRATOR_VERIFICATION_POLL_SECONDS": "0.1",
         # Read by `run` (job control needs it) and by `orchestrator jobs retry` alike.
         "MADARA_ORCHESTRATOR_ADMIN_ENABLED": "true",

@@ -54,6 +54,8 @@ from tests.helpers.sharp import CUSTOMER_ID, FakeSharp, make_pki, serve_fake_sha
 BLOCKS = 6
 """Two aggregator batches of three blocks (SNOS batches of two): two buckets, two settlements."""
 TIMEOUT_S = 75.0
+DEVNET_RUNNERS = ["--snos-runner", "devnet", "--aggregator-runner", "devnet"]
+"""The devnet stand-ins for SNOS and the aggregator, named (run implies neither)."""
 
 
 def anvil_available() -> bool:
@@ -127,8 +129,10 @@ def settlement_args(l1: LocalL1) -> list[str]:
 
 def atlantic_args(atlantic: MockAtlanticServer, settlement_layer: str = "ethereum") -> list[str]:
     """``run``'s Atlantic flags for the mock Atlantic server (mocked facts, SHARP prover, facts checked on
-    ``settlement_layer``)."""
+    ``settlement_layer``), with the devnet SNOS stand-in, whose PIEs the mock reads."""
     return [
+        "--snos-runner",
+        "devnet",
         "--prover",
         "atlantic",
         "--atlantic-service-url",
@@ -310,6 +314,7 @@ async def test_run_with_sharp_settles_on_anvil_over_mutual_tls(tmp_path: Path) -
         fake = FakeSharp(fact_registry=l1.fact_registry())
         async with serve_fake_sharp(fake, pki) as sharp_url:
             args = [
+                *DEVNET_RUNNERS,
                 "--prover",
                 "sharp",
                 "--sharp-url",
@@ -365,6 +370,7 @@ async def _check_mock_atlantic_flag(tmp_path: Path, sequencer_url: str) -> None:
     values.update(
         data_dir=str(tmp_path / "data"),
         madara_rpc_url=sequencer_url,
+        snos_runner="devnet",
         prover="atlantic",
         settle_on_devnet=True,
         mock_atlantic_server=True,

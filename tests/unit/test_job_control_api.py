@@ -295,7 +295,13 @@ def test_the_webhook_secret_is_read_from_a_file_masked_and_must_fit_a_url_path(t
     parser = argparse.ArgumentParser()
     add_options(parser, RUN_OPTIONS)
     p = "MADARA_ORCHESTRATOR_"
-    good = {p + "MADARA_RPC_URL": "http://127.0.0.1:9944", p + "PROVER": "devnet", p + "SETTLE_ON_DEVNET": "true"}
+    good = {
+        p + "MADARA_RPC_URL": "http://127.0.0.1:9944",
+        p + "PROVER": "devnet",
+        p + "SNOS_RUNNER": "devnet",
+        p + "AGGREGATOR_RUNNER": "devnet",
+        p + "SETTLE_ON_DEVNET": "true",
+    }
     (tmp_path / "secret").write_text(SECRET + "\n")
     settings = load_run_settings(
         parser.parse_args([]), {**good, p + "ATLANTIC_WEBHOOK_SECRET_FILE": str(tmp_path / "secret")}

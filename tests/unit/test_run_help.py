@@ -124,9 +124,17 @@ def test_a_secret_never_shows_its_default() -> None:
 ANVIL_KEY_0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 ANVIL_KEY_1 = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
 ADDRESS = "0x5fbdb2315678afecb367f032d93f642f64180aa3"
-BASE: dict[str, Any] = {"madara_rpc_url": "http://127.0.0.1:9944", "prover": "devnet", "settle_on_devnet": True}
+BASE: dict[str, Any] = {
+    "madara_rpc_url": "http://127.0.0.1:9944",
+    "prover": "devnet",
+    "settle_on_devnet": True,
+    "snos_runner": "devnet",
+    "aggregator_runner": "devnet",
+}
 ETHEREUM: dict[str, Any] = {
     "madara_rpc_url": "http://127.0.0.1:9944",
+    "snos_runner": "devnet",
+    "aggregator_runner": "devnet",
     "settle_on_ethereum": True,
     "ethereum_rpc_url": "http://127.0.0.1:8545",
     "ethereum_private_key": ANVIL_KEY_0,
@@ -134,6 +142,7 @@ ETHEREUM: dict[str, Any] = {
 }
 ATLANTIC: dict[str, Any] = {
     "prover": "atlantic",
+    "aggregator_runner": None,  # Atlantic aggregates in its buckets
     "atlantic_api_key": "key",
     "atlantic_service_url": "https://atlantic.example",
     "atlantic_network": "testnet",
@@ -145,6 +154,7 @@ ATLANTIC: dict[str, Any] = {
 }
 STARKNET: dict[str, Any] = {
     "madara_rpc_url": "http://127.0.0.1:9944",
+    "snos_runner": "devnet",
     "layer": "l3",
     "settle_on_starknet": True,
     "starknet_rpc_url": "http://127.0.0.1:9545",
@@ -171,7 +181,7 @@ def scenarios(tmp_path: Path) -> list[tuple[tuple[str, ...], dict[str, Any]]]:
     }
     mock = {"prover": "mock", "mock_verifier_address": ADDRESS, "mock_verifier_private_key": ANVIL_KEY_1}
     return [
-        ((), BASE),
+        (("--prover devnet",), BASE),
         (("--prover mock", "--settle-on-ethereum"), {**ETHEREUM, **mock}),
         (("--prover sharp", "--settle-on-ethereum"), {**ETHEREUM, **sharp}),
         (("--prover atlantic",), {**BASE, **ATLANTIC}),
@@ -179,10 +189,24 @@ def scenarios(tmp_path: Path) -> list[tuple[tuple[str, ...], dict[str, Any]]]:
             ("--prover atlantic", "--layer l3", "--settle-on-starknet"),
             {**STARKNET, **ATLANTIC, "cairo_verifier_program_hash": "0x1234"},
         ),
-        (("--snos-runner command",), {**BASE, "snos_runner": "command", "snos_command": sys.executable}),
-        (("--snos-runner http",), {**BASE, "snos_runner": "http", "snos_runner_url": "http://127.0.0.1:9000"}),
-        (("--admin-enabled",), {**BASE, "admin_enabled": True, "admin_token": "token"}),
-        (("--aws-s3", "--aws-sqs"), {**BASE, "aws": True, "aws_s3": True, "aws_sqs": True}),
+        (
+            ("--prover devnet", "--snos-runner command"),
+            {**BASE, "snos_runner": "command", "snos_command": sys.executable},
+        ),
+        (
+            ("--prover devnet", "--snos-runner http"),
+            {**BASE, "snos_runner": "http", "snos_runner_url": "http://127.0.0.1:9000"},
+        ),
+        (
+            ("--prover devnet", "--aggregator-runner command"),
+            {**BASE, "aggregator_runner": "command", "aggregator_command": sys.executable},
+        ),
+        (
+            ("--prover devnet", "--aggregator-runner http"),
+            {**BASE, "aggregator_runner": "http", "aggregator_runner_url": "http://127.0.0.1:9001"},
+        ),
+        (("--prover devnet", "--admin-enabled"), {**BASE, "admin_enabled": True, "admin_token": "token"}),
+        (("--prover devnet", "--aws-s3", "--aws-sqs"), {**BASE, "aws": True, "aws_s3": True, "aws_sqs": True}),
     ]
 
 

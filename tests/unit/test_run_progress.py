@@ -134,6 +134,8 @@ def test_the_interval_is_an_option_and_may_not_be_negative() -> None:
     env = {
         "MADARA_ORCHESTRATOR_MADARA_RPC_URL": "http://127.0.0.1:9944",
         "MADARA_ORCHESTRATOR_PROVER": "devnet",
+        "MADARA_ORCHESTRATOR_SNOS_RUNNER": "devnet",
+        "MADARA_ORCHESTRATOR_AGGREGATOR_RUNNER": "devnet",
         "MADARA_ORCHESTRATOR_SETTLE_ON_DEVNET": "true",
     }
     assert load_run_settings(parser.parse_args([]), env).progress_interval_seconds == 30

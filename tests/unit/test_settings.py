@@ -15,7 +15,13 @@ from madara_orchestrator.cli.settings import RUN_OPTIONS, add_options, load_run_
 from madara_orchestrator.domain.errors import ConfigError
 
 P = "MADARA_ORCHESTRATOR_"
-GOOD = {P + "MADARA_RPC_URL": "http://127.0.0.1:9944", P + "PROVER": "devnet", P + "SETTLE_ON_DEVNET": "true"}
+GOOD = {
+    P + "MADARA_RPC_URL": "http://127.0.0.1:9944",
+    P + "PROVER": "devnet",
+    P + "SETTLE_ON_DEVNET": "true",
+    P + "SNOS_RUNNER": "devnet",
+    P + "AGGREGATOR_RUNNER": "devnet",
+}
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -206,13 +212,15 @@ ANVIL_KEY_1 = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690
 ADDRESS = "0x5fbdb2315678afecb367f032d93f642f64180aa3"
 ETHEREUM = {
     P + "MADARA_RPC_URL": "http://127.0.0.1:9944",
+    P + "SNOS_RUNNER": "devnet",
+    P + "AGGREGATOR_RUNNER": "devnet",
     P + "SETTLE_ON_ETHEREUM": "true",
     P + "ETHEREUM_SETTLEMENT_RPC_URL": "http://127.0.0.1:8545",
     P + "ETHEREUM_PRIVATE_KEY": ANVIL_KEY_0,
     P + "L1_CORE_CONTRACT_ADDRESS": ADDRESS,
 }
 ATLANTIC = {
-    **GOOD,
+    **{k: v for k, v in GOOD.items() if k != P + "AGGREGATOR_RUNNER"},  # Atlantic aggregates in its buckets
     P + "PROVER": "atlantic",
     P + "ATLANTIC_API_KEY": "key",
     P + "ATLANTIC_SERVICE_URL": "https://atlantic.example",
@@ -484,7 +492,11 @@ L3_FLAGS = [
     "--cairo-verifier-program-hash",
     "0x99",
 ]
-L3_ENV = {P + "MADARA_RPC_URL": "http://127.0.0.1:9944", P + "STARKNET_PRIVATE_KEY": "0xabc"}
+L3_ENV = {
+    P + "MADARA_RPC_URL": "http://127.0.0.1:9944",
+    P + "STARKNET_PRIVATE_KEY": "0xabc",
+    P + "SNOS_RUNNER": "devnet",
+}
 
 
 def test_an_l3_settles_on_starknet_with_the_originals_flags() -> None:

@@ -1,4 +1,4 @@
-"""``--snos-runner devnet|command|http`` and its flags, checked in the one validation pass; the prover rule
+"""``--snos-runner command|http|devnet`` and its flags, checked in the one validation pass; the prover rule
 for a real L1; and the runner each choice builds."""
 
 from __future__ import annotations
@@ -22,9 +22,17 @@ from madara_orchestrator.snos.http import HttpSnosRunner
 from madara_orchestrator.starknet.rpc import StarknetRpcClient
 
 P = "MADARA_ORCHESTRATOR_"
-GOOD = {P + "MADARA_RPC_URL": "http://127.0.0.1:9944", P + "PROVER": "devnet", P + "SETTLE_ON_DEVNET": "true"}
+GOOD = {
+    P + "MADARA_RPC_URL": "http://127.0.0.1:9944",
+    P + "PROVER": "devnet",
+    P + "SETTLE_ON_DEVNET": "true",
+    P + "SNOS_RUNNER": "devnet",
+    P + "AGGREGATOR_RUNNER": "devnet",
+}
 ETHEREUM = {
     P + "MADARA_RPC_URL": "http://127.0.0.1:9944",
+    P + "SNOS_RUNNER": "devnet",
+    P + "AGGREGATOR_RUNNER": "devnet",
     P + "SETTLE_ON_ETHEREUM": "true",
     P + "ETHEREUM_SETTLEMENT_RPC_URL": "http://127.0.0.1:8545",
     P + "ETHEREUM_PRIVATE_KEY": "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
@@ -53,7 +61,13 @@ def script(tmp_path: Path) -> Path:
     return path
 
 
-def test_the_devnet_runner_stays_the_default() -> None:
+def test_the_snos_runner_is_chosen_by_name_only() -> None:
+    """No runner is implied: the devnet stand-in runs only when named (issue 18 item 4)."""
+    without = {k: v for k, v in GOOD.items() if k != P + "SNOS_RUNNER"}
+    assert problems_of([], without) == [
+        "--snos-runner (MADARA_ORCHESTRATOR_SNOS_RUNNER) is required: command (--snos-command), http "
+        "(--snos-runner-url) or devnet (a stand-in no prover accepts)"
+    ]
     settings = load_run_settings(parse([]), GOOD)
     assert settings.snos_runner == "devnet"
     assert settings.snos_command is None and settings.snos_runner_url is None
@@ -108,7 +122,7 @@ def test_one_modes_flags_with_another_mode_are_named(script: Path) -> None:
     assert "--snos-command is set but --snos-runner is devnet: add --snos-runner command" in problems
     assert "--snos-runner-url is set but --snos-runner is devnet: add --snos-runner http" in problems
     assert problems_of(["--snos-runner", "snos"], GOOD) == [
-        "--snos-runner: must be one of devnet, command, http, got 'snos'"
+        "--snos-runner: must be one of command, http, devnet, got 'snos'"
     ]
 
 

@@ -10,6 +10,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from madara_orchestrator.aggregator.command import CommandAggregatorRunner
+from madara_orchestrator.aggregator.contract import AggregatorRunConfig
+from madara_orchestrator.aggregator.http import HttpAggregatorRunner
 from madara_orchestrator.backends.alerts import FanoutAlerts, LogAlerts, RecordingAlerts, WebhookAlerts
 from madara_orchestrator.backends.aws_names import QueueAddressing
 from madara_orchestrator.cli.backends import Backends, open_backends
@@ -29,7 +32,7 @@ from madara_orchestrator.devnet.adapters import (
 from madara_orchestrator.devnet.l2_fact_registrar import StarknetFactRegistrar
 from madara_orchestrator.devnet.starknet_l2 import FACT_REGISTRY_ADDRESS, VERIFIER_ACCOUNT
 from madara_orchestrator.domain.batching import StarknetVersions
-from madara_orchestrator.domain.errors import BackendUnavailable
+from madara_orchestrator.domain.errors import BackendUnavailable, ConfigError
 from madara_orchestrator.domain.jobs import DEFAULT_POLICIES, JobType
 from madara_orchestrator.domain.queues import Layer
 from madara_orchestrator.engine.batching import BatchingConfig
@@ -38,7 +41,15 @@ from madara_orchestrator.engine.plan import PLANS, LayerPlan
 from madara_orchestrator.engine.runtime import Adapters, Runtime, RuntimeConfig
 from madara_orchestrator.engine.service import RetryPolicy
 from madara_orchestrator.engine.triggers import TriggerConfig
-from madara_orchestrator.interfaces import AlertSink, Database, ObjectStore, ProverClient, QueueClient, SnosRunner
+from madara_orchestrator.interfaces import (
+    AggregatorRunner,
+    AlertSink,
+    Database,
+    ObjectStore,
+    ProverClient,
+    QueueClient,
+    SnosRunner,
+)
 from madara_orchestrator.provers.atlantic import (
     DEFAULT_ARTIFACTS_BASE_URL,
     AtlanticClient,
@@ -314,11 +325,7 @@ async def _build(
         snos=snos,
         prover=prover,
         settlement=settlement,
-        # Atlantic aggregates in its buckets; the others run the aggregator here. Settling on Ethereum
-        # needs a real KZG section in the output for the contract to check.
-        aggregator_runner=None
-        if settings.prover == "atlantic"
-        else DevnetAggregatorRunner(kzg_da=bool(settings.settle_on_ethereum), rpc=sequencer),
+        aggregator_runner=build_aggregator_runner(settings, sequencer, closers),
         expiring=backends.expiring,
         atomic_creation=backends.atomic_creation,
         reference=reference,
@@ -392,8 +399,10 @@ def build_snos_runner(
     """The SNOS runner ``--snos-runner`` chooses (docs/snos-runner.md); ``failures`` is the devnet runner's
     failure injection (tests), ``config_hash`` the OS config hash its outputs carry (default: the devnet
     chain's). Readiness asks ``sequencer``, the client of the SNOS RPC."""
-    if settings.snos_runner not in ("command", "http"):
+    if settings.snos_runner == "devnet":
         return DevnetSnosRunner(sequencer, failures=failures, config_hash=config_hash)
+    if settings.snos_runner not in ("command", "http"):
+        raise ConfigError(["--snos-runner is required: command, http or devnet"])
     full_output, use_kzg_da = os_hints(settings.layer)
     config = SnosRunConfig(
         rpc_url=settings.rpc_for_snos or settings.need("madara_rpc_url"),
@@ -407,6 +416,33 @@ def build_snos_runner(
         work_dir = Path(settings.snos_work_dir) if settings.snos_work_dir else Path(settings.data_dir) / "snos"
         return CommandSnosRunner(settings.need("snos_command"), config, rpc=sequencer, work_dir=work_dir)
     runner = HttpSnosRunner(settings.need("snos_runner_url"), config, rpc=sequencer)
+    closers.append(runner.aclose)
+    return runner
+
+
+def build_aggregator_runner(
+    settings: Settings, sequencer: StarknetRpcClient, closers: list[Closer]
+) -> AggregatorRunner | None:
+    """The aggregator runner ``--aggregator-runner`` chooses (docs/aggregator-runner.md); None where there is
+    nothing to run (Atlantic aggregates in its buckets, an L3 has no aggregator batches). The runner reads
+    the chain before each batch over ``sequencer``."""
+    if settings.prover == "atlantic" or not layer_plan(settings).aggregator_batches:
+        return None
+    # Settling on Ethereum needs a KZG section in the output for the core contract to check the blobs.
+    use_kzg_da = bool(settings.settle_on_ethereum)
+    if settings.aggregator_runner == "devnet":
+        return DevnetAggregatorRunner(kzg_da=use_kzg_da, rpc=sequencer)
+    if settings.aggregator_runner not in ("command", "http"):
+        raise ConfigError([f"--aggregator-runner is required with --prover {settings.prover}: command, http or devnet"])
+    config = AggregatorRunConfig(
+        rpc_url=settings.rpc_for_snos or settings.need("madara_rpc_url"),
+        use_kzg_da=use_kzg_da,
+        timeout_s=float(settings.aggregator_timeout_seconds),
+    )
+    if settings.aggregator_runner == "command":
+        work_dir = Path(settings.data_dir) / "aggregator"
+        return CommandAggregatorRunner(settings.need("aggregator_command"), config, rpc=sequencer, work_dir=work_dir)
+    runner = HttpAggregatorRunner(settings.need("aggregator_runner_url"), config, rpc=sequencer)
     closers.append(runner.aclose)
     return runner
 

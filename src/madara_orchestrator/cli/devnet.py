@@ -125,6 +125,9 @@ def devnet_settings(data_dir: Path, sequencer_url: str, *, port: int) -> Setting
         data_dir=str(data_dir),
         madara_rpc_url=sequencer_url,
         prover="devnet",
+        # The stand-ins, by name: nothing else implies them.
+        snos_runner="devnet",
+        aggregator_runner="devnet",
         settle_on_devnet=True,
         port=port,
         verification_poll_seconds=0.05,

@@ -154,6 +154,9 @@ def chain_env(sequencer_url: str, l1: LocalL1, *, data_dir: Path, api_port: int 
     values: dict[str, Any] = {
         "data_dir": str(data_dir),
         "madara_rpc_url": sequencer_url,
+        # The devnet chain's SNOS and aggregator are the stand-ins, chosen by name (run implies neither).
+        "snos_runner": "devnet",
+        "aggregator_runner": "devnet",
         **l1.overrides,
         "starknet_operator_address": operator_address(l1.overrides["ethereum_private_key"]),
     }

@@ -110,6 +110,12 @@ GROUPS: tuple[Group, ...] = (
         ),
     ),
     Group(
+        "aggregator",
+        "With --prover sharp, mock or devnet: how the aggregator runs over each aggregator batch's SNOS outputs "
+        "(docs/aggregator-runner.md).",
+        ("aggregator_runner", "aggregator_command", "aggregator_runner_url", "aggregator_timeout_seconds"),
+    ),
+    Group(
         "batching",
         "How blocks are grouped: SNOS batches (one SNOS run each) inside aggregator batches (one settlement each).",
         (
@@ -252,8 +258,12 @@ REQUIREMENTS: dict[str, str] = {
     "sharp_server_crt_file": "required with --prover sharp",
     "sharp_rpc_node_url": "required with --prover sharp",
     "gps_verifier_contract_address": "required with --prover sharp",
+    "snos_runner": "required",
     "snos_command": "required with --snos-runner command",
     "snos_runner_url": "required with --snos-runner http",
+    "aggregator_runner": "required with --prover sharp, --prover mock or --prover devnet",
+    "aggregator_command": "required with --aggregator-runner command",
+    "aggregator_runner_url": "required with --aggregator-runner http",
     "ethereum_rpc_url": "required with --settle-on-ethereum",
     "ethereum_private_key": "required with --settle-on-ethereum",
     "l1_core_contract_address": "required with --settle-on-ethereum",
@@ -322,6 +332,7 @@ METAVARS: dict[str, str] = {
     "topic_identifier": "NAME|ARN",
     "aws_prefix": "PREFIX",
     "snos_command": "COMMAND",
+    "aggregator_command": "COMMAND",
     "atlantic_mock_fact_hash": "{true,false}",
     "atlantic_prover_type": "TYPE",
     "atlantic_verifier_result": "STEP",
@@ -443,6 +454,6 @@ RUN_DESCRIPTION = (
     "Run the orchestrator: queue consumers, triggers and the HTTP API. Every option can also be set by its "
     "MADARA_ORCHESTRATOR_* variable (shown in [env ...]) or a .env file; a flag wins over its variable, and a "
     "secret's <VAR>_FILE names a file holding it. Switches take no value (in a variable: true or false) and are "
-    "off unless given. Required: --madara-rpc-url, --prover and one --settle-on-*; what else a choice requires "
-    "is said at each option."
+    "off unless given. Required: --madara-rpc-url, --prover, --snos-runner and one --settle-on-*; what else a "
+    "choice requires is said at each option."
 )

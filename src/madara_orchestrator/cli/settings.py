@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
+from madara_orchestrator.aggregator.command import command_problem as aggregator_command_problem
 from madara_orchestrator.cli import run_help
 from madara_orchestrator.domain.batches import DEFAULT_BOUNCER_WEIGHT_LIMITS, BouncerWeights
 from madara_orchestrator.domain.batching import BatchLimits, StarknetVersions
@@ -31,7 +32,8 @@ from madara_orchestrator.snos.command import command_problem
 
 ENV_PREFIX = "MADARA_ORCHESTRATOR_"
 PROVERS = ("atlantic", "sharp", "mock", "devnet")
-SNOS_RUNNERS = ("devnet", "command", "http")
+SNOS_RUNNERS = ("command", "http", "devnet")
+AGGREGATOR_RUNNERS = ("command", "http", "devnet")
 SETTLEMENT_LAYERS = ("ethereum", "starknet")
 LAYOUTS = (
     "plain",
@@ -134,10 +136,10 @@ RUN_OPTIONS: tuple[Option, ...] = (
         "snos_runner",
         "SNOS_RUNNER",
         str,
-        "devnet",
-        "how SNOS runs: devnet (the OS output built from the sequencer's state updates; no PIE a prover takes), "
-        "command (--snos-command, once per SNOS batch) or http (a runner service at --snos-runner-url); "
-        "see docs/snos-runner.md",
+        None,
+        "how SNOS runs: command (--snos-command, once per SNOS batch), http (a runner service at "
+        "--snos-runner-url) or devnet (a stand-in: the OS output built from the sequencer's state updates; no PIE "
+        "a prover takes); see docs/snos-runner.md",
         choices=SNOS_RUNNERS,
     ),
     _o(
@@ -170,6 +172,40 @@ RUN_OPTIONS: tuple[Option, ...] = (
         str,
         None,
         "with --snos-runner command: where each run gets its output directory (default: <data-dir>/snos)",
+    ),
+    _o(
+        "aggregator_runner",
+        "AGGREGATOR_RUNNER",
+        str,
+        None,
+        "how the aggregator runs over each aggregator batch's SNOS outputs: command (--aggregator-command), http "
+        "(a runner service at --aggregator-runner-url) or devnet (a stand-in whose PIE, program hash and messages "
+        "no prover or core contract accepts); see docs/aggregator-runner.md",
+        choices=AGGREGATOR_RUNNERS,
+    ),
+    _o(
+        "aggregator_command",
+        "AGGREGATOR_COMMAND",
+        str,
+        None,
+        "the program (a path or a name on PATH, optionally with its own arguments) that runs the aggregator on "
+        "one batch and writes cairo_pie.zip, program_output.json and da_segment.json",
+    ),
+    _o(
+        "aggregator_runner_url",
+        "AGGREGATOR_RUNNER_URL",
+        str,
+        None,
+        "base URL of the aggregator runner service (POST /aggregate, GET /health)",
+        secret=True,
+    ),
+    _o(
+        "aggregator_timeout_seconds",
+        "AGGREGATOR_TIMEOUT_SECONDS",
+        float,
+        3600.0,
+        "with --aggregator-runner command|http: longest one aggregator run may take; then it is killed with its "
+        "process group (or the request abandoned) and the job retried",
     ),
     _o(
         "prover",
@@ -609,11 +645,15 @@ class Settings:
         madara_rpc_url: ClassVar[str | None]
         madara_feeder_gateway_url: ClassVar[str | None]
         rpc_for_snos: ClassVar[str | None]
-        snos_runner: ClassVar[str]
+        snos_runner: ClassVar[str | None]
         snos_command: ClassVar[str | None]
         snos_runner_url: ClassVar[str | None]
         snos_timeout_seconds: ClassVar[float]
         snos_work_dir: ClassVar[str | None]
+        aggregator_runner: ClassVar[str | None]
+        aggregator_command: ClassVar[str | None]
+        aggregator_runner_url: ClassVar[str | None]
+        aggregator_timeout_seconds: ClassVar[float]
         prover: ClassVar[str | None]
         mock_verifier_address: ClassVar[str | None]
         mock_verifier_private_key: ClassVar[str | None]
@@ -1095,25 +1135,58 @@ def _mock_problems(values: Mapping[str, Any]) -> list[str]:
     return [p for p in problems if p]
 
 
-def _snos_runner_problems(values: Mapping[str, Any]) -> list[str]:
-    """``--snos-runner command`` needs a command that can be run, ``http`` a URL; the flags of one mode
-    given with another are a mistake worth naming (the devnet runner would silently run instead)."""
-    runner = values["snos_runner"]
+def _runner_problems(
+    values: Mapping[str, Any], runner_name: str, command_name: str, url_name: str, check_command: Any
+) -> list[str]:
+    """A runner's ``command`` mode needs a command that can be run, ``http`` a URL; the flags of one mode
+    given with another (or with none) are a mistake worth naming (another runner would silently run)."""
+    runner = values[runner_name]
+    flag, command_flag, url_flag = (_option(n).flag for n in (runner_name, command_name, url_name))
     problems: list[str] = []
     if runner == "command":
-        if not values["snos_command"]:
-            problems.append(f"{_named('snos_command')} is required with --snos-runner command")
+        if not values[command_name]:
+            problems.append(f"{_named(command_name)} is required with {flag} command")
         else:
-            problems.append(command_problem(values["snos_command"]) or "")
-    elif values["snos_command"]:
-        problems.append(f"--snos-command is set but --snos-runner is {runner}: add --snos-runner command")
+            problems.append(check_command(values[command_name]) or "")
+    elif values[command_name]:
+        problems.append(f"{command_flag} is set but {flag} is {runner or 'not'}: add {flag} command")
     if runner == "http":
-        if not values["snos_runner_url"]:
-            problems.append(f"{_named('snos_runner_url')} is required with --snos-runner http")
-        problems.append(_url_problem(values, "snos_runner_url") or "")
-    elif values["snos_runner_url"]:
-        problems.append(f"--snos-runner-url is set but --snos-runner is {runner}: add --snos-runner http")
+        if not values[url_name]:
+            problems.append(f"{_named(url_name)} is required with {flag} http")
+        problems.append(_url_problem(values, url_name) or "")
+    elif values[url_name]:
+        problems.append(f"{url_flag} is set but {flag} is {runner or 'not'}: add {flag} http")
     return [p for p in problems if p]
+
+
+def _snos_runner_problems(values: Mapping[str, Any]) -> list[str]:
+    problems = _runner_problems(values, "snos_runner", "snos_command", "snos_runner_url", command_problem)
+    if values["snos_runner"] is None and not problems:
+        problems.append(
+            f"{_named('snos_runner')} is required: command (--snos-command), http (--snos-runner-url) or devnet "
+            "(a stand-in no prover accepts)"
+        )
+    return problems
+
+
+def _aggregator_runner_problems(values: Mapping[str, Any]) -> list[str]:
+    """SHARP, mock and devnet provers need an aggregator runner, chosen by name; Atlantic aggregates in its
+    buckets and an L3 has no aggregator batches."""
+    runner = values["aggregator_runner"]
+    if values["layer"] == "l3" or values["prover"] == "atlantic":
+        why = "an L3 has no aggregator batches" if values["layer"] == "l3" else "Atlantic aggregates in its buckets"
+        given = [n for n in ("aggregator_runner", "aggregator_command", "aggregator_runner_url") if values[n]]
+        return [f"{_option(n).flag} is set but {why}: drop it" for n in given]
+    problems = _runner_problems(
+        values, "aggregator_runner", "aggregator_command", "aggregator_runner_url", aggregator_command_problem
+    )
+    if runner is None and not problems and values["prover"]:
+        problems.append(
+            f"{_named('aggregator_runner')} is required with --prover {values['prover']}: command "
+            "(--aggregator-command), http (--aggregator-runner-url) or devnet (a stand-in no prover or core "
+            "contract accepts)"
+        )
+    return problems
 
 
 DEVNET_PROVER_ON_ETHEREUM = (
@@ -1207,6 +1280,7 @@ BATCHING = "batching"
 RUN_NUMBER_RULES: dict[str, str] = {
     "storage_expiration_days": POSITIVE,
     "snos_timeout_seconds": POSITIVE,
+    "aggregator_timeout_seconds": POSITIVE,
     "ethereum_finality_retry_wait_in_secs": POSITIVE,
     "ethereum_tx_confirmation_timeout_secs": POSITIVE,
     "ethereum_max_fee_bumps": NON_NEGATIVE,
@@ -1353,6 +1427,7 @@ def load_run_settings(args: argparse.Namespace, environ: Mapping[str, str] | Non
         parse_da_public_keys(values["da_public_keys"])
     except InvalidInput as exc:
         problems.append(str(exc))
+    problems += _aggregator_runner_problems(values)
     if values["mock_atlantic_server"]:
         if prover != "atlantic":
             problems.append("--mock-atlantic-server needs --prover atlantic")

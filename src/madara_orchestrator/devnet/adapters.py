@@ -36,7 +36,13 @@ from madara_orchestrator.domain.proving import (
     TaskStatus,
     TaskType,
 )
-from madara_orchestrator.interfaces import AggregationResult, SequencerRpc, SettlementResult, SnosResult
+from madara_orchestrator.interfaces import (
+    AggregationInput,
+    AggregationResult,
+    SequencerRpc,
+    SettlementResult,
+    SnosResult,
+)
 from madara_orchestrator.settlement.encoding import program_output_fact
 from madara_orchestrator.starknet.blob import felts_to_blobs
 from madara_orchestrator.starknet.compression import compress_state_update
@@ -206,7 +212,14 @@ class DevnetAggregatorRunner:
         self.kzg_da = kzg_da
         self.rpc = rpc
 
-    async def run(self, children_program_outputs: Sequence[Sequence[int]]) -> AggregationResult:
+    async def is_ready(self) -> bool:
+        return True
+
+    async def run(self, batch: AggregationInput) -> AggregationResult:
+        return await self.aggregate([child.os_output for child in batch.children])
+
+    async def aggregate(self, children_program_outputs: Sequence[Sequence[int]]) -> AggregationResult:
+        """The aggregation of the children's outputs (the SNOS PIEs are not read: they are stand-ins too)."""
         if not children_program_outputs:
             raise JobError("aggregation needs at least one child output", retryable=False)
         first, last = children_program_outputs[0], children_program_outputs[-1]

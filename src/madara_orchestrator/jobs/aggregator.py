@@ -1,7 +1,7 @@
 """Aggregator (L2): aggregate the child proofs of an aggregator batch (SPEC §7.10).
 
-Local path (SHARP, mock): run the aggregator over the children's program outputs, store its PIE,
-program output and DA segment, and submit it. The Atlantic bucket path closes the bucket instead.
+Local path (SHARP, mock): run the aggregator over the batch's SNOS outputs and PIEs (``--aggregator-runner``),
+store its PIE, program output and DA segment, and submit it. The Atlantic bucket path closes the bucket instead.
 """
 
 from __future__ import annotations
@@ -13,12 +13,23 @@ from madara_orchestrator.domain.batches import AggregatorBatchStatus
 from madara_orchestrator.domain.errors import JobError
 from madara_orchestrator.domain.jobs import AggregatorMetadata, Job, JobType
 from madara_orchestrator.domain.proving import RunAggregation, RunAggregationWithPie, TaskState, TaskType
-from madara_orchestrator.interfaces import AggregatorRunner, Clock, Database, ObjectStore, ProverClient
+from madara_orchestrator.interfaces import (
+    AggregationChild,
+    AggregationInput,
+    AggregatorRunner,
+    Clock,
+    Database,
+    ObjectStore,
+    ProverClient,
+)
 from madara_orchestrator.jobs.artifacts import decode_program_output, encode_felts_json, encode_program_output
 from madara_orchestrator.jobs.base import Processed, Verified
 from madara_orchestrator.jobs.batch_status import move_aggregator_batch
 from madara_orchestrator.starknet.facts import aggregator_fact_info
 from madara_orchestrator.starknet.pie import read_pie
+
+AGGREGATOR_NOT_READY_DELAY_S = 60.0
+"""How long an Aggregator job waits when its runner is not ready (as a SnosRun job does, SPEC §9)."""
 
 
 def aggregator_metadata(index: int, *, bucket_id: str | None = None, store_proof: bool = False) -> AggregatorMetadata:
@@ -54,7 +65,9 @@ class AggregatorJobHandler:
         self.runner = runner
 
     async def check_ready(self, job: Job) -> float | None:
-        return None
+        if self.runner is None or await self.runner.is_ready():
+            return None
+        return AGGREGATOR_NOT_READY_DELAY_S
 
     async def process(self, job: Job) -> Processed:
         meta = job.metadata.specific
@@ -66,18 +79,36 @@ class AggregatorJobHandler:
             await self._mark_submitted(meta.batch_num)
             return Processed(external_id=external_id)
 
-        children = await self.db.list_snos_batches(aggregator_index=meta.batch_num)
-        if not children:
+        batch = await self.db.get_aggregator_batch(meta.batch_num)
+        if batch is None:
+            raise JobError(f"aggregator batch {meta.batch_num} not found", retryable=False)
+        snos_batches = await self.db.list_snos_batches(aggregator_index=meta.batch_num)
+        if not snos_batches:
             raise JobError(f"aggregator batch {meta.batch_num} has no SNOS batches", retryable=False)
-        outputs: list[list[int]] = []
+        children: list[AggregationChild] = []
         keys: list[str] = []
-        for child in children:
+        for child in snos_batches:
             proof_job = await self.db.get_job_by_internal_id(JobType.PROOF_CREATION, child.index)
             if proof_job is None:
                 raise JobError(f"ProofCreation job of SNOS batch {child.index} not found")
             keys.append(proof_job.external_id)
-            outputs.append(decode_program_output(await self.objects.get(f"{child.index}/program_output.txt")))
-        result = await self.runner.run(outputs)
+            children.append(
+                AggregationChild(
+                    snos_batch_index=child.index,
+                    start_block=child.start_block,
+                    end_block=child.end_block,
+                    os_output=decode_program_output(await self.objects.get(f"{child.index}/program_output.txt")),
+                    cairo_pie_zip=await self.objects.get(f"{child.index}/cairo_pie.zip"),
+                )
+            )
+        result = await self.runner.run(
+            AggregationInput(
+                batch_index=meta.batch_num,
+                start_block=batch.start_block,
+                end_block=batch.end_block,
+                children=children,
+            )
+        )
         for path, data in (
             (meta.program_output_path, encode_program_output(result.program_output)),
             (meta.da_segment_path, encode_felts_json(result.da_segment)),

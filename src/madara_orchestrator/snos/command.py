@@ -11,18 +11,17 @@ longer than the timeout is killed with its whole process group and retried. The 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import shlex
 import shutil
-import signal
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, JobError
+from madara_orchestrator.domain.errors import InvalidInput, JobError
 from madara_orchestrator.interfaces import SnosResult
+from madara_orchestrator.runners import process
+from madara_orchestrator.runners.process import STDERR_LOG, resolve_program, signal_name, stderr_tail
 from madara_orchestrator.snos.contract import (
     CAIRO_PIE_FILE,
     EXIT_OK,
@@ -43,84 +42,25 @@ from madara_orchestrator.snos.contract import (
 
 log = logging.getLogger(__name__)
 
-SECRET_ENV_PREFIX = "MADARA_ORCHESTRATOR_"
-"""The orchestrator's own variables (keys, tokens) are never passed to the command."""
-STDERR_TAIL_BYTES = 8192
-"""How much of the end of the command's stderr is read to classify and report a failure."""
-MESSAGE_TAIL_CHARS = 800
-"""How much of it a failure message carries."""
+FLAG = "--snos-command"
+PURPOSE = "the program that runs SNOS"
+__all__ = ["CommandSnosRunner", "command_environment", "command_problem", "parse_command", "stderr_tail"]
 
 
 def parse_command(text: str) -> list[str]:
     """``--snos-command``: a program path or name, optionally with arguments, split as a shell would
     (quotes, no expansion). ``InvalidInput`` when it cannot be split or is empty."""
-    try:
-        argv = shlex.split(text)
-    except ValueError as exc:
-        raise InvalidInput(f"--snos-command {text!r} cannot be split into arguments: {exc}") from None
-    if not argv:
-        raise InvalidInput("--snos-command is empty: give the program that runs SNOS")
-    return argv
-
-
-def resolve_program(program: str) -> str | None:
-    """The executable file ``program`` names: a path (with a ``/``) as is, a bare name on ``PATH``."""
-    if os.sep in program or (os.altsep and os.altsep in program):
-        path = Path(program)
-        return str(path) if path.is_file() and os.access(path, os.X_OK) else None
-    return shutil.which(program)
+    return process.parse_command(text, flag=FLAG, purpose=PURPOSE)
 
 
 def command_problem(text: str) -> str | None:
     """A problem line for settings validation, or None when the command can be run."""
-    try:
-        argv = parse_command(text)
-    except InvalidInput as exc:
-        return str(exc)
-    program = argv[0]
-    if resolve_program(program) is not None:
-        return None
-    if os.sep in program:
-        path = Path(program)
-        if not path.exists():
-            why = "does not exist"
-        elif not path.is_file():
-            why = "is not a file"
-        else:
-            why = "is not executable (chmod +x it, or put its interpreter first)"
-        return f"--snos-command: {program} {why}"
-    return f"--snos-command: {program!r} is not found on PATH (give its full path)"
+    return process.command_problem(text, flag=FLAG, purpose=PURPOSE)
 
 
 def command_environment(environ: Mapping[str, str], request: SnosRequest, output_dir: str) -> dict[str, str]:
     """The command's environment: ours without the orchestrator's own variables, plus the request's."""
-    env = {k: v for k, v in environ.items() if not k.startswith(SECRET_ENV_PREFIX)}
-    env.update(request.environment(output_dir))
-    return env
-
-
-def stderr_tail(path: Path) -> str:
-    """The last lines of the command's stderr on one line (``a | b | c``), or a note that it was silent."""
-    try:
-        with path.open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - STDERR_TAIL_BYTES))
-            data = handle.read()
-    except OSError:
-        return "(its stderr could not be read)"
-    lines = [line.strip() for line in data.decode("utf-8", errors="replace").splitlines() if line.strip()]
-    if not lines:
-        return "(nothing on stderr)"
-    text = " | ".join(lines)
-    return text if len(text) <= MESSAGE_TAIL_CHARS else "…" + text[-MESSAGE_TAIL_CHARS:]
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
+    return process.child_environment(environ, request.environment(output_dir))
 
 
 class CommandSnosRunner:
@@ -168,12 +108,12 @@ class CommandSnosRunner:
                 raise JobError(
                     f"the SNOS command ran longer than {self.config.timeout_s:g} s (--snos-timeout-seconds) on "
                     f"blocks {request.blocks} and was killed with its process group; it will be retried. "
-                    f"stderr: {stderr_tail(run_dir / 'stderr.log')}",
+                    f"stderr: {stderr_tail(run_dir / STDERR_LOG)}",
                     retryable=True,
                 )
             if returncode == EXIT_OK:
                 return await asyncio.to_thread(self._collect, request, run_dir)
-            tail = stderr_tail(run_dir / "stderr.log")
+            tail = stderr_tail(run_dir / STDERR_LOG)
             if returncode == EXIT_RETRYABLE:
                 raise JobError(
                     f"the SNOS command asks to retry blocks {request.blocks} (exit code {EXIT_RETRYABLE}): {tail}",
@@ -186,7 +126,7 @@ class CommandSnosRunner:
                 )
             if returncode < 0:
                 raise JobError(
-                    f"the SNOS command was killed by {_signal_name(-returncode)} on blocks {request.blocks} "
+                    f"the SNOS command was killed by {signal_name(-returncode)} on blocks {request.blocks} "
                     f"(out of memory?); it will be retried. stderr: {tail}",
                     retryable=True,
                 )
@@ -203,46 +143,17 @@ class CommandSnosRunner:
     async def _execute(self, request: SnosRequest, run_dir: Path) -> tuple[int, bool]:
         """Run the command to its end: ``(returncode, timed_out)``. Cancelled, it kills the process group."""
         output_dir = str(run_dir)
-        argv = [*self.argv, *request.arguments(output_dir)]
         env = command_environment(os.environ if self.environ is None else self.environ, request, output_dir)
-        with (run_dir / "stdout.log").open("wb") as stdout, (run_dir / "stderr.log").open("wb") as stderr:
-            try:
-                process = await asyncio.create_subprocess_exec(
-                    *argv,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=stdout,
-                    stderr=stderr,
-                    cwd=run_dir,
-                    env=env,
-                    start_new_session=True,
-                )
-            except OSError as exc:
-                raise BackendUnavailable(
-                    f"cannot start the SNOS command {self.program}: {exc.strerror or exc}"
-                ) from exc
-        log.info("SNOS command started on blocks %s (pid %d)", request.blocks, process.pid)
-        try:
-            async with asyncio.timeout(self.config.timeout_s):
-                returncode = await process.wait()
-        except TimeoutError:
-            await self._stop_group(process)
-            return (process.returncode if process.returncode is not None else -signal.SIGKILL), True
-        except BaseException:
-            _kill_group(process.pid, signal.SIGKILL)
-            raise
-        log.info("SNOS command on blocks %s exited with code %d", request.blocks, returncode)
-        return returncode, False
-
-    async def _stop_group(self, process: asyncio.subprocess.Process) -> None:
-        """SIGTERM to the whole group, SIGKILL after the grace period (to the group: helpers the command
-        started die with it), then reap the command."""
-        log.warning("SNOS command (pid %d) timed out; stopping its process group", process.pid)
-        _kill_group(process.pid, signal.SIGTERM)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.kill_grace_s):
-                await process.wait()
-        _kill_group(process.pid, signal.SIGKILL)
-        await process.wait()
+        exited = await process.run_in_group(
+            [*self.argv, *request.arguments(output_dir)],
+            env=env,
+            run_dir=run_dir,
+            timeout_s=self.config.timeout_s,
+            kill_grace_s=self.kill_grace_s,
+            label="SNOS command",
+            subject=f"blocks {request.blocks}",
+        )
+        return exited.returncode, exited.timed_out
 
     def _collect(self, request: SnosRequest, run_dir: Path) -> SnosResult:
         source = f"the SNOS command {Path(self.program).name}"
@@ -265,8 +176,3 @@ class CommandSnosRunner:
             reported_n_steps=n_steps,
             source=source,
         )
-
-
-def _kill_group(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)

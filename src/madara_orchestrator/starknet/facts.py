@@ -301,13 +301,22 @@ def aggregator_input_size(output: Sequence[int]) -> int:
 def filter_aggregator_output(output: Sequence[int]) -> list[int]:
     """The aggregator's own output: header through the L1→L2 messages (SPEC §7.7).
 
-    The bootloader-style input before it and the state-diff area after it are dropped.
+    The bootloader-style input before it and the state-diff area after it are dropped. SPEC §7.7 reads a
+    KZG DA output (the KZG section after the header); an output with ``use_kzg_da = 0`` has its messages
+    right after the header.
     """
     start = aggregator_input_size(output)
-    n_blobs_at = start + 11
-    if n_blobs_at >= len(output):
-        raise FactError(f"aggregator output too short: no n_blobs word at {n_blobs_at} (length {len(output)})")
-    messages_at = start + 12 + 4 * output[n_blobs_at]
+    flag_at = start + OS_USE_KZG_DA_INDEX
+    if flag_at >= len(output):
+        raise FactError(f"aggregator output too short: no use_kzg_da word at {flag_at} (length {len(output)})")
+    if output[flag_at] == 0:
+        # Without KZG DA (a devnet ledger settles it) the messages follow the 10-word header.
+        messages_at = start + 10
+    else:
+        n_blobs_at = start + 11
+        if n_blobs_at >= len(output):
+            raise FactError(f"aggregator output too short: no n_blobs word at {n_blobs_at} (length {len(output)})")
+        messages_at = start + 12 + 4 * output[n_blobs_at]
     if messages_at >= len(output):
         raise FactError(f"aggregator output too short: no L2→L1 message count at {messages_at}")
     l1_to_l2_at = messages_at + 1 + output[messages_at]

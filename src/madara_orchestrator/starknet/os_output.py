@@ -332,6 +332,29 @@ def parse_os_output(felts: Sequence[int]) -> OsOutput:
     return out
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutputSections:
+    """An OS / aggregator output up to the end of its message segments (what the state diff follows)."""
+
+    header: OsOutputHeader
+    kzg: KzgSection | None
+    messages_to_l1: tuple[MessageToL1, ...]
+    messages_to_l2: tuple[MessageToL2, ...]
+    end: int
+    """Where the messages end: the state diff (without KZG DA) starts here."""
+
+
+def parse_output_sections(felts: Sequence[int], start: int = 0) -> OutputSections:
+    """The header, KZG section and messages of the output starting at ``start``; whatever follows (a state
+    diff, in any encoding) is not read."""
+    _check_felts(felts)
+    r = _Reader(felts, start)
+    header = _read_header(r)
+    kzg = _read_kzg(r) if header.use_kzg_da else None
+    to_l1, to_l2 = _read_messages(r)
+    return OutputSections(header=header, kzg=kzg, messages_to_l1=to_l1, messages_to_l2=to_l2, end=r.pos)
+
+
 def parse_aggregator_output(felts: Sequence[int]) -> OsOutput:
     """The aggregator's output: the OS layout with ``os_program_hash`` set to the children's program."""
     out = parse_os_output(felts)

@@ -80,7 +80,7 @@ async def test_the_da_segment_is_the_compressed_squashed_diff_and_the_kzg_sectio
 ) -> None:
     start, end = ranges[0][0], ranges[-1][1]
     outputs = await children(served.rpc, ranges)
-    result = await DevnetAggregatorRunner(kzg_da=True, rpc=served.rpc).run(outputs)
+    result = await DevnetAggregatorRunner(kzg_da=True, rpc=served.rpc).aggregate(outputs)
 
     squashed, expected = await expected_da_segment(served.sequencer, start, end)
     assert result.da_segment == expected
@@ -104,14 +104,14 @@ async def test_the_da_segment_is_the_compressed_squashed_diff_and_the_kzg_sectio
 
 async def test_without_kzg_the_output_is_the_header_and_the_segment_still_the_compressed_diff(served: Served) -> None:
     outputs = await children(served.rpc, [(2, 3), (4, 6)])
-    result = await DevnetAggregatorRunner(rpc=served.rpc).run(outputs)
+    result = await DevnetAggregatorRunner(rpc=served.rpc).aggregate(outputs)
     assert result.da_segment == (await expected_da_segment(served.sequencer, 2, 6))[1]
     assert result.program_output[8] == 0, "use_kzg_da"
 
 
 async def test_without_rpc_the_children_diffs_are_appended_as_before(served: Served) -> None:
     outputs = await children(served.rpc, [(1, 1), (2, 3)])
-    result = await DevnetAggregatorRunner().run(outputs)
+    result = await DevnetAggregatorRunner().aggregate(outputs)
     assert result.da_segment == [2, *outputs[0][12:], *outputs[1][12:]]
 
 
@@ -121,5 +121,5 @@ async def test_blocks_the_sequencer_does_not_have_fail_the_aggregation_with_a_re
     outputs = await children(served.rpc, [(5, 6)])
     beyond = [*outputs[0][:3], 12, *outputs[0][4:]]
     with pytest.raises(JobError, match="block 9") as caught:
-        await DevnetAggregatorRunner(rpc=served.rpc).run([beyond])
+        await DevnetAggregatorRunner(rpc=served.rpc).aggregate([beyond])
     assert caught.value.retryable

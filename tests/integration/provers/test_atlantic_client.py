@@ -283,6 +283,7 @@ async def test_run_builds_buckets_with_the_sequencers_chain_id(server: MockAtlan
     env = {
         p + "MADARA_RPC_URL": "http://127.0.0.1:9944",
         p + "SETTLE_ON_DEVNET": "true",
+        p + "SNOS_RUNNER": "devnet",
         p + "PROVER": "atlantic",
         p + "ATLANTIC_API_KEY": "test-key",
         p + "ATLANTIC_SERVICE_URL": server.url,

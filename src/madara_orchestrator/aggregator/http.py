@@ -1,0 +1,129 @@
+"""``--aggregator-runner http``: an aggregator runner service over HTTP (``docs/aggregator-runner.md``).
+
+``POST {url}/aggregate`` with the request as JSON (the SNOS PIEs inline, base64); 200 answers
+``{"cairo_pie": <base64 zip>, "program_output": [felts], "da_segment": [felts]}``, checked like a
+command's output. A 4xx answer ``{"error", "kind"}`` is the run's failure (``kind`` retryable: retried;
+anything else: failed); 408 and 429 are retried. 5xx and connection failures are an outage of the service,
+waited out without spending the job's attempts; no answer within the timeout is retried.
+``GET {url}/health`` answering 200 (and the sequencer answering) is readiness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+
+from madara_orchestrator.aggregator.contract import (
+    AggregatorRequest,
+    AggregatorRunConfig,
+    ChainRpc,
+    ChainStart,
+    DamagedAggregatorOutput,
+    chain_start,
+    check_input,
+    check_output,
+    failure_kind,
+    parse_felts_json,
+    raise_failure,
+    runner_rpc_answers,
+)
+from madara_orchestrator.domain.errors import JobError
+from madara_orchestrator.interfaces import AggregationInput, AggregationResult
+from madara_orchestrator.runners.http import body_text, decode_base64, display_url, healthy, json_or_none, post_run
+
+RUN_PATH = "aggregate"
+WHO = "aggregator runner"
+
+
+class HttpAggregatorRunner:
+    """Implements ``AggregatorRunner`` against a runner service."""
+
+    def __init__(
+        self,
+        url: str,
+        config: AggregatorRunConfig,
+        *,
+        rpc: ChainRpc,
+        connect_timeout_s: float = 10.0,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.shown_url = display_url(self.url)
+        self.config = config
+        self.rpc = rpc
+        self.connect_timeout_s = connect_timeout_s
+        self._client = client or httpx.AsyncClient()
+        self._owns_client = client is None
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def is_ready(self) -> bool:
+        """The service answers ``GET /health`` with 200 and the sequencer answers."""
+        if not await healthy(
+            self._client,
+            self.url,
+            shown_url=self.shown_url,
+            who=WHO,
+            waiting="Aggregator jobs",
+            timeout_s=self.connect_timeout_s,
+        ):
+            return False
+        return await runner_rpc_answers(self.rpc)
+
+    async def run(self, batch: AggregationInput) -> AggregationResult:
+        request = AggregatorRequest.of(batch, self.config, chain_id=await self.rpc.chain_id())
+        start = await chain_start(self.rpc, batch.start_block)
+        check_input(request, start)
+        # The PIEs make a large body: encoded off the event loop.
+        body = await asyncio.to_thread(lambda: json.dumps(request.to_json()).encode())
+        response = await post_run(
+            self._client,
+            f"{self.url}/{RUN_PATH}",
+            body,
+            shown_url=self.shown_url,
+            who=WHO,
+            subject=request.subject,
+            timeout_s=self.config.timeout_s,
+            timeout_flag="--aggregator-timeout-seconds",
+            connect_timeout_s=self.connect_timeout_s,
+        )
+        status = response.status_code
+        if status == 200:
+            return await asyncio.to_thread(self._result, request, start, response)
+        answer = json_or_none(response)
+        if isinstance(answer, dict) and isinstance(answer.get("error"), str):
+            kind = failure_kind(answer.get("kind"))
+            raise_failure(
+                kind, f"the aggregator failed on {request.subject} (HTTP {status}, {kind.value}): {answer['error']}"
+            )
+        raise JobError(
+            f"the aggregator runner answered HTTP {status} for {request.subject}: {body_text(response)}",
+            retryable=False,
+        )
+
+    def _result(self, request: AggregatorRequest, start: ChainStart, response: httpx.Response) -> AggregationResult:
+        source = f"the aggregator runner {self.shown_url}"
+        body = json_or_none(response)
+        if not isinstance(body, dict):
+            raise DamagedAggregatorOutput(
+                f"{source} answered 200 for {request.subject} with something other than a JSON object: "
+                f"{body_text(response)[:200]}"
+            )
+        cairo_pie_zip = decode_base64(body.get("cairo_pie"))
+        if cairo_pie_zip is None:
+            raise DamagedAggregatorOutput(f"{source} answered 200 for {request.subject} without a cairo_pie in base64")
+        for name in ("program_output", "da_segment"):
+            if name not in body:
+                raise DamagedAggregatorOutput(f"{source} answered 200 for {request.subject} without a {name}")
+        return check_output(
+            request,
+            start,
+            cairo_pie_zip=cairo_pie_zip,
+            program_output=parse_felts_json(body["program_output"], f"{source}: program_output"),
+            da_segment=parse_felts_json(body["da_segment"], f"{source}: da_segment"),
+            source=source,
+        )

@@ -1,0 +1,120 @@
+"""Posting a run to a runner service, and reading its answer (SNOS: ``snos/http.py``, the aggregator:
+``aggregator/http.py``).
+
+``post_run`` sorts what cannot be the run's own answer: no connection, a reset or 5xx is an outage
+(``BackendUnavailable``: waited out without spending the job's attempts); no answer within the run's
+timeout, 408 and 429 are retried (``JobError``). What it returns (200 or another 4xx) is the caller's
+to read. ``healthy`` is readiness: ``GET /health`` answering 200.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from madara_orchestrator.domain.errors import BackendUnavailable, JobError
+
+log = logging.getLogger(__name__)
+
+HEALTH_PATH = "health"
+MESSAGE_BODY_CHARS = 500
+
+
+def display_url(url: str) -> str:
+    """The URL without credentials or query (either may carry a secret)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def body_text(response: httpx.Response) -> str:
+    """The answer's body on one line, cut to a length a message can carry."""
+    text = " ".join(response.text.split())
+    return text if len(text) <= MESSAGE_BODY_CHARS else text[:MESSAGE_BODY_CHARS] + "…"
+
+
+def json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def decode_base64(value: Any) -> bytes | None:
+    """Standard base64 text as bytes; None when it is not a string of valid base64."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+async def healthy(
+    client: httpx.AsyncClient, url: str, *, shown_url: str, who: str, waiting: str, timeout_s: float
+) -> bool:
+    """``GET {url}/health`` answers 200; otherwise a warning that ``waiting`` ("SnosRun jobs") wait."""
+    try:
+        response = await client.get(f"{url}/{HEALTH_PATH}", timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        log.warning("%s %s is not reachable (%s); %s wait", who, shown_url, type(exc).__name__, waiting)
+        return False
+    if response.status_code != 200:
+        log.warning("%s %s is not healthy (HTTP %d); %s wait", who, shown_url, response.status_code, waiting)
+        return False
+    return True
+
+
+async def post_run(
+    client: httpx.AsyncClient,
+    url: str,
+    body: Any,
+    *,
+    shown_url: str,
+    who: str,
+    subject: str,
+    timeout_s: float,
+    timeout_flag: str,
+    connect_timeout_s: float,
+) -> httpx.Response:
+    """POST ``body`` as JSON (a value, or its encoding as bytes) to ``url`` and wait up to ``timeout_s`` for
+    the answer; the answer when it is 200 or a 4xx other than 408/429. ``who`` ("SNOS runner") and
+    ``subject`` ("blocks 3..4") name the run in messages; ``timeout_flag`` the option that sets
+    ``timeout_s``."""
+    timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
+    try:
+        if isinstance(body, bytes):
+            response = await client.post(
+                url, content=body, headers={"content-type": "application/json"}, timeout=timeout
+            )
+        else:
+            response = await client.post(url, json=body, timeout=timeout)
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        raise BackendUnavailable(f"{who} {shown_url} is not reachable: {type(exc).__name__}") from exc
+    except httpx.TimeoutException as exc:
+        raise JobError(
+            f"the {who} {shown_url} did not answer within {timeout_s:g} s ({timeout_flag}) for {subject}; "
+            "it will be retried",
+            retryable=True,
+        ) from exc
+    except httpx.TransportError as exc:
+        raise BackendUnavailable(
+            f"{who} {shown_url}: the connection failed during the run ({type(exc).__name__}: {exc})"
+        ) from exc
+    status = response.status_code
+    if status >= 500:
+        raise BackendUnavailable(f"{who} {shown_url} answered HTTP {status}: {body_text(response)}")
+    if status in (408, 429):
+        raise JobError(
+            f"the {who} {shown_url} answered HTTP {status} for {subject}; it will be retried", retryable=True
+        )
+    if status == 200 or 400 <= status < 500:
+        return response
+    raise BackendUnavailable(f"{who} {shown_url} answered an unexpected HTTP {status} (expected 200, 4xx or 5xx)")
