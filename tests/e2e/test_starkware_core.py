@@ -86,6 +86,10 @@ async def test_run_settles_multi_blob_batches_on_starkwares_core_contract(tmp_pa
             assert await l1.state_block_number() == -1, "initialised at genesis"
             sequencer.start_producing(max_blocks=BLOCKS)
             args = [
+                "--snos-runner",
+                "devnet",
+                "--aggregator-runner",
+                "devnet",
                 "--prover",
                 "mock",
                 "--mock-verifier-address",

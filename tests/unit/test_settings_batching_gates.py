@@ -12,7 +12,13 @@ from madara_orchestrator.cli.settings import RUN_OPTIONS, add_options, load_run_
 from madara_orchestrator.domain.errors import ConfigError
 
 P = "MADARA_ORCHESTRATOR_"
-GOOD = {P + "MADARA_RPC_URL": "http://127.0.0.1:9944", P + "PROVER": "devnet", P + "SETTLE_ON_DEVNET": "true"}
+GOOD = {
+    P + "MADARA_RPC_URL": "http://127.0.0.1:9944",
+    P + "PROVER": "devnet",
+    P + "SETTLE_ON_DEVNET": "true",
+    P + "SNOS_RUNNER": "devnet",
+    P + "AGGREGATOR_RUNNER": "devnet",
+}
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
