@@ -50,7 +50,7 @@ def test_every_option_is_in_exactly_one_group() -> None:
 
 
 def test_tables_name_only_known_options() -> None:
-    for table in (run_help.REQUIREMENTS, run_help.HELP, run_help.METAVARS, run_help.UNSET):
+    for table in (run_help.REQUIREMENTS, run_help.METAVARS, run_help.UNSET):
         assert not (table.keys() - NAMES)
 
 

@@ -276,40 +276,6 @@ REQUIREMENTS: dict[str, str] = {
 }
 """When an option must be given, as validation (cli/settings.py) enforces it; shown at the end of its help."""
 
-HELP: dict[str, str] = {
-    "layer": "l2 (settles on Ethereum or the devnet ledger) or l3 (settles on Starknet: --settle-on-starknet)",
-    "madara_rpc_url": "Starknet JSON-RPC of the sequencer",
-    "prover": "prover backend: atlantic, sharp, mock (no proofs; facts registered on a mock verifier) or devnet "
-    "(no proofs, no L1 registration: for the devnet settlement ledger)",
-    "mock_verifier_address": "fact registry the mock prover registers facts in (without it every settlement "
-    "reverts on L1)",
-    "atlantic_api_key": "Atlantic API key",
-    "atlantic_service_url": "Atlantic API base URL (with --mock-atlantic-server: the in-process mock)",
-    "atlantic_rpc_node_url": "L1 RPC of the fact checker (the original always requires it)",
-    "atlantic_mock_fact_hash": "true: facts and proofs are mocked by Atlantic and not checked on L1; false: checked",
-    "atlantic_prover_type": "Atlantic's prover type (otherwise unused)",
-    "atlantic_settlement_layer": "where Atlantic's facts are checked: ethereum or starknet",
-    "atlantic_verifier_contract_address": "GPS verifier the facts are checked on",
-    "cairo_verifier_program_hash": "program hash of the Cairo verifier for L2 proof verification",
-    "atlantic_network": "MAINNET or TESTNET (any case)",
-    "sharp_customer_id": "SHARP customer id",
-    "sharp_url": "SHARP API base URL, https",
-    "sharp_user_crt_file": "PEM file of the client certificate for mutual TLS",
-    "sharp_user_key_file": "PEM file of the client private key (PKCS#8) for mutual TLS",
-    "sharp_server_crt_file": "PEM file of the server certificate, trusted as a root",
-    "sharp_rpc_node_url": "L1 RPC where the GPS verifier is asked whether the aggregator fact is valid",
-    "gps_verifier_contract_address": "GPS verifier (fact registry) on L1",
-    "snos_command": "the program (a path or a name on PATH, optionally with its own arguments) that runs SNOS "
-    "on one batch and writes cairo_pie.zip and os_output.json",
-    "snos_runner_url": "base URL of the SNOS runner service (POST /run, GET /health)",
-    "admin_token": "bearer token of the admin routes",
-    "settle_on_starknet": "settle on Starknet: one update_state invoke per SNOS batch",
-    "starknet_operator_address": "operator address (0x...); accepted like the original's, unused: settlements "
-    "are sent from the account of --ethereum-private-key",
-}
-"""Help shown instead of the table's: mostly where the table's text states the requirement ``REQUIREMENTS``
-now states."""
-
 UNSET: dict[str, str] = {
     "postgres_url": "the embedded SQLite database",
     "aws_prefix": "no prefix",
@@ -405,7 +371,7 @@ def _shown(value: object) -> str:
 
 def help_text(option: Option, env_prefix: str) -> str:
     """The option's help: what it is, when it is required or its default, its variable."""
-    parts = [HELP.get(option.name, option.help)]
+    parts = [option.help]
     if option.choices and not (metavar(option) or "").startswith("{"):
         parts.append(f"one of: {', '.join(option.choices)}")
     text = "; ".join(p for p in parts if p)

@@ -111,7 +111,14 @@ RUN_OPTIONS: tuple[Option, ...] = (
         14,
         "days after which the artifacts of settled batches expire (the S3 lifecycle rule setup makes)",
     ),
-    _o("layer", "LAYER", str, "l2", "l2 (settle on Ethereum) or l3", choices=("l2", "l3")),
+    _o(
+        "layer",
+        "LAYER",
+        str,
+        "l2",
+        "l2 (settles on Ethereum or the devnet ledger) or l3 (settles on Starknet: --settle-on-starknet)",
+        choices=("l2", "l3"),
+    ),
     _o(
         "da_public_keys",
         "DA_PUBLIC_KEYS",
@@ -121,7 +128,7 @@ RUN_OPTIONS: tuple[Option, ...] = (
         "and they enter the OS config hash (Atlantic buckets' public_keys; without it: no encryption)",
     ),
     # the sequencer
-    _o("madara_rpc_url", "MADARA_RPC_URL", str, None, "Starknet JSON-RPC of the sequencer (required)"),
+    _o("madara_rpc_url", "MADARA_RPC_URL", str, None, "Starknet JSON-RPC of the sequencer"),
     _o(
         "madara_feeder_gateway_url",
         "MADARA_FEEDER_GATEWAY_URL",
@@ -147,15 +154,15 @@ RUN_OPTIONS: tuple[Option, ...] = (
         "SNOS_COMMAND",
         str,
         None,
-        "with --snos-runner command: the program (a path or a name on PATH, optionally with its own arguments) "
-        "that runs SNOS on one batch and writes cairo_pie.zip and os_output.json (docs/snos-runner.md)",
+        "the program (a path or a name on PATH, optionally with its own arguments) that runs SNOS on one "
+        "batch and writes cairo_pie.zip and os_output.json",
     ),
     _o(
         "snos_runner_url",
         "SNOS_RUNNER_URL",
         str,
         None,
-        "with --snos-runner http: base URL of the SNOS runner service (POST /run, GET /health)",
+        "base URL of the SNOS runner service (POST /run, GET /health)",
         secret=True,
     ),
     _o(
@@ -212,8 +219,8 @@ RUN_OPTIONS: tuple[Option, ...] = (
         "PROVER",
         str,
         None,
-        "prover backend (required): atlantic, sharp, mock (no proofs; facts registered on a mock verifier) or "
-        "devnet (no proofs, no L1 registration: for the devnet settlement ledger)",
+        "prover backend: atlantic, sharp, mock (no proofs; facts registered on a mock verifier) or devnet (no "
+        "proofs, no L1 registration: for the devnet settlement ledger)",
         choices=PROVERS,
     ),
     _o(
@@ -221,8 +228,7 @@ RUN_OPTIONS: tuple[Option, ...] = (
         "MOCK_VERIFIER_ADDRESS",
         str,
         None,
-        "fact registry the mock prover registers in (required with --prover mock: without it every settlement "
-        "reverts on L1)",
+        "fact registry the mock prover registers facts in (without it every settlement reverts on L1)",
     ),
     _o(
         "mock_verifier_private_key",
@@ -234,36 +240,35 @@ RUN_OPTIONS: tuple[Option, ...] = (
         secret=True,
     ),
     # Atlantic (SPEC §7.3, §16.2)
-    _o("atlantic_api_key", "ATLANTIC_API_KEY", str, None, "Atlantic API key (required for atlantic)", secret=True),
+    _o("atlantic_api_key", "ATLANTIC_API_KEY", str, None, "Atlantic API key", secret=True),
     _o(
         "atlantic_service_url",
         "ATLANTIC_SERVICE_URL",
         str,
         None,
-        "Atlantic API base URL (required for atlantic; default with --mock-atlantic-server: the in-process mock)",
+        "Atlantic API base URL (with --mock-atlantic-server: the in-process mock)",
     ),
     _o(
         "atlantic_rpc_node_url",
         "ATLANTIC_RPC_NODE_URL",
         str,
         None,
-        "L1 RPC of the fact checker (required for atlantic unless --atlantic-mock-fact-hash true, which disables "
-        "fact checks; the original always requires it)",
+        "L1 RPC of the fact checker (the original always requires it)",
     ),
     _o(
         "atlantic_mock_fact_hash",
         "ATLANTIC_MOCK_FACT_HASH",
         str,
         None,
-        "true: facts and proofs are mocked by Atlantic and not checked on L1; false: checked (required for atlantic)",
+        "true: facts and proofs are mocked by Atlantic and not checked on L1; false: checked",
     ),
-    _o("atlantic_prover_type", "ATLANTIC_PROVER_TYPE", str, None, "required for atlantic (otherwise unused)"),
+    _o("atlantic_prover_type", "ATLANTIC_PROVER_TYPE", str, None, "Atlantic's prover type (otherwise unused)"),
     _o(
         "atlantic_settlement_layer",
         "ATLANTIC_SETTLEMENT_LAYER",
         str,
         None,
-        "where Atlantic's facts are checked: ethereum or starknet (required for atlantic)",
+        "where Atlantic's facts are checked: ethereum or starknet",
         choices=SETTLEMENT_LAYERS,
     ),
     _o(
@@ -271,14 +276,14 @@ RUN_OPTIONS: tuple[Option, ...] = (
         "ATLANTIC_VERIFIER_CONTRACT_ADDRESS",
         str,
         None,
-        "GPS verifier the facts are checked on (required for atlantic unless --atlantic-mock-fact-hash true)",
+        "GPS verifier the facts are checked on",
     ),
     _o(
         "cairo_verifier_program_hash",
         "CAIRO_V0_VERIFIER_PROGRAM_HASH",
         str,
         None,
-        "program hash of the Cairo verifier for L2 proof verification (required with atlantic on L3)",
+        "program hash of the Cairo verifier for L2 proof verification",
     ),
     _o(
         "atlantic_verifier_cairo_vm",
@@ -300,7 +305,7 @@ RUN_OPTIONS: tuple[Option, ...] = (
         "ATLANTIC_NETWORK",
         str,
         None,
-        "MAINNET or TESTNET (required for atlantic)",
+        "MAINNET or TESTNET (any case)",
         choices=("mainnet", "testnet"),
     ),
     _o(
@@ -327,42 +332,42 @@ RUN_OPTIONS: tuple[Option, ...] = (
         "--prover atlantic --atlantic-network TESTNET; for local development)",
     ),
     # SHARP (SPEC §7.2, §16.2)
-    _o("sharp_customer_id", "SHARP_CUSTOMER_ID", str, None, "SHARP customer id (required for sharp)"),
-    _o("sharp_url", "SHARP_URL", str, None, "SHARP API base URL, https (required for sharp)"),
+    _o("sharp_customer_id", "SHARP_CUSTOMER_ID", str, None, "SHARP customer id"),
+    _o("sharp_url", "SHARP_URL", str, None, "SHARP API base URL, https"),
     _o(
         "sharp_user_crt_file",
         "SHARP_USER_CRT_FILE",
         str,
         None,
-        "PEM file of the client certificate for mutual TLS (required for sharp)",
+        "PEM file of the client certificate for mutual TLS",
     ),
     _o(
         "sharp_user_key_file",
         "SHARP_USER_KEY_FILE",
         str,
         None,
-        "PEM file of the client private key (PKCS#8) for mutual TLS (required for sharp)",
+        "PEM file of the client private key (PKCS#8) for mutual TLS",
     ),
     _o(
         "sharp_server_crt_file",
         "SHARP_SERVER_CRT_FILE",
         str,
         None,
-        "PEM file of the server certificate, trusted as a root (required for sharp)",
+        "PEM file of the server certificate, trusted as a root",
     ),
     _o(
         "sharp_rpc_node_url",
         "SHARP_RPC_NODE_URL",
         str,
         None,
-        "L1 RPC where the GPS verifier is asked whether the aggregator fact is valid (required for sharp)",
+        "L1 RPC where the GPS verifier is asked whether the aggregator fact is valid",
     ),
     _o(
         "gps_verifier_contract_address",
         "GPS_VERIFIER_CONTRACT_ADDRESS",
         str,
         None,
-        "GPS verifier (fact registry) on L1 (required for sharp)",
+        "GPS verifier (fact registry) on L1",
     ),
     _o(
         "sharp_settlement_layer",
@@ -388,7 +393,14 @@ RUN_OPTIONS: tuple[Option, ...] = (
     _o("ethereum_rpc_url", "ETHEREUM_SETTLEMENT_RPC_URL", str, None, "Ethereum JSON-RPC", secret=True),
     _o("ethereum_private_key", "ETHEREUM_PRIVATE_KEY", str, None, "operator key", secret=True),
     _o("l1_core_contract_address", "L1_CORE_CONTRACT_ADDRESS", str, None, "Starknet core contract on L1"),
-    _o("starknet_operator_address", "STARKNET_OPERATOR_ADDRESS", str, None, "operator address (0x...)"),
+    _o(
+        "starknet_operator_address",
+        "STARKNET_OPERATOR_ADDRESS",
+        str,
+        None,
+        "operator address (0x...); accepted like the original's, unused: settlements are sent from the "
+        "account of --ethereum-private-key",
+    ),
     _o(
         "ethereum_finality_retry_wait_in_secs",
         "ETHEREUM_FINALITY_RETRY_WAIT_IN_SECS",
@@ -423,7 +435,7 @@ RUN_OPTIONS: tuple[Option, ...] = (
         "SETTLE_ON_STARKNET",
         bool,
         False,
-        "settle on Starknet: one update_state invoke per SNOS batch (--layer l3)",
+        "settle on Starknet: one update_state invoke per SNOS batch",
     ),
     _o("starknet_rpc_url", "STARKNET_SETTLEMENT_RPC_URL", str, None, "Starknet JSON-RPC to settle on", secret=True),
     _o("starknet_private_key", "STARKNET_PRIVATE_KEY", str, None, "key of the settling account", secret=True),
@@ -580,7 +592,7 @@ RUN_OPTIONS: tuple[Option, ...] = (
         "(default <hostname>-<port>); a restarted instance takes back its own leases at once (not in the original)",
     ),
     _o("admin_enabled", "ADMIN_ENABLED", bool, False, "mount the admin routes"),
-    _o("admin_token", "ADMIN_TOKEN", str, None, "bearer token required by the admin routes", secret=True),
+    _o("admin_token", "ADMIN_TOKEN", str, None, "bearer token of the admin routes", secret=True),
     _o(
         "atlantic_webhook_secret",
         "ATLANTIC_WEBHOOK_SECRET",
