@@ -34,9 +34,14 @@ def test_the_command_serves_the_api_until_terminated() -> None:
                 assert time.monotonic() < deadline, "mock-atlantic did not start"
                 time.sleep(0.1)
         assert health.json()["status"] == "ok"
-        bucket = httpx.post(f"{base}/buckets", json={"aggregatorVersion": "v"}, headers={"api-key": "k"}, timeout=5)
-        assert bucket.json()["atlanticBucket"]["status"] == "OPEN"
-        refused = httpx.post(f"{base}/buckets", json={"aggregatorVersion": "v"}, timeout=5)
+        request = {
+            "aggregatorVersion": "snos_aggregator_0.14.1",
+            "mockProof": True,
+            "aggregatorParams": {"use_kzg_da": True, "full_output": False},
+        }
+        bucket = httpx.post(f"{base}/buckets", json=request, headers={"api-key": "k"}, timeout=5)
+        assert bucket.json()["atlanticBucket"]["status"] == "OPEN", bucket.text
+        refused = httpx.post(f"{base}/buckets", json=request, timeout=5)
         assert refused.status_code == 401
     finally:
         process.send_signal(signal.SIGTERM)
