@@ -31,14 +31,22 @@ from madara_orchestrator.aggregator.contract import (
 )
 from madara_orchestrator.domain.errors import JobError
 from madara_orchestrator.interfaces import AggregationInput, AggregationResult
-from madara_orchestrator.runners.http import body_text, decode_base64, display_url, healthy, json_or_none, post_run
+from madara_orchestrator.runners.http import (
+    RunnerService,
+    body_text,
+    decode_base64,
+    json_or_none,
+    post_run,
+)
 
 RUN_PATH = "aggregate"
-WHO = "aggregator runner"
 
 
-class HttpAggregatorRunner:
+class HttpAggregatorRunner(RunnerService):
     """Implements ``AggregatorRunner`` against a runner service."""
+
+    who = "aggregator runner"
+    waiting = "Aggregator jobs"
 
     def __init__(
         self,
@@ -49,30 +57,13 @@ class HttpAggregatorRunner:
         connect_timeout_s: float = 10.0,
         client: httpx.AsyncClient | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
-        self.shown_url = display_url(self.url)
+        super().__init__(url, connect_timeout_s=connect_timeout_s, client=client)
         self.config = config
         self.rpc = rpc
-        self.connect_timeout_s = connect_timeout_s
-        self._client = client or httpx.AsyncClient()
-        self._owns_client = client is None
-
-    async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
 
     async def is_ready(self) -> bool:
         """The service answers ``GET /health`` with 200 and the sequencer answers."""
-        if not await healthy(
-            self._client,
-            self.url,
-            shown_url=self.shown_url,
-            who=WHO,
-            waiting="Aggregator jobs",
-            timeout_s=self.connect_timeout_s,
-        ):
-            return False
-        return await runner_rpc_answers(self.rpc)
+        return await self.service_is_healthy() and await runner_rpc_answers(self.rpc)
 
     async def run(self, batch: AggregationInput) -> AggregationResult:
         request = AggregatorRequest.of(batch, self.config, chain_id=await self.rpc.chain_id())
@@ -85,7 +76,7 @@ class HttpAggregatorRunner:
             f"{self.url}/{RUN_PATH}",
             body,
             shown_url=self.shown_url,
-            who=WHO,
+            who=self.who,
             subject=request.subject,
             timeout_s=self.config.timeout_s,
             timeout_flag="--aggregator-timeout-seconds",

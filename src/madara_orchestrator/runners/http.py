@@ -72,6 +72,38 @@ async def healthy(
     return True
 
 
+class RunnerService:
+    """What an HTTP runner of either kind (SNOS, aggregator) holds: the service's URL (``shown_url`` cut for
+    logs), its client (closed with the runner when the runner made it) and the service's readiness."""
+
+    who = "runner"
+    """How logs name the service ("SNOS runner")."""
+    waiting = "jobs"
+    """What waits while it is not ready ("SnosRun jobs")."""
+
+    def __init__(self, url: str, *, connect_timeout_s: float = 10.0, client: httpx.AsyncClient | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.shown_url = display_url(self.url)
+        self.connect_timeout_s = connect_timeout_s
+        self._client = client or httpx.AsyncClient()
+        self._owns_client = client is None
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def service_is_healthy(self) -> bool:
+        """The service answers ``GET /health`` with 200 (else one warning saying what waits)."""
+        return await healthy(
+            self._client,
+            self.url,
+            shown_url=self.shown_url,
+            who=self.who,
+            waiting=self.waiting,
+            timeout_s=self.connect_timeout_s,
+        )
+
+
 async def post_run(
     client: httpx.AsyncClient,
     url: str,

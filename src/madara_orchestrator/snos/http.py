@@ -15,7 +15,14 @@ import asyncio
 import httpx
 
 from madara_orchestrator.interfaces import SnosResult
-from madara_orchestrator.runners.http import body_text, decode_base64, display_url, healthy, json_or_none, post_run
+from madara_orchestrator.runners.http import (
+    RunnerService,
+    body_text,
+    decode_base64,
+    display_url,
+    json_or_none,
+    post_run,
+)
 from madara_orchestrator.snos.contract import (
     ChainIdRpc,
     DamagedSnosOutput,
@@ -34,8 +41,11 @@ RUN_PATH = "run"
 __all__ = ["HttpSnosRunner", "display_url"]
 
 
-class HttpSnosRunner:
+class HttpSnosRunner(RunnerService):
     """Implements ``SnosRunner`` against a runner service."""
+
+    who = "SNOS runner"
+    waiting = "SnosRun jobs"
 
     def __init__(
         self,
@@ -46,30 +56,13 @@ class HttpSnosRunner:
         connect_timeout_s: float = 10.0,
         client: httpx.AsyncClient | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
-        self.shown_url = display_url(self.url)
+        super().__init__(url, connect_timeout_s=connect_timeout_s, client=client)
         self.config = config
         self.rpc = rpc
-        self.connect_timeout_s = connect_timeout_s
-        self._client = client or httpx.AsyncClient()
-        self._owns_client = client is None
-
-    async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
 
     async def is_ready(self) -> bool:
         """The service answers ``GET /health`` with 200 and the SNOS RPC answers (SPEC §9 readiness)."""
-        if not await healthy(
-            self._client,
-            self.url,
-            shown_url=self.shown_url,
-            who="SNOS runner",
-            waiting="SnosRun jobs",
-            timeout_s=self.connect_timeout_s,
-        ):
-            return False
-        return await snos_rpc_answers(self.rpc)
+        return await self.service_is_healthy() and await snos_rpc_answers(self.rpc)
 
     async def run(self, start_block: int, end_block: int) -> SnosResult:
         request = self.config.request(start_block, end_block)
@@ -78,7 +71,7 @@ class HttpSnosRunner:
             f"{self.url}/{RUN_PATH}",
             request.to_json(),
             shown_url=self.shown_url,
-            who="SNOS runner",
+            who=self.who,
             subject=f"blocks {request.blocks}",
             timeout_s=self.config.timeout_s,
             timeout_flag="--snos-timeout-seconds",
