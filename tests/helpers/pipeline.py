@@ -12,6 +12,7 @@ from typing import Any
 from madara_orchestrator.cli.compose import EmbeddedStack, build_embedded_stack
 from madara_orchestrator.cli.devnet import LocalL1, LocalL2, devnet_settings, start_local_l1, start_local_l2
 from madara_orchestrator.cli.settings import Settings
+from madara_orchestrator.devnet.adapters import DevnetSnosRunner
 from madara_orchestrator.devnet.sequencer import DevnetSequencer
 from madara_orchestrator.server.app import create_app
 from madara_orchestrator.server.background import BackgroundServer
@@ -69,7 +70,8 @@ async def start_pipeline(
     settings = Settings(
         {**base.values, "max_batch_size": 1, **(l1.overrides if l1 else {}), **layer, **(overrides or {})}
     )
-    stack = await build_embedded_stack(settings, snos_failures=snos_failures)
+    snos = (lambda rpc: DevnetSnosRunner(rpc, failures=snos_failures)) if snos_failures else None
+    stack = await build_embedded_stack(settings, snos=snos)
     api = BackgroundServer(create_app(stack.runtime, admin_enabled=admin_token is not None, admin_token=admin_token))
     await api.start()
     sequencer.start_producing(max_blocks=blocks)

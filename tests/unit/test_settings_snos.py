@@ -4,6 +4,7 @@ for a real L1; and the runner each choice builds."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import stat
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from madara_orchestrator.cli.compose import Closer, build_snos_runner
+from madara_orchestrator.cli.compose import build_snos_runner
 from madara_orchestrator.cli.main import main
 from madara_orchestrator.cli.settings import RUN_OPTIONS, Settings, add_options, load_run_settings
 from madara_orchestrator.devnet.adapters import DevnetSnosRunner
@@ -161,12 +162,11 @@ def settings_for(argv: list[str], tmp_path: Path) -> Settings:
 
 async def test_each_runner_choice_builds_its_runner(script: Path, tmp_path: Path) -> None:
     rpc = StarknetRpcClient("http://127.0.0.1:9545")
-    closers: list[Closer] = []
-    try:
-        assert isinstance(build_snos_runner(settings_for([], tmp_path), rpc, closers), DevnetSnosRunner)
+    async with contextlib.AsyncExitStack() as exits:
+        assert isinstance(build_snos_runner(settings_for([], tmp_path), rpc, exits), DevnetSnosRunner)
         argv = ["--snos-runner", "command", "--snos-command", f"{sys.executable} {script}"]
         argv += ["--snos-layout-name", "dynamic", "--snos-timeout-seconds", "120"]
-        command = build_snos_runner(settings_for(argv, tmp_path), rpc, closers)
+        command = build_snos_runner(settings_for(argv, tmp_path), rpc, exits)
         assert isinstance(command, CommandSnosRunner)
         assert command.argv == [sys.executable, str(script)]
         assert command.work_dir == tmp_path / "data" / "snos"
@@ -177,10 +177,8 @@ async def test_each_runner_choice_builds_its_runner(script: Path, tmp_path: Path
         assert command.config == expected
         assert command.config.request(1, 2).rpc_url == "http://127.0.0.1:9545"
         argv = ["--snos-runner", "http", "--snos-runner-url", "http://127.0.0.1:8000/"]
-        http = build_snos_runner(settings_for(argv, tmp_path), rpc, closers)
+        http = build_snos_runner(settings_for(argv, tmp_path), rpc, exits)
         assert isinstance(http, HttpSnosRunner) and http.url == "http://127.0.0.1:8000"
-        assert closers == [http.aclose], "the stack closes the runner's HTTP client"
-    finally:
-        for close in closers:
-            await close()
-        await rpc.aclose()
+        assert not http._client.is_closed
+    assert http._client.is_closed, "the stack closes the runner's HTTP client"
+    await rpc.aclose()

@@ -7,7 +7,7 @@ import dataclasses
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from madara_orchestrator.aggregator.command import CommandAggregatorRunner
@@ -35,6 +35,7 @@ from madara_orchestrator.domain.batching import StarknetVersions
 from madara_orchestrator.domain.errors import BackendUnavailable, ConfigError
 from madara_orchestrator.domain.jobs import DEFAULT_POLICIES, JobType
 from madara_orchestrator.domain.queues import Layer
+from madara_orchestrator.domain.redaction import url_origin
 from madara_orchestrator.engine.batching import BatchingConfig
 from madara_orchestrator.engine.lease import LeaseTiming, key_guard, new_owner
 from madara_orchestrator.engine.plan import PLANS, LayerPlan
@@ -66,6 +67,7 @@ from madara_orchestrator.settlement.encoding import IS_VALID_SELECTOR
 from madara_orchestrator.settlement.eth_rpc import EthRpc
 from madara_orchestrator.settlement.ethereum import EthereumSettlementClient, EthereumSettlementConfig
 from madara_orchestrator.settlement.starknet import StarknetSettlementClient, StarknetSettlementConfig
+from madara_orchestrator.settlement.tx_store import TxTotals
 from madara_orchestrator.snos.command import CommandSnosRunner
 from madara_orchestrator.snos.contract import SnosRunConfig, os_hints
 from madara_orchestrator.snos.http import HttpSnosRunner
@@ -143,9 +145,48 @@ def runtime_config(settings: Settings) -> RuntimeConfig:
     )
 
 
+SnosFactory = Callable[[StarknetRpcClient], SnosRunner]
+"""Builds the SNOS runner over the client of the SNOS RPC: how a test plugs in a runner of its own."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SettlementChoice:
+    """The settlement layer the settings chose, and all the CLI says of it: chosen once, in ``_settlement``."""
+
+    client: DevnetSettlement | EthereumSettlementClient | StarknetSettlementClient
+    where: str
+    """Where it is, for the start-up wait's lines: the RPC's origin (no credentials), or the devnet ledger."""
+    flags: str
+    """The flags that name it, for the "not the same chain" start-up error."""
+    startup_check: Callable[[], Awaitable[str]] | None = None
+    """What to check once at start-up (Ethereum: the node and the core contract); its answer is logged."""
+    totals: Callable[[], Awaitable[TxTotals]] | None = None
+    """The transactions sent so far (None on the devnet ledger, which sends none)."""
+    sent_as: str = ""
+    """What one transaction is, and the fee's units: ``blob transactions``/ETH/wei or ``update_state``/STRK/FRI."""
+    fee_units: tuple[str, str] = ("ETH", "wei")
+
+    async def fee_paid(self) -> int | None:
+        """Fees paid for settlement so far, in the layer's unit (wei; FRI on Starknet), None on the ledger."""
+        return None if self.totals is None else (await self.totals()).fee_paid_wei
+
+    async def summary(self) -> str:
+        """What settlement did, for the devnet summary: transactions and the fees they paid."""
+        if self.totals is None:
+            assert isinstance(self.client, DevnetSettlement)
+            return f"blobs settled on the devnet ledger (no L1): {await self.client.blob_count()}"
+        totals = await self.totals()
+        big, small = self.fee_units
+        return (
+            f"{self.sent_as}: {totals.settled} settled ({totals.attempts} signed), "
+            f"fee paid: {totals.fee_paid_wei / 10**18:.6f} {big} ({totals.fee_paid_wei} {small})"
+        )
+
+
 @dataclass(slots=True, kw_only=True)
 class EmbeddedStack:
-    """One instance, built: its backends (cli/backends.py chooses them), its clients and its runtime."""
+    """One instance, built: its backends (cli/backends.py chooses them), its clients and its runtime. It owns
+    everything it opened in one exit stack, closed (in reverse order) by ``close``."""
 
     settings: Settings
     backends: Backends
@@ -154,16 +195,19 @@ class EmbeddedStack:
     objects: ObjectStore
     sequencer: StarknetRpcClient
     feeder: FeederGatewayClient
-    settlement: DevnetSettlement | EthereumSettlementClient | StarknetSettlementClient
+    settlement_choice: SettlementChoice
     runtime: Runtime
     recorded_alerts: RecordingAlerts
     snos: SnosRunner
     prover: ProverClient
+    exits: contextlib.AsyncExitStack
     mock_atlantic: MockAtlanticServer | None = None
     """The in-process mock Atlantic server of ``--mock-atlantic-server``."""
     telemetry: Telemetry | None = None
-    closers: list[Closer] = field(default_factory=list)
-    """What the stack built and must close: prover HTTP clients, L1 RPC clients, the mock server."""
+
+    @property
+    def settlement(self) -> DevnetSettlement | EthereumSettlementClient | StarknetSettlementClient:
+        return self.settlement_choice.client
 
     @property
     def atlantic_webhook_secret(self) -> str | None:
@@ -174,94 +218,145 @@ class EmbeddedStack:
         return self.mock_atlantic.state.config.webhook_secret if self.mock_atlantic is not None else None
 
     async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.sequencer.aclose()
-        with contextlib.suppress(Exception):
-            await self.feeder.aclose()
-        if isinstance(self.settlement, (EthereumSettlementClient, StarknetSettlementClient)):
-            with contextlib.suppress(Exception):
-                await self.settlement.aclose()
-        await _close_all(self.closers)
-        await self.backends.close()
+        await self.exits.aclose()
 
     async def settlement_fee_wei(self) -> int | None:
-        """Fees paid for settlement so far, in the settlement layer's unit (wei; FRI on Starknet), None on
-        the devnet ledger."""
-        if isinstance(self.settlement, EthereumSettlementClient):
-            txmgr = self.settlement.txmgr
-            return (await txmgr.store.totals(txmgr.address)).fee_paid_wei
-        if isinstance(self.settlement, StarknetSettlementClient):
-            return (await self.backends.tx_store.totals(self.settlement.operator_address)).fee_paid_wei
-        return None
+        return await self.settlement_choice.fee_paid()
 
     async def settlement_summary(self) -> str:
-        """What settlement did, for the devnet summary: blob transactions and the fees they paid."""
-        if isinstance(self.settlement, EthereumSettlementClient):
-            txmgr = self.settlement.txmgr
-            totals = await txmgr.store.totals(txmgr.address)
-            return (
-                f"blob transactions: {totals.settled} settled ({totals.attempts} signed), "
-                f"fee paid: {totals.fee_paid_wei / 10**18:.6f} ETH ({totals.fee_paid_wei} wei)"
-            )
-        if isinstance(self.settlement, StarknetSettlementClient):
-            totals = await self.backends.tx_store.totals(self.settlement.operator_address)
-            return (
-                f"update_state invokes: {totals.settled} settled ({totals.attempts} signed), "
-                f"fee paid: {totals.fee_paid_wei / 10**18:.6f} STRK ({totals.fee_paid_wei} FRI)"
-            )
-        return f"blobs settled on the devnet ledger (no L1): {await self.settlement.blob_count()}"
+        return await self.settlement_choice.summary()
+
+
+def own(exits: contextlib.AsyncExitStack, close: Closer) -> None:
+    """``close`` runs when ``exits`` closes; a failing close is logged and does not keep the others open."""
+
+    async def quietly() -> None:
+        try:
+            await close()
+        except Exception as exc:  # closing: nothing left to do about it
+            log.debug("closing %s failed: %s", getattr(close, "__qualname__", close), exc)
+
+    exits.push_async_callback(quietly)
 
 
 async def build_embedded_stack(
     settings: Settings,
     *,
-    snos_failures: dict[int, int] | None = None,
-    prover_latency_s: float = 0.0,
     owner: str | None = None,
     prover: ProverClient | None = None,
+    snos: SnosFactory | None = None,
 ) -> EmbeddedStack:
-    """``prover`` replaces the one the settings choose (tests plug a client of their own; the caller closes it)."""
-    closers: list[Closer] = []
-    mock_atlantic = await _start_mock_atlantic(settings) if settings.mock_atlantic_server else None
-    if mock_atlantic is not None:
-        closers.append(mock_atlantic.stop)
+    """The one place an instance is built. ``prover`` replaces the one the settings choose (the caller closes
+    it), ``snos`` the SNOS runner (tests plug runners of their own). A failure closes what was opened."""
+    exits = contextlib.AsyncExitStack()
     try:
-        return await _build(settings, closers, mock_atlantic, snos_failures, prover_latency_s, owner, prover)
+        mock_atlantic = await _start_mock_atlantic(settings) if settings.mock_atlantic_server else None
+        if mock_atlantic is not None:
+            own(exits, mock_atlantic.stop)
+        config = runtime_config(settings)
+        backends = await open_backends(settings, config)
+        own(exits, backends.close)
+        sequencer = StarknetRpcClient(
+            settings.rpc_for_snos or settings.need("madara_rpc_url"), attempts=3, retry_pause_s=0.5
+        )
+        own(exits, sequencer.aclose)
+        feeder = feeder_client(settings)
+        own(exits, feeder.aclose)
+        owner = owner or new_owner()
+        choice = _settlement(settings, backends, owner, exits)
+        chain = ChainDetails(sequencer, feeder, settings.da_keys)
+        if prover is None:
+            prover = build_prover(
+                settings, exits, mock_atlantic=mock_atlantic, chain_id=sequencer.chain_id, fee_token=chain.fee_token
+            )
+        if snos is not None:
+            snos_runner = snos(sequencer)
+        else:
+            # The devnet SNOS runner writes the chain's OS config hash where it is checked against the chain's
+            # details (Atlantic's aggregator; DA keys); otherwise the devnet chain's, without asking the feeder.
+            reads_chain = settings.prover == "atlantic" or bool(settings.da_keys)
+            snos_runner = build_snos_runner(
+                settings, sequencer, exits, config_hash=chain.os_config_hash if reads_chain else None
+            )
+        recorded = RecordingAlerts()
+        telemetry = build_telemetry(settings)
+        own(exits, telemetry.shutdown)  # closed after the runtime has stopped: the last export
+        if isinstance(choice.client, EthereumSettlementClient):
+            metrics = telemetry.metrics
+            choice.client.txmgr.on_finalized = lambda tx: metrics.settlement_tx_finalized(
+                gas_used=tx.gas_used,
+                gas_price_wei=tx.effective_gas_price_wei,
+                blob_gas_used=tx.blob_gas_used,
+                blob_gas_price_wei=tx.blob_gas_price_wei,
+            )
+        adapters = Adapters(
+            db=backends.db,
+            queue=backends.queue,
+            objects=backends.objects,
+            alerts=FanoutAlerts(_alert_sinks(settings, backends, recorded), mask=settings.secret_mask()),
+            locks=backends.locks,
+            sequencer=sequencer,
+            feeder=feeder,
+            batch_rpc=sequencer,
+            snos=snos_runner,
+            prover=prover,
+            settlement=choice.client,
+            aggregator_runner=build_aggregator_runner(settings, sequencer, exits),
+            expiring=backends.expiring,
+            atomic_creation=backends.atomic_creation,
+            reference=_reference_node(settings, exits),
+        )
+        runtime = Runtime(config, adapters, owner=owner, clock=backends.clock, metrics=telemetry.metrics)
     except BaseException:
-        await _close_all(closers)
+        await exits.aclose()
         raise
+    return EmbeddedStack(
+        settings=settings,
+        backends=backends,
+        store=backends.db,
+        queue=backends.queue,
+        objects=backends.objects,
+        sequencer=sequencer,
+        feeder=feeder,
+        settlement_choice=choice,
+        runtime=runtime,
+        recorded_alerts=recorded,
+        snos=snos_runner,
+        prover=prover,
+        exits=exits,
+        mock_atlantic=mock_atlantic,
+        telemetry=telemetry,
+    )
 
 
-async def _build(
-    settings: Settings,
-    closers: list[Closer],
-    mock_atlantic: MockAtlanticServer | None,
-    snos_failures: dict[int, int] | None,
-    prover_latency_s: float,
-    owner: str | None,
-    prover: ProverClient | None,
-) -> EmbeddedStack:
-    data_dir = Path(settings.data_dir)
-    config = runtime_config(settings)
-    backends = await open_backends(settings, config)
-    closers.insert(0, backends.close)  # closed last, if building fails from here on
-    owner = owner or new_owner()
-    recorded = RecordingAlerts()
+def _alert_sinks(settings: Settings, backends: Backends, recorded: RecordingAlerts) -> list[AlertSink]:
     sinks: list[AlertSink] = [LogAlerts(), recorded, *backends.alert_sinks]
     if settings.alert_webhook_url:
         sinks.append(WebhookAlerts(settings.alert_webhook_url))
-    sequencer = StarknetRpcClient(
-        settings.rpc_for_snos or settings.need("madara_rpc_url"), attempts=3, retry_pause_s=0.5
-    )
-    feeder = feeder_client(settings)
-    chain = ChainDetails(sequencer, feeder, settings.da_keys)
+    return sinks
+
+
+def _reference_node(settings: Settings, exits: contextlib.AsyncExitStack) -> StarknetRpcClient | None:
+    """``--replay-bounds-rpc-url``: the node each block's hash is checked against before batching."""
+    if not settings.replay_bounds_rpc_url:
+        return None
+    reference = StarknetRpcClient(settings.replay_bounds_rpc_url, attempts=3, retry_pause_s=0.5)
+    own(exits, reference.aclose)
+    log.info("replay bounds: each block's hash is checked against %s before batching", reference.shown_url)
+    return reference
+
+
+def _settlement(
+    settings: Settings, backends: Backends, owner: str, exits: contextlib.AsyncExitStack
+) -> SettlementChoice:
+    """The settlement layer the settings choose: Starknet (an L3), Ethereum, or the devnet ledger."""
     # A settlement key (a batch) is sent by one process at a time: a named lease on the shared database.
-    settlement_guard = key_guard(
+    guard = key_guard(
         backends.locks, owner, prefix="settlement-tx:", timing=LeaseTiming(duration_s=30.0), clock=backends.clock
     )
-    settlement: DevnetSettlement | EthereumSettlementClient | StarknetSettlementClient
+    tx_store = backends.tx_store
     if settings.settle_on_starknet:
-        settlement = StarknetSettlementClient(
+        starknet = StarknetSettlementClient(
             StarknetSettlementConfig(
                 rpc_url=settings.need("starknet_rpc_url"),
                 account_address=settings.need("starknet_account_address"),
@@ -271,16 +366,25 @@ async def _build(
                 confirmation_timeout_s=settings.starknet_tx_confirmation_timeout_secs,
                 max_fee_fri=settings.starknet_max_fee_fri,
             ),
-            store=backends.tx_store,
-            key_guard=settlement_guard,
+            store=tx_store,
+            key_guard=guard,
         )
-    elif settings.settle_on_ethereum:
-        settlement = EthereumSettlementClient(
+        own(exits, starknet.aclose)
+        return SettlementChoice(
+            client=starknet,
+            where=url_origin(starknet.config.rpc_url),
+            flags="--starknet-cairo-core-contract-address and --starknet-rpc-url",
+            totals=lambda: tx_store.totals(starknet.operator_address),
+            sent_as="update_state invokes",
+            fee_units=("STRK", "FRI"),
+        )
+    if settings.settle_on_ethereum:
+        ethereum = EthereumSettlementClient(
             EthereumSettlementConfig(
                 rpc_url=settings.need("ethereum_rpc_url"),
                 private_key=settings.need("ethereum_private_key"),
                 core_contract_address=settings.need("l1_core_contract_address"),
-                tx_store_path=Path(settings.sqlite_path or data_dir / "orchestrator.db"),  # unused: store= below
+                tx_store_path=Path(settings.sqlite_path or Path(settings.data_dir) / "orchestrator.db"),  # unused
                 max_fee_bumps=settings.ethereum_max_fee_bumps,
                 l2_state_update_max_fee_wei=settings.ethereum_l2_state_update_max_fee_wei,
                 tx_confirmation_timeout_s=settings.ethereum_tx_confirmation_timeout_secs,
@@ -288,76 +392,20 @@ async def _build(
                 disable_peerdas=settings.disable_peerdas,
                 confirmations=settings.ethereum_confirmations,
             ),
-            store=backends.tx_store,
-            key_guard=settlement_guard,
+            store=tx_store,
+            key_guard=guard,
         )
-    else:
-        settlement = DevnetSettlement(settings.devnet_settlement_path or data_dir / "devnet-settlement.db")
-    if prover is None:
-        prover = build_prover(
-            settings,
-            closers,
-            mock_atlantic=mock_atlantic,
-            prover_latency_s=prover_latency_s,
-            chain_id=sequencer.chain_id,
-            fee_token=chain.fee_token,
+        own(exits, ethereum.aclose)
+        return SettlementChoice(
+            client=ethereum,
+            where=url_origin(ethereum.config.rpc_url),
+            flags="--l1-core-contract-address and --ethereum-rpc-url",
+            startup_check=ethereum.check_at_startup,
+            totals=lambda: tx_store.totals(ethereum.operator_address),
+            sent_as="blob transactions",
         )
-    # The devnet SNOS runner writes the chain's OS config hash where it is checked against the chain's details
-    # (Atlantic's aggregator; DA keys); otherwise the devnet chain's, without asking the feeder gateway.
-    reads_chain = settings.prover == "atlantic" or bool(settings.da_keys)
-    snos = build_snos_runner(
-        settings, sequencer, closers, failures=snos_failures, config_hash=chain.os_config_hash if reads_chain else None
-    )
-    reference: StarknetRpcClient | None = None
-    if settings.replay_bounds_rpc_url:
-        reference = StarknetRpcClient(settings.replay_bounds_rpc_url, attempts=3, retry_pause_s=0.5)
-        closers.append(reference.aclose)
-        log.info("replay bounds: each block's hash is checked against %s before batching", reference.shown_url)
-    adapters = Adapters(
-        db=backends.db,
-        queue=backends.queue,
-        objects=backends.objects,
-        alerts=FanoutAlerts(sinks, mask=settings.secret_mask()),
-        locks=backends.locks,
-        sequencer=sequencer,
-        feeder=feeder,
-        batch_rpc=sequencer,
-        snos=snos,
-        prover=prover,
-        settlement=settlement,
-        aggregator_runner=build_aggregator_runner(settings, sequencer, closers),
-        expiring=backends.expiring,
-        atomic_creation=backends.atomic_creation,
-        reference=reference,
-    )
-    telemetry = build_telemetry(settings)
-    closers.append(telemetry.shutdown)  # after the runtime has stopped: the last export
-    if isinstance(settlement, EthereumSettlementClient):
-        metrics = telemetry.metrics
-        settlement.txmgr.on_finalized = lambda tx: metrics.settlement_tx_finalized(
-            gas_used=tx.gas_used,
-            gas_price_wei=tx.effective_gas_price_wei,
-            blob_gas_used=tx.blob_gas_used,
-            blob_gas_price_wei=tx.blob_gas_price_wei,
-        )
-    runtime = Runtime(config, adapters, owner=owner, clock=backends.clock, metrics=telemetry.metrics)
-    return EmbeddedStack(
-        settings=settings,
-        backends=backends,
-        store=backends.db,
-        queue=backends.queue,
-        objects=backends.objects,
-        sequencer=sequencer,
-        feeder=feeder,
-        settlement=settlement,
-        runtime=runtime,
-        recorded_alerts=recorded,
-        snos=snos,
-        prover=prover,
-        mock_atlantic=mock_atlantic,
-        telemetry=telemetry,
-        closers=closers[1:],  # the stack closes its backends itself, after everything else
-    )
+    ledger = DevnetSettlement(settings.devnet_settlement_path or Path(settings.data_dir) / "devnet-settlement.db")
+    return SettlementChoice(client=ledger, where="the devnet ledger", flags="--devnet-settlement-path (or --data-dir)")
 
 
 def feeder_client(settings: Settings) -> FeederGatewayClient:
@@ -391,16 +439,15 @@ class ChainDetails:
 def build_snos_runner(
     settings: Settings,
     sequencer: StarknetRpcClient,
-    closers: list[Closer],
+    exits: contextlib.AsyncExitStack,
     *,
-    failures: dict[int, int] | None = None,
     config_hash: Callable[[], Awaitable[int]] | None = None,
 ) -> SnosRunner:
-    """The SNOS runner ``--snos-runner`` chooses (docs/snos-runner.md); ``failures`` is the devnet runner's
-    failure injection (tests), ``config_hash`` the OS config hash its outputs carry (default: the devnet
-    chain's). Readiness asks ``sequencer``, the client of the SNOS RPC."""
+    """The SNOS runner ``--snos-runner`` chooses (docs/snos-runner.md); ``config_hash`` is the OS config hash
+    the devnet runner's outputs carry (default: the devnet chain's). Readiness asks ``sequencer``, the client
+    of the SNOS RPC. What it opens is closed with ``exits``."""
     if settings.snos_runner == "devnet":
-        return DevnetSnosRunner(sequencer, failures=failures, config_hash=config_hash)
+        return DevnetSnosRunner(sequencer, config_hash=config_hash)
     if settings.snos_runner not in ("command", "http"):
         raise ConfigError(["--snos-runner is required: command, http or devnet"])
     full_output, use_kzg_da = os_hints(settings.layer)
@@ -416,12 +463,12 @@ def build_snos_runner(
         work_dir = Path(settings.snos_work_dir) if settings.snos_work_dir else Path(settings.data_dir) / "snos"
         return CommandSnosRunner(settings.need("snos_command"), config, rpc=sequencer, work_dir=work_dir)
     runner = HttpSnosRunner(settings.need("snos_runner_url"), config, rpc=sequencer)
-    closers.append(runner.aclose)
+    own(exits, runner.aclose)
     return runner
 
 
 def build_aggregator_runner(
-    settings: Settings, sequencer: StarknetRpcClient, closers: list[Closer]
+    settings: Settings, sequencer: StarknetRpcClient, exits: contextlib.AsyncExitStack
 ) -> AggregatorRunner | None:
     """The aggregator runner ``--aggregator-runner`` chooses (docs/aggregator-runner.md); None where there is
     nothing to run (Atlantic aggregates in its buckets, an L3 has no aggregator batches). The runner reads
@@ -443,7 +490,7 @@ def build_aggregator_runner(
         work_dir = Path(settings.data_dir) / "aggregator"
         return CommandAggregatorRunner(settings.need("aggregator_command"), config, rpc=sequencer, work_dir=work_dir)
     runner = HttpAggregatorRunner(settings.need("aggregator_runner_url"), config, rpc=sequencer)
-    closers.append(runner.aclose)
+    own(exits, runner.aclose)
     return runner
 
 
@@ -460,7 +507,7 @@ class EthereumFactChecker:
 
 
 def _fact_checker(
-    settlement_layer: str, rpc_url: str | None, address: str | None, closers: list[Closer]
+    settlement_layer: str, rpc_url: str | None, address: str | None, exits: contextlib.AsyncExitStack
 ) -> FactChecker | None:
     """SPEC §7.6: ``starknet`` checks nothing (always valid); ``ethereum`` asks the verifier on L1."""
     if settlement_layer == "starknet":
@@ -468,20 +515,19 @@ def _fact_checker(
     if not rpc_url or not address:
         return None
     rpc = EthRpc(rpc_url)
-    closers.append(rpc.aclose)
+    own(exits, rpc.aclose)
     return EthereumFactChecker(rpc, address)
 
 
 def build_prover(
     settings: Settings,
-    closers: list[Closer],
+    exits: contextlib.AsyncExitStack,
     *,
     mock_atlantic: MockAtlanticServer | None = None,
-    prover_latency_s: float = 0.0,
     chain_id: Callable[[], Awaitable[str]] | None = None,
     fee_token: Callable[[], Awaitable[int]] | None = None,
 ) -> ProverClient:
-    """The prover client ``--prover`` chooses; what it opens is added to ``closers``. ``chain_id`` gives the
+    """The prover client ``--prover`` chooses; what it opens is closed with ``exits``. ``chain_id`` gives the
     chain id (``starknet_chainId``, hex) and ``fee_token`` the chain's STRK fee token for Atlantic's buckets
     (``chain_id_hex``, ``fee_token_address``), asked at the first bucket."""
     if settings.prover == "atlantic":
@@ -510,19 +556,19 @@ def build_prover(
                 settings.need("atlantic_settlement_layer"),
                 settings.atlantic_rpc_node_url,
                 settings.atlantic_verifier_contract_address,
-                closers,
+                exits,
             ),
             chain_id_source=chain_id,
             fee_token_source=fee_token,
         )
-        closers.append(atlantic.aclose)
+        own(exits, atlantic.aclose)
         return atlantic
     if settings.prover == "sharp":
         checker = _fact_checker(
             settings.sharp_settlement_layer,
             settings.sharp_rpc_node_url,
             settings.gps_verifier_contract_address,
-            closers,
+            exits,
         )
         sharp = SharpClient(
             SharpConfig(
@@ -534,18 +580,18 @@ def build_prover(
             ),
             fact_checker=checker,
         )
-        closers.append(sharp.aclose)
+        own(exits, sharp.aclose)
         return sharp
     if settings.prover == "mock":
         registry = None
         if settings.mock_verifier_address:
             rpc = EthRpc(settings.need("ethereum_rpc_url"))
-            closers.append(rpc.aclose)
+            own(exits, rpc.aclose)
             registry = FactRegistryClient(
                 rpc, settings.mock_verifier_address, settings.need("mock_verifier_private_key")
             )
         return MockProverClient(registry=registry)
-    return DevnetProver(latency_s=prover_latency_s)
+    return DevnetProver()
 
 
 async def _start_mock_atlantic(settings: Settings) -> MockAtlanticServer:
@@ -579,11 +625,3 @@ async def _start_mock_atlantic(settings: Settings) -> MockAtlanticServer:
         ) from exc
     log.info("mock Atlantic server on %s (webhooks to %s)", server.url, webhook_url or "nowhere")
     return server
-
-
-async def _close_all(closers: list[Closer]) -> None:
-    """Close in reverse order of opening; one failing close does not keep the others open."""
-    while closers:
-        closer = closers.pop()
-        with contextlib.suppress(Exception):
-            await closer()

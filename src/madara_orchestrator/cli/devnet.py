@@ -23,7 +23,7 @@ from typing import Any
 from madara_orchestrator.cli.compose import EmbeddedStack, build_embedded_stack
 from madara_orchestrator.cli.run import configure_logging
 from madara_orchestrator.cli.settings import RUN_OPTIONS, Settings
-from madara_orchestrator.devnet.adapters import DEVNET_AGGREGATOR_PROGRAM_HASH
+from madara_orchestrator.devnet.adapters import DEVNET_AGGREGATOR_PROGRAM_HASH, DevnetProver
 from madara_orchestrator.devnet.anvil import DEV_PRIVATE_KEYS, REPO_ROOT, Anvil, AnvilConfig
 from madara_orchestrator.devnet.l2_fact_registrar import StarknetFactRegistrar
 from madara_orchestrator.devnet.layout_bridge import DEVNET_CAIRO_VERIFIER_PROGRAM_HASH
@@ -459,16 +459,26 @@ async def start_local_l2() -> LocalL2:
     return LocalL2(double, server, atlantic, overrides)
 
 
-async def run_devnet(args: argparse.Namespace, data_dir: Path) -> int:
-    out = sys.stdout
-    # Signals first: a Ctrl-C during start-up must also end in a clean shutdown.
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    # The API port first: a busy port is one clear error before anything is started.
-    listener = bind_listener("127.0.0.1", _port(args.port))
-    port = listener.getsockname()[1]
+@dataclass
+class DevnetRun:
+    """What ``orchestrator devnet`` started: the sequencer and its RPC server, the stack, and the local L1 (anvil)
+    or L2 (the Starknet double) it settles on, if any."""
+
+    sequencer: DevnetSequencer
+    rpc_server: BackgroundServer
+    stack: EmbeddedStack
+    l1: LocalL1 | None = None
+    l2: LocalL2 | None = None
+
+    async def stop_layers(self) -> None:
+        if self.l1 is not None:
+            self.l1.stop()
+        if self.l2 is not None:
+            await self.l2.stop()
+
+
+async def _start_devnet(args: argparse.Namespace, data_dir: Path, port: int) -> DevnetRun:
+    """The sequencer, the settlement layer the arguments choose, and the stack; a failure stops what started."""
     sequencer = DevnetSequencer(block_time_s=args.block_time, tx_per_block=args.tx_per_block)
     rpc_server = BackgroundServer(sequencer.app)
     l1: LocalL1 | None = None
@@ -480,34 +490,40 @@ async def run_devnet(args: argparse.Namespace, data_dir: Path) -> int:
         if args.max_batch_size is not None:
             # An L3 settles each SNOS batch: there the batch is the SNOS batch.
             overrides["max_blocks_per_snos_batch" if args.layer == "l3" else "max_batch_size"] = args.max_batch_size
-        settings = Settings({**settings.values, **overrides}, settings.secrets)
         if args.layer == "l3":
             l2 = await start_local_l2()
-            settings = Settings({**settings.values, **l2.overrides}, settings.secrets)
+            overrides.update(l2.overrides)
         elif args.settlement == "anvil":
             l1 = await start_local_l1(data_dir, hardfork=args.hardfork, core_contract=args.core_contract)
-            settings = Settings({**settings.values, **l1.overrides}, settings.secrets)
-        stack = await build_embedded_stack(settings, prover_latency_s=args.prover_latency)
+            overrides.update(l1.overrides)
+        settings = Settings({**settings.values, **overrides}, settings.secrets)
+        # --prover-latency: how long the devnet prover takes (only the devnet prover has one).
+        prover = DevnetProver(latency_s=args.prover_latency) if settings.prover == "devnet" else None
+        stack = await build_embedded_stack(settings, prover=prover)
     except BaseException:
-        listener.close()
         await rpc_server.stop()
         if l1 is not None:
             l1.stop()
         if l2 is not None:
             await l2.stop()
         raise
-    api = BackgroundServer(create_app(stack.runtime), sock=listener)
-    await api.start()
-    print(f"devnet sequencer: {rpc_server.url}  (Starknet JSON-RPC, a block every {args.block_time:g} s)", file=out)
-    print(f"orchestrator API: {api.url}  (/health, /jobs?status=..., /metrics)", file=out)
-    if l1 is not None:
+    return DevnetRun(sequencer, rpc_server, stack, l1, l2)
+
+
+def _print_banner(run: DevnetRun, args: argparse.Namespace, api_url: str, data_dir: Path) -> None:
+    out = sys.stdout
+    print(f"devnet sequencer: {run.rpc_server.url}  (Starknet JSON-RPC, a block every {args.block_time:g} s)", file=out)
+    print(f"orchestrator API: {api_url}  (/health, /jobs?status=..., /metrics)", file=out)
+    if run.l1 is not None:
+        l1 = run.l1
         print(
             f"local L1 (anvil, {args.hardfork}): {l1.anvil.url}  "
             f"{args.core_contract} core contract {l1.contracts.core_contract}, "
             f"fact registry {l1.contracts.fact_registry}",
             file=out,
         )
-    elif l2 is not None:
+    elif run.l2 is not None:
+        l2 = run.l2
         print(
             f"local L2 (Starknet JSON-RPC double): {l2.server.url}  core contract "
             f"{hex(l2.double.core_contract_address)}, fact registry {hex(l2.double.fact_registry_address)}; "
@@ -517,75 +533,109 @@ async def run_devnet(args: argparse.Namespace, data_dir: Path) -> int:
     else:
         print("settlement:       devnet ledger (no L1)", file=out)
     print(f"data directory:   {data_dir}", file=out, flush=True)
+
+
+@dataclass
+class Watched:
+    settled_blocks: int = 0
+    elapsed_s: float = 0.0
+    code: int = 0
+
+
+async def _watch(run: DevnetRun, args: argparse.Namespace, stop: asyncio.Event) -> Watched:
+    """Show progress until the blocks asked for are settled, the time is up, or ``stop`` is set."""
+    out = sys.stdout
+    stack = run.stack
     started = time.monotonic()
-    sequencer.start_producing(max_blocks=args.blocks)
-    await stack.runtime.start()
     progress = Progress(out)
-    settled_blocks = 0
-    code = 0
-    try:
-        tail_closed = False
-        while not stop.is_set():
-            done, failed = await stage_counts(stack)
-            last = await stack.settlement.last_settled_block()
-            settled_blocks = 0 if last is None else last + 1
-            line = progress_line(
-                head=sequencer.chain.head,
-                done=done,
-                settled_blocks=settled_blocks,
-                open_batch=await open_batch_label(stack),
-                failed=failed,
-            )
-            if args.blocks is not None and not tail_closed:
-                tail_closed = await close_tail(stack, last_block=args.blocks - 1)
-            progress.show(line)
-            if (
-                args.blocks is not None
-                and settled_blocks >= args.blocks
-                and await batches_completed(stack, args.blocks)
-            ):
-                break
-            if args.timeout is not None and time.monotonic() - started > args.timeout:
-                progress.show(line, final=True)
-                print(f"error: timed out after {args.timeout:g} s with {settled_blocks} blocks settled", file=out)
-                code = 1
-                break
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=0.2)
-            except TimeoutError:
-                pass
-        elapsed = time.monotonic() - started
-        progress.show(progress.last, final=True)
-    finally:
-        await sequencer.stop_producing()
-        await stack.runtime.stop()
-        await api.stop()
-        await rpc_server.stop()
+    watched = Watched()
+    tail_closed = False
+    while not stop.is_set():
+        done, failed = await stage_counts(stack)
+        last = await stack.settlement.last_settled_block()
+        watched.settled_blocks = 0 if last is None else last + 1
+        line = progress_line(
+            head=run.sequencer.chain.head,
+            done=done,
+            settled_blocks=watched.settled_blocks,
+            open_batch=await open_batch_label(stack),
+            failed=failed,
+        )
+        if args.blocks is not None and not tail_closed:
+            tail_closed = await close_tail(stack, last_block=args.blocks - 1)
+        progress.show(line)
+        if (
+            args.blocks is not None
+            and watched.settled_blocks >= args.blocks
+            and await batches_completed(stack, args.blocks)
+        ):
+            break
+        if args.timeout is not None and time.monotonic() - started > args.timeout:
+            progress.show(line, final=True)
+            print(f"error: timed out after {args.timeout:g} s with {watched.settled_blocks} blocks settled", file=out)
+            watched.code = 1
+            break
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=0.2)
+        except TimeoutError:
+            pass
+    watched.elapsed_s = time.monotonic() - started
+    progress.show(progress.last, final=True)
+    return watched
+
+
+async def _report(stack: EmbeddedStack, settled_blocks: int) -> list[str]:
+    """The summary's lines: each stage's latencies, what settlement did, batching, alerts."""
     stages = stages_of(stack)
     report = await pipeline_report(stack.store, tuple(job_type for _, job_type in stages))
-    alerts = len(stack.recorded_alerts.sent)
-    settlement_line = await stack.settlement_summary()
-    batching_lines = await batching_summary(stack, settled_blocks)
-    await stack.close()
-    if l1 is not None:
-        l1.stop()
-    if l2 is not None:
-        await l2.stop()
-    print("", file=out)
-    print("stage           jobs   created->completed p50/p95 (s)   hand-off p50/p95 (s)", file=out)
+    lines = ["", "stage           jobs   created->completed p50/p95 (s)   hand-off p50/p95 (s)"]
     for name, job_type in stages:
         s = report.stage[job_type]
         h = report.handoff.get(job_type)
         hand = f"{h.p50:8.3f} / {h.p95:6.3f}" if h and h.count else "       - /      -"
-        print(f"{name:<14} {s.count:>5}   {s.p50:10.3f} / {s.p95:8.3f}           {hand}", file=out)
-    print(settlement_line, file=out)
-    for batching_line in batching_lines:
-        print(batching_line, file=out)
-    print(f"alerts: {alerts}, data: {data_dir}", file=out)
+        lines.append(f"{name:<14} {s.count:>5}   {s.p50:10.3f} / {s.p95:8.3f}           {hand}")
+    lines.append(await stack.settlement_summary())
+    lines.extend(await batching_summary(stack, settled_blocks))
+    lines.append(f"alerts: {len(stack.recorded_alerts.sent)}, data: {stack.settings.data_dir}")
+    return lines
+
+
+async def run_devnet(args: argparse.Namespace, data_dir: Path) -> int:
+    out = sys.stdout
+    # Signals first: a Ctrl-C during start-up must also end in a clean shutdown.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    # The API port first: a busy port is one clear error before anything is started.
+    listener = bind_listener("127.0.0.1", _port(args.port))
+    try:
+        run = await _start_devnet(args, data_dir, listener.getsockname()[1])
+    except BaseException:
+        listener.close()
+        raise
+    stack = run.stack
+    api = BackgroundServer(create_app(stack.runtime), sock=listener)
+    await api.start()
+    _print_banner(run, args, api.url, data_dir)
+    run.sequencer.start_producing(max_blocks=args.blocks)
+    await stack.runtime.start()
+    try:
+        watched = await _watch(run, args, stop)
+    finally:
+        await run.sequencer.stop_producing()
+        await stack.runtime.stop()
+        await api.stop()
+        await run.rpc_server.stop()
+    lines = await _report(stack, watched.settled_blocks)
+    await stack.close()
+    await run.stop_layers()
+    for line in lines:
+        print(line, file=out)
     if stop.is_set():
-        print(f"stopped: settled {settled_blocks} blocks in {elapsed:.1f} s", file=out)
+        print(f"stopped: settled {watched.settled_blocks} blocks in {watched.elapsed_s:.1f} s", file=out)
         return 0
-    if code == 0:
-        print(f"settled {settled_blocks} blocks in {elapsed:.1f} s", file=out)
+    if watched.code == 0:
+        print(f"settled {watched.settled_blocks} blocks in {watched.elapsed_s:.1f} s", file=out)
     logging.shutdown()
-    return code
+    return watched.code

@@ -34,8 +34,6 @@ from madara_orchestrator.engine.lease import default_instance_id
 from madara_orchestrator.engine.telemetry import log_fields
 from madara_orchestrator.server.app import create_app
 from madara_orchestrator.server.background import BackgroundServer, bind_listener
-from madara_orchestrator.settlement.ethereum import EthereumSettlementClient
-from madara_orchestrator.settlement.starknet import StarknetSettlementClient
 from madara_orchestrator.starknet.rpc import METHOD_NOT_FOUND, NO_BLOCKS, RpcError, StarknetRpcClient
 
 T = TypeVar("T")
@@ -247,21 +245,15 @@ async def wait_for_sequencer(
         await client.aclose()
 
 
-SETTLEMENT_FLAGS = {
-    EthereumSettlementClient: "--l1-core-contract-address and --ethereum-rpc-url",
-    StarknetSettlementClient: "--starknet-cairo-core-contract-address and --starknet-rpc-url",
-}
-
-
 async def check_settlement(stack: EmbeddedStack) -> None:
     """Start-up checks of the settlement layer: on Ethereum, that the node is one (``eth_chainId``) and the
     core contract is there and answers ``stateBlockNumber()``; on any layer, that its settled block is not
     beyond the sequencer's newest block (it would be another chain's). A wrong node or contract raises
     ``InvalidInput``; one that does not answer, ``BackendUnavailable`` (waited for)."""
-    settlement = stack.settlement
-    if isinstance(settlement, EthereumSettlementClient):
-        log.info("settlement layer: %s", await settlement.check_at_startup())
-    settled = await settlement.last_settled_block()
+    choice = stack.settlement_choice
+    if choice.startup_check is not None:
+        log.info("settlement layer: %s", await choice.startup_check())
+    settled = await choice.client.last_settled_block()
     try:
         head: int | None = await stack.sequencer.block_number()
     except RpcError as exc:
@@ -269,26 +261,16 @@ async def check_settlement(stack: EmbeddedStack) -> None:
             raise BackendUnavailable(f"starknet_blockNumber answered {exc}") from exc
         head = None
     if settled is not None and (head is None or settled > head):
-        flags = SETTLEMENT_FLAGS.get(type(settlement), "--devnet-settlement-path (or --data-dir)")
         newest = "has no block yet" if head is None else f"is at block {head}"
         raise InvalidInput(
             f"the settlement layer has settled block {settled} but the sequencer {newest}: they are not the same "
-            f"chain; check --madara-rpc-url and {flags}"
+            f"chain; check --madara-rpc-url and {choice.flags}"
         )
 
 
 async def _checked(stack: EmbeddedStack) -> bool:
     await check_settlement(stack)
     return True
-
-
-def _settlement_where(stack: EmbeddedStack) -> str:
-    settlement = stack.settlement
-    if isinstance(settlement, EthereumSettlementClient):
-        return url_origin(settlement.config.rpc_url)
-    if isinstance(settlement, StarknetSettlementClient):
-        return url_origin(settlement.config.rpc_url)
-    return "the devnet ledger"
 
 
 async def until_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
@@ -356,7 +338,7 @@ async def serve(settings: Settings) -> int:
         )
         checked = await until_stopped(
             wait_until_answered(
-                "settlement layer", _settlement_where(stack), lambda: _checked(stack), meanwhile=meanwhile
+                "settlement layer", stack.settlement_choice.where, lambda: _checked(stack), meanwhile=meanwhile
             ),
             stop,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 
@@ -276,7 +277,7 @@ async def test_bucket_flow_to_aggregation_artifacts(
 async def test_run_builds_buckets_with_the_sequencers_chain_id(server: MockAtlanticServer) -> None:
     """SPEC §7.3 / §17 step 3: the prover client gets ``chain_id_hex``. ``run`` learns the chain id from the
     sequencer only after start-up, so compose hands the client ``starknet_chainId``, asked at the first bucket."""
-    from madara_orchestrator.cli.compose import Closer, build_prover
+    from madara_orchestrator.cli.compose import build_prover
     from madara_orchestrator.cli.settings import load_run_settings
 
     p = "MADARA_ORCHESTRATOR_"
@@ -299,15 +300,11 @@ async def test_run_builds_buckets_with_the_sequencers_chain_id(server: MockAtlan
         asked.append("starknet_chainId")
         return "0x" + b"MADARA_DEVNET".hex()
 
-    closers: list[Closer] = []
-    atlantic = build_prover(load_run_settings(argparse.Namespace(), env), closers, chain_id=chain_id)
-    try:
+    async with contextlib.AsyncExitStack() as exits:
+        atlantic = build_prover(load_run_settings(argparse.Namespace(), env), exits, chain_id=chain_id)
         assert isinstance(atlantic, AtlanticClient)
         first = await atlantic.submit_task(CreateBucket())
         second = await atlantic.submit_task(CreateBucket())
-    finally:
-        for close in closers:
-            await close()
     for bucket_id in (first, second):
         params = server.state.buckets[bucket_id]["aggregatorParams"]
         assert params["chain_id_hex"] == "0x" + b"MADARA_DEVNET".hex() == "0x4d41444152415f4445564e4554"
