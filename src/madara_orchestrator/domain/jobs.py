@@ -87,7 +87,7 @@ class JobPolicy:
         """The delay before verification poll number ``attempt + 1`` (``attempt`` polls done so far)."""
         if self.first_verification_delay_s is None:
             return self.verification_delay_s
-        return min(self.verification_delay_s, self.first_verification_delay_s * 2 ** max(0, attempt))
+        return min(self.verification_delay_s, self.first_verification_delay_s * 2.0 ** max(0, attempt))
 
 
 DEFAULT_POLICIES: dict[JobType, JobPolicy] = {

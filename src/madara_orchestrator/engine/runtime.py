@@ -36,9 +36,9 @@ from madara_orchestrator.engine.batching import Batcher, BatchingConfig
 from madara_orchestrator.engine.cleanup import StorageCleanup
 from madara_orchestrator.engine.consumers import QueueConsumer
 from madara_orchestrator.engine.metrics import Metrics
-from madara_orchestrator.engine.plan import L2_PLAN, PLANS, HandlerContext, LayerPlan
+from madara_orchestrator.engine.plan import L2_PLAN, PLANS, HandlerContext, LayerPlan, TriggerName
 from madara_orchestrator.engine.service import ACK, Decision, JobService, RetryPolicy, SystemClock
-from madara_orchestrator.engine.triggers import TriggerConfig, TriggerName, Triggers
+from madara_orchestrator.engine.triggers import TriggerConfig, Triggers
 from madara_orchestrator.interfaces import (
     AggregatorRunner,
     AlertSink,

@@ -78,7 +78,7 @@ class RetryPolicy:
     outage_alert_after_s: float = 300.0
 
     def delay(self, receive_count: int) -> float:
-        return min(self.max_delay_s, self.base_delay_s * (2 ** max(0, receive_count - 1)))
+        return min(self.max_delay_s, self.base_delay_s * (2.0 ** max(0, receive_count - 1)))
 
     def outage_wait(self, lasted_s: float) -> float:
         return min(self.max_outage_wait_s, max(self.base_delay_s, lasted_s / 2))
