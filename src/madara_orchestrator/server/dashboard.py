@@ -250,53 +250,59 @@ def stages_of(runtime: Runtime) -> tuple[tuple[str, JobType], ...]:
     return STAGES if runtime.config.plan.aggregator_batches else L3_STAGES
 
 
-async def overview(runtime: Runtime, *, admin_enabled: bool) -> Json:
-    db = runtime.adapters.db
-    limits = runtime.config.batching.limits
-    now = runtime.clock.now()
-    head, settled = await asyncio.gather(
-        _ask(runtime.adapters.sequencer.block_number, "sequencer"),
-        _ask(runtime.adapters.settlement.last_settled_block, "settlement layer"),
-    )
+async def stages_through(runtime: Runtime) -> dict[str, Json]:
+    """Each stage's progress; a block has passed a stage only once it passed the ones before (its later
+    jobs wait on them)."""
     settles_snos = not runtime.config.plan.aggregator_batches
     stages: dict[str, Json] = {}
     previous: int | None = None
     for index, (name, job_type) in enumerate(stages_of(runtime)):
-        progress = await stage_progress(db, job_type, settles_snos=settles_snos)
+        progress = await stage_progress(runtime.adapters.db, job_type, settles_snos=settles_snos)
         through = progress["through"]
         if index > 0 and isinstance(through, int) and (previous is None or through > previous):
-            # A block has passed a stage only once it passed the ones before (its later jobs wait on them).
             progress["through"] = through = previous
         previous = through if isinstance(through, int) else None
         stages[name] = progress
+    return stages
+
+
+async def job_counts(db: Database) -> dict[str, dict[str, int]]:
     counts: dict[str, dict[str, int]] = {}
     for (job_type, status), n in sorted((await db.count_jobs()).items()):
         counts.setdefault(job_type.value, {})[status.value] = n
+    return counts
 
+
+async def lag(runtime: Runtime, head: int | None, settled: int | None, chain: str | None, now: float) -> Json:
+    """How far settlement is behind the head, in blocks and in seconds (since the first unsettled block's
+    batch opened), and the colour ``lag_rule`` gives it."""
     lag_blocks: int | None = None
     lag_seconds: float | None = None
-    chain = chain_problem(head.value, settled.value)
-    if head.value is not None and chain is None:
-        first_unsettled = 0 if settled.value is None else settled.value + 1
-        lag_blocks = max(0, head.value - first_unsettled + 1)
+    if head is not None and chain is None:
+        first_unsettled = 0 if settled is None else settled + 1
+        lag_blocks = max(0, head - first_unsettled + 1)
         if lag_blocks == 0:
             lag_seconds = 0.0
         else:
-            waiting = await db.snos_batch_for_block(first_unsettled)
+            waiting = await runtime.adapters.db.snos_batch_for_block(first_unsettled)
             lag_seconds = None if waiting is None else max(0.0, now - waiting.created_at)
-
     rule = lag_rule(runtime)
-    open_aggregators = await db.list_aggregator_batches(statuses=[AggregatorBatchStatus.OPEN], limit=3)
-    open_snos = await db.list_snos_batches(statuses=[SnosBatchStatus.OPEN], limit=3)
-    recent_aggregators = await db.list_aggregator_batches(limit=RECENT_BATCHES, descending=True)
-    recent_snos = await db.list_snos_batches(limit=RECENT_BATCHES, descending=True)
-    latest_batches = recent_aggregators if runtime.config.plan.aggregator_batches else recent_snos
-    failing = runtime.triggers.failing()
+    return {
+        "blocks": lag_blocks,
+        "seconds": lag_seconds,
+        "level": rule.level(lag_blocks, lag_seconds).value,
+        "normal_blocks": rule.normal_blocks,
+        "normal_seconds": rule.normal_age_s,
+    }
 
+
+async def settlements_and_fees(runtime: Runtime) -> tuple[list[Json], Json]:
+    """The latest settlements (oldest first) for the chart, and what they paid."""
+    db = runtime.adapters.db
     settlements = await db.list_jobs(
         job_types=[JobType.STATE_TRANSITION], statuses=[JobStatus.COMPLETED], limit=SETTLEMENT_SERIES, descending=True
     )
-    ranges = await job_ranges(db, settlements, settles_snos=settles_snos)
+    ranges = await job_ranges(db, settlements, settles_snos=not runtime.config.plan.aggregator_batches)
     series: list[Json] = []
     fees: list[int] = []
     fee_blocks = 0
@@ -312,13 +318,58 @@ async def overview(runtime: Runtime, *, admin_enabled: bool) -> Json:
         series.append(
             {
                 "batch": tx["batch"],
-                "start_block": tx["start_block"],
-                "end_block": tx["end_block"],
+                "start_block": start,
+                "end_block": end,
                 "at": job.common.verification_completed_at or job.updated_at,
                 "fee_wei": fee,
                 "tx_hash": tx["tx_hash"],
             }
         )
+    aggregated = runtime.config.plan.aggregator_batches
+    return series, {
+        "window": len(series),
+        "with_fee": len(fees),
+        "total_wei": sum(fees) if fees else None,
+        "unit": "ETH" if aggregated else "STRK",
+        "blocks": fee_blocks,
+        "per_block_wei": sum(fees) // fee_blocks if fees and fee_blocks else None,
+        **(await blob_fill(db, series) if aggregated else NO_BLOB_FILL),
+    }
+
+
+async def batch_rows(runtime: Runtime, now: float) -> tuple[Json, Json, int | None]:
+    """The open batches, the recent ones, and the last block batched."""
+    db = runtime.adapters.db
+    limits = runtime.config.batching.limits
+    open_aggregators = await db.list_aggregator_batches(statuses=[AggregatorBatchStatus.OPEN], limit=3)
+    open_snos = await db.list_snos_batches(statuses=[SnosBatchStatus.OPEN], limit=3)
+    recent_aggregators = await db.list_aggregator_batches(limit=RECENT_BATCHES, descending=True)
+    recent_snos = await db.list_snos_batches(limit=RECENT_BATCHES, descending=True)
+    latest_batches = recent_aggregators if runtime.config.plan.aggregator_batches else recent_snos
+    open_rows: Json = {
+        "aggregator": [aggregator_batch_row(b, limits, now) for b in open_aggregators],
+        "snos": [snos_batch_row(b, limits, now) for b in open_snos],
+    }
+    recent_rows: Json = {
+        "aggregator": [aggregator_batch_row(b, limits, now) for b in recent_aggregators],
+        "snos": [snos_batch_row(b, limits, now) for b in recent_snos],
+    }
+    return open_rows, recent_rows, latest_batches[0].end_block if latest_batches else None
+
+
+async def overview(runtime: Runtime, *, admin_enabled: bool) -> Json:
+    now = runtime.clock.now()
+    head, settled = await asyncio.gather(
+        _ask(runtime.adapters.sequencer.block_number, "sequencer"),
+        _ask(runtime.adapters.settlement.last_settled_block, "settlement layer"),
+    )
+    stages = await stages_through(runtime)
+    counts = await job_counts(runtime.adapters.db)
+    chain = chain_problem(head.value, settled.value)
+    lag_view = await lag(runtime, head.value, settled.value, chain, now)
+    open_rows, recent_rows, batched_through = await batch_rows(runtime, now)
+    failing = runtime.triggers.failing()
+    series, fees = await settlements_and_fees(runtime)
     problems = [health.describe(name) for name, health in failing.items()]
     return {
         "now": now,
@@ -337,35 +388,15 @@ async def overview(runtime: Runtime, *, admin_enabled: bool) -> Json:
             for name, health in failing.items()
         ],
         "batching_failing": any(name in BATCHING_TRIGGERS for name in failing),
-        "batched_through": latest_batches[0].end_block if latest_batches else None,
+        "batched_through": batched_through,
         "stages": stages,
-        "lag": {
-            "blocks": lag_blocks,
-            "seconds": lag_seconds,
-            "level": rule.level(lag_blocks, lag_seconds).value,
-            "normal_blocks": rule.normal_blocks,
-            "normal_seconds": rule.normal_age_s,
-        },
-        "attention": await attention_counts(db),
-        "open_batches": {
-            "aggregator": [aggregator_batch_row(b, limits, now) for b in open_aggregators],
-            "snos": [snos_batch_row(b, limits, now) for b in open_snos],
-        },
-        "recent_batches": {
-            "aggregator": [aggregator_batch_row(b, limits, now) for b in recent_aggregators],
-            "snos": [snos_batch_row(b, limits, now) for b in recent_snos],
-        },
+        "lag": lag_view,
+        "attention": await attention_counts(runtime.adapters.db),
+        "open_batches": open_rows,
+        "recent_batches": recent_rows,
         "job_counts": counts,
         "settlements": series,
-        "fees": {
-            "window": len(series),
-            "with_fee": len(fees),
-            "total_wei": sum(fees) if fees else None,
-            "unit": "ETH" if runtime.config.plan.aggregator_batches else "STRK",
-            "blocks": fee_blocks,
-            "per_block_wei": sum(fees) // fee_blocks if fees and fee_blocks else None,
-            **(await blob_fill(db, series) if runtime.config.plan.aggregator_batches else NO_BLOB_FILL),
-        },
+        "fees": fees,
     }
 
 

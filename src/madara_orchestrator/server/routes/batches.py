@@ -86,7 +86,8 @@ async def settlement_status(request: Request) -> Response:
     )
 
 
-def batch_query(request: Request) -> tuple[list[int], str | None, int, bool]:
+def batch_query(request: Request, enum_cls: type[StatusT], kind: str) -> dict[str, Any]:
+    """The batch listing's query (``index``, ``status``, ``limit``, ``sort``) as the store's arguments."""
     params = request.query_params
     indexes: list[int] = []
     if params.get("index"):
@@ -108,7 +109,8 @@ def batch_query(request: Request) -> tuple[list[int], str | None, int, bool]:
     sort = params.get("sort", "asc").lower()
     if sort not in ("asc", "desc"):
         raise InvalidInput(f"Invalid query: sort must be asc or desc, got {sort!r}")
-    return indexes, params.get("status") or None, limit, sort == "desc"
+    statuses = status_filter(enum_cls, params.get("status") or None, kind)
+    return {"indexes": indexes, "statuses": statuses, "limit": limit, "descending": sort == "desc"}
 
 
 def status_filter(enum_cls: type[StatusT], status: str | None, kind: str) -> list[StatusT]:
@@ -124,24 +126,16 @@ def status_filter(enum_cls: type[StatusT], status: str | None, kind: str) -> lis
 
 
 async def snos_batches(request: Request) -> Response:
-    indexes, status, limit, desc = batch_query(request)
-    statuses = status_filter(SnosBatchStatus, status, "snos")
-    db = api(request).runtime.adapters.db
-    batches = await db.list_snos_batches(indexes=indexes, statuses=statuses, limit=limit, descending=desc)
-    return envelope(
-        data={"batches": [snos_batch_details(b) for b in batches]}, message="Successfully fetched SNOS batches"
-    )
+    batches = await api(request).runtime.adapters.db.list_snos_batches(**batch_query(request, SnosBatchStatus, "snos"))
+    data = {"batches": [snos_batch_details(b) for b in batches]}
+    return envelope(data=data, message="Successfully fetched SNOS batches")
 
 
 async def aggregator_batches(request: Request) -> Response:
-    indexes, status, limit, desc = batch_query(request)
-    statuses = status_filter(AggregatorBatchStatus, status, "aggregator")
-    db = api(request).runtime.adapters.db
-    batches = await db.list_aggregator_batches(indexes=indexes, statuses=statuses, limit=limit, descending=desc)
-    return envelope(
-        data={"batches": [aggregator_batch_details(b) for b in batches]},
-        message="Successfully fetched aggregator batches",
-    )
+    query = batch_query(request, AggregatorBatchStatus, "aggregator")
+    batches = await api(request).runtime.adapters.db.list_aggregator_batches(**query)
+    data = {"batches": [aggregator_batch_details(b) for b in batches]}
+    return envelope(data=data, message="Successfully fetched aggregator batches")
 
 
 def batch_params(status_names: Iterable[str]) -> tuple[Param, ...]:
@@ -159,48 +153,25 @@ def batch_params(status_names: Iterable[str]) -> tuple[Param, ...]:
     )
 
 
+BLOCK_ROUTES = (
+    ("/blocks/batch-for-block/{n}", batch_for_block, "batchForBlock", "The aggregator batch that contains a block"),
+    ("/blocks/settlement-status/{n}", settlement_status, "settlementStatus", "A block's batches and jobs"),
+)
+BLOCK_DATA = (models.BatchNumber, models.BlockSettlementStatus)
+BATCH_ROUTES = (
+    ("/batches/snos", snos_batches, "snosBatches", "SNOS batches", SnosBatchStatus),
+    ("/batches/aggregator", aggregator_batches, "aggregatorBatches", "Aggregator batches", AggregatorBatchStatus),
+)
+BATCH_DATA = (models.SnosBatchList, models.AggregatorBatchList)
+
+
 def endpoints() -> list[Endpoint]:
-    return [
-        Endpoint(
-            "/blocks/batch-for-block/{n}",
-            batch_for_block,
-            "batchForBlock",
-            "The aggregator batch that contains a block",
-            "blocks",
-            data=models.BatchNumber,
-            message=False,
-            errors=(400, 404, 503),
-            params=(BLOCK,),
-        ),
-        Endpoint(
-            "/blocks/settlement-status/{n}",
-            settlement_status,
-            "settlementStatus",
-            "A block's batches and jobs",
-            "blocks",
-            data=models.BlockSettlementStatus,
-            message=False,
-            errors=(400, 404, 503),
-            params=(BLOCK,),
-        ),
-        Endpoint(
-            "/batches/snos",
-            snos_batches,
-            "snosBatches",
-            "SNOS batches",
-            "batches",
-            data=models.SnosBatchList,
-            errors=(400, 503),
-            params=batch_params(SnosBatchStatus),
-        ),
-        Endpoint(
-            "/batches/aggregator",
-            aggregator_batches,
-            "aggregatorBatches",
-            "Aggregator batches",
-            "batches",
-            data=models.AggregatorBatchList,
-            errors=(400, 503),
-            params=batch_params(AggregatorBatchStatus),
-        ),
+    found = [
+        Endpoint(path, handler, op, text, "blocks", data=data, message=False, errors=(400, 404, 503), params=(BLOCK,))
+        for (path, handler, op, text), data in zip(BLOCK_ROUTES, BLOCK_DATA, strict=True)
     ]
+    for (path, handler, op, text, statuses), data in zip(BATCH_ROUTES, BATCH_DATA, strict=True):
+        found.append(
+            Endpoint(path, handler, op, text, "batches", data=data, errors=(400, 503), params=batch_params(statuses))
+        )
+    return found
