@@ -193,10 +193,17 @@ class UnexpectedErrorMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, sending)
         except Exception as exc:
-            if scope["type"] != "http":
+            if scope["type"] != "http" or started:
                 raise
             await (await unexpected_error(Request(scope), exc))(scope, receive, send)
 

@@ -21,18 +21,20 @@ from madara_orchestrator.server.http import WEBHOOK_PATH, Endpoint, Param, Unaut
 SIGNATURE_HEADER = "X-Atlantic-Signature"
 
 
-def check_webhook(webhook: ProverWebhook | None, path_secret: str | None, signature: str | None, body: bytes) -> None:
-    """Accept the webhook when the secret is in its path or its body is signed with it (constant-time
-    comparisons); otherwise ``WebhooksOff`` (no secret configured) or ``Unauthorized``. Never echoes what
-    was given."""
+def check_webhook(
+    webhook: ProverWebhook | None, path_secret: str | None, signature: str | None, body: bytes
+) -> ProverWebhook:
+    """Accept the webhook (return the one configured) when the secret is in its path or its body is signed
+    with it (constant-time comparisons); otherwise ``WebhooksOff`` (no secret configured) or
+    ``Unauthorized``. Never echoes what was given."""
     if webhook is None or not webhook.secret:
         raise WebhooksOff(
             "Atlantic webhooks are off: start the orchestrator with --atlantic-webhook-secret to accept them"
         )
     if path_secret is not None and hmac.compare_digest(path_secret.encode(), webhook.secret.encode()):
-        return
+        return webhook
     if signature is not None and hmac.compare_digest(signature.strip().encode(), webhook.sign(body).encode()):
-        return
+        return webhook
     raise Unauthorized(
         f"Atlantic webhook refused: wrong or missing secret (POST {WEBHOOK_PATH}/<secret>, or sign the body: "
         f"{SIGNATURE_HEADER}: sha256=<HMAC-SHA256 hex>)"
@@ -43,9 +45,8 @@ async def atlantic_webhook(request: Request) -> Response:
     """Authenticated (``check_webhook``); a wake-up spends no verification attempt and wake-ups of one job
     are coalesced (``JobService.wake_verification``), so a flood changes nothing but the load."""
     body = await request.body()
-    webhook = api(request).webhook
-    check_webhook(webhook, request.path_params.get("secret"), request.headers.get(SIGNATURE_HEADER), body)
-    assert webhook is not None
+    secret, signature = request.path_params.get("secret"), request.headers.get(SIGNATURE_HEADER)
+    webhook = check_webhook(api(request).webhook, secret, signature, body)
     notice = webhook.parse(body)
     service = api(request).runtime.service
     woken: list[Job] = []
