@@ -432,3 +432,37 @@ class AggregatorRunner(Protocol):
         ...
 
     async def run(self, batch: AggregationInput) -> AggregationResult: ...
+
+
+# --------------------------------------------------------------------------------------------------
+# A prover's completion webhook (the HTTP API's ``/webhooks/atlantic``)
+
+
+@dataclass(frozen=True, slots=True)
+class ProverNotice:
+    """What a prover's completion webhook says: the query (and its bucket) it is about and its status."""
+
+    query_id: str
+    status: str
+    is_final: bool
+    bucket_id: str | None = None
+
+
+class ProverWebhook(Protocol):
+    """How the API checks and reads a prover's webhook; ``cli/`` gives one when a secret is configured."""
+
+    @property
+    def secret(self) -> str: ...
+
+    @property
+    def statuses(self) -> tuple[str, ...]:
+        """The statuses a notice may carry (for the OpenAPI document)."""
+        ...
+
+    def sign(self, body: bytes) -> str:
+        """The signature header's value that authenticates ``body``."""
+        ...
+
+    def parse(self, body: bytes) -> ProverNotice:
+        """``InvalidInput`` when ``body`` is not a notice."""
+        ...

@@ -13,6 +13,7 @@ from madara_orchestrator.cli.settings import Settings
 from madara_orchestrator.devnet.sequencer import DevnetSequencer
 from madara_orchestrator.domain.jobs import JobStatus, JobType, ProvingMetadata
 from madara_orchestrator.provers.atlantic import AtlanticClient, AtlanticConfig, AtlanticNetwork
+from madara_orchestrator.provers.atlantic_webhook import atlantic_webhook
 from madara_orchestrator.provers.mock_atlantic_server import MockAtlanticConfig, MockAtlanticServer
 from madara_orchestrator.server.app import create_app
 from madara_orchestrator.server.background import BackgroundServer, free_port
@@ -49,7 +50,7 @@ async def test_webhook_wakes_verification_long_before_the_next_poll(tmp_path: Pa
             }
         )
         stack = await build_embedded_stack(settings, prover=prover)
-        api = BackgroundServer(create_app(stack.runtime, atlantic_webhook_secret=SECRET), port=api_port)
+        api = BackgroundServer(create_app(stack.runtime, webhook=atlantic_webhook(SECRET)), port=api_port)
         await api.start()
         await stack.runtime.start()
         try:

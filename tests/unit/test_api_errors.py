@@ -11,6 +11,7 @@ import pytest
 
 from madara_orchestrator.cli.compose import build_embedded_stack
 from madara_orchestrator.cli.devnet import devnet_settings
+from madara_orchestrator.provers.atlantic_webhook import atlantic_webhook
 from madara_orchestrator.server.app import MAX_BODY_BYTES, create_app
 
 HUGE = "99999999999999999999999"
@@ -27,7 +28,7 @@ BLOCK_ROUTES = (
 async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     # The sequencer is never called: these routes only read the database.
     stack = await build_embedded_stack(devnet_settings(tmp_path / "data", "http://127.0.0.1:9", port=0))
-    app = create_app(stack.runtime, admin_enabled=True, admin_token="t" * 32, atlantic_webhook_secret=WEBHOOK_SECRET)
+    app = create_app(stack.runtime, admin_enabled=True, admin_token="t" * 32, webhook=atlantic_webhook(WEBHOOK_SECRET))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
         yield http
     await stack.close()

@@ -24,6 +24,7 @@ from madara_orchestrator.domain.queues import read_job_message
 from madara_orchestrator.engine.service import WAKE_COALESCE_S
 from madara_orchestrator.jobs.base import Verified
 from madara_orchestrator.provers.atlantic import atlantic_webhook_signature
+from madara_orchestrator.provers.atlantic_webhook import atlantic_webhook
 from madara_orchestrator.server.app import create_app
 from tests.helpers.engine import proving_meta
 
@@ -69,7 +70,7 @@ async def _api(tmp_path: Path, **app_options: object) -> AsyncIterator[Api]:
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    async for value in _api(tmp_path, admin_enabled=True, admin_token=TOKEN, atlantic_webhook_secret=SECRET):
+    async for value in _api(tmp_path, admin_enabled=True, admin_token=TOKEN, webhook=atlantic_webhook(SECRET)):
         yield value
 
 

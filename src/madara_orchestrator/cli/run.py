@@ -32,6 +32,7 @@ from madara_orchestrator.domain.errors import BackendUnavailable, ConfigError, I
 from madara_orchestrator.domain.redaction import SecretMask, redact, url_origin
 from madara_orchestrator.engine.lease import default_instance_id
 from madara_orchestrator.engine.telemetry import log_fields
+from madara_orchestrator.provers.atlantic_webhook import atlantic_webhook
 from madara_orchestrator.server.app import create_app
 from madara_orchestrator.server.background import BackgroundServer, bind_listener
 from madara_orchestrator.starknet.rpc import METHOD_NOT_FOUND, NO_BLOCKS, RpcError, StarknetRpcClient
@@ -312,7 +313,7 @@ async def serve(settings: Settings) -> int:
             stack.runtime,
             admin_enabled=settings.admin_enabled,
             admin_token=settings.admin_token,
-            atlantic_webhook_secret=webhook_secret,
+            webhook=atlantic_webhook(webhook_secret),
         )
         if settings.prover == "atlantic":
             log.info(

@@ -1,5 +1,5 @@
-"""The web dashboard: a static page at ``/`` (``static/``: HTML, CSS, vanilla JS, no build step) and the
-three JSON routes it polls, ``/api/v1/dashboard/{overview,blocks/{n},jobs}``.
+"""What the web dashboard shows (its routes: ``routes/dashboard.py``): the overview, one block, the latest
+jobs.
 
 Every query is bounded (latest/oldest job per stage, a few recent batches, the last settlements), so
 polling every second or two stays cheap on any store. Nothing secret leaves: no settings are read, and
@@ -10,16 +10,8 @@ free text that may quote an outside URL (failure reasons, settlement errors) has
 from __future__ import annotations
 
 import asyncio
-import enum
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TypeVar
-
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from madara_orchestrator.domain.batches import (
     AggregatorBatch,
@@ -29,7 +21,7 @@ from madara_orchestrator.domain.batches import (
     SnosBatchStatus,
 )
 from madara_orchestrator.domain.batching import FELTS_PER_BLOB, BatchLimits
-from madara_orchestrator.domain.errors import InvalidInput, NotFound
+from madara_orchestrator.domain.errors import NotFound
 from madara_orchestrator.domain.health import chain_problem
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType, StateUpdateMetadata
 from madara_orchestrator.domain.lag import LagRule
@@ -39,22 +31,8 @@ from madara_orchestrator.engine.plan import TriggerName
 from madara_orchestrator.engine.runtime import Runtime
 from madara_orchestrator.interfaces import Database
 
-Handler = Callable[[Request], Awaitable[Response]]
-Guard = Callable[[Handler], Handler]
 Json = dict[str, object]
-E = TypeVar("E", bound=enum.StrEnum)
 
-STATIC_DIR = Path(__file__).resolve().parent / "static"
-STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
-PAGE_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-cache",
-}
 STAGES: tuple[tuple[str, JobType], ...] = (
     ("snos", JobType.SNOS_RUN),
     ("proof", JobType.PROOF_CREATION),
@@ -73,7 +51,6 @@ RECENT_BATCHES = 8
 SETTLEMENT_SERIES = 60
 """How many of the latest settlements the overview's chart and fee figures cover."""
 MAX_JOB_ROWS = 200
-MAX_BLOCK_NUMBER = 2**63 - 1
 OUTSIDE_CALL_TIMEOUT_S = 2.0
 MAX_TEXT = 600
 """Free text (failure reasons, errors) is cut to this many characters."""
@@ -273,53 +250,59 @@ def stages_of(runtime: Runtime) -> tuple[tuple[str, JobType], ...]:
     return STAGES if runtime.config.plan.aggregator_batches else L3_STAGES
 
 
-async def overview(runtime: Runtime, *, admin_enabled: bool) -> Json:
-    db = runtime.adapters.db
-    limits = runtime.config.batching.limits
-    now = runtime.clock.now()
-    head, settled = await asyncio.gather(
-        _ask(runtime.adapters.sequencer.block_number, "sequencer"),
-        _ask(runtime.adapters.settlement.last_settled_block, "settlement layer"),
-    )
+async def stages_through(runtime: Runtime) -> dict[str, Json]:
+    """Each stage's progress; a block has passed a stage only once it passed the ones before (its later
+    jobs wait on them)."""
     settles_snos = not runtime.config.plan.aggregator_batches
     stages: dict[str, Json] = {}
     previous: int | None = None
     for index, (name, job_type) in enumerate(stages_of(runtime)):
-        progress = await stage_progress(db, job_type, settles_snos=settles_snos)
+        progress = await stage_progress(runtime.adapters.db, job_type, settles_snos=settles_snos)
         through = progress["through"]
         if index > 0 and isinstance(through, int) and (previous is None or through > previous):
-            # A block has passed a stage only once it passed the ones before (its later jobs wait on them).
             progress["through"] = through = previous
         previous = through if isinstance(through, int) else None
         stages[name] = progress
+    return stages
+
+
+async def job_counts(db: Database) -> dict[str, dict[str, int]]:
     counts: dict[str, dict[str, int]] = {}
     for (job_type, status), n in sorted((await db.count_jobs()).items()):
         counts.setdefault(job_type.value, {})[status.value] = n
+    return counts
 
+
+async def lag(runtime: Runtime, head: int | None, settled: int | None, chain: str | None, now: float) -> Json:
+    """How far settlement is behind the head, in blocks and in seconds (since the first unsettled block's
+    batch opened), and the colour ``lag_rule`` gives it."""
     lag_blocks: int | None = None
     lag_seconds: float | None = None
-    chain = chain_problem(head.value, settled.value)
-    if head.value is not None and chain is None:
-        first_unsettled = 0 if settled.value is None else settled.value + 1
-        lag_blocks = max(0, head.value - first_unsettled + 1)
+    if head is not None and chain is None:
+        first_unsettled = 0 if settled is None else settled + 1
+        lag_blocks = max(0, head - first_unsettled + 1)
         if lag_blocks == 0:
             lag_seconds = 0.0
         else:
-            waiting = await db.snos_batch_for_block(first_unsettled)
+            waiting = await runtime.adapters.db.snos_batch_for_block(first_unsettled)
             lag_seconds = None if waiting is None else max(0.0, now - waiting.created_at)
-
     rule = lag_rule(runtime)
-    open_aggregators = await db.list_aggregator_batches(statuses=[AggregatorBatchStatus.OPEN], limit=3)
-    open_snos = await db.list_snos_batches(statuses=[SnosBatchStatus.OPEN], limit=3)
-    recent_aggregators = await db.list_aggregator_batches(limit=RECENT_BATCHES, descending=True)
-    recent_snos = await db.list_snos_batches(limit=RECENT_BATCHES, descending=True)
-    latest_batches = recent_aggregators if runtime.config.plan.aggregator_batches else recent_snos
-    failing = runtime.triggers.failing()
+    return {
+        "blocks": lag_blocks,
+        "seconds": lag_seconds,
+        "level": rule.level(lag_blocks, lag_seconds).value,
+        "normal_blocks": rule.normal_blocks,
+        "normal_seconds": rule.normal_age_s,
+    }
 
+
+async def settlements_and_fees(runtime: Runtime) -> tuple[list[Json], Json]:
+    """The latest settlements (oldest first) for the chart, and what they paid."""
+    db = runtime.adapters.db
     settlements = await db.list_jobs(
         job_types=[JobType.STATE_TRANSITION], statuses=[JobStatus.COMPLETED], limit=SETTLEMENT_SERIES, descending=True
     )
-    ranges = await job_ranges(db, settlements, settles_snos=settles_snos)
+    ranges = await job_ranges(db, settlements, settles_snos=not runtime.config.plan.aggregator_batches)
     series: list[Json] = []
     fees: list[int] = []
     fee_blocks = 0
@@ -335,13 +318,58 @@ async def overview(runtime: Runtime, *, admin_enabled: bool) -> Json:
         series.append(
             {
                 "batch": tx["batch"],
-                "start_block": tx["start_block"],
-                "end_block": tx["end_block"],
+                "start_block": start,
+                "end_block": end,
                 "at": job.common.verification_completed_at or job.updated_at,
                 "fee_wei": fee,
                 "tx_hash": tx["tx_hash"],
             }
         )
+    aggregated = runtime.config.plan.aggregator_batches
+    return series, {
+        "window": len(series),
+        "with_fee": len(fees),
+        "total_wei": sum(fees) if fees else None,
+        "unit": "ETH" if aggregated else "STRK",
+        "blocks": fee_blocks,
+        "per_block_wei": sum(fees) // fee_blocks if fees and fee_blocks else None,
+        **(await blob_fill(db, series) if aggregated else NO_BLOB_FILL),
+    }
+
+
+async def batch_rows(runtime: Runtime, now: float) -> tuple[Json, Json, int | None]:
+    """The open batches, the recent ones, and the last block batched."""
+    db = runtime.adapters.db
+    limits = runtime.config.batching.limits
+    open_aggregators = await db.list_aggregator_batches(statuses=[AggregatorBatchStatus.OPEN], limit=3)
+    open_snos = await db.list_snos_batches(statuses=[SnosBatchStatus.OPEN], limit=3)
+    recent_aggregators = await db.list_aggregator_batches(limit=RECENT_BATCHES, descending=True)
+    recent_snos = await db.list_snos_batches(limit=RECENT_BATCHES, descending=True)
+    latest_batches = recent_aggregators if runtime.config.plan.aggregator_batches else recent_snos
+    open_rows: Json = {
+        "aggregator": [aggregator_batch_row(b, limits, now) for b in open_aggregators],
+        "snos": [snos_batch_row(b, limits, now) for b in open_snos],
+    }
+    recent_rows: Json = {
+        "aggregator": [aggregator_batch_row(b, limits, now) for b in recent_aggregators],
+        "snos": [snos_batch_row(b, limits, now) for b in recent_snos],
+    }
+    return open_rows, recent_rows, latest_batches[0].end_block if latest_batches else None
+
+
+async def overview(runtime: Runtime, *, admin_enabled: bool) -> Json:
+    now = runtime.clock.now()
+    head, settled = await asyncio.gather(
+        _ask(runtime.adapters.sequencer.block_number, "sequencer"),
+        _ask(runtime.adapters.settlement.last_settled_block, "settlement layer"),
+    )
+    stages = await stages_through(runtime)
+    counts = await job_counts(runtime.adapters.db)
+    chain = chain_problem(head.value, settled.value)
+    lag_view = await lag(runtime, head.value, settled.value, chain, now)
+    open_rows, recent_rows, batched_through = await batch_rows(runtime, now)
+    failing = runtime.triggers.failing()
+    series, fees = await settlements_and_fees(runtime)
     problems = [health.describe(name) for name, health in failing.items()]
     return {
         "now": now,
@@ -360,35 +388,15 @@ async def overview(runtime: Runtime, *, admin_enabled: bool) -> Json:
             for name, health in failing.items()
         ],
         "batching_failing": any(name in BATCHING_TRIGGERS for name in failing),
-        "batched_through": latest_batches[0].end_block if latest_batches else None,
+        "batched_through": batched_through,
         "stages": stages,
-        "lag": {
-            "blocks": lag_blocks,
-            "seconds": lag_seconds,
-            "level": rule.level(lag_blocks, lag_seconds).value,
-            "normal_blocks": rule.normal_blocks,
-            "normal_seconds": rule.normal_age_s,
-        },
-        "attention": await attention_counts(db),
-        "open_batches": {
-            "aggregator": [aggregator_batch_row(b, limits, now) for b in open_aggregators],
-            "snos": [snos_batch_row(b, limits, now) for b in open_snos],
-        },
-        "recent_batches": {
-            "aggregator": [aggregator_batch_row(b, limits, now) for b in recent_aggregators],
-            "snos": [snos_batch_row(b, limits, now) for b in recent_snos],
-        },
+        "lag": lag_view,
+        "attention": await attention_counts(runtime.adapters.db),
+        "open_batches": open_rows,
+        "recent_batches": recent_rows,
         "job_counts": counts,
         "settlements": series,
-        "fees": {
-            "window": len(series),
-            "with_fee": len(fees),
-            "total_wei": sum(fees) if fees else None,
-            "unit": "ETH" if runtime.config.plan.aggregator_batches else "STRK",
-            "blocks": fee_blocks,
-            "per_block_wei": sum(fees) // fee_blocks if fees and fee_blocks else None,
-            **(await blob_fill(db, series) if runtime.config.plan.aggregator_batches else NO_BLOB_FILL),
-        },
+        "fees": fees,
     }
 
 
@@ -498,119 +506,3 @@ async def job_list(
         jobs = await db.list_jobs(statuses=statuses, job_types=job_types, limit=limit, descending=True)
     ranges = await job_ranges(db, jobs, settles_snos=not runtime.config.plan.aggregator_batches)
     return [job_row(j, ranges.get(j.id)) for j in jobs]
-
-
-# --------------------------------------------------------------------------------------------------
-# Routes
-
-
-def _ok(data: object) -> JSONResponse:
-    return JSONResponse({"success": True, "data": data}, headers={"Cache-Control": "no-store"})
-
-
-def _enum_values(raw: list[str], enum_cls: type[E], what: str) -> list[E]:
-    values: list[E] = []
-    for text in raw:
-        for part in filter(None, (p.strip() for p in text.split(","))):
-            try:
-                values.append(enum_cls(part))
-            except ValueError:
-                raise InvalidInput(f"Invalid query: unknown {what} {part!r}") from None
-    return values
-
-
-def _block_number(raw: str) -> int:
-    # ASCII digits only (``isdigit`` alone takes '²', which ``int`` refuses), and no larger than the
-    # largest integer the database stores.
-    if not _is_decimal(raw) or len(raw) > 19 or int(raw) > MAX_BLOCK_NUMBER:
-        raise InvalidInput(f"Invalid block number: {raw} (a block number is an integer from 0 to {MAX_BLOCK_NUMBER})")
-    return int(raw)
-
-
-def _is_decimal(raw: str) -> bool:
-    return raw.isascii() and raw.isdigit()
-
-
-def _page(name: str) -> bytes:
-    path = STATIC_DIR / name
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise RuntimeError(f"dashboard file missing from the package: {path} ({exc}); reinstall the package") from exc
-
-
-def dashboard_routes(runtime: Runtime, *, admin_enabled: bool, guard: Guard, admin_guard: Guard) -> list[Route]:
-    """The page, its assets and its JSON routes. ``guard`` maps errors to responses; ``admin_guard`` also
-    checks the admin token. ``POST /admin/jobs/{id}/retry`` (one job's retry behind the token, for the
-    page's Retry button) exists only with admin routes enabled, like the other admin routes."""
-    index = _page("index.html")
-    icon = _page("favicon.ico")
-    assets = {
-        path.name: (path.read_bytes(), STATIC_TYPES[path.suffix])
-        for path in sorted(STATIC_DIR.iterdir())
-        if path.suffix in STATIC_TYPES
-    }
-
-    async def page(request: Request) -> Response:
-        return Response(index, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
-
-    @guard
-    async def asset(request: Request) -> Response:
-        found = assets.get(request.path_params["name"])
-        if found is None:
-            raise NotFound(f"No dashboard file {request.path_params['name']!r}")
-        body, media_type = found
-        return Response(body, media_type=media_type, headers=PAGE_HEADERS)
-
-    @guard
-    async def overview_route(request: Request) -> Response:
-        return _ok(await overview(runtime, admin_enabled=admin_enabled))
-
-    @guard
-    async def block_route(request: Request) -> Response:
-        return _ok(await block_view(runtime, _block_number(request.path_params["n"])))
-
-    @guard
-    async def jobs_route(request: Request) -> Response:
-        params = request.query_params
-        statuses = _enum_values(params.getlist("status"), JobStatus, "job status")
-        job_types = _enum_values(params.getlist("job_type"), JobType, "job type")
-        raw_limit = params.get("limit", "50")
-        if not _is_decimal(raw_limit) or not 1 <= int(raw_limit) <= MAX_JOB_ROWS:
-            raise InvalidInput(f"Invalid query: limit must be an integer from 1 to {MAX_JOB_ROWS}")
-        raw_attention = params.get("needs_attention", "false").lower()
-        if raw_attention not in ("true", "false", "1", "0"):
-            raise InvalidInput("Invalid query: needs_attention must be true or false")
-        jobs = await job_list(
-            runtime,
-            statuses=statuses,
-            job_types=job_types,
-            limit=int(raw_limit),
-            needs_attention=raw_attention in ("true", "1"),
-        )
-        return _ok({"jobs": jobs})
-
-    async def favicon(request: Request) -> Response:
-        return Response(icon, media_type="image/x-icon", headers={"Cache-Control": "public, max-age=86400"})
-
-    @admin_guard
-    async def retry_one(request: Request) -> Response:
-        raw = request.path_params["id"]
-        try:
-            job_id = uuid.UUID(raw)
-        except ValueError:
-            raise InvalidInput(f"Invalid job ID: {raw}") from None
-        await runtime.service.retry_job(job_id)
-        return JSONResponse({"success": True, "message": f"Job with id {job_id} queued for normal retry"})
-
-    routes = [
-        Route("/", page),
-        Route("/favicon.ico", favicon),
-        Route("/static/{name}", asset),
-        Route("/api/v1/dashboard/overview", overview_route),
-        Route("/api/v1/dashboard/blocks/{n}", block_route),
-        Route("/api/v1/dashboard/jobs", jobs_route),
-    ]
-    if admin_enabled:
-        routes.append(Route("/admin/jobs/{id}/retry", retry_one, methods=["POST"]))
-    return routes
