@@ -20,12 +20,13 @@ from typing import Any
 from madara_orchestrator import ORCHESTRATOR_VERSION
 from madara_orchestrator.domain.errors import (
     BackendUnavailable,
+    FailureKind,
     InvalidTransition,
     JobError,
     NotFound,
     QueueFull,
     StaleVersion,
-    outage_cause,
+    classify,
 )
 from madara_orchestrator.domain.jobs import (
     DEFAULT_POLICIES,
@@ -40,6 +41,8 @@ from madara_orchestrator.domain.jobs import (
     transition,
 )
 from madara_orchestrator.domain.queues import QueueNames, QueueType, job_message
+from madara_orchestrator.domain.retry import REDELIVERY
+from madara_orchestrator.domain.retry import RetryPolicy as RetryPolicy
 from madara_orchestrator.engine.blocks import BlockRange, describe_range, job_ranges
 from madara_orchestrator.engine.lease import LeaseLost, LeaseTiming, hold
 from madara_orchestrator.engine.metrics import Metrics
@@ -61,27 +64,6 @@ class Decision:
 
 
 ACK = Decision(ack=True)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RetryPolicy:
-    """Back-off between redeliveries of a failed message; the queue dead-letters it after N receives.
-
-    An outage of an outside service is waited out instead: the job is tried again after half the time
-    the outage has lasted (at least ``base_delay_s``, at most ``max_outage_wait_s``), with a fresh
-    message, so no attempt and no receive is spent; an alert goes out once it has lasted
-    ``outage_alert_after_s``."""
-
-    base_delay_s: float = 5.0
-    max_delay_s: float = 300.0
-    max_outage_wait_s: float = 60.0
-    outage_alert_after_s: float = 300.0
-
-    def delay(self, receive_count: int) -> float:
-        return min(self.max_delay_s, self.base_delay_s * (2 ** max(0, receive_count - 1)))
-
-    def outage_wait(self, lasted_s: float) -> float:
-        return min(self.max_outage_wait_s, max(self.base_delay_s, lasted_s / 2))
 
 
 class SystemClock:
@@ -152,7 +134,7 @@ class JobService:
         self.metrics = metrics
         self.clock = clock or SystemClock()
         self.policies = {**DEFAULT_POLICIES, **(policies or {})}
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or REDELIVERY
         self.owner = owner or f"worker-{uuid.uuid4().hex[:12]}"
         self.max_priority_queue_size = max_priority_queue_size
         self._on_completed: list[Callable[[Job], Awaitable[None]]] = []
@@ -336,18 +318,18 @@ class JobService:
         specific = exc.specific if isinstance(exc, JobError) else None
         if specific is not None:
             job = job.with_specific(specific)  # type: ignore[arg-type]
-        outage = outage_cause(exc)
-        if outage is not None and not (isinstance(exc, JobError) and exc.wait_s is not None):
-            return await self._wait_out_outage(job, original_status, outage, verification=False)
+        failure = classify(exc)
+        if failure.outage is not None and failure.kind == FailureKind.OUTAGE:
+            return await self._wait_out_outage(job, original_status, failure.outage, verification=False)
         attempt = job.common.process_attempt_no
         reason = f"Processing attempt {attempt} failed: {exc}"
         self.metrics.operations.labels(job.job_type, "process", "failure").inc()
         self.metrics.job_operation_failed(job.job_type, "process_job")
-        if isinstance(exc, JobError) and not exc.retryable:
+        if failure.kind == FailureKind.FINAL:
             log.error("%s failed and will not be retried: %s", job.describe(), exc)
             await self.move_to_failed(job, reason)
             return ACK
-        if not isinstance(exc, JobError):
+        if not failure.expected:
             log.exception("%s: unexpected error while processing", job.describe(), exc_info=exc)
         else:
             log.warning("%s: %s (will retry)", job.describe(), reason)
@@ -371,9 +353,9 @@ class JobService:
             )
             return ACK
         self.metrics.job_retry_count.labels(job.job_type, "process_failure").inc()
-        if isinstance(exc, JobError) and exc.wait_s is not None:
+        if failure.kind == FailureKind.WAIT and failure.delay_s is not None:
             # Not the job's fault: come back later with a fresh message, so the retry budget is kept.
-            await self.queue.send(self.names.processing(job.job_type), job_message(job.id), delay_s=exc.wait_s)
+            await self.queue.send(self.names.processing(job.job_type), job_message(job.id), delay_s=failure.delay_s)
             return ACK
         return Decision(ack=False, delay_s=self.retry.delay(receive_count))
 
@@ -464,7 +446,7 @@ class JobService:
         except Exception as exc:
             self.metrics.operations.labels(job.job_type, "verify", "error").inc()
             self.metrics.job_operation_failed(job.job_type, "verify_job")
-            outage = outage_cause(exc)
+            outage = classify(exc).outage
             if outage is not None:
                 return await self._wait_out_outage(job, job.status, outage, verification=True)
             log.warning("%s: verification errored: %s (will retry)", job.describe(), exc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from madara_orchestrator.domain.errors import JobError
+from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, JobError, Retryable
 from madara_orchestrator.domain.jobs import Job, JobType, SnosMetadata
 from madara_orchestrator.interfaces import ObjectStore, SnosRunner
 from madara_orchestrator.jobs.artifacts import encode_felts_json, encode_program_output
@@ -53,6 +53,16 @@ RETRYABLE_MARKERS = (
 SNOS_NOT_READY_DELAY_S = 60.0
 
 
+def is_retryable_snos_failure(exc: Exception, message: str) -> bool:
+    """SPEC §2.8: retry what may pass (an outside service down, a block not there yet), fail fast on bad input.
+    Where no type says it (a runner's own words, an untyped error), the SPEC's message markers decide."""
+    if isinstance(exc, Retryable | BackendUnavailable):
+        return True
+    if isinstance(exc, InvalidInput):
+        return False
+    return is_retryable_snos_error(message)
+
+
 def is_retryable_snos_error(message: str) -> bool:
     """SPEC §2.8 in its message form: retry network-ish failures, fail fast on execution errors."""
     text = message.lower()
@@ -80,7 +90,7 @@ class SnosJobHandler:
             raise
         except Exception as exc:
             message = f"Snos Error: Error while running SNOS (snos job #{job.internal_id}): {exc}"
-            raise JobError(message, retryable=is_retryable_snos_error(message)) from exc
+            raise JobError(message, retryable=is_retryable_snos_failure(exc, message)) from exc
         for path, data in (
             (meta.cairo_pie_path, result.cairo_pie_zip),
             (meta.snos_output_path, encode_felts_json(result.os_output)),
