@@ -8,7 +8,7 @@ from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, 
 from madara_orchestrator.domain.jobs import Job, JobType, SnosMetadata
 from madara_orchestrator.interfaces import ObjectStore, SnosRunner
 from madara_orchestrator.jobs.artifacts import encode_felts_json, encode_program_output
-from madara_orchestrator.jobs.base import Processed, Verified
+from madara_orchestrator.jobs.base import JobHandler, Processed, Verified
 
 NON_RETRYABLE_MARKERS = (
     "contractnotfound",
@@ -71,8 +71,9 @@ def is_retryable_snos_error(message: str) -> bool:
     return any(marker in text for marker in RETRYABLE_MARKERS)
 
 
-class SnosJobHandler:
+class SnosJobHandler(JobHandler[SnosMetadata]):
     job_type = JobType.SNOS_RUN
+    metadata_type = SnosMetadata
 
     def __init__(self, *, snos: SnosRunner, objects: ObjectStore) -> None:
         self.snos = snos
@@ -81,9 +82,7 @@ class SnosJobHandler:
     async def check_ready(self, job: Job) -> float | None:
         return None if await self.snos.is_ready() else SNOS_NOT_READY_DELAY_S
 
-    async def process(self, job: Job) -> Processed:
-        meta = job.metadata.specific
-        assert isinstance(meta, SnosMetadata)
+    async def process_with(self, job: Job, meta: SnosMetadata) -> Processed:
         try:
             result = await self.snos.run(meta.start_block, meta.end_block)
         except JobError:
@@ -101,7 +100,7 @@ class SnosJobHandler:
         specific = dataclasses.replace(meta, snos_fact=result.fact, snos_n_steps=result.n_steps)
         return Processed(external_id=str(meta.snos_batch_index), specific=specific)
 
-    async def verify(self, job: Job) -> Verified:
+    async def verify_with(self, job: Job, meta: SnosMetadata) -> Verified:
         return Verified.verified()
 
 
