@@ -3,44 +3,13 @@
 from __future__ import annotations
 
 import abc
-import enum
-from dataclasses import dataclass
 from typing import ClassVar, Generic, TypeVar
 
 from madara_orchestrator.domain.errors import InvalidInput
-from madara_orchestrator.domain.jobs import Job, JobType, SpecificMetadata
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Processed:
-    external_id: str
-    specific: SpecificMetadata | None = None
-
-
-class Verification(enum.StrEnum):
-    PENDING = "Pending"
-    VERIFIED = "Verified"
-    REJECTED = "Rejected"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Verified:
-    status: Verification
-    reason: str = ""
-    specific: SpecificMetadata | None = None
-
-    @classmethod
-    def pending(cls, specific: SpecificMetadata | None = None) -> Verified:
-        return cls(status=Verification.PENDING, specific=specific)
-
-    @classmethod
-    def verified(cls, specific: SpecificMetadata | None = None) -> Verified:
-        return cls(status=Verification.VERIFIED, specific=specific)
-
-    @classmethod
-    def rejected(cls, reason: str, specific: SpecificMetadata | None = None) -> Verified:
-        return cls(status=Verification.REJECTED, reason=reason, specific=specific)
-
+from madara_orchestrator.domain.jobs import Job, JobType
+from madara_orchestrator.domain.lifecycle import Processed as Processed
+from madara_orchestrator.domain.lifecycle import Verification as Verification
+from madara_orchestrator.domain.lifecycle import Verified as Verified
 
 M = TypeVar("M")
 
