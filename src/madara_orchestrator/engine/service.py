@@ -1,5 +1,8 @@
 """The job service (SPEC §2.5): create, process, verify, retry, fail and heal jobs.
 
+What a job becomes after each outcome is decided by ``domain.lifecycle.decide``; the service runs the
+handlers, carries out the effects decided (writes, messages, alerts) and logs and counts them.
+
 Deliberate improvement over the original: processing is guarded by a *lease* (owner + expiry,
 renewed by a heartbeat while the handler runs), kept apart from the status. A job whose worker died
 is taken up again as soon as its lease expires, instead of after a 300 s lock timeout plus a 360 s
@@ -129,7 +132,7 @@ class JobService:
         db: Database,
         queue: QueueClient,
         queue_names: QueueNames,
-        handlers: Mapping[JobType, JobHandler],
+        handlers: Mapping[JobType, JobHandler[Any]],
         alerts: AlertSink,
         metrics: Metrics,
         clock: Clock | None = None,
@@ -173,7 +176,7 @@ class JobService:
     def policy(self, job_type: JobType) -> JobPolicy:
         return self.policies[job_type]
 
-    def handler(self, job_type: JobType) -> JobHandler:
+    def handler(self, job_type: JobType) -> JobHandler[Any]:
         try:
             return self.handlers[job_type]
         except KeyError:
