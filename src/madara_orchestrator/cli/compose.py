@@ -36,11 +36,11 @@ from madara_orchestrator.domain.errors import BackendUnavailable, ConfigError
 from madara_orchestrator.domain.jobs import DEFAULT_POLICIES, JobType
 from madara_orchestrator.domain.queues import Layer
 from madara_orchestrator.domain.redaction import url_origin
+from madara_orchestrator.domain.retry import REDELIVERY
 from madara_orchestrator.engine.batching import BatchingConfig
 from madara_orchestrator.engine.lease import LeaseTiming, key_guard, new_owner
 from madara_orchestrator.engine.plan import PLANS, LayerPlan
 from madara_orchestrator.engine.runtime import Adapters, Runtime, RuntimeConfig
-from madara_orchestrator.engine.service import RetryPolicy
 from madara_orchestrator.engine.triggers import TriggerConfig
 from madara_orchestrator.interfaces import (
     AggregatorRunner,
@@ -133,7 +133,7 @@ def runtime_config(settings: Settings) -> RuntimeConfig:
             snos_full_output=settings.snos_full_output,
             halt_on_failure=settings.halt_on_failure,
         ),
-        retry=RetryPolicy(base_delay_s=settings.retry_base_delay_seconds),
+        retry=dataclasses.replace(REDELIVERY, base_delay_s=settings.retry_base_delay_seconds),
         trigger_interval_s=settings.interval_seconds,
         chain_poll_interval_s=settings.chain_poll_interval_seconds,
         heal_interval_s=settings.heal_interval_seconds,

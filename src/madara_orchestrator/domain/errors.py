@@ -1,10 +1,24 @@
-"""The error hierarchy: one root, a few kinds; messages say what happened and what to do.
+"""The error model: one root, a few kinds; messages say what happened and what to do.
+
+Three kinds of failure, each with its delay (``classify`` tells them apart, for the job service, the queue
+consumers and the triggers alike):
+
+- an outage to wait out: ``BackendUnavailable`` (itself or what an error was raised from). The job goes back
+  as it was, no attempt spent, and is tried again after the engine's outage wait;
+- a job's own failure: ``JobError`` (and any unexpected error). Retried after the redelivery back-off, or
+  failed at once (``retryable=False``); a condition outside the job (``OutsideCondition``, fees above the
+  cap) says how long to wait instead (``wait_s``), without spending the retry budget;
+- a bad input: ``InvalidInput``, the caller's mistake, refused at once (``server/`` answers 400, the CLI
+  exits 2). ``Retryable`` marks one that is only *not yet* good (a pending block).
 
 Adapters translate driver exceptions at the edge (``raise BackendUnavailable(...) from exc``);
 ``server/`` maps the kinds to HTTP status codes in one place.
 """
 
 from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
 
 
 class OrchestratorError(Exception):
@@ -48,11 +62,13 @@ class BackendUnavailable(OrchestratorError):
 
 
 class Retryable(OrchestratorError):
-    """A failure that may succeed if tried again later (network, rate limit, pending block)."""
+    """Input that is not good *yet* (a pending block, a block the gateway does not know yet): asking again
+    later may succeed, so a job fed it is retried rather than failed."""
 
 
 class OutsideCondition(OrchestratorError):
-    """Marks a failure caused by the world, not the job (fees above the cap): wait, alert, try again."""
+    """Marks a failure caused by the world, not the job (fees above the cap): wait, alert, try again. The
+    job handler turns it into ``JobError(wait_s=...)``, which says how long."""
 
 
 class JobError(OrchestratorError):
@@ -73,6 +89,15 @@ class JobError(OrchestratorError):
         self.retryable = retryable
         self.specific = specific
         self.wait_s = wait_s
+
+
+class RetriesExhausted(BackendUnavailable):
+    """Every attempt of a client's call failed with a retryable error; ``last_error`` is the final one."""
+
+    def __init__(self, message: str, last_error: BaseException, attempts: int) -> None:
+        self.last_error = last_error
+        self.attempts = attempts
+        super().__init__(message)
 
 
 class QueueFull(OrchestratorError):
@@ -96,3 +121,47 @@ def outage_cause(exc: BaseException) -> BackendUnavailable | None:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
+
+
+class FailureKind(enum.StrEnum):
+    OUTAGE = "outage"
+    """An outside service is down: put the job back as it was and wait it out (no attempt spent)."""
+    WAIT = "wait"
+    """A condition outside the job: come back after ``Failure.delay_s`` with a fresh message (the retry
+    budget is kept), even when an outage lies behind it."""
+    RETRY = "retry"
+    """The job's own failure (or an unexpected error): try again after the redelivery back-off."""
+    FINAL = "final"
+    """The job's own failure that another attempt cannot fix: fail now."""
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """What ``classify`` makes of an exception."""
+
+    kind: FailureKind
+    error: BaseException
+    outage: BackendUnavailable | None = None
+    """The outside service failure behind the error (always set for ``OUTAGE``)."""
+    delay_s: float | None = None
+    """For ``WAIT``: how long. Otherwise the engine's ``RetryPolicy`` decides."""
+    expected: bool = False
+    """Raised on purpose as a job's failure (``JobError``), not a bug: logged without a traceback."""
+
+    @property
+    def is_outage(self) -> bool:
+        return self.kind == FailureKind.OUTAGE
+
+
+def classify(exc: BaseException) -> Failure:
+    """The one place an exception is sorted into outage, wait, retry or final failure."""
+    outage = outage_cause(exc)
+    own = isinstance(exc, JobError)
+    wait_s = exc.wait_s if isinstance(exc, JobError) else None
+    if outage is not None and wait_s is None:
+        return Failure(FailureKind.OUTAGE, exc, outage, expected=own)
+    if isinstance(exc, JobError) and not exc.retryable:
+        return Failure(FailureKind.FINAL, exc, outage, expected=True)
+    if wait_s is not None:
+        return Failure(FailureKind.WAIT, exc, outage, delay_s=wait_s, expected=True)
+    return Failure(FailureKind.RETRY, exc, expected=own)

@@ -362,7 +362,9 @@ class Job:
         return f"{self.job_type} #{self.internal_id} ({self.id})"
 
     def with_common(self, **changes: Any) -> Job:
-        common = dataclasses.replace(self.metadata.common, **changes)
+        return self.with_common_metadata(dataclasses.replace(self.metadata.common, **changes))
+
+    def with_common_metadata(self, common: CommonMetadata) -> Job:
         return dataclasses.replace(self, metadata=dataclasses.replace(self.metadata, common=common))
 
     def with_specific(self, specific: SpecificMetadata) -> Job:

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from madara_orchestrator.domain.errors import outage_cause
+from madara_orchestrator.domain.errors import classify
 from madara_orchestrator.engine.service import Decision
 from madara_orchestrator.interfaces import QueueClient, QueueMessage
 
@@ -114,7 +114,7 @@ class QueueConsumer:
     async def _failed(self, message: QueueMessage, exc: Exception) -> Decision:
         """A handler raised. An outage (the database down, say) is not the message's fault: it comes back
         as a fresh copy, so its receive count, which dead-letters it after a few, is not spent."""
-        outage = outage_cause(exc)
+        outage = classify(exc).outage
         if outage is None:
             log.exception("handling message %s from %s failed", message.message_id, self.name)
             return Decision(ack=False, delay_s=self.error_delay_s)

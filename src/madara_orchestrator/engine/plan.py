@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from madara_orchestrator.domain.jobs import JobType
 from madara_orchestrator.domain.queues import Layer
@@ -73,7 +74,7 @@ class HandlerContext:
     settlement_fee_wait_s: float
 
 
-HandlerFactory = Callable[[HandlerContext], JobHandler]
+HandlerFactory = Callable[[HandlerContext], JobHandler[Any]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,32 +106,32 @@ class LayerPlan:
         """Whether batching builds aggregator batches (and SNOS batches inside them)."""
         return self.settles == BatchKind.AGGREGATOR
 
-    def build_handlers(self, context: HandlerContext) -> dict[JobType, JobHandler]:
+    def build_handlers(self, context: HandlerContext) -> dict[JobType, JobHandler[Any]]:
         return {job_type: self.handlers[job_type](context) for job_type in self.job_types}
 
 
-def _snos(c: HandlerContext) -> JobHandler:
+def _snos(c: HandlerContext) -> JobHandler[Any]:
     return SnosJobHandler(snos=c.snos, objects=c.objects)
 
 
-def _proving(c: HandlerContext) -> JobHandler:
+def _proving(c: HandlerContext) -> JobHandler[Any]:
     return ProvingJobHandler(prover=c.prover, objects=c.objects, jobs=c.db, dedup_by_job_id=c.dedup_proofs_by_job_id)
 
 
-def _aggregator(c: HandlerContext) -> JobHandler:
+def _aggregator(c: HandlerContext) -> JobHandler[Any]:
     return AggregatorJobHandler(prover=c.prover, objects=c.objects, db=c.db, clock=c.clock, runner=c.aggregator_runner)
 
 
-def _proof_registration(c: HandlerContext) -> JobHandler:
+def _proof_registration(c: HandlerContext) -> JobHandler[Any]:
     return ProofRegistrationJobHandler(prover=c.prover, objects=c.objects)
 
 
-def _data_submission(c: HandlerContext) -> JobHandler:
+def _data_submission(c: HandlerContext) -> JobHandler[Any]:
     return DataSubmissionJobHandler(sequencer=c.sequencer, objects=c.objects, db=c.db, rpc=c.batch_rpc)
 
 
 def _state_update(settles: BatchKind) -> HandlerFactory:
-    def build(c: HandlerContext) -> JobHandler:
+    def build(c: HandlerContext) -> JobHandler[Any]:
         return StateUpdateJobHandler(
             settlement=c.settlement,
             objects=c.objects,

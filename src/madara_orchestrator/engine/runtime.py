@@ -15,6 +15,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import InitVar, dataclass, field
+from typing import Any
 
 from madara_orchestrator.domain.batching import BatchLimits
 from madara_orchestrator.domain.errors import InvalidInput
@@ -32,12 +33,13 @@ from madara_orchestrator.domain.queues import (
     read_job_message,
 )
 from madara_orchestrator.domain.redaction import cut_urls
+from madara_orchestrator.domain.retry import REDELIVERY, RetryPolicy
 from madara_orchestrator.engine.batching import Batcher, BatchingConfig
 from madara_orchestrator.engine.cleanup import StorageCleanup
 from madara_orchestrator.engine.consumers import QueueConsumer
 from madara_orchestrator.engine.metrics import Metrics
 from madara_orchestrator.engine.plan import L2_PLAN, PLANS, HandlerContext, LayerPlan, TriggerName
-from madara_orchestrator.engine.service import ACK, Decision, JobService, RetryPolicy, SystemClock
+from madara_orchestrator.engine.service import ACK, Decision, JobService, SystemClock
 from madara_orchestrator.engine.triggers import TriggerConfig, Triggers
 from madara_orchestrator.interfaces import (
     AggregatorRunner,
@@ -93,7 +95,7 @@ class RuntimeConfig:
     batching: BatchingConfig = field(
         default_factory=lambda: BatchingConfig(limits=BatchLimits(max_batch_time_s=DEFAULT_MAX_BATCH_TIME_S))
     )
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry: RetryPolicy = REDELIVERY
     trigger_interval_s: float = 60.0
     chain_poll_interval_s: float = 2.0
     heal_interval_s: float = 60.0
@@ -295,7 +297,7 @@ class Runtime:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
-    def _handlers(self) -> dict[JobType, JobHandler]:
+    def _handlers(self) -> dict[JobType, JobHandler[Any]]:
         a = self.adapters
         return self.config.plan.build_handlers(
             HandlerContext(

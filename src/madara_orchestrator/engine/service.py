@@ -1,5 +1,8 @@
 """The job service (SPEC §2.5): create, process, verify, retry, fail and heal jobs.
 
+What a job becomes after each outcome is decided by ``domain.lifecycle.decide``; the service runs the
+handlers, carries out the effects decided (writes, messages, alerts) and logs and counts them.
+
 Deliberate improvement over the original: processing is guarded by a *lease* (owner + expiry,
 renewed by a heartbeat while the handler runs), kept apart from the status. A job whose worker died
 is taken up again as soon as its lease expires, instead of after a 300 s lock timeout plus a 360 s
@@ -19,13 +22,12 @@ from typing import Any
 
 from madara_orchestrator import ORCHESTRATOR_VERSION
 from madara_orchestrator.domain.errors import (
-    BackendUnavailable,
+    FailureKind,
     InvalidTransition,
-    JobError,
     NotFound,
     QueueFull,
     StaleVersion,
-    outage_cause,
+    classify,
 )
 from madara_orchestrator.domain.jobs import (
     DEFAULT_POLICIES,
@@ -37,15 +39,39 @@ from madara_orchestrator.domain.jobs import (
     JobType,
     SnosMetadata,
     SpecificMetadata,
-    transition,
+)
+from madara_orchestrator.domain.lifecycle import (
+    Effect,
+    Fail,
+    Heal,
+    Lock,
+    MoveToFailed,
+    Nack,
+    Outcome,
+    ProcessAgain,
+    Processed,
+    ProcessFailed,
+    Retry,
+    Rules,
+    Save,
+    Send,
+    Signal,
+    Step,
+    Verification,
+    Verified,
+    VerifyFailed,
+    WaitOut,
+    decide,
 )
 from madara_orchestrator.domain.queues import QueueNames, QueueType, job_message
+from madara_orchestrator.domain.retry import REDELIVERY
+from madara_orchestrator.domain.retry import RetryPolicy as RetryPolicy
 from madara_orchestrator.engine.blocks import BlockRange, describe_range, job_ranges
 from madara_orchestrator.engine.lease import LeaseLost, LeaseTiming, hold
 from madara_orchestrator.engine.metrics import Metrics
 from madara_orchestrator.engine.telemetry import job_scope
 from madara_orchestrator.interfaces import AlertSink, AtomicJobCreation, Clock, Database, QueueClient
-from madara_orchestrator.jobs.base import JobHandler, Verification, Verified
+from madara_orchestrator.jobs.base import JobHandler
 
 log = logging.getLogger("madara_orchestrator.jobs")
 
@@ -61,27 +87,6 @@ class Decision:
 
 
 ACK = Decision(ack=True)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RetryPolicy:
-    """Back-off between redeliveries of a failed message; the queue dead-letters it after N receives.
-
-    An outage of an outside service is waited out instead: the job is tried again after half the time
-    the outage has lasted (at least ``base_delay_s``, at most ``max_outage_wait_s``), with a fresh
-    message, so no attempt and no receive is spent; an alert goes out once it has lasted
-    ``outage_alert_after_s``."""
-
-    base_delay_s: float = 5.0
-    max_delay_s: float = 300.0
-    max_outage_wait_s: float = 60.0
-    outage_alert_after_s: float = 300.0
-
-    def delay(self, receive_count: int) -> float:
-        return min(self.max_delay_s, self.base_delay_s * (2.0 ** max(0, receive_count - 1)))
-
-    def outage_wait(self, lasted_s: float) -> float:
-        return min(self.max_outage_wait_s, max(self.base_delay_s, lasted_s / 2))
 
 
 class SystemClock:
@@ -127,7 +132,7 @@ class JobService:
         db: Database,
         queue: QueueClient,
         queue_names: QueueNames,
-        handlers: Mapping[JobType, JobHandler],
+        handlers: Mapping[JobType, JobHandler[Any]],
         alerts: AlertSink,
         metrics: Metrics,
         clock: Clock | None = None,
@@ -152,7 +157,7 @@ class JobService:
         self.metrics = metrics
         self.clock = clock or SystemClock()
         self.policies = {**DEFAULT_POLICIES, **(policies or {})}
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or REDELIVERY
         self.owner = owner or f"worker-{uuid.uuid4().hex[:12]}"
         self.max_priority_queue_size = max_priority_queue_size
         self._on_completed: list[Callable[[Job], Awaitable[None]]] = []
@@ -171,7 +176,7 @@ class JobService:
     def policy(self, job_type: JobType) -> JobPolicy:
         return self.policies[job_type]
 
-    def handler(self, job_type: JobType) -> JobHandler:
+    def handler(self, job_type: JobType) -> JobHandler[Any]:
         try:
             return self.handlers[job_type]
         except KeyError:
@@ -242,16 +247,14 @@ class JobService:
         finally:
             self._active.discard(job.id)
 
-    async def _process_locked(self, job: Job, handler: JobHandler, receive_count: int) -> Decision:
+    async def _process_locked(self, job: Job, handler: JobHandler[Any], receive_count: int) -> Decision:
         """Lock ``job`` under a lease in our name, run its handler while the lease is renewed, record the result."""
         policy = self.policy(job.job_type)
         now = self.clock.now()
         original_status = job.status
-        locked = transition(
-            job, S.LOCKED_FOR_PROCESSING, lease_owner=self.owner, lease_expires_at=now + policy.lease_s
-        ).with_common(process_started_at=int(now), process_attempt_no=job.common.process_attempt_no + 1)
+        locked, effects = self._decide(job, Lock(owner=self.owner), now)
         try:
-            job = await self._save(locked, job.status, now=now)
+            job, _ = await self._carry_out(locked, effects, now=now)
         except StaleVersion:
             log.debug("%s was taken by another worker", job.describe())
             return ACK
@@ -280,17 +283,11 @@ class JobService:
             return ACK
         except Exception as exc:
             return await self._processing_failed(job, original_status, exc, receive_count)
+        return await self._processed(job, outcome, locked_at=locked_at, started=started)
 
+    async def _processed(self, job: Job, outcome: Processed, *, locked_at: float, started: float) -> Decision:
         now = self.clock.now()
-        done = transition(
-            job,
-            S.PENDING_VERIFICATION,
-            external_id=outcome.external_id,
-            lease_owner=None,
-            lease_expires_at=None,
-        ).with_common(process_completed_at=int(now), waiting_since=None, waiting_alerted=False)
-        if outcome.specific is not None:
-            done = done.with_specific(outcome.specific)
+        done, effects = self._decide(job, outcome, now)
         try:
             job = await self._save(done, job.status, now=now)
         except StaleVersion:
@@ -304,9 +301,7 @@ class JobService:
             seconds=time.monotonic() - started,
             scheduling_delay_s=locked_at - job.created_at if first_attempt else None,
         )
-        await self.queue.send(
-            self.names.verification(job.job_type), job_message(job.id), delay_s=policy.verification_delay(0)
-        )
+        await self._carry_out(job, [e for e in effects if not isinstance(e, Save)], now=now)
         log.info("processed %s -> %s", job.describe(), job.external_id or "-")
         await self._observe(job, "process_job", started)
         return ACK
@@ -314,11 +309,9 @@ class JobService:
     async def _heal(self, job: Job, now: float, *, previous_life: bool = False) -> Job | None:
         """Take over a job whose worker died: its lease expired, or (``previous_life``) it is still held in
         the name of this very instance by a run of it that ended (a restart after a crash)."""
-        healed = transition(job, S.CREATED, lease_owner=None, lease_expires_at=None).with_common(
-            process_started_at=None
-        )
+        healed, effects = self._decide(job, Heal(previous_life=previous_life), now)
         try:
-            job = await self._save(healed, job.status, now=now, only_if_lease_expired=not previous_life)
+            job, _ = await self._carry_out(healed, effects, now=now)
         except StaleVersion:
             return None
         self.metrics.healed_jobs.labels(job.job_type).inc()
@@ -333,96 +326,33 @@ class JobService:
     async def _processing_failed(
         self, job: Job, original_status: JobStatus, exc: Exception, receive_count: int
     ) -> Decision:
-        specific = exc.specific if isinstance(exc, JobError) else None
-        if specific is not None:
-            job = job.with_specific(specific)  # type: ignore[arg-type]
-        outage = outage_cause(exc)
-        if outage is not None and not (isinstance(exc, JobError) and exc.wait_s is not None):
-            return await self._wait_out_outage(job, original_status, outage, verification=False)
-        attempt = job.common.process_attempt_no
-        reason = f"Processing attempt {attempt} failed: {exc}"
-        self.metrics.operations.labels(job.job_type, "process", "failure").inc()
-        self.metrics.job_operation_failed(job.job_type, "process_job")
-        if isinstance(exc, JobError) and not exc.retryable:
-            log.error("%s failed and will not be retried: %s", job.describe(), exc)
-            await self.move_to_failed(job, reason)
-            return ACK
-        if not isinstance(exc, JobError):
-            log.exception("%s: unexpected error while processing", job.describe(), exc_info=exc)
-        else:
-            log.warning("%s: %s (will retry)", job.describe(), reason)
-        restored = transition(job, original_status, lease_owner=None, lease_expires_at=None)
-        common = restored.common.with_failure(reason)
-        restored = restored.with_common(
-            **{
-                **dataclasses.asdict(common),
-                "process_retry_attempt_no": common.process_retry_attempt_no + 1,
-                "process_started_at": None,
-                "process_completed_at": None,
-            }
-        )
-        try:
-            await self._save(restored, job.status, now=self.clock.now())
-        except StaleVersion:
-            log.error(
-                "%s: could not reset after failure (changed meanwhile). Original error: %s",
-                job.describe(),
-                exc,
-            )
-            return ACK
-        self.metrics.job_retry_count.labels(job.job_type, "process_failure").inc()
-        if isinstance(exc, JobError) and exc.wait_s is not None:
-            # Not the job's fault: come back later with a fresh message, so the retry budget is kept.
-            await self.queue.send(self.names.processing(job.job_type), job_message(job.id), delay_s=exc.wait_s)
-            return ACK
-        return Decision(ack=False, delay_s=self.retry.delay(receive_count))
-
-    async def _wait_out_outage(
-        self, job: Job, status: JobStatus, outage: BackendUnavailable, *, verification: bool
-    ) -> Decision:
-        """An outside service is down or misbehaving: put the job back as it was (the attempt it just
-        began is not counted), say why in its failure reason, and try again later with a fresh message."""
+        failure = classify(exc)
         now = self.clock.now()
-        since = job.common.waiting_since if job.common.waiting_since is not None else int(now)
-        lasted = max(0.0, now - since)
-        wait = self.retry.outage_wait(lasted)
-        stage = "verification" if verification else "processing"
-        reason = f"Waiting for an outside service ({stage}, {lasted:.0f} s so far): {outage}"
-        common = job.common.waiting(reason, since=since)
-        if verification:
-            common = dataclasses.replace(common, verification_attempt_no=max(0, common.verification_attempt_no - 1))
-        else:
-            common = dataclasses.replace(
-                common,
-                process_attempt_no=max(0, common.process_attempt_no - 1),
-                process_started_at=None,
-                process_completed_at=None,
-            )
-        alert = lasted >= self.retry.outage_alert_after_s and not common.waiting_alerted
-        if alert:
-            common = dataclasses.replace(common, waiting_alerted=True)
-        restored = transition(job, status, lease_owner=None, lease_expires_at=None).with_common(
-            **dataclasses.asdict(common)
-        )
+        outcome = ProcessFailed(failure=failure, restore_to=original_status, receive_count=receive_count)
+        decided, effects = self._decide(job, outcome, now)
+        if not failure.is_outage:
+            self.metrics.operations.labels(job.job_type, "process", "failure").inc()
+            self.metrics.job_operation_failed(job.job_type, "process_job")
+            if failure.kind == FailureKind.FINAL:
+                log.error("%s failed and will not be retried: %s", job.describe(), exc)
+            elif not failure.expected:
+                log.exception("%s: unexpected error while processing", job.describe(), exc_info=exc)
+            else:
+                reason = next(e.reason for e in effects if isinstance(e, Retry))
+                log.warning("%s: %s (will retry)", job.describe(), reason)
         try:
-            await self._save(restored, job.status, now=now)
+            _, decision = await self._carry_out(decided, effects, now=now)
         except StaleVersion:
-            log.warning(
-                "%s changed while it waited for an outside service; leaving it to the newer writer", job.describe()
-            )
+            if failure.is_outage:
+                log.warning(
+                    "%s changed while it waited for an outside service; leaving it to the newer writer", job.describe()
+                )
+            else:
+                log.error(
+                    "%s: could not reset after failure (changed meanwhile). Original error: %s", job.describe(), exc
+                )
             return ACK
-        self.metrics.operations.labels(job.job_type, "verify" if verification else "process", "outage").inc()
-        self.metrics.job_operation_failed(job.job_type, "verify_job" if verification else "process_job")
-        log.warning("%s: %s; trying again in %.0f s (no attempt spent)", job.describe(), reason, wait)
-        if alert:
-            await self.alerts.send(
-                "Outside service unavailable",
-                f"{job.describe()} has been waiting {lasted:.0f} s for an outside service: {outage}. "
-                "It resumes by itself when the service answers again.",
-            )
-        queue = self.names.verification(job.job_type) if verification else self.names.processing(job.job_type)
-        await self.queue.send(queue, job_message(job.id), delay_s=wait)
-        return ACK
+        return decision
 
     # -- verify -----------------------------------------------------------------------------------
 
@@ -450,11 +380,9 @@ class JobService:
             log.info("%s is in VerificationTimeout; scheduled verification message dropped", job.describe())
             return ACK
         now = self.clock.now()
-        started = job.with_common(
-            verification_started_at=int(now), verification_attempt_no=job.common.verification_attempt_no + 1
-        )
+        started, effects = self._decide(job, Step.VERIFY_STARTED, now)
         try:
-            job = await self.db.update_job(started, now=now)
+            job, _ = await self._carry_out(started, effects, now=now)
         except StaleVersion:
             return ACK
         handler = self.handler(job.job_type)
@@ -464,11 +392,19 @@ class JobService:
         except Exception as exc:
             self.metrics.operations.labels(job.job_type, "verify", "error").inc()
             self.metrics.job_operation_failed(job.job_type, "verify_job")
-            outage = outage_cause(exc)
-            if outage is not None:
-                return await self._wait_out_outage(job, job.status, outage, verification=True)
-            log.warning("%s: verification errored: %s (will retry)", job.describe(), exc)
-            return Decision(ack=False, delay_s=self.retry.delay(1))
+            failure = classify(exc)
+            now = self.clock.now()
+            waiting, effects = self._decide(job, VerifyFailed(failure=failure), now)
+            if not failure.is_outage:
+                log.warning("%s: verification errored: %s (will retry)", job.describe(), exc)
+            try:
+                _, decision = await self._carry_out(waiting, effects, now=now)
+            except StaleVersion:
+                log.warning(
+                    "%s changed while it waited for an outside service; leaving it to the newer writer", job.describe()
+                )
+                return ACK
+            return decision
         return await self._verified(job, result, call_started, wake=False)
 
     async def _verify_woken(self, job: Job) -> Decision:
@@ -491,70 +427,89 @@ class JobService:
     async def _verified(self, job: Job, result: Verified, call_started: float, *, wake: bool) -> Decision:
         """Record a verification answer: Completed, rejected (processed again or Failed), or still pending
         (the next poll, or VerificationTimeout with one alert when the attempts are spent)."""
-        policy = self.policy(job.job_type)
         verify_call_s = time.monotonic() - call_started
-        if result.specific is not None:
-            job = job.with_specific(result.specific)
         now = self.clock.now()
-        status_after = job.status
+        decided, effects = self._decide(job, dataclasses.replace(result, wake=wake), now)
+        if result.status == Verification.REJECTED:
+            self.metrics.operations.labels(job.job_type, "verify", "rejected").inc()
+        status_after = decided.status
+        if any(isinstance(e, MoveToFailed) for e in effects):
+            status_after = S.FAILED
         try:
-            if result.status == Verification.VERIFIED:
-                done = await self._save(
-                    transition(job, S.COMPLETED).with_common(
-                        verification_completed_at=int(now), waiting_since=None, waiting_alerted=False
-                    ),
-                    job.status,
-                    now=now,
-                )
-                status_after = done.status
-                self._observe_completion(done, now, verify_call_s)
-                log.info("completed %s%s", done.describe(), " (woken by a prover webhook)" if wake else "")
-                for callback in self._on_completed:
-                    try:
-                        await callback(done)
-                    except Exception:
-                        log.exception("completion hook failed for %s", done.describe())
-            elif result.status == Verification.REJECTED:
-                self.metrics.operations.labels(job.job_type, "verify", "rejected").inc()
-                job = job.with_common(**dataclasses.asdict(job.common.with_failure(result.reason)))
-                if job.common.process_attempt_no < policy.max_process_attempts:
-                    await self._save(transition(job, S.VERIFICATION_FAILED), job.status, now=now)
-                    status_after = S.VERIFICATION_FAILED
-                    self.metrics.job_retry_count.labels(job.job_type, "verification_rejected").inc()
-                    await self.queue.send(self.names.processing(job.job_type), job_message(job.id))
-                    log.warning("%s: verification rejected (%s); processing again", job.describe(), result.reason)
-                else:
-                    await self.move_to_failed(
-                        job,
-                        f"Verification rejected. Max process attempts reached: {job.common.process_attempt_no}",
-                    )
-                    status_after = S.FAILED
-            elif wake:
-                pass  # not done yet: the job's own polls go on
-            elif job.common.verification_attempt_no >= policy.max_verification_attempts:
-                await self._save(transition(job, S.VERIFICATION_TIMEOUT), job.status, now=now)
-                status_after = S.VERIFICATION_TIMEOUT
-                self.metrics.operations.labels(job.job_type, "verify", "timeout").inc()
-                self.metrics.job_timeout_count.labels(job.job_type, "verification").inc()
-                await self.alerts.send(
-                    "Job Verification Timeout",
-                    f"Job Verification Timeout Alert: Job ID: {job.id}, Type: {job.job_type}, "
-                    f"Internal_Id: {job.internal_id}, Verification Attempts: {job.common.verification_attempt_no}, "
-                    f"{describe_range(await self.block_range(job))}",
-                )
-            else:
-                if result.specific is not None:
-                    await self.db.update_job(job, now=now)
-                await self.queue.send(
-                    self.names.verification(job.job_type),
-                    job_message(job.id),
-                    delay_s=policy.verification_delay(job.common.verification_attempt_no),
-                )
+            done, _ = await self._carry_out(decided, effects, now=now)
         except StaleVersion:
             log.debug("%s changed during verification; leaving it to the newer writer", job.describe())
             return ACK
-        await self._observe(dataclasses.replace(job, status=status_after), "verify_job", call_started)
+        if done.status == S.COMPLETED:
+            self._observe_completion(done, now, verify_call_s)
+            log.info("completed %s%s", done.describe(), " (woken by a prover webhook)" if wake else "")
+            for callback in self._on_completed:
+                try:
+                    await callback(done)
+                except Exception:
+                    log.exception("completion hook failed for %s", done.describe())
+        await self._observe(dataclasses.replace(decided, status=status_after), "verify_job", call_started)
         return ACK
+
+    def _decide(self, job: Job, outcome: Outcome, now: float) -> tuple[Job, tuple[Effect, ...]]:
+        return decide(job, outcome, now, Rules(policy=self.policy(job.job_type), retry=self.retry))
+
+    def _queue(self, job: Job, verification: bool) -> str:
+        return self.names.verification(job.job_type) if verification else self.names.processing(job.job_type)
+
+    async def _carry_out(self, job: Job, effects: Sequence[Effect], *, now: float) -> tuple[Job, Decision]:
+        """Carry out ``decide``'s effects for ``job`` (as decided), in order: the job as written and what the
+        consumer does with the message. A lost write (``StaleVersion``) stops them and is raised."""
+        decision = ACK
+        for effect in effects:
+            match effect:
+                case Save(counted=False):
+                    job = await self.db.update_job(job, now=now)
+                case Save(only_if_lease_expired=True):
+                    job = await self._save(job, effect.was, now=now, only_if_lease_expired=True)
+                case Save():
+                    job = await self._save(job, effect.was, now=now)
+                case Send(verification=verification, delay_s=delay_s):
+                    queue = (
+                        self.names.verification(job.job_type) if verification else self.names.processing(job.job_type)
+                    )
+                    await self.queue.send(queue, job_message(job.id), delay_s=delay_s)
+                case Nack(delay_s=delay_s):
+                    decision = Decision(ack=False, delay_s=delay_s)
+                case Retry():
+                    self.metrics.job_retry_count.labels(job.job_type, "process_failure").inc()
+                case MoveToFailed(reason=reason):
+                    await self.move_to_failed(job, reason)
+                case WaitOut():
+                    await self._waiting(job, effect)
+                case ProcessAgain(reason=reason):
+                    self.metrics.job_retry_count.labels(job.job_type, "verification_rejected").inc()
+                    log.warning("%s: verification rejected (%s); processing again", job.describe(), reason)
+                case Signal.TIME_OUT:
+                    await self._timed_out(job)
+        return job, decision
+
+    async def _waiting(self, job: Job, wait: WaitOut) -> None:
+        stage = "verify" if wait.verification else "process"
+        self.metrics.operations.labels(job.job_type, stage, "outage").inc()
+        self.metrics.job_operation_failed(job.job_type, f"{stage}_job")
+        log.warning("%s: %s; trying again in %.0f s (no attempt spent)", job.describe(), wait.reason, wait.wait_s)
+        if wait.alert:
+            await self.alerts.send(
+                "Outside service unavailable",
+                f"{job.describe()} has been waiting {wait.lasted_s:.0f} s for an outside service: {wait.outage}. "
+                "It resumes by itself when the service answers again.",
+            )
+
+    async def _timed_out(self, job: Job) -> None:
+        self.metrics.operations.labels(job.job_type, "verify", "timeout").inc()
+        self.metrics.job_timeout_count.labels(job.job_type, "verification").inc()
+        await self.alerts.send(
+            "Job Verification Timeout",
+            f"Job Verification Timeout Alert: Job ID: {job.id}, Type: {job.job_type}, "
+            f"Internal_Id: {job.internal_id}, Verification Attempts: {job.common.verification_attempt_no}, "
+            f"{describe_range(await self.block_range(job))}",
+        )
 
     def _observe_completion(self, job: Job, now: float, verify_call_s: float) -> None:
         self.metrics.operations.labels(job.job_type, "verify", "success").inc()
@@ -625,12 +580,10 @@ class JobService:
     async def move_to_failed(self, job: Job, reason: str) -> None:
         if job.status in (S.COMPLETED, S.FAILED):
             return
-        common = job.common.with_failure(reason)
-        failed = transition(job, S.FAILED, lease_owner=None, lease_expires_at=None).with_common(
-            **dataclasses.asdict(common)
-        )
+        now = self.clock.now()
+        failed, effects = self._decide(job, Fail(reason=reason), now)
         try:
-            failed = await self._save(failed, job.status, now=self.clock.now())
+            failed, _ = await self._carry_out(failed, effects, now=now)
         except StaleVersion:
             fresh = await self.db.get_job(job.id)
             if fresh is None or fresh.status in (S.COMPLETED, S.FAILED):
@@ -665,28 +618,25 @@ class JobService:
             raise QueueFull(depth.visible + depth.delayed, self.max_priority_queue_size)
         return name
 
-    async def _enqueue(
-        self, job: Job, *, verification: bool, priority: bool, delay_s: float = 0.0, checked: str | None = None
-    ) -> None:
-        """``checked``: the priority queue already checked for room (``_priority_queue_with_room``)."""
+    async def _enqueue(self, job: Job, send: Send, *, priority: bool, checked: str | None = None) -> None:
+        """``send``, or without delay on the priority queue (``checked``: already checked for room, by
+        ``_priority_queue_with_room``)."""
         if priority:
-            name = checked or await self._priority_queue_with_room(verification=verification)
+            name = checked or await self._priority_queue_with_room(verification=send.verification)
             await self.queue.send(name, job_message(job.id))
             return
-        name = self.names.verification(job.job_type) if verification else self.names.processing(job.job_type)
-        await self.queue.send(name, job_message(job.id), delay_s=delay_s)
+        await self.queue.send(self._queue(job, send.verification), job_message(job.id), delay_s=send.delay_s)
 
     async def retry_job(self, job_id: uuid.UUID, *, priority: bool = False) -> Job:
         job = await self._load(job_id)
         if job.status != S.FAILED:
             raise InvalidTransition(f"Cannot retry job {job_id}: invalid status {job.status}")
         checked = await self._priority_queue_with_room(verification=False) if priority else None
-        retried = transition(job, S.PENDING_RETRY).with_common(
-            process_retry_attempt_no=job.common.process_retry_attempt_no + 1, process_attempt_no=0
-        )
-        job = await self._save(retried, job.status, now=self.clock.now())
+        now = self.clock.now()
+        retried, effects = self._decide(job, Step.OPERATOR_RETRY, now)
+        job = await self._save(retried, job.status, now=now)
         self.metrics.job_retry_count.labels(job.job_type, "operator").inc()
-        await self._enqueue(job, verification=False, priority=priority, checked=checked)
+        await self._enqueue(job, _sent(effects), priority=priority, checked=checked)
         log.info("%s queued for retry by an operator", job.describe())
         return job
 
@@ -703,7 +653,7 @@ class JobService:
         if job.status not in PROCESSABLE and job.status != S.LOCKED_FOR_PROCESSING:
             instead = NOT_PROCESSABLE.get(job.status, "nothing to process")
             raise InvalidTransition(f"Cannot process job {job_id}: it is {job.status}; {instead}")
-        await self._enqueue(job, verification=False, priority=priority)
+        await self._enqueue(job, Send(verification=False), priority=priority)
         return job
 
     async def queue_job_for_verification(self, job_id: uuid.UUID, *, priority: bool = False) -> Job:
@@ -712,24 +662,15 @@ class JobService:
         if job.status not in VERIFIABLE and not (job.status == S.FAILED and job.external_id):
             raise InvalidTransition(f"Cannot verify job {job_id}: invalid status {job.status}")
         checked = await self._priority_queue_with_room(verification=True) if priority else None
-        reopened = transition(job, S.PENDING_VERIFICATION).with_common(
-            verification_attempt_no=0,
-            verification_retry_attempt_no=job.common.verification_retry_attempt_no + 1,
-        )
-        job = await self._save(reopened, job.status, now=self.clock.now())
-        await self._enqueue(
-            job,
-            verification=True,
-            priority=priority,
-            delay_s=self.policy(job.job_type).verification_delay(0),
-            checked=checked,
-        )
+        now = self.clock.now()
+        reopened, effects = self._decide(job, Step.OPERATOR_VERIFY, now)
+        job = await self._save(reopened, job.status, now=now)
+        await self._enqueue(job, _sent(effects), priority=priority, checked=checked)
         return job
 
     async def requeue(self, job: Job, *, verification: bool) -> None:
         """Send a job's processing or verification message again, without delay or state change."""
-        queue = self.names.verification(job.job_type) if verification else self.names.processing(job.job_type)
-        await self.queue.send(queue, job_message(job.id))
+        await self.queue.send(self._queue(job, verification), job_message(job.id))
 
     async def wake_verification(self, external_id: str, job_types: Sequence[JobType]) -> tuple[list[Job], int]:
         """Verify now the jobs waiting on ``external_id`` (a prover's completion webhook); returns the jobs
@@ -794,3 +735,8 @@ class JobService:
         if sent:
             log.info("heal: re-sent %d message(s) for jobs without progress", sent)
         return sent
+
+
+def _sent(effects: Sequence[Effect]) -> Send:
+    """The message ``decide`` has an operator's request send."""
+    return next(e for e in effects if isinstance(e, Send))

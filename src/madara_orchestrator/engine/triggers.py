@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from madara_orchestrator.domain.batches import AggregatorBatchStatus, SnosBatchStatus
 from madara_orchestrator.domain.batching import BatchingStopped
-from madara_orchestrator.domain.errors import InvalidTransition, OrchestratorError, outage_cause
+from madara_orchestrator.domain.errors import InvalidTransition, OrchestratorError, classify
 from madara_orchestrator.domain.health import TriggerHealth, TriggerPolicy, utc_time
 from madara_orchestrator.domain.jobs import (
     AggregatorMetadata,
@@ -213,7 +213,7 @@ class Triggers:
         return {n: h for n, h in self.health().items() if h.is_failing(now, self.config.health)}
 
     def _failed(self, name: TriggerName, exc: Exception) -> None:
-        outage = outage_cause(exc)
+        outage = classify(exc).outage
         cause: BaseException = outage if outage is not None else exc
         text = cut_urls(f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__)
         health = self._health.get(name, TriggerHealth()).failed(

@@ -23,7 +23,7 @@ from madara_orchestrator.interfaces import (
     ProverClient,
 )
 from madara_orchestrator.jobs.artifacts import decode_program_output, encode_felts_json, encode_program_output
-from madara_orchestrator.jobs.base import Processed, Verified
+from madara_orchestrator.jobs.base import JobHandler, Processed, Verified
 from madara_orchestrator.jobs.batch_status import move_aggregator_batch
 from madara_orchestrator.starknet.facts import aggregator_fact_info
 from madara_orchestrator.starknet.pie import read_pie
@@ -45,8 +45,9 @@ def aggregator_metadata(index: int, *, bucket_id: str | None = None, store_proof
     )
 
 
-class AggregatorJobHandler:
+class AggregatorJobHandler(JobHandler[AggregatorMetadata]):
     job_type = JobType.AGGREGATOR
+    metadata_type = AggregatorMetadata
 
     def __init__(
         self,
@@ -69,9 +70,7 @@ class AggregatorJobHandler:
             return None
         return AGGREGATOR_NOT_READY_DELAY_S
 
-    async def process(self, job: Job) -> Processed:
-        meta = job.metadata.specific
-        assert isinstance(meta, AggregatorMetadata)
+    async def process_with(self, job: Job, meta: AggregatorMetadata) -> Processed:
         if self.runner is None:
             if not meta.bucket_id:
                 raise JobError(f"aggregator batch {meta.batch_num} has no prover bucket", retryable=False)
@@ -127,9 +126,7 @@ class AggregatorJobHandler:
             specific=dataclasses.replace(meta, ensure_on_chain_registration=result.fact),
         )
 
-    async def verify(self, job: Job) -> Verified:
-        meta = job.metadata.specific
-        assert isinstance(meta, AggregatorMetadata)
+    async def verify_with(self, job: Job, meta: AggregatorMetadata) -> Verified:
         status = await self.prover.get_task_status(
             TaskType.AGGREGATION, job.external_id, meta.ensure_on_chain_registration
         )

@@ -25,7 +25,7 @@ import dataclasses
 from madara_orchestrator.domain.errors import InvalidInput, JobError, NotFound
 from madara_orchestrator.domain.jobs import DaMetadata, Job, JobType
 from madara_orchestrator.interfaces import BatchStore, DaClient, ObjectStore, SequencerRpc
-from madara_orchestrator.jobs.base import Processed, Verified
+from madara_orchestrator.jobs.base import JobHandler, Processed, Verified
 from madara_orchestrator.starknet.blob import BYTES_PER_BLOB, MAX_BLOBS_PER_TXN, MaxBlobsLimitExceeded, felts_to_blobs
 from madara_orchestrator.starknet.da import DA_JOB_PINNED_VERSION, encode_state_update_for_da, parse_starknet_version
 from madara_orchestrator.starknet.squash import BatchRpc, squash_state_updates
@@ -40,8 +40,9 @@ def blob_data_path(snos_batch_index: int) -> str:
     return f"{snos_batch_index}/blob_data.txt"
 
 
-class DataSubmissionJobHandler:
+class DataSubmissionJobHandler(JobHandler[DaMetadata]):
     job_type = JobType.DATA_SUBMISSION
+    metadata_type = DaMetadata
 
     def __init__(
         self,
@@ -61,12 +62,7 @@ class DataSubmissionJobHandler:
         self.da_client = da_client
         self.rpc = rpc
 
-    async def check_ready(self, job: Job) -> float | None:
-        return None
-
-    async def process(self, job: Job) -> Processed:
-        meta = job.metadata.specific
-        assert isinstance(meta, DaMetadata)
+    async def process_with(self, job: Job, meta: DaMetadata) -> Processed:
         batch = await self.db.get_snos_batch(job.internal_id)
         if batch is None:
             raise JobError(
@@ -122,9 +118,7 @@ class DataSubmissionJobHandler:
             )
         return await squash_state_updates(updates, pre_range_block=pre_range_block, rpc=self.rpc)
 
-    async def verify(self, job: Job) -> Verified:
-        meta = job.metadata.specific
-        assert isinstance(meta, DaMetadata)
+    async def verify_with(self, job: Job, meta: DaMetadata) -> Verified:
         if self.da_client is not None:
             answer = await self.da_client.verify_inclusion(job.external_id)
             if answer == "Verified":

@@ -9,24 +9,20 @@ from __future__ import annotations
 from madara_orchestrator.domain.errors import JobError
 from madara_orchestrator.domain.jobs import Job, JobType, ProvingMetadata
 from madara_orchestrator.interfaces import ObjectStore, ProverClient
-from madara_orchestrator.jobs.base import Processed, Verified
+from madara_orchestrator.jobs.base import JobHandler, Processed, Verified
 from madara_orchestrator.jobs.proving import verify_proof_task
 from madara_orchestrator.starknet.stone_proof import InvalidProof, parse_proof, wrap_proof
 
 
-class ProofRegistrationJobHandler:
+class ProofRegistrationJobHandler(JobHandler[ProvingMetadata]):
     job_type = JobType.PROOF_REGISTRATION
+    metadata_type = ProvingMetadata
 
     def __init__(self, *, prover: ProverClient, objects: ObjectStore) -> None:
         self.prover = prover
         self.objects = objects
 
-    async def check_ready(self, job: Job) -> float | None:
-        return None
-
-    async def process(self, job: Job) -> Processed:
-        meta = job.metadata.specific
-        assert isinstance(meta, ProvingMetadata)
+    async def process_with(self, job: Job, meta: ProvingMetadata) -> Processed:
         if not meta.input_path or "Proof" not in meta.input_path:
             raise JobError(
                 f"ProofRegistration needs a proof input ({{'Proof': path}}), got {meta.input_path}", retryable=False
@@ -44,6 +40,6 @@ class ProofRegistrationJobHandler:
         )
         return Processed(external_id=query_id)
 
-    async def verify(self, job: Job) -> Verified:
+    async def verify_with(self, job: Job, meta: ProvingMetadata) -> Verified:
         """Done: the bridge proof is stored at ``download_proof`` (``<id>/proof_part2.json``)."""
-        return await verify_proof_task(self.prover, self.objects, job, what="Proof registration job")
+        return await verify_proof_task(self.prover, self.objects, job, meta, what="Proof registration job")

@@ -6,11 +6,12 @@ from madara_orchestrator.domain.errors import JobError
 from madara_orchestrator.domain.jobs import Job, JobType, ProvingMetadata, SnosMetadata
 from madara_orchestrator.domain.proving import CreateJob, TaskState, TaskType
 from madara_orchestrator.interfaces import JobStore, ObjectStore, ProverClient
-from madara_orchestrator.jobs.base import Processed, Verified
+from madara_orchestrator.jobs.base import JobHandler, Processed, Verified
 
 
-class ProvingJobHandler:
+class ProvingJobHandler(JobHandler[ProvingMetadata]):
     job_type = JobType.PROOF_CREATION
+    metadata_type = ProvingMetadata
 
     def __init__(
         self, *, prover: ProverClient, objects: ObjectStore, jobs: JobStore, dedup_by_job_id: bool = False
@@ -21,9 +22,6 @@ class ProvingJobHandler:
         self.jobs = jobs
         self.dedup_by_job_id = dedup_by_job_id
 
-    async def check_ready(self, job: Job) -> float | None:
-        return None
-
     async def _dedup_id(self, job: Job) -> str:
         if self.dedup_by_job_id:
             return str(job.id)
@@ -33,9 +31,7 @@ class ProvingJobHandler:
             raise JobError(f"SNOS fact for batch {job.internal_id} not found: cannot track the proof", retryable=False)
         return fact
 
-    async def process(self, job: Job) -> Processed:
-        meta = job.metadata.specific
-        assert isinstance(meta, ProvingMetadata)
+    async def process_with(self, job: Job, meta: ProvingMetadata) -> Processed:
         if not meta.input_path:
             raise JobError("Input path not found in job metadata", retryable=False)
         if "CairoPie" not in meta.input_path:
@@ -50,15 +46,15 @@ class ProvingJobHandler:
         )
         return Processed(external_id=await self.prover.submit_task(task))
 
-    async def verify(self, job: Job) -> Verified:
-        return await verify_proof_task(self.prover, self.objects, job, what="Prover job")
+    async def verify_with(self, job: Job, meta: ProvingMetadata) -> Verified:
+        return await verify_proof_task(self.prover, self.objects, job, meta, what="Prover job")
 
 
-async def verify_proof_task(prover: ProverClient, objects: ObjectStore, job: Job, *, what: str) -> Verified:
+async def verify_proof_task(
+    prover: ProverClient, objects: ObjectStore, job: Job, meta: ProvingMetadata, *, what: str
+) -> Verified:
     """A prover query (ProofCreation, ProofRegistration): pending while it runs, rejected with the prover's
     reason when it failed; once done, its proof is stored at ``download_proof`` when the metadata asks."""
-    meta = job.metadata.specific
-    assert isinstance(meta, ProvingMetadata)
     status = await prover.get_task_status(TaskType.JOB, job.external_id, meta.ensure_on_chain_registration)
     if status.state == TaskState.PROCESSING:
         return Verified.pending()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from madara_orchestrator.domain.errors import JobError
+from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, JobError, Retryable
 from madara_orchestrator.domain.jobs import Job, JobType, SnosMetadata
 from madara_orchestrator.interfaces import ObjectStore, SnosRunner
 from madara_orchestrator.jobs.artifacts import encode_felts_json, encode_program_output
-from madara_orchestrator.jobs.base import Processed, Verified
+from madara_orchestrator.jobs.base import JobHandler, Processed, Verified
 
 NON_RETRYABLE_MARKERS = (
     "contractnotfound",
@@ -53,6 +53,16 @@ RETRYABLE_MARKERS = (
 SNOS_NOT_READY_DELAY_S = 60.0
 
 
+def is_retryable_snos_failure(exc: Exception, message: str) -> bool:
+    """SPEC §2.8: retry what may pass (an outside service down, a block not there yet), fail fast on bad input.
+    Where no type says it (a runner's own words, an untyped error), the SPEC's message markers decide."""
+    if isinstance(exc, Retryable | BackendUnavailable):
+        return True
+    if isinstance(exc, InvalidInput):
+        return False
+    return is_retryable_snos_error(message)
+
+
 def is_retryable_snos_error(message: str) -> bool:
     """SPEC §2.8 in its message form: retry network-ish failures, fail fast on execution errors."""
     text = message.lower()
@@ -61,8 +71,9 @@ def is_retryable_snos_error(message: str) -> bool:
     return any(marker in text for marker in RETRYABLE_MARKERS)
 
 
-class SnosJobHandler:
+class SnosJobHandler(JobHandler[SnosMetadata]):
     job_type = JobType.SNOS_RUN
+    metadata_type = SnosMetadata
 
     def __init__(self, *, snos: SnosRunner, objects: ObjectStore) -> None:
         self.snos = snos
@@ -71,16 +82,14 @@ class SnosJobHandler:
     async def check_ready(self, job: Job) -> float | None:
         return None if await self.snos.is_ready() else SNOS_NOT_READY_DELAY_S
 
-    async def process(self, job: Job) -> Processed:
-        meta = job.metadata.specific
-        assert isinstance(meta, SnosMetadata)
+    async def process_with(self, job: Job, meta: SnosMetadata) -> Processed:
         try:
             result = await self.snos.run(meta.start_block, meta.end_block)
         except JobError:
             raise
         except Exception as exc:
             message = f"Snos Error: Error while running SNOS (snos job #{job.internal_id}): {exc}"
-            raise JobError(message, retryable=is_retryable_snos_error(message)) from exc
+            raise JobError(message, retryable=is_retryable_snos_failure(exc, message)) from exc
         for path, data in (
             (meta.cairo_pie_path, result.cairo_pie_zip),
             (meta.snos_output_path, encode_felts_json(result.os_output)),
@@ -91,7 +100,7 @@ class SnosJobHandler:
         specific = dataclasses.replace(meta, snos_fact=result.fact, snos_n_steps=result.n_steps)
         return Processed(external_id=str(meta.snos_batch_index), specific=specific)
 
-    async def verify(self, job: Job) -> Verified:
+    async def verify_with(self, job: Job, meta: SnosMetadata) -> Verified:
         return Verified.verified()
 
 

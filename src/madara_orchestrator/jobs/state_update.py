@@ -30,7 +30,7 @@ from madara_orchestrator.interfaces import (
     SettlementResult,
 )
 from madara_orchestrator.jobs.artifacts import decode_felts_json, decode_program_output
-from madara_orchestrator.jobs.base import Processed, Verified
+from madara_orchestrator.jobs.base import JobHandler, Processed, Verified
 from madara_orchestrator.jobs.batch_status import move_aggregator_batch, move_snos_batch
 from madara_orchestrator.starknet.blob import felts_to_blobs
 from madara_orchestrator.starknet.stone_proof import InvalidProof, program_output_of_proof
@@ -109,8 +109,9 @@ def settlement_attempts_json(result: SettlementResult) -> list[dict[str, object]
     return out
 
 
-class StateUpdateJobHandler:
+class StateUpdateJobHandler(JobHandler[StateUpdateMetadata]):
     job_type = JobType.STATE_TRANSITION
+    metadata_type = StateUpdateMetadata
 
     def __init__(
         self,
@@ -136,9 +137,6 @@ class StateUpdateJobHandler:
         self.fee_wait_s = fee_wait_s
         self.figures = figures
 
-    async def check_ready(self, job: Job) -> float | None:
-        return None
-
     @property
     def layer(self) -> str:
         """The layer settled on (the figures' label)."""
@@ -161,9 +159,7 @@ class StateUpdateJobHandler:
         last = await self.settlement.last_settled_block()
         return last is not None and last >= end_block
 
-    async def process(self, job: Job) -> Processed:
-        meta = job.metadata.specific
-        assert isinstance(meta, StateUpdateMetadata)
+    async def process_with(self, job: Job, meta: StateUpdateMetadata) -> Processed:
         to_settle = meta.context.to_settle
         bounds = await self._bounds(to_settle)
         if bounds is None:
@@ -270,9 +266,7 @@ class StateUpdateJobHandler:
         except InvalidProof as exc:
             raise JobError(f"the proof {path} is not a valid Stark proof: {exc}", retryable=False) from exc
 
-    async def verify(self, job: Job) -> Verified:
-        meta = job.metadata.specific
-        assert isinstance(meta, StateUpdateMetadata)
+    async def verify_with(self, job: Job, meta: StateUpdateMetadata) -> Verified:
         to_settle = meta.context.to_settle
         expected = await self._end_block(to_settle)
         if expected is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, NotFound
+from madara_orchestrator.domain.errors import RetriesExhausted as RetriesExhausted
 
 
 class TaskInvalid(InvalidInput):
@@ -43,12 +44,3 @@ class AggregatorQueryNotFound(NotFound):
 
 class FactRegistrationFailed(BackendUnavailable):
     """Registering a fact on the verifier did not make ``isValid(fact)`` true."""
-
-
-class RetriesExhausted(BackendUnavailable):
-    """Every attempt failed with a retryable error; ``last_error`` is the final one."""
-
-    def __init__(self, message: str, last_error: BaseException, attempts: int) -> None:
-        self.last_error = last_error
-        self.attempts = attempts
-        super().__init__(message)

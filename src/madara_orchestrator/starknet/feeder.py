@@ -15,7 +15,6 @@ credentials go in the ``Authorization`` header (httpx). Messages name only ``sch
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,7 @@ import httpx
 from madara_orchestrator.domain.batches import BouncerWeights
 from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, Retryable
 from madara_orchestrator.domain.redaction import cut_urls, url_origin
+from madara_orchestrator.domain.retry import linear, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class FeederGatewayClient:
         self.shown_url = url_origin(base_url) + ("/…" if path else "")
         """How messages name the gateway: no credentials, path or query (they may hold a key)."""
         self._attempts = max(1, attempts)
-        self._retry_pause_s = retry_pause_s
+        self._retry = linear(attempts=self._attempts, pause_s=retry_pause_s)
         self._client = client or httpx.AsyncClient(timeout=timeout_s)
 
     async def aclose(self) -> None:
@@ -127,20 +127,43 @@ class FeederGatewayClient:
 
     async def _get(self, url: str, params: httpx.QueryParams, where: str) -> httpx.Response:
         """The response once it is not a transport failure, 429 or 5xx; those are retried, then raised."""
-        cause = ""
-        for attempt in range(1, self._attempts + 1):
-            try:
-                response = await self._client.get(url, params=params)
-            except httpx.TransportError as exc:  # connection refused, timeouts, protocol errors
-                cause = f"{type(exc).__name__}: {cut_urls(str(exc))}" if str(exc) else type(exc).__name__
-            else:
-                if response.status_code != 429 and response.status_code < 500:
-                    return response
-                cause = f"HTTP {response.status_code} {response.text[:200]!r}"
-            if attempt < self._attempts:
-                log.warning("feeder gateway: %s, attempt %d/%d failed: %s", where, attempt, self._attempts, cause)
-                await asyncio.sleep(self._retry_pause_s * attempt)
-        raise BackendUnavailable(f"feeder gateway unavailable: {where} failed after {self._attempts} attempts: {cause}")
+
+        async def attempt() -> httpx.Response:
+            response = await self._client.get(url, params=params)
+            if response.status_code == 429 or response.status_code >= 500:
+                raise _Overloaded(response)
+            return response
+
+        def retried(attempt_no: int, exc: BaseException, pause: float) -> None:
+            log.warning("feeder gateway: %s, attempt %d/%d failed: %s", where, attempt_no, self._attempts, _cause(exc))
+
+        def unavailable(_n: int, _s: float, exc: BaseException) -> BackendUnavailable:
+            return BackendUnavailable(
+                f"feeder gateway unavailable: {where} failed after {self._attempts} attempts: {_cause(exc)}"
+            )
+
+        return await with_retries(
+            attempt,
+            policy=self._retry,
+            is_retryable=lambda exc: isinstance(exc, httpx.TransportError | _Overloaded),
+            service="feeder gateway",
+            operation=where,
+            on_retry=retried,
+            give_up=unavailable,
+        )
+
+
+class _Overloaded(Exception):
+    """HTTP 429 or 5xx from the gateway: asked again."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(f"HTTP {response.status_code} {response.text[:200]!r}")
+
+
+def _cause(exc: BaseException) -> str:
+    if isinstance(exc, _Overloaded):
+        return str(exc)
+    return f"{type(exc).__name__}: {cut_urls(str(exc))}" if str(exc) else type(exc).__name__
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -19,6 +19,7 @@ import httpx
 
 from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, OrchestratorError
 from madara_orchestrator.domain.redaction import cut_urls, url_origin
+from madara_orchestrator.domain.retry import linear, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,14 @@ def _error_code(err: dict[str, Any]) -> int:
     return code if _is_int(code) else 0
 
 
-def _describe(exc: Exception) -> str:
+def _is_retryable(exc: BaseException) -> bool:
+    """Transport failures, answers that are not JSON, and HTTP 429 or 5xx; not another refusal."""
+    if isinstance(exc, httpx.HTTPStatusError):
+        return exc.response.status_code == 429 or exc.response.status_code >= 500
+    return isinstance(exc, httpx.TransportError | ValueError)
+
+
+def _describe(exc: BaseException) -> str:
     """httpx transport errors often have no text of their own: name the kind of error too."""
     text = cut_urls(str(exc))  # httpx names the whole URL in some errors
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -125,7 +133,7 @@ class StarknetRpcClient:
         """The URL as messages name it: without credentials, path or query (they may hold a key)."""
         self._timeout_s = timeout_s
         self._attempts = max(1, attempts)
-        self._retry_pause_s = retry_pause_s
+        self._retry = linear(attempts=self._attempts, pause_s=retry_pause_s)
         self._max_batch_size = max_batch_size
         self._batch_slots = asyncio.Semaphore(max_concurrent_batches)
         self._client = client or httpx.AsyncClient(timeout=timeout_s)
@@ -135,28 +143,32 @@ class StarknetRpcClient:
         await self._client.aclose()
 
     async def _post(self, payload: Any) -> Any:
-        last: Exception | None = None
-        for attempt in range(1, self._attempts + 1):
-            try:
-                response = await self._client.post(self.url, json=payload)
-                if response.status_code == 429 or response.status_code >= 500:
-                    raise httpx.HTTPStatusError(
-                        f"HTTP {response.status_code}", request=response.request, response=response
-                    )
-                response.raise_for_status()
-                return response.json()
-            except (httpx.TransportError, httpx.HTTPStatusError, ValueError) as exc:
-                last = exc
-                retryable = not isinstance(exc, httpx.HTTPStatusError) or (
-                    exc.response.status_code == 429 or exc.response.status_code >= 500
-                )
-                if not retryable or attempt == self._attempts:
-                    break
-                log.warning("RPC %s attempt %d/%d failed: %s", self.shown_url, attempt, self._attempts, _describe(exc))
-                await asyncio.sleep(self._retry_pause_s * attempt)
-        cause = _describe(last) if last is not None else "no attempt made"
+        async def attempt() -> Any:
+            response = await self._client.post(self.url, json=payload)
+            if response.status_code == 429 or response.status_code >= 500:
+                raise httpx.HTTPStatusError(f"HTTP {response.status_code}", request=response.request, response=response)
+            response.raise_for_status()
+            return response.json()
+
+        def retried(attempt_no: int, exc: BaseException, pause: float) -> None:
+            log.warning("RPC %s attempt %d/%d failed: %s", self.shown_url, attempt_no, self._attempts, _describe(exc))
+
+        try:
+            return await with_retries(
+                attempt,
+                policy=self._retry,
+                is_retryable=_is_retryable,
+                service="Starknet RPC",
+                operation=self.shown_url,
+                on_retry=retried,
+                give_up=lambda _n, _s, exc: self._unavailable(exc),
+            )
+        except (httpx.TransportError, httpx.HTTPStatusError, ValueError) as exc:
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, last: BaseException) -> BackendUnavailable:
         tries = f"{self._attempts} attempt{'s' if self._attempts > 1 else ''}"
-        raise BackendUnavailable(f"Starknet RPC {self.shown_url} failed after {tries}: {cause}")
+        return BackendUnavailable(f"Starknet RPC {self.shown_url} failed after {tries}: {_describe(last)}")
 
     async def call(self, method: str, params: Any = ()) -> Any:
         request = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
