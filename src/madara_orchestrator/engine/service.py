@@ -40,10 +40,10 @@ from madara_orchestrator.domain.jobs import (
     transition,
 )
 from madara_orchestrator.domain.queues import QueueNames, QueueType, job_message
+from madara_orchestrator.engine import telemetry as ev
 from madara_orchestrator.engine.blocks import BlockRange, describe_range, job_ranges
 from madara_orchestrator.engine.lease import LeaseLost, LeaseTiming, hold
-from madara_orchestrator.engine.metrics import Metrics
-from madara_orchestrator.engine.telemetry import job_scope
+from madara_orchestrator.engine.telemetry import Telemetry, job_scope
 from madara_orchestrator.interfaces import AlertSink, AtomicJobCreation, Clock, Database, QueueClient
 from madara_orchestrator.jobs.base import JobHandler, Verification, Verified
 
@@ -129,7 +129,7 @@ class JobService:
         queue_names: QueueNames,
         handlers: Mapping[JobType, JobHandler],
         alerts: AlertSink,
-        metrics: Metrics,
+        metrics: Telemetry,
         clock: Clock | None = None,
         policies: Mapping[JobType, JobPolicy] | None = None,
         retry: RetryPolicy | None = None,
@@ -271,8 +271,7 @@ class JobService:
         except LeaseLost as exc:
             # Whoever holds the lease now finishes the job; if nobody does (the renewals failed during a
             # database outage), a fresh message brings it back once the lease has expired.
-            self.metrics.operations.labels(job.job_type, "process", "lease_lost").inc()
-            self.metrics.job_operation_failed(job.job_type, "process_job")
+            self.metrics.report(ev.OperationFailed(job.job_type, "process_job", "lease_lost"))
             log.error("%s; its result is dropped", exc)
             await self.queue.send(
                 self.names.processing(job.job_type), job_message(job.id), delay_s=policy.lease_s + 1.0
@@ -296,13 +295,14 @@ class JobService:
         except StaleVersion:
             log.error("%s: lease lost while processing; another worker owns it now, result dropped", job.describe())
             return ACK
-        self.metrics.operations.labels(job.job_type, "process", "success").inc()
-        self.metrics.stage_latency.labels(job.job_type, "process").observe(max(0.0, now - locked_at))
         first_attempt = job.common.process_attempt_no == 1 and job.common.process_retry_attempt_no == 0
-        self.metrics.job_processed(
-            job.job_type,
-            seconds=time.monotonic() - started,
-            scheduling_delay_s=locked_at - job.created_at if first_attempt else None,
+        self.metrics.report(
+            ev.JobProcessed(
+                job.job_type,
+                seconds=time.monotonic() - started,
+                since_locked_s=now - locked_at,
+                scheduling_delay_s=locked_at - job.created_at if first_attempt else None,
+            )
         )
         await self.queue.send(
             self.names.verification(job.job_type), job_message(job.id), delay_s=policy.verification_delay(0)
@@ -321,7 +321,7 @@ class JobService:
             job = await self._save(healed, job.status, now=now, only_if_lease_expired=not previous_life)
         except StaleVersion:
             return None
-        self.metrics.healed_jobs.labels(job.job_type).inc()
+        self.metrics.report(ev.JobHealed(job.job_type))
         if previous_life:
             log.warning(
                 "%s: left locked by an earlier run of this instance (%s); taking it back", job.describe(), self.owner
@@ -341,8 +341,7 @@ class JobService:
             return await self._wait_out_outage(job, original_status, outage, verification=False)
         attempt = job.common.process_attempt_no
         reason = f"Processing attempt {attempt} failed: {exc}"
-        self.metrics.operations.labels(job.job_type, "process", "failure").inc()
-        self.metrics.job_operation_failed(job.job_type, "process_job")
+        self.metrics.report(ev.OperationFailed(job.job_type, "process_job", "failure"))
         if isinstance(exc, JobError) and not exc.retryable:
             log.error("%s failed and will not be retried: %s", job.describe(), exc)
             await self.move_to_failed(job, reason)
@@ -370,7 +369,7 @@ class JobService:
                 exc,
             )
             return ACK
-        self.metrics.job_retry_count.labels(job.job_type, "process_failure").inc()
+        self.metrics.report(ev.JobRetried(job.job_type, "process_failure"))
         if isinstance(exc, JobError) and exc.wait_s is not None:
             # Not the job's fault: come back later with a fresh message, so the retry budget is kept.
             await self.queue.send(self.names.processing(job.job_type), job_message(job.id), delay_s=exc.wait_s)
@@ -411,8 +410,7 @@ class JobService:
                 "%s changed while it waited for an outside service; leaving it to the newer writer", job.describe()
             )
             return ACK
-        self.metrics.operations.labels(job.job_type, "verify" if verification else "process", "outage").inc()
-        self.metrics.job_operation_failed(job.job_type, "verify_job" if verification else "process_job")
+        self.metrics.report(ev.OperationFailed(job.job_type, "verify_job" if verification else "process_job", "outage"))
         log.warning("%s: %s; trying again in %.0f s (no attempt spent)", job.describe(), reason, wait)
         if alert:
             await self.alerts.send(
@@ -462,8 +460,7 @@ class JobService:
         try:
             result = await handler.verify(job)
         except Exception as exc:
-            self.metrics.operations.labels(job.job_type, "verify", "error").inc()
-            self.metrics.job_operation_failed(job.job_type, "verify_job")
+            self.metrics.report(ev.OperationFailed(job.job_type, "verify_job", "error"))
             outage = outage_cause(exc)
             if outage is not None:
                 return await self._wait_out_outage(job, job.status, outage, verification=True)
@@ -515,12 +512,12 @@ class JobService:
                     except Exception:
                         log.exception("completion hook failed for %s", done.describe())
             elif result.status == Verification.REJECTED:
-                self.metrics.operations.labels(job.job_type, "verify", "rejected").inc()
+                self.metrics.report(ev.VerificationRejected(job.job_type))
                 job = job.with_common(**dataclasses.asdict(job.common.with_failure(result.reason)))
                 if job.common.process_attempt_no < policy.max_process_attempts:
                     await self._save(transition(job, S.VERIFICATION_FAILED), job.status, now=now)
                     status_after = S.VERIFICATION_FAILED
-                    self.metrics.job_retry_count.labels(job.job_type, "verification_rejected").inc()
+                    self.metrics.report(ev.JobRetried(job.job_type, "verification_rejected"))
                     await self.queue.send(self.names.processing(job.job_type), job_message(job.id))
                     log.warning("%s: verification rejected (%s); processing again", job.describe(), result.reason)
                 else:
@@ -534,8 +531,7 @@ class JobService:
             elif job.common.verification_attempt_no >= policy.max_verification_attempts:
                 await self._save(transition(job, S.VERIFICATION_TIMEOUT), job.status, now=now)
                 status_after = S.VERIFICATION_TIMEOUT
-                self.metrics.operations.labels(job.job_type, "verify", "timeout").inc()
-                self.metrics.job_timeout_count.labels(job.job_type, "verification").inc()
+                self.metrics.report(ev.VerificationTimedOut(job.job_type))
                 await self.alerts.send(
                     "Job Verification Timeout",
                     f"Job Verification Timeout Alert: Job ID: {job.id}, Type: {job.job_type}, "
@@ -557,22 +553,20 @@ class JobService:
         return ACK
 
     def _observe_completion(self, job: Job, now: float, verify_call_s: float) -> None:
-        self.metrics.operations.labels(job.job_type, "verify", "success").inc()
         completed_at = job.common.process_completed_at
-        if completed_at is not None:
-            self.metrics.stage_latency.labels(job.job_type, "verify").observe(max(0.0, now - completed_at))
-        self.metrics.stage_latency.labels(job.job_type, "e2e").observe(max(0.0, now - job.created_at))
-        self.metrics.job_completed(
-            job.job_type,
-            e2e_s=now - job.created_at,
-            verify_call_s=verify_call_s,
-            since_processed_s=None if completed_at is None else now - completed_at,
+        self.metrics.report(
+            ev.JobCompleted(
+                job.job_type,
+                e2e_s=now - job.created_at,
+                verify_call_s=verify_call_s,
+                since_processed_s=None if completed_at is None else now - completed_at,
+            )
         )
 
     async def _save(self, job: Job, was: JobStatus, **kwargs: Any) -> Job:
         """``db.update_job``, counting the status transition (``was`` → ``job.status``) once it is written."""
         saved = await self.db.update_job(job, **kwargs)
-        self.metrics.job_transition(job.job_type, was, saved.status)
+        self.metrics.report(ev.StatusChanged(job.job_type, was, saved.status))
         return saved
 
     async def _observe(self, job: Job, operation: str, started: float) -> None:
@@ -584,8 +578,8 @@ class JobService:
                 block = await self._last_block(job)
             except Exception:
                 block = None  # a figure is not worth failing the job for
-        self.metrics.job_operation(
-            job.job_type, operation, status_after=job.status, seconds=time.monotonic() - started, block=block
+        self.metrics.report(
+            ev.JobOperation(job.job_type, operation, job.status, seconds=time.monotonic() - started, block=block)
         )
 
     async def _last_block(self, job: Job) -> int | None:
@@ -619,7 +613,7 @@ class JobService:
             log.warning("dead-letter message for %s while it is being processed; ignored", job.describe())
             return ACK
         await self.move_to_failed(job, f"Job moved to DLQ after exhausting retries (last status: {job.status})")
-        self.metrics.job_abandoned_count.labels(job.job_type, job.common.process_attempt_no).inc()
+        self.metrics.report(ev.JobAbandoned(job.job_type, job.common.process_attempt_no))
         return ACK
 
     async def move_to_failed(self, job: Job, reason: str) -> None:
@@ -637,7 +631,7 @@ class JobService:
                 return
             await self.move_to_failed(fresh, reason)
             return
-        self.metrics.failed_jobs.labels(job.job_type).inc()
+        self.metrics.report(ev.JobFailed(job.job_type))
         log.error("%s moved to Failed: %s", job.describe(), reason)
         await self.alerts.send("Job Failed", job_failed_alert(failed, reason, await self.block_range(failed)))
 
@@ -685,7 +679,7 @@ class JobService:
             process_retry_attempt_no=job.common.process_retry_attempt_no + 1, process_attempt_no=0
         )
         job = await self._save(retried, job.status, now=self.clock.now())
-        self.metrics.job_retry_count.labels(job.job_type, "operator").inc()
+        self.metrics.report(ev.JobRetried(job.job_type, "operator"))
         await self._enqueue(job, verification=False, priority=priority, checked=checked)
         log.info("%s queued for retry by an operator", job.describe())
         return job
