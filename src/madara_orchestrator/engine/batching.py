@@ -728,8 +728,7 @@ class Batcher:
         state.agg = None
         state.progressed = True
         batch = open_agg.batch
-        self._record_close("aggregator", reason, batch.num_blocks)
-        self.metrics.report(ev.BatchBlob(batch.blob_len))
+        self._record_close("aggregator", reason, batch.num_blocks, batch.blob_len)
         log.info(
             "aggregator batch %d closed: blocks %d-%d (%d), %d felts in %d blob(s); %s%s",
             batch.index,
@@ -767,10 +766,10 @@ class Batcher:
             reason,
         )
 
-    def _record_close(self, kind: str, reason: Reason, blocks: int) -> None:
+    def _record_close(self, kind: str, reason: Reason, blocks: int, felts: int | None = None) -> None:
         key = f"{kind}:{reason.name.lower()}"
         self.stats.closed[key] = self.stats.closed.get(key, 0) + 1
-        self.metrics.report(ev.BatchClosed(kind, reason.name.lower(), blocks))
+        self.metrics.report(ev.BatchClosed(kind, reason.name.lower(), blocks, felts))
 
     async def _save(self, state: _State) -> None:
         """Persist what is open (aggregator first: a SNOS batch never points at a batch not stored)."""

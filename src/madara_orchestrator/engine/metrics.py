@@ -522,8 +522,6 @@ class Metrics:
             self._operation_failed,
             self._job_processed,
             self._job_completed,
-            self._verification_rejected,
-            self._verification_timed_out,
             self._job_retried,
             self._status_changed,
             self._job_healed,
@@ -536,7 +534,6 @@ class Metrics:
             self._batching_run,
             self._batch_created,
             self._batch_closed,
-            self._batch_blob,
             self._latest_batch,
             self._chain_head,
             self._settled_block,
@@ -559,7 +556,10 @@ class Metrics:
     def _operation_failed(self, event: ev.OperationFailed) -> None:
         jt, op = event.job_type, event.operation
         self.record(OPERATIONS, job_type=jt, operation=op.removesuffix("_job"), outcome=event.outcome)
-        self.record(FAILED_JOB_OPERATIONS, operation_job_type=jt, operation_type=op)
+        if event.outcome == "timeout":
+            self.record(JOB_TIMEOUT_COUNT, operation_job_type=jt, timeout_type="verification")
+        elif event.outcome != "rejected":  # the original counts the calls that failed
+            self.record(FAILED_JOB_OPERATIONS, operation_job_type=jt, operation_type=op)
 
     def _job_processed(self, event: ev.JobProcessed) -> None:
         jt = event.job_type
@@ -582,13 +582,6 @@ class Metrics:
         self.record(VERIFICATION_TIME, max(0.0, event.verify_call_s) * 1000.0, operation_job_type=jt)
         if jt == JobType.PROOF_CREATION and since_processed is not None:
             self.record(PROOF_GENERATION_TIME, max(0.0, since_processed), proof_type="proof_generation")
-
-    def _verification_rejected(self, event: ev.VerificationRejected) -> None:
-        self.record(OPERATIONS, job_type=event.job_type, operation="verify", outcome="rejected")
-
-    def _verification_timed_out(self, event: ev.VerificationTimedOut) -> None:
-        self.record(OPERATIONS, job_type=event.job_type, operation="verify", outcome="timeout")
-        self.record(JOB_TIMEOUT_COUNT, operation_job_type=event.job_type, timeout_type="verification")
 
     def _job_retried(self, event: ev.JobRetried) -> None:
         self.record(JOB_RETRY_COUNT, operation_job_type=event.job_type, retry_reason=event.reason)
@@ -635,9 +628,8 @@ class Metrics:
     def _batch_closed(self, event: ev.BatchClosed) -> None:
         self.record(BATCHES_CLOSED, kind=event.kind, reason=event.reason)
         self.record(BATCH_BLOCKS, event.blocks, kind=event.kind)
-
-    def _batch_blob(self, event: ev.BatchBlob) -> None:
-        self.record(BATCH_BLOB_FELTS, event.felts)
+        if event.felts is not None:
+            self.record(BATCH_BLOB_FELTS, event.felts)
 
     def _latest_batch(self, event: ev.LatestBatch) -> None:
         self.record(LATEST_BATCH, event.index, kind=event.kind)

@@ -512,7 +512,7 @@ class JobService:
                     except Exception:
                         log.exception("completion hook failed for %s", done.describe())
             elif result.status == Verification.REJECTED:
-                self.metrics.report(ev.VerificationRejected(job.job_type))
+                self.metrics.report(ev.OperationFailed(job.job_type, "verify_job", "rejected"))
                 job = job.with_common(**dataclasses.asdict(job.common.with_failure(result.reason)))
                 if job.common.process_attempt_no < policy.max_process_attempts:
                     await self._save(transition(job, S.VERIFICATION_FAILED), job.status, now=now)
@@ -531,7 +531,7 @@ class JobService:
             elif job.common.verification_attempt_no >= policy.max_verification_attempts:
                 await self._save(transition(job, S.VERIFICATION_TIMEOUT), job.status, now=now)
                 status_after = S.VERIFICATION_TIMEOUT
-                self.metrics.report(ev.VerificationTimedOut(job.job_type))
+                self.metrics.report(ev.OperationFailed(job.job_type, "verify_job", "timeout"))
                 await self.alerts.send(
                     "Job Verification Timeout",
                     f"Job Verification Timeout Alert: Job ID: {job.id}, Type: {job.job_type}, "

@@ -164,8 +164,8 @@ class JobOperation:
 
 @dataclass(frozen=True, slots=True)
 class OperationFailed:
-    """A process_job or verify_job call that did not go through: ``outcome`` lease_lost, failure, outage
-    or error."""
+    """A process_job or verify_job call that did not take its job on: ``outcome`` lease_lost, failure,
+    outage or error (the call itself failed), or, of a verification, rejected or timeout (its last attempt)."""
 
     job_type: JobType
     operation: str
@@ -194,17 +194,9 @@ class JobCompleted:
 
 
 @dataclass(frozen=True, slots=True)
-class VerificationRejected:
-    job_type: JobType
-
-
-@dataclass(frozen=True, slots=True)
-class VerificationTimedOut:
-    job_type: JobType
-
-
-@dataclass(frozen=True, slots=True)
 class JobRetried:
+    """Processing is tried again: ``reason`` process_failure, verification_rejected or operator."""
+
     job_type: JobType
     reason: str
 
@@ -220,6 +212,8 @@ class StatusChanged:
 
 @dataclass(frozen=True, slots=True)
 class JobHealed:
+    """A job whose worker died (its lease expired) taken over by the heal sweep."""
+
     job_type: JobType
 
 
@@ -233,6 +227,8 @@ class JobAbandoned:
 
 @dataclass(frozen=True, slots=True)
 class JobFailed:
+    """A job moved to Failed."""
+
     job_type: JobType
 
 
@@ -246,6 +242,8 @@ class Handoff:
 
 @dataclass(frozen=True, slots=True)
 class TriggerRun:
+    """One run of a trigger: ``outcome`` progress, idle, error or halted (``--halt-on-failure``)."""
+
     trigger: str
     outcome: str
 
@@ -269,37 +267,41 @@ class CleanupRun:
 
 @dataclass(frozen=True, slots=True)
 class BatchingRun:
+    """One batching run took ``seconds``."""
+
     seconds: float
 
 
 @dataclass(frozen=True, slots=True)
 class BatchCreated:
+    """A batch was opened: ``kind`` aggregator or snos."""
+
     kind: str
-    """``aggregator`` or ``snos``."""
 
 
 @dataclass(frozen=True, slots=True)
 class BatchClosed:
+    """A batch closed by the rule ``reason``, with ``blocks`` blocks and, an aggregator batch, its
+    compressed state diff of ``felts`` felts."""
+
     kind: str
     reason: str
     blocks: int
-
-
-@dataclass(frozen=True, slots=True)
-class BatchBlob:
-    """A closed aggregator batch's compressed state diff, in felts."""
-
-    felts: int
+    felts: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class LatestBatch:
+    """The batch of ``kind`` with the highest ``index`` was stored."""
+
     kind: str
     index: int
 
 
 @dataclass(frozen=True, slots=True)
 class ChainHead:
+    """The sequencer's latest block."""
+
     block: int
 
 
@@ -319,6 +321,8 @@ class JobCounts:
 
 @dataclass(frozen=True, slots=True)
 class QueueDepth:
+    """Messages of one queue (``queue`` its name, ``queue_type`` what it carries) by state."""
+
     queue_type: str
     queue: str
     visible: int
@@ -342,8 +346,6 @@ Event = (
     | OperationFailed
     | JobProcessed
     | JobCompleted
-    | VerificationRejected
-    | VerificationTimedOut
     | JobRetried
     | StatusChanged
     | JobHealed
@@ -356,7 +358,6 @@ Event = (
     | BatchingRun
     | BatchCreated
     | BatchClosed
-    | BatchBlob
     | LatestBatch
     | ChainHead
     | SettledBlock
