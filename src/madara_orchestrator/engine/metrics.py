@@ -490,9 +490,6 @@ class Metrics:
             if instrument.original is not None:
                 names.append(instrument.original)
             self._exports[instrument] = [_Export(instrument, self.registry, meter, original=o) for o in names]
-        self._handlers: dict[type[Any], Callable[[Any], None]] = {
-            get_type_hints(handler)["event"]: handler for handler in self._event_handlers()
-        }
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -514,33 +511,7 @@ class Metrics:
             export.clear()
 
     def report(self, event: ev.Event) -> None:
-        self._handlers[type(event)](event)
-
-    def _event_handlers(self) -> list[Callable[[Any], None]]:
-        return [
-            self._job_operation,
-            self._operation_failed,
-            self._job_processed,
-            self._job_completed,
-            self._job_retried,
-            self._status_changed,
-            self._job_healed,
-            self._job_abandoned,
-            self._job_failed,
-            self._handoff,
-            self._trigger_run,
-            self._trigger_failures,
-            self._cleanup_run,
-            self._batching_run,
-            self._batch_created,
-            self._batch_closed,
-            self._latest_batch,
-            self._chain_head,
-            self._settled_block,
-            self._job_counts,
-            self._queue_depth,
-            self._workload,
-        ]
+        _HANDLERS[type(event)](self, event)
 
     # -- the job lifecycle (engine/service.py) ---------------------------------------------------------
 
@@ -698,3 +669,33 @@ class Metrics:
 
     def settlement_fee_capped(self) -> None:
         self.record(SETTLEMENT_FEE_CAP_EXCEEDED)
+
+
+_HANDLERS: dict[type[Any], Callable[[Metrics, Any], None]] = {
+    get_type_hints(handler)["event"]: handler
+    for handler in (
+        Metrics._job_operation,
+        Metrics._operation_failed,
+        Metrics._job_processed,
+        Metrics._job_completed,
+        Metrics._job_retried,
+        Metrics._status_changed,
+        Metrics._job_healed,
+        Metrics._job_abandoned,
+        Metrics._job_failed,
+        Metrics._handoff,
+        Metrics._trigger_run,
+        Metrics._trigger_failures,
+        Metrics._cleanup_run,
+        Metrics._batching_run,
+        Metrics._batch_created,
+        Metrics._batch_closed,
+        Metrics._latest_batch,
+        Metrics._chain_head,
+        Metrics._settled_block,
+        Metrics._job_counts,
+        Metrics._queue_depth,
+        Metrics._workload,
+    )
+}
+"""Each event's handler (by the type its ``event`` parameter has)."""
