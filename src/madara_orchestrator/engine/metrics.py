@@ -502,7 +502,8 @@ class Metrics:
 
     def record(self, instrument: Instrument, value: float = 1.0, **labels: object) -> None:
         if instrument.kind is COUNTER and value < 0:
-            raise ValueError(f"{instrument.name or instrument.original}: a counter only goes up")
+            name = instrument.name or (instrument.original.name if instrument.original else "?")
+            raise ValueError(f"{name}: a counter only goes up")
         for export in self._exports[instrument]:
             export.record(value, labels)
 
