@@ -115,10 +115,9 @@ class BatchingRig:
     def closed_by(self, kind: str) -> dict[str, float]:
         """``orchestrator_batches_closed_total`` by reason, for ``kind`` (aggregator or snos)."""
         found: dict[str, float] = {}
-        for metric in self.metrics.batches_closed.collect():
-            for sample in metric.samples:
-                if sample.name.endswith("_total") and sample.labels.get("kind") == kind:
-                    found[sample.labels["reason"]] = sample.value
+        for sample in self.metrics.collect("orchestrator_batches_closed"):
+            if sample.name.endswith("_total") and sample.labels.get("kind") == kind:
+                found[sample.labels["reason"]] = sample.value
         return found
 
     async def close(self) -> None:

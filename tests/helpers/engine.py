@@ -14,9 +14,9 @@ from madara_orchestrator.backends.sqlite_db import SqliteDatabase
 from madara_orchestrator.backends.sqlite_queue import SqliteQueue
 from madara_orchestrator.domain.jobs import DEFAULT_POLICIES, Job, JobPolicy, JobType, ProvingMetadata
 from madara_orchestrator.domain.queues import QueueNames
-from madara_orchestrator.engine.metrics import Metrics
 from madara_orchestrator.engine.runtime import RuntimeConfig
 from madara_orchestrator.engine.service import JobService, RetryPolicy
+from madara_orchestrator.engine.telemetry import NoTelemetry
 from madara_orchestrator.jobs.base import Processed, Verified
 
 
@@ -115,7 +115,7 @@ async def make_harness(
         queue_names=names,
         handlers={handler.job_type: handler},
         alerts=alerts,
-        metrics=Metrics(),
+        metrics=NoTelemetry(),
         clock=clock,
         policies=policies,
         retry=RetryPolicy(base_delay_s=1, max_delay_s=8),

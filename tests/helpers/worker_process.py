@@ -18,9 +18,9 @@ from madara_orchestrator.backends.sqlite_queue import SqliteQueue
 from madara_orchestrator.domain.jobs import DEFAULT_POLICIES, Job, JobPolicy, JobType
 from madara_orchestrator.domain.queues import parse_job_message
 from madara_orchestrator.engine.consumers import QueueConsumer
-from madara_orchestrator.engine.metrics import Metrics
 from madara_orchestrator.engine.runtime import RuntimeConfig
 from madara_orchestrator.engine.service import JobService
+from madara_orchestrator.engine.telemetry import NoTelemetry
 from madara_orchestrator.interfaces import QueueMessage
 from madara_orchestrator.jobs.base import Processed, Verified
 
@@ -70,7 +70,7 @@ async def build(
         queue_names=cfg.queue_names,
         handlers={PT: handler},
         alerts=RecordingAlerts(),
-        metrics=Metrics(),
+        metrics=NoTelemetry(),
         policies=cfg.policies,
     )
     return db, service, queue

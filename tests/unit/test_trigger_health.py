@@ -24,8 +24,8 @@ from madara_orchestrator.domain.health import (
     health_status,
 )
 from madara_orchestrator.engine.batching import Batcher
-from madara_orchestrator.engine.metrics import Metrics
 from madara_orchestrator.engine.plan import L2_PLAN, TriggerName
+from madara_orchestrator.engine.telemetry import NoTelemetry
 from madara_orchestrator.engine.triggers import TriggerConfig, Triggers
 from madara_orchestrator.interfaces import SequencerRpc
 from madara_orchestrator.starknet.rpc import RpcError
@@ -83,7 +83,7 @@ def make_triggers(harness: Harness, batcher: ScriptedBatcher, policy: TriggerPol
         db=harness.store,
         sequencer=cast(SequencerRpc, None),
         clock=harness.clock,
-        metrics=Metrics(),
+        metrics=NoTelemetry(),
         batcher=cast(Batcher, batcher),
     )
 

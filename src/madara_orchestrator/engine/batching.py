@@ -71,8 +71,9 @@ from madara_orchestrator.domain.batching import (
 )
 from madara_orchestrator.domain.errors import Conflict, InvalidInput
 from madara_orchestrator.domain.proving import CreateBucket
+from madara_orchestrator.engine import telemetry as ev
 from madara_orchestrator.engine.lease import LeaseLost, LeaseTiming, named_lease
-from madara_orchestrator.engine.metrics import Metrics
+from madara_orchestrator.engine.telemetry import Telemetry
 from madara_orchestrator.interfaces import (
     AlertSink,
     Clock,
@@ -216,7 +217,7 @@ class Batcher:
         locks: LockService,
         clock: Clock,
         alerts: AlertSink,
-        metrics: Metrics,
+        metrics: Telemetry,
         prover: ProverClient | None = None,
         owner: str | None = None,
         reference: ReferenceNode | None = None,
@@ -287,7 +288,7 @@ class Batcher:
                 raise
             finally:
                 self.stats.runs += 1
-                self.metrics.batching_duration.observe(max(0.0, self.clock.now() - started))
+                self.metrics.report(ev.BatchingRun(self.clock.now() - started))
 
     async def close_open_batches(self) -> tuple[int, int]:
         """Close every open batch now (admin, the devnet at its end); returns (aggregator, SNOS) closed."""
@@ -644,7 +645,7 @@ class Batcher:
         state.agg = _OpenAggregator(batch=batch, diff=diff, length=length, stored=False, dirty=True)
         state.snos_children = 0
         state.progressed = True
-        self.metrics.batches_created.labels("aggregator").inc()
+        self.metrics.report(ev.BatchCreated("aggregator"))
         log.info(
             "aggregator batch %d opened at block %d%s",
             index,
@@ -712,7 +713,7 @@ class Batcher:
         state.snos = _OpenSnos(batch=batch, stored=False, dirty=True)
         if state.agg is not None and aggregator_index == state.agg.batch.index:
             state.snos_children += 1
-        self.metrics.batches_created.labels("snos").inc()
+        self.metrics.report(ev.BatchCreated("snos"))
 
     # -- closing and saving ------------------------------------------------------------------------
 
@@ -727,8 +728,7 @@ class Batcher:
         state.agg = None
         state.progressed = True
         batch = open_agg.batch
-        self._record_close("aggregator", reason, batch.num_blocks)
-        self.metrics.batch_blob_len.observe(batch.blob_len)
+        self._record_close("aggregator", reason, batch.num_blocks, batch.blob_len)
         log.info(
             "aggregator batch %d closed: blocks %d-%d (%d), %d felts in %d blob(s); %s%s",
             batch.index,
@@ -766,11 +766,10 @@ class Batcher:
             reason,
         )
 
-    def _record_close(self, kind: str, reason: Reason, blocks: int) -> None:
+    def _record_close(self, kind: str, reason: Reason, blocks: int, felts: int | None = None) -> None:
         key = f"{kind}:{reason.name.lower()}"
         self.stats.closed[key] = self.stats.closed.get(key, 0) + 1
-        self.metrics.batches_closed.labels(kind, reason.name.lower()).inc()
-        self.metrics.batch_blocks.labels(kind).observe(blocks)
+        self.metrics.report(ev.BatchClosed(kind, reason.name.lower(), blocks, felts))
 
     async def _save(self, state: _State) -> None:
         """Persist what is open (aggregator first: a SNOS batch never points at a batch not stored)."""
@@ -803,7 +802,7 @@ class Batcher:
             else:
                 batch = await self.db.insert_aggregator_batch(batch)
             open_agg.batch, open_agg.stored, open_agg.dirty = batch, True, False
-            self.metrics.latest_batch.labels("aggregator").set(batch.index)
+            self.metrics.report(ev.LatestBatch("aggregator", batch.index))
         if batch.status == AggregatorBatchStatus.OPEN:
             self._cached = _Cached(
                 index=batch.index,
@@ -823,7 +822,7 @@ class Batcher:
         else:
             batch = await self.db.insert_snos_batch(open_snos.batch)
         open_snos.batch, open_snos.stored, open_snos.dirty = batch, True, False
-        self.metrics.latest_batch.labels("snos").set(batch.index)
+        self.metrics.report(ev.LatestBatch("snos", batch.index))
 
     async def _write_files(self, batch: AggregatorBatch, squashed_json: str, compressed: Sequence[int]) -> None:
         """The squashed state update (its JSON text) and the blobs of the compressed diff (SPEC §5.4 "saving")."""

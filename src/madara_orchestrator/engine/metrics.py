@@ -1,10 +1,13 @@
-"""Metrics of one orchestrator process: one recording API, two sinks.
+"""Metrics of one orchestrator process: one table of instruments, two exports.
 
-Every instrument records into a Prometheus registry of its own (one per runtime, so tests stay isolated;
-rendered on ``/metrics``) and, when OTLP export is on (``--otel-collector-endpoint``, wired in
-cli/telemetry.py), into an OpenTelemetry instrument of the same name made by the meter
-``crates.orchestrator.opentelemetry``. Call sites use the prometheus_client style
-(``metrics.operations.labels(job_type, "process", "success").inc()``, ``.observe()``, ``.set()``).
+The engine reports events (engine/telemetry.py); ``Metrics.report`` turns each into records of the
+instruments declared once in the table below (``INSTRUMENTS``: kind, our name, the original's name, labels,
+unit, help). Each instrument is exported under each of its names to a Prometheus registry of its own (one
+per runtime, so tests stay isolated; rendered on ``/metrics``) and, when OTLP export is on
+(``--otel-collector-endpoint``, wired in cli/telemetry.py), as an OpenTelemetry instrument made by the
+meter ``crates.orchestrator.opentelemetry``. The table is ours rather than the OpenTelemetry SDK's
+Prometheus exporter, which would rename the series on ``/metrics`` (unit suffixes, ``target_info``, scope
+labels) and cannot drop a gauge's series.
 
 Two families of names:
 
@@ -70,20 +73,21 @@ runs in a row: what makes /health DEGRADED).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING
+import enum
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, get_type_hints
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client import Counter as PromCounter
 from prometheus_client import Gauge as PromGauge
 from prometheus_client import Histogram as PromHistogram
-from prometheus_client.metrics_core import Metric
+
+from madara_orchestrator.domain.jobs import JobStatus, JobType
+from madara_orchestrator.engine import telemetry as ev
 
 if TYPE_CHECKING:
-    from opentelemetry.metrics import Counter as OtelCounter
-    from opentelemetry.metrics import Histogram as OtelHistogram
     from opentelemetry.metrics import Meter
-    from opentelemetry.metrics import _Gauge as OtelGauge
     from opentelemetry.trace import Tracer
 
 METER_NAME = "crates.orchestrator.opentelemetry"
@@ -92,200 +96,380 @@ METER_NAME = "crates.orchestrator.opentelemetry"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600)
 GAS_BUCKETS = (50_000, 100_000, 131_072, 200_000, 262_144, 400_000, 524_288, 786_432, 1_000_000, 1_500_000)
 RATIO_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0)
-
-Attributes = dict[str, str]
-Mirror = Callable[[tuple[str, ...], float], None]
-"""Also record a value elsewhere: called with the label values and the value."""
-
-
-def _attributes(names: Sequence[str], values: tuple[str, ...]) -> Attributes:
-    """OTLP attributes: labels that do not apply (empty) are left out, as the original never sets them."""
-    return {name: value for name, value in zip(names, values, strict=True) if value != ""}
+BATCH_BLOCK_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500)
+BLOB_FELT_BUCKETS = (256, 1024, 4096, 8192, 12288, 16384, 20480, 24576, 49152)
+BLOB_FELTS = 4096
+"""Felts one blob carries."""
 
 
-class _Family:
-    """What the three kinds share: label names, the children by label values, mirrors, ``collect``."""
-
-    def __init__(self, name: str, labelnames: Sequence[str]) -> None:
-        self.name = name
-        self.labelnames = tuple(labelnames)
-        self._mirrors: list[Mirror] = []
-
-    def mirror(self, fn: Mirror) -> None:
-        self._mirrors.append(fn)
-
-    def _key(self, values: tuple[object, ...]) -> tuple[str, ...]:
-        if len(values) != len(self.labelnames):
-            raise ValueError(f"{self.name}: expected labels {self.labelnames}, got {len(values)} value(s)")
-        return tuple(str(v) for v in values)
-
-    def _mirrored(self, key: tuple[str, ...], value: float) -> None:
-        for fn in self._mirrors:
-            fn(key, value)
+class Kind(enum.Enum):
+    COUNTER = "counter"
+    GAUGE = "gauge"
+    HISTOGRAM = "histogram"
 
 
-class CounterChild:
-    def __init__(self, family: Counter, key: tuple[str, ...]) -> None:
-        self._family = family
-        self._key = key
-        self._prom = family._prom.labels(*key) if key else family._prom
-        self._attrs = _attributes(family.labelnames, key)
-
-    def inc(self, amount: float = 1.0) -> None:
-        if amount < 0:
-            raise ValueError(f"{self._family.name}: a counter only goes up")
-        self._prom.inc(amount)
-        if self._family._otel is not None:
-            self._family._otel.add(amount, self._attrs)
-        self._family._mirrored(self._key, amount)
+COUNTER, GAUGE, HISTOGRAM = Kind.COUNTER, Kind.GAUGE, Kind.HISTOGRAM
 
 
-class Counter(_Family):
+@dataclass(frozen=True, slots=True)
+class Original:
+    """The original's instrument (SPEC §14) for the same figure, under its own name, help and unit."""
+
+    name: str
+    help: str
+    unit: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """Its label names, each with the label of ours it takes its value from."""
+    only: Mapping[str, str] = field(default_factory=dict)
+    """Recorded only when these labels of ours have these values."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Instrument:
+    """One figure. ``name``: ours (``orchestrator_*``), None when only the original's name exists."""
+
+    kind: Kind
+    name: str | None
+    help: str
+    labels: tuple[str, ...] = ()
+    unit: str = ""
+    buckets: tuple[float, ...] = LATENCY_BUCKETS
+    original: Original | None = None
+
+
+INSTRUMENTS: list[Instrument] = []
+"""The table: every instrument, in the order declared."""
+
+
+def ours(
+    kind: Kind,
+    name: str,
+    help: str,
+    labels: Sequence[str] = (),
+    *,
+    unit: str = "",
+    buckets: Sequence[float] = LATENCY_BUCKETS,
+    original: Original | None = None,
+) -> Instrument:
+    """Declare one of our instruments (``original``: the original's instrument fed by the same records)."""
+    instrument = Instrument(kind, name, help, tuple(labels), unit, tuple(buckets), original)
+    INSTRUMENTS.append(instrument)
+    return instrument
+
+
+def theirs(kind: Kind, name: str, help: str, labels: Sequence[str] = (), *, unit: str = "") -> Instrument:
+    """Declare an instrument only the original has (its name, labels, unit and help)."""
+    instrument = Instrument(
+        kind, None, help, tuple(labels), unit, original=Original(name, help, unit, {n: n for n in labels})
+    )
+    INSTRUMENTS.append(instrument)
+    return instrument
+
+
+# -- this orchestrator's own figures (and the original's twin, when it has one) -----------------------
+
+JOBS = ours(
+    GAUGE,
+    "orchestrator_jobs",
+    "Jobs by type and status",
+    ["job_type", "status"],
+    original=Original(
+        "job_status_current",
+        "Current status of jobs by type and status (number of jobs)",
+        unit="status",
+        labels={"operation_job_type": "job_type", "operation_job_status": "status"},
+    ),
+)
+QUEUE_DEPTH = ours(
+    GAUGE,
+    "orchestrator_queue_depth",
+    "Messages per queue and state",
+    ["queue", "state"],
+    original=Original(
+        "job_queue_depth",
+        "Number of jobs waiting in queue",
+        unit="jobs",
+        labels={"queue_type": "queue_type", "state": "state"},
+    ),
+)
+STAGE_LATENCY = ours(
+    HISTOGRAM,
+    "orchestrator_job_stage_seconds",
+    "Time a job spends per stage: process (lock to processed), verify (processed to completed), "
+    "e2e (created to completed)",
+    ["job_type", "stage"],
+    unit="s",
+)
+HANDOFF = ours(
+    HISTOGRAM,
+    "orchestrator_handoff_seconds",
+    "From a job's completion to the creation of its successor",
+    ["job_type"],
+    unit="s",
+)
+OPERATIONS = ours(
+    COUNTER,
+    "orchestrator_job_operations_total",
+    "Process and verify calls by outcome",
+    ["job_type", "operation", "outcome"],
+)
+FAILED_JOBS = ours(
+    COUNTER,
+    "orchestrator_failed_jobs_total",
+    "Jobs moved to Failed",
+    ["job_type"],
+    original=Original(
+        "failed_jobs",
+        "A counter to show count of failed jobs over time",
+        unit="jobs",
+        labels={"operation_job_type": "job_type"},
+    ),
+)
+HEALED_JOBS = ours(
+    COUNTER,
+    "orchestrator_healed_jobs_total",
+    "Jobs taken over after their lease expired",
+    ["job_type"],
+    original=Original(
+        "healed_jobs_total",
+        "Jobs taken over after their worker died",
+        unit="jobs",
+        labels={"source_job_type": "job_type"},
+    ),
+)
+TRIGGER_RUNS = ours(COUNTER, "orchestrator_trigger_runs_total", "Trigger runs by outcome", ["trigger", "outcome"])
+TRIGGER_FAILURES = ours(
+    GAUGE,
+    "orchestrator_trigger_consecutive_failures",
+    "Failed runs in a row of each trigger (0 once it succeeds again)",
+    ["trigger"],
+)
+LAST_SETTLED_BLOCK = ours(
+    GAUGE, "orchestrator_last_settled_block", "Last block the settlement layer reports", unit="block"
+)
+CHAIN_HEAD = ours(GAUGE, "orchestrator_chain_head_block", "Latest block of the sequencer", unit="block")
+BATCHES_CREATED = ours(
+    COUNTER,
+    "orchestrator_batches_created_total",
+    "Batches opened",
+    ["kind"],
+    original=Original("batch_creation", "Total number of batches created", unit="1", labels={"kind": "kind"}),
+)
+BATCHES_CLOSED = ours(
+    COUNTER, "orchestrator_batches_closed_total", "Batches closed, by the rule that closed them", ["kind", "reason"]
+)
+BATCH_BLOCKS = ours(
+    HISTOGRAM, "orchestrator_batch_blocks", "Blocks per closed batch", ["kind"], buckets=BATCH_BLOCK_BUCKETS
+)
+BATCH_BLOB_FELTS = ours(
+    HISTOGRAM,
+    "orchestrator_batch_blob_felts",
+    "Compressed state-diff felts per closed aggregator batch",
+    buckets=BLOB_FELT_BUCKETS,
+)
+LATEST_BATCH = ours(
+    GAUGE,
+    "orchestrator_latest_batch_index",
+    "Latest batch stored",
+    ["kind"],
+    original=Original(
+        "aggregator_batching_batch_number", "Latest aggregator batch number", only={"kind": "aggregator"}
+    ),
+)
+BATCHING_DURATION = ours(
+    HISTOGRAM,
+    "orchestrator_batching_duration_seconds",
+    "Time of one batching run",
+    unit="s",
+    original=Original("aggregator_batching_duration_seconds", "Duration of one batching run", unit="s"),
+)
+
+# -- settlement costs (not in the original) -------------------------------------------------------------
+
+SETTLEMENT_FEE = ours(
+    COUNTER, "orchestrator_settlement_fee_wei_total", "Fees paid by settlement transactions (execution + blob)"
+)
+SETTLEMENT_LAST_FEE = ours(
+    GAUGE, "orchestrator_settlement_last_fee_wei", "Fee paid by the latest settlement transaction"
+)
+SETTLEMENT_FEE_PER_BLOCK = ours(
+    GAUGE,
+    "orchestrator_settlement_fee_per_block_wei",
+    "Fee of the latest settlement divided by the blocks it settled",
+)
+SETTLED_BLOCKS = ours(COUNTER, "orchestrator_settled_blocks_total", "Blocks settled (by this process)")
+SETTLEMENTS = ours(COUNTER, "orchestrator_settlements_total", "Settlement calls that succeeded")
+SETTLEMENT_GAS = ours(
+    HISTOGRAM,
+    "orchestrator_settlement_gas_used",
+    "L1 gas used per settlement transaction: execution gas and blob gas",
+    ["gas"],
+    buckets=GAS_BUCKETS,
+)
+SETTLEMENT_GAS_PRICE = ours(
+    GAUGE,
+    "orchestrator_settlement_gas_price_wei",
+    "Price paid per unit of gas by the latest settlement transaction: execution and blob gas",
+    ["gas"],
+)
+SETTLEMENT_BLOB_FILL = ours(
+    HISTOGRAM,
+    "orchestrator_settlement_blob_fill_ratio",
+    "Felts a settlement's blobs carry, divided by their capacity (4096 felts a blob)",
+    buckets=RATIO_BUCKETS,
+)
+SETTLEMENT_BLOBS = ours(COUNTER, "orchestrator_settlement_blobs_total", "Blobs carried by settlements")
+SETTLEMENT_FEE_CAP_EXCEEDED = ours(
+    COUNTER,
+    "orchestrator_settlement_fee_cap_exceeded_total",
+    "Settlement attempts put off because fees were above the hard cap",
+)
+
+# -- the original's instruments (SPEC §14) ----------------------------------------------------------------
+
+JOB = "operation_job_type"
+WORKLOAD = ("work_kind", "work_phase", "source_job_type")
+BLOCK_STATE = theirs(
+    GAUGE, "block_state", "A gauge to show block state at given time", [JOB, "operation_type"], unit="block"
+)
+SUCCESSFUL_JOB_OPERATIONS = theirs(
+    COUNTER,
+    "successful_job_operations",
+    "A counter to show count of successful job operations over time",
+    [JOB, "operation_type", "operation_job_status"],
+    unit="jobs",
+)
+FAILED_JOB_OPERATIONS = theirs(
+    COUNTER,
+    "failed_job_operations",
+    "A counter to show count of failed job operations over time",
+    [JOB, "operation_type"],
+    unit="jobs",
+)
+VERIFICATION_TIME = theirs(
+    GAUGE, "verification_time", "A gauge to show the time taken for verification of tasks", [JOB], unit="ms"
+)
+JOBS_RESPONSE_TIME = theirs(
+    GAUGE, "jobs_response_time", "A gauge to show response time of jobs over time", [JOB, "operation_type"], unit="s"
+)
+JOB_SCHEDULING_DELAY = theirs(GAUGE, "job_scheduling_delay", "Delay between job creation and pickup", [JOB], unit="s")
+JOB_RETRY_COUNT = theirs(COUNTER, "job_retry_count", "Number of job retries", [JOB, "retry_reason"], unit="jobs")
+JOB_STATE_TRANSITIONS = theirs(
+    COUNTER, "job_state_transitions", "Count of job state transitions", ["from_state", "to_state", JOB], unit="jobs"
+)
+JOB_TIMEOUT_COUNT = theirs(
+    COUNTER, "job_timeout_count", "Number of jobs that timed out", [JOB, "timeout_type"], unit="jobs"
+)
+JOB_ABANDONED_COUNT = theirs(
+    COUNTER, "job_abandoned_count", "Jobs abandoned after max retries", [JOB, "final_retry_count"], unit="jobs"
+)
+JOB_E2E_LATENCY = theirs(
+    GAUGE, "job_e2e_latency", "End-to-end job processing time", [JOB, "operation_job_status"], unit="s"
+)
+PROOF_GENERATION_TIME = theirs(GAUGE, "proof_generation_time", "Time to generate proofs", ["proof_type"], unit="s")
+SNOS_JOB_PROCESSING_TIME = theirs(HISTOGRAM, "snos_job_processing_time", "Time to process SNOS jobs", [JOB], unit="s")
+SETTLEMENT_TIME = theirs(GAUGE, "settlement_time", "Time to settle on L1/L2", [JOB, "settlement_layer"], unit="s")
+ACTIVE_JOBS_COUNT = theirs(GAUGE, "active_jobs_count", "Currently active jobs", ["status"], unit="jobs")
+CLEANUP_RUNS = theirs(COUNTER, "cleanup_runs_total", "Storage cleanup runs", unit="runs")
+CLEANUP_JOBS_PROCESSED = theirs(
+    COUNTER, "cleanup_jobs_processed", "Settled jobs whose artifacts were marked to expire", unit="jobs"
+)
+CLEANUP_ARTIFACTS_TAGGED = theirs(COUNTER, "cleanup_artifacts_tagged", "Artifacts marked to expire", unit="artifacts")
+CLEANUP_FAILURES = theirs(COUNTER, "cleanup_failures_total", "Storage cleanup runs that failed", ["reason"])
+WORKLOAD_ACTIVE_SLOTS = theirs(GAUGE, "workload_active_slots", "Busy consumer slots", WORKLOAD, unit="slots")
+WORKLOAD_CAPACITY_SLOTS = theirs(
+    GAUGE, "workload_capacity_slots", "Consumer slots (the queue's concurrency)", WORKLOAD, unit="slots"
+)
+WORKLOAD_BUSY_SECONDS = theirs(
+    COUNTER, "workload_busy_seconds_total", "Time consumer slots spent handling messages", WORKLOAD, unit="s"
+)
+
+
+# -- the two exports, generated from the table --------------------------------------------------------------
+
+
+class _Export:
+    """One name of an instrument: a Prometheus metric in the registry and, with a meter, an OpenTelemetry
+    instrument. Over OTLP our counters drop ``_total`` (the collector adds it back); the original's names
+    are its own everywhere (on ``/metrics`` a counter gets ``_total`` when it lacks it)."""
+
     def __init__(
         self,
+        instrument: Instrument,
         registry: CollectorRegistry,
         meter: Meter | None,
-        name: str,
-        documentation: str,
-        labelnames: Sequence[str] = (),
         *,
-        unit: str = "",
-        otel_name: str | None = None,
+        original: Original | None,
     ) -> None:
-        super().__init__(name, labelnames)
-        self._prom = PromCounter(name, documentation, self.labelnames, registry=registry)
-        otel = otel_name or name.removesuffix("_total")
-        self._otel: OtelCounter | None = (
-            meter.create_counter(otel, unit=unit, description=documentation) if meter is not None else None
-        )
-        self._children: dict[tuple[str, ...], CounterChild] = {}
+        kind = self.kind = instrument.kind
+        if original is None:
+            assert instrument.name is not None
+            name, otel_name, help, unit = instrument.name, instrument.name, instrument.help, instrument.unit
+            labels: Mapping[str, str] = {n: n for n in instrument.labels}
+            self.only: Mapping[str, str] = {}
+            if kind is COUNTER:
+                otel_name = name.removesuffix("_total")
+        else:
+            name = otel_name = original.name
+            help, unit, labels, self.only = original.help, original.unit, original.labels, original.only
+        self.labels, self.sources = tuple(labels), tuple(labels.values())
+        self.seen: dict[tuple[str, ...], dict[str, str]] = {}
+        self.prom: Any
+        self.otel: Any = None
+        if kind is COUNTER:
+            self.prom = PromCounter(name, help, self.labels, registry=registry)
+            if meter is not None:
+                self.otel = meter.create_counter(otel_name, unit=unit, description=help)
+        elif kind is GAUGE:
+            self.prom = PromGauge(name, help, self.labels, registry=registry)
+            if meter is not None:
+                self.otel = meter.create_gauge(otel_name, unit=unit, description=help)
+        else:
+            buckets = instrument.buckets
+            self.prom = PromHistogram(name, help, self.labels, buckets=buckets, registry=registry)
+            if meter is not None:
+                self.otel = meter.create_histogram(
+                    otel_name,
+                    unit=unit,
+                    description=help,
+                    explicit_bucket_boundaries_advisory=[float(b) for b in buckets],
+                )
 
-    def labels(self, *values: object) -> CounterChild:
-        key = self._key(values)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = CounterChild(self, key)
-        return child
-
-    def inc(self, amount: float = 1.0) -> None:
-        self.labels().inc(amount)
-
-    def collect(self) -> Iterable[Metric]:
-        return self._prom.collect()
-
-
-class HistogramChild:
-    def __init__(self, family: Histogram, key: tuple[str, ...]) -> None:
-        self._family = family
-        self._key = key
-        self._prom = family._prom.labels(*key) if key else family._prom
-        self._attrs = _attributes(family.labelnames, key)
-
-    def observe(self, value: float) -> None:
-        self._prom.observe(value)
-        if self._family._otel is not None:
-            self._family._otel.record(value, self._attrs)
-        self._family._mirrored(self._key, value)
-
-
-class Histogram(_Family):
-    def __init__(
-        self,
-        registry: CollectorRegistry,
-        meter: Meter | None,
-        name: str,
-        documentation: str,
-        labelnames: Sequence[str] = (),
-        *,
-        buckets: Sequence[float] = LATENCY_BUCKETS,
-        unit: str = "",
-        otel_name: str | None = None,
-    ) -> None:
-        super().__init__(name, labelnames)
-        self._prom = PromHistogram(name, documentation, self.labelnames, buckets=tuple(buckets), registry=registry)
-        self._otel: OtelHistogram | None = (
-            meter.create_histogram(
-                otel_name or name,
-                unit=unit,
-                description=documentation,
-                explicit_bucket_boundaries_advisory=[float(b) for b in buckets],
-            )
-            if meter is not None
-            else None
-        )
-        self._children: dict[tuple[str, ...], HistogramChild] = {}
-
-    def labels(self, *values: object) -> HistogramChild:
-        key = self._key(values)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = HistogramChild(self, key)
-        return child
-
-    def observe(self, value: float) -> None:
-        self.labels().observe(value)
-
-    def collect(self) -> Iterable[Metric]:
-        return self._prom.collect()
-
-
-class GaugeChild:
-    def __init__(self, family: Gauge, key: tuple[str, ...]) -> None:
-        self._family = family
-        self._key = key
-        self._attrs = _attributes(family.labelnames, key)
-
-    def set(self, value: float) -> None:
-        prom = self._family._prom.labels(*self._key) if self._key else self._family._prom
-        prom.set(value)
-        if self._family._otel is not None:
-            self._family._otel.set(value, self._attrs)
-        self._family._mirrored(self._key, value)
-
-
-class Gauge(_Family):
-    def __init__(
-        self,
-        registry: CollectorRegistry,
-        meter: Meter | None,
-        name: str,
-        documentation: str,
-        labelnames: Sequence[str] = (),
-        *,
-        unit: str = "",
-        otel_name: str | None = None,
-    ) -> None:
-        super().__init__(name, labelnames)
-        self._prom = PromGauge(name, documentation, self.labelnames, registry=registry)
-        self._otel: OtelGauge | None = (
-            meter.create_gauge(otel_name or name, unit=unit, description=documentation) if meter is not None else None
-        )
-        self._children: dict[tuple[str, ...], GaugeChild] = {}
-
-    def labels(self, *values: object) -> GaugeChild:
-        key = self._key(values)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = GaugeChild(self, key)
-        return child
-
-    def set(self, value: float) -> None:
-        self.labels().set(value)
+    def record(self, value: float, labels: Mapping[str, object]) -> None:
+        if any(str(labels[k]) != v for k, v in self.only.items()):
+            return
+        values = tuple(str(labels[source]) for source in self.sources)
+        prom = self.prom.labels(*values) if values else self.prom
+        # OTLP attributes: labels that do not apply (empty) are left out, as the original never sets them.
+        attributes = {n: v for n, v in zip(self.labels, values, strict=True) if v != ""}
+        if self.kind is COUNTER:
+            prom.inc(value)
+            if self.otel is not None:
+                self.otel.add(value, attributes)
+        elif self.kind is GAUGE:
+            prom.set(value)
+            self.seen[values] = attributes
+            if self.otel is not None:
+                self.otel.set(value, attributes)
+        else:
+            prom.observe(value)
+            if self.otel is not None:
+                self.otel.record(value, attributes)
 
     def clear(self) -> None:
-        """Forget every label set. On ``/metrics`` they disappear; an OTLP gauge cannot drop a series, so
-        each is set to 0 there (a count that is no longer there is zero)."""
-        if self._otel is not None:
-            for child in self._children.values():
-                self._otel.set(0, child._attrs)
-        self._prom.clear()
-        self._children.clear()
-
-    def collect(self) -> Iterable[Metric]:
-        return self._prom.collect()
+        """Forget every label set of a gauge. On ``/metrics`` they disappear; an OTLP gauge cannot drop a
+        series, so each is set to 0 there (a count that is no longer there is zero)."""
+        if self.otel is not None:
+            for attributes in self.seen.values():
+                self.otel.set(0, attributes)
+        self.seen.clear()
+        self.prom.clear()
 
 
 class Metrics:
+    """The engine's ``Telemetry`` (engine/telemetry.py) recording into the table's instruments; also the
+    settlement job's ``SettlementFigures`` (jobs/state_update.py)."""
+
     def __init__(
         self,
         *,
@@ -300,297 +484,171 @@ class Metrics:
         self.meter = meter
         self.tracer = tracer
         self.refresh_interval_s = refresh_interval_s
-        r, m = self.registry, meter
-
-        def counter(name: str, doc: str, labels: Sequence[str] = (), **kw: str) -> Counter:
-            return Counter(r, m, name, doc, labels, **kw)
-
-        def gauge(name: str, doc: str, labels: Sequence[str] = (), **kw: str) -> Gauge:
-            return Gauge(r, m, name, doc, labels, **kw)
-
-        def histogram(
-            name: str, doc: str, labels: Sequence[str] = (), buckets: Sequence[float] = LATENCY_BUCKETS, **kw: str
-        ) -> Histogram:
-            return Histogram(r, m, name, doc, labels, buckets=buckets, **kw)
-
-        # -- this orchestrator's own figures ----------------------------------------------------------
-        self.jobs = gauge("orchestrator_jobs", "Jobs by type and status", ["job_type", "status"])
-        self.queue_depth = gauge("orchestrator_queue_depth", "Messages per queue and state", ["queue", "state"])
-        self.stage_latency = histogram(
-            "orchestrator_job_stage_seconds",
-            "Time a job spends per stage: process (lock to processed), verify (processed to completed), "
-            "e2e (created to completed)",
-            ["job_type", "stage"],
-            unit="s",
-        )
-        self.handoff_latency = histogram(
-            "orchestrator_handoff_seconds",
-            "From a job's completion to the creation of its successor",
-            ["job_type"],
-            unit="s",
-        )
-        self.operations = counter(
-            "orchestrator_job_operations_total",
-            "Process and verify calls by outcome",
-            ["job_type", "operation", "outcome"],
-        )
-        self.failed_jobs = counter("orchestrator_failed_jobs_total", "Jobs moved to Failed", ["job_type"])
-        self.healed_jobs = counter(
-            "orchestrator_healed_jobs_total", "Jobs taken over after their lease expired", ["job_type"]
-        )
-        self.trigger_runs = counter(
-            "orchestrator_trigger_runs_total", "Trigger runs by outcome", ["trigger", "outcome"]
-        )
-        self.trigger_failures = gauge(
-            "orchestrator_trigger_consecutive_failures",
-            "Failed runs in a row of each trigger (0 once it succeeds again)",
-            ["trigger"],
-        )
-        self.last_settled_block = gauge(
-            "orchestrator_last_settled_block", "Last block the settlement layer reports", unit="block"
-        )
-        self.chain_head = gauge("orchestrator_chain_head_block", "Latest block of the sequencer", unit="block")
-
-        self.batches_created = counter("orchestrator_batches_created_total", "Batches opened", ["kind"])
-        self.batches_closed = counter(
-            "orchestrator_batches_closed_total", "Batches closed, by the rule that closed them", ["kind", "reason"]
-        )
-        self.batch_blocks = histogram(
-            "orchestrator_batch_blocks",
-            "Blocks per closed batch",
-            ["kind"],
-            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
-        )
-        self.batch_blob_len = histogram(
-            "orchestrator_batch_blob_felts",
-            "Compressed state-diff felts per closed aggregator batch",
-            buckets=(256, 1024, 4096, 8192, 12288, 16384, 20480, 24576, 49152),
-        )
-        self.latest_batch = gauge("orchestrator_latest_batch_index", "Latest batch stored", ["kind"])
-        self.batching_duration = histogram(
-            "orchestrator_batching_duration_seconds", "Time of one batching run", unit="s"
-        )
-
-        # -- settlement costs (not in the original) ---------------------------------------------------
-        self.settlement_fee = counter(
-            "orchestrator_settlement_fee_wei_total", "Fees paid by settlement transactions (execution + blob)"
-        )
-        self.settlement_last_fee = gauge(
-            "orchestrator_settlement_last_fee_wei", "Fee paid by the latest settlement transaction"
-        )
-        self.settlement_fee_per_block = gauge(
-            "orchestrator_settlement_fee_per_block_wei", "Fee of the latest settlement divided by the blocks it settled"
-        )
-        self.settled_blocks = counter("orchestrator_settled_blocks_total", "Blocks settled (by this process)")
-        self.settlements = counter("orchestrator_settlements_total", "Settlement calls that succeeded")
-        self.settlement_gas = histogram(
-            "orchestrator_settlement_gas_used",
-            "L1 gas used per settlement transaction: execution gas and blob gas",
-            ["gas"],
-            buckets=GAS_BUCKETS,
-        )
-        self.settlement_gas_price = gauge(
-            "orchestrator_settlement_gas_price_wei",
-            "Price paid per unit of gas by the latest settlement transaction: execution and blob gas",
-            ["gas"],
-        )
-        self.settlement_blob_fill = histogram(
-            "orchestrator_settlement_blob_fill_ratio",
-            "Felts a settlement's blobs carry, divided by their capacity (4096 felts a blob)",
-            buckets=RATIO_BUCKETS,
-        )
-        self.settlement_blobs = counter("orchestrator_settlement_blobs_total", "Blobs carried by settlements")
-        self.settlement_fee_cap_exceeded = counter(
-            "orchestrator_settlement_fee_cap_exceeded_total",
-            "Settlement attempts put off because fees were above the hard cap",
-        )
-
-        # -- the original's instruments (SPEC §14) ----------------------------------------------------
-        self.block_state = gauge(
-            "block_state",
-            "A gauge to show block state at given time",
-            ["operation_job_type", "operation_type"],
-            unit="block",
-        )
-        self.successful_job_operations = counter(
-            "successful_job_operations",
-            "A counter to show count of successful job operations over time",
-            ["operation_job_type", "operation_type", "operation_job_status"],
-            unit="jobs",
-        )
-        self.failed_job_operations = counter(
-            "failed_job_operations",
-            "A counter to show count of failed job operations over time",
-            ["operation_job_type", "operation_type"],
-            unit="jobs",
-        )
-        self.failed_jobs_original = counter(
-            "failed_jobs", "A counter to show count of failed jobs over time", ["operation_job_type"], unit="jobs"
-        )
-        self.verification_time = gauge(
-            "verification_time",
-            "A gauge to show the time taken for verification of tasks",
-            ["operation_job_type"],
-            unit="ms",
-        )
-        self.jobs_response_time = gauge(
-            "jobs_response_time",
-            "A gauge to show response time of jobs over time",
-            ["operation_job_type", "operation_type"],
-            unit="s",
-        )
-        self.job_queue_depth = gauge(
-            "job_queue_depth", "Number of jobs waiting in queue", ["queue_type", "state"], unit="jobs"
-        )
-        self.job_scheduling_delay = gauge(
-            "job_scheduling_delay", "Delay between job creation and pickup", ["operation_job_type"], unit="s"
-        )
-        self.job_retry_count = counter(
-            "job_retry_count", "Number of job retries", ["operation_job_type", "retry_reason"], unit="jobs"
-        )
-        self.job_state_transitions = counter(
-            "job_state_transitions",
-            "Count of job state transitions",
-            ["from_state", "to_state", "operation_job_type"],
-            unit="jobs",
-        )
-        self.job_timeout_count = counter(
-            "job_timeout_count", "Number of jobs that timed out", ["operation_job_type", "timeout_type"], unit="jobs"
-        )
-        self.job_abandoned_count = counter(
-            "job_abandoned_count",
-            "Jobs abandoned after max retries",
-            ["operation_job_type", "final_retry_count"],
-            unit="jobs",
-        )
-        self.job_e2e_latency = gauge(
-            "job_e2e_latency",
-            "End-to-end job processing time",
-            ["operation_job_type", "operation_job_status"],
-            unit="s",
-        )
-        self.proof_generation_time = gauge("proof_generation_time", "Time to generate proofs", ["proof_type"], unit="s")
-        self.snos_job_processing_time = histogram(
-            "snos_job_processing_time", "Time to process SNOS jobs", ["operation_job_type"], unit="s"
-        )
-        self.settlement_time = gauge(
-            "settlement_time", "Time to settle on L1/L2", ["operation_job_type", "settlement_layer"], unit="s"
-        )
-        self.active_jobs_count = gauge("active_jobs_count", "Currently active jobs", ["status"], unit="jobs")
-        self.job_status_current = gauge(
-            "job_status_current",
-            "Current status of jobs by type and status (number of jobs)",
-            ["operation_job_type", "operation_job_status"],
-            unit="status",
-        )
-        self.batch_creation = counter("batch_creation", "Total number of batches created", ["kind"], unit="1")
-        self.aggregator_batching_batch_number = gauge(
-            "aggregator_batching_batch_number", "Latest aggregator batch number"
-        )
-        self.aggregator_batching_duration = histogram(
-            "aggregator_batching_duration_seconds", "Duration of one batching run", unit="s"
-        )
-        self.cleanup_runs = counter(
-            "cleanup_runs_total", "Storage cleanup runs", unit="runs", otel_name="cleanup_runs_total"
-        )
-        self.cleanup_jobs_processed = counter(
-            "cleanup_jobs_processed", "Settled jobs whose artifacts were marked to expire", unit="jobs"
-        )
-        self.cleanup_artifacts_tagged = counter(
-            "cleanup_artifacts_tagged", "Artifacts marked to expire", unit="artifacts"
-        )
-        self.cleanup_failures = counter(
-            "cleanup_failures_total", "Storage cleanup runs that failed", ["reason"], otel_name="cleanup_failures_total"
-        )
-        workload = ["work_kind", "work_phase", "source_job_type"]
-        self.workload_active_slots = gauge("workload_active_slots", "Busy consumer slots", workload, unit="slots")
-        self.workload_capacity_slots = gauge(
-            "workload_capacity_slots", "Consumer slots (the queue's concurrency)", workload, unit="slots"
-        )
-        self.workload_busy_seconds = counter(
-            "workload_busy_seconds_total",
-            "Time consumer slots spent handling messages",
-            workload,
-            unit="s",
-            otel_name="workload_busy_seconds_total",
-        )
-        self.healed_jobs_total = counter(
-            "healed_jobs_total",
-            "Jobs taken over after their worker died",
-            ["source_job_type"],
-            unit="jobs",
-            otel_name="healed_jobs_total",
-        )
-
-        # The batching run records its own figures; the original's names follow them.
-        self.batches_created.mirror(lambda key, value: self.batch_creation.labels(*key).inc(value))
-        self.batching_duration.mirror(lambda _key, value: self.aggregator_batching_duration.observe(value))
-
-        def latest(key: tuple[str, ...], value: float) -> None:
-            if key == ("aggregator",):
-                self.aggregator_batching_batch_number.set(value)
-
-        self.latest_batch.mirror(latest)
-        self.healed_jobs.mirror(lambda key, value: self.healed_jobs_total.labels(*key).inc(value))
-        self.failed_jobs.mirror(lambda key, value: self.failed_jobs_original.labels(*key).inc(value))
+        self._exports: dict[Instrument, list[_Export]] = {}
+        for instrument in INSTRUMENTS:
+            names: list[Original | None] = [None] if instrument.name is not None else []
+            if instrument.original is not None:
+                names.append(instrument.original)
+            self._exports[instrument] = [_Export(instrument, self.registry, meter, original=o) for o in names]
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-    # -- the job lifecycle (the original's names; engine/service.py) ---------------------------------
+    def collect(self, name: str) -> Iterable[Any]:
+        """The Prometheus samples of the family ``name`` (as rendered on ``/metrics``)."""
+        for family in self.registry.collect():
+            if family.name == name:
+                yield from family.samples
 
-    def job_operation(
-        self, job_type: str, operation: str, *, status_after: str, seconds: float, block: int | None
-    ) -> None:
-        """A create_job, process_job or verify_job call that went through; ``status_after`` the job's status
-        after it, ``block`` the last block the job covers (None when unknown)."""
-        self.successful_job_operations.labels(job_type, operation, status_after).inc()
-        self.jobs_response_time.labels(job_type, operation).set(max(0.0, seconds))
-        if block is not None:
-            self.block_state.labels(job_type, operation).set(block)
+    def record(self, instrument: Instrument, value: float = 1.0, **labels: object) -> None:
+        if instrument.kind is COUNTER and value < 0:
+            name = instrument.name or (instrument.original.name if instrument.original else "?")
+            raise ValueError(f"{name}: a counter only goes up")
+        for export in self._exports[instrument]:
+            export.record(value, labels)
 
-    def job_operation_failed(self, job_type: str, operation: str) -> None:
-        self.failed_job_operations.labels(job_type, operation).inc()
+    def clear(self, instrument: Instrument) -> None:
+        for export in self._exports[instrument]:
+            export.clear()
 
-    def job_processed(self, job_type: str, *, seconds: float, scheduling_delay_s: float | None) -> None:
-        """Processing succeeded after ``seconds``; ``scheduling_delay_s``: creation to lock, first attempt only."""
-        if scheduling_delay_s is not None:
-            self.job_scheduling_delay.labels(job_type).set(max(0.0, scheduling_delay_s))
-        if job_type == "SnosRun":
-            self.snos_job_processing_time.labels(job_type).observe(max(0.0, seconds))
-        elif job_type == "ProofCreation":
-            self.proof_generation_time.labels("proof_submission").set(max(0.0, seconds))
+    def report(self, event: ev.Event) -> None:
+        _HANDLERS[type(event)](self, event)
 
-    def job_completed(
-        self, job_type: str, *, e2e_s: float, verify_call_s: float, since_processed_s: float | None
-    ) -> None:
-        """Verification said Verified: the job is Completed."""
-        self.job_e2e_latency.labels(job_type, "Completed").set(max(0.0, e2e_s))
-        self.verification_time.labels(job_type).set(max(0.0, verify_call_s) * 1000.0)
-        if job_type == "ProofCreation" and since_processed_s is not None:
-            self.proof_generation_time.labels("proof_generation").set(max(0.0, since_processed_s))
+    # -- the job lifecycle (engine/service.py) ---------------------------------------------------------
 
-    def job_transition(self, job_type: str, from_status: str, to_status: str) -> None:
-        if from_status != to_status:
-            self.job_state_transitions.labels(from_status, to_status, job_type).inc()
+    def _job_operation(self, event: ev.JobOperation) -> None:
+        jt, op = event.job_type, event.operation
+        self.record(
+            SUCCESSFUL_JOB_OPERATIONS, operation_job_type=jt, operation_type=op, operation_job_status=event.status_after
+        )
+        self.record(JOBS_RESPONSE_TIME, max(0.0, event.seconds), operation_job_type=jt, operation_type=op)
+        if event.block is not None:
+            self.record(BLOCK_STATE, event.block, operation_job_type=jt, operation_type=op)
 
-    # -- settlement costs ---------------------------------------------------------------------------
+    def _operation_failed(self, event: ev.OperationFailed) -> None:
+        jt, op = event.job_type, event.operation
+        self.record(OPERATIONS, job_type=jt, operation=op.removesuffix("_job"), outcome=event.outcome)
+        if event.outcome == "timeout":
+            self.record(JOB_TIMEOUT_COUNT, operation_job_type=jt, timeout_type="verification")
+        elif event.outcome != "rejected":  # the original counts the calls that failed
+            self.record(FAILED_JOB_OPERATIONS, operation_job_type=jt, operation_type=op)
+
+    def _job_processed(self, event: ev.JobProcessed) -> None:
+        jt = event.job_type
+        self.record(OPERATIONS, job_type=jt, operation="process", outcome="success")
+        self.record(STAGE_LATENCY, max(0.0, event.since_locked_s), job_type=jt, stage="process")
+        if event.scheduling_delay_s is not None:
+            self.record(JOB_SCHEDULING_DELAY, max(0.0, event.scheduling_delay_s), operation_job_type=jt)
+        if jt == JobType.SNOS_RUN:
+            self.record(SNOS_JOB_PROCESSING_TIME, max(0.0, event.seconds), operation_job_type=jt)
+        elif jt == JobType.PROOF_CREATION:
+            self.record(PROOF_GENERATION_TIME, max(0.0, event.seconds), proof_type="proof_submission")
+
+    def _job_completed(self, event: ev.JobCompleted) -> None:
+        jt, since_processed = event.job_type, event.since_processed_s
+        self.record(OPERATIONS, job_type=jt, operation="verify", outcome="success")
+        if since_processed is not None:
+            self.record(STAGE_LATENCY, max(0.0, since_processed), job_type=jt, stage="verify")
+        self.record(STAGE_LATENCY, max(0.0, event.e2e_s), job_type=jt, stage="e2e")
+        self.record(JOB_E2E_LATENCY, max(0.0, event.e2e_s), operation_job_type=jt, operation_job_status="Completed")
+        self.record(VERIFICATION_TIME, max(0.0, event.verify_call_s) * 1000.0, operation_job_type=jt)
+        if jt == JobType.PROOF_CREATION and since_processed is not None:
+            self.record(PROOF_GENERATION_TIME, max(0.0, since_processed), proof_type="proof_generation")
+
+    def _job_retried(self, event: ev.JobRetried) -> None:
+        self.record(JOB_RETRY_COUNT, operation_job_type=event.job_type, retry_reason=event.reason)
+
+    def _status_changed(self, event: ev.StatusChanged) -> None:
+        if event.was != event.now:
+            self.record(
+                JOB_STATE_TRANSITIONS, from_state=event.was, to_state=event.now, operation_job_type=event.job_type
+            )
+
+    def _job_healed(self, event: ev.JobHealed) -> None:
+        self.record(HEALED_JOBS, job_type=event.job_type)
+
+    def _job_abandoned(self, event: ev.JobAbandoned) -> None:
+        self.record(JOB_ABANDONED_COUNT, operation_job_type=event.job_type, final_retry_count=event.attempts)
+
+    def _job_failed(self, event: ev.JobFailed) -> None:
+        self.record(FAILED_JOBS, job_type=event.job_type)
+
+    # -- triggers and batching (engine/triggers.py, engine/batching.py) -----------------------------------
+
+    def _handoff(self, event: ev.Handoff) -> None:
+        self.record(HANDOFF, max(0.0, event.seconds), job_type=event.job_type)
+
+    def _trigger_run(self, event: ev.TriggerRun) -> None:
+        self.record(TRIGGER_RUNS, trigger=event.trigger, outcome=event.outcome)
+
+    def _trigger_failures(self, event: ev.TriggerFailures) -> None:
+        self.record(TRIGGER_FAILURES, event.failures, trigger=event.trigger)
+
+    def _cleanup_run(self, event: ev.CleanupRun) -> None:
+        self.record(CLEANUP_RUNS)
+        if event.failed:
+            self.record(CLEANUP_FAILURES, reason="run_failed")
+        self.record(CLEANUP_JOBS_PROCESSED, max(0, event.jobs))
+        self.record(CLEANUP_ARTIFACTS_TAGGED, max(0, event.artifacts))
+
+    def _batching_run(self, event: ev.BatchingRun) -> None:
+        self.record(BATCHING_DURATION, max(0.0, event.seconds))
+
+    def _batch_created(self, event: ev.BatchCreated) -> None:
+        self.record(BATCHES_CREATED, kind=event.kind)
+
+    def _batch_closed(self, event: ev.BatchClosed) -> None:
+        self.record(BATCHES_CLOSED, kind=event.kind, reason=event.reason)
+        self.record(BATCH_BLOCKS, event.blocks, kind=event.kind)
+        if event.felts is not None:
+            self.record(BATCH_BLOB_FELTS, event.felts)
+
+    def _latest_batch(self, event: ev.LatestBatch) -> None:
+        self.record(LATEST_BATCH, event.index, kind=event.kind)
+
+    # -- read from the stores (engine/runtime.py ``refresh_gauges``) ------------------------------------
+
+    def _chain_head(self, event: ev.ChainHead) -> None:
+        self.record(CHAIN_HEAD, event.block)
+
+    def _settled_block(self, event: ev.SettledBlock) -> None:
+        self.record(LAST_SETTLED_BLOCK, event.block)
+
+    def _job_counts(self, event: ev.JobCounts) -> None:
+        self.clear(JOBS)
+        for (job_type, status), count in event.counts.items():
+            self.record(JOBS, count, job_type=job_type, status=status)
+        locked = sum(n for (_, status), n in event.counts.items() if status == JobStatus.LOCKED_FOR_PROCESSING)
+        self.record(ACTIVE_JOBS_COUNT, locked, status="processing")
+
+    def _queue_depth(self, event: ev.QueueDepth) -> None:
+        for state, value in (("visible", event.visible), ("in_flight", event.in_flight), ("delayed", event.delayed)):
+            self.record(QUEUE_DEPTH, value, queue=event.queue, queue_type=event.queue_type, state=state)
+
+    def _workload(self, event: ev.Workload) -> None:
+        labels = {"work_kind": event.job_type, "work_phase": event.phase, "source_job_type": "none"}
+        self.record(WORKLOAD_ACTIVE_SLOTS, event.busy, **labels)
+        self.record(WORKLOAD_CAPACITY_SLOTS, event.capacity, **labels)
+        if event.busy_s > 0:
+            self.record(WORKLOAD_BUSY_SECONDS, event.busy_s, **labels)
+
+    # -- settlement costs (jobs/state_update.py ``SettlementFigures``, settlement/txmgr.py) ---------------
 
     def settlement_done(
         self, *, blocks: int, felts: int, blobs: int, seconds: float, fee_wei: int | None, layer: str = "L1"
     ) -> None:
         """A StateTransition's settlement call succeeded: ``blocks`` settled by ``blobs`` carrying ``felts``."""
-        self.settlements.inc()
-        self.settled_blocks.inc(max(0, blocks))
-        self.settlement_time.labels("StateTransition", layer).set(seconds)
+        self.record(SETTLEMENTS)
+        self.record(SETTLED_BLOCKS, max(0, blocks))
+        self.record(SETTLEMENT_TIME, seconds, operation_job_type=JobType.STATE_TRANSITION, settlement_layer=layer)
         if blobs > 0:
-            self.settlement_blobs.inc(blobs)
-            self.settlement_blob_fill.observe(felts / (blobs * 4096))
+            self.record(SETTLEMENT_BLOBS, blobs)
+            self.record(SETTLEMENT_BLOB_FILL, felts / (blobs * BLOB_FELTS))
         if fee_wei is not None:
-            self.settlement_fee.inc(fee_wei)
-            self.settlement_last_fee.set(fee_wei)
+            self.record(SETTLEMENT_FEE, fee_wei)
+            self.record(SETTLEMENT_LAST_FEE, fee_wei)
             if blocks > 0:
-                self.settlement_fee_per_block.set(fee_wei / blocks)
+                self.record(SETTLEMENT_FEE_PER_BLOCK, fee_wei / blocks)
 
     def settlement_tx_finalized(
         self,
@@ -602,13 +660,43 @@ class Metrics:
     ) -> None:
         """A settlement transaction's receipt, once final: the L1 gas it used and the price paid."""
         if gas_used is not None:
-            self.settlement_gas.labels("execution").observe(gas_used)
+            self.record(SETTLEMENT_GAS, gas_used, gas="execution")
         if blob_gas_used:
-            self.settlement_gas.labels("blob").observe(blob_gas_used)
+            self.record(SETTLEMENT_GAS, blob_gas_used, gas="blob")
         if gas_price_wei is not None:
-            self.settlement_gas_price.labels("execution").set(gas_price_wei)
+            self.record(SETTLEMENT_GAS_PRICE, gas_price_wei, gas="execution")
         if blob_gas_price_wei is not None:
-            self.settlement_gas_price.labels("blob").set(blob_gas_price_wei)
+            self.record(SETTLEMENT_GAS_PRICE, blob_gas_price_wei, gas="blob")
 
     def settlement_fee_capped(self) -> None:
-        self.settlement_fee_cap_exceeded.inc()
+        self.record(SETTLEMENT_FEE_CAP_EXCEEDED)
+
+
+_HANDLERS: dict[type[Any], Callable[[Metrics, Any], None]] = {
+    get_type_hints(handler)["event"]: handler
+    for handler in (
+        Metrics._job_operation,
+        Metrics._operation_failed,
+        Metrics._job_processed,
+        Metrics._job_completed,
+        Metrics._job_retried,
+        Metrics._status_changed,
+        Metrics._job_healed,
+        Metrics._job_abandoned,
+        Metrics._job_failed,
+        Metrics._handoff,
+        Metrics._trigger_run,
+        Metrics._trigger_failures,
+        Metrics._cleanup_run,
+        Metrics._batching_run,
+        Metrics._batch_created,
+        Metrics._batch_closed,
+        Metrics._latest_batch,
+        Metrics._chain_head,
+        Metrics._settled_block,
+        Metrics._job_counts,
+        Metrics._queue_depth,
+        Metrics._workload,
+    )
+}
+"""Each event's handler (by the type its ``event`` parameter has)."""

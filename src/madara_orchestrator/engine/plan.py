@@ -16,7 +16,6 @@ from typing import Any
 
 from madara_orchestrator.domain.jobs import JobType
 from madara_orchestrator.domain.queues import Layer
-from madara_orchestrator.engine.metrics import Metrics
 from madara_orchestrator.interfaces import (
     AggregatorRunner,
     AlertSink,
@@ -34,7 +33,7 @@ from madara_orchestrator.jobs.data_submission import DataSubmissionJobHandler
 from madara_orchestrator.jobs.proof_registration import ProofRegistrationJobHandler
 from madara_orchestrator.jobs.proving import ProvingJobHandler
 from madara_orchestrator.jobs.snos import SnosJobHandler
-from madara_orchestrator.jobs.state_update import BatchKind, StateUpdateJobHandler
+from madara_orchestrator.jobs.state_update import BatchKind, SettlementFigures, StateUpdateJobHandler
 from madara_orchestrator.starknet.squash import BatchRpc
 
 
@@ -68,7 +67,7 @@ class HandlerContext:
     settlement: SettlementClient
     alerts: AlertSink
     clock: Clock
-    metrics: Metrics
+    metrics: SettlementFigures
     aggregator_runner: AggregatorRunner | None
     dedup_proofs_by_job_id: bool
     settlement_fee_wait_s: float

@@ -20,7 +20,7 @@ from typing import Any
 from madara_orchestrator.domain.batching import BatchLimits
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.domain.health import HealthStatus, TriggerHealth, chain_problem, health_status
-from madara_orchestrator.domain.jobs import DEFAULT_POLICIES, JobPolicy, JobStatus, JobType
+from madara_orchestrator.domain.jobs import DEFAULT_POLICIES, JobPolicy, JobType
 from madara_orchestrator.domain.queues import (
     PROCESSING_QUEUE,
     VERIFICATION_QUEUE,
@@ -34,6 +34,7 @@ from madara_orchestrator.domain.queues import (
 )
 from madara_orchestrator.domain.redaction import cut_urls
 from madara_orchestrator.domain.retry import REDELIVERY, RetryPolicy
+from madara_orchestrator.engine import telemetry as ev
 from madara_orchestrator.engine.batching import Batcher, BatchingConfig
 from madara_orchestrator.engine.cleanup import StorageCleanup
 from madara_orchestrator.engine.consumers import QueueConsumer
@@ -479,7 +480,7 @@ class Runtime:
             if unavailable is not None:
                 log.info("sequencer head available again: block %d", head)
                 unavailable = None
-            self.metrics.chain_head.set(head)
+            self.metrics.report(ev.ChainHead(head))
             if seen is None or head > seen:
                 seen = head
                 self.triggers.kick(first)
@@ -566,47 +567,29 @@ class Runtime:
 
     async def refresh_gauges(self) -> None:
         """Jobs by type and status and queue depths, read at scrape time."""
-        m = self.metrics
-        counts = await self.adapters.db.count_jobs()
-        m.jobs.clear()
-        m.job_status_current.clear()
-        for (job_type, status), count in counts.items():
-            m.jobs.labels(job_type, status).set(count)
-            m.job_status_current.labels(job_type, status).set(count)
-        m.active_jobs_count.labels("processing").set(
-            sum(n for (_, status), n in counts.items() if status == JobStatus.LOCKED_FOR_PROCESSING)
-        )
+        self.metrics.report(ev.JobCounts(await self.adapters.db.count_jobs()))
         for queue_type in self.config.queue_configs():
             name = self.config.queue_names.of(queue_type)
             depth = await self.adapters.queue.depth(name)
-            for state, value in (
-                ("visible", depth.visible),
-                ("in_flight", depth.in_flight),
-                ("delayed", depth.delayed),
-            ):
-                m.queue_depth.labels(name, state).set(value)
-                m.job_queue_depth.labels(queue_type, state).set(value)
+            self.metrics.report(ev.QueueDepth(queue_type, name, depth.visible, depth.in_flight, depth.delayed))
         self._refresh_workload()
         with contextlib.suppress(Exception):
             last = await self.adapters.settlement.last_settled_block()
             if last is not None:
-                self.metrics.last_settled_block.set(last)
+                self.metrics.report(ev.SettledBlock(last))
 
     def _refresh_workload(self) -> None:
         """Busy and total slots of the job queues' consumers, and the time they spent busy."""
         names = self.config.queue_names
-        kinds: dict[str, tuple[str, str]] = {}
+        kinds: dict[str, tuple[JobType, str]] = {}
         for job_type in self.config.job_types():
-            kinds[names.of(PROCESSING_QUEUE[job_type])] = (str(job_type), "process")
-            kinds[names.of(VERIFICATION_QUEUE[job_type])] = (str(job_type), "verify")
+            kinds[names.of(PROCESSING_QUEUE[job_type])] = (job_type, "process")
+            kinds[names.of(VERIFICATION_QUEUE[job_type])] = (job_type, "verify")
         for consumer in self.consumers:
             kind = kinds.get(consumer.name)
             if kind is None:
                 continue
-            labels = (*kind, "none")
-            self.metrics.workload_active_slots.labels(*labels).set(consumer.busy)
-            self.metrics.workload_capacity_slots.labels(*labels).set(consumer.concurrency)
             busy = consumer.busy_seconds - self._busy_seen.get(consumer.name, 0.0)
             if busy > 0:
                 self._busy_seen[consumer.name] = consumer.busy_seconds
-                self.metrics.workload_busy_seconds.labels(*labels).inc(busy)
+            self.metrics.report(ev.Workload(*kind, consumer.busy, consumer.concurrency, max(0.0, busy)))

@@ -66,10 +66,10 @@ from madara_orchestrator.domain.lifecycle import (
 from madara_orchestrator.domain.queues import QueueNames, QueueType, job_message
 from madara_orchestrator.domain.retry import REDELIVERY
 from madara_orchestrator.domain.retry import RetryPolicy as RetryPolicy
+from madara_orchestrator.engine import telemetry as ev
 from madara_orchestrator.engine.blocks import BlockRange, describe_range, job_ranges
 from madara_orchestrator.engine.lease import LeaseLost, LeaseTiming, hold
-from madara_orchestrator.engine.metrics import Metrics
-from madara_orchestrator.engine.telemetry import job_scope
+from madara_orchestrator.engine.telemetry import Telemetry, job_scope
 from madara_orchestrator.interfaces import AlertSink, AtomicJobCreation, Clock, Database, QueueClient
 from madara_orchestrator.jobs.base import JobHandler
 
@@ -134,7 +134,7 @@ class JobService:
         queue_names: QueueNames,
         handlers: Mapping[JobType, JobHandler[Any]],
         alerts: AlertSink,
-        metrics: Metrics,
+        metrics: Telemetry,
         clock: Clock | None = None,
         policies: Mapping[JobType, JobPolicy] | None = None,
         retry: RetryPolicy | None = None,
@@ -274,8 +274,7 @@ class JobService:
         except LeaseLost as exc:
             # Whoever holds the lease now finishes the job; if nobody does (the renewals failed during a
             # database outage), a fresh message brings it back once the lease has expired.
-            self.metrics.operations.labels(job.job_type, "process", "lease_lost").inc()
-            self.metrics.job_operation_failed(job.job_type, "process_job")
+            self.metrics.report(ev.OperationFailed(job.job_type, "process_job", "lease_lost"))
             log.error("%s; its result is dropped", exc)
             await self.queue.send(
                 self.names.processing(job.job_type), job_message(job.id), delay_s=policy.lease_s + 1.0
@@ -293,13 +292,14 @@ class JobService:
         except StaleVersion:
             log.error("%s: lease lost while processing; another worker owns it now, result dropped", job.describe())
             return ACK
-        self.metrics.operations.labels(job.job_type, "process", "success").inc()
-        self.metrics.stage_latency.labels(job.job_type, "process").observe(max(0.0, now - locked_at))
         first_attempt = job.common.process_attempt_no == 1 and job.common.process_retry_attempt_no == 0
-        self.metrics.job_processed(
-            job.job_type,
-            seconds=time.monotonic() - started,
-            scheduling_delay_s=locked_at - job.created_at if first_attempt else None,
+        self.metrics.report(
+            ev.JobProcessed(
+                job.job_type,
+                seconds=time.monotonic() - started,
+                since_locked_s=now - locked_at,
+                scheduling_delay_s=locked_at - job.created_at if first_attempt else None,
+            )
         )
         await self._carry_out(job, [e for e in effects if not isinstance(e, Save)], now=now)
         log.info("processed %s -> %s", job.describe(), job.external_id or "-")
@@ -314,7 +314,7 @@ class JobService:
             job, _ = await self._carry_out(healed, effects, now=now)
         except StaleVersion:
             return None
-        self.metrics.healed_jobs.labels(job.job_type).inc()
+        self.metrics.report(ev.JobHealed(job.job_type))
         if previous_life:
             log.warning(
                 "%s: left locked by an earlier run of this instance (%s); taking it back", job.describe(), self.owner
@@ -331,8 +331,7 @@ class JobService:
         outcome = ProcessFailed(failure=failure, restore_to=original_status, receive_count=receive_count)
         decided, effects = self._decide(job, outcome, now)
         if not failure.is_outage:
-            self.metrics.operations.labels(job.job_type, "process", "failure").inc()
-            self.metrics.job_operation_failed(job.job_type, "process_job")
+            self.metrics.report(ev.OperationFailed(job.job_type, "process_job", "failure"))
             if failure.kind == FailureKind.FINAL:
                 log.error("%s failed and will not be retried: %s", job.describe(), exc)
             elif not failure.expected:
@@ -390,8 +389,7 @@ class JobService:
         try:
             result = await handler.verify(job)
         except Exception as exc:
-            self.metrics.operations.labels(job.job_type, "verify", "error").inc()
-            self.metrics.job_operation_failed(job.job_type, "verify_job")
+            self.metrics.report(ev.OperationFailed(job.job_type, "verify_job", "error"))
             failure = classify(exc)
             now = self.clock.now()
             waiting, effects = self._decide(job, VerifyFailed(failure=failure), now)
@@ -431,7 +429,7 @@ class JobService:
         now = self.clock.now()
         decided, effects = self._decide(job, dataclasses.replace(result, wake=wake), now)
         if result.status == Verification.REJECTED:
-            self.metrics.operations.labels(job.job_type, "verify", "rejected").inc()
+            self.metrics.report(ev.OperationFailed(job.job_type, "verify_job", "rejected"))
         status_after = decided.status
         if any(isinstance(e, MoveToFailed) for e in effects):
             status_after = S.FAILED
@@ -477,13 +475,13 @@ class JobService:
                 case Nack(delay_s=delay_s):
                     decision = Decision(ack=False, delay_s=delay_s)
                 case Retry():
-                    self.metrics.job_retry_count.labels(job.job_type, "process_failure").inc()
+                    self.metrics.report(ev.JobRetried(job.job_type, "process_failure"))
                 case MoveToFailed(reason=reason):
                     await self.move_to_failed(job, reason)
                 case WaitOut():
                     await self._waiting(job, effect)
                 case ProcessAgain(reason=reason):
-                    self.metrics.job_retry_count.labels(job.job_type, "verification_rejected").inc()
+                    self.metrics.report(ev.JobRetried(job.job_type, "verification_rejected"))
                     log.warning("%s: verification rejected (%s); processing again", job.describe(), reason)
                 case Signal.TIME_OUT:
                     await self._timed_out(job)
@@ -491,8 +489,7 @@ class JobService:
 
     async def _waiting(self, job: Job, wait: WaitOut) -> None:
         stage = "verify" if wait.verification else "process"
-        self.metrics.operations.labels(job.job_type, stage, "outage").inc()
-        self.metrics.job_operation_failed(job.job_type, f"{stage}_job")
+        self.metrics.report(ev.OperationFailed(job.job_type, f"{stage}_job", "outage"))
         log.warning("%s: %s; trying again in %.0f s (no attempt spent)", job.describe(), wait.reason, wait.wait_s)
         if wait.alert:
             await self.alerts.send(
@@ -502,8 +499,7 @@ class JobService:
             )
 
     async def _timed_out(self, job: Job) -> None:
-        self.metrics.operations.labels(job.job_type, "verify", "timeout").inc()
-        self.metrics.job_timeout_count.labels(job.job_type, "verification").inc()
+        self.metrics.report(ev.OperationFailed(job.job_type, "verify_job", "timeout"))
         await self.alerts.send(
             "Job Verification Timeout",
             f"Job Verification Timeout Alert: Job ID: {job.id}, Type: {job.job_type}, "
@@ -512,22 +508,20 @@ class JobService:
         )
 
     def _observe_completion(self, job: Job, now: float, verify_call_s: float) -> None:
-        self.metrics.operations.labels(job.job_type, "verify", "success").inc()
         completed_at = job.common.process_completed_at
-        if completed_at is not None:
-            self.metrics.stage_latency.labels(job.job_type, "verify").observe(max(0.0, now - completed_at))
-        self.metrics.stage_latency.labels(job.job_type, "e2e").observe(max(0.0, now - job.created_at))
-        self.metrics.job_completed(
-            job.job_type,
-            e2e_s=now - job.created_at,
-            verify_call_s=verify_call_s,
-            since_processed_s=None if completed_at is None else now - completed_at,
+        self.metrics.report(
+            ev.JobCompleted(
+                job.job_type,
+                e2e_s=now - job.created_at,
+                verify_call_s=verify_call_s,
+                since_processed_s=None if completed_at is None else now - completed_at,
+            )
         )
 
     async def _save(self, job: Job, was: JobStatus, **kwargs: Any) -> Job:
         """``db.update_job``, counting the status transition (``was`` → ``job.status``) once it is written."""
         saved = await self.db.update_job(job, **kwargs)
-        self.metrics.job_transition(job.job_type, was, saved.status)
+        self.metrics.report(ev.StatusChanged(job.job_type, was, saved.status))
         return saved
 
     async def _observe(self, job: Job, operation: str, started: float) -> None:
@@ -539,8 +533,8 @@ class JobService:
                 block = await self._last_block(job)
             except Exception:
                 block = None  # a figure is not worth failing the job for
-        self.metrics.job_operation(
-            job.job_type, operation, status_after=job.status, seconds=time.monotonic() - started, block=block
+        self.metrics.report(
+            ev.JobOperation(job.job_type, operation, job.status, seconds=time.monotonic() - started, block=block)
         )
 
     async def _last_block(self, job: Job) -> int | None:
@@ -574,7 +568,7 @@ class JobService:
             log.warning("dead-letter message for %s while it is being processed; ignored", job.describe())
             return ACK
         await self.move_to_failed(job, f"Job moved to DLQ after exhausting retries (last status: {job.status})")
-        self.metrics.job_abandoned_count.labels(job.job_type, job.common.process_attempt_no).inc()
+        self.metrics.report(ev.JobAbandoned(job.job_type, job.common.process_attempt_no))
         return ACK
 
     async def move_to_failed(self, job: Job, reason: str) -> None:
@@ -590,7 +584,7 @@ class JobService:
                 return
             await self.move_to_failed(fresh, reason)
             return
-        self.metrics.failed_jobs.labels(job.job_type).inc()
+        self.metrics.report(ev.JobFailed(job.job_type))
         log.error("%s moved to Failed: %s", job.describe(), reason)
         await self.alerts.send("Job Failed", job_failed_alert(failed, reason, await self.block_range(failed)))
 
@@ -635,7 +629,7 @@ class JobService:
         now = self.clock.now()
         retried, effects = self._decide(job, Step.OPERATOR_RETRY, now)
         job = await self._save(retried, job.status, now=now)
-        self.metrics.job_retry_count.labels(job.job_type, "operator").inc()
+        self.metrics.report(ev.JobRetried(job.job_type, "operator"))
         await self._enqueue(job, _sent(effects), priority=priority, checked=checked)
         log.info("%s queued for retry by an operator", job.describe())
         return job

@@ -1,4 +1,8 @@
-"""What log lines and traces know about the job being handled, so that the two join up.
+"""What the engine tells about itself: events for the metrics, and the job context of log lines and traces.
+
+Events: the engine reports what happened (a job processed, a batch closed, a queue's depth...) to a
+``Telemetry``, one small protocol; engine/metrics.py turns each event into the figures of ``/metrics`` and
+OTLP, ``NoTelemetry`` drops them (tests that do not look at figures).
 
 While the job service processes or verifies a job, a context (``contextvars``, so per asyncio task) holds
 the job's id, type, internal id, block range (when its metadata has one), the operation and the attempt,
@@ -18,11 +22,11 @@ import contextvars
 import dataclasses
 import hashlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from madara_orchestrator.domain.jobs import Job, SnosMetadata
+from madara_orchestrator.domain.jobs import Job, JobStatus, JobType, SnosMetadata
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
@@ -141,3 +145,241 @@ def _root_span(tracer: Tracer, context: JobContext) -> Iterator[Span]:
         _pending_trace.reset(hint)
     with use_span(span, end_on_exit=True):
         yield span
+
+
+# -- events: what the engine reports ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JobOperation:
+    """A create_job, process_job or verify_job call that went through; ``status_after`` the job's status
+    after it, ``block`` the last block the job covers (None when unknown)."""
+
+    job_type: JobType
+    operation: str
+    status_after: JobStatus
+    seconds: float
+    block: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class OperationFailed:
+    """A process_job or verify_job call that did not take its job on: ``outcome`` lease_lost, failure,
+    outage or error (the call itself failed), or, of a verification, rejected or timeout (its last attempt)."""
+
+    job_type: JobType
+    operation: str
+    outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobProcessed:
+    """Processing succeeded: the call took ``seconds``, the job was locked ``since_locked_s`` ago;
+    ``scheduling_delay_s``: creation to lock, first attempt only."""
+
+    job_type: JobType
+    seconds: float
+    since_locked_s: float
+    scheduling_delay_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobCompleted:
+    """Verification said Verified: the job is Completed."""
+
+    job_type: JobType
+    e2e_s: float
+    verify_call_s: float
+    since_processed_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobRetried:
+    """Processing is tried again: ``reason`` process_failure, verification_rejected or operator."""
+
+    job_type: JobType
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChanged:
+    """A status write (``was`` → ``now``; the same status is no transition)."""
+
+    job_type: JobType
+    was: JobStatus
+    now: JobStatus
+
+
+@dataclass(frozen=True, slots=True)
+class JobHealed:
+    """A job whose worker died (its lease expired) taken over by the heal sweep."""
+
+    job_type: JobType
+
+
+@dataclass(frozen=True, slots=True)
+class JobAbandoned:
+    """Dead-lettered after ``attempts`` processing attempts."""
+
+    job_type: JobType
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobFailed:
+    """A job moved to Failed."""
+
+    job_type: JobType
+
+
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    """A job's successor was created ``seconds`` after the job completed."""
+
+    job_type: JobType
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerRun:
+    """One run of a trigger: ``outcome`` progress, idle, error or halted (``--halt-on-failure``)."""
+
+    trigger: str
+    outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerFailures:
+    """A trigger's failed runs in a row (0 once it succeeds again)."""
+
+    trigger: str
+    failures: int
+
+
+@dataclass(frozen=True, slots=True)
+class CleanupRun:
+    """A StorageCleanup run: settled jobs whose artifacts it marked to expire, artifacts marked."""
+
+    jobs: int
+    artifacts: int
+    failed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BatchingRun:
+    """One batching run took ``seconds``."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class BatchCreated:
+    """A batch was opened: ``kind`` aggregator or snos."""
+
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class BatchClosed:
+    """A batch closed by the rule ``reason``, with ``blocks`` blocks and, an aggregator batch, its
+    compressed state diff of ``felts`` felts."""
+
+    kind: str
+    reason: str
+    blocks: int
+    felts: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LatestBatch:
+    """The batch of ``kind`` with the highest ``index`` was stored."""
+
+    kind: str
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    """The sequencer's latest block."""
+
+    block: int
+
+
+@dataclass(frozen=True, slots=True)
+class SettledBlock:
+    """The last block the settlement layer reports."""
+
+    block: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobCounts:
+    """Jobs by type and status, as the store counts them now."""
+
+    counts: Mapping[tuple[JobType, JobStatus], int]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    """Messages of one queue (``queue`` its name, ``queue_type`` what it carries) by state."""
+
+    queue_type: str
+    queue: str
+    visible: int
+    in_flight: int
+    delayed: int
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """A job queue consumer's busy and total slots, and the time it spent busy since the last report."""
+
+    job_type: JobType
+    phase: str
+    busy: int
+    capacity: int
+    busy_s: float
+
+
+Event = (
+    JobOperation
+    | OperationFailed
+    | JobProcessed
+    | JobCompleted
+    | JobRetried
+    | StatusChanged
+    | JobHealed
+    | JobAbandoned
+    | JobFailed
+    | Handoff
+    | TriggerRun
+    | TriggerFailures
+    | CleanupRun
+    | BatchingRun
+    | BatchCreated
+    | BatchClosed
+    | LatestBatch
+    | ChainHead
+    | SettledBlock
+    | JobCounts
+    | QueueDepth
+    | Workload
+)
+
+
+class Telemetry(Protocol):
+    """Where the engine reports events; ``tracer``: spans around job operations (None: no traces)."""
+
+    @property
+    def tracer(self) -> Tracer | None: ...
+
+    def report(self, event: Event) -> None: ...
+
+
+class NoTelemetry:
+    """Drops every event, records no span."""
+
+    tracer: Tracer | None = None
+
+    def report(self, event: Event) -> None:
+        pass

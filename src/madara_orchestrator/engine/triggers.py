@@ -45,11 +45,12 @@ from madara_orchestrator.domain.jobs import (
 )
 from madara_orchestrator.domain.queues import Layer
 from madara_orchestrator.domain.redaction import cut_urls
+from madara_orchestrator.engine import telemetry as ev
 from madara_orchestrator.engine.batching import Batcher
 from madara_orchestrator.engine.cleanup import StorageCleanup
-from madara_orchestrator.engine.metrics import Metrics
 from madara_orchestrator.engine.plan import L2_PLAN, PLANS, LayerPlan, TriggerName
 from madara_orchestrator.engine.service import JobService
+from madara_orchestrator.engine.telemetry import Telemetry
 from madara_orchestrator.interfaces import Clock, Database, SequencerRpc
 from madara_orchestrator.jobs.aggregator import aggregator_metadata
 from madara_orchestrator.jobs.batch_status import move_aggregator_batch, move_snos_batch
@@ -89,7 +90,7 @@ class Triggers:
         db: Database,
         sequencer: SequencerRpc,
         clock: Clock,
-        metrics: Metrics,
+        metrics: Telemetry,
         batcher: Batcher,
         owner: str | None = None,
         cleanup: StorageCleanup | None = None,
@@ -185,16 +186,16 @@ class Triggers:
     async def run_once(self, name: TriggerName) -> bool:
         try:
             if self.config.halt_on_failure and name != TriggerName.STORAGE_CLEANUP and await self._halted():
-                self.metrics.trigger_runs.labels(name, "halted").inc()
+                self.metrics.report(ev.TriggerRun(name, "halted"))
                 return False
             progressed = await self._impl[name]()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self.metrics.trigger_runs.labels(name, "error").inc()
+            self.metrics.report(ev.TriggerRun(name, "error"))
             self._failed(name, exc)
             return False
-        self.metrics.trigger_runs.labels(name, "progress" if progressed else "idle").inc()
+        self.metrics.report(ev.TriggerRun(name, "progress" if progressed else "idle"))
         self._succeeded(name)
         if progressed:
             for follower in self._next.get(name, ()):
@@ -220,7 +221,7 @@ class Triggers:
             text, now=self.clock.now(), outage=outage is not None, policy=self.config.health
         )
         self._health[name] = health
-        self.metrics.trigger_failures.labels(name).set(health.failures)
+        self.metrics.report(ev.TriggerFailures(name, health.failures))
         # A traceback is for a bug, and once: not for an error we raise on purpose (an outside service down or
         # answering errors, bad data: its message says it), nor for a bug seen before.
         key = (str(name), type(exc).__name__, str(exc))
@@ -241,7 +242,7 @@ class Triggers:
         health = self._health.pop(name, None)
         if health is None:
             return
-        self.metrics.trigger_failures.labels(name).set(0)
+        self.metrics.report(ev.TriggerFailures(name, 0))
         now = self.clock.now()
         since = now if health.failing_since is None else health.failing_since
         log.info(
@@ -258,15 +259,14 @@ class Triggers:
         cleanup = self._cleanup
         assert cleanup is not None
         jobs, tagged = cleanup.jobs_done, cleanup.tagged_objects
-        self.metrics.cleanup_runs.inc()
+        failed = False
         try:
             return await cleanup.run()
         except Exception:
-            self.metrics.cleanup_failures.labels("run_failed").inc()
+            failed = True
             raise
         finally:
-            self.metrics.cleanup_jobs_processed.inc(max(0, cleanup.jobs_done - jobs))
-            self.metrics.cleanup_artifacts_tagged.inc(max(0, cleanup.tagged_objects - tagged))
+            self.metrics.report(ev.CleanupRun(cleanup.jobs_done - jobs, cleanup.tagged_objects - tagged, failed))
 
     async def _halted(self) -> bool:
         failed = await self.db.list_jobs(statuses=[JobStatus.FAILED, JobStatus.VERIFICATION_TIMEOUT], limit=1)
@@ -292,7 +292,7 @@ class Triggers:
 
     def _handoff(self, parent: Job | None) -> None:
         if parent is not None:
-            self.metrics.handoff_latency.labels(parent.job_type).observe(max(0.0, self.clock.now() - parent.updated_at))
+            self.metrics.report(ev.Handoff(parent.job_type, self.clock.now() - parent.updated_at))
 
     async def _create(
         self, job_type: JobType, internal_id: int, specific: object, parent: Job | None = None

@@ -31,9 +31,9 @@ from madara_orchestrator.devnet.layout_bridge import (
 from madara_orchestrator.domain.jobs import DEFAULT_POLICIES, Job, JobPolicy, JobStatus, JobType, ProvingMetadata
 from madara_orchestrator.domain.proving import CreateJob, TaskState, TaskType
 from madara_orchestrator.domain.queues import Layer
-from madara_orchestrator.engine.metrics import Metrics
 from madara_orchestrator.engine.runtime import RuntimeConfig
 from madara_orchestrator.engine.service import JobService, RetryPolicy
+from madara_orchestrator.engine.telemetry import NoTelemetry
 from madara_orchestrator.jobs.base import Verification
 from madara_orchestrator.jobs.proof_registration import ProofRegistrationJobHandler
 from madara_orchestrator.provers.atlantic import AtlanticClient, AtlanticConfig, AtlanticNetwork
@@ -103,7 +103,7 @@ async def running(tmp_path: Path, processing_s: float) -> AsyncIterator[Setup]:
             queue_names=config.queue_names,
             handlers={PR: handler},
             alerts=alerts,
-            metrics=Metrics(),
+            metrics=NoTelemetry(),
             clock=clock,
             policies=policies,
             retry=RetryPolicy(base_delay_s=1, max_delay_s=8),

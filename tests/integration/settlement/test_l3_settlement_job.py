@@ -26,9 +26,9 @@ from madara_orchestrator.domain.jobs import (
     StateUpdateMetadata,
 )
 from madara_orchestrator.domain.queues import Layer
-from madara_orchestrator.engine.metrics import Metrics
 from madara_orchestrator.engine.runtime import RuntimeConfig
 from madara_orchestrator.engine.service import JobService, RetryPolicy
+from madara_orchestrator.engine.telemetry import NoTelemetry
 from madara_orchestrator.jobs.artifacts import encode_felts_json
 from madara_orchestrator.jobs.state_update import BatchKind, StateUpdateJobHandler
 from madara_orchestrator.server.background import BackgroundServer
@@ -89,7 +89,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
         queue_names=config.queue_names,
         handlers={ST: handler},
         alerts=RecordingAlerts(),
-        metrics=Metrics(),
+        metrics=NoTelemetry(),
         clock=clock,
         policies=DEFAULT_POLICIES,
         retry=RetryPolicy(base_delay_s=1, max_delay_s=8),
