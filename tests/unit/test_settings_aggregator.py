@@ -5,6 +5,7 @@ validation pass; the runner each choice builds; and what ``devnet-chain`` writes
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import stat
 import sys
@@ -15,7 +16,7 @@ import pytest
 from madara_orchestrator.aggregator.command import CommandAggregatorRunner
 from madara_orchestrator.aggregator.contract import AggregatorRunConfig
 from madara_orchestrator.aggregator.http import HttpAggregatorRunner
-from madara_orchestrator.cli.compose import Closer, build_aggregator_runner
+from madara_orchestrator.cli.compose import build_aggregator_runner
 from madara_orchestrator.cli.devnet import LocalL1, devnet_settings
 from madara_orchestrator.cli.devnet_chain import chain_env
 from madara_orchestrator.cli.main import main
@@ -163,32 +164,29 @@ def test_command_and_http_modes_check_their_flags(script: Path, tmp_path: Path) 
 
 async def test_each_choice_builds_its_runner(script: Path, tmp_path: Path) -> None:
     rpc = StarknetRpcClient("http://127.0.0.1:9545")
-    closers: list[Closer] = []
     env = {**MOCK, P + "DATA_DIR": str(tmp_path / "data")}
-    try:
-        devnet = build_aggregator_runner(load_run_settings(parse(["--aggregator-runner", "devnet"]), env), rpc, closers)
+    async with contextlib.AsyncExitStack() as exits:
+        devnet = build_aggregator_runner(load_run_settings(parse(["--aggregator-runner", "devnet"]), env), rpc, exits)
         assert isinstance(devnet, DevnetAggregatorRunner) and devnet.kzg_da, "Ethereum checks a KZG section"
         argv = ["--aggregator-runner", "command", "--aggregator-command", f"{sys.executable} {script}"]
-        command = build_aggregator_runner(load_run_settings(parse(argv), env), rpc, closers)
+        command = build_aggregator_runner(load_run_settings(parse(argv), env), rpc, exits)
         assert isinstance(command, CommandAggregatorRunner)
         assert command.argv == [sys.executable, str(script)] and command.work_dir == tmp_path / "data" / "aggregator"
         assert command.config == AggregatorRunConfig(rpc_url="http://127.0.0.1:9944", use_kzg_da=True, timeout_s=3600)
         argv = ["--aggregator-runner", "http", "--aggregator-runner-url", "http://127.0.0.1:8000/"]
-        http = build_aggregator_runner(load_run_settings(parse(argv), env), rpc, closers)
+        http = build_aggregator_runner(load_run_settings(parse(argv), env), rpc, exits)
         assert isinstance(http, HttpAggregatorRunner) and http.url == "http://127.0.0.1:8000"
-        assert closers == [http.aclose], "the stack closes the runner's HTTP client"
-        ledger = build_aggregator_runner(load_run_settings(parse([]), GOOD), rpc, closers)
+        assert not http._client.is_closed
+        ledger = build_aggregator_runner(load_run_settings(parse([]), GOOD), rpc, exits)
         assert isinstance(ledger, DevnetAggregatorRunner) and not ledger.kzg_da
         # Settings made in code (not validated) without a runner: still no stand-in by default.
         unnamed = Settings(
             {**devnet_settings(tmp_path, "http://127.0.0.1:9944", port=0).values, "aggregator_runner": None}
         )
         with pytest.raises(ConfigError, match="--aggregator-runner is required with --prover devnet"):
-            build_aggregator_runner(unnamed, rpc, closers)
-    finally:
-        for close in closers:
-            await close()
-        await rpc.aclose()
+            build_aggregator_runner(unnamed, rpc, exits)
+    assert http._client.is_closed, "the stack closes the runner's HTTP client"
+    await rpc.aclose()
 
 
 def test_devnet_and_devnet_chain_name_the_stand_ins(tmp_path: Path) -> None:
