@@ -480,13 +480,13 @@ async def run_devnet(args: argparse.Namespace, data_dir: Path) -> int:
         if args.max_batch_size is not None:
             # An L3 settles each SNOS batch: there the batch is the SNOS batch.
             overrides["max_blocks_per_snos_batch" if args.layer == "l3" else "max_batch_size"] = args.max_batch_size
-        settings = Settings({**settings.values, **overrides})
+        settings = Settings({**settings.values, **overrides}, settings.secrets)
         if args.layer == "l3":
             l2 = await start_local_l2()
-            settings = Settings({**settings.values, **l2.overrides})
+            settings = Settings({**settings.values, **l2.overrides}, settings.secrets)
         elif args.settlement == "anvil":
             l1 = await start_local_l1(data_dir, hardfork=args.hardfork, core_contract=args.core_contract)
-            settings = Settings({**settings.values, **l1.overrides})
+            settings = Settings({**settings.values, **l1.overrides}, settings.secrets)
         stack = await build_embedded_stack(settings, prover_latency_s=args.prover_latency)
     except BaseException:
         listener.close()

@@ -3,7 +3,7 @@ sections; ``RUN_OPTIONS`` is its fields read back as options."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -40,13 +40,18 @@ class Settings(
     """The resolved ``run`` settings: one typed attribute per option (its group's field). ``run --help`` shows
     the groups in the order of these bases."""
 
-    def __init__(self, values: Mapping[str, Any] = MappingProxyType({})) -> None:
+    secrets: frozenset[str] = frozenset()
+    """The settings whose values are masked: every secret one when loaded (``load_run_settings``); none in
+    settings made in code (the devnet's keys are the well-known dev keys)."""
+
+    def __init__(self, values: Mapping[str, Any] = MappingProxyType({}), secrets: Iterable[str] = ()) -> None:
         """Each setting from ``values`` by name; one not given keeps its declared default."""
         unknown = sorted(values.keys() - _NAMES)
         if unknown:
             raise TypeError(f"not settings: {', '.join(unknown)}")
         for option in RUN_OPTIONS:
             object.__setattr__(self, option.name, values.get(option.name, option.default))
+        object.__setattr__(self, "secrets", frozenset(secrets))
 
     @property
     def values(self) -> dict[str, Any]:
@@ -63,7 +68,7 @@ class Settings(
     def describe(self) -> dict[str, Any]:
         """The settings as shown to people: secrets masked, URLs cut to ``scheme://host[:port]``."""
         return {
-            k: "***" if k in SECRETS and v is not None else cut_urls(v) if isinstance(v, str) else v
+            k: "***" if k in self.secrets and v is not None else cut_urls(v) if isinstance(v, str) else v
             for k, v in self.values.items()
         }
 
@@ -75,7 +80,9 @@ class Settings(
     def secret_mask(self) -> SecretMask:
         """What output must never show: every secret setting's value, and the credentials, query values and
         long path segments of every URL setting (an RPC URL may carry a key)."""
-        return SecretMask(str(v) for k, v in self.values.items() if isinstance(v, str) and (k in SECRETS or "://" in v))
+        return SecretMask(
+            str(v) for k, v in self.values.items() if isinstance(v, str) and (k in self.secrets or "://" in v)
+        )
 
 
 _GROUP_CLASSES: tuple[type[SettingsGroup], ...] = tuple(

@@ -19,7 +19,7 @@ from madara_orchestrator.cli.settings.checks import (
 )
 from madara_orchestrator.cli.settings.formats import is_felt, parse_da_public_keys
 from madara_orchestrator.cli.settings.loading import resolve_checked
-from madara_orchestrator.cli.settings.model import RUN_NUMBER_RULES, RUN_OPTIONS, Settings, option_named
+from madara_orchestrator.cli.settings.model import RUN_NUMBER_RULES, RUN_OPTIONS, SECRETS, Settings, option_named
 from madara_orchestrator.cli.settings.prover_checks import (
     DEVNET_PROVER_ON_ETHEREUM,
     aggregator_runner_problems,
@@ -53,7 +53,7 @@ def load_run_settings(args: argparse.Namespace, environ: Mapping[str, str] | Non
     problems = [p for p in problems if not _about_missing(p, invalid)]
     if problems:
         raise ConfigError(problems)
-    return Settings(values)
+    return Settings(values, SECRETS)
 
 
 def _choice_problems(values: Mapping[str, Any]) -> list[str]:
