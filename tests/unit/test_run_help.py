@@ -15,7 +15,7 @@ import pytest
 from madara_orchestrator.cli import run_help
 from madara_orchestrator.cli.main import main
 from madara_orchestrator.cli.settings import ENV_PREFIX, GROUPS, RUN_OPTIONS, Option, add_options, load_run_settings
-from madara_orchestrator.cli.settings.settlement import ANY_SETTLEMENT
+from madara_orchestrator.cli.settings.running import ANY_SETTLEMENT
 from madara_orchestrator.domain.errors import ConfigError
 
 NAMES = {option.name for option in RUN_OPTIONS}

@@ -5,7 +5,7 @@ and how ``run --help`` shows it; the long flag is the field's name. From that on
 validation, and secrets are never printed (``Settings.describe()`` masks them).
 
 - ``declare``: ``setting()``, ``Option`` (a declaration read back), ``Group``, the number ranges.
-- ``chain``, ``provers``, ``runners``, ``engine``, ``settlement``, ``service``: the fields, group by group.
+- ``proving``, ``running``: the fields, group by group.
 - ``model``: ``Settings`` (all groups, in the order of ``run --help``) and ``RUN_OPTIONS``.
 - ``loading``: flags, values from flags and variables, unknown variables.
 - ``formats``, ``checks``, ``prover_checks``, ``validation``: ``load_run_settings`` and its checks.
@@ -32,8 +32,14 @@ from madara_orchestrator.cli.settings.formats import STARKNET_PRIME, parse_da_pu
 from madara_orchestrator.cli.settings.loading import add_options, resolve, unknown_variables
 from madara_orchestrator.cli.settings.model import GROUPS, RUN_NUMBER_RULES, RUN_OPTIONS, Settings
 from madara_orchestrator.cli.settings.prover_checks import DEVNET_PROVER_ON_ETHEREUM
-from madara_orchestrator.cli.settings.provers import LAYOUTS, MOCK_ATLANTIC_PORT, PROVERS, SETTLEMENT_LAYERS
-from madara_orchestrator.cli.settings.runners import AGGREGATOR_RUNNERS, SNOS_RUNNERS
+from madara_orchestrator.cli.settings.proving import (
+    AGGREGATOR_RUNNERS,
+    LAYOUTS,
+    MOCK_ATLANTIC_PORT,
+    PROVERS,
+    SETTLEMENT_LAYERS,
+    SNOS_RUNNERS,
+)
 from madara_orchestrator.cli.settings.validation import WEBHOOK_SECRET, load_run_settings
 
 __all__ = [

@@ -8,14 +8,26 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from madara_orchestrator.cli.settings.chain import BackendSettings, ChainSettings
 from madara_orchestrator.cli.settings.declare import Group, Option, SettingsGroup, group_options
-from madara_orchestrator.cli.settings.engine import BatchingSettings, JobSettings
 from madara_orchestrator.cli.settings.formats import parse_da_public_keys
-from madara_orchestrator.cli.settings.provers import AtlanticSettings, ProverSettings, SharpSettings
-from madara_orchestrator.cli.settings.runners import AggregatorSettings, SnosSettings
-from madara_orchestrator.cli.settings.service import ApiSettings, TelemetrySettings
-from madara_orchestrator.cli.settings.settlement import EthereumSettings, SettlementSettings, StarknetSettings
+from madara_orchestrator.cli.settings.proving import (
+    AggregatorSettings,
+    AtlanticSettings,
+    BatchingSettings,
+    ChainSettings,
+    ProverSettings,
+    SharpSettings,
+    SnosSettings,
+)
+from madara_orchestrator.cli.settings.running import (
+    ApiSettings,
+    BackendSettings,
+    EthereumSettings,
+    JobSettings,
+    SettlementSettings,
+    StarknetSettings,
+    TelemetrySettings,
+)
 from madara_orchestrator.domain.errors import ConfigError
 from madara_orchestrator.domain.redaction import SecretMask, cut_urls
 

@@ -28,7 +28,7 @@ from madara_orchestrator.cli.settings.prover_checks import (
     sharp_problems,
     snos_runner_problems,
 )
-from madara_orchestrator.cli.settings.provers import PROVERS
+from madara_orchestrator.cli.settings.proving import PROVERS
 from madara_orchestrator.domain.batching import StarknetVersions
 from madara_orchestrator.domain.errors import ConfigError, InvalidInput
 
