@@ -533,6 +533,45 @@ def test_every_number_option_has_a_range() -> None:
     assert set(RUN_NUMBER_RULES) == numbers
 
 
+def test_a_setting_is_declared_with_its_range_and_a_type_its_default_fits() -> None:
+    """A settings field is read back as an option: its type, default and metadata; a number without a range,
+    or a type that does not say whether the setting may be unset, is refused when the class is read."""
+    from dataclasses import dataclass
+
+    from madara_orchestrator.cli.settings import POSITIVE, Group, setting
+    from madara_orchestrator.cli.settings.declare import SettingsGroup, group_options
+
+    @dataclass(frozen=True)
+    class Good(SettingsGroup):
+        GROUP = Group("good", "settings that are declared well")
+        wait_seconds: float = setting("WAIT_SECONDS", "how long", default=2.0, rule=POSITIVE)
+        token: str | None = setting("TOKEN", "a token", secret=True)
+
+    wait, token = group_options(Good)
+    assert (wait.flag, wait.kind, wait.default, wait.rule, wait.group) == (
+        "--wait-seconds",
+        float,
+        2.0,
+        POSITIVE,
+        Good.GROUP,
+    )
+    assert (token.env, token.kind, token.default, token.secret) == ("TOKEN", str, None, True)
+
+    @dataclass(frozen=True)
+    class NoRange(SettingsGroup):
+        GROUP = Group("bad", "")
+        count: int = setting("COUNT", "how many", default=1)
+
+    @dataclass(frozen=True)
+    class NoneWithoutOptional(SettingsGroup):
+        GROUP = Group("bad", "")
+        url: str = setting("URL", "where")
+
+    for bad in (NoRange, NoneWithoutOptional):
+        with pytest.raises(TypeError):
+            group_options(bad)
+
+
 @pytest.mark.parametrize(
     ("flag", "value", "expected"),
     [

@@ -83,33 +83,32 @@ class SettingsGroup:
     GROUP: ClassVar[Group]
 
 
-def _kind(annotation: Any) -> type:
-    """``int | None`` → ``int``: the one type a value of the field has when it is set."""
+def _kind(annotation: Any) -> tuple[type, bool]:
+    """``int | None`` → ``(int, True)``: the one type a value of the field has when it is set, and whether it
+    may be unset."""
     if typing.get_origin(annotation) in (types.UnionType, typing.Union):
         kinds = [a for a in typing.get_args(annotation) if a is not type(None)]
         if len(kinds) == 1 and isinstance(kinds[0], type):
-            return kinds[0]
+            return kinds[0], True
     if isinstance(annotation, type):
-        return annotation
+        return annotation, False
     raise TypeError(f"a setting is of one plain type (optionally | None), not {annotation!r}")
 
 
 def group_options(cls: type[SettingsGroup]) -> tuple[Option, ...]:
-    """The options a group class declares itself, in their order, each of its group."""
+    """The options a group class declares itself, in their order, each of its group. A number needs its range,
+    and a setting without a default is ``| None`` (one with a default is not)."""
     hints = typing.get_type_hints(cls)
     own = inspect.get_annotations(cls)
     options: list[Option] = []
     for spec in dataclasses.fields(cls):  # type: ignore[arg-type]
         if spec.name not in own:
             continue
-        option = Option(
-            name=spec.name,
-            kind=_kind(hints[spec.name]),
-            default=spec.default,
-            group=cls.GROUP,
-            **spec.metadata[_OPTION],
-        )
+        kind, is_optional = _kind(hints[spec.name])
+        option = Option(name=spec.name, kind=kind, default=spec.default, group=cls.GROUP, **spec.metadata[_OPTION])
         if option.kind in (int, float) and option.rule not in NUMBER_RULES:
             raise TypeError(f"{option.flag}: a number setting needs its range (rule=POSITIVE, NON_NEGATIVE, ...)")
+        if is_optional != (option.default is None):
+            raise TypeError(f"{option.flag}: a setting is `| None` exactly when it has no default")
         options.append(option)
     return tuple(options)
