@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,10 +14,13 @@ import pytest
 
 from madara_orchestrator.cli import run_help
 from madara_orchestrator.cli.main import main
-from madara_orchestrator.cli.settings import ENV_PREFIX, RUN_OPTIONS, Option, add_options, load_run_settings
+from madara_orchestrator.cli.settings import ENV_PREFIX, GROUPS, RUN_OPTIONS, Option, add_options, load_run_settings
+from madara_orchestrator.cli.settings.running import ANY_SETTLEMENT
 from madara_orchestrator.domain.errors import ConfigError
 
 NAMES = {option.name for option in RUN_OPTIONS}
+BY_NAME = {option.name: option for option in RUN_OPTIONS}
+REQUIREMENTS = {option.name: option.required for option in RUN_OPTIONS if option.required}
 
 
 def run_parser() -> argparse.ArgumentParser:
@@ -39,23 +41,9 @@ def metavars() -> dict[str, Any]:
 # -- groups ---------------------------------------------------------------------------------------
 
 
-def test_every_option_is_in_exactly_one_group() -> None:
-    counts = Counter(name for group in run_help.GROUPS for name in group.options)
-    missing = sorted(NAMES - counts.keys())
-    assert not missing, f"options in no group of run --help: {missing}; add each to a group in cli/run_help.py"
-    twice = sorted(name for name, count in counts.items() if count > 1)
-    assert not twice, f"options in more than one group of cli/run_help.py: {twice}"
-    unknown = sorted(counts.keys() - NAMES)
-    assert not unknown, f"cli/run_help.py groups options RUN_OPTIONS does not have: {unknown}"
-
-
-def test_tables_name_only_known_options() -> None:
-    for table in (run_help.REQUIREMENTS, run_help.METAVARS, run_help.UNSET):
-        assert not (table.keys() - NAMES)
-
-
 def test_new_atlantic_webhook_secret_is_placed_in_the_prover_area() -> None:
-    assert run_help.GROUP_OF["atlantic_webhook_secret"].title.startswith("prover")
+    group = BY_NAME["atlantic_webhook_secret"].group
+    assert group is not None and group.title.startswith("prover")
     secret = Option(name="atlantic_webhook_secret", env="ATLANTIC_WEBHOOK_SECRET", secret=True)
     assert run_help.metavar(secret) == "SECRET"
 
@@ -104,11 +92,11 @@ def test_defaults_are_shown_except_for_secrets_and_switches() -> None:
 def test_an_optional_value_without_a_default_says_what_unset_means() -> None:
     shown = helps()
     for option in RUN_OPTIONS:
-        if option.kind is bool or option.default is not None or option.name in run_help.REQUIREMENTS:
+        if option.kind is bool or option.default is not None or option.required:
             continue
         text = shown[option.name]
         said = ("(default: ", "(default ", "unused", "without it")
-        assert any(words in text for words in said), f"{option.flag}: say in run_help.UNSET what leaving it out means"
+        assert any(words in text for words in said), f"{option.flag}: declare unset= (what leaving it out means)"
 
 
 def test_a_secret_never_shows_its_default() -> None:
@@ -230,28 +218,26 @@ def required_in(values: Mapping[str, Any]) -> set[str]:
 
 
 def test_help_says_required_exactly_where_validation_requires(tmp_path: Path) -> None:
-    unconditional = ("required", run_help.ANY_SETTLEMENT)
+    unconditional = ("required", ANY_SETTLEMENT)
     derived: set[str] = set()
     for triggers, values in scenarios(tmp_path):
         required = required_in(values)
         derived |= required
         for name in required:
-            note = run_help.REQUIREMENTS.get(name)
+            note = REQUIREMENTS.get(name)
             flag = "--" + name.replace("_", "-")
-            assert note, f"validation requires {flag} with {triggers or 'any setting'}: add it to run_help.REQUIREMENTS"
+            assert note, f"validation requires {flag} with {triggers or 'any setting'}: declare it (required=)"
             parts = note.split("; ")
             ok = any(part in unconditional for part in parts) or any(t in part for part in parts for t in triggers)
             assert ok, f"{flag} is required with {triggers}, but its help says {note!r}"
-    claimed = set(run_help.REQUIREMENTS)
+    claimed = set(REQUIREMENTS)
     assert claimed <= derived, f"help says required, validation does not require: {sorted(claimed - derived)}"
     assert {"madara_rpc_url", "prover", "settle_on_devnet"} <= required_in(BASE)
 
 
 def test_required_options_say_so_once_in_their_help() -> None:
     shown = helps()
-    for name, note in run_help.REQUIREMENTS.items():
-        if name not in NAMES:
-            continue
+    for name, note in REQUIREMENTS.items():
         assert f"({note})" in shown[name]
         assert "(default:" not in shown[name], f"--{name} is required: it has no default to show"
         assert shown[name].count("required") == note.count("required"), f"--{name} says 'required' twice"
@@ -275,9 +261,9 @@ def test_rendered_help_is_grouped_in_order_and_loses_no_option(
 ) -> None:
     text = rendered(capsys, monkeypatch, 200)
     assert text.startswith("usage: orchestrator run [-h] [OPTIONS]\n")
-    positions = [text.index(f"\n{group.title}:\n") for group in run_help.GROUPS if set(group.options) & NAMES]
-    assert positions == sorted(positions), "the groups appear in the order of run_help.GROUPS"
-    for group in run_help.GROUPS:
+    positions = [text.index(f"\n{group.title}:\n") for group in GROUPS]
+    assert positions == sorted(positions), "the groups appear in the order of the bases of Settings"
+    for group in GROUPS:
         assert group.description in " ".join(text.split())
     section_of: dict[str, str] = {}
     section = ""
@@ -288,7 +274,7 @@ def test_rendered_help_is_grouped_in_order_and_loses_no_option(
             section_of[match[1]] = section
     for option in RUN_OPTIONS:
         assert option.flag in section_of, f"{option.flag} is missing from run --help"
-        assert section_of[option.flag] == run_help.GROUP_OF[option.name].title, option.flag
+        assert option.group is not None and section_of[option.flag] == option.group.title, option.flag
     assert "VALUE" not in text
 
 

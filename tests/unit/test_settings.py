@@ -522,39 +522,54 @@ def test_l3_settlement_rules_are_each_named() -> None:
     assert "--layer l3 publishes no blobs on Ethereum" in text
 
 
-def test_every_run_option_is_a_typed_attribute_of_settings() -> None:
-    """``Settings`` declares each option's type for mypy (no ``Any`` settings); this keeps that list in step
-    with ``RUN_OPTIONS``: the same names, and the type each option's kind and default give."""
-    import ast
-    import inspect
-
-    from madara_orchestrator.cli import settings as module
-
-    tree = ast.parse(inspect.getsource(module.Settings))
-    [cls] = [n for n in tree.body if isinstance(n, ast.ClassDef)]
-    [block] = [n for n in cls.body if isinstance(n, ast.If)]
-    declared = {
-        n.target.id: ast.unparse(n.annotation)
-        for n in block.body
-        if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)
-    }
-    expected = {}
-    for option in RUN_OPTIONS:
-        kind = option.kind.__name__
-        optional = option.default is None and option.kind is not bool
-        expected[option.name] = f"ClassVar[{kind}{' | None' if optional else ''}]"
-    assert declared == expected
-
-
 # -- issue 17: numbers, choices, unknown variables and arguments -----------------------------------
 
 
 def test_every_number_option_has_a_range() -> None:
-    """Each int and float option of ``run`` is checked against a range (``RUN_NUMBER_RULES``)."""
+    """Each int and float option of ``run`` is checked against a range (declared with ``rule=``)."""
     from madara_orchestrator.cli.settings import RUN_NUMBER_RULES
 
     numbers = {o.name for o in RUN_OPTIONS if o.kind in (int, float)}
     assert set(RUN_NUMBER_RULES) == numbers
+
+
+def test_a_setting_is_declared_with_its_range_and_a_type_its_default_fits() -> None:
+    """A settings field is read back as an option: its type, default and metadata; a number without a range,
+    or a type that does not say whether the setting may be unset, is refused when the class is read."""
+    from dataclasses import dataclass
+
+    from madara_orchestrator.cli.settings import POSITIVE, Group, setting
+    from madara_orchestrator.cli.settings.declare import SettingsGroup, group_options
+
+    @dataclass(frozen=True)
+    class Good(SettingsGroup):
+        GROUP = Group("good", "settings that are declared well")
+        wait_seconds: float = setting("WAIT_SECONDS", "how long", default=2.0, rule=POSITIVE)
+        token: str | None = setting("TOKEN", "a token", secret=True)
+
+    wait, token = group_options(Good)
+    assert (wait.flag, wait.kind, wait.default, wait.rule, wait.group) == (
+        "--wait-seconds",
+        float,
+        2.0,
+        POSITIVE,
+        Good.GROUP,
+    )
+    assert (token.env, token.kind, token.default, token.secret) == ("TOKEN", str, None, True)
+
+    @dataclass(frozen=True)
+    class NoRange(SettingsGroup):
+        GROUP = Group("bad", "")
+        count: int = setting("COUNT", "how many", default=1)
+
+    @dataclass(frozen=True)
+    class NoneWithoutOptional(SettingsGroup):
+        GROUP = Group("bad", "")
+        url: str = setting("URL", "where")
+
+    for bad in (NoRange, NoneWithoutOptional):
+        with pytest.raises(TypeError):
+            group_options(bad)
 
 
 @pytest.mark.parametrize(
