@@ -29,6 +29,8 @@ from madara_orchestrator.domain.redaction import SecretMask, cut_urls
 from madara_orchestrator.provers.atlantic import DEFAULT_ARTIFACTS_BASE_URL, AtlanticQueryStep
 from madara_orchestrator.provers.sharp import build_ssl_context
 from madara_orchestrator.snos.command import command_problem
+from madara_orchestrator.starknet.blob import MAX_BLOBS_PER_TXN as MAX_BLOBS_PER_TX
+from madara_orchestrator.starknet.felt import STARKNET_PRIME
 
 ENV_PREFIX = "MADARA_ORCHESTRATOR_"
 PROVERS = ("atlantic", "sharp", "mock", "devnet")
@@ -51,7 +53,6 @@ LAYOUTS = (
 """Cairo layouts ``--snos-layout-name`` and ``--prover-layout-name`` accept (the original's ``LayoutName``)."""
 MOCK_ATLANTIC_PORT = 4001
 """Where ``--mock-atlantic-server`` listens, as in the original."""
-STARKNET_PRIME = 2**251 + 17 * 2**192 + 1
 WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9._~-]{16,}")
 """A webhook secret goes into a callback URL's path as it is."""
 
@@ -905,7 +906,6 @@ def _is_hex_address(text: str, *, length: int | None = None) -> bool:
     return length is None or len(body) == length
 
 
-MAX_BLOBS_PER_TX = 6
 """EIP-4844/EIP-7594: a transaction carries at most six blobs."""
 
 

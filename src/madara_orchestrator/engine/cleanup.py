@@ -21,12 +21,13 @@ from madara_orchestrator.domain.errors import StaleVersion
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType, StateUpdateMetadata
 from madara_orchestrator.engine.lease import LeaseTiming, named_lease
 from madara_orchestrator.interfaces import Clock, Database, ExpiringStore, LockService
+from madara_orchestrator.starknet.blob import MAX_BLOBS_PER_TXN
 
 log = logging.getLogger(__name__)
 
 CLEANUP_LOCK = "StorageCleanupWorker"
 JOBS_PER_RUN = 200
-MAX_BLOB_FILES = 7
+MAX_BLOB_FILES = MAX_BLOBS_PER_TXN + 1
 """Blob files ``0..6`` are candidates (SPEC §4.12: six blobs at most, numbered from 1; 0 is harmless)."""
 SNOS_BATCH_FILES = ("cairo_pie.zip", "snos_output.json", "program_output.txt")
 LEGACY_BLOCK_FILES = (

@@ -31,10 +31,9 @@ from madara_orchestrator.settlement.encoding import (
 from madara_orchestrator.settlement.eth_rpc import EthRpc, EthRpcError
 from madara_orchestrator.settlement.tx_store import SqliteTxStore, TxStore
 from madara_orchestrator.settlement.txmgr import FeePolicy, TxManager, TxOutcome, TxRequest
+from madara_orchestrator.starknet.blob import MAX_BLOBS_PER_TXN as MAX_BLOBS_PER_STATE_UPDATE
 
 log = logging.getLogger(__name__)
-
-MAX_BLOBS_PER_STATE_UPDATE = 6
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -55,11 +55,11 @@ from madara_orchestrator.settlement.tx_store import (
     TxStore,
     attempts_summary,
 )
+from madara_orchestrator.starknet.felt import STARKNET_PRIME as FELT_PRIME
 from madara_orchestrator.starknet.rpc import parse_felt
 
 log = logging.getLogger(__name__)
 
-FELT_PRIME = 2**251 + 17 * 2**192 + 1
 FELT_MAX = FELT_PRIME - 1
 """``Felt::MAX`` (-1): what ``get_state`` answers for the block number before the first settlement."""
 EC_ORDER = 0x800000000000010FFFFFFFFFFFFFFFFB781126DCAE7B2321E66A241ADC64D2F
