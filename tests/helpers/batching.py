@@ -21,6 +21,7 @@ from madara_orchestrator.backends.filesystem import FilesystemObjectStore
 from madara_orchestrator.backends.sqlite import SqliteStore
 from madara_orchestrator.backends.sqlite_db import SqliteDatabase
 from madara_orchestrator.devnet.sequencer import STARKNET_VERSION, DevnetChain, DevnetSequencer, RpcFailure
+from madara_orchestrator.domain.artifacts import aggregator_batch_paths
 from madara_orchestrator.domain.batches import (
     DEFAULT_BOUNCER_WEIGHT_LIMITS,
     AggregatorBatch,
@@ -28,7 +29,6 @@ from madara_orchestrator.domain.batches import (
     BouncerWeights,
     SnosBatch,
     SnosBatchStatus,
-    aggregator_batch_paths,
 )
 from madara_orchestrator.domain.batching import BatchLimits, StarknetVersions
 from madara_orchestrator.engine.batching import Batcher, BatchingConfig

@@ -37,13 +37,13 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from madara_orchestrator import ORCHESTRATOR_VERSION
+from madara_orchestrator.domain import artifacts
 from madara_orchestrator.domain.batches import (
     AggregatorBatch,
     AggregatorBatchStatus,
     BouncerWeights,
     SnosBatch,
     SnosBatchStatus,
-    aggregator_batch_paths,
     transition_aggregator_batch,
     transition_snos_batch,
 )
@@ -624,7 +624,7 @@ class Batcher:
             bucket_id = await self.prover.submit_task(CreateBucket())
         index = state.next_agg_index
         state.next_agg_index += 1
-        state_update_path, blob_path = aggregator_batch_paths(index)
+        state_update_path, blob_path = artifacts.aggregator_batch_paths(index)
         batch = AggregatorBatch(
             index=index,
             start_block=facts.number,
@@ -829,11 +829,10 @@ class Batcher:
         """The squashed state update (its JSON text) and the blobs of the compressed diff (SPEC §5.4 "saving")."""
         blobs = await asyncio.to_thread(felts_to_blobs, compressed)
         await self.objects.put(batch.squashed_state_updates_path, squashed_json.encode())
-        prefix = batch.blob_path + "/"
         for i, blob in enumerate(blobs, start=1):
-            await self.objects.put(f"{prefix}{i}.txt", blob)
-        wanted = {f"{prefix}{i}.txt" for i in range(1, len(blobs) + 1)}
-        for key in await self.objects.list(prefix):
+            await self.objects.put(artifacts.blob_file(batch.blob_path, i), blob)
+        wanted = {artifacts.blob_file(batch.blob_path, i) for i in range(1, len(blobs) + 1)}
+        for key in await self.objects.list(batch.blob_path + "/"):
             if key not in wanted:
                 await self.objects.delete(key)
 

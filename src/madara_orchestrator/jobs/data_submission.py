@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+from madara_orchestrator.domain import artifacts
 from madara_orchestrator.domain.errors import InvalidInput, JobError, NotFound
 from madara_orchestrator.domain.jobs import DaMetadata, Job, JobType
 from madara_orchestrator.interfaces import BatchStore, DaClient, ObjectStore, SequencerRpc
@@ -34,10 +35,6 @@ from madara_orchestrator.starknet.state_update import PendingBlock, StateUpdate,
 NOT_PUBLISHED = "NA"
 """The ``tx_hash`` of a batch whose blobs no DA client published (what the original's clients return)."""
 ZERO_ADDRESS = bytes(32)
-
-
-def blob_data_path(snos_batch_index: int) -> str:
-    return f"{snos_batch_index}/blob_data.txt"
 
 
 class DataSubmissionJobHandler:
@@ -92,7 +89,7 @@ class DataSubmissionJobHandler:
                 f"{blocks.stop - 1}): {exc}",
                 retryable=False,
             ) from exc
-        path = meta.blob_data_path or blob_data_path(job.internal_id)
+        path = meta.blob_data_path or artifacts.snos_blob_data(job.internal_id)
         data = b"".join(blobs)
         if data:
             await self.objects.put(path, data)
@@ -132,7 +129,7 @@ class DataSubmissionJobHandler:
             if answer == "Pending":
                 return Verified.pending()
             return Verified.rejected(answer.removeprefix("Rejected: "))
-        path = meta.blob_data_path or blob_data_path(job.internal_id)
+        path = meta.blob_data_path or artifacts.snos_blob_data(job.internal_id)
         try:
             data = await self.objects.get(path)
         except NotFound:

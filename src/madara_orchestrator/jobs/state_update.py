@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from madara_orchestrator.domain import artifacts
 from madara_orchestrator.domain.batches import AggregatorBatchStatus, SnosBatchStatus
 from madara_orchestrator.domain.errors import InvalidInput, JobError, OutsideCondition
 from madara_orchestrator.domain.jobs import Job, JobType, StateUpdateMetadata
@@ -48,16 +49,6 @@ class BatchKind(enum.StrEnum):
 
     AGGREGATOR = "aggregator"
     SNOS = "snos"
-
-
-def snos_proof_path(snos_batch_index: int) -> str:
-    """The SNOS proof ProofCreation stores on L3 (SPEC §7.8)."""
-    return f"{snos_batch_index}/proof.json"
-
-
-def bridge_proof_path(snos_batch_index: int) -> str:
-    """The bridge proof ProofRegistration stores on L3 (SPEC §7.9)."""
-    return f"{snos_batch_index}/proof_part2.json"
 
 
 @runtime_checkable
@@ -254,8 +245,8 @@ class StateUpdateJobHandler:
                 "at index 8; settling with calldata needs 0 or 1",
                 retryable=False,
             )
-        os_output = await self._proven_output(snos_proof_path(to_settle))
-        bridge_output = await self._proven_output(bridge_proof_path(to_settle))
+        os_output = await self._proven_output(artifacts.snos_proof(to_settle))
+        bridge_output = await self._proven_output(artifacts.bridge_proof(to_settle))
 
         async def send() -> SettlementResult:
             return await self.settlement.update_state_calldata(os_output, bridge_output, idempotency_key=key)
