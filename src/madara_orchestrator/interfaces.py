@@ -19,6 +19,7 @@ from madara_orchestrator.domain.batches import (
     SnosBatch,
     SnosBatchStatus,
 )
+from madara_orchestrator.domain.errors import RpcError
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType
 from madara_orchestrator.domain.proving import (
     AggregationArtifacts,
@@ -136,6 +137,25 @@ class SequencerRpc(Protocol):
     async def get_block_with_tx_hashes(self, block_number: int) -> dict[str, Any]: ...
 
     async def get_state_update(self, block_number: int) -> dict[str, Any]: ...
+
+    async def get_nonce(self, block_number: int, address: int) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RpcCall:
+    method: str
+    params: Any
+
+
+class BatchRpc(Protocol):
+    """JSON-RPC calls sent as batches: squashing's and stateful compression's reads at past blocks
+    (``StarknetRpcClient`` fits). One answer per call, in order: the result, or the node's ``RpcError``."""
+
+    async def batch(self, calls: Sequence[RpcCall]) -> list[Any | RpcError]: ...
+
+
+class NonceSource(Protocol):
+    """What the DA job asks the sequencer for; ``SequencerRpc`` and ``StarknetRpcClient`` fit."""
 
     async def get_nonce(self, block_number: int, address: int) -> int: ...
 

@@ -36,8 +36,8 @@ from madara_orchestrator.engine.metrics import Metrics
 from madara_orchestrator.engine.service import SystemClock
 from madara_orchestrator.interfaces import Clock, ProverClient
 from madara_orchestrator.server.background import BackgroundServer
+from madara_orchestrator.starknet.aliases import compress_state_update
 from madara_orchestrator.starknet.blob import felts_to_blobs
-from madara_orchestrator.starknet.compression import compress_state_update
 from madara_orchestrator.starknet.feeder import FeederGatewayClient
 from madara_orchestrator.starknet.rpc import RpcCall, RpcError, StarknetRpcClient
 from madara_orchestrator.starknet.rpc_cache import CachingBatchRpc

@@ -6,6 +6,8 @@ Adapters translate driver exceptions at the edge (``raise BackendUnavailable(...
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class OrchestratorError(Exception):
     """Root of every error the orchestrator raises on purpose."""
@@ -45,6 +47,16 @@ class InvalidTransition(Conflict):
 
 class BackendUnavailable(OrchestratorError):
     """An outside service (database, queue, RPC node, prover) could not be reached."""
+
+
+class RpcError(OrchestratorError):
+    """A JSON-RPC error object returned by the node."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        self.code = code
+        self.rpc_message = message
+        self.data = data
+        super().__init__(f"RPC error {code}: {message}" + (f" ({data})" if data is not None else ""))
 
 
 class Retryable(OrchestratorError):

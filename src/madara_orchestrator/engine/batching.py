@@ -75,6 +75,7 @@ from madara_orchestrator.engine.lease import LeaseLost, LeaseTiming, named_lease
 from madara_orchestrator.engine.metrics import Metrics
 from madara_orchestrator.interfaces import (
     AlertSink,
+    BatchRpc,
     Clock,
     Database,
     FeederGateway,
@@ -84,10 +85,11 @@ from madara_orchestrator.interfaces import (
     ReferenceNode,
     SequencerRpc,
 )
+from madara_orchestrator.starknet.aliases import BatchLength
 from madara_orchestrator.starknet.blob import felts_to_blobs
-from madara_orchestrator.starknet.compression import BatchLength, LengthChange
+from madara_orchestrator.starknet.compression import LengthChange
 from madara_orchestrator.starknet.da import parse_starknet_version
-from madara_orchestrator.starknet.squash import BatchRpc, DiffChange, SquashedDiff, squash_state_updates
+from madara_orchestrator.starknet.squash import DiffChange, SquashedDiff, squash_state_updates
 from madara_orchestrator.starknet.state_update import StateUpdate, parse_state_update
 
 log = logging.getLogger("madara_orchestrator.batching")

@@ -19,6 +19,7 @@ from madara_orchestrator.engine.metrics import Metrics
 from madara_orchestrator.interfaces import (
     AggregatorRunner,
     AlertSink,
+    BatchRpc,
     Clock,
     Database,
     ObjectStore,
@@ -34,7 +35,6 @@ from madara_orchestrator.jobs.proof_registration import ProofRegistrationJobHand
 from madara_orchestrator.jobs.proving import ProvingJobHandler
 from madara_orchestrator.jobs.snos import SnosJobHandler
 from madara_orchestrator.jobs.state_update import BatchKind, StateUpdateJobHandler
-from madara_orchestrator.starknet.squash import BatchRpc
 
 
 class TriggerName(enum.StrEnum):

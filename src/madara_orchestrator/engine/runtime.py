@@ -43,6 +43,7 @@ from madara_orchestrator.interfaces import (
     AggregatorRunner,
     AlertSink,
     AtomicJobCreation,
+    BatchRpc,
     Clock,
     Database,
     ExpiringStore,
@@ -59,7 +60,6 @@ from madara_orchestrator.interfaces import (
 )
 from madara_orchestrator.jobs.base import JobHandler
 from madara_orchestrator.starknet.rpc_cache import CachingBatchRpc
-from madara_orchestrator.starknet.squash import BatchRpc
 
 log = logging.getLogger("madara_orchestrator.runtime")
 

@@ -14,8 +14,9 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from madara_orchestrator.starknet.rpc import CONTRACT_NOT_FOUND, RpcCall, RpcError
-from madara_orchestrator.starknet.squash import BatchRpc
+from madara_orchestrator.domain.errors import RpcError
+from madara_orchestrator.interfaces import BatchRpc, RpcCall
+from madara_orchestrator.starknet.rpc import CONTRACT_NOT_FOUND
 
 ALIAS_CONTRACT = 0x2
 CACHED_METHODS = frozenset({"starknet_getStorageAt", "starknet_getClassHashAt"})
