@@ -7,6 +7,7 @@ fast unit tests live in ``backends/memory.py`` and pass the same contract tests 
 
 from __future__ import annotations
 
+import enum
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from madara_orchestrator.domain.batches import (
     SnosBatchStatus,
 )
 from madara_orchestrator.domain.errors import RpcError
-from madara_orchestrator.domain.jobs import Job, JobStatus, JobType
+from madara_orchestrator.domain.jobs import Job, JobStatus, JobType, SpecificMetadata
 from madara_orchestrator.domain.proving import (
     AggregationArtifacts,
     ProverTask,
@@ -158,6 +159,22 @@ class NonceSource(Protocol):
     """What the DA job asks the sequencer for; ``SequencerRpc`` and ``StarknetRpcClient`` fit."""
 
     async def get_nonce(self, block_number: int, address: int) -> int: ...
+
+
+class ChainIdRpc(Protocol):
+    """The SNOS RPC as readiness sees it: it answers ``starknet_chainId`` (SPEC §9)."""
+
+    async def chain_id(self) -> str: ...
+
+
+class ChainRpc(Protocol):
+    """What an aggregator runner reads from the sequencer: readiness, and the chain before the batch."""
+
+    async def chain_id(self) -> str: ...
+
+    async def get_state_update(self, block_number: int) -> dict[str, Any]: ...
+
+    async def get_block_with_tx_hashes(self, block_number: int) -> dict[str, Any]: ...
 
 
 class ReferenceNode(Protocol):
@@ -452,3 +469,111 @@ class AggregatorRunner(Protocol):
         ...
 
     async def run(self, batch: AggregationInput) -> AggregationResult: ...
+
+
+# --------------------------------------------------------------------------------------------------
+# Job handlers (one per job type: ``process`` then ``verify``, SPEC §2.5)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Processed:
+    external_id: str
+    specific: SpecificMetadata | None = None
+
+
+class Verification(enum.StrEnum):
+    PENDING = "Pending"
+    VERIFIED = "Verified"
+    REJECTED = "Rejected"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Verified:
+    status: Verification
+    reason: str = ""
+    specific: SpecificMetadata | None = None
+
+    @classmethod
+    def pending(cls, specific: SpecificMetadata | None = None) -> Verified:
+        return cls(status=Verification.PENDING, specific=specific)
+
+    @classmethod
+    def verified(cls, specific: SpecificMetadata | None = None) -> Verified:
+        return cls(status=Verification.VERIFIED, specific=specific)
+
+    @classmethod
+    def rejected(cls, reason: str, specific: SpecificMetadata | None = None) -> Verified:
+        return cls(status=Verification.REJECTED, reason=reason, specific=specific)
+
+
+class JobHandler(Protocol):
+    job_type: JobType
+
+    async def check_ready(self, job: Job) -> float | None:
+        """None when the job can be processed now, else the delay (s) before trying again.
+        Not being ready costs no attempt."""
+        ...
+
+    async def process(self, job: Job) -> Processed:
+        """Do the work. Raise ``JobError(retryable=False)`` to fail at once; other errors are retried."""
+        ...
+
+    async def verify(self, job: Job) -> Verified: ...
+
+
+# --------------------------------------------------------------------------------------------------
+# Settlement: what the job sees of an error and of the metrics; the L1 node; the fact registry
+
+
+@runtime_checkable
+class SettlementAttemptsCarrier(Protocol):
+    """A settlement error that carries the attempts made so far (``settlement.errors.SettlementTxError``)."""
+
+    attempts: list[SettlementAttempt]
+    nonce: int | None
+    tx_hash: str | None
+
+
+class SettlementFigures(Protocol):
+    """Where a settlement's costs are recorded (engine/metrics.py ``Metrics``)."""
+
+    def settlement_done(
+        self, *, blocks: int, felts: int, blobs: int, seconds: float, fee_wei: int | None, layer: str = ...
+    ) -> None: ...
+
+    def settlement_fee_capped(self) -> None: ...
+
+
+class EthBackend(Protocol):
+    async def chain_id(self) -> int: ...
+
+    async def block_number(self) -> int: ...
+
+    async def latest_block(self) -> dict[str, Any]: ...
+
+    async def blob_base_fee(self) -> int: ...
+
+    async def transaction_count(self, address: str, block: str = "latest") -> int: ...
+
+    async def send_raw_transaction(self, raw: bytes) -> str: ...
+
+    async def transaction_receipt(self, tx_hash: str) -> dict[str, Any] | None: ...
+
+    async def call(self, to: str, data: bytes, block: str = "latest") -> bytes: ...
+
+
+@runtime_checkable
+class FactChecker(Protocol):
+    async def is_valid(self, fact: str) -> bool:
+        """Whether the verifier has registered ``fact``."""
+        ...
+
+
+@runtime_checkable
+class FactRegistry(FactChecker, Protocol):
+    async def register(self, fact: str) -> str:
+        """Register ``fact`` and wait for it to be mined; returns the transaction hash (``0x…``).
+
+        Raises when the transaction reverts.
+        """
+        ...

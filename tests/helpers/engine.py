@@ -17,7 +17,7 @@ from madara_orchestrator.domain.queues import QueueNames
 from madara_orchestrator.engine.metrics import Metrics
 from madara_orchestrator.engine.runtime import RuntimeConfig
 from madara_orchestrator.engine.service import JobService, RetryPolicy
-from madara_orchestrator.jobs.base import Processed, Verified
+from madara_orchestrator.interfaces import Processed, Verified
 
 
 class FakeClock:

@@ -21,8 +21,7 @@ from madara_orchestrator.engine.consumers import QueueConsumer
 from madara_orchestrator.engine.metrics import Metrics
 from madara_orchestrator.engine.runtime import RuntimeConfig
 from madara_orchestrator.engine.service import JobService
-from madara_orchestrator.interfaces import QueueMessage
-from madara_orchestrator.jobs.base import Processed, Verified
+from madara_orchestrator.interfaces import Processed, QueueMessage, Verified
 
 PT = JobType.PROOF_CREATION
 

@@ -12,9 +12,9 @@ from madara_orchestrator.backends.sqlite_db import SqliteDatabase
 from madara_orchestrator.domain.batches import AggregatorBatch, AggregatorBatchStatus
 from madara_orchestrator.domain.jobs import Job, JobType
 from madara_orchestrator.domain.proving import AggregationArtifacts, RunAggregation, TaskStatus, TaskType
+from madara_orchestrator.interfaces import Verification
 from madara_orchestrator.jobs.aggregator import AggregatorJobHandler, aggregator_metadata
 from madara_orchestrator.jobs.artifacts import decode_program_output
-from madara_orchestrator.jobs.base import Verification
 from madara_orchestrator.starknet.facts import filter_aggregator_output
 from tests.helpers.engine import FakeClock
 from tests.unit.pie.conftest import build_pie

@@ -22,7 +22,7 @@ from madara_orchestrator.domain.errors import ConfigError
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType
 from madara_orchestrator.domain.queues import read_job_message
 from madara_orchestrator.engine.service import WAKE_COALESCE_S
-from madara_orchestrator.jobs.base import Verified
+from madara_orchestrator.interfaces import Verified
 from madara_orchestrator.provers.atlantic import atlantic_webhook_signature
 from madara_orchestrator.server.app import create_app
 from tests.helpers.engine import proving_meta

@@ -15,7 +15,7 @@ from madara_orchestrator.domain.jobs import Job, JobPolicy, JobStatus, JobType, 
 from madara_orchestrator.domain.queues import JobMessage, job_message, parse_job_message, read_job_message
 from madara_orchestrator.engine.service import ACK as ACK_DECISION
 from madara_orchestrator.engine.service import WAKE_COALESCE_S
-from madara_orchestrator.jobs.base import Verified
+from madara_orchestrator.interfaces import Verified
 from tests.helpers.engine import Harness, ScriptedHandler, make_harness, proving_meta
 
 PT = JobType.PROOF_CREATION

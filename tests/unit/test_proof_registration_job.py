@@ -12,7 +12,7 @@ from madara_orchestrator.backends.filesystem import FilesystemObjectStore
 from madara_orchestrator.domain.errors import JobError
 from madara_orchestrator.domain.jobs import Job, JobType, ProvingMetadata
 from madara_orchestrator.domain.proving import AggregationArtifacts, ProverTask, TaskStatus, TaskType
-from madara_orchestrator.jobs.base import Verification
+from madara_orchestrator.interfaces import Verification
 from madara_orchestrator.jobs.proof_registration import ProofRegistrationJobHandler
 from madara_orchestrator.starknet.stone_proof import stone_proof_json
 

@@ -15,9 +15,8 @@ from madara_orchestrator.backends.sqlite_db import SqliteDatabase
 from madara_orchestrator.domain.batches import SnosBatch, SnosBatchStatus
 from madara_orchestrator.domain.errors import JobError
 from madara_orchestrator.domain.jobs import Job, JobType, SettlementContext, StateUpdateMetadata
-from madara_orchestrator.interfaces import SettlementAttempt, SettlementResult
+from madara_orchestrator.interfaces import SettlementAttempt, SettlementResult, Verification
 from madara_orchestrator.jobs.artifacts import encode_felts_json
-from madara_orchestrator.jobs.base import Verification
 from madara_orchestrator.jobs.state_update import BatchKind, StateUpdateJobHandler
 from madara_orchestrator.settlement.errors import SettlementTxError
 from madara_orchestrator.starknet.stone_proof import stone_proof_json

@@ -45,6 +45,7 @@ from madara_orchestrator.interfaces import (
     AggregatorRunner,
     AlertSink,
     Database,
+    FactChecker,
     ObjectStore,
     ProverClient,
     QueueClient,
@@ -57,7 +58,7 @@ from madara_orchestrator.provers.atlantic import (
     AtlanticNetwork,
     AtlanticQueryStep,
 )
-from madara_orchestrator.provers.fact_registry import AlwaysValidFactChecker, FactChecker
+from madara_orchestrator.provers.fact_registry import AlwaysValidFactChecker
 from madara_orchestrator.provers.mock import MockProverClient
 from madara_orchestrator.provers.mock_atlantic_server import MockAtlanticConfig, MockAtlanticServer
 from madara_orchestrator.provers.sharp import SharpClient, SharpConfig

@@ -22,6 +22,7 @@ from madara_orchestrator.interfaces import (
     BatchRpc,
     Clock,
     Database,
+    JobHandler,
     ObjectStore,
     ProverClient,
     SequencerRpc,
@@ -29,7 +30,6 @@ from madara_orchestrator.interfaces import (
     SnosRunner,
 )
 from madara_orchestrator.jobs.aggregator import AggregatorJobHandler
-from madara_orchestrator.jobs.base import JobHandler
 from madara_orchestrator.jobs.data_submission import DataSubmissionJobHandler
 from madara_orchestrator.jobs.proof_registration import ProofRegistrationJobHandler
 from madara_orchestrator.jobs.proving import ProvingJobHandler

@@ -48,6 +48,7 @@ from madara_orchestrator.interfaces import (
     Database,
     ExpiringStore,
     FeederGateway,
+    JobHandler,
     LockService,
     ObjectStore,
     ProverClient,
@@ -58,7 +59,6 @@ from madara_orchestrator.interfaces import (
     SettlementClient,
     SnosRunner,
 )
-from madara_orchestrator.jobs.base import JobHandler
 from madara_orchestrator.starknet.rpc_cache import CachingBatchRpc
 
 log = logging.getLogger("madara_orchestrator.runtime")

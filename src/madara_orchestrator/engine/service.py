@@ -44,8 +44,16 @@ from madara_orchestrator.engine.blocks import BlockRange, describe_range, job_ra
 from madara_orchestrator.engine.lease import LeaseLost, LeaseTiming, hold
 from madara_orchestrator.engine.metrics import Metrics
 from madara_orchestrator.engine.telemetry import job_scope
-from madara_orchestrator.interfaces import AlertSink, AtomicJobCreation, Clock, Database, QueueClient
-from madara_orchestrator.jobs.base import JobHandler, Verification, Verified
+from madara_orchestrator.interfaces import (
+    AlertSink,
+    AtomicJobCreation,
+    Clock,
+    Database,
+    JobHandler,
+    QueueClient,
+    Verification,
+    Verified,
+)
 
 log = logging.getLogger("madara_orchestrator.jobs")
 

@@ -21,10 +21,11 @@ from madara_orchestrator.interfaces import (
     Clock,
     Database,
     ObjectStore,
+    Processed,
     ProverClient,
+    Verified,
 )
 from madara_orchestrator.jobs.artifacts import decode_program_output, encode_felts_json, encode_program_output
-from madara_orchestrator.jobs.base import Processed, Verified
 from madara_orchestrator.jobs.batch_status import move_aggregator_batch
 from madara_orchestrator.starknet.facts import aggregator_fact_info
 from madara_orchestrator.starknet.pie import read_pie

@@ -25,8 +25,15 @@ import dataclasses
 from madara_orchestrator.domain import artifacts
 from madara_orchestrator.domain.errors import InvalidInput, JobError, NotFound
 from madara_orchestrator.domain.jobs import DaMetadata, Job, JobType
-from madara_orchestrator.interfaces import BatchRpc, BatchStore, DaClient, ObjectStore, SequencerRpc
-from madara_orchestrator.jobs.base import Processed, Verified
+from madara_orchestrator.interfaces import (
+    BatchRpc,
+    BatchStore,
+    DaClient,
+    ObjectStore,
+    Processed,
+    SequencerRpc,
+    Verified,
+)
 from madara_orchestrator.starknet.blob import BYTES_PER_BLOB, MAX_BLOBS_PER_TXN, MaxBlobsLimitExceeded, felts_to_blobs
 from madara_orchestrator.starknet.da import DA_JOB_PINNED_VERSION, encode_state_update_for_da, parse_starknet_version
 from madara_orchestrator.starknet.squash import squash_state_updates

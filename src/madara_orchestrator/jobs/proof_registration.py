@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from madara_orchestrator.domain.errors import JobError
 from madara_orchestrator.domain.jobs import Job, JobType, ProvingMetadata
-from madara_orchestrator.interfaces import ObjectStore, ProverClient
-from madara_orchestrator.jobs.base import Processed, Verified
+from madara_orchestrator.interfaces import ObjectStore, Processed, ProverClient, Verified
 from madara_orchestrator.jobs.proving import verify_proof_task
 from madara_orchestrator.starknet.stone_proof import InvalidProof, parse_proof, wrap_proof
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from madara_orchestrator.domain.errors import JobError
 from madara_orchestrator.domain.jobs import Job, JobType, ProvingMetadata, SnosMetadata
 from madara_orchestrator.domain.proving import CreateJob, TaskState, TaskType
-from madara_orchestrator.interfaces import JobStore, ObjectStore, ProverClient
-from madara_orchestrator.jobs.base import Processed, Verified
+from madara_orchestrator.interfaces import JobStore, ObjectStore, Processed, ProverClient, Verified
 
 
 class ProvingJobHandler:

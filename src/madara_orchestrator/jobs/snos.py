@@ -7,9 +7,8 @@ import dataclasses
 from madara_orchestrator.domain import artifacts
 from madara_orchestrator.domain.errors import JobError
 from madara_orchestrator.domain.jobs import Job, JobType, SnosMetadata
-from madara_orchestrator.interfaces import ObjectStore, SnosRunner
+from madara_orchestrator.interfaces import ObjectStore, Processed, SnosRunner, Verified
 from madara_orchestrator.jobs.artifacts import encode_felts_json, encode_program_output
-from madara_orchestrator.jobs.base import Processed, Verified
 
 NON_RETRYABLE_MARKERS = (
     "contractnotfound",

@@ -15,7 +15,7 @@ import enum
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from madara_orchestrator.domain import artifacts
 from madara_orchestrator.domain.batches import AggregatorBatchStatus, SnosBatchStatus
@@ -26,12 +26,14 @@ from madara_orchestrator.interfaces import (
     Clock,
     Database,
     ObjectStore,
-    SettlementAttempt,
+    Processed,
+    SettlementAttemptsCarrier,
     SettlementClient,
+    SettlementFigures,
     SettlementResult,
+    Verified,
 )
 from madara_orchestrator.jobs.artifacts import decode_felts_json, decode_program_output
-from madara_orchestrator.jobs.base import Processed, Verified
 from madara_orchestrator.jobs.batch_status import move_aggregator_batch, move_snos_batch
 from madara_orchestrator.starknet.blob import felts_to_blobs
 from madara_orchestrator.starknet.stone_proof import InvalidProof, program_output_of_proof
@@ -51,15 +53,6 @@ class BatchKind(enum.StrEnum):
     SNOS = "snos"
 
 
-@runtime_checkable
-class SettlementAttemptsCarrier(Protocol):
-    """A settlement error that carries the attempts made so far (``settlement.errors.SettlementTxError``)."""
-
-    attempts: list[SettlementAttempt]
-    nonce: int | None
-    tx_hash: str | None
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Prepared:
     """A settlement ready to send, and what it carries (for the figures)."""
@@ -67,16 +60,6 @@ class _Prepared:
     send: Callable[[], Awaitable[SettlementResult]]
     felts: int
     blobs: int
-
-
-class SettlementFigures(Protocol):
-    """Where a settlement's costs are recorded (engine/metrics.py ``Metrics``)."""
-
-    def settlement_done(
-        self, *, blocks: int, felts: int, blobs: int, seconds: float, fee_wei: int | None, layer: str = ...
-    ) -> None: ...
-
-    def settlement_fee_capped(self) -> None: ...
 
 
 ZERO_HASH = "0x" + "0" * 64

@@ -78,8 +78,8 @@ from madara_orchestrator.devnet.layout_bridge import (
 )
 from madara_orchestrator.devnet.program_output import DevnetStateTransition, build_program_output
 from madara_orchestrator.domain.errors import InvalidInput
+from madara_orchestrator.interfaces import FactRegistry
 from madara_orchestrator.provers.atlantic import ATLANTIC_SIGNATURE_HEADER, atlantic_webhook_signature
-from madara_orchestrator.provers.fact_registry import FactRegistry
 from madara_orchestrator.starknet.blob import felts_to_blobs
 from madara_orchestrator.starknet.facts import (
     add_aggregator_prefix,

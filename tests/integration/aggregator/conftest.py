@@ -15,10 +15,9 @@ from madara_orchestrator.backends.sqlite import SqliteStore
 from madara_orchestrator.backends.sqlite_db import SqliteDatabase
 from madara_orchestrator.domain.batches import AggregatorBatch, AggregatorBatchStatus, SnosBatch, SnosBatchStatus
 from madara_orchestrator.domain.jobs import AggregatorMetadata, Job, JobType, ProvingMetadata
-from madara_orchestrator.interfaces import AggregatorRunner
+from madara_orchestrator.interfaces import AggregatorRunner, Processed
 from madara_orchestrator.jobs.aggregator import AggregatorJobHandler, aggregator_metadata
 from madara_orchestrator.jobs.artifacts import encode_program_output
-from madara_orchestrator.jobs.base import Processed
 from madara_orchestrator.provers.mock import MockProverClient
 from tests.conftest import REPO_ROOT
 from tests.helpers.engine import FakeClock

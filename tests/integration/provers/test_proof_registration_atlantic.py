@@ -34,7 +34,7 @@ from madara_orchestrator.domain.queues import Layer
 from madara_orchestrator.engine.metrics import Metrics
 from madara_orchestrator.engine.runtime import RuntimeConfig
 from madara_orchestrator.engine.service import JobService, RetryPolicy
-from madara_orchestrator.jobs.base import Verification
+from madara_orchestrator.interfaces import Verification
 from madara_orchestrator.jobs.proof_registration import ProofRegistrationJobHandler
 from madara_orchestrator.provers.atlantic import AtlanticClient, AtlanticConfig, AtlanticNetwork
 from madara_orchestrator.provers.http import RetryPolicy as HttpRetryPolicy

@@ -12,8 +12,7 @@ import pytest
 from madara_orchestrator.backends.filesystem import FilesystemObjectStore
 from madara_orchestrator.devnet.sequencer import DevnetChain, DevnetSequencer
 from madara_orchestrator.domain.jobs import Job, JobType, SnosMetadata
-from madara_orchestrator.interfaces import SnosRunner
-from madara_orchestrator.jobs.base import Processed
+from madara_orchestrator.interfaces import Processed, SnosRunner
 from madara_orchestrator.jobs.snos import SnosJobHandler, snos_metadata
 from madara_orchestrator.server.background import BackgroundServer
 from madara_orchestrator.starknet.rpc import StarknetRpcClient
