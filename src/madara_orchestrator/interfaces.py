@@ -28,6 +28,7 @@ from madara_orchestrator.domain.proving import (
     TaskStatus,
     TaskType,
 )
+from madara_orchestrator.domain.settlement_tx import AttemptRecord, AttemptStatus, TxKeyRecord, TxTotals
 
 # --------------------------------------------------------------------------------------------------
 # Time
@@ -576,4 +577,52 @@ class FactRegistry(FactChecker, Protocol):
 
         Raises when the transaction reverts.
         """
+        ...
+
+
+# --------------------------------------------------------------------------------------------------
+# The settlement transaction records (one per idempotency key, one per signed attempt)
+
+
+class TxStore(Protocol):
+    """Where every signed settlement transaction is recorded before it is broadcast (``SqliteTxStore``,
+    ``PostgresTxStore``)."""
+
+    async def get_key(self, key: str) -> TxKeyRecord | None: ...
+
+    async def create_key(self, key: str, sender: str) -> TxKeyRecord:
+        """Insert a pending key, or return the existing one unchanged."""
+        ...
+
+    async def reserve_nonce(self, key: str, *, chain_latest: int, chain_pending: int) -> int:
+        """The key's nonce; on first call the lowest nonce that is neither mined nor held by another
+        pending key of the same sender (and not below the node's pending count)."""
+        ...
+
+    async def release_nonce(self, key: str) -> None:
+        """Forget the key's nonce (it was consumed by another transaction); its in-flight attempts become Replaced."""
+        ...
+
+    async def add_attempt(self, attempt: AttemptRecord) -> None: ...
+
+    async def set_attempt_status(
+        self, key: str, attempt_no: int, status: AttemptStatus, *, error: str | None = None
+    ) -> None: ...
+
+    async def attempts(self, key: str) -> list[AttemptRecord]: ...
+
+    async def finalize(self, key: str, attempt_no: int, *, fee_paid_wei: int | None, block_number: int | None) -> None:
+        """Mark the attempt Finalized and the key settled; other in-flight attempts become Replaced."""
+        ...
+
+    async def mark_reverted(self, key: str, attempt_no: int, *, error: str, block_number: int | None) -> None: ...
+
+    async def restart_key(self, key: str) -> None:
+        """A reverted key is settled again from scratch: pending, no nonce (its attempts stay as history)."""
+        ...
+
+    async def pending_keys(self, sender: str) -> list[TxKeyRecord]: ...
+
+    async def totals(self, sender: str | None = None) -> TxTotals:
+        """For a summary line: keys settled and pending, attempts signed, fees paid."""
         ...

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.domain.redaction import url_origin
-from madara_orchestrator.interfaces import SettlementResult
+from madara_orchestrator.interfaces import SettlementResult, TxStore
 from madara_orchestrator.settlement.blob_tx import BYTES_PER_BLOB, SidecarForm, build_sidecar
 from madara_orchestrator.settlement.durable import KeyGuard
 from madara_orchestrator.settlement.encoding import (
@@ -29,7 +29,7 @@ from madara_orchestrator.settlement.encoding import (
     encode_update_state_kzg_da,
 )
 from madara_orchestrator.settlement.eth_rpc import EthRpc, EthRpcError
-from madara_orchestrator.settlement.tx_store import SqliteTxStore, TxStore
+from madara_orchestrator.settlement.tx_store import SqliteTxStore
 from madara_orchestrator.settlement.txmgr import FeePolicy, TxManager, TxOutcome, TxRequest
 from madara_orchestrator.starknet.blob import MAX_BLOBS_PER_TXN as MAX_BLOBS_PER_STATE_UPDATE
 

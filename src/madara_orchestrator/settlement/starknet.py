@@ -39,7 +39,7 @@ from starknet_py.net.models.transaction import InvokeV3
 from starknet_py.net.schemas.broadcasted_txn import BroadcastedTransactionSchema
 
 from madara_orchestrator.domain.errors import BackendUnavailable, ConfigError, InvalidInput, OrchestratorError
-from madara_orchestrator.interfaces import SettlementAttempt, SettlementResult
+from madara_orchestrator.interfaces import SettlementAttempt, SettlementResult, TxStore
 from madara_orchestrator.settlement.durable import (
     KeyGuard,
     KeyLocks,
@@ -52,7 +52,6 @@ from madara_orchestrator.settlement.tx_store import (
     AttemptStatus,
     KeyStatus,
     TxKeyRecord,
-    TxStore,
     attempts_summary,
 )
 from madara_orchestrator.starknet.felt import STARKNET_PRIME as FELT_PRIME

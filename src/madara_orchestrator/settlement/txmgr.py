@@ -28,7 +28,7 @@ from typing import Any
 from eth_keys.datatypes import PrivateKey
 
 from madara_orchestrator.domain.errors import InvalidInput
-from madara_orchestrator.interfaces import EthBackend, SettlementAttempt
+from madara_orchestrator.interfaces import EthBackend, SettlementAttempt, TxStore
 from madara_orchestrator.settlement.blob_tx import (
     GAS_PER_BLOB,
     Fees,
@@ -54,7 +54,6 @@ from madara_orchestrator.settlement.tx_store import (
     AttemptStatus,
     KeyStatus,
     TxKeyRecord,
-    TxStore,
     attempts_summary,
 )
 
