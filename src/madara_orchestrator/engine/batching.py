@@ -37,7 +37,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from madara_orchestrator import ORCHESTRATOR_VERSION
-from madara_orchestrator.domain import artifacts
+from madara_orchestrator.domain.artifacts import aggregator_batch_paths, blob_file
 from madara_orchestrator.domain.batches import (
     AggregatorBatch,
     AggregatorBatchStatus,
@@ -626,7 +626,7 @@ class Batcher:
             bucket_id = await self.prover.submit_task(CreateBucket())
         index = state.next_agg_index
         state.next_agg_index += 1
-        state_update_path, blob_path = artifacts.aggregator_batch_paths(index)
+        state_update_path, blob_path = aggregator_batch_paths(index)
         batch = AggregatorBatch(
             index=index,
             start_block=facts.number,
@@ -832,8 +832,8 @@ class Batcher:
         blobs = await asyncio.to_thread(felts_to_blobs, compressed)
         await self.objects.put(batch.squashed_state_updates_path, squashed_json.encode())
         for i, blob in enumerate(blobs, start=1):
-            await self.objects.put(artifacts.blob_file(batch.blob_path, i), blob)
-        wanted = {artifacts.blob_file(batch.blob_path, i) for i in range(1, len(blobs) + 1)}
+            await self.objects.put(blob_file(batch.blob_path, i), blob)
+        wanted = {blob_file(batch.blob_path, i) for i in range(1, len(blobs) + 1)}
         for key in await self.objects.list(batch.blob_path + "/"):
             if key not in wanted:
                 await self.objects.delete(key)

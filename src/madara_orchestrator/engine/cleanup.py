@@ -16,7 +16,12 @@ import datetime
 import logging
 from collections.abc import Sequence
 
-from madara_orchestrator.domain import artifacts
+from madara_orchestrator.domain.artifacts import (
+    SETTLED_SNOS_BATCH_FILES,
+    SNOS_RUN_FILES,
+    aggregator_artifact_keys,
+    snos_key,
+)
 from madara_orchestrator.domain.errors import StaleVersion
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType, StateUpdateMetadata
 from madara_orchestrator.engine.lease import LeaseTiming, named_lease
@@ -107,8 +112,8 @@ class StorageCleanup:
         index = job.internal_id
         if meta.context.type != "Batch" or self.settles_snos_batches:
             # L3: the original never collects these for Batch contexts (SPEC §4.12 quirk); this does.
-            return artifacts.settled_snos_batch_keys(index)
-        keys = artifacts.aggregator_artifact_keys(index, max_blob_files=MAX_BLOB_FILES)
+            return [snos_key(index, file) for file in SETTLED_SNOS_BATCH_FILES]
+        keys = aggregator_artifact_keys(index, max_blob_files=MAX_BLOB_FILES)
         for batch in await self.db.list_snos_batches(aggregator_index=index):
-            keys += artifacts.snos_run_keys(batch.index)
+            keys += [snos_key(batch.index, file) for file in SNOS_RUN_FILES]
         return keys

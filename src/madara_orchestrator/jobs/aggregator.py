@@ -9,7 +9,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
-from madara_orchestrator.domain import artifacts
+from madara_orchestrator.domain.artifacts import (
+    AggregatorFile,
+    SnosFile,
+    aggregator_batch_paths,
+    aggregator_key,
+    snos_key,
+)
 from madara_orchestrator.domain.batches import AggregatorBatchStatus
 from madara_orchestrator.domain.errors import JobError
 from madara_orchestrator.domain.jobs import AggregatorMetadata, Job, JobType
@@ -38,12 +44,12 @@ def aggregator_metadata(index: int, *, bucket_id: str | None = None, store_proof
     return AggregatorMetadata(
         batch_num=index,
         bucket_id=bucket_id,
-        download_proof=artifacts.aggregator_proof(index) if store_proof else None,
-        blob_data_path=artifacts.blob_dir(index),
-        da_segment_path=artifacts.aggregator_da_segment(index),
-        cairo_pie_path=artifacts.aggregator_cairo_pie(index),
-        snos_output_path=artifacts.aggregator_snos_output(index),
-        program_output_path=artifacts.aggregator_program_output(index),
+        download_proof=aggregator_key(index, AggregatorFile.PROOF) if store_proof else None,
+        blob_data_path=aggregator_batch_paths(index)[1],
+        da_segment_path=aggregator_key(index, AggregatorFile.DA_SEGMENT),
+        cairo_pie_path=aggregator_key(index, AggregatorFile.CAIRO_PIE),
+        snos_output_path=aggregator_key(index, AggregatorFile.SNOS_OUTPUT),
+        program_output_path=aggregator_key(index, AggregatorFile.PROGRAM_OUTPUT),
     )
 
 
@@ -99,8 +105,10 @@ class AggregatorJobHandler:
                     snos_batch_index=child.index,
                     start_block=child.start_block,
                     end_block=child.end_block,
-                    os_output=decode_program_output(await self.objects.get(artifacts.snos_program_output(child.index))),
-                    cairo_pie_zip=await self.objects.get(artifacts.snos_cairo_pie(child.index)),
+                    os_output=decode_program_output(
+                        await self.objects.get(snos_key(child.index, SnosFile.PROGRAM_OUTPUT))
+                    ),
+                    cairo_pie_zip=await self.objects.get(snos_key(child.index, SnosFile.CAIRO_PIE)),
                 )
             )
         result = await self.runner.run(

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
-from madara_orchestrator.domain import artifacts
+from madara_orchestrator.domain.artifacts import SnosFile, snos_key
 from madara_orchestrator.domain.errors import InvalidInput, JobError, NotFound
 from madara_orchestrator.domain.jobs import DaMetadata, Job, JobType
 from madara_orchestrator.interfaces import (
@@ -96,7 +96,7 @@ class DataSubmissionJobHandler:
                 f"{blocks.stop - 1}): {exc}",
                 retryable=False,
             ) from exc
-        path = meta.blob_data_path or artifacts.snos_blob_data(job.internal_id)
+        path = meta.blob_data_path or snos_key(job.internal_id, SnosFile.BLOB_DATA)
         data = b"".join(blobs)
         if data:
             await self.objects.put(path, data)
@@ -136,7 +136,7 @@ class DataSubmissionJobHandler:
             if answer == "Pending":
                 return Verified.pending()
             return Verified.rejected(answer.removeprefix("Rejected: "))
-        path = meta.blob_data_path or artifacts.snos_blob_data(job.internal_id)
+        path = meta.blob_data_path or snos_key(job.internal_id, SnosFile.BLOB_DATA)
         try:
             data = await self.objects.get(path)
         except NotFound:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from madara_orchestrator.domain import artifacts
+from madara_orchestrator.domain.artifacts import SnosFile, snos_key
 from madara_orchestrator.domain.errors import JobError
 from madara_orchestrator.domain.jobs import Job, JobType, SnosMetadata
 from madara_orchestrator.interfaces import ObjectStore, Processed, SnosRunner, Verified
@@ -102,8 +102,8 @@ def snos_metadata(index: int, start_block: int, end_block: int, *, full_output: 
         end_block=end_block,
         num_blocks=end_block - start_block + 1,
         full_output=full_output,
-        cairo_pie_path=artifacts.snos_cairo_pie(index),
-        on_chain_data_path=artifacts.snos_on_chain_data(index),
-        snos_output_path=artifacts.snos_output(index),
-        program_output_path=artifacts.snos_program_output(index),
+        cairo_pie_path=snos_key(index, SnosFile.CAIRO_PIE),
+        on_chain_data_path=snos_key(index, SnosFile.ON_CHAIN_DATA),
+        snos_output_path=snos_key(index, SnosFile.SNOS_OUTPUT),
+        program_output_path=snos_key(index, SnosFile.PROGRAM_OUTPUT),
     )

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from madara_orchestrator.domain import artifacts
+from madara_orchestrator.domain.artifacts import SnosFile, snos_key
 from madara_orchestrator.domain.batches import AggregatorBatchStatus, SnosBatchStatus
 from madara_orchestrator.domain.errors import InvalidInput, JobError, OutsideCondition
 from madara_orchestrator.domain.jobs import Job, JobType, StateUpdateMetadata
@@ -228,8 +228,8 @@ class StateUpdateJobHandler:
                 "at index 8; settling with calldata needs 0 or 1",
                 retryable=False,
             )
-        os_output = await self._proven_output(artifacts.snos_proof(to_settle))
-        bridge_output = await self._proven_output(artifacts.bridge_proof(to_settle))
+        os_output = await self._proven_output(snos_key(to_settle, SnosFile.PROOF))
+        bridge_output = await self._proven_output(snos_key(to_settle, SnosFile.BRIDGE_PROOF))
 
         async def send() -> SettlementResult:
             return await self.settlement.update_state_calldata(os_output, bridge_output, idempotency_key=key)

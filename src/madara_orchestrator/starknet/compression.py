@@ -511,7 +511,7 @@ class BatchFeltCounts:
     def count(self, diff: SquashedDiff, change: DiffChange, plan: AliasPlan, read: Mapping[int, int]) -> LengthChange:
         """The proposal ``plan`` began, with ``read``: the chain's alias of each key of ``plan.to_read``
         (0 for none yet). Neither ``diff`` nor this object changes (``apply`` takes the result)."""
-        aliases, unassigned = plan.aliases, plan.unassigned
+        aliases, unassigned, uses, reference_block = plan.aliases, plan.unassigned, plan.uses, plan.reference_block
         for key, value in read.items():
             aliases[key] = value
             unassigned[key] = value == 0
@@ -546,7 +546,7 @@ class BatchFeltCounts:
             length = n_felts
         return LengthChange(
             length=length,
-            reference_block=plan.reference_block,
+            reference_block=reference_block,
             felts=felts,
             unique=unique,
             n_felts=n_felts,
@@ -554,7 +554,7 @@ class BatchFeltCounts:
             n_classes=n_classes,
             aliases=aliases,
             unassigned=unassigned,
-            uses=plan.uses,
+            uses=uses,
             addresses=addresses,
             collisions=collisions,
         )
