@@ -19,6 +19,7 @@ from madara_orchestrator.domain.batches import (
     SnosBatch,
     SnosBatchStatus,
 )
+from madara_orchestrator.domain.errors import RpcError
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType
 from madara_orchestrator.domain.proving import (
     AggregationArtifacts,
@@ -26,6 +27,7 @@ from madara_orchestrator.domain.proving import (
     TaskStatus,
     TaskType,
 )
+from madara_orchestrator.domain.settlement_tx import AttemptRecord, AttemptStatus, TxKeyRecord, TxTotals
 
 # --------------------------------------------------------------------------------------------------
 # Time
@@ -138,6 +140,41 @@ class SequencerRpc(Protocol):
     async def get_state_update(self, block_number: int) -> dict[str, Any]: ...
 
     async def get_nonce(self, block_number: int, address: int) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RpcCall:
+    method: str
+    params: Any
+
+
+class BatchRpc(Protocol):
+    """JSON-RPC calls sent as batches: squashing's and stateful compression's reads at past blocks
+    (``StarknetRpcClient`` fits). One answer per call, in order: the result, or the node's ``RpcError``."""
+
+    async def batch(self, calls: Sequence[RpcCall]) -> list[Any | RpcError]: ...
+
+
+class NonceSource(Protocol):
+    """What the DA job asks the sequencer for; ``SequencerRpc`` and ``StarknetRpcClient`` fit."""
+
+    async def get_nonce(self, block_number: int, address: int) -> int: ...
+
+
+class ChainIdRpc(Protocol):
+    """The SNOS RPC as readiness sees it: it answers ``starknet_chainId`` (SPEC §9)."""
+
+    async def chain_id(self) -> str: ...
+
+
+class ChainRpc(Protocol):
+    """What an aggregator runner reads from the sequencer: readiness, and the chain before the batch."""
+
+    async def chain_id(self) -> str: ...
+
+    async def get_state_update(self, block_number: int) -> dict[str, Any]: ...
+
+    async def get_block_with_tx_hashes(self, block_number: int) -> dict[str, Any]: ...
 
 
 class ReferenceNode(Protocol):
@@ -465,4 +502,109 @@ class ProverWebhook(Protocol):
 
     def parse(self, body: bytes) -> ProverNotice:
         """``InvalidInput`` when ``body`` is not a notice."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Settlement: what the job sees of an error and of the metrics; the L1 node; the fact registry
+
+
+@runtime_checkable
+class SettlementAttemptsCarrier(Protocol):
+    """A settlement error that carries the attempts made so far (``settlement.errors.SettlementTxError``)."""
+
+    attempts: list[SettlementAttempt]
+    nonce: int | None
+    tx_hash: str | None
+
+
+class SettlementFigures(Protocol):
+    """Where a settlement's costs are recorded (engine/metrics.py ``Metrics``)."""
+
+    def settlement_done(
+        self, *, blocks: int, felts: int, blobs: int, seconds: float, fee_wei: int | None, layer: str = ...
+    ) -> None: ...
+
+    def settlement_fee_capped(self) -> None: ...
+
+
+class EthBackend(Protocol):
+    async def chain_id(self) -> int: ...
+
+    async def block_number(self) -> int: ...
+
+    async def latest_block(self) -> dict[str, Any]: ...
+
+    async def blob_base_fee(self) -> int: ...
+
+    async def transaction_count(self, address: str, block: str = "latest") -> int: ...
+
+    async def send_raw_transaction(self, raw: bytes) -> str: ...
+
+    async def transaction_receipt(self, tx_hash: str) -> dict[str, Any] | None: ...
+
+    async def call(self, to: str, data: bytes, block: str = "latest") -> bytes: ...
+
+
+@runtime_checkable
+class FactChecker(Protocol):
+    async def is_valid(self, fact: str) -> bool:
+        """Whether the verifier has registered ``fact``."""
+        ...
+
+
+@runtime_checkable
+class FactRegistry(FactChecker, Protocol):
+    async def register(self, fact: str) -> str:
+        """Register ``fact`` and wait for it to be mined; returns the transaction hash (``0x…``).
+
+        Raises when the transaction reverts.
+        """
+        ...
+
+
+# --------------------------------------------------------------------------------------------------
+# The settlement transaction records (one per idempotency key, one per signed attempt)
+
+
+class TxStore(Protocol):
+    """Where every signed settlement transaction is recorded before it is broadcast (``SqliteTxStore``,
+    ``PostgresTxStore``)."""
+
+    async def get_key(self, key: str) -> TxKeyRecord | None: ...
+
+    async def create_key(self, key: str, sender: str) -> TxKeyRecord:
+        """Insert a pending key, or return the existing one unchanged."""
+        ...
+
+    async def reserve_nonce(self, key: str, *, chain_latest: int, chain_pending: int) -> int:
+        """The key's nonce; on first call the lowest nonce that is neither mined nor held by another
+        pending key of the same sender (and not below the node's pending count)."""
+        ...
+
+    async def release_nonce(self, key: str) -> None:
+        """Forget the key's nonce (it was consumed by another transaction); its in-flight attempts become Replaced."""
+        ...
+
+    async def add_attempt(self, attempt: AttemptRecord) -> None: ...
+
+    async def set_attempt_status(
+        self, key: str, attempt_no: int, status: AttemptStatus, *, error: str | None = None
+    ) -> None: ...
+
+    async def attempts(self, key: str) -> list[AttemptRecord]: ...
+
+    async def finalize(self, key: str, attempt_no: int, *, fee_paid_wei: int | None, block_number: int | None) -> None:
+        """Mark the attempt Finalized and the key settled; other in-flight attempts become Replaced."""
+        ...
+
+    async def mark_reverted(self, key: str, attempt_no: int, *, error: str, block_number: int | None) -> None: ...
+
+    async def restart_key(self, key: str) -> None:
+        """A reverted key is settled again from scratch: pending, no nonce (its attempts stay as history)."""
+        ...
+
+    async def pending_keys(self, sender: str) -> list[TxKeyRecord]: ...
+
+    async def totals(self, sender: str | None = None) -> TxTotals:
+        """For a summary line: keys settled and pending, attempts signed, fees paid."""
         ...

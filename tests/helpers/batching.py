@@ -21,6 +21,7 @@ from madara_orchestrator.backends.filesystem import FilesystemObjectStore
 from madara_orchestrator.backends.sqlite import SqliteStore
 from madara_orchestrator.backends.sqlite_db import SqliteDatabase
 from madara_orchestrator.devnet.sequencer import STARKNET_VERSION, DevnetChain, DevnetSequencer, RpcFailure
+from madara_orchestrator.domain.artifacts import aggregator_batch_paths
 from madara_orchestrator.domain.batches import (
     DEFAULT_BOUNCER_WEIGHT_LIMITS,
     AggregatorBatch,
@@ -28,7 +29,6 @@ from madara_orchestrator.domain.batches import (
     BouncerWeights,
     SnosBatch,
     SnosBatchStatus,
-    aggregator_batch_paths,
 )
 from madara_orchestrator.domain.batching import BatchLimits, StarknetVersions
 from madara_orchestrator.engine.batching import Batcher, BatchingConfig
@@ -36,8 +36,8 @@ from madara_orchestrator.engine.metrics import Metrics
 from madara_orchestrator.engine.service import SystemClock
 from madara_orchestrator.interfaces import Clock, ProverClient
 from madara_orchestrator.server.background import BackgroundServer
+from madara_orchestrator.starknet.aliases import compress_state_update
 from madara_orchestrator.starknet.blob import felts_to_blobs
-from madara_orchestrator.starknet.compression import compress_state_update
 from madara_orchestrator.starknet.feeder import FeederGatewayClient
 from madara_orchestrator.starknet.rpc import RpcCall, RpcError, StarknetRpcClient
 from madara_orchestrator.starknet.rpc_cache import CachingBatchRpc

@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from madara_orchestrator.provers.fact_registry import FactRegistry
+from madara_orchestrator.interfaces import FactRegistry
 from tests.integration.provers.conftest import UvicornApp
 
 CUSTOMER_ID = "cust-1"

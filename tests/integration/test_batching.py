@@ -32,8 +32,8 @@ from madara_orchestrator.engine.batching import AGGREGATOR_LOCK, SNOS_LOCK
 from madara_orchestrator.provers.atlantic import AtlanticClient, AtlanticConfig, AtlanticNetwork
 from madara_orchestrator.provers.http import RetryPolicy
 from madara_orchestrator.provers.mock_atlantic_server import MockAtlanticConfig, MockAtlanticServer
+from madara_orchestrator.starknet.aliases import compress_state_update
 from madara_orchestrator.starknet.blob import felts_to_blobs
-from madara_orchestrator.starknet.compression import compress_state_update
 from madara_orchestrator.starknet.squash import squash_state_updates
 from madara_orchestrator.starknet.state_update import parse_state_update, parse_state_update_json, state_update_to_json
 from tests.helpers.batching import (

@@ -12,9 +12,10 @@ import pytest
 from madara_orchestrator.backends.filesystem import FilesystemObjectStore
 from madara_orchestrator.backends.sqlite import SqliteStore
 from madara_orchestrator.backends.sqlite_db import SqliteDatabase
+from madara_orchestrator.domain.artifacts import aggregator_artifact_keys
 from madara_orchestrator.domain.batches import SnosBatch, SnosBatchStatus
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType, SettlementContext, StateUpdateMetadata
-from madara_orchestrator.engine.cleanup import StorageCleanup, aggregator_artifact_keys
+from madara_orchestrator.engine.cleanup import MAX_BLOB_FILES, StorageCleanup
 from tests.helpers.engine import FakeClock
 
 DAY = 86400.0
@@ -76,7 +77,7 @@ async def test_settled_batches_artifacts_are_marked_once_and_expire_after_the_co
     await store.update_job(dataclasses.replace(later, status=JobStatus.COMPLETED), now=2000.0)
     assert await cleanup.run() is True and cleanup.jobs_done == 2
 
-    marked = set(aggregator_artifact_keys(1)) | {f"{i}/cairo_pie.zip" for i in (1, 2)}
+    marked = set(aggregator_artifact_keys(1, max_blob_files=MAX_BLOB_FILES)) | {f"{i}/cairo_pie.zip" for i in (1, 2)}
     # Nothing is deleted before its time; everything marked is deleted after it; the rest stays.
     clock.advance(13 * DAY)
     await objects.tag_for_expiry([])

@@ -26,10 +26,10 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn
 
 from madara_orchestrator.domain.errors import InvalidInput, JobError, OrchestratorError
-from madara_orchestrator.interfaces import AggregationInput, AggregationResult
+from madara_orchestrator.interfaces import AggregationInput, AggregationResult, ChainRpc
 from madara_orchestrator.starknet.felt import STARKNET_PRIME, parse_felt
 from madara_orchestrator.starknet.os_output import OsOutputHeader, OutputSections, parse_output_sections
 from madara_orchestrator.starknet.pie import read_pie
@@ -67,16 +67,6 @@ class DamagedAggregatorOutput(JobError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, retryable=False)
-
-
-class ChainRpc(Protocol):
-    """What an aggregator runner reads from the sequencer: readiness, and the chain before the batch."""
-
-    async def chain_id(self) -> str: ...
-
-    async def get_state_update(self, block_number: int) -> dict[str, Any]: ...
-
-    async def get_block_with_tx_hashes(self, block_number: int) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

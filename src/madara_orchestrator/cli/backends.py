@@ -35,8 +35,9 @@ from madara_orchestrator.interfaces import (
     LockService,
     ObjectStore,
     QueueClient,
+    TxStore,
 )
-from madara_orchestrator.settlement.tx_store import SqliteTxStore, TxStore
+from madara_orchestrator.settlement.tx_store import SqliteTxStore
 
 Closer = Callable[[], Awaitable[None]]
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from madara_orchestrator.domain.errors import InvalidInput
+from madara_orchestrator.interfaces import NonceSource
 from madara_orchestrator.starknet.blob import (
     BYTES_PER_BLOB,
     FIELD_ELEMENTS_PER_BLOB,
@@ -31,7 +32,6 @@ from madara_orchestrator.starknet.blob import (
 from madara_orchestrator.starknet.compression import compress, decompress, decompress_prefix
 from madara_orchestrator.starknet.da import (
     DaStateDiff,
-    NonceSource,
     NoNonces,
     StaticNonces,
     encode_state_update_for_da,

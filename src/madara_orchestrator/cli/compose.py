@@ -37,6 +37,7 @@ from madara_orchestrator.domain.jobs import DEFAULT_POLICIES, JobType
 from madara_orchestrator.domain.queues import Layer
 from madara_orchestrator.domain.redaction import url_origin
 from madara_orchestrator.domain.retry import REDELIVERY
+from madara_orchestrator.domain.settlement_tx import TxTotals
 from madara_orchestrator.engine.batching import BatchingConfig
 from madara_orchestrator.engine.lease import LeaseTiming, key_guard, new_owner
 from madara_orchestrator.engine.plan import PLANS, LayerPlan
@@ -46,6 +47,7 @@ from madara_orchestrator.interfaces import (
     AggregatorRunner,
     AlertSink,
     Database,
+    FactChecker,
     ObjectStore,
     ProverClient,
     QueueClient,
@@ -58,7 +60,7 @@ from madara_orchestrator.provers.atlantic import (
     AtlanticNetwork,
     AtlanticQueryStep,
 )
-from madara_orchestrator.provers.fact_registry import AlwaysValidFactChecker, FactChecker
+from madara_orchestrator.provers.fact_registry import AlwaysValidFactChecker
 from madara_orchestrator.provers.mock import MockProverClient
 from madara_orchestrator.provers.mock_atlantic_server import MockAtlanticConfig, MockAtlanticServer
 from madara_orchestrator.provers.sharp import SharpClient, SharpConfig
@@ -67,7 +69,6 @@ from madara_orchestrator.settlement.encoding import IS_VALID_SELECTOR
 from madara_orchestrator.settlement.eth_rpc import EthRpc
 from madara_orchestrator.settlement.ethereum import EthereumSettlementClient, EthereumSettlementConfig
 from madara_orchestrator.settlement.starknet import StarknetSettlementClient, StarknetSettlementConfig
-from madara_orchestrator.settlement.tx_store import TxTotals
 from madara_orchestrator.snos.command import CommandSnosRunner
 from madara_orchestrator.snos.contract import SnosRunConfig, os_hints
 from madara_orchestrator.snos.http import HttpSnosRunner

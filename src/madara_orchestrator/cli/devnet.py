@@ -30,6 +30,7 @@ from madara_orchestrator.devnet.layout_bridge import DEVNET_CAIRO_VERIFIER_PROGR
 from madara_orchestrator.devnet.program_output import DEVNET_CONFIG_HASH, DEVNET_OS_PROGRAM_HASH
 from madara_orchestrator.devnet.sequencer import DEFAULT_TX_PER_BLOCK, DevnetSequencer
 from madara_orchestrator.devnet.starknet_l2 import OPERATOR_ACCOUNT, VERIFIER_ACCOUNT, StarknetL2Double
+from madara_orchestrator.domain.artifacts import AggregatorFile, aggregator_key
 from madara_orchestrator.domain.batches import AggregatorBatch, AggregatorBatchStatus, SnosBatch, SnosBatchStatus
 from madara_orchestrator.domain.batching import FELTS_PER_BLOB
 from madara_orchestrator.domain.errors import ConfigError, Conflict, OrchestratorError
@@ -373,7 +374,9 @@ async def batching_summary(stack: EmbeddedStack, settled_blocks: int) -> list[st
     used = paid = 0
     for batch in settled:
         try:
-            felts = len(decode_felts_json(await stack.objects.get(f"artifacts/batch/{batch.index}/da_blob.json")))
+            felts = len(
+                decode_felts_json(await stack.objects.get(aggregator_key(batch.index, AggregatorFile.DA_SEGMENT)))
+            )
         except OrchestratorError:
             continue
         used += felts

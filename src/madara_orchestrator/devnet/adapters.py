@@ -39,19 +39,19 @@ from madara_orchestrator.domain.proving import (
 from madara_orchestrator.interfaces import (
     AggregationInput,
     AggregationResult,
+    BatchRpc,
     SequencerRpc,
     SettlementResult,
     SnosResult,
 )
 from madara_orchestrator.settlement.encoding import program_output_fact
+from madara_orchestrator.starknet.aliases import compress_state_update
+from madara_orchestrator.starknet.blob import BYTES_PER_BLOB as BLOB_BYTES
 from madara_orchestrator.starknet.blob import felts_to_blobs
-from madara_orchestrator.starknet.compression import compress_state_update
+from madara_orchestrator.starknet.felt import STARKNET_PRIME as FELT_PRIME
 from madara_orchestrator.starknet.rpc import RpcCall, RpcError, block_id
-from madara_orchestrator.starknet.squash import BatchRpc, squash_state_updates
+from madara_orchestrator.starknet.squash import squash_state_updates
 from madara_orchestrator.starknet.state_update import StateUpdate, parse_state_update
-
-FELT_PRIME = 2**251 + 17 * 2**192 + 1
-BLOB_BYTES = 131072
 
 
 def _keccak(data: bytes) -> bytes:

@@ -31,8 +31,7 @@ from Crypto.Hash import keccak
 from poseidon_py.poseidon_hash import poseidon_hash_many
 
 from madara_orchestrator.starknet.facts import BOOT_LOADER_PROGRAM_CONTRACT
-
-FELT_PRIME = 2**251 + 17 * 2**192 + 1
+from madara_orchestrator.starknet.felt import STARKNET_PRIME as FELT_PRIME
 
 
 def _felt(label: bytes) -> int:

@@ -17,9 +17,9 @@ from madara_orchestrator.devnet.sequencer import CHAIN_ID, STRK_TOKEN
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.settlement.encoding import commitment_to_limbs, program_output_fact, y_to_limbs
 from madara_orchestrator.starknet import kzg
+from madara_orchestrator.starknet.felt import STARKNET_PRIME
 from madara_orchestrator.starknet.os_config import os_config_hash
 
-STARKNET_PRIME = 2**251 + 17 * 2**192 + 1
 BLS_MODULUS = 52435875175126190479447740508185965837690552500527637822603658699938581184513
 DEVNET_OS_PROGRAM_HASH = int.from_bytes(keccak(b"madara-orchestrator devnet os program"), "big") % STARKNET_PRIME
 DEVNET_CONFIG_HASH = os_config_hash(CHAIN_ID, STRK_TOKEN)

@@ -28,20 +28,18 @@ from starlette.routing import Route
 
 from madara_orchestrator.devnet.jsonrpc import jsonrpc_response
 from madara_orchestrator.domain.batches import BouncerWeights
+from madara_orchestrator.starknet.compression import ALIAS_CONTRACT_ADDRESS as ALIAS_CONTRACT
+from madara_orchestrator.starknet.compression import MIN_VALUE_FOR_ALIAS
+from madara_orchestrator.starknet.felt import STARKNET_PRIME as FELT_PRIME
 
-FELT_PRIME = 2**251 + 17 * 2**192 + 1
 STRK_TOKEN = 0x04718F5A0FC34CC1AF16A1CDEE98FFB20C31F5CD61D6AB07201858F4287C938D
 ETH_TOKEN = 0x049D36570D4E46F48E99674BD3FCC84644DDD6B96F7C741B1562B82F9E004DC7
 ACCOUNT_CLASS = 0x05B4B537EAA2399E3AA99C4E2E0208EBD6C71BC1467938CD52C798C601E43564
 STARKNET_VERSION = "0.14.0"
 CHAIN_ID = "MADARA_DEVNET"
 
-ALIAS_CONTRACT = 0x2
-"""The OS's alias contract (Starknet ≥ 0.13.4): storage key → alias, the next free alias at key 0."""
 ALIAS_COUNTER_KEY = 0
 FIRST_ALIAS = 0x80
-MIN_VALUE_FOR_ALIAS = 0x80
-"""Addresses and keys below this are never aliased (SPEC §5.7)."""
 
 DEFAULT_TX_PER_BLOCK = 100
 """With the default limits (6 blobs), an aggregator batch fills by compressed size after ~60 blocks."""

@@ -275,11 +275,6 @@ class AggregatorBatch:
         return cls(**_batch_fields(data, AggregatorBatchStatus))
 
 
-def aggregator_batch_paths(index: int) -> tuple[str, str]:
-    """``(squashed_state_updates_path, blob_path)`` of an aggregator batch (SPEC §5.2, §10)."""
-    return f"state_update/batch/{index}.json", f"blob/batch/{index}"
-
-
 B = TypeVar("B", SnosBatch, AggregatorBatch)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 
 class OrchestratorError(Exception):
@@ -59,6 +60,16 @@ class InvalidTransition(Conflict):
 
 class BackendUnavailable(OrchestratorError):
     """An outside service (database, queue, RPC node, prover) could not be reached."""
+
+
+class RpcError(OrchestratorError):
+    """A JSON-RPC error object returned by the node."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        self.code = code
+        self.rpc_message = message
+        self.data = data
+        super().__init__(f"RPC error {code}: {message}" + (f" ({data})" if data is not None else ""))
 
 
 class Retryable(OrchestratorError):

@@ -37,13 +37,13 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from madara_orchestrator import ORCHESTRATOR_VERSION
+from madara_orchestrator.domain.artifacts import aggregator_batch_paths, blob_file
 from madara_orchestrator.domain.batches import (
     AggregatorBatch,
     AggregatorBatchStatus,
     BouncerWeights,
     SnosBatch,
     SnosBatchStatus,
-    aggregator_batch_paths,
     transition_aggregator_batch,
     transition_snos_batch,
 )
@@ -76,6 +76,7 @@ from madara_orchestrator.engine.lease import LeaseLost, LeaseTiming, named_lease
 from madara_orchestrator.engine.telemetry import Telemetry
 from madara_orchestrator.interfaces import (
     AlertSink,
+    BatchRpc,
     Clock,
     Database,
     FeederGateway,
@@ -85,10 +86,11 @@ from madara_orchestrator.interfaces import (
     ReferenceNode,
     SequencerRpc,
 )
+from madara_orchestrator.starknet.aliases import BatchLength
 from madara_orchestrator.starknet.blob import felts_to_blobs
-from madara_orchestrator.starknet.compression import BatchLength, LengthChange
+from madara_orchestrator.starknet.compression import LengthChange
 from madara_orchestrator.starknet.da import parse_starknet_version
-from madara_orchestrator.starknet.squash import BatchRpc, DiffChange, SquashedDiff, squash_state_updates
+from madara_orchestrator.starknet.squash import DiffChange, SquashedDiff, squash_state_updates
 from madara_orchestrator.starknet.state_update import StateUpdate, parse_state_update
 
 log = logging.getLogger("madara_orchestrator.batching")
@@ -828,11 +830,10 @@ class Batcher:
         """The squashed state update (its JSON text) and the blobs of the compressed diff (SPEC §5.4 "saving")."""
         blobs = await asyncio.to_thread(felts_to_blobs, compressed)
         await self.objects.put(batch.squashed_state_updates_path, squashed_json.encode())
-        prefix = batch.blob_path + "/"
         for i, blob in enumerate(blobs, start=1):
-            await self.objects.put(f"{prefix}{i}.txt", blob)
-        wanted = {f"{prefix}{i}.txt" for i in range(1, len(blobs) + 1)}
-        for key in await self.objects.list(prefix):
+            await self.objects.put(blob_file(batch.blob_path, i), blob)
+        wanted = {blob_file(batch.blob_path, i) for i in range(1, len(blobs) + 1)}
+        for key in await self.objects.list(batch.blob_path + "/"):
             if key not in wanted:
                 await self.objects.delete(key)
 

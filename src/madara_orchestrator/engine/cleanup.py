@@ -16,38 +16,24 @@ import datetime
 import logging
 from collections.abc import Sequence
 
-from madara_orchestrator.domain.batches import aggregator_batch_paths
+from madara_orchestrator.domain.artifacts import (
+    SETTLED_SNOS_BATCH_FILES,
+    SNOS_RUN_FILES,
+    aggregator_artifact_keys,
+    snos_key,
+)
 from madara_orchestrator.domain.errors import StaleVersion
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType, StateUpdateMetadata
 from madara_orchestrator.engine.lease import LeaseTiming, named_lease
 from madara_orchestrator.interfaces import Clock, Database, ExpiringStore, LockService
+from madara_orchestrator.starknet.blob import MAX_BLOBS_PER_TXN
 
 log = logging.getLogger(__name__)
 
 CLEANUP_LOCK = "StorageCleanupWorker"
 JOBS_PER_RUN = 200
-MAX_BLOB_FILES = 7
+MAX_BLOB_FILES = MAX_BLOBS_PER_TXN + 1
 """Blob files ``0..6`` are candidates (SPEC §4.12: six blobs at most, numbered from 1; 0 is harmless)."""
-SNOS_BATCH_FILES = ("cairo_pie.zip", "snos_output.json", "program_output.txt")
-LEGACY_BLOCK_FILES = (
-    "cairo_pie.zip",
-    "snos_output.json",
-    "program_output.txt",
-    "blob_data.txt",
-    "proof.json",
-    "proof_part2.json",
-)
-"""The files of a SNOS batch settled on its own (L3): its SNOS run, proofs and DA blob data."""
-
-
-def aggregator_artifact_keys(index: int) -> list[str]:
-    base = f"artifacts/batch/{index}"
-    keys = [f"{base}/{name}" for name in ("cairo_pie.zip", "da_blob.json", "program_output.txt")]
-    keys += [f"{base}/snos_output.json", f"{base}/proof.json"]
-    state_update_path, blob_dir = aggregator_batch_paths(index)
-    keys += [f"{blob_dir}/{n}.txt" for n in range(MAX_BLOB_FILES)]
-    keys.append(state_update_path)
-    return keys
 
 
 class StorageCleanup:
@@ -126,8 +112,8 @@ class StorageCleanup:
         index = job.internal_id
         if meta.context.type != "Batch" or self.settles_snos_batches:
             # L3: the original never collects these for Batch contexts (SPEC §4.12 quirk); this does.
-            return [f"{index}/{name}" for name in LEGACY_BLOCK_FILES]
-        keys = aggregator_artifact_keys(index)
+            return [snos_key(index, file) for file in SETTLED_SNOS_BATCH_FILES]
+        keys = aggregator_artifact_keys(index, max_blob_files=MAX_BLOB_FILES)
         for batch in await self.db.list_snos_batches(aggregator_index=index):
-            keys += [f"{batch.index}/{name}" for name in SNOS_BATCH_FILES]
+            keys += [snos_key(batch.index, file) for file in SNOS_RUN_FILES]
         return keys

@@ -19,12 +19,14 @@ from madara_orchestrator.domain.queues import Layer
 from madara_orchestrator.interfaces import (
     AggregatorRunner,
     AlertSink,
+    BatchRpc,
     Clock,
     Database,
     ObjectStore,
     ProverClient,
     SequencerRpc,
     SettlementClient,
+    SettlementFigures,
     SnosRunner,
 )
 from madara_orchestrator.jobs.aggregator import AggregatorJobHandler
@@ -33,8 +35,7 @@ from madara_orchestrator.jobs.data_submission import DataSubmissionJobHandler
 from madara_orchestrator.jobs.proof_registration import ProofRegistrationJobHandler
 from madara_orchestrator.jobs.proving import ProvingJobHandler
 from madara_orchestrator.jobs.snos import SnosJobHandler
-from madara_orchestrator.jobs.state_update import BatchKind, SettlementFigures, StateUpdateJobHandler
-from madara_orchestrator.starknet.squash import BatchRpc
+from madara_orchestrator.jobs.state_update import BatchKind, StateUpdateJobHandler
 
 
 class TriggerName(enum.StrEnum):

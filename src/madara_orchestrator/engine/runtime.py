@@ -46,6 +46,7 @@ from madara_orchestrator.interfaces import (
     AggregatorRunner,
     AlertSink,
     AtomicJobCreation,
+    BatchRpc,
     Clock,
     Database,
     ExpiringStore,
@@ -62,7 +63,6 @@ from madara_orchestrator.interfaces import (
 )
 from madara_orchestrator.jobs.base import JobHandler
 from madara_orchestrator.starknet.rpc_cache import CachingBatchRpc
-from madara_orchestrator.starknet.squash import BatchRpc
 
 log = logging.getLogger("madara_orchestrator.runtime")
 

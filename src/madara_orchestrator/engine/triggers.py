@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from madara_orchestrator.domain.artifacts import SnosFile, snos_key
 from madara_orchestrator.domain.batches import AggregatorBatchStatus, SnosBatchStatus
 from madara_orchestrator.domain.batching import BatchingStopped
 from madara_orchestrator.domain.errors import InvalidTransition, OrchestratorError, classify
@@ -400,13 +401,13 @@ class Triggers:
                 if not snos.snos_fact:
                     log.error("SnosRun %d completed without a fact; cannot create its proof job", snos_job.internal_id)
                     continue
-                download = f"{snos_job.internal_id}/proof.json"
+                download = snos_key(snos_job.internal_id, SnosFile.PROOF)
                 ensure = snos.snos_fact
             elif self.config.store_audit_artifacts:
-                download = f"{snos_job.internal_id}/proof.json"
+                download = snos_key(snos_job.internal_id, SnosFile.PROOF)
             meta = ProvingMetadata(
                 block_number=snos.start_block,
-                input_path={"CairoPie": snos.cairo_pie_path or f"{snos_job.internal_id}/cairo_pie.zip"},
+                input_path={"CairoPie": snos.cairo_pie_path or snos_key(snos_job.internal_id, SnosFile.CAIRO_PIE)},
                 ensure_on_chain_registration=ensure,
                 download_proof=download,
                 n_steps=snos.snos_n_steps,
@@ -431,8 +432,8 @@ class Triggers:
             index = proof_job.internal_id
             meta = dataclasses.replace(
                 proving,
-                input_path={"Proof": f"{index}/proof.json"},
-                download_proof=f"{index}/proof_part2.json",
+                input_path={"Proof": snos_key(index, SnosFile.PROOF)},
+                download_proof=snos_key(index, SnosFile.BRIDGE_PROOF),
             )
             if await self._create(JobType.PROOF_REGISTRATION, index, meta, proof_job):
                 created += 1
@@ -447,7 +448,7 @@ class Triggers:
         ):
             proving = parent.metadata.specific
             block = proving.block_number if isinstance(proving, ProvingMetadata) else 0
-            meta = DaMetadata(block_number=block, blob_data_path=f"{parent.internal_id}/blob_data.txt")
+            meta = DaMetadata(block_number=block, blob_data_path=snos_key(parent.internal_id, SnosFile.BLOB_DATA))
             if await self._create(JobType.DATA_SUBMISSION, parent.internal_id, meta, parent):
                 created += 1
         return created > 0

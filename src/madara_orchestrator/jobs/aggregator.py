@@ -9,6 +9,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+from madara_orchestrator.domain.artifacts import (
+    AggregatorFile,
+    SnosFile,
+    aggregator_batch_paths,
+    aggregator_key,
+    snos_key,
+)
 from madara_orchestrator.domain.batches import AggregatorBatchStatus
 from madara_orchestrator.domain.errors import JobError
 from madara_orchestrator.domain.jobs import AggregatorMetadata, Job, JobType
@@ -36,12 +43,12 @@ def aggregator_metadata(index: int, *, bucket_id: str | None = None, store_proof
     return AggregatorMetadata(
         batch_num=index,
         bucket_id=bucket_id,
-        download_proof=f"artifacts/batch/{index}/proof.json" if store_proof else None,
-        blob_data_path=f"blob/batch/{index}",
-        da_segment_path=f"artifacts/batch/{index}/da_blob.json",
-        cairo_pie_path=f"artifacts/batch/{index}/cairo_pie.zip",
-        snos_output_path=f"artifacts/batch/{index}/snos_output.json",
-        program_output_path=f"artifacts/batch/{index}/program_output.txt",
+        download_proof=aggregator_key(index, AggregatorFile.PROOF) if store_proof else None,
+        blob_data_path=aggregator_batch_paths(index)[1],
+        da_segment_path=aggregator_key(index, AggregatorFile.DA_SEGMENT),
+        cairo_pie_path=aggregator_key(index, AggregatorFile.CAIRO_PIE),
+        snos_output_path=aggregator_key(index, AggregatorFile.SNOS_OUTPUT),
+        program_output_path=aggregator_key(index, AggregatorFile.PROGRAM_OUTPUT),
     )
 
 
@@ -96,8 +103,10 @@ class AggregatorJobHandler(JobHandler[AggregatorMetadata]):
                     snos_batch_index=child.index,
                     start_block=child.start_block,
                     end_block=child.end_block,
-                    os_output=decode_program_output(await self.objects.get(f"{child.index}/program_output.txt")),
-                    cairo_pie_zip=await self.objects.get(f"{child.index}/cairo_pie.zip"),
+                    os_output=decode_program_output(
+                        await self.objects.get(snos_key(child.index, SnosFile.PROGRAM_OUTPUT))
+                    ),
+                    cairo_pie_zip=await self.objects.get(snos_key(child.index, SnosFile.CAIRO_PIE)),
                 )
             )
         result = await self.runner.run(
@@ -136,25 +145,25 @@ class AggregatorJobHandler(JobHandler[AggregatorMetadata]):
             await self._set_batch(meta.batch_num, AggregatorBatchStatus.VERIFICATION_FAILED)
             return Verified.rejected(f"Aggregator job #{job.internal_id} failed: {status.message}")
         if self.runner is None:
-            artifacts = await self.prover.get_aggregation_artifacts(
+            produced = await self.prover.get_aggregation_artifacts(
                 job.external_id, include_proof=meta.download_proof is not None
             )
-            if artifacts.cairo_pie is None or artifacts.da_segment is None:
+            if produced.cairo_pie is None or produced.da_segment is None:
                 raise JobError(f"prover returned no aggregator PIE or DA segment for bucket {job.external_id}")
             # Settlement sends the aggregator's filtered output; the program hash takes seconds: off the loop.
-            info = await asyncio.to_thread(aggregator_fact_info, read_pie(artifacts.cairo_pie))
+            info = await asyncio.to_thread(aggregator_fact_info, read_pie(produced.cairo_pie))
             if meta.program_output_path:
                 await self.objects.put(meta.program_output_path, encode_program_output(info.program_output))
             if meta.cairo_pie_path:
-                await self.objects.put(meta.cairo_pie_path, artifacts.cairo_pie)
+                await self.objects.put(meta.cairo_pie_path, produced.cairo_pie)
             if meta.da_segment_path:
-                await self.objects.put(meta.da_segment_path, artifacts.da_segment)
-            if meta.download_proof and artifacts.proof is not None:
-                await self.objects.put(meta.download_proof, artifacts.proof)
+                await self.objects.put(meta.da_segment_path, produced.da_segment)
+            if meta.download_proof and produced.proof is not None:
+                await self.objects.put(meta.download_proof, produced.proof)
         elif meta.download_proof:
-            artifacts = await self.prover.get_aggregation_artifacts(job.external_id, include_proof=True)
-            if artifacts.proof is not None:
-                await self.objects.put(meta.download_proof, artifacts.proof)
+            produced = await self.prover.get_aggregation_artifacts(job.external_id, include_proof=True)
+            if produced.proof is not None:
+                await self.objects.put(meta.download_proof, produced.proof)
         await self._set_batch(meta.batch_num, AggregatorBatchStatus.READY_FOR_STATE_UPDATE)
         return Verified.verified()
 

@@ -22,22 +22,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+from madara_orchestrator.domain.artifacts import SnosFile, snos_key
 from madara_orchestrator.domain.errors import InvalidInput, JobError, NotFound
 from madara_orchestrator.domain.jobs import DaMetadata, Job, JobType
-from madara_orchestrator.interfaces import BatchStore, DaClient, ObjectStore, SequencerRpc
+from madara_orchestrator.interfaces import BatchRpc, BatchStore, DaClient, ObjectStore, SequencerRpc
 from madara_orchestrator.jobs.base import JobHandler, Processed, Verified
 from madara_orchestrator.starknet.blob import BYTES_PER_BLOB, MAX_BLOBS_PER_TXN, MaxBlobsLimitExceeded, felts_to_blobs
 from madara_orchestrator.starknet.da import DA_JOB_PINNED_VERSION, encode_state_update_for_da, parse_starknet_version
-from madara_orchestrator.starknet.squash import BatchRpc, squash_state_updates
+from madara_orchestrator.starknet.squash import squash_state_updates
 from madara_orchestrator.starknet.state_update import PendingBlock, StateUpdate, parse_state_update
 
 NOT_PUBLISHED = "NA"
 """The ``tx_hash`` of a batch whose blobs no DA client published (what the original's clients return)."""
 ZERO_ADDRESS = bytes(32)
-
-
-def blob_data_path(snos_batch_index: int) -> str:
-    return f"{snos_batch_index}/blob_data.txt"
 
 
 class DataSubmissionJobHandler(JobHandler[DaMetadata]):
@@ -88,7 +85,7 @@ class DataSubmissionJobHandler(JobHandler[DaMetadata]):
                 f"{blocks.stop - 1}): {exc}",
                 retryable=False,
             ) from exc
-        path = meta.blob_data_path or blob_data_path(job.internal_id)
+        path = meta.blob_data_path or snos_key(job.internal_id, SnosFile.BLOB_DATA)
         data = b"".join(blobs)
         if data:
             await self.objects.put(path, data)
@@ -126,7 +123,7 @@ class DataSubmissionJobHandler(JobHandler[DaMetadata]):
             if answer == "Pending":
                 return Verified.pending()
             return Verified.rejected(answer.removeprefix("Rejected: "))
-        path = meta.blob_data_path or blob_data_path(job.internal_id)
+        path = meta.blob_data_path or snos_key(job.internal_id, SnosFile.BLOB_DATA)
         try:
             data = await self.objects.get(path)
         except NotFound:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from madara_orchestrator.domain.artifacts import SnosFile, snos_key
 from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, JobError, Retryable
 from madara_orchestrator.domain.jobs import Job, JobType, SnosMetadata
 from madara_orchestrator.interfaces import ObjectStore, SnosRunner
@@ -111,8 +112,8 @@ def snos_metadata(index: int, start_block: int, end_block: int, *, full_output: 
         end_block=end_block,
         num_blocks=end_block - start_block + 1,
         full_output=full_output,
-        cairo_pie_path=f"{index}/cairo_pie.zip",
-        on_chain_data_path=f"{index}/onchain_data.json",
-        snos_output_path=f"{index}/snos_output.json",
-        program_output_path=f"{index}/program_output.txt",
+        cairo_pie_path=snos_key(index, SnosFile.CAIRO_PIE),
+        on_chain_data_path=snos_key(index, SnosFile.ON_CHAIN_DATA),
+        snos_output_path=snos_key(index, SnosFile.SNOS_OUTPUT),
+        program_output_path=snos_key(index, SnosFile.PROGRAM_OUTPUT),
     )

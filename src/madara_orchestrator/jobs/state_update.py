@@ -15,8 +15,9 @@ import enum
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
+from madara_orchestrator.domain.artifacts import SnosFile, snos_key
 from madara_orchestrator.domain.batches import AggregatorBatchStatus, SnosBatchStatus
 from madara_orchestrator.domain.errors import InvalidInput, JobError, OutsideCondition
 from madara_orchestrator.domain.jobs import Job, JobType, StateUpdateMetadata
@@ -25,8 +26,9 @@ from madara_orchestrator.interfaces import (
     Clock,
     Database,
     ObjectStore,
-    SettlementAttempt,
+    SettlementAttemptsCarrier,
     SettlementClient,
+    SettlementFigures,
     SettlementResult,
 )
 from madara_orchestrator.jobs.artifacts import decode_felts_json, decode_program_output
@@ -50,25 +52,6 @@ class BatchKind(enum.StrEnum):
     SNOS = "snos"
 
 
-def snos_proof_path(snos_batch_index: int) -> str:
-    """The SNOS proof ProofCreation stores on L3 (SPEC §7.8)."""
-    return f"{snos_batch_index}/proof.json"
-
-
-def bridge_proof_path(snos_batch_index: int) -> str:
-    """The bridge proof ProofRegistration stores on L3 (SPEC §7.9)."""
-    return f"{snos_batch_index}/proof_part2.json"
-
-
-@runtime_checkable
-class SettlementAttemptsCarrier(Protocol):
-    """A settlement error that carries the attempts made so far (``settlement.errors.SettlementTxError``)."""
-
-    attempts: list[SettlementAttempt]
-    nonce: int | None
-    tx_hash: str | None
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Prepared:
     """A settlement ready to send, and what it carries (for the figures)."""
@@ -76,16 +59,6 @@ class _Prepared:
     send: Callable[[], Awaitable[SettlementResult]]
     felts: int
     blobs: int
-
-
-class SettlementFigures(Protocol):
-    """Where a settlement's costs are recorded (engine/metrics.py ``Metrics``)."""
-
-    def settlement_done(
-        self, *, blocks: int, felts: int, blobs: int, seconds: float, fee_wei: int | None, layer: str = ...
-    ) -> None: ...
-
-    def settlement_fee_capped(self) -> None: ...
 
 
 ZERO_HASH = "0x" + "0" * 64
@@ -250,8 +223,8 @@ class StateUpdateJobHandler(JobHandler[StateUpdateMetadata]):
                 "at index 8; settling with calldata needs 0 or 1",
                 retryable=False,
             )
-        os_output = await self._proven_output(snos_proof_path(to_settle))
-        bridge_output = await self._proven_output(bridge_proof_path(to_settle))
+        os_output = await self._proven_output(snos_key(to_settle, SnosFile.PROOF))
+        bridge_output = await self._proven_output(snos_key(to_settle, SnosFile.BRIDGE_PROOF))
 
         async def send() -> SettlementResult:
             return await self.settlement.update_state_calldata(os_output, bridge_output, idempotency_key=key)

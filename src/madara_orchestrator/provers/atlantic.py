@@ -47,6 +47,7 @@ from madara_orchestrator.domain.proving import (
     TaskStatus,
     TaskType,
 )
+from madara_orchestrator.interfaces import FactChecker
 from madara_orchestrator.provers.errors import (
     AggregatorQueryNotFound,
     InvalidProofFormat,
@@ -55,7 +56,6 @@ from madara_orchestrator.provers.errors import (
     ProverApiError,
     TaskInvalid,
 )
-from madara_orchestrator.provers.fact_registry import FactChecker
 from madara_orchestrator.provers.http import (
     RetryPolicy,
     is_retryable_error,

@@ -19,8 +19,9 @@ from madara_orchestrator.domain.proving import (
     TaskStatus,
     TaskType,
 )
+from madara_orchestrator.interfaces import FactChecker, FactRegistry
 from madara_orchestrator.provers.errors import FactRegistrationFailed, TaskInvalid
-from madara_orchestrator.provers.fact_registry import FactChecker, FactRegistry, InMemoryFactRegistry
+from madara_orchestrator.provers.fact_registry import InMemoryFactRegistry
 from madara_orchestrator.starknet.facts import fact_hex, fact_info
 from madara_orchestrator.starknet.pie import read_pie
 

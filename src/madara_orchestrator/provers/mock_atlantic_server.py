@@ -78,8 +78,8 @@ from madara_orchestrator.devnet.layout_bridge import (
 )
 from madara_orchestrator.devnet.program_output import DevnetStateTransition, build_program_output
 from madara_orchestrator.domain.errors import InvalidInput
+from madara_orchestrator.interfaces import FactRegistry
 from madara_orchestrator.provers.atlantic import ATLANTIC_SIGNATURE_HEADER, atlantic_webhook_signature
-from madara_orchestrator.provers.fact_registry import FactRegistry
 from madara_orchestrator.starknet.blob import felts_to_blobs
 from madara_orchestrator.starknet.facts import (
     add_aggregator_prefix,
@@ -87,9 +87,9 @@ from madara_orchestrator.starknet.facts import (
     compute_program_hash,
     fact_info,
 )
+from madara_orchestrator.starknet.felt import STARKNET_PRIME
 from madara_orchestrator.starknet.os_config import os_config_hash
 from madara_orchestrator.starknet.pie import (
-    STARK_PRIME,
     CairoPie,
     ExecutionResources,
     PieMemory,
@@ -653,7 +653,7 @@ def _is_hex_felt(value: Any) -> bool:
     if not isinstance(value, str) or value[:2].lower() != "0x" or not 2 < len(value) <= 66:
         return False
     try:
-        return int(value, 16) < STARK_PRIME
+        return int(value, 16) < STARKNET_PRIME
     except ValueError:
         return False
 
@@ -762,7 +762,7 @@ def _os_sections(output: Sequence[int]) -> tuple[list[int], list[int], list[int]
 def _is_os_output(output: Sequence[int]) -> bool:
     if len(output) < OS_HEADER_SIZE + 2 or output[8] not in (0, 1) or output[9] not in (0, 1):
         return False
-    if any(not 0 <= w < STARK_PRIME for w in output):
+    if any(not 0 <= w < STARKNET_PRIME for w in output):
         return False
     try:
         _os_sections(output)
@@ -773,7 +773,7 @@ def _is_os_output(output: Sequence[int]) -> bool:
 
 def _block(felt: int) -> int:
     """A block number felt as an int (P - 1 is the block before genesis, -1)."""
-    return felt - STARK_PRIME if felt > STARK_PRIME // 2 else felt
+    return felt - STARKNET_PRIME if felt > STARKNET_PRIME // 2 else felt
 
 
 def _are_consecutive(outputs: Sequence[Sequence[int]]) -> bool:

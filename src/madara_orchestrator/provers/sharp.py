@@ -31,8 +31,8 @@ from madara_orchestrator.domain.proving import (
     TaskStatus,
     TaskType,
 )
+from madara_orchestrator.interfaces import FactChecker
 from madara_orchestrator.provers.errors import MalformedResponse, ProverApiError, TaskInvalid
-from madara_orchestrator.provers.fact_registry import FactChecker
 from madara_orchestrator.provers.http import (
     RetryPolicy,
     is_retryable_error,

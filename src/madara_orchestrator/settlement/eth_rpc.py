@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 
@@ -29,24 +29,6 @@ class EthRpcError(OrchestratorError):
         self.rpc_message = message
         self.data = data
         super().__init__(f"{method} failed: error code {code}: {message}")
-
-
-class EthBackend(Protocol):
-    async def chain_id(self) -> int: ...
-
-    async def block_number(self) -> int: ...
-
-    async def latest_block(self) -> dict[str, Any]: ...
-
-    async def blob_base_fee(self) -> int: ...
-
-    async def transaction_count(self, address: str, block: str = "latest") -> int: ...
-
-    async def send_raw_transaction(self, raw: bytes) -> str: ...
-
-    async def transaction_receipt(self, tx_hash: str) -> dict[str, Any] | None: ...
-
-    async def call(self, to: str, data: bytes, block: str = "latest") -> bytes: ...
 
 
 def _hex_int(value: Any, what: str) -> int:

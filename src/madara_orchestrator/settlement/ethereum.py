@@ -16,8 +16,8 @@ from pathlib import Path
 
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.domain.redaction import url_origin
-from madara_orchestrator.interfaces import SettlementResult
-from madara_orchestrator.settlement.blob_tx import BYTES_PER_BLOB, SidecarForm, build_sidecar
+from madara_orchestrator.interfaces import SettlementResult, TxStore
+from madara_orchestrator.settlement.blob_tx import SidecarForm, build_sidecar
 from madara_orchestrator.settlement.durable import KeyGuard
 from madara_orchestrator.settlement.encoding import (
     STATE_BLOCK_HASH_SELECTOR,
@@ -29,12 +29,12 @@ from madara_orchestrator.settlement.encoding import (
     encode_update_state_kzg_da,
 )
 from madara_orchestrator.settlement.eth_rpc import EthRpc, EthRpcError
-from madara_orchestrator.settlement.tx_store import SqliteTxStore, TxStore
+from madara_orchestrator.settlement.tx_store import SqliteTxStore
 from madara_orchestrator.settlement.txmgr import FeePolicy, TxManager, TxOutcome, TxRequest
+from madara_orchestrator.starknet.blob import BYTES_PER_BLOB
+from madara_orchestrator.starknet.blob import MAX_BLOBS_PER_TXN as MAX_BLOBS_PER_STATE_UPDATE
 
 log = logging.getLogger(__name__)
-
-MAX_BLOBS_PER_STATE_UPDATE = 6
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -39,7 +39,8 @@ from starknet_py.net.models.transaction import InvokeV3
 from starknet_py.net.schemas.broadcasted_txn import BroadcastedTransactionSchema
 
 from madara_orchestrator.domain.errors import BackendUnavailable, ConfigError, InvalidInput, OrchestratorError
-from madara_orchestrator.interfaces import SettlementAttempt, SettlementResult
+from madara_orchestrator.domain.settlement_tx import AttemptRecord, AttemptStatus, KeyStatus, TxKeyRecord
+from madara_orchestrator.interfaces import SettlementAttempt, SettlementResult, TxStore
 from madara_orchestrator.settlement.durable import (
     KeyGuard,
     KeyLocks,
@@ -47,19 +48,12 @@ from madara_orchestrator.settlement.durable import (
     to_settlement_attempts,
 )
 from madara_orchestrator.settlement.errors import FeeCapExceeded, SettlementTxError, TxReverted
-from madara_orchestrator.settlement.tx_store import (
-    AttemptRecord,
-    AttemptStatus,
-    KeyStatus,
-    TxKeyRecord,
-    TxStore,
-    attempts_summary,
-)
+from madara_orchestrator.settlement.tx_store import attempts_summary
+from madara_orchestrator.starknet.felt import STARKNET_PRIME as FELT_PRIME
 from madara_orchestrator.starknet.rpc import parse_felt
 
 log = logging.getLogger(__name__)
 
-FELT_PRIME = 2**251 + 17 * 2**192 + 1
 FELT_MAX = FELT_PRIME - 1
 """``Felt::MAX`` (-1): what ``get_state`` answers for the block number before the first settlement."""
 EC_ORDER = 0x800000000000010FFFFFFFFFFFFFFFFB781126DCAE7B2321E66A241ADC64D2F

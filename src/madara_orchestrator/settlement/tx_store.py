@@ -13,116 +13,13 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from madara_orchestrator.domain.errors import BackendUnavailable, NotFound
+from madara_orchestrator.domain.settlement_tx import AttemptRecord, AttemptStatus, KeyStatus, TxKeyRecord, TxTotals
 
 T = TypeVar("T")
-
-
-class KeyStatus(StrEnum):
-    PENDING = "pending"
-    """Not settled yet: a nonce may be reserved and attempts may be in the mempool."""
-    FINALIZED = "finalized"
-    """One attempt was mined successfully and confirmed: never send again for this key."""
-    REVERTED = "reverted"
-    """An attempt was mined and reverted: the nonce is spent; a new call starts afresh with a new nonce."""
-
-
-class AttemptStatus(StrEnum):
-    SIGNED = "Signed"
-    """Stored before broadcast; the node may or may not have it (crash window)."""
-    SENT = "Sent"
-    """The node accepted it; waiting for inclusion."""
-    FINALIZED = "Finalized"
-    REPLACED = "Replaced"
-    """Not mined: another transaction with the same nonce was."""
-    TIMED_OUT = "TimedOut"
-    REJECTED_UNDERPRICED = "RejectedUnderpriced"
-    SUBMISSION_FAILED = "SubmissionFailed"
-    REVERTED = "Reverted"
-    """Mined, but the call reverted."""
-
-    @property
-    def is_in_flight(self) -> bool:
-        """Whether the transaction may still be in a mempool (it was or may have been broadcast)."""
-        return self in (AttemptStatus.SIGNED, AttemptStatus.SENT, AttemptStatus.TIMED_OUT)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TxKeyRecord:
-    key: str
-    sender: str
-    nonce: int | None
-    status: KeyStatus
-    final_tx_hash: str | None
-    fee_paid_wei: int | None
-    block_number: int | None
-    error: str | None
-    created_at: float
-    updated_at: float
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AttemptRecord:
-    key: str
-    attempt_no: int
-    nonce: int
-    tx_hash: str | None
-    gas_multiplier: float
-    max_fee_per_gas: int
-    max_priority_fee_per_gas: int
-    max_fee_per_blob_gas: int
-    status: AttemptStatus
-    error: str | None
-    raw: bytes | None
-    """The signed transaction in its network form; dropped once the key is finalized."""
-    created_at: float
-    updated_at: float
-
-
-class TxStore(Protocol):
-    async def get_key(self, key: str) -> TxKeyRecord | None: ...
-
-    async def create_key(self, key: str, sender: str) -> TxKeyRecord:
-        """Insert a pending key, or return the existing one unchanged."""
-        ...
-
-    async def reserve_nonce(self, key: str, *, chain_latest: int, chain_pending: int) -> int:
-        """The key's nonce; on first call the lowest nonce that is neither mined nor held by another
-        pending key of the same sender (and not below the node's pending count)."""
-        ...
-
-    async def release_nonce(self, key: str) -> None:
-        """Forget the key's nonce (it was consumed by another transaction); its in-flight attempts become Replaced."""
-        ...
-
-    async def add_attempt(self, attempt: AttemptRecord) -> None: ...
-
-    async def set_attempt_status(
-        self, key: str, attempt_no: int, status: AttemptStatus, *, error: str | None = None
-    ) -> None: ...
-
-    async def attempts(self, key: str) -> list[AttemptRecord]: ...
-
-    async def finalize(self, key: str, attempt_no: int, *, fee_paid_wei: int | None, block_number: int | None) -> None:
-        """Mark the attempt Finalized and the key settled; other in-flight attempts become Replaced."""
-        ...
-
-    async def mark_reverted(self, key: str, attempt_no: int, *, error: str, block_number: int | None) -> None: ...
-
-    async def restart_key(self, key: str) -> None:
-        """A reverted key is settled again from scratch: pending, no nonce (its attempts stay as history)."""
-        ...
-
-    async def pending_keys(self, sender: str) -> list[TxKeyRecord]: ...
-
-    async def totals(self, sender: str | None = None) -> TxTotals:
-        """For a summary line: keys settled and pending, attempts signed, fees paid."""
-        ...
 
 
 _SCHEMA = """
@@ -467,16 +364,6 @@ class SqliteTxStore:
             return [_key_from_row(r) for r in rows]
 
         return await self._run(q)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TxTotals:
-    """For a summary line: how many keys were settled, how many transactions were signed, fees paid."""
-
-    settled: int
-    pending: int
-    attempts: int
-    fee_paid_wei: int
 
 
 def attempts_summary(attempts: Sequence[AttemptRecord]) -> str:

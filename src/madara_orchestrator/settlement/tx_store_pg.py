@@ -16,13 +16,7 @@ import psycopg
 
 from madara_orchestrator.backends.postgres_db import Connection, PostgresDatabase
 from madara_orchestrator.domain.errors import AlreadyExists, NotFound
-from madara_orchestrator.settlement.tx_store import (
-    AttemptRecord,
-    AttemptStatus,
-    KeyStatus,
-    TxKeyRecord,
-    TxTotals,
-)
+from madara_orchestrator.domain.settlement_tx import AttemptRecord, AttemptStatus, KeyStatus, TxKeyRecord, TxTotals
 
 SENDER_LOCK_SPACE = 0x5458
 """First key of the two-key advisory locks on senders (the second is ``hashtext(sender)``); the two-key

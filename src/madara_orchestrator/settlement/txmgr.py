@@ -28,7 +28,8 @@ from typing import Any
 from eth_keys.datatypes import PrivateKey
 
 from madara_orchestrator.domain.errors import InvalidInput
-from madara_orchestrator.interfaces import SettlementAttempt
+from madara_orchestrator.domain.settlement_tx import AttemptRecord, AttemptStatus, KeyStatus, TxKeyRecord
+from madara_orchestrator.interfaces import EthBackend, SettlementAttempt, TxStore
 from madara_orchestrator.settlement.blob_tx import (
     GAS_PER_BLOB,
     Fees,
@@ -48,15 +49,8 @@ from madara_orchestrator.settlement.errors import (
     SettlementTxError,
     TxReverted,
 )
-from madara_orchestrator.settlement.eth_rpc import EthBackend, EthRpcError
-from madara_orchestrator.settlement.tx_store import (
-    AttemptRecord,
-    AttemptStatus,
-    KeyStatus,
-    TxKeyRecord,
-    TxStore,
-    attempts_summary,
-)
+from madara_orchestrator.settlement.eth_rpc import EthRpcError
+from madara_orchestrator.settlement.tx_store import attempts_summary
 
 log = logging.getLogger(__name__)
 

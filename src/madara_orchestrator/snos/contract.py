@@ -15,10 +15,10 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn
 
 from madara_orchestrator.domain.errors import InvalidInput, JobError, OrchestratorError
-from madara_orchestrator.interfaces import SnosResult
+from madara_orchestrator.interfaces import ChainIdRpc, SnosResult
 from madara_orchestrator.starknet.felt import STARKNET_PRIME, parse_felt
 from madara_orchestrator.starknet.os_output import parse_os_output
 from madara_orchestrator.starknet.pie import CairoPie, read_pie
@@ -60,12 +60,6 @@ class DamagedSnosOutput(JobError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, retryable=False)
-
-
-class ChainIdRpc(Protocol):
-    """The SNOS RPC as readiness sees it: it answers ``starknet_chainId`` (SPEC §9)."""
-
-    async def chain_id(self) -> str: ...
 
 
 def os_hints(layer: str) -> tuple[bool, bool]:

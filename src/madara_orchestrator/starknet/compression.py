@@ -1,19 +1,21 @@
 """Stateless compression (SPEC §5.10, StarkWare's ``stateless_compression``), its decompression, and
-stateful compression (address/key aliasing through contract 0x2, SPEC §5.7).
+stateful compression (address/key aliasing through contract 0x2, SPEC §5.7) given the aliases.
 
+Pure codecs: no I/O. ``needed_aliases`` names the aliases an update needs from the chain, and
+``apply_aliases`` uses them once read; the reads themselves are in ``starknet.aliases``.
 ``compress`` gives the same felts as cairo-lang's ``compress``; ``decompress`` validates what it reads
 and raises ``InvalidInput`` (never an assertion) on malformed data.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput
-from madara_orchestrator.starknet.felt import STARKNET_PRIME, parse_felt
-from madara_orchestrator.starknet.rpc import RpcCall, RpcError, block_id
-from madara_orchestrator.starknet.squash import BatchRpc, DiffChange, SquashedDiff
+from madara_orchestrator.domain.errors import InvalidInput
+from madara_orchestrator.starknet.da import da_word, parse_starknet_version, state_update_to_felts
+from madara_orchestrator.starknet.felt import STARKNET_PRIME
+from madara_orchestrator.starknet.squash import DiffChange, SquashedDiff
 from madara_orchestrator.starknet.state_update import (
     ContractStorageDiff,
     DeployedContract,
@@ -249,15 +251,18 @@ def decompress_prefix(data: Sequence[int], start: int) -> tuple[list[int], int]:
 
 
 # --------------------------------------------------------------------------------------------------
-# Stateful compression (aliases)
+# Stateful compression (aliases): what to read, and the diff once read (the reads: ``starknet.aliases``)
 
 
-async def compress_state_update_stateful(update: StateUpdate, *, reference_block: int, rpc: BatchRpc) -> StateUpdate:
-    """Replace addresses and storage keys ≥ 0x80 by their aliases (SPEC §5.7).
+def uses_aliases(starknet_version: str) -> bool:
+    """Whether the batch path aliases addresses and keys (from 0.13.4, SPEC §5.7)."""
+    return parse_starknet_version(starknet_version) >= (0, 13, 4)
 
-    Aliases come from the update's own writes to contract 0x2, else from contract 0x2's storage at
-    ``reference_block`` (one batched read); an unassigned alias reads as 0, as in the original.
-    """
+
+def needed_aliases(update: StateUpdate) -> tuple[dict[int, int], list[int]]:
+    """What aliasing ``update`` needs (SPEC §5.7): the aliases it gives itself (a value below 0x80 is its
+    own alias; the update's own writes to contract 0x2 come next), and the keys whose alias must be read
+    from contract 0x2's storage at the reference block (sorted)."""
     diff = update.state_diff
     keys: set[int] = set()
     for storage in diff.storage_diffs:
@@ -279,19 +284,13 @@ async def compress_state_update_stateful(update: StateUpdate, *, reference_block
     for key in keys:
         if key >= MIN_VALUE_FOR_ALIAS and key in own_aliases:
             aliases[key] = own_aliases[key]
-    to_read = sorted(k for k in keys if k not in aliases)
-    if to_read:
-        calls = [
-            RpcCall("starknet_getStorageAt", [hex(ALIAS_CONTRACT_ADDRESS), hex(k), block_id(reference_block)])
-            for k in to_read
-        ]
-        results = await rpc.batch(calls)
-        for key, result in zip(to_read, results, strict=True):
-            if isinstance(result, RpcError):
-                raise BackendUnavailable(
-                    f"reading the alias of {hex(key)} (contract 0x2) at block {reference_block} failed: {result}"
-                )
-            aliases[key] = 0 if result is None else parse_felt(result, f"alias of {hex(key)}")
+    return aliases, sorted(k for k in keys if k not in aliases)
+
+
+def apply_aliases(update: StateUpdate, aliases: Mapping[int, int]) -> StateUpdate:
+    """``update`` with its addresses and storage keys ≥ 0x80 replaced by their aliases (every one of
+    them in ``aliases``; an unassigned alias is 0, as in the original), sorted again."""
+    diff = update.state_diff
 
     def alias(value: int) -> int:
         return aliases.get(value, value)
@@ -320,33 +319,17 @@ async def compress_state_update_stateful(update: StateUpdate, *, reference_block
     return replace(update, state_diff=sort_state_diff(new_diff))
 
 
-async def compressed_state_update_length(
-    update: StateUpdate, *, starknet_version: str, reference_block: int, rpc: BatchRpc
-) -> int:
-    """``len(compress_state_update(...))``, without building the compressed felts."""
-    from madara_orchestrator.starknet.da import parse_starknet_version, state_update_to_felts
-
-    version = parse_starknet_version(starknet_version)
-    if version >= (0, 13, 4):
-        update = await compress_state_update_stateful(update, reference_block=reference_block, rpc=rpc)
-    felts = state_update_to_felts(update, starknet_version=starknet_version)
-    return compressed_length(felts) if version >= (0, 13, 3) else len(felts)
+def batch_felts(aliased: StateUpdate, *, starknet_version: str) -> list[int]:
+    """The aggregator-batch felts (SPEC §5.6) of an update already aliased (when the version aliases):
+    batch encoding, then stateless compression from 0.13.3. Their number is the batch's ``blob_len``."""
+    felts = state_update_to_felts(aliased, starknet_version=starknet_version)
+    return compress(felts) if parse_starknet_version(starknet_version) >= (0, 13, 3) else felts
 
 
-async def compress_state_update(
-    update: StateUpdate, *, starknet_version: str, reference_block: int, rpc: BatchRpc
-) -> list[int]:
-    """The aggregator-batch path (SPEC §5.6): aliasing from 0.13.4, batch encoding, stateless
-    compression from 0.13.3. The length of the result is the batch's ``blob_len``."""
-    from madara_orchestrator.starknet.da import parse_starknet_version, state_update_to_felts
-
-    version = parse_starknet_version(starknet_version)
-    if version >= (0, 13, 4):
-        update = await compress_state_update_stateful(update, reference_block=reference_block, rpc=rpc)
-    felts = state_update_to_felts(update, starknet_version=starknet_version)
-    if version >= (0, 13, 3):
-        felts = compress(felts)
-    return felts
+def batch_felts_length(aliased: StateUpdate, *, starknet_version: str) -> int:
+    """``len(batch_felts(aliased, ...))``, without building the compressed felts."""
+    felts = state_update_to_felts(aliased, starknet_version=starknet_version)
+    return compressed_length(felts) if parse_starknet_version(starknet_version) >= (0, 13, 3) else len(felts)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -355,10 +338,11 @@ async def compress_state_update(
 
 @dataclass(slots=True, kw_only=True)
 class LengthChange:
-    """What one ``DiffChange`` does to a ``BatchLength`` (computing it changes nothing)."""
+    """What one ``DiffChange`` does to a ``BatchFeltCounts`` (computing it changes nothing)."""
 
     length: int
-    """``len(compress_state_update(...))`` of the diff with the change."""
+    """``len(compress_state_update(...))`` of the diff with the change. Counted only while ``collisions``
+    is 0 (else 0 here: ``aliases.BatchLength`` measures the whole diff then)."""
     reference_block: int
     felts: dict[int, int]
     """Felt value → change of its number of occurrences."""
@@ -377,9 +361,27 @@ class LengthChange:
     collisions: int
 
 
-class BatchLength:
+@dataclass(slots=True, kw_only=True)
+class AliasPlan:
+    """The first half of a proposal (``BatchFeltCounts.plan``): which contracts are in the diff before
+    and after the change, how the uses of each key change, and which aliases must be resolved again."""
+
+    reference_block: int
+    touched: set[int]
+    old_in: dict[int, bool]
+    new_in: dict[int, bool]
+    uses: dict[int, int]
+    aliases: dict[int, int]
+    """Keys resolved from the diff's own writes to contract 0x2 → the alias."""
+    unassigned: dict[int, bool]
+    to_read: list[int]
+    """Keys whose alias the chain gives (contract 0x2 at ``reference_block``), sorted."""
+
+
+class BatchFeltCounts:
     """``len(compress_state_update(diff, ...))`` of a ``SquashedDiff`` kept up to date block by block:
-    the cost of a block is the block's size, not the batch's.
+    the cost of a block is the block's size, not the batch's. Pure: the aliases a block needs from the
+    chain are named by ``plan`` and given to ``count`` (``aliases.BatchLength`` reads them).
 
     The compressed length depends only on the multiset of the felts ``state_update_to_felts`` gives
     for the aliased diff (``compressed_length``: the unique values per bucket, the repeats, the total),
@@ -397,12 +399,9 @@ class BatchLength:
     then computed from the whole diff, as ``compressed_state_update_length`` does.
     """
 
-    def __init__(self, *, starknet_version: str, rpc: BatchRpc) -> None:
-        from madara_orchestrator.starknet.da import parse_starknet_version
-
+    def __init__(self, *, starknet_version: str) -> None:
         version = parse_starknet_version(starknet_version)
         self.starknet_version = starknet_version
-        self.rpc = rpc
         self.aliasing = version >= (0, 13, 4)
         self.compressing = version >= (0, 13, 3)
         # The empty diff's felts: no contract, no class.
@@ -423,8 +422,6 @@ class BatchLength:
         self.collisions = 0
         """Aliased addresses shared by two contracts or more."""
         self.reference_block: int | None = None
-        self._assigned: dict[int, tuple[int, int]] = {}
-        """Non-zero aliases read from the chain: key → (the block read at, the alias)."""
 
     def _key_alias(self, aliases: dict[int, int], address: int, key: int) -> int:
         if self.aliasing and address >= MIN_VALUE_FOR_ALIAS and key >= MIN_VALUE_FOR_ALIAS:
@@ -436,45 +433,30 @@ class BatchLength:
             return aliases[address] if address in aliases else self.alias[address]
         return address
 
-    async def _read_aliases(self, keys: Sequence[int], reference_block: int) -> dict[int, int]:
-        """The chain's aliases of ``keys`` at the block, as ``compress_state_update_stateful`` reads them."""
-        found: dict[int, int] = {}
-        to_read = []
-        for key in keys:
-            seen = self._assigned.get(key)
-            if seen is not None and seen[0] <= reference_block:
-                found[key] = seen[1]
-            else:
-                to_read.append(key)
-        if to_read:
-            calls = [
-                RpcCall("starknet_getStorageAt", [hex(ALIAS_CONTRACT_ADDRESS), hex(k), block_id(reference_block)])
-                for k in to_read
-            ]
-            results = await self.rpc.batch(calls)
-            for key, result in zip(to_read, results, strict=True):
-                if isinstance(result, RpcError):
-                    raise BackendUnavailable(
-                        f"reading the alias of {hex(key)} (contract 0x2) at block {reference_block} failed: {result}"
-                    )
-                value = 0 if result is None else parse_felt(result, f"alias of {hex(key)}")
-                found[key] = value
-                if value != 0:
-                    seen = self._assigned.get(key)
-                    if seen is None or reference_block < seen[0]:
-                        self._assigned[key] = (reference_block, value)
-        return found
-
-    async def propose(self, diff: SquashedDiff, change: DiffChange, *, reference_block: int) -> LengthChange:
-        """The length of ``diff`` with ``change`` applied, aliases read at ``reference_block``; neither
-        ``diff`` nor this object changes (``apply`` takes the result when the block joins the batch)."""
-        from madara_orchestrator.starknet.da import da_word
-
-        aliasing = self.aliasing
-        storage_changes = change.storage
+    def plan(self, diff: SquashedDiff, change: DiffChange, *, reference_block: int) -> AliasPlan:
+        """What ``change`` does to the contracts and keys of ``diff``, and the aliases it needs resolved
+        at ``reference_block``; ``count`` finishes the proposal once ``to_read`` is read."""
         touched = change.touched_contracts()
+        old_in, new_in, uses = self._presence(diff, change, touched)
+        plan = AliasPlan(
+            reference_block=reference_block,
+            touched=touched,
+            old_in=old_in,
+            new_in=new_in,
+            uses=uses,
+            aliases={},
+            unassigned={},
+            to_read=[],
+        )
+        if self.aliasing:
+            self._plan_aliases(diff, change, plan)
+        return plan
 
-        # Which contracts are in the diff before and after, and how the uses of each key change.
+    def _presence(
+        self, diff: SquashedDiff, change: DiffChange, touched: set[int]
+    ) -> tuple[dict[int, bool], dict[int, bool], dict[int, int]]:
+        """Which contracts are in the diff before and after, and how the uses of each key change."""
+        storage_changes = change.storage
         old_in: dict[int, bool] = {}
         new_in: dict[int, bool] = {}
         uses: dict[int, int] = {}
@@ -483,7 +465,7 @@ class BatchLength:
             entries = diff.storage.get(address)
             n_entries = len(entries) if entries else 0
             written = storage_changes.get(address)
-            keyed = aliasing and address >= MIN_VALUE_FOR_ALIAS
+            keyed = self.aliasing and address >= MIN_VALUE_FOR_ALIAS
             if written:
                 for key, value in written.items():
                     had = entries is not None and key in entries
@@ -502,131 +484,52 @@ class BatchLength:
             old_in[address], new_in[address] = before, after
             if keyed and before != after:
                 uses[address] = uses.get(address, 0) + (1 if after else -1)
+        return old_in, new_in, uses
 
-        # The keys whose alias may differ from the one the felts have: new keys, keys whose own alias
-        # (the diff's write to contract 0x2) changes, keys without an alias once the reference moves.
-        aliases: dict[int, int] = {}
-        unassigned: dict[int, bool] = {}
-        if aliasing:
-            old_uses = self.uses
-            to_resolve = {k for k, d in uses.items() if d > 0 and k not in old_uses}
-            own_written = storage_changes.get(ALIAS_CONTRACT_ADDRESS, {})
-            to_resolve.update(k for k in own_written if k >= MIN_VALUE_FOR_ALIAS and k in old_uses)
-            if reference_block != self.reference_block:
-                to_resolve.update(self.unassigned)
-            to_resolve = {k for k in to_resolve if old_uses.get(k, 0) + uses.get(k, 0) > 0}
-            own = diff.storage.get(ALIAS_CONTRACT_ADDRESS, {})
-            chain: list[int] = []
-            for key in to_resolve:
-                value = own_written[key] if key in own_written else own.get(key)
-                if value is not None:
-                    aliases[key] = value
-                    unassigned[key] = False
-                else:
-                    chain.append(key)
-            read = await self._read_aliases(sorted(chain), reference_block) if chain else {}
-            for key, value in read.items():
-                aliases[key] = value
-                unassigned[key] = value == 0
-            for key, value in list(aliases.items()):
-                if self.alias.get(key) == value:
-                    del aliases[key]
+    def _plan_aliases(self, diff: SquashedDiff, change: DiffChange, plan: AliasPlan) -> None:
+        """The keys whose alias may differ from the one the felts have: new keys, keys whose own alias
+        (the diff's write to contract 0x2) changes, keys without an alias once the reference moves."""
+        uses = plan.uses
+        old_uses = self.uses
+        to_resolve = {k for k, d in uses.items() if d > 0 and k not in old_uses}
+        own_written = change.storage.get(ALIAS_CONTRACT_ADDRESS, {})
+        to_resolve.update(k for k in own_written if k >= MIN_VALUE_FOR_ALIAS and k in old_uses)
+        if plan.reference_block != self.reference_block:
+            to_resolve.update(self.unassigned)
+        to_resolve = {k for k in to_resolve if old_uses.get(k, 0) + uses.get(k, 0) > 0}
+        own = diff.storage.get(ALIAS_CONTRACT_ADDRESS, {})
+        chain: list[int] = []
+        for key in to_resolve:
+            value = own_written[key] if key in own_written else own.get(key)
+            if value is not None:
+                plan.aliases[key] = value
+                plan.unassigned[key] = False
+            else:
+                chain.append(key)
+        plan.to_read = sorted(chain)
 
+    def count(self, diff: SquashedDiff, change: DiffChange, plan: AliasPlan, read: Mapping[int, int]) -> LengthChange:
+        """The proposal ``plan`` began, with ``read``: the chain's alias of each key of ``plan.to_read``
+        (0 for none yet). Neither ``diff`` nor this object changes (``apply`` takes the result)."""
+        aliases, unassigned, uses, reference_block = plan.aliases, plan.unassigned, plan.uses, plan.reference_block
+        for key, value in read.items():
+            aliases[key] = value
+            unassigned[key] = value == 0
+        for key, value in list(aliases.items()):
+            if self.alias.get(key) == value:
+                del aliases[key]
         felts: dict[int, int] = {}
         addresses: dict[int, int] = {}
-
-        def count(value: int, n: int) -> None:
-            felts[value] = felts.get(value, 0) + n
-
-        # A key whose alias changed: every felt that is its old alias becomes the new one.
-        for key, value in aliases.items():
-            previous = self.alias.get(key)
-            if previous is None:
-                continue
-            n = self.uses[key]
-            count(previous, -n)
-            count(value, n)
-            if diff.is_contract(key):
-                addresses[previous] = addresses.get(previous, 0) - 1
-                addresses[value] = addresses.get(value, 0) + 1
-
-        version = self.starknet_version
-        n_contracts = self.n_contracts
-        for address in touched:
-            entries = diff.storage.get(address) or {}
-            written = storage_changes.get(address) or {}
-            n_old = len(entries)
-            n_new = n_old
-            for key, value in written.items():
-                previous = entries.get(key)
-                if previous == value:
-                    continue
-                aliased = self._key_alias(aliases, address, key)
-                if previous is not None:
-                    count(aliased, -1)
-                    count(previous, -1)
-                    n_new -= 1
-                if value is not None:
-                    count(aliased, 1)
-                    count(value, 1)
-                    n_new += 1
-            aliased_address = self._address_alias(aliases, address) if old_in[address] or new_in[address] else address
-            if old_in[address]:
-                class_hash = diff.deployed[address] if address in diff.deployed else diff.replaced.get(address)
-                word = da_word(
-                    class_flag=class_hash is not None,
-                    nonce=diff.nonces.get(address),
-                    n_updates=n_old,
-                    starknet_version=version,
-                )
-                count(aliased_address, -1)
-                count(word, -1)
-                if class_hash is not None:
-                    count(class_hash, -1)
-                addresses[aliased_address] = addresses.get(aliased_address, 0) - 1
-                n_contracts -= 1
-            if new_in[address]:
-                class_hash = _after(address, change.deployed, diff.deployed)
-                if class_hash is None:
-                    class_hash = _after(address, change.replaced, diff.replaced)
-                word = da_word(
-                    class_flag=class_hash is not None,
-                    nonce=change.nonces[address] if address in change.nonces else diff.nonces.get(address),
-                    n_updates=n_new,
-                    starknet_version=version,
-                )
-                count(aliased_address, 1)
-                count(word, 1)
-                if class_hash is not None:
-                    count(class_hash, 1)
-                addresses[aliased_address] = addresses.get(aliased_address, 0) + 1
-                n_contracts += 1
-        count(self.n_contracts, -1)
-        count(n_contracts, 1)
-
-        n_classes = self.n_classes
-        for current, declared in ((diff.declared, change.declared), (diff.migrated, change.migrated)):
-            for class_hash, compiled in declared.items():
-                previous = current.get(class_hash)
-                if previous is None:
-                    count(class_hash, 1)
-                    n_classes += 1
-                elif previous == compiled:
-                    continue
-                else:
-                    count(previous, -1)
-                count(compiled, 1)
-        count(self.n_classes, -1)
-        count(n_classes, 1)
-
+        self._count_new_aliases(diff, aliases, felts, addresses)
+        n_contracts = self._count_contracts(diff, change, plan, aliases, felts, addresses)
+        n_classes = self._count_classes(diff, change, felts)
         unique = list(self.unique)
         n_felts = self.n_felts
-        counts = self.counts
         for value, n in felts.items():
             if n == 0:
                 continue
             n_felts += n
-            before_n = counts.get(value, 0)
+            before_n = self.counts.get(value, 0)
             after_n = before_n + n
             if (before_n == 0) != (after_n == 0):
                 unique[_bucket_of(value.bit_length())] += 1 if after_n else -1
@@ -635,14 +538,8 @@ class BatchLength:
             if n:
                 before_n = self.addresses.get(value, 0)
                 collisions += (before_n + n >= 2) - (before_n >= 2)
-
         if collisions:
-            length = await compressed_state_update_length(
-                _with_change(diff, change).to_state_update(),
-                starknet_version=version,
-                reference_block=reference_block,
-                rpc=self.rpc,
-            )
+            length = 0  # the felts are not per contract: measured from the whole diff (aliases.BatchLength)
         elif self.compressing:
             length = _compressed_length_of_counts(unique, n_felts)
         else:
@@ -662,26 +559,108 @@ class BatchLength:
             collisions=collisions,
         )
 
-    async def compressed(self, diff: SquashedDiff, *, reference_block: int) -> list[int]:
-        """``compress_state_update(diff.to_state_update(), ...)`` of the diff this length was kept for
-        (the batch's blob felts), built from the diff and the aliases already resolved. When an alias
-        could differ at ``reference_block`` (a key the chain had no alias for) or two contracts share an
-        aliased address, it is ``compress_state_update`` itself."""
-        if self.collisions or (self.unassigned and reference_block != self.reference_block):
-            return await compress_state_update(
-                diff.to_state_update(),
-                starknet_version=self.starknet_version,
-                reference_block=reference_block,
-                rpc=self.rpc,
-            )
+    def _count_new_aliases(
+        self, diff: SquashedDiff, aliases: dict[int, int], felts: dict[int, int], addresses: dict[int, int]
+    ) -> None:
+        """A key whose alias changed: every felt that is its old alias becomes the new one."""
+        for key, value in aliases.items():
+            previous = self.alias.get(key)
+            if previous is None:
+                continue
+            n = self.uses[key]
+            _add(felts, previous, -n)
+            _add(felts, value, n)
+            if diff.is_contract(key):
+                _add(addresses, previous, -1)
+                _add(addresses, value, 1)
+
+    def _count_contracts(
+        self,
+        diff: SquashedDiff,
+        change: DiffChange,
+        plan: AliasPlan,
+        aliases: dict[int, int],
+        felts: dict[int, int],
+        addresses: dict[int, int],
+    ) -> int:
+        """The felts of the contracts ``change`` touches (entries, address, DA word, class hash) leave
+        with the old contract and come with the new one; returns the number of contracts after."""
+        version = self.starknet_version
+        n_contracts = self.n_contracts
+        for address in plan.touched:
+            entries = diff.storage.get(address) or {}
+            written = change.storage.get(address) or {}
+            n_old = len(entries)
+            n_new = n_old
+            for key, value in written.items():
+                previous = entries.get(key)
+                if previous == value:
+                    continue
+                aliased = self._key_alias(aliases, address, key)
+                if previous is not None:
+                    _add(felts, aliased, -1)
+                    _add(felts, previous, -1)
+                    n_new -= 1
+                if value is not None:
+                    _add(felts, aliased, 1)
+                    _add(felts, value, 1)
+                    n_new += 1
+            was_in, is_in = plan.old_in[address], plan.new_in[address]
+            aliased_address = self._address_alias(aliases, address) if was_in or is_in else address
+            if was_in:
+                class_hash = diff.deployed[address] if address in diff.deployed else diff.replaced.get(address)
+                nonce = diff.nonces.get(address)
+                word = da_word(
+                    class_flag=class_hash is not None, nonce=nonce, n_updates=n_old, starknet_version=version
+                )
+                _add_contract(felts, addresses, aliased_address, word, class_hash, -1)
+                n_contracts -= 1
+            if is_in:
+                class_hash = _after(address, change.deployed, diff.deployed)
+                if class_hash is None:
+                    class_hash = _after(address, change.replaced, diff.replaced)
+                nonce = change.nonces[address] if address in change.nonces else diff.nonces.get(address)
+                word = da_word(
+                    class_flag=class_hash is not None, nonce=nonce, n_updates=n_new, starknet_version=version
+                )
+                _add_contract(felts, addresses, aliased_address, word, class_hash, 1)
+                n_contracts += 1
+        _add(felts, self.n_contracts, -1)
+        _add(felts, n_contracts, 1)
+        return n_contracts
+
+    def _count_classes(self, diff: SquashedDiff, change: DiffChange, felts: dict[int, int]) -> int:
+        """The declared and migrated classes ``change`` adds or recompiles; returns their number after."""
+        n_classes = self.n_classes
+        for current, declared in ((diff.declared, change.declared), (diff.migrated, change.migrated)):
+            for class_hash, compiled in declared.items():
+                previous = current.get(class_hash)
+                if previous is None:
+                    _add(felts, class_hash, 1)
+                    n_classes += 1
+                elif previous == compiled:
+                    continue
+                else:
+                    _add(felts, previous, -1)
+                _add(felts, compiled, 1)
+        _add(felts, self.n_classes, -1)
+        _add(felts, n_classes, 1)
+        return n_classes
+
+    def needs_whole_diff(self, reference_block: int) -> bool:
+        """Whether the compressed felts at ``reference_block`` must be built from the whole diff: an alias
+        could differ there (a key the chain had no alias for), or two contracts share an aliased address."""
+        return bool(self.collisions or (self.unassigned and reference_block != self.reference_block))
+
+    def compressed_felts(self, diff: SquashedDiff) -> list[int]:
+        """The batch felts of the diff this length was kept for, from the aliases already resolved (when
+        ``needs_whole_diff`` is false)."""
         felts = self._felts(diff)
         return compress(felts) if self.compressing else felts
 
     def _felts(self, diff: SquashedDiff) -> list[int]:
         """``state_update_to_felts`` of the aliased diff: contracts by aliased address, entries by aliased
         key (then key: the stable sort of the key-sorted entries), classes by hash (declared first)."""
-        from madara_orchestrator.starknet.da import da_word
-
         aliasing = self.aliasing
         alias = self.alias
         version = self.starknet_version
@@ -755,15 +734,24 @@ class BatchLength:
         self.reference_block = change.reference_block
 
 
+def _add(counter: dict[int, int], value: int, n: int) -> None:
+    counter[value] = counter.get(value, 0) + n
+
+
+def _add_contract(
+    felts: dict[int, int], addresses: dict[int, int], address: int, word: int, class_hash: int | None, n: int
+) -> None:
+    """A contract's own felts (address, DA word, class hash) counted ``n`` times (1 in, -1 out)."""
+    _add(felts, address, n)
+    _add(felts, word, n)
+    if class_hash is not None:
+        _add(felts, class_hash, n)
+    _add(addresses, address, n)
+
+
 def _present(address: int, change: dict[int, int | None], current: dict[int, int]) -> bool:
     return change[address] is not None if address in change else address in current
 
 
 def _after(address: int, change: dict[int, int | None], current: dict[int, int]) -> int | None:
     return change[address] if address in change else current.get(address)
-
-
-def _with_change(diff: SquashedDiff, change: DiffChange) -> SquashedDiff:
-    candidate = diff.copy()
-    candidate.apply(change)
-    return candidate

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from madara_orchestrator.domain.batching import KNOWN_STARKNET_VERSIONS, version_numbers
 from madara_orchestrator.domain.errors import InvalidInput
+from madara_orchestrator.interfaces import NonceSource
 from madara_orchestrator.starknet.blob import MAX_BLOBS_PER_TXN, felts_to_blobs
 from madara_orchestrator.starknet.state_update import StateUpdate
 
@@ -83,12 +83,6 @@ def decode_da_word(word: int, *, legacy: bool) -> DaWord:
 
 # --------------------------------------------------------------------------------------------------
 # The DA-job encoder (SPEC §6.1)
-
-
-class NonceSource(Protocol):
-    """What the DA job asks the sequencer for; ``SequencerRpc`` and ``StarknetRpcClient`` fit."""
-
-    async def get_nonce(self, block_number: int, address: int) -> int: ...
 
 
 class StaticNonces:

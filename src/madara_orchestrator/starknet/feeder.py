@@ -26,6 +26,7 @@ from madara_orchestrator.domain.batches import BouncerWeights
 from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, Retryable
 from madara_orchestrator.domain.redaction import cut_urls, url_origin
 from madara_orchestrator.domain.retry import linear, with_retries
+from madara_orchestrator.starknet.felt import STARKNET_PRIME
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ class FeederGatewayClient:
                 tokens.append(int(value, 16) if isinstance(value, str) else -1)
             except ValueError:
                 tokens.append(-1)
-            if not 0 <= tokens[-1] < 2**251 + 17 * 2**192 + 1:
+            if not 0 <= tokens[-1] < STARKNET_PRIME:
                 raise InvalidInput(f"{where}: {name} is missing or not a felt: {str(value)[:80]!r}")
         return FeeTokens(strk=tokens[0], eth=tokens[1])
 

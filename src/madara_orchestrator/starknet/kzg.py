@@ -19,9 +19,9 @@ from typing import Any
 import ckzg
 
 from madara_orchestrator.domain.errors import InvalidInput
+from madara_orchestrator.starknet.blob import BYTES_PER_BLOB
 from madara_orchestrator.starknet.felt import BLS_MODULUS
 
-BYTES_PER_BLOB = 131072
 BYTES_PER_COMMITMENT = 48
 BYTES_PER_PROOF = 48
 CELLS_PER_EXT_BLOB = 128

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from crypto_cpp_py.cpp_bindings import cpp_hash
 
 from madara_orchestrator.domain.errors import InvalidInput
+from madara_orchestrator.starknet.felt import STARKNET_PRIME
 
-STARK_PRIME = 2**251 + 17 * 2**192 + 1
 OS_CONFIG_VERSION = int.from_bytes(b"StarknetOsConfig3", "big")
 
 
@@ -43,7 +43,7 @@ def chain_id_felt(chain_id: str | int) -> int:
             value = int.from_bytes(chain_id.encode("ascii"), "big")
         except UnicodeEncodeError:
             raise InvalidInput(f"chain id {chain_id!r:.60} is not ASCII") from None
-    if not 0 <= value < STARK_PRIME:
+    if not 0 <= value < STARKNET_PRIME:
         raise InvalidInput(f"chain id {chain_id!r:.60} does not fit a felt")
     return value
 
@@ -51,7 +51,7 @@ def chain_id_felt(chain_id: str | int) -> int:
 def os_config_hash(chain_id: str | int, fee_token_address: int, public_keys: Sequence[int] = ()) -> int:
     """``starknet_os_config_hash`` of a chain: its id, its (STRK) fee token and its DA committee keys."""
     for name, value in (("fee token address", fee_token_address), *(("DA public key", k) for k in public_keys)):
-        if not 0 <= value < STARK_PRIME:
+        if not 0 <= value < STARKNET_PRIME:
             raise InvalidInput(f"{name} {value:#x} is not a felt")
     words = [OS_CONFIG_VERSION, chain_id_felt(chain_id), fee_token_address]
     keys_hash = public_keys_hash(public_keys)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from madara_orchestrator.domain.errors import InvalidInput
+from madara_orchestrator.starknet.felt import STARKNET_PRIME
 
 VERSION_FILE = "version.json"
 METADATA_FILE = "metadata.json"
@@ -30,7 +31,6 @@ FIELD_BYTES = 32
 PAIR_BYTES = ADDR_BYTES + FIELD_BYTES
 SEGMENT_BITS = 16
 OFFSET_BITS = 47
-STARK_PRIME = 2**251 + 17 * 2**192 + 1
 MAX_MEMBER_BYTES = 1 << 30
 """A PIE member larger than this (uncompressed) is refused rather than inflated (zip bomb guard)."""
 
@@ -85,7 +85,7 @@ class PieProgram:
     data: tuple[int, ...]
     builtins: tuple[str, ...]
     main: int
-    prime: int = STARK_PRIME
+    prime: int = STARKNET_PRIME
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Members of the program object we do not model, written back unchanged."""
 

@@ -12,14 +12,14 @@ import json
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, OrchestratorError
+from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, RpcError
 from madara_orchestrator.domain.redaction import cut_urls, url_origin
 from madara_orchestrator.domain.retry import linear, with_retries
+from madara_orchestrator.interfaces import RpcCall
 
 log = logging.getLogger(__name__)
 
@@ -28,16 +28,6 @@ CONTRACT_NOT_FOUND = 20
 NO_BLOCKS = 32
 """``starknet_blockNumber`` of a chain without any block yet."""
 METHOD_NOT_FOUND = -32601
-
-
-class RpcError(OrchestratorError):
-    """A JSON-RPC error object returned by the node."""
-
-    def __init__(self, code: int, message: str, data: Any = None) -> None:
-        self.code = code
-        self.rpc_message = message
-        self.data = data
-        super().__init__(f"RPC error {code}: {message}" + (f" ({data})" if data is not None else ""))
 
 
 class UnexpectedRpcResult(InvalidInput, BackendUnavailable):
@@ -58,12 +48,6 @@ class UnexpectedRpcResult(InvalidInput, BackendUnavailable):
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-@dataclass(frozen=True, slots=True)
-class RpcCall:
-    method: str
-    params: Any
 
 
 def block_id(block_number: int | str) -> dict[str, int] | str:

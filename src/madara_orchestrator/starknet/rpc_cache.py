@@ -14,10 +14,11 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from madara_orchestrator.starknet.rpc import CONTRACT_NOT_FOUND, RpcCall, RpcError
-from madara_orchestrator.starknet.squash import BatchRpc
+from madara_orchestrator.domain.errors import RpcError
+from madara_orchestrator.interfaces import BatchRpc, RpcCall
+from madara_orchestrator.starknet.compression import ALIAS_CONTRACT_ADDRESS
+from madara_orchestrator.starknet.rpc import CONTRACT_NOT_FOUND
 
-ALIAS_CONTRACT = 0x2
 CACHED_METHODS = frozenset({"starknet_getStorageAt", "starknet_getClassHashAt"})
 
 
@@ -51,7 +52,7 @@ def _alias_key(call: RpcCall) -> str | None:
         contract, key = int(str(call.params[0]), 16), int(str(call.params[1]), 16)
     except ValueError:
         return None
-    return hex(key) if contract == ALIAS_CONTRACT and key != 0 else None
+    return hex(key) if contract == ALIAS_CONTRACT_ADDRESS and key != 0 else None
 
 
 class CachingBatchRpc:

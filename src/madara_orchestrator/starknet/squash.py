@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
 
-from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput
+from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, RpcError
+from madara_orchestrator.interfaces import BatchRpc, RpcCall
 from madara_orchestrator.starknet.felt import felt_hex, parse_felt
-from madara_orchestrator.starknet.rpc import CONTRACT_NOT_FOUND, RpcCall, RpcError, block_id
+from madara_orchestrator.starknet.rpc import CONTRACT_NOT_FOUND, block_id
 from madara_orchestrator.starknet.state_update import (
     ContractStorageDiff,
     DeclaredClass,
@@ -28,12 +28,6 @@ from madara_orchestrator.starknet.state_update import (
     sort_state_diff,
     state_update_to_json,
 )
-
-
-class BatchRpc(Protocol):
-    """The JSON-RPC batch call squashing and stateful compression use (``StarknetRpcClient`` fits)."""
-
-    async def batch(self, calls: Sequence[RpcCall]) -> list[Any | RpcError]: ...
 
 
 async def squash_state_updates(

@@ -13,8 +13,9 @@ from madara_orchestrator.devnet.sequencer import ALIAS_CONTRACT, DevnetChain, De
 from madara_orchestrator.domain.errors import JobError
 from madara_orchestrator.server.background import BackgroundServer
 from madara_orchestrator.starknet import kzg
+from madara_orchestrator.starknet.aliases import compress_state_update
 from madara_orchestrator.starknet.blob import felts_to_blobs
-from madara_orchestrator.starknet.compression import compress_state_update, decompress
+from madara_orchestrator.starknet.compression import decompress
 from madara_orchestrator.starknet.da import parse_da_state_diff
 from madara_orchestrator.starknet.os_output import parse_kzg_section
 from madara_orchestrator.starknet.rpc import RpcCall, RpcError, StarknetRpcClient

@@ -5,12 +5,8 @@ from __future__ import annotations
 import pytest
 
 from madara_orchestrator.domain.errors import BackendUnavailable
-from madara_orchestrator.starknet.compression import (
-    compress,
-    compress_state_update,
-    compress_state_update_stateful,
-    decompress,
-)
+from madara_orchestrator.starknet.aliases import compress_state_update, compress_state_update_stateful
+from madara_orchestrator.starknet.compression import compress, decompress
 from madara_orchestrator.starknet.da import state_update_to_felts
 from madara_orchestrator.starknet.rpc import StarknetRpcClient
 from madara_orchestrator.starknet.state_update import (

@@ -20,7 +20,7 @@ from madara_orchestrator.devnet.sequencer import (
     DevnetSequencer,
     RpcFailure,
 )
-from madara_orchestrator.starknet.compression import compress_state_update_stateful
+from madara_orchestrator.starknet.aliases import compress_state_update_stateful
 from madara_orchestrator.starknet.rpc import RpcCall, RpcError
 from madara_orchestrator.starknet.squash import squash_state_updates
 from madara_orchestrator.starknet.state_update import StateUpdate, parse_state_update

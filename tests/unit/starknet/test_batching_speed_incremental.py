@@ -21,7 +21,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from madara_orchestrator.starknet.compression import (
+from madara_orchestrator.starknet.aliases import (
     BatchLength,
     compress_state_update,
     compress_state_update_stateful,

@@ -8,7 +8,7 @@ import pytest
 
 from madara_orchestrator.devnet.sequencer import DevnetSequencer
 from madara_orchestrator.domain.batching import encoded_as
-from madara_orchestrator.starknet.compression import compress_state_update
+from madara_orchestrator.starknet.aliases import compress_state_update
 from madara_orchestrator.starknet.da import encode_state_update_for_da, state_update_to_felts
 from madara_orchestrator.starknet.squash import squash_state_updates
 from madara_orchestrator.starknet.state_update import StateUpdate, parse_state_update

@@ -1,0 +1,78 @@
+"""The records of settlement transactions (``interfaces.TxStore``): one per idempotency key, one per
+signed attempt, and the totals of a summary line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class KeyStatus(StrEnum):
+    PENDING = "pending"
+    """Not settled yet: a nonce may be reserved and attempts may be in the mempool."""
+    FINALIZED = "finalized"
+    """One attempt was mined successfully and confirmed: never send again for this key."""
+    REVERTED = "reverted"
+    """An attempt was mined and reverted: the nonce is spent; a new call starts afresh with a new nonce."""
+
+
+class AttemptStatus(StrEnum):
+    SIGNED = "Signed"
+    """Stored before broadcast; the node may or may not have it (crash window)."""
+    SENT = "Sent"
+    """The node accepted it; waiting for inclusion."""
+    FINALIZED = "Finalized"
+    REPLACED = "Replaced"
+    """Not mined: another transaction with the same nonce was."""
+    TIMED_OUT = "TimedOut"
+    REJECTED_UNDERPRICED = "RejectedUnderpriced"
+    SUBMISSION_FAILED = "SubmissionFailed"
+    REVERTED = "Reverted"
+    """Mined, but the call reverted."""
+
+    @property
+    def is_in_flight(self) -> bool:
+        """Whether the transaction may still be in a mempool (it was or may have been broadcast)."""
+        return self in (AttemptStatus.SIGNED, AttemptStatus.SENT, AttemptStatus.TIMED_OUT)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TxKeyRecord:
+    key: str
+    sender: str
+    nonce: int | None
+    status: KeyStatus
+    final_tx_hash: str | None
+    fee_paid_wei: int | None
+    block_number: int | None
+    error: str | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptRecord:
+    key: str
+    attempt_no: int
+    nonce: int
+    tx_hash: str | None
+    gas_multiplier: float
+    max_fee_per_gas: int
+    max_priority_fee_per_gas: int
+    max_fee_per_blob_gas: int
+    status: AttemptStatus
+    error: str | None
+    raw: bytes | None
+    """The signed transaction in its network form; dropped once the key is finalized."""
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TxTotals:
+    """For a summary line: how many keys were settled, how many transactions were signed, fees paid."""
+
+    settled: int
+    pending: int
+    attempts: int
+    fee_paid_wei: int
