@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from madara_orchestrator.devnet.mock_atlantic import Fault, MockAtlanticConfig, MockAtlanticServer
 from madara_orchestrator.domain.proving import (
     CreateBucket,
     CreateJob,
@@ -31,7 +32,6 @@ from madara_orchestrator.provers.errors import (
 )
 from madara_orchestrator.provers.fact_registry import InMemoryFactRegistry
 from madara_orchestrator.provers.http import RetryPolicy
-from madara_orchestrator.provers.mock_atlantic_server import Fault, MockAtlanticConfig, MockAtlanticServer
 from madara_orchestrator.starknet.stone_proof import stone_proof_json, wrap_proof
 from tests.integration.provers.conftest import WebhookReceiver
 
