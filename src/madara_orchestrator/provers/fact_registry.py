@@ -8,10 +8,6 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from eth_hash.auto import keccak
-
-from madara_orchestrator.starknet.facts import fact_hex
-
 
 @runtime_checkable
 class FactChecker(Protocol):
@@ -28,23 +24,6 @@ class FactRegistry(FactChecker, Protocol):
         Raises when the transaction reverts.
         """
         ...
-
-
-class InMemoryFactRegistry:
-    """A verifier in a dict: for unit tests and the devnet without an L1."""
-
-    def __init__(self) -> None:
-        self.facts: set[str] = set()
-        self.registrations: list[str] = []
-
-    async def is_valid(self, fact: str) -> bool:
-        return fact_hex(fact) in self.facts
-
-    async def register(self, fact: str) -> str:
-        normalised = fact_hex(fact)
-        self.facts.add(normalised)
-        self.registrations.append(normalised)
-        return "0x" + keccak(f"{normalised}:{len(self.registrations)}".encode()).hex()
 
 
 class AlwaysValidFactChecker:
