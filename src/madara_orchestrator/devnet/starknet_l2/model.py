@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from madara_orchestrator.devnet.layout_bridge import (
-    FELT_PRIME,
-)
 from madara_orchestrator.devnet.starknet_l2.constants import (
     BLOCK_NUMBER_BEFORE_GENESIS,
     L1_DATA_GAS_PRICE_FRI,
@@ -66,7 +62,11 @@ class Event:
     data: tuple[int, ...]
 
     def to_json(self) -> dict[str, Any]:
-        return {"from_address": hex(self.from_address), "keys": _hexes(self.keys), "data": _hexes(self.data)}
+        return {
+            "from_address": hex(self.from_address),
+            "keys": [hex(k) for k in self.keys],
+            "data": [hex(d) for d in self.data],
+        }
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,10 +121,6 @@ class RpcError(Exception):
         return error
 
 
-def _invalid_params(detail: str) -> RpcError:
-    return RpcError(-32602, "Invalid params", detail)
-
-
 BLOCK_NOT_FOUND = 24
 TXN_HASH_NOT_FOUND = 29
 CONTRACT_NOT_FOUND = 20
@@ -136,30 +132,3 @@ INSUFFICIENT_RESOURCES_FOR_VALIDATE = 53
 VALIDATION_FAILURE = 55
 DUPLICATE_TX = 59
 UNSUPPORTED_TX_VERSION = 61
-
-
-def _hexes(values: Sequence[int]) -> list[str]:
-    return [hex(v) for v in values]
-
-
-def _felt(value: Any, what: str, *, bound: int = FELT_PRIME) -> int:
-    if isinstance(value, str) and value[:2] in ("0x", "0X"):
-        try:
-            number = int(value, 16)
-        except ValueError:
-            number = -1
-        if 0 <= number < bound:
-            return number
-    raise _invalid_params(f"{what}: expected a 0x-prefixed hex number below {bound:#x}, got {value!r}")
-
-
-def _felts(value: Any, what: str) -> tuple[int, ...]:
-    if not isinstance(value, list):
-        raise _invalid_params(f"{what}: expected a list of felts, got {value!r}")
-    return tuple(_felt(v, f"{what}[{i}]") for i, v in enumerate(value))
-
-
-def _field(obj: dict[str, Any], name: str, what: str) -> Any:
-    if name not in obj:
-        raise _invalid_params(f"{what}: missing field {name!r}")
-    return obj[name]

@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from madara_orchestrator.devnet.jsonrpc import jsonrpc_response
+from madara_orchestrator.devnet.starknet_l2 import parse
 from madara_orchestrator.devnet.starknet_l2.constants import (
     ACCOUNT_CLASS_HASH,
     EXECUTE_SELECTOR,
@@ -42,11 +43,6 @@ from madara_orchestrator.devnet.starknet_l2.model import (
     FinalityStatus,
     L2Transaction,
     RpcError,
-    _felt,
-    _felts,
-    _field,
-    _hexes,
-    _invalid_params,
 )
 from madara_orchestrator.devnet.starknet_l2.node import L2Node
 from madara_orchestrator.devnet.starknet_l2.transactions import (
@@ -112,7 +108,7 @@ class StarknetL2Double(L2Node):
                 raise RpcError(-32601, "Method not found", request["method"])
             params = request.get("params", [])
             if not isinstance(params, dict | list):
-                raise _invalid_params("params must be an object or an array")
+                raise parse.invalid_params("params must be an object or an array")
             return {"jsonrpc": "2.0", "id": request_id, "result": method(params)}
         except RpcError as error:
             return {"jsonrpc": "2.0", "id": request_id, "error": error.to_json()}
@@ -132,7 +128,7 @@ class StarknetL2Double(L2Node):
             return params[position]
         if default is not ...:
             return default
-        raise _invalid_params(f"missing parameter {name!r}")
+        raise parse.invalid_params(f"missing parameter {name!r}")
 
     def _block_by_id(self, block_id: Any) -> _SealedBlock | None:
         """The sealed block ``block_id`` names, or None for ``pre_confirmed``."""
@@ -149,19 +145,19 @@ class StarknetL2Double(L2Node):
                     return self._blocks[number]
                 raise RpcError(BLOCK_NOT_FOUND, "Block not found")
             if "block_hash" in block_id:
-                wanted = _felt(block_id["block_hash"], "block_hash")
+                wanted = parse.felt(block_id["block_hash"], "block_hash")
                 for block in self._blocks:
                     if block.block_hash == wanted:
                         return block
                 raise RpcError(BLOCK_NOT_FOUND, "Block not found")
-        raise _invalid_params(f"invalid block id {block_id!r}")
+        raise parse.invalid_params(f"invalid block id {block_id!r}")
 
     def _world_at(self, block_id: Any) -> _World:
         block = self._block_by_id(block_id)
         return self._pending_world if block is None else block.world
 
     def _contract_address_param(self, params: Any, position: int) -> int:
-        address = _felt(self._param(params, "contract_address", position), "contract_address")
+        address = parse.felt(self._param(params, "contract_address", position), "contract_address")
         if address not in self._contracts:
             raise RpcError(CONTRACT_NOT_FOUND, "Contract not found")
         return address
@@ -240,7 +236,7 @@ class StarknetL2Double(L2Node):
 
     def _rpc_get_class(self, params: Any) -> dict[str, Any]:
         self._block_by_id(self._param(params, "block_id", 0))
-        return self._sierra_class(_felt(self._param(params, "class_hash", 1), "class_hash"))
+        return self._sierra_class(parse.felt(self._param(params, "class_hash", 1), "class_hash"))
 
     def _sierra_class(self, class_hash: int) -> dict[str, Any]:
         """A stub Sierra class (no program): enough for a client to see a Cairo 1 contract and its entry points."""
@@ -264,10 +260,10 @@ class StarknetL2Double(L2Node):
         request = self._param(params, "request", 0)
         world = self._world_at(self._param(params, "block_id", 1))
         if not isinstance(request, dict):
-            raise _invalid_params("request: expected an object")
-        address = _felt(_field(request, "contract_address", "request"), "contract_address")
-        selector = _felt(_field(request, "entry_point_selector", "request"), "entry_point_selector")
-        calldata = _felts(_field(request, "calldata", "request"), "calldata")
+            raise parse.invalid_params("request: expected an object")
+        address = parse.felt(parse.field(request, "contract_address", "request"), "contract_address")
+        selector = parse.felt(parse.field(request, "entry_point_selector", "request"), "entry_point_selector")
+        calldata = parse.felts(parse.field(request, "calldata", "request"), "calldata")
         if address not in self._contracts:
             raise RpcError(CONTRACT_NOT_FOUND, "Contract not found")
         if selector not in self._contracts[address][1]:
@@ -279,7 +275,7 @@ class StarknetL2Double(L2Node):
             raise RpcError(
                 CONTRACT_ERROR, "Contract error", {"revert_error": f"Execution failed. Failure reason: {failure}."}
             ) from None
-        return _hexes(result)
+        return parse.hexes(result)
 
     def _rpc_estimate_fee(self, params: Any) -> list[dict[str, Any]]:
         """Validate and execute each transaction in turn on a scratch copy of the state; a validation failure or
@@ -288,7 +284,7 @@ class StarknetL2Double(L2Node):
         flags = self._param(params, "simulation_flags", 1, default=[])
         world = self._world_at(self._param(params, "block_id", 2, default="pre_confirmed")).copy()
         if not isinstance(requests, list) or not isinstance(flags, list):
-            raise _invalid_params("request and simulation_flags must be arrays")
+            raise parse.invalid_params("request and simulation_flags must be arrays")
         skip_validate = "SKIP_VALIDATE" in flags
         estimates: list[dict[str, Any]] = []
         for index, raw in enumerate(requests):
@@ -365,7 +361,7 @@ class StarknetL2Double(L2Node):
         return {"transaction_hash": hex(tx_hash)}
 
     def _known_tx(self, params: Any) -> L2Transaction:
-        tx_hash = _felt(self._param(params, "transaction_hash", 0), "transaction_hash")
+        tx_hash = parse.felt(self._param(params, "transaction_hash", 0), "transaction_hash")
         tx = self._txs.get(tx_hash)
         if tx is None:
             raise RpcError(TXN_HASH_NOT_FOUND, "Transaction hash not found")

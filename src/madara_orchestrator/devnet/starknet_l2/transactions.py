@@ -13,6 +13,7 @@ from starknet_py.hash.transaction import (
 )
 from starknet_py.net.client_models import DAMode, ResourceBounds, ResourceBoundsMapping
 
+from madara_orchestrator.devnet.starknet_l2 import parse
 from madara_orchestrator.devnet.starknet_l2.constants import (
     L1_DATA_GAS_PER_TX,
     L1_DATA_GAS_PRICE_FRI,
@@ -27,11 +28,6 @@ from madara_orchestrator.devnet.starknet_l2.model import (
     ContractCall,
     GasUsage,
     RpcError,
-    _felt,
-    _felts,
-    _field,
-    _hexes,
-    _invalid_params,
 )
 
 _RESOURCES = ("l1_gas", "l2_gas", "l1_data_gas")
@@ -58,40 +54,42 @@ class InvokeV3:
     def from_json(cls, raw: Any) -> InvokeV3:
         what = "invoke_transaction"
         if not isinstance(raw, dict):
-            raise _invalid_params(f"{what}: expected an object, got {raw!r}")
+            raise parse.invalid_params(f"{what}: expected an object, got {raw!r}")
         if raw.get("type", "INVOKE") != "INVOKE":
-            raise _invalid_params(f"{what}: only INVOKE transactions are served, got type {raw.get('type')!r}")
-        bounds_raw = _field(raw, "resource_bounds", what)
+            raise parse.invalid_params(f"{what}: only INVOKE transactions are served, got type {raw.get('type')!r}")
+        bounds_raw = parse.field(raw, "resource_bounds", what)
         if not isinstance(bounds_raw, dict):
-            raise _invalid_params(f"{what}.resource_bounds: expected an object")
+            raise parse.invalid_params(f"{what}.resource_bounds: expected an object")
         bounds: dict[str, ResourceBounds] = {}
         for resource in _RESOURCES:
-            entry = _field(bounds_raw, resource, f"{what}.resource_bounds")
+            entry = parse.field(bounds_raw, resource, f"{what}.resource_bounds")
             if not isinstance(entry, dict):
-                raise _invalid_params(f"{what}.resource_bounds.{resource}: expected an object")
+                raise parse.invalid_params(f"{what}.resource_bounds.{resource}: expected an object")
             where = f"{what}.resource_bounds.{resource}"
             bounds[resource] = ResourceBounds(
-                max_amount=_felt(_field(entry, "max_amount", where), f"{where}.max_amount", bound=2**64),
-                max_price_per_unit=_felt(
-                    _field(entry, "max_price_per_unit", where), f"{where}.max_price_per_unit", bound=2**128
+                max_amount=parse.felt(parse.field(entry, "max_amount", where), f"{where}.max_amount", bound=2**64),
+                max_price_per_unit=parse.felt(
+                    parse.field(entry, "max_price_per_unit", where), f"{where}.max_price_per_unit", bound=2**128
                 ),
             )
         proof_facts = raw.get("proof_facts")
         return cls(
-            sender_address=_felt(_field(raw, "sender_address", what), "sender_address"),
-            calldata=_felts(_field(raw, "calldata", what), "calldata"),
-            version=_felt(_field(raw, "version", what), "version"),
-            signature=_felts(_field(raw, "signature", what), "signature"),
-            nonce=_felt(_field(raw, "nonce", what), "nonce"),
+            sender_address=parse.felt(parse.field(raw, "sender_address", what), "sender_address"),
+            calldata=parse.felts(parse.field(raw, "calldata", what), "calldata"),
+            version=parse.felt(parse.field(raw, "version", what), "version"),
+            signature=parse.felts(parse.field(raw, "signature", what), "signature"),
+            nonce=parse.felt(parse.field(raw, "nonce", what), "nonce"),
             resource_bounds=ResourceBoundsMapping(
                 l1_gas=bounds["l1_gas"], l2_gas=bounds["l2_gas"], l1_data_gas=bounds["l1_data_gas"]
             ),
-            tip=_felt(_field(raw, "tip", what), "tip", bound=2**64),
-            paymaster_data=_felts(_field(raw, "paymaster_data", what), "paymaster_data"),
-            account_deployment_data=_felts(_field(raw, "account_deployment_data", what), "account_deployment_data"),
-            nonce_data_availability_mode=_da_mode(_field(raw, "nonce_data_availability_mode", what)),
-            fee_data_availability_mode=_da_mode(_field(raw, "fee_data_availability_mode", what)),
-            proof_facts=None if proof_facts is None else _felts(proof_facts, "proof_facts"),
+            tip=parse.felt(parse.field(raw, "tip", what), "tip", bound=2**64),
+            paymaster_data=parse.felts(parse.field(raw, "paymaster_data", what), "paymaster_data"),
+            account_deployment_data=parse.felts(
+                parse.field(raw, "account_deployment_data", what), "account_deployment_data"
+            ),
+            nonce_data_availability_mode=_da_mode(parse.field(raw, "nonce_data_availability_mode", what)),
+            fee_data_availability_mode=_da_mode(parse.field(raw, "fee_data_availability_mode", what)),
+            proof_facts=None if proof_facts is None else parse.felts(proof_facts, "proof_facts"),
         )
 
     def calculate_hash(self, chain_id: int) -> int:
@@ -121,9 +119,9 @@ class InvokeV3:
             "type": "INVOKE",
             "transaction_hash": hex(transaction_hash),
             "sender_address": hex(self.sender_address),
-            "calldata": _hexes(self.calldata),
+            "calldata": parse.hexes(self.calldata),
             "version": hex(self.version),
-            "signature": _hexes(self.signature),
+            "signature": parse.hexes(self.signature),
             "nonce": hex(self.nonce),
             "resource_bounds": {
                 name: {"max_amount": hex(b.max_amount), "max_price_per_unit": hex(b.max_price_per_unit)}
@@ -134,20 +132,20 @@ class InvokeV3:
                 )
             },
             "tip": hex(self.tip),
-            "paymaster_data": _hexes(self.paymaster_data),
-            "account_deployment_data": _hexes(self.account_deployment_data),
+            "paymaster_data": parse.hexes(self.paymaster_data),
+            "account_deployment_data": parse.hexes(self.account_deployment_data),
             "nonce_data_availability_mode": self.nonce_data_availability_mode.name,
             "fee_data_availability_mode": self.fee_data_availability_mode.name,
         }
         if self.proof_facts is not None:
-            wire["proof_facts"] = _hexes(self.proof_facts)
+            wire["proof_facts"] = parse.hexes(self.proof_facts)
         return wire
 
 
 def _da_mode(value: Any) -> DAMode:
     if value in ("L1", "L2"):
         return DAMode[value]
-    raise _invalid_params(f"data availability mode: expected 'L1' or 'L2', got {value!r}")
+    raise parse.invalid_params(f"data availability mode: expected 'L1' or 'L2', got {value!r}")
 
 
 def gas_usage(tx: InvokeV3) -> GasUsage:
