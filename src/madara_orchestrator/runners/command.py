@@ -13,24 +13,16 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import ClassVar, Generic, Protocol, TypeVar
+from typing import ClassVar, Generic
 
 from madara_orchestrator.domain.errors import InvalidInput, JobError
 from madara_orchestrator.runners import process
+from madara_orchestrator.runners.contract import ConfigT, RpcT
 from madara_orchestrator.runners.process import STDERR_LOG, resolve_program, signal_name, stderr_tail
 
 EXIT_OK = 0
 EXIT_RETRYABLE = 75
 """Both contracts' "try again later" exit code."""
-
-
-class TimedConfig(Protocol):
-    @property
-    def timeout_s(self) -> float: ...
-
-
-ConfigT = TypeVar("ConfigT", bound=TimedConfig)
-RpcT = TypeVar("RpcT")
 
 
 class CommandRunner(Generic[ConfigT, RpcT]):
