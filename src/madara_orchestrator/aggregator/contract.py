@@ -28,15 +28,7 @@ from typing import Any, NoReturn, Protocol
 
 from madara_orchestrator.domain.errors import InvalidInput, JobError
 from madara_orchestrator.interfaces import AggregationInput, AggregationResult
-from madara_orchestrator.runners.contract import (
-    DamagedOutput,
-    block_text,
-    bool_text,
-    expected_prev_block_number,
-    first_difference,
-    parse_felts,
-    rpc_answers,
-)
+from madara_orchestrator.runners import contract as shared
 from madara_orchestrator.starknet.felt import parse_felt
 from madara_orchestrator.starknet.os_output import OsOutputHeader, OutputSections, parse_output_sections
 from madara_orchestrator.starknet.pie import CairoPie, read_pie
@@ -69,7 +61,7 @@ class ErrorKind(enum.StrEnum):
     FAILED = "failed"
 
 
-class DamagedAggregatorOutput(DamagedOutput):
+class DamagedAggregatorOutput(shared.DamagedOutput):
     """The runner said it succeeded, but what it handed back is unusable: the job's own failure."""
 
 
@@ -107,7 +99,7 @@ async def chain_start(rpc: ChainRpc, start_block: int) -> ChainStart:
     except InvalidInput as exc:
         raise JobError(f"the sequencer's answer for the start of the batch is unusable: {exc}") from exc
     return ChainStart(
-        prev_block_number=expected_prev_block_number(start_block), initial_root=root, prev_block_hash=block_hash
+        prev_block_number=shared.expected_prev_block_number(start_block), initial_root=root, prev_block_hash=block_hash
     )
 
 
@@ -276,8 +268,8 @@ class AggregatorRequest:
             ENV_PREFIX + "START_BLOCK": str(self.start_block),
             ENV_PREFIX + "END_BLOCK": str(self.end_block),
             ENV_PREFIX + "LAYOUT": self.layout,
-            ENV_PREFIX + "FULL_OUTPUT": bool_text(self.full_output),
-            ENV_PREFIX + "USE_KZG_DA": bool_text(self.use_kzg_da),
+            ENV_PREFIX + "FULL_OUTPUT": shared.bool_text(self.full_output),
+            ENV_PREFIX + "USE_KZG_DA": shared.bool_text(self.use_kzg_da),
             ENV_PREFIX + "CHAIN_ID": self.chain_id,
             ENV_PREFIX + "RPC_URL": self.rpc_url,
         }
@@ -290,7 +282,7 @@ class AggregatorRequest:
 def parse_felts_json(data: bytes | Any, where: str) -> list[int]:
     """A JSON array of felts (``0x`` hex strings; decimal strings and integers are accepted): the file's
     bytes or the already decoded value."""
-    return parse_felts(data, where, limit=MAX_JSON_BYTES, damaged=DamagedAggregatorOutput)
+    return shared.parse_felts(data, where, limit=MAX_JSON_BYTES, damaged=DamagedAggregatorOutput)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -307,7 +299,7 @@ def _header_end(header: OsOutputHeader) -> tuple[int, int, int]:
 
 def _point(point: tuple[int, int, int]) -> str:
     block, root, block_hash = point
-    return f"block {block_text(block)} (root {hex(root)}, hash {hex(block_hash)})"
+    return f"block {shared.block_text(block)} (root {hex(root)}, hash {hex(block_hash)})"
 
 
 Damaged = Callable[[str], NoReturn]
@@ -364,7 +356,7 @@ def _check_pie(cairo_pie_zip: bytes, program_output: Sequence[int], damaged: Dam
     if list(segment) != list(program_output):
         damaged(
             f"the program output ({len(program_output)} felts) is not the PIE's output segment "
-            f"({len(segment)} felts); they first differ at felt {first_difference(segment, program_output)}"
+            f"({len(segment)} felts); they first differ at felt {shared.first_difference(segment, program_output)}"
         )
     return pie
 
@@ -412,7 +404,8 @@ def _check_own_output(
     ):
         if got_flag != asked:
             damaged(
-                f"the output has {name}={int(got_flag)}, but the aggregator was asked for {name}={bool_text(asked)}"
+                f"the output has {name}={int(got_flag)}, "
+                f"but the aggregator was asked for {name}={shared.bool_text(asked)}"
             )
     return own
 
@@ -477,10 +470,10 @@ def check_input(request: AggregatorRequest, start: ChainStart) -> list[OutputSec
         except InvalidInput as exc:
             raise JobError(f"{prefix} {where} is not an OS output: {exc}", retryable=False) from exc
         header = sections.header
-        covers = (expected_prev_block_number(child.start_block), child.end_block)
+        covers = (shared.expected_prev_block_number(child.start_block), child.end_block)
         if (header.prev_block_number, header.new_block_number) != covers:
             raise JobError(
-                f"{prefix} {where} moves the chain from block {block_text(header.prev_block_number)} to "
+                f"{prefix} {where} moves the chain from block {shared.block_text(header.prev_block_number)} to "
                 f"{header.new_block_number}, the SNOS batch covers blocks {child.start_block}..{child.end_block}",
                 retryable=False,
             )
@@ -492,7 +485,7 @@ def check_input(request: AggregatorRequest, start: ChainStart) -> list[OutputSec
     if got[:2] != expected[:2] or (expected[2] is not None and got[2] != expected[2]):
         raise JobError(
             f"{prefix} the first SNOS output (SNOS batch {request.children[0].snos_batch_index}) starts from "
-            f"{_point(got)}, but the chain before the batch ends at block {block_text(expected[0])} "
+            f"{_point(got)}, but the chain before the batch ends at block {shared.block_text(expected[0])} "
             f"(root {hex(expected[1])}" + (f", hash {hex(expected[2])})" if expected[2] is not None else ")"),
             retryable=False,
         )
@@ -533,7 +526,7 @@ def raise_failure(kind: ErrorKind, message: str) -> NoReturn:
 
 async def runner_rpc_answers(rpc: ChainRpc) -> bool:
     """The sequencer answers ``starknet_chainId`` (the checks read the chain before each batch)."""
-    return await rpc_answers(
+    return await shared.rpc_answers(
         rpc,
         logger="madara_orchestrator.aggregator",
         unanswered="the sequencer RPC does not answer (%s); Aggregator jobs wait",
