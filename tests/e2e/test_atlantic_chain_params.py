@@ -18,12 +18,12 @@ from madara_orchestrator.cli.compose import build_embedded_stack
 from madara_orchestrator.cli.devnet import devnet_settings
 from madara_orchestrator.cli.settings import Settings
 from madara_orchestrator.devnet.adapters import devnet_pie
+from madara_orchestrator.devnet.mock_atlantic import MockAtlanticConfig, MockAtlanticServer
 from madara_orchestrator.devnet.program_output import DEVNET_CONFIG_HASH
 from madara_orchestrator.devnet.sequencer import CHAIN_ID, STRK_TOKEN, DevnetChain, DevnetSequencer
 from madara_orchestrator.domain.proving import CreateBucket, CreateJob, RunAggregation, TaskState, TaskType
 from madara_orchestrator.jobs.artifacts import decode_felts_json
 from madara_orchestrator.provers.atlantic import AtlanticClient, AtlanticConfig, AtlanticNetwork
-from madara_orchestrator.provers.mock_atlantic_server import MockAtlanticConfig, MockAtlanticServer
 from madara_orchestrator.server.background import BackgroundServer
 from madara_orchestrator.starknet.os_config import os_config_hash
 from madara_orchestrator.starknet.pie import read_pie

@@ -10,11 +10,11 @@ import httpx
 from madara_orchestrator.cli.compose import build_embedded_stack
 from madara_orchestrator.cli.devnet import devnet_settings
 from madara_orchestrator.cli.settings import Settings
+from madara_orchestrator.devnet.mock_atlantic import MockAtlanticConfig, MockAtlanticServer
 from madara_orchestrator.devnet.sequencer import DevnetSequencer
 from madara_orchestrator.domain.jobs import JobStatus, JobType, ProvingMetadata
 from madara_orchestrator.provers.atlantic import AtlanticClient, AtlanticConfig, AtlanticNetwork
 from madara_orchestrator.provers.atlantic_webhook import atlantic_webhook
-from madara_orchestrator.provers.mock_atlantic_server import MockAtlanticConfig, MockAtlanticServer
 from madara_orchestrator.server.app import create_app
 from madara_orchestrator.server.background import BackgroundServer, free_port
 from tests.helpers.pipeline import eventually

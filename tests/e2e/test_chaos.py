@@ -22,12 +22,12 @@ import httpx
 import pytest
 
 from madara_orchestrator.devnet.anvil import DEV_PRIVATE_KEYS
-from madara_orchestrator.devnet.sequencer import DevnetSequencer
-from madara_orchestrator.provers.mock_atlantic_server import (
+from madara_orchestrator.devnet.mock_atlantic import (
     MockAtlanticConfig,
     MockAtlanticServer,
     mock_aggregator_program_hash,
 )
+from madara_orchestrator.devnet.sequencer import DevnetSequencer
 from madara_orchestrator.server.background import BackgroundServer, free_port
 from tests.e2e.test_run_provers import LocalL1, atlantic_args, local_l1, settlement_args
 from tests.helpers.cluster import Instance

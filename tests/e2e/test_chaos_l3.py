@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from madara_orchestrator.devnet.l2_fact_registrar import StarknetFactRegistrar
+from madara_orchestrator.devnet.mock_atlantic import L2_VERIFICATION, MockAtlanticConfig, MockAtlanticServer
 from madara_orchestrator.devnet.sequencer import DevnetSequencer
 from madara_orchestrator.devnet.starknet_l2 import OPERATOR_ACCOUNT, VERIFIER_ACCOUNT, StarknetL2Double
-from madara_orchestrator.provers.mock_atlantic_server import L2_VERIFICATION, MockAtlanticConfig, MockAtlanticServer
 from madara_orchestrator.server.background import BackgroundServer, free_port
 from tests.e2e.test_chaos import FAST_RECOVERY, _pg_query, _report, _wait_all_completed
 from tests.e2e.test_run_l3 import l3_args

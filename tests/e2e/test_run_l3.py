@@ -14,8 +14,8 @@ import pytest
 
 from madara_orchestrator.devnet.l2_fact_registrar import StarknetFactRegistrar
 from madara_orchestrator.devnet.layout_bridge import DEVNET_CAIRO_VERIFIER_PROGRAM_HASH
+from madara_orchestrator.devnet.mock_atlantic import MockAtlanticConfig, MockAtlanticServer
 from madara_orchestrator.devnet.starknet_l2 import OPERATOR_ACCOUNT, VERIFIER_ACCOUNT, StarknetL2Double
-from madara_orchestrator.provers.mock_atlantic_server import MockAtlanticConfig, MockAtlanticServer
 from madara_orchestrator.server.background import BackgroundServer, free_port
 from tests.e2e.test_run_provers import (
     BLOCKS,

@@ -29,18 +29,18 @@ from madara_orchestrator.cli.compose import build_embedded_stack
 from madara_orchestrator.cli.settings import MOCK_ATLANTIC_PORT, RUN_OPTIONS, Settings
 from madara_orchestrator.devnet.adapters import DEVNET_AGGREGATOR_PROGRAM_HASH, devnet_pie
 from madara_orchestrator.devnet.anvil import DEV_PRIVATE_KEYS, Anvil, AnvilConfig, find_anvil_binary
+from madara_orchestrator.devnet.fact_registry import InMemoryFactRegistry
+from madara_orchestrator.devnet.mock_atlantic import (
+    MockAtlanticConfig,
+    MockAtlanticServer,
+    mock_aggregator_program_hash,
+)
 from madara_orchestrator.devnet.program_output import DEVNET_CONFIG_HASH
 from madara_orchestrator.devnet.sequencer import CHAIN_ID, STRK_TOKEN, DevnetSequencer
 from madara_orchestrator.domain.errors import ConfigError
 from madara_orchestrator.domain.proving import CreateBucket, CreateJob, RunAggregation, TaskState, TaskStatus, TaskType
 from madara_orchestrator.jobs.artifacts import decode_felts_json
 from madara_orchestrator.provers.atlantic import AtlanticClient, AtlanticConfig, AtlanticNetwork
-from madara_orchestrator.provers.fact_registry import InMemoryFactRegistry
-from madara_orchestrator.provers.mock_atlantic_server import (
-    MockAtlanticConfig,
-    MockAtlanticServer,
-    mock_aggregator_program_hash,
-)
 from madara_orchestrator.server.background import BackgroundServer, free_port
 from madara_orchestrator.settlement.contracts import DevnetContracts, FactRegistryClient, deploy_devnet_contracts
 from madara_orchestrator.settlement.encoding import STATE_BLOCK_NUMBER_SELECTOR, decode_int256, program_output_fact

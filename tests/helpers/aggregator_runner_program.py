@@ -38,11 +38,8 @@ import io
 import itertools
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +64,11 @@ from madara_orchestrator.starknet.felt import STARKNET_PRIME
 from madara_orchestrator.starknet.os_output import MessageToL1, MessageToL2, OsOutput, parse_os_output
 from madara_orchestrator.starknet.pie import read_pie
 
+try:
+    from tests.helpers.runner_program import RunnerFailure, dump_environment, hang
+except ModuleNotFoundError:  # run as a script (the command runner's tests): its own folder is on sys.path
+    from runner_program import RunnerFailure, dump_environment, hang  # type: ignore[no-redef]
+
 MODE_VARIABLE = "AGGREGATOR_TEST_MODE"
 PID_FILE_VARIABLE = "AGGREGATOR_TEST_PID_FILE"
 ENV_DUMP_VARIABLE = "AGGREGATOR_TEST_ENV_DUMP"
@@ -75,15 +77,6 @@ FALLBACK_LAYOUT = "starknet_with_keccak"
 """cairo-lang 0.14 has no ``all_cairo`` layout (cairo-vm's); the PIE does not depend on the layout."""
 N_UPDATES_SMALL_BOUND = 2**8
 N_UPDATES_BOUND = 2**64
-
-
-class RunnerFailure(Exception):
-    """A failure the runner reports: its kind decides the exit code / HTTP answer."""
-
-    def __init__(self, kind: ErrorKind, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -333,24 +326,12 @@ def produce(request: AggregatorRequest, mode: str = "") -> Produced:
 # -- the program ---------------------------------------------------------------------------------------
 
 
-def hang() -> None:
-    """Ignore SIGTERM, start a helper that would outlive us, record both pids, sleep."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-    pid_file = os.environ.get(PID_FILE_VARIABLE)
-    if pid_file:
-        Path(pid_file).write_text(f"{os.getpid()} {helper.pid}\n")
-    time.sleep(600)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aggregator_runner_program")
     parser.add_argument("--request", type=Path, required=True)
     parser.add_argument("--output-dir", type=Path, required=True)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    dump = os.environ.get(ENV_DUMP_VARIABLE)
-    if dump:
-        Path(dump).write_text("\n".join(sorted(os.environ)) + "\n")
+    dump_environment(ENV_DUMP_VARIABLE)
     # The orchestrator passes the files twice; a program may read either, so both must agree.
     if ENV_PREFIX + "REQUEST" in os.environ and (
         Path(os.environ[ENV_PREFIX + "REQUEST"]) != args.request
@@ -360,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     mode = os.environ.get(MODE_VARIABLE, "")
     if mode == "hang":
-        hang()
+        hang(PID_FILE_VARIABLE)
     if mode == "no-output":
         return 0
     if mode == "crash":

@@ -28,10 +28,7 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +59,11 @@ from madara_orchestrator.starknet.pie import (
 )
 from madara_orchestrator.starknet.rpc import RpcCall, RpcError, StarknetRpcClient, block_id
 
+try:
+    from tests.helpers.runner_program import RunnerFailure, dump_environment, hang
+except ModuleNotFoundError:  # run as a script (the command runner's tests): its own folder is on sys.path
+    from runner_program import RunnerFailure, dump_environment, hang  # type: ignore[no-redef]
+
 MODE_VARIABLE = "SNOS_TEST_MODE"
 PID_FILE_VARIABLE = "SNOS_TEST_PID_FILE"
 ENV_DUMP_VARIABLE = "SNOS_TEST_ENV_DUMP"
@@ -72,15 +74,6 @@ PROGRAM_DATA = (0x40780017FFF7FFF, 1, 0x208B7FFF7FFF7FFE)
 HEADER_PAGE = 12
 """A SNOS output's first page: the 10-felt header and the two message-segment sizes."""
 SNOS_FACT_TOPOLOGY = [2, 1, 0, 2]
-
-
-class RunnerFailure(Exception):
-    """A failure the runner reports: its kind decides the exit code / HTTP answer."""
-
-    def __init__(self, kind: ErrorKind, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -300,21 +293,9 @@ def parse_arguments(argv: Sequence[str]) -> tuple[SnosRequest, Path]:
     return request, args.output_dir
 
 
-def hang() -> None:
-    """Ignore SIGTERM, start a helper that would outlive us, record both pids, sleep."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-    pid_file = os.environ.get(PID_FILE_VARIABLE)
-    if pid_file:
-        Path(pid_file).write_text(f"{os.getpid()} {helper.pid}\n")
-    time.sleep(600)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     request, output_dir = parse_arguments(sys.argv[1:] if argv is None else argv)
-    dump = os.environ.get(ENV_DUMP_VARIABLE)
-    if dump:
-        Path(dump).write_text("\n".join(sorted(os.environ)) + "\n")
+    dump_environment(ENV_DUMP_VARIABLE)
     # The orchestrator passes the request twice; a program may read either, so both must agree.
     if ENV_PREFIX + "START_BLOCK" in os.environ:
         env_request = SnosRequest(
@@ -333,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     mode = os.environ.get(MODE_VARIABLE, "")
     if mode == "hang":
-        hang()
+        hang(PID_FILE_VARIABLE)
     if mode == "no-output":
         return 0
     print(f"running SNOS on blocks {request.blocks} with layout {request.layout}", file=sys.stderr)

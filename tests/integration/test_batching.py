@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from madara_orchestrator.backends.sqlite import SqliteStore
 from madara_orchestrator.backends.sqlite_db import SqliteDatabase
+from madara_orchestrator.devnet.mock_atlantic import MockAtlanticConfig, MockAtlanticServer
 from madara_orchestrator.devnet.sequencer import STARKNET_VERSION, DevnetChain, DevnetSequencer
 from madara_orchestrator.domain.batches import (
     DEFAULT_BOUNCER_WEIGHT_LIMITS,
@@ -31,7 +32,6 @@ from madara_orchestrator.domain.errors import BackendUnavailable, Conflict, Inva
 from madara_orchestrator.engine.batching import AGGREGATOR_LOCK, SNOS_LOCK
 from madara_orchestrator.provers.atlantic import AtlanticClient, AtlanticConfig, AtlanticNetwork
 from madara_orchestrator.provers.http import RetryPolicy
-from madara_orchestrator.provers.mock_atlantic_server import MockAtlanticConfig, MockAtlanticServer
 from madara_orchestrator.starknet.aliases import compress_state_update
 from madara_orchestrator.starknet.blob import felts_to_blobs
 from madara_orchestrator.starknet.squash import squash_state_updates

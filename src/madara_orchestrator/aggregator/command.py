@@ -14,10 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import shutil
-import tempfile
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from madara_orchestrator.aggregator.contract import (
@@ -26,7 +23,6 @@ from madara_orchestrator.aggregator.contract import (
     DA_SEGMENT_FILE,
     EXIT_FAILED,
     EXIT_OK,
-    EXIT_RETRYABLE,
     PROGRAM_OUTPUT_FILE,
     REQUEST_FILE,
     AggregatorRequest,
@@ -40,10 +36,11 @@ from madara_orchestrator.aggregator.contract import (
     parse_felts_json,
     runner_rpc_answers,
 )
-from madara_orchestrator.domain.errors import InvalidInput, JobError
+from madara_orchestrator.domain.errors import JobError
 from madara_orchestrator.interfaces import AggregationInput, AggregationResult
 from madara_orchestrator.runners import process
-from madara_orchestrator.runners.process import STDERR_LOG, resolve_program, signal_name, stderr_tail
+from madara_orchestrator.runners.command import CommandRunner
+from madara_orchestrator.runners.process import STDERR_LOG, stderr_tail
 
 log = logging.getLogger(__name__)
 
@@ -62,41 +59,20 @@ def command_problem(text: str) -> str | None:
     return process.command_problem(text, flag=FLAG, purpose=PURPOSE)
 
 
-class CommandAggregatorRunner:
-    """Implements ``AggregatorRunner`` by running ``command`` once per aggregator batch."""
+class CommandAggregatorRunner(CommandRunner[AggregatorRunConfig, ChainRpc]):
+    """Implements ``AggregatorRunner`` by running ``command`` once per aggregator batch; ``rpc`` is the
+    sequencer (readiness, the chain id, the chain before each batch)."""
 
-    def __init__(
-        self,
-        command: str | Sequence[str],
-        config: AggregatorRunConfig,
-        *,
-        rpc: ChainRpc,
-        work_dir: str | Path,
-        environ: Mapping[str, str] | None = None,
-        kill_grace_s: float = 5.0,
-    ) -> None:
-        """``rpc``: the sequencer (readiness, the chain id, the chain before each batch); ``work_dir`` holds
-        one fresh directory per run; ``environ`` (default: this process's) is what the command's environment
-        is made from; ``kill_grace_s`` is how long a timed-out command has between SIGTERM and SIGKILL."""
-        self.argv = parse_command(command) if isinstance(command, str) else list(command)
-        if not self.argv:
-            raise InvalidInput("the aggregator command is empty")
-        self.config = config
-        self.rpc = rpc
-        self.work_dir = Path(work_dir)
-        self.environ = environ
-        self.kill_grace_s = kill_grace_s
-
-    @property
-    def program(self) -> str:
-        return self.argv[0]
+    label = LABEL
+    flag = FLAG
+    purpose = PURPOSE
+    timeout_flag = "--aggregator-timeout-seconds"
+    waiting = "Aggregator jobs"
+    log = log
 
     async def is_ready(self) -> bool:
         """The program is still there and the sequencer answers."""
-        if resolve_program(self.program) is None:
-            log.warning("aggregator command %s is not an executable file; Aggregator jobs wait", self.program)
-            return False
-        return await runner_rpc_answers(self.rpc)
+        return self.program_is_there() and await runner_rpc_answers(self.rpc)
 
     async def run(self, batch: AggregationInput) -> AggregationResult:
         request = AggregatorRequest.of(batch, self.config, chain_id=await self.rpc.chain_id())
@@ -104,40 +80,16 @@ class CommandAggregatorRunner:
         check_input(request, start)
         run_dir = await asyncio.to_thread(self._prepare, request)
         try:
-            exited = await process.run_in_group(
-                [*self.argv, *request.arguments(str(run_dir / REQUEST_FILE), str(run_dir / OUTPUT_DIR))],
-                env=process.child_environment(
-                    os.environ if self.environ is None else self.environ,
-                    request.environment(str(run_dir / REQUEST_FILE), str(run_dir / OUTPUT_DIR)),
-                ),
-                run_dir=run_dir,
-                timeout_s=self.config.timeout_s,
-                kill_grace_s=self.kill_grace_s,
-                label=LABEL,
-                subject=request.subject,
+            request_file, output_dir = str(run_dir / REQUEST_FILE), str(run_dir / OUTPUT_DIR)
+            code = await self.run_command(
+                request.arguments(request_file, output_dir),
+                request.environment(request_file, output_dir),
+                run_dir,
+                request.subject,
             )
-            tail = stderr_tail(run_dir / STDERR_LOG)
-            if exited.timed_out:
-                raise JobError(
-                    f"the aggregator command ran longer than {self.config.timeout_s:g} s "
-                    f"(--aggregator-timeout-seconds) on {request.subject} and was killed with its process group; "
-                    f"it will be retried. stderr: {tail}",
-                    retryable=True,
-                )
-            code = exited.returncode
             if code == EXIT_OK:
                 return await asyncio.to_thread(self._collect, request, start, run_dir)
-            if code == EXIT_RETRYABLE:
-                raise JobError(
-                    f"the aggregator command asks to retry {request.subject} (exit code {EXIT_RETRYABLE}): {tail}",
-                    retryable=True,
-                )
-            if code < 0:
-                raise JobError(
-                    f"the aggregator command was killed by {signal_name(-code)} on {request.subject} "
-                    f"(out of memory?); it will be retried. stderr: {tail}",
-                    retryable=True,
-                )
+            tail = stderr_tail(run_dir / STDERR_LOG)
             meaning = "the aggregator failed" if code == EXIT_FAILED else "the aggregator command failed"
             raise JobError(f"{meaning} on {request.subject} (exit code {code}): {tail}", retryable=False)
         finally:
@@ -146,8 +98,7 @@ class CommandAggregatorRunner:
     def _prepare(self, request: AggregatorRequest) -> Path:
         """A fresh run directory: ``request.json``, each SNOS PIE at ``children/<snos batch>/cairo_pie.zip``,
         an empty ``output/``."""
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        run_dir = Path(tempfile.mkdtemp(prefix=f"batch-{request.batch_index}-", dir=self.work_dir))
+        run_dir = self.fresh_dir(f"batch-{request.batch_index}-")
         try:
             pie_files = []
             for child in request.children:

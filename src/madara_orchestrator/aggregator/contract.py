@@ -21,18 +21,17 @@ from __future__ import annotations
 
 import base64
 import enum
-import json
-import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from madara_orchestrator.domain.errors import InvalidInput, JobError, OrchestratorError
+from madara_orchestrator.domain.errors import InvalidInput, JobError
 from madara_orchestrator.interfaces import AggregationInput, AggregationResult, ChainRpc
-from madara_orchestrator.starknet.felt import STARKNET_PRIME, parse_felt
+from madara_orchestrator.runners import contract as shared
+from madara_orchestrator.starknet.felt import parse_felt
 from madara_orchestrator.starknet.os_output import OsOutputHeader, OutputSections, parse_output_sections
-from madara_orchestrator.starknet.pie import read_pie
+from madara_orchestrator.starknet.pie import CairoPie, read_pie
 
 CONTRACT_VERSION = 1
 """Sent with every request (``MADARA_AGGREGATOR_CONTRACT_VERSION``, ``"version"``)."""
@@ -62,11 +61,8 @@ class ErrorKind(enum.StrEnum):
     FAILED = "failed"
 
 
-class DamagedAggregatorOutput(JobError):
+class DamagedAggregatorOutput(shared.DamagedOutput):
     """The runner said it succeeded, but what it handed back is unusable: the job's own failure."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, retryable=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,10 +77,6 @@ class ChainStart:
     """The hash of the block before the batch; None at genesis."""
 
 
-def expected_prev_block_number(start_block: int) -> int:
-    return start_block - 1 if start_block > 0 else STARKNET_PRIME - 1
-
-
 async def chain_start(rpc: ChainRpc, start_block: int) -> ChainStart:
     """Read the batch's start from the sequencer (``BackendUnavailable`` while it does not answer)."""
     update = await rpc.get_state_update(start_block)
@@ -97,7 +89,7 @@ async def chain_start(rpc: ChainRpc, start_block: int) -> ChainStart:
     except InvalidInput as exc:
         raise JobError(f"the sequencer's answer for the start of the batch is unusable: {exc}") from exc
     return ChainStart(
-        prev_block_number=expected_prev_block_number(start_block), initial_root=root, prev_block_hash=block_hash
+        prev_block_number=shared.expected_prev_block_number(start_block), initial_root=root, prev_block_hash=block_hash
     )
 
 
@@ -266,15 +258,11 @@ class AggregatorRequest:
             ENV_PREFIX + "START_BLOCK": str(self.start_block),
             ENV_PREFIX + "END_BLOCK": str(self.end_block),
             ENV_PREFIX + "LAYOUT": self.layout,
-            ENV_PREFIX + "FULL_OUTPUT": _bool(self.full_output),
-            ENV_PREFIX + "USE_KZG_DA": _bool(self.use_kzg_da),
+            ENV_PREFIX + "FULL_OUTPUT": shared.bool_text(self.full_output),
+            ENV_PREFIX + "USE_KZG_DA": shared.bool_text(self.use_kzg_da),
             ENV_PREFIX + "CHAIN_ID": self.chain_id,
             ENV_PREFIX + "RPC_URL": self.rpc_url,
         }
-
-
-def _bool(value: bool) -> str:
-    return "true" if value else "false"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -284,31 +272,11 @@ def _bool(value: bool) -> str:
 def parse_felts_json(data: bytes | Any, where: str) -> list[int]:
     """A JSON array of felts (``0x`` hex strings; decimal strings and integers are accepted): the file's
     bytes or the already decoded value."""
-    if isinstance(data, bytes):
-        if len(data) > MAX_JSON_BYTES:
-            raise DamagedAggregatorOutput(f"{where}: {len(data)} bytes is more than the {MAX_JSON_BYTES} allowed")
-        try:
-            data = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise DamagedAggregatorOutput(f"{where}: not valid JSON ({exc})") from exc
-    if not isinstance(data, list):
-        raise DamagedAggregatorOutput(f"{where}: expected a JSON array of felts, got {type(data).__name__}")
-    try:
-        return [parse_felt(value, f"{where}[{i}]") for i, value in enumerate(data)]
-    except InvalidInput as exc:
-        raise DamagedAggregatorOutput(str(exc)) from exc
+    return shared.parse_felts(data, where, limit=MAX_JSON_BYTES, damaged=DamagedAggregatorOutput)
 
 
 # --------------------------------------------------------------------------------------------------
 # The checks
-
-
-def _block_text(felt: int) -> str:
-    return "-1" if felt == STARKNET_PRIME - 1 else str(felt)
-
-
-def _first_difference(a: Sequence[int], b: Sequence[int]) -> int:
-    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
 
 
 def _header_start(header: OsOutputHeader) -> tuple[int, int, int]:
@@ -321,7 +289,11 @@ def _header_end(header: OsOutputHeader) -> tuple[int, int, int]:
 
 def _point(point: tuple[int, int, int]) -> str:
     block, root, block_hash = point
-    return f"block {_block_text(block)} (root {hex(root)}, hash {hex(block_hash)})"
+    return f"block {shared.block_text(block)} (root {hex(root)}, hash {hex(block_hash)})"
+
+
+Damaged = Callable[[str], NoReturn]
+"""Raises the ``DamagedAggregatorOutput`` of one run's output, its message after the run's prefix."""
 
 
 def check_output(
@@ -337,16 +309,32 @@ def check_output(
     that failed). CPU-bound (the PIE, the KZG commitments, the program hash): call it in a worker thread."""
     # Imported here: runner programs written in Python import this module for the request and the exit
     # codes, and the hash and KZG libraries take a while to load.
-    from madara_orchestrator.starknet import kzg
-    from madara_orchestrator.starknet.blob import felts_to_blobs
-    from madara_orchestrator.starknet.facts import aggregator_fact_info, aggregator_input_size
+    from madara_orchestrator.starknet.facts import aggregator_fact_info
 
     prefix = f"{source} returned a damaged output for {request.subject}:"
 
     def damaged(message: str) -> NoReturn:
         raise DamagedAggregatorOutput(f"{prefix} {message}")
 
-    # The PIE, and the output as its output segment.
+    pie = _check_pie(cairo_pie_zip, program_output, damaged)
+    children = check_input(request, start)
+    own = _check_own_output(request, children, program_output, damaged)
+    _check_messages(children, own, damaged)
+    _check_da(own, program_output, da_segment, damaged)
+    try:
+        info = aggregator_fact_info(pie)
+    except InvalidInput as exc:
+        damaged(f"no fact can be computed from the Cairo PIE: {exc}")
+    return AggregationResult(
+        cairo_pie_zip=cairo_pie_zip,
+        program_output=info.program_output,
+        da_segment=list(da_segment),
+        fact=info.fact,
+    )
+
+
+def _check_pie(cairo_pie_zip: bytes, program_output: Sequence[int], damaged: Damaged) -> CairoPie:
+    """The PIE, once it reads and the program output is its output segment."""
     try:
         pie = read_pie(cairo_pie_zip)
     except InvalidInput as exc:
@@ -358,11 +346,18 @@ def check_output(
     if list(segment) != list(program_output):
         damaged(
             f"the program output ({len(program_output)} felts) is not the PIE's output segment "
-            f"({len(segment)} felts); they first differ at felt {_first_difference(segment, program_output)}"
+            f"({len(segment)} felts); they first differ at felt {shared.first_difference(segment, program_output)}"
         )
+    return pie
 
-    # Its input: this batch's SNOS outputs, in order.
-    children = check_input(request, start)
+
+def _check_own_output(
+    request: AggregatorRequest, children: list[OutputSections], program_output: Sequence[int], damaged: Damaged
+) -> OutputSections:
+    """The aggregator's own output, once its input is this batch's SNOS outputs in order and it covers them
+    from the first to the last, with their config hash and the OS hints asked for."""
+    from madara_orchestrator.starknet.facts import aggregator_input_size
+
     try:
         own_start = aggregator_input_size(program_output)
     except InvalidInput as exc:
@@ -378,8 +373,6 @@ def check_output(
         own = parse_output_sections(program_output, own_start)
     except InvalidInput as exc:
         damaged(f"the aggregator's own output (from felt {own_start}) is not in the OS output layout: {exc}")
-
-    # Blocks and roots: the aggregator's output covers its SNOS outputs from the first to the last.
     first, last = children[0].header, children[-1].header
     if _header_start(own.header) != _header_start(first) or _header_end(own.header) != _header_end(last):
         damaged(
@@ -400,9 +393,15 @@ def check_output(
         ("full_output", own.header.full_output, request.full_output),
     ):
         if got_flag != asked:
-            damaged(f"the output has {name}={int(got_flag)}, but the aggregator was asked for {name}={_bool(asked)}")
+            damaged(
+                f"the output has {name}={int(got_flag)}, "
+                f"but the aggregator was asked for {name}={shared.bool_text(asked)}"
+            )
+    return own
 
-    # Messages: the SNOS outputs', concatenated in order.
+
+def _check_messages(children: list[OutputSections], own: OutputSections, damaged: Damaged) -> None:
+    """The aggregator's messages are the SNOS outputs', concatenated in order."""
     to_l1 = tuple(m for c in children for m in c.messages_to_l1)
     to_l2 = tuple(m for c in children for m in c.messages_to_l2)
     for direction, got_messages, want in (
@@ -419,7 +418,13 @@ def check_output(
                 f"order (they first differ at message {at})"
             )
 
-    # DA: the blobs the batch publishes are the DA segment's.
+
+def _check_da(own: OutputSections, program_output: Sequence[int], da_segment: Sequence[int], damaged: Damaged) -> None:
+    """The blobs the batch publishes are the DA segment's (KZG DA), or the DA segment is the state diff the
+    output carries."""
+    from madara_orchestrator.starknet import kzg
+    from madara_orchestrator.starknet.blob import felts_to_blobs
+
     if not da_segment:
         damaged("the DA segment is empty")
     if own.kzg is not None:
@@ -440,17 +445,6 @@ def check_output(
             f"({len(program_output) - own.end} felts after its messages)"
         )
 
-    try:
-        info = aggregator_fact_info(pie)
-    except InvalidInput as exc:
-        damaged(f"no fact can be computed from the Cairo PIE: {exc}")
-    return AggregationResult(
-        cairo_pie_zip=cairo_pie_zip,
-        program_output=info.program_output,
-        da_segment=list(da_segment),
-        fact=info.fact,
-    )
-
 
 def check_input(request: AggregatorRequest, start: ChainStart) -> list[OutputSections]:
     """The batch's SNOS outputs, parsed, once they chain: each covers its SNOS batch's blocks, the first
@@ -466,10 +460,10 @@ def check_input(request: AggregatorRequest, start: ChainStart) -> list[OutputSec
         except InvalidInput as exc:
             raise JobError(f"{prefix} {where} is not an OS output: {exc}", retryable=False) from exc
         header = sections.header
-        covers = (expected_prev_block_number(child.start_block), child.end_block)
+        covers = (shared.expected_prev_block_number(child.start_block), child.end_block)
         if (header.prev_block_number, header.new_block_number) != covers:
             raise JobError(
-                f"{prefix} {where} moves the chain from block {_block_text(header.prev_block_number)} to "
+                f"{prefix} {where} moves the chain from block {shared.block_text(header.prev_block_number)} to "
                 f"{header.new_block_number}, the SNOS batch covers blocks {child.start_block}..{child.end_block}",
                 retryable=False,
             )
@@ -481,7 +475,7 @@ def check_input(request: AggregatorRequest, start: ChainStart) -> list[OutputSec
     if got[:2] != expected[:2] or (expected[2] is not None and got[2] != expected[2]):
         raise JobError(
             f"{prefix} the first SNOS output (SNOS batch {request.children[0].snos_batch_index}) starts from "
-            f"{_point(got)}, but the chain before the batch ends at block {_block_text(expected[0])} "
+            f"{_point(got)}, but the chain before the batch ends at block {shared.block_text(expected[0])} "
             f"(root {hex(expected[1])}" + (f", hash {hex(expected[2])})" if expected[2] is not None else ")"),
             retryable=False,
         )
@@ -522,11 +516,8 @@ def raise_failure(kind: ErrorKind, message: str) -> NoReturn:
 
 async def runner_rpc_answers(rpc: ChainRpc) -> bool:
     """The sequencer answers ``starknet_chainId`` (the checks read the chain before each batch)."""
-    try:
-        await rpc.chain_id()
-    except OrchestratorError as exc:
-        logging.getLogger("madara_orchestrator.aggregator").warning(
-            "the sequencer RPC does not answer (%s); Aggregator jobs wait", exc
-        )
-        return False
-    return True
+    return await shared.rpc_answers(
+        rpc,
+        logger="madara_orchestrator.aggregator",
+        unanswered="the sequencer RPC does not answer (%s); Aggregator jobs wait",
+    )

@@ -36,30 +36,17 @@ from madara_orchestrator.runners.http import (
     body_text,
     decode_base64,
     json_or_none,
-    post_run,
 )
 
 RUN_PATH = "aggregate"
 
 
-class HttpAggregatorRunner(RunnerService):
-    """Implements ``AggregatorRunner`` against a runner service."""
+class HttpAggregatorRunner(RunnerService[AggregatorRunConfig, ChainRpc]):
+    """Implements ``AggregatorRunner`` against a runner service; ``rpc`` is the sequencer."""
 
     who = "aggregator runner"
     waiting = "Aggregator jobs"
-
-    def __init__(
-        self,
-        url: str,
-        config: AggregatorRunConfig,
-        *,
-        rpc: ChainRpc,
-        connect_timeout_s: float = 10.0,
-        client: httpx.AsyncClient | None = None,
-    ) -> None:
-        super().__init__(url, connect_timeout_s=connect_timeout_s, client=client)
-        self.config = config
-        self.rpc = rpc
+    timeout_flag = "--aggregator-timeout-seconds"
 
     async def is_ready(self) -> bool:
         """The service answers ``GET /health`` with 200 and the sequencer answers."""
@@ -71,17 +58,7 @@ class HttpAggregatorRunner(RunnerService):
         check_input(request, start)
         # The PIEs make a large body: encoded off the event loop.
         body = await asyncio.to_thread(lambda: json.dumps(request.to_json()).encode())
-        response = await post_run(
-            self._client,
-            f"{self.url}/{RUN_PATH}",
-            body,
-            shown_url=self.shown_url,
-            who=self.who,
-            subject=request.subject,
-            timeout_s=self.config.timeout_s,
-            timeout_flag="--aggregator-timeout-seconds",
-            connect_timeout_s=self.connect_timeout_s,
-        )
+        response = await self.post(RUN_PATH, body, subject=request.subject)
         status = response.status_code
         if status == 200:
             return await asyncio.to_thread(self._result, request, start, response)
@@ -98,12 +75,7 @@ class HttpAggregatorRunner(RunnerService):
 
     def _result(self, request: AggregatorRequest, start: ChainStart, response: httpx.Response) -> AggregationResult:
         source = f"the aggregator runner {self.shown_url}"
-        body = json_or_none(response)
-        if not isinstance(body, dict):
-            raise DamagedAggregatorOutput(
-                f"{source} answered 200 for {request.subject} with something other than a JSON object: "
-                f"{body_text(response)[:200]}"
-            )
+        body = self.answer_object(response, request.subject, DamagedAggregatorOutput)
         cairo_pie_zip = decode_base64(body.get("cairo_pie"))
         if cairo_pie_zip is None:
             raise DamagedAggregatorOutput(f"{source} answered 200 for {request.subject} without a cairo_pie in base64")

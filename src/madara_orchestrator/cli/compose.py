@@ -30,6 +30,7 @@ from madara_orchestrator.devnet.adapters import (
     DevnetSnosRunner,
 )
 from madara_orchestrator.devnet.l2_fact_registrar import StarknetFactRegistrar
+from madara_orchestrator.devnet.mock_atlantic import MockAtlanticConfig, MockAtlanticServer
 from madara_orchestrator.devnet.starknet_l2 import FACT_REGISTRY_ADDRESS, VERIFIER_ACCOUNT
 from madara_orchestrator.domain.batching import StarknetVersions
 from madara_orchestrator.domain.errors import BackendUnavailable, ConfigError
@@ -62,7 +63,6 @@ from madara_orchestrator.provers.atlantic import (
 )
 from madara_orchestrator.provers.fact_registry import AlwaysValidFactChecker
 from madara_orchestrator.provers.mock import MockProverClient
-from madara_orchestrator.provers.mock_atlantic_server import MockAtlanticConfig, MockAtlanticServer
 from madara_orchestrator.provers.sharp import SharpClient, SharpConfig
 from madara_orchestrator.settlement.contracts import FactRegistryClient
 from madara_orchestrator.settlement.encoding import IS_VALID_SELECTOR

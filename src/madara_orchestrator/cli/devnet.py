@@ -27,6 +27,7 @@ from madara_orchestrator.devnet.adapters import DEVNET_AGGREGATOR_PROGRAM_HASH, 
 from madara_orchestrator.devnet.anvil import DEV_PRIVATE_KEYS, REPO_ROOT, Anvil, AnvilConfig
 from madara_orchestrator.devnet.l2_fact_registrar import StarknetFactRegistrar
 from madara_orchestrator.devnet.layout_bridge import DEVNET_CAIRO_VERIFIER_PROGRAM_HASH
+from madara_orchestrator.devnet.mock_atlantic import MockAtlanticConfig, MockAtlanticServer
 from madara_orchestrator.devnet.program_output import DEVNET_CONFIG_HASH, DEVNET_OS_PROGRAM_HASH
 from madara_orchestrator.devnet.sequencer import DEFAULT_TX_PER_BLOCK, DevnetSequencer
 from madara_orchestrator.devnet.starknet_l2 import OPERATOR_ACCOUNT, VERIFIER_ACCOUNT, StarknetL2Double
@@ -37,7 +38,6 @@ from madara_orchestrator.domain.errors import ConfigError, Conflict, Orchestrato
 from madara_orchestrator.domain.jobs import JobStatus, JobType
 from madara_orchestrator.engine.report import pipeline_report
 from madara_orchestrator.jobs.artifacts import decode_felts_json
-from madara_orchestrator.provers.mock_atlantic_server import MockAtlanticConfig, MockAtlanticServer
 from madara_orchestrator.server.app import create_app
 from madara_orchestrator.server.background import BackgroundServer, bind_listener, free_port
 from madara_orchestrator.settlement.contracts import (

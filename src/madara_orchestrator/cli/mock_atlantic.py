@@ -40,7 +40,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from madara_orchestrator.provers.mock_atlantic_server import MockAtlanticConfig, serve
+    from madara_orchestrator.devnet.mock_atlantic import MockAtlanticConfig, serve
 
     if not 0 < args.port < 65536:
         raise InvalidInput(f"--port {args.port} is not a TCP port")

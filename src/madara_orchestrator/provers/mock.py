@@ -1,7 +1,7 @@
 """The mock prover (SPEC §7.4): no proving; the aggregator fact is registered on a mock verifier.
 
 ``FactRegistry`` (``is_valid`` / ``register``) is injected: an Ethereum ``MockGpsVerifier`` in
-production, ``InMemoryFactRegistry`` in tests. Without one, the fact itself is the external id.
+production, ``devnet.fact_registry.InMemoryFactRegistry`` in tests. Without one, the fact itself is the external id.
 """
 
 from __future__ import annotations
@@ -21,11 +21,10 @@ from madara_orchestrator.domain.proving import (
 )
 from madara_orchestrator.interfaces import FactChecker, FactRegistry
 from madara_orchestrator.provers.errors import FactRegistrationFailed, TaskInvalid
-from madara_orchestrator.provers.fact_registry import InMemoryFactRegistry
 from madara_orchestrator.starknet.facts import fact_hex, fact_info
 from madara_orchestrator.starknet.pie import read_pie
 
-__all__ = ["FactChecker", "FactRegistry", "InMemoryFactRegistry", "MockProverClient", "pie_fact"]
+__all__ = ["FactChecker", "FactRegistry", "MockProverClient", "pie_fact"]
 
 log = logging.getLogger(__name__)
 

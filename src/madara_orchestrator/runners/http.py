@@ -12,12 +12,13 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from typing import Any
+from typing import Any, Generic
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from madara_orchestrator.domain.errors import BackendUnavailable, JobError
+from madara_orchestrator.runners.contract import ConfigT, DamagedOutput, RpcT
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ async def healthy(
     return True
 
 
-class RunnerService:
+class RunnerService(Generic[ConfigT, RpcT]):
     """What an HTTP runner of either kind (SNOS, aggregator) holds: the service's URL (``shown_url`` cut for
     logs), its client (closed with the runner when the runner made it) and the service's readiness."""
 
@@ -80,8 +81,22 @@ class RunnerService:
     """How logs name the service ("SNOS runner")."""
     waiting = "jobs"
     """What waits while it is not ready ("SnosRun jobs")."""
+    timeout_flag = "--timeout-seconds"
+    """The option that sets a run's timeout (``--snos-timeout-seconds``)."""
 
-    def __init__(self, url: str, *, connect_timeout_s: float = 10.0, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        config: ConfigT,
+        *,
+        rpc: RpcT,
+        connect_timeout_s: float = 10.0,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        """``config``: what every run shares (its ``timeout_s`` bounds a run); ``rpc``: what readiness and the
+        checks read from the chain."""
+        self.config = config
+        self.rpc = rpc
         self.url = url.rstrip("/")
         self.shown_url = display_url(self.url)
         self.connect_timeout_s = connect_timeout_s
@@ -102,6 +117,30 @@ class RunnerService:
             waiting=self.waiting,
             timeout_s=self.connect_timeout_s,
         )
+
+    async def post(self, path: str, body: Any, *, subject: str) -> httpx.Response:
+        """``post_run`` to ``{url}/{path}`` with this runner's names and timeouts."""
+        return await post_run(
+            self._client,
+            f"{self.url}/{path}",
+            body,
+            shown_url=self.shown_url,
+            who=self.who,
+            subject=subject,
+            timeout_s=self.config.timeout_s,
+            timeout_flag=self.timeout_flag,
+            connect_timeout_s=self.connect_timeout_s,
+        )
+
+    def answer_object(self, response: httpx.Response, subject: str, damaged: type[DamagedOutput]) -> dict[str, Any]:
+        """A 200 answer's JSON object; ``damaged`` (the kind's damaged-output error) when it is not one."""
+        body = json_or_none(response)
+        if not isinstance(body, dict):
+            raise damaged(
+                f"the {self.who} {self.shown_url} answered 200 for {subject} with something other than a JSON "
+                f"object: {body_text(response)[:200]}"
+            )
+        return body
 
 
 async def post_run(

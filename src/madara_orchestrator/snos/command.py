@@ -12,21 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import shutil
-import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
-from madara_orchestrator.domain.errors import InvalidInput, JobError
+from madara_orchestrator.domain.errors import JobError
 from madara_orchestrator.interfaces import SnosResult
 from madara_orchestrator.runners import process
-from madara_orchestrator.runners.process import STDERR_LOG, resolve_program, signal_name, stderr_tail
+from madara_orchestrator.runners.command import CommandRunner
+from madara_orchestrator.runners.process import STDERR_LOG, stderr_tail
 from madara_orchestrator.snos.contract import (
     CAIRO_PIE_FILE,
     EXIT_OK,
     EXIT_OS_FAILED,
-    EXIT_RETRYABLE,
     OS_OUTPUT_FILE,
     RESULT_FILE,
     ChainIdRpc,
@@ -63,97 +61,41 @@ def command_environment(environ: Mapping[str, str], request: SnosRequest, output
     return process.child_environment(environ, request.environment(output_dir))
 
 
-class CommandSnosRunner:
+class CommandSnosRunner(CommandRunner[SnosRunConfig, ChainIdRpc]):
     """Implements ``SnosRunner`` by running ``command`` once per SNOS batch."""
 
-    def __init__(
-        self,
-        command: str | Sequence[str],
-        config: SnosRunConfig,
-        *,
-        rpc: ChainIdRpc,
-        work_dir: str | Path,
-        environ: Mapping[str, str] | None = None,
-        kill_grace_s: float = 5.0,
-    ) -> None:
-        """``work_dir`` holds one fresh output directory per run; ``environ`` (default: this process's)
-        is what the command's environment is made from; ``kill_grace_s`` is how long a timed-out command
-        has between SIGTERM and SIGKILL."""
-        self.argv = parse_command(command) if isinstance(command, str) else list(command)
-        if not self.argv:
-            raise InvalidInput("the SNOS command is empty")
-        self.config = config
-        self.rpc = rpc
-        self.work_dir = Path(work_dir)
-        self.environ = environ
-        self.kill_grace_s = kill_grace_s
-
-    @property
-    def program(self) -> str:
-        return self.argv[0]
+    label = "SNOS command"
+    flag = FLAG
+    purpose = PURPOSE
+    timeout_flag = "--snos-timeout-seconds"
+    waiting = "SnosRun jobs"
+    log = log
 
     async def is_ready(self) -> bool:
         """The program is still there and the SNOS RPC answers (SPEC §9 readiness)."""
-        if resolve_program(self.program) is None:
-            log.warning("SNOS command %s is not an executable file; SnosRun jobs wait", self.program)
-            return False
-        return await snos_rpc_answers(self.rpc)
+        return self.program_is_there() and await snos_rpc_answers(self.rpc)
 
     async def run(self, start_block: int, end_block: int) -> SnosResult:
         request = self.config.request(start_block, end_block)
-        run_dir = await asyncio.to_thread(self._new_run_dir, request)
+        run_dir = await asyncio.to_thread(self.fresh_dir, f"blocks-{request.start_block}-{request.end_block}-")
         try:
-            returncode, timed_out = await self._execute(request, run_dir)
-            if timed_out:
-                raise JobError(
-                    f"the SNOS command ran longer than {self.config.timeout_s:g} s (--snos-timeout-seconds) on "
-                    f"blocks {request.blocks} and was killed with its process group; it will be retried. "
-                    f"stderr: {stderr_tail(run_dir / STDERR_LOG)}",
-                    retryable=True,
-                )
+            output_dir = str(run_dir)
+            returncode = await self.run_command(
+                request.arguments(output_dir), request.environment(output_dir), run_dir, f"blocks {request.blocks}"
+            )
             if returncode == EXIT_OK:
                 return await asyncio.to_thread(self._collect, request, run_dir)
             tail = stderr_tail(run_dir / STDERR_LOG)
-            if returncode == EXIT_RETRYABLE:
-                raise JobError(
-                    f"the SNOS command asks to retry blocks {request.blocks} (exit code {EXIT_RETRYABLE}): {tail}",
-                    retryable=True,
-                )
             if returncode == EXIT_OS_FAILED:
                 raise JobError(
                     f"the OS failed on blocks {request.blocks} (SNOS command exit code {EXIT_OS_FAILED}): {tail}",
                     retryable=False,
-                )
-            if returncode < 0:
-                raise JobError(
-                    f"the SNOS command was killed by {signal_name(-returncode)} on blocks {request.blocks} "
-                    f"(out of memory?); it will be retried. stderr: {tail}",
-                    retryable=True,
                 )
             # Left to the SnosRun handler's SPEC §2.8 rules. No block numbers here: the markers include
             # "503" and "429", which a block number may contain.
             raise SnosRunFailed(f"the SNOS command exited with code {returncode}: {tail}")
         finally:
             await asyncio.to_thread(shutil.rmtree, run_dir, True)
-
-    def _new_run_dir(self, request: SnosRequest) -> Path:
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f"blocks-{request.start_block}-{request.end_block}-", dir=self.work_dir))
-
-    async def _execute(self, request: SnosRequest, run_dir: Path) -> tuple[int, bool]:
-        """Run the command to its end: ``(returncode, timed_out)``. Cancelled, it kills the process group."""
-        output_dir = str(run_dir)
-        env = command_environment(os.environ if self.environ is None else self.environ, request, output_dir)
-        exited = await process.run_in_group(
-            [*self.argv, *request.arguments(output_dir)],
-            env=env,
-            run_dir=run_dir,
-            timeout_s=self.config.timeout_s,
-            kill_grace_s=self.kill_grace_s,
-            label="SNOS command",
-            subject=f"blocks {request.blocks}",
-        )
-        return exited.returncode, exited.timed_out
 
     def _collect(self, request: SnosRequest, run_dir: Path) -> SnosResult:
         source = f"the SNOS command {Path(self.program).name}"

@@ -11,15 +11,23 @@ retryable) with a message naming what is wrong. Pure: bytes and values in, value
 from __future__ import annotations
 
 import enum
-import json
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from madara_orchestrator.domain.errors import InvalidInput, JobError, OrchestratorError
 from madara_orchestrator.interfaces import ChainIdRpc, SnosResult
-from madara_orchestrator.starknet.felt import STARKNET_PRIME, parse_felt
+from madara_orchestrator.runners.contract import (
+    DamagedOutput,
+    block_text,
+    bool_text,
+    expected_prev_block_number,
+    first_difference,
+    parse_felts,
+    read_json,
+    rpc_answers,
+)
+from madara_orchestrator.starknet.felt import STARKNET_PRIME
 from madara_orchestrator.starknet.os_output import parse_os_output
 from madara_orchestrator.starknet.pie import CairoPie, read_pie
 
@@ -55,11 +63,8 @@ class SnosRunFailed(OrchestratorError):
     message by the SPEC §2.8 markers (retryable RPC trouble, fail-fast OS errors)."""
 
 
-class DamagedSnosOutput(JobError):
+class DamagedSnosOutput(DamagedOutput):
     """The runner said it succeeded, but what it handed back is unusable: the job's own failure."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, retryable=False)
 
 
 def os_hints(layer: str) -> tuple[bool, bool]:
@@ -156,9 +161,9 @@ class SnosRequest:
             "--layout",
             self.layout,
             "--full-output",
-            _bool(self.full_output),
+            bool_text(self.full_output),
             "--use-kzg-da",
-            _bool(self.use_kzg_da),
+            bool_text(self.use_kzg_da),
             *(["--da-public-keys", self.keys_text] if self.da_public_keys else []),
             "--output-dir",
             output_dir,
@@ -177,15 +182,11 @@ class SnosRequest:
             ENV_PREFIX + "START_BLOCK": str(self.start_block),
             ENV_PREFIX + "END_BLOCK": str(self.end_block),
             ENV_PREFIX + "LAYOUT": self.layout,
-            ENV_PREFIX + "FULL_OUTPUT": _bool(self.full_output),
-            ENV_PREFIX + "USE_KZG_DA": _bool(self.use_kzg_da),
+            ENV_PREFIX + "FULL_OUTPUT": bool_text(self.full_output),
+            ENV_PREFIX + "USE_KZG_DA": bool_text(self.use_kzg_da),
             **({ENV_PREFIX + "DA_PUBLIC_KEYS": self.keys_text} if self.da_public_keys else {}),
             ENV_PREFIX + "OUTPUT_DIR": output_dir,
         }
-
-
-def _bool(value: bool) -> str:
-    return "true" if value else "false"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -232,19 +233,7 @@ def parse_keys(text: str) -> tuple[int, ...]:
 def parse_os_output_json(data: bytes | Any, where: str) -> list[int]:
     """``os_output.json``: a JSON array of felts (``0x`` hex strings; decimal strings and integers are
     accepted). ``data`` is the file's bytes or the already decoded JSON value."""
-    if isinstance(data, bytes):
-        if len(data) > MAX_JSON_BYTES:
-            raise DamagedSnosOutput(f"{where}: {len(data)} bytes is more than the {MAX_JSON_BYTES} allowed")
-        try:
-            data = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise DamagedSnosOutput(f"{where}: not valid JSON ({exc})") from exc
-    if not isinstance(data, list):
-        raise DamagedSnosOutput(f"{where}: expected a JSON array of felts, got {type(data).__name__}")
-    try:
-        return [parse_felt(value, f"{where}[{i}]") for i, value in enumerate(data)]
-    except InvalidInput as exc:
-        raise DamagedSnosOutput(str(exc)) from exc
+    return parse_felts(data, where, limit=MAX_JSON_BYTES, damaged=DamagedSnosOutput)
 
 
 def parse_n_steps(value: Any, where: str) -> int | None:
@@ -259,12 +248,7 @@ def parse_n_steps(value: Any, where: str) -> int | None:
 def parse_result_json(data: bytes, where: str) -> int | None:
     """``result.json`` (optional): an object; ``n_steps`` is checked against the PIE, other members are
     informational."""
-    if len(data) > MAX_JSON_BYTES:
-        raise DamagedSnosOutput(f"{where}: {len(data)} bytes is more than the {MAX_JSON_BYTES} allowed")
-    try:
-        value = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DamagedSnosOutput(f"{where}: not valid JSON ({exc})") from exc
+    value = read_json(data, where, limit=MAX_JSON_BYTES, damaged=DamagedSnosOutput)
     if not isinstance(value, dict):
         raise DamagedSnosOutput(f"{where}: expected a JSON object, got {type(value).__name__}")
     return parse_n_steps(value.get("n_steps"), where)
@@ -272,19 +256,6 @@ def parse_result_json(data: bytes, where: str) -> int | None:
 
 # --------------------------------------------------------------------------------------------------
 # The checks
-
-
-def expected_prev_block_number(start_block: int) -> int:
-    """The OS output's ``prev_block_number`` for a run starting at ``start_block`` (-1 as a felt at genesis)."""
-    return start_block - 1 if start_block > 0 else STARKNET_PRIME - 1
-
-
-def _block_text(felt: int) -> str:
-    return "-1" if felt == STARKNET_PRIME - 1 else str(felt)
-
-
-def _first_difference(a: Sequence[int], b: Sequence[int]) -> int:
-    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
 
 
 def check_output(
@@ -315,7 +286,7 @@ def check_output(
     except InvalidInput as exc:
         raise DamagedSnosOutput(f"{prefix} the Cairo PIE has no readable output segment: {exc}") from exc
     if list(segment) != list(os_output):
-        at = _first_difference(segment, os_output)
+        at = first_difference(segment, os_output)
         raise DamagedSnosOutput(
             f"{prefix} the OS output ({len(os_output)} felts) is not the PIE's output segment "
             f"({len(segment)} felts); they first differ at felt {at}"
@@ -324,8 +295,8 @@ def check_output(
     prev_expected = expected_prev_block_number(request.start_block)
     if header.prev_block_number != prev_expected or header.new_block_number != request.end_block:
         raise DamagedSnosOutput(
-            f"{prefix} the OS output moves the chain from block {_block_text(header.prev_block_number)} "
-            f"to {_block_text(header.new_block_number)}, the batch from {_block_text(prev_expected)} "
+            f"{prefix} the OS output moves the chain from block {block_text(header.prev_block_number)} "
+            f"to {block_text(header.new_block_number)}, the batch from {block_text(prev_expected)} "
             f"to {request.end_block}"
         )
     for name, got, asked in (
@@ -334,7 +305,8 @@ def check_output(
     ):
         if got != asked:
             raise DamagedSnosOutput(
-                f"{prefix} the OS output has {name}={int(got)}, but SNOS was asked to run with {name}={_bool(asked)}"
+                f"{prefix} the OS output has {name}={int(got)}, "
+                f"but SNOS was asked to run with {name}={bool_text(asked)}"
             )
     try:
         fact = snos_fact(pie, os_output)
@@ -374,9 +346,6 @@ def raise_failure(kind: ErrorKind, message: str) -> NoReturn:
 
 async def snos_rpc_answers(rpc: ChainIdRpc) -> bool:
     """Readiness of a SNOS runner's RPC (SPEC §9): it answers ``starknet_chainId``; else SnosRun jobs wait."""
-    try:
-        await rpc.chain_id()
-    except OrchestratorError as exc:
-        logging.getLogger("madara_orchestrator.snos").warning("SNOS RPC does not answer (%s); SnosRun jobs wait", exc)
-        return False
-    return True
+    return await rpc_answers(
+        rpc, logger="madara_orchestrator.snos", unanswered="SNOS RPC does not answer (%s); SnosRun jobs wait"
+    )

@@ -21,7 +21,6 @@ from madara_orchestrator.runners.http import (
     decode_base64,
     display_url,
     json_or_none,
-    post_run,
 )
 from madara_orchestrator.snos.contract import (
     ChainIdRpc,
@@ -41,24 +40,12 @@ RUN_PATH = "run"
 __all__ = ["HttpSnosRunner", "display_url"]
 
 
-class HttpSnosRunner(RunnerService):
+class HttpSnosRunner(RunnerService[SnosRunConfig, ChainIdRpc]):
     """Implements ``SnosRunner`` against a runner service."""
 
     who = "SNOS runner"
     waiting = "SnosRun jobs"
-
-    def __init__(
-        self,
-        url: str,
-        config: SnosRunConfig,
-        *,
-        rpc: ChainIdRpc,
-        connect_timeout_s: float = 10.0,
-        client: httpx.AsyncClient | None = None,
-    ) -> None:
-        super().__init__(url, connect_timeout_s=connect_timeout_s, client=client)
-        self.config = config
-        self.rpc = rpc
+    timeout_flag = "--snos-timeout-seconds"
 
     async def is_ready(self) -> bool:
         """The service answers ``GET /health`` with 200 and the SNOS RPC answers (SPEC §9 readiness)."""
@@ -66,17 +53,7 @@ class HttpSnosRunner(RunnerService):
 
     async def run(self, start_block: int, end_block: int) -> SnosResult:
         request = self.config.request(start_block, end_block)
-        response = await post_run(
-            self._client,
-            f"{self.url}/{RUN_PATH}",
-            request.to_json(),
-            shown_url=self.shown_url,
-            who=self.who,
-            subject=f"blocks {request.blocks}",
-            timeout_s=self.config.timeout_s,
-            timeout_flag="--snos-timeout-seconds",
-            connect_timeout_s=self.connect_timeout_s,
-        )
+        response = await self.post(RUN_PATH, request.to_json(), subject=f"blocks {request.blocks}")
         status = response.status_code
         if status == 200:
             return await asyncio.to_thread(self._result, request, response)
@@ -88,12 +65,7 @@ class HttpSnosRunner(RunnerService):
 
     def _result(self, request: SnosRequest, response: httpx.Response) -> SnosResult:
         source = f"the SNOS runner {self.shown_url}"
-        body = json_or_none(response)
-        if not isinstance(body, dict):
-            raise DamagedSnosOutput(
-                f"{source} answered 200 for blocks {request.blocks} with something other than a JSON object: "
-                f"{body_text(response)[:200]}"
-            )
+        body = self.answer_object(response, f"blocks {request.blocks}", DamagedSnosOutput)
         encoded = body.get("cairo_pie")
         if not isinstance(encoded, str):
             raise DamagedSnosOutput(f"{source} answered 200 for blocks {request.blocks} without a cairo_pie (base64)")

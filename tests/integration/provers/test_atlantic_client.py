@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from madara_orchestrator.devnet.fact_registry import InMemoryFactRegistry
+from madara_orchestrator.devnet.mock_atlantic import Fault, MockAtlanticConfig, MockAtlanticServer
 from madara_orchestrator.domain.proving import (
     CreateBucket,
     CreateJob,
@@ -30,9 +32,7 @@ from madara_orchestrator.provers.errors import (
     RetriesExhausted,
     TaskInvalid,
 )
-from madara_orchestrator.provers.fact_registry import InMemoryFactRegistry
 from madara_orchestrator.provers.http import RetryPolicy
-from madara_orchestrator.provers.mock_atlantic_server import Fault, MockAtlanticConfig, MockAtlanticServer
 from madara_orchestrator.starknet.stone_proof import stone_proof_json, wrap_proof
 from tests.integration.provers.conftest import WebhookReceiver
 

@@ -26,14 +26,14 @@ from madara_orchestrator.devnet.layout_bridge import (
     l2_fact,
     output_hash,
 )
-from madara_orchestrator.domain.proving import CreateJob, TaskState, TaskStatus, TaskType
-from madara_orchestrator.provers.atlantic import AtlanticClient, AtlanticConfig, AtlanticNetwork
-from madara_orchestrator.provers.http import RetryPolicy
-from madara_orchestrator.provers.mock_atlantic_server import (
+from madara_orchestrator.devnet.mock_atlantic import (
     Fault,
     MockAtlanticConfig,
     MockAtlanticServer,
 )
+from madara_orchestrator.domain.proving import CreateJob, TaskState, TaskStatus, TaskType
+from madara_orchestrator.provers.atlantic import AtlanticClient, AtlanticConfig, AtlanticNetwork
+from madara_orchestrator.provers.http import RetryPolicy
 from madara_orchestrator.starknet.pie import read_pie
 from madara_orchestrator.starknet.stone_proof import program_output_of_proof, stone_proof_json, wrap_proof
 from tests.conftest import require

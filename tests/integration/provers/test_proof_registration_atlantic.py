@@ -28,6 +28,7 @@ from madara_orchestrator.devnet.layout_bridge import (
     bridge_output,
     l2_fact,
 )
+from madara_orchestrator.devnet.mock_atlantic import Fault, MockAtlanticConfig, MockAtlanticServer
 from madara_orchestrator.domain.jobs import DEFAULT_POLICIES, Job, JobPolicy, JobStatus, JobType, ProvingMetadata
 from madara_orchestrator.domain.proving import CreateJob, TaskState, TaskType
 from madara_orchestrator.domain.queues import Layer
@@ -38,7 +39,6 @@ from madara_orchestrator.jobs.base import Verification
 from madara_orchestrator.jobs.proof_registration import ProofRegistrationJobHandler
 from madara_orchestrator.provers.atlantic import AtlanticClient, AtlanticConfig, AtlanticNetwork
 from madara_orchestrator.provers.http import RetryPolicy as HttpRetryPolicy
-from madara_orchestrator.provers.mock_atlantic_server import Fault, MockAtlanticConfig, MockAtlanticServer
 from madara_orchestrator.starknet.stone_proof import program_output_of_proof, stone_proof_json
 from tests.helpers.engine import FakeClock
 

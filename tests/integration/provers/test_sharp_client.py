@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from madara_orchestrator.devnet.fact_registry import InMemoryFactRegistry
 from madara_orchestrator.domain.errors import BackendUnavailable, ConfigError
 from madara_orchestrator.domain.proving import (
     CreateBucket,
@@ -24,7 +25,6 @@ from madara_orchestrator.domain.proving import (
 )
 from madara_orchestrator.interfaces import ProverClient
 from madara_orchestrator.provers.errors import ProverApiError, RetriesExhausted, TaskInvalid
-from madara_orchestrator.provers.fact_registry import InMemoryFactRegistry
 from madara_orchestrator.provers.http import RetryPolicy
 from madara_orchestrator.provers.sharp import SharpClient, SharpConfig
 from tests.helpers.sharp import make_cert, new_key, write_pem

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from madara_orchestrator.devnet.fact_registry import InMemoryFactRegistry
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.domain.proving import (
     CreateBucket,
@@ -19,7 +20,7 @@ from madara_orchestrator.domain.proving import (
 )
 from madara_orchestrator.interfaces import ProverClient
 from madara_orchestrator.provers.errors import FactRegistrationFailed, TaskInvalid
-from madara_orchestrator.provers.mock import FactRegistry, InMemoryFactRegistry, MockProverClient
+from madara_orchestrator.provers.mock import FactRegistry, MockProverClient
 from madara_orchestrator.settlement.contracts import FactRegistryClient
 from tests.conftest import require
 
