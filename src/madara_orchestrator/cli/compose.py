@@ -288,6 +288,7 @@ async def _build(
                 disable_peerdas=settings.disable_peerdas,
                 confirmations=settings.ethereum_confirmations,
             ),
+            rpc=EthRpc(settings.need("ethereum_rpc_url")),  # the config's rpc_timeout_s: 30 s
             store=backends.tx_store,
             key_guard=settlement_guard,
         )
