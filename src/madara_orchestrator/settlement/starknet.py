@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
 import json
 import logging
 import math
@@ -38,7 +37,7 @@ from starknet_py.net.client_models import ResourceBounds, ResourceBoundsMapping
 from starknet_py.net.models.transaction import InvokeV3
 from starknet_py.net.schemas.broadcasted_txn import BroadcastedTransactionSchema
 
-from madara_orchestrator.domain.errors import BackendUnavailable, ConfigError, InvalidInput, OrchestratorError
+from madara_orchestrator.domain.errors import BackendUnavailable, ConfigError, InvalidInput
 from madara_orchestrator.interfaces import SettlementResult
 from madara_orchestrator.settlement.durable import (
     DurableSender,
@@ -48,10 +47,10 @@ from madara_orchestrator.settlement.durable import (
     SenderWords,
     SendPolicy,
     SignedAttempt,
-    redact_url,
     to_settlement_attempts,
 )
 from madara_orchestrator.settlement.errors import FeeCapExceeded, SettlementTxError
+from madara_orchestrator.settlement.eth_rpc import JsonRpc, JsonRpcError
 from madara_orchestrator.settlement.tx_store import AttemptRecord, TxStore
 from madara_orchestrator.starknet.rpc import parse_felt
 
@@ -80,7 +79,6 @@ INSUFFICIENT_RESOURCES_FOR_VALIDATE = 53
 INSUFFICIENT_ACCOUNT_BALANCE = 54
 VALIDATION_FAILURE = 55
 DUPLICATE_TX = 59
-RATE_LIMITED_CODES = (-32005, 429)
 
 ACCEPTED = ("ACCEPTED_ON_L2", "ACCEPTED_ON_L1")
 
@@ -226,15 +224,14 @@ def _int(value: Any, what: str) -> int:
 # JSON-RPC
 
 
-class StarknetRpcError(OrchestratorError):
-    """The node answered with a JSON-RPC error (the request reached it and was refused)."""
+class StarknetRpcError(JsonRpcError):
+    """A Starknet node's JSON-RPC error."""
 
-    def __init__(self, method: str, code: int, message: str, data: Any = None) -> None:
-        self.method = method
-        self.code = code
-        self.rpc_message = message
-        self.data = data
-        super().__init__(f"{method} failed: error {code}: {message}" + (f" ({data})" if data is not None else ""))
+    def _text(self) -> str:
+        data = self.data
+        return f"{self.method} failed: error {self.code}: {self.rpc_message}" + (
+            f" ({data})" if data is not None else ""
+        )
 
     @property
     def detail(self) -> str:
@@ -249,63 +246,10 @@ class StarknetRpcError(OrchestratorError):
         return self.data if isinstance(self.data, str) else json.dumps(self.data)
 
 
-class RateLimited(BackendUnavailable):
-    """The node refused the request for its rate limit: a condition to wait out."""
-
-
-class _JsonRpc:
-    """JSON-RPC over HTTP, each call in its own timeout. Transport failures → ``BackendUnavailable``."""
-
-    def __init__(self, url: str, *, timeout_s: float, client: httpx.AsyncClient | None) -> None:
-        self.url = url
-        self.where = redact_url(url)
-        self.timeout_s = timeout_s
-        self._client = client or httpx.AsyncClient(timeout=timeout_s)
-        self._owns_client = client is None
-        self._ids = itertools.count(1)
-
-    async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
-
-    async def request(self, method: str, params: Any) -> Any:
-        payload = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                resp = await self._client.post(self.url, json=payload)
-        except (httpx.HTTPError, TimeoutError) as exc:
-            raise BackendUnavailable(
-                f"Starknet RPC {method} to {self.where} failed: {type(exc).__name__}: {exc}"
-            ) from exc
-        if resp.status_code == 429:
-            raise RateLimited(f"Request rate limited: the Starknet node at {self.where} refused {method} (HTTP 429)")
-        if resp.status_code != 200:
-            raise BackendUnavailable(
-                f"Starknet RPC {method} to {self.where} answered HTTP {resp.status_code}: {resp.text[:200]}"
-            )
-        try:
-            body = resp.json()
-        except ValueError as exc:
-            raise BackendUnavailable(
-                f"Starknet RPC {method} at {self.where} answered non-JSON: {resp.text[:200]}"
-            ) from exc
-        if not isinstance(body, dict):
-            raise BackendUnavailable(f"Starknet RPC {method} at {self.where} answered {body!r:.200}")
-        err = body.get("error")
-        if err is not None:
-            if not isinstance(err, dict):
-                raise BackendUnavailable(f"Starknet RPC {method} at {self.where} answered error {err!r:.200}")
-            code = err.get("code", 0)
-            code = code if isinstance(code, int) else 0
-            message = str(err.get("message", ""))
-            if code in RATE_LIMITED_CODES or "rate limit" in message.lower() or "too many requests" in message.lower():
-                raise RateLimited(
-                    f"Request rate limited: the Starknet node at {self.where} refused {method}: {message}"
-                )
-            raise StarknetRpcError(method, code, message, err.get("data"))
-        if "result" not in body:
-            raise BackendUnavailable(f"Starknet RPC {method} at {self.where} answered without a result: {body!r:.200}")
-        return body["result"]
+def starknet_json_rpc(url: str, *, timeout_s: float, client: httpx.AsyncClient | None) -> JsonRpc:
+    """JSON-RPC to a Starknet node for settlement: one attempt per call in its own timeout; node errors →
+    ``StarknetRpcError``; rate limits → ``RateLimited``."""
+    return JsonRpc(url, timeout_s=timeout_s, client=client, label="Starknet", error=StarknetRpcError, rate_limits=True)
 
 
 def provider_error(
@@ -361,7 +305,7 @@ class StarknetChain:
 
     words = STARKNET_WORDS
 
-    def __init__(self, config: StarknetSettlementConfig, rpc: _JsonRpc) -> None:
+    def __init__(self, config: StarknetSettlementConfig, rpc: JsonRpc) -> None:
         self.config = config
         self.rpc = rpc
         self._private_key = int(config.private_key, 16)
@@ -544,7 +488,7 @@ class StarknetSettlementClient:
             raise ConfigError(problems)
         self.config = config
         self.store = store
-        self._rpc = _JsonRpc(config.rpc_url, timeout_s=config.rpc_timeout_s, client=http_client)
+        self._rpc = starknet_json_rpc(config.rpc_url, timeout_s=config.rpc_timeout_s, client=http_client)
         self.chain = StarknetChain(config, self._rpc)
         self.core_contract = felt_hex(self.chain.core)
         self._sleep = sleep
