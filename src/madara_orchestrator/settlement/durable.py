@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -32,7 +31,8 @@ from typing import Any, Generic, Literal, NoReturn, Protocol, TypeVar
 import httpx
 
 from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput
-from madara_orchestrator.interfaces import SettlementAttempt
+from madara_orchestrator.interfaces import SettlementAttempt, SettlementResult
+from madara_orchestrator.settlement.blob_tx import Fees
 from madara_orchestrator.settlement.errors import FeeBumpsExhausted, FeeCapExceeded, SettlementTxError, TxReverted
 from madara_orchestrator.settlement.tx_store import (
     AttemptRecord,
@@ -119,27 +119,20 @@ def redact_url(url: str) -> str:
 # The chain backend
 
 
-class Refusal(enum.Enum):
-    """How a node refused a broadcast."""
-
-    ALREADY_KNOWN = "already known"
-    NONCE_TOO_LOW = "nonce too low"
-    UNDERPRICED = "underpriced"
-    OTHER = "other"
+Refusal = Literal["already known", "nonce too low", "underpriced", "other"]
+"""How a node refused a broadcast."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SignedAttempt:
-    """A signed transaction and the fee columns the store keeps for it (in the chain's fee unit)."""
+    """A signed transaction, its gas multiplier and the fee columns the store keeps for it (``fees``, in
+    the chain's fee unit); ``detail`` ends the "signed and stored" log line (fees, size)."""
 
     tx_hash: str
     raw: bytes
     gas_multiplier: float
-    max_fee_per_gas: int
-    max_priority_fee_per_gas: int
-    max_fee_per_blob_gas: int
+    fees: Fees
     detail: str
-    """The end of the "signed and stored" log line: fees, size."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -155,6 +148,11 @@ class Receipt:
     fee_text: str
     """How the finalized log line names the fee ("fee 21000 wei")."""
     raw: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def not_final(cls, raw: dict[str, Any]) -> Receipt:
+        """A receipt of a transaction included but not final yet (its block and fee are not read)."""
+        return cls(block_number=None, final=False, revert_error=None, fee_paid=None, fee_text="", raw=raw)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -175,6 +173,7 @@ class SenderWords:
 
 
 RequestT = TypeVar("RequestT")
+ResultT = TypeVar("ResultT", bound=SettlementResult)
 RequestT_contra = TypeVar("RequestT_contra", contravariant=True)
 
 
@@ -182,6 +181,8 @@ class ChainBackend(Protocol[RequestT_contra]):
     """What ``DurableSender`` needs of a settlement chain."""
 
     words: SenderWords
+    sender: str
+    """The address that signs, as the store keeps it (``TxKeyRecord.sender``)."""
 
     async def nonce(self, block: Literal["latest", "pending"]) -> int:
         """The sender's transaction count at ``block``."""
@@ -221,6 +222,10 @@ class ChainBackend(Protocol[RequestT_contra]):
         ...
 
 
+_RESULT_FIELDS = ("tx_hash", "nonce", "attempts", "fee_paid_wei", "already_settled")
+"""What a ``TxOutcome`` tells a ``SettlementResult``."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TxOutcome:
     key: str
@@ -231,6 +236,10 @@ class TxOutcome:
     attempts: list[SettlementAttempt] = field(default_factory=list)
     already_settled: bool = False
     """True when the key was finalized by an earlier call (nothing was sent by this one)."""
+
+    def result(self, cls: type[ResultT], **extra: Any) -> ResultT:
+        """The outcome as the settlement client's result type (``extra``: its own fields)."""
+        return cls(**{name: getattr(self, name) for name in _RESULT_FIELDS}, **extra)
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,11 +267,10 @@ class DurableSender(Generic[RequestT]):
 
     def __init__(
         self,
-        *,
         chain: ChainBackend[RequestT],
         store: TxStore,
-        sender: str,
         policy: SendPolicy,
+        *,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         crash_hook: Callable[[str], None] | None = None,
@@ -270,12 +278,12 @@ class DurableSender(Generic[RequestT]):
     ) -> None:
         self.chain = chain
         self.store = store
-        self.sender = sender
+        self.sender = chain.sender
+        self._keys = KeyLocks(key_guard)
         self.send_policy = policy
         self._monotonic = monotonic
         self._sleep = sleep
         self._crash_hook = crash_hook
-        self._keys = KeyLocks(key_guard)
 
     def _crash_point(self, point: str) -> None:
         if self._crash_hook is not None:
@@ -507,9 +515,9 @@ class DurableSender(Generic[RequestT]):
             nonce=nonce,
             tx_hash=signed.tx_hash,
             gas_multiplier=signed.gas_multiplier,
-            max_fee_per_gas=signed.max_fee_per_gas,
-            max_priority_fee_per_gas=signed.max_priority_fee_per_gas,
-            max_fee_per_blob_gas=signed.max_fee_per_blob_gas,
+            max_fee_per_gas=signed.fees.max_fee_per_gas,
+            max_priority_fee_per_gas=signed.fees.max_priority_fee_per_gas,
+            max_fee_per_blob_gas=signed.fees.max_fee_per_blob_gas,
             status=AttemptStatus.SIGNED,
             error=None,
             raw=signed.raw,
@@ -539,9 +547,9 @@ class DurableSender(Generic[RequestT]):
             refusal = self.chain.refusal(exc)
             if refusal is None:
                 raise
-            if refusal is Refusal.ALREADY_KNOWN:
+            if refusal == "already known":
                 log.info("settlement %s: the node already has attempt %s", key, attempt.attempt_no)
-            elif refusal is Refusal.NONCE_TOO_LOW:
+            elif refusal == "nonce too low":
                 return await self._nonce_lost(key, attempt, exc)
             else:
                 await self._refused(key, attempt, exc, refusal, resuming=resuming)
@@ -577,7 +585,7 @@ class DurableSender(Generic[RequestT]):
                 attempt.attempt_no,
                 exc,
             )
-        elif refusal is Refusal.UNDERPRICED:
+        elif refusal == "underpriced":
             log.warning("settlement %s: attempt %s rejected as underpriced: %s", key, attempt.attempt_no, exc)
             await self.store.set_attempt_status(
                 key, attempt.attempt_no, AttemptStatus.REJECTED_UNDERPRICED, error=str(exc)

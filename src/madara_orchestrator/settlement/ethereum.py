@@ -261,12 +261,4 @@ class EthereumSettlementClient:
         return self._result(outcome, n_blobs=0)
 
     def _result(self, outcome: TxOutcome, *, n_blobs: int) -> EthereumSettlementResult:
-        return EthereumSettlementResult(
-            tx_hash=outcome.tx_hash,
-            nonce=outcome.nonce,
-            attempts=outcome.attempts,
-            block_number=outcome.block_number,
-            fee_paid_wei=outcome.fee_paid_wei,
-            n_blobs=n_blobs,
-            already_settled=outcome.already_settled,
-        )
+        return outcome.result(EthereumSettlementResult, block_number=outcome.block_number, n_blobs=n_blobs)

@@ -39,16 +39,9 @@ from starknet_py.net.schemas.broadcasted_txn import BroadcastedTransactionSchema
 
 from madara_orchestrator.domain.errors import BackendUnavailable, ConfigError, InvalidInput
 from madara_orchestrator.interfaces import SettlementResult
-from madara_orchestrator.settlement.durable import (
-    DurableSender,
-    KeyGuard,
-    Receipt,
-    Refusal,
-    SenderWords,
-    SendPolicy,
-    SignedAttempt,
-    to_settlement_attempts,
-)
+from madara_orchestrator.settlement import durable
+from madara_orchestrator.settlement.blob_tx import Fees
+from madara_orchestrator.settlement.durable import DurableSender, KeyGuard, SendPolicy, to_settlement_attempts
 from madara_orchestrator.settlement.errors import FeeCapExceeded, SettlementTxError
 from madara_orchestrator.settlement.eth_rpc import JsonRpc, JsonRpcError
 from madara_orchestrator.settlement.tx_store import AttemptRecord, TxStore
@@ -286,7 +279,7 @@ def provider_error(
 # The client
 
 
-STARKNET_WORDS = SenderWords(
+STARKNET_WORDS = durable.SenderWords(
     signer="account",
     settled="accepted",
     settled_log="accepted on L2",
@@ -310,6 +303,7 @@ class StarknetChain:
         self.rpc = rpc
         self._private_key = int(config.private_key, 16)
         self.account = int(config.account_address, 16)
+        self.sender = felt_hex(self.account)
         self.core = int(config.core_contract_address, 16)
         self._chain_id: int | None = None
 
@@ -340,20 +334,22 @@ class StarknetChain:
             raise
         return receipt if isinstance(receipt, dict) else None
 
-    async def receipt(self, tx_hash: str) -> Receipt | None:
+    async def receipt(self, tx_hash: str) -> durable.Receipt | None:
         """An executed transaction's receipt; final once accepted on L2 (its block and fee are read then)."""
         receipt = await self.transaction_receipt(tx_hash)
         if receipt is None:
             return None
         if receipt.get("finality_status") not in ACCEPTED:
-            return Receipt(block_number=None, final=False, revert_error=None, fee_paid=None, fee_text="", raw=receipt)
+            return durable.Receipt(
+                block_number=None, final=False, revert_error=None, fee_paid=None, fee_text="", raw=receipt
+            )
         block = receipt.get("block_number")
         block_number = _int(block, "the receipt's block number") if block is not None else None
         reverted = receipt.get("execution_status") == "REVERTED"
         fee = receipt.get("actual_fee")
         fee_paid = None if reverted or not isinstance(fee, dict) else _int(fee.get("amount"), "actual_fee")
         unit = fee.get("unit", "FRI") if isinstance(fee, dict) else ""
-        return Receipt(
+        return durable.Receipt(
             block_number=block_number,
             final=True,
             revert_error=(
@@ -367,14 +363,14 @@ class StarknetChain:
     async def broadcast(self, raw: bytes) -> None:
         await self.rpc.request("starknet_addInvokeTransaction", {"invoke_transaction": json.loads(raw)})
 
-    def refusal(self, exc: Exception) -> Refusal | None:
+    def refusal(self, exc: Exception) -> durable.Refusal | None:
         if not isinstance(exc, StarknetRpcError):
             return None
         if exc.code == DUPLICATE_TX:
-            return Refusal.ALREADY_KNOWN
+            return "already known"
         if exc.code == INVALID_TRANSACTION_NONCE:
-            return Refusal.NONCE_TOO_LOW
-        return Refusal.OTHER
+            return "nonce too low"
+        return "other"
 
     async def nonce_lost(self, attempt: AttemptRecord, exc: Exception) -> str:
         account_nonce = await self.account_nonce("pre_confirmed")
@@ -418,7 +414,7 @@ class StarknetChain:
 
     async def sign(
         self, key: str, nonce: int, request: list[int], *, previous: AttemptRecord | None, existing: list[AttemptRecord]
-    ) -> SignedAttempt:
+    ) -> durable.SignedAttempt:
         """Estimate (× ``fee_multiplier``), check the cap and sign an invoke of ``update_state(request)``;
         a new attempt is never a replacement (``previous`` is None)."""
         chain_id = await self.chain_id()
@@ -453,13 +449,15 @@ class StarknetChain:
             sender_address=self.account,
         )
         signed = self.sign_invoke(tx, chain_id)
-        return SignedAttempt(
+        return durable.SignedAttempt(
             tx_hash=hex(signed.calculate_hash(chain_id)),
             raw=json.dumps(_broadcast_json(signed), separators=(",", ":")).encode(),
             gas_multiplier=self.config.fee_multiplier,
-            max_fee_per_gas=bounds.l2_gas.max_price_per_unit,
-            max_priority_fee_per_gas=tip,
-            max_fee_per_blob_gas=bounds.l1_data_gas.max_price_per_unit,
+            fees=Fees(
+                max_fee_per_gas=bounds.l2_gas.max_price_per_unit,
+                max_priority_fee_per_gas=tip,
+                max_fee_per_blob_gas=bounds.l1_data_gas.max_price_per_unit,
+            ),
             detail=f"fee liability ≤ {liability} FRI",
         )
 
@@ -492,20 +490,14 @@ class StarknetSettlementClient:
         self.chain = StarknetChain(config, self._rpc)
         self.core_contract = felt_hex(self.chain.core)
         self._sleep = sleep
-        self.sender = DurableSender(
-            chain=self.chain,
-            store=store,
-            sender=self.operator_address,
-            policy=SendPolicy(
-                confirmation_timeout_s=config.confirmation_timeout_s,
-                poll_interval_s=config.finality_retry_wait_s,
-                max_bumps=None,
-                release_lost_nonce=True,
-            ),
-            monotonic=monotonic,
-            sleep=sleep,
-            crash_hook=crash_hook,
-            key_guard=key_guard,
+        policy = SendPolicy(
+            confirmation_timeout_s=config.confirmation_timeout_s,
+            poll_interval_s=config.finality_retry_wait_s,
+            max_bumps=None,
+            release_lost_nonce=True,
+        )
+        self.txmgr = DurableSender(
+            self.chain, store, policy, monotonic=monotonic, sleep=sleep, crash_hook=crash_hook, key_guard=key_guard
         )
 
     def __repr__(self) -> str:
@@ -514,7 +506,7 @@ class StarknetSettlementClient:
     @property
     def operator_address(self) -> str:
         """The account address as ``0x`` + 64 lowercase hex digits (the ``sender`` in the TxStore)."""
-        return felt_hex(self.chain.account)
+        return self.chain.sender
 
     async def aclose(self) -> None:
         await self._rpc.aclose()
@@ -610,15 +602,8 @@ class StarknetSettlementClient:
         async def build() -> list[int]:
             return arguments
 
-        outcome = await self.sender.send(key, build)
-        return StarknetSettlementResult(
-            tx_hash=outcome.tx_hash,
-            nonce=outcome.nonce,
-            attempts=outcome.attempts,
-            fee_paid_wei=outcome.fee_paid_wei,
-            block_number=outcome.block_number,
-            already_settled=outcome.already_settled,
-        )
+        outcome = await self.txmgr.send(key, build)
+        return outcome.result(StarknetSettlementResult, block_number=outcome.block_number)
 
 
 def _broadcast_json(tx: InvokeV3) -> dict[str, Any]:

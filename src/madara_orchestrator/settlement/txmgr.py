@@ -126,12 +126,12 @@ def _refusal(exc: Exception) -> Refusal | None:
         return None
     msg = exc.rpc_message.lower()
     if "already known" in msg or "alreadyknown" in msg or "known transaction" in msg or "already imported" in msg:
-        return Refusal.ALREADY_KNOWN
+        return "already known"
     if "nonce too low" in msg or "noncetoolow" in msg or "nonce is too low" in msg:
-        return Refusal.NONCE_TOO_LOW
+        return "nonce too low"
     if "underpriced" in msg:
-        return Refusal.UNDERPRICED
-    return Refusal.OTHER
+        return "underpriced"
+    return "other"
 
 
 ETHEREUM_WORDS = SenderWords(
@@ -151,7 +151,8 @@ class EthereumChain:
     def __init__(self, backend: EthBackend, key: PrivateKey, policy: FeePolicy, chain_id: int | None) -> None:
         self.backend = backend
         self._key = key
-        self.address = key.public_key.to_checksum_address()
+        self.address: str = key.public_key.to_checksum_address()
+        self.sender: str = self.address
         self.policy = policy
         self._chain_id = chain_id
 
@@ -282,9 +283,7 @@ class EthereumChain:
             tx_hash=signed.tx_hash,
             raw=signed.raw,
             gas_multiplier=1.1 if previous is None else previous.gas_multiplier * 2,
-            max_fee_per_gas=fees.max_fee_per_gas,
-            max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
-            max_fee_per_blob_gas=fees.max_fee_per_blob_gas,
+            fees=fees,
             detail=(
                 f"max fee {fees.max_fee_per_gas / GWEI} gwei, priority {fees.max_priority_fee_per_gas / GWEI} gwei, "
                 f"blob fee cap {fees.max_fee_per_blob_gas} wei, {request.n_blobs} blobs ({form} form)"
@@ -326,20 +325,14 @@ class TxManager(DurableSender[TxRequest]):
         self.confirmations = confirmations
         self.confirmation_timeout_s = confirmation_timeout_s
         self.poll_interval_s = poll_interval_s
+        sending = SendPolicy(
+            confirmation_timeout_s=confirmation_timeout_s,
+            poll_interval_s=poll_interval_s,
+            max_bumps=self.policy.max_fee_bumps,
+            confirmations=confirmations,
+        )
         super().__init__(
-            chain=self.ethereum,
-            store=store,
-            sender=self.address,
-            policy=SendPolicy(
-                confirmation_timeout_s=confirmation_timeout_s,
-                poll_interval_s=poll_interval_s,
-                max_bumps=self.policy.max_fee_bumps,
-                confirmations=confirmations,
-            ),
-            monotonic=monotonic,
-            sleep=sleep,
-            crash_hook=crash_hook,
-            key_guard=key_guard,
+            self.ethereum, store, sending, monotonic=monotonic, sleep=sleep, crash_hook=crash_hook, key_guard=key_guard
         )
         self.on_finalized: Callable[[FinalizedTx], None] | None = None
         """Told each transaction this manager sees become final (metrics: gas and fees)."""
