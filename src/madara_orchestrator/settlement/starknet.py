@@ -1,5 +1,6 @@
 """Starknet settlement client (SPEC §8.3): an L3 settles on a Starknet L2 by invoking the core contract's
-``update_state`` from a single-owner account, durably, like the Ethereum transaction manager.
+``update_state`` from a single-owner account, durably, through the send loop the Ethereum transaction
+manager uses (``durable.DurableSender``; ``StarknetChain`` is its chain backend).
 
 - Every signed INVOKE_TXN_V3 is stored in the ``TxStore`` (as the JSON sent to
   ``starknet_addInvokeTransaction``) BEFORE it is broadcast; its hash is computed locally, so a crash at
