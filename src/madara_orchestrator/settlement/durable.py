@@ -490,9 +490,9 @@ class DurableSender(Generic[RequestT]):
             key=record.key,
             tx_hash=record.final_tx_hash,
             nonce=record.nonce,
+            attempts=await self.attempts(record.key),
             block_number=record.block_number,
             fee_paid_wei=record.fee_paid_wei,
-            attempts=await self.attempts(record.key),
             already_settled=already_settled,
         )
 
