@@ -393,6 +393,7 @@ def _settlement(
                 disable_peerdas=settings.disable_peerdas,
                 confirmations=settings.ethereum_confirmations,
             ),
+            rpc=EthRpc(settings.need("ethereum_rpc_url")),  # the config's rpc_timeout_s: 30 s
             store=tx_store,
             key_guard=guard,
         )

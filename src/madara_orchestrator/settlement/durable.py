@@ -1,7 +1,20 @@
-"""What the durable settlement senders share (Ethereum ``txmgr.py``, Starknet ``starknet.py``).
+"""The durable send loop of the settlement senders (Ethereum ``txmgr.py``, Starknet ``starknet.py``), over a
+small chain backend (``ChainBackend``: nonce, fee estimate and signature, broadcast, receipt).
 
-Both store every signed attempt before it is sent and settle each idempotency key (a batch) once; a key
-is sent by one caller at a time: in this process by a lock, across processes by a ``KeyGuard`` (the
+``DurableSender`` settles each idempotency key (a batch) once:
+
+- every signed attempt is stored (``TxStore``) BEFORE it is broadcast, so a crash at any point leaves a
+  record of every transaction that may be in a mempool or mined;
+- the nonce is reserved per key in the store and reconciled with the node (``latest`` and ``pending``
+  counts): a key keeps its nonce across fee bumps and restarts; a nonce spent by a foreign transaction is
+  released and a new one taken;
+- a restart first looks for a receipt of any stored attempt (landed → finalize, never send again), else
+  re-broadcasts the latest stored attempt unchanged;
+- a transaction that does not land within a confirmation window is replaced with a higher fee, at most
+  ``max_bumps`` times (``None``: never replaced, the call fails and its retry resumes the transaction);
+  the backend refuses to sign above its fee cap.
+
+A key is sent by one caller at a time: in this process by a lock, across processes by a ``KeyGuard`` (the
 composition root builds it on the database's named leases, ``engine/lease.py``).
 """
 
@@ -9,13 +22,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, NoReturn, Protocol, TypeVar
 
 import httpx
 
-from madara_orchestrator.domain.errors import BackendUnavailable
-from madara_orchestrator.domain.settlement_tx import AttemptRecord, AttemptStatus
-from madara_orchestrator.interfaces import SettlementAttempt
+from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput
+from madara_orchestrator.domain.settlement_tx import AttemptRecord, AttemptStatus, KeyStatus, TxKeyRecord
+from madara_orchestrator.interfaces import SettlementAttempt, SettlementResult, TxStore
+from madara_orchestrator.settlement.blob_tx import Fees
+from madara_orchestrator.settlement.errors import FeeBumpsExhausted, FeeCapExceeded, SettlementTxError, TxReverted
+from madara_orchestrator.settlement.tx_store import attempts_summary
+
+log = logging.getLogger(__name__)
 
 CRASH_POINTS = ("signed", "sent", "mined")
 """Where a sender's ``crash_hook`` is called: after an attempt is stored and before it is broadcast; after
@@ -85,3 +107,603 @@ def redact_url(url: str) -> str:
         return "<rpc url>"
     port = f":{parsed.port}" if parsed.port else ""
     return f"{parsed.scheme}://{parsed.host}{port}"
+
+
+# --------------------------------------------------------------------------------------------------
+# The chain backend
+
+
+Refusal = Literal["already known", "nonce too low", "underpriced", "other"]
+"""How a node refused a broadcast."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignedAttempt:
+    """A signed transaction, its gas multiplier and the fee columns the store keeps for it (``fees``, in
+    the chain's fee unit); ``detail`` ends the "signed and stored" log line (fees, size)."""
+
+    tx_hash: str
+    raw: bytes
+    gas_multiplier: float
+    fees: Fees
+    detail: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Receipt:
+    """A receipt as the loop reads it. A backend answers None for a transaction not included yet."""
+
+    block_number: int | None
+    final: bool
+    """Whether the receipt settles the key (Starknet: accepted on L2; Ethereum: mined, then confirmations)."""
+    revert_error: str | None
+    """None when the call succeeded; else the error, in the chain's words."""
+    fee_paid: int | None
+    fee_text: str
+    """How the finalized log line names the fee ("fee 21000 wei")."""
+    raw: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def not_final(cls, raw: dict[str, Any]) -> Receipt:
+        """A receipt of a transaction included but not final yet (its block and fee are not read)."""
+        return cls(block_number=None, final=False, revert_error=None, fee_paid=None, fee_text="", raw=raw)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SenderWords:
+    """How the log lines and errors name what the chain does."""
+
+    signer: str
+    """"signer" / "account": who started a key."""
+    settled: str
+    """"finalized" / "accepted": a key's final state."""
+    settled_log: str
+    """"finalized" / "accepted on L2": the finalized log line."""
+    found: str
+    """"mined" / "executed": a stored attempt found on restart."""
+    revert_advice: str = ""
+    not_final: str = ""
+    not_landed: str = ""
+
+
+RequestT = TypeVar("RequestT")
+ResultT = TypeVar("ResultT", bound=SettlementResult)
+RequestT_contra = TypeVar("RequestT_contra", contravariant=True)
+
+
+class ChainBackend(Protocol[RequestT_contra]):
+    """What ``DurableSender`` needs of a settlement chain."""
+
+    words: SenderWords
+    sender: str
+    """The address that signs, as the store keeps it (``TxKeyRecord.sender``)."""
+
+    async def nonce(self, block: Literal["latest", "pending"]) -> int:
+        """The sender's transaction count at ``block``."""
+        ...
+
+    async def sign(
+        self,
+        key: str,
+        nonce: int,
+        request: RequestT_contra,
+        *,
+        previous: AttemptRecord | None,
+        existing: list[AttemptRecord],
+    ) -> SignedAttempt:
+        """Estimate the fees (at least the replacement floor over ``previous``), check the fee cap (above it
+        raise ``FeeCapExceeded``, nothing signed) and sign."""
+        ...
+
+    async def broadcast(self, raw: bytes) -> None: ...
+
+    def refusal(self, exc: Exception) -> Refusal | None:
+        """How the node refused a broadcast; None when ``exc`` is no node refusal (an outage: re-raised)."""
+        ...
+
+    async def nonce_lost(self, attempt: AttemptRecord, exc: Exception) -> str:
+        """Why a broadcast was refused for its nonce, for the error."""
+        ...
+
+    def submission_error(
+        self, exc: Exception, attempts: list[AttemptRecord], nonce: int | None
+    ) -> SettlementTxError: ...
+
+    async def receipt(self, tx_hash: str) -> Receipt | None: ...
+
+    async def head(self) -> int:
+        """The latest block number (for confirmations)."""
+        ...
+
+
+_RESULT_FIELDS = ("tx_hash", "nonce", "attempts", "fee_paid_wei", "already_settled")
+"""What a ``TxOutcome`` tells a ``SettlementResult``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TxOutcome:
+    key: str
+    tx_hash: str
+    nonce: int
+    block_number: int | None
+    fee_paid_wei: int | None
+    attempts: list[SettlementAttempt] = field(default_factory=list)
+    already_settled: bool = False
+    """True when the key was finalized by an earlier call (nothing was sent by this one)."""
+
+    def result(self, cls: type[ResultT], **extra: Any) -> ResultT:
+        """The outcome as the settlement client's result type (``extra``: its own fields)."""
+        return cls(**{name: getattr(self, name) for name in _RESULT_FIELDS}, **extra)
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    attempt: AttemptRecord
+    receipt: Receipt
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendPolicy:
+    """How long to wait and when to replace (the parts of the loop that differ between chains)."""
+
+    confirmation_timeout_s: float
+    poll_interval_s: float
+    max_bumps: int | None
+    """Replacements per call; None: none, a window without a final receipt fails the call."""
+    confirmations: int | None = None
+    """Blocks on top of a final receipt before the key is finalized; None: none are awaited."""
+    release_lost_nonce: bool = False
+    """Whether a broadcast refused for its nonce releases the key's nonce at once (else the retry does)."""
+
+
+class DurableSender(Generic[RequestT]):
+    """Sends transactions for idempotency keys through a ``ChainBackend``, durably (see the module doc)."""
+
+    def __init__(
+        self,
+        chain: ChainBackend[RequestT],
+        store: TxStore,
+        policy: SendPolicy,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        crash_hook: Callable[[str], None] | None = None,
+        key_guard: KeyGuard | None = None,
+    ) -> None:
+        self.chain = chain
+        self.store = store
+        self.sender = chain.sender
+        self._keys = KeyLocks(key_guard)
+        self.send_policy = policy
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._crash_hook = crash_hook
+
+    def _crash_point(self, point: str) -> None:
+        if self._crash_hook is not None:
+            self._crash_hook(point)
+
+    async def attempts(self, key: str) -> list[SettlementAttempt]:
+        return to_settlement_attempts(await self.store.attempts(key))
+
+    async def send(self, key: str, build: Callable[[], Awaitable[RequestT]]) -> TxOutcome:
+        """Settle ``key`` once. ``build`` is only awaited when a new transaction must be signed.
+
+        Returns when an attempt is final; raises ``SettlementTxError`` (with the attempts) otherwise. A key
+        that was finalized before returns its stored outcome without any RPC send.
+        """
+        async with self._keys.hold(key):
+            return await self._send(key, build)
+
+    async def _send(self, key: str, build: Callable[[], Awaitable[RequestT]]) -> TxOutcome:
+        record = await self._open(key)
+        if isinstance(record, TxOutcome):
+            return record
+        # 1. Recovery: has any stored attempt landed?
+        in_flight = await self._in_flight(key, record.nonce)
+        found = await self._find_receipt(in_flight)
+        if found is not None:
+            log.info(
+                "settlement %s: attempt %s found %s on restart", key, found.attempt.attempt_no, self.chain.words.found
+            )
+            return await self._landed(key, found)
+        # 2. Nonce: reserve, or reconcile the reserved one with the chain.
+        chain_latest = await self.chain.nonce("latest")
+        if record.nonce is not None and chain_latest > record.nonce:
+            found = await self._find_receipt(in_flight)  # it may have landed a moment ago
+            if found is not None:
+                return await self._landed(key, found)
+            log.warning(
+                "settlement %s: nonce %s was spent by a transaction this store does not know; taking a new nonce",
+                key,
+                record.nonce,
+            )
+            await self.store.release_nonce(key)
+            in_flight = []
+        # Built before a nonce is reserved: an output that cannot be settled must not hold a nonce.
+        request = None if in_flight else await build()
+        nonce = await self._reserve(key, chain_latest, foreign_pending_warning=not in_flight)
+        # 3. Re-broadcast the stored attempt unchanged, or sign a new one; then wait, replace, cap.
+        if in_flight:
+            current = in_flight[-1]
+            log.info(
+                "settlement %s: resuming attempt %s (nonce %s, tx %s): re-broadcasting it",
+                key,
+                current.attempt_no,
+                current.nonce,
+                current.tx_hash,
+            )
+            landed = await self._broadcast(key, current, resuming=True)
+        else:
+            assert request is not None
+            current = await self._first_attempt(key, nonce, request)
+            landed = await self._broadcast(key, current, resuming=False)
+        if landed is not None:
+            return landed
+        return await self._until_final(key, nonce, current, request, build)
+
+    async def _open(self, key: str) -> TxKeyRecord | TxOutcome:
+        """The key's record (created on first use); its outcome when it was finalized before."""
+        record = await self.store.create_key(key, self.sender)
+        if record.sender != self.sender.lower():
+            raise InvalidInput(
+                f"settlement key {key!r} was started by {record.sender}, not by this {self.chain.words.signer} "
+                f"{self.sender}"
+            )
+        if record.status is KeyStatus.FINALIZED:
+            log.info(
+                "settlement %s already %s in tx %s; nothing sent", key, self.chain.words.settled, record.final_tx_hash
+            )
+            return await self._outcome(record, already_settled=True)
+        if record.status is KeyStatus.REVERTED:
+            log.info("settlement %s reverted before (%s); starting again with a new nonce", key, record.error)
+            await self.store.restart_key(key)
+            record = await self._get(key)
+        return record
+
+    async def _reserve(self, key: str, chain_latest: int, *, foreign_pending_warning: bool) -> int:
+        chain_pending = await self.chain.nonce("pending")
+        nonce = await self.store.reserve_nonce(key, chain_latest=chain_latest, chain_pending=chain_pending)
+        if chain_pending > nonce and foreign_pending_warning:
+            log.warning(
+                "settlement %s: the node has %s pending transactions from %s above nonce %s that this store "
+                "does not know; nonce %s will replace one of them",
+                key,
+                chain_pending - chain_latest,
+                self.sender,
+                nonce,
+                nonce,
+            )
+        return nonce
+
+    async def _first_attempt(self, key: str, nonce: int, request: RequestT) -> AttemptRecord:
+        try:
+            return await self._new_attempt(key, nonce, request, previous=None)
+        except Exception:
+            if not await self._in_flight(key, nonce):
+                await self.store.release_nonce(key)  # nothing holds the nonce: do not leave a gap behind
+            raise
+
+    async def _until_final(
+        self,
+        key: str,
+        nonce: int,
+        current: AttemptRecord,
+        request: RequestT | None,
+        build: Callable[[], Awaitable[RequestT]],
+    ) -> TxOutcome:
+        """Wait for the current attempt; on timeout replace it within the budget, or fail."""
+        max_bumps = self.send_policy.max_bumps
+        bumps = 0
+        while True:
+            status = (await self._attempt(key, current.attempt_no)).status
+            if max_bumps is None and status is AttemptStatus.SUBMISSION_FAILED:
+                # Signed before a crash, never known to be sent, refused now: sign anew (no replacement).
+                current = await self._first_attempt(key, nonce, request if request is not None else await build())
+                landed = await self._broadcast(key, current, resuming=False)
+                if landed is not None:
+                    return landed
+                continue
+            if status is AttemptStatus.SENT or max_bumps is None:
+                outcome = await self._wait(key, nonce)
+                if isinstance(outcome, TxOutcome):
+                    return outcome
+                await self._timed_out(key, nonce, current, seen=outcome is not None)
+            assert max_bumps is not None
+            if bumps >= max_bumps:
+                await self._bumps_exhausted(key, nonce, current, bumps)
+            bumps += 1
+            if request is None:
+                request = await build()
+            current = await self._new_attempt(key, nonce, request, previous=current)
+            landed = await self._broadcast(key, current, resuming=False)
+            if landed is not None:
+                return landed
+
+    async def _timed_out(self, key: str, nonce: int, current: AttemptRecord, *, seen: bool) -> None:
+        """A confirmation window ended without a final receipt: mark the attempt; without replacements, fail."""
+        timeout_s = self.send_policy.confirmation_timeout_s
+        if self.send_policy.max_bumps is not None:
+            error = f"timed out after {timeout_s:g}s"
+            await self.store.set_attempt_status(key, current.attempt_no, AttemptStatus.TIMED_OUT, error=error)
+            return
+        where = self.chain.words.not_final if seen else self.chain.words.not_landed
+        in_flight = await self._in_flight(key, nonce)
+        latest = in_flight[-1] if in_flight else None
+        if latest is not None:
+            error = f"{where} after {timeout_s:g}s"
+            await self.store.set_attempt_status(key, latest.attempt_no, AttemptStatus.TIMED_OUT, error=error)
+        attempts = await self.store.attempts(key)
+        raise SettlementTxError(
+            f"State update transaction {latest.tx_hash if latest else '?'} (nonce {nonce}) was {where} within "
+            f"{timeout_s:g}s. Retrying the job resumes it. Attempts: {attempts_summary(attempts)}",
+            attempts=to_settlement_attempts(attempts),
+            nonce=nonce,
+            tx_hash=latest.tx_hash if latest else None,
+        )
+
+    async def _bumps_exhausted(self, key: str, nonce: int, current: AttemptRecord, bumps: int) -> NoReturn:
+        max_bumps = self.send_policy.max_bumps
+        multiplier = current.gas_multiplier * 2
+        raise FeeBumpsExhausted(
+            f"State update transaction failed after {len(await self.store.attempts(key))} fee attempts "
+            f"({bumps} / {max_bumps} max fee bumps used) over "
+            f"{self.send_policy.confirmation_timeout_s:g}s confirmation windows. Fee attempts: "
+            f"{attempts_summary(await self.store.attempts(key))} Failure: Next required bump would be "
+            f"{multiplier:.2f}x, but fee bump retry budget is exhausted "
+            f"({bumps}/{max_bumps}). The last transaction stays in the mempool; "
+            "retrying the job resumes it.",
+            attempts=await self.attempts(key),
+            nonce=nonce,
+            tx_hash=current.tx_hash,
+        )
+
+    # ----------------------------------------------------------------------------------------------
+
+    async def _get(self, key: str) -> TxKeyRecord:
+        record = await self.store.get_key(key)
+        if record is None:
+            raise AssertionError(f"settlement key {key} vanished from the tx store")
+        return record
+
+    async def _attempt(self, key: str, attempt_no: int) -> AttemptRecord:
+        for a in await self.store.attempts(key):
+            if a.attempt_no == attempt_no:
+                return a
+        raise AssertionError(f"attempt {attempt_no} of {key} vanished from the tx store")
+
+    async def _in_flight(self, key: str, nonce: int | None) -> list[AttemptRecord]:
+        if nonce is None:
+            return []
+        return [a for a in await self.store.attempts(key) if a.status.is_in_flight and a.nonce == nonce]
+
+    async def _outcome(self, record: TxKeyRecord, *, already_settled: bool) -> TxOutcome:
+        if record.final_tx_hash is None or record.nonce is None:
+            raise AssertionError(f"settlement key {record.key} is finalized without a tx hash or nonce")
+        return TxOutcome(
+            key=record.key,
+            tx_hash=record.final_tx_hash,
+            nonce=record.nonce,
+            attempts=await self.attempts(record.key),
+            block_number=record.block_number,
+            fee_paid_wei=record.fee_paid_wei,
+            already_settled=already_settled,
+        )
+
+    async def _new_attempt(
+        self, key: str, nonce: int, request: RequestT, *, previous: AttemptRecord | None
+    ) -> AttemptRecord:
+        """Estimate, check the cap, sign and store (Signed) a new attempt; nothing is sent here."""
+        existing = await self.store.attempts(key)
+        try:
+            signed = await self.chain.sign(key, nonce, request, previous=previous, existing=existing)
+        except FeeCapExceeded:
+            if previous is not None and not any(a.status.is_in_flight for a in existing):
+                await self.store.release_nonce(key)  # nothing holds the nonce: do not leave a gap behind
+            raise
+        attempt_no = (existing[-1].attempt_no + 1) if existing else 1
+        now = time.time()
+        record = AttemptRecord(
+            key=key,
+            attempt_no=attempt_no,
+            nonce=nonce,
+            tx_hash=signed.tx_hash,
+            gas_multiplier=signed.gas_multiplier,
+            max_fee_per_gas=signed.fees.max_fee_per_gas,
+            max_priority_fee_per_gas=signed.fees.max_priority_fee_per_gas,
+            max_fee_per_blob_gas=signed.fees.max_fee_per_blob_gas,
+            status=AttemptStatus.SIGNED,
+            error=None,
+            raw=signed.raw,
+            created_at=now,
+            updated_at=now,
+        )
+        await self.store.add_attempt(record)
+        log.info(
+            "settlement %s: attempt %s signed and stored: nonce %s, tx %s, %s",
+            key,
+            attempt_no,
+            nonce,
+            signed.tx_hash,
+            signed.detail,
+        )
+        self._crash_point("signed")
+        return record
+
+    async def _broadcast(self, key: str, attempt: AttemptRecord, *, resuming: bool) -> TxOutcome | None:
+        """Send the stored attempt. Returns an outcome if it turns out to have landed already, else None
+        (the attempt's status says whether the node has it)."""
+        if attempt.raw is None:
+            raise SettlementTxError(f"settlement {key}: attempt {attempt.attempt_no} has no stored transaction")
+        try:
+            await self.chain.broadcast(attempt.raw)
+        except Exception as exc:
+            refusal = self.chain.refusal(exc)
+            if refusal is None:
+                raise
+            if refusal == "already known":
+                log.info("settlement %s: the node already has attempt %s", key, attempt.attempt_no)
+            elif refusal == "nonce too low":
+                return await self._nonce_lost(key, attempt, exc)
+            else:
+                await self._refused(key, attempt, exc, refusal, resuming=resuming)
+                return None
+        self._crash_point("sent")
+        await self.store.set_attempt_status(key, attempt.attempt_no, AttemptStatus.SENT)
+        log.info("settlement %s: attempt %s broadcast (tx %s)", key, attempt.attempt_no, attempt.tx_hash)
+        return None
+
+    async def _nonce_lost(self, key: str, attempt: AttemptRecord, exc: Exception) -> TxOutcome:
+        found = await self._find_receipt(await self._in_flight(key, attempt.nonce))
+        if found is not None:
+            return await self._landed(key, found)  # our own transaction spent it
+        await self.store.set_attempt_status(key, attempt.attempt_no, AttemptStatus.SUBMISSION_FAILED, error=str(exc))
+        if self.send_policy.release_lost_nonce:
+            await self.store.release_nonce(key)
+        reason = await self.chain.nonce_lost(attempt, exc)
+        raise SettlementTxError(
+            f"State update transaction submission failed: {reason}. Retrying the job takes a new nonce.",
+            attempts=await self.attempts(key),
+            nonce=attempt.nonce,
+        ) from exc
+
+    async def _refused(
+        self, key: str, attempt: AttemptRecord, exc: Exception, refusal: Refusal, *, resuming: bool
+    ) -> None:
+        if resuming and attempt.status is not AttemptStatus.SIGNED:
+            # The node accepted it before; it may refuse a re-broadcast (priced out, pool rules) while
+            # still holding it. Wait on it as usual: the fee policy replaces it if it does not land.
+            log.warning(
+                "settlement %s: re-broadcast of attempt %s refused (%s); it was accepted before, waiting on it",
+                key,
+                attempt.attempt_no,
+                exc,
+            )
+        elif refusal == "underpriced":
+            log.warning("settlement %s: attempt %s rejected as underpriced: %s", key, attempt.attempt_no, exc)
+            await self.store.set_attempt_status(
+                key, attempt.attempt_no, AttemptStatus.REJECTED_UNDERPRICED, error=str(exc)
+            )
+        elif resuming:
+            # Signed before a crash and never known to be accepted; refused now: replace it.
+            log.warning("settlement %s: stored attempt %s refused: %s", key, attempt.attempt_no, exc)
+            await self.store.set_attempt_status(
+                key, attempt.attempt_no, AttemptStatus.SUBMISSION_FAILED, error=str(exc)
+            )
+        else:
+            await self.store.set_attempt_status(
+                key, attempt.attempt_no, AttemptStatus.SUBMISSION_FAILED, error=str(exc)
+            )
+            attempts = await self.store.attempts(key)
+            if not any(a.status.is_in_flight for a in attempts):
+                await self.store.release_nonce(key)
+            raise self.chain.submission_error(exc, attempts, attempt.nonce) from exc
+
+    async def _find_receipt(self, attempts: list[AttemptRecord]) -> _Found | None:
+        for a in attempts:
+            if a.tx_hash is None:
+                continue
+            receipt = await self.chain.receipt(a.tx_hash)
+            if receipt is not None:
+                return _Found(a, receipt)
+        return None
+
+    async def _wait(self, key: str, nonce: int) -> TxOutcome | _Found | None:
+        """Poll the nonce's in-flight attempts for a final receipt during one confirmation window. On
+        timeout: the last receipt seen (not final), or None."""
+        deadline = self._monotonic() + self.send_policy.confirmation_timeout_s
+        while True:
+            found = await self._find_receipt(await self._in_flight(key, nonce))
+            if found is not None and found.receipt.final:
+                return await self._confirm(key, found)
+            remaining = deadline - self._monotonic()
+            if remaining <= 0:
+                return found
+            await self._sleep(min(self.send_policy.poll_interval_s, remaining))
+
+    async def _landed(self, key: str, found: _Found) -> TxOutcome:
+        """A stored attempt has a receipt: settle on it, or wait until it is final."""
+        if found.receipt.final:
+            return await self._confirm(key, found)
+        outcome = await self._wait(key, found.attempt.nonce)
+        if isinstance(outcome, TxOutcome):
+            return outcome
+        await self._timed_out(key, found.attempt.nonce, found.attempt, seen=outcome is not None)
+        raise AssertionError("a window without a final receipt ends the call when nothing is replaced")
+
+    async def _confirm(self, key: str, found: _Found) -> TxOutcome:
+        """A final receipt: revert → TxReverted; success → wait for the confirmations, then finalize."""
+        attempt, receipt = found.attempt, found.receipt
+        if receipt.revert_error is not None:
+            error = receipt.revert_error
+            self._crash_point("mined")
+            await self.store.mark_reverted(key, attempt.attempt_no, error=error, block_number=receipt.block_number)
+            log.error("settlement %s: %s", key, error)
+            raise TxReverted(
+                error + self.chain.words.revert_advice,
+                attempts=await self.attempts(key),
+                nonce=attempt.nonce,
+                tx_hash=attempt.tx_hash,
+            )
+        confirmations = ""
+        if self.send_policy.confirmations is not None:
+            deeper = await self._confirmations(key, attempt, receipt)
+            if deeper is None:
+                log.warning("settlement %s: tx %s left the chain (reorg); waiting again", key, attempt.tx_hash)
+                return await self._reorged(key, attempt.nonce)
+            receipt = deeper
+            confirmations = f" with {self.send_policy.confirmations} confirmations"
+        self._crash_point("mined")
+        await self.store.finalize(
+            key, attempt.attempt_no, fee_paid_wei=receipt.fee_paid, block_number=receipt.block_number
+        )
+        self._report_finalized(key, attempt, receipt)
+        log.info(
+            "settlement %s %s: tx %s (attempt %s, nonce %s) in block %s%s, %s",
+            key,
+            self.chain.words.settled_log,
+            attempt.tx_hash,
+            attempt.attempt_no,
+            attempt.nonce,
+            receipt.block_number,
+            confirmations,
+            receipt.fee_text,
+        )
+        return await self._outcome(await self._get(key), already_settled=False)
+
+    def _report_finalized(self, key: str, attempt: AttemptRecord, receipt: Receipt) -> None:
+        """Told each transaction this sender sees become final (a subclass reports metrics)."""
+
+    async def _confirmations(self, key: str, attempt: AttemptRecord, receipt: Receipt) -> Receipt | None:
+        """The receipt once ``confirmations`` blocks are on top of it; None if it left the chain (reorg)."""
+        confirmations = self.send_policy.confirmations or 0
+        deadline = self._monotonic() + self.send_policy.confirmation_timeout_s
+        while True:
+            block = receipt.block_number or 0
+            latest = await self.chain.head()
+            if latest - block >= confirmations:
+                return receipt
+            if self._monotonic() >= deadline:
+                # Mined but not yet deep enough: keep the key pending; a retry finds the receipt again.
+                raise SettlementTxError(
+                    f"settlement {key}: tx {attempt.tx_hash} is mined in block {block} but has "
+                    f"{latest - block}/{confirmations} confirmations after the window; retry to finish",
+                    attempts=await self.attempts(key),
+                    nonce=attempt.nonce,
+                    tx_hash=attempt.tx_hash,
+                )
+            await self._sleep(min(self.send_policy.poll_interval_s, max(0.0, deadline - self._monotonic())))
+            fresh = await self.chain.receipt(attempt.tx_hash or "")
+            if fresh is None:
+                return None
+            receipt = fresh
+
+    async def _reorged(self, key: str, nonce: int) -> TxOutcome:
+        outcome = await self._wait(key, nonce)
+        if not isinstance(outcome, TxOutcome):
+            raise SettlementTxError(
+                f"settlement {key}: the mined transaction was reorged out and did not come back in time; retry",
+                attempts=await self.attempts(key),
+                nonce=nonce,
+            )
+        return outcome

@@ -1,4 +1,5 @@
-"""The few Ethereum JSON-RPC calls the settlement path makes, over httpx, each with its own timeout.
+"""The settlement path's JSON-RPC over httpx (``JsonRpc``: one attempt per call, each with its own
+timeout; the Starknet settlement client uses it too) and the few Ethereum calls it makes (``EthRpc``).
 
 Like op-service txmgr's ``ETHBackend``: only the calls the transaction manager and the client need, so a
 fake backend can stand in for it in unit tests.
@@ -20,7 +21,7 @@ from madara_orchestrator.settlement.durable import redact_url
 log = logging.getLogger(__name__)
 
 
-class EthRpcError(OrchestratorError):
+class JsonRpcError(OrchestratorError):
     """The node answered with a JSON-RPC error (the request reached it and was refused)."""
 
     def __init__(self, method: str, code: int, message: str, data: Any = None) -> None:
@@ -28,7 +29,21 @@ class EthRpcError(OrchestratorError):
         self.code = code
         self.rpc_message = message
         self.data = data
-        super().__init__(f"{method} failed: error code {code}: {message}")
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        return f"{self.method} failed: error code {self.code}: {self.rpc_message}"
+
+
+class EthRpcError(JsonRpcError):
+    """An Ethereum node's JSON-RPC error."""
+
+
+class RateLimited(BackendUnavailable):
+    """The node refused the request for its rate limit: a condition to wait out."""
+
+
+RATE_LIMITED_CODES = (-32005, 429)
 
 
 def _hex_int(value: Any, what: str) -> int:
@@ -37,41 +52,82 @@ def _hex_int(value: Any, what: str) -> int:
     return int(value, 16)
 
 
-class EthRpc:
-    """JSON-RPC over HTTP. Transport failures → BackendUnavailable; node errors → EthRpcError."""
+class JsonRpc:
+    """JSON-RPC over HTTP, one attempt per call, each in its own timeout. Transport failures →
+    ``BackendUnavailable``; node errors → ``error`` (``EthRpcError``). With ``rate_limits``, HTTP 429 and
+    the nodes' rate-limit errors → ``RateLimited`` (an outage to wait out)."""
 
-    def __init__(self, url: str, *, timeout_s: float = 30.0, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 30.0,
+        client: httpx.AsyncClient | None = None,
+        label: str = "Ethereum",
+        error: type[JsonRpcError] = EthRpcError,
+        rate_limits: bool = False,
+    ) -> None:
         self.url = url
+        self.where = redact_url(url)
         self.timeout_s = timeout_s
         self._client = client or httpx.AsyncClient(timeout=timeout_s)
         self._owns_client = client is None
         self._ids = itertools.count(1)
+        self._label = label
+        self._error = error
+        self._rate_limits = rate_limits
 
     async def aclose(self) -> None:
         if self._owns_client:
             await self._client.aclose()
 
-    async def request(self, method: str, params: list[Any] | None = None) -> Any:
+    async def request(self, method: str, params: Any = None) -> Any:
         payload = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params or []}
+        rpc = f"{self._label} RPC {method}"
         try:
             async with asyncio.timeout(self.timeout_s):
                 resp = await self._client.post(self.url, json=payload)
         except (httpx.HTTPError, TimeoutError) as exc:
             raise BackendUnavailable(
-                f"Ethereum RPC {method} to {redact_url(self.url)} failed: {type(exc).__name__}: {cut_urls(str(exc))}"
+                f"{rpc} to {self.where} failed: {type(exc).__name__}: {cut_urls(str(exc))}"
             ) from exc
-        if resp.status_code != 200:
-            raise BackendUnavailable(
-                f"Ethereum RPC {method} to {redact_url(self.url)} answered HTTP {resp.status_code}: {resp.text[:200]}"
+        if resp.status_code == 429 and self._rate_limits:
+            raise RateLimited(
+                f"Request rate limited: the {self._label} node at {self.where} refused {method} (HTTP 429)"
             )
+        if resp.status_code != 200:
+            raise BackendUnavailable(f"{rpc} to {self.where} answered HTTP {resp.status_code}: {resp.text[:200]}")
         try:
             body = resp.json()
         except ValueError as exc:
-            raise BackendUnavailable(f"Ethereum RPC {method} answered non-JSON: {resp.text[:200]}") from exc
-        if body.get("error"):
-            err = body["error"]
-            raise EthRpcError(method, int(err.get("code", 0)), str(err.get("message", "")), err.get("data"))
-        return body.get("result")
+            raise BackendUnavailable(f"{rpc} at {self.where} answered non-JSON: {resp.text[:200]}") from exc
+        if not isinstance(body, dict):
+            raise BackendUnavailable(f"{rpc} at {self.where} answered {body!r:.200}")
+        err = body.get("error")
+        if err is not None:
+            raise self._node_error(method, err)
+        if "result" not in body:
+            raise BackendUnavailable(f"{rpc} at {self.where} answered without a result: {body!r:.200}")
+        return body["result"]
+
+    def _node_error(self, method: str, err: Any) -> Exception:
+        if not isinstance(err, dict):
+            return BackendUnavailable(f"{self._label} RPC {method} at {self.where} answered error {err!r:.200}")
+        code = err.get("code", 0)
+        code = code if isinstance(code, int) and not isinstance(code, bool) else 0
+        message = str(err.get("message", ""))
+        lowered = message.lower()
+        if self._rate_limits and (
+            code in RATE_LIMITED_CODES or "rate limit" in lowered or "too many requests" in lowered
+        ):
+            return RateLimited(
+                f"Request rate limited: the {self._label} node at {self.where} refused {method}: {message}"
+            )
+        return self._error(method, code, message, err.get("data"))
+
+
+class EthRpc(JsonRpc):
+    """The Ethereum calls over ``JsonRpc``."""
 
     async def chain_id(self) -> int:
         return _hex_int(await self.request("eth_chainId"), "chain id")

@@ -29,7 +29,6 @@ from madara_orchestrator.settlement.encoding import (
     encode_update_state_kzg_da,
 )
 from madara_orchestrator.settlement.eth_rpc import EthRpc, EthRpcError
-from madara_orchestrator.settlement.tx_store import SqliteTxStore
 from madara_orchestrator.settlement.txmgr import FeePolicy, TxManager, TxOutcome, TxRequest
 from madara_orchestrator.starknet.blob import BYTES_PER_BLOB
 from madara_orchestrator.starknet.blob import MAX_BLOBS_PER_TXN as MAX_BLOBS_PER_STATE_UPDATE
@@ -95,24 +94,26 @@ class EthereumSettlementClient:
         self,
         config: EthereumSettlementConfig,
         *,
-        store: TxStore | None = None,
-        rpc: EthRpc | None = None,
+        rpc: EthRpc,
+        store: TxStore,
         txmgr: TxManager | None = None,
         key_guard: KeyGuard | None = None,
     ) -> None:
-        """``key_guard`` keeps two processes from sending the same settlement at once (see ``TxManager``)."""
+        """``rpc`` and ``store`` are the composition root's; ``txmgr`` replaces the transaction manager built
+        on them (tests: other timings, a clock). ``key_guard`` keeps two processes from sending the same
+        settlement at once (see ``TxManager``)."""
         problems = config.problems()
         if problems:
             from madara_orchestrator.domain.errors import ConfigError
 
             raise ConfigError(problems)
         self.config = config
-        self.rpc = rpc or EthRpc(config.rpc_url, timeout_s=config.rpc_timeout_s)
+        self.rpc = rpc
         self.core_contract = config.core_contract_address
         self.sidecar_form = SidecarForm.EIP4844 if config.disable_peerdas else SidecarForm.EIP7594
         self.txmgr = txmgr or TxManager(
             backend=self.rpc,
-            store=store or SqliteTxStore(config.tx_store_path),
+            store=store,
             private_key=config.private_key,
             policy=FeePolicy(
                 gas_limit=config.gas_limit,
@@ -259,12 +260,4 @@ class EthereumSettlementClient:
         return self._result(outcome, n_blobs=0)
 
     def _result(self, outcome: TxOutcome, *, n_blobs: int) -> EthereumSettlementResult:
-        return EthereumSettlementResult(
-            tx_hash=outcome.tx_hash,
-            nonce=outcome.nonce,
-            attempts=outcome.attempts,
-            block_number=outcome.block_number,
-            fee_paid_wei=outcome.fee_paid_wei,
-            n_blobs=n_blobs,
-            already_settled=outcome.already_settled,
-        )
+        return outcome.result(EthereumSettlementResult, block_number=outcome.block_number, n_blobs=n_blobs)

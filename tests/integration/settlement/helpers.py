@@ -45,9 +45,9 @@ def make_client(
         max_fee_bumps=max_fee_bumps,
         l2_state_update_max_fee_wei=max_fee_wei,
     )
-    if monotonic is None:
-        return EthereumSettlementClient(config)
     rpc = EthRpc(url)
+    if monotonic is None:
+        return EthereumSettlementClient(config, rpc=rpc, store=SqliteTxStore(db_path))
     txmgr = TxManager(
         backend=rpc,
         store=SqliteTxStore(db_path),
@@ -58,7 +58,7 @@ def make_client(
         poll_interval_s=poll_s,
         monotonic=monotonic,
     )
-    return EthereumSettlementClient(config, rpc=rpc, txmgr=txmgr)
+    return EthereumSettlementClient(config, rpc=rpc, store=txmgr.store, txmgr=txmgr)
 
 
 class SteppedClock:

@@ -63,7 +63,7 @@ def main() -> int:
             poll_interval_s=0.05,
             crash_hook=crash,
         )
-        client = EthereumSettlementClient(config, rpc=rpc, txmgr=txmgr)
+        client = EthereumSettlementClient(config, rpc=rpc, store=txmgr.store, txmgr=txmgr)
         result = await client.update_state_with_blobs(
             doc["program_output"], [bytes.fromhex(b) for b in doc["blobs"]], idempotency_key=args.key
         )

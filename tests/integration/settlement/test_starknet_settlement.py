@@ -199,7 +199,7 @@ async def test_signed_invoke_is_what_a_starknet_py_account_signs() -> None:
         calldata=execute,
         sender_address=int(ACCOUNT, 16),
     )
-    signed = client._signed(tx, CHAIN_ID)
+    signed = client.chain.sign_invoke(tx, CHAIN_ID)
     assert signed.signature == expected.signature
     assert signed.calculate_hash(CHAIN_ID) == expected.calculate_hash(CHAIN_ID)
     public = private_to_stark_key(int(PRIVATE_KEY, 16))
