@@ -172,7 +172,8 @@ class SqliteDatabase:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
-        self._held = asyncio.Lock()
+        self._held: asyncio.Lock | None = None
+        self._held_loop: asyncio.AbstractEventLoop | None = None
         self.write_transactions = 0
         """Write transactions this process began (an idle orchestrator begins none)."""
         self.clock: Callable[[], float] = time.time
@@ -281,14 +282,21 @@ class SqliteDatabase:
 
     # -- SqlDatabase ------------------------------------------------------------------------------
 
+    def _holder(self) -> asyncio.Lock:
+        """The lock that gives the connection to one block at a time (one per event loop using the database)."""
+        loop = asyncio.get_running_loop()
+        if self._held is None or self._held_loop is not loop:
+            self._held, self._held_loop = asyncio.Lock(), loop
+        return self._held
+
     @asynccontextmanager
     async def use(self) -> AsyncIterator[SqlConnection]:
-        async with self._held:
+        async with self._holder():
             yield _Connection(self, count_writes=True)
 
     @asynccontextmanager
     async def atomic(self) -> AsyncIterator[SqlConnection]:
-        async with self._held:
+        async with self._holder():
             self.write_transactions += 1
             await self._call(lambda conn: conn.execute("BEGIN IMMEDIATE"))
             try:
@@ -330,6 +338,10 @@ class SqliteDatabase:
         """Create the file and apply the schema now, so that a bad path fails at startup."""
         await self._call(lambda conn: None)
 
+    def open_now(self) -> None:
+        """``open``, synchronously (in the calling thread)."""
+        self._run(lambda conn: None)
+
     async def ping(self) -> None:
         async with self.use() as conn:
             await conn.fetch_one("SELECT 1 AS one")
@@ -340,11 +352,12 @@ class SqliteDatabase:
         self._executor.shutdown(wait=True)
 
     def close_now(self) -> None:
-        """Close the connection from any thread (a synchronous close)."""
+        """Close the connection from any thread (a synchronous close): the database is not used after it."""
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+        self._executor.shutdown(wait=False)
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx
 
+from madara_orchestrator.backends.tx_store import AttemptRecord, AttemptStatus
 from madara_orchestrator.domain.errors import BackendUnavailable
 from madara_orchestrator.interfaces import SettlementAttempt
-from madara_orchestrator.settlement.tx_store import AttemptRecord, AttemptStatus
 
 CRASH_POINTS = ("signed", "sent", "mined")
 """Where a sender's ``crash_hook`` is called: after an attempt is stored and before it is broadcast; after

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from madara_orchestrator.backends.tx_store import SqliteTxStore, TxStore
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.domain.redaction import url_origin
 from madara_orchestrator.interfaces import SettlementResult
@@ -29,7 +30,6 @@ from madara_orchestrator.settlement.encoding import (
     encode_update_state_kzg_da,
 )
 from madara_orchestrator.settlement.eth_rpc import EthRpc, EthRpcError
-from madara_orchestrator.settlement.tx_store import SqliteTxStore, TxStore
 from madara_orchestrator.settlement.txmgr import FeePolicy, TxManager, TxOutcome, TxRequest
 
 log = logging.getLogger(__name__)

@@ -38,6 +38,14 @@ from starknet_py.net.client_models import ResourceBounds, ResourceBoundsMapping
 from starknet_py.net.models.transaction import InvokeV3
 from starknet_py.net.schemas.broadcasted_txn import BroadcastedTransactionSchema
 
+from madara_orchestrator.backends.tx_store import (
+    AttemptRecord,
+    AttemptStatus,
+    KeyStatus,
+    TxKeyRecord,
+    TxStore,
+    attempts_summary,
+)
 from madara_orchestrator.domain.errors import BackendUnavailable, ConfigError, InvalidInput, OrchestratorError
 from madara_orchestrator.interfaces import SettlementAttempt, SettlementResult
 from madara_orchestrator.settlement.durable import (
@@ -47,14 +55,6 @@ from madara_orchestrator.settlement.durable import (
     to_settlement_attempts,
 )
 from madara_orchestrator.settlement.errors import FeeCapExceeded, SettlementTxError, TxReverted
-from madara_orchestrator.settlement.tx_store import (
-    AttemptRecord,
-    AttemptStatus,
-    KeyStatus,
-    TxKeyRecord,
-    TxStore,
-    attempts_summary,
-)
 from madara_orchestrator.starknet.rpc import parse_felt
 
 log = logging.getLogger(__name__)

@@ -27,6 +27,14 @@ from typing import Any
 
 from eth_keys.datatypes import PrivateKey
 
+from madara_orchestrator.backends.tx_store import (
+    AttemptRecord,
+    AttemptStatus,
+    KeyStatus,
+    TxKeyRecord,
+    TxStore,
+    attempts_summary,
+)
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.interfaces import SettlementAttempt
 from madara_orchestrator.settlement.blob_tx import (
@@ -49,14 +57,6 @@ from madara_orchestrator.settlement.errors import (
     TxReverted,
 )
 from madara_orchestrator.settlement.eth_rpc import EthBackend, EthRpcError
-from madara_orchestrator.settlement.tx_store import (
-    AttemptRecord,
-    AttemptStatus,
-    KeyStatus,
-    TxKeyRecord,
-    TxStore,
-    attempts_summary,
-)
 
 log = logging.getLogger(__name__)
 
