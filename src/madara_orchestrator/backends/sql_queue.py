@@ -16,20 +16,15 @@ on what is visible; tests pass a fake one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
 
 from madara_orchestrator import ORCHESTRATOR_VERSION
+from madara_orchestrator.backends.base import QueueBase, message_attributes
 from madara_orchestrator.backends.sql import SqlConnection, SqlDatabase
-from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.domain.queues import QueueConfig
 from madara_orchestrator.interfaces import QueueDepth, QueueMessage
-
-CONTENDED_PAUSE_S = 0.02
-"""How long to wait before looking again when the visible messages were all being claimed by others."""
 
 
 async def insert_message(conn: SqlConnection, queue: str, body: str, *, now: float, delay_s: float = 0.0) -> str:
@@ -51,12 +46,7 @@ async def insert_message(conn: SqlConnection, queue: str, body: str, *, now: flo
     return message_id
 
 
-def _attributes(value: Any) -> dict[str, str]:
-    stored = json.loads(value) if isinstance(value, str) else value
-    return {str(k): str(v) for k, v in stored.items()}
-
-
-class SqlQueue:
+class SqlQueue(QueueBase):
     def __init__(
         self,
         db: SqlDatabase,
@@ -68,18 +58,14 @@ class SqlQueue:
     ) -> None:
         """``configs`` maps each physical queue name to its config; ``dead_letter_names`` maps a queue
         name to the physical name of its dead-letter queue. ``clock`` defaults to ``db.clock``."""
+        super().__init__(
+            configs,
+            dead_letter_names=dead_letter_names,
+            clock=clock if clock is not None else db.clock,
+            max_idle_s=max_idle_s,
+        )
         self.db = db
-        self._configs = dict(configs)
-        self._dead_letter = dict(dead_letter_names or {})
-        self._clock: Callable[[], float] = clock if clock is not None else db.clock
-        self._max_idle_s = max_idle_s
         self._skip_locked = db.dialect.skip_locked
-
-    def _config(self, queue: str) -> QueueConfig:
-        try:
-            return self._configs[queue]
-        except KeyError:
-            raise InvalidInput(f"unknown queue {queue!r}; known: {sorted(self._configs)}") from None
 
     async def send(self, queue: str, body: str, *, delay_s: float = 0.0) -> str:
         self._config(queue)
@@ -88,36 +74,10 @@ class SqlQueue:
             await self.db.notify(conn, queue)
         return message_id
 
-    @contextlib.asynccontextmanager
-    async def _waiting(self) -> AsyncIterator[None]:
-        """Around a receiver's wait (``SqliteQueue`` watches other processes' commits meanwhile)."""
-        yield
-
-    async def receive(self, queue: str, *, wait_s: float = 0.0) -> QueueMessage | None:
-        config = self._config(queue)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + max(0.0, wait_s)
-        while True:
-            # Taken before looking, so that a send between the look and the wait still wakes us.
-            wake = await self.db.wake_event(queue) if wait_s > 0 else None
-            message, next_visible = await self._try_receive(queue, config)
-            if message is not None:
-                return message
-            remaining = deadline - loop.time()
-            if wake is None or remaining <= 0:
-                return None
-            pause = min(remaining, self._max_idle_s)
-            if next_visible is not None:
-                pause = min(pause, max(next_visible - self._clock(), CONTENDED_PAUSE_S))
-            async with self._waiting():
-                try:
-                    await asyncio.wait_for(wake.wait(), timeout=pause)
-                except TimeoutError:
-                    pass
+    async def _wake_event(self, queue: str) -> asyncio.Event:
+        return await self.db.wake_event(queue)
 
     async def _try_receive(self, queue: str, config: QueueConfig) -> tuple[QueueMessage | None, float | None]:
-        """Claim the first visible message (dead-lettering those received too often on the way); else the
-        time the next message of the queue becomes visible, if any."""
         now = self._clock()
         async with self.db.use() as conn:
             row = await conn.fetch_one(
@@ -135,7 +95,7 @@ class SqlQueue:
     async def _claim(
         self, conn: SqlConnection, queue: str, config: QueueConfig, now: float
     ) -> tuple[QueueMessage | None, float | None]:
-        dead_letter = self._dead_letter.get(queue) if config.dead_letter is not None else None
+        dead_letter = self._dead_letter_of(queue, config)
         if config.retention_s is not None:
             await conn.execute(
                 "DELETE FROM queue_messages WHERE seq IN (SELECT seq FROM queue_messages"
@@ -173,7 +133,7 @@ class SqlQueue:
                 body=row["body"],
                 receipt=receipt,
                 receive_count=int(row["receive_count"]) + 1,
-                attributes=_attributes(row["attributes"]),
+                attributes=message_attributes(row["attributes"]),
             )
             return message, None
 

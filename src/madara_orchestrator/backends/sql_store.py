@@ -12,9 +12,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from madara_orchestrator.backends.base import (
+    AGGREGATOR_BATCHES,
+    SNOS_BATCHES,
+    JobKeys,
+    StoreBase,
+    batch_columns,
+    batch_doc,
+    batch_table,
+    describe_batch,
+    job_from_row,
+    job_row,
+    overlap_error,
+)
 from madara_orchestrator.backends.sql import SqlConnection, SqlDatabase, in_, placeholders, where
 from madara_orchestrator.backends.sql import limit as _limit
 from madara_orchestrator.domain.batches import (
@@ -23,75 +36,20 @@ from madara_orchestrator.domain.batches import (
     SnosBatch,
     SnosBatchStatus,
 )
-from madara_orchestrator.domain.errors import AlreadyExists, InvalidInput, NotFound, StaleVersion
-from madara_orchestrator.domain.jobs import Job, JobMetadata, JobStatus, JobType
+from madara_orchestrator.domain.errors import AlreadyExists, NotFound, StaleVersion
+from madara_orchestrator.domain.jobs import Job, JobStatus, JobType
 
 JOB_COLUMNS = (
     "id, internal_id, job_type, status, external_id, metadata, version, created_at, updated_at,"
     " lease_owner, lease_expires_at"
 )
 
-# Jobs keyed by a SNOS batch index; the others (Aggregator, and StateTransition on L2) by an
-# aggregator batch index. Used to find the jobs of a block (fixes SPEC §22 quirk 18).
-SNOS_KEYED = (JobType.SNOS_RUN, JobType.PROOF_CREATION, JobType.PROOF_REGISTRATION, JobType.DATA_SUBMISSION)
-
-
-def job_from_row(row: Mapping[str, Any]) -> Job:
-    return Job(
-        id=uuid.UUID(str(row["id"])),
-        internal_id=int(row["internal_id"]),
-        job_type=JobType(row["job_type"]),
-        status=JobStatus(row["status"]),
-        external_id=str(row["external_id"]),
-        metadata=JobMetadata.from_json(
-            row["metadata"] if isinstance(row["metadata"], dict) else json.loads(row["metadata"])
-        ),
-        version=int(row["version"]),
-        created_at=float(row["created_at"]),
-        updated_at=float(row["updated_at"]),
-        lease_owner=row["lease_owner"],
-        lease_expires_at=None if row["lease_expires_at"] is None else float(row["lease_expires_at"]),
-    )
-
-
-SNOS_BATCHES = "snos_batches"
-AGGREGATOR_BATCHES = "aggregator_batches"
-
-
-def _batch_table(batch: SnosBatch | AggregatorBatch) -> str:
-    return SNOS_BATCHES if isinstance(batch, SnosBatch) else AGGREGATOR_BATCHES
-
-
-def _describe_batch(batch: SnosBatch | AggregatorBatch) -> str:
-    return f"{'SNOS' if isinstance(batch, SnosBatch) else 'aggregator'} batch {batch.index}"
-
-
-def _batch_columns(batch: SnosBatch | AggregatorBatch) -> dict[str, Any]:
-    """The row of a batch: the queried fields as columns, the whole record as ``doc``."""
-    columns: dict[str, Any] = {
-        "idx": batch.index,
-        "start_block": batch.start_block,
-        "end_block": batch.end_block,
-        "status": batch.status.value,
-        "version": batch.version,
-        "doc": json.dumps(batch.to_json()),
-    }
-    if isinstance(batch, SnosBatch):
-        columns["aggregator_batch_index"] = batch.aggregator_batch_index
-    return columns
-
-
-def _batch_doc(row: Mapping[str, Any]) -> dict[str, Any]:
-    doc: dict[str, Any] = dict(row["doc"]) if isinstance(row["doc"], dict) else json.loads(row["doc"])
-    doc["version"] = int(row["version"])  # the guarded column is the truth
-    return doc
-
 
 async def _refuse_overlap(conn: SqlConnection, batch: SnosBatch | AggregatorBatch) -> None:
     """``AlreadyExists`` when another batch holds a block of ``batch``'s range. The stored ranges are
     disjoint, so only the other batch with the greatest start at or below our end can overlap."""
     row = await conn.fetch_one(
-        f"SELECT idx, start_block, end_block FROM {_batch_table(batch)} WHERE start_block <= ? AND idx != ?"
+        f"SELECT idx, start_block, end_block FROM {batch_table(batch)} WHERE start_block <= ? AND idx != ?"
         " ORDER BY start_block DESC LIMIT 1",
         (batch.end_block, batch.index),
     )
@@ -99,43 +57,17 @@ async def _refuse_overlap(conn: SqlConnection, batch: SnosBatch | AggregatorBatc
         raise overlap_error(batch, int(row["idx"]), int(row["start_block"]), int(row["end_block"]))
 
 
-def overlap_error(batch: SnosBatch | AggregatorBatch, index: int, start_block: int, end_block: int) -> AlreadyExists:
-    """The refusal of ``batch`` because the stored batch ``index`` (of the same kind) holds some of its blocks."""
-    kind = "SNOS" if isinstance(batch, SnosBatch) else "aggregator"
-    return AlreadyExists(
-        f"{_describe_batch(batch)} (blocks {batch.start_block}-{batch.end_block}) overlaps {kind} batch"
-        f" {index} (blocks {start_block}-{end_block}); a block belongs to one batch only"
-    )
-
-
-def _job_params(job: Job, uuid_value: Any) -> list[Any]:
-    return [
-        uuid_value,
-        job.internal_id,
-        job.job_type.value,
-        job.status.value,
-        job.external_id,
-        json.dumps(job.metadata.to_json()),
-        job.version,
-        job.created_at,
-        job.updated_at,
-        job.lease_owner,
-        job.lease_expires_at,
-        job.common.orchestrator_version,
-    ]
-
-
 async def insert_job(db: SqlDatabase, conn: SqlConnection, job: Job) -> bool:
     """Insert ``job``; False when a job with its (job_type, internal_id) exists."""
     changed = await conn.execute(
         f"INSERT INTO jobs ({JOB_COLUMNS}, orchestrator_version) VALUES ({placeholders(12)})"
         " ON CONFLICT (job_type, internal_id) DO NOTHING",
-        _job_params(job, db.dialect.uuid(job.id)),
+        [*{**job_row(job), "id": db.dialect.uuid(job.id)}.values()],
     )
     return changed == 1
 
 
-class SqlStore:
+class SqlStore(StoreBase):
     """Implements ``Database`` (JobStore + BatchStore) and ``LockService`` on an ``SqlDatabase``."""
 
     def __init__(self, db: SqlDatabase) -> None:
@@ -228,10 +160,6 @@ class SqlStore:
             params,
         )
 
-    async def latest_job(self, job_type: JobType, *, statuses: Sequence[JobStatus] = ()) -> Job | None:
-        jobs = await self.list_jobs(job_types=[job_type], statuses=statuses, limit=1, descending=True)
-        return jobs[0] if jobs else None
-
     async def oldest_job(self, job_type: JobType, *, excluding_statuses: Sequence[JobStatus] = ()) -> Job | None:
         clauses = ["job_type = ?"]
         params: list[Any] = [job_type.value]
@@ -259,21 +187,13 @@ class SqlStore:
         )
         return await self._many(sql, [job_type.value, status.value, min_internal_id, successor_type.value])
 
-    async def jobs_for_block(self, block_number: int) -> list[Job]:
-        snos = await self.snos_batch_for_block(block_number)
-        aggregator = await self.aggregator_batch_for_block(block_number)
+    async def _jobs_with_keys(self, keys: JobKeys) -> list[Job]:
         clauses: list[str] = []
         params: list[Any] = []
-        if snos is not None:
-            snos_types = [*SNOS_KEYED] + ([] if aggregator is not None else [JobType.STATE_TRANSITION])
-            clause, values = in_("job_type", [t.value for t in snos_types])
+        for job_types, internal_id in keys:
+            clause, values = in_("job_type", job_types)
             clauses.append(f"({clause} AND internal_id = ?)")
-            params += [*values, snos.index]
-        if aggregator is not None:
-            clauses.append("(job_type IN (?, ?) AND internal_id = ?)")
-            params += [JobType.AGGREGATOR.value, JobType.STATE_TRANSITION.value, aggregator.index]
-        if not clauses:
-            return []
+            params += [*values, internal_id]
         return await self._many(
             f"SELECT {JOB_COLUMNS} FROM jobs WHERE {' OR '.join(clauses)} ORDER BY internal_id, {self._job_order_tie}",
             params,
@@ -310,40 +230,6 @@ class SqlStore:
         return [job_from_row(r) for r in rows]
 
     # -- batches ----------------------------------------------------------------------------------
-
-    async def insert_snos_batch(self, batch: SnosBatch) -> SnosBatch:
-        await self._insert_batch(batch)
-        return batch
-
-    async def update_snos_batch(self, batch: SnosBatch, *, now: float) -> SnosBatch:
-        stored = dataclasses.replace(batch, version=batch.version + 1, updated_at=now)
-        await self._update_batch(batch, stored)
-        return stored
-
-    async def insert_aggregator_batch(self, batch: AggregatorBatch) -> AggregatorBatch:
-        await self._insert_batch(batch)
-        return batch
-
-    async def update_aggregator_batch(self, batch: AggregatorBatch, *, now: float) -> AggregatorBatch:
-        stored = dataclasses.replace(batch, version=batch.version + 1, updated_at=now)
-        await self._update_batch(batch, stored)
-        return stored
-
-    async def get_snos_batch(self, index: int) -> SnosBatch | None:
-        found = await self.list_snos_batches(indexes=[index])
-        return found[0] if found else None
-
-    async def get_aggregator_batch(self, index: int) -> AggregatorBatch | None:
-        found = await self.list_aggregator_batches(indexes=[index])
-        return found[0] if found else None
-
-    async def latest_snos_batch(self) -> SnosBatch | None:
-        found = await self.list_snos_batches(limit=1, descending=True)
-        return found[0] if found else None
-
-    async def latest_aggregator_batch(self) -> AggregatorBatch | None:
-        found = await self.list_aggregator_batches(limit=1, descending=True)
-        return found[0] if found else None
 
     async def list_snos_batches(
         self,
@@ -391,14 +277,6 @@ class SqlStore:
             )
         return 0 if row is None else int(row["n"])
 
-    async def snos_batch_for_block(self, block_number: int) -> SnosBatch | None:
-        doc = await self._batch_doc_for_block(SNOS_BATCHES, block_number)
-        return None if doc is None else SnosBatch.from_json(doc)
-
-    async def aggregator_batch_for_block(self, block_number: int) -> AggregatorBatch | None:
-        doc = await self._batch_doc_for_block(AGGREGATOR_BATCHES, block_number)
-        return None if doc is None else AggregatorBatch.from_json(doc)
-
     async def _batch_doc_for_block(self, table: str, block_number: int) -> dict[str, Any] | None:
         """Ranges are disjoint, so the batch with the greatest start at or below the block is the only
         candidate: one probe of the UNIQUE index on start_block, whatever the number of batches."""
@@ -407,16 +285,12 @@ class SqlStore:
                 f"SELECT doc, version, end_block FROM {table} WHERE start_block <= ? ORDER BY start_block DESC LIMIT 1",
                 (block_number,),
             )
-        return _batch_doc(row) if row is not None and row["end_block"] >= block_number else None
+        return batch_doc(row) if row is not None and row["end_block"] >= block_number else None
 
-    async def _insert_batch(self, batch: SnosBatch | AggregatorBatch) -> None:
-        what = _describe_batch(batch)
-        if batch.version != 0:
-            raise InvalidInput(f"{what}: a new batch must have version 0, got {batch.version}")
-        if batch.start_block > batch.end_block:
-            raise InvalidInput(f"{what}: start block {batch.start_block} is after end block {batch.end_block}")
-        table = _batch_table(batch)
-        columns = _batch_columns(batch)
+    async def _write_new_batch(self, batch: SnosBatch | AggregatorBatch) -> None:
+        what = describe_batch(batch)
+        table = batch_table(batch)
+        columns = batch_columns(batch)
         try:
             async with self.db.atomic() as conn:
                 if await conn.fetch_one(f"SELECT 1 AS one FROM {table} WHERE idx = ?", (batch.index,)) is not None:
@@ -429,14 +303,12 @@ class SqlStore:
         except self._dialect.integrity_errors as exc:  # another writer got there between check and insert
             raise AlreadyExists(f"{what} (blocks {batch.start_block}-{batch.end_block}): {exc}") from exc
 
-    async def _update_batch(self, read: SnosBatch | AggregatorBatch, stored: SnosBatch | AggregatorBatch) -> None:
-        """Write ``stored`` over the row if it is still at ``read.version``: the row is checked and written
-        in one transaction, so another writer (another process included) cannot come in between."""
-        what = _describe_batch(read)
-        if stored.start_block > stored.end_block:
-            raise InvalidInput(f"{what}: start block {stored.start_block} is after end block {stored.end_block}")
-        table = _batch_table(read)
-        columns = _batch_columns(stored)
+    async def _write_batch(self, read: SnosBatch | AggregatorBatch, stored: SnosBatch | AggregatorBatch) -> None:
+        """The row is checked and written in one transaction, so another writer (another process included)
+        cannot come in between."""
+        what = describe_batch(read)
+        table = batch_table(read)
+        columns = batch_columns(stored)
         del columns["idx"], columns["version"]
         assignments = ", ".join(f"{name} = ?" for name in columns)
         try:
@@ -465,7 +337,7 @@ class SqlStore:
         sql = f"SELECT doc, version FROM {table}{where(clauses)} ORDER BY idx {'DESC' if descending else 'ASC'}"
         async with self.db.use() as conn:
             rows = await conn.fetch_all(sql + _limit(limit), params)
-        return [_batch_doc(r) for r in rows]
+        return [batch_doc(r) for r in rows]
 
     # -- locks ------------------------------------------------------------------------------------
 

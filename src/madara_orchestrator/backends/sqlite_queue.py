@@ -28,22 +28,24 @@ class SqliteQueue(SqlQueue):
         super().__init__(db, configs, dead_letter_names=dead_letter_names, clock=clock)
         self._sqlite = db
         self._poll_interval_s = poll_interval_s
-        self._waiters = 0
+        self._waiting = 0
         self._watcher: asyncio.Task[None] | None = None
 
     @asynccontextmanager
-    async def _waiting(self) -> AsyncIterator[None]:
-        self._waiters += 1
-        if self._watcher is None or self._watcher.done():
-            self._watcher = asyncio.get_running_loop().create_task(self._watch_commits(), name="sqlite-queue-watch")
+    async def _wait_scope(self) -> AsyncIterator[None]:
+        self._waiting += 1
         try:
+            if self._watcher is None or self._watcher.done():
+                seen = await self._sqlite.data_version()  # before the first look: no commit after it is missed
+                self._watcher = asyncio.get_running_loop().create_task(
+                    self._watch_commits(seen), name="sqlite-queue-watch"
+                )
             yield
         finally:
-            self._waiters -= 1
+            self._waiting -= 1
 
-    async def _watch_commits(self) -> None:
-        seen = await self._sqlite.data_version()
-        while self._waiters > 0:
+    async def _watch_commits(self, seen: int) -> None:
+        while self._waiting > 0:
             await asyncio.sleep(self._poll_interval_s)
             try:
                 version = await self._sqlite.data_version()
