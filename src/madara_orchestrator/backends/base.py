@@ -8,19 +8,20 @@ import contextlib
 import dataclasses
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
 
 from madara_orchestrator.domain.batches import (
     AggregatorBatch,
-    AggregatorBatchStatus,
     SnosBatch,
-    SnosBatchStatus,
 )
 from madara_orchestrator.domain.errors import AlreadyExists, InvalidInput
 from madara_orchestrator.domain.jobs import Job, JobMetadata, JobStatus, JobType
 from madara_orchestrator.domain.queues import QueueConfig
 from madara_orchestrator.interfaces import QueueMessage
+
+K = TypeVar("K")
+B = TypeVar("B", SnosBatch, AggregatorBatch)
 
 # Jobs keyed by a SNOS batch index; the others (Aggregator, and StateTransition on L2) by an
 # aggregator batch index. Used to find the jobs of a block (fixes SPEC §22 quirk 18).
@@ -113,37 +114,10 @@ class StoreBase:
     """The ``Database`` methods that follow from a store's primitives (``list_jobs``, ``list_*_batches``,
     ``_jobs_with_keys``, ``_batch_doc_for_block``, ``_write_new_batch``, ``_write_batch``)."""
 
-    async def list_jobs(
-        self,
-        *,
-        statuses: Sequence[JobStatus] = (),
-        job_types: Sequence[JobType] = (),
-        min_internal_id: int | None = None,
-        limit: int | None = None,
-        descending: bool = False,
-    ) -> list[Job]:
-        raise NotImplementedError
-
-    async def list_snos_batches(
-        self,
-        *,
-        indexes: Sequence[int] = (),
-        statuses: Sequence[SnosBatchStatus] = (),
-        aggregator_index: int | None = None,
-        limit: int | None = None,
-        descending: bool = False,
-    ) -> list[SnosBatch]:
-        raise NotImplementedError
-
-    async def list_aggregator_batches(
-        self,
-        *,
-        indexes: Sequence[int] = (),
-        statuses: Sequence[AggregatorBatchStatus] = (),
-        limit: int | None = None,
-        descending: bool = False,
-    ) -> list[AggregatorBatch]:
-        raise NotImplementedError
+    # The primitives each store implements, with the signatures ``interfaces.JobStore`` and ``BatchStore`` give.
+    list_jobs: Callable[..., Awaitable[list[Job]]]
+    list_snos_batches: Callable[..., Awaitable[list[SnosBatch]]]
+    list_aggregator_batches: Callable[..., Awaitable[list[AggregatorBatch]]]
 
     async def _jobs_with_keys(self, keys: JobKeys) -> list[Job]:
         """The jobs matching any of ``keys``, by internal id then job type."""
@@ -177,22 +151,16 @@ class StoreBase:
         return await self._jobs_with_keys(keys) if keys else []
 
     async def insert_snos_batch(self, batch: SnosBatch) -> SnosBatch:
-        await self._insert_batch(batch)
-        return batch
+        return await self._insert_batch(batch)
 
     async def update_snos_batch(self, batch: SnosBatch, *, now: float) -> SnosBatch:
-        stored = dataclasses.replace(batch, version=batch.version + 1, updated_at=now)
-        await self._update_batch(batch, stored)
-        return stored
+        return await self._update_batch(batch, now)
 
     async def insert_aggregator_batch(self, batch: AggregatorBatch) -> AggregatorBatch:
-        await self._insert_batch(batch)
-        return batch
+        return await self._insert_batch(batch)
 
     async def update_aggregator_batch(self, batch: AggregatorBatch, *, now: float) -> AggregatorBatch:
-        stored = dataclasses.replace(batch, version=batch.version + 1, updated_at=now)
-        await self._update_batch(batch, stored)
-        return stored
+        return await self._update_batch(batch, now)
 
     async def get_snos_batch(self, index: int) -> SnosBatch | None:
         found = await self.list_snos_batches(indexes=[index])
@@ -218,20 +186,48 @@ class StoreBase:
         doc = await self._batch_doc_for_block(AGGREGATOR_BATCHES, block_number)
         return None if doc is None else AggregatorBatch.from_json(doc)
 
-    async def _insert_batch(self, batch: SnosBatch | AggregatorBatch) -> None:
+    async def _insert_batch(self, batch: B) -> B:
         what = describe_batch(batch)
         if batch.version != 0:
             raise InvalidInput(f"{what}: a new batch must have version 0, got {batch.version}")
         if batch.start_block > batch.end_block:
             raise InvalidInput(f"{what}: start block {batch.start_block} is after end block {batch.end_block}")
         await self._write_new_batch(batch)
+        return batch
 
-    async def _update_batch(self, read: SnosBatch | AggregatorBatch, stored: SnosBatch | AggregatorBatch) -> None:
+    async def _update_batch(self, read: B, now: float) -> B:
+        """``read`` written back at the next version, if the stored batch is still at ``read.version``."""
+        stored = dataclasses.replace(read, version=read.version + 1, updated_at=now)
         if stored.start_block > stored.end_block:
             raise InvalidInput(
                 f"{describe_batch(read)}: start block {stored.start_block} is after end block {stored.end_block}"
             )
         await self._write_batch(read, stored)
+        return stored
+
+
+class WakeEvents(Generic[K]):
+    """One ``asyncio.Event`` per key, set (and forgotten) by the next ``fire`` of that key: a waiter takes
+    it before looking for work, so that what is fired between its look and its wait still wakes it."""
+
+    def __init__(self) -> None:
+        self._events: dict[K, asyncio.Event] = {}
+
+    def event(self, key: K) -> asyncio.Event:
+        event = self._events.get(key)
+        if event is None:
+            event = self._events[key] = asyncio.Event()
+        return event
+
+    def fire(self, key: K) -> None:
+        event = self._events.pop(key, None)
+        if event is not None:
+            event.set()
+
+    def fire_all(self) -> None:
+        events, self._events = self._events, {}
+        for event in events.values():
+            event.set()
 
 
 CONTENDED_PAUSE_S = 0.02

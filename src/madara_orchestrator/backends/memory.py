@@ -19,6 +19,7 @@ from madara_orchestrator.backends.base import (
     JobKeys,
     QueueBase,
     StoreBase,
+    WakeEvents,
     batch_columns,
     batch_doc,
     batch_table,
@@ -333,15 +334,10 @@ class MemoryQueue(QueueBase):
         self._messages: dict[str, Row] = {}
         """By message id, in the order sent (a sequence number breaks ties on visibility)."""
         self._seq = 0
-        self._events: dict[str, asyncio.Event] = {}
-
-    def _notify(self, queue: str) -> None:
-        event = self._events.pop(queue, None)
-        if event is not None:
-            event.set()
+        self._wakeups: WakeEvents[str] = WakeEvents()
 
     async def _wake_event(self, queue: str) -> asyncio.Event:
-        return self._events.setdefault(queue, asyncio.Event())
+        return self._wakeups.event(queue)
 
     def _of(self, queue: str) -> list[Row]:
         return [m for m in self._messages.values() if m["queue"] == queue]
@@ -362,7 +358,7 @@ class MemoryQueue(QueueBase):
             "receive_count": 0,
             "receipt": None,
         }
-        self._notify(queue)
+        self._wakeups.fire(queue)
         return message_id
 
     async def _try_receive(self, queue: str, config: QueueConfig) -> tuple[QueueMessage | None, float | None]:
@@ -380,7 +376,7 @@ class MemoryQueue(QueueBase):
             message = min(visible, key=lambda m: (m["visible_at"], m["seq"]))
             if dead_letter is not None and message["receive_count"] >= config.max_receive_count:
                 message.update(queue=dead_letter, visible_at=now, receive_count=0, receipt=None)
-                self._notify(dead_letter)
+                self._wakeups.fire(dead_letter)
                 continue
             message.update(
                 visible_at=now + config.visibility_timeout_s,
@@ -409,7 +405,7 @@ class MemoryQueue(QueueBase):
         stored = self._delivered(message)
         if stored is not None:
             stored.update(visible_at=self._clock() + max(0.0, delay_s), receipt=None)
-            self._notify(message.queue)
+            self._wakeups.fire(message.queue)
 
     async def extend(self, message: QueueMessage, *, visibility_s: float) -> None:
         stored = self._delivered(message)

@@ -29,6 +29,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from madara_orchestrator.backends.base import WakeEvents
 from madara_orchestrator.backends.sql import Dialect, Params, Row, SqlConnection
 from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput
 
@@ -495,7 +496,7 @@ class Notifications:
         self._db = db
         self._reconnect_max_s = reconnect_max_s
         self._channels: set[str] = set()
-        self._events: dict[tuple[str, str], asyncio.Event] = {}
+        self._events: WakeEvents[tuple[str, str]] = WakeEvents()
         self._conn: Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -504,21 +505,7 @@ class Notifications:
         if self._task is None or self._task.done() or channel not in self._channels:
             async with self._lock:
                 await self._listen(channel)
-        key = (channel, payload)
-        event = self._events.get(key)
-        if event is None:
-            event = self._events[key] = asyncio.Event()
-        return event
-
-    def _fire(self, key: tuple[str, str]) -> None:
-        event = self._events.pop(key, None)
-        if event is not None:
-            event.set()
-
-    def _fire_all(self) -> None:
-        events, self._events = self._events, {}
-        for event in events.values():
-            event.set()
+        return self._events.event((channel, payload))
 
     async def _listen(self, channel: str) -> None:
         if self._conn is None:
@@ -538,18 +525,18 @@ class Notifications:
                     async with self._lock:
                         if self._conn is None:
                             await self._connect()
-                    self._fire_all()  # what was sent while no one listened
+                    self._events.fire_all()  # what was sent while no one listened
                     pause = 0.5
                 conn = self._conn
                 assert conn is not None
                 async for notify in conn.notifies():
-                    self._fire((notify.channel, notify.payload))
+                    self._events.fire((notify.channel, notify.payload))
             except (psycopg.Error, BackendUnavailable, InvalidInput) as exc:
                 log.warning(
                     "PostgreSQL %s: the LISTEN connection is lost (%s); reconnecting", self._db.display_url, exc
                 )
                 await self._drop()
-                self._fire_all()
+                self._events.fire_all()
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, self._reconnect_max_s)
 
@@ -577,7 +564,7 @@ class Notifications:
                 await task
         await self._drop()
         self._channels.clear()
-        self._fire_all()
+        self._events.fire_all()
 
 
 def _listen(channel: str) -> sql.Composed:

@@ -5,23 +5,10 @@ longer than ``max_idle_s`` (a notification lost with its connection is then noti
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-
-from madara_orchestrator.backends.postgres_db import PostgresDatabase
 from madara_orchestrator.backends.sql_queue import SqlQueue, insert_message
-from madara_orchestrator.domain.queues import QueueConfig
 
 __all__ = ["PostgresQueue", "insert_message"]
 
 
 class PostgresQueue(SqlQueue):
-    def __init__(
-        self,
-        db: PostgresDatabase,
-        configs: Mapping[str, QueueConfig],
-        *,
-        dead_letter_names: Mapping[str, str] | None = None,
-        clock: Callable[[], float] | None = None,
-        max_idle_s: float = 5.0,
-    ) -> None:
-        super().__init__(db, configs, dead_letter_names=dead_letter_names, clock=clock, max_idle_s=max_idle_s)
+    """``SqlQueue`` on a ``PostgresDatabase``: its ``clock`` defaults to the database server's."""

@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from madara_orchestrator.backends.base import WakeEvents
 from madara_orchestrator.backends.sql import Dialect, Params, Row, SqlConnection
 from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput
 
@@ -177,7 +178,9 @@ class SqliteDatabase:
         self.write_transactions = 0
         """Write transactions this process began (an idle orchestrator begins none)."""
         self.clock: Callable[[], float] = time.time
-        self._events: dict[str, asyncio.Event] = {}
+        self.wakeups: WakeEvents[str] = WakeEvents()
+        """Receivers of this process waiting on a queue (``notify``; ``SqliteQueue`` fires them all on a commit
+        of another process)."""
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -309,23 +312,10 @@ class SqliteDatabase:
     async def notify(self, conn: SqlConnection, queue: str) -> None:
         """Receivers of this process wake (they wait on this database's lock, so they look after the commit);
         other processes' receivers see the commit move ``data_version`` (``SqliteQueue``)."""
-        self._fire(queue)
+        self.wakeups.fire(queue)
 
     async def wake_event(self, queue: str) -> asyncio.Event:
-        event = self._events.get(queue)
-        if event is None:
-            event = self._events[queue] = asyncio.Event()
-        return event
-
-    def _fire(self, queue: str) -> None:
-        event = self._events.pop(queue, None)
-        if event is not None:
-            event.set()
-
-    def fire_all(self) -> None:
-        events, self._events = self._events, {}
-        for event in events.values():
-            event.set()
+        return self.wakeups.event(queue)
 
     async def data_version(self) -> int:
         """A number that moves when another connection (another process) commits to the file."""

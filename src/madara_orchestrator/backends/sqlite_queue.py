@@ -53,4 +53,4 @@ class SqliteQueue(SqlQueue):
                 version = -1  # wake everyone: they will meet the error themselves
             if version != seen:
                 seen = version
-                self._sqlite.fire_all()
+                self._sqlite.wakeups.fire_all()
