@@ -301,8 +301,8 @@ class SqliteDatabase:
     async def atomic(self) -> AsyncIterator[SqlConnection]:
         async with self._holder():
             self.write_transactions += 1
-            await self._call(lambda conn: conn.execute("BEGIN IMMEDIATE"))
-            try:
+            try:  # BEGIN too: cancelled while it waits on another process, it may still begin
+                await self._call(lambda conn: conn.execute("BEGIN IMMEDIATE"))
                 yield _Connection(self, count_writes=False)
                 await self._call(lambda conn: conn.execute("COMMIT"))
             except BaseException:
