@@ -1,4 +1,5 @@
-"""Builders for engine tests: a real SQLite file, the SQLite queue, and scriptable job handlers."""
+"""Builders for engine tests: the in-memory store and queue (a real SQLite file on request), and scriptable
+job handlers."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from madara_orchestrator.backends.alerts import RecordingAlerts
+from madara_orchestrator.backends.memory import MemoryQueue, MemoryStore
 from madara_orchestrator.backends.sqlite import SqliteStore
 from madara_orchestrator.backends.sqlite_db import SqliteDatabase
 from madara_orchestrator.backends.sqlite_queue import SqliteQueue
@@ -75,9 +77,10 @@ def proving_meta(block: int) -> ProvingMetadata:
 
 @dataclass
 class Harness:
-    db: SqliteDatabase
-    store: SqliteStore
-    queue: SqliteQueue
+    db: SqliteDatabase | None
+    """The SQLite file, when the harness was asked for one (``sqlite=True``)."""
+    store: SqliteStore | MemoryStore
+    queue: SqliteQueue | MemoryQueue
     service: JobService
     alerts: RecordingAlerts
     clock: FakeClock
@@ -85,7 +88,8 @@ class Harness:
     handler: ScriptedHandler
 
     async def close(self) -> None:
-        await self.db.close()
+        if self.db is not None:
+            await self.db.close()
 
 
 async def make_harness(
@@ -94,7 +98,10 @@ async def make_harness(
     handler: ScriptedHandler | None = None,
     policy: JobPolicy | None = None,
     clock: FakeClock | None = None,
+    sqlite: bool = False,
 ) -> Harness:
+    """``path``: the SQLite file, used when ``sqlite`` (for a test about SQLite itself); else the store and
+    queue are in memory."""
     clock = clock or FakeClock()
     handler = handler or ScriptedHandler()
     policies = dict(DEFAULT_POLICIES)
@@ -103,11 +110,18 @@ async def make_harness(
     )
     config = RuntimeConfig(policies=policies)
     names = config.queue_names
-    db = SqliteDatabase(path)
-    await db.open()
-    store = SqliteStore(db)
     by_name, dead_letters = config.physical_queue_configs()
-    queue = SqliteQueue(db, by_name, dead_letter_names=dead_letters, clock=clock, poll_interval_s=0.01)
+    db: SqliteDatabase | None = None
+    store: SqliteStore | MemoryStore
+    queue: SqliteQueue | MemoryQueue
+    if sqlite:
+        db = SqliteDatabase(path)
+        await db.open()
+        store = SqliteStore(db)
+        queue = SqliteQueue(db, by_name, dead_letter_names=dead_letters, clock=clock, poll_interval_s=0.01)
+    else:
+        store = MemoryStore()
+        queue = MemoryQueue(by_name, dead_letter_names=dead_letters, clock=clock)
     alerts = RecordingAlerts()
     service = JobService(
         db=store,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from madara_orchestrator.backends.memory import MemoryStore
 from madara_orchestrator.backends.postgres import PostgresStore
 from madara_orchestrator.backends.postgres_db import PostgresDatabase
 from madara_orchestrator.backends.sqlite import SqliteStore
@@ -22,8 +23,12 @@ from madara_orchestrator.interfaces import LockService
 Stores = tuple[LockService, LockService]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "memory"])
 async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stores]:
+    if request.param == "memory":  # one process: both handles are the one store
+        memory = MemoryStore()
+        yield memory, memory
+        return
     opened: list[SqliteStore | PostgresStore] = []
     for _ in range(2):
         if request.param == "postgres":

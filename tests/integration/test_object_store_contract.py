@@ -1,6 +1,6 @@
 """Contract tests of the object store: put, get, exists, delete, list by prefix, a missing key.
 
-Run over the filesystem store and S3 (on moto, one fresh bucket per test)."""
+Run over the filesystem store, S3 (on moto, one fresh bucket per test) and the in-memory store."""
 
 from __future__ import annotations
 
@@ -13,12 +13,16 @@ import pytest
 from madara_orchestrator.backends.aws_client import Aws
 from madara_orchestrator.backends.aws_s3 import S3ObjectStore
 from madara_orchestrator.backends.filesystem import FilesystemObjectStore
+from madara_orchestrator.backends.memory import MemoryObjectStore
 from madara_orchestrator.domain.errors import NotFound
 from madara_orchestrator.interfaces import ObjectStore
 
 
-@pytest.fixture(params=["filesystem", "s3"])
+@pytest.fixture(params=["filesystem", "s3", "memory"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ObjectStore]:
+    if request.param == "memory":
+        yield MemoryObjectStore()
+        return
     if request.param == "filesystem":
         yield FilesystemObjectStore(tmp_path / "objects")
         return

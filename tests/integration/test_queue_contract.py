@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from madara_orchestrator import ORCHESTRATOR_VERSION
+from madara_orchestrator.backends.memory import MemoryQueue
 from madara_orchestrator.backends.postgres_db import PostgresDatabase
 from madara_orchestrator.backends.postgres_queue import PostgresQueue
 from madara_orchestrator.backends.sqlite_db import SqliteDatabase
@@ -29,7 +30,7 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["sqlite", "postgres", "sqs"])
+@pytest.fixture(params=["sqlite", "postgres", "sqs", "memory"])
 async def queue(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> AsyncIterator[QueueClient]:
     configs = {
         WORK: QueueConfig(
@@ -49,6 +50,9 @@ async def queue(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
     if request.param == "sqs":  # moto, in real time: the tests that drive the fake clock skip
         async with sqs_contract_queue(request, configs, {WORK: DLQ}) as sqs:
             yield sqs
+        return
+    if request.param == "memory":
+        yield MemoryQueue(configs, dead_letter_names={WORK: DLQ}, clock=clock)
         return
     if request.param == "postgres":  # the fake clock stands for the database's (the default)
         pg = PostgresDatabase(request.getfixturevalue("postgres_url"))

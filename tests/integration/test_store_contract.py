@@ -1,4 +1,5 @@
-"""Contract tests every job and batch store must pass (SQLite, PostgreSQL; a new backend joins the parameter list)."""
+"""Contract tests every job and batch store must pass (SQLite, PostgreSQL, memory; a new backend joins the
+parameter list)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from madara_orchestrator.backends.memory import MemoryStore
 from madara_orchestrator.backends.postgres import PostgresStore
 from madara_orchestrator.backends.postgres_db import PostgresDatabase
 from madara_orchestrator.backends.sqlite import SqliteStore
@@ -32,10 +34,12 @@ from madara_orchestrator.domain.jobs import Job, JobStatus, JobType, ProvingMeta
 from madara_orchestrator.interfaces import Database
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "memory"])
 async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    store: SqliteStore | PostgresStore
-    if request.param == "postgres":
+    store: SqliteStore | PostgresStore | MemoryStore
+    if request.param == "memory":
+        store = MemoryStore()
+    elif request.param == "postgres":
         pg = PostgresDatabase(request.getfixturevalue("postgres_url"))
         await pg.open()
         store = PostgresStore(pg)

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from madara_orchestrator.backends.postgres_db import PostgresDatabase
+from madara_orchestrator.backends.tx_store import PostgresTxStore, SqliteTxStore
 from madara_orchestrator.domain.errors import NotFound
-from madara_orchestrator.settlement.tx_store import AttemptRecord, AttemptStatus, KeyStatus, SqliteTxStore
-from madara_orchestrator.settlement.tx_store_pg import PostgresTxStore
+from madara_orchestrator.domain.settlement_tx import AttemptRecord, AttemptStatus, KeyStatus
 
 SENDER = "0xAbC0000000000000000000000000000000000001"
 

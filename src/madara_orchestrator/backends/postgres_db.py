@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import psycopg
 from psycopg import AsyncConnection, sql
@@ -27,6 +29,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from madara_orchestrator.backends.base import WakeEvents
+from madara_orchestrator.backends.sql import Dialect, Params, Row, SqlConnection
 from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput
 
 log = logging.getLogger(__name__)
@@ -146,6 +150,50 @@ SERVER_EPOCH_SQL = "SELECT extract(epoch FROM clock_timestamp())::double precisi
 SQL_NOW = "extract(epoch FROM clock_timestamp())"
 """The same, as an expression to put in a statement."""
 
+CHANNEL = "orchestrator_queue"
+"""The NOTIFY channel of the queue; the payload is the name of the queue that has a new or returned message."""
+
+
+def _now() -> tuple[str, list[Any]]:
+    return SQL_NOW, []
+
+
+POSTGRES = Dialect(
+    name="postgres",
+    for_update=" FOR UPDATE",
+    skip_locked=" FOR UPDATE SKIP LOCKED",
+    text_order=' COLLATE "C"',
+    nulls_first=" NULLS FIRST",
+    integrity_errors=(psycopg.IntegrityError,),
+    uuid=lambda value: value,
+    big_int=lambda value: value,
+    now=_now,
+    sender_lock="SELECT pg_advisory_xact_lock(?, hashtext(?))",
+)
+
+
+@functools.lru_cache(maxsize=512)
+def _placeholders(statement: str) -> str:
+    return statement.replace("%", "%%").replace("?", "%s")
+
+
+class _Statements:
+    """``SqlConnection`` on a pooled psycopg connection."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
+        return await (await self._conn.execute(_placeholders(sql), list(params))).fetchone()
+
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
+        rows: list[Row] = list(await (await self._conn.execute(_placeholders(sql), list(params))).fetchall())
+        return rows
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        return (await self._conn.execute(_placeholders(sql), list(params))).rowcount
+
+
 _URL_PASSWORD = re.compile(r"(://[^:/?#@]*:)[^/?#]*@")  # to the last @ of the authority: "p@ss" is hidden whole
 _QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*")
 
@@ -199,6 +247,8 @@ class PostgresDatabase:
     connects once on its own, so that a wrong URL or an unreachable server is told in one line, then migrates
     and fills the pool. ``close()`` closes the pool and the LISTEN connection.
     """
+
+    dialect = POSTGRES
 
     def __init__(
         self,
@@ -307,6 +357,25 @@ class PostgresDatabase:
         """A pooled connection inside one transaction: committed when the block ends, rolled back if it raises."""
         async with self.connection() as conn, conn.transaction():
             yield conn
+
+    @asynccontextmanager
+    async def use(self) -> AsyncIterator[SqlConnection]:
+        """``SqlDatabase``: a pooled connection, each statement committed on its own."""
+        async with self.connection() as conn:
+            yield _Statements(conn)
+
+    @asynccontextmanager
+    async def atomic(self) -> AsyncIterator[SqlConnection]:
+        """``SqlDatabase``: a pooled connection inside one transaction."""
+        async with self.transaction() as conn:
+            yield _Statements(conn)
+
+    async def notify(self, conn: SqlConnection, queue: str) -> None:
+        """NOTIFY the queue's receivers in every process (delivered when ``conn``'s transaction commits)."""
+        await conn.execute("SELECT pg_notify(?, ?)", (CHANNEL, queue))
+
+    async def wake_event(self, queue: str) -> asyncio.Event:
+        return await self.notifications.event(CHANNEL, queue)
 
     async def ping(self) -> None:
         async with self.connection() as conn:
@@ -427,7 +496,7 @@ class Notifications:
         self._db = db
         self._reconnect_max_s = reconnect_max_s
         self._channels: set[str] = set()
-        self._events: dict[tuple[str, str], asyncio.Event] = {}
+        self._events: WakeEvents[tuple[str, str]] = WakeEvents()
         self._conn: Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -436,21 +505,7 @@ class Notifications:
         if self._task is None or self._task.done() or channel not in self._channels:
             async with self._lock:
                 await self._listen(channel)
-        key = (channel, payload)
-        event = self._events.get(key)
-        if event is None:
-            event = self._events[key] = asyncio.Event()
-        return event
-
-    def _fire(self, key: tuple[str, str]) -> None:
-        event = self._events.pop(key, None)
-        if event is not None:
-            event.set()
-
-    def _fire_all(self) -> None:
-        events, self._events = self._events, {}
-        for event in events.values():
-            event.set()
+        return self._events.event((channel, payload))
 
     async def _listen(self, channel: str) -> None:
         if self._conn is None:
@@ -470,18 +525,18 @@ class Notifications:
                     async with self._lock:
                         if self._conn is None:
                             await self._connect()
-                    self._fire_all()  # what was sent while no one listened
+                    self._events.fire_all()  # what was sent while no one listened
                     pause = 0.5
                 conn = self._conn
                 assert conn is not None
                 async for notify in conn.notifies():
-                    self._fire((notify.channel, notify.payload))
+                    self._events.fire((notify.channel, notify.payload))
             except (psycopg.Error, BackendUnavailable, InvalidInput) as exc:
                 log.warning(
                     "PostgreSQL %s: the LISTEN connection is lost (%s); reconnecting", self._db.display_url, exc
                 )
                 await self._drop()
-                self._fire_all()
+                self._events.fire_all()
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, self._reconnect_max_s)
 
@@ -509,7 +564,7 @@ class Notifications:
                 await task
         await self._drop()
         self._channels.clear()
-        self._fire_all()
+        self._events.fire_all()
 
 
 def _listen(channel: str) -> sql.Composed:

@@ -23,6 +23,7 @@ from madara_orchestrator.backends.filesystem import FilesystemObjectStore
 from madara_orchestrator.backends.sqlite import SqliteStore
 from madara_orchestrator.backends.sqlite_db import SqliteDatabase
 from madara_orchestrator.backends.sqlite_queue import SqliteQueue
+from madara_orchestrator.backends.tx_store import SqliteTxStore
 from madara_orchestrator.cli.settings import Settings
 from madara_orchestrator.engine.runtime import RuntimeConfig
 from madara_orchestrator.engine.service import SystemClock
@@ -37,7 +38,6 @@ from madara_orchestrator.interfaces import (
     QueueClient,
     TxStore,
 )
-from madara_orchestrator.settlement.tx_store import SqliteTxStore
 
 Closer = Callable[[], Awaitable[None]]
 
@@ -99,7 +99,7 @@ async def _open(settings: Settings, config: RuntimeConfig, opened: list[Closer])
         from madara_orchestrator.backends.postgres import PostgresStore
         from madara_orchestrator.backends.postgres_db import PostgresDatabase
         from madara_orchestrator.backends.postgres_queue import PostgresQueue
-        from madara_orchestrator.settlement.tx_store_pg import PostgresTxStore
+        from madara_orchestrator.backends.tx_store import PostgresTxStore
 
         database = PostgresDatabase(settings.postgres_url)
         await database.open()

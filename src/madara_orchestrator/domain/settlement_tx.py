@@ -3,6 +3,7 @@ signed attempt, and the totals of a summary line."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -76,3 +77,23 @@ class TxTotals:
     pending: int
     attempts: int
     fee_paid_wei: int
+
+
+def attempts_summary(attempts: Sequence[AttemptRecord]) -> str:
+    """One line per attempt, like the original's error message ("1. 1.10x attempted, nonce=N, ...")."""
+    lines = []
+    for a in attempts:
+        what = {
+            AttemptStatus.FINALIZED: "finalized",
+            AttemptStatus.TIMED_OUT: "timed out",
+            AttemptStatus.REPLACED: "replaced",
+            AttemptStatus.REJECTED_UNDERPRICED: "rejected as underpriced",
+            AttemptStatus.SUBMISSION_FAILED: "submission failed",
+            AttemptStatus.REVERTED: "reverted",
+            AttemptStatus.SENT: "pending",
+            AttemptStatus.SIGNED: "signed, not known to be sent",
+        }[a.status]
+        tx = f"tx hash {a.tx_hash}" if a.tx_hash else "no hash"
+        err = f" ({a.error})" if a.error else ""
+        lines.append(f"{a.attempt_no}. {a.gas_multiplier:.2f}x attempted, nonce={a.nonce}, {tx}, {what}{err}.")
+    return " ".join(lines)

@@ -31,11 +31,16 @@ from typing import Any, Generic, Literal, NoReturn, Protocol, TypeVar
 import httpx
 
 from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput
-from madara_orchestrator.domain.settlement_tx import AttemptRecord, AttemptStatus, KeyStatus, TxKeyRecord
+from madara_orchestrator.domain.settlement_tx import (
+    AttemptRecord,
+    AttemptStatus,
+    KeyStatus,
+    TxKeyRecord,
+    attempts_summary,
+)
 from madara_orchestrator.interfaces import SettlementAttempt, SettlementResult, TxStore
 from madara_orchestrator.settlement.blob_tx import Fees
 from madara_orchestrator.settlement.errors import FeeBumpsExhausted, FeeCapExceeded, SettlementTxError, TxReverted
-from madara_orchestrator.settlement.tx_store import attempts_summary
 
 log = logging.getLogger(__name__)
 

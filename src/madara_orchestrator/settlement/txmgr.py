@@ -25,7 +25,10 @@ from typing import Any, Literal
 from eth_keys.datatypes import PrivateKey
 
 from madara_orchestrator.domain.errors import InvalidInput
-from madara_orchestrator.domain.settlement_tx import AttemptRecord
+from madara_orchestrator.domain.settlement_tx import (
+    AttemptRecord,
+    attempts_summary,
+)
 from madara_orchestrator.interfaces import EthBackend, TxStore
 from madara_orchestrator.settlement.blob_tx import (
     GAS_PER_BLOB,
@@ -48,7 +51,6 @@ from madara_orchestrator.settlement.durable import (
 )
 from madara_orchestrator.settlement.errors import FeeCapExceeded, SettlementTxError
 from madara_orchestrator.settlement.eth_rpc import EthRpcError
-from madara_orchestrator.settlement.tx_store import attempts_summary
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from typing import Any
 from eth_abi import decode as abi_decode
 from eth_hash.auto import keccak
 
+from madara_orchestrator.backends.tx_store import SqliteTxStore
 from madara_orchestrator.settlement.eth_rpc import EthRpc, EthRpcError
 from madara_orchestrator.settlement.ethereum import EthereumSettlementClient, EthereumSettlementConfig
-from madara_orchestrator.settlement.tx_store import SqliteTxStore
 from madara_orchestrator.settlement.txmgr import FeePolicy, TxManager
 
 LOG_STATE_UPDATE_TOPIC = "0x" + keccak(b"LogStateUpdate(uint256,int256,uint256)").hex()

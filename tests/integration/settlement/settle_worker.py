@@ -17,9 +17,9 @@ import signal
 import sys
 from pathlib import Path
 
+from madara_orchestrator.backends.tx_store import SqliteTxStore
 from madara_orchestrator.settlement.eth_rpc import EthRpc
 from madara_orchestrator.settlement.ethereum import EthereumSettlementClient, EthereumSettlementConfig
-from madara_orchestrator.settlement.tx_store import SqliteTxStore
 from madara_orchestrator.settlement.txmgr import FeePolicy, TxManager
 
 

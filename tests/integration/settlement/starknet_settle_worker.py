@@ -17,9 +17,9 @@ import signal
 import sys
 from pathlib import Path
 
+from madara_orchestrator.backends.tx_store import SqliteTxStore
 from madara_orchestrator.settlement.durable import CRASH_POINTS
 from madara_orchestrator.settlement.starknet import StarknetSettlementClient, StarknetSettlementConfig
-from madara_orchestrator.settlement.tx_store import SqliteTxStore
 
 
 def main() -> int:

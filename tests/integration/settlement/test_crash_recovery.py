@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from madara_orchestrator.backends.tx_store import SqliteTxStore
 from madara_orchestrator.devnet.anvil import Anvil, AnvilConfig
-from madara_orchestrator.settlement.tx_store import AttemptStatus, KeyStatus, SqliteTxStore
+from madara_orchestrator.domain.settlement_tx import AttemptStatus, KeyStatus
 from tests.conftest import REPO_ROOT
 from tests.integration.settlement.conftest import OPERATOR_KEY, Batch, Devnet, deploy, make_batch
 from tests.integration.settlement.helpers import make_client, operator_transactions, state_updates

@@ -13,10 +13,10 @@ import pytest
 from eth_keys.datatypes import PrivateKey
 
 from madara_orchestrator.devnet.anvil import Anvil, AnvilConfig
+from madara_orchestrator.domain.settlement_tx import AttemptRecord, AttemptStatus
 from madara_orchestrator.settlement.blob_tx import Fees, SidecarForm, build_sidecar, sign_blob_tx
 from madara_orchestrator.settlement.errors import FeeCapExceeded
 from madara_orchestrator.settlement.ethereum import EthereumSettlementClient
-from madara_orchestrator.settlement.tx_store import AttemptRecord, AttemptStatus
 from madara_orchestrator.settlement.txmgr import FeePolicy
 from tests.integration.settlement.conftest import (
     OPERATOR_KEY,

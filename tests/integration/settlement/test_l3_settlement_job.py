@@ -15,6 +15,7 @@ from madara_orchestrator.backends.filesystem import FilesystemObjectStore
 from madara_orchestrator.backends.sqlite import SqliteStore
 from madara_orchestrator.backends.sqlite_db import SqliteDatabase
 from madara_orchestrator.backends.sqlite_queue import SqliteQueue
+from madara_orchestrator.backends.tx_store import SqliteTxStore
 from madara_orchestrator.devnet.starknet_l2 import CORE_CONTRACT_ADDRESS, OPERATOR_ACCOUNT, StarknetL2Double
 from madara_orchestrator.domain.batches import SnosBatch, SnosBatchStatus
 from madara_orchestrator.domain.jobs import (
@@ -33,7 +34,6 @@ from madara_orchestrator.jobs.artifacts import encode_felts_json
 from madara_orchestrator.jobs.state_update import BatchKind, StateUpdateJobHandler
 from madara_orchestrator.server.background import BackgroundServer
 from madara_orchestrator.settlement.starknet import StarknetSettlementClient, StarknetSettlementConfig
-from madara_orchestrator.settlement.tx_store import SqliteTxStore
 from madara_orchestrator.starknet.stone_proof import stone_proof_json
 from tests.helpers.engine import FakeClock
 from tests.helpers.piltover import (

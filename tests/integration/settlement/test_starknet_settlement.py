@@ -25,6 +25,7 @@ from starknet_py.net.full_node_client import FullNodeClient
 from starknet_py.net.models.transaction import InvokeV3
 from starknet_py.net.signer.key_pair import KeyPair
 
+from madara_orchestrator.backends.tx_store import SqliteTxStore
 from madara_orchestrator.devnet.starknet_l2 import (
     CORE_CONTRACT_ADDRESS,
     L1_DATA_GAS_PRICE_FRI,
@@ -35,6 +36,7 @@ from madara_orchestrator.devnet.starknet_l2 import (
 )
 from madara_orchestrator.devnet.starknet_l2 import InvokeV3 as DoubleInvokeV3
 from madara_orchestrator.domain.errors import BackendUnavailable, ConfigError, outage_cause
+from madara_orchestrator.domain.settlement_tx import AttemptStatus, KeyStatus
 from madara_orchestrator.interfaces import SettlementClient
 from madara_orchestrator.server.background import BackgroundServer
 from madara_orchestrator.settlement.durable import SettlementKeyBusy
@@ -48,7 +50,6 @@ from madara_orchestrator.settlement.starknet import (
     resource_bounds,
     update_state_arguments,
 )
-from madara_orchestrator.settlement.tx_store import AttemptStatus, KeyStatus, SqliteTxStore
 from tests.conftest import REPO_ROOT
 from tests.helpers.piltover import batch, bridge_of, fact_of, snos_output, update_state_calldata
 

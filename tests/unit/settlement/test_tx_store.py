@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from madara_orchestrator.settlement.tx_store import AttemptRecord, AttemptStatus, KeyStatus, SqliteTxStore
+from madara_orchestrator.backends.tx_store import SqliteTxStore
+from madara_orchestrator.domain.settlement_tx import AttemptRecord, AttemptStatus, KeyStatus
 
 SENDER = "0xAbC0000000000000000000000000000000000001"
 

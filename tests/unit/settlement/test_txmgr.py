@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
+from madara_orchestrator.backends.tx_store import SqliteTxStore
+from madara_orchestrator.domain.settlement_tx import AttemptStatus, KeyStatus
 from madara_orchestrator.settlement.blob_tx import Sidecar, SidecarForm, build_sidecar, decode_pooled_blob_tx
 from madara_orchestrator.settlement.errors import FeeBumpsExhausted, FeeCapExceeded, SettlementTxError, TxReverted
 from madara_orchestrator.settlement.eth_rpc import EthRpcError
-from madara_orchestrator.settlement.tx_store import AttemptStatus, KeyStatus, SqliteTxStore
 from madara_orchestrator.settlement.txmgr import FeePolicy, TxManager, TxRequest
 
 KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"

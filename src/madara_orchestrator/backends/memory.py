@@ -1,0 +1,453 @@
+"""In-memory job/batch store and lock service, queue and object store, for fast tests: one process, nothing
+kept. They pass the same contract tests as the real ones, and keep rows as the SQL store does (the same
+columns, the record read back through the same decoding), so what a test reads back is what SQL would give.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from madara_orchestrator import ORCHESTRATOR_VERSION
+from madara_orchestrator.backends.base import (
+    AGGREGATOR_BATCHES,
+    SNOS_BATCHES,
+    JobKeys,
+    QueueBase,
+    StoreBase,
+    WakeEvents,
+    batch_columns,
+    batch_doc,
+    batch_table,
+    describe_batch,
+    job_from_row,
+    job_row,
+    overlap_error,
+)
+from madara_orchestrator.domain.batches import (
+    AggregatorBatch,
+    AggregatorBatchStatus,
+    SnosBatch,
+    SnosBatchStatus,
+)
+from madara_orchestrator.domain.errors import AlreadyExists, InvalidInput, NotFound, StaleVersion
+from madara_orchestrator.domain.jobs import Job, JobStatus, JobType
+from madara_orchestrator.domain.queues import QueueConfig
+from madara_orchestrator.interfaces import QueueDepth, QueueMessage
+
+Row = dict[str, Any]
+
+
+def _job_order(row: Mapping[str, Any]) -> tuple[int, bytes]:
+    return int(row["internal_id"]), str(row["job_type"]).encode()
+
+
+def _first(rows: list[Row], limit: int | None) -> list[Row]:
+    return rows if limit is None else rows[: max(0, int(limit))]
+
+
+class MemoryStore(StoreBase):
+    """Implements ``Database`` (JobStore + BatchStore) and ``LockService`` in this process's memory."""
+
+    def __init__(self, *, clock: Callable[[], float] | None = None) -> None:
+        """``clock`` (default: ``time.time``, looked up at each use) reckons lock expiry."""
+        self._jobs: dict[str, Row] = {}
+        self._job_keys: dict[tuple[str, int], str] = {}
+        self._batches: dict[str, dict[int, Row]] = {SNOS_BATCHES: {}, AGGREGATOR_BATCHES: {}}
+        self._locks: dict[str, tuple[str, float]] = {}
+        self._clock = clock
+
+    def _now(self) -> float:
+        return self._clock() if self._clock is not None else time.time()
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    # -- jobs -------------------------------------------------------------------------------------
+
+    async def create_job(self, job: Job) -> bool:
+        row = job_row(job)
+        key = (row["job_type"], row["internal_id"])
+        if key in self._job_keys:
+            return False
+        if row["id"] in self._jobs:
+            raise AlreadyExists(f"job {job.id} already exists")
+        self._jobs[row["id"]] = row
+        self._job_keys[key] = row["id"]
+        return True
+
+    async def get_job(self, job_id: uuid.UUID) -> Job | None:
+        row = self._jobs.get(str(job_id))
+        return None if row is None else job_from_row(row)
+
+    async def get_job_by_internal_id(self, job_type: JobType, internal_id: int) -> Job | None:
+        job_id = self._job_keys.get((job_type.value, internal_id))
+        return None if job_id is None else job_from_row(self._jobs[job_id])
+
+    async def update_job(self, job: Job, *, now: float, only_if_lease_expired: bool = False) -> Job:
+        row = self._jobs.get(str(job.id))
+        lease = None if row is None else row["lease_expires_at"]
+        if (
+            row is None
+            or row["version"] != job.version
+            or (only_if_lease_expired and lease is not None and lease > now)
+        ):
+            raise StaleVersion(
+                f"job {job.describe()} changed since version {job.version} was read; reload it and try again"
+            )
+        new = job_row(job)
+        for column in ("status", "external_id", "metadata", "lease_owner", "lease_expires_at"):
+            row[column] = new[column]
+        row["version"] += 1
+        row["updated_at"] = now
+        return dataclasses.replace(job, version=job.version + 1, updated_at=now)
+
+    async def renew_lease(self, job_id: uuid.UUID, owner: str, expires_at: float) -> bool:
+        row = self._jobs.get(str(job_id))
+        if row is None or row["lease_owner"] != owner or row["status"] != JobStatus.LOCKED_FOR_PROCESSING.value:
+            return False
+        row["lease_expires_at"] = expires_at
+        return True
+
+    def _select(
+        self, *, statuses: Sequence[str] = (), job_types: Sequence[str] = (), min_internal_id: int | None = None
+    ) -> list[Row]:
+        return [
+            row
+            for row in self._jobs.values()
+            if (not statuses or row["status"] in statuses)
+            and (not job_types or row["job_type"] in job_types)
+            and (min_internal_id is None or row["internal_id"] >= min_internal_id)
+        ]
+
+    async def list_jobs(
+        self,
+        *,
+        statuses: Sequence[JobStatus] = (),
+        job_types: Sequence[JobType] = (),
+        min_internal_id: int | None = None,
+        limit: int | None = None,
+        descending: bool = False,
+    ) -> list[Job]:
+        rows = self._select(
+            statuses=[s.value for s in statuses],
+            job_types=[t.value for t in job_types],
+            min_internal_id=min_internal_id,
+        )
+        rows.sort(key=lambda row: str(row["job_type"]).encode())  # ties: the job type, ascending either way
+        rows.sort(key=lambda row: int(row["internal_id"]), reverse=descending)
+        return [job_from_row(row) for row in _first(rows, limit)]
+
+    async def oldest_job(self, job_type: JobType, *, excluding_statuses: Sequence[JobStatus] = ()) -> Job | None:
+        excluded = {s.value for s in excluding_statuses}
+        rows = [row for row in self._select(job_types=[job_type.value]) if row["status"] not in excluded]
+        return job_from_row(min(rows, key=_job_order)) if rows else None
+
+    async def jobs_without_successor(
+        self,
+        job_type: JobType,
+        status: JobStatus,
+        successor_type: JobType,
+        *,
+        min_internal_id: int = 0,
+        limit: int | None = None,
+    ) -> list[Job]:
+        rows = [
+            row
+            for row in self._select(
+                statuses=[status.value], job_types=[job_type.value], min_internal_id=min_internal_id
+            )
+            if (successor_type.value, row["internal_id"]) not in self._job_keys
+        ]
+        return [job_from_row(row) for row in _first(sorted(rows, key=_job_order), limit)]
+
+    async def _jobs_with_keys(self, keys: JobKeys) -> list[Job]:
+        rows = [
+            row
+            for row in self._jobs.values()
+            if any(row["job_type"] in types and row["internal_id"] == index for types, index in keys)
+        ]
+        return [job_from_row(row) for row in sorted(rows, key=_job_order)]
+
+    async def jobs_by_external_id(self, external_id: str, job_types: Sequence[JobType]) -> list[Job]:
+        rows = [
+            row for row in self._select(job_types=[t.value for t in job_types]) if row["external_id"] == external_id
+        ]
+        return [job_from_row(row) for row in sorted(rows, key=_job_order)] if job_types else []
+
+    async def count_jobs(self) -> dict[tuple[JobType, JobStatus], int]:
+        counts: dict[tuple[JobType, JobStatus], int] = {}
+        for row in self._jobs.values():
+            key = (JobType(row["job_type"]), JobStatus(row["status"]))
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    async def stalled_jobs(self, statuses: Sequence[JobStatus], updated_before: float, limit: int) -> list[Job]:
+        rows = [row for row in self._select(statuses=[s.value for s in statuses]) if row["updated_at"] < updated_before]
+        rows = rows if statuses else []
+        return [job_from_row(row) for row in _first(sorted(rows, key=lambda row: row["updated_at"]), limit)]
+
+    # -- batches ----------------------------------------------------------------------------------
+
+    def _batch_rows(
+        self,
+        table: str,
+        indexes: Sequence[int],
+        statuses: Sequence[str],
+        limit: int | None,
+        descending: bool,
+        keep: Callable[[Row], bool] = lambda row: True,
+    ) -> list[dict[str, Any]]:
+        rows = [
+            row
+            for index, row in sorted(self._batches[table].items(), reverse=descending)
+            if (not indexes or index in indexes) and (not statuses or row["status"] in statuses) and keep(row)
+        ]
+        return [batch_doc(row) for row in _first(rows, limit)]
+
+    async def list_snos_batches(
+        self,
+        *,
+        indexes: Sequence[int] = (),
+        statuses: Sequence[SnosBatchStatus] = (),
+        aggregator_index: int | None = None,
+        limit: int | None = None,
+        descending: bool = False,
+    ) -> list[SnosBatch]:
+        docs = self._batch_rows(
+            SNOS_BATCHES,
+            indexes,
+            [s.value for s in statuses],
+            limit,
+            descending,
+            lambda row: aggregator_index is None or row["aggregator_batch_index"] == aggregator_index,
+        )
+        return [SnosBatch.from_json(doc) for doc in docs]
+
+    async def list_aggregator_batches(
+        self,
+        *,
+        indexes: Sequence[int] = (),
+        statuses: Sequence[AggregatorBatchStatus] = (),
+        limit: int | None = None,
+        descending: bool = False,
+    ) -> list[AggregatorBatch]:
+        docs = self._batch_rows(AGGREGATOR_BATCHES, indexes, [s.value for s in statuses], limit, descending)
+        return [AggregatorBatch.from_json(doc) for doc in docs]
+
+    async def snos_batches_without_jobs(
+        self, status: SnosBatchStatus, *, min_index: int = 0, limit: int | None = None
+    ) -> list[SnosBatch]:
+        docs = self._batch_rows(
+            SNOS_BATCHES,
+            (),
+            [status.value],
+            limit,
+            False,
+            lambda row: row["idx"] >= min_index and (JobType.SNOS_RUN.value, row["idx"]) not in self._job_keys,
+        )
+        return [SnosBatch.from_json(doc) for doc in docs]
+
+    async def count_snos_batches(self, *, aggregator_index: int) -> int:
+        return sum(
+            1 for row in self._batches[SNOS_BATCHES].values() if row["aggregator_batch_index"] == aggregator_index
+        )
+
+    def _holder(self, table: str, block_number: int, *, other_than: int | None = None) -> Row | None:
+        """The batch with the greatest start at or below the block (ranges are disjoint: the only candidate)."""
+        rows = [
+            row
+            for row in self._batches[table].values()
+            if row["start_block"] <= block_number and row["idx"] != other_than
+        ]
+        return max(rows, key=lambda row: row["start_block"]) if rows else None
+
+    async def _batch_doc_for_block(self, table: str, block_number: int) -> dict[str, Any] | None:
+        row = self._holder(table, block_number)
+        return batch_doc(row) if row is not None and row["end_block"] >= block_number else None
+
+    def _refuse_overlap(self, batch: SnosBatch | AggregatorBatch) -> None:
+        row = self._holder(batch_table(batch), batch.end_block, other_than=batch.index)
+        if row is not None and row["end_block"] >= batch.start_block:
+            raise overlap_error(batch, row["idx"], row["start_block"], row["end_block"])
+
+    async def _write_new_batch(self, batch: SnosBatch | AggregatorBatch) -> None:
+        rows = self._batches[batch_table(batch)]
+        if batch.index in rows:
+            raise AlreadyExists(
+                f"{describe_batch(batch)} already exists; read it and update it instead of inserting it again"
+            )
+        self._refuse_overlap(batch)
+        rows[batch.index] = batch_columns(batch)
+
+    async def _write_batch(self, read: SnosBatch | AggregatorBatch, stored: SnosBatch | AggregatorBatch) -> None:
+        what = describe_batch(read)
+        rows = self._batches[batch_table(read)]
+        row = rows.get(read.index)
+        if row is None:
+            raise NotFound(f"{what} not found; it must be inserted before it is updated")
+        if row["version"] != read.version:
+            raise StaleVersion(
+                f"{what} changed since version {read.version} was read (now version {row['version']});"
+                " reload it and try again"
+            )
+        self._refuse_overlap(stored)
+        rows[read.index] = {**batch_columns(stored), "idx": read.index, "version": read.version + 1}
+
+    # -- locks ------------------------------------------------------------------------------------
+
+    async def acquire(self, key: str, owner: str, ttl_s: float) -> bool:
+        now = self._now()
+        held = self._locks.get(key)
+        if held is not None and held[1] > now and held[0] != owner:
+            return False
+        self._locks[key] = (owner, now + ttl_s)
+        return True
+
+    async def release(self, key: str, owner: str) -> bool:
+        held = self._locks.get(key)
+        if held is None or held[0] != owner:
+            return False
+        del self._locks[key]
+        return True
+
+
+class MemoryQueue(QueueBase):
+    """A queue with SQS semantics (``SqlQueue``'s) in this process's memory."""
+
+    def __init__(
+        self,
+        configs: Mapping[str, QueueConfig],
+        *,
+        dead_letter_names: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
+        max_idle_s: float = 5.0,
+    ) -> None:
+        super().__init__(configs, dead_letter_names=dead_letter_names, clock=clock, max_idle_s=max_idle_s)
+        self._messages: dict[str, Row] = {}
+        """By message id, in the order sent (a sequence number breaks ties on visibility)."""
+        self._seq = 0
+        self._wakeups: WakeEvents[str] = WakeEvents()
+
+    async def _wake_event(self, queue: str) -> asyncio.Event:
+        return self._wakeups.event(queue)
+
+    def _of(self, queue: str) -> list[Row]:
+        return [m for m in self._messages.values() if m["queue"] == queue]
+
+    async def send(self, queue: str, body: str, *, delay_s: float = 0.0) -> str:
+        self._config(queue)
+        now = self._clock()
+        message_id = str(uuid.uuid4())
+        self._seq += 1
+        self._messages[message_id] = {
+            "seq": self._seq,
+            "message_id": message_id,
+            "queue": queue,
+            "body": body,
+            "attributes": {"OrchestratorVersion": ORCHESTRATOR_VERSION},
+            "sent_at": now,
+            "visible_at": now + max(0.0, delay_s),
+            "receive_count": 0,
+            "receipt": None,
+        }
+        self._wakeups.fire(queue)
+        return message_id
+
+    async def _try_receive(self, queue: str, config: QueueConfig) -> tuple[QueueMessage | None, float | None]:
+        now = self._clock()
+        if config.retention_s is not None:
+            for message in self._of(queue):
+                if message["sent_at"] < now - config.retention_s:
+                    del self._messages[message["message_id"]]
+        dead_letter = self._dead_letter_of(queue, config)
+        while True:
+            visible = [m for m in self._of(queue) if m["visible_at"] <= now]
+            if not visible:
+                upcoming = [m["visible_at"] for m in self._of(queue)]
+                return None, min(upcoming) if upcoming else None
+            message = min(visible, key=lambda m: (m["visible_at"], m["seq"]))
+            if dead_letter is not None and message["receive_count"] >= config.max_receive_count:
+                message.update(queue=dead_letter, visible_at=now, receive_count=0, receipt=None)
+                self._wakeups.fire(dead_letter)
+                continue
+            message.update(
+                visible_at=now + config.visibility_timeout_s,
+                receive_count=message["receive_count"] + 1,
+                receipt=uuid.uuid4().hex,
+            )
+            delivery = QueueMessage(
+                queue=queue,
+                message_id=message["message_id"],
+                body=message["body"],
+                receipt=message["receipt"],
+                receive_count=message["receive_count"],
+                attributes=dict(message["attributes"]),
+            )
+            return delivery, None
+
+    def _delivered(self, message: QueueMessage) -> Row | None:
+        stored = self._messages.get(message.message_id)
+        return stored if stored is not None and stored["receipt"] == message.receipt else None
+
+    async def ack(self, message: QueueMessage) -> None:
+        if self._delivered(message) is not None:
+            del self._messages[message.message_id]
+
+    async def nack(self, message: QueueMessage, *, delay_s: float = 0.0) -> None:
+        stored = self._delivered(message)
+        if stored is not None:
+            stored.update(visible_at=self._clock() + max(0.0, delay_s), receipt=None)
+            self._wakeups.fire(message.queue)
+
+    async def extend(self, message: QueueMessage, *, visibility_s: float) -> None:
+        stored = self._delivered(message)
+        if stored is not None:
+            stored["visible_at"] = self._clock() + visibility_s
+
+    async def depth(self, queue: str) -> QueueDepth:
+        now = self._clock()
+        messages = self._of(queue)
+        return QueueDepth(
+            visible=sum(1 for m in messages if m["visible_at"] <= now),
+            in_flight=sum(1 for m in messages if m["visible_at"] > now and m["receipt"] is not None),
+            delayed=sum(1 for m in messages if m["visible_at"] > now and m["receipt"] is None),
+        )
+
+
+class MemoryObjectStore:
+    """``ObjectStore`` in this process's memory (keys as the filesystem store takes them)."""
+
+    def __init__(self) -> None:
+        self._objects: dict[str, bytes] = {}
+
+    @staticmethod
+    def _check(key: str) -> str:
+        if not key or key.startswith("/") or any(part in ("", ".", "..") for part in key.split("/")):
+            raise InvalidInput(f"invalid object key {key!r}")
+        return key
+
+    async def put(self, key: str, data: bytes) -> None:
+        self._objects[self._check(key)] = bytes(data)
+
+    async def get(self, key: str) -> bytes:
+        try:
+            return self._objects[self._check(key)]
+        except KeyError:
+            raise NotFound(f"object {key!r} not found in memory") from None
+
+    async def exists(self, key: str) -> bool:
+        return self._check(key) in self._objects
+
+    async def delete(self, key: str) -> None:
+        self._objects.pop(self._check(key), None)
+
+    async def list(self, prefix: str) -> list[str]:
+        return sorted(key for key in self._objects if key.startswith(prefix))

@@ -1,0 +1,373 @@
+"""The job store, batch store and lock service on SQL: one implementation over ``sql.SqlDatabase``, for
+SQLite (``SqliteStore``, the embedded default) and PostgreSQL (``PostgresStore``, several processes).
+
+Every write that checks before it writes (version guards, batch overlaps) does both in one transaction,
+on a row it locked where the database has row locks, so two writers (two processes) cannot split them.
+Lock expiry is reckoned on the database's clock (``Dialect.now``); job leases are written as the caller
+gives them (``now``, ``expires_at``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from madara_orchestrator.backends.base import (
+    AGGREGATOR_BATCHES,
+    SNOS_BATCHES,
+    JobKeys,
+    StoreBase,
+    batch_columns,
+    batch_doc,
+    batch_table,
+    describe_batch,
+    job_from_row,
+    job_row,
+    overlap_error,
+)
+from madara_orchestrator.backends.sql import SqlConnection, SqlDatabase, in_, placeholders, where
+from madara_orchestrator.backends.sql import limit as _limit
+from madara_orchestrator.domain.batches import (
+    AggregatorBatch,
+    AggregatorBatchStatus,
+    SnosBatch,
+    SnosBatchStatus,
+)
+from madara_orchestrator.domain.errors import AlreadyExists, NotFound, StaleVersion
+from madara_orchestrator.domain.jobs import Job, JobStatus, JobType
+
+JOB_COLUMNS = (
+    "id, internal_id, job_type, status, external_id, metadata, version, created_at, updated_at,"
+    " lease_owner, lease_expires_at"
+)
+
+
+async def _refuse_overlap(conn: SqlConnection, batch: SnosBatch | AggregatorBatch) -> None:
+    """``AlreadyExists`` when another batch holds a block of ``batch``'s range. The stored ranges are
+    disjoint, so only the other batch with the greatest start at or below our end can overlap."""
+    row = await conn.fetch_one(
+        f"SELECT idx, start_block, end_block FROM {batch_table(batch)} WHERE start_block <= ? AND idx != ?"
+        " ORDER BY start_block DESC LIMIT 1",
+        (batch.end_block, batch.index),
+    )
+    if row is not None and row["end_block"] >= batch.start_block:
+        raise overlap_error(batch, int(row["idx"]), int(row["start_block"]), int(row["end_block"]))
+
+
+async def insert_job(db: SqlDatabase, conn: SqlConnection, job: Job) -> bool:
+    """Insert ``job``; False when a job with its (job_type, internal_id) exists."""
+    changed = await conn.execute(
+        f"INSERT INTO jobs ({JOB_COLUMNS}, orchestrator_version) VALUES ({placeholders(12)})"
+        " ON CONFLICT (job_type, internal_id) DO NOTHING",
+        [*{**job_row(job), "id": db.dialect.uuid(job.id)}.values()],
+    )
+    return changed == 1
+
+
+class SqlStore(StoreBase):
+    """Implements ``Database`` (JobStore + BatchStore) and ``LockService`` on an ``SqlDatabase``."""
+
+    def __init__(self, db: SqlDatabase) -> None:
+        self.db = db
+        self._dialect = db.dialect
+        self._job_order_tie = f"job_type{db.dialect.text_order}"
+        """Ties on internal_id are broken on the job type's bytes, as SQLite compares text, whatever the collation."""
+
+    async def ping(self) -> None:
+        await self.db.ping()
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    # -- jobs -------------------------------------------------------------------------------------
+
+    async def create_job(self, job: Job) -> bool:
+        async with self.db.use() as conn:
+            return await insert_job(self.db, conn, job)
+
+    async def get_job(self, job_id: uuid.UUID) -> Job | None:
+        return await self._one(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", [self._dialect.uuid(job_id)])
+
+    async def get_job_by_internal_id(self, job_type: JobType, internal_id: int) -> Job | None:
+        return await self._one(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE job_type = ? AND internal_id = ?",
+            [job_type.value, internal_id],
+        )
+
+    async def update_job(self, job: Job, *, now: float, only_if_lease_expired: bool = False) -> Job:
+        sql = (
+            "UPDATE jobs SET status = ?, external_id = ?, metadata = ?, version = version + 1, updated_at = ?,"
+            " lease_owner = ?, lease_expires_at = ? WHERE id = ? AND version = ?"
+        )
+        params: list[Any] = [
+            job.status.value,
+            job.external_id,
+            json.dumps(job.metadata.to_json()),
+            now,
+            job.lease_owner,
+            job.lease_expires_at,
+            self._dialect.uuid(job.id),
+            job.version,
+        ]
+        if only_if_lease_expired:
+            sql += " AND (lease_expires_at IS NULL OR lease_expires_at <= ?)"
+            params.append(now)
+        async with self.db.use() as conn:
+            changed = await conn.execute(sql, params)
+        if changed != 1:
+            raise StaleVersion(
+                f"job {job.describe()} changed since version {job.version} was read; reload it and try again"
+            )
+        return dataclasses.replace(job, version=job.version + 1, updated_at=now)
+
+    async def renew_lease(self, job_id: uuid.UUID, owner: str, expires_at: float) -> bool:
+        async with self.db.use() as conn:
+            changed = await conn.execute(
+                "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND status = ?",
+                (expires_at, self._dialect.uuid(job_id), owner, JobStatus.LOCKED_FOR_PROCESSING.value),
+            )
+        return changed == 1
+
+    async def list_jobs(
+        self,
+        *,
+        statuses: Sequence[JobStatus] = (),
+        job_types: Sequence[JobType] = (),
+        min_internal_id: int | None = None,
+        limit: int | None = None,
+        descending: bool = False,
+    ) -> list[Job]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if statuses:
+            clause, values = in_("status", [s.value for s in statuses])
+            clauses.append(clause)
+            params += values
+        if job_types:
+            clause, values = in_("job_type", [t.value for t in job_types])
+            clauses.append(clause)
+            params += values
+        if min_internal_id is not None:
+            clauses.append("internal_id >= ?")
+            params.append(min_internal_id)
+        order = "DESC" if descending else "ASC"
+        return await self._many(
+            f"SELECT {JOB_COLUMNS} FROM jobs{where(clauses)} ORDER BY internal_id {order}, {self._job_order_tie}"
+            + _limit(limit),
+            params,
+        )
+
+    async def oldest_job(self, job_type: JobType, *, excluding_statuses: Sequence[JobStatus] = ()) -> Job | None:
+        clauses = ["job_type = ?"]
+        params: list[Any] = [job_type.value]
+        if excluding_statuses:
+            clause, values = in_("status", [s.value for s in excluding_statuses])
+            clauses.append("NOT " + clause)
+            params += values
+        return await self._one(
+            f"SELECT {JOB_COLUMNS} FROM jobs{where(clauses)} ORDER BY internal_id ASC LIMIT 1", params
+        )
+
+    async def jobs_without_successor(
+        self,
+        job_type: JobType,
+        status: JobStatus,
+        successor_type: JobType,
+        *,
+        min_internal_id: int = 0,
+        limit: int | None = None,
+    ) -> list[Job]:
+        sql = (
+            f"SELECT {JOB_COLUMNS} FROM jobs j WHERE j.job_type = ? AND j.status = ? AND j.internal_id >= ?"
+            " AND NOT EXISTS (SELECT 1 FROM jobs s WHERE s.job_type = ? AND s.internal_id = j.internal_id)"
+            " ORDER BY j.internal_id ASC" + _limit(limit)
+        )
+        return await self._many(sql, [job_type.value, status.value, min_internal_id, successor_type.value])
+
+    async def _jobs_with_keys(self, keys: JobKeys) -> list[Job]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for job_types, internal_id in keys:
+            clause, values = in_("job_type", job_types)
+            clauses.append(f"({clause} AND internal_id = ?)")
+            params += [*values, internal_id]
+        return await self._many(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE {' OR '.join(clauses)} ORDER BY internal_id, {self._job_order_tie}",
+            params,
+        )
+
+    async def jobs_by_external_id(self, external_id: str, job_types: Sequence[JobType]) -> list[Job]:
+        clause, values = in_("job_type", [t.value for t in job_types])
+        return await self._many(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE external_id = ? AND {clause}"
+            f" ORDER BY internal_id, {self._job_order_tie}",
+            [external_id, *values],
+        )
+
+    async def count_jobs(self) -> dict[tuple[JobType, JobStatus], int]:
+        async with self.db.use() as conn:
+            rows = await conn.fetch_all("SELECT job_type, status, COUNT(*) AS n FROM jobs GROUP BY job_type, status")
+        return {(JobType(r["job_type"]), JobStatus(r["status"])): int(r["n"]) for r in rows}
+
+    async def stalled_jobs(self, statuses: Sequence[JobStatus], updated_before: float, limit: int) -> list[Job]:
+        clause, values = in_("status", [s.value for s in statuses])
+        return await self._many(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE {clause} AND updated_at < ? ORDER BY updated_at" + _limit(limit),
+            [*values, updated_before],
+        )
+
+    async def _one(self, sql: str, params: Sequence[Any]) -> Job | None:
+        async with self.db.use() as conn:
+            row = await conn.fetch_one(sql, params)
+        return job_from_row(row) if row else None
+
+    async def _many(self, sql: str, params: Sequence[Any]) -> list[Job]:
+        async with self.db.use() as conn:
+            rows = await conn.fetch_all(sql, params)
+        return [job_from_row(r) for r in rows]
+
+    # -- batches ----------------------------------------------------------------------------------
+
+    async def list_snos_batches(
+        self,
+        *,
+        indexes: Sequence[int] = (),
+        statuses: Sequence[SnosBatchStatus] = (),
+        aggregator_index: int | None = None,
+        limit: int | None = None,
+        descending: bool = False,
+    ) -> list[SnosBatch]:
+        clauses, params = _batch_filters(indexes, [s.value for s in statuses])
+        if aggregator_index is not None:
+            clauses.append("aggregator_batch_index = ?")
+            params.append(aggregator_index)
+        docs = await self._docs(SNOS_BATCHES, clauses, params, limit, descending)
+        return [SnosBatch.from_json(d) for d in docs]
+
+    async def list_aggregator_batches(
+        self,
+        *,
+        indexes: Sequence[int] = (),
+        statuses: Sequence[AggregatorBatchStatus] = (),
+        limit: int | None = None,
+        descending: bool = False,
+    ) -> list[AggregatorBatch]:
+        clauses, params = _batch_filters(indexes, [s.value for s in statuses])
+        docs = await self._docs(AGGREGATOR_BATCHES, clauses, params, limit, descending)
+        return [AggregatorBatch.from_json(d) for d in docs]
+
+    async def snos_batches_without_jobs(
+        self, status: SnosBatchStatus, *, min_index: int = 0, limit: int | None = None
+    ) -> list[SnosBatch]:
+        clauses = [
+            "status = ?",
+            "idx >= ?",
+            "NOT EXISTS (SELECT 1 FROM jobs j WHERE j.job_type = ? AND j.internal_id = snos_batches.idx)",
+        ]
+        docs = await self._docs(SNOS_BATCHES, clauses, [status.value, min_index, JobType.SNOS_RUN.value], limit, False)
+        return [SnosBatch.from_json(d) for d in docs]
+
+    async def count_snos_batches(self, *, aggregator_index: int) -> int:
+        async with self.db.use() as conn:
+            row = await conn.fetch_one(
+                f"SELECT COUNT(*) AS n FROM {SNOS_BATCHES} WHERE aggregator_batch_index = ?", (aggregator_index,)
+            )
+        return 0 if row is None else int(row["n"])
+
+    async def _batch_doc_for_block(self, table: str, block_number: int) -> dict[str, Any] | None:
+        """Ranges are disjoint, so the batch with the greatest start at or below the block is the only
+        candidate: one probe of the UNIQUE index on start_block, whatever the number of batches."""
+        async with self.db.use() as conn:
+            row = await conn.fetch_one(
+                f"SELECT doc, version, end_block FROM {table} WHERE start_block <= ? ORDER BY start_block DESC LIMIT 1",
+                (block_number,),
+            )
+        return batch_doc(row) if row is not None and row["end_block"] >= block_number else None
+
+    async def _write_new_batch(self, batch: SnosBatch | AggregatorBatch) -> None:
+        what = describe_batch(batch)
+        table = batch_table(batch)
+        columns = batch_columns(batch)
+        try:
+            async with self.db.atomic() as conn:
+                if await conn.fetch_one(f"SELECT 1 AS one FROM {table} WHERE idx = ?", (batch.index,)) is not None:
+                    raise AlreadyExists(f"{what} already exists; read it and update it instead of inserting it again")
+                await _refuse_overlap(conn, batch)
+                await conn.execute(
+                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders(len(columns))})",
+                    list(columns.values()),
+                )
+        except self._dialect.integrity_errors as exc:  # another writer got there between check and insert
+            raise AlreadyExists(f"{what} (blocks {batch.start_block}-{batch.end_block}): {exc}") from exc
+
+    async def _write_batch(self, read: SnosBatch | AggregatorBatch, stored: SnosBatch | AggregatorBatch) -> None:
+        """The row is checked and written in one transaction, so another writer (another process included)
+        cannot come in between."""
+        what = describe_batch(read)
+        table = batch_table(read)
+        columns = batch_columns(stored)
+        del columns["idx"], columns["version"]
+        assignments = ", ".join(f"{name} = ?" for name in columns)
+        try:
+            async with self.db.atomic() as conn:
+                row = await conn.fetch_one(
+                    f"SELECT version FROM {table} WHERE idx = ?{self._dialect.for_update}", (read.index,)
+                )
+                if row is None:
+                    raise NotFound(f"{what} not found; it must be inserted before it is updated")
+                if int(row["version"]) != read.version:
+                    raise StaleVersion(
+                        f"{what} changed since version {read.version} was read (now version {row['version']});"
+                        " reload it and try again"
+                    )
+                await _refuse_overlap(conn, stored)
+                await conn.execute(
+                    f"UPDATE {table} SET {assignments}, version = version + 1 WHERE idx = ?",
+                    [*columns.values(), read.index],
+                )
+        except self._dialect.integrity_errors as exc:
+            raise AlreadyExists(f"{what} (blocks {stored.start_block}-{stored.end_block}): {exc}") from exc
+
+    async def _docs(
+        self, table: str, clauses: list[str], params: list[Any], limit: int | None, descending: bool
+    ) -> list[dict[str, Any]]:
+        sql = f"SELECT doc, version FROM {table}{where(clauses)} ORDER BY idx {'DESC' if descending else 'ASC'}"
+        async with self.db.use() as conn:
+            rows = await conn.fetch_all(sql + _limit(limit), params)
+        return [batch_doc(r) for r in rows]
+
+    # -- locks ------------------------------------------------------------------------------------
+
+    async def acquire(self, key: str, owner: str, ttl_s: float) -> bool:
+        """Take the lock until the database's now + ``ttl_s``; its owner takes it again (extends it); an
+        expired lock is free at once."""
+        now, now_params = self._dialect.now()
+        async with self.db.use() as conn:
+            changed = await conn.execute(
+                f"INSERT INTO locks (key, owner, expires_at) VALUES (?, ?, {now} + ?)"
+                " ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at"
+                f" WHERE locks.expires_at <= {now} OR locks.owner = excluded.owner",
+                (key, owner, *now_params, float(ttl_s), *now_params),
+            )
+        return changed == 1
+
+    async def release(self, key: str, owner: str) -> bool:
+        async with self.db.use() as conn:
+            return await conn.execute("DELETE FROM locks WHERE key = ? AND owner = ?", (key, owner)) == 1
+
+
+def _batch_filters(indexes: Sequence[int], statuses: Sequence[str]) -> tuple[list[str], list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if indexes:
+        clause, values = in_("idx", list(indexes))
+        clauses.append(clause)
+        params += values
+    if statuses:
+        clause, values = in_("status", statuses)
+        clauses.append(clause)
+        params += values
+    return clauses, params
