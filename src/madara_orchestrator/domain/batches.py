@@ -295,3 +295,13 @@ def transition_aggregator_batch(
 ) -> AggregatorBatch:
     """The only way an aggregator batch's status changes."""
     return _transition(batch, AGGREGATOR_BATCH_TRANSITIONS, target, now, changes)
+
+
+def next_batch(batch: B, target: SnosBatchStatus | AggregatorBatchStatus, *, now: float) -> B | None:
+    """``batch`` moved to ``target``, or None when it is there already (nothing to write).
+
+    ``InvalidTransition`` when its table forbids the move from its current status."""
+    if batch.status == target:
+        return None
+    table = SNOS_BATCH_TRANSITIONS if isinstance(batch, SnosBatch) else AGGREGATOR_BATCH_TRANSITIONS
+    return _transition(batch, table, target, now, {})
