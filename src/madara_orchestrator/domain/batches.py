@@ -12,7 +12,7 @@ import enum
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from madara_orchestrator.domain.errors import InvalidInput, InvalidTransition
 
@@ -203,21 +203,22 @@ def _batch_fields(data: Mapping[str, Any], status: type[enum.StrEnum]) -> dict[s
     return fields
 
 
+S = TypeVar("S", SnosBatchStatus, AggregatorBatchStatus)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SnosBatch:
+class _Batch(Generic[S]):
+    """What SNOS and aggregator batches share: a block range and its status; a kind adds its fields after."""
+
+    STATUS: ClassVar[type[enum.StrEnum]]
     index: int
     start_block: int
     end_block: int
-    status: SnosBatchStatus
+    status: S
     created_at: float
     updated_at: float
     starknet_version: str = ""
     orchestrator_version: str = ""
-    aggregator_batch_index: int | None = None
-    builtin_weights: BouncerWeights = field(default_factory=BouncerWeights)
-    id: uuid.UUID = field(default_factory=uuid.uuid4)
-    version: int = 0
-    """Bumped by every stored write; a write from a stale copy is refused."""
 
     @property
     def num_blocks(self) -> int:
@@ -225,14 +226,25 @@ class SnosBatch:
 
     @property
     def is_closed(self) -> bool:
-        return self.status != SnosBatchStatus.OPEN
+        return self.status != self.STATUS("Open")
 
     def to_json(self) -> dict[str, Any]:
+        assert isinstance(self, SnosBatch | AggregatorBatch)
         return _batch_to_json(self)
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> SnosBatch:
-        return cls(**_batch_fields(data, SnosBatchStatus))
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(**_batch_fields(data, cls.STATUS))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SnosBatch(_Batch[SnosBatchStatus]):
+    STATUS: ClassVar[type[enum.StrEnum]] = SnosBatchStatus
+    aggregator_batch_index: int | None = None
+    builtin_weights: BouncerWeights = field(default_factory=BouncerWeights)
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    version: int = 0
+    """Bumped by every stored write; a write from a stale copy is refused."""
 
 
 DEFAULT_AGGREGATOR_INPUT_SIZE_BOUND = 750_000
@@ -240,15 +252,8 @@ DEFAULT_AGGREGATOR_INPUT_SIZE_BOUND = 750_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AggregatorBatch:
-    index: int
-    start_block: int
-    end_block: int
-    status: AggregatorBatchStatus
-    created_at: float
-    updated_at: float
-    starknet_version: str = ""
-    orchestrator_version: str = ""
+class AggregatorBatch(_Batch[AggregatorBatchStatus]):
+    STATUS: ClassVar[type[enum.StrEnum]] = AggregatorBatchStatus
     bucket_id: str | None = None
     squashed_state_updates_path: str = ""
     blob_path: str = ""
@@ -258,21 +263,6 @@ class AggregatorBatch:
     builtin_weights: BouncerWeights = field(default_factory=BouncerWeights)
     id: uuid.UUID = field(default_factory=uuid.uuid4)
     version: int = 0
-
-    @property
-    def num_blocks(self) -> int:
-        return self.end_block - self.start_block + 1
-
-    @property
-    def is_closed(self) -> bool:
-        return self.status != AggregatorBatchStatus.OPEN
-
-    def to_json(self) -> dict[str, Any]:
-        return _batch_to_json(self)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> AggregatorBatch:
-        return cls(**_batch_fields(data, AggregatorBatchStatus))
 
 
 B = TypeVar("B", SnosBatch, AggregatorBatch)
