@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import itertools
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
@@ -263,6 +264,16 @@ class AggregatorBatch(_Batch[AggregatorBatchStatus]):
     builtin_weights: BouncerWeights = field(default_factory=BouncerWeights)
     id: uuid.UUID = field(default_factory=uuid.uuid4)
     version: int = 0
+
+
+def ready_to_aggregate(batch: AggregatorBatch, children: Sequence[SnosBatch]) -> bool:
+    """Whether ``children``, the aggregator batch's SNOS batches in order, are all closed and cover its blocks
+    exactly, without a gap (what its Aggregator job waits for, besides their proofs)."""
+    if not children or children[0].start_block != batch.start_block or children[-1].end_block != batch.end_block:
+        return False
+    if not all(c.is_closed for c in children):
+        return False
+    return all(b.start_block == a.end_block + 1 for a, b in itertools.pairwise(children))
 
 
 B = TypeVar("B", SnosBatch, AggregatorBatch)

@@ -22,14 +22,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import itertools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from madara_orchestrator.domain.artifacts import SnosFile, snos_key
-from madara_orchestrator.domain.batches import AggregatorBatchStatus, SnosBatchStatus
+from madara_orchestrator.domain.batches import AggregatorBatchStatus, SnosBatchStatus, ready_to_aggregate
 from madara_orchestrator.domain.batching import BatchingStopped
 from madara_orchestrator.domain.errors import InvalidTransition, OrchestratorError, classify
 from madara_orchestrator.domain.health import TriggerHealth, TriggerPolicy, utc_time
@@ -462,15 +461,7 @@ class Triggers:
         created = 0
         for batch in await self.db.list_aggregator_batches(statuses=[AggregatorBatchStatus.CLOSED], limit=slots):
             children = await self.db.list_snos_batches(aggregator_index=batch.index)
-            if (
-                not children
-                or children[0].start_block != batch.start_block
-                or children[-1].end_block != batch.end_block
-            ):
-                continue
-            if any(c.status == SnosBatchStatus.OPEN for c in children):
-                continue
-            if any(b.start_block != a.end_block + 1 for a, b in itertools.pairwise(children)):
+            if not ready_to_aggregate(batch, children):
                 continue
             proofs = [await self.db.get_job_by_internal_id(JobType.PROOF_CREATION, c.index) for c in children]
             if not all(p is not None and p.status == JobStatus.COMPLETED for p in proofs):
