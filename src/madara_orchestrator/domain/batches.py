@@ -13,7 +13,7 @@ import itertools
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, Self, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar, cast
 
 from madara_orchestrator.domain.errors import InvalidInput, InvalidTransition
 
@@ -236,6 +236,23 @@ class _Batch(Generic[S]):
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Self:
         return cls(**_batch_fields(data, cls.STATUS))
+
+    @classmethod
+    def opened(
+        cls, *, index: int, block: int, now: float, starknet_version: str, orchestrator_version: str, **fields: Any
+    ) -> Self:
+        """A new Open batch of the one block ``block``; ``fields``: the kind's own."""
+        return cls(
+            index=index,
+            start_block=block,
+            end_block=block,
+            status=cast(S, cls.STATUS("Open")),
+            created_at=now,
+            updated_at=now,
+            starknet_version=starknet_version,
+            orchestrator_version=orchestrator_version,
+            **fields,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

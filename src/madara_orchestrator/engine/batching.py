@@ -638,13 +638,10 @@ class Batcher:
         index = state.next_agg_index
         state.next_agg_index += 1
         state_update_path, blob_path = aggregator_batch_paths(index)
-        batch = AggregatorBatch(
+        batch = AggregatorBatch.opened(
             index=index,
-            start_block=facts.number,
-            end_block=facts.number,
-            status=AggregatorBatchStatus.OPEN,
-            created_at=now,
-            updated_at=now,
+            block=facts.number,
+            now=now,
             starknet_version=facts.starknet_version,
             orchestrator_version=self.config.orchestrator_version,
             bucket_id=bucket_id,
@@ -709,13 +706,10 @@ class Batcher:
             return
         if decision.action == Action.CLOSE_AND_START and open_snos is not None:
             await self._close_snos(state, decision.reason)
-        batch = SnosBatch(
+        batch = SnosBatch.opened(
             index=state.next_snos_index,
-            start_block=facts.number,
-            end_block=facts.number,
-            status=SnosBatchStatus.OPEN,
-            created_at=now,
-            updated_at=now,
+            block=facts.number,
+            now=now,
             starknet_version=facts.starknet_version,
             orchestrator_version=self.config.orchestrator_version,
             aggregator_batch_index=aggregator_index,
