@@ -14,6 +14,7 @@ from madara_orchestrator.domain.batches import (
     AggregatorBatchStatus,
     SnosBatch,
     SnosBatchStatus,
+    next_batch,
     transition_aggregator_batch,
     transition_snos_batch,
 )
@@ -124,3 +125,12 @@ def test_a_transition_carries_other_changes_and_leaves_the_input_alone() -> None
     moved = transition_aggregator_batch(batch, A.PENDING_AGGREGATOR_RUN, now=70.0, bucket_id="b-1")
     assert moved.bucket_id == "b-1" and moved.id == batch.id
     assert batch.status == A.CLOSED and batch.bucket_id is None
+
+
+def test_next_batch_is_the_move_or_none_when_already_there() -> None:
+    assert next_batch(snos(S.CLOSED), S.CLOSED, now=9.0) is None
+    assert next_batch(aggregator(A.CLOSED), A.CLOSED, now=9.0) is None
+    moved = next_batch(aggregator(A.CLOSED), A.PENDING_AGGREGATOR_RUN, now=9.0)
+    assert moved is not None and moved.status == A.PENDING_AGGREGATOR_RUN and moved.updated_at == 9.0
+    with pytest.raises(InvalidTransition, match="SNOS batch 4 cannot move from Completed to Open"):
+        next_batch(snos(S.COMPLETED), S.OPEN, now=9.0)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import itertools
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar, cast
 
 from madara_orchestrator.domain.errors import InvalidInput, InvalidTransition
 
@@ -203,21 +204,22 @@ def _batch_fields(data: Mapping[str, Any], status: type[enum.StrEnum]) -> dict[s
     return fields
 
 
+S = TypeVar("S", SnosBatchStatus, AggregatorBatchStatus)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SnosBatch:
+class _Batch(Generic[S]):
+    """What SNOS and aggregator batches share: a block range and its status; a kind adds its fields after."""
+
+    STATUS: ClassVar[type[enum.StrEnum]]
     index: int
     start_block: int
     end_block: int
-    status: SnosBatchStatus
+    status: S
     created_at: float
     updated_at: float
     starknet_version: str = ""
     orchestrator_version: str = ""
-    aggregator_batch_index: int | None = None
-    builtin_weights: BouncerWeights = field(default_factory=BouncerWeights)
-    id: uuid.UUID = field(default_factory=uuid.uuid4)
-    version: int = 0
-    """Bumped by every stored write; a write from a stale copy is refused."""
 
     @property
     def num_blocks(self) -> int:
@@ -225,14 +227,42 @@ class SnosBatch:
 
     @property
     def is_closed(self) -> bool:
-        return self.status != SnosBatchStatus.OPEN
+        return self.status != self.STATUS("Open")
 
     def to_json(self) -> dict[str, Any]:
+        assert isinstance(self, SnosBatch | AggregatorBatch)
         return _batch_to_json(self)
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> SnosBatch:
-        return cls(**_batch_fields(data, SnosBatchStatus))
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(**_batch_fields(data, cls.STATUS))
+
+    @classmethod
+    def opened(
+        cls, *, index: int, block: int, now: float, starknet_version: str, orchestrator_version: str, **fields: Any
+    ) -> Self:
+        """A new Open batch of the one block ``block``; ``fields``: the kind's own."""
+        return cls(
+            index=index,
+            start_block=block,
+            end_block=block,
+            status=cast(S, cls.STATUS("Open")),
+            created_at=now,
+            updated_at=now,
+            starknet_version=starknet_version,
+            orchestrator_version=orchestrator_version,
+            **fields,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SnosBatch(_Batch[SnosBatchStatus]):
+    STATUS: ClassVar[type[enum.StrEnum]] = SnosBatchStatus
+    aggregator_batch_index: int | None = None
+    builtin_weights: BouncerWeights = field(default_factory=BouncerWeights)
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    version: int = 0
+    """Bumped by every stored write; a write from a stale copy is refused."""
 
 
 DEFAULT_AGGREGATOR_INPUT_SIZE_BOUND = 750_000
@@ -240,15 +270,8 @@ DEFAULT_AGGREGATOR_INPUT_SIZE_BOUND = 750_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AggregatorBatch:
-    index: int
-    start_block: int
-    end_block: int
-    status: AggregatorBatchStatus
-    created_at: float
-    updated_at: float
-    starknet_version: str = ""
-    orchestrator_version: str = ""
+class AggregatorBatch(_Batch[AggregatorBatchStatus]):
+    STATUS: ClassVar[type[enum.StrEnum]] = AggregatorBatchStatus
     bucket_id: str | None = None
     squashed_state_updates_path: str = ""
     blob_path: str = ""
@@ -259,20 +282,15 @@ class AggregatorBatch:
     id: uuid.UUID = field(default_factory=uuid.uuid4)
     version: int = 0
 
-    @property
-    def num_blocks(self) -> int:
-        return self.end_block - self.start_block + 1
 
-    @property
-    def is_closed(self) -> bool:
-        return self.status != AggregatorBatchStatus.OPEN
-
-    def to_json(self) -> dict[str, Any]:
-        return _batch_to_json(self)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> AggregatorBatch:
-        return cls(**_batch_fields(data, AggregatorBatchStatus))
+def ready_to_aggregate(batch: AggregatorBatch, children: Sequence[SnosBatch]) -> bool:
+    """Whether ``children``, the aggregator batch's SNOS batches in order, are all closed and cover its blocks
+    exactly, without a gap (what its Aggregator job waits for, besides their proofs)."""
+    if not children or children[0].start_block != batch.start_block or children[-1].end_block != batch.end_block:
+        return False
+    if not all(c.is_closed for c in children):
+        return False
+    return all(b.start_block == a.end_block + 1 for a, b in itertools.pairwise(children))
 
 
 B = TypeVar("B", SnosBatch, AggregatorBatch)
@@ -295,3 +313,13 @@ def transition_aggregator_batch(
 ) -> AggregatorBatch:
     """The only way an aggregator batch's status changes."""
     return _transition(batch, AGGREGATOR_BATCH_TRANSITIONS, target, now, changes)
+
+
+def next_batch(batch: B, target: SnosBatchStatus | AggregatorBatchStatus, *, now: float) -> B | None:
+    """``batch`` moved to ``target``, or None when it is there already (nothing to write).
+
+    ``InvalidTransition`` when its table forbids the move from its current status."""
+    if batch.status == target:
+        return None
+    table = SNOS_BATCH_TRANSITIONS if isinstance(batch, SnosBatch) else AGGREGATOR_BATCH_TRANSITIONS
+    return _transition(batch, table, target, now, {})

@@ -35,6 +35,7 @@ import logging
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from madara_orchestrator import ORCHESTRATOR_VERSION
 from madara_orchestrator.domain.artifacts import aggregator_batch_paths, blob_file
@@ -148,25 +149,34 @@ class BlockFacts:
     """A gate stops batching before this block (then nothing else of it is read)."""
 
 
+OB = TypeVar("OB", AggregatorBatch, SnosBatch)
+
+
 @dataclass(slots=True)
-class _OpenAggregator:
-    batch: AggregatorBatch
+class _Open(Generic[OB]):
+    """A batch held in memory while blocks are added to it."""
+
+    batch: OB
+    stored: bool
+    """Whether a record with ``batch.version`` exists (else the batch is inserted when saved)."""
+    dirty: bool
+
+    def saved(self, batch: OB) -> None:
+        """``batch`` as the store wrote it: stored, nothing left to write."""
+        self.batch, self.stored, self.dirty = batch, True, False
+
+
+@dataclass(slots=True)
+class _OpenAggregator(_Open[AggregatorBatch]):
     diff: SquashedDiff
     """The squashed state update of the batch's blocks."""
     length: BatchLength
     """Its compressed length (``batch.blob_len`` as the last block was added)."""
-    stored: bool
-    """Whether a record with ``batch.version`` exists (else the batch is inserted when saved)."""
-    dirty: bool
     files_at: float | None = None
     """When the batch's files were last written (None: not for its current range)."""
 
 
-@dataclass(slots=True)
-class _OpenSnos:
-    batch: SnosBatch
-    stored: bool
-    dirty: bool
+_OpenSnos = _Open[SnosBatch]
 
 
 @dataclass(slots=True)
@@ -628,13 +638,10 @@ class Batcher:
         index = state.next_agg_index
         state.next_agg_index += 1
         state_update_path, blob_path = aggregator_batch_paths(index)
-        batch = AggregatorBatch(
+        batch = AggregatorBatch.opened(
             index=index,
-            start_block=facts.number,
-            end_block=facts.number,
-            status=AggregatorBatchStatus.OPEN,
-            created_at=now,
-            updated_at=now,
+            block=facts.number,
+            now=now,
             starknet_version=facts.starknet_version,
             orchestrator_version=self.config.orchestrator_version,
             bucket_id=bucket_id,
@@ -699,13 +706,10 @@ class Batcher:
             return
         if decision.action == Action.CLOSE_AND_START and open_snos is not None:
             await self._close_snos(state, decision.reason)
-        batch = SnosBatch(
+        batch = SnosBatch.opened(
             index=state.next_snos_index,
-            start_block=facts.number,
-            end_block=facts.number,
-            status=SnosBatchStatus.OPEN,
-            created_at=now,
-            updated_at=now,
+            block=facts.number,
+            now=now,
             starknet_version=facts.starknet_version,
             orchestrator_version=self.config.orchestrator_version,
             aggregator_batch_index=aggregator_index,
@@ -803,7 +807,7 @@ class Batcher:
                 batch = await self.db.update_aggregator_batch(batch, now=now)
             else:
                 batch = await self.db.insert_aggregator_batch(batch)
-            open_agg.batch, open_agg.stored, open_agg.dirty = batch, True, False
+            open_agg.saved(batch)
             self.metrics.report(ev.LatestBatch("aggregator", batch.index))
         if batch.status == AggregatorBatchStatus.OPEN:
             self._cached = _Cached(
@@ -823,7 +827,7 @@ class Batcher:
             batch = await self.db.update_snos_batch(open_snos.batch, now=self.clock.now())
         else:
             batch = await self.db.insert_snos_batch(open_snos.batch)
-        open_snos.batch, open_snos.stored, open_snos.dirty = batch, True, False
+        open_snos.saved(batch)
         self.metrics.report(ev.LatestBatch("snos", batch.index))
 
     async def _write_files(self, batch: AggregatorBatch, squashed_json: str, compressed: Sequence[int]) -> None:

@@ -22,14 +22,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import itertools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from madara_orchestrator.domain.artifacts import SnosFile, snos_key
-from madara_orchestrator.domain.batches import AggregatorBatchStatus, SnosBatchStatus
+from madara_orchestrator.domain.batches import AggregatorBatchStatus, SnosBatchStatus, ready_to_aggregate
 from madara_orchestrator.domain.batching import BatchingStopped
 from madara_orchestrator.domain.errors import InvalidTransition, OrchestratorError, classify
 from madara_orchestrator.domain.health import TriggerHealth, TriggerPolicy, utc_time
@@ -376,82 +375,84 @@ class Triggers:
             await move_snos_batch(self.db, batch.index, SnosBatchStatus.SNOS_JOB_CREATED, now=self.clock.now())
         return created > 0
 
-    async def proving(self) -> bool:
-        min_index = await self.first_unsettled_snos_batch_index()
-        created = 0
-        for snos_job in await self.db.jobs_without_successor(
-            JobType.SNOS_RUN, JobStatus.COMPLETED, JobType.PROOF_CREATION, min_internal_id=min_index
-        ):
-            snos = snos_job.metadata.specific
-            assert isinstance(snos, SnosMetadata)
-            bucket_id: str | None = None
-            bucket_job_index: int | None = None
-            if self.plan.aggregator_batches:
-                # Atlantic: the proof goes into its aggregator batch's bucket, at its place among the children.
-                aggregator = await self.db.aggregator_batch_for_block(snos.start_block)
-                if aggregator is not None and aggregator.bucket_id:
-                    first = await self.db.list_snos_batches(aggregator_index=aggregator.index, limit=1)
-                    if not first:
-                        continue
-                    bucket_id = aggregator.bucket_id
-                    bucket_job_index = snos.snos_batch_index - first[0].index + 1
-            download: str | None = None
-            ensure: str | None = None
-            if self.plan.registers_snos_proofs:
-                if not snos.snos_fact:
-                    log.error("SnosRun %d completed without a fact; cannot create its proof job", snos_job.internal_id)
-                    continue
-                download = snos_key(snos_job.internal_id, SnosFile.PROOF)
-                ensure = snos.snos_fact
-            elif self.config.store_audit_artifacts:
-                download = snos_key(snos_job.internal_id, SnosFile.PROOF)
-            meta = ProvingMetadata(
-                block_number=snos.start_block,
-                input_path={"CairoPie": snos.cairo_pie_path or snos_key(snos_job.internal_id, SnosFile.CAIRO_PIE)},
-                ensure_on_chain_registration=ensure,
-                download_proof=download,
-                n_steps=snos.snos_n_steps,
-                bucket_id=bucket_id,
-                bucket_job_index=bucket_job_index,
-            )
-            if await self._create(JobType.PROOF_CREATION, snos_job.internal_id, meta, snos_job):
-                created += 1
-        return created > 0
-
-    async def proof_registration(self) -> bool:
-        """L3: every proven SNOS batch has its proof verified on the L2 (SPEC §4.7)."""
-        min_index = await self.first_unsettled_snos_batch_index()
-        created = 0
-        for proof_job in await self.db.jobs_without_successor(
-            JobType.PROOF_CREATION, JobStatus.COMPLETED, JobType.PROOF_REGISTRATION, min_internal_id=min_index
-        ):
-            proving = proof_job.metadata.specific
-            if not isinstance(proving, ProvingMetadata):
-                log.error("%s has no proving metadata; cannot register its proof", proof_job.describe())
-                continue
-            index = proof_job.internal_id
-            meta = dataclasses.replace(
-                proving,
-                input_path={"Proof": snos_key(index, SnosFile.PROOF)},
-                download_proof=snos_key(index, SnosFile.BRIDGE_PROOF),
-            )
-            if await self._create(JobType.PROOF_REGISTRATION, index, meta, proof_job):
-                created += 1
-        return created > 0
-
-    async def data_submission(self) -> bool:
-        """L3: every SNOS batch whose proof is registered has its state diff encoded for DA (SPEC §4.8)."""
+    async def _create_successors(
+        self, parent_type: JobType, child_type: JobType, metadata: Callable[[Job], Awaitable[object | None]]
+    ) -> bool:
+        """A ``child_type`` job for every completed ``parent_type`` job without one, from the first unsettled
+        SNOS batch on; ``metadata`` gives the child's metadata, or None to leave that parent for now."""
         min_index = await self.first_unsettled_snos_batch_index()
         created = 0
         for parent in await self.db.jobs_without_successor(
-            JobType.PROOF_REGISTRATION, JobStatus.COMPLETED, JobType.DATA_SUBMISSION, min_internal_id=min_index
+            parent_type, JobStatus.COMPLETED, child_type, min_internal_id=min_index
         ):
-            proving = parent.metadata.specific
-            block = proving.block_number if isinstance(proving, ProvingMetadata) else 0
-            meta = DaMetadata(block_number=block, blob_data_path=snos_key(parent.internal_id, SnosFile.BLOB_DATA))
-            if await self._create(JobType.DATA_SUBMISSION, parent.internal_id, meta, parent):
+            meta = await metadata(parent)
+            if meta is not None and await self._create(child_type, parent.internal_id, meta, parent):
                 created += 1
         return created > 0
+
+    async def proving(self) -> bool:
+        return await self._create_successors(JobType.SNOS_RUN, JobType.PROOF_CREATION, self._proving_metadata)
+
+    async def _proving_metadata(self, snos_job: Job) -> ProvingMetadata | None:
+        snos = snos_job.metadata.specific
+        assert isinstance(snos, SnosMetadata)
+        bucket_id: str | None = None
+        bucket_job_index: int | None = None
+        if self.plan.aggregator_batches:
+            # Atlantic: the proof goes into its aggregator batch's bucket, at its place among the children.
+            aggregator = await self.db.aggregator_batch_for_block(snos.start_block)
+            if aggregator is not None and aggregator.bucket_id:
+                first = await self.db.list_snos_batches(aggregator_index=aggregator.index, limit=1)
+                if not first:
+                    return None
+                bucket_id = aggregator.bucket_id
+                bucket_job_index = snos.snos_batch_index - first[0].index + 1
+        download: str | None = None
+        ensure: str | None = None
+        if self.plan.registers_snos_proofs:
+            if not snos.snos_fact:
+                log.error("SnosRun %d completed without a fact; cannot create its proof job", snos_job.internal_id)
+                return None
+            download = snos_key(snos_job.internal_id, SnosFile.PROOF)
+            ensure = snos.snos_fact
+        elif self.config.store_audit_artifacts:
+            download = snos_key(snos_job.internal_id, SnosFile.PROOF)
+        return ProvingMetadata(
+            block_number=snos.start_block,
+            input_path={"CairoPie": snos.cairo_pie_path or snos_key(snos_job.internal_id, SnosFile.CAIRO_PIE)},
+            ensure_on_chain_registration=ensure,
+            download_proof=download,
+            n_steps=snos.snos_n_steps,
+            bucket_id=bucket_id,
+            bucket_job_index=bucket_job_index,
+        )
+
+    async def proof_registration(self) -> bool:
+        """L3: every proven SNOS batch has its proof verified on the L2 (SPEC §4.7)."""
+        return await self._create_successors(
+            JobType.PROOF_CREATION, JobType.PROOF_REGISTRATION, self._registration_metadata
+        )
+
+    async def _registration_metadata(self, proof_job: Job) -> ProvingMetadata | None:
+        proving = proof_job.metadata.specific
+        if not isinstance(proving, ProvingMetadata):
+            log.error("%s has no proving metadata; cannot register its proof", proof_job.describe())
+            return None
+        index = proof_job.internal_id
+        return dataclasses.replace(
+            proving,
+            input_path={"Proof": snos_key(index, SnosFile.PROOF)},
+            download_proof=snos_key(index, SnosFile.BRIDGE_PROOF),
+        )
+
+    async def data_submission(self) -> bool:
+        """L3: every SNOS batch whose proof is registered has its state diff encoded for DA (SPEC §4.8)."""
+        return await self._create_successors(JobType.PROOF_REGISTRATION, JobType.DATA_SUBMISSION, self._da_metadata)
+
+    async def _da_metadata(self, parent: Job) -> DaMetadata:
+        proving = parent.metadata.specific
+        block = proving.block_number if isinstance(proving, ProvingMetadata) else 0
+        return DaMetadata(block_number=block, blob_data_path=snos_key(parent.internal_id, SnosFile.BLOB_DATA))
 
     async def aggregator(self) -> bool:
         slots = await self._buffer_slots(JobType.AGGREGATOR, self.config.aggregator_job_buffer_size)
@@ -460,15 +461,7 @@ class Triggers:
         created = 0
         for batch in await self.db.list_aggregator_batches(statuses=[AggregatorBatchStatus.CLOSED], limit=slots):
             children = await self.db.list_snos_batches(aggregator_index=batch.index)
-            if (
-                not children
-                or children[0].start_block != batch.start_block
-                or children[-1].end_block != batch.end_block
-            ):
-                continue
-            if any(c.status == SnosBatchStatus.OPEN for c in children):
-                continue
-            if any(b.start_block != a.end_block + 1 for a, b in itertools.pairwise(children)):
+            if not ready_to_aggregate(batch, children):
                 continue
             proofs = [await self.db.get_job_by_internal_id(JobType.PROOF_CREATION, c.index) for c in children]
             if not all(p is not None and p.status == JobStatus.COMPLETED for p in proofs):

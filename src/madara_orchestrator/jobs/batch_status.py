@@ -3,19 +3,23 @@ guarded on its version; when another writer got there first, read it again and r
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
 from madara_orchestrator.domain.batches import (
     AggregatorBatch,
     AggregatorBatchStatus,
     SnosBatch,
     SnosBatchStatus,
-    transition_aggregator_batch,
-    transition_snos_batch,
+    next_batch,
 )
 from madara_orchestrator.domain.errors import NotFound, StaleVersion
 from madara_orchestrator.interfaces import BatchStore
 
 MAX_ATTEMPTS = 5
 """Writes lost to other writers before giving up; each retry re-reads the batch and re-checks the move."""
+
+B = TypeVar("B", SnosBatch, AggregatorBatch)
 
 
 async def move_aggregator_batch(
@@ -25,36 +29,36 @@ async def move_aggregator_batch(
 
     ``NotFound`` without such a batch; ``InvalidTransition`` when the table forbids the move from its current
     status; ``StaleVersion`` when other writers won ``MAX_ATTEMPTS`` times in a row."""
-    for _ in range(MAX_ATTEMPTS):
-        batch = await db.get_aggregator_batch(index)
-        if batch is None:
-            raise NotFound(f"aggregator batch {index} not found")
-        if batch.status == target:
-            return batch
-        try:
-            return await db.update_aggregator_batch(transition_aggregator_batch(batch, target, now=now), now=now)
-        except StaleVersion:
-            continue
-    raise StaleVersion(_gave_up("aggregator", index, target))
+    return await _move(
+        "aggregator", db.get_aggregator_batch, lambda b: db.update_aggregator_batch(b, now=now), index, target, now
+    )
 
 
 async def move_snos_batch(db: BatchStore, index: int, target: SnosBatchStatus, *, now: float) -> SnosBatch:
     """The stored SNOS batch, moved to ``target``; as ``move_aggregator_batch``."""
+    return await _move("SNOS", db.get_snos_batch, lambda b: db.update_snos_batch(b, now=now), index, target, now)
+
+
+async def _move(
+    kind: str,
+    read: Callable[[int], Awaitable[B | None]],
+    write: Callable[[B], Awaitable[B]],
+    index: int,
+    target: SnosBatchStatus | AggregatorBatchStatus,
+    now: float,
+) -> B:
     for _ in range(MAX_ATTEMPTS):
-        batch = await db.get_snos_batch(index)
+        batch = await read(index)
         if batch is None:
-            raise NotFound(f"SNOS batch {index} not found")
-        if batch.status == target:
+            raise NotFound(f"{kind} batch {index} not found")
+        moved = next_batch(batch, target, now=now)
+        if moved is None:
             return batch
         try:
-            return await db.update_snos_batch(transition_snos_batch(batch, target, now=now), now=now)
+            return await write(moved)
         except StaleVersion:
             continue
-    raise StaleVersion(_gave_up("SNOS", index, target))
-
-
-def _gave_up(kind: str, index: int, target: str) -> str:
-    return (
+    raise StaleVersion(
         f"{kind} batch {index} could not be moved to {target}: other writers changed it {MAX_ATTEMPTS} times"
         " in a row; try again"
     )
