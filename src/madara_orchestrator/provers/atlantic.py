@@ -41,9 +41,7 @@ from madara_orchestrator.domain.proving import (
     AggregationArtifacts,
     CreateBucket,
     CreateJob,
-    ProverTask,
     RunAggregation,
-    RunAggregationWithPie,
     TaskStatus,
     TaskType,
 )
@@ -63,6 +61,7 @@ from madara_orchestrator.provers.http import (
     raise_for_status,
     with_retries,
 )
+from madara_orchestrator.provers.tasks import TaskDispatch
 from madara_orchestrator.starknet.facts import fact_hex
 from madara_orchestrator.starknet.stone_proof import InvalidProof, parse_proof
 
@@ -301,8 +300,10 @@ def _is_retryable_status(status: int, body: str) -> bool:
     return status == 429 or status >= 500
 
 
-class AtlanticClient:
+class AtlanticClient(TaskDispatch):
     """Implements ``ProverClient`` against the Atlantic REST API."""
+
+    unsupported_message = "Atlantic does not support PIE-based aggregation: use buckets (RunAggregation)"
 
     def __init__(
         self,
@@ -516,19 +517,17 @@ class AtlanticClient:
 
     # -- ProverClient ---------------------------------------------------------------------------
 
-    async def submit_task(self, task: ProverTask) -> str:
-        if isinstance(task, CreateJob):
-            return await self._submit_query(task)
-        if isinstance(task, CreateBucket):
-            return (await self.create_bucket()).id
-        if isinstance(task, RunAggregation):
-            bucket = await self.get_bucket(task.bucket_id)
-            if bucket.status is AtlanticBucketStatus.OPEN:
-                await self.close_bucket(task.bucket_id)
-            return task.bucket_id
-        if isinstance(task, RunAggregationWithPie):
-            raise TaskInvalid("Atlantic does not support PIE-based aggregation: use buckets (RunAggregation)")
-        raise TaskInvalid(f"unknown prover task {type(task).__name__}")
+    async def _submit_job(self, task: CreateJob) -> str:
+        return await self._submit_query(task)
+
+    async def _submit_bucket(self, task: CreateBucket) -> str:
+        return (await self.create_bucket()).id
+
+    async def _submit_aggregation(self, task: RunAggregation) -> str:
+        bucket = await self.get_bucket(task.bucket_id)
+        if bucket.status is AtlanticBucketStatus.OPEN:
+            await self.close_bucket(task.bucket_id)
+        return task.bucket_id
 
     async def get_task_status(self, task_type: TaskType, job_key: str, fact: str | None = None) -> TaskStatus:
         if task_type is TaskType.AGGREGATION:

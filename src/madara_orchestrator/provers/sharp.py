@@ -23,10 +23,7 @@ import httpx
 from madara_orchestrator.domain.errors import ConfigError
 from madara_orchestrator.domain.proving import (
     AggregationArtifacts,
-    CreateBucket,
     CreateJob,
-    ProverTask,
-    RunAggregation,
     RunAggregationWithPie,
     TaskStatus,
     TaskType,
@@ -40,6 +37,7 @@ from madara_orchestrator.provers.http import (
     raise_for_status,
     with_retries,
 )
+from madara_orchestrator.provers.tasks import TaskDispatch
 from madara_orchestrator.starknet.facts import fact_hex
 
 log = logging.getLogger(__name__)
@@ -184,8 +182,10 @@ class SharpConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
-class SharpClient:
+class SharpClient(TaskDispatch):
     """Implements ``ProverClient`` for SHARP. ``fact_checker`` is the GPS verifier (``isValid``)."""
+
+    unsupported_message = "SHARP has no buckets: aggregate locally and submit RunAggregationWithPie"
 
     def __init__(
         self,
@@ -282,17 +282,14 @@ class SharpClient:
 
     # -- ProverClient ---------------------------------------------------------------------------
 
-    async def submit_task(self, task: ProverTask) -> str:
-        if isinstance(task, CreateJob):
-            return await self.add_job(task.dedup_id, task.cairo_pie_zip)
-        if isinstance(task, RunAggregationWithPie):
-            if task.fact_hash is None:
-                raise TaskInvalid("fact_hash is required for SHARP applicative jobs")
-            key = fact_hex(task.fact_hash)
-            return await self.add_applicative_job(key, task.cairo_pie_zip, task.children_cairo_job_keys)
-        if isinstance(task, CreateBucket | RunAggregation):
-            raise TaskInvalid("SHARP has no buckets: aggregate locally and submit RunAggregationWithPie")
-        raise TaskInvalid(f"unknown prover task {type(task).__name__}")
+    async def _submit_job(self, task: CreateJob) -> str:
+        return await self.add_job(task.dedup_id, task.cairo_pie_zip)
+
+    async def _submit_aggregation_pie(self, task: RunAggregationWithPie) -> str:
+        if task.fact_hash is None:
+            raise TaskInvalid("fact_hash is required for SHARP applicative jobs")
+        key = fact_hex(task.fact_hash)
+        return await self.add_applicative_job(key, task.cairo_pie_zip, task.children_cairo_job_keys)
 
     async def get_task_status(self, task_type: TaskType, job_key: str, fact: str | None = None) -> TaskStatus:
         job = await self.get_status(job_key)
