@@ -14,7 +14,6 @@ import json
 import logging
 import re
 import ssl
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,14 +29,7 @@ from madara_orchestrator.domain.proving import (
 )
 from madara_orchestrator.interfaces import FactChecker
 from madara_orchestrator.provers.errors import MalformedResponse, ProverApiError, TaskInvalid
-from madara_orchestrator.provers.http import (
-    RetryPolicy,
-    is_retryable_error,
-    json_object,
-    raise_for_status,
-    with_retries,
-)
-from madara_orchestrator.provers.tasks import TaskDispatch
+from madara_orchestrator.provers.http import HttpProver, RetryPolicy, json_object, raise_for_status
 from madara_orchestrator.starknet.facts import fact_hex
 
 log = logging.getLogger(__name__)
@@ -182,10 +174,12 @@ class SharpConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
-class SharpClient(TaskDispatch):
+class SharpClient(HttpProver):
     """Implements ``ProverClient`` for SHARP. ``fact_checker`` is the GPS verifier (``isValid``)."""
 
+    service = SERVICE
     unsupported_message = "SHARP has no buckets: aggregate locally and submit RunAggregationWithPie"
+    config: SharpConfig
 
     def __init__(
         self,
@@ -198,6 +192,7 @@ class SharpClient(TaskDispatch):
         self._base = config.url.rstrip("/") + "/"
         self._fact_checker = fact_checker
         self.idempotency_hits = 0
+        owns_client = client is None
         if client is None:
             tls = [config.user_crt_file, config.user_key_file, config.server_crt_file]
             verify: ssl.SSLContext | bool = True
@@ -206,14 +201,7 @@ class SharpClient(TaskDispatch):
             elif any(tls):
                 raise ConfigError(["SHARP needs all three PEM files: user certificate, user key, server certificate"])
             client = httpx.AsyncClient(verify=verify, timeout=httpx.Timeout(config.timeout_s))
-            self._owns_client = True
-        else:
-            self._owns_client = False
-        self._client = client
-
-    async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
+        super().__init__(client, owns_client=owns_client)
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -225,16 +213,6 @@ class SharpClient(TaskDispatch):
         if response.is_success and is_infrastructure_response(response.status_code, response.text):
             raise ProverApiError(SERVICE, operation, response.status_code, response.text, retryable=True)
         return response
-
-    async def _retry(self, operation: str, call: Callable[[], Any]) -> Any:
-        return await with_retries(
-            call,
-            policy=self.config.retry,
-            is_retryable=is_retryable_error,
-            service=SERVICE,
-            operation=operation,
-            attempt_timeout_s=self.config.attempt_timeout_s,
-        )
 
     # -- API ------------------------------------------------------------------------------------
 
