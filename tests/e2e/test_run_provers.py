@@ -30,6 +30,7 @@ from madara_orchestrator.cli.settings import MOCK_ATLANTIC_PORT, RUN_OPTIONS, Se
 from madara_orchestrator.devnet.adapters import DEVNET_AGGREGATOR_PROGRAM_HASH, devnet_pie
 from madara_orchestrator.devnet.anvil import DEV_PRIVATE_KEYS, Anvil, AnvilConfig, find_anvil_binary
 from madara_orchestrator.devnet.fact_registry import InMemoryFactRegistry
+from madara_orchestrator.devnet.l1_contracts import DevnetContracts, deploy_devnet_contracts
 from madara_orchestrator.devnet.mock_atlantic import (
     MockAtlanticConfig,
     MockAtlanticServer,
@@ -42,7 +43,7 @@ from madara_orchestrator.domain.proving import CreateBucket, CreateJob, RunAggre
 from madara_orchestrator.jobs.artifacts import decode_felts_json
 from madara_orchestrator.provers.atlantic import AtlanticClient, AtlanticConfig, AtlanticNetwork
 from madara_orchestrator.server.background import BackgroundServer, free_port
-from madara_orchestrator.settlement.contracts import DevnetContracts, FactRegistryClient, deploy_devnet_contracts
+from madara_orchestrator.settlement.contracts import FactRegistryClient
 from madara_orchestrator.settlement.encoding import STATE_BLOCK_NUMBER_SELECTOR, decode_int256, program_output_fact
 from madara_orchestrator.settlement.eth_rpc import EthRpc
 from madara_orchestrator.starknet.facts import aggregator_fact_info

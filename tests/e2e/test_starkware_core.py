@@ -20,10 +20,11 @@ from eth_hash.auto import keccak
 
 from madara_orchestrator.devnet.adapters import DEVNET_AGGREGATOR_PROGRAM_HASH
 from madara_orchestrator.devnet.anvil import DEV_PRIVATE_KEYS, Anvil, AnvilConfig
+from madara_orchestrator.devnet.l1_contracts import DevnetContracts
 from madara_orchestrator.devnet.program_output import DEVNET_CONFIG_HASH, DEVNET_OS_PROGRAM_HASH
 from madara_orchestrator.devnet.sequencer import DevnetSequencer
 from madara_orchestrator.server.background import BackgroundServer, free_port
-from madara_orchestrator.settlement.contracts import DevnetContracts, deploy_contract, deploy_starkware_core
+from madara_orchestrator.settlement.contracts import deploy_contract, deploy_starkware_core
 from madara_orchestrator.settlement.encoding import STATE_BLOCK_HASH_SELECTOR, STATE_ROOT_SELECTOR
 from madara_orchestrator.settlement.eth_rpc import EthRpc
 from tests.conftest import require

@@ -8,14 +8,16 @@ import contextlib
 import dataclasses
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from madara_orchestrator.domain.batches import (
     AggregatorBatch,
+    AggregatorBatchStatus,
     SnosBatch,
+    SnosBatchStatus,
 )
-from madara_orchestrator.domain.errors import AlreadyExists, InvalidInput
+from madara_orchestrator.domain.errors import AlreadyExists, InvalidInput, NotFound, StaleVersion
 from madara_orchestrator.domain.jobs import Job, JobMetadata, JobStatus, JobType
 from madara_orchestrator.domain.queues import QueueConfig
 from madara_orchestrator.interfaces import QueueMessage
@@ -88,6 +90,28 @@ def overlap_error(batch: SnosBatch | AggregatorBatch, index: int, start_block: i
     )
 
 
+def batch_exists_error(batch: SnosBatch | AggregatorBatch) -> AlreadyExists:
+    """The refusal to insert ``batch`` again."""
+    return AlreadyExists(f"{describe_batch(batch)} already exists; read it and update it instead of inserting it again")
+
+
+def check_batch_version(read: SnosBatch | AggregatorBatch, stored_version: int | None) -> None:
+    """That the stored batch (``None``: there is none) is still at the version ``read`` was read at."""
+    what = describe_batch(read)
+    if stored_version is None:
+        raise NotFound(f"{what} not found; it must be inserted before it is updated")
+    if stored_version != read.version:
+        raise StaleVersion(
+            f"{what} changed since version {read.version} was read (now version {stored_version});"
+            " reload it and try again"
+        )
+
+
+def stale_job_error(job: Job) -> StaleVersion:
+    """The refusal to write ``job`` over a stored job no longer at ``job.version`` (or with a live lease)."""
+    return StaleVersion(f"job {job.describe()} changed since version {job.version} was read; reload it and try again")
+
+
 def job_row(job: Job) -> dict[str, Any]:
     """The row of a job (its columns, in the table's order)."""
     return {
@@ -110,14 +134,47 @@ JobKeys = list[tuple[list[str], int]]
 """(job types, internal id) pairs: the jobs of one of the types with that internal id."""
 
 
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class JobQuery:
+    """The jobs a ``list_jobs`` or a ``jobs_without_successor`` asks for, as column values: those of
+    ``statuses`` and ``job_types`` (any when empty), by internal id then job type."""
+
+    statuses: list[str]
+    job_types: list[str]
+    min_internal_id: int | None = None
+    without_successor: str | None = None
+    """A job type: only the jobs that have no job of that type at their internal id."""
+    limit: int | None = None
+    descending: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class BatchQuery:
+    """The batches of one table a ``list_*_batches`` or a ``snos_batches_without_jobs`` asks for, by index:
+    those of ``indexes`` and ``statuses`` (any when empty)."""
+
+    statuses: list[str]
+    indexes: Sequence[int] = ()
+    aggregator_index: int | None = None
+    """SNOS batches only: those of that aggregator batch."""
+    min_index: int | None = None
+    without_job: str | None = None
+    """A job type: only the batches that have no job of that type at their index."""
+    limit: int | None = None
+    descending: bool = False
+
+
 class StoreBase:
-    """The ``Database`` methods that follow from a store's primitives (``list_jobs``, ``list_*_batches``,
+    """The ``Database`` methods that follow from a store's primitives (``_list_jobs``, ``_batch_docs``,
     ``_jobs_with_keys``, ``_batch_doc_for_block``, ``_write_new_batch``, ``_write_batch``)."""
 
-    # The primitives each store implements, with the signatures ``interfaces.JobStore`` and ``BatchStore`` give.
-    list_jobs: Callable[..., Awaitable[list[Job]]]
-    list_snos_batches: Callable[..., Awaitable[list[SnosBatch]]]
-    list_aggregator_batches: Callable[..., Awaitable[list[AggregatorBatch]]]
+    async def _list_jobs(self, query: JobQuery) -> list[Job]:
+        """The jobs ``query`` asks for."""
+        raise NotImplementedError
+
+    async def _batch_docs(self, table: str, query: BatchQuery) -> list[dict[str, Any]]:
+        """The records of the batches of ``table`` that ``query`` asks for."""
+        raise NotImplementedError
 
     async def _jobs_with_keys(self, keys: JobKeys) -> list[Job]:
         """The jobs matching any of ``keys``, by internal id then job type."""
@@ -134,6 +191,42 @@ class StoreBase:
     async def _write_batch(self, read: SnosBatch | AggregatorBatch, stored: SnosBatch | AggregatorBatch) -> None:
         """Write ``stored`` over the row if it is still at ``read.version``, in one step no writer can split."""
         raise NotImplementedError
+
+    async def list_jobs(
+        self,
+        *,
+        statuses: Sequence[JobStatus] = (),
+        job_types: Sequence[JobType] = (),
+        min_internal_id: int | None = None,
+        limit: int | None = None,
+        descending: bool = False,
+    ) -> list[Job]:
+        query = JobQuery(
+            statuses=[s.value for s in statuses],
+            job_types=[t.value for t in job_types],
+            min_internal_id=min_internal_id,
+            limit=limit,
+            descending=descending,
+        )
+        return await self._list_jobs(query)
+
+    async def jobs_without_successor(
+        self,
+        job_type: JobType,
+        status: JobStatus,
+        successor_type: JobType,
+        *,
+        min_internal_id: int = 0,
+        limit: int | None = None,
+    ) -> list[Job]:
+        query = JobQuery(
+            statuses=[status.value],
+            job_types=[job_type.value],
+            min_internal_id=min_internal_id,
+            without_successor=successor_type.value,
+            limit=limit,
+        )
+        return await self._list_jobs(query)
 
     async def latest_job(self, job_type: JobType, *, statuses: Sequence[JobStatus] = ()) -> Job | None:
         jobs = await self.list_jobs(job_types=[job_type], statuses=statuses, limit=1, descending=True)
@@ -161,6 +254,43 @@ class StoreBase:
 
     async def update_aggregator_batch(self, batch: AggregatorBatch, *, now: float) -> AggregatorBatch:
         return await self._update_batch(batch, now)
+
+    async def list_snos_batches(
+        self,
+        *,
+        indexes: Sequence[int] = (),
+        statuses: Sequence[SnosBatchStatus] = (),
+        aggregator_index: int | None = None,
+        limit: int | None = None,
+        descending: bool = False,
+    ) -> list[SnosBatch]:
+        query = BatchQuery(
+            statuses=[s.value for s in statuses],
+            indexes=indexes,
+            aggregator_index=aggregator_index,
+            limit=limit,
+            descending=descending,
+        )
+        return [SnosBatch.from_json(doc) for doc in await self._batch_docs(SNOS_BATCHES, query)]
+
+    async def list_aggregator_batches(
+        self,
+        *,
+        indexes: Sequence[int] = (),
+        statuses: Sequence[AggregatorBatchStatus] = (),
+        limit: int | None = None,
+        descending: bool = False,
+    ) -> list[AggregatorBatch]:
+        query = BatchQuery(statuses=[s.value for s in statuses], indexes=indexes, limit=limit, descending=descending)
+        return [AggregatorBatch.from_json(doc) for doc in await self._batch_docs(AGGREGATOR_BATCHES, query)]
+
+    async def snos_batches_without_jobs(
+        self, status: SnosBatchStatus, *, min_index: int = 0, limit: int | None = None
+    ) -> list[SnosBatch]:
+        query = BatchQuery(
+            statuses=[status.value], min_index=min_index, without_job=JobType.SNOS_RUN.value, limit=limit
+        )
+        return [SnosBatch.from_json(doc) for doc in await self._batch_docs(SNOS_BATCHES, query)]
 
     async def get_snos_batch(self, index: int) -> SnosBatch | None:
         found = await self.list_snos_batches(indexes=[index])

@@ -16,25 +16,27 @@ from madara_orchestrator import ORCHESTRATOR_VERSION
 from madara_orchestrator.backends.base import (
     AGGREGATOR_BATCHES,
     SNOS_BATCHES,
+    BatchQuery,
     JobKeys,
+    JobQuery,
     QueueBase,
     StoreBase,
     WakeEvents,
     batch_columns,
     batch_doc,
+    batch_exists_error,
     batch_table,
-    describe_batch,
+    check_batch_version,
     job_from_row,
     job_row,
     overlap_error,
+    stale_job_error,
 )
 from madara_orchestrator.domain.batches import (
     AggregatorBatch,
-    AggregatorBatchStatus,
     SnosBatch,
-    SnosBatchStatus,
 )
-from madara_orchestrator.domain.errors import AlreadyExists, InvalidInput, NotFound, StaleVersion
+from madara_orchestrator.domain.errors import AlreadyExists, InvalidInput, NotFound
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType
 from madara_orchestrator.domain.queues import QueueConfig
 from madara_orchestrator.interfaces import QueueDepth, QueueMessage
@@ -99,9 +101,7 @@ class MemoryStore(StoreBase):
             or row["version"] != job.version
             or (only_if_lease_expired and lease is not None and lease > now)
         ):
-            raise StaleVersion(
-                f"job {job.describe()} changed since version {job.version} was read; reload it and try again"
-            )
+            raise stale_job_error(job)
         new = job_row(job)
         for column in ("status", "external_id", "metadata", "lease_owner", "lease_expires_at"):
             row[column] = new[column]
@@ -127,46 +127,22 @@ class MemoryStore(StoreBase):
             and (min_internal_id is None or row["internal_id"] >= min_internal_id)
         ]
 
-    async def list_jobs(
-        self,
-        *,
-        statuses: Sequence[JobStatus] = (),
-        job_types: Sequence[JobType] = (),
-        min_internal_id: int | None = None,
-        limit: int | None = None,
-        descending: bool = False,
-    ) -> list[Job]:
-        rows = self._select(
-            statuses=[s.value for s in statuses],
-            job_types=[t.value for t in job_types],
-            min_internal_id=min_internal_id,
-        )
+    async def _list_jobs(self, query: JobQuery) -> list[Job]:
+        rows = [
+            row
+            for row in self._select(
+                statuses=query.statuses, job_types=query.job_types, min_internal_id=query.min_internal_id
+            )
+            if query.without_successor is None or (query.without_successor, row["internal_id"]) not in self._job_keys
+        ]
         rows.sort(key=lambda row: str(row["job_type"]).encode())  # ties: the job type, ascending either way
-        rows.sort(key=lambda row: int(row["internal_id"]), reverse=descending)
-        return [job_from_row(row) for row in _first(rows, limit)]
+        rows.sort(key=lambda row: int(row["internal_id"]), reverse=query.descending)
+        return [job_from_row(row) for row in _first(rows, query.limit)]
 
     async def oldest_job(self, job_type: JobType, *, excluding_statuses: Sequence[JobStatus] = ()) -> Job | None:
         excluded = {s.value for s in excluding_statuses}
         rows = [row for row in self._select(job_types=[job_type.value]) if row["status"] not in excluded]
         return job_from_row(min(rows, key=_job_order)) if rows else None
-
-    async def jobs_without_successor(
-        self,
-        job_type: JobType,
-        status: JobStatus,
-        successor_type: JobType,
-        *,
-        min_internal_id: int = 0,
-        limit: int | None = None,
-    ) -> list[Job]:
-        rows = [
-            row
-            for row in self._select(
-                statuses=[status.value], job_types=[job_type.value], min_internal_id=min_internal_id
-            )
-            if (successor_type.value, row["internal_id"]) not in self._job_keys
-        ]
-        return [job_from_row(row) for row in _first(sorted(rows, key=_job_order), limit)]
 
     async def _jobs_with_keys(self, keys: JobKeys) -> list[Job]:
         rows = [
@@ -196,64 +172,17 @@ class MemoryStore(StoreBase):
 
     # -- batches ----------------------------------------------------------------------------------
 
-    def _batch_rows(
-        self,
-        table: str,
-        indexes: Sequence[int],
-        statuses: Sequence[str],
-        limit: int | None,
-        descending: bool,
-        keep: Callable[[Row], bool] = lambda row: True,
-    ) -> list[dict[str, Any]]:
+    async def _batch_docs(self, table: str, query: BatchQuery) -> list[dict[str, Any]]:
         rows = [
             row
-            for index, row in sorted(self._batches[table].items(), reverse=descending)
-            if (not indexes or index in indexes) and (not statuses or row["status"] in statuses) and keep(row)
+            for index, row in sorted(self._batches[table].items(), reverse=query.descending)
+            if (not query.indexes or index in query.indexes)
+            and (not query.statuses or row["status"] in query.statuses)
+            and (query.aggregator_index is None or row["aggregator_batch_index"] == query.aggregator_index)
+            and (query.min_index is None or index >= query.min_index)
+            and (query.without_job is None or (query.without_job, index) not in self._job_keys)
         ]
-        return [batch_doc(row) for row in _first(rows, limit)]
-
-    async def list_snos_batches(
-        self,
-        *,
-        indexes: Sequence[int] = (),
-        statuses: Sequence[SnosBatchStatus] = (),
-        aggregator_index: int | None = None,
-        limit: int | None = None,
-        descending: bool = False,
-    ) -> list[SnosBatch]:
-        docs = self._batch_rows(
-            SNOS_BATCHES,
-            indexes,
-            [s.value for s in statuses],
-            limit,
-            descending,
-            lambda row: aggregator_index is None or row["aggregator_batch_index"] == aggregator_index,
-        )
-        return [SnosBatch.from_json(doc) for doc in docs]
-
-    async def list_aggregator_batches(
-        self,
-        *,
-        indexes: Sequence[int] = (),
-        statuses: Sequence[AggregatorBatchStatus] = (),
-        limit: int | None = None,
-        descending: bool = False,
-    ) -> list[AggregatorBatch]:
-        docs = self._batch_rows(AGGREGATOR_BATCHES, indexes, [s.value for s in statuses], limit, descending)
-        return [AggregatorBatch.from_json(doc) for doc in docs]
-
-    async def snos_batches_without_jobs(
-        self, status: SnosBatchStatus, *, min_index: int = 0, limit: int | None = None
-    ) -> list[SnosBatch]:
-        docs = self._batch_rows(
-            SNOS_BATCHES,
-            (),
-            [status.value],
-            limit,
-            False,
-            lambda row: row["idx"] >= min_index and (JobType.SNOS_RUN.value, row["idx"]) not in self._job_keys,
-        )
-        return [SnosBatch.from_json(doc) for doc in docs]
+        return [batch_doc(row) for row in _first(rows, query.limit)]
 
     async def count_snos_batches(self, *, aggregator_index: int) -> int:
         return sum(
@@ -281,23 +210,14 @@ class MemoryStore(StoreBase):
     async def _write_new_batch(self, batch: SnosBatch | AggregatorBatch) -> None:
         rows = self._batches[batch_table(batch)]
         if batch.index in rows:
-            raise AlreadyExists(
-                f"{describe_batch(batch)} already exists; read it and update it instead of inserting it again"
-            )
+            raise batch_exists_error(batch)
         self._refuse_overlap(batch)
         rows[batch.index] = batch_columns(batch)
 
     async def _write_batch(self, read: SnosBatch | AggregatorBatch, stored: SnosBatch | AggregatorBatch) -> None:
-        what = describe_batch(read)
         rows = self._batches[batch_table(read)]
         row = rows.get(read.index)
-        if row is None:
-            raise NotFound(f"{what} not found; it must be inserted before it is updated")
-        if row["version"] != read.version:
-            raise StaleVersion(
-                f"{what} changed since version {read.version} was read (now version {row['version']});"
-                " reload it and try again"
-            )
+        check_batch_version(read, None if row is None else row["version"])
         self._refuse_overlap(stored)
         rows[read.index] = {**batch_columns(stored), "idx": read.index, "version": read.version + 1}
 

@@ -16,27 +16,29 @@ from collections.abc import Sequence
 from typing import Any
 
 from madara_orchestrator.backends.base import (
-    AGGREGATOR_BATCHES,
     SNOS_BATCHES,
+    BatchQuery,
     JobKeys,
+    JobQuery,
     StoreBase,
     batch_columns,
     batch_doc,
+    batch_exists_error,
     batch_table,
+    check_batch_version,
     describe_batch,
     job_from_row,
     job_row,
     overlap_error,
+    stale_job_error,
 )
 from madara_orchestrator.backends.sql import SqlConnection, SqlDatabase, in_, placeholders, where
 from madara_orchestrator.backends.sql import limit as _limit
 from madara_orchestrator.domain.batches import (
     AggregatorBatch,
-    AggregatorBatchStatus,
     SnosBatch,
-    SnosBatchStatus,
 )
-from madara_orchestrator.domain.errors import AlreadyExists, NotFound, StaleVersion
+from madara_orchestrator.domain.errors import AlreadyExists
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType
 
 JOB_COLUMNS = (
@@ -118,9 +120,7 @@ class SqlStore(StoreBase):
         async with self.db.use() as conn:
             changed = await conn.execute(sql, params)
         if changed != 1:
-            raise StaleVersion(
-                f"job {job.describe()} changed since version {job.version} was read; reload it and try again"
-            )
+            raise stale_job_error(job)
         return dataclasses.replace(job, version=job.version + 1, updated_at=now)
 
     async def renew_lease(self, job_id: uuid.UUID, owner: str, expires_at: float) -> bool:
@@ -131,33 +131,22 @@ class SqlStore(StoreBase):
             )
         return changed == 1
 
-    async def list_jobs(
-        self,
-        *,
-        statuses: Sequence[JobStatus] = (),
-        job_types: Sequence[JobType] = (),
-        min_internal_id: int | None = None,
-        limit: int | None = None,
-        descending: bool = False,
-    ) -> list[Job]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        if statuses:
-            clause, values = in_("status", [s.value for s in statuses])
-            clauses.append(clause)
-            params += values
-        if job_types:
-            clause, values = in_("job_type", [t.value for t in job_types])
-            clauses.append(clause)
-            params += values
-        if min_internal_id is not None:
-            clauses.append("internal_id >= ?")
-            params.append(min_internal_id)
-        order = "DESC" if descending else "ASC"
+    async def _list_jobs(self, query: JobQuery) -> list[Job]:
+        found = _Filters()
+        found.within("status", query.statuses)
+        found.within("job_type", query.job_types)
+        if query.min_internal_id is not None:
+            found.add("internal_id >= ?", query.min_internal_id)
+        if query.without_successor is not None:
+            found.add(
+                "NOT EXISTS (SELECT 1 FROM jobs s WHERE s.job_type = ? AND s.internal_id = jobs.internal_id)",
+                query.without_successor,
+            )
+        order = "DESC" if query.descending else "ASC"
         return await self._many(
-            f"SELECT {JOB_COLUMNS} FROM jobs{where(clauses)} ORDER BY internal_id {order}, {self._job_order_tie}"
-            + _limit(limit),
-            params,
+            f"SELECT {JOB_COLUMNS} FROM jobs{where(found.clauses)} ORDER BY internal_id {order}, {self._job_order_tie}"
+            + _limit(query.limit),
+            found.params,
         )
 
     async def oldest_job(self, job_type: JobType, *, excluding_statuses: Sequence[JobStatus] = ()) -> Job | None:
@@ -170,22 +159,6 @@ class SqlStore(StoreBase):
         return await self._one(
             f"SELECT {JOB_COLUMNS} FROM jobs{where(clauses)} ORDER BY internal_id ASC LIMIT 1", params
         )
-
-    async def jobs_without_successor(
-        self,
-        job_type: JobType,
-        status: JobStatus,
-        successor_type: JobType,
-        *,
-        min_internal_id: int = 0,
-        limit: int | None = None,
-    ) -> list[Job]:
-        sql = (
-            f"SELECT {JOB_COLUMNS} FROM jobs j WHERE j.job_type = ? AND j.status = ? AND j.internal_id >= ?"
-            " AND NOT EXISTS (SELECT 1 FROM jobs s WHERE s.job_type = ? AND s.internal_id = j.internal_id)"
-            " ORDER BY j.internal_id ASC" + _limit(limit)
-        )
-        return await self._many(sql, [job_type.value, status.value, min_internal_id, successor_type.value])
 
     async def _jobs_with_keys(self, keys: JobKeys) -> list[Job]:
         clauses: list[str] = []
@@ -231,45 +204,6 @@ class SqlStore(StoreBase):
 
     # -- batches ----------------------------------------------------------------------------------
 
-    async def list_snos_batches(
-        self,
-        *,
-        indexes: Sequence[int] = (),
-        statuses: Sequence[SnosBatchStatus] = (),
-        aggregator_index: int | None = None,
-        limit: int | None = None,
-        descending: bool = False,
-    ) -> list[SnosBatch]:
-        clauses, params = _batch_filters(indexes, [s.value for s in statuses])
-        if aggregator_index is not None:
-            clauses.append("aggregator_batch_index = ?")
-            params.append(aggregator_index)
-        docs = await self._docs(SNOS_BATCHES, clauses, params, limit, descending)
-        return [SnosBatch.from_json(d) for d in docs]
-
-    async def list_aggregator_batches(
-        self,
-        *,
-        indexes: Sequence[int] = (),
-        statuses: Sequence[AggregatorBatchStatus] = (),
-        limit: int | None = None,
-        descending: bool = False,
-    ) -> list[AggregatorBatch]:
-        clauses, params = _batch_filters(indexes, [s.value for s in statuses])
-        docs = await self._docs(AGGREGATOR_BATCHES, clauses, params, limit, descending)
-        return [AggregatorBatch.from_json(d) for d in docs]
-
-    async def snos_batches_without_jobs(
-        self, status: SnosBatchStatus, *, min_index: int = 0, limit: int | None = None
-    ) -> list[SnosBatch]:
-        clauses = [
-            "status = ?",
-            "idx >= ?",
-            "NOT EXISTS (SELECT 1 FROM jobs j WHERE j.job_type = ? AND j.internal_id = snos_batches.idx)",
-        ]
-        docs = await self._docs(SNOS_BATCHES, clauses, [status.value, min_index, JobType.SNOS_RUN.value], limit, False)
-        return [SnosBatch.from_json(d) for d in docs]
-
     async def count_snos_batches(self, *, aggregator_index: int) -> int:
         async with self.db.use() as conn:
             row = await conn.fetch_one(
@@ -294,7 +228,7 @@ class SqlStore(StoreBase):
         try:
             async with self.db.atomic() as conn:
                 if await conn.fetch_one(f"SELECT 1 AS one FROM {table} WHERE idx = ?", (batch.index,)) is not None:
-                    raise AlreadyExists(f"{what} already exists; read it and update it instead of inserting it again")
+                    raise batch_exists_error(batch)
                 await _refuse_overlap(conn, batch)
                 await conn.execute(
                     f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders(len(columns))})",
@@ -316,13 +250,7 @@ class SqlStore(StoreBase):
                 row = await conn.fetch_one(
                     f"SELECT version FROM {table} WHERE idx = ?{self._dialect.for_update}", (read.index,)
                 )
-                if row is None:
-                    raise NotFound(f"{what} not found; it must be inserted before it is updated")
-                if int(row["version"]) != read.version:
-                    raise StaleVersion(
-                        f"{what} changed since version {read.version} was read (now version {row['version']});"
-                        " reload it and try again"
-                    )
+                check_batch_version(read, None if row is None else int(row["version"]))
                 await _refuse_overlap(conn, stored)
                 await conn.execute(
                     f"UPDATE {table} SET {assignments}, version = version + 1 WHERE idx = ?",
@@ -331,12 +259,23 @@ class SqlStore(StoreBase):
         except self._dialect.integrity_errors as exc:
             raise AlreadyExists(f"{what} (blocks {stored.start_block}-{stored.end_block}): {exc}") from exc
 
-    async def _docs(
-        self, table: str, clauses: list[str], params: list[Any], limit: int | None, descending: bool
-    ) -> list[dict[str, Any]]:
-        sql = f"SELECT doc, version FROM {table}{where(clauses)} ORDER BY idx {'DESC' if descending else 'ASC'}"
+    async def _batch_docs(self, table: str, query: BatchQuery) -> list[dict[str, Any]]:
+        found = _Filters()
+        found.within("idx", query.indexes)
+        found.within("status", query.statuses)
+        if query.aggregator_index is not None:
+            found.add("aggregator_batch_index = ?", query.aggregator_index)
+        if query.min_index is not None:
+            found.add("idx >= ?", query.min_index)
+        if query.without_job is not None:
+            found.add(
+                f"NOT EXISTS (SELECT 1 FROM jobs j WHERE j.job_type = ? AND j.internal_id = {table}.idx)",
+                query.without_job,
+            )
+        order = "DESC" if query.descending else "ASC"
+        sql = f"SELECT doc, version FROM {table}{where(found.clauses)} ORDER BY idx {order}"
         async with self.db.use() as conn:
-            rows = await conn.fetch_all(sql + _limit(limit), params)
+            rows = await conn.fetch_all(sql + _limit(query.limit), found.params)
         return [batch_doc(r) for r in rows]
 
     # -- locks ------------------------------------------------------------------------------------
@@ -359,15 +298,19 @@ class SqlStore(StoreBase):
             return await conn.execute("DELETE FROM locks WHERE key = ? AND owner = ?", (key, owner)) == 1
 
 
-def _batch_filters(indexes: Sequence[int], statuses: Sequence[str]) -> tuple[list[str], list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    if indexes:
-        clause, values = in_("idx", list(indexes))
-        clauses.append(clause)
-        params += values
-    if statuses:
-        clause, values = in_("status", statuses)
-        clauses.append(clause)
-        params += values
-    return clauses, params
+class _Filters:
+    """The clauses of a WHERE and their parameters, in order."""
+
+    def __init__(self) -> None:
+        self.clauses: list[str] = []
+        self.params: list[Any] = []
+
+    def add(self, clause: str, *params: Any) -> None:
+        self.clauses.append(clause)
+        self.params += params
+
+    def within(self, column: str, values: Sequence[Any]) -> None:
+        """``column IN (values)``; no clause for no values (any value)."""
+        if values:
+            clause, params = in_(column, values)
+            self.add(clause, *params)

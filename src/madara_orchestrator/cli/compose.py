@@ -68,7 +68,11 @@ from madara_orchestrator.settlement.contracts import FactRegistryClient
 from madara_orchestrator.settlement.encoding import IS_VALID_SELECTOR
 from madara_orchestrator.settlement.eth_rpc import EthRpc
 from madara_orchestrator.settlement.ethereum import EthereumSettlementClient, EthereumSettlementConfig
-from madara_orchestrator.settlement.starknet import StarknetSettlementClient, StarknetSettlementConfig
+from madara_orchestrator.settlement.starknet import (
+    StarknetSettlementClient,
+    StarknetSettlementConfig,
+    starknet_json_rpc,
+)
 from madara_orchestrator.snos.command import CommandSnosRunner
 from madara_orchestrator.snos.contract import SnosRunConfig, os_hints
 from madara_orchestrator.snos.http import HttpSnosRunner
@@ -357,16 +361,18 @@ def _settlement(
     )
     tx_store = backends.tx_store
     if settings.settle_on_starknet:
+        starknet_config = StarknetSettlementConfig(
+            rpc_url=settings.need("starknet_rpc_url"),
+            account_address=settings.need("starknet_account_address"),
+            private_key=settings.need("starknet_private_key"),
+            core_contract_address=settings.need("starknet_cairo_core_contract_address"),
+            finality_retry_wait_s=settings.starknet_finality_retry_wait_in_secs,
+            confirmation_timeout_s=settings.starknet_tx_confirmation_timeout_secs,
+            max_fee_fri=settings.starknet_max_fee_fri,
+        )
         starknet = StarknetSettlementClient(
-            StarknetSettlementConfig(
-                rpc_url=settings.need("starknet_rpc_url"),
-                account_address=settings.need("starknet_account_address"),
-                private_key=settings.need("starknet_private_key"),
-                core_contract_address=settings.need("starknet_cairo_core_contract_address"),
-                finality_retry_wait_s=settings.starknet_finality_retry_wait_in_secs,
-                confirmation_timeout_s=settings.starknet_tx_confirmation_timeout_secs,
-                max_fee_fri=settings.starknet_max_fee_fri,
-            ),
+            starknet_config,
+            rpc=starknet_json_rpc(starknet_config.rpc_url, timeout_s=starknet_config.rpc_timeout_s),
             store=tx_store,
             key_guard=guard,
         )
@@ -385,7 +391,6 @@ def _settlement(
                 rpc_url=settings.need("ethereum_rpc_url"),
                 private_key=settings.need("ethereum_private_key"),
                 core_contract_address=settings.need("l1_core_contract_address"),
-                tx_store_path=Path(settings.sqlite_path or Path(settings.data_dir) / "orchestrator.db"),  # unused
                 max_fee_bumps=settings.ethereum_max_fee_bumps,
                 l2_state_update_max_fee_wei=settings.ethereum_l2_state_update_max_fee_wei,
                 tx_confirmation_timeout_s=settings.ethereum_tx_confirmation_timeout_secs,

@@ -25,6 +25,7 @@ from madara_orchestrator.cli.run import configure_logging
 from madara_orchestrator.cli.settings import RUN_OPTIONS, Settings
 from madara_orchestrator.devnet.adapters import DEVNET_AGGREGATOR_PROGRAM_HASH, DevnetProver
 from madara_orchestrator.devnet.anvil import DEV_PRIVATE_KEYS, REPO_ROOT, Anvil, AnvilConfig
+from madara_orchestrator.devnet.l1_contracts import DevnetContracts, deploy_devnet_contracts
 from madara_orchestrator.devnet.l2_fact_registrar import StarknetFactRegistrar
 from madara_orchestrator.devnet.layout_bridge import DEVNET_CAIRO_VERIFIER_PROGRAM_HASH
 from madara_orchestrator.devnet.mock_atlantic import MockAtlanticConfig, MockAtlanticServer
@@ -40,12 +41,7 @@ from madara_orchestrator.engine.report import pipeline_report
 from madara_orchestrator.jobs.artifacts import decode_felts_json
 from madara_orchestrator.server.app import create_app
 from madara_orchestrator.server.background import BackgroundServer, bind_listener, free_port
-from madara_orchestrator.settlement.contracts import (
-    DevnetContracts,
-    deploy_contract,
-    deploy_devnet_contracts,
-    deploy_starkware_core,
-)
+from madara_orchestrator.settlement.contracts import deploy_contract, deploy_starkware_core
 from madara_orchestrator.settlement.eth_rpc import EthRpc
 
 STAGES = (

@@ -28,10 +28,8 @@ from madara_orchestrator.devnet.program_output import (
 from madara_orchestrator.domain.errors import JobError, OrchestratorError
 from madara_orchestrator.domain.proving import (
     AggregationArtifacts,
-    CreateBucket,
     CreateJob,
     ProverTask,
-    RunAggregation,
     RunAggregationWithPie,
     TaskStatus,
     TaskType,
@@ -44,6 +42,7 @@ from madara_orchestrator.interfaces import (
     SettlementResult,
     SnosResult,
 )
+from madara_orchestrator.provers.tasks import TaskDispatch
 from madara_orchestrator.settlement.encoding import program_output_fact
 from madara_orchestrator.starknet.aliases import compress_state_update
 from madara_orchestrator.starknet.blob import BYTES_PER_BLOB as BLOB_BYTES
@@ -297,7 +296,7 @@ class DevnetAggregatorRunner:
             raise JobError(f"building the DA segment of blocks {start_block}..{end_block} failed: {exc}") from exc
 
 
-class DevnetProver:
+class DevnetProver(TaskDispatch):
     """Accepts every task and reports it proven after ``latency_s`` (measured in this process)."""
 
     def __init__(self, *, latency_s: float = 0.0) -> None:
@@ -307,17 +306,18 @@ class DevnetProver:
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
 
-    async def submit_task(self, task: ProverTask) -> str:
-        if isinstance(task, CreateJob):
-            key = task.dedup_id
-        elif isinstance(task, RunAggregationWithPie):
-            if not task.fact_hash:
-                raise JobError("aggregation needs a fact", retryable=False)
-            key = task.fact_hash
-        elif isinstance(task, (CreateBucket, RunAggregation)):
-            raise JobError("the devnet prover aggregates locally; it has no buckets", retryable=False)
-        else:  # pragma: no cover
-            raise JobError(f"unknown task {task!r}", retryable=False)
+    def unsupported(self, task: ProverTask) -> Exception:
+        return JobError("the devnet prover aggregates locally; it has no buckets", retryable=False)
+
+    async def _submit_job(self, task: CreateJob) -> str:
+        return self._submitted_key(task.dedup_id)
+
+    async def _submit_aggregation_pie(self, task: RunAggregationWithPie) -> str:
+        if not task.fact_hash:
+            raise JobError("aggregation needs a fact", retryable=False)
+        return self._submitted_key(task.fact_hash)
+
+    def _submitted_key(self, key: str) -> str:
         self._submitted.setdefault(key, self._now())
         return key
 

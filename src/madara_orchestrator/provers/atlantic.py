@@ -32,7 +32,7 @@ import logging
 import zipfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -41,9 +41,7 @@ from madara_orchestrator.domain.proving import (
     AggregationArtifacts,
     CreateBucket,
     CreateJob,
-    ProverTask,
     RunAggregation,
-    RunAggregationWithPie,
     TaskStatus,
     TaskType,
 )
@@ -56,13 +54,7 @@ from madara_orchestrator.provers.errors import (
     ProverApiError,
     TaskInvalid,
 )
-from madara_orchestrator.provers.http import (
-    RetryPolicy,
-    is_retryable_error,
-    json_object,
-    raise_for_status,
-    with_retries,
-)
+from madara_orchestrator.provers.http import HttpProver, RetryPolicy, json_object, raise_for_status
 from madara_orchestrator.starknet.facts import fact_hex
 from madara_orchestrator.starknet.stone_proof import InvalidProof, parse_proof
 
@@ -141,6 +133,19 @@ def declared_job_size(n_steps: int | None) -> AtlanticJobSize:
     return AtlanticJobSize.L
 
 
+S = TypeVar("S", AtlanticQueryStatus, AtlanticBucketStatus)
+
+
+def _status(kind: type[S], value: dict[str, Any], operation: str, what: str) -> S:
+    """The ``status`` of a query or bucket object; ``MalformedResponse`` naming ``what`` when unknown."""
+    try:
+        return kind(str(value.get("status")))
+    except ValueError:
+        raise MalformedResponse(
+            f"{SERVICE} {operation}: {what} has an unknown status {value.get('status')!r}"
+        ) from None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AtlanticQuery:
     id: str
@@ -158,12 +163,7 @@ class AtlanticQuery:
         query_id = value.get("id")
         if not isinstance(query_id, str) or not query_id:
             raise MalformedResponse(f"{SERVICE} {operation}: query without an id: {str(value)[:200]!r}")
-        try:
-            status = AtlanticQueryStatus(str(value.get("status")))
-        except ValueError:
-            raise MalformedResponse(
-                f"{SERVICE} {operation}: query {query_id} has an unknown status {value.get('status')!r}"
-            ) from None
+        status = _status(AtlanticQueryStatus, value, operation, f"query {query_id}")
         index = value.get("bucketJobIndex")
         return cls(
             id=query_id,
@@ -187,12 +187,7 @@ class AtlanticBucket:
     def from_json(cls, value: Any, operation: str, queries: Any = ()) -> AtlanticBucket:
         if not isinstance(value, dict) or not isinstance(value.get("id"), str):
             raise MalformedResponse(f"{SERVICE} {operation}: a bucket should have an id: {str(value)[:200]!r}")
-        try:
-            status = AtlanticBucketStatus(str(value.get("status")))
-        except ValueError:
-            raise MalformedResponse(
-                f"{SERVICE} {operation}: bucket {value['id']} has an unknown status {value.get('status')!r}"
-            ) from None
+        status = _status(AtlanticBucketStatus, value, operation, f"bucket {value['id']}")
         if not isinstance(queries, list | tuple):
             raise MalformedResponse(f"{SERVICE} {operation}: bucket queries should be a list")
         return cls(
@@ -301,8 +296,12 @@ def _is_retryable_status(status: int, body: str) -> bool:
     return status == 429 or status >= 500
 
 
-class AtlanticClient:
+class AtlanticClient(HttpProver):
     """Implements ``ProverClient`` against the Atlantic REST API."""
+
+    service = SERVICE
+    unsupported_message = "Atlantic does not support PIE-based aggregation: use buckets (RunAggregation)"
+    config: AtlanticConfig
 
     def __init__(
         self,
@@ -325,12 +324,9 @@ class AtlanticClient:
         self._service_url = config.service_url.rstrip("/")
         self._artifacts_url = config.artifacts_base_url.rstrip("/")
         self._fact_checker = None if config.is_fact_mocked else fact_checker
-        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(config.timeout_s))
-        self._owns_client = client is None
-
-    async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
+        super().__init__(
+            client or httpx.AsyncClient(timeout=httpx.Timeout(config.timeout_s)), owns_client=client is None
+        )
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -343,16 +339,6 @@ class AtlanticClient:
         if not (allow_404 and response.status_code == 404):
             raise_for_status(response, SERVICE, operation, _is_retryable_status)
         return response
-
-    async def _retry(self, operation: str, call: Callable[[], Any]) -> Any:
-        return await with_retries(
-            call,
-            policy=self.config.retry,
-            is_retryable=is_retryable_error,
-            service=SERVICE,
-            operation=operation,
-            attempt_timeout_s=self.config.attempt_timeout_s,
-        )
 
     def _form(self, fields: list[tuple[str, str]]) -> dict[str, list[str]]:
         """Multipart text fields in order, repeated names kept, plus the default ``mockFactHash``."""
@@ -516,19 +502,17 @@ class AtlanticClient:
 
     # -- ProverClient ---------------------------------------------------------------------------
 
-    async def submit_task(self, task: ProverTask) -> str:
-        if isinstance(task, CreateJob):
-            return await self._submit_query(task)
-        if isinstance(task, CreateBucket):
-            return (await self.create_bucket()).id
-        if isinstance(task, RunAggregation):
-            bucket = await self.get_bucket(task.bucket_id)
-            if bucket.status is AtlanticBucketStatus.OPEN:
-                await self.close_bucket(task.bucket_id)
-            return task.bucket_id
-        if isinstance(task, RunAggregationWithPie):
-            raise TaskInvalid("Atlantic does not support PIE-based aggregation: use buckets (RunAggregation)")
-        raise TaskInvalid(f"unknown prover task {type(task).__name__}")
+    async def _submit_job(self, task: CreateJob) -> str:
+        return await self._submit_query(task)
+
+    async def _submit_bucket(self, task: CreateBucket) -> str:
+        return (await self.create_bucket()).id
+
+    async def _submit_aggregation(self, task: RunAggregation) -> str:
+        bucket = await self.get_bucket(task.bucket_id)
+        if bucket.status is AtlanticBucketStatus.OPEN:
+            await self.close_bucket(task.bucket_id)
+        return task.bucket_id
 
     async def get_task_status(self, task_type: TaskType, job_key: str, fact: str | None = None) -> TaskStatus:
         if task_type is TaskType.AGGREGATION:

@@ -11,16 +11,14 @@ import logging
 
 from madara_orchestrator.domain.proving import (
     AggregationArtifacts,
-    CreateBucket,
     CreateJob,
-    ProverTask,
-    RunAggregation,
     RunAggregationWithPie,
     TaskStatus,
     TaskType,
 )
 from madara_orchestrator.interfaces import FactChecker, FactRegistry
 from madara_orchestrator.provers.errors import FactRegistrationFailed, TaskInvalid
+from madara_orchestrator.provers.tasks import TaskDispatch
 from madara_orchestrator.starknet.facts import fact_hex, fact_info
 from madara_orchestrator.starknet.pie import read_pie
 
@@ -37,22 +35,19 @@ def pie_fact(cairo_pie_zip: bytes) -> str:
     return fact_info(read_pie(cairo_pie_zip)).fact
 
 
-class MockProverClient:
+class MockProverClient(TaskDispatch):
     """Implements ``ProverClient`` without a prover: child jobs succeed at once."""
+
+    unsupported_message = "the mock prover has no buckets: it aggregates locally (RunAggregationWithPie)"
 
     def __init__(self, *, registry: FactRegistry | None = None) -> None:
         self._registry = registry
 
-    async def submit_task(self, task: ProverTask) -> str:
-        if isinstance(task, CreateJob):
-            return task.dedup_id
-        if isinstance(task, CreateBucket | RunAggregation):
-            raise TaskInvalid("the mock prover has no buckets: it aggregates locally (RunAggregationWithPie)")
-        if isinstance(task, RunAggregationWithPie):
-            return await self._ensure_registered(task)
-        raise TaskInvalid(f"unknown prover task {type(task).__name__}")
+    async def _submit_job(self, task: CreateJob) -> str:
+        return task.dedup_id
 
-    async def _ensure_registered(self, task: RunAggregationWithPie) -> str:
+    async def _submit_aggregation_pie(self, task: RunAggregationWithPie) -> str:
+        """Registers the aggregator fact on the registry (once)."""
         if task.fact_hash is not None:
             fact = fact_hex(task.fact_hash)
         else:  # the program hash of a big program takes seconds: keep the event loop free

@@ -14,7 +14,6 @@ import json
 import logging
 import re
 import ssl
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,23 +22,14 @@ import httpx
 from madara_orchestrator.domain.errors import ConfigError
 from madara_orchestrator.domain.proving import (
     AggregationArtifacts,
-    CreateBucket,
     CreateJob,
-    ProverTask,
-    RunAggregation,
     RunAggregationWithPie,
     TaskStatus,
     TaskType,
 )
 from madara_orchestrator.interfaces import FactChecker
 from madara_orchestrator.provers.errors import MalformedResponse, ProverApiError, TaskInvalid
-from madara_orchestrator.provers.http import (
-    RetryPolicy,
-    is_retryable_error,
-    json_object,
-    raise_for_status,
-    with_retries,
-)
+from madara_orchestrator.provers.http import HttpProver, RetryPolicy, json_object, raise_for_status
 from madara_orchestrator.starknet.facts import fact_hex
 
 log = logging.getLogger(__name__)
@@ -184,8 +174,12 @@ class SharpConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
-class SharpClient:
+class SharpClient(HttpProver):
     """Implements ``ProverClient`` for SHARP. ``fact_checker`` is the GPS verifier (``isValid``)."""
+
+    service = SERVICE
+    unsupported_message = "SHARP has no buckets: aggregate locally and submit RunAggregationWithPie"
+    config: SharpConfig
 
     def __init__(
         self,
@@ -198,6 +192,7 @@ class SharpClient:
         self._base = config.url.rstrip("/") + "/"
         self._fact_checker = fact_checker
         self.idempotency_hits = 0
+        owns_client = client is None
         if client is None:
             tls = [config.user_crt_file, config.user_key_file, config.server_crt_file]
             verify: ssl.SSLContext | bool = True
@@ -206,14 +201,7 @@ class SharpClient:
             elif any(tls):
                 raise ConfigError(["SHARP needs all three PEM files: user certificate, user key, server certificate"])
             client = httpx.AsyncClient(verify=verify, timeout=httpx.Timeout(config.timeout_s))
-            self._owns_client = True
-        else:
-            self._owns_client = False
-        self._client = client
-
-    async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
+        super().__init__(client, owns_client=owns_client)
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -225,16 +213,6 @@ class SharpClient:
         if response.is_success and is_infrastructure_response(response.status_code, response.text):
             raise ProverApiError(SERVICE, operation, response.status_code, response.text, retryable=True)
         return response
-
-    async def _retry(self, operation: str, call: Callable[[], Any]) -> Any:
-        return await with_retries(
-            call,
-            policy=self.config.retry,
-            is_retryable=is_retryable_error,
-            service=SERVICE,
-            operation=operation,
-            attempt_timeout_s=self.config.attempt_timeout_s,
-        )
 
     # -- API ------------------------------------------------------------------------------------
 
@@ -282,17 +260,14 @@ class SharpClient:
 
     # -- ProverClient ---------------------------------------------------------------------------
 
-    async def submit_task(self, task: ProverTask) -> str:
-        if isinstance(task, CreateJob):
-            return await self.add_job(task.dedup_id, task.cairo_pie_zip)
-        if isinstance(task, RunAggregationWithPie):
-            if task.fact_hash is None:
-                raise TaskInvalid("fact_hash is required for SHARP applicative jobs")
-            key = fact_hex(task.fact_hash)
-            return await self.add_applicative_job(key, task.cairo_pie_zip, task.children_cairo_job_keys)
-        if isinstance(task, CreateBucket | RunAggregation):
-            raise TaskInvalid("SHARP has no buckets: aggregate locally and submit RunAggregationWithPie")
-        raise TaskInvalid(f"unknown prover task {type(task).__name__}")
+    async def _submit_job(self, task: CreateJob) -> str:
+        return await self.add_job(task.dedup_id, task.cairo_pie_zip)
+
+    async def _submit_aggregation_pie(self, task: RunAggregationWithPie) -> str:
+        if task.fact_hash is None:
+            raise TaskInvalid("fact_hash is required for SHARP applicative jobs")
+        key = fact_hex(task.fact_hash)
+        return await self.add_applicative_job(key, task.cairo_pie_zip, task.children_cairo_job_keys)
 
     async def get_task_status(self, task_type: TaskType, job_key: str, fact: str | None = None) -> TaskStatus:
         job = await self.get_status(job_key)

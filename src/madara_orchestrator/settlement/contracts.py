@@ -115,33 +115,6 @@ async def deploy_contract(rpc: EthRpc, private_key: str | PrivateKey, name: str,
     return str(address)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DevnetContracts:
-    fact_registry: str
-    core_contract: str
-    program_hash: int
-    config_hash: int
-
-
-async def deploy_devnet_contracts(
-    rpc: EthRpc, private_key: str | PrivateKey, *, program_hash: int, config_hash: int = 0
-) -> DevnetContracts:
-    """Deploy the fact registry and the core contract (at genesis: stateBlockNumber -1).
-
-    ``program_hash`` is the hash the facts are computed with; ``config_hash`` 0 accepts any OS config hash.
-    """
-    registry = await deploy_contract(rpc, private_key, "FactRegistry")
-    core = await deploy_contract(
-        rpc,
-        private_key,
-        "StarknetCore",
-        abi_encode(["address", "uint256", "uint256"], [registry, program_hash, config_hash]),
-    )
-    return DevnetContracts(
-        fact_registry=registry, core_contract=core, program_hash=program_hash, config_hash=config_hash
-    )
-
-
 INITIALIZE_CONTRACT_STATE_SELECTOR = bytes.fromhex("a67f82a3")
 """StarkWare's ``initializeContractState(bytes)``."""
 

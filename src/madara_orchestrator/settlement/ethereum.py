@@ -12,7 +12,6 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.domain.redaction import url_origin
@@ -46,8 +45,6 @@ class EthereumSettlementConfig:
     """--ethereum-private-key (never logged)"""
     core_contract_address: str
     """--l1-core-contract-address"""
-    tx_store_path: Path
-    """SQLite file of the transaction manager's records (may be the orchestrator's own database file)."""
     max_fee_bumps: int = 2
     """--ethereum-max-fee-bumps"""
     l2_state_update_max_fee_wei: int = 10**16

@@ -240,7 +240,7 @@ class StarknetRpcError(JsonRpcError):
         return self.data if isinstance(self.data, str) else json.dumps(self.data)
 
 
-def starknet_json_rpc(url: str, *, timeout_s: float, client: httpx.AsyncClient | None) -> JsonRpc:
+def starknet_json_rpc(url: str, *, timeout_s: float, client: httpx.AsyncClient | None = None) -> JsonRpc:
     """JSON-RPC to a Starknet node for settlement: one attempt per call in its own timeout; node errors →
     ``StarknetRpcError``; rate limits → ``RateLimited``."""
     return JsonRpc(url, timeout_s=timeout_s, client=client, label="Starknet", error=StarknetRpcError, rate_limits=True)
@@ -475,19 +475,21 @@ class StarknetSettlementClient:
         self,
         config: StarknetSettlementConfig,
         *,
+        rpc: JsonRpc,
         store: TxStore,
         key_guard: KeyGuard | None = None,
         crash_hook: Callable[[str], None] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
-        http_client: httpx.AsyncClient | None = None,
     ) -> None:
+        """``rpc`` (``starknet_json_rpc`` to ``config.rpc_url``) and ``store`` are the composition root's;
+        ``aclose`` closes the rpc."""
         problems = config.problems()
         if problems:
             raise ConfigError(problems)
         self.config = config
         self.store = store
-        self._rpc = starknet_json_rpc(config.rpc_url, timeout_s=config.rpc_timeout_s, client=http_client)
+        self._rpc = rpc
         self.chain = StarknetChain(config, self._rpc)
         self.core_contract = felt_hex(self.chain.core)
         self._sleep = sleep

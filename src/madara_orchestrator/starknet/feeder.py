@@ -94,13 +94,7 @@ class FeederGatewayClient:
         url = self.bouncer_weights_url
         where = f"bouncer weights of block {block_number} from {self.shown_url}/{BOUNCER_WEIGHTS_PATH}"
         params = httpx.QueryParams([*self.query, ("blockNumber", str(block_number))])
-        response = await self._get(url, params, where)
-        if response.status_code >= 400:
-            raise _refusal(response, block_number, where)
-        try:
-            data = response.json()
-        except ValueError:
-            raise InvalidInput(f"{where}: the answer is not JSON: {response.text[:200]!r}") from None
+        data = _answer(await self._get(url, params, where), block_number, where)
         return BouncerWeights.from_json(data, where=where)
 
     async def get_fee_tokens(self) -> FeeTokens:
@@ -109,12 +103,7 @@ class FeederGatewayClient:
         response = await self._get(
             f"{self.base_url}/{CONTRACT_ADDRESSES_PATH}", httpx.QueryParams([*self.query]), where
         )
-        if response.status_code >= 400:
-            raise _refusal(response, None, where)
-        try:
-            data = response.json()
-        except ValueError:
-            raise InvalidInput(f"{where}: the answer is not JSON: {response.text[:200]!r}") from None
+        data = _answer(response, None, where)
         tokens = []
         for name in ("strk_l2_token_address", "eth_l2_token_address"):
             value = data.get(name) if isinstance(data, dict) else None
@@ -173,6 +162,16 @@ class FeeTokens:
 
     strk: int
     eth: int
+
+
+def _answer(response: httpx.Response, block_number: int | None, where: str) -> Any:
+    """The JSON of a 2xx or 3xx answer; a refusal (4xx) raised as ``_refusal`` says."""
+    if response.status_code >= 400:
+        raise _refusal(response, block_number, where)
+    try:
+        return response.json()
+    except ValueError:
+        raise InvalidInput(f"{where}: the answer is not JSON: {response.text[:200]!r}") from None
 
 
 def _refusal(response: httpx.Response, block_number: int | None, where: str) -> FeederGatewayError:

@@ -249,17 +249,35 @@ class SquashedDiff:
             entries = storage.setdefault(s.address, {})
             for e in s.storage_entries:
                 entries[e.key] = e.value
-        return DiffChange(
+        return self._change(
+            squashed,
             storage=storage,
             deployed={d.address: d.class_hash for d in diff.deployed_contracts},
             replaced={r.contract_address: r.class_hash for r in diff.replaced_classes},
+        )
+
+    def _change(
+        self,
+        update: StateUpdate,
+        *,
+        storage: dict[int, dict[int, int | None]],
+        deployed: dict[int, int | None],
+        replaced: dict[int, int | None],
+    ) -> DiffChange:
+        """The change of ``update`` with these storage, deployments and replaced classes; its nonces,
+        declared, migrated and deprecated classes and roots as the update has them."""
+        diff = update.state_diff
+        return DiffChange(
+            storage=storage,
+            deployed=deployed,
+            replaced=replaced,
             nonces={n.contract_address: n.nonce for n in diff.nonces},
             declared={c.class_hash: c.compiled_class_hash for c in diff.declared_classes},
             migrated={c.class_hash: c.compiled_class_hash for c in diff.migrated_compiled_classes or ()},
             deprecated=set(diff.deprecated_declared_classes),
-            old_root=squashed.old_root if self.old_root is None else self.old_root,
-            block_hash=squashed.block_hash,
-            new_root=squashed.new_root,
+            old_root=update.old_root if self.old_root is None else self.old_root,
+            block_hash=update.block_hash,
+            new_root=update.new_root,
         )
 
     async def change_for(self, update: StateUpdate, rpc: BatchRpc | None = None) -> DiffChange:
@@ -307,18 +325,7 @@ class SquashedDiff:
             for address in compared:
                 if address not in kept:
                     replaced[address] = None
-        return DiffChange(
-            storage=storage,
-            deployed=deployed,
-            replaced=replaced,
-            nonces={n.contract_address: n.nonce for n in diff.nonces},
-            declared={c.class_hash: c.compiled_class_hash for c in diff.declared_classes},
-            migrated={c.class_hash: c.compiled_class_hash for c in diff.migrated_compiled_classes or ()},
-            deprecated=set(diff.deprecated_declared_classes),
-            old_root=update.old_root if self.old_root is None else self.old_root,
-            block_hash=update.block_hash,
-            new_root=update.new_root,
-        )
+        return self._change(update, storage=storage, deployed=deployed, replaced=replaced)
 
     def apply(self, change: DiffChange) -> None:
         for address, entries in change.storage.items():

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from madara_orchestrator.devnet.anvil import DEV_PRIVATE_KEYS, Anvil, AnvilConfig, find_anvil_binary
+from madara_orchestrator.devnet.l1_contracts import DevnetContracts, deploy_devnet_contracts
 from madara_orchestrator.devnet.program_output import (
     DEVNET_CONFIG_HASH,
     DEVNET_OS_PROGRAM_HASH,
@@ -19,11 +20,7 @@ from madara_orchestrator.devnet.program_output import (
     build_program_output,
 )
 from madara_orchestrator.domain.errors import ConfigError
-from madara_orchestrator.settlement.contracts import (
-    DevnetContracts,
-    FactRegistryClient,
-    deploy_devnet_contracts,
-)
+from madara_orchestrator.settlement.contracts import FactRegistryClient
 from madara_orchestrator.settlement.encoding import program_output_fact
 from madara_orchestrator.settlement.eth_rpc import EthRpc
 from madara_orchestrator.starknet.blob import felts_to_blobs

@@ -37,7 +37,6 @@ def make_client(
         rpc_url=url,
         private_key=private_key,
         core_contract_address=core_contract,
-        tx_store_path=db_path,
         disable_peerdas=disable_peerdas,
         confirmations=confirmations,
         tx_confirmation_timeout_s=timeout_s,

@@ -44,7 +44,6 @@ def main() -> int:
         rpc_url=args.rpc_url,
         private_key=private_key,
         core_contract_address=args.core,
-        tx_store_path=Path(args.db),
         disable_peerdas=True,
         confirmations=0,
         tx_confirmation_timeout_s=30,
@@ -55,7 +54,7 @@ def main() -> int:
         rpc = EthRpc(config.rpc_url)
         txmgr = TxManager(
             backend=rpc,
-            store=SqliteTxStore(config.tx_store_path),
+            store=SqliteTxStore(Path(args.db)),
             private_key=private_key,
             policy=FeePolicy(),
             confirmations=0,

@@ -33,7 +33,11 @@ from madara_orchestrator.engine.telemetry import NoTelemetry
 from madara_orchestrator.jobs.artifacts import encode_felts_json
 from madara_orchestrator.jobs.state_update import BatchKind, StateUpdateJobHandler
 from madara_orchestrator.server.background import BackgroundServer
-from madara_orchestrator.settlement.starknet import StarknetSettlementClient, StarknetSettlementConfig
+from madara_orchestrator.settlement.starknet import (
+    StarknetSettlementClient,
+    StarknetSettlementConfig,
+    starknet_json_rpc,
+)
 from madara_orchestrator.starknet.stone_proof import stone_proof_json
 from tests.helpers.engine import FakeClock
 from tests.helpers.piltover import (
@@ -63,17 +67,16 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     server = BackgroundServer(double.app)
     await server.start()
     tx_store = SqliteTxStore(tmp_path / "tx.db")
-    client = StarknetSettlementClient(
-        StarknetSettlementConfig(
-            rpc_url=server.url,
-            account_address=hex(OPERATOR_ACCOUNT.address),
-            private_key=hex(OPERATOR_ACCOUNT.private_key),
-            core_contract_address=hex(CORE_CONTRACT_ADDRESS),
-            finality_retry_wait_s=0.01,
-            confirmation_timeout_s=5.0,
-        ),
-        store=tx_store,
+    config = StarknetSettlementConfig(
+        rpc_url=server.url,
+        account_address=hex(OPERATOR_ACCOUNT.address),
+        private_key=hex(OPERATOR_ACCOUNT.private_key),
+        core_contract_address=hex(CORE_CONTRACT_ADDRESS),
+        finality_retry_wait_s=0.01,
+        confirmation_timeout_s=5.0,
     )
+    rpc = starknet_json_rpc(config.rpc_url, timeout_s=config.rpc_timeout_s)
+    client = StarknetSettlementClient(config, rpc=rpc, store=tx_store)
     db = SqliteDatabase(tmp_path / "jobs.db")
     await db.open()
     store = SqliteStore(db)

@@ -48,6 +48,7 @@ from madara_orchestrator.settlement.starknet import (
     execute_calldata,
     fee_liability,
     resource_bounds,
+    starknet_json_rpc,
     update_state_arguments,
 )
 from tests.conftest import REPO_ROOT
@@ -150,6 +151,14 @@ def _config(url: str = "http://node.test/rpc", **overrides: Any) -> StarknetSett
     return StarknetSettlementConfig(**values)
 
 
+def _client(
+    config: StarknetSettlementConfig, *, http_client: httpx.AsyncClient | None = None, **options: Any
+) -> StarknetSettlementClient:
+    """The client as the composition root builds it: its JSON-RPC client to ``config.rpc_url`` passed in."""
+    rpc = starknet_json_rpc(config.rpc_url, timeout_s=config.rpc_timeout_s, client=http_client)
+    return StarknetSettlementClient(config, rpc=rpc, **options)
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[SqliteTxStore]:
     opened = SqliteTxStore(tmp_path / "tx.db")
@@ -158,7 +167,7 @@ def store(tmp_path: Path) -> Iterator[SqliteTxStore]:
 
 
 def _scripted_client(node: ScriptedNode, store: SqliteTxStore, **overrides: Any) -> StarknetSettlementClient:
-    return StarknetSettlementClient(_config(**overrides), store=store, http_client=node.client())
+    return _client(_config(**overrides), store=store, http_client=node.client())
 
 
 SNOS = [1, 2, FELT_MAX, 0, 5, 6, 7, 8, 0, 1, 0, 0]
@@ -171,7 +180,7 @@ BRIDGE = [11, 12]
 
 async def test_signed_invoke_is_what_a_starknet_py_account_signs() -> None:
     node = ScriptedNode()
-    client = StarknetSettlementClient(_config(), store=SqliteTxStore(":memory:"), http_client=node.client())
+    client = _client(_config(), store=SqliteTxStore(":memory:"), http_client=node.client())
     arguments = update_state_arguments(SNOS, BRIDGE)
     assert arguments == [12, *SNOS, 2, *BRIDGE]  # the original's calldata: the two spans, nothing more
     execute = execute_calldata(int(CORE, 16), get_selector_from_name("update_state"), arguments)
@@ -237,8 +246,8 @@ def test_config_names_each_bad_value_and_repr_hides_the_key(store: SqliteTxStore
     assert len(problems) == 6, problems
     assert not _config().problems()
     with pytest.raises(ConfigError):
-        StarknetSettlementClient(bad, store=store)
-    client = StarknetSettlementClient(_config(), store=store)
+        _client(bad, store=store)
+    client = _client(_config(), store=store)
     for text in (repr(client), repr(client.config)):
         assert PRIVATE_KEY not in text and PRIVATE_KEY.removeprefix("0x") not in text
     assert client.operator_address == "0x" + "0" * 60 + "abcd"
@@ -333,7 +342,7 @@ async def test_provider_refusals_are_reported_in_the_nodes_words(
 
 async def test_a_stored_attempt_whose_nonce_was_spent_elsewhere_releases_the_nonce(store: SqliteTxStore) -> None:
     node = ScriptedNode()
-    crashed = StarknetSettlementClient(_config(), store=store, http_client=node.client(), crash_hook=_die_at("signed"))
+    crashed = _client(_config(), store=store, http_client=node.client(), crash_hook=_die_at("signed"))
     with pytest.raises(_Killed):
         await crashed.update_state_calldata(SNOS, BRIDGE, idempotency_key="batch-1")
     assert [a.status for a in await store.attempts("batch-1")] == [AttemptStatus.SIGNED]
@@ -365,9 +374,7 @@ async def test_a_key_another_process_is_sending_is_an_outage_to_wait_out(store: 
         yield False
 
     node = ScriptedNode()
-    client: SettlementClient = StarknetSettlementClient(
-        _config(), store=store, key_guard=held_elsewhere, http_client=node.client()
-    )
+    client: SettlementClient = _client(_config(), store=store, key_guard=held_elsewhere, http_client=node.client())
     with pytest.raises(SettlementKeyBusy, match="another orchestrator process is sending it now"):
         await client.update_state_calldata(SNOS, BRIDGE, idempotency_key="batch-1")
     assert node.calls == []
@@ -453,7 +460,7 @@ class L2:
             core_contract_address=hex(CORE_CONTRACT_ADDRESS),
             **overrides,
         )
-        return StarknetSettlementClient(config, store=store, http_client=http_client)
+        return _client(config, store=store, http_client=http_client)
 
 
 @pytest.fixture
