@@ -16,6 +16,7 @@ from madara_orchestrator.aggregator.http import HttpAggregatorRunner
 from madara_orchestrator.backends.alerts import FanoutAlerts, LogAlerts, RecordingAlerts, WebhookAlerts
 from madara_orchestrator.backends.aws_names import QueueAddressing
 from madara_orchestrator.cli.backends import Backends, open_backends
+from madara_orchestrator.cli.owning import own
 from madara_orchestrator.cli.settings import (
     MOCK_ATLANTIC_PORT,
     Settings,
@@ -78,7 +79,6 @@ from madara_orchestrator.starknet.os_config import os_config_hash
 from madara_orchestrator.starknet.rpc import StarknetRpcClient
 
 log = logging.getLogger(__name__)
-Closer = Callable[[], Awaitable[None]]
 
 LEASE_OPTIONS = {
     JobType.SNOS_RUN: "snos_job_timeout_seconds",
@@ -228,18 +228,6 @@ class EmbeddedStack:
         return await self.settlement_choice.summary()
 
 
-def own(exits: contextlib.AsyncExitStack, close: Closer) -> None:
-    """``close`` runs when ``exits`` closes; a failing close is logged and does not keep the others open."""
-
-    async def quietly() -> None:
-        try:
-            await close()
-        except Exception as exc:  # closing: nothing left to do about it
-            log.debug("closing %s failed: %s", getattr(close, "__qualname__", close), exc)
-
-    exits.push_async_callback(quietly)
-
-
 async def build_embedded_stack(
     settings: Settings,
     *,
@@ -255,8 +243,7 @@ async def build_embedded_stack(
         if mock_atlantic is not None:
             own(exits, mock_atlantic.stop)
         config = runtime_config(settings)
-        backends = await open_backends(settings, config)
-        own(exits, backends.close)
+        backends = await open_backends(settings, config, exits)
         sequencer = StarknetRpcClient(
             settings.rpc_for_snos or settings.need("madara_rpc_url"), attempts=3, retry_pause_s=0.5
         )
