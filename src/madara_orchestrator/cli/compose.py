@@ -54,6 +54,7 @@ from madara_orchestrator.interfaces import (
     ProverClient,
     QueueClient,
     SnosRunner,
+    TxStore,
 )
 from madara_orchestrator.provers.atlantic import (
     DEFAULT_ARTIFACTS_BASE_URL,
@@ -357,12 +358,11 @@ def _settlement(
             store=tx_store,
             key_guard=guard,
         )
-        own(exits, starknet.aclose)
-        return SettlementChoice(
-            client=starknet,
-            where=url_origin(starknet.config.rpc_url),
+        return _sending(
+            starknet,
+            tx_store,
+            exits,
             flags="--starknet-cairo-core-contract-address and --starknet-rpc-url",
-            totals=lambda: tx_store.totals(starknet.operator_address),
             sent_as="update_state invokes",
             fee_units=("STRK", "FRI"),
         )
@@ -384,17 +384,40 @@ def _settlement(
             store=tx_store,
             key_guard=guard,
         )
-        own(exits, ethereum.aclose)
-        return SettlementChoice(
-            client=ethereum,
-            where=url_origin(ethereum.config.rpc_url),
+        return _sending(
+            ethereum,
+            tx_store,
+            exits,
             flags="--l1-core-contract-address and --ethereum-rpc-url",
-            startup_check=ethereum.check_at_startup,
-            totals=lambda: tx_store.totals(ethereum.operator_address),
             sent_as="blob transactions",
+            startup_check=ethereum.check_at_startup,
         )
     ledger = DevnetSettlement(settings.devnet_settlement_path or Path(settings.data_dir) / "devnet-settlement.db")
     return SettlementChoice(client=ledger, where="the devnet ledger", flags="--devnet-settlement-path (or --data-dir)")
+
+
+def _sending(
+    client: EthereumSettlementClient | StarknetSettlementClient,
+    tx_store: TxStore,
+    exits: contextlib.AsyncExitStack,
+    *,
+    flags: str,
+    sent_as: str,
+    startup_check: Callable[[], Awaitable[str]] | None = None,
+    fee_units: tuple[str, str] = ("ETH", "wei"),
+) -> SettlementChoice:
+    """A settlement client that sends transactions, owned by ``exits``: found at its RPC's origin, its totals
+    those of its operator's transactions in its store."""
+    own(exits, client.aclose)
+    return SettlementChoice(
+        client=client,
+        where=url_origin(client.config.rpc_url),
+        flags=flags,
+        startup_check=startup_check,
+        totals=lambda: tx_store.totals(client.operator_address),
+        sent_as=sent_as,
+        fee_units=fee_units,
+    )
 
 
 def feeder_client(settings: Settings) -> FeederGatewayClient:
