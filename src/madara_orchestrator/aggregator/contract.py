@@ -29,6 +29,9 @@ from typing import Any, NoReturn
 from madara_orchestrator.domain.errors import InvalidInput, JobError
 from madara_orchestrator.interfaces import AggregationInput, AggregationResult, ChainRpc
 from madara_orchestrator.runners import contract as shared
+from madara_orchestrator.runners.contract import CAIRO_PIE_FILE as CAIRO_PIE_FILE
+from madara_orchestrator.runners.contract import EXIT_OK as EXIT_OK
+from madara_orchestrator.runners.contract import EXIT_RETRYABLE as EXIT_RETRYABLE
 from madara_orchestrator.starknet.felt import parse_felt
 from madara_orchestrator.starknet.os_output import OsOutputHeader, OutputSections, parse_output_sections
 from madara_orchestrator.starknet.pie import CairoPie, read_pie
@@ -36,15 +39,12 @@ from madara_orchestrator.starknet.pie import CairoPie, read_pie
 CONTRACT_VERSION = 1
 """Sent with every request (``MADARA_AGGREGATOR_CONTRACT_VERSION``, ``"version"``)."""
 
-EXIT_OK = 0
 EXIT_FAILED = 65
-"""The aggregator failed on this input (inconsistent SNOS outputs, an execution error): fail fast."""
-EXIT_RETRYABLE = 75
-"""Try again later (no resources, a dependency away): the job is retried."""
+"""The aggregator failed on this input (inconsistent SNOS outputs, an execution error): fail fast. Exit code
+75 (``EXIT_RETRYABLE``): try again later (no resources, a dependency away)."""
 
 REQUEST_FILE = "request.json"
 CHILDREN_DIR = "children"
-CAIRO_PIE_FILE = "cairo_pie.zip"
 PROGRAM_OUTPUT_FILE = "program_output.json"
 DA_SEGMENT_FILE = "da_segment.json"
 ENV_PREFIX = "MADARA_AGGREGATOR_"

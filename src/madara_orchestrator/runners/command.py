@@ -17,12 +17,8 @@ from typing import ClassVar, Generic
 
 from madara_orchestrator.domain.errors import InvalidInput, JobError
 from madara_orchestrator.runners import process
-from madara_orchestrator.runners.contract import ConfigT, RpcT
+from madara_orchestrator.runners.contract import EXIT_OK, EXIT_RETRYABLE, ConfigT, RpcT
 from madara_orchestrator.runners.process import STDERR_LOG, resolve_program, signal_name, stderr_tail
-
-EXIT_OK = 0
-EXIT_RETRYABLE = 75
-"""Both contracts' "try again later" exit code."""
 
 
 class CommandRunner(Generic[ConfigT, RpcT]):

@@ -1,4 +1,5 @@
-"""What the SNOS and aggregator runner contracts share: the damaged-output failure, reading a JSON array of
+"""What the SNOS and aggregator runner contracts share: the exit codes 0 and 75, the PIE's file name, the
+damaged-output failure, reading a JSON array of
 felts a runner hands back, block numbers as the OS writes them, and the readiness of the RPC a runner reads.
 
 Pure, and light to import: runner programs written in Python import the contracts.
@@ -13,6 +14,12 @@ from typing import Any, Protocol, TypeVar
 
 from madara_orchestrator.domain.errors import InvalidInput, JobError, OrchestratorError
 from madara_orchestrator.starknet.felt import STARKNET_PRIME, parse_felt
+
+EXIT_OK = 0
+EXIT_RETRYABLE = 75
+"""Both contracts' "try again later" exit code: the job is retried."""
+CAIRO_PIE_FILE = "cairo_pie.zip"
+"""The Cairo PIE a runner of either kind writes."""
 
 
 class TimedConfig(Protocol):

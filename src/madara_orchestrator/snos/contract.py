@@ -17,6 +17,9 @@ from typing import Any, NoReturn
 
 from madara_orchestrator.domain.errors import InvalidInput, JobError, OrchestratorError
 from madara_orchestrator.interfaces import ChainIdRpc, SnosResult
+from madara_orchestrator.runners.contract import CAIRO_PIE_FILE as CAIRO_PIE_FILE
+from madara_orchestrator.runners.contract import EXIT_OK as EXIT_OK
+from madara_orchestrator.runners.contract import EXIT_RETRYABLE as EXIT_RETRYABLE
 from madara_orchestrator.runners.contract import (
     DamagedOutput,
     block_text,
@@ -34,13 +37,10 @@ from madara_orchestrator.starknet.pie import CairoPie, read_pie
 CONTRACT_VERSION = 1
 """Sent with every request (``MADARA_SNOS_CONTRACT_VERSION``, ``"version"``); bumped on incompatible changes."""
 
-EXIT_OK = 0
 EXIT_OS_FAILED = 65
-"""The OS failed on these blocks (execution error, bad block data): retrying cannot help, fail fast."""
-EXIT_RETRYABLE = 75
-"""Try again later (RPC trouble, rate limits, a pending block): the job is retried."""
+"""The OS failed on these blocks (execution error, bad block data): retrying cannot help, fail fast. Exit
+code 75 (``EXIT_RETRYABLE``): try again later (RPC trouble, rate limits, a pending block)."""
 
-CAIRO_PIE_FILE = "cairo_pie.zip"
 OS_OUTPUT_FILE = "os_output.json"
 RESULT_FILE = "result.json"
 ENV_PREFIX = "MADARA_SNOS_"
