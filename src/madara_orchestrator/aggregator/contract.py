@@ -491,6 +491,17 @@ def check_input(request: AggregatorRequest, start: ChainStart) -> list[OutputSec
     return children
 
 
+async def checked_request(
+    batch: AggregationInput, config: AggregatorRunConfig, rpc: ChainRpc
+) -> tuple[AggregatorRequest, ChainStart]:
+    """What a runner of either kind does before the run: the batch's request (with the chain's id), where the
+    batch starts on the chain, and its SNOS outputs checked to chain onto it (``check_input``)."""
+    request = AggregatorRequest.of(batch, config, chain_id=await rpc.chain_id())
+    start = await chain_start(rpc, batch.start_block)
+    check_input(request, start)
+    return request, start
+
+
 def _input_tasks(output: Sequence[int], end: int) -> list[tuple[int, list[int]]]:
     """``(program_hash, task output)`` of each task of the bootloader-style input ``output[:end]``."""
     tasks: list[tuple[int, list[int]]] = []
@@ -514,10 +525,10 @@ def raise_failure(kind: ErrorKind, message: str) -> NoReturn:
     raise JobError(message, retryable=kind is ErrorKind.RETRYABLE)
 
 
-async def runner_rpc_answers(rpc: ChainRpc) -> bool:
-    """The sequencer answers ``starknet_chainId`` (the checks read the chain before each batch)."""
-    return await shared.rpc_answers(
-        rpc,
-        logger="madara_orchestrator.aggregator",
-        unanswered="the sequencer RPC does not answer (%s); Aggregator jobs wait",
-    )
+AGGREGATOR_RUNNER = shared.RunnerKind(
+    waiting="Aggregator jobs",
+    timeout_flag="--aggregator-timeout-seconds",
+    logger="madara_orchestrator.aggregator",
+    rpc_unanswered="the sequencer RPC does not answer (%s); Aggregator jobs wait",
+)
+"""Both aggregator runners' names; readiness reads the sequencer (the checks read the chain before each batch)."""

@@ -16,19 +16,19 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from madara_orchestrator.domain.errors import InvalidInput, JobError, OrchestratorError
-from madara_orchestrator.interfaces import ChainIdRpc, SnosResult
+from madara_orchestrator.interfaces import SnosResult
 from madara_orchestrator.runners.contract import CAIRO_PIE_FILE as CAIRO_PIE_FILE
 from madara_orchestrator.runners.contract import EXIT_OK as EXIT_OK
 from madara_orchestrator.runners.contract import EXIT_RETRYABLE as EXIT_RETRYABLE
 from madara_orchestrator.runners.contract import (
     DamagedOutput,
+    RunnerKind,
     block_text,
     bool_text,
     expected_prev_block_number,
     first_difference,
     parse_felts,
     read_json,
-    rpc_answers,
 )
 from madara_orchestrator.starknet.felt import STARKNET_PRIME
 from madara_orchestrator.starknet.os_output import parse_os_output
@@ -344,8 +344,10 @@ def raise_failure(kind: ErrorKind, message: str) -> NoReturn:
     raise SnosRunFailed(message)
 
 
-async def snos_rpc_answers(rpc: ChainIdRpc) -> bool:
-    """Readiness of a SNOS runner's RPC (SPEC §9): it answers ``starknet_chainId``; else SnosRun jobs wait."""
-    return await rpc_answers(
-        rpc, logger="madara_orchestrator.snos", unanswered="SNOS RPC does not answer (%s); SnosRun jobs wait"
-    )
+SNOS_RUNNER = RunnerKind(
+    waiting="SnosRun jobs",
+    timeout_flag="--snos-timeout-seconds",
+    logger="madara_orchestrator.snos",
+    rpc_unanswered="SNOS RPC does not answer (%s); SnosRun jobs wait",
+)
+"""Both SNOS runners' names and readiness of the SNOS RPC (SPEC §9)."""
