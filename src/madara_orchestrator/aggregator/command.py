@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 
 from madara_orchestrator.aggregator.contract import (
+    AGGREGATOR_RUNNER,
     CAIRO_PIE_FILE,
     CHILDREN_DIR,
     DA_SEGMENT_FILE,
@@ -30,11 +31,9 @@ from madara_orchestrator.aggregator.contract import (
     ChainRpc,
     ChainStart,
     DamagedAggregatorOutput,
-    chain_start,
-    check_input,
     check_output,
+    checked_request,
     parse_felts_json,
-    runner_rpc_answers,
 )
 from madara_orchestrator.domain.errors import JobError
 from madara_orchestrator.interfaces import AggregationInput, AggregationResult
@@ -66,18 +65,11 @@ class CommandAggregatorRunner(CommandRunner[AggregatorRunConfig, ChainRpc]):
     label = LABEL
     flag = FLAG
     purpose = PURPOSE
-    timeout_flag = "--aggregator-timeout-seconds"
-    waiting = "Aggregator jobs"
+    kind = AGGREGATOR_RUNNER
     log = log
 
-    async def is_ready(self) -> bool:
-        """The program is still there and the sequencer answers."""
-        return self.program_is_there() and await runner_rpc_answers(self.rpc)
-
     async def run(self, batch: AggregationInput) -> AggregationResult:
-        request = AggregatorRequest.of(batch, self.config, chain_id=await self.rpc.chain_id())
-        start = await chain_start(self.rpc, batch.start_block)
-        check_input(request, start)
+        request, start = await checked_request(batch, self.config, self.rpc)
         run_dir = await asyncio.to_thread(self._prepare, request)
         try:
             request_file, output_dir = str(run_dir / REQUEST_FILE), str(run_dir / OUTPUT_DIR)

@@ -29,6 +29,9 @@ from typing import Any, NoReturn
 from madara_orchestrator.domain.errors import InvalidInput, JobError
 from madara_orchestrator.interfaces import AggregationInput, AggregationResult, ChainRpc
 from madara_orchestrator.runners import contract as shared
+from madara_orchestrator.runners.contract import CAIRO_PIE_FILE as CAIRO_PIE_FILE
+from madara_orchestrator.runners.contract import EXIT_OK as EXIT_OK
+from madara_orchestrator.runners.contract import EXIT_RETRYABLE as EXIT_RETRYABLE
 from madara_orchestrator.starknet.felt import parse_felt
 from madara_orchestrator.starknet.os_output import OsOutputHeader, OutputSections, parse_output_sections
 from madara_orchestrator.starknet.pie import CairoPie, read_pie
@@ -36,15 +39,12 @@ from madara_orchestrator.starknet.pie import CairoPie, read_pie
 CONTRACT_VERSION = 1
 """Sent with every request (``MADARA_AGGREGATOR_CONTRACT_VERSION``, ``"version"``)."""
 
-EXIT_OK = 0
 EXIT_FAILED = 65
-"""The aggregator failed on this input (inconsistent SNOS outputs, an execution error): fail fast."""
-EXIT_RETRYABLE = 75
-"""Try again later (no resources, a dependency away): the job is retried."""
+"""The aggregator failed on this input (inconsistent SNOS outputs, an execution error): fail fast. Exit code
+75 (``EXIT_RETRYABLE``): try again later (no resources, a dependency away)."""
 
 REQUEST_FILE = "request.json"
 CHILDREN_DIR = "children"
-CAIRO_PIE_FILE = "cairo_pie.zip"
 PROGRAM_OUTPUT_FILE = "program_output.json"
 DA_SEGMENT_FILE = "da_segment.json"
 ENV_PREFIX = "MADARA_AGGREGATOR_"
@@ -491,6 +491,17 @@ def check_input(request: AggregatorRequest, start: ChainStart) -> list[OutputSec
     return children
 
 
+async def checked_request(
+    batch: AggregationInput, config: AggregatorRunConfig, rpc: ChainRpc
+) -> tuple[AggregatorRequest, ChainStart]:
+    """What a runner of either kind does before the run: the batch's request (with the chain's id), where the
+    batch starts on the chain, and its SNOS outputs checked to chain onto it (``check_input``)."""
+    request = AggregatorRequest.of(batch, config, chain_id=await rpc.chain_id())
+    start = await chain_start(rpc, batch.start_block)
+    check_input(request, start)
+    return request, start
+
+
 def _input_tasks(output: Sequence[int], end: int) -> list[tuple[int, list[int]]]:
     """``(program_hash, task output)`` of each task of the bootloader-style input ``output[:end]``."""
     tasks: list[tuple[int, list[int]]] = []
@@ -514,10 +525,10 @@ def raise_failure(kind: ErrorKind, message: str) -> NoReturn:
     raise JobError(message, retryable=kind is ErrorKind.RETRYABLE)
 
 
-async def runner_rpc_answers(rpc: ChainRpc) -> bool:
-    """The sequencer answers ``starknet_chainId`` (the checks read the chain before each batch)."""
-    return await shared.rpc_answers(
-        rpc,
-        logger="madara_orchestrator.aggregator",
-        unanswered="the sequencer RPC does not answer (%s); Aggregator jobs wait",
-    )
+AGGREGATOR_RUNNER = shared.RunnerKind(
+    waiting="Aggregator jobs",
+    timeout_flag="--aggregator-timeout-seconds",
+    logger="madara_orchestrator.aggregator",
+    rpc_unanswered="the sequencer RPC does not answer (%s); Aggregator jobs wait",
+)
+"""Both aggregator runners' names; readiness reads the sequencer (the checks read the chain before each batch)."""

@@ -16,18 +16,17 @@ import json
 import httpx
 
 from madara_orchestrator.aggregator.contract import (
+    AGGREGATOR_RUNNER,
     AggregatorRequest,
     AggregatorRunConfig,
     ChainRpc,
     ChainStart,
     DamagedAggregatorOutput,
-    chain_start,
-    check_input,
     check_output,
+    checked_request,
     failure_kind,
     parse_felts_json,
     raise_failure,
-    runner_rpc_answers,
 )
 from madara_orchestrator.domain.errors import JobError
 from madara_orchestrator.interfaces import AggregationInput, AggregationResult
@@ -45,17 +44,10 @@ class HttpAggregatorRunner(RunnerService[AggregatorRunConfig, ChainRpc]):
     """Implements ``AggregatorRunner`` against a runner service; ``rpc`` is the sequencer."""
 
     who = "aggregator runner"
-    waiting = "Aggregator jobs"
-    timeout_flag = "--aggregator-timeout-seconds"
-
-    async def is_ready(self) -> bool:
-        """The service answers ``GET /health`` with 200 and the sequencer answers."""
-        return await self.service_is_healthy() and await runner_rpc_answers(self.rpc)
+    kind = AGGREGATOR_RUNNER
 
     async def run(self, batch: AggregationInput) -> AggregationResult:
-        request = AggregatorRequest.of(batch, self.config, chain_id=await self.rpc.chain_id())
-        start = await chain_start(self.rpc, batch.start_block)
-        check_input(request, start)
+        request, start = await checked_request(batch, self.config, self.rpc)
         # The PIEs make a large body: encoded off the event loop.
         body = await asyncio.to_thread(lambda: json.dumps(request.to_json()).encode())
         response = await self.post(RUN_PATH, body, subject=request.subject)

@@ -15,7 +15,6 @@ Nothing below the composition root knows which it got.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from madara_orchestrator.backends.sqlite import SqliteStore
 from madara_orchestrator.backends.sqlite_db import SqliteDatabase
 from madara_orchestrator.backends.sqlite_queue import SqliteQueue
 from madara_orchestrator.backends.tx_store import SqliteTxStore
+from madara_orchestrator.cli.owning import own, own_sync
 from madara_orchestrator.cli.settings import Settings
 from madara_orchestrator.engine.runtime import RuntimeConfig
 from madara_orchestrator.engine.service import SystemClock
@@ -38,8 +38,6 @@ from madara_orchestrator.interfaces import (
     QueueClient,
     TxStore,
 )
-
-Closer = Callable[[], Awaitable[None]]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -56,29 +54,11 @@ class Backends:
     expiring: ExpiringStore | None = None
     atomic_creation: AtomicJobCreation | None = None
     alert_sinks: list[AlertSink] = field(default_factory=list)
-    closers: list[Closer] = field(default_factory=list)
-    """Closed in reverse order by ``close``."""
-
-    async def close(self) -> None:
-        for closer in reversed(self.closers):
-            with contextlib.suppress(Exception):
-                await closer()
-        self.closers.clear()
 
 
-async def open_backends(settings: Settings, config: RuntimeConfig) -> Backends:
-    """Open what the settings choose; a failure closes what was already opened."""
-    opened: list[Closer] = []
-    try:
-        return await _open(settings, config, opened)
-    except BaseException:
-        for closer in reversed(opened):
-            with contextlib.suppress(Exception):
-                await closer()
-        raise
-
-
-async def _open(settings: Settings, config: RuntimeConfig, opened: list[Closer]) -> Backends:
+async def open_backends(settings: Settings, config: RuntimeConfig, exits: contextlib.AsyncExitStack) -> Backends:
+    """Open what the settings choose; each close goes on ``exits`` (the composition root's one stack) as soon
+    as its resource is open, so a failure half-way leaves that stack to close what was already opened."""
     data_dir = Path(settings.data_dir)
     by_name, dead_letters = config.physical_queue_configs()
     aws = None
@@ -86,7 +66,7 @@ async def _open(settings: Settings, config: RuntimeConfig, opened: list[Closer])
         from madara_orchestrator.backends.aws_client import Aws
 
         aws = Aws()
-        opened.append(_sync_closer(aws.close))
+        own_sync(exits, aws.close)
 
     db: Database
     locks: LockService
@@ -103,7 +83,7 @@ async def _open(settings: Settings, config: RuntimeConfig, opened: list[Closer])
 
         database = PostgresDatabase(settings.postgres_url)
         await database.open()
-        opened.append(database.close)
+        own(exits, database.close)
         store = PostgresStore(database)
         db, locks, clock = store, store, database.clock
         tx_store = PostgresTxStore(database)
@@ -116,11 +96,11 @@ async def _open(settings: Settings, config: RuntimeConfig, opened: list[Closer])
         sqlite_path = Path(settings.sqlite_path or data_dir / "orchestrator.db")
         sqlite = SqliteDatabase(sqlite_path)
         await sqlite.open()
-        opened.append(sqlite.close)
+        own(exits, sqlite.close)
         sqlite_store = SqliteStore(sqlite)
         db, locks, clock = sqlite_store, sqlite_store, SystemClock()
         sqlite_tx = SqliteTxStore(sqlite_path)
-        opened.append(_sync_closer(sqlite_tx.close))
+        own_sync(exits, sqlite_tx.close)
         tx_store = sqlite_tx
         parts.append(f"SQLite {sqlite_path}")
         if not settings.aws_sqs:
@@ -173,12 +153,4 @@ async def _open(settings: Settings, config: RuntimeConfig, opened: list[Closer])
         expiring=expiring,
         atomic_creation=atomic,
         alert_sinks=sinks,
-        closers=list(opened),
     )
-
-
-def _sync_closer(close: Callable[[], None]) -> Closer:
-    async def closer() -> None:
-        close()
-
-    return closer

@@ -16,6 +16,7 @@ from madara_orchestrator.aggregator.http import HttpAggregatorRunner
 from madara_orchestrator.backends.alerts import FanoutAlerts, LogAlerts, RecordingAlerts, WebhookAlerts
 from madara_orchestrator.backends.aws_names import QueueAddressing
 from madara_orchestrator.cli.backends import Backends, open_backends
+from madara_orchestrator.cli.owning import own
 from madara_orchestrator.cli.settings import (
     MOCK_ATLANTIC_PORT,
     Settings,
@@ -53,6 +54,7 @@ from madara_orchestrator.interfaces import (
     ProverClient,
     QueueClient,
     SnosRunner,
+    TxStore,
 )
 from madara_orchestrator.provers.atlantic import (
     DEFAULT_ARTIFACTS_BASE_URL,
@@ -82,7 +84,6 @@ from madara_orchestrator.starknet.os_config import os_config_hash
 from madara_orchestrator.starknet.rpc import StarknetRpcClient
 
 log = logging.getLogger(__name__)
-Closer = Callable[[], Awaitable[None]]
 
 LEASE_OPTIONS = {
     JobType.SNOS_RUN: "snos_job_timeout_seconds",
@@ -232,18 +233,6 @@ class EmbeddedStack:
         return await self.settlement_choice.summary()
 
 
-def own(exits: contextlib.AsyncExitStack, close: Closer) -> None:
-    """``close`` runs when ``exits`` closes; a failing close is logged and does not keep the others open."""
-
-    async def quietly() -> None:
-        try:
-            await close()
-        except Exception as exc:  # closing: nothing left to do about it
-            log.debug("closing %s failed: %s", getattr(close, "__qualname__", close), exc)
-
-    exits.push_async_callback(quietly)
-
-
 async def build_embedded_stack(
     settings: Settings,
     *,
@@ -259,8 +248,7 @@ async def build_embedded_stack(
         if mock_atlantic is not None:
             own(exits, mock_atlantic.stop)
         config = runtime_config(settings)
-        backends = await open_backends(settings, config)
-        own(exits, backends.close)
+        backends = await open_backends(settings, config, exits)
         sequencer = StarknetRpcClient(
             settings.rpc_for_snos or settings.need("madara_rpc_url"), attempts=3, retry_pause_s=0.5
         )
@@ -376,12 +364,11 @@ def _settlement(
             store=tx_store,
             key_guard=guard,
         )
-        own(exits, starknet.aclose)
-        return SettlementChoice(
-            client=starknet,
-            where=url_origin(starknet.config.rpc_url),
+        return _sending(
+            starknet,
+            tx_store,
+            exits,
             flags="--starknet-cairo-core-contract-address and --starknet-rpc-url",
-            totals=lambda: tx_store.totals(starknet.operator_address),
             sent_as="update_state invokes",
             fee_units=("STRK", "FRI"),
         )
@@ -402,17 +389,40 @@ def _settlement(
             store=tx_store,
             key_guard=guard,
         )
-        own(exits, ethereum.aclose)
-        return SettlementChoice(
-            client=ethereum,
-            where=url_origin(ethereum.config.rpc_url),
+        return _sending(
+            ethereum,
+            tx_store,
+            exits,
             flags="--l1-core-contract-address and --ethereum-rpc-url",
-            startup_check=ethereum.check_at_startup,
-            totals=lambda: tx_store.totals(ethereum.operator_address),
             sent_as="blob transactions",
+            startup_check=ethereum.check_at_startup,
         )
     ledger = DevnetSettlement(settings.devnet_settlement_path or Path(settings.data_dir) / "devnet-settlement.db")
     return SettlementChoice(client=ledger, where="the devnet ledger", flags="--devnet-settlement-path (or --data-dir)")
+
+
+def _sending(
+    client: EthereumSettlementClient | StarknetSettlementClient,
+    tx_store: TxStore,
+    exits: contextlib.AsyncExitStack,
+    *,
+    flags: str,
+    sent_as: str,
+    startup_check: Callable[[], Awaitable[str]] | None = None,
+    fee_units: tuple[str, str] = ("ETH", "wei"),
+) -> SettlementChoice:
+    """A settlement client that sends transactions, owned by ``exits``: found at its RPC's origin, its totals
+    those of its operator's transactions in its store."""
+    own(exits, client.aclose)
+    return SettlementChoice(
+        client=client,
+        where=url_origin(client.config.rpc_url),
+        flags=flags,
+        startup_check=startup_check,
+        totals=lambda: tx_store.totals(client.operator_address),
+        sent_as=sent_as,
+        fee_units=fee_units,
+    )
 
 
 def feeder_client(settings: Settings) -> FeederGatewayClient:

@@ -29,7 +29,7 @@ from madara_orchestrator.cli.devnet import (
     starkware_core_problem,
     start_local_l1,
 )
-from madara_orchestrator.cli.run import configure_logging
+from madara_orchestrator.cli.run import configure_logging, done_or_stopped
 from madara_orchestrator.cli.settings import ENV_PREFIX, RUN_OPTIONS
 from madara_orchestrator.devnet.anvil import find_anvil_binary, interrupt_starting
 from madara_orchestrator.devnet.sequencer import DEFAULT_TX_PER_BLOCK, DevnetSequencer
@@ -221,11 +221,7 @@ def masked(env: Mapping[str, str]) -> list[str]:
 
 async def _until_stopped(start: asyncio.Task[LocalL1], stop: asyncio.Event) -> LocalL1 | None:
     """The local L1 once started, or None if a stop signal came first (anvil then stopped, promptly)."""
-    stopping = asyncio.create_task(stop.wait())
-    try:
-        await asyncio.wait({start, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopping.cancel()
+    await done_or_stopped(start, stop)
     if not stop.is_set():
         return start.result()
     if start.done():

@@ -274,14 +274,19 @@ async def _checked(stack: EmbeddedStack) -> bool:
     return True
 
 
-async def until_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
-    """The result of ``work``, or None as soon as ``stop`` is set (``work`` is then cancelled)."""
-    task = asyncio.ensure_future(work)
+async def done_or_stopped(task: asyncio.Future[Any], stop: asyncio.Event) -> None:
+    """Wait until ``task`` is done or ``stop`` is set, whichever comes first (``task`` is left as it is)."""
     stopper = asyncio.ensure_future(stop.wait())
     try:
         await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopper.cancel()
+
+
+async def until_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
+    """The result of ``work``, or None as soon as ``stop`` is set (``work`` is then cancelled)."""
+    task = asyncio.ensure_future(work)
+    await done_or_stopped(task, stop)
     if not task.done():
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import json
 import random
 from dataclasses import dataclass, field
@@ -26,7 +25,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from madara_orchestrator.devnet.jsonrpc import jsonrpc_response
+from madara_orchestrator.devnet.jsonrpc import accepted_block_header, jsonrpc_response
+from madara_orchestrator.devnet.tasks import cancel_and_wait
 from madara_orchestrator.domain.batches import BouncerWeights
 from madara_orchestrator.starknet.compression import ALIAS_CONTRACT_ADDRESS as ALIAS_CONTRACT
 from madara_orchestrator.starknet.compression import MIN_VALUE_FOR_ALIAS
@@ -420,10 +420,7 @@ class DevnetSequencer:
         self._producer = asyncio.create_task(produce(), name="devnet-block-producer")
 
     async def stop_producing(self) -> None:
-        if self._producer is not None:
-            self._producer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._producer
+        await cancel_and_wait(self._producer)
 
     async def _endpoint(self, request: Request) -> Response:
         return await jsonrpc_response(request, self._dispatch)
@@ -501,12 +498,7 @@ class DevnetSequencer:
         if method == "starknet_getBlockWithTxHashes":
             block = chain.blocks[self._block_number(self._param(params, "block_id", 0))]
             return {
-                "status": "ACCEPTED_ON_L2",
-                "block_hash": hex(block.block_hash),
-                "parent_hash": hex(block.parent_hash),
-                "block_number": block.number,
-                "new_root": hex(block.new_root),
-                "timestamp": block.timestamp,
+                **accepted_block_header(block),
                 "sequencer_address": hex(SEQUENCER_ADDRESS),
                 "l1_da_mode": "BLOB",
                 "starknet_version": self.version_of(block.number),

@@ -17,12 +17,8 @@ from typing import ClassVar, Generic
 
 from madara_orchestrator.domain.errors import InvalidInput, JobError
 from madara_orchestrator.runners import process
-from madara_orchestrator.runners.contract import ConfigT, RpcT
+from madara_orchestrator.runners.contract import EXIT_OK, EXIT_RETRYABLE, ConfigT, RpcT, RunnerKind
 from madara_orchestrator.runners.process import STDERR_LOG, resolve_program, signal_name, stderr_tail
-
-EXIT_OK = 0
-EXIT_RETRYABLE = 75
-"""Both contracts' "try again later" exit code."""
 
 
 class CommandRunner(Generic[ConfigT, RpcT]):
@@ -32,9 +28,8 @@ class CommandRunner(Generic[ConfigT, RpcT]):
     """How messages name it ("SNOS command")."""
     flag: ClassVar[str] = "--command"
     purpose: ClassVar[str] = "the program to run"
-    timeout_flag: ClassVar[str] = "--timeout-seconds"
-    waiting: ClassVar[str] = "jobs"
-    """What waits while the program is missing ("SnosRun jobs")."""
+    kind: ClassVar[RunnerKind]
+    """What waits while it is not ready, the timeout's option, the RPC's readiness."""
     log: ClassVar[logging.Logger] = logging.getLogger(__name__)
 
     def __init__(
@@ -66,10 +61,14 @@ class CommandRunner(Generic[ConfigT, RpcT]):
     def program(self) -> str:
         return self.argv[0]
 
+    async def is_ready(self) -> bool:
+        """The program is still there and the RPC answers (SPEC §9 readiness)."""
+        return self.program_is_there() and await self.kind.rpc_answers(self.rpc)
+
     def program_is_there(self) -> bool:
         """The program is an executable file (else a warning that the jobs wait)."""
         if resolve_program(self.program) is None:
-            self.log.warning("%s %s is not an executable file; %s wait", self.label, self.program, self.waiting)
+            self.log.warning("%s %s is not an executable file; %s wait", self.label, self.program, self.kind.waiting)
             return False
         return True
 
@@ -98,7 +97,7 @@ class CommandRunner(Generic[ConfigT, RpcT]):
         tail = stderr_tail(run_dir / STDERR_LOG)
         if exited.timed_out:
             raise JobError(
-                f"the {self.label} ran longer than {self.config.timeout_s:g} s ({self.timeout_flag}) on {subject} "
+                f"the {self.label} ran longer than {self.config.timeout_s:g} s ({self.kind.timeout_flag}) on {subject} "
                 f"and was killed with its process group; it will be retried. stderr: {tail}",
                 retryable=True,
             )

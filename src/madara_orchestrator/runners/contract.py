@@ -1,4 +1,5 @@
-"""What the SNOS and aggregator runner contracts share: the damaged-output failure, reading a JSON array of
+"""What the SNOS and aggregator runner contracts share: the exit codes 0 and 75, the PIE's file name, the
+damaged-output failure, reading a JSON array of
 felts a runner hands back, block numbers as the OS writes them, and the readiness of the RPC a runner reads.
 
 Pure, and light to import: runner programs written in Python import the contracts.
@@ -9,10 +10,18 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from madara_orchestrator.domain.errors import InvalidInput, JobError, OrchestratorError
+from madara_orchestrator.interfaces import ChainIdRpc
 from madara_orchestrator.starknet.felt import STARKNET_PRIME, parse_felt
+
+EXIT_OK = 0
+EXIT_RETRYABLE = 75
+"""Both contracts' "try again later" exit code: the job is retried."""
+CAIRO_PIE_FILE = "cairo_pie.zip"
+"""The Cairo PIE a runner of either kind writes."""
 
 
 class TimedConfig(Protocol):
@@ -23,13 +32,26 @@ class TimedConfig(Protocol):
 
 
 ConfigT = TypeVar("ConfigT", bound=TimedConfig)
-RpcT = TypeVar("RpcT")
+RpcT = TypeVar("RpcT", bound=ChainIdRpc)
 
 
-class ChainIdRpc(Protocol):
-    """An RPC as readiness sees it: it answers ``starknet_chainId`` (SPEC §9)."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunnerKind:
+    """What the two runners of one kind (its command and its service) say alike: what waits while the
+    runner is not ready, the option of a run's timeout, and how the RPC its readiness reads is checked."""
 
-    async def chain_id(self) -> str: ...
+    waiting: str
+    """What waits while it is not ready ("SnosRun jobs")."""
+    timeout_flag: str
+    """The option that sets a run's timeout (``--snos-timeout-seconds``)."""
+    logger: str
+    """The logger of the warning that the RPC does not answer."""
+    rpc_unanswered: str
+    """That warning, with the error ("SNOS RPC does not answer (%s); SnosRun jobs wait")."""
+
+    async def rpc_answers(self, rpc: ChainIdRpc) -> bool:
+        """Readiness of the runner's RPC (SPEC §9): it answers ``starknet_chainId``."""
+        return await rpc_answers(rpc, logger=self.logger, unanswered=self.rpc_unanswered)
 
 
 class DamagedOutput(JobError):

@@ -12,13 +12,13 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from typing import Any, Generic
+from typing import Any, ClassVar, Generic
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from madara_orchestrator.domain.errors import BackendUnavailable, JobError
-from madara_orchestrator.runners.contract import ConfigT, DamagedOutput, RpcT
+from madara_orchestrator.runners.contract import ConfigT, DamagedOutput, RpcT, RunnerKind
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +79,8 @@ class RunnerService(Generic[ConfigT, RpcT]):
 
     who = "runner"
     """How logs name the service ("SNOS runner")."""
-    waiting = "jobs"
-    """What waits while it is not ready ("SnosRun jobs")."""
-    timeout_flag = "--timeout-seconds"
-    """The option that sets a run's timeout (``--snos-timeout-seconds``)."""
+    kind: ClassVar[RunnerKind]
+    """What waits while it is not ready, the timeout's option, the RPC's readiness."""
 
     def __init__(
         self,
@@ -107,6 +105,10 @@ class RunnerService(Generic[ConfigT, RpcT]):
         if self._owns_client:
             await self._client.aclose()
 
+    async def is_ready(self) -> bool:
+        """The service answers ``GET /health`` with 200 and the RPC answers (SPEC §9 readiness)."""
+        return await self.service_is_healthy() and await self.kind.rpc_answers(self.rpc)
+
     async def service_is_healthy(self) -> bool:
         """The service answers ``GET /health`` with 200 (else one warning saying what waits)."""
         return await healthy(
@@ -114,7 +116,7 @@ class RunnerService(Generic[ConfigT, RpcT]):
             self.url,
             shown_url=self.shown_url,
             who=self.who,
-            waiting=self.waiting,
+            waiting=self.kind.waiting,
             timeout_s=self.connect_timeout_s,
         )
 
@@ -128,7 +130,7 @@ class RunnerService(Generic[ConfigT, RpcT]):
             who=self.who,
             subject=subject,
             timeout_s=self.config.timeout_s,
-            timeout_flag=self.timeout_flag,
+            timeout_flag=self.kind.timeout_flag,
             connect_timeout_s=self.connect_timeout_s,
         )
 

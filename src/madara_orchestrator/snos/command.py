@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from madara_orchestrator.domain.errors import JobError
-from madara_orchestrator.interfaces import SnosResult
+from madara_orchestrator.interfaces import ChainIdRpc, SnosResult
 from madara_orchestrator.runners import process
 from madara_orchestrator.runners.command import CommandRunner
 from madara_orchestrator.runners.process import STDERR_LOG, stderr_tail
@@ -27,7 +27,7 @@ from madara_orchestrator.snos.contract import (
     EXIT_OS_FAILED,
     OS_OUTPUT_FILE,
     RESULT_FILE,
-    ChainIdRpc,
+    SNOS_RUNNER,
     DamagedSnosOutput,
     SnosRequest,
     SnosRunConfig,
@@ -35,7 +35,6 @@ from madara_orchestrator.snos.contract import (
     check_output,
     parse_os_output_json,
     parse_result_json,
-    snos_rpc_answers,
 )
 
 log = logging.getLogger(__name__)
@@ -67,13 +66,8 @@ class CommandSnosRunner(CommandRunner[SnosRunConfig, ChainIdRpc]):
     label = "SNOS command"
     flag = FLAG
     purpose = PURPOSE
-    timeout_flag = "--snos-timeout-seconds"
-    waiting = "SnosRun jobs"
+    kind = SNOS_RUNNER
     log = log
-
-    async def is_ready(self) -> bool:
-        """The program is still there and the SNOS RPC answers (SPEC §9 readiness)."""
-        return self.program_is_there() and await snos_rpc_answers(self.rpc)
 
     async def run(self, start_block: int, end_block: int) -> SnosResult:
         request = self.config.request(start_block, end_block)

@@ -16,16 +16,19 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from madara_orchestrator.domain.errors import InvalidInput, JobError, OrchestratorError
-from madara_orchestrator.interfaces import ChainIdRpc, SnosResult
+from madara_orchestrator.interfaces import SnosResult
+from madara_orchestrator.runners.contract import CAIRO_PIE_FILE as CAIRO_PIE_FILE
+from madara_orchestrator.runners.contract import EXIT_OK as EXIT_OK
+from madara_orchestrator.runners.contract import EXIT_RETRYABLE as EXIT_RETRYABLE
 from madara_orchestrator.runners.contract import (
     DamagedOutput,
+    RunnerKind,
     block_text,
     bool_text,
     expected_prev_block_number,
     first_difference,
     parse_felts,
     read_json,
-    rpc_answers,
 )
 from madara_orchestrator.starknet.felt import STARKNET_PRIME
 from madara_orchestrator.starknet.os_output import parse_os_output
@@ -34,13 +37,10 @@ from madara_orchestrator.starknet.pie import CairoPie, read_pie
 CONTRACT_VERSION = 1
 """Sent with every request (``MADARA_SNOS_CONTRACT_VERSION``, ``"version"``); bumped on incompatible changes."""
 
-EXIT_OK = 0
 EXIT_OS_FAILED = 65
-"""The OS failed on these blocks (execution error, bad block data): retrying cannot help, fail fast."""
-EXIT_RETRYABLE = 75
-"""Try again later (RPC trouble, rate limits, a pending block): the job is retried."""
+"""The OS failed on these blocks (execution error, bad block data): retrying cannot help, fail fast. Exit
+code 75 (``EXIT_RETRYABLE``): try again later (RPC trouble, rate limits, a pending block)."""
 
-CAIRO_PIE_FILE = "cairo_pie.zip"
 OS_OUTPUT_FILE = "os_output.json"
 RESULT_FILE = "result.json"
 ENV_PREFIX = "MADARA_SNOS_"
@@ -344,8 +344,10 @@ def raise_failure(kind: ErrorKind, message: str) -> NoReturn:
     raise SnosRunFailed(message)
 
 
-async def snos_rpc_answers(rpc: ChainIdRpc) -> bool:
-    """Readiness of a SNOS runner's RPC (SPEC §9): it answers ``starknet_chainId``; else SnosRun jobs wait."""
-    return await rpc_answers(
-        rpc, logger="madara_orchestrator.snos", unanswered="SNOS RPC does not answer (%s); SnosRun jobs wait"
-    )
+SNOS_RUNNER = RunnerKind(
+    waiting="SnosRun jobs",
+    timeout_flag="--snos-timeout-seconds",
+    logger="madara_orchestrator.snos",
+    rpc_unanswered="SNOS RPC does not answer (%s); SnosRun jobs wait",
+)
+"""Both SNOS runners' names and readiness of the SNOS RPC (SPEC §9)."""

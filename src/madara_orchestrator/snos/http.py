@@ -14,7 +14,7 @@ import asyncio
 
 import httpx
 
-from madara_orchestrator.interfaces import SnosResult
+from madara_orchestrator.interfaces import ChainIdRpc, SnosResult
 from madara_orchestrator.runners.http import (
     RunnerService,
     body_text,
@@ -23,7 +23,7 @@ from madara_orchestrator.runners.http import (
     json_or_none,
 )
 from madara_orchestrator.snos.contract import (
-    ChainIdRpc,
+    SNOS_RUNNER,
     DamagedSnosOutput,
     SnosRequest,
     SnosRunConfig,
@@ -33,7 +33,6 @@ from madara_orchestrator.snos.contract import (
     parse_n_steps,
     parse_os_output_json,
     raise_failure,
-    snos_rpc_answers,
 )
 
 RUN_PATH = "run"
@@ -44,12 +43,7 @@ class HttpSnosRunner(RunnerService[SnosRunConfig, ChainIdRpc]):
     """Implements ``SnosRunner`` against a runner service."""
 
     who = "SNOS runner"
-    waiting = "SnosRun jobs"
-    timeout_flag = "--snos-timeout-seconds"
-
-    async def is_ready(self) -> bool:
-        """The service answers ``GET /health`` with 200 and the SNOS RPC answers (SPEC §9 readiness)."""
-        return await self.service_is_healthy() and await snos_rpc_answers(self.rpc)
+    kind = SNOS_RUNNER
 
     async def run(self, start_block: int, end_block: int) -> SnosResult:
         request = self.config.request(start_block, end_block)

@@ -12,7 +12,6 @@ validation, and secrets are never printed (``Settings.describe()`` masks them).
 """
 
 from madara_orchestrator.cli.settings.checks import (
-    MAX_BLOBS_PER_TX,
     backend_problems,
     batch_limits,
     load_bouncer_weight_limits,
@@ -28,7 +27,7 @@ from madara_orchestrator.cli.settings.declare import (
     Option,
     setting,
 )
-from madara_orchestrator.cli.settings.formats import STARKNET_PRIME, parse_da_public_keys
+from madara_orchestrator.cli.settings.formats import parse_da_public_keys
 from madara_orchestrator.cli.settings.loading import add_options, resolve, unknown_variables
 from madara_orchestrator.cli.settings.model import GROUPS, RUN_NUMBER_RULES, RUN_OPTIONS, Settings
 from madara_orchestrator.cli.settings.prover_checks import DEVNET_PROVER_ON_ETHEREUM
@@ -49,7 +48,6 @@ __all__ = [
     "ENV_PREFIX",
     "GROUPS",
     "LAYOUTS",
-    "MAX_BLOBS_PER_TX",
     "MOCK_ATLANTIC_PORT",
     "NON_NEGATIVE",
     "PORT",
@@ -59,7 +57,6 @@ __all__ = [
     "RUN_OPTIONS",
     "SETTLEMENT_LAYERS",
     "SNOS_RUNNERS",
-    "STARKNET_PRIME",
     "WEBHOOK_SECRET",
     "Group",
     "Option",

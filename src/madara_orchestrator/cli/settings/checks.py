@@ -15,6 +15,7 @@ from madara_orchestrator.cli.settings.model import option_named
 from madara_orchestrator.domain.batches import DEFAULT_BOUNCER_WEIGHT_LIMITS, BouncerWeights
 from madara_orchestrator.domain.batching import BatchLimits
 from madara_orchestrator.domain.errors import InvalidInput
+from madara_orchestrator.starknet.blob import MAX_BLOBS_PER_TXN
 
 
 def flag(name: str) -> str:
@@ -97,10 +98,6 @@ def backend_problems(values: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-MAX_BLOBS_PER_TX = 6
-"""EIP-4844/EIP-7594: a transaction carries at most six blobs."""
-
-
 def load_bouncer_weight_limits(path: str | None) -> BouncerWeights:
     """The limits file of ``--bouncer-weights-limit-file``; a bad file is an error, not silent defaults."""
     if path is None:
@@ -170,8 +167,7 @@ def batching_problems(values: Mapping[str, Any]) -> list[str]:
         problems.append(str(exc))
         weights = DEFAULT_BOUNCER_WEIGHT_LIMITS
     problems += [f"{_batching_flag(p)}: {p}" for p in batch_limits(values, weights).problems()]
-    if values["max_num_blobs"] > MAX_BLOBS_PER_TX:
-        problems.append(
-            f"--max-num-blobs must be at most {MAX_BLOBS_PER_TX} (blobs per transaction), got {values['max_num_blobs']}"
-        )
+    blobs = values["max_num_blobs"]
+    if blobs > MAX_BLOBS_PER_TXN:
+        problems.append(f"--max-num-blobs must be at most {MAX_BLOBS_PER_TXN} (blobs per transaction), got {blobs}")
     return problems

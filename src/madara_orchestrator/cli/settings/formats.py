@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from madara_orchestrator.domain.errors import InvalidInput
-
-STARKNET_PRIME = 2**251 + 17 * 2**192 + 1
+from madara_orchestrator.starknet.felt import STARKNET_PRIME
 
 
 def is_hex_address(text: str, *, length: int | None = None) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from madara_orchestrator.devnet.layout_bridge import (
@@ -102,6 +102,14 @@ def _contract_address(value: int, error: str) -> int:
     return value
 
 
+def _messages(segment: _SpanIter, header_words: int) -> Iterator[tuple[list[int], tuple[int, ...]]]:
+    """Piltover's message loop over a messages segment: each message's ``header_words`` words (the last its
+    payload's size), then its payload; it ends when fewer than ``header_words`` words are left."""
+    while len(message := segment.segment(header_words)) == header_words:
+        payload = segment.segment(_u32(message[-1], "Invalid payload size"))
+        yield message, tuple(payload)
+
+
 def deserialize_os_output(snos_output: Sequence[int]) -> OsOutput:
     """Piltover's ``deserialize_os_output`` of a bootloaded SNOS output: the bootloader's 3 words skipped, the
     10-word header, the KZG section skipped when ``use_kzg_da`` is not 0, then the messages; the state diff
@@ -119,28 +127,24 @@ def deserialize_os_output(snos_output: Sequence[int]) -> OsOutput:
     segment_to_l1 = _SpanIter(words.segment(n_to_l1))
     n_to_l2 = _u32(words.next(), "Invalid n_messages_to_l2")
     segment_to_l2 = _SpanIter(words.segment(n_to_l2))
-    to_l1: list[MessageToL1] = []
-    while len(message := segment_to_l1.segment(3)) == 3:
-        payload = segment_to_l1.segment(_u32(message[2], "Invalid payload size"))
-        to_l1.append(
-            MessageToL1(
-                from_address=_contract_address(message[0], "Invalid from address"),
-                to_address=_contract_address(message[1], "Invalid to address"),
-                payload=tuple(payload),
-            )
+    to_l1 = [
+        MessageToL1(
+            from_address=_contract_address(message[0], "Invalid from address"),
+            to_address=_contract_address(message[1], "Invalid to address"),
+            payload=payload,
         )
-    to_l2: list[MessageToL2] = []
-    while len(message := segment_to_l2.segment(5)) == 5:
-        payload = segment_to_l2.segment(_u32(message[4], "Invalid payload size"))
-        to_l2.append(
-            MessageToL2(
-                from_address=_contract_address(message[0], "Invalid from address"),
-                to_address=_contract_address(message[1], "Invalid to address"),
-                nonce=message[2],
-                selector=message[3],
-                payload=tuple(payload),
-            )
+        for message, payload in _messages(segment_to_l1, 3)
+    ]
+    to_l2 = [
+        MessageToL2(
+            from_address=_contract_address(message[0], "Invalid from address"),
+            to_address=_contract_address(message[1], "Invalid to address"),
+            nonce=message[2],
+            selector=message[3],
+            payload=payload,
         )
+        for message, payload in _messages(segment_to_l2, 5)
+    ]
     return OsOutput(
         header=OsOutputHeader(
             initial_root=header[0],

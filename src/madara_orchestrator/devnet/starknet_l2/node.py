@@ -46,6 +46,7 @@ from madara_orchestrator.devnet.starknet_l2.world import (
     _SealedBlock,
     _World,
 )
+from madara_orchestrator.devnet.tasks import cancel_and_wait
 
 
 class L2Node:
@@ -240,11 +241,8 @@ class L2Node:
         self._producer = asyncio.create_task(produce(), name="starknet-l2-double-blocks")
 
     async def stop(self) -> None:
-        if self._producer is not None:
-            self._producer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._producer
-            self._producer = None
+        await cancel_and_wait(self._producer)
+        self._producer = None
 
     async def wait_for_sealed_block(self, number: int, *, timeout_s: float = 10.0) -> None:
         """Return once block ``number`` is sealed; ``TimeoutError`` after ``timeout_s``."""

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from madara_orchestrator.devnet.jsonrpc import jsonrpc_response
+from madara_orchestrator.devnet.jsonrpc import accepted_block_header, jsonrpc_response
 from madara_orchestrator.devnet.starknet_l2 import parse
 from madara_orchestrator.devnet.starknet_l2.constants import (
     ACCOUNT_CLASS_HASH,
@@ -200,12 +200,7 @@ class StarknetL2Double(L2Node):
             }
         n_events = sum(len(self._txs[h].events) for h in tx_hashes)
         return {
-            "status": "ACCEPTED_ON_L2",
-            "block_hash": hex(block.block_hash),
-            "parent_hash": hex(block.parent_hash),
-            "block_number": block.number,
-            "new_root": hex(block.new_root),
-            "timestamp": block.timestamp,
+            **accepted_block_header(block),
             **self._header_prices(),
             "transaction_commitment": hex(_poseidon(list(tx_hashes))),
             "event_commitment": hex(_poseidon([n_events, *tx_hashes])),
