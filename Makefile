@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup postgres-server chromium devnet test lint typecheck pytest bench clean
+.PHONY: setup postgres-server chromium devnet test test-deep lint typecheck pytest bench clean
 
 setup: $(VENV)/.installed tools/node_modules/.installed postgres-server chromium
 
@@ -53,9 +53,13 @@ typecheck: setup
 	$(BIN)/mypy
 
 pytest: setup
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2
 
 test: lint typecheck pytest
+
+# The heaviest property tests with their full example count (tests/helpers/depth.py).
+test-deep: setup
+	MADARA_TEST_DEPTH=deep $(BIN)/pytest -q tests/unit/starknet/test_batching_speed_incremental.py tests/unit/domain/test_batching_property.py
 
 bench: setup
 	$(BIN)/python bench/pipeline.py

@@ -42,10 +42,11 @@ from madara_orchestrator.domain.batching import (
     input_size_bound,
     snos_batch_full,
 )
+from tests.helpers.depth import examples
 
 OURS = "0.1.0"
 T0 = 1_700_000_000.0
-PROPERTY_SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY_SETTINGS = settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @dataclass(frozen=True)

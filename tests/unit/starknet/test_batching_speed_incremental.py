@@ -41,6 +41,7 @@ from madara_orchestrator.starknet.state_update import (
     StorageEntry,
     state_update_to_json,
 )
+from tests.helpers.depth import examples
 
 ALIAS_CONTRACT = 0x2
 ADDRESSES = (0x1, 0x5, 0x7F, 0x80, 0x81, 0x100, 0x1234, 2**200 + 3)
@@ -216,7 +217,7 @@ async def check_internals(
         assert length.n_felts == len(felts)
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(600), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_incremental_squash_and_length_equal_the_reference_block_by_block(
     scenario: tuple[Chain, bool, str, list[tuple[StateUpdate, bool]]],
@@ -224,7 +225,7 @@ def test_incremental_squash_and_length_equal_the_reference_block_by_block(
     asyncio.run(check(*scenario))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_a_long_batch_with_every_alias_assigned_stays_exact(data: st.DataObject) -> None:
     """The usual chain: every key and address has its own alias (assigned before the range or by the
