@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 Dispatch = Callable[[Any], dict[str, Any]]
@@ -42,9 +42,12 @@ def accepted_block_header(block: SealedBlock) -> dict[str, Any]:
 
 
 async def jsonrpc_response(request: Request, dispatch: Dispatch) -> Response:
-    """A single request or a batch; a body that is not JSON is a parse error (-32700)."""
+    """A single request or a batch; a body that is not JSON is a parse error (-32700). A client that went
+    away before its body arrived (a process stopped mid-request) is nobody to answer: no traceback."""
     try:
         payload = json.loads(await request.body())
+    except ClientDisconnect:
+        return Response(status_code=499)
     except ValueError:
         return JSONResponse({"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "Parse error"}})
     if isinstance(payload, list):
