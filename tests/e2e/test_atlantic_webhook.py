@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
@@ -61,15 +60,13 @@ async def test_webhook_wakes_verification_long_before_the_next_poll(tmp_path: Pa
                 ProvingMetadata(block_number=0, input_path={"CairoPie": "1/cairo_pie.zip"}),
             )
             assert job is not None
-            started = time.monotonic()
 
             async def completed() -> bool:
                 fresh = await stack.store.get_job(job.id)
                 return fresh is not None and fresh.status == JobStatus.COMPLETED
 
-            await eventually(completed, 20, "the proof job to complete")
-            took = time.monotonic() - started
-            assert took < 15, f"took {took:.1f} s"
+            # The next poll is POLL_S (300 s) away: completing within this wait can only be the webhook's doing.
+            await eventually(completed, 60, "the proof job to complete (woken by the webhook)")
             done = await stack.store.get_job(job.id)
             assert done is not None and done.common.verification_attempt_no == 0, "the wake-up spent no attempt"
             assert done.external_id, "the Atlantic query id"
