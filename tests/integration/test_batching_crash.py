@@ -1,9 +1,10 @@
 """Batching survives real crashes: a batching process SIGKILLed at random moments, restarted each time,
 ends with exactly the batches (ranges, statuses, sizes, file bytes) of one uninterrupted run.
 
-Each process is killed a random (seeded) time after it took the batching lease, which it gets once the
-lease of the process killed before it expired (2 s). After every kill the stored state is checked too
-(``check_batches(after_crash=True)``), tolerating one known bug (see ``check_after_kill``)."""
+Each process is killed once it has batched up to a block drawn at random (seeded) from what is left. It
+starts work once it took the batching lease, which it gets once the lease of the process killed before it
+expired (2 s). After every kill the stored state is checked too (``check_batches(after_crash=True)``),
+tolerating one known bug (see ``check_after_kill``)."""
 
 from __future__ import annotations
 
@@ -110,6 +111,26 @@ def lease_owner(db_path: Path) -> str | None:
     return None if row is None else str(row[0])
 
 
+def progress(db_path: Path) -> int:
+    """The last block in an aggregator batch (-1 for none), read without the store (cheap enough to poll)."""
+    with contextlib.closing(sqlite3.connect(db_path, timeout=10)) as conn:
+        try:
+            row = conn.execute("SELECT max(end_block) FROM aggregator_batches").fetchone()
+        except sqlite3.OperationalError:  # the schema is not there yet
+            return -1
+    return -1 if row is None or row[0] is None else int(row[0])
+
+
+async def until_batched(proc: asyncio.subprocess.Process, db_path: Path, block: int) -> None:
+    """Until the process has batched ``block`` (or has exited)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.returncode is not None or progress(db_path) >= block:
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"the batching process did not reach block {block} within 60 s")
+
+
 async def until_working(proc: asyncio.subprocess.Process, db_path: Path, owner: str) -> None:
     """Until the process holds the batching lease (a killed holder's lease has expired) or has exited."""
     deadline = time.monotonic() + 4 * LEASE_S + 10
@@ -138,9 +159,7 @@ async def test_batching_killed_at_random_moments_ends_as_an_uninterrupted_run(tm
     async with served(DevnetSequencer(chain).app) as url:
         reference = await make_rig(tmp_path / "uninterrupted", url, LIMITS, clock=FakeClock())
         try:
-            started = time.monotonic()
             await reference.run_all()
-            one_run_s = time.monotonic() - started
             expected = await snapshot(reference.store, reference.objects)
         finally:
             await reference.close()
@@ -151,9 +170,10 @@ async def test_batching_killed_at_random_moments_ends_as_an_uninterrupted_run(tm
             owner = f"process-{attempt}"
             proc = await start_process(db_path, objects_dir, url, owner)
             await until_working(proc, db_path, owner)
-            # Somewhere in what is left of the work (which a process does about as fast as this one).
-            left = (chain.head - before) / (chain.head + 1)
-            await asyncio.sleep(rng.uniform(0.0, max(0.05, 0.6 * left * one_run_s)))
+            # Somewhere in what is left of the work: once the process has batched up to a block drawn at random
+            # from what is left (by its progress, not by a stopwatch, so a loaded machine moves the moment with it).
+            target = rng.randint(before + 1, max(before + 1, chain.head - PROCESSING_SIZE))
+            await until_batched(proc, db_path, target)
             if proc.returncode is None:
                 proc.send_signal(signal.SIGKILL)
             code = await asyncio.wait_for(proc.wait(), 10)
