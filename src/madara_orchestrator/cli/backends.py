@@ -25,7 +25,7 @@ from madara_orchestrator.backends.sqlite_queue import SqliteQueue
 from madara_orchestrator.backends.tx_store import SqliteTxStore
 from madara_orchestrator.cli.owning import own, own_sync
 from madara_orchestrator.cli.settings import Settings
-from madara_orchestrator.engine.runtime import RuntimeConfig
+from madara_orchestrator.engine.runtime import RuntimeConfig, Storage
 from madara_orchestrator.engine.service import SystemClock
 from madara_orchestrator.interfaces import (
     AlertSink,
@@ -44,15 +44,11 @@ from madara_orchestrator.interfaces import (
 class Backends:
     shape: str
     """What was chosen, for the start-up log line (no secrets)."""
-    db: Database
-    locks: LockService
-    queue: QueueClient
-    objects: ObjectStore
+    storage: Storage
+    """What the engine keeps its state in (``engine/runtime.py``)."""
     tx_store: TxStore
     clock: Clock
     """The clock leases are measured on: the database server's when there is one."""
-    expiring: ExpiringStore | None = None
-    atomic_creation: AtomicJobCreation | None = None
     alert_sinks: list[AlertSink] = field(default_factory=list)
 
 
@@ -144,13 +140,8 @@ async def open_backends(settings: Settings, config: RuntimeConfig, exits: contex
 
     return Backends(
         shape=", ".join(parts),
-        db=db,
-        locks=locks,
-        queue=queue,
-        objects=objects,
+        storage=Storage(db=db, locks=locks, queue=queue, objects=objects, expiring=expiring, atomic_creation=atomic),
         tx_store=tx_store,
         clock=clock,
-        expiring=expiring,
-        atomic_creation=atomic,
         alert_sinks=sinks,
     )

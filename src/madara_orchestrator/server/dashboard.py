@@ -257,7 +257,7 @@ async def stages_through(runtime: Runtime) -> dict[str, Json]:
     stages: dict[str, Json] = {}
     previous: int | None = None
     for index, (name, job_type) in enumerate(stages_of(runtime)):
-        progress = await stage_progress(runtime.adapters.db, job_type, settles_snos=settles_snos)
+        progress = await stage_progress(runtime.storage.db, job_type, settles_snos=settles_snos)
         through = progress["through"]
         if index > 0 and isinstance(through, int) and (previous is None or through > previous):
             progress["through"] = through = previous
@@ -284,7 +284,7 @@ async def lag(runtime: Runtime, head: int | None, settled: int | None, chain: st
         if lag_blocks == 0:
             lag_seconds = 0.0
         else:
-            waiting = await runtime.adapters.db.snos_batch_for_block(first_unsettled)
+            waiting = await runtime.storage.db.snos_batch_for_block(first_unsettled)
             lag_seconds = None if waiting is None else max(0.0, now - waiting.created_at)
     rule = lag_rule(runtime)
     return {
@@ -298,7 +298,7 @@ async def lag(runtime: Runtime, head: int | None, settled: int | None, chain: st
 
 async def settlements_and_fees(runtime: Runtime) -> tuple[list[Json], Json]:
     """The latest settlements (oldest first) for the chart, and what they paid."""
-    db = runtime.adapters.db
+    db = runtime.storage.db
     settlements = await db.list_jobs(
         job_types=[JobType.STATE_TRANSITION], statuses=[JobStatus.COMPLETED], limit=SETTLEMENT_SERIES, descending=True
     )
@@ -339,7 +339,7 @@ async def settlements_and_fees(runtime: Runtime) -> tuple[list[Json], Json]:
 
 async def batch_rows(runtime: Runtime, now: float) -> tuple[Json, Json, int | None]:
     """The open batches, the recent ones, and the last block batched."""
-    db = runtime.adapters.db
+    db = runtime.storage.db
     limits = runtime.config.batching.limits
     open_aggregators = await db.list_aggregator_batches(statuses=[AggregatorBatchStatus.OPEN], limit=3)
     open_snos = await db.list_snos_batches(statuses=[SnosBatchStatus.OPEN], limit=3)
@@ -364,7 +364,7 @@ async def overview(runtime: Runtime, *, admin_enabled: bool) -> Json:
         _ask(runtime.adapters.settlement.last_settled_block, "settlement layer"),
     )
     stages = await stages_through(runtime)
-    counts = await job_counts(runtime.adapters.db)
+    counts = await job_counts(runtime.storage.db)
     chain = chain_problem(head.value, settled.value)
     lag_view = await lag(runtime, head.value, settled.value, chain, now)
     open_rows, recent_rows, batched_through = await batch_rows(runtime, now)
@@ -391,7 +391,7 @@ async def overview(runtime: Runtime, *, admin_enabled: bool) -> Json:
         "batched_through": batched_through,
         "stages": stages,
         "lag": lag_view,
-        "attention": await attention_counts(runtime.adapters.db),
+        "attention": await attention_counts(runtime.storage.db),
         "open_batches": open_rows,
         "recent_batches": recent_rows,
         "job_counts": counts,
@@ -459,7 +459,7 @@ async def attention_jobs(db: Database, *, job_types: Sequence[JobType], limit: i
 
 
 async def block_view(runtime: Runtime, block_number: int) -> Json:
-    db = runtime.adapters.db
+    db = runtime.storage.db
     limits = runtime.config.batching.limits
     now = runtime.clock.now()
     snos = await db.snos_batch_for_block(block_number)
@@ -499,7 +499,7 @@ async def job_list(
 ) -> list[Json]:
     """The latest jobs, newest first; ``needs_attention``: those stuck until an operator acts and those
     waiting out an outage (``statuses`` is then ignored)."""
-    db = runtime.adapters.db
+    db = runtime.storage.db
     if needs_attention:
         jobs = await attention_jobs(db, job_types=job_types, limit=limit)
     else:
