@@ -33,20 +33,16 @@ from madara_orchestrator.interfaces import Database
 
 Json = dict[str, object]
 
-STAGES: tuple[tuple[str, JobType], ...] = (
-    ("snos", JobType.SNOS_RUN),
-    ("proof", JobType.PROOF_CREATION),
-    ("aggregation", JobType.AGGREGATOR),
-    ("settlement", JobType.STATE_TRANSITION),
-)
-L3_STAGES: tuple[tuple[str, JobType], ...] = (
-    ("snos", JobType.SNOS_RUN),
-    ("proof", JobType.PROOF_CREATION),
-    ("registration", JobType.PROOF_REGISTRATION),
-    ("da", JobType.DATA_SUBMISSION),
-    ("settlement", JobType.STATE_TRANSITION),
-)
-"""An L3's stages: no aggregation; each proof verified on the L2, each batch's state diff encoded for DA."""
+STAGE_NAMES: dict[JobType, str] = {
+    JobType.SNOS_RUN: "snos",
+    JobType.PROOF_CREATION: "proof",
+    JobType.AGGREGATOR: "aggregation",
+    JobType.PROOF_REGISTRATION: "registration",
+    JobType.DATA_SUBMISSION: "da",
+    JobType.STATE_TRANSITION: "settlement",
+}
+"""Each stage's name on the page, in pipeline order; the layer's plan (engine/plan.py) says which stages it has
+(an L3: no aggregation; each proof verified on the L2, each batch's state diff encoded for DA)."""
 RECENT_BATCHES = 8
 SETTLEMENT_SERIES = 60
 """How many of the latest settlements the overview's chart and fee figures cover."""
@@ -247,7 +243,7 @@ async def stage_progress(db: Database, job_type: JobType, *, settles_snos: bool 
 
 
 def stages_of(runtime: Runtime) -> tuple[tuple[str, JobType], ...]:
-    return STAGES if runtime.config.plan.aggregator_batches else L3_STAGES
+    return runtime.config.plan.stages(STAGE_NAMES)
 
 
 async def stages_through(runtime: Runtime) -> dict[str, Json]:
@@ -486,7 +482,7 @@ async def block_view(runtime: Runtime, block_number: int) -> Json:
     }
 
 
-_STAGE_ORDER = {job_type: i for i, (_, job_type) in enumerate((*STAGES[:3], *L3_STAGES[2:]))}
+_STAGE_ORDER = {job_type: i for i, job_type in enumerate(STAGE_NAMES)}
 
 
 async def job_list(
