@@ -217,6 +217,15 @@ async def _ask(call: Callable[[], Awaitable[int | None]], what: str) -> Outside:
         return Outside(None, redact(f"{what}: {type(exc).__name__}: {exc}"))
 
 
+async def _head_and_settled(runtime: Runtime) -> tuple[Outside, Outside]:
+    """The sequencer's latest block and the settlement layer's last settled block, asked at once."""
+    head, settled = await asyncio.gather(
+        _ask(runtime.adapters.sequencer.block_number, "sequencer"),
+        _ask(runtime.adapters.settlement.last_settled_block, "settlement layer"),
+    )
+    return head, settled
+
+
 async def stage_progress(db: Database, job_type: JobType, *, settles_snos: bool = False) -> Json:
     """``through``: every block up to it has passed the stage (the first job not yet Completed starts
     after it); ``highest``: the highest block a Completed job of the stage covers."""
@@ -355,10 +364,7 @@ async def batch_rows(runtime: Runtime, now: float) -> tuple[Json, Json, int | No
 
 async def overview(runtime: Runtime, *, admin_enabled: bool) -> Json:
     now = runtime.clock.now()
-    head, settled = await asyncio.gather(
-        _ask(runtime.adapters.sequencer.block_number, "sequencer"),
-        _ask(runtime.adapters.settlement.last_settled_block, "settlement layer"),
-    )
+    head, settled = await _head_and_settled(runtime)
     stages = await stages_through(runtime)
     counts = await job_counts(runtime.storage.db)
     chain = chain_problem(head.value, settled.value)
@@ -460,10 +466,7 @@ async def block_view(runtime: Runtime, block_number: int) -> Json:
     now = runtime.clock.now()
     snos = await db.snos_batch_for_block(block_number)
     aggregator = await db.aggregator_batch_for_block(block_number)
-    head, settled = await asyncio.gather(
-        _ask(runtime.adapters.sequencer.block_number, "sequencer"),
-        _ask(runtime.adapters.settlement.last_settled_block, "settlement layer"),
-    )
+    head, settled = await _head_and_settled(runtime)
     if snos is None and aggregator is None and (head.value is None or block_number > head.value):
         raise NotFound(f"Block not found: {block_number} is not in any batch and the chain head is {head.value}")
     jobs = sorted(await db.jobs_for_block(block_number), key=lambda j: _STAGE_ORDER.get(j.job_type, 99))
