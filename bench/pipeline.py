@@ -29,9 +29,10 @@ from pathlib import Path
 import httpx
 
 from madara_orchestrator.cli.compose import build_embedded_stack
-from madara_orchestrator.cli.devnet import STAGES, close_tail, devnet_settings
+from madara_orchestrator.cli.devnet import STAGE_NAMES, close_tail, devnet_settings
 from madara_orchestrator.cli.settings import Settings
 from madara_orchestrator.devnet.sequencer import DevnetChain, DevnetSequencer
+from madara_orchestrator.engine.plan import L2_PLAN
 from madara_orchestrator.engine.report import PipelineReport, pipeline_report
 from madara_orchestrator.server.background import BackgroundServer, free_port
 
@@ -83,7 +84,7 @@ async def run(blocks: int, *, rate: float | None = None, tx_per_block: int = 100
 
 def _print_report(report: PipelineReport) -> None:
     print("stage           jobs   created->completed p50/p95 (s)   hand-off p50/p95 (s)")
-    for name, job_type in STAGES:
+    for name, job_type in L2_PLAN.stages(STAGE_NAMES):
         s = report.stage[job_type]
         h = report.handoff.get(job_type)
         hand = f"{h.p50:8.3f} / {h.p95:6.3f}" if h and h.count else "       - /      -"

@@ -15,8 +15,10 @@ Nothing below the composition root knows which it got.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from madara_orchestrator.backends.filesystem import FilesystemObjectStore
 from madara_orchestrator.backends.sqlite import SqliteStore
@@ -25,7 +27,7 @@ from madara_orchestrator.backends.sqlite_queue import SqliteQueue
 from madara_orchestrator.backends.tx_store import SqliteTxStore
 from madara_orchestrator.cli.owning import own, own_sync
 from madara_orchestrator.cli.settings import Settings
-from madara_orchestrator.engine.runtime import RuntimeConfig
+from madara_orchestrator.engine.runtime import RuntimeConfig, Storage
 from madara_orchestrator.engine.service import SystemClock
 from madara_orchestrator.interfaces import (
     AlertSink,
@@ -44,22 +46,27 @@ from madara_orchestrator.interfaces import (
 class Backends:
     shape: str
     """What was chosen, for the start-up log line (no secrets)."""
-    db: Database
-    locks: LockService
-    queue: QueueClient
-    objects: ObjectStore
+    storage: Storage
+    """What the engine keeps its state in (``engine/runtime.py``)."""
     tx_store: TxStore
     clock: Clock
     """The clock leases are measured on: the database server's when there is one."""
-    expiring: ExpiringStore | None = None
-    atomic_creation: AtomicJobCreation | None = None
     alert_sinks: list[AlertSink] = field(default_factory=list)
+
+
+def sqlite_path(values: Mapping[str, Any]) -> Path:
+    """The embedded database: ``--sqlite-path``, else ``orchestrator.db`` in ``--data-dir``."""
+    return Path(values["sqlite_path"] or Path(values["data_dir"]) / "orchestrator.db")
+
+
+def storage_dir(values: Mapping[str, Any]) -> Path:
+    """The files object store: ``--storage-dir``, else ``objects`` in ``--data-dir``."""
+    return Path(values["storage_dir"] or Path(values["data_dir"]) / "objects")
 
 
 async def open_backends(settings: Settings, config: RuntimeConfig, exits: contextlib.AsyncExitStack) -> Backends:
     """Open what the settings choose; each close goes on ``exits`` (the composition root's one stack) as soon
     as its resource is open, so a failure half-way leaves that stack to close what was already opened."""
-    data_dir = Path(settings.data_dir)
     by_name, dead_letters = config.physical_queue_configs()
     aws = None
     if settings.aws:
@@ -93,16 +100,16 @@ async def open_backends(settings: Settings, config: RuntimeConfig, exits: contex
             atomic = store
             parts.append("queues in PostgreSQL")
     else:
-        sqlite_path = Path(settings.sqlite_path or data_dir / "orchestrator.db")
-        sqlite = SqliteDatabase(sqlite_path)
+        db_path = sqlite_path(settings.values)
+        sqlite = SqliteDatabase(db_path)
         await sqlite.open()
         own(exits, sqlite.close)
         sqlite_store = SqliteStore(sqlite)
         db, locks, clock = sqlite_store, sqlite_store, SystemClock()
-        sqlite_tx = SqliteTxStore(sqlite_path)
+        sqlite_tx = SqliteTxStore(db_path)
         own_sync(exits, sqlite_tx.close)
         tx_store = sqlite_tx
-        parts.append(f"SQLite {sqlite_path}")
+        parts.append(f"SQLite {db_path}")
         if not settings.aws_sqs:
             queue = SqliteQueue(sqlite, by_name, dead_letter_names=dead_letters, poll_interval_s=0.1)
             parts.append("queues in SQLite")
@@ -128,10 +135,10 @@ async def open_backends(settings: Settings, config: RuntimeConfig, exits: contex
         objects, expiring = s3, s3
         parts.append(f"artifacts in S3 bucket {s3.bucket}")
     else:
-        storage_dir = Path(settings.storage_dir or data_dir / "objects")
-        files = FilesystemObjectStore(storage_dir, expiration_days=settings.storage_expiration_days)
+        files_dir = storage_dir(settings.values)
+        files = FilesystemObjectStore(files_dir, expiration_days=settings.storage_expiration_days)
         objects, expiring = files, files
-        parts.append(f"artifacts in {storage_dir}")
+        parts.append(f"artifacts in {files_dir}")
 
     sinks: list[AlertSink] = []
     if settings.aws_sns:
@@ -144,13 +151,8 @@ async def open_backends(settings: Settings, config: RuntimeConfig, exits: contex
 
     return Backends(
         shape=", ".join(parts),
-        db=db,
-        locks=locks,
-        queue=queue,
-        objects=objects,
+        storage=Storage(db=db, locks=locks, queue=queue, objects=objects, expiring=expiring, atomic_creation=atomic),
         tx_store=tx_store,
         clock=clock,
-        expiring=expiring,
-        atomic_creation=atomic,
         alert_sinks=sinks,
     )

@@ -196,9 +196,6 @@ class EmbeddedStack:
 
     settings: Settings
     backends: Backends
-    store: Database
-    queue: QueueClient
-    objects: ObjectStore
     sequencer: StarknetRpcClient
     feeder: FeederGatewayClient
     settlement_choice: SettlementChoice
@@ -210,6 +207,18 @@ class EmbeddedStack:
     mock_atlantic: MockAtlanticServer | None = None
     """The in-process mock Atlantic server of ``--mock-atlantic-server``."""
     telemetry: Telemetry | None = None
+
+    @property
+    def store(self) -> Database:
+        return self.backends.storage.db
+
+    @property
+    def queue(self) -> QueueClient:
+        return self.backends.storage.queue
+
+    @property
+    def objects(self) -> ObjectStore:
+        return self.backends.storage.objects
 
     @property
     def settlement(self) -> DevnetSettlement | EthereumSettlementClient | StarknetSettlementClient:
@@ -283,11 +292,8 @@ async def build_embedded_stack(
                 blob_gas_price_wei=tx.blob_gas_price_wei,
             )
         adapters = Adapters(
-            db=backends.db,
-            queue=backends.queue,
-            objects=backends.objects,
+            storage=backends.storage,
             alerts=FanoutAlerts(_alert_sinks(settings, backends, recorded), mask=settings.secret_mask()),
-            locks=backends.locks,
             sequencer=sequencer,
             feeder=feeder,
             batch_rpc=sequencer,
@@ -295,8 +301,6 @@ async def build_embedded_stack(
             prover=prover,
             settlement=choice.client,
             aggregator_runner=build_aggregator_runner(settings, sequencer, exits),
-            expiring=backends.expiring,
-            atomic_creation=backends.atomic_creation,
             reference=_reference_node(settings, exits),
         )
         runtime = Runtime(config, adapters, owner=owner, clock=backends.clock, metrics=telemetry.metrics)
@@ -306,9 +310,6 @@ async def build_embedded_stack(
     return EmbeddedStack(
         settings=settings,
         backends=backends,
-        store=backends.db,
-        queue=backends.queue,
-        objects=backends.objects,
         sequencer=sequencer,
         feeder=feeder,
         settlement_choice=choice,
@@ -345,7 +346,11 @@ def _settlement(
     """The settlement layer the settings choose: Starknet (an L3), Ethereum, or the devnet ledger."""
     # A settlement key (a batch) is sent by one process at a time: a named lease on the shared database.
     guard = key_guard(
-        backends.locks, owner, prefix="settlement-tx:", timing=LeaseTiming(duration_s=30.0), clock=backends.clock
+        backends.storage.locks,
+        owner,
+        prefix="settlement-tx:",
+        timing=LeaseTiming(duration_s=30.0),
+        clock=backends.clock,
     )
     tx_store = backends.tx_store
     if settings.settle_on_starknet:

@@ -44,23 +44,19 @@ from madara_orchestrator.server.background import BackgroundServer, bind_listene
 from madara_orchestrator.settlement.contracts import deploy_contract, deploy_starkware_core
 from madara_orchestrator.settlement.eth_rpc import EthRpc
 
-STAGES = (
-    ("snos", JobType.SNOS_RUN),
-    ("proven", JobType.PROOF_CREATION),
-    ("aggregated", JobType.AGGREGATOR),
-    ("settled", JobType.STATE_TRANSITION),
-)
-L3_STAGES = (
-    ("snos", JobType.SNOS_RUN),
-    ("proven", JobType.PROOF_CREATION),
-    ("registered", JobType.PROOF_REGISTRATION),
-    ("da", JobType.DATA_SUBMISSION),
-    ("settled", JobType.STATE_TRANSITION),
-)
+STAGE_NAMES: dict[JobType, str] = {
+    JobType.SNOS_RUN: "snos",
+    JobType.PROOF_CREATION: "proven",
+    JobType.AGGREGATOR: "aggregated",
+    JobType.PROOF_REGISTRATION: "registered",
+    JobType.DATA_SUBMISSION: "da",
+    JobType.STATE_TRANSITION: "settled",
+}
+"""Each stage's name on the progress line; the layer's plan (engine/plan.py) says which stages it has."""
 
 
 def stages_of(stack: EmbeddedStack) -> tuple[tuple[str, JobType], ...]:
-    return STAGES if stack.runtime.config.plan.aggregator_batches else L3_STAGES
+    return stack.runtime.config.plan.stages(STAGE_NAMES)
 
 
 def register(subparsers: Any) -> None:

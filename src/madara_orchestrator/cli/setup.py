@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import dataclasses
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from madara_orchestrator.backends.aws_client import Aws
@@ -21,8 +20,9 @@ from madara_orchestrator.backends.aws_setup import AwsSetupConfig, EventBridgeTy
 from madara_orchestrator.backends.filesystem import FilesystemObjectStore
 from madara_orchestrator.backends.sqlite_db import SqliteDatabase
 from madara_orchestrator.cli import run_help
+from madara_orchestrator.cli.backends import sqlite_path, storage_dir
 from madara_orchestrator.cli.compose import LEASE_OPTIONS
-from madara_orchestrator.cli.settings import RUN_OPTIONS, Option, add_options, resolve
+from madara_orchestrator.cli.settings import RUN_OPTIONS, Option, add_options, postgres_url_problems, resolve
 from madara_orchestrator.domain.errors import ConfigError
 from madara_orchestrator.domain.jobs import DEFAULT_POLICIES
 from madara_orchestrator.domain.queues import Layer
@@ -100,8 +100,7 @@ def setup_command(args: argparse.Namespace) -> int:
     either, the embedded SQLite database and object store. Each step is idempotent."""
     values, problems = resolve(args, SETUP_OPTIONS)
     url = values["postgres_url"]
-    if url is not None and not str(url).startswith(("postgresql://", "postgres://")):
-        problems.append("--postgres-url must be a postgresql://user:password@host:port/database URL")
+    problems += postgres_url_problems(values)
     if values["aws"]:
         config = aws_setup_config(values, problems)
         if problems:
@@ -135,12 +134,12 @@ def _setup_postgres(url: str) -> None:
 
 
 def _setup_files(values: Mapping[str, Any]) -> int:
-    storage_dir = Path(values["storage_dir"] or Path(values["data_dir"]) / "objects")
+    files_dir = storage_dir(values)
     try:
-        FilesystemObjectStore(storage_dir)
+        FilesystemObjectStore(files_dir)
     except OSError as exc:
         raise ConfigError([f"cannot create {exc.filename}: {exc.strerror}"]) from exc
-    print(f"object store: {storage_dir}")
+    print(f"object store: {files_dir}")
     return 0
 
 
@@ -193,13 +192,11 @@ def _setup_aws(config: AwsSetupConfig) -> int:
 
 
 def _setup_embedded(values: Mapping[str, Any]) -> int:
-    data_dir = Path(values["data_dir"])
-    sqlite_path = Path(values["sqlite_path"] or data_dir / "orchestrator.db")
-    storage_dir = Path(values["storage_dir"] or data_dir / "objects")
+    db_path, files_dir = sqlite_path(values), storage_dir(values)
 
     async def create() -> None:
         """A file that is not our database (corrupt, another application's) is refused and left untouched."""
-        database = SqliteDatabase(sqlite_path)
+        database = SqliteDatabase(db_path)
         try:
             await database.open()
         finally:
@@ -207,9 +204,9 @@ def _setup_embedded(values: Mapping[str, Any]) -> int:
 
     try:
         asyncio.run(create())
-        FilesystemObjectStore(storage_dir)
+        FilesystemObjectStore(files_dir)
     except OSError as exc:
         raise ConfigError([f"cannot create {exc.filename}: {exc.strerror}"]) from exc
-    print(f"database: {sqlite_path} (schema up to date)")
-    print(f"object store: {storage_dir}")
+    print(f"database: {db_path} (schema up to date)")
+    print(f"object store: {files_dir}")
     return 0

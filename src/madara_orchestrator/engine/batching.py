@@ -73,7 +73,7 @@ from madara_orchestrator.domain.batching import (
 from madara_orchestrator.domain.errors import Conflict, InvalidInput
 from madara_orchestrator.domain.proving import CreateBucket
 from madara_orchestrator.engine import telemetry as ev
-from madara_orchestrator.engine.lease import LeaseLost, LeaseTiming, named_lease
+from madara_orchestrator.engine.lease import LeaseTiming, named_lease
 from madara_orchestrator.engine.telemetry import Telemetry
 from madara_orchestrator.interfaces import (
     AlertSink,
@@ -270,7 +270,8 @@ class Batcher:
     async def _lease(self) -> AsyncIterator[bool]:
         """Hold the batching lease for the run (engine/lease.py: renewed, and the run is cancelled with
         ``LeaseLost`` if it is lost). One run at a time in this process too: the lease's owner is the
-        instance, which may take back at once what an earlier run of it held."""
+        instance, which may take back at once what an earlier run of it held. Work under it that fails (the
+        lease lost included) forgets the cached open batch, which may be ahead of what was stored."""
         if self._running.locked():
             yield False
             return
@@ -279,7 +280,9 @@ class Batcher:
             try:
                 async with named_lease(self.locks, self.lock_key, self.owner, timing=timing, clock=self.clock) as held:
                     yield held
-            except LeaseLost:
+            except BatchingStopped:
+                raise  # raised after the run's work was saved: what is cached is what is stored
+            except BaseException:
                 self._cached = None
                 raise
 
@@ -293,11 +296,6 @@ class Batcher:
             started = self.clock.now()
             try:
                 return await self._run()
-            except BatchingStopped:
-                raise  # raised after the run's work was saved: what is cached is what is stored
-            except BaseException:
-                self._cached = None
-                raise
             finally:
                 self.stats.runs += 1
                 self.metrics.report(ev.BatchingRun(self.clock.now() - started))
@@ -305,9 +303,7 @@ class Batcher:
     async def close_open_batches(self) -> tuple[int, int]:
         """Close every open batch now (admin, the devnet at its end); returns (aggregator, SNOS) closed."""
         async with self._lease() as held:
-            if not held:
-                raise Conflict(f"a batching run holds {self.lock_key}; try again in a moment")
-            try:
+            if held:
                 state = await self._load()
                 closed = (int(state.agg is not None), int(state.snos is not None))
                 if state.agg is not None:
@@ -316,9 +312,7 @@ class Batcher:
                     await self._close_snos(state, Reason.BATCH_CLOSED)
                 self.next_expiry = None
                 return closed
-            except BaseException:
-                self._cached = None
-                raise
+        raise Conflict(f"a batching run holds {self.lock_key}; try again in a moment")
 
     # -- a run -------------------------------------------------------------------------------------
 

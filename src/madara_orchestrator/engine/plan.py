@@ -109,6 +109,10 @@ class LayerPlan:
     def build_handlers(self, context: HandlerContext) -> dict[JobType, JobHandler[Any]]:
         return {job_type: self.handlers[job_type](context) for job_type in self.job_types}
 
+    def stages(self, names: Mapping[JobType, str]) -> tuple[tuple[str, JobType], ...]:
+        """The pipeline's stages in order, each named from ``names`` (how a report or a page calls them)."""
+        return tuple((names[job_type], job_type) for job_type in self.job_types)
+
 
 def _snos(c: HandlerContext) -> JobHandler[Any]:
     return SnosJobHandler(snos=c.snos, objects=c.objects)

@@ -7,9 +7,8 @@ import statistics
 from dataclasses import dataclass
 
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType
+from madara_orchestrator.engine.plan import L2_PLAN
 from madara_orchestrator.interfaces import Database
-
-L2_STAGES = (JobType.SNOS_RUN, JobType.PROOF_CREATION, JobType.AGGREGATOR, JobType.STATE_TRANSITION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +37,7 @@ class PipelineReport:
     all_handoffs: Percentiles
 
 
-async def pipeline_report(db: Database, stages: tuple[JobType, ...] = L2_STAGES) -> PipelineReport:
+async def pipeline_report(db: Database, stages: tuple[JobType, ...] = L2_PLAN.job_types) -> PipelineReport:
     """Hand-off = a job's creation minus the moment it became possible: for ProofCreation its SnosRun done
     (same SNOS batch); for Aggregator the last proof of its SNOS batches done; for StateTransition its
     Aggregator done and the previous batch settled (settlement is sequential)."""

@@ -180,14 +180,26 @@ class RuntimeConfig:
 
 
 @dataclass(slots=True, kw_only=True)
-class Adapters:
-    """The outside world, already constructed by the composition root (cli/)."""
+class Storage:
+    """Where a deployment keeps its state (jobs, batches, leases, the queues, the artifacts): chosen by the
+    composition root (``cli/backends.py``), shared by every instance of the deployment."""
 
     db: Database
     queue: QueueClient
     objects: ObjectStore
-    alerts: AlertSink
     locks: LockService
+    expiring: ExpiringStore | None = None
+    """The object store again, when it has an expiry rule: StorageCleanup marks settled artifacts in it."""
+    atomic_creation: AtomicJobCreation | None = None
+    """The store again, when it holds the queue too: jobs and their first messages in one transaction."""
+
+
+@dataclass(slots=True, kw_only=True)
+class Adapters:
+    """The outside world, already constructed by the composition root (cli/)."""
+
+    storage: Storage
+    alerts: AlertSink
     sequencer: SequencerRpc
     feeder: FeederGateway
     """Madara's feeder gateway (bouncer weights for batching)."""
@@ -197,10 +209,6 @@ class Adapters:
     prover: ProverClient
     settlement: SettlementClient
     aggregator_runner: AggregatorRunner | None = None
-    expiring: ExpiringStore | None = None
-    """The object store again, when it has an expiry rule: StorageCleanup marks settled artifacts in it."""
-    atomic_creation: AtomicJobCreation | None = None
-    """The store again, when it holds the queue too: jobs and their first messages in one transaction."""
     reference: ReferenceNode | None = None
     """The replay-bounds reference node (``--replay-bounds-rpc-url``, SPEC §5.9)."""
 
@@ -238,11 +246,12 @@ class Runtime:
     ) -> None:
         self.config = config
         self.adapters = adapters
+        self.storage = storage = adapters.storage
         self.clock = clock or SystemClock()
         self.metrics = metrics or Metrics()
         self.service = JobService(
-            db=adapters.db,
-            queue=adapters.queue,
+            db=storage.db,
+            queue=storage.queue,
             queue_names=config.queue_names,
             handlers=self._handlers(),
             alerts=adapters.alerts,
@@ -252,18 +261,18 @@ class Runtime:
             retry=config.retry,
             owner=owner,
             max_priority_queue_size=config.max_priority_queue_size,
-            atomic_creation=adapters.atomic_creation,
+            atomic_creation=storage.atomic_creation,
             settles_snos=not config.plan.aggregator_batches,
         )
         self.batcher = Batcher(
             # Whether batches are built in two levels is the plan's to say, not the batching settings'.
             config=dataclasses.replace(config.batching, aggregator_batches=config.plan.aggregator_batches),
-            db=adapters.db,
-            objects=adapters.objects,
+            db=storage.db,
+            objects=storage.objects,
             sequencer=adapters.sequencer,
             feeder=adapters.feeder,
             rpc=CachingBatchRpc(adapters.batch_rpc),
-            locks=adapters.locks,
+            locks=storage.locks,
             clock=self.clock,
             alerts=adapters.alerts,
             metrics=self.metrics,
@@ -275,18 +284,18 @@ class Runtime:
             config=config.triggers,
             plan=config.plan,
             service=self.service,
-            db=adapters.db,
+            db=storage.db,
             sequencer=adapters.sequencer,
             clock=self.clock,
             metrics=self.metrics,
             batcher=self.batcher,
             owner=self.service.owner,
             cleanup=None
-            if adapters.expiring is None
+            if storage.expiring is None
             else StorageCleanup(
-                db=adapters.db,
-                store=adapters.expiring,
-                locks=adapters.locks,
+                db=storage.db,
+                store=storage.expiring,
+                locks=storage.locks,
                 owner=self.service.owner,
                 clock=self.clock,
                 settles_snos_batches=not config.plan.aggregator_batches,
@@ -302,8 +311,8 @@ class Runtime:
         a = self.adapters
         return self.config.plan.build_handlers(
             HandlerContext(
-                db=a.db,
-                objects=a.objects,
+                db=self.storage.db,
+                objects=self.storage.objects,
                 sequencer=a.sequencer,
                 batch_rpc=a.batch_rpc,
                 snos=a.snos,
@@ -327,7 +336,7 @@ class Runtime:
             cfg = configs[queue_type]
             consumers.append(
                 QueueConsumer(
-                    self.adapters.queue,
+                    self.storage.queue,
                     names.of(queue_type),
                     handler,
                     concurrency=cfg.concurrency,
@@ -406,7 +415,7 @@ class Runtime:
         Leases in the instance's name (jobs, batching) are taken back at once by a restart, so two live
         processes must never share an id: a second one waits for the first's registration to expire
         (which a killed earlier run's does within ``instance_lease_s``) and refuses to start otherwise."""
-        locks = self.adapters.locks
+        locks = self.storage.locks
         key = f"instance:{self.service.owner}"
         run_owner = f"{self.service.owner}#{uuid.uuid4().hex[:8]}"
         ttl = self.config.instance_lease_s
@@ -457,7 +466,7 @@ class Runtime:
         while not await self._sleep(self.config.trigger_interval_s):
             for trigger in self.triggers.enabled:
                 try:
-                    await self.adapters.queue.send(name, trigger.value)
+                    await self.storage.queue.send(name, trigger.value)
                 except Exception as exc:
                     log.warning("scheduler could not send trigger %s: %s", trigger, exc)
 
@@ -543,12 +552,12 @@ class Runtime:
         )
 
     async def _probe_backends(self, timeout_s: float) -> dict[str, Probe]:
-        a = self.adapters
+        a, storage = self.adapters, self.storage
         trigger_queue = self.config.queue_names.of(QueueType.WORKER_TRIGGER)
         probes: dict[str, Callable[[], Awaitable[object]]] = {
-            "database": a.db.ping,
-            "queue": lambda: a.queue.depth(trigger_queue),
-            "storage": lambda: a.objects.exists("health/probe"),
+            "database": storage.db.ping,
+            "queue": lambda: storage.queue.depth(trigger_queue),
+            "storage": lambda: storage.objects.exists("health/probe"),
             "sequencer_rpc": a.sequencer.block_number,
             "settlement_rpc": a.settlement.last_settled_block,
         }
@@ -567,10 +576,10 @@ class Runtime:
 
     async def refresh_gauges(self) -> None:
         """Jobs by type and status and queue depths, read at scrape time."""
-        self.metrics.report(ev.JobCounts(await self.adapters.db.count_jobs()))
+        self.metrics.report(ev.JobCounts(await self.storage.db.count_jobs()))
         for queue_type in self.config.queue_configs():
             name = self.config.queue_names.of(queue_type)
-            depth = await self.adapters.queue.depth(name)
+            depth = await self.storage.queue.depth(name)
             self.metrics.report(ev.QueueDepth(queue_type, name, depth.visible, depth.in_flight, depth.delayed))
         self._refresh_workload()
         with contextlib.suppress(Exception):

@@ -33,20 +33,16 @@ from madara_orchestrator.interfaces import Database
 
 Json = dict[str, object]
 
-STAGES: tuple[tuple[str, JobType], ...] = (
-    ("snos", JobType.SNOS_RUN),
-    ("proof", JobType.PROOF_CREATION),
-    ("aggregation", JobType.AGGREGATOR),
-    ("settlement", JobType.STATE_TRANSITION),
-)
-L3_STAGES: tuple[tuple[str, JobType], ...] = (
-    ("snos", JobType.SNOS_RUN),
-    ("proof", JobType.PROOF_CREATION),
-    ("registration", JobType.PROOF_REGISTRATION),
-    ("da", JobType.DATA_SUBMISSION),
-    ("settlement", JobType.STATE_TRANSITION),
-)
-"""An L3's stages: no aggregation; each proof verified on the L2, each batch's state diff encoded for DA."""
+STAGE_NAMES: dict[JobType, str] = {
+    JobType.SNOS_RUN: "snos",
+    JobType.PROOF_CREATION: "proof",
+    JobType.AGGREGATOR: "aggregation",
+    JobType.PROOF_REGISTRATION: "registration",
+    JobType.DATA_SUBMISSION: "da",
+    JobType.STATE_TRANSITION: "settlement",
+}
+"""Each stage's name on the page, in pipeline order; the layer's plan (engine/plan.py) says which stages it has
+(an L3: no aggregation; each proof verified on the L2, each batch's state diff encoded for DA)."""
 RECENT_BATCHES = 8
 SETTLEMENT_SERIES = 60
 """How many of the latest settlements the overview's chart and fee figures cover."""
@@ -221,6 +217,15 @@ async def _ask(call: Callable[[], Awaitable[int | None]], what: str) -> Outside:
         return Outside(None, redact(f"{what}: {type(exc).__name__}: {exc}"))
 
 
+async def _head_and_settled(runtime: Runtime) -> tuple[Outside, Outside]:
+    """The sequencer's latest block and the settlement layer's last settled block, asked at once."""
+    head, settled = await asyncio.gather(
+        _ask(runtime.adapters.sequencer.block_number, "sequencer"),
+        _ask(runtime.adapters.settlement.last_settled_block, "settlement layer"),
+    )
+    return head, settled
+
+
 async def stage_progress(db: Database, job_type: JobType, *, settles_snos: bool = False) -> Json:
     """``through``: every block up to it has passed the stage (the first job not yet Completed starts
     after it); ``highest``: the highest block a Completed job of the stage covers."""
@@ -247,7 +252,7 @@ async def stage_progress(db: Database, job_type: JobType, *, settles_snos: bool 
 
 
 def stages_of(runtime: Runtime) -> tuple[tuple[str, JobType], ...]:
-    return STAGES if runtime.config.plan.aggregator_batches else L3_STAGES
+    return runtime.config.plan.stages(STAGE_NAMES)
 
 
 async def stages_through(runtime: Runtime) -> dict[str, Json]:
@@ -257,7 +262,7 @@ async def stages_through(runtime: Runtime) -> dict[str, Json]:
     stages: dict[str, Json] = {}
     previous: int | None = None
     for index, (name, job_type) in enumerate(stages_of(runtime)):
-        progress = await stage_progress(runtime.adapters.db, job_type, settles_snos=settles_snos)
+        progress = await stage_progress(runtime.storage.db, job_type, settles_snos=settles_snos)
         through = progress["through"]
         if index > 0 and isinstance(through, int) and (previous is None or through > previous):
             progress["through"] = through = previous
@@ -284,7 +289,7 @@ async def lag(runtime: Runtime, head: int | None, settled: int | None, chain: st
         if lag_blocks == 0:
             lag_seconds = 0.0
         else:
-            waiting = await runtime.adapters.db.snos_batch_for_block(first_unsettled)
+            waiting = await runtime.storage.db.snos_batch_for_block(first_unsettled)
             lag_seconds = None if waiting is None else max(0.0, now - waiting.created_at)
     rule = lag_rule(runtime)
     return {
@@ -298,7 +303,7 @@ async def lag(runtime: Runtime, head: int | None, settled: int | None, chain: st
 
 async def settlements_and_fees(runtime: Runtime) -> tuple[list[Json], Json]:
     """The latest settlements (oldest first) for the chart, and what they paid."""
-    db = runtime.adapters.db
+    db = runtime.storage.db
     settlements = await db.list_jobs(
         job_types=[JobType.STATE_TRANSITION], statuses=[JobStatus.COMPLETED], limit=SETTLEMENT_SERIES, descending=True
     )
@@ -339,7 +344,7 @@ async def settlements_and_fees(runtime: Runtime) -> tuple[list[Json], Json]:
 
 async def batch_rows(runtime: Runtime, now: float) -> tuple[Json, Json, int | None]:
     """The open batches, the recent ones, and the last block batched."""
-    db = runtime.adapters.db
+    db = runtime.storage.db
     limits = runtime.config.batching.limits
     open_aggregators = await db.list_aggregator_batches(statuses=[AggregatorBatchStatus.OPEN], limit=3)
     open_snos = await db.list_snos_batches(statuses=[SnosBatchStatus.OPEN], limit=3)
@@ -359,12 +364,9 @@ async def batch_rows(runtime: Runtime, now: float) -> tuple[Json, Json, int | No
 
 async def overview(runtime: Runtime, *, admin_enabled: bool) -> Json:
     now = runtime.clock.now()
-    head, settled = await asyncio.gather(
-        _ask(runtime.adapters.sequencer.block_number, "sequencer"),
-        _ask(runtime.adapters.settlement.last_settled_block, "settlement layer"),
-    )
+    head, settled = await _head_and_settled(runtime)
     stages = await stages_through(runtime)
-    counts = await job_counts(runtime.adapters.db)
+    counts = await job_counts(runtime.storage.db)
     chain = chain_problem(head.value, settled.value)
     lag_view = await lag(runtime, head.value, settled.value, chain, now)
     open_rows, recent_rows, batched_through = await batch_rows(runtime, now)
@@ -391,7 +393,7 @@ async def overview(runtime: Runtime, *, admin_enabled: bool) -> Json:
         "batched_through": batched_through,
         "stages": stages,
         "lag": lag_view,
-        "attention": await attention_counts(runtime.adapters.db),
+        "attention": await attention_counts(runtime.storage.db),
         "open_batches": open_rows,
         "recent_batches": recent_rows,
         "job_counts": counts,
@@ -459,15 +461,12 @@ async def attention_jobs(db: Database, *, job_types: Sequence[JobType], limit: i
 
 
 async def block_view(runtime: Runtime, block_number: int) -> Json:
-    db = runtime.adapters.db
+    db = runtime.storage.db
     limits = runtime.config.batching.limits
     now = runtime.clock.now()
     snos = await db.snos_batch_for_block(block_number)
     aggregator = await db.aggregator_batch_for_block(block_number)
-    head, settled = await asyncio.gather(
-        _ask(runtime.adapters.sequencer.block_number, "sequencer"),
-        _ask(runtime.adapters.settlement.last_settled_block, "settlement layer"),
-    )
+    head, settled = await _head_and_settled(runtime)
     if snos is None and aggregator is None and (head.value is None or block_number > head.value):
         raise NotFound(f"Block not found: {block_number} is not in any batch and the chain head is {head.value}")
     jobs = sorted(await db.jobs_for_block(block_number), key=lambda j: _STAGE_ORDER.get(j.job_type, 99))
@@ -486,7 +485,7 @@ async def block_view(runtime: Runtime, block_number: int) -> Json:
     }
 
 
-_STAGE_ORDER = {job_type: i for i, (_, job_type) in enumerate((*STAGES[:3], *L3_STAGES[2:]))}
+_STAGE_ORDER = {job_type: i for i, job_type in enumerate(STAGE_NAMES)}
 
 
 async def job_list(
@@ -499,7 +498,7 @@ async def job_list(
 ) -> list[Json]:
     """The latest jobs, newest first; ``needs_attention``: those stuck until an operator acts and those
     waiting out an outage (``statuses`` is then ignored)."""
-    db = runtime.adapters.db
+    db = runtime.storage.db
     if needs_attention:
         jobs = await attention_jobs(db, job_types=job_types, limit=limit)
     else:

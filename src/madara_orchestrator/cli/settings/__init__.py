@@ -16,6 +16,7 @@ from madara_orchestrator.cli.settings.checks import (
     batch_limits,
     load_bouncer_weight_limits,
     number_problems,
+    postgres_url_problems,
 )
 from madara_orchestrator.cli.settings.declare import (
     BATCHING,
@@ -68,6 +69,7 @@ __all__ = [
     "load_run_settings",
     "number_problems",
     "parse_da_public_keys",
+    "postgres_url_problems",
     "resolve",
     "setting",
     "unknown_variables",

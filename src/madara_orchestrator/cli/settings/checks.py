@@ -92,10 +92,16 @@ def backend_problems(values: Mapping[str, Any]) -> list[str]:
         problems.append(f"{flags} {verb} --aws (credentials and region come from the standard AWS_* variables)")
     if values.get("aws") and not chosen:
         problems.append("--aws chooses nothing by itself: add --aws-s3, --aws-sqs and/or --aws-sns")
+    problems += postgres_url_problems(values)
+    return problems
+
+
+def postgres_url_problems(values: Mapping[str, Any]) -> list[str]:
+    """``--postgres-url``, when given, must be a PostgreSQL URL."""
     url = values.get("postgres_url")
     if url is not None and not str(url).startswith(("postgresql://", "postgres://")):
-        problems.append("--postgres-url must be a postgresql://user:password@host:port/database URL")
-    return problems
+        return ["--postgres-url must be a postgresql://user:password@host:port/database URL"]
+    return []
 
 
 def load_bouncer_weight_limits(path: str | None) -> BouncerWeights:

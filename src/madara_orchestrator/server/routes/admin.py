@@ -48,7 +48,7 @@ def bulk(status: JobStatus, action: Action, empty: str, done: str) -> Callable[[
     async def route(request: Request) -> Response:
         api(request).check_admin(request, ADMIN)
         runtime = api(request).runtime
-        jobs = await runtime.adapters.db.list_jobs(statuses=[status], job_types=job_types(request))
+        jobs = await runtime.storage.db.list_jobs(statuses=[status], job_types=job_types(request))
         ok: list[str] = []
         failed: list[str] = []
         for job in jobs:

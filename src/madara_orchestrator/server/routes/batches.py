@@ -55,7 +55,7 @@ def aggregator_batch_details(batch: AggregatorBatch) -> dict[str, Any]:
 
 async def batch_for_block(request: Request) -> Response:
     n = block_number(request)
-    batch = await api(request).runtime.adapters.db.aggregator_batch_for_block(n)
+    batch = await api(request).runtime.storage.db.aggregator_batch_for_block(n)
     if batch is None:
         raise NotFound(f"Block not found: no aggregator batch contains block {n}")
     return envelope(data={"batch_number": batch.index})
@@ -63,7 +63,7 @@ async def batch_for_block(request: Request) -> Response:
 
 async def settlement_status(request: Request) -> Response:
     n = block_number(request)
-    db = api(request).runtime.adapters.db
+    db = api(request).runtime.storage.db
     snos = await db.snos_batch_for_block(n)
     aggregator = await db.aggregator_batch_for_block(n)
     if snos is None and aggregator is None:
@@ -126,14 +126,14 @@ def status_filter(enum_cls: type[StatusT], status: str | None, kind: str) -> lis
 
 
 async def snos_batches(request: Request) -> Response:
-    batches = await api(request).runtime.adapters.db.list_snos_batches(**batch_query(request, SnosBatchStatus, "snos"))
+    batches = await api(request).runtime.storage.db.list_snos_batches(**batch_query(request, SnosBatchStatus, "snos"))
     data = {"batches": [snos_batch_details(b) for b in batches]}
     return envelope(data=data, message="Successfully fetched SNOS batches")
 
 
 async def aggregator_batches(request: Request) -> Response:
     query = batch_query(request, AggregatorBatchStatus, "aggregator")
-    batches = await api(request).runtime.adapters.db.list_aggregator_batches(**query)
+    batches = await api(request).runtime.storage.db.list_aggregator_batches(**query)
     data = {"batches": [aggregator_batch_details(b) for b in batches]}
     return envelope(data=data, message="Successfully fetched aggregator batches")
 

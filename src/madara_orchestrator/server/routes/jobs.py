@@ -45,7 +45,7 @@ def job_summary(job: Job) -> dict[str, Any]:
 
 async def job_summaries(runtime: Runtime, jobs: list[Job]) -> list[dict[str, Any]]:
     """``{job_type, id, status}`` as in the original, plus ``start_block``/``end_block`` (null when unknown)."""
-    ranges = await job_ranges(runtime.adapters.db, jobs, settles_snos=not runtime.config.plan.aggregator_batches)
+    ranges = await job_ranges(runtime.storage.db, jobs, settles_snos=not runtime.config.plan.aggregator_batches)
     out = []
     for job in jobs:
         start, end = ranges.get(job.id, (None, None))
@@ -134,7 +134,7 @@ async def control_get(request: Request) -> Response:
 async def show_job(request: Request) -> Response:
     with processing_errors():
         ident = job_id(request)
-        job = await api(request).runtime.adapters.db.get_job(ident)
+        job = await api(request).runtime.storage.db.get_job(ident)
         if job is None:
             raise NotFound(f"Job not found: {ident}")
     return envelope(data=job_document(job))
@@ -150,7 +150,7 @@ async def jobs_by_status(request: Request) -> Response:
         raise InvalidInput(f"Invalid query: unknown job status {raw!r}") from None
     runtime = api(request).runtime
     with processing_errors():
-        jobs = await runtime.adapters.db.list_jobs(statuses=[status])
+        jobs = await runtime.storage.db.list_jobs(statuses=[status])
         summaries = await job_summaries(runtime, jobs)
     return envelope(data={"jobs": summaries}, message=f"Successfully fetched {len(jobs)} jobs with status {status}")
 
@@ -159,7 +159,7 @@ async def block_status(request: Request) -> Response:
     n = block_number(request)
     runtime = api(request).runtime
     with processing_errors():
-        summaries = await job_summaries(runtime, await runtime.adapters.db.jobs_for_block(n))
+        summaries = await job_summaries(runtime, await runtime.storage.db.jobs_for_block(n))
     return envelope(data={"jobs": summaries}, message=f"Successfully fetched job statuses for block {n}")
 
 
