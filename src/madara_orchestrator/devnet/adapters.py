@@ -23,6 +23,7 @@ from madara_orchestrator.devnet.program_output import (
     DEVNET_CONFIG_HASH,
     DEVNET_OS_PROGRAM_HASH,
     build_program_output,
+    spanning_header,
 )
 from madara_orchestrator.domain.errors import JobError, OrchestratorError
 from madara_orchestrator.domain.proving import (
@@ -47,7 +48,6 @@ from madara_orchestrator.starknet.aliases import compress_state_update
 from madara_orchestrator.starknet.blob import BYTES_PER_BLOB as BLOB_BYTES
 from madara_orchestrator.starknet.blob import felts_to_blobs
 from madara_orchestrator.starknet.felt import STARKNET_PRIME as FELT_PRIME
-from madara_orchestrator.starknet.os_output import OsOutputHeader
 from madara_orchestrator.starknet.rpc import RpcCall, RpcError, block_id
 from madara_orchestrator.starknet.squash import squash_state_updates
 from madara_orchestrator.starknet.state_update import StateUpdate, parse_state_update
@@ -230,18 +230,7 @@ class DevnetAggregatorRunner:
             for child in children_program_outputs:
                 da_segment += list(child[HEADER_LEN:])
         if self.kzg_da:
-            header = OsOutputHeader(
-                initial_root=first[0],
-                final_root=last[1],
-                prev_block_number=first[2],
-                new_block_number=last[3],
-                prev_block_hash=first[4],
-                new_block_hash=last[5],
-                os_program_hash=first[6],
-                starknet_os_config_hash=first[7],
-                use_kzg_da=True,
-                full_output=False,
-            )
+            header = spanning_header(first, last)
             blobs = felts_to_blobs(da_segment)
             output = await asyncio.to_thread(build_program_output, header, blobs)
             return AggregationResult(

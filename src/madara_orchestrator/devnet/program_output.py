@@ -32,6 +32,7 @@ __all__ = [
     "devnet_x0",
     "felt_from_int",
     "program_output_fact",
+    "spanning_header",
 ]
 
 
@@ -40,6 +41,23 @@ def felt_from_int(value: int) -> int:
     if not -STARKNET_PRIME < value < STARKNET_PRIME:
         raise InvalidInput(f"{value} does not fit a felt")
     return value % STARKNET_PRIME
+
+
+def spanning_header(first: Sequence[int], last: Sequence[int]) -> OsOutputHeader:
+    """The header of an aggregation of consecutive OS outputs, ``first`` to ``last`` (their felts): from where
+    the first starts to where the last ends, with the first's program and config hashes, and KZG DA."""
+    return OsOutputHeader(
+        initial_root=first[0],
+        final_root=last[1],
+        prev_block_number=first[2],
+        new_block_number=last[3],
+        prev_block_hash=first[4],
+        new_block_hash=last[5],
+        os_program_hash=first[6],
+        starknet_os_config_hash=first[7],
+        use_kzg_da=True,
+        full_output=False,
+    )
 
 
 def devnet_x0(commitments: Sequence[bytes], salt: bytes = b"") -> int:
