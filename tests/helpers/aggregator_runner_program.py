@@ -55,13 +55,13 @@ from madara_orchestrator.aggregator.contract import (
     AggregatorRequest,
     ErrorKind,
 )
-from madara_orchestrator.devnet.program_output import DevnetStateTransition, build_program_output
+from madara_orchestrator.devnet.program_output import build_program_output
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.starknet.blob import felts_to_blobs
 from madara_orchestrator.starknet.compression import compress
 from madara_orchestrator.starknet.facts import add_aggregator_prefix, compute_program_hash
 from madara_orchestrator.starknet.felt import STARKNET_PRIME
-from madara_orchestrator.starknet.os_output import MessageToL1, MessageToL2, OsOutput, parse_os_output
+from madara_orchestrator.starknet.os_output import MessageToL1, MessageToL2, OsOutput, OsOutputHeader, parse_os_output
 from madara_orchestrator.starknet.pie import read_pie
 
 try:
@@ -216,10 +216,6 @@ def _message_words(messages: Sequence[MessageToL1 | MessageToL2]) -> list[int]:
     return words
 
 
-def _signed(felt: int) -> int:
-    return felt - STARKNET_PRIME if felt > STARKNET_PRIME // 2 else felt
-
-
 def _children(request: AggregatorRequest) -> tuple[list[OsOutput], list[int]]:
     """The children's outputs, parsed, and their PIEs' program hashes, checked as the aggregator checks them."""
     outputs: list[OsOutput] = []
@@ -264,33 +260,22 @@ def aggregate(request: AggregatorRequest, mode: str = "") -> tuple[list[int], li
         to_l1 = to_l1[:-1]
     messages = [len(_message_words(to_l1)), *_message_words(to_l1), len(_message_words(to_l2)), *_message_words(to_l2)]
     final_root = (last.final_root + 1) % STARKNET_PRIME if mode == "wrong-root" else last.final_root
+    header = OsOutputHeader(
+        initial_root=first.initial_root,
+        final_root=final_root,
+        prev_block_number=first.prev_block_number,
+        new_block_number=last.new_block_number,
+        prev_block_hash=first.prev_block_hash,
+        new_block_hash=last.new_block_hash,
+        os_program_hash=hashes[0],
+        starknet_os_config_hash=first.starknet_os_config_hash,
+        use_kzg_da=request.use_kzg_da,
+        full_output=request.full_output,
+    )
     if request.use_kzg_da:
-        transition = DevnetStateTransition(
-            initial_root=first.initial_root,
-            final_root=final_root,
-            prev_block_number=_signed(first.prev_block_number),
-            new_block_number=last.new_block_number,
-            prev_block_hash=first.prev_block_hash,
-            new_block_hash=last.new_block_hash,
-            os_program_hash=hashes[0],
-            config_hash=first.starknet_os_config_hash,
-            full_output=int(request.full_output),
-        )
-        own = build_program_output(transition, felts_to_blobs(da_segment), rest=messages)
+        own = build_program_output(header, felts_to_blobs(da_segment), rest=messages)
     else:
-        header = [
-            first.initial_root,
-            final_root,
-            first.prev_block_number,
-            last.new_block_number,
-            first.prev_block_hash,
-            last.new_block_hash,
-            hashes[0],
-            first.starknet_os_config_hash,
-            0,
-            int(request.full_output),
-        ]
-        own = [*header, *messages, *da_segment]
+        own = [*header.felts(), *messages, *da_segment]
     children = list(request.children)[:-1] if mode == "wrong-input" else list(request.children)
     program_output = [len(children)]
     for child, program_hash in zip(children, hashes, strict=False):

@@ -17,7 +17,7 @@ import pytest
 
 PACKAGE = "madara_orchestrator"
 ROOT = Path(__file__).resolve().parents[2] / "src" / PACKAGE
-STARKNET_CLIENTS = {"rpc", "feeder"}
+STARKNET_CLIENTS = {"rpc", "feeder", "retried_http"}
 """The modules of ``starknet/`` that talk to a node: adapters, whatever their folder."""
 MAX_FUNCTION_LINES = 100
 

@@ -34,7 +34,7 @@ from madara_orchestrator.runners.http import (
     RunnerService,
     body_text,
     decode_base64,
-    json_or_none,
+    reported_failure,
 )
 
 RUN_PATH = "aggregate"
@@ -54,12 +54,9 @@ class HttpAggregatorRunner(RunnerService[AggregatorRunConfig, ChainRpc]):
         status = response.status_code
         if status == 200:
             return await asyncio.to_thread(self._result, request, start, response)
-        answer = json_or_none(response)
-        if isinstance(answer, dict) and isinstance(answer.get("error"), str):
-            kind = failure_kind(answer.get("kind"))
-            raise_failure(
-                kind, f"the aggregator failed on {request.subject} (HTTP {status}, {kind.value}): {answer['error']}"
-            )
+        if failure := reported_failure(response):
+            error, kind = failure[0], failure_kind(failure[1])
+            raise_failure(kind, f"the aggregator failed on {request.subject} (HTTP {status}, {kind.value}): {error}")
         raise JobError(
             f"the aggregator runner answered HTTP {status} for {request.subject}: {body_text(response)}",
             retryable=False,

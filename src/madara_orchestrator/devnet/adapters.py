@@ -22,8 +22,8 @@ from Crypto.Hash import keccak
 from madara_orchestrator.devnet.program_output import (
     DEVNET_CONFIG_HASH,
     DEVNET_OS_PROGRAM_HASH,
-    DevnetStateTransition,
     build_program_output,
+    spanning_header,
 )
 from madara_orchestrator.domain.errors import JobError, OrchestratorError
 from madara_orchestrator.domain.proving import (
@@ -230,18 +230,9 @@ class DevnetAggregatorRunner:
             for child in children_program_outputs:
                 da_segment += list(child[HEADER_LEN:])
         if self.kzg_da:
-            transition = DevnetStateTransition(
-                initial_root=first[0],
-                final_root=last[1],
-                prev_block_number=-1 if first[2] == FELT_PRIME - 1 else first[2],
-                new_block_number=last[3],
-                prev_block_hash=first[4],
-                new_block_hash=last[5],
-                os_program_hash=first[6],
-                config_hash=first[7],
-            )
+            header = spanning_header(first, last)
             blobs = felts_to_blobs(da_segment)
-            output = await asyncio.to_thread(build_program_output, transition, blobs)
+            output = await asyncio.to_thread(build_program_output, header, blobs)
             return AggregationResult(
                 cairo_pie_zip=devnet_pie("aggregator", output, children=len(children_program_outputs)),
                 program_output=output,

@@ -9,7 +9,6 @@ The fact the mock prover registers is ``program_output_fact(program_hash, output
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from eth_hash.auto import keccak
 
@@ -19,6 +18,7 @@ from madara_orchestrator.settlement.encoding import commitment_to_limbs, program
 from madara_orchestrator.starknet import kzg
 from madara_orchestrator.starknet.felt import STARKNET_PRIME
 from madara_orchestrator.starknet.os_config import os_config_hash
+from madara_orchestrator.starknet.os_output import OsOutputHeader
 
 BLS_MODULUS = 52435875175126190479447740508185965837690552500527637822603658699938581184513
 DEVNET_OS_PROGRAM_HASH = int.from_bytes(keccak(b"madara-orchestrator devnet os program"), "big") % STARKNET_PRIME
@@ -28,11 +28,11 @@ DEVNET_CONFIG_HASH = os_config_hash(CHAIN_ID, STRK_TOKEN)
 __all__ = [
     "DEVNET_CONFIG_HASH",
     "DEVNET_OS_PROGRAM_HASH",
-    "DevnetStateTransition",
     "build_program_output",
     "devnet_x0",
     "felt_from_int",
     "program_output_fact",
+    "spanning_header",
 ]
 
 
@@ -43,20 +43,21 @@ def felt_from_int(value: int) -> int:
     return value % STARKNET_PRIME
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DevnetStateTransition:
-    """The header of one (batched) state transition: blocks prev_block_number+1 ..= new_block_number."""
-
-    initial_root: int
-    final_root: int
-    prev_block_number: int
-    """-1 for the first batch after genesis."""
-    new_block_number: int
-    prev_block_hash: int
-    new_block_hash: int
-    os_program_hash: int = DEVNET_OS_PROGRAM_HASH
-    config_hash: int = DEVNET_CONFIG_HASH
-    full_output: int = 0
+def spanning_header(first: Sequence[int], last: Sequence[int]) -> OsOutputHeader:
+    """The header of an aggregation of consecutive OS outputs, ``first`` to ``last`` (their felts): from where
+    the first starts to where the last ends, with the first's program and config hashes, and KZG DA."""
+    return OsOutputHeader(
+        initial_root=first[0],
+        final_root=last[1],
+        prev_block_number=first[2],
+        new_block_number=last[3],
+        prev_block_hash=first[4],
+        new_block_hash=last[5],
+        os_program_hash=first[6],
+        starknet_os_config_hash=first[7],
+        use_kzg_da=True,
+        full_output=False,
+    )
 
 
 def devnet_x0(commitments: Sequence[bytes], salt: bytes = b"") -> int:
@@ -67,37 +68,29 @@ def devnet_x0(commitments: Sequence[bytes], salt: bytes = b"") -> int:
 
 
 def build_program_output(
-    transition: DevnetStateTransition,
+    header: OsOutputHeader,
     blobs: Sequence[bytes],
     *,
     x_0: int | None = None,
     rest: Sequence[int] = (0, 0),
 ) -> list[int]:
-    """``[header(10), x_0, n_blobs, commitment limbs (2n), y limbs (2n), *rest]``.
+    """``[header(10), x_0, n_blobs, commitment limbs (2n), y limbs (2n), *rest]``: the header of one (batched)
+    state transition, blocks prev_block_number+1 ..= new_block_number (P - 1 before the first block after
+    genesis, ``felt_from_int(-1)``), with ``use_kzg_da``.
 
     ``rest`` follows the KZG section (by default empty L1→L2 and L2→L1 message segments).
     """
+    if not header.use_kzg_da:
+        raise InvalidInput("a KZG DA program output needs a header with use_kzg_da")
     if not blobs:
         raise InvalidInput("a KZG DA program output needs at least one blob")
     commitments = [kzg.blob_to_commitment(blob) for blob in blobs]
     z = devnet_x0(commitments) if x_0 is None else x_0
     if not 0 <= z < STARKNET_PRIME:
         raise InvalidInput("x_0 must be a felt (below the Starknet prime, hence below the BLS12-381 modulus)")
-    header = [
-        transition.initial_root,
-        transition.final_root,
-        felt_from_int(transition.prev_block_number),
-        felt_from_int(transition.new_block_number),
-        transition.prev_block_hash,
-        transition.new_block_hash,
-        transition.os_program_hash,
-        transition.config_hash,
-        1,
-        transition.full_output,
-    ]
     commitment_limbs = [limb for c in commitments for limb in commitment_to_limbs(c)]
     y_limbs = [limb for blob in blobs for limb in y_to_limbs(kzg.compute_point_proof(blob, z)[1])]
-    output = [*header, z, len(blobs), *commitment_limbs, *y_limbs, *rest]
+    output = [*header.felts(), z, len(blobs), *commitment_limbs, *y_limbs, *rest]
     for index, value in enumerate(output):
         if not 0 <= value < STARKNET_PRIME:
             raise InvalidInput(f"program output word {index} ({value}) is not a felt")

@@ -175,6 +175,10 @@ class AtlanticQuery:
             raw=value,
         )
 
+    @property
+    def is_final(self) -> bool:
+        return self.status in (AtlanticQueryStatus.DONE, AtlanticQueryStatus.FAILED)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AtlanticBucket:
@@ -198,19 +202,6 @@ class AtlanticBucket:
         )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AtlanticWebhook:
-    query_id: str
-    status: AtlanticQueryStatus
-    bucket_id: str | None = None
-    step: str | None = None
-    error_reason: str | None = None
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in (AtlanticQueryStatus.DONE, AtlanticQueryStatus.FAILED)
-
-
 ATLANTIC_SIGNATURE_HEADER = "X-Atlantic-Signature"
 
 
@@ -219,8 +210,10 @@ def atlantic_webhook_signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def parse_atlantic_webhook(body: bytes) -> AtlanticWebhook:
-    """Read a completion webhook (format in the module docstring). ``InvalidInput`` when malformed.
+def parse_atlantic_webhook(body: bytes) -> AtlanticQuery:
+    """Read a completion webhook (format in the module docstring) as the query it tells of; stricter than
+    ``AtlanticQuery.from_json`` (``bucketId``, ``step``, ``errorReason`` must be strings or null), and
+    ``InvalidInput`` when malformed.
 
     Also accepts ``{"atlanticQuery": {<query object>}}``, the shape of the status endpoint.
     """
@@ -232,31 +225,20 @@ def parse_atlantic_webhook(body: bytes) -> AtlanticWebhook:
         raise InvalidInput("Atlantic webhook: the body should be a JSON object")
     if isinstance(payload.get("atlanticQuery"), dict):
         query = payload["atlanticQuery"]
-        payload = {
-            "atlanticQueryId": query.get("id"),
-            "status": query.get("status"),
-            "bucketId": query.get("bucketId"),
-            "step": query.get("step"),
-            "errorReason": query.get("errorReason"),
-        }
-    query_id = payload.get("atlanticQueryId")
+    else:
+        query = {**payload, "id": payload.get("atlanticQueryId")}
+    query_id = query.get("id")
     if not isinstance(query_id, str) or not query_id.strip():
         raise InvalidInput("Atlantic webhook: atlanticQueryId is missing or not a non-empty string")
     try:
-        status = AtlanticQueryStatus(str(payload.get("status")))
+        AtlanticQueryStatus(str(query.get("status")))
     except ValueError:
         expected = ", ".join(AtlanticQueryStatus)
-        raise InvalidInput(f"Atlantic webhook: status {payload.get('status')!r} is not one of {expected}") from None
+        raise InvalidInput(f"Atlantic webhook: status {query.get('status')!r} is not one of {expected}") from None
     for name in ("bucketId", "step", "errorReason"):
-        if payload.get(name) is not None and not isinstance(payload[name], str):
+        if query.get(name) is not None and not isinstance(query[name], str):
             raise InvalidInput(f"Atlantic webhook: {name} should be a string or null")
-    return AtlanticWebhook(
-        query_id=query_id,
-        status=status,
-        bucket_id=payload.get("bucketId"),
-        step=payload.get("step"),
-        error_reason=payload.get("errorReason"),
-    )
+    return AtlanticQuery.from_json(query, "webhook")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -642,7 +624,6 @@ __all__ = [
     "AtlanticQuery",
     "AtlanticQueryStatus",
     "AtlanticQueryStep",
-    "AtlanticWebhook",
     "ProverApiError",
     "atlantic_webhook_signature",
     "declared_job_size",

@@ -24,7 +24,7 @@ class AtlanticWebhookReceiver:
 
     def parse(self, body: bytes) -> ProverNotice:
         hook = parse_atlantic_webhook(body)
-        return ProverNotice(hook.query_id, str(hook.status), hook.is_final, hook.bucket_id)
+        return ProverNotice(hook.id, str(hook.status), hook.is_final, hook.bucket_id)
 
 
 def atlantic_webhook(secret: str | None) -> AtlanticWebhookReceiver | None:

@@ -48,6 +48,15 @@ def json_or_none(response: httpx.Response) -> Any:
         return None
 
 
+def reported_failure(response: httpx.Response) -> tuple[str, Any] | None:
+    """A runner's own failure, ``{"error": <text>, "kind": ...}`` (a 4xx answer): the error and the kind as
+    given (each contract reads its kinds); None when the answer is not one."""
+    body = json_or_none(response)
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return body["error"], body.get("kind")
+    return None
+
+
 def decode_base64(value: Any) -> bytes | None:
     """Standard base64 text as bytes; None when it is not a string of valid base64."""
     if not isinstance(value, str):

@@ -20,7 +20,7 @@ from madara_orchestrator.runners.http import (
     body_text,
     decode_base64,
     display_url,
-    json_or_none,
+    reported_failure,
 )
 from madara_orchestrator.snos.contract import (
     SNOS_RUNNER,
@@ -51,10 +51,9 @@ class HttpSnosRunner(RunnerService[SnosRunConfig, ChainIdRpc]):
         status = response.status_code
         if status == 200:
             return await asyncio.to_thread(self._result, request, response)
-        body = json_or_none(response)
-        if isinstance(body, dict) and isinstance(body.get("error"), str):
-            kind = failure_kind(body.get("kind"))
-            raise_failure(kind, f"the SNOS runner failed (HTTP {status}, {kind.value}): {body['error']}")
+        if failure := reported_failure(response):
+            error, kind = failure[0], failure_kind(failure[1])
+            raise_failure(kind, f"the SNOS runner failed (HTTP {status}, {kind.value}): {error}")
         raise SnosRunFailed(f"the SNOS runner answered HTTP {status}: {body_text(response)}")
 
     def _result(self, request: SnosRequest, response: httpx.Response) -> SnosResult:

@@ -15,7 +15,7 @@ from madara_orchestrator.domain.batching import KNOWN_STARKNET_VERSIONS, version
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.interfaces import NonceSource
 from madara_orchestrator.starknet.blob import MAX_BLOBS_PER_TXN, felts_to_blobs
-from madara_orchestrator.starknet.state_update import StateUpdate
+from madara_orchestrator.starknet.state_update import StateUpdate, add_storage_writes, class_changes
 
 StarknetVersion = tuple[int, ...]
 
@@ -121,17 +121,13 @@ async def encode_state_update_for_da(
     storage updates (other than 0x1 and 0x2) come from ``nonce_source`` at ``block_number``."""
     diff = update.state_diff
     storage: dict[int, dict[int, int]] = {}
-    for s in diff.storage_diffs:
-        entries = storage.setdefault(s.address, {})
-        for e in s.storage_entries:
-            entries[e.key] = e.value
+    add_storage_writes(diff, storage)
     for address in [
         *(n.contract_address for n in diff.nonces),
         *(d.address for d in diff.deployed_contracts),
     ]:
         storage.setdefault(address, {})
-    deployed = {d.address: d.class_hash for d in diff.deployed_contracts}
-    replaced = {r.contract_address: r.class_hash for r in diff.replaced_classes}
+    deployed, replaced = class_changes(diff)
     nonces: dict[int, int] = {n.contract_address: n.nonce for n in diff.nonces}
 
     to_look_up = [
@@ -196,8 +192,7 @@ async def encode_state_update_to_blobs(
 def state_update_to_felts(update: StateUpdate, *, starknet_version: str) -> list[int]:
     """The aggregator batch path's felts; a nonce not in the diff counts as 0 (no lookup)."""
     diff = update.state_diff
-    deployed = {d.address: d.class_hash for d in diff.deployed_contracts}
-    replaced = {r.contract_address: r.class_hash for r in diff.replaced_classes}
+    deployed, replaced = class_changes(diff)
     nonces = {n.contract_address: n.nonce for n in diff.nonces}
 
     contracts: list[tuple[int, int | None, int | None, tuple[tuple[int, int], ...]]] = []

@@ -24,9 +24,9 @@ import httpx
 
 from madara_orchestrator.domain.batches import BouncerWeights
 from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, Retryable
-from madara_orchestrator.domain.redaction import cut_urls, url_origin
-from madara_orchestrator.domain.retry import linear, with_retries
+from madara_orchestrator.domain.redaction import url_origin
 from madara_orchestrator.starknet.felt import STARKNET_PRIME
+from madara_orchestrator.starknet.retried_http import RetriedHttpClient
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class FeederGatewayUnusable(FeederGatewayError, BackendUnavailable):
 UNUSABLE_STATUSES = frozenset({401, 403, 404, 405})
 
 
-class FeederGatewayClient:
+class FeederGatewayClient(RetriedHttpClient):
     """Implements ``FeederGateway``. ``base_url`` is the gateway's root (Madara's gateway address, its
     ``--gateway-port``; a URL already ending in ``/feeder_gateway`` is accepted too), optionally with a
     query sent with every request."""
@@ -78,12 +78,7 @@ class FeederGatewayClient:
         """The base URL's query, sent with every request (a provider's API key)."""
         self.shown_url = url_origin(base_url) + ("/…" if path else "")
         """How messages name the gateway: no credentials, path or query (they may hold a key)."""
-        self._attempts = max(1, attempts)
-        self._retry = linear(attempts=self._attempts, pause_s=retry_pause_s)
-        self._client = client or httpx.AsyncClient(timeout=timeout_s)
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
+        super().__init__(timeout_s=timeout_s, attempts=attempts, retry_pause_s=retry_pause_s, client=client)
 
     @property
     def bouncer_weights_url(self) -> str:
@@ -124,23 +119,23 @@ class FeederGatewayClient:
                 raise _Overloaded(response)
             return response
 
-        def retried(attempt_no: int, exc: BaseException, pause: float) -> None:
-            log.warning("feeder gateway: %s, attempt %d/%d failed: %s", where, attempt_no, self._attempts, _cause(exc))
-
-        def unavailable(_n: int, _s: float, exc: BaseException) -> BackendUnavailable:
+        def unavailable(exc: BaseException) -> BackendUnavailable:
             return BackendUnavailable(
-                f"feeder gateway unavailable: {where} failed after {self._attempts} attempts: {_cause(exc)}"
+                f"feeder gateway unavailable: {where} failed after {self._attempts} attempts: {self.cause(exc)}"
             )
 
-        return await with_retries(
+        return await self.retried(
             attempt,
-            policy=self._retry,
             is_retryable=lambda exc: isinstance(exc, httpx.TransportError | _Overloaded),
             service="feeder gateway",
-            operation=where,
-            on_retry=retried,
-            give_up=unavailable,
+            subject=where,
+            log=log,
+            warning="feeder gateway: %s, attempt %d/%d failed: %s",
+            unavailable=unavailable,
         )
+
+    def cause(self, exc: BaseException) -> str:
+        return str(exc) if isinstance(exc, _Overloaded) else super().cause(exc)
 
 
 class _Overloaded(Exception):
@@ -148,12 +143,6 @@ class _Overloaded(Exception):
 
     def __init__(self, response: httpx.Response) -> None:
         super().__init__(f"HTTP {response.status_code} {response.text[:200]!r}")
-
-
-def _cause(exc: BaseException) -> str:
-    if isinstance(exc, _Overloaded):
-        return str(exc)
-    return f"{type(exc).__name__}: {cut_urls(str(exc))}" if str(exc) else type(exc).__name__
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -51,6 +51,21 @@ class OsOutputHeader:
     use_kzg_da: bool
     full_output: bool
 
+    def felts(self) -> list[int]:
+        """The header as the OS writes it (``HEADER_SIZE`` felts, the flags as 0 or 1): what the parsers read."""
+        return [
+            self.initial_root,
+            self.final_root,
+            self.prev_block_number,
+            self.new_block_number,
+            self.prev_block_hash,
+            self.new_block_hash,
+            self.os_program_hash,
+            self.starknet_os_config_hash,
+            int(self.use_kzg_da),
+            int(self.full_output),
+        ]
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KzgSection:

@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 
 from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, RpcError
-from madara_orchestrator.domain.redaction import cut_urls, url_origin
-from madara_orchestrator.domain.retry import linear, with_retries
+from madara_orchestrator.domain.redaction import url_origin
 from madara_orchestrator.interfaces import RpcCall
+from madara_orchestrator.starknet.retried_http import RetriedHttpClient
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +92,7 @@ def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, httpx.TransportError | ValueError)
 
 
-def _describe(exc: BaseException) -> str:
-    """httpx transport errors often have no text of their own: name the kind of error too."""
-    text = cut_urls(str(exc))  # httpx names the whole URL in some errors
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-class StarknetRpcClient:
+class StarknetRpcClient(RetriedHttpClient):
     """Implements ``SequencerRpc``; ``batch`` serves squashing and compression lookups."""
 
     def __init__(
@@ -116,15 +110,10 @@ class StarknetRpcClient:
         self.shown_url = url_origin(self.url)
         """The URL as messages name it: without credentials, path or query (they may hold a key)."""
         self._timeout_s = timeout_s
-        self._attempts = max(1, attempts)
-        self._retry = linear(attempts=self._attempts, pause_s=retry_pause_s)
         self._max_batch_size = max_batch_size
         self._batch_slots = asyncio.Semaphore(max_concurrent_batches)
-        self._client = client or httpx.AsyncClient(timeout=timeout_s)
         self._ids = itertools.count(1)
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
+        super().__init__(timeout_s=timeout_s, attempts=attempts, retry_pause_s=retry_pause_s, client=client)
 
     async def _post(self, payload: Any) -> Any:
         async def attempt() -> Any:
@@ -134,25 +123,22 @@ class StarknetRpcClient:
             response.raise_for_status()
             return response.json()
 
-        def retried(attempt_no: int, exc: BaseException, pause: float) -> None:
-            log.warning("RPC %s attempt %d/%d failed: %s", self.shown_url, attempt_no, self._attempts, _describe(exc))
-
         try:
-            return await with_retries(
+            return await self.retried(
                 attempt,
-                policy=self._retry,
                 is_retryable=_is_retryable,
                 service="Starknet RPC",
-                operation=self.shown_url,
-                on_retry=retried,
-                give_up=lambda _n, _s, exc: self._unavailable(exc),
+                subject=self.shown_url,
+                log=log,
+                warning="RPC %s attempt %d/%d failed: %s",
+                unavailable=self._unavailable,
             )
         except (httpx.TransportError, httpx.HTTPStatusError, ValueError) as exc:
             raise self._unavailable(exc) from exc
 
     def _unavailable(self, last: BaseException) -> BackendUnavailable:
         tries = f"{self._attempts} attempt{'s' if self._attempts > 1 else ''}"
-        return BackendUnavailable(f"Starknet RPC {self.shown_url} failed after {tries}: {_describe(last)}")
+        return BackendUnavailable(f"Starknet RPC {self.shown_url} failed after {tries}: {self.cause(last)}")
 
     async def call(self, method: str, params: Any = ()) -> Any:
         request = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}

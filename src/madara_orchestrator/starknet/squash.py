@@ -25,6 +25,8 @@ from madara_orchestrator.starknet.state_update import (
     StateDiff,
     StateUpdate,
     StorageEntry,
+    add_storage_writes,
+    class_changes,
     sort_state_diff,
     state_update_to_json,
 )
@@ -65,10 +67,7 @@ async def squash_state_updates(
         if position >= squashed_prefix:
             touched.update((s.address, e.key) for s in diff.storage_diffs for e in s.storage_entries)
             touched_replaced.update(r.contract_address for r in diff.replaced_classes)
-        for s in diff.storage_diffs:
-            entries = storage.setdefault(s.address, {})
-            for e in s.storage_entries:
-                entries[e.key] = e.value
+        add_storage_writes(diff, storage)
         deployed.update((d.address, d.class_hash) for d in diff.deployed_contracts)
         declared.update((c.class_hash, c.compiled_class_hash) for c in diff.declared_classes)
         nonces.update((n.contract_address, n.nonce) for n in diff.nonces)
@@ -245,16 +244,9 @@ class SquashedDiff:
         """An already squashed update as a change (nothing is compared with the pre-range state)."""
         diff = squashed.state_diff
         storage: dict[int, dict[int, int | None]] = {}
-        for s in diff.storage_diffs:
-            entries = storage.setdefault(s.address, {})
-            for e in s.storage_entries:
-                entries[e.key] = e.value
-        return self._change(
-            squashed,
-            storage=storage,
-            deployed={d.address: d.class_hash for d in diff.deployed_contracts},
-            replaced={r.contract_address: r.class_hash for r in diff.replaced_classes},
-        )
+        add_storage_writes(diff, storage)
+        deployed, replaced = class_changes(diff)
+        return self._change(squashed, storage=storage, deployed={**deployed}, replaced={**replaced})
 
     def _change(
         self,
@@ -288,12 +280,8 @@ class SquashedDiff:
             raise InvalidInput("squashing with a pre-range block needs an RPC client")
         diff = update.state_diff
         written: dict[int, dict[int, int]] = {}
-        for s in diff.storage_diffs:
-            entries = written.setdefault(s.address, {})
-            for e in s.storage_entries:
-                entries[e.key] = e.value
-        deployed_now = {d.address: d.class_hash for d in diff.deployed_contracts}
-        replaced_now = {r.contract_address: r.class_hash for r in diff.replaced_classes}
+        add_storage_writes(diff, written)
+        deployed_now, replaced_now = class_changes(diff)
 
         # A replaced class of a contract deployed in the range is its deployment (the fold of squash).
         deployed: dict[int, int | None] = {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from madara_orchestrator.domain.errors import InvalidInput, Retryable
 from madara_orchestrator.starknet.felt import felt_hex, parse_felt
@@ -198,6 +198,28 @@ def parse_state_update_json(text: str | bytes, where: str = "state update") -> S
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"{where}: malformed JSON: {exc}") from None
     return parse_state_update(value, where)
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading a diff by contract
+
+V = TypeVar("V", int, int | None)
+
+
+def add_storage_writes(diff: StateDiff, storage: dict[int, dict[int, V]]) -> None:
+    """Fold the diff's storage writes into ``storage`` (address → key → value; a later write wins)."""
+    for s in diff.storage_diffs:
+        entries = storage.setdefault(s.address, {})
+        for e in s.storage_entries:
+            entries[e.key] = e.value
+
+
+def class_changes(diff: StateDiff) -> tuple[dict[int, int], dict[int, int]]:
+    """The diff's deployed contracts and replaced classes: address → class hash, each."""
+    return (
+        {d.address: d.class_hash for d in diff.deployed_contracts},
+        {r.contract_address: r.class_hash for r in diff.replaced_classes},
+    )
 
 
 # --------------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from madara_orchestrator.domain.errors import InvalidInput
-from madara_orchestrator.provers.atlantic import AtlanticWebhook, parse_atlantic_webhook
+from madara_orchestrator.provers.atlantic import AtlanticQuery, parse_atlantic_webhook
 from tests.conftest import require
 
 
@@ -58,7 +58,7 @@ class WebhookReceiver:
     """What the orchestrator's HTTP API will do: parse the webhook and wake whoever waits on the query."""
 
     def __init__(self) -> None:
-        self.received: list[AtlanticWebhook] = []
+        self.received: list[AtlanticQuery] = []
         self.rejected: list[str] = []
         self._events: dict[str, asyncio.Event] = {}
 
@@ -72,7 +72,7 @@ class WebhookReceiver:
             self.rejected.append(str(exc))
             return JSONResponse({"error": str(exc)}, status_code=400)
         self.received.append(hook)
-        self.event(hook.query_id).set()
+        self.event(hook.id).set()
         return JSONResponse({"ok": True})
 
 

@@ -225,7 +225,7 @@ async def test_the_webhook_wakes_the_verification(
             await receiver.event(query_id).wait()  # no polling: woken by the webhook
         assert await atlantic.get_task_status(TaskType.JOB, query_id) == TaskStatus.succeeded()
         [hook] = receiver.received
-        assert (hook.query_id, hook.status.value, hook.step) == (query_id, "DONE", "PROOF_GENERATION")
+        assert (hook.id, hook.status.value, hook.step) == (query_id, "DONE", "PROOF_GENERATION")
         assert server.state.webhook_deliveries[0]["atlanticQueryId"] == query_id
         await atlantic.aclose()
 

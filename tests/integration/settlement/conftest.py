@@ -16,14 +16,15 @@ from madara_orchestrator.devnet.l1_contracts import DevnetContracts, deploy_devn
 from madara_orchestrator.devnet.program_output import (
     DEVNET_CONFIG_HASH,
     DEVNET_OS_PROGRAM_HASH,
-    DevnetStateTransition,
     build_program_output,
+    felt_from_int,
 )
 from madara_orchestrator.domain.errors import ConfigError
 from madara_orchestrator.settlement.contracts import FactRegistryClient
 from madara_orchestrator.settlement.encoding import program_output_fact
 from madara_orchestrator.settlement.eth_rpc import EthRpc
 from madara_orchestrator.starknet.blob import felts_to_blobs
+from madara_orchestrator.starknet.os_output import OsOutputHeader
 from tests.conftest import require_tool
 
 OPERATOR_KEY = DEV_PRIVATE_KEYS[0]
@@ -73,15 +74,19 @@ def make_batch(block: int, *, n_blobs: int = 1, prev_root: int | None = None, se
     felts = [rng.randrange(2**251) for _ in range(4096 * (n_blobs - 1) + 700)]
     blobs = felts_to_blobs(felts)
     assert len(blobs) == n_blobs
-    transition = DevnetStateTransition(
+    header = OsOutputHeader(
         initial_root=prev_root if prev_root is not None else (block_root(block - 1) if block > 0 else 0),
         final_root=block_root(block),
-        prev_block_number=block - 1,
+        prev_block_number=felt_from_int(block - 1),
         new_block_number=block,
         prev_block_hash=block_hash(block - 1) if block > 0 else 0,
         new_block_hash=block_hash(block),
+        os_program_hash=DEVNET_OS_PROGRAM_HASH,
+        starknet_os_config_hash=DEVNET_CONFIG_HASH,
+        use_kzg_da=True,
+        full_output=False,
     )
-    return Batch(index=block, block=block, program_output=build_program_output(transition, blobs), blobs=blobs)
+    return Batch(index=block, block=block, program_output=build_program_output(header, blobs), blobs=blobs)
 
 
 def block_root(block: int) -> int:

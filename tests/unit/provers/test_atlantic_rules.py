@@ -38,7 +38,7 @@ def test_webhook_is_parsed() -> None:
     hook = parse_atlantic_webhook(
         json.dumps({"atlanticQueryId": "q1", "status": "DONE", "bucketId": "b1", "step": "PROOF_GENERATION"}).encode()
     )
-    assert (hook.query_id, hook.status, hook.bucket_id, hook.step) == (
+    assert (hook.id, hook.status, hook.bucket_id, hook.step) == (
         "q1",
         AtlanticQueryStatus.DONE,
         "b1",
@@ -50,7 +50,7 @@ def test_webhook_is_parsed() -> None:
 def test_webhook_in_status_endpoint_shape_is_parsed() -> None:
     body = json.dumps({"atlanticQuery": {"id": "q2", "status": "FAILED", "errorReason": "oom"}}).encode()
     hook = parse_atlantic_webhook(body)
-    assert (hook.query_id, hook.status, hook.error_reason) == ("q2", AtlanticQueryStatus.FAILED, "oom")
+    assert (hook.id, hook.status, hook.error_reason) == ("q2", AtlanticQueryStatus.FAILED, "oom")
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,9 @@ import random
 import pytest
 
 from madara_orchestrator.devnet.program_output import (
+    DEVNET_CONFIG_HASH,
+    DEVNET_OS_PROGRAM_HASH,
     STARKNET_PRIME,
-    DevnetStateTransition,
     build_program_output,
     felt_from_int,
 )
@@ -22,9 +23,19 @@ from madara_orchestrator.settlement.encoding import (
 )
 from madara_orchestrator.starknet import kzg
 from madara_orchestrator.starknet.blob import felts_to_blobs
+from madara_orchestrator.starknet.os_output import OsOutputHeader
 
-TRANSITION = DevnetStateTransition(
-    initial_root=11, final_root=12, prev_block_number=-1, new_block_number=0, prev_block_hash=0, new_block_hash=13
+TRANSITION = OsOutputHeader(
+    initial_root=11,
+    final_root=12,
+    prev_block_number=felt_from_int(-1),
+    new_block_number=0,
+    prev_block_hash=0,
+    new_block_hash=13,
+    os_program_hash=DEVNET_OS_PROGRAM_HASH,
+    starknet_os_config_hash=DEVNET_CONFIG_HASH,
+    use_kzg_da=True,
+    full_output=False,
 )
 
 

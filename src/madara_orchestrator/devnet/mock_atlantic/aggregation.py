@@ -9,7 +9,7 @@ import json
 import zipfile
 from collections.abc import Sequence
 
-from madara_orchestrator.devnet.program_output import DevnetStateTransition, build_program_output
+from madara_orchestrator.devnet.program_output import build_program_output, spanning_header
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.starknet.blob import felts_to_blobs
 from madara_orchestrator.starknet.facts import (
@@ -131,17 +131,8 @@ def build_mock_aggregation(children: Sequence[Sequence[int]]) -> tuple[bytes, li
         to_l1 += messages_to_l1
         to_l2 += messages_to_l2
         diffs += diff
-    transition = DevnetStateTransition(
-        initial_root=first[0],
-        final_root=last[1],
-        prev_block_number=_block(first[2]),
-        new_block_number=_block(last[3]),
-        prev_block_hash=first[4],
-        new_block_hash=last[5],
-        os_program_hash=first[6],
-        config_hash=first[7],
-    )
-    own = build_program_output(transition, felts_to_blobs(diffs), rest=(len(to_l1), *to_l1, len(to_l2), *to_l2))
+    header = spanning_header(first, last)
+    own = build_program_output(header, felts_to_blobs(diffs), rest=(len(to_l1), *to_l1, len(to_l2), *to_l2))
     output: list[int] = [len(children)]
     for child in children:
         output += [len(child) + 2, child[6], *child]
