@@ -25,7 +25,7 @@ from madara_orchestrator.cli.settings.loading import resolve_checked
 from madara_orchestrator.cli.settings.proving import BatchingSettings
 from madara_orchestrator.domain.batches import BouncerWeights
 from madara_orchestrator.domain.batching import FELTS_PER_BLOB, BatchLimits, StarknetVersions
-from madara_orchestrator.domain.errors import BackendUnavailable, ConfigError, OrchestratorError, RpcError
+from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, OrchestratorError, RpcError
 from madara_orchestrator.domain.redaction import cut_urls, url_origin
 from madara_orchestrator.engine.backtest import (
     BacktestResult,
@@ -42,8 +42,7 @@ NOT_BATCHING = frozenset({"batching_worker_lock_duration", "replay_bounds_rpc_ur
 BACKTEST_OPTIONS = tuple(
     o
     for o in RUN_OPTIONS
-    if (o.group == BatchingSettings.GROUP and o.name not in NOT_BATCHING)
-    or o.name == "madara_feeder_gateway_url"
+    if (o.group == BatchingSettings.GROUP and o.name not in NOT_BATCHING) or o.name == "madara_feeder_gateway_url"
 )
 """``run``'s declarations the backtest takes: the feeder gateway and every limit that decides a batch."""
 RPC_URL_VARIABLE = ENV_PREFIX + "MADARA_RPC_URL"
@@ -145,7 +144,7 @@ def _fees(args: argparse.Namespace) -> tuple[Fees | None, list[str]]:
 def load_backtest_settings(
     args: argparse.Namespace, environ: Mapping[str, str] | None = None
 ) -> tuple[dict[str, Any], BatchLimits, StarknetVersions, Fees | None]:
-    """The flags and variables, checked as ``run`` checks them; every problem in one ``ConfigError``."""
+    """The flags and variables, checked as ``run`` checks them; every problem on one line (``InvalidInput``)."""
     env = os.environ if environ is None else environ
     values, problems, _ = resolve_checked(args, BACKTEST_OPTIONS, env)
     url = values["rpc_url"] = args.rpc_url or env.get(RPC_URL_VARIABLE) or None
@@ -165,7 +164,7 @@ def load_backtest_settings(
     fees, fee_problems = _fees(args)
     problems += fee_problems
     if problems:
-        raise ConfigError(problems)
+        raise InvalidInput("; ".join(problems) + "; see orchestrator backtest --help")
     limits = batch_limits(values, load_bouncer_weight_limits(values["bouncer_weights_limit_file"]))
     return values, limits, versions, fees
 
@@ -212,32 +211,33 @@ async def run_backtest(
 ) -> tuple[BacktestResult, str | None, str | None]:
     """The result, the feeder gateway's absence (if so), and a note when ``--to`` is past the node's head."""
     url = str(values["rpc_url"])
-    client = StarknetRpcClient(url, attempts=3, retry_pause_s=0.5)
     probe = StarknetRpcClient(url, attempts=1, timeout_s=10.0)
-    weights = WeightsOrZero(FeederGatewayClient(values["madara_feeder_gateway_url"] or url))
     try:
         head = await _newest_block(probe)
-        if head < first:
-            raise OrchestratorError(
-                f"the node at {client.shown_url} has no block {first} yet (its newest is {head}): lower --from"
-            )
-        note = None
-        if last is None or last > head:
-            note = None if last is None else f"--to {last} is past the node's newest block {head}: stopped at {head}"
-            last = head
-        progress = _progress_printer(first, last)
-        memory = MemoryStore()
-        scratch = Scratch(db=memory, objects=MemoryObjectStore(), locks=memory)
+    finally:
+        await probe.aclose()
+    if head < first:
+        raise InvalidInput(
+            f"the node at {probe.shown_url} has no block {first} yet (its newest is {head}): lower --from"
+        )
+    note = None
+    if last is None or last > head:
+        note = None if last is None else f"--to {last} is past the node's newest block {head}: stopped at {head}"
+        last = head
+    client = StarknetRpcClient(url, attempts=3, retry_pause_s=0.5)
+    weights = WeightsOrZero(FeederGatewayClient(values["madara_feeder_gateway_url"] or url))
+    memory = MemoryStore()
+    try:
         result = await backtest(
             node=client,
             feeder=weights,
             rpc=client,
-            scratch=scratch,
+            scratch=Scratch(db=memory, objects=MemoryObjectStore(), locks=memory),
             limits=limits,
             first=first,
             last=last,
             versions=versions,
-            on_block=progress,
+            on_block=_progress_printer(first, last),
         )
         return result, weights.missing, note
     except RpcError as exc:
@@ -247,11 +247,12 @@ async def run_backtest(
             f"the node at {client.shown_url} stopped answering ({cut_urls(str(exc))}): check it and run again "
             "(nothing was written)"
         ) from None
+    except InvalidInput as exc:  # the node's answers, not the flags: exit 1
+        raise OrchestratorError(f"the node at {client.shown_url} gave an unusable answer: {exc}") from None
     finally:
         if sys.stderr.isatty():
             print(file=sys.stderr)
         await client.aclose()
-        await probe.aclose()
         await weights.gateway.aclose()
 
 

@@ -240,16 +240,16 @@ class Lookahead:
         return await self.node.chain_id()
 
     async def get_block_with_tx_hashes(self, block_number: int) -> dict[str, Any]:
-        return await asyncio.shield(self._ask("header", block_number))  # type: ignore[no-any-return]
+        return await asyncio.shield(self._ask("header", block_number))
 
     async def get_state_update(self, block_number: int) -> dict[str, Any]:
-        return await asyncio.shield(self._ask("update", block_number))  # type: ignore[no-any-return]
+        return await asyncio.shield(self._ask("update", block_number))
 
     async def get_nonce(self, block_number: int, address: int) -> int:
         return await self.node.get_nonce(block_number, address)
 
     async def get_block_bouncer_weights(self, block_number: int) -> BouncerWeights:
-        return await asyncio.shield(self._ask("weights", block_number))  # type: ignore[no-any-return]
+        return await asyncio.shield(self._ask("weights", block_number))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
