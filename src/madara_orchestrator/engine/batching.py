@@ -728,7 +728,7 @@ class Batcher:
         state.agg = None
         state.progressed = True
         batch = open_agg.batch
-        self._record_close("aggregator", reason, batch.num_blocks, batch.blob_len)
+        self._record_close("aggregator", reason, batch.num_blocks, batch.blob_len, index=batch.index, detail=detail)
         log.info(
             "aggregator batch %d closed: blocks %d-%d (%d), %d felts in %d blob(s); %s%s",
             batch.index,
@@ -755,7 +755,7 @@ class Batcher:
         state.snos = None
         state.progressed = True
         batch = open_snos.batch
-        self._record_close("snos", reason, batch.num_blocks)
+        self._record_close("snos", reason, batch.num_blocks, index=batch.index)
         log.info(
             "SNOS batch %d closed: blocks %d-%d (%d) of aggregator batch %s; %s",
             batch.index,
@@ -766,10 +766,12 @@ class Batcher:
             reason,
         )
 
-    def _record_close(self, kind: str, reason: Reason, blocks: int, felts: int | None = None) -> None:
+    def _record_close(
+        self, kind: str, reason: Reason, blocks: int, felts: int | None = None, *, index: int, detail: str = ""
+    ) -> None:
         key = f"{kind}:{reason.name.lower()}"
         self.stats.closed[key] = self.stats.closed.get(key, 0) + 1
-        self.metrics.report(ev.BatchClosed(kind, reason.name.lower(), blocks, felts))
+        self.metrics.report(ev.BatchClosed(kind, reason.name.lower(), blocks, felts, index=index, detail=detail))
 
     async def _save(self, state: _State) -> None:
         """Persist what is open (aggregator first: a SNOS batch never points at a batch not stored)."""

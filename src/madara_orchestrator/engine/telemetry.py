@@ -282,12 +282,15 @@ class BatchCreated:
 @dataclass(frozen=True, slots=True)
 class BatchClosed:
     """A batch closed by the rule ``reason``, with ``blocks`` blocks and, an aggregator batch, its
-    compressed state diff of ``felts`` felts."""
+    compressed state diff of ``felts`` felts; ``index`` and ``detail`` (the rule's figures) say which
+    batch and why (the backtest's report)."""
 
     kind: str
     reason: str
     blocks: int
     felts: int | None = None
+    index: int | None = None
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
