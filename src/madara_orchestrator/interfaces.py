@@ -19,6 +19,7 @@ from madara_orchestrator.domain.batches import (
     SnosBatch,
     SnosBatchStatus,
 )
+from madara_orchestrator.domain.cost import FeeSplit
 from madara_orchestrator.domain.errors import RpcError
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType
 from madara_orchestrator.domain.proving import (
@@ -265,6 +266,8 @@ class SettlementResult:
     """What the mined transaction cost (execution + blob fee), when the settlement layer tells."""
     already_settled: bool = False
     """The key was settled by an earlier call; nothing was sent by this one."""
+    fee_split: FeeSplit | None = None
+    """The mined transaction's execution and blob gas and prices (Ethereum), when this call saw its receipt."""
 
 
 class SettlementClient(Protocol):
