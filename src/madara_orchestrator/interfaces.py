@@ -102,6 +102,15 @@ class ObjectStore(Protocol):
     async def list(self, prefix: str) -> list[str]: ...
 
 
+@runtime_checkable
+class ObjectSizes(Protocol):
+    """An object store that tells a stored object's size without reading it (the cost ledger's bytes)."""
+
+    async def size(self, key: str) -> int | None:
+        """The object's size in bytes, or None when there is no such object."""
+        ...
+
+
 class ExpiringStore(Protocol):
     """Object storage with an expiry rule for settled artifacts (SPEC §4.12, §18: S3's lifecycle rule)."""
 

@@ -299,6 +299,13 @@ class LatestBatch:
 
 
 @dataclass(frozen=True, slots=True)
+class ObjectStored:
+    """An artifact of ``bytes`` bytes was written to the object store."""
+
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
 class ChainHead:
     """The sequencer's latest block."""
 
@@ -359,6 +366,7 @@ Event = (
     | BatchCreated
     | BatchClosed
     | LatestBatch
+    | ObjectStored
     | ChainHead
     | SettledBlock
     | JobCounts
