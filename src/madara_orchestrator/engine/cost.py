@@ -16,10 +16,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from madara_orchestrator.domain.artifacts import SnosFile, aggregator_artifact_keys, snos_key
 from madara_orchestrator.domain.batches import AggregatorBatch, SnosBatch
-from madara_orchestrator.domain.cost import BatchCost, batch_cost, blobs_for
+from madara_orchestrator.domain.cost import BatchCost, batch_cost, blobs_for, summarize
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType, StateUpdateMetadata
 from madara_orchestrator.engine.telemetry import ObjectStored, Telemetry
@@ -149,6 +150,18 @@ class CostLedger:
             if since.keeps(line):
                 out.append(line)
         return out
+
+
+async def ledger_json(ledger: CostLedger, *, since: str | None, limit: int, aggregated: bool) -> dict[str, Any]:
+    """The ledger as ``/cost`` answers it: unit, batch kind, sums, lines (oldest first), cumulative series."""
+    summary = summarize(await ledger.lines(parse_since(since), limit=limit))
+    return {
+        "unit": "ETH" if aggregated else "STRK",
+        "batch_kind": "aggregator" if aggregated else "snos",
+        "totals": summary.to_json(),
+        "batches": [line.to_json() for line in summary.lines],
+        "series": summary.series,
+    }
 
 
 def _is_settled(job: Job | None) -> bool:

@@ -4,15 +4,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from madara_orchestrator.domain.cost import summarize
 from madara_orchestrator.domain.errors import InvalidInput, NotFound
-from madara_orchestrator.engine.cost import MAX_LEDGER_BATCHES, CostLedger, parse_since
+from madara_orchestrator.engine.cost import MAX_LEDGER_BATCHES, CostLedger, ledger_json
 from madara_orchestrator.engine.runtime import Runtime
 from madara_orchestrator.server import models
 from madara_orchestrator.server.http import INTEGER, MAX_NUMBER, Endpoint, Param, api, envelope, number
@@ -34,18 +33,6 @@ def ledger_of(request: Request) -> CostLedger:
 def new_ledger(runtime: Runtime) -> CostLedger:
     adapters = runtime.adapters
     return CostLedger(adapters.db, adapters.objects, settles_snos=not runtime.config.plan.aggregator_batches)
-
-
-async def ledger_json(ledger: CostLedger, *, since: str | None, limit: int, aggregated: bool) -> dict[str, Any]:
-    """The ledger as ``/cost`` answers it: unit, batch kind, sums, lines (oldest first), cumulative series."""
-    summary = summarize(await ledger.lines(parse_since(since), limit=limit))
-    return {
-        "unit": "ETH" if aggregated else "STRK",
-        "batch_kind": "aggregator" if aggregated else "snos",
-        "totals": summary.to_json(),
-        "batches": [line.to_json() for line in summary.lines],
-        "series": summary.series,
-    }
 
 
 async def aggregator_batch_cost(request: Request) -> Response:
