@@ -598,7 +598,7 @@
 
   function costChart(series, unit) {
     if (series.length === 0) return h('div', { class: 'muted small' }, 'no settled batch with a recorded fee yet');
-    const W = 640; const H = 160;
+    const W = 1200; const H = 150;
     const pad = { l: 8, r: 8, t: 10, b: 20 };
     const top = Math.max(1, ...series.map((p) => Math.max(p.fee_per_block_wei, p.cumulative_fee_per_block_wei)));
     const slot = (W - pad.l - pad.r) / series.length;
