@@ -300,3 +300,37 @@ def test_the_cli_refuses_a_missing_database_and_creates_none(
     assert main(["cost", "--data-dir", str(tmp_path / "nothing")]) == 2
     assert "no orchestrator database" in capsys.readouterr().err
     assert not (tmp_path / "nothing").exists()
+
+
+async def test_an_l3_ledger_has_a_line_per_snos_batch_with_its_fee_and_no_blobs() -> None:
+    from madara_orchestrator.backends.memory import MemoryObjectStore, MemoryStore
+    from madara_orchestrator.engine.cost import CostLedger
+
+    store, objects = MemoryStore(clock=lambda: NOW), MemoryObjectStore()
+    for index, (start, end) in enumerate(((0, 1), (2, 4)), start=1):
+        await store.insert_snos_batch(
+            SnosBatch(
+                index=index,
+                start_block=start,
+                end_block=end,
+                status=SnosBatchStatus.COMPLETED,
+                created_at=NOW + index,
+                updated_at=NOW,
+            )
+        )
+        await objects.put(snos_key(index, SnosFile.PROOF), b"p" * (100 * index))
+        attempts = [mined(f"0x{index}", None, fee=3000 * index)]  # Starknet: a total fee in fri, no split
+        meta = StateUpdateMetadata(context=SettlementContext(type="Batch", to_settle=index), tx_attempts=attempts)
+        job = Job.new(JobType.STATE_TRANSITION, index, meta, now=NOW, orchestrator_version="t")
+        job = dataclasses.replace(job, status=JobStatus.COMPLETED).with_common(process_completed_at=int(NOW + 30))
+        assert await store.create_job(job)
+
+    lines = await CostLedger(store, objects, settles_snos=True).lines()
+    assert [(c.index, c.blocks, c.fee_wei, c.fee_per_block_wei) for c in lines] == [
+        (1, 2, 3000, 1500),
+        (2, 3, 6000, 2000),
+    ]
+    assert all(c.felts is None and c.blobs is None and c.fill is None and c.execution_fee_wei is None for c in lines)
+    assert [c.bytes_stored for c in lines] == [100, 200]
+    totals = summarize(lines).to_json()
+    assert totals["fee_wei"] == 9000 and totals["fee_per_block_wei"] == 1800 and totals["blobs"] is None
