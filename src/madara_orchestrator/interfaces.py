@@ -19,6 +19,7 @@ from madara_orchestrator.domain.batches import (
     SnosBatch,
     SnosBatchStatus,
 )
+from madara_orchestrator.domain.cost import FeeSplit
 from madara_orchestrator.domain.errors import RpcError
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType
 from madara_orchestrator.domain.proving import (
@@ -99,6 +100,15 @@ class ObjectStore(Protocol):
     async def delete(self, key: str) -> None: ...
 
     async def list(self, prefix: str) -> list[str]: ...
+
+
+@runtime_checkable
+class ObjectSizes(Protocol):
+    """An object store that tells a stored object's size without reading it (the cost ledger's bytes)."""
+
+    async def size(self, key: str) -> int | None:
+        """The object's size in bytes, or None when there is no such object."""
+        ...
 
 
 class ExpiringStore(Protocol):
@@ -265,6 +275,8 @@ class SettlementResult:
     """What the mined transaction cost (execution + blob fee), when the settlement layer tells."""
     already_settled: bool = False
     """The key was settled by an earlier call; nothing was sent by this one."""
+    fee_split: FeeSplit | None = None
+    """The mined transaction's execution and blob gas and prices (Ethereum), when this call saw its receipt."""
 
 
 class SettlementClient(Protocol):

@@ -284,3 +284,38 @@ def test_free_text_shown_by_the_dashboard_has_urls_cut_to_scheme_and_host() -> N
     )
     assert redact(None) is None
     assert len(redact("x" * 5000) or "") == 600
+
+
+async def test_the_cost_ledger_shows_each_settled_batch_its_fees_and_the_sums(tmp_path: Path) -> None:
+    """Issue 20, item 3: batches settled on anvil; the page's ledger shows each one's execution, blob and total
+    fee as the API's ledger has them (equal to the receipts: tests/e2e/test_cost_ledger_anvil.py), the sums, and
+    the fee per block over time."""
+    require_browser()
+    from tests.e2e.test_cost_ledger_anvil import settle_batches_on_anvil
+
+    p = await settle_batches_on_anvil(tmp_path)
+    try:
+        async with httpx.AsyncClient(base_url=p.api.url) as api:
+            ledger = (await api.get("/cost", params={"limit": "60"})).json()["data"]
+        settled_lines = [line for line in ledger["batches"] if line["settled"]]
+        assert len(settled_lines) >= 3 and all(line["fee_wei"] for line in settled_lines)
+        async with chromium_page() as page:
+            await page.goto(p.api.url + "/")
+            rows = page.locator("#cost-rows tbody tr")
+            await expect(rows).to_have_count(len(ledger["batches"]))
+            for line in settled_lines:
+                row = page.locator(f"#cost-rows tbody tr[data-batch='{line['index']}']")
+                cells = row.locator("td")
+                await expect(cells.nth(4)).to_have_attribute("data-wei", str(line["execution_fee_wei"]))
+                await expect(cells.nth(5)).to_have_attribute("data-wei", str(line["blob_fee_wei"]))
+                await expect(cells.nth(6)).to_have_attribute("data-wei", str(line["fee_wei"]))
+                await expect(cells.nth(1)).to_have_text(f"{line['start_block']}–{line['end_block']}")
+            summary = page.locator("#cost-summary")
+            await expect(summary).to_contain_text(f"{len(settled_lines)} of {len(ledger['batches'])} aggregator")
+            await expect(summary).to_contain_text("per block")
+            await expect(summary).to_contain_text("replacements")
+            await expect(page.locator("#cost-chart svg rect.bar")).to_have_count(len(ledger["series"]))
+            await expect(page.locator("#cost-chart svg polyline.settled")).to_have_count(1)
+            await page.screenshot(path=tmp_path / "cost.png", full_page=True)
+    finally:
+        await p.close()

@@ -74,6 +74,18 @@ class S3ObjectStore:
 
         return await self._aws.call("HeadObject", self._object(key), head)
 
+    async def size(self, key: str) -> int | None:
+        def head() -> int | None:
+            try:
+                response = self._client.head_object(Bucket=self.bucket, Key=key)
+            except ClientError as exc:
+                if error_code(exc) in _MISSING_OBJECT_CODES:
+                    return None
+                raise
+            return int(response["ContentLength"])
+
+        return await self._aws.call("HeadObject", self._object(key), head)
+
     async def delete(self, key: str) -> None:
         await self._aws.call(
             "DeleteObject",

@@ -65,6 +65,12 @@ class FilesystemObjectStore:
     async def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    async def size(self, key: str) -> int | None:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+
     async def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 

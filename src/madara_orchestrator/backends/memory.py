@@ -366,6 +366,10 @@ class MemoryObjectStore:
     async def exists(self, key: str) -> bool:
         return self._check(key) in self._objects
 
+    async def size(self, key: str) -> int | None:
+        data = self._objects.get(self._check(key))
+        return None if data is None else len(data)
+
     async def delete(self, key: str) -> None:
         self._objects.pop(self._check(key), None)
 

@@ -41,6 +41,7 @@ from madara_orchestrator.domain.redaction import url_origin
 from madara_orchestrator.domain.retry import REDELIVERY
 from madara_orchestrator.domain.settlement_tx import TxTotals
 from madara_orchestrator.engine.batching import BatchingConfig
+from madara_orchestrator.engine.cost import CountedObjects
 from madara_orchestrator.engine.lease import LeaseTiming, key_guard, new_owner
 from madara_orchestrator.engine.plan import PLANS, LayerPlan
 from madara_orchestrator.engine.runtime import Adapters, Runtime, RuntimeConfig
@@ -292,7 +293,9 @@ async def build_embedded_stack(
                 blob_gas_price_wei=tx.blob_gas_price_wei,
             )
         adapters = Adapters(
-            storage=backends.storage,
+            storage=dataclasses.replace(
+                backends.storage, objects=CountedObjects(backends.storage.objects, telemetry.metrics)
+            ),
             alerts=FanoutAlerts(_alert_sinks(settings, backends, recorded), mask=settings.secret_mask()),
             sequencer=sequencer,
             feeder=feeder,

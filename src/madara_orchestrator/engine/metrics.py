@@ -66,7 +66,9 @@ Left out, and why:
 Added, which the original lacks: settlement costs (``orchestrator_settlement_*``): fee paid per settled
 block and in total, L1 gas used and its price per settlement (from the final receipt:
 settlement/txmgr.py ``on_finalized``), blob fill (felts used / blob capacity), blobs, settled blocks,
-settlements put off because fees were above the hard cap; and ``orchestrator_chain_head_block`` (the
+settlements put off because fees were above the hard cap, the execution and blob fees and the blob gas
+apart (the cost ledger's counters), and the bytes written to the object store (engine/cost.py
+``CountedObjects``); and ``orchestrator_chain_head_block`` (the
 sequencer's head, for the settlement lag); ``orchestrator_trigger_consecutive_failures`` (a trigger's failed
 runs in a row: what makes /health DEGRADED).
 """
@@ -319,6 +321,25 @@ SETTLEMENT_BLOB_FILL = ours(
     buckets=RATIO_BUCKETS,
 )
 SETTLEMENT_BLOBS = ours(COUNTER, "orchestrator_settlement_blobs_total", "Blobs carried by settlements")
+SETTLEMENT_EXECUTION_FEE = ours(
+    COUNTER,
+    "orchestrator_settlement_execution_fee_wei_total",
+    "Execution fees paid by settlement transactions (gasUsed × effectiveGasPrice of the final receipts)",
+)
+SETTLEMENT_BLOB_FEE = ours(
+    COUNTER,
+    "orchestrator_settlement_blob_fee_wei_total",
+    "Blob fees paid by settlement transactions (blobGasUsed × blobGasPrice of the final receipts)",
+)
+SETTLEMENT_BLOB_GAS = ours(
+    COUNTER, "orchestrator_settlement_blob_gas_total", "Blob gas used by settlement transactions (final receipts)"
+)
+STORAGE_BYTES = ours(
+    COUNTER,
+    "orchestrator_storage_bytes_written_total",
+    "Bytes written to the object store (artifacts: PIEs, outputs, proofs, state updates, blobs)",
+    unit="By",
+)
 SETTLEMENT_FEE_CAP_EXCEEDED = ours(
     COUNTER,
     "orchestrator_settlement_fee_cap_exceeded_total",
@@ -606,6 +627,9 @@ class Metrics:
     def _latest_batch(self, event: ev.LatestBatch) -> None:
         self.record(LATEST_BATCH, event.index, kind=event.kind)
 
+    def _object_stored(self, event: ev.ObjectStored) -> None:
+        self.record(STORAGE_BYTES, max(0, event.bytes))
+
     # -- read from the stores (engine/runtime.py ``refresh_gauges``) ------------------------------------
 
     def _chain_head(self, event: ev.ChainHead) -> None:
@@ -661,8 +685,13 @@ class Metrics:
         """A settlement transaction's receipt, once final: the L1 gas it used and the price paid."""
         if gas_used is not None:
             self.record(SETTLEMENT_GAS, gas_used, gas="execution")
+            if gas_price_wei is not None:
+                self.record(SETTLEMENT_EXECUTION_FEE, gas_used * gas_price_wei)
         if blob_gas_used:
             self.record(SETTLEMENT_GAS, blob_gas_used, gas="blob")
+            self.record(SETTLEMENT_BLOB_GAS, blob_gas_used)
+            if blob_gas_price_wei is not None:
+                self.record(SETTLEMENT_BLOB_FEE, blob_gas_used * blob_gas_price_wei)
         if gas_price_wei is not None:
             self.record(SETTLEMENT_GAS_PRICE, gas_price_wei, gas="execution")
         if blob_gas_price_wei is not None:
@@ -692,6 +721,7 @@ _HANDLERS: dict[type[Any], Callable[[Metrics, Any], None]] = {
         Metrics._batch_created,
         Metrics._batch_closed,
         Metrics._latest_batch,
+        Metrics._object_stored,
         Metrics._chain_head,
         Metrics._settled_block,
         Metrics._job_counts,

@@ -302,6 +302,13 @@ class LatestBatch:
 
 
 @dataclass(frozen=True, slots=True)
+class ObjectStored:
+    """An artifact of ``bytes`` bytes was written to the object store."""
+
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
 class ChainHead:
     """The sequencer's latest block."""
 
@@ -362,6 +369,7 @@ Event = (
     | BatchCreated
     | BatchClosed
     | LatestBatch
+    | ObjectStored
     | ChainHead
     | SettledBlock
     | JobCounts

@@ -65,7 +65,9 @@ ZERO_HASH = "0x" + "0" * 64
 
 
 def settlement_attempts_json(result: SettlementResult) -> list[dict[str, object]]:
-    """The attempts for the job's metadata; the mined one carries the fee it paid (``fee_paid_wei``)."""
+    """The attempts for the job's metadata; the mined one carries the fee it paid (``fee_paid_wei``) and,
+    when the receipt told it, its split (``gas_used``, ``effective_gas_price_wei``, ``blob_gas_used``,
+    ``blob_gas_price_wei``)."""
     out: list[dict[str, object]] = []
     for a in result.attempts:
         entry: dict[str, object] = {
@@ -78,6 +80,8 @@ def settlement_attempts_json(result: SettlementResult) -> list[dict[str, object]
         }
         if result.fee_paid_wei is not None and a.tx_hash is not None and a.tx_hash == result.tx_hash:
             entry["fee_paid_wei"] = str(result.fee_paid_wei)
+        if result.fee_split is not None and a.tx_hash is not None and a.tx_hash == result.tx_hash:
+            entry.update(result.fee_split.attempt_fields())  # the cost ledger's split (domain/cost.py)
         out.append(entry)
     return out
 

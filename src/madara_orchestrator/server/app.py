@@ -24,7 +24,7 @@ from madara_orchestrator.server.http import (
     exception_handlers,
 )
 from madara_orchestrator.server.openapi import openapi_document
-from madara_orchestrator.server.routes import admin, batches, dashboard, jobs, ops, webhooks
+from madara_orchestrator.server.routes import admin, batches, cost, dashboard, jobs, ops, webhooks
 
 __all__ = ["MAX_BODY_BYTES", "create_app", "endpoints"]
 
@@ -32,7 +32,7 @@ __all__ = ["MAX_BODY_BYTES", "create_app", "endpoints"]
 def endpoints(*, admin_enabled: bool, webhook: ProverWebhook | None) -> list[Endpoint]:
     """Every route of the app, in the order they are matched."""
     found = ops.endpoints() + webhooks.endpoints(webhook) + jobs.endpoints("") + jobs.endpoints("/api/v1")
-    found += batches.endpoints()
+    found += batches.endpoints() + cost.endpoints()
     if admin_enabled:
         found += admin.endpoints()
     found += dashboard.endpoints()

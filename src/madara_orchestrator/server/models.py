@@ -126,6 +126,79 @@ class AggregatorBatchDetails(BaseModel):
     builtin_weights: BouncerWeights  # type: ignore[valid-type]
 
 
+Wei = NonNegative | None
+"""An amount in the settlement layer's smallest unit (wei, or fri on an L3), or null when not recorded."""
+
+
+class BatchCost(BaseModel):
+    """One batch's line of the cost ledger (domain/cost.py); null: does not apply, or not recorded."""
+
+    index: NonNegative
+    start_block: NonNegative
+    end_block: NonNegative
+    blocks: NonNegative
+    settled: bool
+    felts: NonNegative | None
+    blobs: NonNegative | None
+    fill: Fraction | None
+    gas_used: Wei
+    execution_fee_wei: Wei
+    blob_gas_used: Wei
+    blob_fee_wei: Wei
+    fee_wei: Wei
+    fee_per_block_wei: Wei
+    attempts: NonNegative
+    replacements: NonNegative
+    first_block_at: float | None
+    settled_at: float | None
+    seconds_to_settle: Fraction | None
+    bytes_stored: NonNegative | None
+    tx_hash: str | None
+
+
+class AggregatorBatchCost(AggregatorBatchDetails):
+    cost: BatchCost
+
+
+class CostTotals(BaseModel):
+    batches: NonNegative
+    settled: NonNegative
+    with_fee: NonNegative
+    blocks: NonNegative
+    felts: NonNegative | None
+    blobs: NonNegative | None
+    fill: Fraction | None
+    gas_used: Wei
+    execution_fee_wei: Wei
+    blob_gas_used: Wei
+    blob_fee_wei: Wei
+    fee_wei: Wei
+    fee_per_block_wei: Wei
+    attempts: NonNegative
+    replacements: NonNegative
+    mean_seconds_to_settle: Fraction | None
+    bytes_stored: NonNegative | None
+
+
+class CostPoint(BaseModel):
+    index: NonNegative
+    end_block: NonNegative
+    settled_at: float | None
+    fee_wei: NonNegative
+    fee_per_block_wei: NonNegative
+    cumulative_fee_wei: NonNegative
+    cumulative_blocks: NonNegative
+    cumulative_fee_per_block_wei: NonNegative
+
+
+class CostLedger(BaseModel):
+    unit: Literal["ETH", "STRK"]
+    batch_kind: Literal["aggregator", "snos"]
+    totals: CostTotals
+    batches: list[BatchCost]
+    series: list[CostPoint]
+
+
 class SnosBatchList(BaseModel):
     batches: list[SnosBatchDetails]
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,6 +31,7 @@ from typing import Any, Generic, Literal, NoReturn, Protocol, TypeVar
 
 import httpx
 
+from madara_orchestrator.domain.cost import FeeSplit
 from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput
 from madara_orchestrator.domain.settlement_tx import (
     AttemptRecord,
@@ -147,6 +149,8 @@ class Receipt:
     fee_text: str
     """How the finalized log line names the fee ("fee 21000 wei")."""
     raw: dict[str, Any] = field(repr=False)
+    fee_split: FeeSplit | None = None
+    """Execution and blob gas and prices, when the chain's receipt tells them (Ethereum)."""
 
     @classmethod
     def not_final(cls, raw: dict[str, Any]) -> Receipt:
@@ -221,7 +225,7 @@ class ChainBackend(Protocol[RequestT_contra]):
         ...
 
 
-_RESULT_FIELDS = ("tx_hash", "nonce", "attempts", "fee_paid_wei", "already_settled")
+_RESULT_FIELDS = ("tx_hash", "nonce", "attempts", "fee_paid_wei", "already_settled", "fee_split")
 """What a ``TxOutcome`` tells a ``SettlementResult``."""
 
 
@@ -235,6 +239,8 @@ class TxOutcome:
     attempts: list[SettlementAttempt] = field(default_factory=list)
     already_settled: bool = False
     """True when the key was finalized by an earlier call (nothing was sent by this one)."""
+    fee_split: FeeSplit | None = None
+    """The final receipt's fee split (cost ledger), when this call saw the receipt."""
 
     def result(self, cls: type[ResultT], **extra: Any) -> ResultT:
         """The outcome as the settlement client's result type (``extra``: its own fields)."""
@@ -674,7 +680,8 @@ class DurableSender(Generic[RequestT]):
             confirmations,
             receipt.fee_text,
         )
-        return await self._outcome(await self._get(key), already_settled=False)
+        outcome = await self._outcome(await self._get(key), already_settled=False)
+        return dataclasses.replace(outcome, fee_split=receipt.fee_split)
 
     def _report_finalized(self, key: str, attempt: AttemptRecord, receipt: Receipt) -> None:
         """Told each transaction this sender sees become final (a subclass reports metrics)."""

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from eth_keys.datatypes import PrivateKey
 
+from madara_orchestrator.domain.cost import FeeSplit
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.domain.settlement_tx import (
     AttemptRecord,
@@ -209,6 +210,7 @@ class EthereumChain:
             fee_paid=fee,
             fee_text=f"fee {fee} wei",
             raw=receipt,
+            fee_split=FeeSplit.from_receipt(receipt),
         )
 
     async def _fees(self, previous: AttemptRecord | None) -> Fees:

@@ -5,6 +5,9 @@
   'use strict';
 
   const POLL_MS = 1500;
+  const COST_POLL_MS = 10000;
+  const COST_BATCHES = 60;
+  const COST_ROWS = 20;
   const TOKEN_KEY = 'madara-orchestrator.admin-token';
   const SAMPLE_WINDOW_S = 15 * 60;
   const MIN_CHART_SPAN_S = 30;
@@ -48,6 +51,9 @@
     message: null,
     armed: null,
     rendered: {},
+    cost: null,
+    costError: null,
+    costAt: 0,
   };
 
   // ---------------------------------------------------------------------------------------------
@@ -242,6 +248,15 @@
     } catch (e) {
       state.pollError = e.message;
     }
+    if (Date.now() - state.costAt >= COST_POLL_MS) {
+      state.costAt = Date.now();
+      try {
+        state.cost = await getJson(`/cost?limit=${COST_BATCHES}`);
+        state.costError = null;
+      } catch (e) {
+        state.costError = e.message;
+      }
+    }
     if (state.block !== null) {
       try {
         state.blockView = await getJson(`/api/v1/dashboard/blocks/${state.block}`);
@@ -287,6 +302,7 @@
       renderRecent(ov);
       renderCounts(ov);
     }
+    renderCost();
     renderToken();
     renderActions();
     renderJobs();
@@ -538,6 +554,70 @@
     }
     if (fees.blob_fill !== null) parts.push(`blob fill ${percent(fees.blob_fill)} (${fees.blob_batches} batches)`);
     return parts.join(' · ');
+  }
+
+  // The cost ledger (GET /cost): the sums, the fee per block of each settled batch (bars) and the running
+  // fee per block (line), and the latest batches' lines.
+  function renderCost() {
+    if (!changed('cost', { cost: state.cost, error: state.costError })) return;
+    if (state.costError && !state.cost) { replace('cost-totals', `cost ledger unavailable: ${state.costError}`); return; }
+    const cost = state.cost;
+    if (!cost) return;
+    const t = cost.totals;
+    const unit = cost.unit;
+    const totals = [
+      `${t.settled} of ${t.batches} ${cost.batch_kind} batches settled`,
+      `${num(t.blocks)} blocks`,
+      `fee ${coin(t.fee_wei, unit)}`,
+      `${coin(t.fee_per_block_wei, unit)} per block`,
+    ];
+    if (t.execution_fee_wei !== null) totals.push(`execution ${coin(t.execution_fee_wei, unit)} (${num(t.gas_used)} gas)`);
+    if (t.blob_fee_wei !== null) totals.push(`blobs ${coin(t.blob_fee_wei, unit)} (${num(t.blobs)} blobs, ${num(t.blob_gas_used)} blob gas, fill ${percent(t.fill)})`);
+    totals.push(`${num(t.replacements)} replacements`);
+    if (t.mean_seconds_to_settle !== null) totals.push(`first block to settled ${duration(t.mean_seconds_to_settle)} on average`);
+    if (t.bytes_stored !== null) totals.push(`${compact(t.bytes_stored)}B stored`);
+    replace('cost-totals', h('span', { id: 'cost-summary' }, totals.join(' · ')), state.costError ? h('span', { class: 'bad' }, ` (last refresh failed: ${state.costError})`) : null);
+    replace('cost-chart', costChart(cost.series, unit));
+    const rows = cost.batches.slice(-COST_ROWS).reverse();
+    const cumulative = new Map(cost.series.map((p) => [p.index, p.cumulative_fee_wei]));
+    replace('cost-table', rows.length === 0 ? h('div', { class: 'muted small' }, 'no batch yet') :
+      h('div', { class: 'scroll' }, h('table', { id: 'cost-rows' },
+        h('thead', null, h('tr', null, ...['#', 'Blocks', 'Blobs', 'Fill', 'Execution fee', 'Blob fee', 'Fee', 'Per block', 'Cumulative', 'Tries', 'To settle', 'Stored'].map(
+          (label, i) => h('th', { class: i >= 2 ? 'num' : null }, label)))),
+        h('tbody', null, rows.map((b) => h('tr', { dataset: { batch: String(b.index) } },
+          h('td', null, b.index), h('td', null, range(b.start_block, b.end_block)),
+          h('td', { class: 'num' }, block(b.blobs)), h('td', { class: 'num' }, percent(b.fill)),
+          h('td', { class: 'num', dataset: { wei: b.execution_fee_wei ?? '' } }, coin(b.execution_fee_wei, unit)),
+          h('td', { class: 'num', dataset: { wei: b.blob_fee_wei ?? '' } }, coin(b.blob_fee_wei, unit)),
+          h('td', { class: 'num', dataset: { wei: b.fee_wei ?? '' } }, b.settled ? coin(b.fee_wei, unit) : 'not settled'),
+          h('td', { class: 'num' }, coin(b.fee_per_block_wei, unit)),
+          h('td', { class: 'num' }, coin(cumulative.get(b.index) ?? null, unit)),
+          h('td', { class: 'num' }, b.attempts), h('td', { class: 'num' }, duration(b.seconds_to_settle)),
+          h('td', { class: 'num' }, b.bytes_stored === null ? '—' : `${compact(b.bytes_stored)}B`)))))));
+  }
+
+  function costChart(series, unit) {
+    if (series.length === 0) return h('div', { class: 'muted small' }, 'no settled batch with a recorded fee yet');
+    const W = 1200; const H = 150;
+    const pad = { l: 8, r: 8, t: 10, b: 20 };
+    const top = Math.max(1, ...series.map((p) => Math.max(p.fee_per_block_wei, p.cumulative_fee_per_block_wei)));
+    const slot = (W - pad.l - pad.r) / series.length;
+    const y = (v) => H - pad.b - (v / top) * (H - pad.t - pad.b);
+    const parts = [svg('line', { class: 'axis', x1: pad.l, x2: W - pad.r, y1: H - pad.b, y2: H - pad.b })];
+    series.forEach((p, i) => {
+      const x = pad.l + i * slot;
+      parts.push(svg('rect', { class: 'bar', x: x + slot * 0.15, y: y(p.fee_per_block_wei), width: Math.max(1, slot * 0.7), height: H - pad.b - y(p.fee_per_block_wei) },
+        svg('title', null, `batch ${p.index} (to block ${p.end_block}): ${coin(p.fee_per_block_wei, unit)} per block, ${coin(p.fee_wei, unit)} in all, settled ${stamp(p.settled_at)}`)));
+    });
+    const line = series.map((p, i) => `${(pad.l + (i + 0.5) * slot).toFixed(1)},${y(p.cumulative_fee_per_block_wei).toFixed(1)}`);
+    parts.push(svg('polyline', { class: 'settled', points: line.join(' ') }));
+    parts.push(svg('text', { class: 'tick', x: pad.l, y: H - 6 }, `batch ${series[0].index}`));
+    parts.push(svg('text', { class: 'tick', x: W - pad.r, y: H - 6, 'text-anchor': 'end' }, `batch ${series[series.length - 1].index}`));
+    parts.push(svg('text', { class: 'tick', x: pad.l + 2, y: pad.t + 8 }, `${coin(top, unit)} per block`));
+    return [
+      svg('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': 'Fee per block of each settled batch, and cumulative' }, parts),
+      h('div', { class: 'legend' }, h('span', { class: 'l-bar' }, 'fee per block of the batch'), h('span', { class: 'l-settled' }, 'cumulative fee per block')),
+    ];
   }
 
   function fillSelect(select, values, current, anyLabel, extra) {
