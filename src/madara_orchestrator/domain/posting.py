@@ -266,19 +266,21 @@ class PostingPolicy:
         relaxed = self.relaxation(age_s)
         # Without a past block (a new chain) the next block's fees are all there is to go by.
         past_base, past_blob = window.base_fees[:-1] or (base,), window.blob_base_fees[:-1] or (blob,)
-        target_base = _toward(percentile(past_base, self.percentile), cap.max_base_fee(), relaxed)
-        target_blob = _toward(percentile(past_blob, self.percentile), cap.max_blob_base_fee(n_blobs), relaxed)
+        p_base, p_blob = percentile(past_base, self.percentile), percentile(past_blob, self.percentile)
+        target_base = _toward(p_base, cap.max_base_fee(), relaxed)
+        target_blob = _toward(p_blob, cap.max_blob_base_fee(n_blobs), relaxed)
         over = [
             f"{name} {gwei(fee)} above target {gwei(target)}"
             for name, fee, target in (("blob base fee", blob, target_blob), ("base fee", base, target_base))
             if fee > target
         ]
-        send = self.cost(base, blob, n_blobs) <= self.cost(target_base, target_blob, n_blobs)
+        cost = self.cost(base, blob, n_blobs)
+        send = cost <= self.cost(target_base, target_blob, n_blobs)
         basis = f"p{self.percentile:g} of the last {window.blocks} blocks" + (
             f", relaxed {relaxed:.0%} toward the hard cap" if relaxed > 0 else ""
         )
         if send:
-            code = Send.AT_TARGET if relaxed == 0 or not over else Send.RELAXED
+            code = Send.AT_TARGET if cost <= self.cost(p_base, p_blob, n_blobs) else Send.RELAXED
             fees = f"base fee {gwei(base)} (target {gwei(target_base)})"
             reason = f"{fees}, blob base fee {gwei(blob)} (target {gwei(target_blob)}), {basis}; {when}"
         else:
