@@ -10,8 +10,12 @@ a batch waits for cheaper L1 blocks, but never past its deadline:
   131072 × blob base fee) is at or under its cost at the target fees. One cost, not two separate tests:
   a blob fee far under its target may pay for a base fee a little over its own; what counts is what the
   transaction pays. The reason names the fee that is over its target.
-- From ``relax_from`` × D (half the deadline) the targets relax linearly toward the hard cap, which they
-  reach ``margin_s`` before the deadline: then anything under the hard cap goes.
+- From ``relax_from`` × D (half the deadline) the targets relax toward the hard cap: the percentile rises
+  toward 100 (the window's dearest block), slowly at first (with the square of the time gone since), and
+  ``margin_s`` before the deadline the target is the hard cap itself: then anything under it goes. Relaxing
+  through the percentiles keeps the target among the fees the market has just charged; a straight line
+  from the percentile to the cap would jump far above them at once (the cap is set for spikes), which
+  replaying fee series showed to cost more (bench/fee_policy.py).
 - The hard cap (``--ethereum-l2-state-update-max-fee-wei``, on the signed fee liability exactly as the
   transaction manager computes it, ``FeeCap``) stays absolute: above it nothing goes, deadline or not
   (the settlement job would refuse to sign anyway), and a missed deadline is reported.
@@ -168,6 +172,8 @@ class Send:
     AT_TARGET = "at_target"
     RELAXED = "relaxed_target"
     """Over the percentile target but under the target relaxed toward the cap as the deadline nears."""
+    DEADLINE = "deadline"
+    """The deadline is near (or past): anything under the hard cap goes."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -184,7 +190,9 @@ class PostingDecision:
     target_base_fee: int | None = None
     target_blob_base_fee: int | None = None
     relaxed: float = 0.0
-    """How far the targets have relaxed toward the hard cap, 0 to 1."""
+    """How far the targets have relaxed toward the hard cap, 0 to 1 (1: the hard cap is the target)."""
+    target_percentile: float | None = None
+    """The percentile the targets are taken at now (``percentile``, rising as the deadline nears)."""
 
     @property
     def missed_deadline(self) -> bool:
@@ -201,6 +209,8 @@ class PostingPolicy:
     window_blocks: int = 300
     relax_from: float = 0.5
     """Share of the deadline after which the targets relax toward the hard cap."""
+    relax_power: float = 2.0
+    """The percentile rises with this power of the relaxation's share of time (1: linearly)."""
     margin_s: float = 60.0
     """The targets reach the hard cap this long before the deadline (a look at the fees may come a tick late)."""
     execution_gas: int = 500_000
@@ -214,7 +224,7 @@ class PostingPolicy:
             out.append("--settlement-fee-percentile must be from 0 to 100")
         if self.window_blocks < 1:
             out.append("--settlement-fee-window-blocks must be at least 1")
-        if not 0 <= self.relax_from <= 1 or self.margin_s < 0 or self.execution_gas < 0:
+        if not 0 <= self.relax_from <= 1 or self.margin_s < 0 or self.execution_gas < 0 or self.relax_power <= 0:
             out.append("the posting policy's relaxation share must be from 0 to 1, its margin and gas 0 or more")
         return out
 
@@ -267,8 +277,16 @@ class PostingPolicy:
         # Without a past block (a new chain) the next block's fees are all there is to go by.
         past_base, past_blob = window.base_fees[:-1] or (base,), window.blob_base_fees[:-1] or (blob,)
         p_base, p_blob = percentile(past_base, self.percentile), percentile(past_blob, self.percentile)
-        target_base = _toward(p_base, cap.max_base_fee(), relaxed)
-        target_blob = _toward(p_blob, cap.max_blob_base_fee(n_blobs), relaxed)
+        rank = self.percentile + (100 - self.percentile) * relaxed**self.relax_power
+        if relaxed >= 1:
+            target_base, target_blob = cap.max_base_fee(), cap.max_blob_base_fee(n_blobs)
+            basis = "the deadline is near: the target is the hard cap"
+        else:
+            target_base = min(percentile(past_base, rank), cap.max_base_fee())
+            target_blob = min(percentile(past_blob, rank), cap.max_blob_base_fee(n_blobs))
+            basis = f"p{self.percentile:g} of the last {window.blocks} blocks" + (
+                f", relaxed to p{rank:.0f} as the deadline nears" if rank > self.percentile else ""
+            )
         over = [
             f"{name} {gwei(fee)} above target {gwei(target)}"
             for name, fee, target in (("blob base fee", blob, target_blob), ("base fee", base, target_base))
@@ -276,11 +294,11 @@ class PostingPolicy:
         ]
         cost = self.cost(base, blob, n_blobs)
         send = cost <= self.cost(target_base, target_blob, n_blobs)
-        basis = f"p{self.percentile:g} of the last {window.blocks} blocks" + (
-            f", relaxed {relaxed:.0%} toward the hard cap" if relaxed > 0 else ""
-        )
         if send:
-            code = Send.AT_TARGET if cost <= self.cost(p_base, p_blob, n_blobs) else Send.RELAXED
+            if cost <= self.cost(p_base, p_blob, n_blobs):
+                code = Send.AT_TARGET
+            else:
+                code = Send.DEADLINE if relaxed >= 1 else Send.RELAXED
             fees = f"base fee {gwei(base)} (target {gwei(target_base)})"
             reason = f"{fees}, blob base fee {gwei(blob)} (target {gwei(target_blob)}), {basis}; {when}"
         else:
@@ -296,6 +314,7 @@ class PostingPolicy:
             target_base_fee=target_base,
             target_blob_base_fee=target_blob,
             relaxed=relaxed,
+            target_percentile=None if relaxed >= 1 else rank,
         )
 
     def _window(self, history: FeeHistory) -> FeeHistory:
@@ -310,13 +329,6 @@ class PostingPolicy:
             gas_used_ratio=history.gas_used_ratio[cut:],
             blob_gas_used_ratio=history.blob_gas_used_ratio[cut:],
         )
-
-
-def _toward(target: int, cap: int, share: float) -> int:
-    """``target`` moved ``share`` of the way to ``cap``; never above the cap."""
-    if target >= cap:
-        return cap
-    return target + math.floor((cap - target) * share)
 
 
 # --------------------------------------------------------------------------------------------------

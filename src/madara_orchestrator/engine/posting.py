@@ -70,6 +70,7 @@ class PostingState:
             "target_base_fee_wei": d.target_base_fee,
             "target_blob_base_fee_wei": d.target_blob_base_fee,
             "relaxed": d.relaxed,
+            "target_percentile": d.target_percentile,
             "waiting_batches": self.waiting_batches,
         }
 

@@ -345,6 +345,7 @@ class Posting(BaseModel):
     target_base_fee_wei: NonNegative | None
     target_blob_base_fee_wei: NonNegative | None
     relaxed: Annotated[float, Field(ge=0, le=1)]
+    target_percentile: Annotated[float, Field(ge=0, le=100)] | None
     waiting_batches: NonNegative
 
 

@@ -108,25 +108,37 @@ def test_early_on_a_batch_goes_only_at_or_under_the_percentile_target(
 
 @pytest.mark.parametrize(
     ("age_s", "relaxed"),
-    [(0, 0.0), (1800, 0.0), (2235, 0.25), (2670, 0.5), (3540, 1.0), (3600, 1.0), (9999, 1.0)],
+    [(0, 0.0), (1800, 0.0), (2235, 0.25), (2670, 0.5), (3105, 0.75), (3540, 1.0), (3600, 1.0), (9999, 1.0)],
 )
-def test_the_target_relaxes_linearly_from_half_the_deadline_to_the_cap_a_margin_before_it(
+def test_the_target_relaxes_from_half_the_deadline_up_the_percentiles_to_the_cap_a_margin_before_it(
     age_s: float, relaxed: float
 ) -> None:
     assert POLICY.relaxation(age_s) == pytest.approx(relaxed)
     decision = POLICY.decide(history(BASE, BLOB, next_base=GWEI, next_blob=GWEI), CAP, age_s=age_s, n_blobs=2)
     assert decision.relaxed == pytest.approx(relaxed)
-    assert decision.target_base_fee == P30_BASE + int((CAP.max_base_fee() - P30_BASE) * relaxed)
-    assert decision.target_blob_base_fee == P30_BLOB + int((CAP.max_blob_base_fee(2) - P30_BLOB) * relaxed)
+    if relaxed < 1:
+        rank = 30 + 70 * relaxed**2
+        assert decision.target_percentile == pytest.approx(rank)
+        assert decision.target_base_fee == percentile(BASE, rank)
+        assert decision.target_blob_base_fee == percentile(BLOB, rank)
+    else:
+        assert decision.target_percentile is None
+        assert decision.target_base_fee == CAP.max_base_fee()
+        assert decision.target_blob_base_fee == CAP.max_blob_base_fee(2)
 
 
 def test_a_fee_over_the_percentile_waits_early_and_goes_as_the_deadline_nears() -> None:
-    fees = history(BASE, BLOB, next_base=P30_BASE, next_blob=3 * P30_BLOB)
+    fees = history(BASE, BLOB, next_base=P30_BASE, next_blob=P30_BLOB * 3 // 2)
     early = POLICY.decide(fees, CAP, age_s=600, n_blobs=1)
-    late = POLICY.decide(fees, CAP, age_s=3000, n_blobs=1)
+    later = POLICY.decide(fees, CAP, age_s=3000, n_blobs=1)
     assert not early.send and early.code == Wait.BLOB_FEE
-    assert late.send and late.code == Send.RELAXED
-    assert "relaxed" in late.reason and "toward the hard cap" in late.reason
+    assert later.send and later.code == Send.RELAXED
+    assert "relaxed to p63 as the deadline nears" in later.reason
+    # A fee over every fee of the window goes only when the target is the hard cap.
+    dear = history(BASE, BLOB, next_base=max(BASE) + GWEI, next_blob=max(BLOB) + GWEI)
+    assert not POLICY.decide(dear, CAP, age_s=3500, n_blobs=1).send
+    last = POLICY.decide(dear, CAP, age_s=3540, n_blobs=1)
+    assert last.send and last.code == Send.DEADLINE and "the target is the hard cap" in last.reason
 
 
 @pytest.mark.parametrize("n_blobs", [1, 3, 6])
