@@ -26,6 +26,7 @@ from madara_orchestrator.engine.runtime import Adapters, Runtime, RuntimeConfig
 from madara_orchestrator.engine.triggers import TriggerConfig, Triggers
 from madara_orchestrator.interfaces import SequencerRpc
 from madara_orchestrator.jobs.aggregator import aggregator_metadata
+from madara_orchestrator.server.models import Posting
 from tests.helpers.engine import Harness, ScriptedHandler, make_harness
 
 HOUR = 3600.0
@@ -159,6 +160,7 @@ async def test_a_batch_waits_while_fees_are_over_the_target_and_goes_when_they_f
     assert s.gate.state is not None
     view = s.gate.state.to_json()
     assert view["waiting"] is True and view["batch"] == 1 and view["seconds_to_deadline"] == HOUR - 60
+    assert Posting.model_validate(view).reason == s.gate.state.decision.reason, "the overview's documented shape"
     # The fees fall: the job is created, and the waiting figures go.
     s.fees.next_fees = CHEAP
     assert await s.triggers.update_state()
