@@ -22,6 +22,7 @@ from madara_orchestrator.domain.batches import (
 from madara_orchestrator.domain.cost import FeeSplit
 from madara_orchestrator.domain.errors import RpcError
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType
+from madara_orchestrator.domain.posting import FeeHistory
 from madara_orchestrator.domain.proving import (
     AggregationArtifacts,
     ProverTask,
@@ -555,6 +556,15 @@ class EthBackend(Protocol):
     async def transaction_receipt(self, tx_hash: str) -> dict[str, Any] | None: ...
 
     async def call(self, to: str, data: bytes, block: str = "latest") -> bytes: ...
+
+
+class FeeHistorySource(Protocol):
+    """The L1's recent fees, for the posting policy (``domain/posting.py``); ``EthRpc`` fits."""
+
+    async def fee_history(self, block_count: int, newest_block: int | str = "latest") -> FeeHistory:
+        """``eth_feeHistory`` for up to ``block_count`` blocks ending at ``newest_block`` (a node may answer
+        fewer). ``BackendUnavailable`` when the node cannot be reached or answers without blob fees."""
+        ...
 
 
 @runtime_checkable

@@ -36,6 +36,7 @@ from madara_orchestrator.devnet.starknet_l2 import FACT_REGISTRY_ADDRESS, VERIFI
 from madara_orchestrator.domain.batching import StarknetVersions
 from madara_orchestrator.domain.errors import BackendUnavailable, ConfigError
 from madara_orchestrator.domain.jobs import DEFAULT_POLICIES, JobType
+from madara_orchestrator.domain.posting import FeeCap, PostingPolicy
 from madara_orchestrator.domain.queues import Layer
 from madara_orchestrator.domain.redaction import url_origin
 from madara_orchestrator.domain.retry import REDELIVERY
@@ -76,6 +77,7 @@ from madara_orchestrator.settlement.starknet import (
     StarknetSettlementConfig,
     starknet_json_rpc,
 )
+from madara_orchestrator.settlement.txmgr import FeePolicy
 from madara_orchestrator.snos.command import CommandSnosRunner
 from madara_orchestrator.snos.contract import SnosRunConfig, os_hints
 from madara_orchestrator.snos.http import HttpSnosRunner
@@ -149,6 +151,22 @@ def runtime_config(settings: Settings) -> RuntimeConfig:
         max_priority_queue_size=settings.max_priority_queue_size,
         dedup_proofs_by_job_id=settings.prover == "atlantic",
         settlement_fee_wait_s=settings.settlement_fee_wait_seconds,
+        posting=PostingPolicy(
+            deadline_s=settings.settlement_deadline_seconds,
+            percentile=settings.settlement_fee_percentile,
+            window_blocks=settings.settlement_fee_window_blocks,
+        ),
+    )
+
+
+def fee_cap(policy: FeePolicy) -> FeeCap:
+    """The posting policy's view of the transaction manager's hard cap: the same liability, the same rules."""
+    return FeeCap(
+        max_total_fee_wei=policy.max_total_fee_wei,
+        gas_limit=policy.gas_limit,
+        priority_fee_wei=policy.priority_fee_wei,
+        base_fee_multiplier=policy.base_fee_multiplier,
+        blob_fee_multiplier=policy.blob_fee_multiplier,
     )
 
 
@@ -306,6 +324,10 @@ async def build_embedded_stack(
             aggregator_runner=build_aggregator_runner(settings, sequencer, exits),
             reference=_reference_node(settings, exits),
         )
+        if isinstance(choice.client, EthereumSettlementClient):
+            # Blob-fee-aware posting (--settlement-deadline-seconds): the L1's fee history, the signer's hard cap.
+            adapters.fee_history = choice.client.rpc
+            config = dataclasses.replace(config, fee_cap=fee_cap(choice.client.txmgr.policy))
         runtime = Runtime(config, adapters, owner=owner, clock=backends.clock, metrics=telemetry.metrics)
     except BaseException:
         await exits.aclose()

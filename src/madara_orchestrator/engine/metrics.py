@@ -66,8 +66,9 @@ Left out, and why:
 Added, which the original lacks: settlement costs (``orchestrator_settlement_*``): fee paid per settled
 block and in total, L1 gas used and its price per settlement (from the final receipt:
 settlement/txmgr.py ``on_finalized``), blob fill (felts used / blob capacity), blobs, settled blocks,
-settlements put off because fees were above the hard cap, the execution and blob fees and the blob gas
-apart (the cost ledger's counters), and the bytes written to the object store (engine/cost.py
+settlements put off because fees were above the hard cap; the posting gate's wait for lower fees (why, which
+batch, seconds to its deadline, deadlines missed: engine/posting.py); the execution and blob fees and the
+blob gas apart (the cost ledger's counters), and the bytes written to the object store (engine/cost.py
 ``CountedObjects``); and ``orchestrator_chain_head_block`` (the
 sequencer's head, for the settlement lag); ``orchestrator_trigger_consecutive_failures`` (a trigger's failed
 runs in a row: what makes /health DEGRADED).
@@ -344,6 +345,32 @@ SETTLEMENT_FEE_CAP_EXCEEDED = ours(
     COUNTER,
     "orchestrator_settlement_fee_cap_exceeded_total",
     "Settlement attempts put off because fees were above the hard cap",
+)
+SETTLEMENT_POSTING_WAITING = ours(
+    GAUGE,
+    "orchestrator_settlement_posting_waiting",
+    "1 while the oldest proven batch waits for lower L1 fees (--settlement-deadline-seconds), by why it waits; "
+    "no series while nothing waits",
+    ["reason"],
+)
+SETTLEMENT_POSTING_BATCH = ours(
+    GAUGE,
+    "orchestrator_settlement_posting_batch",
+    "The batch the posting gate holds, by why (no series while none waits)",
+    ["reason"],
+)
+SETTLEMENT_DEADLINE_SECONDS = ours(
+    GAUGE,
+    "orchestrator_settlement_deadline_seconds",
+    "Seconds until the waiting batch's settlement deadline, by why it waits (negative once missed; no series "
+    "while none waits)",
+    ["reason"],
+    unit="s",
+)
+SETTLEMENT_DEADLINE_MISSED = ours(
+    COUNTER,
+    "orchestrator_settlement_deadline_missed_total",
+    "Batches not sent by their settlement deadline (--settlement-deadline-seconds)",
 )
 
 # -- the original's instruments (SPEC §14) ----------------------------------------------------------------
@@ -656,6 +683,21 @@ class Metrics:
         if event.busy_s > 0:
             self.record(WORKLOAD_BUSY_SECONDS, event.busy_s, **labels)
 
+    # -- posting under a deadline (engine/posting.py) ------------------------------------------------------
+
+    def _settlement_posting(self, event: ev.SettlementPosting) -> None:
+        for gauge in (SETTLEMENT_POSTING_WAITING, SETTLEMENT_POSTING_BATCH, SETTLEMENT_DEADLINE_SECONDS):
+            self.clear(gauge)
+        if not event.waiting:
+            return
+        self.record(SETTLEMENT_POSTING_WAITING, 1, reason=event.reason)
+        self.record(SETTLEMENT_POSTING_BATCH, event.batch, reason=event.reason)
+        if event.seconds_to_deadline is not None:
+            self.record(SETTLEMENT_DEADLINE_SECONDS, event.seconds_to_deadline, reason=event.reason)
+
+    def _settlement_deadline_missed(self, event: ev.SettlementDeadlineMissed) -> None:
+        self.record(SETTLEMENT_DEADLINE_MISSED)
+
     # -- settlement costs (jobs/state_update.py ``SettlementFigures``, settlement/txmgr.py) ---------------
 
     def settlement_done(
@@ -727,6 +769,8 @@ _HANDLERS: dict[type[Any], Callable[[Metrics, Any], None]] = {
         Metrics._job_counts,
         Metrics._queue_depth,
         Metrics._workload,
+        Metrics._settlement_posting,
+        Metrics._settlement_deadline_missed,
     )
 }
 """Each event's handler (by the type its ``event`` parameter has)."""

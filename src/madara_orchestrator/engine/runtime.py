@@ -21,6 +21,7 @@ from madara_orchestrator.domain.batching import BatchLimits
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.domain.health import HealthStatus, TriggerHealth, chain_problem, health_status
 from madara_orchestrator.domain.jobs import DEFAULT_POLICIES, JobPolicy, JobType
+from madara_orchestrator.domain.posting import FeeCap, PostingPolicy
 from madara_orchestrator.domain.queues import (
     PROCESSING_QUEUE,
     VERIFICATION_QUEUE,
@@ -40,6 +41,7 @@ from madara_orchestrator.engine.cleanup import StorageCleanup
 from madara_orchestrator.engine.consumers import QueueConsumer
 from madara_orchestrator.engine.metrics import Metrics
 from madara_orchestrator.engine.plan import L2_PLAN, PLANS, HandlerContext, LayerPlan, TriggerName
+from madara_orchestrator.engine.posting import SettlementGate
 from madara_orchestrator.engine.service import ACK, Decision, JobService, SystemClock
 from madara_orchestrator.engine.triggers import TriggerConfig, Triggers
 from madara_orchestrator.interfaces import (
@@ -51,6 +53,7 @@ from madara_orchestrator.interfaces import (
     Database,
     ExpiringStore,
     FeederGateway,
+    FeeHistorySource,
     LockService,
     ObjectStore,
     ProverClient,
@@ -110,6 +113,10 @@ class RuntimeConfig:
     """While settlement fees are above the hard cap, how often to try again."""
     dedup_proofs_by_job_id: bool = False
     """Atlantic deduplicates proof submissions on the job UUID; SHARP and the mock on the SNOS fact."""
+    posting: PostingPolicy = field(default_factory=PostingPolicy)
+    """When a proven batch's settlement is posted (``--settlement-deadline-seconds``; 0: at once)."""
+    fee_cap: FeeCap | None = None
+    """The settlement's hard fee cap, for the posting policy (Ethereum settlement only)."""
 
     def __post_init__(self, layer: Layer | None) -> None:
         if layer is not None and layer != self.plan.layer:
@@ -211,6 +218,8 @@ class Adapters:
     aggregator_runner: AggregatorRunner | None = None
     reference: ReferenceNode | None = None
     """The replay-bounds reference node (``--replay-bounds-rpc-url``, SPEC §5.9)."""
+    fee_history: FeeHistorySource | None = None
+    """The settlement L1's fee history (Ethereum settlement): what the posting policy decides on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +289,7 @@ class Runtime:
             owner=self.service.owner,
             reference=adapters.reference,
         )
+        self.settlement_gate = self._settlement_gate()
         self.triggers = Triggers(
             config=config.triggers,
             plan=config.plan,
@@ -300,12 +310,30 @@ class Runtime:
                 clock=self.clock,
                 settles_snos_batches=not config.plan.aggregator_batches,
             ),
+            settlement_gate=self.settlement_gate,
         )
+        if self.settlement_gate is not None:
+            self.settlement_gate.rekick = lambda: self.triggers.kick(TriggerName.UPDATE_STATE)
         self.consumers = self._consumers()
         self._busy_seen: dict[str, float] = {}
         """Each consumer's busy seconds already counted in ``workload_busy_seconds_total``."""
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _settlement_gate(self) -> SettlementGate | None:
+        """The posting gate, with a settlement deadline on an L1 whose fee history is known; else None: sent at once."""
+        config, adapters = self.config, self.adapters
+        if not config.posting.waits or adapters.fee_history is None or config.fee_cap is None:
+            return None
+        return SettlementGate(
+            policy=config.posting,
+            cap=config.fee_cap,
+            fees=adapters.fee_history,
+            db=self.storage.db,
+            clock=self.clock,
+            alerts=adapters.alerts,
+            metrics=self.metrics,
+        )
 
     def _handlers(self) -> dict[JobType, JobHandler[Any]]:
         a = self.adapters
@@ -515,6 +543,8 @@ class Runtime:
         deadline = self.config.graceful_shutdown_s
         results = await asyncio.gather(*(c.drain(deadline) for c in self.consumers))
         await self.triggers.stop()
+        if self.settlement_gate is not None:
+            self.settlement_gate.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -351,6 +351,24 @@ class Workload:
     busy_s: float
 
 
+@dataclass(frozen=True, slots=True)
+class SettlementPosting:
+    """The posting gate looked at the fees for the oldest batch waiting to be settled (``batch``): it waits
+    (``reason``: a ``domain.posting.Wait`` value) or goes; ``seconds_to_deadline``: negative once missed."""
+
+    batch: int
+    waiting: bool
+    reason: str
+    seconds_to_deadline: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementDeadlineMissed:
+    """A batch was not sent by its ``--settlement-deadline-seconds`` (counted once per batch)."""
+
+    batch: int
+
+
 Event = (
     JobOperation
     | OperationFailed
@@ -375,6 +393,8 @@ Event = (
     | JobCounts
     | QueueDepth
     | Workload
+    | SettlementPosting
+    | SettlementDeadlineMissed
 )
 
 

@@ -49,6 +49,7 @@ from madara_orchestrator.engine import telemetry as ev
 from madara_orchestrator.engine.batching import Batcher
 from madara_orchestrator.engine.cleanup import StorageCleanup
 from madara_orchestrator.engine.plan import L2_PLAN, PLANS, LayerPlan, TriggerName
+from madara_orchestrator.engine.posting import SettlementGate
 from madara_orchestrator.engine.service import JobService
 from madara_orchestrator.engine.telemetry import Telemetry
 from madara_orchestrator.interfaces import Clock, Database, SequencerRpc
@@ -94,8 +95,10 @@ class Triggers:
         batcher: Batcher,
         owner: str | None = None,
         cleanup: StorageCleanup | None = None,
+        settlement_gate: SettlementGate | None = None,
     ) -> None:
-        """``cleanup``: StorageCleanup, when the object store has an expiry rule (not for a bare files store)."""
+        """``cleanup``: StorageCleanup, when the object store has an expiry rule (not for a bare files store).
+        ``settlement_gate``: holds settlements back for lower L1 fees (``--settlement-deadline-seconds``)."""
         self.config = config
         self.plan = plan
         self.batcher = batcher
@@ -117,6 +120,7 @@ class Triggers:
             TriggerName.DATA_SUBMISSION: self.data_submission,
         }
         self._cleanup = cleanup
+        self.settlement_gate = settlement_gate
         if cleanup is not None:
             self._impl[TriggerName.STORAGE_CLEANUP] = self._storage_cleanup
         # What a trigger that made progress kicks next.
@@ -491,6 +495,9 @@ class Triggers:
         next_id = 1 if last is None else last + 1
         parent = await self.db.get_job_by_internal_id(parent_type, next_id)
         if parent is None or parent.status != JobStatus.COMPLETED:
+            return False
+        # Blob-fee-aware posting (engine/posting.py): a proven batch may wait for lower L1 fees.
+        if self.settlement_gate is not None and not await self.settlement_gate.may_send(next_id):
             return False
         context = SettlementContext(type="Batch", to_settle=next_id)
         specific = parent.metadata.specific

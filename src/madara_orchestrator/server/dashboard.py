@@ -399,7 +399,17 @@ async def overview(runtime: Runtime, *, admin_enabled: bool) -> Json:
         "job_counts": counts,
         "settlements": series,
         "fees": fees,
+        "posting": posting(runtime),
     }
+
+
+def posting(runtime: Runtime) -> Json | None:
+    """The posting gate's last look (``--settlement-deadline-seconds``): which batch waits for lower L1 fees and
+    why, or went; None without a deadline (settlements go at once) or before its first look."""
+    gate = runtime.settlement_gate
+    if gate is None or gate.state is None:
+        return None
+    return gate.state.to_json()
 
 
 BATCHING_TRIGGERS = frozenset({TriggerName.AGGREGATOR_BATCHING, TriggerName.SNOS_BATCHING})

@@ -403,6 +403,25 @@ class Fees(BaseModel):
     blob_batches: NonNegative
 
 
+class Posting(BaseModel):
+    """The posting gate's last look (``--settlement-deadline-seconds``); absent without a deadline."""
+
+    batch: int
+    at: float
+    waiting: bool
+    code: str
+    reason: str
+    deadline_s: Fraction
+    seconds_to_deadline: float | None
+    base_fee_wei: NonNegative | None
+    blob_base_fee_wei: NonNegative | None
+    target_base_fee_wei: NonNegative | None
+    target_blob_base_fee_wei: NonNegative | None
+    relaxed: Annotated[float, Field(ge=0, le=1)]
+    target_percentile: Annotated[float, Field(ge=0, le=100)] | None
+    waiting_batches: NonNegative
+
+
 class DashboardOverview(BaseModel):
     now: float
     admin_enabled: bool
@@ -420,6 +439,7 @@ class DashboardOverview(BaseModel):
     job_counts: dict[JobType, dict[JobStatus, NonNegative]]
     settlements: list[SettlementPoint]
     fees: Fees
+    posting: Posting | None
 
 
 class DashboardBlock(BaseModel):

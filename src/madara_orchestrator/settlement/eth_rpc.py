@@ -14,7 +14,8 @@ from typing import Any
 
 import httpx
 
-from madara_orchestrator.domain.errors import BackendUnavailable, OrchestratorError
+from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, OrchestratorError
+from madara_orchestrator.domain.posting import FeeHistory
 from madara_orchestrator.domain.redaction import cut_urls
 from madara_orchestrator.settlement.durable import redact_url
 
@@ -50,6 +51,27 @@ def _hex_int(value: Any, what: str) -> int:
     if not isinstance(value, str) or not value.startswith("0x"):
         raise BackendUnavailable(f"unexpected {what} from the Ethereum node: {value!r:.80}")
     return int(value, 16)
+
+
+def parse_fee_history(result: Any) -> FeeHistory:
+    """An ``eth_feeHistory`` answer. Blob fields are required: a settlement deadline needs a post-Cancun L1."""
+    if not isinstance(result, dict):
+        raise BackendUnavailable(f"unexpected eth_feeHistory answer from the Ethereum node: {result!r:.80}")
+    if result.get("baseFeePerBlobGas") is None or result.get("blobGasUsedRatio") is None:
+        raise BackendUnavailable(
+            "the Ethereum node's eth_feeHistory has no blob fees (baseFeePerBlobGas): the L1 must be post-Cancun; "
+            "or set --settlement-deadline-seconds 0 to send settlements at once"
+        )
+    try:
+        return FeeHistory(
+            oldest_block=_hex_int(result.get("oldestBlock"), "eth_feeHistory oldestBlock"),
+            base_fees=tuple(_hex_int(v, "eth_feeHistory base fee") for v in result.get("baseFeePerGas") or ()),
+            blob_base_fees=tuple(_hex_int(v, "eth_feeHistory blob base fee") for v in result["baseFeePerBlobGas"]),
+            gas_used_ratio=tuple(float(r) for r in result.get("gasUsedRatio") or ()),
+            blob_gas_used_ratio=tuple(float(r) for r in result["blobGasUsedRatio"]),
+        )
+    except (InvalidInput, TypeError, ValueError) as exc:
+        raise BackendUnavailable(f"unexpected eth_feeHistory answer from the Ethereum node: {exc}") from exc
 
 
 class JsonRpc:
@@ -143,6 +165,12 @@ class EthRpc(JsonRpc):
 
     async def blob_base_fee(self) -> int:
         return _hex_int(await self.request("eth_blobBaseFee"), "blob base fee")
+
+    async def fee_history(self, block_count: int, newest_block: int | str = "latest") -> FeeHistory:
+        """``eth_feeHistory`` (no reward percentiles): base fees and blob base fees per block, then the next
+        block's; a node may answer fewer blocks than asked (most cap a call at 1024)."""
+        newest = hex(newest_block) if isinstance(newest_block, int) else newest_block
+        return parse_fee_history(await self.request("eth_feeHistory", [hex(block_count), newest, []]))
 
     async def transaction_count(self, address: str, block: str = "latest") -> int:
         return _hex_int(await self.request("eth_getTransactionCount", [address, block]), "nonce")

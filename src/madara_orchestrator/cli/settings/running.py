@@ -125,6 +125,33 @@ class EthereumSettings(SettingsGroup):
         default=60.0,
         rule=POSITIVE,
     )
+    settlement_deadline_seconds: float = setting(
+        "SETTLEMENT_DEADLINE_SECONDS",
+        (
+            "post a proven batch when L1 fees are at or under their target, or by the time its oldest block is this "
+            "old; 0 sends at once, as the original (not in the original)"
+        ),
+        default=0.0,
+        rule=NON_NEGATIVE,
+        metavar="SECONDS",
+    )
+    settlement_fee_percentile: float = setting(
+        "SETTLEMENT_FEE_PERCENTILE",
+        (
+            "with a deadline: the target base fee and blob base fee are this percentile of the recent blocks' fees; "
+            "it relaxes toward the hard cap as the deadline nears"
+        ),
+        default=30.0,
+        rule=NON_NEGATIVE,
+        metavar="0-100",
+    )
+    settlement_fee_window_blocks: int = setting(
+        "SETTLEMENT_FEE_WINDOW_BLOCKS",
+        "with a deadline: the recent L1 blocks the target percentile is taken over (eth_feeHistory)",
+        default=300,
+        rule=POSITIVE,
+        metavar="BLOCKS",
+    )
     disable_peerdas: bool = setting(
         "ETHEREUM_DISABLE_PEERDAS",
         "EIP-4844 blob proofs, not EIP-7594 cells",

@@ -133,6 +133,19 @@ def _format_problems(values: Mapping[str, Any]) -> list[str]:
     )
     for name in ("ethereum_private_key", "mock_verifier_private_key"):
         problems.append(private_key_problem(values, name) or "")
+    return problems + _posting_problems(values)
+
+
+def _posting_problems(values: Mapping[str, Any]) -> list[str]:
+    """The settlement deadline waits for L1 blob fees: Ethereum settlement only; the percentile is one."""
+    problems: list[str] = []
+    if values["settlement_deadline_seconds"] and not values["settle_on_ethereum"]:
+        problems.append(
+            "--settlement-deadline-seconds times blob transactions on Ethereum: use it with --settle-on-ethereum, "
+            "or leave it out (0: settlements go at once)"
+        )
+    if values["settlement_fee_percentile"] > 100:
+        problems.append("--settlement-fee-percentile must be from 0 to 100")
     return problems
 
 

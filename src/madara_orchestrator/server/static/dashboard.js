@@ -299,6 +299,7 @@
       renderPipeline(ov);
       renderOpenBatches(ov);
       renderChart(ov);
+      renderPosting(ov);
       renderRecent(ov);
       renderCounts(ov);
     }
@@ -540,6 +541,25 @@
       if (span > 0) rate = `${(60 * settledBlocks / span).toFixed(1)} blocks/min`;
     }
     byId('chart-summary').textContent = `Throughput ${rate} over the last ${settlements.length} settlements · ${feeSummary(ov.fees)}`;
+  }
+
+  // Blob-fee-aware posting (--settlement-deadline-seconds): whether the next proven batch waits for lower L1 fees,
+  // why, and the time left to its deadline. Hidden without a deadline (settlements go at once).
+  function renderPosting(ov) {
+    const p = ov.posting;
+    if (!changed('posting', p)) return;
+    const node = byId('posting');
+    node.hidden = !p;
+    if (!p) return;
+    const left = p.seconds_to_deadline;
+    const deadline = left === null ? '' : left >= 0 ? ` · deadline in ${duration(left)}` : ` · deadline missed by ${duration(-left)}`;
+    const others = p.waiting_batches > 1 ? ` (${p.waiting_batches} batches proven)` : '';
+    node.className = `small ${p.waiting ? (left !== null && left < 0 ? 'message bad' : 'message') : 'muted'}`;
+    node.dataset.waiting = String(p.waiting);
+    node.dataset.code = p.code;
+    node.textContent = p.waiting
+      ? `Batch ${p.batch} waits for lower L1 fees${others}: ${p.reason}`
+      : `Batch ${p.batch} posted (${p.code.replace(/_/g, ' ')}): base fee ${wei(p.base_fee_wei)}, blob base fee ${wei(p.blob_base_fee_wei)}${deadline}`;
   }
 
   // Cost at a glance: the fees in the settlement layer's coin, per settled block, and how full the blobs were.
