@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -57,6 +58,14 @@ CRASH_POINTS = ("unstored", "signed", "sent", "included", "mined")
 stored and before it is broadcast; after the node accepted it and before that is recorded; after its receipt
 is seen and before its confirmations are awaited (only with confirmations); after it is final (confirmed)
 and before that is recorded."""
+
+_sending: contextvars.ContextVar[str | None] = contextvars.ContextVar("settlement_key", default=None)
+
+
+def sending_key() -> str | None:
+    """The key the calling task is sending (for a ``crash_hook`` that crashes at one key of several)."""
+    return _sending.get()
+
 
 KeyGuard = Callable[[str], contextlib.AbstractAsyncContextManager[bool]]
 """Holds a key against other processes while it is sent: yields False when another process holds it."""
@@ -320,9 +329,11 @@ class DurableSender(Generic[RequestT]):
         """
         async with self._keys.hold(key):
             self._after[key] = after
+            token = _sending.set(key)
             try:
                 return await self._send(key, build)
             finally:
+                _sending.reset(token)
                 self._after.pop(key, None)
 
     def _progressed(self) -> None:
@@ -763,6 +774,10 @@ class DurableSender(Generic[RequestT]):
         record = await self.store.get_key(after)
         if record is not None and record.status is KeyStatus.FINALIZED:
             return
+        if record is not None and record.status is KeyStatus.PENDING:
+            found = await self._find_receipt(await self._in_flight(after, record.nonce))
+            if found is not None and found.receipt.revert_error is None:
+                return  # it landed (its sender has not recorded it yet): this revert is this key's own
         log.warning(
             "settlement %s reverted while %s before it has not settled (%s); it is not counted as settled and "
             "is sent again after %s",
