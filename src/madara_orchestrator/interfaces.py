@@ -286,13 +286,25 @@ class SettlementClient(Protocol):
         ...
 
     async def update_state_with_blobs(
-        self, program_output: Sequence[int], blobs: Sequence[bytes], *, idempotency_key: str
+        self,
+        program_output: Sequence[int],
+        blobs: Sequence[bytes],
+        *,
+        idempotency_key: str,
+        after_key: str | None = None,
     ) -> SettlementResult:
-        """Settle with blob DA. ``idempotency_key`` (the batch) lets a durable sender avoid a double send."""
+        """Settle with blob DA. ``idempotency_key`` (the batch) lets a durable sender avoid a double send.
+        ``after_key``: the settlement this one follows while it is in flight (several in flight): nothing is
+        sent before that one is broadcast, and it takes the next nonce; ``OutOfTurn`` when it must wait."""
         ...
 
     async def update_state_calldata(
-        self, snos_output: Sequence[int], program_output: Sequence[int], *, idempotency_key: str
+        self,
+        snos_output: Sequence[int],
+        program_output: Sequence[int],
+        *,
+        idempotency_key: str,
+        after_key: str | None = None,
     ) -> SettlementResult: ...
 
     async def verify_tx_inclusion(self, tx_hash: str) -> str:
@@ -599,8 +611,9 @@ class TxStore(Protocol):
         ...
 
     async def reserve_nonce(self, key: str, *, chain_latest: int, chain_pending: int) -> int:
-        """The key's nonce; on first call the lowest nonce that is neither mined nor held by another
-        pending key of the same sender (and not below the node's pending count)."""
+        """The key's nonce; on first call a gap below the nonces other pending keys of the same sender hold
+        (one released while later ones were sent), else the lowest nonce above every nonce mined, held by
+        another pending key or counted pending by the node."""
         ...
 
     async def release_nonce(self, key: str) -> None:

@@ -101,6 +101,19 @@ async def test_a_released_nonce_is_reused_and_finalized_keys_do_not_hold_one(sto
     assert await store.reserve_nonce("b", chain_latest=1, chain_pending=1) == 1
 
 
+async def test_a_nonce_released_below_held_ones_is_taken_again_not_skipped(store: AnyTxStore) -> None:
+    """Several settlements in flight: batch 1 holds 3, batch 2 holds 4 (in the pool: pending 5); batch 1's
+    nonce is released (its first attempt refused). Batch 1 takes 3 again, else batch 2 would be stranded
+    behind a gap and batch 1 would land after it."""
+    for key in ("b1", "b2", "b3"):
+        await store.create_key(key, SENDER)
+    assert await store.reserve_nonce("b1", chain_latest=3, chain_pending=3) == 3
+    assert await store.reserve_nonce("b2", chain_latest=3, chain_pending=4) == 4
+    await store.release_nonce("b1")
+    assert await store.reserve_nonce("b1", chain_latest=3, chain_pending=5) == 3
+    assert await store.reserve_nonce("b3", chain_latest=3, chain_pending=5) == 5  # no gap: above everything
+
+
 async def test_finalize_records_the_outcome_and_drops_raw_transactions(store: AnyTxStore) -> None:
     await store.create_key("k", SENDER)
     await store.reserve_nonce("k", chain_latest=0, chain_pending=0)

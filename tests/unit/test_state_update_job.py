@@ -29,7 +29,12 @@ class FakeSettlement:
         return self.last
 
     async def update_state_with_blobs(
-        self, program_output: Sequence[int], blobs: Sequence[bytes], *, idempotency_key: str
+        self,
+        program_output: Sequence[int],
+        blobs: Sequence[bytes],
+        *,
+        idempotency_key: str,
+        after_key: str | None = None,
     ) -> SettlementResult:
         self.sent.append(idempotency_key)
         if self.errors:

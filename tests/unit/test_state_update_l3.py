@@ -40,12 +40,22 @@ class CalldataSettlement:
         return self.last
 
     async def update_state_with_blobs(
-        self, program_output: Sequence[int], blobs: Sequence[bytes], *, idempotency_key: str
+        self,
+        program_output: Sequence[int],
+        blobs: Sequence[bytes],
+        *,
+        idempotency_key: str,
+        after_key: str | None = None,
     ) -> SettlementResult:  # pragma: no cover
         raise AssertionError("an L3 settles with calldata")
 
     async def update_state_calldata(
-        self, snos_output: Sequence[int], program_output: Sequence[int], *, idempotency_key: str
+        self,
+        snos_output: Sequence[int],
+        program_output: Sequence[int],
+        *,
+        idempotency_key: str,
+        after_key: str | None = None,
     ) -> SettlementResult:
         self.calls.append((list(snos_output), list(program_output), idempotency_key))
         if self.errors:

@@ -64,6 +64,17 @@ SENDER_LOCK_SPACE = 0x5458
 two-key space never meets the one-key locks (schema migrations)."""
 
 
+def _free_nonce(held: set[int], *, chain_latest: int, chain_pending: int) -> int:
+    """The nonce a key takes: a gap below nonces other pending keys hold (one released while later ones were
+    sent, several settlements in flight) is taken first, so later transactions are never stranded behind it;
+    else the next one above everything held, mined and pending on the node."""
+    if held:
+        gap = next((n for n in range(chain_latest, max(held)) if n not in held), None)
+        if gap is not None:
+            return gap
+    return max(chain_latest, chain_pending, max(held) + 1 if held else 0)
+
+
 def _key_from_row(row: Row) -> TxKeyRecord:
     return TxKeyRecord(
         key=row["key"],
@@ -149,12 +160,11 @@ class SqlTxStore:
                 assert row is not None
                 if row["nonce"] is not None:
                     return int(row["nonce"])
-            held = await conn.fetch_one(
-                "SELECT MAX(nonce) AS n FROM settlement_tx_keys WHERE sender = ? AND status = ? AND nonce >= ?",
-                (sender, KeyStatus.PENDING.value, chain_latest),
+            rows = await conn.fetch_all(
+                "SELECT nonce FROM settlement_tx_keys WHERE sender = ? AND status = ? AND nonce >= ? AND key != ?",
+                (sender, KeyStatus.PENDING.value, chain_latest, key),
             )
-            highest = None if held is None or held["n"] is None else int(held["n"])
-            nonce = max(chain_latest, chain_pending, highest + 1 if highest is not None else 0)
+            nonce = _free_nonce({int(r["nonce"]) for r in rows}, chain_latest=chain_latest, chain_pending=chain_pending)
             await conn.execute(
                 "UPDATE settlement_tx_keys SET nonce = ?, updated_at = ? WHERE key = ?", (nonce, now, key)
             )

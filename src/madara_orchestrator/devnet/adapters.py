@@ -25,7 +25,7 @@ from madara_orchestrator.devnet.program_output import (
     build_program_output,
     spanning_header,
 )
-from madara_orchestrator.domain.errors import JobError, OrchestratorError
+from madara_orchestrator.domain.errors import JobError, OrchestratorError, OutOfTurn
 from madara_orchestrator.domain.proving import (
     AggregationArtifacts,
     CreateJob,
@@ -334,6 +334,11 @@ class SettlementRejected(OrchestratorError):
     pass
 
 
+TURN_POLL_S = 0.05
+TURN_TIMEOUT_S = 30.0
+"""How often, and how long, a devnet settlement waits for the one before it (several in flight)."""
+
+
 class DevnetSettlement:
     """The core contract's bookkeeping, persisted in a SQLite file so restarts and instances agree.
 
@@ -364,9 +369,32 @@ class DevnetSettlement:
 
         return await asyncio.to_thread(read)
 
+    async def _await_turn(self, key: str, after: str) -> None:
+        """Several in flight: a settlement is written only after the one it follows (the ledger settles at
+        once, so "broadcast" is "written"); ``OutOfTurn`` after ``TURN_TIMEOUT_S``."""
+
+        def written() -> bool:
+            with self._connect() as conn:
+                row = conn.execute("SELECT 1 FROM devnet_settlements WHERE idempotency_key = ?", (after,))
+                return row.fetchone() is not None
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + TURN_TIMEOUT_S
+        while not await asyncio.to_thread(written):
+            if loop.time() >= deadline:
+                raise OutOfTurn(f"devnet settlement {key} waits for {after} before it", wait_s=1.0)
+            await asyncio.sleep(TURN_POLL_S)
+
     async def update_state_with_blobs(
-        self, program_output: Sequence[int], blobs: Sequence[bytes], *, idempotency_key: str
+        self,
+        program_output: Sequence[int],
+        blobs: Sequence[bytes],
+        *,
+        idempotency_key: str,
+        after_key: str | None = None,
     ) -> SettlementResult:
+        if after_key is not None:
+            await self._await_turn(idempotency_key, after_key)
         if len(program_output) < 4:
             raise SettlementRejected("devnet settlement: program output too short to hold block numbers")
         if not blobs or any(len(b) != BLOB_BYTES for b in blobs):
@@ -406,7 +434,12 @@ class DevnetSettlement:
         return await asyncio.to_thread(write)
 
     async def update_state_calldata(
-        self, snos_output: Sequence[int], program_output: Sequence[int], *, idempotency_key: str
+        self,
+        snos_output: Sequence[int],
+        program_output: Sequence[int],
+        *,
+        idempotency_key: str,
+        after_key: str | None = None,
     ) -> SettlementResult:
         raise SettlementRejected("devnet settlement takes blobs only")
 

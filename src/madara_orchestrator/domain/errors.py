@@ -82,6 +82,16 @@ class OutsideCondition(OrchestratorError):
     job handler turns it into ``JobError(wait_s=...)``, which says how long."""
 
 
+class OutOfTurn(OrchestratorError):
+    """A settlement must wait for the one before it (several settlements in flight, strictly in order): its
+    predecessor is not broadcast yet, or reverted (and this one, chained on its roots, with it). Not the job's
+    failure: the handler turns it into ``JobError(wait_s=...)``, which keeps the retry budget."""
+
+    def __init__(self, message: str, *, wait_s: float) -> None:
+        super().__init__(message)
+        self.wait_s = wait_s
+
+
 class JobError(OrchestratorError):
     """A job handler failure. ``retryable`` tells the engine whether another attempt may help;
     ``specific`` is job-specific metadata to save with the failure (e.g. settlement attempts);

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
@@ -376,3 +377,12 @@ def transition(job: Job, target: JobStatus, **changes: Any) -> Job:
     if not is_allowed(job.status, target):
         raise InvalidTransition(f"job {job.describe()} cannot move from {job.status} to {target}")
     return dataclasses.replace(job, status=target, **changes)
+
+
+def settlements_in_flight(counts: Mapping[tuple[JobType, JobStatus], int]) -> int:
+    """StateTransition jobs created and not yet completed or failed, from jobs counted by type and status:
+    the settlements in flight (at most ``--max-settlements-in-flight``)."""
+    done = (JobStatus.COMPLETED, JobStatus.FAILED)
+    return sum(
+        n for (job_type, status), n in counts.items() if job_type == JobType.STATE_TRANSITION and status not in done
+    )

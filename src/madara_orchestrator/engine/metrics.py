@@ -86,7 +86,7 @@ from prometheus_client import Counter as PromCounter
 from prometheus_client import Gauge as PromGauge
 from prometheus_client import Histogram as PromHistogram
 
-from madara_orchestrator.domain.jobs import JobStatus, JobType
+from madara_orchestrator.domain.jobs import JobStatus, JobType, settlements_in_flight
 from madara_orchestrator.engine import telemetry as ev
 
 if TYPE_CHECKING:
@@ -251,6 +251,11 @@ LAST_SETTLED_BLOCK = ours(
     GAUGE, "orchestrator_last_settled_block", "Last block the settlement layer reports", unit="block"
 )
 CHAIN_HEAD = ours(GAUGE, "orchestrator_chain_head_block", "Latest block of the sequencer", unit="block")
+SETTLEMENTS_IN_FLIGHT = ours(
+    GAUGE,
+    "orchestrator_settlements_in_flight",
+    "StateTransition jobs created and not yet completed or failed (at most --max-settlements-in-flight)",
+)
 BATCHES_CREATED = ours(
     COUNTER,
     "orchestrator_batches_created_total",
@@ -671,6 +676,7 @@ class Metrics:
             self.record(JOBS, count, job_type=job_type, status=status)
         locked = sum(n for (_, status), n in event.counts.items() if status == JobStatus.LOCKED_FOR_PROCESSING)
         self.record(ACTIVE_JOBS_COUNT, locked, status="processing")
+        self.record(SETTLEMENTS_IN_FLIGHT, settlements_in_flight(event.counts))
 
     def _queue_depth(self, event: ev.QueueDepth) -> None:
         for state, value in (("visible", event.visible), ("in_flight", event.in_flight), ("delayed", event.delayed)):

@@ -72,6 +72,7 @@ class HandlerContext:
     aggregator_runner: AggregatorRunner | None
     dedup_proofs_by_job_id: bool
     settlement_fee_wait_s: float
+    max_settlements_in_flight: int = 1
 
 
 HandlerFactory = Callable[[HandlerContext], JobHandler[Any]]
@@ -145,6 +146,7 @@ def _state_update(settles: BatchKind) -> HandlerFactory:
             fee_wait_s=c.settlement_fee_wait_s,
             figures=c.metrics,
             settles=settles,
+            max_in_flight=c.max_settlements_in_flight,
         )
 
     return build

@@ -126,7 +126,10 @@ class RuntimeConfig:
         return self.plan.job_types
 
     def concurrency(self, job_type: JobType) -> int:
-        return self.processing_concurrency.get(job_type, DEFAULT_PROCESSING_CONCURRENCY.get(job_type, 10))
+        configured = self.processing_concurrency.get(job_type, DEFAULT_PROCESSING_CONCURRENCY.get(job_type, 10))
+        if job_type == JobType.STATE_TRANSITION:  # each settlement in flight is a job being processed
+            return max(configured, self.triggers.max_settlements_in_flight)
+        return configured
 
     def lease_visibility_s(self, job_type: JobType) -> float:
         """A processing message stays hidden a little longer than the lease: when a worker dies its
@@ -352,6 +355,7 @@ class Runtime:
                 aggregator_runner=a.aggregator_runner,
                 dedup_proofs_by_job_id=self.config.dedup_proofs_by_job_id,
                 settlement_fee_wait_s=self.config.settlement_fee_wait_s,
+                max_settlements_in_flight=self.config.triggers.max_settlements_in_flight,
             )
         )
 

@@ -60,6 +60,9 @@ from madara_orchestrator.jobs.snos import snos_metadata
 log = logging.getLogger("madara_orchestrator.triggers")
 
 MAX_INDEX = 2**63 - 1
+UNFINISHED_STATUSES = tuple(s for s in JobStatus if s != JobStatus.COMPLETED)
+"""A StateTransition in any of these counts against ``max_settlements_in_flight`` (a failed one too: the
+batches after it wait for it)."""
 
 
 LAYER_TRIGGERS: dict[Layer, tuple[TriggerName, ...]] = {layer: plan.triggers for layer, plan in PLANS.items()}
@@ -73,6 +76,8 @@ class TriggerConfig:
     store_audit_artifacts: bool = False
     snos_full_output: bool = False
     halt_on_failure: bool = False
+    max_settlements_in_flight: int = 1
+    """StateTransition jobs unfinished at once (``--max-settlements-in-flight``; the CLI's default is 4)."""
     health: TriggerPolicy = field(default_factory=TriggerPolicy)
     """When a trigger counts as failing, and how its re-runs back off."""
 
@@ -484,44 +489,69 @@ class Triggers:
         return created > 0
 
     async def update_state(self) -> bool:
-        """One StateTransition at a time, for the next batch in strict order (SPEC §4.11)."""
-        parent_type = self.plan.settlement_parent
+        """StateTransition jobs for the next batches, strictly in order, while fewer than
+        ``max_settlements_in_flight`` are unfinished (1: one at a time, the next once the latest completed,
+        SPEC §4.11). Each settles after the one before it (jobs/state_update.py: consecutive nonces)."""
+        limit = max(1, self.config.max_settlements_in_flight)
         latest = await self.db.latest_job(JobType.STATE_TRANSITION)
-        if latest is not None and latest.status != JobStatus.COMPLETED:
-            return False
+        if limit == 1:
+            unfinished = 0 if latest is None or latest.status == JobStatus.COMPLETED else 1
+        else:
+            unfinished = len(
+                await self.db.list_jobs(job_types=(JobType.STATE_TRANSITION,), statuses=UNFINISHED_STATUSES)
+            )
         last: int | None = None
         if latest is not None and isinstance(latest.metadata.specific, StateUpdateMetadata):
             last = latest.metadata.specific.context.to_settle
         next_id = 1 if last is None else last + 1
-        parent = await self.db.get_job_by_internal_id(parent_type, next_id)
+        created = False
+        while unfinished < limit:
+            ready = await self._state_transition_metadata(next_id)
+            if ready is None:
+                break
+            meta, parent = ready
+            if await self._create(JobType.STATE_TRANSITION, next_id, meta, parent) is None:
+                break
+            created = True
+            unfinished += 1
+            next_id += 1
+        return created
+
+    async def _state_transition_metadata(self, next_id: int) -> tuple[StateUpdateMetadata, Job] | None:
+        """The metadata of batch ``next_id``'s StateTransition, and its parent job; None while not ready."""
+        parent = await self.db.get_job_by_internal_id(self.plan.settlement_parent, next_id)
         if parent is None or parent.status != JobStatus.COMPLETED:
-            return False
+            return None
         # Blob-fee-aware posting (engine/posting.py): a proven batch may wait for lower L1 fees.
         if self.settlement_gate is not None and not await self.settlement_gate.may_send(next_id):
-            return False
+            return None
         context = SettlementContext(type="Batch", to_settle=next_id)
         specific = parent.metadata.specific
         if isinstance(specific, AggregatorMetadata):
-            meta = StateUpdateMetadata(
-                context=context,
-                snos_output_path=specific.snos_output_path,
-                program_output_path=specific.program_output_path,
-                blob_data_path=specific.blob_data_path,
-                da_segment_path=specific.da_segment_path,
+            return (
+                StateUpdateMetadata(
+                    context=context,
+                    snos_output_path=specific.snos_output_path,
+                    program_output_path=specific.program_output_path,
+                    blob_data_path=specific.blob_data_path,
+                    da_segment_path=specific.da_segment_path,
+                ),
+                parent,
             )
-        elif isinstance(specific, DaMetadata):
+        if isinstance(specific, DaMetadata):
             snos_job = await self.db.get_job_by_internal_id(JobType.SNOS_RUN, next_id)
             snos = snos_job.metadata.specific if snos_job else None
             if not isinstance(snos, SnosMetadata):
                 log.error("StateTransition %d: its SnosRun job is missing; cannot settle yet", next_id)
-                return False
-            meta = StateUpdateMetadata(
-                context=context,
-                snos_output_path=snos.snos_output_path,
-                program_output_path=snos.program_output_path,
-                blob_data_path=specific.blob_data_path,
+                return None
+            return (
+                StateUpdateMetadata(
+                    context=context,
+                    snos_output_path=snos.snos_output_path,
+                    program_output_path=snos.program_output_path,
+                    blob_data_path=specific.blob_data_path,
+                ),
+                parent,
             )
-        else:
-            log.error("%s has no settlement paths in its metadata", parent.describe())
-            return False
-        return await self._create(JobType.STATE_TRANSITION, next_id, meta, parent) is not None
+        log.error("%s has no settlement paths in its metadata", parent.describe())
+        return None

@@ -6,6 +6,11 @@ the bridge proof ProofRegistration fetched.
 
 Safe to repeat: before sending, and again after a failure, the settlement contract's last block is
 compared with the batch's end block; a batch already settled (after a crash, or by hand) is not sent.
+
+Several in flight (``--max-settlements-in-flight``): a batch whose predecessor is not settled yet is sent
+after it (``after_key``: the settlement client broadcasts it once the predecessor's is broadcast, with the
+next nonce); until then, or when the predecessor reverted, the job waits (``OutOfTurn``) without spending
+its retry budget. Verification of a batch whose predecessors are still settling is pending, not rejected.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 
 from madara_orchestrator.domain.artifacts import SnosFile, snos_key
 from madara_orchestrator.domain.batches import AggregatorBatchStatus, SnosBatchStatus
-from madara_orchestrator.domain.errors import InvalidInput, JobError, OutsideCondition
+from madara_orchestrator.domain.errors import InvalidInput, JobError, OutOfTurn, OutsideCondition
 from madara_orchestrator.domain.jobs import Job, JobType, StateUpdateMetadata
 from madara_orchestrator.interfaces import (
     AlertSink,
@@ -101,11 +106,15 @@ class StateUpdateJobHandler(JobHandler[StateUpdateMetadata]):
         fee_wait_s: float = 60.0,
         figures: SettlementFigures | None = None,
         settles: BatchKind = BatchKind.AGGREGATOR,
+        max_in_flight: int = 1,
     ) -> None:
         """``fee_wait_s``: when fees are above the hard cap, how long to wait before trying again.
         ``figures``: where each settlement's blocks, blob fill, duration and fee are recorded.
-        ``settles``: what a job's internal id indexes: aggregator batches (L2) or SNOS batches (L3)."""
+        ``settles``: what a job's internal id indexes: aggregator batches (L2) or SNOS batches (L3).
+        ``max_in_flight``: how many settlements may be in flight at once (how far behind verification may
+        find the contract without rejecting)."""
         self.settles = settles
+        self.max_in_flight = max(1, max_in_flight)
         self.settlement = settlement
         self.objects = objects
         self.db = db
@@ -136,6 +145,17 @@ class StateUpdateJobHandler(JobHandler[StateUpdateMetadata]):
         last = await self.settlement.last_settled_block()
         return last is not None and last >= end_block
 
+    @staticmethod
+    def _key(job_type: str, index: int) -> str:
+        return f"{job_type}-{index}"
+
+    async def _after_key(self, job: Job, to_settle: int) -> str | None:
+        """The settlement this one must follow: the previous batch's, while that batch is not settled."""
+        previous_end = await self._end_block(to_settle - 1) if to_settle > 1 else None
+        if previous_end is None or await self._already_settled(previous_end):
+            return None
+        return self._key(job.job_type, to_settle - 1)
+
     async def process_with(self, job: Job, meta: StateUpdateMetadata) -> Processed:
         to_settle = meta.context.to_settle
         bounds = await self._bounds(to_settle)
@@ -147,14 +167,19 @@ class StateUpdateJobHandler(JobHandler[StateUpdateMetadata]):
                 external_id=str(to_settle),
                 specific=dataclasses.replace(meta, tx_hash=meta.tx_hash or ZERO_HASH),
             )
-        key = f"{job.job_type}-{to_settle}"
+        key = self._key(job.job_type, to_settle)
+        after = await self._after_key(job, to_settle)
         if self.settles == BatchKind.SNOS:
-            prepared = await self._prepare_calldata(meta, to_settle, key)
+            prepared = await self._prepare_calldata(meta, to_settle, key, after)
         else:
-            prepared = await self._prepare_blobs(meta, key)
+            prepared = await self._prepare_blobs(meta, key, after)
         started = time.monotonic()
         try:
             result = await prepared.send()
+        except OutOfTurn as exc:
+            if await self._already_settled(end_block):
+                return Processed(external_id=str(to_settle), specific=dataclasses.replace(meta, tx_hash=ZERO_HASH))
+            raise JobError(f"Batch {to_settle} waits for its turn: {exc}", specific=meta, wait_s=exc.wait_s) from exc
         except Exception as exc:
             failed = dataclasses.replace(
                 meta,
@@ -194,7 +219,7 @@ class StateUpdateJobHandler(JobHandler[StateUpdateMetadata]):
         )
         return Processed(external_id=str(to_settle), specific=settled)
 
-    async def _prepare_blobs(self, meta: StateUpdateMetadata, key: str) -> _Prepared:
+    async def _prepare_blobs(self, meta: StateUpdateMetadata, key: str, after: str | None) -> _Prepared:
         """L2: the aggregator's program output, and its DA segment as blobs (SPEC §8.4 step 4, §6.4)."""
         if not meta.program_output_path or not meta.da_segment_path:
             raise JobError("Missing required paths: program_output_path, da_segment_path", retryable=False)
@@ -203,11 +228,15 @@ class StateUpdateJobHandler(JobHandler[StateUpdateMetadata]):
         blobs = felts_to_blobs(da_segment)
 
         async def send() -> SettlementResult:
-            return await self.settlement.update_state_with_blobs(program_output, blobs, idempotency_key=key)
+            return await self.settlement.update_state_with_blobs(
+                program_output, blobs, idempotency_key=key, after_key=after
+            )
 
         return _Prepared(send=send, felts=len(da_segment), blobs=len(blobs))
 
-    async def _prepare_calldata(self, meta: StateUpdateMetadata, to_settle: int, key: str) -> _Prepared:
+    async def _prepare_calldata(
+        self, meta: StateUpdateMetadata, to_settle: int, key: str, after: str | None
+    ) -> _Prepared:
         """L3: the outputs the SNOS proof and the bridge proof attest, as calldata (SPEC §8.4 step 4)."""
         if not meta.snos_output_path:
             raise JobError("Missing required paths: snos_output_path", retryable=False)
@@ -231,7 +260,9 @@ class StateUpdateJobHandler(JobHandler[StateUpdateMetadata]):
         bridge_output = await self._proven_output(snos_key(to_settle, SnosFile.BRIDGE_PROOF))
 
         async def send() -> SettlementResult:
-            return await self.settlement.update_state_calldata(os_output, bridge_output, idempotency_key=key)
+            return await self.settlement.update_state_calldata(
+                os_output, bridge_output, idempotency_key=key, after_key=after
+            )
 
         return _Prepared(send=send, felts=len(os_output) + len(bridge_output), blobs=0)
 
@@ -257,10 +288,21 @@ class StateUpdateJobHandler(JobHandler[StateUpdateMetadata]):
             else:
                 await move_aggregator_batch(self.db, to_settle, AggregatorBatchStatus.COMPLETED, now=self.clock.now())
             return Verified.verified()
-        previous_end = await self._end_block(to_settle - 1) if to_settle > 1 else None
-        if (previous_end is not None and last == previous_end) or (to_settle == 1 and last < expected):
+        if await self._earlier_settling(to_settle, last):
             return Verified.pending()
         return Verified.rejected(f"Last settle block expected was {expected} but found {last}")
+
+    async def _earlier_settling(self, to_settle: int, last: int) -> bool:
+        """Whether the contract stands at the end of one of the ``max_in_flight`` batches before this one (or,
+        that far from the first batch, before the first batch's end): they are still settling."""
+        first = to_settle - self.max_in_flight
+        for index in range(max(1, first), to_settle):
+            if await self._end_block(index) == last:
+                return True
+        if first < 1:
+            first_end = await self._end_block(1)
+            return first_end is not None and last < first_end
+        return False
 
 
 def _attempts_of(exc: Exception, meta: StateUpdateMetadata) -> dict[str, Any]:

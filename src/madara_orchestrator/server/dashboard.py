@@ -10,7 +10,7 @@ free text that may quote an outside URL (failure reasons, settlement errors) has
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from madara_orchestrator.domain.batches import (
@@ -23,7 +23,7 @@ from madara_orchestrator.domain.batches import (
 from madara_orchestrator.domain.batching import FELTS_PER_BLOB, BatchLimits
 from madara_orchestrator.domain.errors import NotFound
 from madara_orchestrator.domain.health import chain_problem
-from madara_orchestrator.domain.jobs import Job, JobStatus, JobType, StateUpdateMetadata
+from madara_orchestrator.domain.jobs import Job, JobStatus, JobType, StateUpdateMetadata, settlements_in_flight
 from madara_orchestrator.domain.lag import LagRule
 from madara_orchestrator.domain.redaction import cut_urls
 from madara_orchestrator.engine.blocks import BlockRange, aggregator_batches, job_ranges
@@ -272,8 +272,12 @@ async def stages_through(runtime: Runtime) -> dict[str, Json]:
 
 
 async def job_counts(db: Database) -> dict[str, dict[str, int]]:
+    return counts_by_name(await db.count_jobs())
+
+
+def counts_by_name(raw: Mapping[tuple[JobType, JobStatus], int]) -> dict[str, dict[str, int]]:
     counts: dict[str, dict[str, int]] = {}
-    for (job_type, status), n in sorted((await db.count_jobs()).items()):
+    for (job_type, status), n in sorted(raw.items()):
         counts.setdefault(job_type.value, {})[status.value] = n
     return counts
 
@@ -366,7 +370,8 @@ async def overview(runtime: Runtime, *, admin_enabled: bool) -> Json:
     now = runtime.clock.now()
     head, settled = await _head_and_settled(runtime)
     stages = await stages_through(runtime)
-    counts = await job_counts(runtime.storage.db)
+    raw_counts = await runtime.storage.db.count_jobs()
+    counts = counts_by_name(raw_counts)
     chain = chain_problem(head.value, settled.value)
     lag_view = await lag(runtime, head.value, settled.value, chain, now)
     open_rows, recent_rows, batched_through = await batch_rows(runtime, now)
@@ -397,6 +402,10 @@ async def overview(runtime: Runtime, *, admin_enabled: bool) -> Json:
         "open_batches": open_rows,
         "recent_batches": recent_rows,
         "job_counts": counts,
+        "settlements_in_flight": {
+            "count": settlements_in_flight(raw_counts),
+            "limit": runtime.config.triggers.max_settlements_in_flight,
+        },
         "settlements": series,
         "fees": fees,
         "posting": posting(runtime),

@@ -422,6 +422,13 @@ class Posting(BaseModel):
     waiting_batches: NonNegative
 
 
+class InFlight(BaseModel):
+    count: NonNegative
+    """StateTransition jobs created and not yet completed or failed."""
+    limit: Annotated[int, Field(ge=1)]
+    """--max-settlements-in-flight"""
+
+
 class DashboardOverview(BaseModel):
     now: float
     admin_enabled: bool
@@ -437,6 +444,7 @@ class DashboardOverview(BaseModel):
     open_batches: BatchRows
     recent_batches: BatchRows
     job_counts: dict[JobType, dict[JobStatus, NonNegative]]
+    settlements_in_flight: InFlight
     settlements: list[SettlementPoint]
     fees: Fees
     posting: Posting | None

@@ -16,12 +16,21 @@ small chain backend (``ChainBackend``: nonce, fee estimate and signature, broadc
 
 A key is sent by one caller at a time: in this process by a lock, across processes by a ``KeyGuard`` (the
 composition root builds it on the database's named leases, ``engine/lease.py``).
+
+Several keys in flight, strictly in order (``send(key, build, after=previous_key)``): a key is signed and
+broadcast only once the key before it is broadcast (an attempt stored as Sent, or finalized), so it takes
+the next nonce; a nonce released while later ones are held (a refused first attempt) is taken again by its
+key, never skipped. A key whose transaction reverts while the key before it has not settled (they chain on
+each other's roots) is not counted as settled and not failed: ``OutOfTurn`` says to send it again after
+its predecessor. A mined transaction that leaves the chain before its confirmations (a reorg) is
+re-broadcast from the store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import logging
 import time
@@ -32,7 +41,7 @@ from typing import Any, Generic, Literal, NoReturn, Protocol, TypeVar
 import httpx
 
 from madara_orchestrator.domain.cost import FeeSplit
-from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput
+from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, OutOfTurn
 from madara_orchestrator.domain.settlement_tx import (
     AttemptRecord,
     AttemptStatus,
@@ -46,9 +55,19 @@ from madara_orchestrator.settlement.errors import FeeBumpsExhausted, FeeCapExcee
 
 log = logging.getLogger(__name__)
 
-CRASH_POINTS = ("signed", "sent", "mined")
-"""Where a sender's ``crash_hook`` is called: after an attempt is stored and before it is broadcast; after
-the node accepted it and before that is recorded; after its receipt is seen and before it is recorded final."""
+CRASH_POINTS = ("unstored", "signed", "sent", "included", "mined")
+"""Where a sender's ``crash_hook`` is called: after an attempt is signed and before it is stored; after it is
+stored and before it is broadcast; after the node accepted it and before that is recorded; after its receipt
+is seen and before its confirmations are awaited (only with confirmations); after it is final (confirmed)
+and before that is recorded."""
+
+_sending: contextvars.ContextVar[str | None] = contextvars.ContextVar("settlement_key", default=None)
+
+
+def sending_key() -> str | None:
+    """The key the calling task is sending (for a ``crash_hook`` that crashes at one key of several)."""
+    return _sending.get()
+
 
 KeyGuard = Callable[[str], contextlib.AbstractAsyncContextManager[bool]]
 """Holds a key against other processes while it is sent: yields False when another process holds it."""
@@ -265,6 +284,10 @@ class SendPolicy:
     """Blocks on top of a final receipt before the key is finalized; None: none are awaited."""
     release_lost_nonce: bool = False
     """Whether a broadcast refused for its nonce releases the key's nonce at once (else the retry does)."""
+    turn_poll_s: float = 0.5
+    """How often a key waiting for the key before it reads the store (another process may send that one)."""
+    turn_wait_s: float = 2.0
+    """How long a key that is out of turn (``OutOfTurn``) asks its caller to wait before trying again."""
 
 
 class DurableSender(Generic[RequestT]):
@@ -289,6 +312,10 @@ class DurableSender(Generic[RequestT]):
         self._monotonic = monotonic
         self._sleep = sleep
         self._crash_hook = crash_hook
+        self._after: dict[str, str | None] = {}
+        """Each key being sent: the key it follows (``send(after=...)``)."""
+        self._progress = asyncio.Event()
+        """Set (and renewed) whenever a key of this sender is broadcast, finalized or reverted here."""
 
     def _crash_point(self, point: str) -> None:
         if self._crash_hook is not None:
@@ -297,14 +324,64 @@ class DurableSender(Generic[RequestT]):
     async def attempts(self, key: str) -> list[SettlementAttempt]:
         return to_settlement_attempts(await self.store.attempts(key))
 
-    async def send(self, key: str, build: Callable[[], Awaitable[RequestT]]) -> TxOutcome:
+    async def send(self, key: str, build: Callable[[], Awaitable[RequestT]], *, after: str | None = None) -> TxOutcome:
         """Settle ``key`` once. ``build`` is only awaited when a new transaction must be signed.
+
+        ``after``: the key this one follows (several in flight): nothing is signed or broadcast for ``key``
+        until ``after`` is broadcast (waiting at most a confirmation window, then ``OutOfTurn``).
 
         Returns when an attempt is final; raises ``SettlementTxError`` (with the attempts) otherwise. A key
         that was finalized before returns its stored outcome without any RPC send.
         """
         async with self._keys.hold(key):
-            return await self._send(key, build)
+            self._after[key] = after
+            token = _sending.set(key)
+            try:
+                return await self._send(key, build)
+            finally:
+                _sending.reset(token)
+                self._after.pop(key, None)
+
+    def _progressed(self) -> None:
+        """Wake the keys of this process that wait for their turn."""
+        self._progress.set()
+        self._progress = asyncio.Event()
+
+    async def _turn(self, after: str) -> str | None:
+        """None when ``after`` is broadcast or settled (the next key may go); else why not."""
+        record = await self.store.get_key(after)
+        if record is None:
+            return "not started yet"
+        if record.status is KeyStatus.FINALIZED:
+            return None
+        if record.status is KeyStatus.REVERTED:
+            return "it reverted and is sent again first"
+        if record.nonce is None:
+            return "no nonce yet"
+        accepted = (AttemptStatus.SENT, AttemptStatus.TIMED_OUT)
+        if any(a.nonce == record.nonce and a.status in accepted for a in await self.store.attempts(after)):
+            return None
+        return "not broadcast yet"
+
+    async def _await_turn(self, key: str, after: str) -> None:
+        """Wait until ``after`` is broadcast (this process tells at once; another one, at the next poll)."""
+        deadline = self._monotonic() + self.send_policy.confirmation_timeout_s
+        logged = False
+        while True:
+            why = await self._turn(after)
+            if why is None:
+                return
+            if self._monotonic() >= deadline:
+                raise OutOfTurn(
+                    f"settlement {key} waits for {after} before it ({why}): it is sent right after it, in nonce order",
+                    wait_s=self.send_policy.turn_wait_s,
+                )
+            if not logged:
+                log.info("settlement %s: waiting for %s before it (%s)", key, after, why)
+                logged = True
+            event = self._progress
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), timeout=self.send_policy.turn_poll_s)
 
     async def _send(self, key: str, build: Callable[[], Awaitable[RequestT]]) -> TxOutcome:
         record = await self._open(key)
@@ -318,6 +395,10 @@ class DurableSender(Generic[RequestT]):
                 "settlement %s: attempt %s found %s on restart", key, found.attempt.attempt_no, self.chain.words.found
             )
             return await self._landed(key, found)
+        # Several in flight: nothing is signed or broadcast before the key this one follows is broadcast.
+        after = self._after.get(key)
+        if after is not None:
+            await self._await_turn(key, after)
         # 2. Nonce: reserve, or reconcile the reserved one with the chain.
         chain_latest = await self.chain.nonce("latest")
         if record.nonce is not None and chain_latest > record.nonce:
@@ -375,7 +456,9 @@ class DurableSender(Generic[RequestT]):
     async def _reserve(self, key: str, chain_latest: int, *, foreign_pending_warning: bool) -> int:
         chain_pending = await self.chain.nonce("pending")
         nonce = await self.store.reserve_nonce(key, chain_latest=chain_latest, chain_pending=chain_pending)
-        if chain_pending > nonce and foreign_pending_warning:
+        held = [r.nonce for r in await self.store.pending_keys(self.sender) if r.nonce is not None and r.key != key]
+        ours = max(held, default=-1) + 1  # pending transactions of this store's other keys are no strangers
+        if chain_pending > max(nonce, ours) and foreign_pending_warning:
             log.warning(
                 "settlement %s: the node has %s pending transactions from %s above nonce %s that this store "
                 "does not know; nonce %s will replace one of them",
@@ -512,6 +595,7 @@ class DurableSender(Generic[RequestT]):
             if previous is not None and not any(a.status.is_in_flight for a in existing):
                 await self.store.release_nonce(key)  # nothing holds the nonce: do not leave a gap behind
             raise
+        self._crash_point("unstored")
         attempt_no = (existing[-1].attempt_no + 1) if existing else 1
         now = time.time()
         record = AttemptRecord(
@@ -561,6 +645,7 @@ class DurableSender(Generic[RequestT]):
                 return None
         self._crash_point("sent")
         await self.store.set_attempt_status(key, attempt.attempt_no, AttemptStatus.SENT)
+        self._progressed()
         log.info("settlement %s: attempt %s broadcast (tx %s)", key, attempt.attempt_no, attempt.tx_hash)
         return None
 
@@ -649,6 +734,8 @@ class DurableSender(Generic[RequestT]):
             error = receipt.revert_error
             self._crash_point("mined")
             await self.store.mark_reverted(key, attempt.attempt_no, error=error, block_number=receipt.block_number)
+            self._progressed()
+            await self._out_of_turn_revert(key, error)
             log.error("settlement %s: %s", key, error)
             raise TxReverted(
                 error + self.chain.words.revert_advice,
@@ -658,6 +745,7 @@ class DurableSender(Generic[RequestT]):
             )
         confirmations = ""
         if self.send_policy.confirmations is not None:
+            self._crash_point("included")
             deeper = await self._confirmations(key, attempt, receipt)
             if deeper is None:
                 log.warning("settlement %s: tx %s left the chain (reorg); waiting again", key, attempt.tx_hash)
@@ -668,6 +756,7 @@ class DurableSender(Generic[RequestT]):
         await self.store.finalize(
             key, attempt.attempt_no, fee_paid_wei=receipt.fee_paid, block_number=receipt.block_number
         )
+        self._progressed()
         self._report_finalized(key, attempt, receipt)
         log.info(
             "settlement %s %s: tx %s (attempt %s, nonce %s) in block %s%s, %s",
@@ -682,6 +771,33 @@ class DurableSender(Generic[RequestT]):
         )
         outcome = await self._outcome(await self._get(key), already_settled=False)
         return dataclasses.replace(outcome, fee_split=receipt.fee_split)
+
+    async def _out_of_turn_revert(self, key: str, error: str) -> None:
+        """A revert while the key before has not settled is that key's doing (this output chains on its
+        roots): raise ``OutOfTurn`` so this key is sent again after it, not failed."""
+        after = self._after.get(key)
+        if after is None:
+            return
+        record = await self.store.get_key(after)
+        if record is not None and record.status is KeyStatus.FINALIZED:
+            return
+        if record is not None and record.status is KeyStatus.PENDING:
+            found = await self._find_receipt(await self._in_flight(after, record.nonce))
+            if found is not None and found.receipt.revert_error is None:
+                return  # it landed (its sender has not recorded it yet): this revert is this key's own
+        log.warning(
+            "settlement %s reverted while %s before it has not settled (%s); it is not counted as settled and "
+            "is sent again after %s",
+            key,
+            after,
+            error,
+            after,
+        )
+        raise OutOfTurn(
+            f"settlement {key} reverted because {after} before it has not settled (each output chains on the "
+            f"previous one's roots): it is sent again after {after}",
+            wait_s=self.send_policy.turn_wait_s,
+        )
 
     def _report_finalized(self, key: str, attempt: AttemptRecord, receipt: Receipt) -> None:
         """Told each transaction this sender sees become final (a subclass reports metrics)."""
@@ -711,6 +827,13 @@ class DurableSender(Generic[RequestT]):
             receipt = fresh
 
     async def _reorged(self, key: str, nonce: int) -> TxOutcome:
+        """A mined attempt left the chain before its confirmations: the node may have dropped it with its
+        block, so the latest stored attempt is broadcast again (a node that kept it says "already known")."""
+        in_flight = [a for a in await self._in_flight(key, nonce) if a.raw is not None]
+        if in_flight:
+            landed = await self._broadcast(key, in_flight[-1], resuming=True)
+            if landed is not None:
+                return landed
         outcome = await self._wait(key, nonce)
         if not isinstance(outcome, TxOutcome):
             raise SettlementTxError(

@@ -216,7 +216,12 @@ class EthereumSettlementClient:
     # --- writes ------------------------------------------------------------------------------------
 
     async def update_state_with_blobs(
-        self, program_output: Sequence[int], blobs: Sequence[bytes], *, idempotency_key: str
+        self,
+        program_output: Sequence[int],
+        blobs: Sequence[bytes],
+        *,
+        idempotency_key: str,
+        after_key: str | None = None,
     ) -> EthereumSettlementResult:
         """Settle with blob DA through ``updateStateKzgDA``; a key already settled is not sent again."""
         if not blobs:
@@ -240,11 +245,16 @@ class EthereumSettlementClient:
 
             return await asyncio.to_thread(compute)
 
-        outcome = await self.txmgr.send(idempotency_key, build)
+        outcome = await self.txmgr.send(idempotency_key, build, after=after_key)
         return self._result(outcome, n_blobs=len(blob_list))
 
     async def update_state_calldata(
-        self, snos_output: Sequence[int], program_output: Sequence[int], *, idempotency_key: str
+        self,
+        snos_output: Sequence[int],
+        program_output: Sequence[int],
+        *,
+        idempotency_key: str,
+        after_key: str | None = None,
     ) -> EthereumSettlementResult:
         """Settle with calldata DA through ``updateState(programOutput, 0, 0)`` (the L3 path's arguments)."""
         del snos_output  # the Ethereum core contract only takes the program output
@@ -253,7 +263,7 @@ class EthereumSettlementClient:
         async def build() -> TxRequest:
             return TxRequest(to=self.core_contract, data=encode_update_state(output, 0, 0), sidecar=None)
 
-        outcome = await self.txmgr.send(idempotency_key, build)
+        outcome = await self.txmgr.send(idempotency_key, build, after=after_key)
         return self._result(outcome, n_blobs=0)
 
     def _result(self, outcome: TxOutcome, *, n_blobs: int) -> EthereumSettlementResult:

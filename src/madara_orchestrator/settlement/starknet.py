@@ -580,7 +580,12 @@ class StarknetSettlementClient:
     # --- writes ------------------------------------------------------------------------------------
 
     async def update_state_with_blobs(
-        self, program_output: Sequence[int], blobs: Sequence[bytes], *, idempotency_key: str
+        self,
+        program_output: Sequence[int],
+        blobs: Sequence[bytes],
+        *,
+        idempotency_key: str,
+        after_key: str | None = None,
     ) -> SettlementResult:
         raise SettlementTxError(
             "Starknet settlement takes calldata; blob DA is for Ethereum (use update_state_calldata, or settle "
@@ -589,7 +594,12 @@ class StarknetSettlementClient:
         )
 
     async def update_state_calldata(
-        self, snos_output: Sequence[int], program_output: Sequence[int], *, idempotency_key: str
+        self,
+        snos_output: Sequence[int],
+        program_output: Sequence[int],
+        *,
+        idempotency_key: str,
+        after_key: str | None = None,
     ) -> StarknetSettlementResult:
         """Settle ``update_state(snos_output, program_output)`` once for ``idempotency_key``.
 
@@ -597,15 +607,15 @@ class StarknetSettlementClient:
         sends nothing. Raises ``TxReverted`` (not retryable), ``FeeCapExceeded``, ``SettlementTxError``
         (with the attempts) or ``BackendUnavailable`` (an outage to wait out).
         """
-        return await self._settle(idempotency_key, update_state_arguments(snos_output, program_output))
+        return await self._settle(idempotency_key, update_state_arguments(snos_output, program_output), after=after_key)
 
-    async def _settle(self, key: str, arguments: list[int]) -> StarknetSettlementResult:
+    async def _settle(self, key: str, arguments: list[int], *, after: str | None = None) -> StarknetSettlementResult:
         """Settle ``update_state(arguments)`` once for ``key`` (the arguments as they are, unchecked)."""
 
         async def build() -> list[int]:
             return arguments
 
-        outcome = await self.txmgr.send(key, build)
+        outcome = await self.txmgr.send(key, build, after=after)
         return outcome.result(StarknetSettlementResult, block_number=outcome.block_number)
 
 

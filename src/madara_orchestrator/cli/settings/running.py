@@ -46,6 +46,12 @@ class SettlementSettings(SettingsGroup):
         default=False,
         required=ANY_SETTLEMENT,
     )
+    max_settlements_in_flight: int = setting(
+        "MAX_SETTLEMENTS_IN_FLIGHT",
+        "StateTransition jobs (settlement transactions, consecutive nonces) in flight at once; 1: one at a time",
+        default=4,
+        rule=POSITIVE,
+    )
     devnet_settlement_path: str | None = setting(
         "DEVNET_SETTLEMENT_PATH",
         "devnet settlement ledger file",

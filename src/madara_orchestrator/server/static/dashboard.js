@@ -378,12 +378,19 @@
       // The layer's stages in order (L2: aggregation; L3: registration on the L2 and DA), settlement last.
       ...Object.entries(ov.stages).filter(([name]) => name !== 'settlement').flatMap(([name, st]) => [
         stageCard(`stage-${name}`, STAGE_LABELS[name] || `${name} through`, st.through, stageSub(st), frac(st.through)), arrow()]),
-      stageCard('settled-block', 'Settled through', ov.settled, 'on the settlement layer', frac(ov.settled)),
+      stageCard('settled-block', 'Settled through', ov.settled, inFlightText(ov.settlements_in_flight), frac(ov.settled)),
       h('div', { class: 'arrow' }),
       h('div', { class: `stage lag lag-${lag.level}`, id: 'card-lag' },
         h('div', { class: 'label' }, 'Settlement lag'),
         lagValue,
         h('div', { class: 'sub', id: 'lag-seconds' }, lagSub)));
+  }
+
+  // Settlement transactions sent one after another without waiting for the previous one to be final
+  // (--max-settlements-in-flight): how many StateTransition jobs are under way, of how many allowed.
+  function inFlightText(f) {
+    if (!f) return 'on the settlement layer';
+    return `on the settlement layer · ${num(f.count)} of ${num(f.limit)} in flight`;
   }
 
   function fillRow(label, used, limit, text) {
