@@ -105,6 +105,11 @@ class Setup:
         assert job is not None and isinstance(job.metadata.specific, StateUpdateMetadata)
         await self.store.update_job(dataclasses.replace(job, status=JobStatus.COMPLETED), now=self.harness.clock.now())
 
+    def next_block(self, fees: tuple[int, int]) -> None:
+        """An L1 slot later, the next block's fees are ``fees`` (the gate reads the history once a look)."""
+        self.harness.clock.advance(12)
+        self.fees.next_fees = fees
+
     def gauge(self, name: str) -> dict[str, float]:
         return {s.labels.get("reason", ""): s.value for s in self.metrics.collect(name)}
 
@@ -161,8 +166,8 @@ async def test_a_batch_waits_while_fees_are_over_the_target_and_goes_when_they_f
     view = s.gate.state.to_json()
     assert view["waiting"] is True and view["batch"] == 1 and view["seconds_to_deadline"] == HOUR - 60
     assert Posting.model_validate(view).reason == s.gate.state.decision.reason, "the overview's documented shape"
-    # The fees fall: the job is created, and the waiting figures go.
-    s.fees.next_fees = CHEAP
+    # The fees fall (a new L1 block): the job is created, and the waiting figures go.
+    s.next_block(CHEAP)
     assert await s.triggers.update_state()
     assert await s.settlement_jobs() == [1]
     assert s.gauge("orchestrator_settlement_posting_waiting") == {}
@@ -175,42 +180,48 @@ async def test_the_target_relaxes_as_the_deadline_nears_until_the_batch_goes(set
     s = setup
     await s.prove(1)
     s.fees.next_fees = DEAR
-    # Up to half the deadline the percentile target holds; then it relaxes toward the cap.
-    s.harness.clock.advance(HOUR / 2)
+    # Up to 65 % of the deadline the percentile target holds; then it relaxes toward the cap.
+    s.harness.clock.advance(POLICY.relax_from * HOUR)
     assert not await s.triggers.update_state()
     goes_at = None
-    for _ in range(int(HOUR / 2 / 60)):
+    for _ in range(int((1 - POLICY.relax_from) * HOUR / 60)):
         s.harness.clock.advance(60)
         if await s.triggers.update_state():
             goes_at = s.harness.clock.now() - s.t0
             break
-    assert goes_at is not None and HOUR / 2 < goes_at < HOUR - POLICY.margin_s
+    assert goes_at is not None and POLICY.relax_from * HOUR < goes_at < HOUR - POLICY.margin_s
     assert await s.settlement_jobs() == [1]
     assert s.gate.state is not None and s.gate.state.decision.code == Send.RELAXED
     assert s.harness.alerts.sent == []
 
 
-async def test_batches_that_waited_together_go_together_without_asking_again(setup: Setup) -> None:
+async def test_waiting_batches_go_together_when_fees_fall_each_judged_by_its_own_age(setup: Setup) -> None:
     s = setup
+    s.triggers.config = dataclasses.replace(s.triggers.config, max_settlements_in_flight=3)
     for index in (1, 2, 3):
         await s.prove(index)
     s.fees.next_fees = DEAR
     assert not await s.triggers.update_state()
     assert s.gate.state is not None and s.gate.state.waiting_batches == 3
-    s.fees.next_fees = CHEAP
-    assert await s.triggers.update_state()
+    # The fees fall: the three go in one run of the trigger, the fee history read once for all three.
+    s.next_block(CHEAP)
     asked = len(s.fees.calls)
-    s.fees.next_fees = DEAR  # a spike after the gate opened does not hold back the batches proven by then
-    for index in (1, 2):
+    assert await s.triggers.update_state()
+    assert await s.settlement_jobs() == [1, 2, 3]
+    assert len(s.fees.calls) == asked + 1, "one look at the fees for the three batches"
+    # Each batch by its own age: an old one (its target relaxed) goes at fees that hold back a young one.
+    for index in (1, 2, 3):
         await s.settle(index)
-        assert await s.triggers.update_state()
-    assert await s.settlement_jobs() == [1, 2, 3]
-    assert len(s.fees.calls) == asked, "the open gate did not look at the fees again"
-    # A batch proven after the gate opened is judged on its own.
-    await s.settle(3)
-    await s.prove(4, opened_at=s.harness.clock.now())
-    assert not await s.triggers.update_state()
-    assert await s.settlement_jobs() == [1, 2, 3]
+    now = s.harness.clock.now()
+    await s.prove(4, opened_at=now - 0.95 * HOUR)
+    await s.prove(5, opened_at=now - 60)
+    s.next_block(DEAR)
+    assert await s.triggers.update_state()
+    assert await s.settlement_jobs() == [1, 2, 3, 4], "the old batch went; the young one waits"
+    assert s.gate.state is not None and s.gate.state.batch == 5 and s.gate.state.decision.code == Wait.BOTH
+    # A batch that went is not judged again (its job's creation may be retried).
+    s.next_block(OVER_CAP)
+    assert await s.gate.may_send(4)
 
 
 async def test_over_the_hard_cap_nothing_goes_and_a_missed_deadline_alerts_once(setup: Setup) -> None:
@@ -235,7 +246,7 @@ async def test_over_the_hard_cap_nothing_goes_and_a_missed_deadline_alerts_once(
     assert s.gauge("orchestrator_settlement_posting_waiting") == {Wait.HARD_CAP: 1.0}
     assert s.gauge("orchestrator_settlement_deadline_seconds")[Wait.HARD_CAP] < 0
     # Fees come under the cap: it goes at once (the deadline passed), and no second alert.
-    s.fees.next_fees = DEAR
+    s.next_block(DEAR)
     assert await s.triggers.update_state()
     assert await s.settlement_jobs() == [1]
     assert len(s.harness.alerts.sent) == 1

@@ -108,9 +108,9 @@ def test_early_on_a_batch_goes_only_at_or_under_the_percentile_target(
 
 @pytest.mark.parametrize(
     ("age_s", "relaxed"),
-    [(0, 0.0), (1800, 0.0), (2235, 0.25), (2670, 0.5), (3105, 0.75), (3540, 1.0), (3600, 1.0), (9999, 1.0)],
+    [(0, 0.0), (2340, 0.0), (2580, 0.25), (2820, 0.5), (3060, 0.75), (3300, 1.0), (3600, 1.0), (9999, 1.0)],
 )
-def test_the_target_relaxes_from_half_the_deadline_up_the_percentiles_to_the_cap_a_margin_before_it(
+def test_the_target_relaxes_from_65_percent_of_the_deadline_up_the_percentiles_to_the_cap_a_margin_before_it(
     age_s: float, relaxed: float
 ) -> None:
     assert POLICY.relaxation(age_s) == pytest.approx(relaxed)
@@ -136,8 +136,8 @@ def test_a_fee_over_the_percentile_waits_early_and_goes_as_the_deadline_nears() 
     assert "relaxed to p63 as the deadline nears" in later.reason
     # A fee over every fee of the window goes only when the target is the hard cap.
     dear = history(BASE, BLOB, next_base=max(BASE) + GWEI, next_blob=max(BLOB) + GWEI)
-    assert not POLICY.decide(dear, CAP, age_s=3500, n_blobs=1).send
-    last = POLICY.decide(dear, CAP, age_s=3540, n_blobs=1)
+    assert not POLICY.decide(dear, CAP, age_s=3290, n_blobs=1).send
+    last = POLICY.decide(dear, CAP, age_s=3300, n_blobs=1)
     assert last.send and last.code == Send.DEADLINE and "the target is the hard cap" in last.reason
 
 
@@ -147,7 +147,7 @@ def test_at_the_deadline_anything_under_the_hard_cap_goes_and_nothing_over_it(n_
     for _ in range(400):
         base = rng.randrange(0, 2 * CAP.max_base_fee())
         blob = rng.randrange(0, 2 * CAP.max_blob_base_fee(n_blobs))
-        for age in (3540.0, 3600.0, 7200.0):
+        for age in (3300.0, 3600.0, 7200.0):
             decision = POLICY.decide(
                 history(BASE, BLOB, next_base=base, next_blob=blob), CAP, age_s=age, n_blobs=n_blobs
             )
