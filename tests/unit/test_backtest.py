@@ -8,6 +8,7 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,16 +17,20 @@ from madara_orchestrator.cli.backtest import BACKTEST_OPTIONS, NOT_BATCHING
 from madara_orchestrator.cli.main import main
 from madara_orchestrator.cli.settings import RUN_OPTIONS
 from madara_orchestrator.cli.settings.proving import BatchingSettings
-from madara_orchestrator.devnet.sequencer import DevnetSequencer
+from madara_orchestrator.devnet.sequencer import L1_BLOCK_EVERY, DevnetChain, DevnetSequencer
 from madara_orchestrator.domain.batching import FELTS_PER_BLOB, BatchLimits
 from madara_orchestrator.engine.backtest import (
     GAS_PER_BLOB,
     RANGE_END,
+    BacktestBatch,
     BacktestResult,
     Fees,
+    L1Prices,
     Scratch,
     backtest,
+    recorded_l1_prices,
     settlement_fees,
+    unpriced,
 )
 from madara_orchestrator.server.background import free_port
 from madara_orchestrator.starknet.feeder import FeederGatewayClient
@@ -147,14 +152,59 @@ def test_fees_are_one_blob_transaction_per_batch() -> None:
     ]
     fees = Fees(base_fee_wei=7, blob_base_fee_wei=3, priority_fee_wei=2, settlement_gas=1000)
     totals = settlement_fees(result_batches, fees)
+    assert totals is not None
     assert totals.execution_wei == sum(fees.settlement_gas * (7 + 2) for _ in result_batches)
     assert totals.blob_wei == (3 + 1) * GAS_PER_BLOB * 3
-    assert totals.total_wei == sum(fees.settlement_wei(b.blobs) for b in result_batches)
+    each = [fees.settlement(b) for b in result_batches]
+    assert totals.total_wei == sum(f.total_wei for f in each if f is not None)
 
 
-def _batch() -> object:
-    from madara_orchestrator.engine.backtest import BacktestBatch
+def test_each_batch_is_priced_at_its_last_block_s_recorded_prices_unless_a_price_is_given() -> None:
+    first = dataclasses.replace(_batch(), blobs=2, l1_prices=L1Prices(base_fee_wei=10, blob_base_fee_wei=4))
+    second = dataclasses.replace(_batch(), blobs=1, l1_prices=L1Prices(base_fee_wei=30, blob_base_fee_wei=9))
+    recorded = Fees(priority_fee_wei=1, settlement_gas=100)
+    totals = settlement_fees([first, second], recorded)
+    assert totals is not None
+    assert totals.execution_wei == 100 * (10 + 1) + 100 * (30 + 1)
+    assert totals.blob_wei == 2 * GAS_PER_BLOB * 4 + 1 * GAS_PER_BLOB * 9
+    # A price given replaces the recorded one for every batch; the other stays each batch's own.
+    base_given = Fees(base_fee_wei=50, priority_fee_wei=1, settlement_gas=100)
+    assert base_given.prices(first) == L1Prices(base_fee_wei=50, blob_base_fee_wei=4)
+    assert base_given.prices(second) == L1Prices(base_fee_wei=50, blob_base_fee_wei=9)
+    both = Fees(base_fee_wei=50, blob_base_fee_wei=2, settlement_gas=100)
+    totals = settlement_fees([first, second], both)
+    assert totals is not None and totals.total_wei == 2 * 100 * 50 + 3 * GAS_PER_BLOB * 2
 
+
+def test_a_batch_whose_last_header_records_no_prices_is_not_priced_unless_both_are_given() -> None:
+    priced = dataclasses.replace(_batch(), l1_prices=L1Prices(base_fee_wei=10, blob_base_fee_wei=4))
+    bare = dataclasses.replace(_batch(), index=2, l1_prices=None)
+    assert unpriced([priced, bare], Fees(settlement_gas=1)) == [bare]
+    assert settlement_fees([priced, bare], Fees(settlement_gas=1)) is None
+    assert settlement_fees([priced, bare], Fees(base_fee_wei=3, settlement_gas=1)) is None, "no blob fee to use"
+    assert unpriced([priced, bare], Fees(base_fee_wei=3, blob_base_fee_wei=0, settlement_gas=1)) == []
+
+
+@pytest.mark.parametrize(
+    ("header", "prices"),
+    [
+        (
+            {"l1_gas_price": {"price_in_wei": "0x2540be400"}, "l1_data_gas_price": {"price_in_wei": "0x1"}},
+            L1Prices(base_fee_wei=10**10, blob_base_fee_wei=1),
+        ),
+        ({"l1_gas_price": {"price_in_wei": "0x5"}}, None),
+        ({"l1_gas_price": {"price_in_fri": "0x5"}, "l1_data_gas_price": {"price_in_fri": "0x5"}}, None),
+        ({"l1_gas_price": {"price_in_wei": "12"}, "l1_data_gas_price": {"price_in_wei": "0x1"}}, None),
+        ({"l1_gas_price": {"price_in_wei": "0xzz"}, "l1_data_gas_price": {"price_in_wei": "0x1"}}, None),
+        ({"l1_gas_price": "0x5", "l1_data_gas_price": {"price_in_wei": "0x1"}}, None),
+        ({}, None),
+    ],
+)
+def test_recorded_prices_are_the_headers_wei_felts_or_none(header: dict[str, Any], prices: L1Prices | None) -> None:
+    assert recorded_l1_prices(header) == prices
+
+
+def _batch() -> BacktestBatch:
     return BacktestBatch(
         index=1,
         start_block=0,
@@ -167,6 +217,23 @@ def _batch() -> object:
         first_timestamp=0,
         last_timestamp=0,
     )
+
+
+async def test_the_backtest_keeps_each_batch_s_last_header_prices() -> None:
+    chain = make_chain([5] * (3 * L1_BLOCK_EVERY))
+    limits = BatchLimits(max_batch_time_s=BIG_AGE, max_batch_size=7)
+    async with served(DevnetSequencer(chain).app) as url:
+        result = await run_backtest(url, limits, 1, chain.head)
+    tiles(result, 1, chain.head)
+    by_number = {b.number: b for b in chain.blocks}
+    assert [b.l1_prices for b in result.batches] == [
+        L1Prices(
+            base_fee_wei=by_number[b.end_block].l1_gas_price_wei,
+            blob_base_fee_wei=by_number[b.end_block].l1_data_gas_price_wei,
+        )
+        for b in result.batches
+    ]
+    assert len({b.l1_prices for b in result.batches}) > 1, "the chain's prices move between batches"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -255,12 +322,17 @@ async def test_the_command_prints_the_batches_as_json_reads_run_s_variables_and_
     blobs = report["totals"]["blobs"]
     assert report["fees"]["total_wei"] == 3 * 1000 * 11 + blobs * GAS_PER_BLOB * 5
     assert report["fees"]["per_block_wei"] == report["fees"]["total_wei"] // chain.head
+    assert (report["fees"]["base_fee"], report["fees"]["blob_base_fee"]) == ("given", "given")
     assert report["written"] == "nothing"
     lines = table.splitlines()
     assert lines[0] == f"backtest of blocks 1-{chain.head} from {url} (nothing written)"
     assert sum(1 for line in lines if "max_blocks: the batch has its maximum number of blocks" in line) == 2
     assert any(line.startswith("totals: 3 settlement(s)") for line in lines)
     assert any(line.startswith("fee per block:") for line in lines)
+    assert any(
+        line.startswith("fees at the L1 prices given: base fee 11 wei + priority 0 wei, blob base fee 5 wei")
+        for line in lines
+    ), lines
 
 
 async def test_without_a_feeder_gateway_weights_count_as_zero_and_the_output_says_so(
@@ -273,3 +345,94 @@ async def test_without_a_feeder_gateway_weights_count_as_zero_and_the_output_say
         code, out, err = await command(argv, capsys)
     assert code == 0, err
     assert any(line.startswith("note: bouncer weights counted as zero") for line in out.splitlines()), out
+
+
+def at_recorded_prices(chain: DevnetChain, batches: list[dict[str, Any]], *, gas: int) -> int:
+    """The fee of ``batches`` at the prices the chain's blocks record (each batch at its last block's)."""
+    total = 0
+    for b in batches:
+        block = chain.blocks[b["end_block"]]
+        total += gas * block.l1_gas_price_wei + b["blobs"] * GAS_PER_BLOB * block.l1_data_gas_price_wei
+    return total
+
+
+async def test_without_fee_flags_the_command_prices_each_batch_at_its_recorded_prices_and_says_so(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    chain = make_chain([20] * (3 * L1_BLOCK_EVERY))
+    argv = ["--from", "1", "--max-batch-size", "8", "--settlement-gas", "1000"]
+    async with served(DevnetSequencer(chain).app) as url:
+        code, out, err = await command(["--rpc-url", url, "--json", *argv], capsys)
+        assert code == 0, err
+        report = json.loads(out)
+        code, table, err = await command(["--rpc-url", url, *argv], capsys)
+        assert code == 0, err
+        code, out, err = await command(["--rpc-url", url, "--json", "--base-fee-wei", "7", *argv], capsys)
+        assert code == 0, err
+        overridden = json.loads(out)
+    batches = report["batches"]
+    assert len({(b["priced_at"]["base_fee_wei"], b["priced_at"]["blob_base_fee_wei"]) for b in batches}) > 1
+    fees = report["fees"]
+    assert (fees["base_fee"], fees["blob_base_fee"]) == ("recorded in the blocks' headers",) * 2
+    assert fees["total_wei"] == at_recorded_prices(chain, batches, gas=1000)
+    assert fees["total_wei"] == sum(b["fee_wei"] for b in batches), "the totals sum the batches"
+    assert fees["per_block_wei"] == fees["total_wei"] // chain.head
+    assert fees["unpriced"] is None
+    lines = table.splitlines()
+    [priced] = [line for line in lines if line.startswith("fees at")]
+    assert "the L1 prices recorded in the blocks' headers" in priced and "given" not in priced
+    assert f"{fees['total_wei']:,} wei" in priced
+    assert any(line.startswith("fee per block:") for line in lines)
+    # --base-fee-wei replaces every batch's recorded base fee; the blob base fee stays each one's own.
+    assert overridden["fees"]["base_fee"] == "given"
+    assert overridden["fees"]["blob_base_fee"] == "recorded in the blocks' headers"
+    assert [b["priced_at"]["base_fee_wei"] for b in overridden["batches"]] == [7] * len(batches)
+    blob_wei = sum(b["blobs"] * GAS_PER_BLOB * chain.blocks[b["end_block"]].l1_data_gas_price_wei for b in batches)
+    assert overridden["fees"]["total_wei"] == len(batches) * 1000 * 7 + blob_wei
+
+
+class PricelessSequencer(DevnetSequencer):
+    """A node whose block headers record no L1 prices (before JSON-RPC v0.7)."""
+
+    def call(self, method: str, params: Any) -> Any:
+        result = super().call(method, params)
+        if method == "starknet_getBlockWithTxHashes":
+            result = {k: v for k, v in result.items() if k not in ("l1_gas_price", "l1_data_gas_price")}
+        return result
+
+
+async def test_headers_without_prices_give_no_fee_figures_and_say_so_once(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    chain = make_chain([5] * 9)
+    argv = ["--from", "1", "--max-batch-size", "3"]
+    async with served(PricelessSequencer(chain).app) as url:
+        code, table, err = await command(["--rpc-url", url, *argv], capsys)
+        assert code == 0, err
+        code, out, err = await command(["--rpc-url", url, "--json", *argv], capsys)
+        assert code == 0, err
+        report = json.loads(out)
+        given = ["--base-fee-wei", "11", "--blob-base-fee-wei", "5", "--settlement-gas", "1000"]
+        code, out, err = await command(["--rpc-url", url, "--json", *argv, *given], capsys)
+        assert code == 0, err
+        priced = json.loads(out)
+    lines = table.splitlines()
+    said = [line for line in lines if "records no L1 prices" in line]
+    assert said == [
+        "fees: block 3's header (and those of 2 other batch(es)) records no L1 prices in wei "
+        "(l1_gas_price.price_in_wei, l1_data_gas_price.price_in_wei): no fee figures; give --base-fee-wei and "
+        "--blob-base-fee-wei to price the settlements"
+    ]
+    assert not any("wei" in line for line in lines if line not in said), "no fee figure anywhere else"
+    assert not any("ETH" in line for line in lines)
+    assert report["fees"]["total_wei"] is None and report["fees"]["per_block_wei"] is None
+    assert report["fees"]["unpriced"] == said[0].removeprefix("fees: ")
+    assert all(b["fee_wei"] is None and b["recorded_l1_prices"] is None for b in report["batches"])
+    assert len(report["batches"]) == 3
+    # Both prices given: priced at them, as before.
+    assert (priced["fees"]["base_fee"], priced["fees"]["blob_base_fee"]) == ("given", "given")
+    blobs = priced["totals"]["blobs"]
+    assert priced["fees"]["total_wei"] == 3 * 1000 * 11 + blobs * GAS_PER_BLOB * 5
+    assert priced["fees"]["unpriced"] is None

@@ -28,11 +28,13 @@ from madara_orchestrator.domain.batching import FELTS_PER_BLOB, BatchLimits, Sta
 from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, OrchestratorError, RpcError
 from madara_orchestrator.domain.redaction import cut_urls, url_origin
 from madara_orchestrator.engine.backtest import (
+    BacktestBatch,
     BacktestResult,
     Fees,
     Scratch,
     backtest,
     settlement_fees,
+    unpriced,
 )
 from madara_orchestrator.starknet.feeder import FeederGatewayClient, FeederGatewayUnusable
 from madara_orchestrator.starknet.rpc import NO_BLOCKS, StarknetRpcClient
@@ -53,18 +55,22 @@ DESCRIPTION = (
     "Replay blocks --from..--to of a Starknet chain through the batching of `orchestrator run` (the same "
     "policy, squashing, compression and blob encoding, the same flags and MADARA_ORCHESTRATOR_* variables) "
     "and print the aggregator batches it would make (one settlement each): blocks, why each closed, blobs, "
-    "fill, felts; then settlements, blobs, and with L1 prices the fee per block. Time-based closes "
+    "fill, felts; then settlements, blobs, and the fee per block. Each settlement is priced at the L1 prices "
+    "recorded in its last block's header (l1_gas_price.price_in_wei as the base fee, "
+    "l1_data_gas_price.price_in_wei as the blob base fee), or at --base-fee-wei / --blob-base-fee-wei when "
+    "given; the output says which. A node whose headers lack them gets no fee figures. Time-based closes "
     "(--max-batch-time-seconds) use the blocks' timestamps. "
-    "It READS: the node's JSON-RPC (starknet_blockNumber, starknet_getBlockWithTxHashes, "
-    "starknet_getStateUpdate, and starknet_getStorageAt/getClassHashAt/getNonce at past blocks, as squashing "
-    "and compression do), the feeder gateway's bouncer weights (get_block_bouncer_weights; when the node has "
+    "It READS: the node's JSON-RPC (starknet_blockNumber, starknet_getBlockWithTxHashes with the headers' "
+    "L1 prices, starknet_getStateUpdate, and starknet_getStorageAt/getClassHashAt/getNonce at past blocks, as "
+    "squashing and compression do), the feeder gateway's bouncer weights (get_block_bouncer_weights; when the node has "
     "none they count as zero, and the output says so), --bouncer-weights-limit-file, the environment and "
     "./.env. It WRITES NOTHING: no database, no storage, no files; batches live in memory until it exits."
 )
 EPILOG = (
     "L2 only (aggregator batches settled with blobs). Exit codes: 0 done, 1 the node cannot be reached or "
     "fails, 2 bad flags. Example: orchestrator backtest --rpc-url http://127.0.0.1:9944 --from 1000 --to 2000 "
-    "--max-num-blobs 3 --blob-base-fee-wei 1000000000 --base-fee-wei 5000000000"
+    "--max-num-blobs 3 (at the recorded L1 prices); add --blob-base-fee-wei 1000000000 --base-fee-wei 5000000000 "
+    "to price every settlement at those instead"
 )
 
 
@@ -87,10 +93,24 @@ def register(subparsers: Any) -> None:
         "--to", dest="last", type=int, default=None, metavar="BLOCK", help="last block (default: the node's newest)"
     )
     parser.add_argument(
-        "--base-fee-wei", type=int, default=None, metavar="WEI", help="L1 base fee to price settlements at"
+        "--base-fee-wei",
+        type=int,
+        default=None,
+        metavar="WEI",
+        help=(
+            "L1 base fee to price every settlement at (default: each batch's recorded in its last block's header, "
+            "l1_gas_price.price_in_wei)"
+        ),
     )
     parser.add_argument(
-        "--blob-base-fee-wei", type=int, default=None, metavar="WEI", help="L1 blob base fee to price blobs at"
+        "--blob-base-fee-wei",
+        type=int,
+        default=None,
+        metavar="WEI",
+        help=(
+            "L1 blob base fee to price every settlement's blobs at (default: each batch's recorded in its last "
+            "block's header, l1_data_gas_price.price_in_wei)"
+        ),
     )
     parser.add_argument(
         "--priority-fee-wei", type=int, default=0, metavar="WEI", help="priority fee per gas on top (default 0)"
@@ -124,17 +144,16 @@ def _url_problem(url: str) -> str | None:
     return None if good else "--rpc-url must be an http:// or https:// URL with a host"
 
 
-def _fees(args: argparse.Namespace) -> tuple[Fees | None, list[str]]:
+def _fees(args: argparse.Namespace) -> tuple[Fees, list[str]]:
+    """The prices given; a price not given is each batch's recorded one."""
     problems = [
         f"--{name.replace('_', '-')} must be 0 or more, got {value}"
         for name in ("base_fee_wei", "blob_base_fee_wei", "priority_fee_wei", "settlement_gas")
         if (value := getattr(args, name)) is not None and value < 0
     ]
-    if args.base_fee_wei is None and args.blob_base_fee_wei is None:
-        return None, problems
     fees = Fees(
-        base_fee_wei=args.base_fee_wei or 0,
-        blob_base_fee_wei=args.blob_base_fee_wei or 0,
+        base_fee_wei=args.base_fee_wei,
+        blob_base_fee_wei=args.blob_base_fee_wei,
         priority_fee_wei=args.priority_fee_wei,
         settlement_gas=args.settlement_gas,
     )
@@ -143,7 +162,7 @@ def _fees(args: argparse.Namespace) -> tuple[Fees | None, list[str]]:
 
 def load_backtest_settings(
     args: argparse.Namespace, environ: Mapping[str, str] | None = None
-) -> tuple[dict[str, Any], BatchLimits, StarknetVersions, Fees | None]:
+) -> tuple[dict[str, Any], BatchLimits, StarknetVersions, Fees]:
     """The flags and variables, checked as ``run`` checks them; every problem on one line (``InvalidInput``)."""
     env = os.environ if environ is None else environ
     values, problems, _ = resolve_checked(args, BACKTEST_OPTIONS, env)
@@ -303,32 +322,69 @@ def _limits_json(limits: BatchLimits) -> dict[str, Any]:
     }
 
 
-def _fees_json(result: BacktestResult, fees: Fees | None) -> dict[str, Any] | None:
-    if fees is None:
+RECORDED = "recorded in the blocks' headers"
+GIVEN = "given"
+
+
+def _basis(given: int | None) -> str:
+    return RECORDED if given is None else GIVEN
+
+
+def unpriced_note(result: BacktestResult, fees: Fees) -> str | None:
+    """Why the settlements get no fee figures (once, for every batch concerned), or None when all are priced."""
+    missing = unpriced(result.batches, fees)
+    if not missing:
         return None
+    flags = " and ".join(
+        flag
+        for flag, given in (("--base-fee-wei", fees.base_fee_wei), ("--blob-base-fee-wei", fees.blob_base_fee_wei))
+        if given is None
+    )
+    others = f" (and those of {len(missing) - 1} other batch(es))" if len(missing) > 1 else ""
+    return (
+        f"block {missing[0].end_block}'s header{others} records no L1 prices in wei (l1_gas_price.price_in_wei, "
+        f"l1_data_gas_price.price_in_wei): no fee figures; give {flags} to price the settlements"
+    )
+
+
+def _fees_json(result: BacktestResult, fees: Fees) -> dict[str, Any]:
     totals = settlement_fees(result.batches, fees)
     return {
+        "base_fee": _basis(fees.base_fee_wei),
+        "blob_base_fee": _basis(fees.blob_base_fee_wei),
         "base_fee_wei": fees.base_fee_wei,
         "blob_base_fee_wei": fees.blob_base_fee_wei,
         "priority_fee_wei": fees.priority_fee_wei,
         "settlement_gas": fees.settlement_gas,
-        "execution_wei": totals.execution_wei,
-        "blob_wei": totals.blob_wei,
-        "total_wei": totals.total_wei,
-        "per_block_wei": totals.total_wei // result.blocks if result.blocks else None,
+        "execution_wei": None if totals is None else totals.execution_wei,
+        "blob_wei": None if totals is None else totals.blob_wei,
+        "total_wei": None if totals is None else totals.total_wei,
+        "per_block_wei": totals.total_wei // result.blocks if totals is not None and result.blocks else None,
+        "unpriced": unpriced_note(result, fees),
+    }
+
+
+def _batch_json(batch: BacktestBatch, fees: Fees, priced: bool) -> dict[str, Any]:
+    prices = fees.prices(batch) if priced else None
+    cost = fees.settlement(batch) if priced else None
+    return {
+        **batch.to_json(),
+        "priced_at": prices.to_json() if prices else None,
+        "fee_wei": cost.total_wei if cost else None,
     }
 
 
 def report_json(
     result: BacktestResult,
     limits: BatchLimits,
-    fees: Fees | None,
+    fees: Fees,
     *,
     source: str,
     no_weights: str | None,
     note: str | None,
 ) -> dict[str, Any]:
     paid = result.blobs * FELTS_PER_BLOB
+    priced = not unpriced(result.batches, fees)
     return {
         "node": source,
         "from": result.first_block,
@@ -337,7 +393,7 @@ def report_json(
         "stopped": result.stopped,
         "bouncer_weights": "zero: the node serves no feeder gateway" if no_weights else "from the feeder gateway",
         "limits": _limits_json(limits),
-        "batches": [b.to_json() for b in result.batches],
+        "batches": [_batch_json(b, fees, priced) for b in result.batches],
         "totals": {
             "blocks": result.blocks,
             "settlements": len(result.batches),
@@ -358,7 +414,7 @@ def _eth(wei: int) -> str:
 def print_report(
     result: BacktestResult,
     limits: BatchLimits,
-    fees: Fees | None,
+    fees: Fees,
     *,
     source: str,
     no_weights: str | None,
@@ -379,20 +435,57 @@ def print_report(
     for line in (note, no_weights and f"bouncer weights counted as zero: {no_weights}"):
         if line:
             say(f"note: {line}")
+    priced = not unpriced(result.batches, fees)
+    fee_head = f"  {'fee ETH':>11}" if priced else ""
     say()
-    say(f"{'batch':>6}  {'blocks':<17} {'n':>5}  {'blobs':>5}  {'fill':>6}  {'felts':>9}  closed by")
+    say(f"{'batch':>6}  {'blocks':<17} {'n':>5}  {'blobs':>5}  {'fill':>6}  {'felts':>9}{fee_head}  closed by")
     for b in result.batches:
         why = b.reason + (f" ({b.detail})" if b.detail else "")
         span = f"{b.start_block}-{b.end_block}"
+        cost = fees.settlement(b) if priced else None
+        fee = f"  {cost.total_wei / 10**18:>11.9f}" if cost else ""
         say(
-            f"{b.index:>6}  {span:<17} {b.num_blocks:>5}  {b.blobs:>5}  {b.fill:>6.1%}  {b.felts:>9,}  "
+            f"{b.index:>6}  {span:<17} {b.num_blocks:>5}  {b.blobs:>5}  {b.fill:>6.1%}  {b.felts:>9,}{fee}  "
             f"{b.closed_by}: {why}"
         )
     say()
     _print_totals(result, fees, say)
 
 
-def _print_totals(result: BacktestResult, fees: Fees | None, say: Any) -> None:
+def _price_words(name: str, given: int | None, recorded: list[int], *, mixed: bool) -> str:
+    if given is not None:
+        return f"{name} {given:,} wei" + (" (given)" if mixed else "")
+    span = f"{min(recorded):,}" if min(recorded) == max(recorded) else f"{min(recorded):,}-{max(recorded):,}"
+    return f"{name} {span} wei" + (" (recorded)" if mixed else "")
+
+
+def _print_fees(result: BacktestResult, fees: Fees, say: Any) -> None:
+    if problem := unpriced_note(result, fees):
+        say(f"fees: {problem}")
+        return
+    totals = settlement_fees(result.batches, fees)
+    if totals is None or not result.blocks:
+        return
+    recorded = [b.l1_prices for b in result.batches if b.l1_prices]
+    given = (fees.base_fee_wei is not None) + (fees.blob_base_fee_wei is not None)
+    last_header = "each settlement at its last block's l1_gas_price and l1_data_gas_price"
+    basis = {
+        0: f"the L1 prices {RECORDED} ({last_header})",
+        1: f"L1 prices given and {RECORDED} (each settlement at its last block's)",
+        2: "the L1 prices given",
+    }[given]
+    base = _price_words("base fee", fees.base_fee_wei, [p.base_fee_wei for p in recorded], mixed=given == 1)
+    blob = _price_words(
+        "blob base fee", fees.blob_base_fee_wei, [p.blob_base_fee_wei for p in recorded], mixed=given == 1
+    )
+    say(
+        f"fees at {basis}: {base} + priority {fees.priority_fee_wei:,} wei, {blob}, {fees.settlement_gas:,} gas a "
+        f"settlement: {_eth(totals.total_wei)} (execution {totals.execution_wei:,} wei, blobs {totals.blob_wei:,} wei)"
+    )
+    say(f"fee per block: {_eth(totals.total_wei // result.blocks)}")
+
+
+def _print_totals(result: BacktestResult, fees: Fees, say: Any) -> None:
     n = len(result.batches)
     paid = result.blobs * FELTS_PER_BLOB
     if n:
@@ -403,16 +496,7 @@ def _print_totals(result: BacktestResult, fees: Fees | None, say: Any) -> None:
         )
     else:
         say("totals: no block batched")
-    if fees is not None and result.blocks:
-        totals = settlement_fees(result.batches, fees)
-        say(
-            f"fees at base fee {fees.base_fee_wei:,} wei + priority {fees.priority_fee_wei:,} wei, blob base fee "
-            f"{fees.blob_base_fee_wei:,} wei, {fees.settlement_gas:,} gas a settlement: {_eth(totals.total_wei)} "
-            f"(execution {totals.execution_wei:,} wei, blobs {totals.blob_wei:,} wei)"
-        )
-        say(f"fee per block: {_eth(totals.total_wei // result.blocks)}")
-    elif fees is None:
-        say("fees: give --blob-base-fee-wei and --base-fee-wei to price the settlements")
+    _print_fees(result, fees, say)
     for subject in result.alerts:
         say(f"run would alert: {subject}")
     if result.stopped:

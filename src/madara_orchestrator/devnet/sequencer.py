@@ -8,6 +8,10 @@ deployment or a class declaration. So the state diff keeps growing across blocks
 Like the Starknet OS from 0.13.4, every block gives an alias (contract 0x2) to each new address and
 storage key ≥ 0x80 it touches. Blocks carry bouncer weights, served as Madara's feeder gateway does.
 Roots and hashes are keccak-derived felts, not Patricia-tree roots: the orchestrator never recomputes them.
+Headers record the L1 prices the sequencer saw (``l1_gas_price``, ``l1_data_gas_price``, as Madara's do from
+its L1 gas price oracle): a deterministic walk, one EIP-1559 step (at most ±12.5 %) every ``L1_BLOCK_EVERY``
+blocks (12 s of L1 at the devnet's one second a block), bounded to ``L1_BASE_FEE_RANGE`` and
+``L1_BLOB_BASE_FEE_RANGE``.
 """
 
 from __future__ import annotations
@@ -50,6 +54,19 @@ DECLARE_CHANCE = 0.1
 NEW_HOLDER_CHANCE = 0.3
 """How often a transfer goes to an address that never held tokens (a new balance slot)."""
 
+L1_BLOCK_EVERY = 12
+"""Blocks between two moves of the recorded L1 prices: an L1 block (12 s) at one second a block."""
+L1_BASE_FEE_WEI = 8 * 10**9
+"""The L1 base fee the first block records (8 gwei)."""
+L1_BASE_FEE_RANGE = (5 * 10**8, 200 * 10**9)
+L1_BLOB_BASE_FEE_WEI = 5 * 10**8
+"""The L1 blob base fee the first block records (0.5 gwei)."""
+L1_BLOB_BASE_FEE_RANGE = (1, 100 * 10**9)
+"""EIP-4844's minimum blob base fee is 1 wei."""
+STRK_PER_ETH = 20_000
+"""Converts the L1 prices to their ``price_in_fri`` (STRK)."""
+L2_GAS_PRICE_FRI = 8 * 10**9
+
 
 def felt_hash(*parts: int | str | bytes) -> int:
     h = keccak.new(digest_bits=256)
@@ -87,6 +104,23 @@ class Block:
     tx_hashes: list[int]
     state_diff: dict[str, Any]
     weights: BouncerWeights = field(default_factory=BouncerWeights)
+    l1_gas_price_wei: int = L1_BASE_FEE_WEI
+    """The L1 base fee the header records (``l1_gas_price.price_in_wei``)."""
+    l1_data_gas_price_wei: int = L1_BLOB_BASE_FEE_WEI
+    """The L1 blob base fee the header records (``l1_data_gas_price.price_in_wei``)."""
+
+
+def _l1_step(price: int, seed: int, name: str, number: int, bounds: tuple[int, int]) -> int:
+    """One EIP-1559 move of an L1 price: by at most ±12.5 %, drawn from the block number (not the chain's
+    random stream, so the blocks' contents are those of a chain without prices), within ``bounds``."""
+    move = felt_hash("devnet l1 price", seed, name, number) % 2001 - 1000  # -1000..1000
+    moved = price + price * move // 8000
+    return min(max(moved, bounds[0]), bounds[1])
+
+
+def resource_price(wei: int) -> dict[str, str]:
+    """A header's price of one resource, in wei and in fri (STRK)."""
+    return {"price_in_fri": hex(wei * STRK_PER_ETH), "price_in_wei": hex(wei)}
 
 
 @dataclass(slots=True)
@@ -160,6 +194,7 @@ class DevnetChain:
         self.tx_per_block = tx_per_block
         self.fee_token = fee_token
         self._rng = random.Random(seed)
+        self._seed = seed
         self.blocks: list[Block] = []
         self.storage: dict[tuple[int, int], History] = {}
         self.nonces: dict[int, History] = {}
@@ -343,6 +378,11 @@ class DevnetChain:
         }
         new_root = felt_hash(old_root, json.dumps(state_diff, sort_keys=True))
         parent_hash = parent.block_hash if parent else 0
+        base_fee = parent.l1_gas_price_wei if parent else L1_BASE_FEE_WEI
+        blob_base_fee = parent.l1_data_gas_price_wei if parent else L1_BLOB_BASE_FEE_WEI
+        if number and number % L1_BLOCK_EVERY == 0:
+            base_fee = _l1_step(base_fee, self._seed, "base", number, L1_BASE_FEE_RANGE)
+            blob_base_fee = _l1_step(blob_base_fee, self._seed, "blob", number, L1_BLOB_BASE_FEE_RANGE)
         block = Block(
             number=number,
             block_hash=felt_hash("block", number, parent_hash, new_root),
@@ -353,6 +393,8 @@ class DevnetChain:
             tx_hashes=[felt_hash("tx", number, i) for i in range(content.n_txs)],
             state_diff=state_diff,
             weights=weights,
+            l1_gas_price_wei=base_fee,
+            l1_data_gas_price_wei=blob_base_fee,
         )
         self.blocks.append(block)
         return block
@@ -500,6 +542,12 @@ class DevnetSequencer:
             return {
                 **accepted_block_header(block),
                 "sequencer_address": hex(SEQUENCER_ADDRESS),
+                "l1_gas_price": resource_price(block.l1_gas_price_wei),
+                "l2_gas_price": {
+                    "price_in_fri": hex(L2_GAS_PRICE_FRI),
+                    "price_in_wei": hex(L2_GAS_PRICE_FRI // STRK_PER_ETH),
+                },
+                "l1_data_gas_price": resource_price(block.l1_data_gas_price_wei),
                 "l1_da_mode": "BLOB",
                 "starknet_version": self.version_of(block.number),
                 "transactions": [hex(t) for t in block.tx_hashes],

@@ -12,7 +12,10 @@ the policy (domain/batching.py), the squashing, the compression and the blob enc
 - the node's blocks, state updates and bouncer weights are read a few blocks ahead (``Lookahead``);
 - the batch still open after ``last`` is closed, as "open at the end of the range".
 
-``settlement_fees`` prices the batches as Ethereum blob transactions: one settlement a batch.
+``settlement_fees`` prices the batches as Ethereum blob transactions: one settlement a batch, each at the L1
+prices given, or else at those recorded in the header of its last block (``l1_gas_price.price_in_wei`` as the
+base fee, ``l1_data_gas_price.price_in_wei`` as the blob base fee: what the sequencer saw on L1 when it made the
+block, JSON-RPC v0.7 on). A header without them leaves its batch unpriced, never guessed.
 """
 
 from __future__ import annotations
@@ -47,6 +50,36 @@ RANGE_END = "range_end"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class L1Prices:
+    """A block header's record of the L1 prices, in wei per gas."""
+
+    base_fee_wei: int
+    """``l1_gas_price.price_in_wei``."""
+    blob_base_fee_wei: int
+    """``l1_data_gas_price.price_in_wei``."""
+
+    def to_json(self) -> dict[str, int]:
+        return {"base_fee_wei": self.base_fee_wei, "blob_base_fee_wei": self.blob_base_fee_wei}
+
+
+def _wei(header: dict[str, Any], name: str) -> int | None:
+    price = header.get(name)
+    value = price.get("price_in_wei") if isinstance(price, dict) else None
+    if not isinstance(value, str) or not value.lower().startswith("0x"):
+        return None
+    try:
+        return int(value, 16)
+    except ValueError:
+        return None
+
+
+def recorded_l1_prices(header: dict[str, Any]) -> L1Prices | None:
+    """The L1 prices a block header records (felts, hex strings), or None when it lacks either."""
+    base, blob = _wei(header, "l1_gas_price"), _wei(header, "l1_data_gas_price")
+    return None if base is None or blob is None else L1Prices(base_fee_wei=base, blob_base_fee_wei=blob)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BacktestBatch:
     """One aggregator batch (one settlement) as ``run`` would make it."""
 
@@ -64,6 +97,8 @@ class BacktestBatch:
     detail: str
     first_timestamp: int
     last_timestamp: int
+    l1_prices: L1Prices | None = None
+    """The L1 prices recorded in the header of its last block (None: the header has none)."""
 
     @property
     def num_blocks(self) -> int:
@@ -88,6 +123,7 @@ class BacktestBatch:
             "detail": self.detail,
             "first_timestamp": self.first_timestamp,
             "last_timestamp": self.last_timestamp,
+            "recorded_l1_prices": self.l1_prices.to_json() if self.l1_prices else None,
         }
 
 
@@ -117,17 +153,33 @@ class BacktestResult:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Fees:
-    """L1 prices a settlement is priced at, in wei per gas."""
+    """What a settlement is priced at, in wei per gas. A price left None is each batch's recorded one."""
 
-    base_fee_wei: int
-    blob_base_fee_wei: int
+    base_fee_wei: int | None = None
+    """None: the base fee recorded in the header of the batch's last block."""
+    blob_base_fee_wei: int | None = None
+    """None: the blob base fee recorded in the header of the batch's last block."""
     priority_fee_wei: int = 0
     settlement_gas: int
     """Execution gas of one ``updateStateKzgDA`` (blobs aside)."""
 
-    def settlement_wei(self, blobs: int) -> int:
-        execution = self.settlement_gas * (self.base_fee_wei + self.priority_fee_wei)
-        return execution + blobs * GAS_PER_BLOB * self.blob_base_fee_wei
+    def prices(self, batch: BacktestBatch) -> L1Prices | None:
+        """The prices ``batch`` is settled at: the given ones, else its recorded ones (None: not recorded)."""
+        base, blob = self.base_fee_wei, self.blob_base_fee_wei
+        if recorded := batch.l1_prices:
+            base = recorded.base_fee_wei if base is None else base
+            blob = recorded.blob_base_fee_wei if blob is None else blob
+        return None if base is None or blob is None else L1Prices(base_fee_wei=base, blob_base_fee_wei=blob)
+
+    def settlement(self, batch: BacktestBatch) -> FeeTotals | None:
+        """What settling ``batch`` costs (None: a price it needs is neither given nor recorded)."""
+        prices = self.prices(batch)
+        if prices is None:
+            return None
+        return FeeTotals(
+            execution_wei=self.settlement_gas * (prices.base_fee_wei + self.priority_fee_wei),
+            blob_wei=batch.blobs * GAS_PER_BLOB * prices.blob_base_fee_wei,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -140,11 +192,18 @@ class FeeTotals:
         return self.execution_wei + self.blob_wei
 
 
-def settlement_fees(batches: Sequence[BacktestBatch], fees: Fees) -> FeeTotals:
-    """What settling ``batches`` costs at ``fees``: one blob transaction per batch."""
-    execution = len(batches) * fees.settlement_gas * (fees.base_fee_wei + fees.priority_fee_wei)
-    blob = sum(b.blobs for b in batches) * GAS_PER_BLOB * fees.blob_base_fee_wei
-    return FeeTotals(execution_wei=execution, blob_wei=blob)
+def unpriced(batches: Sequence[BacktestBatch], fees: Fees) -> list[BacktestBatch]:
+    """The batches ``fees`` cannot price: a price not given and not recorded in the last block's header."""
+    return [b for b in batches if fees.prices(b) is None]
+
+
+def settlement_fees(batches: Sequence[BacktestBatch], fees: Fees) -> FeeTotals | None:
+    """What settling ``batches`` costs: one blob transaction per batch, each at its prices (``Fees.prices``),
+    summed; None when any batch cannot be priced (see ``unpriced``)."""
+    each = [fees.settlement(b) for b in batches]
+    if any(f is None for f in each):
+        return None
+    return FeeTotals(execution_wei=sum(f.execution_wei for f in each if f), blob_wei=sum(f.blob_wei for f in each if f))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -279,6 +338,7 @@ class _Run:
     scratch: Scratch
     closes: _Closes
     timestamps: dict[int, int] = field(default_factory=dict)
+    prices: dict[int, L1Prices | None] = field(default_factory=dict)
     batches: dict[int, BacktestBatch] = field(default_factory=dict)
 
     async def collect_closed(self, *, range_end: int | None = None) -> None:
@@ -302,6 +362,7 @@ class _Run:
                 detail="" if at_end else event.detail,
                 first_timestamp=self.timestamps.get(batch.start_block, 0),
                 last_timestamp=self.timestamps.get(batch.end_block, 0),
+                l1_prices=self.prices.get(batch.end_block),
             )
 
 
@@ -358,6 +419,7 @@ async def backtest(
                 stopped = f"block {number} is not final at the node yet"
                 break
             run.timestamps[number] = int(header.get("timestamp", 0))
+            run.prices[number] = recorded_l1_prices(header)
             clock.at = float(run.timestamps[number])
             reads.head = number
             try:

@@ -13,8 +13,12 @@ from madara_orchestrator.devnet.sequencer import (
     APP_CONTRACTS,
     APP_COUNTER_KEY,
     FIRST_ALIAS,
+    L1_BASE_FEE_RANGE,
+    L1_BLOB_BASE_FEE_RANGE,
+    L1_BLOCK_EVERY,
     MIN_VALUE_FOR_ALIAS,
     STARKNET_VERSION,
+    STRK_PER_ETH,
     Block,
     DevnetChain,
     DevnetSequencer,
@@ -243,3 +247,30 @@ def test_blocks_announce_a_version_from_the_block_it_is_set_for() -> None:
     assert [sequencer.version_of(b) for b in range(7)] == [announced(b) for b in range(7)]
     sequencer.announce_version("0.14.2", from_block=4)  # replaces the one set for block 4
     assert announced(6) == "0.14.2"
+
+
+# -- recorded L1 prices ---------------------------------------------------------------------------------
+
+
+def test_headers_record_l1_prices_that_move_by_at_most_one_eip1559_step_per_l1_block() -> None:
+    chain = DevnetChain(seed=3, tx_per_block=0)
+    for _ in range(10 * L1_BLOCK_EVERY):
+        chain.produce_block()
+    sequencer = DevnetSequencer(chain)
+    recorded: list[tuple[int, int]] = []
+    for number in range(chain.head + 1):
+        header = sequencer.call("starknet_getBlockWithTxHashes", {"block_id": {"block_number": number}})
+        gas, data = header["l1_gas_price"], header["l1_data_gas_price"]
+        assert int(gas["price_in_fri"], 16) == int(gas["price_in_wei"], 16) * STRK_PER_ETH
+        assert int(data["price_in_fri"], 16) == int(data["price_in_wei"], 16) * STRK_PER_ETH
+        assert set(header["l2_gas_price"]) == {"price_in_fri", "price_in_wei"}, "JSON-RPC v0.8 headers have it"
+        recorded.append((int(gas["price_in_wei"], 16), int(data["price_in_wei"], 16)))
+    assert recorded == [(b.l1_gas_price_wei, b.l1_data_gas_price_wei) for b in chain.blocks]
+    for number in range(1, len(recorded)):
+        (base_before, blob_before), (base, blob) = recorded[number - 1], recorded[number]
+        if number % L1_BLOCK_EVERY:
+            assert (base, blob) == (base_before, blob_before), f"block {number}: no L1 block in between"
+        assert abs(base - base_before) <= base_before / 8 and abs(blob - blob_before) <= blob_before / 8
+        assert L1_BASE_FEE_RANGE[0] <= base <= L1_BASE_FEE_RANGE[1]
+        assert L1_BLOB_BASE_FEE_RANGE[0] <= blob <= L1_BLOB_BASE_FEE_RANGE[1]
+    assert len({base for base, _ in recorded}) > 5 and len({blob for _, blob in recorded}) > 5, "they vary"
