@@ -22,8 +22,9 @@ broadcast only once the key before it is broadcast (an attempt stored as Sent, o
 the next nonce; a nonce released while later ones are held (a refused first attempt) is taken again by its
 key, never skipped. A key whose transaction reverts while the key before it has not settled (they chain on
 each other's roots) is not counted as settled and not failed: ``OutOfTurn`` says to send it again after
-its predecessor. A mined transaction that leaves the chain before its confirmations (a reorg) is
-re-broadcast from the store.
+its predecessor. A key whose window ends while a lower nonce is not mined yet is not replaced (it cannot
+land first; a higher fee would buy nothing): ``OutOfTurn`` too, and the retry resumes its transaction. A
+mined transaction that leaves the chain before its confirmations (a reorg) is re-broadcast from the store.
 """
 
 from __future__ import annotations
@@ -502,6 +503,7 @@ class DurableSender(Generic[RequestT]):
                 outcome = await self._wait(key, nonce)
                 if isinstance(outcome, TxOutcome):
                     return outcome
+                await self._behind(key, nonce)
                 await self._timed_out(key, nonce, current, seen=outcome is not None)
             assert max_bumps is not None
             if bumps >= max_bumps:
@@ -513,6 +515,23 @@ class DurableSender(Generic[RequestT]):
             landed = await self._broadcast(key, current, resuming=False)
             if landed is not None:
                 return landed
+
+    async def _behind(self, key: str, nonce: int) -> None:
+        """Several in flight: a window ended while a lower nonce is not mined yet. This transaction cannot land
+        before it, so replacing it would only pay more (and spend its bump budget) for the other one's delay:
+        ``OutOfTurn`` (the caller tries again later and resumes this transaction unchanged)."""
+        after = self._after.get(key)
+        if after is None:
+            return
+        mined = await self.chain.nonce("latest")
+        if mined >= nonce:
+            return
+        log.info("settlement %s: nonce %s waits for nonce %s below it to be mined; not replaced", key, nonce, mined)
+        raise OutOfTurn(
+            f"settlement {key} (nonce {nonce}) waits for the transactions before it ({after}) to be mined; "
+            "it is not replaced meanwhile",
+            wait_s=self.send_policy.turn_wait_s,
+        )
 
     async def _timed_out(self, key: str, nonce: int, current: AttemptRecord, *, seen: bool) -> None:
         """A confirmation window ended without a final receipt: mark the attempt; without replacements, fail."""
@@ -836,6 +855,7 @@ class DurableSender(Generic[RequestT]):
                 return landed
         outcome = await self._wait(key, nonce)
         if not isinstance(outcome, TxOutcome):
+            await self._behind(key, nonce)
             raise SettlementTxError(
                 f"settlement {key}: the mined transaction was reorged out and did not come back in time; retry",
                 attempts=await self.attempts(key),

@@ -291,6 +291,31 @@ async def test_an_l1_reorg_dropping_mined_settlements_is_seen_and_they_are_sent_
     await client.aclose()
 
 
+async def test_a_restart_with_three_pending_whose_middle_one_the_node_dropped(setup: Setup) -> None:
+    """Three broadcast, none mined, the process ends; meanwhile the node drops the middle one from its pool
+    (and, as anvil does, the one above it). The restart re-broadcasts the stored transactions: each batch once, in
+    order, no nonce gap, nothing signed anew."""
+    s = setup
+    client = s.client()
+    store = client.txmgr.store
+    tasks = [asyncio.create_task(settle(client, *s.outputs[i], i)) for i in range(BATCHES)]
+    await _until(lambda: _sent(store, key(2), 1))
+    for task in tasks:  # the end of the process: nothing mined yet
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await client.aclose()
+    middle = (await store.attempts(key(1)))[0].tx_hash
+    await s.devnet.rpc.request("anvil_dropTransaction", [middle])
+    pool = await s.devnet.rpc.request("txpool_content")
+    pooled = {tx["hash"] for by_nonce in pool["pending"].values() for tx in by_nonce.values()}
+    pooled |= {tx["hash"] for by_nonce in pool["queued"].values() for tx in by_nonce.values()}
+    lowest = (await store.attempts(key(0)))[0].tx_hash
+    assert middle not in pooled and lowest in pooled, "the node dropped the middle one (anvil: and what follows it)"
+    await finish_after_restart(s)
+    for i in range(BATCHES):
+        assert len(await SqliteTxStore(s.db).attempts(key(i))) == 1, "re-broadcast, not signed anew"
+
+
 async def _sent(store: SqliteTxStore, k: str, attempt_no: int) -> bool:
     return any(a.attempt_no == attempt_no and a.status is AttemptStatus.SENT for a in await store.attempts(k))
 

@@ -345,3 +345,39 @@ async def test_two_processes_sending_one_key_at_once_send_one_transaction(tmp_pa
     assert again.already_settled and len(chain.sent) == 1, "the guard is free again and nothing is resent"
     for database in databases:
         await database.close()
+
+
+async def test_a_key_behind_an_unmined_lower_nonce_is_not_replaced(tmp_path: Path, sidecar: Sidecar) -> None:
+    """Several in flight: batch-2 (nonce 1) cannot be mined before batch-1 (nonce 0). While batch-1 is stuck,
+    batch-2's confirmation window ends; replacing batch-2 then pays a higher fee (2.1x tip) for nothing and
+    spends its bump budget (FeeBumpsExhausted: a failed job attempt) for batch-1's delay. It must wait for
+    its turn instead (OutOfTurn: no attempt spent), and land on its first transaction once batch-1 does."""
+    import asyncio
+
+    from madara_orchestrator.domain.errors import OutOfTurn
+
+    chain = FakeChain()
+    original_mine = chain.mine
+    stuck = True
+
+    def mine_unless_stuck() -> None:  # nonce 0 does not land (e.g. dropped or priced out on its node)
+        if stuck:
+            chain.block += 1
+            return
+        original_mine()
+
+    chain.mine = mine_unless_stuck  # type: ignore[method-assign]
+    mgr = _manager(chain, tmp_path, max_fee_bumps=2)
+    build = _build(sidecar)
+    first = asyncio.create_task(mgr.send("batch-1", build))
+    second = asyncio.create_task(mgr.send("batch-2", build, after="batch-1"))
+    outcomes = await asyncio.gather(first, second, return_exceptions=True)
+    assert isinstance(outcomes[0], FeeBumpsExhausted), outcomes[0]  # the stuck one is replaced, as before
+    behind = await mgr.store.attempts("batch-2")
+    assert [(a.nonce, a.status) for a in behind] == [(1, AttemptStatus.SENT)], "batch-2 was replaced needlessly"
+    assert isinstance(outcomes[1], OutOfTurn), outcomes[1]
+    stuck = False
+    done = await mgr.send("batch-1", build)
+    then = await mgr.send("batch-2", build, after="batch-1")
+    assert (done.nonce, then.nonce) == (0, 1)
+    assert then.tx_hash == behind[0].tx_hash and len(then.attempts) == 1
