@@ -466,6 +466,24 @@ def test_heal_settings_reach_the_runtime(tmp_path: Path) -> None:
     assert (config.heal_stale_after_s, config.heal_interval_s) == (15.0, 2.0)
 
 
+def test_settlements_in_flight_default_by_layer_and_reach_the_runtime(tmp_path: Path) -> None:
+    """4 on Ethereum (and the devnet ledger), 1 on Starknet unless given; the trigger and the state-transition
+    queue's concurrency both take it."""
+    from madara_orchestrator.cli.compose import runtime_config
+    from madara_orchestrator.cli.devnet import devnet_settings
+    from madara_orchestrator.cli.settings import Settings
+    from madara_orchestrator.domain.jobs import JobType
+
+    base = devnet_settings(tmp_path, "http://127.0.0.1:9", port=0)
+    assert base.max_settlements_in_flight is None and base.settlements_in_flight == 4
+    on_starknet = Settings({**base.values, "settle_on_starknet": True})
+    assert on_starknet.settlements_in_flight == 1
+    assert Settings({**on_starknet.values, "max_settlements_in_flight": 3}).settlements_in_flight == 3
+    config = runtime_config(Settings({**base.values, "max_settlements_in_flight": 2}))
+    assert config.triggers.max_settlements_in_flight == 2
+    assert config.processing_concurrency[JobType.STATE_TRANSITION] == 2
+
+
 L3_FLAGS = [
     "--layer",
     "l3",

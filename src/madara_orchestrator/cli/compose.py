@@ -122,7 +122,7 @@ def runtime_config(settings: Settings) -> RuntimeConfig:
             JobType.SNOS_RUN: settings.max_concurrent_snos_jobs,
             JobType.PROOF_CREATION: settings.max_concurrent_proving_jobs,
             JobType.AGGREGATOR: settings.max_concurrent_aggregator_jobs,
-            JobType.STATE_TRANSITION: settings.max_settlements_in_flight,
+            JobType.STATE_TRANSITION: settings.settlements_in_flight,
         },
         batching=BatchingConfig(
             limits=batch_limits(settings.values, load_bouncer_weight_limits(settings.bouncer_weights_limit_file)),
@@ -142,7 +142,7 @@ def runtime_config(settings: Settings) -> RuntimeConfig:
             store_audit_artifacts=settings.store_audit_artifacts,
             snos_full_output=settings.snos_full_output,
             halt_on_failure=settings.halt_on_failure,
-            max_settlements_in_flight=settings.max_settlements_in_flight,
+            max_settlements_in_flight=settings.settlements_in_flight,
         ),
         retry=dataclasses.replace(REDELIVERY, base_delay_s=settings.retry_base_delay_seconds),
         trigger_interval_s=settings.interval_seconds,

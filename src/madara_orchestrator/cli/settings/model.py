@@ -85,6 +85,15 @@ class Settings(
         }
 
     @property
+    def settlements_in_flight(self) -> int:
+        """``--max-settlements-in-flight``, else 4 on Ethereum and 1 on Starknet: several pending invokes of one
+        account have been tried only on this project's Starknet double, whose nonce rule may differ from a
+        real node's (a node refusing a future nonce would make the jobs churn)."""
+        if self.max_settlements_in_flight is not None:
+            return int(self.max_settlements_in_flight)
+        return 1 if self.settle_on_starknet else 4
+
+    @property
     def da_keys(self) -> tuple[int, ...]:
         """``--da-public-keys`` as felts (validated by ``load_run_settings``); () when not given."""
         return parse_da_public_keys(self.da_public_keys)

@@ -46,10 +46,12 @@ class SettlementSettings(SettingsGroup):
         default=False,
         required=ANY_SETTLEMENT,
     )
-    max_settlements_in_flight: int = setting(
+    max_settlements_in_flight: int | None = setting(
         "MAX_SETTLEMENTS_IN_FLIGHT",
-        "StateTransition jobs (settlement transactions, consecutive nonces) in flight at once; 1: one at a time",
-        default=4,
+        (
+            "StateTransition jobs (settlement transactions, consecutive nonces) in flight at once; 1: one at a time "
+            "(default 4 on Ethereum, 1 with --settle-on-starknet: several have not been tried on a real Starknet node)"
+        ),
         rule=POSITIVE,
     )
     devnet_settlement_path: str | None = setting(
