@@ -769,6 +769,10 @@ class DurableSender(Generic[RequestT]):
             if deeper is None:
                 log.warning("settlement %s: tx %s left the chain (reorg); waiting again", key, attempt.tx_hash)
                 return await self._reorged(key, attempt.nonce)
+            if deeper.revert_error is not None:
+                # A reorg re-mined it where it reverts (the state it ran on changed): a revert, not settled.
+                log.warning("settlement %s: tx %s was mined again after a reorg and reverted", key, attempt.tx_hash)
+                return await self._confirm(key, _Found(attempt, deeper))
             receipt = deeper
             confirmations = f" with {self.send_policy.confirmations} confirmations"
         self._crash_point("mined")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -258,6 +259,34 @@ async def test_a_revert_is_final_for_the_attempt_and_a_retry_takes_the_next_nonc
     chain.reverting = False
     outcome = await mgr.send("batch-1", _build(sidecar))
     assert outcome.nonce == 1 and [a.status for a in outcome.attempts] == ["Reverted", "Finalized"]
+
+
+@dataclass
+class ReorgedIntoARevert(FakeChain):
+    """The transaction is mined (success), then a reorg re-mines it in a later block where it reverts (the
+    state it ran on changed): the receipt read while waiting for confirmations says so."""
+
+    reads: int = 0
+
+    async def transaction_receipt(self, tx_hash: str) -> dict[str, Any] | None:
+        receipt = await super().transaction_receipt(tx_hash)
+        if receipt is not None:
+            self.reads += 1
+            if self.reads > 1:
+                receipt = {**receipt, "status": "0x0", "blockNumber": hex(int(receipt["blockNumber"], 16) + 1)}
+        return receipt
+
+
+async def test_a_receipt_that_turns_into_a_revert_while_confirming_is_a_revert_not_settled(
+    tmp_path: Path, sidecar: Sidecar
+) -> None:
+    chain = ReorgedIntoARevert()
+    mgr = _manager(chain, tmp_path)
+    mgr.send_policy = dataclasses.replace(mgr.send_policy, confirmations=3, confirmation_timeout_s=5.0)
+    with pytest.raises(TxReverted) as info:
+        await mgr.send("batch-1", _build(sidecar))
+    assert [a.status for a in info.value.attempts] == ["Reverted"]
+    assert (await mgr.store.get_key("batch-1")).status is KeyStatus.REVERTED  # type: ignore[union-attr]
 
 
 async def test_a_finalized_key_is_never_sent_again(tmp_path: Path, sidecar: Sidecar) -> None:
