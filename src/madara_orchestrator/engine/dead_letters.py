@@ -48,6 +48,18 @@ def letter_of(job: Job) -> DeadLetter | None:
     return None if record is None else DeadLetter.from_json(record)
 
 
+def queue_of(service: JobService, listed: Listed) -> str:
+    """The queue a dead letter came from: as the backend said, else its job's queue of the phase the job was
+    in (SQS names it only on AWS, as ``DeadLetterQueueSourceArn``)."""
+    letter = listed.letter
+    if letter is not None and letter.source_queue is not None:
+        return letter.source_queue
+    job_type = listed.job.job_type
+    if letter is not None and for_verification(letter, service.names, job_type):
+        return service.names.verification(job_type)
+    return service.names.processing(job_type)
+
+
 async def dead_letters(service: JobService) -> list[Listed]:
     """The dead letters not yet redriven, oldest job first."""
     jobs = await service.db.list_jobs(statuses=[S.FAILED])

@@ -19,8 +19,6 @@ from madara_orchestrator.engine import dead_letters as dl
 from madara_orchestrator.server.http import Endpoint, Param, api, envelope
 
 ADMIN = "Admin endpoints"
-UNKNOWN_SOURCE = "(unknown)"
-"""The source queue of a dead letter whose backend did not say where it came from."""
 
 IDENT = Param(
     "id", "path", str, required=True, description="The dead letter's job id (the id in its body) or message id"
@@ -30,6 +28,7 @@ IDENT = Param(
 class DeadLetterItem(BaseModel):
     message_id: str
     source_queue: str | None
+    """As the backend said (None: not said; the list then files it under its job's queue of its phase)."""
     job_id: uuid.UUID
     job_type: JobType
     internal_id: int
@@ -103,7 +102,7 @@ async def list_route(request: Request) -> Response:
     by_queue: dict[str, list[dict[str, Any]]] = {}
     for listed in await dl.dead_letters(service):
         assert listed.letter is not None
-        by_queue.setdefault(listed.letter.source_queue or UNKNOWN_SOURCE, []).append(_item(listed, listed.letter))
+        by_queue.setdefault(dl.queue_of(service, listed), []).append(_item(listed, listed.letter))
     waiting = await dl.waiting(service)
     total = sum(len(items) for items in by_queue.values())
     data = {
