@@ -172,7 +172,7 @@ class SqsQueue:
                 ),
             )
             for raw in response.get("Messages") or []:
-                message = self._message(queue, raw)
+                message = self._message(queue, raw, dead_letter_queue=config.dead_letter is None)
                 theirs = message.attributes.get(VERSION_ATTRIBUTE)
                 if theirs is None or theirs == self.version:
                     return message
@@ -181,14 +181,17 @@ class SqsQueue:
                 return None
 
     @staticmethod
-    def _message(queue: str, raw: Mapping[str, Any]) -> QueueMessage:
+    def _message(queue: str, raw: Mapping[str, Any], *, dead_letter_queue: bool = False) -> QueueMessage:
+        """``dead_letter_queue``: from a queue that dead-letters nowhere (the dead-letter queue is one), whose
+        messages show what SQS says of a dead letter."""
         system = raw.get("Attributes") or {}
         attributes = {
             str(name): str(value["StringValue"])
             for name, value in (raw.get("MessageAttributes") or {}).items()
             if "StringValue" in value
         }
-        attributes.update(_dead_letter_view(system))
+        if dead_letter_queue:
+            attributes.update(_dead_letter_view(system))
         return QueueMessage(
             queue=queue,
             message_id=str(raw["MessageId"]),

@@ -446,6 +446,15 @@ def received(attributes: Mapping[str, str], now: float) -> dict[str, str]:
     return updated
 
 
+def delivered(attributes: Mapping[str, str]) -> dict[str, str]:
+    """The attributes a delivery shows: as sent, plus, for a dead letter, what ``dead_letter_attributes`` and
+    the receive times say of it (kept on every message, shown only on dead letters)."""
+    if dead_letters.SOURCE in attributes:
+        return dict(attributes)
+    hidden = (dead_letters.FIRST_RECEIVE_AT, dead_letters.LAST_RECEIVE_AT)
+    return {k: v for k, v in attributes.items() if k not in hidden}
+
+
 def dead_letter_attributes(queue: str, receive_count: int, sent_at: float, now: float) -> dict[str, str]:
     """What a message moved to the dead-letter queue at ``now`` carries there: where from, after how many
     receives, when (``domain/dead_letters.py``)."""

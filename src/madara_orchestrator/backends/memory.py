@@ -28,6 +28,7 @@ from madara_orchestrator.backends.base import (
     batch_table,
     check_batch_version,
     dead_letter_attributes,
+    delivered,
     job_from_row,
     job_row,
     overlap_error,
@@ -314,7 +315,7 @@ class MemoryQueue(QueueBase):
                 body=message["body"],
                 receipt=message["receipt"],
                 receive_count=message["receive_count"],
-                attributes=dict(message["attributes"]),
+                attributes=delivered(message["attributes"]),
             )
             return delivery, None
 

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Mapping
 
 from madara_orchestrator import ORCHESTRATOR_VERSION
-from madara_orchestrator.backends.base import QueueBase, dead_letter_attributes, message_attributes, received
+from madara_orchestrator.backends.base import QueueBase, dead_letter_attributes, delivered, message_attributes, received
 from madara_orchestrator.backends.sql import SqlConnection, SqlDatabase
 from madara_orchestrator.domain.queues import QueueConfig
 from madara_orchestrator.interfaces import QueueDepth, QueueMessage
@@ -136,7 +136,7 @@ class SqlQueue(QueueBase):
                 body=row["body"],
                 receipt=receipt,
                 receive_count=int(row["receive_count"]) + 1,
-                attributes=attributes,
+                attributes=delivered(attributes),
             )
             return message, None
 
