@@ -8,7 +8,9 @@
 - ack = ``DeleteMessage``; nack = ``ChangeMessageVisibility`` to the delay; extend =
   ``ChangeMessageVisibility``; a stale receipt does nothing;
 - depth from ``GetQueueAttributes`` (visible, not visible, delayed);
-- dead letters are the redrive policy's job (setup sets ``maxReceiveCount``), not this class's.
+- dead letters are the redrive policy's job (setup sets ``maxReceiveCount``), not this class's; a message
+  carries its source queue (when SQS names it), send and first receive times as the attributes of
+  ``domain/dead_letters.py``, for the dead-letter record.
 
 Version filtering (SPEC §3.4): a message whose ``OrchestratorVersion`` differs from ours is for an instance
 of that version. As the original does, it is sent again as a copy (same body and attributes) and the
@@ -32,6 +34,7 @@ from botocore.exceptions import ClientError
 from madara_orchestrator import ORCHESTRATOR_VERSION
 from madara_orchestrator.backends.aws_client import Aws, error_code
 from madara_orchestrator.backends.aws_names import QueueAddressing
+from madara_orchestrator.domain import dead_letters
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.domain.queues import QueueConfig
 from madara_orchestrator.interfaces import QueueDepth, QueueMessage
@@ -46,6 +49,14 @@ MAX_VISIBILITY_S = 43_200
 MAX_WAIT_S = 20
 """SQS long-polling limit per ``ReceiveMessage``."""
 FOREIGN_VERSION_DELAY_S = 5
+
+SYSTEM_ATTRIBUTES = [
+    "ApproximateReceiveCount",
+    "ApproximateFirstReceiveTimestamp",
+    "SentTimestamp",
+    "DeadLetterQueueSourceArn",
+]
+"""Asked with each message: its receives, and what a dead letter's record shows (``_dead_letter_view``)."""
 
 _STALE_RECEIPT_CODES = frozenset(
     {"ReceiptHandleIsInvalid", "MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight"}
@@ -63,6 +74,23 @@ def _is_stale_receipt(exc: ClientError) -> bool:
         return True
     message = str((exc.response.get("Error") or {}).get("Message") or "")
     return code == "InvalidParameterValue" and "ReceiptHandle" in message
+
+
+def _dead_letter_view(system: Mapping[str, Any]) -> dict[str, str]:
+    """SQS's system attributes under the names of ``domain/dead_letters.py``: the source queue (SQS names it
+    on a message it moved to a dead-letter queue), the send and first receive times (epoch ms there)."""
+    view: dict[str, str] = {}
+    source = system.get("DeadLetterQueueSourceArn")
+    if source:
+        view[dead_letters.SOURCE] = str(source).rsplit(":", 1)[-1]
+    for name, key in (
+        ("SentTimestamp", dead_letters.SENT_AT),
+        ("ApproximateFirstReceiveTimestamp", dead_letters.FIRST_RECEIVE_AT),
+    ):
+        value = system.get(name)
+        if value:
+            view[key] = repr(int(value) / 1000)
+    return view
 
 
 class SqsQueue:
@@ -139,12 +167,12 @@ class SqsQueue:
                     MaxNumberOfMessages=1,
                     WaitTimeSeconds=wait,
                     VisibilityTimeout=visibility,
-                    AttributeNames=["ApproximateReceiveCount"],
+                    AttributeNames=SYSTEM_ATTRIBUTES,
                     MessageAttributeNames=["All"],
                 ),
             )
             for raw in response.get("Messages") or []:
-                message = self._message(queue, raw)
+                message = self._message(queue, raw, dead_letter_queue=config.dead_letter is None)
                 theirs = message.attributes.get(VERSION_ATTRIBUTE)
                 if theirs is None or theirs == self.version:
                     return message
@@ -153,13 +181,17 @@ class SqsQueue:
                 return None
 
     @staticmethod
-    def _message(queue: str, raw: Mapping[str, Any]) -> QueueMessage:
+    def _message(queue: str, raw: Mapping[str, Any], *, dead_letter_queue: bool = False) -> QueueMessage:
+        """``dead_letter_queue``: from a queue that dead-letters nowhere (the dead-letter queue is one), whose
+        messages show what SQS says of a dead letter."""
         system = raw.get("Attributes") or {}
         attributes = {
             str(name): str(value["StringValue"])
             for name, value in (raw.get("MessageAttributes") or {}).items()
             if "StringValue" in value
         }
+        if dead_letter_queue:
+            attributes.update(_dead_letter_view(system))
         return QueueMessage(
             queue=queue,
             message_id=str(raw["MessageId"]),

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
+from madara_orchestrator.domain import dead_letters
 from madara_orchestrator.domain.batches import (
     AggregatorBatch,
     AggregatorBatchStatus,
@@ -432,6 +433,37 @@ class QueueBase:
                 await asyncio.wait_for(wake.wait(), timeout=pause)
             except TimeoutError:
                 pass
+
+
+def received(attributes: Mapping[str, str], now: float) -> dict[str, str]:
+    """A message's attributes after a receive at ``now``: its first and last receive times (those in the
+    queue it was dead-lettered from, once it was)."""
+    updated = dict(attributes)
+    if dead_letters.SOURCE in updated:
+        return updated
+    updated.setdefault(dead_letters.FIRST_RECEIVE_AT, repr(now))
+    updated[dead_letters.LAST_RECEIVE_AT] = repr(now)
+    return updated
+
+
+def delivered(attributes: Mapping[str, str]) -> dict[str, str]:
+    """The attributes a delivery shows: as sent, plus, for a dead letter, what ``dead_letter_attributes`` and
+    the receive times say of it (kept on every message, shown only on dead letters)."""
+    if dead_letters.SOURCE in attributes:
+        return dict(attributes)
+    hidden = (dead_letters.FIRST_RECEIVE_AT, dead_letters.LAST_RECEIVE_AT)
+    return {k: v for k, v in attributes.items() if k not in hidden}
+
+
+def dead_letter_attributes(queue: str, receive_count: int, sent_at: float, now: float) -> dict[str, str]:
+    """What a message moved to the dead-letter queue at ``now`` carries there: where from, after how many
+    receives, when (``domain/dead_letters.py``)."""
+    return {
+        dead_letters.SOURCE: queue,
+        dead_letters.RECEIVE_COUNT: str(receive_count),
+        dead_letters.DEAD_LETTERED_AT: repr(now),
+        dead_letters.SENT_AT: repr(sent_at),
+    }
 
 
 def message_attributes(value: Any) -> dict[str, str]:

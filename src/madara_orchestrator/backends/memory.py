@@ -27,9 +27,12 @@ from madara_orchestrator.backends.base import (
     batch_exists_error,
     batch_table,
     check_batch_version,
+    dead_letter_attributes,
+    delivered,
     job_from_row,
     job_row,
     overlap_error,
+    received,
     stale_job_error,
 )
 from madara_orchestrator.domain.batches import (
@@ -295,13 +298,16 @@ class MemoryQueue(QueueBase):
                 return None, min(upcoming) if upcoming else None
             message = min(visible, key=lambda m: (m["visible_at"], m["seq"]))
             if dead_letter is not None and message["receive_count"] >= config.max_receive_count:
+                attributes = dead_letter_attributes(queue, message["receive_count"], message["sent_at"], now)
                 message.update(queue=dead_letter, visible_at=now, receive_count=0, receipt=None)
+                message["attributes"] = {**message["attributes"], **attributes}
                 self._wakeups.fire(dead_letter)
                 continue
             message.update(
                 visible_at=now + config.visibility_timeout_s,
                 receive_count=message["receive_count"] + 1,
                 receipt=uuid.uuid4().hex,
+                attributes=received(message["attributes"], now),
             )
             delivery = QueueMessage(
                 queue=queue,
@@ -309,7 +315,7 @@ class MemoryQueue(QueueBase):
                 body=message["body"],
                 receipt=message["receipt"],
                 receive_count=message["receive_count"],
-                attributes=dict(message["attributes"]),
+                attributes=delivered(message["attributes"]),
             )
             return delivery, None
 

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Mapping
 
 from madara_orchestrator import ORCHESTRATOR_VERSION
-from madara_orchestrator.backends.base import QueueBase, message_attributes
+from madara_orchestrator.backends.base import QueueBase, dead_letter_attributes, delivered, message_attributes, received
 from madara_orchestrator.backends.sql import SqlConnection, SqlDatabase
 from madara_orchestrator.domain.queues import QueueConfig
 from madara_orchestrator.interfaces import QueueDepth, QueueMessage
@@ -104,7 +104,7 @@ class SqlQueue(QueueBase):
             )
         while True:
             row = await conn.fetch_one(
-                "SELECT seq, message_id, body, attributes, receive_count FROM queue_messages"
+                "SELECT seq, message_id, body, attributes, receive_count, sent_at FROM queue_messages"
                 f" WHERE queue = ? AND visible_at <= ? ORDER BY visible_at, seq LIMIT 1{self._skip_locked}",
                 (queue, now),
             )
@@ -113,19 +113,22 @@ class SqlQueue(QueueBase):
                     "SELECT MIN(visible_at) AS t FROM queue_messages WHERE queue = ?", (queue,)
                 )
                 return None, None if upcoming is None or upcoming["t"] is None else float(upcoming["t"])
+            attributes = message_attributes(row["attributes"])
             if dead_letter is not None and row["receive_count"] >= config.max_receive_count:
+                attributes.update(dead_letter_attributes(queue, int(row["receive_count"]), float(row["sent_at"]), now))
                 await conn.execute(
-                    "UPDATE queue_messages SET queue = ?, visible_at = ?, receive_count = 0, receipt = NULL"
-                    " WHERE seq = ?",
-                    (dead_letter, now, row["seq"]),
+                    "UPDATE queue_messages SET queue = ?, visible_at = ?, receive_count = 0, receipt = NULL,"
+                    " attributes = ? WHERE seq = ?",
+                    (dead_letter, now, json.dumps(attributes), row["seq"]),
                 )
                 await self.db.notify(conn, dead_letter)
                 continue
             receipt = uuid.uuid4().hex
+            attributes = received(attributes, now)
             await conn.execute(
-                "UPDATE queue_messages SET visible_at = ?, receive_count = receive_count + 1, receipt = ?"
-                " WHERE seq = ?",
-                (now + config.visibility_timeout_s, receipt, row["seq"]),
+                "UPDATE queue_messages SET visible_at = ?, receive_count = receive_count + 1, receipt = ?,"
+                " attributes = ? WHERE seq = ?",
+                (now + config.visibility_timeout_s, receipt, json.dumps(attributes), row["seq"]),
             )
             message = QueueMessage(
                 queue=queue,
@@ -133,7 +136,7 @@ class SqlQueue(QueueBase):
                 body=row["body"],
                 receipt=receipt,
                 receive_count=int(row["receive_count"]) + 1,
-                attributes=message_attributes(row["attributes"]),
+                attributes=delivered(attributes),
             )
             return message, None
 

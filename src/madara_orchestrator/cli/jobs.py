@@ -52,7 +52,9 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=jobs_command)
 
 
-def admin_token(given: str | None, environ: Mapping[str, str] | None = None) -> str:
+def admin_token(
+    given: str | None, environ: Mapping[str, str] | None = None, *, what: str = "jobs retry changes a job and needs"
+) -> str:
     """The admin token: ``given`` (``--admin-token``), else the file ``<VAR>_FILE`` names, else ``<VAR>``."""
     env = os.environ if environ is None else environ
     if given:
@@ -69,19 +71,15 @@ def admin_token(given: str | None, environ: Mapping[str, str] | None = None) -> 
         return token
     if env.get(TOKEN_VAR):
         return env[TOKEN_VAR]
-    raise InvalidInput(
-        f"jobs retry changes a job and needs the orchestrator's admin token: pass --admin-token, or set "
-        f"{TOKEN_VAR} or {file_var}"
-    )
+    raise InvalidInput(f"{what} the orchestrator's admin token: pass --admin-token, or set {TOKEN_VAR} or {file_var}")
 
 
-def _call(url: str, *, token: str | None = None) -> dict[str, Any]:
-    """GET ``url``, or with ``token`` POST it with ``Authorization: Bearer <token>``."""
+def _call(url: str, *, token: str | None = None, method: str | None = None) -> dict[str, Any]:
+    """GET ``url``, or with ``token`` POST it with ``Authorization: Bearer <token>`` (``method`` says
+    otherwise: an admin GET)."""
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
     try:
-        if token is None:
-            response = httpx.get(url, timeout=30)
-        else:
-            response = httpx.post(url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        response = httpx.request(method or ("GET" if token is None else "POST"), url, headers=headers, timeout=30)
     except httpx.InvalidURL as exc:
         raise InvalidInput(f"--url: {exc}") from None
     except httpx.HTTPError as exc:

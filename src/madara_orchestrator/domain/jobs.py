@@ -140,6 +140,9 @@ class CommonMetadata:
     """Ours, not the original's: since when the job has been waiting out an outside outage (unset when
     it is not). An outage never spends the job's attempts."""
     waiting_alerted: bool = False
+    dead_letter: dict[str, Any] | None = None
+    """Ours, not the original's: the message whose dead-lettering failed the job (``DeadLetter.to_json``),
+    until the job is retried or re-verified (``domain/dead_letters.py``)."""
 
     def with_failure(self, reason: str) -> CommonMetadata:
         """Record a new failure; the previous reason moves to the history (oldest first). URLs in the

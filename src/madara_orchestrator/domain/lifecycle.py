@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 from madara_orchestrator.domain.errors import BackendUnavailable, Failure, FailureKind, JobError
 from madara_orchestrator.domain.jobs import CommonMetadata, Job, JobPolicy, JobStatus, SpecificMetadata, transition
@@ -101,6 +102,8 @@ class Fail:
     """Give up on the job (attempts spent, dead-lettered, a failure no retry can fix)."""
 
     reason: str
+    dead_letter: dict[str, Any] | None = None
+    """When the job fails because its message was dead-lettered: the record (``DeadLetter.to_json``)."""
 
 
 Outcome = Lock | Processed | Heal | ProcessFailed | Step | VerifyFailed | Verified | Fail
@@ -224,18 +227,20 @@ def decide(job: Job, outcome: Outcome, now: float, rules: Rules) -> tuple[Job, t
             return job, (Nack(delay_s=rules.retry.delay(1)),)
         case Verified():
             return _verified(job, outcome, now, rules)
-        case Fail(reason=reason):
+        case Fail(reason=reason, dead_letter=dead_letter):
             failed = transition(job, S.FAILED, lease_owner=None, lease_expires_at=None)
-            return failed.with_common_metadata(job.common.with_failure(reason)), (Save(was=job.status),)
+            common = dataclasses.replace(job.common.with_failure(reason), dead_letter=dead_letter)
+            return failed.with_common_metadata(common), (Save(was=job.status),)
         case Step.OPERATOR_RETRY:
             retried = transition(job, S.PENDING_RETRY).with_common(
-                process_retry_attempt_no=job.common.process_retry_attempt_no + 1, process_attempt_no=0
+                process_retry_attempt_no=job.common.process_retry_attempt_no + 1, process_attempt_no=0, dead_letter=None
             )
             return retried, (Save(was=job.status), Send(verification=False))
         case Step.OPERATOR_VERIFY:
             reopened = transition(job, S.PENDING_VERIFICATION).with_common(
                 verification_attempt_no=0,
                 verification_retry_attempt_no=job.common.verification_retry_attempt_no + 1,
+                dead_letter=None,
             )
             return reopened, (
                 Save(was=job.status),

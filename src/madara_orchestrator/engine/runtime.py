@@ -408,7 +408,7 @@ class Runtime:
         except InvalidInput as exc:
             log.warning("dropping malformed dead letter: %s", exc)
             return ACK
-        return await self.service.handle_job_failure(job_id)
+        return await self.service.handle_job_failure(job_id, message)
 
     async def _on_trigger(self, message: QueueMessage) -> Decision:
         try:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from madara_orchestrator import ORCHESTRATOR_VERSION
+from madara_orchestrator.domain.dead_letters import dead_letter_of
 from madara_orchestrator.domain.errors import (
     FailureKind,
     InvalidTransition,
@@ -70,7 +71,7 @@ from madara_orchestrator.engine import telemetry as ev
 from madara_orchestrator.engine.blocks import BlockRange, describe_range, job_ranges
 from madara_orchestrator.engine.lease import LeaseLost, LeaseTiming, hold
 from madara_orchestrator.engine.telemetry import Telemetry, job_scope
-from madara_orchestrator.interfaces import AlertSink, AtomicJobCreation, Clock, Database, QueueClient
+from madara_orchestrator.interfaces import AlertSink, AtomicJobCreation, Clock, Database, QueueClient, QueueMessage
 from madara_orchestrator.jobs.base import JobHandler
 
 log = logging.getLogger("madara_orchestrator.jobs")
@@ -551,38 +552,52 @@ class JobService:
 
     # -- failure, retry, operator actions -----------------------------------------------------------
 
-    async def handle_job_failure(self, job_id: uuid.UUID) -> Decision:
-        """Consumer of the dead-letter queue."""
+    async def handle_job_failure(self, job_id: uuid.UUID, message: QueueMessage | None = None) -> Decision:
+        """Consumer of the dead-letter queue; ``message``, the dead letter, is recorded on the failed job."""
         job = await self.db.get_job(job_id)
         if job is None:
             log.warning("dead-letter message for unknown job %s dropped", job_id)
             return ACK
         with job_scope(job, "handle_job_failure", attempt=job.common.process_attempt_no, tracer=self.metrics.tracer):
-            return await self._dead_lettered(job)
+            return await self._dead_lettered(job, message)
 
-    async def _dead_lettered(self, job: Job) -> Decision:
+    async def _dead_lettered(self, job: Job, message: QueueMessage | None) -> Decision:
+        now = self.clock.now()
         if job.status == S.COMPLETED:
             log.error("Invalid state exists on DL queue: %s is Completed; ignored", job.describe())
             return ACK
-        if job.status == S.LOCKED_FOR_PROCESSING and job.has_live_lease(self.clock.now()):
+        if job.status == S.LOCKED_FOR_PROCESSING and job.has_live_lease(now):
             log.warning("dead-letter message for %s while it is being processed; ignored", job.describe())
             return ACK
-        await self.move_to_failed(job, f"Job moved to DLQ after exhausting retries (last status: {job.status})")
+        record = None
+        if message is not None:
+            letter = dead_letter_of(
+                message.message_id,
+                message.body,
+                message.receive_count,
+                message.attributes,
+                status=job.status,
+                reason=job.common.failure_reason,
+                now=now,
+            )
+            record = letter.to_json()
+        reason = f"Job moved to DLQ after exhausting retries (last status: {job.status})"
+        await self.move_to_failed(job, reason, dead_letter=record)
         self.metrics.report(ev.JobAbandoned(job.job_type, job.common.process_attempt_no))
         return ACK
 
-    async def move_to_failed(self, job: Job, reason: str) -> None:
+    async def move_to_failed(self, job: Job, reason: str, *, dead_letter: dict[str, Any] | None = None) -> None:
         if job.status in (S.COMPLETED, S.FAILED):
             return
         now = self.clock.now()
-        failed, effects = self._decide(job, Fail(reason=reason), now)
+        failed, effects = self._decide(job, Fail(reason=reason, dead_letter=dead_letter), now)
         try:
             failed, _ = await self._carry_out(failed, effects, now=now)
         except StaleVersion:
             fresh = await self.db.get_job(job.id)
             if fresh is None or fresh.status in (S.COMPLETED, S.FAILED):
                 return
-            await self.move_to_failed(fresh, reason)
+            await self.move_to_failed(fresh, reason, dead_letter=dead_letter)
             return
         self.metrics.report(ev.JobFailed(job.job_type))
         log.error("%s moved to Failed: %s", job.describe(), reason)

@@ -24,7 +24,7 @@ from madara_orchestrator.server.http import (
     exception_handlers,
 )
 from madara_orchestrator.server.openapi import openapi_document
-from madara_orchestrator.server.routes import admin, batches, cost, dashboard, jobs, ops, webhooks
+from madara_orchestrator.server.routes import admin, batches, cost, dashboard, dlq, jobs, ops, webhooks
 
 __all__ = ["MAX_BODY_BYTES", "create_app", "endpoints"]
 
@@ -34,7 +34,7 @@ def endpoints(*, admin_enabled: bool, webhook: ProverWebhook | None) -> list[End
     found = ops.endpoints() + webhooks.endpoints(webhook) + jobs.endpoints("") + jobs.endpoints("/api/v1")
     found += batches.endpoints() + cost.endpoints()
     if admin_enabled:
-        found += admin.endpoints()
+        found += admin.endpoints() + dlq.endpoints()
     found += dashboard.endpoints()
     if admin_enabled:
         found.append(admin.retry_one_endpoint())
