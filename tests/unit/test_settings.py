@@ -418,7 +418,10 @@ def test_mock_prover_without_a_verifier_is_refused() -> None:
     text = problems_of(["--prover", "mock"], ETHEREUM)
     assert "--mock-verifier-address (MADARA_ORCHESTRATOR_MOCK_VERIFIER_ADDRESS) is required with --prover mock" in text
     assert "every settlement reverts on L1" in text
-    assert "--mock-verifier-private-key (MADARA_ORCHESTRATOR_MOCK_VERIFIER_PRIVATE_KEY) is required" in text
+    assert (
+        "--mock-verifier-private-key (MADARA_ORCHESTRATOR_MOCK_VERIFIER_PRIVATE_KEY), --mock-verifier-signer-url or "
+        "--mock-verifier-kms-key-id is required with --prover mock" in text
+    )
 
 
 def test_mock_prover_refuses_the_settlement_key_for_facts() -> None:
