@@ -80,7 +80,7 @@ class KmsSigner:
         spec = answer.get("KeySpec") or answer.get("CustomerMasterKeySpec")
         if spec != KEY_SPEC:
             raise ConfigError(
-                [f"{flag} {key_id} is a {spec} key; L1 transactions need an {KEY_SPEC} (secp256k1) key: create one"]
+                [f"{flag} {key_id} has key spec {spec}; L1 transactions need an {KEY_SPEC} (secp256k1) key: create one"]
             )
         if answer.get("KeyUsage") not in (None, "SIGN_VERIFY"):
             raise ConfigError([f"{flag} {key_id} has usage {answer.get('KeyUsage')}; it needs SIGN_VERIFY"])
