@@ -21,6 +21,7 @@ from typing import Any
 
 import uvicorn
 from eth_account import Account
+from eth_utils import to_checksum_address
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -46,6 +47,8 @@ class RemoteSignerDouble:
         self.requests: list[dict[str, Any]] = []
         """Every JSON-RPC request received (the transaction objects as sent)."""
         self.refused_http: list[int] = []
+        self.invalid: list[str] = []
+        """Why each request answered "Invalid params" was invalid (for a failing test's message)."""
         self.app = Starlette(routes=[Route("/", self._endpoint, methods=["POST"])])
 
     def _error(self, call_id: object, code: int, message: str) -> JSONResponse:
@@ -69,7 +72,8 @@ class RemoteSignerDouble:
             raw = self.sign(params[0])
         except KeyError:
             return self._error(call_id, NOT_UNLOCKED, "Signing from is not an unlocked account")
-        except (ValueError, TypeError):
+        except (ValueError, TypeError) as exc:
+            self.invalid.append(repr(exc))
             return self._error(call_id, INVALID_PARAMS, "Invalid params")
         return JSONResponse({"jsonrpc": "2.0", "id": call_id, "result": "0x" + raw.hex()})
 
@@ -87,7 +91,7 @@ class RemoteSignerDouble:
             "gas": int(tx["gas"], 16),
             "maxFeePerGas": int(tx["maxFeePerGas"], 16),
             "maxPriorityFeePerGas": int(tx["maxPriorityFeePerGas"], 16),
-            "to": tx.get("to") or b"",
+            "to": to_checksum_address(tx["to"]) if tx.get("to") else b"",
             "value": int(tx.get("value") or "0x0", 16),
             "data": bytes.fromhex(str(tx.get("data") or "0x")[2:]),
             "accessList": [],
@@ -115,7 +119,7 @@ def serving(double: RemoteSignerDouble, *, tls: Mapping[str, Any] | None = None)
     def run() -> None:
         async def main() -> None:
             task = asyncio.create_task(server.serve(sockets=[sock]))
-            while not server.started and not task.done():
+            while not server.started and not task.done():  # noqa: ASYNC110 (uvicorn has no started event)
                 await asyncio.sleep(0.01)
             started.set()
             await task
