@@ -25,8 +25,9 @@ def one_way_problems(
     given = [name for name in names if values[name]]
     problems: list[str] = []
     if len(given) > 1:
+        together = "both" if len(given) == 2 else "all"
         problems.append(
-            f"{' and '.join(flag(n) for n in given)} are all given: {what} is signed one way only; keep one "
+            f"{' and '.join(flag(n) for n in given)} are {together} given: {what} is signed one way only; keep one "
             "(a remote signer or KMS keeps the key out of the process)"
         )
     elif not given and needed:
