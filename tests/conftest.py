@@ -13,6 +13,7 @@ import pytest
 
 pytest_plugins = ["tests.helpers.postgres"]  # fixtures postgres_server (a throwaway cluster) and postgres_url
 pytest_plugins += ["tests.helpers.moto"]  # fixtures moto_server (a moto process), aws_env, moto_reset, aws_prefix
+pytest_plugins += ["tests.helpers.moto_kms"]  # fixtures moto_kms_server (moto with KMS DIGEST signing), moto_kms
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VECTORS_DIR = (REPO_ROOT / ".." / "shared" / "vectors").resolve()

@@ -21,6 +21,7 @@ from madara_orchestrator.domain.batches import (
 )
 from madara_orchestrator.domain.cost import FeeSplit
 from madara_orchestrator.domain.errors import RpcError
+from madara_orchestrator.domain.eth_tx import SignedBody, UnsignedTx
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType
 from madara_orchestrator.domain.posting import FeeHistory
 from madara_orchestrator.domain.proving import (
@@ -568,6 +569,30 @@ class EthBackend(Protocol):
     async def transaction_receipt(self, tx_hash: str) -> dict[str, Any] | None: ...
 
     async def call(self, to: str, data: bytes, block: str = "latest") -> bytes: ...
+
+
+class TxSigner(Protocol):
+    """Signs the L1 transactions of one account: with a key in the process (``LocalKeySigner``), a remote
+    signer (``RemoteSigner``: Web3Signer's ``eth_signTransaction``) or AWS KMS (``KmsSigner``). The key
+    itself never reaches the caller."""
+
+    @property
+    def address(self) -> str:
+        """The account's checksummed address."""
+        ...
+
+    @property
+    def description(self) -> str:
+        """What signs, for the log (never a secret): "a local key", "remote signer at https://host:9000"."""
+        ...
+
+    async def sign(self, tx: UnsignedTx) -> SignedBody:
+        """The signed transaction, checked: its fields are ``tx``'s and its sender is ``address``.
+        ``BackendUnavailable`` when the signer cannot be reached, ``InvalidInput`` when it refuses or returns
+        something else."""
+        ...
+
+    async def aclose(self) -> None: ...
 
 
 class FeeHistorySource(Protocol):

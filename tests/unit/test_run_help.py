@@ -168,7 +168,26 @@ def scenarios(tmp_path: Path) -> list[tuple[tuple[str, ...], dict[str, Any]]]:
         "gps_verifier_contract_address": ADDRESS,
     }
     mock = {"prover": "mock", "mock_verifier_address": ADDRESS, "mock_verifier_private_key": ANVIL_KEY_1}
+    keyless = {k: v for k, v in ETHEREUM.items() if k != "ethereum_private_key"}
+    remote = {
+        **keyless,
+        "ethereum_signer_url": "https://signer.example:9000",
+        "ethereum_signer_address": ADDRESS,
+        "prover": "mock",
+        "mock_verifier_address": ADDRESS,
+        "mock_verifier_signer_url": "https://signer.example:9000",
+        "mock_verifier_signer_address": "0x" + "22" * 20,
+    }
+    kms = {
+        **keyless,
+        "ethereum_kms_key_id": "alias/settlement",
+        "prover": "mock",
+        "mock_verifier_address": ADDRESS,
+        "mock_verifier_kms_key_id": "alias/verifier",
+    }
     return [
+        (("--prover mock", "--settle-on-ethereum", "--ethereum-signer-url", "--mock-verifier-signer-url"), remote),
+        (("--prover mock", "--settle-on-ethereum"), kms),
         (("--prover devnet",), BASE),
         (("--prover mock", "--settle-on-ethereum"), {**ETHEREUM, **mock}),
         (("--prover sharp", "--settle-on-ethereum"), {**ETHEREUM, **sharp}),

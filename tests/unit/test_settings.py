@@ -418,7 +418,10 @@ def test_mock_prover_without_a_verifier_is_refused() -> None:
     text = problems_of(["--prover", "mock"], ETHEREUM)
     assert "--mock-verifier-address (MADARA_ORCHESTRATOR_MOCK_VERIFIER_ADDRESS) is required with --prover mock" in text
     assert "every settlement reverts on L1" in text
-    assert "--mock-verifier-private-key (MADARA_ORCHESTRATOR_MOCK_VERIFIER_PRIVATE_KEY) is required" in text
+    assert (
+        "--mock-verifier-private-key (MADARA_ORCHESTRATOR_MOCK_VERIFIER_PRIVATE_KEY), --mock-verifier-signer-url or "
+        "--mock-verifier-kms-key-id is required with --prover mock" in text
+    )
 
 
 def test_mock_prover_refuses_the_settlement_key_for_facts() -> None:
@@ -726,3 +729,65 @@ def test_a_bad_da_public_key_is_one_problem(value: str, expected: str) -> None:
     with pytest.raises(ConfigError) as caught:
         load_run_settings(parse([]), {**GOOD, P + "DA_PUBLIC_KEYS": value})
     assert caught.value.problems == [expected]
+
+
+# -- how L1 transactions are signed (issue 21) --------------------------------------------------------
+
+SIGNER_ENV = {**ETHEREUM, P + "PROVER": "devnet"}
+
+
+def test_a_private_key_and_a_kms_key_together_are_one_line_naming_both() -> None:
+    text = problems_of(["--ethereum-kms-key-id", "alias/settle"], SIGNER_ENV)
+    lines = [line for line in text.splitlines() if "kms" in line]
+    assert lines == [
+        "--ethereum-private-key and --ethereum-kms-key-id are both given: a settlement is signed one way only; keep "
+        "one (a remote signer or KMS keeps the key out of the process)"
+    ]
+    assert ANVIL_KEY_0 not in text and ANVIL_KEY_0[2:] not in text
+
+
+def test_a_remote_signer_needs_its_address_and_tls_files_that_exist(tmp_path: Path) -> None:
+    env = {k: v for k, v in SIGNER_ENV.items() if k != P + "ETHEREUM_PRIVATE_KEY"}
+    text = problems_of(
+        [
+            "--ethereum-signer-url",
+            "https://signer.example:9000",
+            "--ethereum-signer-tls-cert",
+            str(tmp_path / "missing.pem"),
+            "--ethereum-signer-header",
+            "Authorization: Bearer x",
+            "--ethereum-signer-header",
+            "no-colon-token",
+        ],
+        env,
+    )
+    assert (
+        "--ethereum-signer-address (MADARA_ORCHESTRATOR_ETHEREUM_SIGNER_ADDRESS) is required with "
+        "--ethereum-signer-url: the account the signer signs for" in text
+    )
+    assert "--ethereum-signer-tls-cert and --ethereum-signer-tls-key go together (mutual TLS)" in text
+    assert "missing.pem is not a readable file" in text
+    assert "--ethereum-signer-header #2 is not 'Name: value'" in text and "no-colon-token" not in text
+
+
+def test_settling_on_ethereum_without_any_way_to_sign_says_the_three() -> None:
+    env = {k: v for k, v in SIGNER_ENV.items() if k != P + "ETHEREUM_PRIVATE_KEY"}
+    assert (
+        "--ethereum-private-key (MADARA_ORCHESTRATOR_ETHEREUM_PRIVATE_KEY), --ethereum-signer-url or "
+        "--ethereum-kms-key-id is required with --settle-on-ethereum: how a settlement is signed"
+    ) in problems_of([], env)
+
+
+def test_a_kms_signed_settlement_loads_without_a_private_key() -> None:
+    env = {k: v for k, v in SIGNER_ENV.items() if k != P + "ETHEREUM_PRIVATE_KEY"}
+    env |= {P + "PROVER": "mock", P + "MOCK_VERIFIER_ADDRESS": ADDRESS, P + "MOCK_VERIFIER_KMS_KEY_ID": "alias/v"}
+    settings = load_run_settings(parse(["--ethereum-kms-key-id", "alias/settle"]), env)
+    assert settings.ethereum_kms_key_id == "alias/settle" and settings.ethereum_private_key is None
+    assert settings.mock_verifier_private_key is None
+
+
+def test_the_mock_verifier_may_not_share_the_settlement_kms_key() -> None:
+    env = {k: v for k, v in SIGNER_ENV.items() if k != P + "ETHEREUM_PRIVATE_KEY"}
+    env |= {P + "PROVER": "mock", P + "MOCK_VERIFIER_ADDRESS": ADDRESS, P + "MOCK_VERIFIER_KMS_KEY_ID": "alias/k"}
+    text = problems_of(["--ethereum-kms-key-id", "alias/k"], env)
+    assert "--mock-verifier-kms-key-id must differ from --ethereum-kms-key-id" in text

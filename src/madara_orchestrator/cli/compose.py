@@ -23,6 +23,7 @@ from madara_orchestrator.cli.settings import (
     batch_limits,
     load_bouncer_weight_limits,
 )
+from madara_orchestrator.cli.signers import open_signers
 from madara_orchestrator.cli.telemetry import Telemetry, build_telemetry
 from madara_orchestrator.devnet.adapters import (
     DevnetAggregatorRunner,
@@ -56,6 +57,7 @@ from madara_orchestrator.interfaces import (
     ProverClient,
     QueueClient,
     SnosRunner,
+    TxSigner,
     TxStore,
 )
 from madara_orchestrator.provers.atlantic import (
@@ -286,11 +288,17 @@ async def build_embedded_stack(
         feeder = feeder_client(settings)
         own(exits, feeder.aclose)
         owner = owner or new_owner()
-        choice = _settlement(settings, backends, owner, exits)
+        signers = await open_signers(settings, exits)
+        choice = _settlement(settings, backends, owner, exits, signers.settlement)
         chain = ChainDetails(sequencer, feeder, settings.da_keys)
         if prover is None:
             prover = build_prover(
-                settings, exits, mock_atlantic=mock_atlantic, chain_id=sequencer.chain_id, fee_token=chain.fee_token
+                settings,
+                exits,
+                mock_atlantic=mock_atlantic,
+                chain_id=sequencer.chain_id,
+                fee_token=chain.fee_token,
+                verifier_signer=signers.verifier,
             )
         if snos is not None:
             snos_runner = snos(sequencer)
@@ -368,7 +376,7 @@ def _reference_node(settings: Settings, exits: contextlib.AsyncExitStack) -> Sta
 
 
 def _settlement(
-    settings: Settings, backends: Backends, owner: str, exits: contextlib.AsyncExitStack
+    settings: Settings, backends: Backends, owner: str, exits: contextlib.AsyncExitStack, signer: TxSigner | None
 ) -> SettlementChoice:
     """The settlement layer the settings choose: Starknet (an L3), Ethereum, or the devnet ledger."""
     # A settlement key (a batch) is sent by one process at a time: a named lease on the shared database.
@@ -405,10 +413,13 @@ def _settlement(
             fee_units=("STRK", "FRI"),
         )
     if settings.settle_on_ethereum:
+        if signer is None:
+            raise ConfigError(
+                ["--settle-on-ethereum needs a signer: --ethereum-private-key, -signer-url or -kms-key-id"]
+            )
         ethereum = EthereumSettlementClient(
             EthereumSettlementConfig(
                 rpc_url=settings.need("ethereum_rpc_url"),
-                private_key=settings.need("ethereum_private_key"),
                 core_contract_address=settings.need("l1_core_contract_address"),
                 max_fee_bumps=settings.ethereum_max_fee_bumps,
                 l2_state_update_max_fee_wei=settings.ethereum_l2_state_update_max_fee_wei,
@@ -420,6 +431,7 @@ def _settlement(
             rpc=EthRpc(settings.need("ethereum_rpc_url")),  # the config's rpc_timeout_s: 30 s
             store=tx_store,
             key_guard=guard,
+            signer=signer,
         )
         return _sending(
             ethereum,
@@ -575,6 +587,7 @@ def build_prover(
     mock_atlantic: MockAtlanticServer | None = None,
     chain_id: Callable[[], Awaitable[str]] | None = None,
     fee_token: Callable[[], Awaitable[int]] | None = None,
+    verifier_signer: TxSigner | None = None,
 ) -> ProverClient:
     """The prover client ``--prover`` chooses; what it opens is closed with ``exits``. ``chain_id`` gives the
     chain id (``starknet_chainId``, hex) and ``fee_token`` the chain's STRK fee token for Atlantic's buckets
@@ -636,9 +649,8 @@ def build_prover(
         if settings.mock_verifier_address:
             rpc = EthRpc(settings.need("ethereum_rpc_url"))
             own(exits, rpc.aclose)
-            registry = FactRegistryClient(
-                rpc, settings.mock_verifier_address, settings.need("mock_verifier_private_key")
-            )
+            signing = verifier_signer or settings.need("mock_verifier_private_key")
+            registry = FactRegistryClient(rpc, settings.mock_verifier_address, signing)
         return MockProverClient(registry=registry)
     return DevnetProver()
 

@@ -145,6 +145,20 @@ def sign_blob_tx(
     return SignedTx(tx_hash=tx_hash, raw=raw, nonce=nonce, fees=fees)
 
 
+def pooled_blob_tx(signed_body: bytes, sidecar: Sidecar) -> bytes:
+    """The network form of a signed type-3 transaction (``0x03 || rlp(body)``, as a signer returns it) with
+    ``sidecar``: the bytes ``sign_blob_tx`` makes for the same transaction and signature."""
+    if not signed_body or signed_body[0] != BLOB_TX_TYPE:
+        raise InvalidInput("not a signed type-3 transaction")
+    body: object = rlp.decode(signed_body[1:])
+    if sidecar.form is SidecarForm.EIP4844:
+        wrapper: list[object] = [body, list(sidecar.blobs), list(sidecar.commitments), list(sidecar.proofs)]
+    else:
+        wrapper = [body, WRAPPER_VERSION_EIP7594, list(sidecar.blobs), list(sidecar.commitments), list(sidecar.proofs)]
+    encoded: bytes = rlp.encode(wrapper)
+    return bytes([BLOB_TX_TYPE]) + encoded
+
+
 def sign_dynamic_fee_tx(
     *,
     private_key: PrivateKey,

@@ -20,9 +20,11 @@ from eth_abi import encode as abi_encode
 from eth_keys.datatypes import PrivateKey
 
 from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, NotFound
-from madara_orchestrator.settlement.blob_tx import sign_dynamic_fee_tx
+from madara_orchestrator.domain.eth_tx import UnsignedTx
+from madara_orchestrator.interfaces import TxSigner
 from madara_orchestrator.settlement.encoding import IS_VALID_SELECTOR, REGISTER_FACT_SELECTOR
 from madara_orchestrator.settlement.eth_rpc import EthRpc
+from madara_orchestrator.settlement.signing import LocalKeySigner
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +47,19 @@ def load_artifact(name: str) -> ContractArtifact:
     return ContractArtifact(name=name, abi=doc["abi"], bytecode=bytes.fromhex(doc["bytecode"].removeprefix("0x")))
 
 
-def _private_key(key: str | PrivateKey) -> PrivateKey:
+Signing = str | PrivateKey | TxSigner
+"""A private key (hex or ``PrivateKey``) or a ``TxSigner`` (remote signer, KMS)."""
+
+
+def _signer(key: Signing) -> TxSigner:
     if isinstance(key, PrivateKey):
-        return key
-    raw = bytes.fromhex(key.removeprefix("0x"))
-    if len(raw) != 32:
-        raise InvalidInput("a private key is 32 bytes (64 hex characters)")
-    return PrivateKey(raw)
+        return LocalKeySigner(key)
+    if isinstance(key, str):
+        raw = bytes.fromhex(key.removeprefix("0x"))
+        if len(raw) != 32:
+            raise InvalidInput("a private key is 32 bytes (64 hex characters)")
+        return LocalKeySigner(PrivateKey(raw))
+    return key
 
 
 async def wait_for_receipt(
@@ -69,7 +77,7 @@ async def wait_for_receipt(
 
 async def send_plain_tx(
     rpc: EthRpc,
-    private_key: str | PrivateKey,
+    private_key: Signing,
     *,
     to: str | None,
     data: bytes,
@@ -77,8 +85,8 @@ async def send_plain_tx(
     timeout_s: float = 60.0,
 ) -> dict[str, Any]:
     """Sign, send and wait for a type-2 transaction; raises if it reverts. Returns the receipt."""
-    key = _private_key(private_key)
-    sender = key.public_key.to_checksum_address()
+    signer = _signer(private_key)
+    sender = signer.address
     nonce = await rpc.transaction_count(sender, "pending")
     block = await rpc.latest_block()
     base_fee = int(block.get("baseFeePerGas") or "0x0", 16)
@@ -88,15 +96,16 @@ async def send_plain_tx(
         if to:
             call["to"] = to
         gas_limit = int(await rpc.estimate_gas(call) * 1.2) + 10_000
-    signed = sign_dynamic_fee_tx(
-        private_key=key,
-        chain_id=await rpc.chain_id(),
-        nonce=nonce,
-        to=to,
-        data=data,
-        gas_limit=gas_limit,
-        max_fee_per_gas=2 * base_fee + priority,
-        max_priority_fee_per_gas=priority,
+    signed = await signer.sign(
+        UnsignedTx(
+            chain_id=await rpc.chain_id(),
+            nonce=nonce,
+            max_priority_fee_per_gas=priority,
+            max_fee_per_gas=2 * base_fee + priority,
+            gas_limit=gas_limit,
+            to=to,
+            data=data,
+        )
     )
     await rpc.send_raw_transaction(signed.raw)
     receipt = await wait_for_receipt(rpc, signed.tx_hash, timeout_s=timeout_s)
@@ -105,7 +114,7 @@ async def send_plain_tx(
     return receipt
 
 
-async def deploy_contract(rpc: EthRpc, private_key: str | PrivateKey, name: str, constructor_args: bytes = b"") -> str:
+async def deploy_contract(rpc: EthRpc, private_key: Signing, name: str, constructor_args: bytes = b"") -> str:
     artifact = load_artifact(name)
     receipt = await send_plain_tx(rpc, private_key, to=None, data=artifact.bytecode + constructor_args)
     address = receipt.get("contractAddress")
@@ -131,7 +140,7 @@ def load_starkware_core(path: Path) -> bytes:
 
 async def deploy_starkware_core(
     rpc: EthRpc,
-    private_key: str | PrivateKey,
+    private_key: Signing,
     artifact: Path,
     *,
     program_hash: int,
@@ -182,10 +191,10 @@ def _fact_bytes(fact: str) -> bytes:
 class FactRegistryClient:
     """The devnet fact registry: the mock prover registers facts, the core contract checks them."""
 
-    def __init__(self, rpc: EthRpc, address: str, private_key: str | PrivateKey) -> None:
+    def __init__(self, rpc: EthRpc, address: str, private_key: Signing) -> None:
         self.rpc = rpc
         self.address = address
-        self._key = _private_key(private_key)
+        self._key = _signer(private_key)
         # One registration at a time: each reads the account's nonce, so concurrent ones would collide.
         self._sending = asyncio.Lock()
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.domain.redaction import url_origin
-from madara_orchestrator.interfaces import SettlementResult, TxStore
+from madara_orchestrator.interfaces import SettlementResult, TxSigner, TxStore
 from madara_orchestrator.settlement.blob_tx import SidecarForm, build_sidecar
 from madara_orchestrator.settlement.durable import KeyGuard
 from madara_orchestrator.settlement.encoding import (
@@ -41,8 +41,6 @@ class EthereumSettlementConfig:
 
     rpc_url: str = field(repr=False)
     """--ethereum-rpc-url (never shown whole: it may carry a key)"""
-    private_key: str = field(repr=False)
-    """--ethereum-private-key (never logged)"""
     core_contract_address: str
     """--l1-core-contract-address"""
     max_fee_bumps: int = 2
@@ -58,13 +56,15 @@ class EthereumSettlementConfig:
     confirmations: int = 3
     gas_limit: int = 1_500_000
     rpc_timeout_s: float = 30.0
+    private_key: str | None = field(default=None, repr=False)
+    """--ethereum-private-key (never logged); None when the client is given a ``TxSigner`` (remote, KMS)."""
 
     def problems(self) -> list[str]:
         out = []
         if not self.rpc_url.startswith(("http://", "https://")):
             out.append("--ethereum-rpc-url must be an http(s) URL")
-        key = self.private_key.removeprefix("0x")
-        if len(key) != 64 or any(c not in "0123456789abcdefABCDEF" for c in key):
+        key = None if self.private_key is None else self.private_key.removeprefix("0x")
+        if key is not None and (len(key) != 64 or any(c not in "0123456789abcdefABCDEF" for c in key)):
             out.append("--ethereum-private-key must be 32 bytes in hex")
         addr = self.core_contract_address.removeprefix("0x")
         if len(addr) != 40 or any(c not in "0123456789abcdefABCDEF" for c in addr):
@@ -95,10 +95,12 @@ class EthereumSettlementClient:
         store: TxStore,
         txmgr: TxManager | None = None,
         key_guard: KeyGuard | None = None,
+        signer: TxSigner | None = None,
     ) -> None:
         """``rpc`` and ``store`` are the composition root's; ``txmgr`` replaces the transaction manager built
         on them (tests: other timings, a clock). ``key_guard`` keeps two processes from sending the same
-        settlement at once (see ``TxManager``)."""
+        settlement at once (see ``TxManager``). ``signer`` signs instead of ``config.private_key`` (one of
+        them is needed)."""
         problems = config.problems()
         if problems:
             from madara_orchestrator.domain.errors import ConfigError
@@ -111,7 +113,8 @@ class EthereumSettlementClient:
         self.txmgr = txmgr or TxManager(
             backend=self.rpc,
             store=store,
-            private_key=config.private_key,
+            private_key=None if signer is not None else config.private_key,
+            signer=signer,
             policy=FeePolicy(
                 gas_limit=config.gas_limit,
                 max_fee_bumps=config.max_fee_bumps,

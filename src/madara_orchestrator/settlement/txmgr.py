@@ -26,18 +26,17 @@ from eth_keys.datatypes import PrivateKey
 
 from madara_orchestrator.domain.cost import FeeSplit
 from madara_orchestrator.domain.errors import InvalidInput
+from madara_orchestrator.domain.eth_tx import UnsignedTx
 from madara_orchestrator.domain.settlement_tx import (
     AttemptRecord,
     attempts_summary,
 )
-from madara_orchestrator.interfaces import EthBackend, TxStore
+from madara_orchestrator.interfaces import EthBackend, TxSigner, TxStore
 from madara_orchestrator.settlement.blob_tx import (
     GAS_PER_BLOB,
     Fees,
     Sidecar,
-    SignedTx,
-    sign_blob_tx,
-    sign_dynamic_fee_tx,
+    pooled_blob_tx,
 )
 from madara_orchestrator.settlement.durable import (
     DurableSender,
@@ -52,6 +51,7 @@ from madara_orchestrator.settlement.durable import (
 )
 from madara_orchestrator.settlement.errors import FeeCapExceeded, SettlementTxError
 from madara_orchestrator.settlement.eth_rpc import EthRpcError
+from madara_orchestrator.settlement.signing import LocalKeySigner
 
 log = logging.getLogger(__name__)
 
@@ -149,14 +149,15 @@ ETHEREUM_WORDS = SenderWords(
 
 
 class EthereumChain:
-    """The ``ChainBackend`` of an Ethereum L1: type-3 (blob) or type-2 transactions of one key."""
+    """The ``ChainBackend`` of an Ethereum L1: type-3 (blob) or type-2 transactions of one account, signed by
+    its ``TxSigner`` (a local key, a remote signer or KMS); what the signer returns is what is stored."""
 
     words = ETHEREUM_WORDS
 
-    def __init__(self, backend: EthBackend, key: PrivateKey, policy: FeePolicy, chain_id: int | None) -> None:
+    def __init__(self, backend: EthBackend, signer: TxSigner, policy: FeePolicy, chain_id: int | None) -> None:
         self.backend = backend
-        self._key = key
-        self.address: str = key.public_key.to_checksum_address()
+        self.signer = signer
+        self.address: str = signer.address
         self.sender: str = self.address
         self.policy = policy
         self._chain_id = chain_id
@@ -262,32 +263,30 @@ class EthereumChain:
         """Fresh fees (at least the replacement floor over ``previous``), the hard cap, the signature."""
         fees = await self._fees(previous)
         self._check_cap(key, nonce, fees, request.n_blobs, existing)
-        signed: SignedTx
-        common: dict[str, Any] = {
-            "private_key": self._key,
-            "chain_id": await self.chain_id(),
-            "nonce": nonce,
-            "to": request.to,
-            "data": request.data,
-            "gas_limit": self.policy.gas_limit,
-        }
-        if request.sidecar is not None:
-            signed = sign_blob_tx(**common, fees=fees, sidecar=request.sidecar)
-        else:
-            signed = sign_dynamic_fee_tx(
-                **common,
-                max_fee_per_gas=fees.max_fee_per_gas,
-                max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
-            )
+        blob = request.sidecar is not None
+        if not blob:
             fees = Fees(
                 max_fee_per_gas=fees.max_fee_per_gas,
                 max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
                 max_fee_per_blob_gas=0,
             )
+        unsigned = UnsignedTx(
+            chain_id=await self.chain_id(),
+            nonce=nonce,
+            max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
+            max_fee_per_gas=fees.max_fee_per_gas,
+            gas_limit=self.policy.gas_limit,
+            to=request.to,
+            data=request.data,
+            max_fee_per_blob_gas=fees.max_fee_per_blob_gas if blob else None,
+            blob_versioned_hashes=request.sidecar.versioned_hashes if request.sidecar else (),
+        )
+        signed = await self.signer.sign(unsigned)
+        raw = pooled_blob_tx(signed.raw, request.sidecar) if request.sidecar else signed.raw
         form = request.sidecar.form.value if request.sidecar else "no sidecar"
         return SignedAttempt(
             tx_hash=signed.tx_hash,
-            raw=signed.raw,
+            raw=raw,
             gas_multiplier=1.1 if previous is None else previous.gas_multiplier * 2,
             fees=fees,
             detail=(
@@ -306,7 +305,8 @@ class TxManager(DurableSender[TxRequest]):
         *,
         backend: EthBackend,
         store: TxStore,
-        private_key: str | bytes | PrivateKey,
+        private_key: str | bytes | PrivateKey | None = None,
+        signer: TxSigner | None = None,
         policy: FeePolicy | None = None,
         confirmations: int = 3,
         confirmation_timeout_s: float = 300.0,
@@ -317,15 +317,17 @@ class TxManager(DurableSender[TxRequest]):
         crash_hook: Callable[[str], None] | None = None,
         key_guard: KeyGuard | None = None,
     ) -> None:
-        if isinstance(private_key, PrivateKey):
-            key = private_key
-        else:
-            raw = bytes.fromhex(private_key.removeprefix("0x")) if isinstance(private_key, str) else private_key
-            if len(raw) != 32:
-                raise InvalidInput("the Ethereum private key must be 32 bytes (64 hex characters)")
-            key = PrivateKey(raw)
+        if (private_key is None) == (signer is None):
+            raise InvalidInput("a TxManager signs with either a private key or a signer")
+        if signer is None:
+            assert private_key is not None
+            signer = (
+                LocalKeySigner(private_key)
+                if isinstance(private_key, PrivateKey)
+                else LocalKeySigner.from_hex(private_key)
+            )
         self.policy = policy or FeePolicy()
-        self.ethereum = EthereumChain(backend, key, self.policy, chain_id)
+        self.ethereum = EthereumChain(backend, signer, self.policy, chain_id)
         self.address = self.ethereum.address
         self.backend = backend
         self.confirmations = confirmations

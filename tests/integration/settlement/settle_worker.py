@@ -2,7 +2,9 @@
 itself at that point of the transaction manager (``signed``, ``sent`` or ``mined``), like a power cut.
 
     python -m tests.integration.settlement.settle_worker --rpc-url URL --core ADDR --db FILE \\
-        --key KEY --batch FILE [--crash-at POINT]
+        --key KEY --batch FILE [--crash-at POINT] [--signer-url URL --signer-address ADDR | --kms-key-id ID]
+
+The key is in ``SETTLE_WORKER_PRIVATE_KEY``, unless a remote signer or a KMS key signs.
 
 Prints the result as JSON on success.
 """
@@ -17,9 +19,13 @@ import signal
 import sys
 from pathlib import Path
 
+from madara_orchestrator.backends.aws_client import Aws
 from madara_orchestrator.backends.tx_store import SqliteTxStore
+from madara_orchestrator.interfaces import TxSigner
 from madara_orchestrator.settlement.eth_rpc import EthRpc
 from madara_orchestrator.settlement.ethereum import EthereumSettlementClient, EthereumSettlementConfig
+from madara_orchestrator.settlement.kms_signer import KmsSigner
+from madara_orchestrator.settlement.remote_signer import RemoteSigner, RemoteSignerConfig
 from madara_orchestrator.settlement.txmgr import FeePolicy, TxManager
 
 
@@ -31,8 +37,11 @@ def main() -> int:
     parser.add_argument("--key", required=True)
     parser.add_argument("--batch", required=True, help="JSON file: {program_output: [int], blobs: [hex]}")
     parser.add_argument("--crash-at", choices=["signed", "sent", "mined"])
+    parser.add_argument("--signer-url", help="sign through this remote signer (no key in the process)")
+    parser.add_argument("--signer-address")
+    parser.add_argument("--kms-key-id", help="sign with this AWS KMS key (no key in the process)")
     args = parser.parse_args()
-    private_key = os.environ["SETTLE_WORKER_PRIVATE_KEY"]
+    private_key = os.environ.get("SETTLE_WORKER_PRIVATE_KEY")
     doc = json.loads(Path(args.batch).read_text())
 
     def crash(point: str) -> None:
@@ -42,7 +51,6 @@ def main() -> int:
 
     config = EthereumSettlementConfig(
         rpc_url=args.rpc_url,
-        private_key=private_key,
         core_contract_address=args.core,
         disable_peerdas=True,
         confirmations=0,
@@ -52,10 +60,16 @@ def main() -> int:
 
     async def run() -> dict[str, object]:
         rpc = EthRpc(config.rpc_url)
+        signer: TxSigner | None = None
+        if args.signer_url:
+            signer = RemoteSigner(RemoteSignerConfig(url=args.signer_url, address=args.signer_address))
+        elif args.kms_key_id:
+            signer = await KmsSigner.open(Aws(), args.kms_key_id)
         txmgr = TxManager(
             backend=rpc,
             store=SqliteTxStore(Path(args.db)),
-            private_key=private_key,
+            private_key=None if signer else private_key,
+            signer=signer,
             policy=FeePolicy(),
             confirmations=0,
             confirmation_timeout_s=30,

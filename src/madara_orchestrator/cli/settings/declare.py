@@ -50,6 +50,8 @@ class Option:
     unset: str | None = None
     """What leaving out an option without a default means (when its help does not say), shown as its default."""
     group: Group | None = None
+    repeatable: bool = False
+    """A flag given several times (its values joined by newlines; the variable holds them one a line)."""
 
     @property
     def flag(self) -> str:
@@ -70,10 +72,11 @@ def setting(
     metavar: str | None = None,
     required: str | None = None,
     unset: str | None = None,
+    repeatable: bool = False,
 ) -> Any:
     """A settings field: ``name: type = setting("VAR", "help", ...)``; the name and the type come from the field."""
     facts = {"env": env, "help": help, "secret": secret, "choices": choices, "rule": rule}
-    facts |= {"metavar": metavar, "required": required, "unset": unset}
+    facts |= {"metavar": metavar, "required": required, "unset": unset, "repeatable": repeatable}
     return field(default=default, metadata={_OPTION: facts})
 
 

@@ -30,6 +30,15 @@ def add_options(parser: argparse.ArgumentParser, options: Sequence[Option]) -> N
         text = run_help.help_text(option, ENV_PREFIX)
         if option.kind is bool:
             target.add_argument(option.flag, dest=option.name, action="store_true", default=None, help=text)
+        elif option.repeatable:
+            target.add_argument(
+                option.flag,
+                dest=option.name,
+                action="append",
+                default=None,
+                metavar=run_help.metavar(option),
+                help=text,
+            )
         else:
             target.add_argument(
                 option.flag, dest=option.name, default=None, metavar=run_help.metavar(option), help=text
@@ -49,7 +58,7 @@ def _convert(option: Option, raw: Any, source: str, problems: list[str]) -> Any:
             return False
         problems.append(f"{source}: expected true or false, got {raw!r}")
         return None
-    text = str(raw).strip()
+    text = "\n".join(str(r).strip() for r in raw) if isinstance(raw, list) else str(raw).strip()
     if option.kind is int or option.kind is float:
         try:
             number = option.kind(text)

@@ -9,7 +9,7 @@ from typing import Any
 
 from madara_orchestrator.aggregator.command import command_problem as aggregator_command_problem
 from madara_orchestrator.cli.settings.checks import address_problem, flag, named, required, url_problem
-from madara_orchestrator.cli.settings.formats import is_felt, private_key_body
+from madara_orchestrator.cli.settings.formats import is_felt
 from madara_orchestrator.domain.errors import ConfigError, InvalidInput
 from madara_orchestrator.provers.atlantic import AtlanticQueryStep
 from madara_orchestrator.provers.sharp import build_ssl_context
@@ -107,20 +107,9 @@ def mock_problems(values: Mapping[str, Any]) -> list[str]:
             f"{named('mock_verifier_address')} is required with --prover mock: without a fact registry no fact "
             "is registered and every settlement reverts on L1 (and spends gas)"
         )
-    if not values["mock_verifier_private_key"]:
-        problems.append(
-            f"{named('mock_verifier_private_key')} is required with --prover mock: the key that registers "
-            "facts (not the settlement key)"
-        )
     problems.append(address_problem(values, "mock_verifier_address") or "")
-    mock_key, eth_key = values["mock_verifier_private_key"], values["ethereum_private_key"]
-    if mock_key and eth_key:
-        mock_body, eth_body = private_key_body(mock_key), private_key_body(eth_key)
-        if mock_body is not None and mock_body == eth_body:
-            problems.append(
-                "--mock-verifier-private-key must differ from --ethereum-private-key: fact registrations and "
-                "settlements would compete for the same account's nonces"
-            )
+    # The way fact registrations are signed (one of a key, a remote signer, KMS; not the settlement
+    # account) is checked with the settlement's: cli/settings/signer_checks.py.
     return [p for p in problems if p]
 
 

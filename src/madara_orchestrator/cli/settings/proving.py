@@ -163,6 +163,9 @@ class BatchingSettings(SettingsGroup):
     )
 
 
+ONE_VERIFIER_SIGNER = "this, --mock-verifier-signer-url or --mock-verifier-kms-key-id (exactly one)"
+
+
 @dataclass(frozen=True)
 class ProverSettings(SettingsGroup):
     GROUP = Group(
@@ -196,7 +199,26 @@ class ProverSettings(SettingsGroup):
             "original signs with the settlement key)"
         ),
         secret=True,
-        required="required with --prover mock",
+        required=f"{ONE_VERIFIER_SIGNER} with --prover mock",
+    )
+    mock_verifier_signer_url: str | None = setting(
+        "MOCK_VERIFIER_SIGNER_URL",
+        (
+            "remote signer that holds the mock verifier key (with --ethereum-signer-tls-*/-header); its account "
+            "in --mock-verifier-signer-address"
+        ),
+        secret=True,
+        required=f"{ONE_VERIFIER_SIGNER} with --prover mock",
+    )
+    mock_verifier_signer_address: str | None = setting(
+        "MOCK_VERIFIER_SIGNER_ADDRESS",
+        "the account the remote signer signs fact registrations for",
+        required="required with --mock-verifier-signer-url",
+    )
+    mock_verifier_kms_key_id: str | None = setting(
+        "MOCK_VERIFIER_KMS_KEY_ID",
+        "AWS KMS key (ECC_SECG_P256K1) that registers facts with --prover mock",
+        required=f"{ONE_VERIFIER_SIGNER} with --prover mock",
     )
     store_audit_artifacts: bool = setting("STORE_AUDIT_ARTIFACTS", "keep proofs", default=False)
 

@@ -16,6 +16,7 @@ from madara_orchestrator.cli.settings.declare import (
 )
 
 ANY_SETTLEMENT = "exactly one --settle-on-* is required"
+ONE_SIGNER = "this, --ethereum-signer-url or --ethereum-kms-key-id (exactly one)"
 
 
 @dataclass(frozen=True)
@@ -76,9 +77,52 @@ class EthereumSettings(SettingsGroup):
     )
     ethereum_private_key: str | None = setting(
         "ETHEREUM_PRIVATE_KEY",
-        "operator key",
+        "operator key (in the process; or sign without it: --ethereum-signer-url or --ethereum-kms-key-id)",
         secret=True,
-        required="required with --settle-on-ethereum",
+        required=f"{ONE_SIGNER} with --settle-on-ethereum",
+    )
+    ethereum_signer_url: str | None = setting(
+        "ETHEREUM_SIGNER_URL",
+        "remote signer that holds the operator key (Web3Signer/op-signer JSON-RPC eth_signTransaction)",
+        secret=True,
+        required=f"{ONE_SIGNER} with --settle-on-ethereum",
+    )
+    ethereum_signer_address: str | None = setting(
+        "ETHEREUM_SIGNER_ADDRESS",
+        "the account the remote signer signs for (each signed transaction is checked against it)",
+        required="required with --ethereum-signer-url",
+    )
+    ethereum_signer_tls_ca: str | None = setting(
+        "ETHEREUM_SIGNER_TLS_CA",
+        "CA certificate (PEM) of the remote signer's TLS",
+        metavar="FILE",
+        unset="the system's",
+    )
+    ethereum_signer_tls_cert: str | None = setting(
+        "ETHEREUM_SIGNER_TLS_CERT",
+        "client certificate (PEM) for mutual TLS with the remote signer",
+        metavar="FILE",
+        unset="no client certificate",
+    )
+    ethereum_signer_tls_key: str | None = setting(
+        "ETHEREUM_SIGNER_TLS_KEY",
+        "key (PEM) of --ethereum-signer-tls-cert",
+        metavar="FILE",
+        unset="no client certificate",
+    )
+    ethereum_signer_header: str | None = setting(
+        "ETHEREUM_SIGNER_HEADER",
+        "HTTP header 'Name: value' sent to the remote signer, e.g. 'Authorization: Bearer …' (repeatable; the "
+        "variable: one a line)",
+        secret=True,
+        metavar="HEADER",
+        repeatable=True,
+        unset="no header",
+    )
+    ethereum_kms_key_id: str | None = setting(
+        "ETHEREUM_KMS_KEY_ID",
+        "AWS KMS key (id, ARN or alias; ECC_SECG_P256K1, SIGN_VERIFY) that signs settlements; the key stays in KMS",
+        required=f"{ONE_SIGNER} with --settle-on-ethereum",
     )
     l1_core_contract_address: str | None = setting(
         "L1_CORE_CONTRACT_ADDRESS",
@@ -89,7 +133,7 @@ class EthereumSettings(SettingsGroup):
         "STARKNET_OPERATOR_ADDRESS",
         (
             "operator address (0x...); accepted like the original's, unused: settlements are sent from the account of "
-            "--ethereum-private-key"
+            "the settlement signer"
         ),
     )
     da_on_ethereum: bool = setting("DA_ON_ETHEREUM", "blobs travel with the Ethereum settlement tx", default=False)

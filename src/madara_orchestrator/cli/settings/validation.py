@@ -29,6 +29,7 @@ from madara_orchestrator.cli.settings.prover_checks import (
     snos_runner_problems,
 )
 from madara_orchestrator.cli.settings.proving import PROVERS
+from madara_orchestrator.cli.settings.signer_checks import signer_problems
 from madara_orchestrator.domain.batching import StarknetVersions
 from madara_orchestrator.domain.errors import ConfigError, InvalidInput
 
@@ -114,7 +115,7 @@ def _format_problems(values: Mapping[str, Any]) -> list[str]:
     if values["settle_on_ethereum"]:
         problems += required(
             values,
-            ["ethereum_rpc_url", "ethereum_private_key", "l1_core_contract_address"],
+            ["ethereum_rpc_url", "l1_core_contract_address"],
             "with --settle-on-ethereum",
         )
     for name in (
@@ -133,7 +134,7 @@ def _format_problems(values: Mapping[str, Any]) -> list[str]:
     )
     for name in ("ethereum_private_key", "mock_verifier_private_key"):
         problems.append(private_key_problem(values, name) or "")
-    return problems + _posting_problems(values)
+    return problems + signer_problems(values) + _posting_problems(values)
 
 
 def _posting_problems(values: Mapping[str, Any]) -> list[str]:
