@@ -52,8 +52,11 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=jobs_command)
 
 
-def admin_token(given: str | None, environ: Mapping[str, str] | None = None) -> str:
-    """The admin token: ``given`` (``--admin-token``), else the file ``<VAR>_FILE`` names, else ``<VAR>``."""
+def admin_token(
+    given: str | None, environ: Mapping[str, str] | None = None, *, action: str = "jobs retry changes a job"
+) -> str:
+    """The admin token: ``given`` (``--admin-token``), else the file ``<VAR>_FILE`` names, else ``<VAR>``.
+    ``action``: what needs it, for the error that says how to give it."""
     env = os.environ if environ is None else environ
     if given:
         return given
@@ -70,8 +73,7 @@ def admin_token(given: str | None, environ: Mapping[str, str] | None = None) -> 
     if env.get(TOKEN_VAR):
         return env[TOKEN_VAR]
     raise InvalidInput(
-        f"jobs retry changes a job and needs the orchestrator's admin token: pass --admin-token, or set "
-        f"{TOKEN_VAR} or {file_var}"
+        f"{action} and needs the orchestrator's admin token: pass --admin-token, or set {TOKEN_VAR} or {file_var}"
     )
 
 

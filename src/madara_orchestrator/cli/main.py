@@ -21,7 +21,19 @@ from types import ModuleType
 from typing import NoReturn
 
 from madara_orchestrator import ORCHESTRATOR_VERSION
-from madara_orchestrator.cli import backtest, blob, cost, devnet, devnet_chain, jobs, mock_atlantic, pie, run, setup
+from madara_orchestrator.cli import (
+    admin,
+    backtest,
+    blob,
+    cost,
+    devnet,
+    devnet_chain,
+    jobs,
+    mock_atlantic,
+    pie,
+    run,
+    setup,
+)
 from madara_orchestrator.domain.errors import ConfigError, InvalidInput, OrchestratorError
 from madara_orchestrator.domain.redaction import cut_urls
 
@@ -50,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command_modules() -> list[ModuleType]:
-    return [run, setup, devnet, devnet_chain, backtest, jobs, blob, pie, mock_atlantic, cost]
+    return [run, setup, devnet, devnet_chain, backtest, jobs, admin, blob, pie, mock_atlantic, cost]
 
 
 def unknown_arguments_message(parser: argparse.ArgumentParser, args: argparse.Namespace, extras: list[str]) -> str:
