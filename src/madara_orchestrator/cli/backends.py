@@ -151,17 +151,11 @@ async def open_backends(settings: Settings, config: RuntimeConfig, exits: contex
         sinks.append(SnsAlerts(aws, TopicRef.parse(settings.topic_identifier, settings.aws_prefix)))
         parts.append("alerts to SNS")
 
+    storage = Storage(db=db, locks=locks, queue=queue, objects=objects, expiring=expiring, atomic_creation=atomic)
+    storage.pauses = pauses  # the store again: the paused stages every instance honours
     return Backends(
         shape=", ".join(parts),
-        storage=Storage(
-            db=db,
-            locks=locks,
-            queue=queue,
-            objects=objects,
-            expiring=expiring,
-            atomic_creation=atomic,
-            pauses=pauses,
-        ),
+        storage=storage,
         tx_store=tx_store,
         clock=clock,
         alert_sinks=sinks,
