@@ -1,6 +1,6 @@
-"""Pause and resume (issue 21, item 2), the engine's side on in-memory backends: the stored pause (memory and
-SQLite alike), the triggers a paused stage stops, the StateTransition put back (or followed, when its
-transaction is stored), and a resume that starts them again."""
+"""Pause and resume (issue 21, item 2), the engine's side on in-memory backends: the triggers a paused stage
+stops, the StateTransition put back (or followed, when its transaction is stored), and a resume that starts
+them again."""
 
 from __future__ import annotations
 
@@ -13,18 +13,16 @@ from typing import cast
 import pytest
 
 from madara_orchestrator.backends.memory import MemoryStore
-from madara_orchestrator.backends.sqlite import SqliteStore
-from madara_orchestrator.backends.sqlite_db import SqliteDatabase
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType, SettlementContext, StateUpdateMetadata
-from madara_orchestrator.domain.pause import MAX_TEXT, Pause, Stage, pause_text
+from madara_orchestrator.domain.pause import MAX_TEXT, Stage, pause_text
 from madara_orchestrator.domain.queues import read_job_message
 from madara_orchestrator.engine.batching import Batcher
 from madara_orchestrator.engine.pause import PauseControl, stage_triggers
 from madara_orchestrator.engine.plan import L2_PLAN, TriggerName
 from madara_orchestrator.engine.telemetry import Event
 from madara_orchestrator.engine.triggers import TriggerConfig, Triggers
-from madara_orchestrator.interfaces import PauseStore, SequencerRpc
+from madara_orchestrator.interfaces import SequencerRpc
 from madara_orchestrator.jobs.snos import snos_metadata
 from tests.helpers.engine import Harness, ScriptedHandler, make_harness
 
@@ -93,31 +91,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     await h.close()
 
 
-# -- the stored pause ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-async def pause_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[PauseStore]:
-    if request.param == "memory":
-        yield MemoryStore()
-        return
-    db = SqliteDatabase(tmp_path / "pauses.db")
-    await db.open()
-    yield SqliteStore(db)
-    await db.close()
-
-
-async def test_the_first_pause_stands_until_resumed(pause_store: PauseStore) -> None:
-    first = Pause(stage=Stage.SETTLEMENT, reason="incident 42", by="ops@pager", since=1000.5)
-    assert await pause_store.pause(first) == (first, True)
-    again = dataclasses.replace(first, reason="another reason", by="someone else", since=2000.0)
-    assert await pause_store.pause(again) == (first, False), "the stage's pause stands"
-    proving = Pause(stage=Stage.PROVING, reason="prover bill", by="finance", since=1500.0)
-    await pause_store.pause(proving)
-    assert await pause_store.pauses() == {Stage.PROVING: proving, Stage.SETTLEMENT: first}
-    assert await pause_store.resume(Stage.SETTLEMENT) == first
-    assert await pause_store.resume(Stage.SETTLEMENT) is None
-    assert await pause_store.pauses() == {Stage.PROVING: proving}
+# -- the pause itself (the store: tests/integration/test_store_contract.py) ------------------------------
 
 
 async def test_a_pause_is_one_short_line_on_a_known_stage() -> None:
