@@ -23,6 +23,7 @@ from madara_orchestrator.domain.cost import FeeSplit
 from madara_orchestrator.domain.errors import RpcError
 from madara_orchestrator.domain.eth_tx import SignedBody, UnsignedTx
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType
+from madara_orchestrator.domain.pause import Pause, Stage
 from madara_orchestrator.domain.posting import FeeHistory
 from madara_orchestrator.domain.proving import (
     AggregationArtifacts,
@@ -134,6 +135,21 @@ class LockService(Protocol):
     async def acquire(self, key: str, owner: str, ttl_s: float) -> bool: ...
 
     async def release(self, key: str, owner: str) -> bool: ...
+
+
+class PauseStore(Protocol):
+    """Which stages are paused (``domain/pause.py``), shared by every instance of a deployment."""
+
+    async def pause(self, pause: Pause) -> tuple[Pause, bool]:
+        """Store ``pause``; when its stage is paused already, that pause stands. Returns the stored pause and
+        whether it is this one."""
+        ...
+
+    async def resume(self, stage: Stage) -> Pause | None:
+        """Remove the stage's pause; the pause removed, or None when it was not paused."""
+        ...
+
+    async def pauses(self) -> dict[Stage, Pause]: ...
 
 
 # --------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -31,6 +31,7 @@ from madara_orchestrator.domain.batches import (
 )
 from madara_orchestrator.domain.errors import AlreadyExists, InvalidInput, NotFound, StaleVersion
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType, ProvingMetadata, SnosMetadata, transition
+from madara_orchestrator.domain.pause import Pause, Stage
 from madara_orchestrator.interfaces import Database
 
 
@@ -427,3 +428,17 @@ async def test_locks_are_exclusive_and_free_again_at_expiry(database: Database) 
     assert await locks.acquire("k", "b", 10), "an expired lock is free at once"  # type: ignore[attr-defined]
     assert not await locks.release("k", "a")  # type: ignore[attr-defined]
     assert await locks.release("k", "b")  # type: ignore[attr-defined]
+
+
+async def test_the_first_pause_of_a_stage_stands_until_resumed(database: Database) -> None:
+    store = cast(SqliteStore | PostgresStore | MemoryStore, database)
+    first = Pause(stage=Stage.SETTLEMENT, reason="incident 42", by="ops@pager", since=1000.5)
+    assert await store.pause(first) == (first, True)
+    again = dataclasses.replace(first, reason="another reason", by="someone else", since=2000.0)
+    assert await store.pause(again) == (first, False), "the stage's pause stands"
+    proving = Pause(stage=Stage.PROVING, reason="prover bill", by="finance", since=1500.0)
+    await store.pause(proving)
+    assert await store.pauses() == {Stage.PROVING: proving, Stage.SETTLEMENT: first}
+    assert await store.resume(Stage.SETTLEMENT) == first
+    assert await store.resume(Stage.SETTLEMENT) is None
+    assert await store.pauses() == {Stage.PROVING: proving}

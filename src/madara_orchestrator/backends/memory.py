@@ -41,6 +41,7 @@ from madara_orchestrator.domain.batches import (
 )
 from madara_orchestrator.domain.errors import AlreadyExists, InvalidInput, NotFound
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType
+from madara_orchestrator.domain.pause import Pause, Stage
 from madara_orchestrator.domain.queues import QueueConfig
 from madara_orchestrator.interfaces import QueueDepth, QueueMessage
 
@@ -56,7 +57,7 @@ def _first(rows: list[Row], limit: int | None) -> list[Row]:
 
 
 class MemoryStore(StoreBase):
-    """Implements ``Database`` (JobStore + BatchStore) and ``LockService`` in this process's memory."""
+    """Implements ``Database`` (JobStore + BatchStore), ``LockService`` and ``PauseStore`` in this process's memory."""
 
     def __init__(self, *, clock: Callable[[], float] | None = None) -> None:
         """``clock`` (default: ``time.time``, looked up at each use) reckons lock expiry."""
@@ -64,6 +65,7 @@ class MemoryStore(StoreBase):
         self._job_keys: dict[tuple[str, int], str] = {}
         self._batches: dict[str, dict[int, Row]] = {SNOS_BATCHES: {}, AGGREGATOR_BATCHES: {}}
         self._locks: dict[str, tuple[str, float]] = {}
+        self._pauses: dict[Stage, Pause] = {}
         self._clock = clock
 
     def _now(self) -> float:
@@ -240,6 +242,18 @@ class MemoryStore(StoreBase):
             return False
         del self._locks[key]
         return True
+
+    # -- pauses -----------------------------------------------------------------------------------
+
+    async def pause(self, pause: Pause) -> tuple[Pause, bool]:
+        stored = self._pauses.setdefault(pause.stage, pause)
+        return stored, stored is pause
+
+    async def resume(self, stage: Stage) -> Pause | None:
+        return self._pauses.pop(stage, None)
+
+    async def pauses(self) -> dict[Stage, Pause]:
+        return dict(sorted(self._pauses.items()))
 
 
 class MemoryQueue(QueueBase):

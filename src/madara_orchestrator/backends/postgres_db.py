@@ -142,6 +142,15 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (key, attempt_no)
     );
     """,
+    # version 2: paused stages (domain/pause.py), honoured by every instance and every restart
+    """
+    CREATE TABLE pauses (
+        stage text PRIMARY KEY,
+        reason text NOT NULL,
+        paused_by text NOT NULL,
+        since double precision NOT NULL
+    );
+    """,
 )
 
 SERVER_EPOCH_SQL = "SELECT extract(epoch FROM clock_timestamp())::double precision AS t"

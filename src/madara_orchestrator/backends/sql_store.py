@@ -40,6 +40,7 @@ from madara_orchestrator.domain.batches import (
 )
 from madara_orchestrator.domain.errors import AlreadyExists
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType
+from madara_orchestrator.domain.pause import Pause, Stage
 
 JOB_COLUMNS = (
     "id, internal_id, job_type, status, external_id, metadata, version, created_at, updated_at,"
@@ -70,7 +71,7 @@ async def insert_job(db: SqlDatabase, conn: SqlConnection, job: Job) -> bool:
 
 
 class SqlStore(StoreBase):
-    """Implements ``Database`` (JobStore + BatchStore) and ``LockService`` on an ``SqlDatabase``."""
+    """Implements ``Database`` (JobStore + BatchStore), ``LockService`` and ``PauseStore`` on an ``SqlDatabase``."""
 
     def __init__(self, db: SqlDatabase) -> None:
         self.db = db
@@ -296,6 +297,46 @@ class SqlStore(StoreBase):
     async def release(self, key: str, owner: str) -> bool:
         async with self.db.use() as conn:
             return await conn.execute("DELETE FROM locks WHERE key = ? AND owner = ?", (key, owner)) == 1
+
+    # -- pauses -----------------------------------------------------------------------------------
+
+    async def pause(self, pause: Pause) -> tuple[Pause, bool]:
+        async with self.db.atomic() as conn:
+            changed = await conn.execute(
+                "INSERT INTO pauses (stage, reason, paused_by, since) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (stage) DO NOTHING",
+                (pause.stage.value, pause.reason, pause.by, pause.since),
+            )
+            row = await conn.fetch_one(
+                "SELECT stage, reason, paused_by, since FROM pauses WHERE stage = ?", (pause.stage.value,)
+            )
+        assert row is not None
+        return _pause(row), changed == 1
+
+    async def resume(self, stage: Stage) -> Pause | None:
+        async with self.db.atomic() as conn:
+            row = await conn.fetch_one(
+                f"SELECT stage, reason, paused_by, since FROM pauses WHERE stage = ?{self._dialect.for_update}",
+                (stage.value,),
+            )
+            if row is None:
+                return None
+            await conn.execute("DELETE FROM pauses WHERE stage = ?", (stage.value,))
+        return _pause(row)
+
+    async def pauses(self) -> dict[Stage, Pause]:
+        async with self.db.use() as conn:
+            rows = await conn.fetch_all("SELECT stage, reason, paused_by, since FROM pauses ORDER BY stage")
+        found = (_pause(row) for row in rows if row["stage"] in STAGES)
+        return {p.stage: p for p in found}
+
+
+STAGES = frozenset(s.value for s in Stage)
+"""A stage a newer orchestrator may pause, which this one does not know, is not read."""
+
+
+def _pause(row: Any) -> Pause:
+    return Pause(stage=Stage(row["stage"]), reason=row["reason"], by=row["paused_by"], since=float(row["since"]))
 
 
 class _Filters:

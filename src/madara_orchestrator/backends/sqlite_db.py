@@ -95,6 +95,15 @@ SCHEMA: list[str] = [
     UPDATE snos_batches SET doc = json_set(doc, '$.version', version);
     UPDATE aggregator_batches SET doc = json_set(doc, '$.version', version);
     """,
+    # version 4: paused stages (domain/pause.py), honoured by every instance and every restart
+    """
+    CREATE TABLE IF NOT EXISTS pauses (
+        stage TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        paused_by TEXT NOT NULL,
+        since REAL NOT NULL
+    );
+    """,
 ]
 
 

@@ -37,6 +37,7 @@ from madara_orchestrator.interfaces import (
     ExpiringStore,
     LockService,
     ObjectStore,
+    PauseStore,
     QueueClient,
     TxStore,
 )
@@ -77,6 +78,7 @@ async def open_backends(settings: Settings, config: RuntimeConfig, exits: contex
 
     db: Database
     locks: LockService
+    pauses: PauseStore
     queue: QueueClient | None = None
     tx_store: TxStore
     clock: Clock
@@ -92,7 +94,7 @@ async def open_backends(settings: Settings, config: RuntimeConfig, exits: contex
         await database.open()
         own(exits, database.close)
         store = PostgresStore(database)
-        db, locks, clock = store, store, database.clock
+        db, locks, pauses, clock = store, store, store, database.clock
         tx_store = PostgresTxStore(database)
         parts.append(f"PostgreSQL {database.display_url}")
         if not settings.aws_sqs:
@@ -105,7 +107,7 @@ async def open_backends(settings: Settings, config: RuntimeConfig, exits: contex
         await sqlite.open()
         own(exits, sqlite.close)
         sqlite_store = SqliteStore(sqlite)
-        db, locks, clock = sqlite_store, sqlite_store, SystemClock()
+        db, locks, pauses, clock = sqlite_store, sqlite_store, sqlite_store, SystemClock()
         sqlite_tx = SqliteTxStore(db_path)
         own_sync(exits, sqlite_tx.close)
         tx_store = sqlite_tx
@@ -149,9 +151,11 @@ async def open_backends(settings: Settings, config: RuntimeConfig, exits: contex
         sinks.append(SnsAlerts(aws, TopicRef.parse(settings.topic_identifier, settings.aws_prefix)))
         parts.append("alerts to SNS")
 
+    storage = Storage(db=db, locks=locks, queue=queue, objects=objects, expiring=expiring, atomic_creation=atomic)
+    storage.pauses = pauses  # the store again: the paused stages every instance honours
     return Backends(
         shape=", ".join(parts),
-        storage=Storage(db=db, locks=locks, queue=queue, objects=objects, expiring=expiring, atomic_creation=atomic),
+        storage=storage,
         tx_store=tx_store,
         clock=clock,
         alert_sinks=sinks,

@@ -154,6 +154,7 @@ def runtime_config(settings: Settings) -> RuntimeConfig:
         graceful_shutdown_s=settings.graceful_shutdown_timeout,
         max_priority_queue_size=settings.max_priority_queue_size,
         dedup_proofs_by_job_id=settings.prover == "atlantic",
+        backlog_alert_blocks=settings.backlog_alert_blocks,
         settlement_fee_wait_s=settings.settlement_fee_wait_seconds,
         posting=PostingPolicy(
             deadline_s=settings.settlement_deadline_seconds,
@@ -334,11 +335,16 @@ async def build_embedded_stack(
             aggregator_runner=build_aggregator_runner(settings, sequencer, exits),
             reference=_reference_node(settings, exits),
         )
+        if isinstance(choice.client, EthereumSettlementClient | StarknetSettlementClient):
+            adapters.settlement_started = settlement_started(backends.tx_store)
         if isinstance(choice.client, EthereumSettlementClient):
             # Blob-fee-aware posting (--settlement-deadline-seconds): the L1's fee history, the signer's hard cap.
             adapters.fee_history = choice.client.rpc
             config = dataclasses.replace(config, fee_cap=fee_cap(choice.client.txmgr.policy))
         runtime = Runtime(config, adapters, owner=owner, clock=backends.clock, metrics=telemetry.metrics)
+        if isinstance(choice.client, EthereumSettlementClient | StarknetSettlementClient):
+            # A paused settlement signs no new transaction (engine/pause.py); one broadcast is followed.
+            choice.client.txmgr.hold = runtime.pauses.settlement_hold
     except BaseException:
         await exits.aclose()
         raise
@@ -356,6 +362,16 @@ async def build_embedded_stack(
         mock_atlantic=mock_atlantic,
         telemetry=telemetry,
     )
+
+
+def settlement_started(tx_store: TxStore) -> Callable[[str], Awaitable[bool]]:
+    """Whether a settlement key has a transaction stored (signed, maybe broadcast): a paused settlement still
+    follows it to its receipt."""
+
+    async def started(key: str) -> bool:
+        return bool(await tx_store.attempts(key))
+
+    return started
 
 
 def _alert_sinks(settings: Settings, backends: Backends, recorded: RecordingAlerts) -> list[AlertSink]:

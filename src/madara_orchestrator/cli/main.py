@@ -22,6 +22,7 @@ from typing import NoReturn
 
 from madara_orchestrator import ORCHESTRATOR_VERSION
 from madara_orchestrator.cli import (
+    admin,
     backtest,
     blob,
     cost,
@@ -62,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command_modules() -> list[ModuleType]:
-    return [run, setup, devnet, devnet_chain, backtest, jobs, dlq, blob, pie, mock_atlantic, cost]
+    return [run, setup, devnet, devnet_chain, backtest, jobs, admin, dlq, blob, pie, mock_atlantic, cost]
 
 
 def unknown_arguments_message(parser: argparse.ArgumentParser, args: argparse.Namespace, extras: list[str]) -> str:

@@ -92,6 +92,11 @@ class OutOfTurn(OrchestratorError):
         self.wait_s = wait_s
 
 
+class SettlementPaused(OutOfTurn):
+    """Settlement is paused (``domain/pause.py``): no new transaction is signed. Not the job's failure: it is
+    put back (``wait_s``), and a transaction already broadcast is still followed to its receipt."""
+
+
 class JobError(OrchestratorError):
     """A job handler failure. ``retryable`` tells the engine whether another attempt may help;
     ``specific`` is job-specific metadata to save with the failure (e.g. settlement attempts);

@@ -250,6 +250,18 @@ TRIGGER_FAILURES = ours(
 LAST_SETTLED_BLOCK = ours(
     GAUGE, "orchestrator_last_settled_block", "Last block the settlement layer reports", unit="block"
 )
+BACKLOG_BLOCKS = ours(
+    GAUGE, "orchestrator_backlog_blocks", "Blocks produced by the sequencer and not settled yet", unit="block"
+)
+BACKLOG_FELTS = ours(
+    GAUGE,
+    "orchestrator_backlog_felts",
+    "State-diff felts of the blocks not settled yet (known per batch, estimated for unbatched blocks; L2 only)",
+)
+BACKLOG_BLOBS = ours(
+    GAUGE, "orchestrator_backlog_blobs", "Blobs the blocks not settled yet will take (estimated; L2 only)"
+)
+STAGE_PAUSED = ours(GAUGE, "orchestrator_stage_paused", "1 while the stage is paused by an operator, else 0", ["stage"])
 CHAIN_HEAD = ours(GAUGE, "orchestrator_chain_head_block", "Latest block of the sequencer", unit="block")
 SETTLEMENTS_IN_FLIGHT = ours(
     GAUGE,
@@ -670,6 +682,18 @@ class Metrics:
     def _settled_block(self, event: ev.SettledBlock) -> None:
         self.record(LAST_SETTLED_BLOCK, event.block)
 
+    def _da_backlog(self, event: ev.DaBacklog) -> None:
+        self.record(BACKLOG_BLOCKS, max(0, event.blocks))
+        for gauge, value in ((BACKLOG_FELTS, event.felts), (BACKLOG_BLOBS, event.blobs)):
+            if value is None:
+                self.clear(gauge)
+            else:
+                self.record(gauge, max(0, value))
+
+    def _stages_paused(self, event: ev.StagesPaused) -> None:
+        for stage in event.stages:
+            self.record(STAGE_PAUSED, 1 if stage in event.paused else 0, stage=stage)
+
     def _job_counts(self, event: ev.JobCounts) -> None:
         self.clear(JOBS)
         for (job_type, status), count in event.counts.items():
@@ -777,6 +801,8 @@ _HANDLERS: dict[type[Any], Callable[[Metrics, Any], None]] = {
         Metrics._workload,
         Metrics._settlement_posting,
         Metrics._settlement_deadline_missed,
+        Metrics._da_backlog,
+        Metrics._stages_paused,
     )
 }
 """Each event's handler (by the type its ``event`` parameter has)."""

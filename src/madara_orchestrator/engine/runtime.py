@@ -21,6 +21,7 @@ from madara_orchestrator.domain.batching import BatchLimits
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.domain.health import HealthStatus, TriggerHealth, chain_problem, health_status
 from madara_orchestrator.domain.jobs import DEFAULT_POLICIES, JobPolicy, JobType
+from madara_orchestrator.domain.pause import Pause, Stage
 from madara_orchestrator.domain.posting import FeeCap, PostingPolicy
 from madara_orchestrator.domain.queues import (
     PROCESSING_QUEUE,
@@ -36,10 +37,12 @@ from madara_orchestrator.domain.queues import (
 from madara_orchestrator.domain.redaction import cut_urls
 from madara_orchestrator.domain.retry import REDELIVERY, RetryPolicy
 from madara_orchestrator.engine import telemetry as ev
+from madara_orchestrator.engine.backlog import BacklogWatch
 from madara_orchestrator.engine.batching import Batcher, BatchingConfig
 from madara_orchestrator.engine.cleanup import StorageCleanup
 from madara_orchestrator.engine.consumers import QueueConsumer
 from madara_orchestrator.engine.metrics import Metrics
+from madara_orchestrator.engine.pause import PauseControl, SettlementStarted
 from madara_orchestrator.engine.plan import L2_PLAN, PLANS, HandlerContext, LayerPlan, TriggerName
 from madara_orchestrator.engine.posting import SettlementGate
 from madara_orchestrator.engine.service import ACK, Decision, JobService, SystemClock
@@ -56,6 +59,7 @@ from madara_orchestrator.interfaces import (
     FeeHistorySource,
     LockService,
     ObjectStore,
+    PauseStore,
     ProverClient,
     QueueClient,
     QueueMessage,
@@ -117,6 +121,10 @@ class RuntimeConfig:
     """When a proven batch's settlement is posted (``--settlement-deadline-seconds``; 0: at once)."""
     fee_cap: FeeCap | None = None
     """The settlement's hard fee cap, for the posting policy (Ethereum settlement only)."""
+    backlog_alert_blocks: int | None = None
+    """Alert once when this many blocks are produced and not settled, and once when it clears (None: never)."""
+    backlog_interval_s: float = 30.0
+    """How often the backlog threshold is looked at (with ``backlog_alert_blocks``)."""
 
     def __post_init__(self, layer: Layer | None) -> None:
         if layer is not None and layer != self.plan.layer:
@@ -202,6 +210,8 @@ class Storage:
     """The object store again, when it has an expiry rule: StorageCleanup marks settled artifacts in it."""
     atomic_creation: AtomicJobCreation | None = None
     """The store again, when it holds the queue too: jobs and their first messages in one transaction."""
+    pauses: PauseStore | None = None
+    """The store again: the paused stages every instance honours (None: nothing can be paused)."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -223,6 +233,9 @@ class Adapters:
     """The replay-bounds reference node (``--replay-bounds-rpc-url``, SPEC §5.9)."""
     fee_history: FeeHistorySource | None = None
     """The settlement L1's fee history (Ethereum settlement): what the posting policy decides on."""
+    settlement_started: SettlementStarted | None = None
+    """Whether a settlement key has a transaction stored (the durable sender's store): a paused settlement
+    still follows it to its receipt. None: settlements are never in flight (the devnet ledger)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +257,8 @@ class HealthReport:
     """One line per trigger that keeps failing, and one for a settled block above the chain head."""
     head: int | None
     settled: int | None
+    paused: Mapping[Stage, Pause] = field(default_factory=dict)
+    """The stages an operator paused (deliberate: not a problem, the state stays UP)."""
 
 
 class Runtime:
@@ -314,6 +329,28 @@ class Runtime:
                 settles_snos_batches=not config.plan.aggregator_batches,
             ),
             settlement_gate=self.settlement_gate,
+            pauses=storage.pauses,
+        )
+        self.pauses = PauseControl(
+            store=storage.pauses,
+            service=self.service,
+            triggers=self.triggers,
+            clock=self.clock,
+            alerts=adapters.alerts,
+            started=adapters.settlement_started,
+        )
+        self.service.hold = self.pauses.hold_job
+        self.backlog = BacklogWatch(
+            db=storage.db,
+            locks=storage.locks,
+            sequencer=adapters.sequencer,
+            settlement=adapters.settlement,
+            metrics=self.metrics,
+            alerts=adapters.alerts,
+            aggregator=config.plan.aggregator_batches,
+            owner=self.service.owner,
+            alert_blocks=config.backlog_alert_blocks,
+            interval_s=config.backlog_interval_s,
         )
         if self.settlement_gate is not None:
             self.settlement_gate.rekick = lambda: self.triggers.kick(TriggerName.UPDATE_STATE)
@@ -438,6 +475,8 @@ class Runtime:
         self._spawn(self._heal_loop(), "heal")
         if self.metrics.refresh_interval_s is not None:
             self._spawn(self._gauge_loop(self.metrics.refresh_interval_s), "gauges")
+        if self.config.backlog_alert_blocks is not None:
+            self._spawn(self._backlog_loop(), "backlog")
         for name in self.triggers.enabled:
             self.triggers.kick(name)
 
@@ -533,6 +572,14 @@ class Runtime:
             except Exception as exc:
                 log.warning("heal sweep failed: %s", exc)
 
+    async def _backlog_loop(self) -> None:
+        """The backlog threshold (``--backlog-alert-blocks``): looked at every ``backlog_interval_s``."""
+        while not await self._sleep(self.config.backlog_interval_s):
+            try:
+                await self.backlog.watch_once()
+            except Exception as exc:
+                log.warning("backlog not measured: %s", cut_urls(str(exc) or type(exc).__name__))
+
     async def _gauge_loop(self, interval_s: float) -> None:
         """While metrics are pushed (OTLP), the gauges read from the stores are refreshed on a timer."""
         while not await self._sleep(interval_s):
@@ -575,6 +622,10 @@ class Runtime:
         chain = chain_problem(head if isinstance(head, int) else None, settled if isinstance(settled, int) else None)
         if chain is not None:
             problems.append(chain)
+        try:
+            paused = await asyncio.wait_for(self.pauses.current(), timeout=timeout_s)
+        except Exception:  # the database probe says why
+            paused = {}
         return HealthReport(
             status=health_status(backends, problems),
             backends=backends,
@@ -583,6 +634,7 @@ class Runtime:
             problems=tuple(problems),
             head=head if isinstance(head, int) else None,
             settled=settled if isinstance(settled, int) else None,
+            paused=paused,
         )
 
     async def _probe_backends(self, timeout_s: float) -> dict[str, Probe]:
@@ -620,6 +672,10 @@ class Runtime:
             last = await self.adapters.settlement.last_settled_block()
             if last is not None:
                 self.metrics.report(ev.SettledBlock(last))
+        paused = await self.pauses.current()
+        self.metrics.report(ev.StagesPaused(frozenset(paused), tuple(Stage)))
+        with contextlib.suppress(Exception):
+            await self.backlog.measure()
 
     def _refresh_workload(self) -> None:
         """Busy and total slots of the job queues' consumers, and the time they spent busy."""

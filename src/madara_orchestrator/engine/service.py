@@ -169,6 +169,9 @@ class JobService:
         self.settles_snos = settles_snos
         self._woken_at: dict[uuid.UUID, float] = {}
         """When this process last sent a wake-up for each job (``wake_verification`` coalesces on it)."""
+        self.hold: Callable[[Job], Awaitable[str | None]] | None = None
+        """Why a job must not be processed now (its stage is paused: engine/pause.py), or None. A job held is
+        left as it is and its message dropped: resuming the stage sends it again."""
 
     def on_completed(self, callback: Callable[[Job], Awaitable[None]]) -> None:
         """Run ``callback`` after a job completes (the event-driven hand-off to its successor)."""
@@ -232,6 +235,9 @@ class JobService:
             log.warning("processing message for %s in status %s dropped", job.describe(), job.status)
             return ACK
 
+        if self.hold is not None and (held := await self.hold(job)) is not None:
+            log.info("%s put back: %s (resuming sends it again)", job.describe(), held)
+            return ACK
         handler = self.handler(job.job_type)
         delay = await handler.check_ready(job)
         if delay is not None:

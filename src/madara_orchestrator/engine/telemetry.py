@@ -369,6 +369,23 @@ class SettlementDeadlineMissed:
     batch: int
 
 
+@dataclass(frozen=True, slots=True)
+class DaBacklog:
+    """Blocks produced and not settled, their state-diff felts and blobs (None on an L3: calldata)."""
+
+    blocks: int
+    felts: int | None
+    blobs: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class StagesPaused:
+    """Which stages are paused now (``domain/pause.py``), out of ``stages``."""
+
+    paused: frozenset[str]
+    stages: tuple[str, ...]
+
+
 Event = (
     JobOperation
     | OperationFailed
@@ -395,6 +412,8 @@ Event = (
     | Workload
     | SettlementPosting
     | SettlementDeadlineMissed
+    | DaBacklog
+    | StagesPaused
 )
 
 

@@ -43,6 +43,7 @@ from madara_orchestrator.domain.jobs import (
     SnosMetadata,
     StateUpdateMetadata,
 )
+from madara_orchestrator.domain.pause import Stage
 from madara_orchestrator.domain.queues import Layer
 from madara_orchestrator.domain.redaction import cut_urls
 from madara_orchestrator.engine import telemetry as ev
@@ -52,7 +53,7 @@ from madara_orchestrator.engine.plan import L2_PLAN, PLANS, LayerPlan, TriggerNa
 from madara_orchestrator.engine.posting import SettlementGate
 from madara_orchestrator.engine.service import JobService
 from madara_orchestrator.engine.telemetry import Telemetry
-from madara_orchestrator.interfaces import Clock, Database, SequencerRpc
+from madara_orchestrator.interfaces import Clock, Database, PauseStore, SequencerRpc
 from madara_orchestrator.jobs.aggregator import aggregator_metadata
 from madara_orchestrator.jobs.batch_status import move_aggregator_batch, move_snos_batch
 from madara_orchestrator.jobs.snos import snos_metadata
@@ -63,6 +64,17 @@ MAX_INDEX = 2**63 - 1
 UNFINISHED_STATUSES = tuple(s for s in JobStatus if s != JobStatus.COMPLETED)
 """A StateTransition in any of these counts against ``max_settlements_in_flight`` (a failed one too: the
 batches after it wait for it)."""
+
+
+PAUSED_BY: dict[TriggerName, Stage] = {
+    TriggerName.AGGREGATOR_BATCHING: Stage.BATCHING,
+    TriggerName.SNOS_BATCHING: Stage.BATCHING,
+    TriggerName.PROVING: Stage.PROVING,
+    TriggerName.AGGREGATOR: Stage.PROVING,
+    TriggerName.UPDATE_STATE: Stage.SETTLEMENT,
+}
+"""The triggers a paused stage stops (``domain/pause.py``): batching; the creation of proof jobs (SNOS
+proofs and aggregation: what goes to the prover); the creation of StateTransition jobs."""
 
 
 LAYER_TRIGGERS: dict[Layer, tuple[TriggerName, ...]] = {layer: plan.triggers for layer, plan in PLANS.items()}
@@ -101,9 +113,12 @@ class Triggers:
         owner: str | None = None,
         cleanup: StorageCleanup | None = None,
         settlement_gate: SettlementGate | None = None,
+        pauses: PauseStore | None = None,
     ) -> None:
         """``cleanup``: StorageCleanup, when the object store has an expiry rule (not for a bare files store).
-        ``settlement_gate``: holds settlements back for lower L1 fees (``--settlement-deadline-seconds``)."""
+        ``settlement_gate``: holds settlements back for lower L1 fees (``--settlement-deadline-seconds``).
+        ``pauses``: the paused stages (``PAUSED_BY``); None: nothing is ever paused."""
+        self.pauses = pauses
         self.config = config
         self.plan = plan
         self.batcher = batcher
@@ -197,6 +212,9 @@ class Triggers:
             if self.config.halt_on_failure and name != TriggerName.STORAGE_CLEANUP and await self._halted():
                 self.metrics.report(ev.TriggerRun(name, "halted"))
                 return False
+            if await self._paused(name):
+                self.metrics.report(ev.TriggerRun(name, "paused"))
+                return False
             progressed = await self._impl[name]()
         except asyncio.CancelledError:
             raise
@@ -276,6 +294,15 @@ class Triggers:
             raise
         finally:
             self.metrics.report(ev.CleanupRun(cleanup.jobs_done - jobs, cleanup.tagged_objects - tagged, failed))
+
+    async def _paused(self, name: TriggerName) -> bool:
+        stage = PAUSED_BY.get(name)
+        if stage is None or self.pauses is None:
+            return False
+        pause = (await self.pauses.pauses()).get(stage)
+        if pause is not None:
+            log.debug("trigger %s does nothing: %s", name, pause.describe())
+        return pause is not None
 
     async def _halted(self) -> bool:
         failed = await self.db.list_jobs(statuses=[JobStatus.FAILED, JobStatus.VERIFICATION_TIMEOUT], limit=1)

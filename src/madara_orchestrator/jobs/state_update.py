@@ -24,7 +24,7 @@ from typing import Any
 
 from madara_orchestrator.domain.artifacts import SnosFile, snos_key
 from madara_orchestrator.domain.batches import AggregatorBatchStatus, SnosBatchStatus
-from madara_orchestrator.domain.errors import InvalidInput, JobError, OutOfTurn, OutsideCondition
+from madara_orchestrator.domain.errors import InvalidInput, JobError, OutOfTurn, OutsideCondition, SettlementPaused
 from madara_orchestrator.domain.jobs import Job, JobType, StateUpdateMetadata
 from madara_orchestrator.interfaces import (
     AlertSink,
@@ -67,6 +67,11 @@ class _Prepared:
 
 
 ZERO_HASH = "0x" + "0" * 64
+
+
+def settlement_key(job_type: str, index: int) -> str:
+    """The idempotency key of batch ``index``'s settlement (what the durable sender stores it under)."""
+    return f"{job_type}-{index}"
 
 
 def settlement_attempts_json(result: SettlementResult) -> list[dict[str, object]]:
@@ -147,7 +152,7 @@ class StateUpdateJobHandler(JobHandler[StateUpdateMetadata]):
 
     @staticmethod
     def _key(job_type: str, index: int) -> str:
-        return f"{job_type}-{index}"
+        return settlement_key(job_type, index)
 
     async def _after_key(self, job: Job, to_settle: int) -> str | None:
         """The settlement this one must follow: the previous batch's, while that batch is not settled."""
@@ -176,6 +181,8 @@ class StateUpdateJobHandler(JobHandler[StateUpdateMetadata]):
         started = time.monotonic()
         try:
             result = await prepared.send()
+        except SettlementPaused as exc:
+            raise JobError(f"Batch {to_settle} put back: {exc}", specific=meta, wait_s=exc.wait_s) from exc
         except OutOfTurn as exc:
             if await self._already_settled(end_block):
                 return Processed(external_id=str(to_settle), specific=dataclasses.replace(meta, tx_hash=ZERO_HASH))

@@ -32,7 +32,7 @@ __all__ = ["MAX_BODY_BYTES", "create_app", "endpoints"]
 def endpoints(*, admin_enabled: bool, webhook: ProverWebhook | None) -> list[Endpoint]:
     """Every route of the app, in the order they are matched."""
     found = ops.endpoints() + webhooks.endpoints(webhook) + jobs.endpoints("") + jobs.endpoints("/api/v1")
-    found += batches.endpoints() + cost.endpoints()
+    found += batches.endpoints() + cost.endpoints() + admin.pause_endpoints()
     if admin_enabled:
         found += admin.endpoints() + dlq.endpoints()
     found += dashboard.endpoints()

@@ -409,6 +409,7 @@ async def overview(runtime: Runtime, *, admin_enabled: bool) -> Json:
         "settlements": series,
         "fees": fees,
         "posting": posting(runtime),
+        "paused": {str(stage): pause.to_json() for stage, pause in (await runtime.pauses.current()).items()},
     }
 
 

@@ -17,6 +17,7 @@ from madara_orchestrator.domain.batches import WEIGHT_FIELDS, AggregatorBatchSta
 from madara_orchestrator.domain.health import HealthStatus
 from madara_orchestrator.domain.jobs import JobStatus, JobType
 from madara_orchestrator.domain.lag import LagLevel
+from madara_orchestrator.domain.pause import Stage
 
 MAX_NUMBER = 2**63 - 1
 NonNegative = Annotated[int, Field(ge=0)]
@@ -231,6 +232,38 @@ class ClosedBatches(BaseModel):
     aggregator_batches_closed: NonNegative
 
 
+class StagePause(BaseModel):
+    stage: Stage
+    reason: str
+    by: str
+    since: float
+
+
+class Pauses(BaseModel):
+    paused: dict[Stage, StagePause]
+
+
+class PauseResult(BaseModel):
+    stage: Stage
+    paused: bool
+    pause: StagePause | None
+
+
+class Backlog(BaseModel):
+    head: NonNegative | None
+    settled: NonNegative | None
+    blocks: NonNegative | None
+    batched_blocks: NonNegative
+    unbatched_blocks: NonNegative
+    batches: NonNegative
+    felts: NonNegative | None
+    felts_estimated: NonNegative | None
+    felts_per_block: Fraction | None
+    blobs: NonNegative | None
+    errors: list[str]
+    alert_blocks: NonNegative | None
+
+
 class WokenJobs(BaseModel):
     woken_job_ids: list[uuid.UUID]
 
@@ -257,6 +290,7 @@ class Health(BaseModel):
     problems: list[str]
     head: NonNegative | None
     settled: NonNegative | None
+    paused: dict[Stage, StagePause]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -448,6 +482,7 @@ class DashboardOverview(BaseModel):
     settlements: list[SettlementPoint]
     fees: Fees
     posting: Posting | None
+    paused: dict[Stage, StagePause]
 
 
 class DashboardBlock(BaseModel):

@@ -42,7 +42,7 @@ from typing import Any, Generic, Literal, NoReturn, Protocol, TypeVar
 import httpx
 
 from madara_orchestrator.domain.cost import FeeSplit
-from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, OutOfTurn
+from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, OutOfTurn, SettlementPaused
 from madara_orchestrator.domain.settlement_tx import (
     AttemptRecord,
     AttemptStatus,
@@ -72,6 +72,10 @@ def sending_key() -> str | None:
 
 KeyGuard = Callable[[str], contextlib.AbstractAsyncContextManager[bool]]
 """Holds a key against other processes while it is sent: yields False when another process holds it."""
+
+
+PAUSED_RECHECK_S = 30.0
+"""How long a settlement put back by a pause waits before it is looked at again."""
 
 
 class SettlementKeyBusy(BackendUnavailable):
@@ -317,6 +321,9 @@ class DurableSender(Generic[RequestT]):
         """Each key being sent: the key it follows (``send(after=...)``)."""
         self._progress = asyncio.Event()
         """Set (and renewed) whenever a key of this sender is broadcast, finalized or reverted here."""
+        self.hold: Callable[[], Awaitable[str | None]] | None = None
+        """Why no new transaction may be signed now (settlement paused: engine/pause.py), or None. A stored
+        attempt is still re-broadcast and followed to its receipt; a new one (first, replacement) waits."""
 
     def _crash_point(self, point: str) -> None:
         if self._crash_hook is not None:
@@ -342,6 +349,14 @@ class DurableSender(Generic[RequestT]):
             finally:
                 _sending.reset(token)
                 self._after.pop(key, None)
+
+    async def _held(self, key: str) -> None:
+        """``SettlementPaused`` while ``hold`` says no new transaction may be signed."""
+        why = None if self.hold is None else await self.hold()
+        if why is not None:
+            raise SettlementPaused(
+                f"settlement {key}: no new transaction is signed while {why}", wait_s=PAUSED_RECHECK_S
+            )
 
     def _progressed(self) -> None:
         """Wake the keys of this process that wait for their turn."""
@@ -413,6 +428,8 @@ class DurableSender(Generic[RequestT]):
             )
             await self.store.release_nonce(key)
             in_flight = []
+        if not in_flight:
+            await self._held(key)
         # Built before a nonce is reserved: an output that cannot be settled must not hold a nonce.
         request = None if in_flight else await build()
         nonce = await self._reserve(key, chain_latest, foreign_pending_warning=not in_flight)
@@ -494,6 +511,7 @@ class DurableSender(Generic[RequestT]):
             status = (await self._attempt(key, current.attempt_no)).status
             if max_bumps is None and status is AttemptStatus.SUBMISSION_FAILED:
                 # Signed before a crash, never known to be sent, refused now: sign anew (no replacement).
+                await self._held(key)
                 current = await self._first_attempt(key, nonce, request if request is not None else await build())
                 landed = await self._broadcast(key, current, resuming=False)
                 if landed is not None:
@@ -508,6 +526,7 @@ class DurableSender(Generic[RequestT]):
             assert max_bumps is not None
             if bumps >= max_bumps:
                 await self._bumps_exhausted(key, nonce, current, bumps)
+            await self._held(key)
             bumps += 1
             if request is None:
                 request = await build()

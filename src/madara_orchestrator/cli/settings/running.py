@@ -472,6 +472,12 @@ class ApiSettings(SettingsGroup):
         secret=True,
         unset="no webhook",
     )
+    backlog_alert_blocks: int | None = setting(
+        "BACKLOG_ALERT_BLOCKS",
+        "alert once when this many blocks are produced and not settled (GET /backlog), and once when it clears",
+        rule=POSITIVE,
+        unset="no backlog alert",
+    )
 
 
 @dataclass(frozen=True)

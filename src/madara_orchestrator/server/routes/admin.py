@@ -1,5 +1,6 @@
 """Admin routes: bulk operations on jobs, closing the open batches, and one job's retry (the dashboard's
-Retry button). Mounted only with ``--admin-enabled``; each requires ``Authorization: Bearer <admin token>``."""
+Retry button), mounted only with ``--admin-enabled``; pausing and resuming a stage, mounted always (400
+without ``--admin-enabled``). Each requires ``Authorization: Bearer <admin token>``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from starlette.responses import Response
 
 from madara_orchestrator.domain.errors import InvalidInput, OrchestratorError
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType
+from madara_orchestrator.domain.pause import Pause, Stage
 from madara_orchestrator.engine.service import JobService
 from madara_orchestrator.server import models
 from madara_orchestrator.server.http import Endpoint, Param, api, envelope, job_id
@@ -181,3 +183,67 @@ def retry_one_endpoint() -> Endpoint:
         params=(JOB_ID,),
         admin=True,
     )
+
+
+# -- pausing and resuming a stage (engine/pause.py) -------------------------------------------------
+
+PAUSE_CONTROL = "Pause and resume"
+STAGE = Param("stage", "path", Stage, required=True, description="The stage: batching, proving or settlement")
+REASON = Param("reason", "query", str, description="Why (one line, at most 300 characters)")
+BY = Param("by", "query", str, description="Who pauses or resumes (default: the instance that takes the request)")
+
+
+def _stage(request: Request) -> Stage:
+    return Stage.parse(request.path_params["stage"])
+
+
+def _pause_data(stage: Stage, pause: Pause | None, *, paused: bool) -> dict[str, Any]:
+    return {"stage": stage.value, "paused": paused, "pause": None if pause is None else pause.to_json()}
+
+
+async def pause_stage(request: Request) -> Response:
+    """Pause a stage for every instance; a stage paused already keeps its pause (said in the message)."""
+    api(request).check_admin(request, PAUSE_CONTROL)
+    stage = _stage(request)
+    params = request.query_params
+    pause, new = await api(request).runtime.pauses.pause(stage, reason=params.get("reason"), by=params.get("by"))
+    message = pause.describe() if new else f"{stage} was paused already; that pause stands: {pause.describe()}"
+    return envelope(data=_pause_data(stage, pause, paused=True), message=message)
+
+
+async def resume_stage(request: Request) -> Response:
+    api(request).check_admin(request, PAUSE_CONTROL)
+    stage = _stage(request)
+    removed = await api(request).runtime.pauses.resume(stage, by=request.query_params.get("by"))
+    message = f"{stage} resumed ({removed.describe()})" if removed is not None else f"{stage} was not paused"
+    return envelope(data=_pause_data(stage, removed, paused=False), message=message)
+
+
+def pause_endpoints() -> list[Endpoint]:
+    """Mounted with or without ``--admin-enabled`` (like job control): without it they answer 400 saying so."""
+    return [
+        Endpoint(
+            "/pause/{stage}",
+            pause_stage,
+            "pauseStage",
+            "Pause batching, proving or settlement on every instance (admin token; 400 without --admin-enabled)",
+            "admin",
+            method="POST",
+            data=models.PauseResult,
+            errors=(400, 401, 413, 503),
+            params=(STAGE, REASON, BY),
+            admin=True,
+        ),
+        Endpoint(
+            "/resume/{stage}",
+            resume_stage,
+            "resumeStage",
+            "Resume a paused stage (admin token; 400 without --admin-enabled)",
+            "admin",
+            method="POST",
+            data=models.PauseResult,
+            errors=(400, 401, 413, 503),
+            params=(STAGE, BY),
+            admin=True,
+        ),
+    ]

@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from madara_orchestrator.domain.health import HealthStatus
 from madara_orchestrator.engine.runtime import HealthReport
 from madara_orchestrator.server import models
-from madara_orchestrator.server.http import Endpoint, api
+from madara_orchestrator.server.http import Endpoint, api, envelope
 
 JSON = "application/json"
 TEXT = "text/plain"
@@ -37,6 +37,7 @@ def health_document(report: HealthReport) -> dict[str, Any]:
         "problems": list(report.problems),
         "head": report.head,
         "settled": report.settled,
+        "paused": {str(stage): pause.to_json() for stage, pause in report.paused.items()},
     }
 
 
@@ -47,16 +48,39 @@ async def health(request: Request) -> Response:
     does not answer. One line per problem after the state, URLs cut. DEGRADED answers 503, as DOWN does:
     the instance does not do its work, which readiness is about; liveness is ``/health/live`` (the
     process answers), which is what a restart should depend on. JSON with ``Accept: application/json``:
-    ``status``, ``backends``, ``triggers`` (each one's failures), ``problems``, ``head`` and ``settled``."""
+    ``status``, ``backends``, ``triggers`` (each one's failures), ``problems``, ``head``, ``settled`` and
+    ``paused`` (each paused stage: reason, by whom, since when). A paused stage is an operator's choice, not
+    a problem: the state stays UP, and the text adds one line per paused stage."""
     report = await api(request).runtime.health_report()
     status = 200 if report.status == HealthStatus.UP else 503
     down = {name: why for name, why in report.backends.items() if why is not None}
     if "application/json" in request.headers.get("accept", ""):
         return JSONResponse(health_document(report), status_code=status)
     lines = [f"{name}: {why}" for name, why in down.items()] + list(report.problems)
+    lines += [pause.describe() for pause in report.paused.values()]
     if not lines:
         return PlainTextResponse(report.status.value, status_code=status)
     return PlainTextResponse(report.status.value + "\n" + "".join(f"{line}\n" for line in lines), status_code=status)
+
+
+async def pauses(request: Request) -> Response:
+    """The paused stages, each with its reason, who paused it and since when."""
+    paused = await api(request).runtime.pauses.current()
+    data = {"paused": {str(stage): pause.to_json() for stage, pause in paused.items()}}
+    message = "; ".join(p.describe() for p in paused.values()) or "nothing is paused"
+    return envelope(data=data, message=message)
+
+
+async def backlog(request: Request) -> Response:
+    """Blocks produced and not settled, their state-diff felts and the blobs they will take (engine/backlog.py)."""
+    runtime = api(request).runtime
+    measured = await runtime.backlog.measure()
+    data = {**measured.to_json(), "alert_blocks": runtime.config.backlog_alert_blocks}
+    if measured.blocks is None:
+        message = "backlog unknown: " + "; ".join(measured.errors or ["the sequencer's head is unknown"])
+    else:
+        message = f"{measured.blocks} block(s) produced and not settled"
+    return envelope(data=data, message=message)
 
 
 async def live(request: Request) -> Response:
@@ -91,6 +115,18 @@ def endpoints() -> list[Endpoint]:
             },
         ),
         Endpoint("/health/live", live, "live", "Liveness", "ops", answers={"200": TEXT_OK}),
+        Endpoint(
+            "/pauses", pauses, "pauses", "The paused stages: reason, by whom, since when", "ops", data=models.Pauses
+        ),
+        Endpoint(
+            "/backlog",
+            backlog,
+            "backlog",
+            "Blocks produced and not settled, their state-diff felts and estimated blobs (a sequencer's throttle)",
+            "ops",
+            data=models.Backlog,
+            errors=(503,),
+        ),
         Endpoint("/metrics", metrics, "metrics", "Prometheus text exposition", "ops", answers={"200": TEXT_OK}),
         Endpoint(
             "/openapi.json",

@@ -302,6 +302,7 @@
       renderPosting(ov);
       renderRecent(ov);
       renderCounts(ov);
+      renderPauses(ov);
     }
     renderCost();
     renderToken();
@@ -712,6 +713,38 @@
         }, armed ? `Confirm: ${a.label}` : admin.can ? a.label : `${a.label} (${admin.why})`);
       }),
       admin.note ? h('span', { class: 'note', id: 'admin-note' }, admin.note) : null);
+  }
+
+  const STAGES = ['batching', 'proving', 'settlement'];
+
+  function pausedSince(p) {
+    return new Date(p.since * 1000).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
+  }
+
+  function renderPauses(ov) {
+    const admin = adminState();
+    const paused = (ov && ov.paused) || {};
+    if (!changed('pauses', { paused, admin, armed: state.armed })) return;
+    replace('pauses', ...STAGES.map((stage) => {
+      const p = paused[stage];
+      const path = p ? `/resume/${stage}` : `/pause/${stage}`;
+      const armed = state.armed === path;
+      const label = p ? `Resume ${stage}` : `Pause ${stage}`;
+      const button = h('button', {
+        type: 'button', class: armed ? 'primary' : '', disabled: !admin.can, dataset: { stage, action: path },
+        title: admin.can ? 'Click twice to confirm' : admin.note,
+        onclick: () => {
+          if (!armed) { state.armed = path; renderPauses(state.overview); setTimeout(() => { if (state.armed === path) { state.armed = null; renderPauses(state.overview); } }, 4000); return; }
+          state.armed = null;
+          const reason = byId('pause-reason').value.trim();
+          const query = new URLSearchParams({ by: 'dashboard' });
+          if (!p && reason) query.append('reason', reason);
+          adminPost(`${path}?${query}`);
+        },
+      }, armed ? `Confirm: ${label}` : admin.can ? label : `${label} (${admin.why})`);
+      const says = p ? `${stage}: paused by ${p.by} since ${pausedSince(p)}: ${p.reason}` : `${stage}: running`;
+      return h('div', { class: p ? 'pause paused' : 'pause', dataset: { stage } }, h('span', {}, says), ' ', button);
+    }));
   }
 
   function retryButton(job) {

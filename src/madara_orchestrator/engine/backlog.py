@@ -1,0 +1,233 @@
+"""The DA backlog: what the sequencer produced and is not settled yet, for a sequencer (or its operator) to
+throttle on, as OP's batcher makes its sequencer do (``miner_setMaxDASize``). Madara has no such RPC yet,
+so the orchestrator exposes the signal (``GET /backlog``, the ``orchestrator_backlog_*`` gauges) and, past
+``--backlog-alert-blocks``, alerts once, and once more when it clears.
+
+- ``blocks``: from the settled block (exclusive) to the sequencer's head (inclusive).
+- ``felts``: the state-diff felts those blocks put in blobs. Known for each batch not settled yet (its
+  ``blob_len``, the squashed and compressed state diff, the open batch's so far); estimated for the blocks
+  not batched yet, at the felts per block of the latest batches (squashing makes a longer batch cheaper per
+  block, so this errs high).
+- ``blobs``: each batch is one settlement with its own blobs, ``ceil(blob_len / 4096)`` of them (at least
+  one); the unbatched blocks' estimated felts / 4096, rounded up.
+
+An L3 settles with calldata: its backlog has blocks, no felts nor blobs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from madara_orchestrator.domain.batches import AggregatorBatch, SnosBatch
+from madara_orchestrator.domain.batching import FELTS_PER_BLOB
+from madara_orchestrator.domain.redaction import cut_urls
+from madara_orchestrator.engine import telemetry as ev
+from madara_orchestrator.engine.telemetry import Telemetry
+from madara_orchestrator.interfaces import AlertSink, Database, LockService, SequencerRpc, SettlementClient
+
+log = logging.getLogger("madara_orchestrator.backlog")
+
+RATE_BATCHES = 20
+"""How many of the latest batches with a known state diff give the felts per block of unbatched blocks."""
+MAX_BATCHES = 5000
+"""Batches looked at past the settled block at most (a backlog larger than that is counted as blocks)."""
+PAGE = 500
+ALERT_LOCK = "backlog-alert"
+"""The named lease of the instance that watches the threshold: one alert per deployment, not per instance."""
+
+
+def blobs_for(felts: int) -> int:
+    return -(-felts // FELTS_PER_BLOB)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Backlog:
+    head: int | None
+    settled: int | None
+    blocks: int | None
+    """Produced and not settled; None when the head or the settled block cannot be read."""
+    batched_blocks: int = 0
+    unbatched_blocks: int = 0
+    batches: int = 0
+    """Batches not settled yet (the open one included)."""
+    felts: int | None = None
+    felts_estimated: int | None = None
+    """The part of ``felts`` that is an estimate (the unbatched blocks')."""
+    felts_per_block: float | None = None
+    blobs: int | None = None
+    errors: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "head": self.head,
+            "settled": self.settled,
+            "blocks": self.blocks,
+            "batched_blocks": self.batched_blocks,
+            "unbatched_blocks": self.unbatched_blocks,
+            "batches": self.batches,
+            "felts": self.felts,
+            "felts_estimated": self.felts_estimated,
+            "felts_per_block": self.felts_per_block,
+            "blobs": self.blobs,
+            "errors": list(self.errors),
+        }
+
+
+async def _unsettled(
+    db: Database, first_block: int, *, aggregator: bool
+) -> tuple[list[AggregatorBatch] | list[SnosBatch], int | None]:
+    """The batches from the one holding ``first_block`` to the latest, and the last batched block."""
+    if aggregator:
+        latest_a = await db.latest_aggregator_batch()
+        first_a = await db.aggregator_batch_for_block(first_block)
+        if latest_a is None:
+            return [], None
+        if first_a is None:
+            return [], latest_a.end_block
+        found_a: list[AggregatorBatch] = []
+        for start in range(first_a.index, min(latest_a.index, first_a.index + MAX_BATCHES - 1) + 1, PAGE):
+            stop = min(latest_a.index, start + PAGE - 1)
+            found_a += await db.list_aggregator_batches(indexes=list(range(start, stop + 1)))
+        return found_a, latest_a.end_block
+    latest_s = await db.latest_snos_batch()
+    first_s = await db.snos_batch_for_block(first_block)
+    if latest_s is None:
+        return [], None
+    if first_s is None:
+        return [], latest_s.end_block
+    found_s: list[SnosBatch] = []
+    for start in range(first_s.index, min(latest_s.index, first_s.index + MAX_BATCHES - 1) + 1, PAGE):
+        stop = min(latest_s.index, start + PAGE - 1)
+        found_s += await db.list_snos_batches(indexes=list(range(start, stop + 1)))
+    return found_s, latest_s.end_block
+
+
+async def felts_per_block(db: Database) -> float | None:
+    """The state-diff felts per block of the latest batches that have one (None before the first)."""
+    recent = [b for b in await db.list_aggregator_batches(limit=RATE_BATCHES, descending=True) if b.blob_len > 0]
+    blocks = sum(b.num_blocks for b in recent)
+    return sum(b.blob_len for b in recent) / blocks if blocks else None
+
+
+async def measure(db: Database, head: int | None, settled: int | None, *, aggregator: bool) -> Backlog:
+    """The backlog between ``settled`` (None: nothing settled yet) and ``head``, from the stored batches."""
+    if head is None:
+        return Backlog(head=None, settled=settled, blocks=None)
+    first = 0 if settled is None else settled + 1
+    blocks = max(0, head - first + 1)
+    found, batched_through = await _unsettled(db, first, aggregator=aggregator)
+    batches: list[AggregatorBatch | SnosBatch] = [b for b in found if b.end_block >= first]
+    batched = sum(min(b.end_block, head) - max(b.start_block, first) + 1 for b in batches if b.start_block <= head)
+    batched = min(batched, blocks)
+    last_batched = max(first - 1, batched_through if batched_through is not None else first - 1)
+    unbatched = max(0, head - last_batched)
+    base = Backlog(
+        head=head,
+        settled=settled,
+        blocks=blocks,
+        batched_blocks=batched,
+        unbatched_blocks=unbatched,
+        batches=len(batches),
+    )
+    if not aggregator:
+        return base
+    known = sum(b.blob_len for b in batches if isinstance(b, AggregatorBatch))
+    known_blobs = sum(max(1, blobs_for(b.blob_len)) for b in batches if isinstance(b, AggregatorBatch))
+    rate = await felts_per_block(db)
+    estimated = round(rate * unbatched) if rate is not None else 0
+    return Backlog(
+        head=head,
+        settled=settled,
+        blocks=blocks,
+        batched_blocks=batched,
+        unbatched_blocks=unbatched,
+        batches=len(batches),
+        felts=known + estimated,
+        felts_estimated=estimated,
+        felts_per_block=None if rate is None else round(rate, 3),
+        blobs=known_blobs + blobs_for(estimated),
+    )
+
+
+class BacklogWatch:
+    """Measures the backlog (``look``): reports the gauges and, with a threshold, alerts when the backlog
+    crosses it and when it falls back under it. Only the instance holding ``ALERT_LOCK`` alerts."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        locks: LockService,
+        sequencer: SequencerRpc,
+        settlement: SettlementClient,
+        metrics: Telemetry,
+        alerts: AlertSink,
+        aggregator: bool,
+        owner: str,
+        alert_blocks: int | None = None,
+        interval_s: float = 30.0,
+    ) -> None:
+        self.db = db
+        self.locks = locks
+        self.sequencer = sequencer
+        self.settlement = settlement
+        self.metrics = metrics
+        self.alerts = alerts
+        self.aggregator = aggregator
+        self.owner = owner
+        self.alert_blocks = alert_blocks
+        self.interval_s = interval_s
+        self.alerting = False
+        """Whether the backlog is above the threshold, as this instance last told."""
+
+    async def measure(self) -> Backlog:
+        errors: list[str] = []
+        head = settled = None
+        try:
+            head = await self.sequencer.block_number()
+        except Exception as exc:
+            errors.append(f"sequencer head unavailable: {cut_urls(str(exc) or type(exc).__name__)}")
+        try:
+            settled = await self.settlement.last_settled_block()
+        except Exception as exc:
+            errors.append(f"settled block unavailable: {cut_urls(str(exc) or type(exc).__name__)}")
+        if errors:
+            return Backlog(head=head, settled=settled, blocks=None, errors=errors)
+        backlog = await measure(self.db, head, settled, aggregator=self.aggregator)
+        self.metrics.report(ev.DaBacklog(backlog.blocks or 0, backlog.felts, backlog.blobs))
+        return backlog
+
+    async def watch_once(self) -> Backlog:
+        """One look of the watch loop: measure, and alert on a crossing while this instance holds the watch."""
+        backlog = await self.measure()
+        if self.alert_blocks is None or backlog.blocks is None:
+            return backlog
+        if not await self.locks.acquire(ALERT_LOCK, self.owner, self.interval_s * 3):
+            return backlog
+        above = backlog.blocks >= self.alert_blocks
+        if above and not self.alerting:
+            await self.alerts.send(
+                "Settlement backlog above threshold",
+                f"{backlog.blocks} blocks produced and not settled (--backlog-alert-blocks {self.alert_blocks}): "
+                f"{_shape(backlog)}. The sequencer may throttle on GET /backlog; see the README's backlog section.",
+            )
+            log.warning("backlog of %d blocks is at or above %d", backlog.blocks, self.alert_blocks)
+        elif not above and self.alerting:
+            await self.alerts.send(
+                "Settlement backlog cleared",
+                f"{backlog.blocks} blocks produced and not settled, under --backlog-alert-blocks {self.alert_blocks}",
+            )
+            log.info("backlog of %d blocks is under %d again", backlog.blocks, self.alert_blocks)
+        self.alerting = above
+        return backlog
+
+
+def _shape(backlog: Backlog) -> str:
+    if backlog.felts is None:
+        return f"head {backlog.head}, settled {backlog.settled}"
+    return (
+        f"head {backlog.head}, settled {backlog.settled}, about {backlog.felts} felts "
+        f"({backlog.felts_estimated} of them estimated) in {backlog.blobs} blob(s)"
+    )
