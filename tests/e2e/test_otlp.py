@@ -2,8 +2,10 @@
 
 The collector must get the original's instrument names (SPEC §14) with plausible values, under the
 resource ``orchestrator_meter_service`` and the meter ``crates.orchestrator.opentelemetry``; the spans of
-job operations under ``orchestrator_trace_service``; and the JSON log lines emitted while a job is handled
-carry the job and the trace id of those spans.
+job operations under ``orchestrator_trace_service``, with the outbound HTTP calls as their children (method
+and host, never the path); an API request's ``x-trace-id`` as the trace of the request and its calls; the
+log records under ``orchestrator_logs_service``, in their job's trace, with no secret; and the JSON log lines
+emitted while a job is handled carry the job and the trace id of those spans.
 """
 
 from __future__ import annotations
@@ -16,16 +18,26 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
 from madara_orchestrator.cli.run import JsonFormatter
+from madara_orchestrator.cli.settings import Settings
+from madara_orchestrator.cli.telemetry import build_telemetry
 from madara_orchestrator.devnet.anvil import find_anvil_binary
 from madara_orchestrator.domain.errors import ConfigError
 from madara_orchestrator.domain.jobs import JobStatus, JobType
 from madara_orchestrator.engine.telemetry import trace_id_for
+from madara_orchestrator.server.background import BackgroundServer
 from tests.conftest import require
 from tests.helpers.otlp_receiver import OtlpReceiver
 from tests.helpers.pipeline import eventually, start_pipeline
 
 BLOCKS = 3
+REQUEST_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+HTTP_SPAN_KEYS = {"http.request.method", "server.address", "server.port", "http.response.status_code"}
 JOB_TYPES = (JobType.SNOS_RUN, JobType.PROOF_CREATION, JobType.AGGREGATOR, JobType.STATE_TRANSITION)
 
 
@@ -81,6 +93,9 @@ async def test_a_collector_gets_the_original_instruments_spans_and_joined_logs(t
                     return receiver.total("successful_job_operations", operation_job_type="StateTransition") > 0
 
                 await eventually(exported_while_running, 10, "a periodic export with a settlement in it")
+                async with httpx.AsyncClient() as client:
+                    answer = await client.get(f"{p.api.url}/backlog", headers={"x-trace-id": REQUEST_TRACE})
+                assert answer.headers["x-trace-id"] == REQUEST_TRACE
                 await p.stack.runtime.stop()
                 for job_type in JOB_TYPES:
                     jobs = await p.stack.store.list_jobs(job_types=[job_type], limit=1000)
@@ -154,6 +169,33 @@ async def test_a_collector_gets_the_original_instruments_spans_and_joined_logs(t
         assert span.trace_id == processed[job_id].trace_id, "verification joins its processing attempt's trace"
         assert span.trace_id == trace_id_for(uuid.UUID(job_id), int(span.attributes["job.attempt"]))
 
+    # Outbound calls: the sequencer's RPC called by SnosRun processing, a child span of it, method and host only.
+    by_id = {s.span_id: s for s in receiver.spans()}
+    calls = receiver.spans("HTTP POST")
+    in_jobs = [c for c in calls if by_id.get(c.parent_span_id) and by_id[c.parent_span_id].name == "process_job"]
+    snos_calls = [c for c in in_jobs if by_id[c.parent_span_id].attributes["job.type"] == "SnosRun"]
+    assert snos_calls, f"no HTTP call under a SnosRun process_job span; calls: {len(calls)}"
+    rpc_port = str(httpx.URL(p.rpc.url).port)
+    for call in snos_calls:
+        assert call.trace_id == by_id[call.parent_span_id].trace_id
+        assert set(call.attributes) == HTTP_SPAN_KEYS, call.attributes
+        assert call.attributes["server.address"] == "127.0.0.1" and call.attributes["server.port"] == rpc_port
+        assert call.attributes["http.response.status_code"] == "200"
+    assert all(c.parent_span_id for c in calls), "a call outside any trace records no span"
+
+    # The API request: its x-trace-id is the trace of its span and of the sequencer call it made.
+    (request_span,) = [s for s in receiver.spans() if s.trace_id == REQUEST_TRACE and not s.parent_span_id]
+    assert request_span.name == "GET /backlog"
+    request_calls = [c for c in calls if c.parent_span_id == request_span.span_id]
+    assert request_calls and all(c.trace_id == REQUEST_TRACE for c in request_calls)
+
+    # Log records over OTLP: in their job's trace and span.
+    records = receiver.logs()
+    assert {r.service for r in records} == {"orchestrator_logs_service"}
+    exported = [r for r in records if r.body.startswith("processing ")]
+    assert exported and all(r.trace_id in span_traces_of(receiver) and r.attributes.get("job_id") for r in exported)
+    assert all(by_id[r.span_id].name == "process_job" for r in exported)
+
     # Logs: lines emitted while a job is handled carry it and the trace id of its spans.
     span_traces = {s.trace_id for s in receiver.spans()}
     job_lines = [line for line in logs.lines if "job_id" in line]
@@ -168,6 +210,57 @@ async def test_a_collector_gets_the_original_instruments_spans_and_joined_logs(t
     by_operation = Counter(str(line["operation"]) for line in job_lines)
     assert by_operation["verify_job"] > 0
     assert not [line for line in logs.lines if "job_id" not in line and str(line["message"]).startswith("processing ")]
+
+
+def span_traces_of(receiver: OtlpReceiver) -> set[str]:
+    return {s.trace_id for s in receiver.spans()}
+
+
+SECRET = "k3y-0f-the-pr0ver-6f1e2d"
+PATH_KEY = "alchemyKeyInThePath0123456789"
+
+
+async def test_log_records_and_calls_reach_the_collector_without_secrets() -> None:
+    """A line naming a secret setting's value, a URL with credentials and an exception: exported redacted.
+    A call to a URL with a key in its path and query: its span has the host, not the key."""
+    receiver = OtlpReceiver()
+    receiver.start()
+    called = Starlette(routes=[Route("/v2/{key}", lambda request: PlainTextResponse("ok"), methods=["GET"])])
+    server = BackgroundServer(called)
+    await server.start()
+    settings = Settings(
+        {"otel_collector_endpoint": receiver.endpoint, "otel_export_interval_seconds": 0.2, "atlantic_api_key": SECRET},
+        secrets={"atlantic_api_key"},
+    )
+    telemetry = build_telemetry(settings)
+    handler = telemetry.log_handler
+    assert handler in logging.getLogger().handlers
+    logger = logging.getLogger("madara_orchestrator.test_otlp")
+    try:
+        tracer = telemetry.metrics.tracer
+        assert tracer is not None
+        with tracer.start_as_current_span("work") as span:
+            async with httpx.AsyncClient() as client:
+                assert (await client.get(f"{server.url}/v2/{PATH_KEY}?apikey={SECRET}")).status_code == 200
+            try:
+                raise RuntimeError(f"prover said no to {SECRET} at https://user:{SECRET}@prover.example/v1")
+            except RuntimeError:
+                logger.error("call with key %s to https://bob:pw1234@node.example/x failed", SECRET, exc_info=True)
+            trace_id = f"{span.get_span_context().trace_id:032x}"
+        await telemetry.flush()
+    finally:
+        await telemetry.shutdown()
+        await server.stop()
+        receiver.stop()
+    (record,) = [r for r in receiver.logs() if r.body.startswith("call with key")]
+    assert record.severity == "ERROR" and record.trace_id == trace_id
+    assert "RuntimeError" in record.body and "https://node.example" in record.body and "prover.example" in record.body
+    everything = repr(receiver.logs()) + repr(receiver.spans())
+    for secret in (SECRET, "pw1234", "user:", PATH_KEY):
+        assert secret not in everything, secret
+    (call,) = receiver.spans("HTTP GET")
+    assert call.trace_id == trace_id and set(call.attributes) == HTTP_SPAN_KEYS
+    assert handler not in logging.getLogger().handlers, "shutdown took the handler off"
 
 
 async def test_settlement_costs_on_a_local_l1_reach_the_collector(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""A small OTLP/gRPC collector for tests: receives metrics and traces on 127.0.0.1 and keeps them.
+"""A small OTLP/gRPC collector for tests: receives metrics, traces and logs on 127.0.0.1 and keeps them.
 
 Metrics are kept as the latest data point per (metric name, attributes): with cumulative temporality
 (the exporter's default) that is the running total of a counter, the last value of a gauge and the
@@ -12,6 +12,7 @@ from concurrent import futures
 from dataclasses import dataclass, field
 
 import grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -49,6 +50,16 @@ class ReceivedSpan:
     service: str
 
 
+@dataclass(frozen=True, slots=True)
+class ReceivedLog:
+    body: str
+    severity: str
+    trace_id: str
+    span_id: str
+    attributes: dict[str, str]
+    service: str
+
+
 @dataclass
 class _Store:
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -57,6 +68,7 @@ class _Store:
     metric_services: set[str] = field(default_factory=set)
     scopes: set[str] = field(default_factory=set)
     spans: list[ReceivedSpan] = field(default_factory=list)
+    logs: list[ReceivedLog] = field(default_factory=list)
     exports: int = 0
 
 
@@ -121,12 +133,38 @@ class _Traces(trace_service_pb2_grpc.TraceServiceServicer):
         return trace_service_pb2.ExportTraceServiceResponse()
 
 
+class _Logs(logs_service_pb2_grpc.LogsServiceServicer):
+    def __init__(self, store: _Store) -> None:
+        self.store = store
+
+    def Export(
+        self, request: logs_service_pb2.ExportLogsServiceRequest, context: grpc.ServicerContext
+    ) -> logs_service_pb2.ExportLogsServiceResponse:
+        with self.store.lock:
+            for resource_logs in request.resource_logs:
+                service = _service(list(resource_logs.resource.attributes))
+                for scope_logs in resource_logs.scope_logs:
+                    for record in scope_logs.log_records:
+                        self.store.logs.append(
+                            ReceivedLog(
+                                body=_value(record.body),
+                                severity=record.severity_text,
+                                trace_id=record.trace_id.hex(),
+                                span_id=record.span_id.hex(),
+                                attributes=dict(_attrs(list(record.attributes))),
+                                service=service,
+                            )
+                        )
+        return logs_service_pb2.ExportLogsServiceResponse()
+
+
 class OtlpReceiver:
     def __init__(self) -> None:
         self._store = _Store()
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_Metrics(self._store), self._server)
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_Traces(self._store), self._server)
+        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_Logs(self._store), self._server)
         self.port = self._server.add_insecure_port("127.0.0.1:0")
 
     @property
@@ -176,3 +214,7 @@ class OtlpReceiver:
     def spans(self, name: str | None = None) -> list[ReceivedSpan]:
         with self._store.lock:
             return [s for s in self._store.spans if name is None or s.name == name]
+
+    def logs(self) -> list[ReceivedLog]:
+        with self._store.lock:
+            return list(self._store.logs)

@@ -30,6 +30,8 @@ from madara_orchestrator.domain.batches import (
 from madara_orchestrator.domain.batching import BatchLimits
 from madara_orchestrator.domain.errors import BackendUnavailable, Conflict, InvalidInput
 from madara_orchestrator.engine.batching import AGGREGATOR_LOCK, SNOS_LOCK
+from madara_orchestrator.engine.buckets import PREFIX as BUCKET_MARKS
+from madara_orchestrator.engine.buckets import OrphanedBuckets
 from madara_orchestrator.provers.atlantic import AtlanticClient, AtlanticConfig, AtlanticNetwork
 from madara_orchestrator.provers.http import RetryPolicy
 from madara_orchestrator.starknet.aliases import compress_state_update
@@ -615,6 +617,66 @@ async def test_every_new_aggregator_batch_opens_its_own_atlantic_bucket(tmp_path
                 assert all(atlantic.state.buckets[b]["status"] == "OPEN" for b in buckets if b)
             finally:
                 await rig.close()
+                await prover.aclose()
+
+
+class Killed(BaseException):
+    """The process dies here: nothing after it runs (not even the run's own error handling of Exceptions)."""
+
+
+class DiesBeforeStoringItsFirstAggregatorBatch(SqliteStore):
+    async def insert_aggregator_batch(self, batch: AggregatorBatch) -> AggregatorBatch:
+        raise Killed
+
+
+async def test_a_bucket_orphaned_by_a_crash_before_its_batch_was_stored_is_closed(tmp_path: Path) -> None:
+    chain = make_chain([3] * 6)
+    async with MockAtlanticServer(MockAtlanticConfig(processing_s=0.01)) as atlantic:
+        prover = AtlanticClient(
+            AtlanticConfig(
+                service_url=atlantic.url,
+                api_key="test-key",
+                network=AtlanticNetwork.TESTNET,
+                artifacts_base_url=atlantic.artifacts_url,
+                timeout_s=2,
+                retry=RetryPolicy(base_delay_s=0.02, max_delay_s=0.1, budget_s=5.0, max_attempts=3),
+            )
+        )
+        async with served(DevnetSequencer(chain).app) as url:
+            crashing = await make_rig(
+                tmp_path,
+                url,
+                ROOMY,
+                clock=FakeClock(T0),
+                create_buckets=True,
+                prover=prover,
+                store_factory=DiesBeforeStoringItsFirstAggregatorBatch,
+            )
+            try:
+                with pytest.raises(Killed):
+                    await crashing.batcher.run()
+                (orphan,) = atlantic.state.buckets
+                assert await crashing.store.list_aggregator_batches() == []
+                # Its batch is not stored: a run may still store it, so it is left open.
+                sweeper = OrphanedBuckets(db=crashing.store, objects=crashing.objects, prover=prover)
+                assert await sweeper.sweep() == []
+                assert atlantic.state.buckets[orphan]["status"] == "OPEN"
+            finally:
+                await crashing.close()
+            restarted = await make_rig(tmp_path, url, ROOMY, clock=FakeClock(T0), create_buckets=True, prover=prover)
+            try:
+                await restarted.run_all()
+                (batch,) = await restarted.store.list_aggregator_batches()
+                assert batch.bucket_id is not None and batch.bucket_id != orphan
+                assert restarted.batcher.orphaned_buckets is not None
+                assert restarted.batcher.orphaned_buckets.closed == [orphan]
+                assert atlantic.state.buckets[orphan]["status"] != "OPEN", "closed at the prover"
+                assert atlantic.state.buckets[batch.bucket_id]["status"] == "OPEN", "the batch's own is untouched"
+                assert await restarted.objects.list(BUCKET_MARKS) == [], "no mark left behind"
+                await restarted.run_all()
+                assert restarted.batcher.orphaned_buckets.closed == [orphan], "closed once"
+            finally:
+                await restarted.close()
                 await prover.aclose()
 
 

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from madara_orchestrator.cli import run_help
 from madara_orchestrator.cli.compose import EmbeddedStack, build_embedded_stack
 from madara_orchestrator.cli.progress import progress_loop
+from madara_orchestrator.cli.redacting import RedactingFilter
 from madara_orchestrator.cli.settings import (
     ENV_PREFIX,
     RUN_OPTIONS,
@@ -29,7 +30,7 @@ from madara_orchestrator.cli.settings import (
 from madara_orchestrator.cli.setup import SETUP_ONLY_OPTIONS
 from madara_orchestrator.devnet.anvil import ANVIL_BIN_ENV
 from madara_orchestrator.domain.errors import BackendUnavailable, ConfigError, InvalidInput
-from madara_orchestrator.domain.redaction import SecretMask, redact, url_origin
+from madara_orchestrator.domain.redaction import SecretMask, url_origin
 from madara_orchestrator.engine.lease import default_instance_id
 from madara_orchestrator.engine.telemetry import log_fields
 from madara_orchestrator.provers.atlantic_webhook import atlantic_webhook
@@ -70,28 +71,6 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info or record.exc_text:
             body["error"] = record.exc_text or self.formatException(record.exc_info)  # type: ignore[arg-type]
         return json.dumps(body)
-
-
-class RedactingFilter(logging.Filter):
-    """Every line as it leaves: URLs cut to ``scheme://host[:port]`` and configured secrets masked, in the
-    message (formatted with its arguments), the exception text and the stack. Installed on the handler, so
-    it also sees records propagated from every library's logger."""
-
-    def __init__(self, mask: SecretMask | None = None) -> None:
-        super().__init__()
-        self.mask = mask
-        self._formatter = logging.Formatter()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage(), self.mask)
-        record.args = None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = self._formatter.formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = redact(record.exc_text, self.mask)
-        if record.stack_info:
-            record.stack_info = redact(record.stack_info, self.mask)
-        return True
 
 
 def instance_id(settings: Settings) -> str:

@@ -3,18 +3,25 @@
 With ``--otel-collector-endpoint``, metrics go to the collector over gRPC by a periodic reader (every
 ``--otel-export-interval-seconds``, 5 s by default), resource ``service.name`` =
 ``<--otel-service-name>_meter_service``, meter ``crates.orchestrator.opentelemetry``; spans of job
-operations go by a batch span processor, resource ``<name>_trace_service``. Without an endpoint nothing is
-exported (one log line) and ``/metrics`` still serves everything. ``shutdown`` flushes both.
+operations go by a batch span processor, resource ``<name>_trace_service``, with the outbound HTTP calls
+made meanwhile as their child spans (cli/http_spans.py). Log records go by a batch processor too, resource
+``<name>_logs_service``, redacted as the lines on stderr are (cli/redacting.py), each with the trace and span
+it was emitted in. Without an endpoint nothing is exported (one log line) and ``/metrics`` still serves
+everything. ``shutdown`` flushes all three.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from dataclasses import dataclass
 
+from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -22,9 +29,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
+from madara_orchestrator.cli.http_spans import stop_tracing_http_calls, trace_http_calls
+from madara_orchestrator.cli.redacting import RedactingFilter
 from madara_orchestrator.cli.settings import Settings
+from madara_orchestrator.domain.redaction import SecretMask
 from madara_orchestrator.engine.metrics import METER_NAME, Metrics
-from madara_orchestrator.engine.telemetry import pending_trace_id
+from madara_orchestrator.engine.telemetry import log_fields, pending_trace_id
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +58,8 @@ class Telemetry:
     metrics: Metrics
     meter_provider: MeterProvider | None = None
     tracer_provider: TracerProvider | None = None
+    logger_provider: LoggerProvider | None = None
+    log_handler: logging.Handler | None = None
 
     @property
     def exporting(self) -> bool:
@@ -55,7 +67,7 @@ class Telemetry:
 
     def describe(self) -> str:
         if self.exporting:
-            return "metrics and traces exported over OTLP (and /metrics)"
+            return "metrics, traces and logs exported over OTLP (and /metrics)"
         return "no --otel-collector-endpoint, nothing exported over OTLP (/metrics serves the metrics)"
 
     async def flush(self) -> None:
@@ -68,13 +80,22 @@ class Telemetry:
             self.meter_provider.force_flush(timeout_millis=timeout_ms)
         if self.tracer_provider is not None:
             self.tracer_provider.force_flush(timeout_millis=timeout_ms)
+        if self.logger_provider is not None:
+            self.logger_provider.force_flush(timeout_millis=timeout_ms)
 
     async def shutdown(self) -> None:
         """Flush and stop the exporters (the last export happens here)."""
         await asyncio.to_thread(self._shutdown)
 
     def _shutdown(self) -> None:
+        if self.log_handler is not None:
+            logging.getLogger().removeHandler(self.log_handler)
+            self.log_handler = None
+        if self.logger_provider is not None:
+            self.logger_provider.shutdown()
+            self.logger_provider = None
         if self.tracer_provider is not None:
+            stop_tracing_http_calls(self.metrics.tracer)
             self.tracer_provider.shutdown()
             self.tracer_provider = None
         if self.meter_provider is not None:
@@ -108,16 +129,61 @@ def build_telemetry(settings: Settings) -> Telemetry:
             export_timeout_millis=EXPORT_TIMEOUT_S * 1000,
         )
     )
+    logger_provider = LoggerProvider(resource=Resource.create({SERVICE_NAME: f"{service}_logs_service"}))
+    logger_provider.add_log_record_processor(
+        BatchLogRecordProcessor(
+            OTLPLogExporter(endpoint=endpoint, insecure=insecure, timeout=SHUTDOWN_TIMEOUT_S),
+            schedule_delay_millis=interval_s * 1000,
+            export_timeout_millis=EXPORT_TIMEOUT_S * 1000,
+        )
+    )
+    handler = _log_handler(logger_provider, settings.secret_mask())
+    logging.getLogger().addHandler(handler)
     metrics = Metrics(
         meter=meter_provider.get_meter(METER_NAME),
         tracer=tracer_provider.get_tracer(METER_NAME),
         refresh_interval_s=interval_s,
     )
+    assert metrics.tracer is not None
+    trace_http_calls(metrics.tracer)
     log.info(
-        "telemetry: metrics and job traces exported to %s every %g s as %s_meter_service / %s_trace_service",
+        "telemetry: metrics, job traces and logs exported to %s every %g s as %s_meter_service, "
+        "%s_trace_service, %s_logs_service",
         endpoint,
         interval_s,
         service,
         service,
+        service,
     )
-    return Telemetry(metrics, meter_provider, tracer_provider)
+    return Telemetry(metrics, meter_provider, tracer_provider, logger_provider, handler)
+
+
+class _RedactedLoggingHandler(LoggingHandler):
+    """The SDK's handler reads the exception from ``exc_info`` (unredacted): it gets a copy of the record whose
+    message carries the redacted exception text instead, and the job's fields (engine/telemetry.py)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        clean = copy.copy(record)
+        if clean.exc_text:
+            clean.msg = f"{clean.getMessage()}\n{clean.exc_text}"
+            clean.args = None
+        clean.exc_info, clean.exc_text, clean.stack_info = None, None, None
+        for key, value in log_fields().items():
+            setattr(clean, key, value)
+        super().emit(clean)
+
+
+class _NotOwnExport(logging.Filter):
+    """Leaves out the exporters' own records (an export that fails would log its failure, and export it)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.name.startswith(("opentelemetry", "grpc"))
+
+
+def _log_handler(provider: LoggerProvider, mask: SecretMask) -> logging.Handler:
+    """What reaches the root logger, redacted (message, exception and stack: the filter rewrites them into the
+    record before the OTLP handler reads it)."""
+    handler = _RedactedLoggingHandler(logger_provider=provider)
+    handler.addFilter(_NotOwnExport())
+    handler.addFilter(RedactingFilter(mask))
+    return handler

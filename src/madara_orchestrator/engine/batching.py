@@ -70,8 +70,9 @@ from madara_orchestrator.domain.batching import (
     reference_unavailable,
     snos_batch_full,
 )
-from madara_orchestrator.domain.errors import Conflict, InvalidInput
+from madara_orchestrator.domain.errors import Conflict, InvalidInput, OrchestratorError
 from madara_orchestrator.domain.proving import CreateBucket
+from madara_orchestrator.engine import buckets
 from madara_orchestrator.engine import telemetry as ev
 from madara_orchestrator.engine.lease import LeaseTiming, named_lease
 from madara_orchestrator.engine.telemetry import Telemetry
@@ -263,6 +264,13 @@ class Batcher:
         """The holds alerted (kind, block): each once, until its block is batched."""
         self._files_written_at: float | None = None
         self._running = asyncio.Lock()
+        self.orphaned_buckets = (
+            buckets.OrphanedBuckets(db=db, objects=objects, prover=prover)
+            if config.create_buckets and prover is not None
+            else None
+        )
+        self._sweep_due = True
+        """Sweep the orphaned buckets after the run: the first run, and every run that stored a new batch."""
 
     # -- the lease ---------------------------------------------------------------------------------
 
@@ -339,6 +347,7 @@ class Batcher:
             await self._close_expired(state)
         finally:
             await self._save(state)
+        await self._sweep_orphaned_buckets()
         self._set_next_expiry(state)
         if hold is not None:
             await self._report(hold)
@@ -383,6 +392,17 @@ class Batcher:
             return reference_unavailable(
                 number, f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
             )
+
+    async def _sweep_orphaned_buckets(self) -> None:
+        """Close the prover buckets a crash left open (engine/buckets.py); a failure waits for the next run."""
+        if self.orphaned_buckets is None or not self._sweep_due:
+            return
+        try:
+            await self.orphaned_buckets.sweep()
+        except OrchestratorError as exc:
+            log.warning("orphaned prover buckets not swept this run (%s); the next run tries again", exc)
+            return
+        self._sweep_due = False
 
     async def _close_orphaned_snos(self, state: _State) -> None:
         """An open SNOS batch that already reaches the end of its closed aggregator batch (a crash came
@@ -629,6 +649,7 @@ class Batcher:
         if self.config.create_buckets:
             assert self.prover is not None
             bucket_id = await self.prover.submit_task(CreateBucket())
+            await buckets.mark(self.objects, state.next_agg_index, bucket_id)
         index = state.next_agg_index
         state.next_agg_index += 1
         state_update_path, blob_path = aggregator_batch_paths(index)
@@ -803,6 +824,9 @@ class Batcher:
                 batch = await self.db.update_aggregator_batch(batch, now=now)
             else:
                 batch = await self.db.insert_aggregator_batch(batch)
+                if batch.bucket_id:
+                    await buckets.settle(self.objects, batch.index, batch.bucket_id)
+                self._sweep_due = True
             open_agg.saved(batch)
             self.metrics.report(ev.LatestBatch("aggregator", batch.index))
         if batch.status == AggregatorBatchStatus.OPEN:

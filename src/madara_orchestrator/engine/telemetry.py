@@ -13,6 +13,10 @@ One trace id per processing attempt: derived from the job id and the attempt num
 the verifications of that attempt's result share it, on whichever instance they run, without carrying it
 in messages. With OTLP export on, each operation is a span of that trace (the trace provider takes its
 trace ids from ``pending_trace_id``; cli/telemetry.py), so a trace id found in the logs finds the spans.
+
+An API request runs in ``request_scope``: its ``x-trace-id`` (given or made) is the trace id of a root span
+``<METHOD> <path>`` (OTLP export on), whose children are the spans of what the request causes while it is
+answered (the outbound HTTP calls, cli/http_spans.py), and of the ``trace_id`` field of its log lines.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ class JobContext:
 
 
 _current: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar("orchestrator_job", default=None)
+_request_trace: contextvars.ContextVar[str | None] = contextvars.ContextVar("orchestrator_request", default=None)
 _pending_trace: contextvars.ContextVar[str | None] = contextvars.ContextVar("orchestrator_trace", default=None)
 
 
@@ -81,7 +86,10 @@ def current_job() -> JobContext | None:
 def log_fields() -> dict[str, str | int]:
     """The fields a log line gets: empty outside a job operation."""
     context = _current.get()
-    return {} if context is None else context.fields()
+    if context is not None:
+        return context.fields()
+    request_trace = _request_trace.get()
+    return {} if request_trace is None else {"trace_id": request_trace}
 
 
 def pending_trace_id() -> int | None:
@@ -125,10 +133,22 @@ def job_scope(job: Job, operation: str, *, attempt: int, tracer: Tracer | None =
 
 
 @contextlib.contextmanager
-def _root_span(tracer: Tracer, context: JobContext) -> Iterator[Span]:
-    from opentelemetry.context import Context
-    from opentelemetry.trace import use_span
+def request_scope(trace_id: str, name: str, tracer: Tracer | None = None) -> Iterator[None]:
+    """Log context (and, with ``tracer``, a root span ``name`` in trace ``trace_id``, 32 hex digits) for an
+    API request."""
+    token = _request_trace.set(trace_id.lower())
+    try:
+        if tracer is None:
+            yield
+        else:
+            with _trace_root(tracer, name, trace_id.lower(), {"http.trace_header": "x-trace-id"}):
+                yield
+    finally:
+        _request_trace.reset(token)
 
+
+@contextlib.contextmanager
+def _root_span(tracer: Tracer, context: JobContext) -> Iterator[Span]:
     attributes: dict[str, str | int] = {
         "job.id": context.job_id,
         "job.type": context.job_type,
@@ -137,10 +157,19 @@ def _root_span(tracer: Tracer, context: JobContext) -> Iterator[Span]:
     }
     if context.blocks is not None:
         attributes["job.blocks"] = context.blocks
-    hint = _pending_trace.set(context.trace_id)
+    with _trace_root(tracer, context.operation, context.trace_id, attributes) as span:
+        yield span
+
+
+@contextlib.contextmanager
+def _trace_root(tracer: Tracer, name: str, trace_id: str, attributes: Mapping[str, str | int]) -> Iterator[Span]:
+    from opentelemetry.context import Context
+    from opentelemetry.trace import use_span
+
+    hint = _pending_trace.set(trace_id)
     try:
         # An empty parent context: a root span, whose trace id the id generator takes from ``_pending_trace``.
-        span = tracer.start_span(context.operation, context=Context(), attributes=attributes)
+        span = tracer.start_span(name, context=Context(), attributes=attributes)
     finally:
         _pending_trace.reset(hint)
     with use_span(span, end_on_exit=True):

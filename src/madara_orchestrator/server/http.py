@@ -34,6 +34,7 @@ from madara_orchestrator.domain.errors import (
     QueueFull,
 )
 from madara_orchestrator.engine.runtime import Runtime
+from madara_orchestrator.engine.telemetry import request_scope
 from madara_orchestrator.interfaces import ProverWebhook
 
 log = logging.getLogger("madara_orchestrator.http")
@@ -174,13 +175,18 @@ def api(request: Request) -> Api:
 
 
 class TraceIdMiddleware(BaseHTTPMiddleware):
-    """Echo ``x-trace-id`` when it is 32 hex characters, else make one (SPEC §14)."""
+    """Echo ``x-trace-id`` when it is 32 hex characters, else make one (SPEC §14). The request
+    is answered in that trace: its log lines carry it and, OTLP export on, it is the trace of the request's
+    span, parent of the outbound calls made to answer it (engine/telemetry.py ``request_scope``)."""
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         trace_id = request.headers.get("x-trace-id", "")
         if not TRACE_ID.match(trace_id):
             trace_id = uuid.uuid4().hex
-        response = await call_next(request)
+        # All zeros is no trace id for OpenTelemetry: such a request gets no span.
+        tracer = api(request).runtime.metrics.tracer if int(trace_id, 16) else None
+        with request_scope(trace_id, f"{request.method} {request.url.path}", tracer):
+            response = await call_next(request)
         response.headers["x-trace-id"] = trace_id
         return response
 

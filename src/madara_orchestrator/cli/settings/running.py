@@ -483,7 +483,7 @@ class ApiSettings(SettingsGroup):
 @dataclass(frozen=True)
 class TelemetrySettings(SettingsGroup):
     GROUP = Group(
-        "telemetry", "The log's progress line, and OpenTelemetry export of metrics and job traces (SPEC §14)."
+        "telemetry", "The log's progress line, and OpenTelemetry export of metrics, job traces and logs (SPEC §14)."
     )
 
     progress_interval_seconds: float = setting(
@@ -498,8 +498,8 @@ class TelemetrySettings(SettingsGroup):
     otel_collector_endpoint: str | None = setting(
         "OTEL_COLLECTOR_ENDPOINT",
         (
-            "OpenTelemetry collector (OTLP over gRPC, e.g. http://127.0.0.1:4317): metrics and job traces are exported "
-            "there; without it only /metrics serves the metrics"
+            "OpenTelemetry collector (OTLP over gRPC, e.g. http://127.0.0.1:4317): metrics, job traces (with their "
+            "outbound HTTP calls) and logs are exported there; without it only /metrics serves the metrics"
         ),
     )
     otel_service_name: str = setting(
