@@ -269,10 +269,12 @@ async def test_three_instances_on_postgres_without_the_heal_sweep_survive_sigkil
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("heal", [True, False], ids=["heal-sweep", "heal-sweep-off"])
 async def test_three_instances_on_postgres_sqs_and_s3_survive_sigkills(
-    tmp_path: Path, postgres_url: str, moto_reset: str, aws_prefix: str
+    tmp_path: Path, postgres_url: str, moto_reset: str, aws_prefix: str, heal: bool
 ) -> None:
-    """The AWS shape: jobs in PostgreSQL, queues on SQS and artifacts in S3 (moto), made by ``setup --aws``."""
+    """The AWS shape: jobs in PostgreSQL, queues on SQS and artifacts in S3 (moto), made by ``setup --aws``.
+    Without the heal sweep, every message reaches SQS through the outbox and its relays."""
     import subprocess
     import sys
 
@@ -300,6 +302,7 @@ async def test_three_instances_on_postgres_sqs_and_s3_survive_sigkills(
         tmp_path,
         backend_args=["--aws", "--aws-sqs", "--aws-s3", "--aws-prefix", aws_prefix],
         env={**aws, "MADARA_ORCHESTRATOR_POSTGRES_URL": postgres_url},
-        label="postgres+sqs+s3",
+        label="postgres+sqs+s3" + ("" if heal else ", heal sweep off"),
         query=_pg_query(postgres_url),
+        heal=heal,
     )

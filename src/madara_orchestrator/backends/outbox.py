@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 
 from madara_orchestrator.backends.sql import SqlConnection, SqlDatabase
+from madara_orchestrator.domain.redaction import cut_urls
 from madara_orchestrator.interfaces import Outgoing, QueueClient
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,10 @@ class OutboxRelay:
             try:
                 sent = await self.relay_once()
             except Exception as exc:
-                log.warning("outbox relay: sending failed (%s); the rows stay and are sent again", exc)
+                log.warning(
+                    "outbox relay: sending failed (%s); the rows stay and are sent again",
+                    cut_urls(str(exc) or type(exc).__name__),
+                )
                 sent = 0
             if sent >= self.batch:
                 continue
