@@ -7,6 +7,7 @@ fast unit tests live in ``backends/memory.py`` and pass the same contract tests 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -454,13 +455,36 @@ class BatchStore(Protocol):
     async def aggregator_batch_for_block(self, block_number: int) -> AggregatorBatch | None: ...
 
 
-class AtomicJobCreation(Protocol):
-    """A store that holds the queue too (PostgreSQL) creates a job and sends its first message in one
-    transaction: a crash between the two can then leave neither a job without its message nor the reverse."""
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message to send once the job write it belongs to is committed."""
+
+    queue: str
+    body: str
+    delay_s: float = 0.0
+
+
+class AtomicJobWrites(Protocol):
+    """A store that holds the queue too (SQLite, PostgreSQL), or an outbox its relay sends on (SQS), writes a
+    job and the messages that follow from it in one transaction: a crash between the two then leaves neither
+    a job changed without its next message nor a message without the change."""
 
     async def create_job_and_send(self, job: Job, queue: str, body: str, *, delay_s: float = 0.0) -> bool:
         """False (and nothing sent) when a job with the same (job_type, internal_id) exists."""
         ...
+
+    async def update_job_and_send(
+        self, job: Job, messages: Sequence[Outgoing], *, now: float, only_if_lease_expired: bool = False
+    ) -> Job:
+        """``JobStore.update_job`` and ``messages`` in one transaction: both or neither (``StaleVersion``
+        sends nothing)."""
+        ...
+
+
+class OutboxRelay(Protocol):
+    """Sends the messages an outbox (``AtomicJobWrites`` whose queue is elsewhere) holds, until ``stop``."""
+
+    async def run(self, stop: asyncio.Event) -> None: ...
 
 
 class Database(JobStore, BatchStore, Protocol):

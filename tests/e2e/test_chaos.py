@@ -79,10 +79,22 @@ def chaos_args(l1: LocalL1, atlantic: MockAtlanticServer, storage: Path) -> list
     ]
 
 
+HEAL_SWEEP_OFF = ["--heal-interval-seconds", "86400"]
+"""No heal sweep during the run: a message lost between a job's write and its send would never be re-sent."""
+HEAL_SENT = "heal: re-sent"
+
+
 async def run_chaos(
-    tmp_path: Path, *, backend_args: Sequence[str], env: dict[str, str], label: str, query: Any
+    tmp_path: Path,
+    *,
+    backend_args: Sequence[str],
+    env: dict[str, str],
+    label: str,
+    query: Any,
+    heal: bool = True,
 ) -> None:
-    """``query(sql)`` reads the shared PostgreSQL (the jobs table) for the final checks."""
+    """``query(sql)`` reads the shared PostgreSQL (the jobs table) for the final checks. ``heal=False``: the
+    heal sweep is switched off, so every message must come from the job's own transaction (the outbox)."""
     seed = int(os.environ.get("CHAOS_SEED", "10"))
     min_kills = int(os.environ.get("CHAOS_KILLS", str(MIN_KILLS)))
     rng = random.Random(seed)
@@ -100,7 +112,7 @@ async def run_chaos(
             fact_registry=l1.fact_registry(),
         ) as atlantic,
     ):
-        common = [*chaos_args(l1, atlantic, storage), *backend_args]
+        common = [*chaos_args(l1, atlantic, storage), *backend_args, *([] if heal else HEAL_SWEEP_OFF)]
         instances = [
             Instance(
                 name=f"chaos-{n}",
@@ -177,6 +189,7 @@ async def run_chaos(
         for instance in instances:
             text = instance.log.read_text(errors="replace")
             assert "Traceback" not in text, instance.log_tail()
+            assert heal or HEAL_SENT not in text, "the heal sweep ran: " + instance.log_tail()
             taken_back += text.count("taking back")
         print(f"[{label}] restarts that took back their earlier run's jobs: {taken_back}")
 
@@ -240,10 +253,28 @@ async def test_three_instances_on_postgres_survive_sigkills(tmp_path: Path, post
 
 
 @pytest.mark.slow
-async def test_three_instances_on_postgres_sqs_and_s3_survive_sigkills(
-    tmp_path: Path, postgres_url: str, moto_reset: str, aws_prefix: str
+async def test_three_instances_on_postgres_without_the_heal_sweep_survive_sigkills(
+    tmp_path: Path, postgres_url: str
 ) -> None:
-    """The AWS shape: jobs in PostgreSQL, queues on SQS and artifacts in S3 (moto), made by ``setup --aws``."""
+    """The outbox's must-show: a job's change and its next message in one transaction, so with no heal sweep
+    to re-send a message lost between them, every block still settles once and in order."""
+    await run_chaos(
+        tmp_path,
+        backend_args=[],
+        env={"MADARA_ORCHESTRATOR_POSTGRES_URL": postgres_url},
+        label="postgres, heal sweep off",
+        query=_pg_query(postgres_url),
+        heal=False,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("heal", [True, False], ids=["heal-sweep", "heal-sweep-off"])
+async def test_three_instances_on_postgres_sqs_and_s3_survive_sigkills(
+    tmp_path: Path, postgres_url: str, moto_reset: str, aws_prefix: str, heal: bool
+) -> None:
+    """The AWS shape: jobs in PostgreSQL, queues on SQS and artifacts in S3 (moto), made by ``setup --aws``.
+    Without the heal sweep, every message reaches SQS through the outbox and its relays."""
     import subprocess
     import sys
 
@@ -271,6 +302,7 @@ async def test_three_instances_on_postgres_sqs_and_s3_survive_sigkills(
         tmp_path,
         backend_args=["--aws", "--aws-sqs", "--aws-s3", "--aws-prefix", aws_prefix],
         env={**aws, "MADARA_ORCHESTRATOR_POSTGRES_URL": postgres_url},
-        label="postgres+sqs+s3",
+        label="postgres+sqs+s3" + ("" if heal else ", heal sweep off"),
         query=_pg_query(postgres_url),
+        heal=heal,
     )

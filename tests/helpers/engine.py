@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from madara_orchestrator.backends.alerts import RecordingAlerts
-from madara_orchestrator.backends.memory import MemoryQueue, MemoryStore
+from madara_orchestrator.backends.memory import MemoryAtomicWrites, MemoryQueue, MemoryStore
 from madara_orchestrator.backends.sqlite import SqliteStore
 from madara_orchestrator.backends.sqlite_db import SqliteDatabase
 from madara_orchestrator.backends.sqlite_queue import SqliteQueue
@@ -99,9 +99,11 @@ async def make_harness(
     policy: JobPolicy | None = None,
     clock: FakeClock | None = None,
     sqlite: bool = False,
+    atomic: bool = False,
 ) -> Harness:
     """``path``: the SQLite file, used when ``sqlite`` (for a test about SQLite itself); else the store and
-    queue are in memory."""
+    queue are in memory. ``atomic``: the service writes a job and its messages together (``AtomicJobWrites``:
+    in one transaction on SQLite), as a deployment whose queue is in its database does."""
     clock = clock or FakeClock()
     handler = handler or ScriptedHandler()
     policies = dict(DEFAULT_POLICIES)
@@ -114,14 +116,16 @@ async def make_harness(
     db: SqliteDatabase | None = None
     store: SqliteStore | MemoryStore
     queue: SqliteQueue | MemoryQueue
+    writes: SqliteStore | MemoryAtomicWrites
     if sqlite:
         db = SqliteDatabase(path)
         await db.open()
-        store = SqliteStore(db)
+        store = writes = SqliteStore(db, clock=clock)
         queue = SqliteQueue(db, by_name, dead_letter_names=dead_letters, clock=clock, poll_interval_s=0.01)
     else:
         store = MemoryStore()
         queue = MemoryQueue(by_name, dead_letter_names=dead_letters, clock=clock)
+        writes = MemoryAtomicWrites(store, queue)
     alerts = RecordingAlerts()
     service = JobService(
         db=store,
@@ -133,5 +137,6 @@ async def make_harness(
         clock=clock,
         policies=policies,
         retry=RetryPolicy(base_delay_s=1, max_delay_s=8),
+        atomic_writes=writes if atomic else None,
     )
     return Harness(db, store, queue, service, alerts, clock, names, handler)

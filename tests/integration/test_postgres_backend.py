@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import psycopg
 import pytest
 
-import madara_orchestrator.backends.postgres as postgres_store
+import madara_orchestrator.backends.sql_store as sql_store
 from madara_orchestrator.backends.postgres import PostgresStore
 from madara_orchestrator.backends.postgres_db import MIGRATIONS, Connection, PostgresDatabase, mask_url
 from madara_orchestrator.backends.postgres_queue import PostgresQueue, insert_message
@@ -206,7 +206,7 @@ async def test_a_failure_after_the_job_insert_leaves_neither_job_nor_message(
         sent.append(await insert_message(conn, queue, body, now=now, delay_s=delay_s))
         raise RuntimeError("the process died between the two writes")
 
-    monkeypatch.setattr(postgres_store, "insert_message", insert_then_fail)
+    monkeypatch.setattr(sql_store, "insert_message", insert_then_fail)
     job = snos_job(1)
     with pytest.raises(RuntimeError, match="died"):
         await store.create_job_and_send(job, WORK, "first message")

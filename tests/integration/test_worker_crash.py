@@ -45,7 +45,7 @@ async def test_job_of_a_killed_worker_is_completed_by_another_within_the_lease(t
         "tests.helpers.worker_process",
         *args,
         cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), str(REPO_ROOT)])},
     )
     try:
 

@@ -22,9 +22,13 @@ PT = JobType.PROOF_CREATION
 S = JobStatus
 
 
-@pytest.fixture
-async def h(tmp_path: Path) -> AsyncIterator[Harness]:
-    harness = await make_harness(tmp_path / "jobs.db")
+@pytest.fixture(params=["apart", "atomic", "sqlite-atomic"])
+async def h(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+    """Every case with the messages sent after the job's write, and with it (``AtomicJobWrites``: in memory,
+    and in one SQLite transaction)."""
+    harness = await make_harness(
+        tmp_path / "jobs.db", atomic=request.param != "apart", sqlite=request.param == "sqlite-atomic"
+    )
     yield harness
     await harness.close()
 

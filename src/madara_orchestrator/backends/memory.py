@@ -43,7 +43,7 @@ from madara_orchestrator.domain.errors import AlreadyExists, InvalidInput, NotFo
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType
 from madara_orchestrator.domain.pause import Pause, Stage
 from madara_orchestrator.domain.queues import QueueConfig
-from madara_orchestrator.interfaces import QueueDepth, QueueMessage
+from madara_orchestrator.interfaces import Outgoing, QueueDepth, QueueMessage
 
 Row = dict[str, Any]
 
@@ -360,6 +360,32 @@ class MemoryQueue(QueueBase):
             in_flight=sum(1 for m in messages if m["visible_at"] > now and m["receipt"] is not None),
             delayed=sum(1 for m in messages if m["visible_at"] > now and m["receipt"] is None),
         )
+
+
+class MemoryAtomicWrites:
+    """``AtomicJobWrites`` over a ``MemoryStore`` and a ``MemoryQueue``: nothing between the write and the sends
+    awaits, so no other task sees one without the other (and a crash loses both alike)."""
+
+    def __init__(self, store: MemoryStore, queue: MemoryQueue) -> None:
+        self.store = store
+        self.queue = queue
+
+    async def create_job_and_send(self, job: Job, queue: str, body: str, *, delay_s: float = 0.0) -> bool:
+        self.queue._config(queue)
+        if not await self.store.create_job(job):
+            return False
+        await self.queue.send(queue, body, delay_s=delay_s)
+        return True
+
+    async def update_job_and_send(
+        self, job: Job, messages: Sequence[Outgoing], *, now: float, only_if_lease_expired: bool = False
+    ) -> Job:
+        for message in messages:
+            self.queue._config(message.queue)  # checked first: an unknown queue writes nothing
+        updated = await self.store.update_job(job, now=now, only_if_lease_expired=only_if_lease_expired)
+        for message in messages:
+            await self.queue.send(message.queue, message.body, delay_s=message.delay_s)
+        return updated
 
 
 class MemoryObjectStore:

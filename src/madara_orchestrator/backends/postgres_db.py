@@ -151,6 +151,16 @@ MIGRATIONS: tuple[str, ...] = (
         since double precision NOT NULL
     );
     """,
+    # version 3: the outbox (backends/outbox.py): messages written in a job's transaction, relayed to SQS
+    """
+    CREATE TABLE outbox (
+        seq bigserial PRIMARY KEY,
+        queue text NOT NULL,
+        body text NOT NULL,
+        written_at double precision NOT NULL,
+        send_at double precision NOT NULL
+    );
+    """,
 )
 
 SERVER_EPOCH_SQL = "SELECT extract(epoch FROM clock_timestamp())::double precision AS t"

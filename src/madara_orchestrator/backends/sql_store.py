@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from madara_orchestrator.backends.base import (
@@ -32,8 +32,10 @@ from madara_orchestrator.backends.base import (
     overlap_error,
     stale_job_error,
 )
+from madara_orchestrator.backends.outbox import OUTBOX, insert_outbox
 from madara_orchestrator.backends.sql import SqlConnection, SqlDatabase, in_, placeholders, where
 from madara_orchestrator.backends.sql import limit as _limit
+from madara_orchestrator.backends.sql_queue import insert_message
 from madara_orchestrator.domain.batches import (
     AggregatorBatch,
     SnosBatch,
@@ -41,6 +43,7 @@ from madara_orchestrator.domain.batches import (
 from madara_orchestrator.domain.errors import AlreadyExists
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType
 from madara_orchestrator.domain.pause import Pause, Stage
+from madara_orchestrator.interfaces import Outgoing
 
 JOB_COLUMNS = (
     "id, internal_id, job_type, status, external_id, metadata, version, created_at, updated_at,"
@@ -71,13 +74,48 @@ async def insert_job(db: SqlDatabase, conn: SqlConnection, job: Job) -> bool:
 
 
 class SqlStore(StoreBase):
-    """Implements ``Database`` (JobStore + BatchStore), ``LockService`` and ``PauseStore`` on an ``SqlDatabase``."""
+    """Implements ``Database`` (JobStore + BatchStore), ``LockService``, ``PauseStore`` and ``AtomicJobWrites``
+    on an ``SqlDatabase``.
 
-    def __init__(self, db: SqlDatabase) -> None:
+    ``AtomicJobWrites`` writes a job and its messages in one transaction: into the queue's table when the
+    queue is in this database (``SqlQueue``), or with ``outbox`` into the outbox table, which an
+    ``OutboxRelay`` sends on to a queue elsewhere (SQS). ``clock`` (default: the database's) stamps them."""
+
+    def __init__(self, db: SqlDatabase, *, clock: Callable[[], float] | None = None, outbox: bool = False) -> None:
         self.db = db
         self._dialect = db.dialect
         self._job_order_tie = f"job_type{db.dialect.text_order}"
         """Ties on internal_id are broken on the job type's bytes, as SQLite compares text, whatever the collation."""
+        self._clock: Callable[[], float] = clock if clock is not None else db.clock
+        self.outbox = outbox
+
+    async def _send_in(self, conn: SqlConnection, message: Outgoing) -> None:
+        """Write ``message`` inside ``conn``'s transaction, and wake whoever takes it once that commits."""
+        if self.outbox:
+            await insert_outbox(conn, message, now=self._clock())
+            await self.db.notify(conn, OUTBOX)
+        else:
+            await insert_message(conn, message.queue, message.body, now=self._clock(), delay_s=message.delay_s)
+            await self.db.notify(conn, message.queue)
+
+    async def create_job_and_send(self, job: Job, queue: str, body: str, *, delay_s: float = 0.0) -> bool:
+        """Insert the job and its first queue message in one transaction: both or neither. False (and
+        nothing sent) when a job with the same (job_type, internal_id) exists."""
+        async with self.db.atomic() as conn:
+            if not await insert_job(self.db, conn, job):
+                return False
+            await self._send_in(conn, Outgoing(queue, body, delay_s))
+            return True
+
+    async def update_job_and_send(
+        self, job: Job, messages: Sequence[Outgoing], *, now: float, only_if_lease_expired: bool = False
+    ) -> Job:
+        """``update_job`` and ``messages`` in one transaction: a stale write (``StaleVersion``) sends nothing."""
+        async with self.db.atomic() as conn:
+            updated = await self._update_job(conn, job, now=now, only_if_lease_expired=only_if_lease_expired)
+            for message in messages:
+                await self._send_in(conn, message)
+        return updated
 
     async def ping(self) -> None:
         await self.db.ping()
@@ -101,6 +139,10 @@ class SqlStore(StoreBase):
         )
 
     async def update_job(self, job: Job, *, now: float, only_if_lease_expired: bool = False) -> Job:
+        async with self.db.use() as conn:
+            return await self._update_job(conn, job, now=now, only_if_lease_expired=only_if_lease_expired)
+
+    async def _update_job(self, conn: SqlConnection, job: Job, *, now: float, only_if_lease_expired: bool) -> Job:
         sql = (
             "UPDATE jobs SET status = ?, external_id = ?, metadata = ?, version = version + 1, updated_at = ?,"
             " lease_owner = ?, lease_expires_at = ? WHERE id = ? AND version = ?"
@@ -118,9 +160,7 @@ class SqlStore(StoreBase):
         if only_if_lease_expired:
             sql += " AND (lease_expires_at IS NULL OR lease_expires_at <= ?)"
             params.append(now)
-        async with self.db.use() as conn:
-            changed = await conn.execute(sql, params)
-        if changed != 1:
+        if await conn.execute(sql, params) != 1:
             raise stale_job_error(job)
         return dataclasses.replace(job, version=job.version + 1, updated_at=now)
 

@@ -104,6 +104,16 @@ SCHEMA: list[str] = [
         since REAL NOT NULL
     );
     """,
+    # version 5: the outbox (backends/outbox.py): messages written in a job's transaction, relayed to SQS
+    """
+    CREATE TABLE IF NOT EXISTS outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        queue TEXT NOT NULL,
+        body TEXT NOT NULL,
+        written_at REAL NOT NULL,
+        send_at REAL NOT NULL
+    );
+    """,
 ]
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from madara_orchestrator.backends.filesystem import FilesystemObjectStore
+from madara_orchestrator.backends.outbox import OutboxRelay
+from madara_orchestrator.backends.sql import SqlDatabase
 from madara_orchestrator.backends.sqlite import SqliteStore
 from madara_orchestrator.backends.sqlite_db import SqliteDatabase
 from madara_orchestrator.backends.sqlite_queue import SqliteQueue
@@ -31,7 +33,7 @@ from madara_orchestrator.engine.runtime import RuntimeConfig, Storage
 from madara_orchestrator.engine.service import SystemClock
 from madara_orchestrator.interfaces import (
     AlertSink,
-    AtomicJobCreation,
+    AtomicJobWrites,
     Clock,
     Database,
     ExpiringStore,
@@ -82,7 +84,9 @@ async def open_backends(settings: Settings, config: RuntimeConfig, exits: contex
     queue: QueueClient | None = None
     tx_store: TxStore
     clock: Clock
-    atomic: AtomicJobCreation | None = None
+    atomic: AtomicJobWrites
+    sql: SqlDatabase
+    relay: OutboxRelay | None = None
     parts: list[str] = []
     if settings.postgres_url:
         from madara_orchestrator.backends.postgres import PostgresStore
@@ -93,21 +97,21 @@ async def open_backends(settings: Settings, config: RuntimeConfig, exits: contex
         database = PostgresDatabase(settings.postgres_url)
         await database.open()
         own(exits, database.close)
-        store = PostgresStore(database)
-        db, locks, pauses, clock = store, store, store, database.clock
+        store = PostgresStore(database, outbox=settings.aws_sqs)
+        db, locks, pauses, clock, atomic, sql = store, store, store, database.clock, store, database
         tx_store = PostgresTxStore(database)
         parts.append(f"PostgreSQL {database.display_url}")
         if not settings.aws_sqs:
             queue = PostgresQueue(database, by_name, dead_letter_names=dead_letters)
-            atomic = store
             parts.append("queues in PostgreSQL")
     else:
         db_path = sqlite_path(settings.values)
         sqlite = SqliteDatabase(db_path)
         await sqlite.open()
         own(exits, sqlite.close)
-        sqlite_store = SqliteStore(sqlite)
-        db, locks, pauses, clock = sqlite_store, sqlite_store, sqlite_store, SystemClock()
+        sqlite_store = SqliteStore(sqlite, outbox=settings.aws_sqs)
+        db, locks, pauses, atomic = sqlite_store, sqlite_store, sqlite_store, sqlite_store
+        clock, sql = SystemClock(), sqlite
         sqlite_tx = SqliteTxStore(db_path)
         own_sync(exits, sqlite_tx.close)
         tx_store = sqlite_tx
@@ -123,7 +127,8 @@ async def open_backends(settings: Settings, config: RuntimeConfig, exits: contex
         assert aws is not None
         addressing = QueueAddressing.parse(settings.queue_identifier, settings.aws_prefix)
         queue = SqsQueue(aws, addressing, by_name)
-        parts.append("queues on SQS")
+        relay = OutboxRelay(sql, queue)
+        parts.append("queues on SQS (through the outbox)")
     assert queue is not None
 
     objects: ObjectStore
@@ -151,7 +156,9 @@ async def open_backends(settings: Settings, config: RuntimeConfig, exits: contex
         sinks.append(SnsAlerts(aws, TopicRef.parse(settings.topic_identifier, settings.aws_prefix)))
         parts.append("alerts to SNS")
 
-    storage = Storage(db=db, locks=locks, queue=queue, objects=objects, expiring=expiring, atomic_creation=atomic)
+    storage = Storage(
+        db=db, locks=locks, queue=queue, objects=objects, expiring=expiring, atomic_writes=atomic, outbox_relay=relay
+    )
     storage.pauses = pauses  # the store again: the paused stages every instance honours
     return Backends(
         shape=", ".join(parts),

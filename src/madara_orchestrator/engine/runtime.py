@@ -50,7 +50,7 @@ from madara_orchestrator.engine.triggers import TriggerConfig, Triggers
 from madara_orchestrator.interfaces import (
     AggregatorRunner,
     AlertSink,
-    AtomicJobCreation,
+    AtomicJobWrites,
     BatchRpc,
     Clock,
     Database,
@@ -59,6 +59,7 @@ from madara_orchestrator.interfaces import (
     FeeHistorySource,
     LockService,
     ObjectStore,
+    OutboxRelay,
     PauseStore,
     ProverClient,
     QueueClient,
@@ -208,8 +209,11 @@ class Storage:
     locks: LockService
     expiring: ExpiringStore | None = None
     """The object store again, when it has an expiry rule: StorageCleanup marks settled artifacts in it."""
-    atomic_creation: AtomicJobCreation | None = None
-    """The store again, when it holds the queue too: jobs and their first messages in one transaction."""
+    atomic_writes: AtomicJobWrites | None = None
+    """The store again, when it holds the queue too (or an outbox): a job's writes and its messages in one
+    transaction."""
+    outbox_relay: OutboxRelay | None = None
+    """Sends the outbox's messages on to the queue (SQS), when ``atomic_writes`` writes them to an outbox."""
     pauses: PauseStore | None = None
     """The store again: the paused stages every instance honours (None: nothing can be paused)."""
 
@@ -288,7 +292,7 @@ class Runtime:
             retry=config.retry,
             owner=owner,
             max_priority_queue_size=config.max_priority_queue_size,
-            atomic_creation=storage.atomic_creation,
+            atomic_writes=storage.atomic_writes,
             settles_snos=not config.plan.aggregator_batches,
         )
         self.batcher = Batcher(
@@ -473,6 +477,8 @@ class Runtime:
         self._spawn(self._tick_loop(), "scheduler")
         self._spawn(self._chain_watch_loop(), "chain-watch")
         self._spawn(self._heal_loop(), "heal")
+        if self.storage.outbox_relay is not None:
+            self._spawn(self.storage.outbox_relay.run(self._stop), "outbox-relay")
         if self.metrics.refresh_interval_s is not None:
             self._spawn(self._gauge_loop(self.metrics.refresh_interval_s), "gauges")
         if self.config.backlog_alert_blocks is not None:

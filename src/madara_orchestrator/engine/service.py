@@ -71,7 +71,15 @@ from madara_orchestrator.engine import telemetry as ev
 from madara_orchestrator.engine.blocks import BlockRange, describe_range, job_ranges
 from madara_orchestrator.engine.lease import LeaseLost, LeaseTiming, hold
 from madara_orchestrator.engine.telemetry import Telemetry, job_scope
-from madara_orchestrator.interfaces import AlertSink, AtomicJobCreation, Clock, Database, QueueClient, QueueMessage
+from madara_orchestrator.interfaces import (
+    AlertSink,
+    AtomicJobWrites,
+    Clock,
+    Database,
+    Outgoing,
+    QueueClient,
+    QueueMessage,
+)
 from madara_orchestrator.jobs.base import JobHandler
 
 log = logging.getLogger("madara_orchestrator.jobs")
@@ -142,15 +150,16 @@ class JobService:
         owner: str | None = None,
         max_priority_queue_size: int = 20,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        atomic_creation: AtomicJobCreation | None = None,
+        atomic_writes: AtomicJobWrites | None = None,
         settles_snos: bool = False,
     ) -> None:
-        """``atomic_creation``: when the store holds the queue too, a job and its first message are written in
-        one transaction (else one after the other; the heal sweep re-sends a message lost in between).
+        """``atomic_writes``: when the store holds the queue too (or an outbox relayed to it), a job's creation
+        or change and the messages that follow from it are written in one transaction (else one after the
+        other; the heal sweep re-sends a message lost in between).
         ``settles_snos``: a StateTransition settles a SNOS batch (an L3), not an aggregator batch (alerts
         name its blocks)."""
         self.db = db
-        self.atomic_creation = atomic_creation
+        self.atomic_writes = atomic_writes
         self.queue = queue
         self.names = queue_names
         self.handlers = dict(handlers)
@@ -193,14 +202,14 @@ class JobService:
         started = time.monotonic()
         job = Job.new(job_type, internal_id, specific, now=self.clock.now(), orchestrator_version=ORCHESTRATOR_VERSION)
         queue = self.names.processing(job_type)
-        if self.atomic_creation is not None:
-            created = await self.atomic_creation.create_job_and_send(job, queue, job_message(job.id))
+        if self.atomic_writes is not None:
+            created = await self.atomic_writes.create_job_and_send(job, queue, job_message(job.id))
         else:
             created = await self.db.create_job(job)
         if not created:
             log.debug("job %s #%d already exists, skipping", job_type, internal_id)
             return None
-        if self.atomic_creation is None:
+        if self.atomic_writes is None:
             await self.queue.send(queue, job_message(job.id))
         log.info("created %s", job.describe())
         await self._observe(job, "create_job", started)
@@ -295,7 +304,7 @@ class JobService:
         now = self.clock.now()
         done, effects = self._decide(job, outcome, now)
         try:
-            job = await self._save(done, job.status, now=now)
+            job = await self._save(done, job.status, now=now, messages=self._bundled(done, effects))
         except StaleVersion:
             log.error("%s: lease lost while processing; another worker owns it now, result dropped", job.describe())
             return ACK
@@ -308,7 +317,7 @@ class JobService:
                 scheduling_delay_s=locked_at - job.created_at if first_attempt else None,
             )
         )
-        await self._carry_out(job, [e for e in effects if not isinstance(e, Save)], now=now)
+        await self._carry_out(job, [e for e in effects if not isinstance(e, (Save, Send))], now=now)
         log.info("processed %s -> %s", job.describe(), job.external_id or "-")
         await self._observe(job, "process_job", started)
         return ACK
@@ -464,21 +473,20 @@ class JobService:
 
     async def _carry_out(self, job: Job, effects: Sequence[Effect], *, now: float) -> tuple[Job, Decision]:
         """Carry out ``decide``'s effects for ``job`` (as decided), in order: the job as written and what the
-        consumer does with the message. A lost write (``StaleVersion``) stops them and is raised."""
+        consumer does with the message. A lost write (``StaleVersion``) stops them and is raised. The messages
+        of a job written go with its write (``_bundled``): in its transaction where the store can."""
         decision = ACK
+        bundled = self._bundled(job, effects)
         for effect in effects:
             match effect:
                 case Save(counted=False):
-                    job = await self.db.update_job(job, now=now)
+                    job = await self._write(job, now=now, messages=bundled)
                 case Save(only_if_lease_expired=True):
-                    job = await self._save(job, effect.was, now=now, only_if_lease_expired=True)
+                    job = await self._save(job, effect.was, now=now, only_if_lease_expired=True, messages=bundled)
                 case Save():
-                    job = await self._save(job, effect.was, now=now)
-                case Send(verification=verification, delay_s=delay_s):
-                    queue = (
-                        self.names.verification(job.job_type) if verification else self.names.processing(job.job_type)
-                    )
-                    await self.queue.send(queue, job_message(job.id), delay_s=delay_s)
+                    job = await self._save(job, effect.was, now=now, messages=bundled)
+                case Send(verification=verification, delay_s=delay_s) if not bundled:
+                    await self.queue.send(self._queue(job, verification), job_message(job.id), delay_s=delay_s)
                 case Nack(delay_s=delay_s):
                     decision = Decision(ack=False, delay_s=delay_s)
                 case Retry():
@@ -525,9 +533,33 @@ class JobService:
             )
         )
 
+    def _bundled(self, job: Job, effects: Sequence[Effect]) -> list[Outgoing]:
+        """The messages ``effects`` send after writing ``job``, to write with it (none when nothing is written)."""
+        if not any(isinstance(e, Save) for e in effects):
+            return []
+        return [
+            Outgoing(self._queue(job, e.verification), job_message(job.id), e.delay_s)
+            for e in effects
+            if isinstance(e, Send)
+        ]
+
+    async def _write(
+        self, job: Job, *, now: float, only_if_lease_expired: bool = False, messages: Sequence[Outgoing] = ()
+    ) -> Job:
+        """``db.update_job`` and then ``messages``: in one transaction where the store can (``atomic_writes``),
+        else one after the other (the heal sweep re-sends a message lost between them)."""
+        if self.atomic_writes is not None and messages:
+            return await self.atomic_writes.update_job_and_send(
+                job, messages, now=now, only_if_lease_expired=only_if_lease_expired
+            )
+        saved = await self.db.update_job(job, now=now, only_if_lease_expired=only_if_lease_expired)
+        for message in messages:
+            await self.queue.send(message.queue, message.body, delay_s=message.delay_s)
+        return saved
+
     async def _save(self, job: Job, was: JobStatus, **kwargs: Any) -> Job:
-        """``db.update_job``, counting the status transition (``was`` → ``job.status``) once it is written."""
-        saved = await self.db.update_job(job, **kwargs)
+        """``_write``, counting the status transition (``was`` → ``job.status``) once it is written."""
+        saved = await self._write(job, **kwargs)
         self.metrics.report(ev.StatusChanged(job.job_type, was, saved.status))
         return saved
 
@@ -633,14 +665,17 @@ class JobService:
             raise QueueFull(depth.visible + depth.delayed, self.max_priority_queue_size)
         return name
 
-    async def _enqueue(self, job: Job, send: Send, *, priority: bool, checked: str | None = None) -> None:
-        """``send``, or without delay on the priority queue (``checked``: already checked for room, by
-        ``_priority_queue_with_room``)."""
+    async def _outgoing(self, job: Job, send: Send, *, priority: bool, checked: str | None = None) -> Outgoing:
+        """``send``'s message, or one without delay on the priority queue (``checked``: already checked for
+        room, by ``_priority_queue_with_room``)."""
         if priority:
             name = checked or await self._priority_queue_with_room(verification=send.verification)
-            await self.queue.send(name, job_message(job.id))
-            return
-        await self.queue.send(self._queue(job, send.verification), job_message(job.id), delay_s=send.delay_s)
+            return Outgoing(name, job_message(job.id))
+        return Outgoing(self._queue(job, send.verification), job_message(job.id), send.delay_s)
+
+    async def _enqueue(self, job: Job, send: Send, *, priority: bool) -> None:
+        message = await self._outgoing(job, send, priority=priority)
+        await self.queue.send(message.queue, message.body, delay_s=message.delay_s)
 
     async def retry_job(self, job_id: uuid.UUID, *, priority: bool = False) -> Job:
         job = await self._load(job_id)
@@ -649,9 +684,9 @@ class JobService:
         checked = await self._priority_queue_with_room(verification=False) if priority else None
         now = self.clock.now()
         retried, effects = self._decide(job, Step.OPERATOR_RETRY, now)
-        job = await self._save(retried, job.status, now=now)
+        message = await self._outgoing(retried, _sent(effects), priority=priority, checked=checked)
+        job = await self._save(retried, job.status, now=now, messages=[message])
         self.metrics.report(ev.JobRetried(job.job_type, "operator"))
-        await self._enqueue(job, _sent(effects), priority=priority, checked=checked)
         log.info("%s queued for retry by an operator", job.describe())
         return job
 
@@ -679,8 +714,8 @@ class JobService:
         checked = await self._priority_queue_with_room(verification=True) if priority else None
         now = self.clock.now()
         reopened, effects = self._decide(job, Step.OPERATOR_VERIFY, now)
-        job = await self._save(reopened, job.status, now=now)
-        await self._enqueue(job, _sent(effects), priority=priority, checked=checked)
+        message = await self._outgoing(reopened, _sent(effects), priority=priority, checked=checked)
+        job = await self._save(reopened, job.status, now=now, messages=[message])
         return job
 
     async def requeue(self, job: Job, *, verification: bool) -> None:

@@ -372,8 +372,8 @@ class JobSettings(SettingsGroup):
     heal_stale_after_seconds: float = setting(
         "HEAL_STALE_AFTER_SECONDS",
         (
-            "a job without progress for this long gets its message again: one lost when a process died between writing "
-            "the job and sending its message (SQS cannot share the database's transaction); duplicates are harmless"
+            "a job without progress for this long gets its message again (a backstop: a job's messages are written in "
+            "its transaction, or in its outbox with SQS); duplicates are harmless"
         ),
         default=120.0,
         rule=POSITIVE,
