@@ -187,7 +187,11 @@ async def run_queue(setup: Setup, queue: str, *, verification: bool) -> None:
 
 @contextlib.asynccontextmanager
 async def client(setup: Setup) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(types.SimpleNamespace(service=setup.service), admin_enabled=True, admin_token=TOKEN)  # type: ignore[arg-type]
+    app = create_app(
+        types.SimpleNamespace(service=setup.service, metrics=types.SimpleNamespace(tracer=None)),
+        admin_enabled=True,
+        admin_token=TOKEN,
+    )  # type: ignore[arg-type]
     headers = {"Authorization": f"Bearer {TOKEN}"}
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://api", headers=headers
@@ -263,7 +267,11 @@ async def test_redrive_all_and_admin_token(tmp_path: Path) -> None:
                 assert message is not None
                 await setup.queue.nack(message)
         assert await setup.queue.receive(setup.processing) is None
-        app = create_app(types.SimpleNamespace(service=setup.service), admin_enabled=True, admin_token=TOKEN)  # type: ignore[arg-type]
+        app = create_app(
+            types.SimpleNamespace(service=setup.service, metrics=types.SimpleNamespace(tracer=None)),
+            admin_enabled=True,
+            admin_token=TOKEN,
+        )  # type: ignore[arg-type]
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as anonymous:
             for method, path in (
                 ("GET", "/admin/dlq"),
