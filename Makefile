@@ -61,7 +61,8 @@ test: lint typecheck pytest
 # blocks and kills (tests/helpers/depth.py).
 test-deep: setup
 	MADARA_TEST_DEPTH=deep $(BIN)/pytest -q tests/unit/starknet/test_batching_speed_incremental.py \
-		tests/unit/domain/test_batching_property.py tests/e2e/test_chaos.py tests/e2e/test_chaos_l3.py
+		tests/unit/domain/test_batching_property.py tests/e2e/test_chaos.py tests/e2e/test_chaos_l3.py \
+		tests/integration/test_batching_crash.py
 
 bench: setup
 	$(BIN)/python bench/pipeline.py

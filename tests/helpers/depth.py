@@ -10,6 +10,7 @@ same properties: only how many cases, blocks or kills are tried changes.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 
 def deep() -> bool:
@@ -24,3 +25,8 @@ def examples(full: int) -> int:
 def chaos(full: int, default: int) -> int:
     """A chaos test's count (blocks, kills, seeds): ``full`` under ``MADARA_TEST_DEPTH=deep``, else ``default``."""
     return full if deep() else default
+
+
+def chaos_seeds(full: Sequence[int], default: int) -> list[int]:
+    """A chaos test's seeds: all of ``full`` under ``MADARA_TEST_DEPTH=deep``, else the first ``default``."""
+    return list(full) if deep() else list(full[:default])
