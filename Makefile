@@ -57,9 +57,12 @@ pytest: setup
 
 test: lint typecheck pytest
 
-# The heaviest property tests with their full example count (tests/helpers/depth.py).
+# The heaviest property tests with their full example count, and the kill -9 chaos tests with their full
+# blocks and kills (tests/helpers/depth.py).
 test-deep: setup
-	MADARA_TEST_DEPTH=deep $(BIN)/pytest -q tests/unit/starknet/test_batching_speed_incremental.py tests/unit/domain/test_batching_property.py
+	MADARA_TEST_DEPTH=deep $(BIN)/pytest -q tests/unit/starknet/test_batching_speed_incremental.py \
+		tests/unit/domain/test_batching_property.py tests/e2e/test_chaos.py tests/e2e/test_chaos_l3.py \
+		tests/integration/test_batching_crash.py
 
 bench: setup
 	$(BIN)/python bench/pipeline.py

@@ -31,11 +31,20 @@ from madara_orchestrator.devnet.sequencer import DevnetSequencer
 from madara_orchestrator.server.background import BackgroundServer, free_port
 from tests.e2e.test_run_provers import LocalL1, atlantic_args, local_l1, settlement_args
 from tests.helpers.cluster import Instance
+from tests.helpers.depth import chaos
 
-BLOCKS = 60
-"""15 aggregator batches of 4 blocks, 30 SNOS batches of 2: 15 settlements, 30 proofs."""
+BLOCKS = chaos(full=60, default=24)
+"""Aggregator batches of 4 blocks, SNOS batches of 2: under ``MADARA_TEST_DEPTH=deep`` 15 settlements and 30
+proofs; in ``make test`` 6 settlements and 12 proofs, enough for every stage to run while instances die."""
+SETTLEMENTS = BLOCKS // 4
+PROOFS = BLOCKS // 2
 INSTANCES = 3
-MIN_KILLS = 20
+MIN_KILLS = chaos(full=20, default=8)
+"""One kill every 1–3 s (seeded) while blocks are made and settled. The default 8 kill each of the three
+instances at least twice (seed 10: 3, 3, 2), so restarts take back jobs they held in more than one stage
+("taking back" is counted below) and another instance takes over the others' leases; the full 20, over 60
+blocks, make the rarer moments (between signing and sending a settlement, inside a batching run) likely.
+``CHAOS_KILLS`` and ``CHAOS_SEED`` override the count and the seed."""
 TIMEOUT_S = 420.0
 
 
@@ -160,25 +169,29 @@ async def run_chaos(
         by_status = {(r["job_type"], r["status"]): r["n"] for r in rows}
         assert {s for (_, s) in by_status} == {"Completed"}, f"jobs not Completed: {by_status}"
         counts = {t: n for (t, _), n in by_status.items()}
-        assert counts == {"SnosRun": 30, "ProofCreation": 30, "Aggregator": 15, "StateTransition": 15}, counts
+        expected = {"SnosRun": PROOFS, "ProofCreation": PROOFS}
+        expected |= {"Aggregator": SETTLEMENTS, "StateTransition": SETTLEMENTS}
+        assert counts == expected, counts
 
         operator = await _operator_transactions(l1)
         statuses = [int(r["status"], 16) for r in operator]
-        assert statuses == [1] * 15, f"settlement transactions (1 = success): {statuses}"
+        assert statuses == [1] * SETTLEMENTS, f"settlement transactions (1 = success): {statuses}"
         settled_ranges = await query(
             "SELECT internal_id FROM jobs WHERE job_type = 'StateTransition' ORDER BY internal_id"
         )
-        assert [r["internal_id"] for r in settled_ranges] == list(range(1, 16))
+        assert [r["internal_id"] for r in settled_ranges] == list(range(1, SETTLEMENTS + 1))
         latest = int(await l1.rpc.request("eth_getTransactionCount", [operator_address(), "latest"]), 16)
         pending = int(await l1.rpc.request("eth_getTransactionCount", [operator_address(), "pending"]), 16)
-        assert latest == pending == 15, f"operator nonces: latest {latest}, pending {pending} (a gap leaves some)"
+        assert latest == pending == SETTLEMENTS, (
+            f"operator nonces: latest {latest}, pending {pending} (a gap leaves some)"
+        )
 
         state = atlantic.state
         children = [q for q in state.queries.values() if q.data["bucketJobIndex"] is not None]
         per_job: dict[str, int] = {}
         for q in children:
             per_job[q.data["dedupId"]] = per_job.get(q.data["dedupId"], 0) + 1
-        assert len(per_job) == 30 and set(per_job.values()) == {1}, f"prover queries per job: {per_job}"
+        assert len(per_job) == PROOFS and set(per_job.values()) == {1}, f"prover queries per job: {per_job}"
         kills = sum(i.kills for i in instances)
         print(
             f"\n[{label}] seed={seed} blocks_settled={BLOCKS} settlements={len(operator)} reverted=0 kills={kills} "

@@ -28,12 +28,17 @@ from madara_orchestrator.server.background import BackgroundServer, free_port
 from tests.e2e.test_chaos import FAST_RECOVERY, _pg_query, _report, _wait_all_completed
 from tests.e2e.test_run_l3 import l3_args
 from tests.helpers.cluster import Instance
+from tests.helpers.depth import chaos
 
-BLOCKS = 40
-"""20 SNOS batches of 2 blocks: 20 proofs, 20 L2 verifications, 20 settlements (no aggregator on an L3)."""
+BLOCKS = chaos(full=40, default=16)
+"""SNOS batches of 2 blocks, each with its proof, L2 verification and settlement (no aggregator on an L3):
+20 of each under ``MADARA_TEST_DEPTH=deep``, 8 in ``make test``."""
 BATCHES = BLOCKS // 2
 INSTANCES = 3
-MIN_KILLS = 12
+MIN_KILLS = chaos(full=12, default=8)
+"""One kill every 1–3 s (seeded). The default 8 kill each of the three instances at least twice (seed 10:
+3, 3, 2), in the middle of proving, L2 verification and settlement; the full 12, over 40 blocks, make the
+rarer moments (between signing and sending an ``update_state``) likely. ``CHAOS_KILLS`` overrides it."""
 TIMEOUT_S = 420.0
 
 

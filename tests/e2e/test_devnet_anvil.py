@@ -23,19 +23,23 @@ def anvil_available() -> bool:
     return True
 
 
+BLOCKS = 4
+"""Each its own batch and blob transaction: enough to show consecutive settlements, one nonce each, in order."""
+
+
 @pytest.mark.parametrize("hardfork", ["prague", "osaka"])
-async def test_ten_blocks_settle_on_anvil_through_verified_blob_transactions(tmp_path: Path, hardfork: str) -> None:
+async def test_blocks_settle_on_anvil_through_verified_blob_transactions(tmp_path: Path, hardfork: str) -> None:
     require(anvil_available(), "anvil (make setup installs it into tools/)")
-    p = await start_pipeline(tmp_path, blocks=10, l1_hardfork=hardfork)
+    p = await start_pipeline(tmp_path, blocks=BLOCKS, l1_hardfork=hardfork)
     try:
         assert p.l1 is not None
         settlement = p.stack.settlement
         assert isinstance(settlement, EthereumSettlementClient)
 
         async def settled() -> bool:
-            return await settlement.last_settled_block() == 9
+            return await settlement.last_settled_block() == BLOCKS - 1
 
-        await eventually(settled, 120, "stateBlockNumber to reach block 9 on anvil")
+        await eventually(settled, 120, f"stateBlockNumber to reach block {BLOCKS - 1} on anvil")
         async with httpx.AsyncClient() as client:
 
             async def rpc(method: str, *params: object) -> dict:  # type: ignore[type-arg]
@@ -44,7 +48,7 @@ async def test_ten_blocks_settle_on_anvil_through_verified_blob_transactions(tmp
                 )
                 return reply.json()["result"]  # type: ignore[no-any-return]
 
-            for index in range(1, 11):
+            for index in range(1, BLOCKS + 1):
 
                 async def done(index: int = index) -> bool:
                     job = await p.stack.store.get_job_by_internal_id(JobType.STATE_TRANSITION, index)
@@ -63,12 +67,12 @@ async def test_ten_blocks_settle_on_anvil_through_verified_blob_transactions(tmp
                 assert tx["input"].startswith("0x507ee528"), "updateStateKzgDA"
                 assert int(receipt["status"], 16) == 1, "the contract accepted the blobs and the fact"
             nonces = []
-            for index in range(1, 11):
+            for index in range(1, BLOCKS + 1):
                 tx = await rpc("eth_getTransactionByHash", await _tx_hash(p, index))
                 nonces.append(int(tx["nonce"], 16))
-            assert nonces == list(range(nonces[0], nonces[0] + 10)), "one nonce per batch, in order, no gap"
+            assert nonces == list(range(nonces[0], nonces[0] + BLOCKS)), "one nonce per batch, in order, no gap"
         summary = await p.stack.settlement_summary()
-        assert summary.startswith("blob transactions: 10 settled")
+        assert summary.startswith(f"blob transactions: {BLOCKS} settled")
     finally:
         await p.close()
 

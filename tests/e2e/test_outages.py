@@ -20,7 +20,10 @@ from tests.e2e.test_devnet_anvil import anvil_available
 from tests.helpers.flaky_proxy import FlakyProxy
 from tests.helpers.pipeline import eventually
 
-OUTAGE_S = 30.0
+OUTAGE_S = 15.0
+"""Each outage lasts longer than everything that would fail a job if an outage counted as a failure: the
+sequencer client's own retries (3 attempts, 2 + 4 s apart) and then a job's process attempts (at most 3,
+redelivered 0.5, 1, 2 s apart with ``retry_base_delay_seconds`` 0.5), together under 10 s."""
 BLOCKS = 24
 
 

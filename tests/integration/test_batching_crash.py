@@ -39,10 +39,13 @@ from tests.helpers.batching import (
     served,
     snapshot,
 )
+from tests.helpers.depth import chaos_seeds
 from tests.helpers.engine import FakeClock
 
 LEASE_S = 2.0
 KILLS = 4
+"""Per seed; each seed's kills land at other moments. ``make test`` runs two seeds (8 kills, at least 4 of
+them in the middle of the work), ``MADARA_TEST_DEPTH=deep`` all three."""
 BLOCKS = 80
 # About 45 felts a block: aggregator batches close by blob size (~6 blocks) or count (8), SNOS batches by
 # count (3) or by their aggregator batch.
@@ -151,7 +154,7 @@ async def check_after_kill(db_path: Path, objects_dir: Path, chain: DevnetChain)
         await db.close()
 
 
-@pytest.mark.parametrize("seed", [11, 22, 33])
+@pytest.mark.parametrize("seed", chaos_seeds([11, 22, 33], default=2))
 async def test_batching_killed_at_random_moments_ends_as_an_uninterrupted_run(tmp_path: Path, seed: int) -> None:
     chain = make_chain([TX_PER_BLOCK] * BLOCKS)
     rng = random.Random(seed)

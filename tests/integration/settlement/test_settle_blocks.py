@@ -31,13 +31,16 @@ from tests.integration.settlement.helpers import (
 
 pytestmark = pytest.mark.slow
 
+BLOCKS = 6
+"""Settled one after the other with 1, 2, 3, 1, 2, 3 blobs: each blob count twice, a nonce per block."""
+
 
 @pytest.mark.parametrize(
     ("hardfork", "disable_peerdas"),
     [("prague", True), ("osaka", False)],
     ids=["prague-eip4844-blob-proofs", "osaka-eip7594-cell-proofs"],
 )
-async def test_ten_consecutive_blocks_settle_through_verified_blob_transactions(
+async def test_consecutive_blocks_settle_through_verified_blob_transactions(
     anvil_factory: Callable[[AnvilConfig], Anvil], tmp_path: Path, hardfork: str, disable_peerdas: bool
 ) -> None:
     devnet = await deploy(anvil_factory(AnvilConfig(hardfork=hardfork)))
@@ -51,7 +54,7 @@ async def test_ten_consecutive_blocks_settle_through_verified_blob_transactions(
     assert client.sidecar_form is (SidecarForm.EIP4844 if disable_peerdas else SidecarForm.EIP7594)
     assert await client.last_settled_block() is None
 
-    for block in range(10):
+    for block in range(BLOCKS):
         batch = make_batch(block, n_blobs=1 + block % 3)
         await devnet.register(batch)
         result = await client.update_state_with_blobs(batch.program_output, batch.blobs, idempotency_key=str(block))
@@ -70,13 +73,13 @@ async def test_ten_consecutive_blocks_settle_through_verified_blob_transactions(
         assert await client.last_settled_block() == block
         assert await client.verify_tx_inclusion(result.tx_hash) == "Verified"
 
-    assert await client.last_settled_block() == 9
-    assert await client.state_root() == block_root(9)
-    assert await client.state_block_hash() == block_hash(9)
+    assert await client.last_settled_block() == BLOCKS - 1
+    assert await client.state_root() == block_root(BLOCKS - 1)
+    assert await client.state_block_hash() == block_hash(BLOCKS - 1)
     updates = await state_updates(devnet.rpc, devnet.contracts.core_contract)
-    assert [u[1] for u in updates] == list(range(10))
+    assert [u[1] for u in updates] == list(range(BLOCKS))
     sent = await operator_transactions(devnet.rpc, client.operator_address)
-    assert [int(t["nonce"], 16) for t in sent] == list(range(10))
+    assert [int(t["nonce"], 16) for t in sent] == list(range(BLOCKS))
     assert all(t["type"] == "0x3" for t in sent)
     await client.aclose()
 
