@@ -17,6 +17,7 @@ An L3 settles with calldata: its backlog has blocks, no felts nor blobs.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,29 +80,39 @@ async def _unsettled(
     db: Database, first_block: int, *, aggregator: bool
 ) -> tuple[list[AggregatorBatch] | list[SnosBatch], int | None]:
     """The batches from the one holding ``first_block`` to the latest, and the last batched block."""
-    if aggregator:
-        latest_a = await db.latest_aggregator_batch()
-        first_a = await db.aggregator_batch_for_block(first_block)
-        if latest_a is None:
-            return [], None
-        if first_a is None:
-            return [], latest_a.end_block
-        found_a: list[AggregatorBatch] = []
-        for start in range(first_a.index, min(latest_a.index, first_a.index + MAX_BATCHES - 1) + 1, PAGE):
-            stop = min(latest_a.index, start + PAGE - 1)
-            found_a += await db.list_aggregator_batches(indexes=list(range(start, stop + 1)))
-        return found_a, latest_a.end_block
-    latest_s = await db.latest_snos_batch()
-    first_s = await db.snos_batch_for_block(first_block)
-    if latest_s is None:
+    kind = _AGGREGATOR if aggregator else _SNOS
+    latest = await kind.latest(db)
+    first = await kind.for_block(db, first_block)
+    if latest is None:
         return [], None
-    if first_s is None:
-        return [], latest_s.end_block
-    found_s: list[SnosBatch] = []
-    for start in range(first_s.index, min(latest_s.index, first_s.index + MAX_BATCHES - 1) + 1, PAGE):
-        stop = min(latest_s.index, start + PAGE - 1)
-        found_s += await db.list_snos_batches(indexes=list(range(start, stop + 1)))
-    return found_s, latest_s.end_block
+    if first is None:
+        return [], latest.end_block
+    found: list[Any] = []
+    for start in range(first.index, min(latest.index, first.index + MAX_BATCHES - 1) + 1, PAGE):
+        stop = min(latest.index, start + PAGE - 1)
+        found += await kind.by_indexes(db, list(range(start, stop + 1)))
+    return found, latest.end_block
+
+
+@dataclass(frozen=True, slots=True)
+class _BatchReads:
+    """How one kind of batch (aggregator or SNOS) is read: its latest, the one holding a block, by indexes."""
+
+    latest: Callable[[Database], Awaitable[AggregatorBatch | SnosBatch | None]]
+    for_block: Callable[[Database, int], Awaitable[AggregatorBatch | SnosBatch | None]]
+    by_indexes: Callable[[Database, list[int]], Awaitable[Sequence[AggregatorBatch | SnosBatch]]]
+
+
+_AGGREGATOR = _BatchReads(
+    latest=lambda db: db.latest_aggregator_batch(),
+    for_block=lambda db, block: db.aggregator_batch_for_block(block),
+    by_indexes=lambda db, indexes: db.list_aggregator_batches(indexes=indexes),
+)
+_SNOS = _BatchReads(
+    latest=lambda db: db.latest_snos_batch(),
+    for_block=lambda db, block: db.snos_batch_for_block(block),
+    by_indexes=lambda db, indexes: db.list_snos_batches(indexes=indexes),
+)
 
 
 async def felts_per_block(db: Database) -> float | None:
