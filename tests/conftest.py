@@ -39,6 +39,13 @@ def require_tool(name: str, path: str | None = None) -> str:
     return found
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests marked ``slow`` first, each group in its usual order. pytest-xdist hands tests out in this
+    order, so on two workers (``make test``) the long ones start early and short ones fill the end, instead of
+    one worker running a long test alone while the other has finished."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def vectors_dir() -> Path:
     require(VECTORS_DIR.is_dir(), f"test vectors at {VECTORS_DIR}")

@@ -27,6 +27,7 @@ BLOCKS = 4
 """Each its own batch and blob transaction: enough to show consecutive settlements, one nonce each, in order."""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hardfork", ["prague", "osaka"])
 async def test_blocks_settle_on_anvil_through_verified_blob_transactions(tmp_path: Path, hardfork: str) -> None:
     require(anvil_available(), "anvil (make setup installs it into tools/)")

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO_ROOT
 
 
@@ -24,6 +26,7 @@ def orchestrator(*args: str, cwd: Path) -> subprocess.Popen[str]:
     )
 
 
+@pytest.mark.slow
 def test_devnet_settles_n_blocks_and_ends_with_the_summary_line(tmp_path: Path) -> None:
     proc = orchestrator(
         "devnet",

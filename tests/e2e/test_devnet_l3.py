@@ -11,9 +11,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.test_devnet_command import orchestrator
 
 
+@pytest.mark.slow
 def test_l3_devnet_settles_its_blocks_on_the_l2_double(tmp_path: Path) -> None:
     proc = orchestrator(
         "devnet",

@@ -154,6 +154,7 @@ async def check_after_kill(db_path: Path, objects_dir: Path, chain: DevnetChain)
         await db.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", chaos_seeds([11, 22, 33], default=2))
 async def test_batching_killed_at_random_moments_ends_as_an_uninterrupted_run(tmp_path: Path, seed: int) -> None:
     chain = make_chain([TX_PER_BLOCK] * BLOCKS)

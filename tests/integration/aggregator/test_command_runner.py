@@ -94,6 +94,7 @@ FAILURES = {
 """Misbehaviour of the program → (retryable, what the job's failure says)."""
 
 
+@pytest.mark.slow
 async def test_each_failure_fails_the_job_with_its_reason(chain: Chain, tmp_path: Path) -> None:
     async def failure(mode: str) -> JobError:
         with pytest.raises(JobError) as caught:

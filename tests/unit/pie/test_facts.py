@@ -68,7 +68,7 @@ def test_sepolia_924016_snos_fact_is_the_recorded_one(sepolia_zip: bytes) -> Non
     assert info.fact_topology == FactTopology(tree_structure=(2, 1, 0, 2), page_sizes=(12, 11))
 
 
-@pytest.mark.parametrize("fixture", ["fibonacci_zip", "sepolia_zip"])
+@pytest.mark.parametrize("fixture", ["fibonacci_zip", pytest.param("sepolia_zip", marks=pytest.mark.slow)])
 def test_recorded_pies_agree_with_cairo_lang(fixture: str, request: pytest.FixtureRequest) -> None:
     assert_agrees_with_cairo_lang(request.getfixturevalue(fixture))
 

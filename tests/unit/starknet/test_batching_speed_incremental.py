@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -217,6 +218,7 @@ async def check_internals(
         assert length.n_felts == len(felts)
 
 
+@pytest.mark.slow
 @settings(max_examples=examples(600), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_incremental_squash_and_length_equal_the_reference_block_by_block(
@@ -225,6 +227,7 @@ def test_incremental_squash_and_length_equal_the_reference_block_by_block(
     asyncio.run(check(*scenario))
 
 
+@pytest.mark.slow
 @settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_a_long_batch_with_every_alias_assigned_stays_exact(data: st.DataObject) -> None:
