@@ -8,11 +8,20 @@ bucket, EventBridge rules and schedules, and the IAM role and policy, as in the 
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass
 
 from madara_orchestrator.domain.errors import ConfigError
 from madara_orchestrator.domain.queues import QueueNames, QueueType
+
+
+class EventBridgeType(enum.StrEnum):
+    RULE = "rule"
+    """EventBridge rules (``PutRule`` + ``PutTargets``): for LocalStack and moto."""
+    SCHEDULE = "schedule"
+    """EventBridge Scheduler (``CreateSchedule``, UTC, no flexible window, a role): for AWS."""
+
 
 DEFAULT_QUEUE_IDENTIFIER = "mo_{}_queue"
 DEFAULT_BUCKET_IDENTIFIER = "mo-bucket"

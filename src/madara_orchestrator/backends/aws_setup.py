@@ -46,6 +46,7 @@ from madara_orchestrator.backends.aws_client import (
 )
 from madara_orchestrator.backends.aws_names import (
     Arn,
+    EventBridgeType,
     QueueAddressing,
     TopicRef,
     bucket_is_given,
@@ -65,13 +66,6 @@ IAM_PROPAGATION_WAIT_S = 15.0
 TARGET_ID = "mo-worker-trigger-queue"
 """The id of the worker-trigger queue among a rule's targets (fixed, so a second run finds it)."""
 POLICY_VERSION = "2012-10-17"
-
-
-class EventBridgeType(enum.StrEnum):
-    RULE = "rule"
-    """EventBridge rules (``PutRule`` + ``PutTargets``): for LocalStack and moto."""
-    SCHEDULE = "schedule"
-    """EventBridge Scheduler (``CreateSchedule``, UTC, no flexible window, a role): for AWS."""
 
 
 class Outcome(enum.StrEnum):

@@ -9,6 +9,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from madara_orchestrator.aggregator.command import CommandAggregatorRunner
 from madara_orchestrator.aggregator.contract import AggregatorRunConfig
@@ -23,6 +24,7 @@ from madara_orchestrator.cli.settings import (
     batch_limits,
     load_bouncer_weight_limits,
 )
+from madara_orchestrator.cli.settings.running import LEASE_OPTIONS
 from madara_orchestrator.cli.signers import open_signers
 from madara_orchestrator.cli.telemetry import Telemetry, build_telemetry
 from madara_orchestrator.devnet.adapters import (
@@ -31,9 +33,7 @@ from madara_orchestrator.devnet.adapters import (
     DevnetSettlement,
     DevnetSnosRunner,
 )
-from madara_orchestrator.devnet.l2_fact_registrar import StarknetFactRegistrar
 from madara_orchestrator.devnet.mock_atlantic import MockAtlanticConfig, MockAtlanticServer
-from madara_orchestrator.devnet.starknet_l2 import FACT_REGISTRY_ADDRESS, VERIFIER_ACCOUNT
 from madara_orchestrator.domain.batching import StarknetVersions
 from madara_orchestrator.domain.errors import BackendUnavailable, ConfigError
 from madara_orchestrator.domain.jobs import DEFAULT_POLICIES, JobType
@@ -60,16 +60,8 @@ from madara_orchestrator.interfaces import (
     TxSigner,
     TxStore,
 )
-from madara_orchestrator.provers.atlantic import (
-    DEFAULT_ARTIFACTS_BASE_URL,
-    AtlanticClient,
-    AtlanticConfig,
-    AtlanticNetwork,
-    AtlanticQueryStep,
-)
 from madara_orchestrator.provers.fact_registry import AlwaysValidFactChecker
 from madara_orchestrator.provers.mock import MockProverClient
-from madara_orchestrator.provers.sharp import SharpClient, SharpConfig
 from madara_orchestrator.settlement.contracts import FactRegistryClient
 from madara_orchestrator.settlement.encoding import IS_VALID_SELECTOR
 from madara_orchestrator.settlement.eth_rpc import EthRpc
@@ -88,14 +80,10 @@ from madara_orchestrator.starknet.feeder import FeederGatewayClient
 from madara_orchestrator.starknet.os_config import os_config_hash
 from madara_orchestrator.starknet.rpc import StarknetRpcClient
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from madara_orchestrator.devnet.l2_fact_registrar import StarknetFactRegistrar
 
-LEASE_OPTIONS = {
-    JobType.SNOS_RUN: "snos_job_timeout_seconds",
-    JobType.PROOF_CREATION: "proving_job_timeout_seconds",
-    JobType.STATE_TRANSITION: "state_transition_timeout_seconds",
-    JobType.AGGREGATOR: "aggregator_job_timeout_seconds",
-}
+log = logging.getLogger(__name__)
 
 
 def layer_plan(settings: Settings) -> LayerPlan:
@@ -608,7 +596,16 @@ def build_prover(
     """The prover client ``--prover`` chooses; what it opens is closed with ``exits``. ``chain_id`` gives the
     chain id (``starknet_chainId``, hex) and ``fee_token`` the chain's STRK fee token for Atlantic's buckets
     (``chain_id_hex``, ``fee_token_address``), asked at the first bucket."""
+    # Each prover's client is imported in its branch: slow to import, and only one is used.
     if settings.prover == "atlantic":
+        from madara_orchestrator.domain.proving import DEFAULT_ARTIFACTS_BASE_URL
+        from madara_orchestrator.provers.atlantic import (
+            AtlanticClient,
+            AtlanticConfig,
+            AtlanticNetwork,
+            AtlanticQueryStep,
+        )
+
         service_url = settings.atlantic_service_url
         artifacts_url = settings.atlantic_artifacts_base_url
         if mock_atlantic is not None:
@@ -642,6 +639,8 @@ def build_prover(
         own(exits, atlantic.aclose)
         return atlantic
     if settings.prover == "sharp":
+        from madara_orchestrator.provers.sharp import SharpClient, SharpConfig
+
         checker = _fact_checker(
             settings.sharp_settlement_layer,
             settings.sharp_rpc_node_url,
@@ -680,6 +679,10 @@ async def _start_mock_atlantic(settings: Settings) -> MockAtlanticServer:
     webhook_secret = (settings.atlantic_webhook_secret or secrets.token_urlsafe(32)) if webhook_url else None
     registrar: StarknetFactRegistrar | None = None
     if settings.settle_on_starknet:
+        # Imported here: it brings starknet_py, slow to import and needed only on this path.
+        from madara_orchestrator.devnet.l2_fact_registrar import StarknetFactRegistrar
+        from madara_orchestrator.devnet.starknet_l2 import FACT_REGISTRY_ADDRESS, VERIFIER_ACCOUNT
+
         # L3: L2 verifications register their facts on the settlement layer with the devnet's verifier
         # account, so this mock only works against the devnet's Starknet double (orchestrator devnet --layer l3).
         registrar = StarknetFactRegistrar(

@@ -13,11 +13,9 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from madara_orchestrator.cli import run_help
-from madara_orchestrator.cli.compose import EmbeddedStack, build_embedded_stack
-from madara_orchestrator.cli.progress import progress_loop
 from madara_orchestrator.cli.redacting import RedactingFilter
 from madara_orchestrator.cli.settings import (
     ENV_PREFIX,
@@ -29,14 +27,13 @@ from madara_orchestrator.cli.settings import (
 )
 from madara_orchestrator.cli.setup import SETUP_ONLY_OPTIONS
 from madara_orchestrator.devnet.anvil import ANVIL_BIN_ENV
-from madara_orchestrator.domain.errors import BackendUnavailable, ConfigError, InvalidInput
+from madara_orchestrator.domain.errors import BackendUnavailable, ConfigError, InvalidInput, RpcError
 from madara_orchestrator.domain.redaction import SecretMask, url_origin
 from madara_orchestrator.engine.lease import default_instance_id
 from madara_orchestrator.engine.telemetry import log_fields
-from madara_orchestrator.provers.atlantic_webhook import atlantic_webhook
-from madara_orchestrator.server.app import create_app
-from madara_orchestrator.server.background import BackgroundServer, bind_listener
-from madara_orchestrator.starknet.rpc import METHOD_NOT_FOUND, NO_BLOCKS, RpcError, StarknetRpcClient
+
+if TYPE_CHECKING:
+    from madara_orchestrator.cli.compose import EmbeddedStack
 
 T = TypeVar("T")
 
@@ -203,6 +200,8 @@ async def wait_for_sequencer(
     """The chain's name, from ``starknet_chainId``, waiting for the sequencer as the original does (every
     5 s, up to 300 s). A node that answers with something other than a chain id, or does not know the
     method, is not waited for: it is the wrong URL or an incompatible node."""
+    from madara_orchestrator.starknet.rpc import METHOD_NOT_FOUND, StarknetRpcClient
+
     # One try per probe (the stack's client tries three times, each failure a line of its own).
     client = StarknetRpcClient(stack.sequencer.url, attempts=1, timeout_s=10.0)
 
@@ -230,6 +229,8 @@ async def check_settlement(stack: EmbeddedStack) -> None:
     core contract is there and answers ``stateBlockNumber()``; on any layer, that its settled block is not
     beyond the sequencer's newest block (it would be another chain's). A wrong node or contract raises
     ``InvalidInput``; one that does not answer, ``BackendUnavailable`` (waited for)."""
+    from madara_orchestrator.starknet.rpc import NO_BLOCKS
+
     choice = stack.settlement_choice
     if choice.startup_check is not None:
         log.info("settlement layer: %s", await choice.startup_check())
@@ -275,6 +276,13 @@ async def until_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T 
 
 
 async def serve(settings: Settings) -> int:
+    # The service's parts are imported here, not at the top: every other command starts without them.
+    from madara_orchestrator.cli.compose import build_embedded_stack
+    from madara_orchestrator.cli.progress import progress_loop
+    from madara_orchestrator.provers.atlantic_webhook import atlantic_webhook
+    from madara_orchestrator.server.app import create_app
+    from madara_orchestrator.server.background import BackgroundServer, bind_listener
+
     # Signals first: Ctrl-C and SIGTERM are honoured at any moment, start-up waits included.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -13,21 +13,18 @@ import argparse
 import asyncio
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from madara_orchestrator.backends.aws_client import Aws
-from madara_orchestrator.backends.aws_setup import AwsSetupConfig, EventBridgeType, Outcome, provision
-from madara_orchestrator.backends.filesystem import FilesystemObjectStore
-from madara_orchestrator.backends.sqlite_db import SqliteDatabase
+from madara_orchestrator.backends.aws_names import EventBridgeType
 from madara_orchestrator.cli import run_help
-from madara_orchestrator.cli.backends import sqlite_path, storage_dir
-from madara_orchestrator.cli.compose import LEASE_OPTIONS
 from madara_orchestrator.cli.settings import RUN_OPTIONS, Option, add_options, postgres_url_problems, resolve
+from madara_orchestrator.cli.settings.running import LEASE_OPTIONS
 from madara_orchestrator.domain.errors import ConfigError
 from madara_orchestrator.domain.jobs import DEFAULT_POLICIES
 from madara_orchestrator.domain.queues import Layer
-from madara_orchestrator.engine.runtime import RuntimeConfig
-from madara_orchestrator.engine.triggers import LAYER_TRIGGERS
+
+if TYPE_CHECKING:
+    from madara_orchestrator.backends.aws_setup import AwsSetupConfig
 
 _SHARED = (
     "data_dir",
@@ -134,6 +131,9 @@ def _setup_postgres(url: str) -> None:
 
 
 def _setup_files(values: Mapping[str, Any]) -> int:
+    from madara_orchestrator.backends.filesystem import FilesystemObjectStore
+    from madara_orchestrator.cli.backends import storage_dir
+
     files_dir = storage_dir(values)
     try:
         FilesystemObjectStore(files_dir)
@@ -146,6 +146,11 @@ def _setup_files(values: Mapping[str, Any]) -> int:
 def aws_setup_config(values: Mapping[str, Any], problems: list[str]) -> AwsSetupConfig:
     """The provisioning plan from the resolved options; appends what is wrong to ``problems``. The queues
     and triggers are the engine's for the layer (``RuntimeConfig.queue_configs``, ``LAYER_TRIGGERS``)."""
+    # Here, not at the top (as in the other functions): the AWS SDK and the engine are slow to import.
+    from madara_orchestrator.backends.aws_setup import AwsSetupConfig
+    from madara_orchestrator.engine.runtime import RuntimeConfig
+    from madara_orchestrator.engine.triggers import LAYER_TRIGGERS
+
     layer = Layer(values["layer"])
     policies = dict(DEFAULT_POLICIES)
     for job_type, option in LEASE_OPTIONS.items():
@@ -180,6 +185,9 @@ def aws_setup_config(values: Mapping[str, Any], problems: list[str]) -> AwsSetup
 
 
 def _setup_aws(config: AwsSetupConfig) -> int:
+    from madara_orchestrator.backends.aws_client import Aws
+    from madara_orchestrator.backends.aws_setup import Outcome, provision
+
     aws = Aws()
     try:
         report = provision(config, aws, echo=print)
@@ -192,6 +200,10 @@ def _setup_aws(config: AwsSetupConfig) -> int:
 
 
 def _setup_embedded(values: Mapping[str, Any]) -> int:
+    from madara_orchestrator.backends.filesystem import FilesystemObjectStore
+    from madara_orchestrator.backends.sqlite_db import SqliteDatabase
+    from madara_orchestrator.cli.backends import sqlite_path, storage_dir
+
     db_path, files_dir = sqlite_path(values), storage_dir(values)
 
     async def create() -> None:

@@ -17,9 +17,6 @@ import copy
 import logging
 from dataclasses import dataclass
 
-from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
-from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
@@ -108,6 +105,11 @@ def build_telemetry(settings: Settings) -> Telemetry:
     if not endpoint:
         # Said by ``run`` once it has started (a start-up failure stays one line).
         return Telemetry(Metrics())
+    # The exporters (gRPC) here, not at the top: slow to import, and needed only with an endpoint.
+    from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
     service = str(settings.values.get("otel_service_name") or "orchestrator")
     interval_s = float(settings.values.get("otel_export_interval_seconds") or 5.0)
     insecure = endpoint.lower().startswith("http://")

@@ -5,6 +5,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+DEFAULT_ARTIFACTS_BASE_URL = "https://storage.googleapis.com/hero-atlantic-bucket"
+"""Where Atlantic serves the artifacts of a proof (``--atlantic-artifacts-url``'s default)."""
+
 
 class TaskType(enum.StrEnum):
     JOB = "Job"

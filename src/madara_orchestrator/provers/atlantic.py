@@ -38,6 +38,7 @@ import httpx
 
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.domain.proving import (
+    DEFAULT_ARTIFACTS_BASE_URL,
     AggregationArtifacts,
     CreateBucket,
     CreateJob,
@@ -61,7 +62,6 @@ from madara_orchestrator.starknet.stone_proof import InvalidProof, parse_proof
 log = logging.getLogger(__name__)
 
 SERVICE = "Atlantic"
-DEFAULT_ARTIFACTS_BASE_URL = "https://storage.googleapis.com/hero-atlantic-bucket"
 DEFAULT_N_STEPS = 40_000_000
 AGGREGATOR_VERSION = "snos_aggregator_0.14.1"
 L2_VERIFICATION_LAYOUT = "recursive_with_poseidon"

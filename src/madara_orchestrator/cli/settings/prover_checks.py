@@ -7,13 +7,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from madara_orchestrator.aggregator.command import command_problem as aggregator_command_problem
 from madara_orchestrator.cli.settings.checks import address_problem, flag, named, required, url_problem
 from madara_orchestrator.cli.settings.formats import is_felt
 from madara_orchestrator.domain.errors import ConfigError, InvalidInput
-from madara_orchestrator.provers.atlantic import AtlanticQueryStep
-from madara_orchestrator.provers.sharp import build_ssl_context
-from madara_orchestrator.snos.command import command_problem
 
 
 def _pem_problems(values: Mapping[str, Any], names: Sequence[str]) -> list[str]:
@@ -31,6 +27,8 @@ def _pem_problems(values: Mapping[str, Any], names: Sequence[str]) -> list[str]:
         if b"-----BEGIN " not in data:
             problems.append(f"{flag(name)} {path}: not a PEM file (no -----BEGIN line)")
     if not problems and all(values[n] for n in names):
+        from madara_orchestrator.provers.sharp import build_ssl_context  # here: the HTTP client is slow to import
+
         try:
             build_ssl_context(
                 values["sharp_user_crt_file"], values["sharp_user_key_file"], values["sharp_server_crt_file"]
@@ -41,6 +39,8 @@ def _pem_problems(values: Mapping[str, Any], names: Sequence[str]) -> list[str]:
 
 
 def atlantic_problems(values: Mapping[str, Any]) -> list[str]:
+    from madara_orchestrator.provers.atlantic import AtlanticQueryStep  # here: the client is slow to import
+
     context = "with --prover atlantic"
     problems: list[str] = []
     if values["layer"] == "l3" and not values["cairo_verifier_program_hash"]:
@@ -142,6 +142,8 @@ def _runner_problems(
 
 
 def snos_runner_problems(values: Mapping[str, Any]) -> list[str]:
+    from madara_orchestrator.snos.command import command_problem  # here: the runner's module is slow to import
+
     problems = _runner_problems(values, "snos_runner", "snos_command", "snos_runner_url", command_problem)
     if values["snos_runner"] is None and not problems:
         problems.append(
@@ -159,6 +161,8 @@ def aggregator_runner_problems(values: Mapping[str, Any]) -> list[str]:
         why = "an L3 has no aggregator batches" if values["layer"] == "l3" else "Atlantic aggregates in its buckets"
         given = [n for n in ("aggregator_runner", "aggregator_command", "aggregator_runner_url") if values[n]]
         return [f"{flag(n)} is set but {why}: drop it" for n in given]
+    from madara_orchestrator.aggregator.command import command_problem as aggregator_command_problem
+
     problems = _runner_problems(
         values, "aggregator_runner", "aggregator_command", "aggregator_runner_url", aggregator_command_problem
     )

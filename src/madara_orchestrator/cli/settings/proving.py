@@ -13,7 +13,7 @@ from madara_orchestrator.cli.settings.declare import (
     SettingsGroup,
     setting,
 )
-from madara_orchestrator.provers.atlantic import DEFAULT_ARTIFACTS_BASE_URL
+from madara_orchestrator.domain.proving import DEFAULT_ARTIFACTS_BASE_URL
 
 PROVERS = ("atlantic", "sharp", "mock", "devnet")
 SETTLEMENT_LAYERS = ("ethereum", "starknet")

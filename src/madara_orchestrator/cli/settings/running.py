@@ -14,6 +14,15 @@ from madara_orchestrator.cli.settings.declare import (
     SettingsGroup,
     setting,
 )
+from madara_orchestrator.domain.jobs import JobType
+
+LEASE_OPTIONS = {
+    JobType.SNOS_RUN: "snos_job_timeout_seconds",
+    JobType.PROOF_CREATION: "proving_job_timeout_seconds",
+    JobType.STATE_TRANSITION: "state_transition_timeout_seconds",
+    JobType.AGGREGATOR: "aggregator_job_timeout_seconds",
+}
+"""The option giving each job type its lease (seconds a worker holds a job); ``run`` and ``setup`` share them."""
 
 ANY_SETTLEMENT = "exactly one --settle-on-* is required"
 ONE_SIGNER = "this, --ethereum-signer-url or --ethereum-kms-key-id (exactly one)"

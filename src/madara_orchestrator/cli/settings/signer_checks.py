@@ -10,7 +10,6 @@ from typing import Any
 from madara_orchestrator.cli.settings.checks import address_problem, flag, named, url_problem
 from madara_orchestrator.cli.settings.formats import private_key_body
 from madara_orchestrator.domain.errors import InvalidInput
-from madara_orchestrator.settlement.remote_signer import parse_headers
 
 SETTLEMENT = ("ethereum_private_key", "ethereum_signer_url", "ethereum_kms_key_id")
 VERIFIER = ("mock_verifier_private_key", "mock_verifier_signer_url", "mock_verifier_kms_key_id")
@@ -68,6 +67,8 @@ def _same_account(values: Mapping[str, Any]) -> str | None:
 
 
 def tls_problems(values: Mapping[str, Any]) -> list[str]:
+    from madara_orchestrator.settlement.remote_signer import parse_headers  # here: the signer is slow to import
+
     """The remote signer's TLS files readable, certificate and key together; headers well-formed."""
     problems: list[str] = []
     uses_signer = values["ethereum_signer_url"] or values["mock_verifier_signer_url"]
