@@ -76,10 +76,20 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     binary = find_moto_server()
     require(binary is not None, "moto_server (pip install 'moto[server]')")
     assert binary is not None
+    with served_moto([binary], tmp_path_factory.mktemp("moto")) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def served_moto(command: list[str], log_dir: Path) -> Iterator[str]:
+    """Run a moto server (``command`` plus its host and port) until the block ends; yields its URL. Its log
+    (a line per request) goes to ``log_dir/moto_server.log``."""
     port = _free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto_server.log"
+    log = log_dir / "moto_server.log"
     with log.open("wb") as sink:
-        process = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)], stdout=sink, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [*command, "-H", "127.0.0.1", "-p", str(port)], stdout=sink, stderr=subprocess.STDOUT
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(url, process, log)

@@ -10,7 +10,6 @@ recover to the key's address), which ``test_kms_signer`` shows against plain mot
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -52,27 +51,11 @@ def patch_moto_digest_signing() -> None:
 @pytest.fixture(scope="session")
 def moto_kms_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The URL of a moto server (DIGEST signing patched) running for the session."""
-    from tests.helpers.moto import _free_port, _wait_until_up
+    from tests.helpers.moto import served_moto
 
-    port = _free_port()
-    log = tmp_path_factory.mktemp("moto_kms") / "moto_kms.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tests.helpers.moto_kms", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_up(url, process, log)
+    command = [sys.executable, "-m", "tests.helpers.moto_kms"]
+    with served_moto(command, tmp_path_factory.mktemp("moto_kms")) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 @pytest.fixture
