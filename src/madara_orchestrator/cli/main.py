@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import importlib
 import logging
 import os
 import re
@@ -21,20 +22,6 @@ from types import ModuleType
 from typing import NoReturn
 
 from madara_orchestrator import ORCHESTRATOR_VERSION
-from madara_orchestrator.cli import (
-    admin,
-    backtest,
-    blob,
-    cost,
-    devnet,
-    devnet_chain,
-    dlq,
-    jobs,
-    mock_atlantic,
-    pie,
-    run,
-    setup,
-)
 from madara_orchestrator.domain.errors import ConfigError, InvalidInput, OrchestratorError
 from madara_orchestrator.domain.redaction import cut_urls
 
@@ -49,7 +36,27 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message}; see {self.prog} --help\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+COMMANDS = (
+    "run",
+    "setup",
+    "devnet",
+    "devnet-chain",
+    "backtest",
+    "jobs",
+    "admin",
+    "dlq",
+    "blob",
+    "pie",
+    "mock-atlantic",
+    "cost",
+)
+"""The subcommands, in ``--help``'s order; each is the module ``cli/<name with _ for ->``."""
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with ``command``, one that knows only that subcommand. Importing a command's
+    module can take a second or two (the devnet imports every adapter), so ``orchestrator run …`` loads
+    ``cli/run.py`` alone and ``--help`` or a mistyped command loads them all."""
     parser = Parser(
         prog="orchestrator",
         description="Carries Starknet appchain blocks from produced to settled.",
@@ -57,13 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"orchestrator {ORCHESTRATOR_VERSION}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for module in _command_modules():
+    names = [command] if command in COMMANDS else [] if command == "--version" else COMMANDS
+    for module in _command_modules(names):
         module.register(subparsers)
     return parser
 
 
-def _command_modules() -> list[ModuleType]:
-    return [run, setup, devnet, devnet_chain, backtest, jobs, admin, dlq, blob, pie, mock_atlantic, cost]
+def _command_modules(names: Sequence[str]) -> list[ModuleType]:
+    return [importlib.import_module(f"madara_orchestrator.cli.{name.replace('-', '_')}") for name in names]
 
 
 def unknown_arguments_message(parser: argparse.ArgumentParser, args: argparse.Namespace, extras: list[str]) -> str:
@@ -103,7 +111,8 @@ def _is_number(text: str) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv[0] if argv else None)
     args, extras = parser.parse_known_args(argv)
     if extras:
         print(unknown_arguments_message(parser, args, extras), file=sys.stderr)
