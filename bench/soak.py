@@ -4,7 +4,9 @@ Three ``orchestrator run`` instances share a throwaway PostgreSQL cluster (durab
 way), SQS queues and an S3 bucket on a moto server (made by ``setup --aws``, as the chaos test does); a
 devnet sequencer makes blocks, the mock Atlantic server proves them (registering facts on anvil) and
 anvil's core contract takes the settlements. Every ``--kill-every-s`` seconds a random instance gets
-SIGKILL and is started again. On the way: a sequencer outage and an L1 outage (each a cut proxy in front
+SIGKILL and is started again, except the first ``--spare`` (default 1), which live the whole run: a leak
+shows in their memory and sockets series, which a process killed every few seconds cannot show.
+On the way: a sequencer outage and an L1 outage (each a cut proxy in front
 of the sequencer / anvil, answering 502) and a PostgreSQL crash and restart.
 
 Every ``--sample-every-s`` seconds (default 60; the first after 20 s) a line: per instance RSS (VmRSS),
@@ -143,6 +145,7 @@ class Soak:
     db_url: str
     rng: random.Random
     rng_seed: int
+    spared: int = 0
     series: dict[str, Series] = field(default_factory=dict)
     events: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
@@ -186,7 +189,7 @@ class Soak:
             return "?"
 
     async def kill_one(self) -> None:
-        victim = self.rng.choice(self.instances)
+        victim = self.rng.choice(self.instances[self.spared :])
         if not victim.running():  # it died since the last look: not a kill of ours
             self.series.setdefault(victim.name, Series()).self_exits += 1
             self.log(f"{victim.name} exited by itself ({victim.process and victim.process.returncode})")
@@ -367,7 +370,9 @@ async def _run(
             Instance(f"soak-{n}", free_port(), ["--data-dir", str(work / f"data-{n}"), *common], env, work)
             for n in range(INSTANCES)
         ]
-        state = Soak(instances, sequencer, seq_proxy, l1_proxy, cluster, db_url, random.Random(args.seed), args.seed)
+        state = Soak(
+            instances, sequencer, seq_proxy, l1_proxy, cluster, db_url, random.Random(args.seed), args.seed, args.spare
+        )
         try:
             for instance in instances:
                 await instance.start()
@@ -394,6 +399,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--minutes", type=float, default=60.0, help="how long the kills and outages go on")
     parser.add_argument("--kill-every-s", type=float, default=5.0, help="seconds between two SIGKILLs")
+    parser.add_argument(
+        "--spare",
+        type=int,
+        default=1,
+        choices=range(INSTANCES),
+        help="instances never killed (the first ones): a process that lives the whole run shows a leak",
+    )
     parser.add_argument("--sample-every-s", type=float, default=60.0, help="seconds between two samples")
     parser.add_argument("--block-time-s", type=float, default=2.0, help="the devnet sequencer's block time")
     parser.add_argument("--settle-timeout-s", type=float, default=600.0, help="after the chaos, to settle all")
