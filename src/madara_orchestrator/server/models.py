@@ -131,14 +131,10 @@ Wei = NonNegative | None
 """An amount in the settlement layer's smallest unit (wei, or fri on an L3), or null when not recorded."""
 
 
-class BatchCost(BaseModel):
-    """One batch's line of the cost ledger (domain/cost.py); null: does not apply, or not recorded."""
+class CostFigures(BaseModel):
+    """What a batch's line and the ledger's totals both give; null: does not apply, or not recorded."""
 
-    index: NonNegative
-    start_block: NonNegative
-    end_block: NonNegative
     blocks: NonNegative
-    settled: bool
     felts: NonNegative | None
     blobs: NonNegative | None
     fill: Fraction | None
@@ -150,10 +146,19 @@ class BatchCost(BaseModel):
     fee_per_block_wei: Wei
     attempts: NonNegative
     replacements: NonNegative
+    bytes_stored: NonNegative | None
+
+
+class BatchCost(CostFigures):
+    """One batch's line of the cost ledger (domain/cost.py)."""
+
+    index: NonNegative
+    start_block: NonNegative
+    end_block: NonNegative
+    settled: bool
     first_block_at: float | None
     settled_at: float | None
     seconds_to_settle: Fraction | None
-    bytes_stored: NonNegative | None
     tx_hash: str | None
 
 
@@ -161,24 +166,11 @@ class AggregatorBatchCost(AggregatorBatchDetails):
     cost: BatchCost
 
 
-class CostTotals(BaseModel):
+class CostTotals(CostFigures):
     batches: NonNegative
     settled: NonNegative
     with_fee: NonNegative
-    blocks: NonNegative
-    felts: NonNegative | None
-    blobs: NonNegative | None
-    fill: Fraction | None
-    gas_used: Wei
-    execution_fee_wei: Wei
-    blob_gas_used: Wei
-    blob_fee_wei: Wei
-    fee_wei: Wei
-    fee_per_block_wei: Wei
-    attempts: NonNegative
-    replacements: NonNegative
     mean_seconds_to_settle: Fraction | None
-    bytes_stored: NonNegative | None
 
 
 class CostPoint(BaseModel):
