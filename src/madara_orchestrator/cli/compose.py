@@ -9,11 +9,8 @@ import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from madara_orchestrator.aggregator.command import CommandAggregatorRunner
-from madara_orchestrator.aggregator.contract import AggregatorRunConfig
-from madara_orchestrator.aggregator.http import HttpAggregatorRunner
 from madara_orchestrator.backends.alerts import FanoutAlerts, LogAlerts, RecordingAlerts, WebhookAlerts
 from madara_orchestrator.backends.aws_names import QueueAddressing
 from madara_orchestrator.cli.backends import Backends, open_backends
@@ -27,13 +24,6 @@ from madara_orchestrator.cli.settings import (
 from madara_orchestrator.cli.settings.running import LEASE_OPTIONS
 from madara_orchestrator.cli.signers import open_signers
 from madara_orchestrator.cli.telemetry import Telemetry, build_telemetry
-from madara_orchestrator.devnet.adapters import (
-    DevnetAggregatorRunner,
-    DevnetProver,
-    DevnetSettlement,
-    DevnetSnosRunner,
-)
-from madara_orchestrator.devnet.mock_atlantic import MockAtlanticConfig, MockAtlanticServer
 from madara_orchestrator.domain.batching import StarknetVersions
 from madara_orchestrator.domain.errors import BackendUnavailable, ConfigError
 from madara_orchestrator.domain.jobs import DEFAULT_POLICIES, JobType
@@ -61,27 +51,24 @@ from madara_orchestrator.interfaces import (
     TxStore,
 )
 from madara_orchestrator.provers.fact_registry import AlwaysValidFactChecker
-from madara_orchestrator.provers.mock import MockProverClient
-from madara_orchestrator.settlement.contracts import FactRegistryClient
 from madara_orchestrator.settlement.encoding import IS_VALID_SELECTOR
-from madara_orchestrator.settlement.eth_rpc import EthRpc
-from madara_orchestrator.settlement.ethereum import EthereumSettlementClient, EthereumSettlementConfig
-from madara_orchestrator.settlement.starknet import (
-    StarknetSettlementClient,
-    StarknetSettlementConfig,
-    starknet_json_rpc,
-)
-from madara_orchestrator.settlement.txmgr import FeePolicy
-from madara_orchestrator.snos.command import CommandSnosRunner
-from madara_orchestrator.snos.contract import SnosRunConfig, os_hints
-from madara_orchestrator.snos.http import HttpSnosRunner
 from madara_orchestrator.starknet.facts import fact_hex
 from madara_orchestrator.starknet.feeder import FeederGatewayClient
 from madara_orchestrator.starknet.os_config import os_config_hash
 from madara_orchestrator.starknet.rpc import StarknetRpcClient
 
+# What only some settings use is imported where it is built, not here: the devnet doubles, the settlement
+# clients (Ethereum: rlp; Starknet: starknet_py), the signers (KMS: boto3), the OpenTelemetry SDK, the runners
+# and provers not chosen. Every ``orchestrator run`` pays for what is imported at the top, whatever it runs with.
 if TYPE_CHECKING:
+    from madara_orchestrator.devnet.adapters import DevnetSettlement
     from madara_orchestrator.devnet.l2_fact_registrar import StarknetFactRegistrar
+    from madara_orchestrator.devnet.mock_atlantic import MockAtlanticServer
+    from madara_orchestrator.settlement.durable import DurableSender
+    from madara_orchestrator.settlement.eth_rpc import EthRpc
+    from madara_orchestrator.settlement.ethereum import EthereumSettlementClient
+    from madara_orchestrator.settlement.starknet import StarknetSettlementClient
+    from madara_orchestrator.settlement.txmgr import FeePolicy
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +170,12 @@ class SettlementChoice:
     sent_as: str = ""
     """What one transaction is, and the fee's units: ``blob transactions``/ETH/wei or ``update_state``/STRK/FRI."""
     fee_units: tuple[str, str] = ("ETH", "wei")
+    sender: DurableSender[Any] | None = None
+    """What sends the client's transactions (None on the devnet ledger, which sends none): a paused
+    settlement holds it."""
+    ethereum: EthereumSettlementClient | None = None
+    """The client again when it settles on Ethereum: its L1's fee history and its hard cap are the posting
+    policy's, its finalized transactions are counted in the metrics."""
 
     async def fee_paid(self) -> int | None:
         """Fees paid for settlement so far, in the layer's unit (wei; FRI on Starknet), None on the ledger."""
@@ -191,6 +184,8 @@ class SettlementChoice:
     async def summary(self) -> str:
         """What settlement did, for the devnet summary: transactions and the fees they paid."""
         if self.totals is None:
+            from madara_orchestrator.devnet.adapters import DevnetSettlement
+
             assert isinstance(self.client, DevnetSettlement)
             return f"blobs settled on the devnet ledger (no L1): {await self.client.blob_count()}"
         totals = await self.totals()
@@ -301,9 +296,9 @@ async def build_embedded_stack(
         recorded = RecordingAlerts()
         telemetry = build_telemetry(settings)
         own(exits, telemetry.shutdown)  # closed after the runtime has stopped: the last export
-        if isinstance(choice.client, EthereumSettlementClient):
+        if choice.ethereum is not None:
             metrics = telemetry.metrics
-            choice.client.txmgr.on_finalized = lambda tx: metrics.settlement_tx_finalized(
+            choice.ethereum.txmgr.on_finalized = lambda tx: metrics.settlement_tx_finalized(
                 gas_used=tx.gas_used,
                 gas_price_wei=tx.effective_gas_price_wei,
                 blob_gas_used=tx.blob_gas_used,
@@ -323,16 +318,16 @@ async def build_embedded_stack(
             aggregator_runner=build_aggregator_runner(settings, sequencer, exits),
             reference=_reference_node(settings, exits),
         )
-        if isinstance(choice.client, EthereumSettlementClient | StarknetSettlementClient):
+        if choice.sender is not None:
             adapters.settlement_started = settlement_started(backends.tx_store)
-        if isinstance(choice.client, EthereumSettlementClient):
+        if choice.ethereum is not None:
             # Blob-fee-aware posting (--settlement-deadline-seconds): the L1's fee history, the signer's hard cap.
-            adapters.fee_history = choice.client.rpc
-            config = dataclasses.replace(config, fee_cap=fee_cap(choice.client.txmgr.policy))
+            adapters.fee_history = choice.ethereum.rpc
+            config = dataclasses.replace(config, fee_cap=fee_cap(choice.ethereum.txmgr.policy))
         runtime = Runtime(config, adapters, owner=owner, clock=backends.clock, metrics=telemetry.metrics)
-        if isinstance(choice.client, EthereumSettlementClient | StarknetSettlementClient):
+        if choice.sender is not None:
             # A paused settlement signs no new transaction (engine/pause.py); one broadcast is followed.
-            choice.client.txmgr.hold = runtime.pauses.settlement_hold
+            choice.sender.hold = runtime.pauses.settlement_hold
     except BaseException:
         await exits.aclose()
         raise
@@ -393,6 +388,13 @@ def _settlement(
     )
     tx_store = backends.tx_store
     if settings.settle_on_starknet:
+        # Imported here: it brings starknet_py, slow to import and needed only on this path.
+        from madara_orchestrator.settlement.starknet import (
+            StarknetSettlementClient,
+            StarknetSettlementConfig,
+            starknet_json_rpc,
+        )
+
         starknet_config = StarknetSettlementConfig(
             rpc_url=settings.need("starknet_rpc_url"),
             account_address=settings.need("starknet_account_address"),
@@ -417,6 +419,9 @@ def _settlement(
             fee_units=("STRK", "FRI"),
         )
     if settings.settle_on_ethereum:
+        from madara_orchestrator.settlement.eth_rpc import EthRpc
+        from madara_orchestrator.settlement.ethereum import EthereumSettlementClient, EthereumSettlementConfig
+
         if signer is None:
             raise ConfigError(
                 ["--settle-on-ethereum needs a signer: --ethereum-private-key, -signer-url or -kms-key-id"]
@@ -444,7 +449,10 @@ def _settlement(
             flags="--l1-core-contract-address and --ethereum-rpc-url",
             sent_as="blob transactions",
             startup_check=ethereum.check_at_startup,
+            ethereum=ethereum,
         )
+    from madara_orchestrator.devnet.adapters import DevnetSettlement
+
     ledger = DevnetSettlement(settings.devnet_settlement_path or Path(settings.data_dir) / "devnet-settlement.db")
     return SettlementChoice(client=ledger, where="the devnet ledger", flags="--devnet-settlement-path (or --data-dir)")
 
@@ -458,6 +466,7 @@ def _sending(
     sent_as: str,
     startup_check: Callable[[], Awaitable[str]] | None = None,
     fee_units: tuple[str, str] = ("ETH", "wei"),
+    ethereum: EthereumSettlementClient | None = None,
 ) -> SettlementChoice:
     """A settlement client that sends transactions, owned by ``exits``: found at its RPC's origin, its totals
     those of its operator's transactions in its store."""
@@ -470,6 +479,8 @@ def _sending(
         totals=lambda: tx_store.totals(client.operator_address),
         sent_as=sent_as,
         fee_units=fee_units,
+        sender=client.txmgr,
+        ethereum=ethereum,
     )
 
 
@@ -511,10 +522,15 @@ def build_snos_runner(
     """The SNOS runner ``--snos-runner`` chooses (docs/snos-runner.md); ``config_hash`` is the OS config hash
     the devnet runner's outputs carry (default: the devnet chain's). Readiness asks ``sequencer``, the client
     of the SNOS RPC. What it opens is closed with ``exits``."""
+    # Each runner is imported in its branch: only one is used.
     if settings.snos_runner == "devnet":
+        from madara_orchestrator.devnet.adapters import DevnetSnosRunner
+
         return DevnetSnosRunner(sequencer, config_hash=config_hash)
     if settings.snos_runner not in ("command", "http"):
         raise ConfigError(["--snos-runner is required: command, http or devnet"])
+    from madara_orchestrator.snos.contract import SnosRunConfig, os_hints
+
     full_output, use_kzg_da = os_hints(settings.layer)
     config = SnosRunConfig(
         rpc_url=settings.rpc_for_snos or settings.need("madara_rpc_url"),
@@ -525,8 +541,12 @@ def build_snos_runner(
         timeout_s=float(settings.snos_timeout_seconds),
     )
     if settings.snos_runner == "command":
+        from madara_orchestrator.snos.command import CommandSnosRunner
+
         work_dir = Path(settings.snos_work_dir) if settings.snos_work_dir else Path(settings.data_dir) / "snos"
         return CommandSnosRunner(settings.need("snos_command"), config, rpc=sequencer, work_dir=work_dir)
+    from madara_orchestrator.snos.http import HttpSnosRunner
+
     runner = HttpSnosRunner(settings.need("snos_runner_url"), config, rpc=sequencer)
     own(exits, runner.aclose)
     return runner
@@ -542,18 +562,27 @@ def build_aggregator_runner(
         return None
     # Settling on Ethereum needs a KZG section in the output for the core contract to check the blobs.
     use_kzg_da = bool(settings.settle_on_ethereum)
+    # Each runner is imported in its branch: only one is used.
     if settings.aggregator_runner == "devnet":
+        from madara_orchestrator.devnet.adapters import DevnetAggregatorRunner
+
         return DevnetAggregatorRunner(kzg_da=use_kzg_da, rpc=sequencer)
     if settings.aggregator_runner not in ("command", "http"):
         raise ConfigError([f"--aggregator-runner is required with --prover {settings.prover}: command, http or devnet"])
+    from madara_orchestrator.aggregator.contract import AggregatorRunConfig
+
     config = AggregatorRunConfig(
         rpc_url=settings.rpc_for_snos or settings.need("madara_rpc_url"),
         use_kzg_da=use_kzg_da,
         timeout_s=float(settings.aggregator_timeout_seconds),
     )
     if settings.aggregator_runner == "command":
+        from madara_orchestrator.aggregator.command import CommandAggregatorRunner
+
         work_dir = Path(settings.data_dir) / "aggregator"
         return CommandAggregatorRunner(settings.need("aggregator_command"), config, rpc=sequencer, work_dir=work_dir)
+    from madara_orchestrator.aggregator.http import HttpAggregatorRunner
+
     runner = HttpAggregatorRunner(settings.need("aggregator_runner_url"), config, rpc=sequencer)
     own(exits, runner.aclose)
     return runner
@@ -579,6 +608,8 @@ def _fact_checker(
         return AlwaysValidFactChecker()
     if not rpc_url or not address:
         return None
+    from madara_orchestrator.settlement.eth_rpc import EthRpc
+
     rpc = EthRpc(rpc_url)
     own(exits, rpc.aclose)
     return EthereumFactChecker(rpc, address)
@@ -660,13 +691,20 @@ def build_prover(
         own(exits, sharp.aclose)
         return sharp
     if settings.prover == "mock":
+        from madara_orchestrator.provers.mock import MockProverClient
+
         registry = None
         if settings.mock_verifier_address:
+            from madara_orchestrator.settlement.contracts import FactRegistryClient
+            from madara_orchestrator.settlement.eth_rpc import EthRpc
+
             rpc = EthRpc(settings.need("ethereum_rpc_url"))
             own(exits, rpc.aclose)
             signing = verifier_signer or settings.need("mock_verifier_private_key")
             registry = FactRegistryClient(rpc, settings.mock_verifier_address, signing)
         return MockProverClient(registry=registry)
+    from madara_orchestrator.devnet.adapters import DevnetProver
+
     return DevnetProver()
 
 
@@ -677,6 +715,9 @@ async def _start_mock_atlantic(settings: Settings) -> MockAtlanticServer:
     webhook_url = f"http://{api_host}:{settings.port}/webhooks/atlantic" if settings.port else None
     # Signed (X-Atlantic-Signature), so the URL, which the mock logs, carries no secret.
     webhook_secret = (settings.atlantic_webhook_secret or secrets.token_urlsafe(32)) if webhook_url else None
+    # The mock (a devnet double: uvicorn, Starlette) here, not at the top: needed only with this flag.
+    from madara_orchestrator.devnet.mock_atlantic import MockAtlanticConfig, MockAtlanticServer
+
     registrar: StarknetFactRegistrar | None = None
     if settings.settle_on_starknet:
         # Imported here: it brings starknet_py, slow to import and needed only on this path.

@@ -18,20 +18,16 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from madara_orchestrator.cli.compose import EmbeddedStack, build_embedded_stack
 from madara_orchestrator.cli.run import configure_logging
 from madara_orchestrator.cli.settings import RUN_OPTIONS, Settings
 from madara_orchestrator.devnet.adapters import DEVNET_AGGREGATOR_PROGRAM_HASH, DevnetProver
 from madara_orchestrator.devnet.anvil import DEV_PRIVATE_KEYS, REPO_ROOT, Anvil, AnvilConfig
 from madara_orchestrator.devnet.l1_contracts import DevnetContracts, deploy_devnet_contracts
-from madara_orchestrator.devnet.l2_fact_registrar import StarknetFactRegistrar
 from madara_orchestrator.devnet.layout_bridge import DEVNET_CAIRO_VERIFIER_PROGRAM_HASH
-from madara_orchestrator.devnet.mock_atlantic import MockAtlanticConfig, MockAtlanticServer
 from madara_orchestrator.devnet.program_output import DEVNET_CONFIG_HASH, DEVNET_OS_PROGRAM_HASH
 from madara_orchestrator.devnet.sequencer import DEFAULT_TX_PER_BLOCK, DevnetSequencer
-from madara_orchestrator.devnet.starknet_l2 import OPERATOR_ACCOUNT, VERIFIER_ACCOUNT, StarknetL2Double
 from madara_orchestrator.domain.artifacts import AggregatorFile, aggregator_key
 from madara_orchestrator.domain.batches import AggregatorBatch, AggregatorBatchStatus, SnosBatch, SnosBatchStatus
 from madara_orchestrator.domain.batching import FELTS_PER_BLOB
@@ -39,10 +35,16 @@ from madara_orchestrator.domain.errors import ConfigError, Conflict, Orchestrato
 from madara_orchestrator.domain.jobs import JobStatus, JobType
 from madara_orchestrator.engine.report import pipeline_report
 from madara_orchestrator.jobs.artifacts import decode_felts_json
-from madara_orchestrator.server.app import create_app
 from madara_orchestrator.server.background import BackgroundServer, bind_listener, free_port
 from madara_orchestrator.settlement.contracts import deploy_contract, deploy_starkware_core
 from madara_orchestrator.settlement.eth_rpc import EthRpc
+
+# The Starknet double and what verifies on it (starknet_py) are imported in ``start_local_l2``, the stack and its
+# API where they are built: ``orchestrator devnet-chain`` (a local L1 only) and an L2 devnet start without them.
+if TYPE_CHECKING:
+    from madara_orchestrator.cli.compose import EmbeddedStack
+    from madara_orchestrator.devnet.mock_atlantic import MockAtlanticServer
+    from madara_orchestrator.devnet.starknet_l2 import StarknetL2Double
 
 STAGE_NAMES: dict[JobType, str] = {
     JobType.SNOS_RUN: "snos",
@@ -414,6 +416,10 @@ class LocalL2:
 
 
 async def start_local_l2() -> LocalL2:
+    from madara_orchestrator.devnet.l2_fact_registrar import StarknetFactRegistrar
+    from madara_orchestrator.devnet.mock_atlantic import MockAtlanticConfig, MockAtlanticServer
+    from madara_orchestrator.devnet.starknet_l2 import OPERATOR_ACCOUNT, VERIFIER_ACCOUNT, StarknetL2Double
+
     double = StarknetL2Double()
     server = BackgroundServer(double.app)
     await server.start()
@@ -474,6 +480,8 @@ class DevnetRun:
 
 async def _start_devnet(args: argparse.Namespace, data_dir: Path, port: int) -> DevnetRun:
     """The sequencer, the settlement layer the arguments choose, and the stack; a failure stops what started."""
+    from madara_orchestrator.cli.compose import build_embedded_stack
+
     sequencer = DevnetSequencer(block_time_s=args.block_time, tx_per_block=args.tx_per_block)
     rpc_server = BackgroundServer(sequencer.app)
     l1: LocalL1 | None = None
@@ -596,6 +604,8 @@ async def _report(stack: EmbeddedStack, settled_blocks: int) -> list[str]:
 
 
 async def run_devnet(args: argparse.Namespace, data_dir: Path) -> int:
+    from madara_orchestrator.server.app import create_app
+
     out = sys.stdout
     # Signals first: a Ctrl-C during start-up must also end in a clean shutdown.
     stop = asyncio.Event()

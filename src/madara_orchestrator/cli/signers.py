@@ -7,14 +7,14 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from madara_orchestrator.backends.aws_client import Aws
 from madara_orchestrator.cli.owning import own
 from madara_orchestrator.cli.settings import Settings
 from madara_orchestrator.interfaces import TxSigner
-from madara_orchestrator.settlement.kms_signer import KmsSigner
-from madara_orchestrator.settlement.remote_signer import RemoteSigner, RemoteSignerConfig, parse_headers
-from madara_orchestrator.settlement.signing import LocalKeySigner
+
+if TYPE_CHECKING:
+    from madara_orchestrator.backends.aws_client import Aws
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ class _AwsOnce:
 
     def get(self) -> Aws:
         if self._aws is None:
+            from madara_orchestrator.backends.aws_client import Aws
+
             aws = Aws()
             self._exits.callback(aws.close)
             self._aws = aws
@@ -53,12 +55,17 @@ class _AwsOnce:
 async def open_signer(
     settings: Settings, flags: SignerFlags, exits: contextlib.AsyncExitStack, aws: _AwsOnce | None = None
 ) -> TxSigner | None:
-    """The signer of one account, owned by ``exits``; None when the settings give none for it."""
+    """The signer of one account, owned by ``exits``; None when the settings give none for it. Each way of
+    signing is imported in its branch: KMS brings boto3, and only the one configured is used."""
     signer: TxSigner
     if getattr(settings, flags.kms):
+        from madara_orchestrator.settlement.kms_signer import KmsSigner
+
         flag = "--" + flags.kms.replace("_", "-")
         signer = await KmsSigner.open((aws or _AwsOnce(exits)).get(), getattr(settings, flags.kms), flag=flag)
     elif getattr(settings, flags.url):
+        from madara_orchestrator.settlement.remote_signer import RemoteSigner, RemoteSignerConfig, parse_headers
+
         signer = RemoteSigner(
             RemoteSignerConfig(
                 url=getattr(settings, flags.url),
@@ -70,6 +77,8 @@ async def open_signer(
             )
         )
     elif getattr(settings, flags.key):
+        from madara_orchestrator.settlement.signing import LocalKeySigner
+
         signer = LocalKeySigner.from_hex(getattr(settings, flags.key))
     else:
         return None
