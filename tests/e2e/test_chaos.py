@@ -31,7 +31,7 @@ from madara_orchestrator.devnet.sequencer import DevnetSequencer
 from madara_orchestrator.server.background import BackgroundServer, free_port
 from tests.e2e.test_run_provers import LocalL1, atlantic_args, local_l1, settlement_args
 from tests.helpers.cluster import Instance
-from tests.helpers.depth import chaos
+from tests.helpers.depth import chaos, deep
 
 BLOCKS = chaos(full=60, default=24)
 """Aggregator batches of 4 blocks, SNOS batches of 2: under ``MADARA_TEST_DEPTH=deep`` 15 settlements and 30
@@ -90,6 +90,12 @@ def chaos_args(l1: LocalL1, atlantic: MockAtlanticServer, storage: Path) -> list
 
 HEAL_SWEEP_OFF = ["--heal-interval-seconds", "86400"]
 """No heal sweep during the run: a message lost between a job's write and its send would never be re-sent."""
+ONLY_DEEP = pytest.mark.skipif(
+    not deep(), reason="make test-deep: each chaos case without the heal sweep is in the suite, on SQS here"
+)
+"""The suite runs the production default (PostgreSQL, heal sweep on) and the outbox's strictest case (SQS
+through the relay, heal sweep off); ``make test-deep`` adds PostgreSQL's queue without the heal sweep and SQS
+with it."""
 HEAL_SENT = "heal: re-sent"
 
 
@@ -266,6 +272,7 @@ async def test_three_instances_on_postgres_survive_sigkills(tmp_path: Path, post
 
 
 @pytest.mark.slow
+@ONLY_DEEP
 async def test_three_instances_on_postgres_without_the_heal_sweep_survive_sigkills(
     tmp_path: Path, postgres_url: str
 ) -> None:
@@ -282,7 +289,10 @@ async def test_three_instances_on_postgres_without_the_heal_sweep_survive_sigkil
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("heal", [True, False], ids=["heal-sweep", "heal-sweep-off"])
+@pytest.mark.parametrize(
+    "heal",
+    [pytest.param(True, id="heal-sweep", marks=ONLY_DEEP), pytest.param(False, id="heal-sweep-off")],
+)
 async def test_three_instances_on_postgres_sqs_and_s3_survive_sigkills(
     tmp_path: Path, postgres_url: str, moto_reset: str, aws_prefix: str, heal: bool
 ) -> None:
