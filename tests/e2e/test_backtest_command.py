@@ -21,15 +21,17 @@ from madara_orchestrator.devnet.sequencer import DevnetSequencer
 from madara_orchestrator.domain.batching import FELTS_PER_BLOB
 from madara_orchestrator.server.background import BackgroundServer, free_port
 from tests.conftest import REPO_ROOT
+from tests.helpers.batching import make_chain
 
 BLOCKS = 24
+TX_PER_BLOCK = 10
 BATCHING_FLAGS = [
-    # One blob less a large buffer (1,596 felts): a few blocks of 100 transactions each, so batches close by
+    # One blob less a large buffer (196 felts): a few blocks of 10 transactions each, so batches close by
     # blob size, and by their number of blocks with --max-batch-size 5.
     "--max-num-blobs",
     "1",
     "--blob-size-buffer",
-    "2500",
+    "3900",
     "--max-batch-size",
     "5",
     "--max-blocks-per-snos-batch",
@@ -54,15 +56,15 @@ async def batches_of_run(port: int, last_block: int, *, timeout_s: float) -> lis
                 batches = []
             if batches and max(b["end_block"] for b in batches) == last_block:
                 return sorted(batches, key=lambda b: b["index"])
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.05)
     raise AssertionError(f"run did not batch up to block {last_block} in {timeout_s:.0f} s: {batches}")
 
 
 async def test_backtest_finds_exactly_the_batches_run_made(tmp_path: Path) -> None:
-    sequencer = DevnetSequencer(block_time_s=0.02)  # 100 transactions a block
-    rpc = BackgroundServer(sequencer.app)
+    chain = make_chain([TX_PER_BLOCK] * (BLOCKS - 1))  # and the genesis block
+    assert chain.head == BLOCKS - 1
+    rpc = BackgroundServer(DevnetSequencer(chain).app)
     await rpc.start()
-    sequencer.start_producing(max_blocks=BLOCKS)
     port = free_port()
     env = {
         **os.environ,
@@ -72,8 +74,8 @@ async def test_backtest_finds_exactly_the_batches_run_made(tmp_path: Path) -> No
         "MADARA_ORCHESTRATOR_SNOS_RUNNER": "devnet",
         "MADARA_ORCHESTRATOR_AGGREGATOR_RUNNER": "devnet",
         "MADARA_ORCHESTRATOR_CHAIN_POLL_INTERVAL_SECONDS": "0.2",
-        # Every block in one batching run: the chain is done producing before run starts, and a run is
-        # triggered by a new head (or the 60 s backstop). How blocks are split into runs changes no batch.
+        # Every block in one batching run: the chain is made before run starts. How blocks are split into
+        # runs changes no batch.
         "MADARA_ORCHESTRATOR_MAX_BATCH_PROCESSING_SIZE": str(BLOCKS),
     }
     data = tmp_path / "data"
@@ -104,7 +106,6 @@ async def test_backtest_finds_exactly_the_batches_run_made(tmp_path: Path) -> No
         text=True,
         timeout=60,
     )
-    await sequencer.stop_producing()
     await rpc.stop()
     assert done.returncode == 0, done.stderr
     assert not list(backtest_dir.iterdir()), "the backtest writes nothing"

@@ -74,10 +74,10 @@ def tiles(result: BacktestResult, first: int, last: int) -> None:
 async def test_backtest_finds_the_batches_a_stored_batching_makes(tmp_path: Path) -> None:
     """The same chain batched as ``run`` does (SQLite, files on disk, ten blocks a run, wall clock) and by the
     backtest (memory, a block a run, block timestamps): the same ranges, felts and blob files."""
-    chain = make_chain([100, 60, 100, 5, 0, 100, 100, 80, 100, 100, 30, 100, 100, 100, 0, 100, 100, 90] + [100] * 4)
-    # One blob less a large buffer (1,596 felts): a few blocks of this chain each.
+    chain = make_chain([10, 6, 10, 1, 0, 10, 10, 8, 10, 10, 3, 10, 10, 10, 0, 10, 10])
+    # One blob less a large buffer (196 felts): a few blocks of this chain each.
     limits = BatchLimits(
-        max_batch_time_s=BIG_AGE, max_num_blobs=1, blob_size_buffer=2500, max_batch_size=6, max_blocks_per_snos_batch=3
+        max_batch_time_s=BIG_AGE, max_num_blobs=1, blob_size_buffer=3900, max_batch_size=6, max_blocks_per_snos_batch=3
     )
     async with served(DevnetSequencer(chain).app) as url:
         rig = await make_rig(tmp_path, url, limits)
@@ -109,7 +109,7 @@ async def test_backtest_finds_the_batches_a_stored_batching_makes(tmp_path: Path
 
 
 async def test_backtest_closes_by_age_on_the_blocks_timestamps() -> None:
-    chain = make_chain([3] * 14)
+    chain = make_chain([3] * 10)
     age = 4
     limits = BatchLimits(max_batch_time_s=age)
     async with served(DevnetSequencer(chain).app) as url:
@@ -220,11 +220,13 @@ def _batch() -> BacktestBatch:
 
 
 async def test_the_backtest_keeps_each_batch_s_last_header_prices() -> None:
-    chain = make_chain([5] * (3 * L1_BLOCK_EVERY))
-    limits = BatchLimits(max_batch_time_s=BIG_AGE, max_batch_size=7)
+    chain = make_chain([5] * (L1_BLOCK_EVERY + 2))  # the prices move once, at block 12
+    # Batches 8-10, 11-13 (its first and last blocks' prices differ) and 14.
+    first = L1_BLOCK_EVERY - 4
+    limits = BatchLimits(max_batch_time_s=BIG_AGE, max_batch_size=3)
     async with served(DevnetSequencer(chain).app) as url:
-        result = await run_backtest(url, limits, 1, chain.head)
-    tiles(result, 1, chain.head)
+        result = await run_backtest(url, limits, first, chain.head)
+    tiles(result, first, chain.head)
     by_number = {b.number: b for b in chain.blocks}
     assert [b.l1_prices for b in result.batches] == [
         L1Prices(
@@ -302,7 +304,7 @@ async def test_the_command_prints_the_batches_as_json_reads_run_s_variables_and_
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    chain = make_chain([20] * 9)
+    chain = make_chain([5] * 9)
     async with served(DevnetSequencer(chain).app) as url:
         monkeypatch.setenv("MADARA_ORCHESTRATOR_MADARA_RPC_URL", url)
         monkeypatch.setenv("MADARA_ORCHESTRATOR_MAX_BATCH_SIZE", "4")
@@ -360,8 +362,8 @@ async def test_without_fee_flags_the_command_prices_each_batch_at_its_recorded_p
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    chain = make_chain([20] * (3 * L1_BLOCK_EVERY))
-    argv = ["--from", "1", "--max-batch-size", "8", "--settlement-gas", "1000"]
+    chain = make_chain([5] * (L1_BLOCK_EVERY + 2))  # the prices move once, at block 12: within batch 11-14
+    argv = ["--from", "1", "--max-batch-size", "5", "--settlement-gas", "1000"]
     async with served(DevnetSequencer(chain).app) as url:
         code, out, err = await command(["--rpc-url", url, "--json", *argv], capsys)
         assert code == 0, err
@@ -406,8 +408,8 @@ async def test_headers_without_prices_give_no_fee_figures_and_say_so_once(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    chain = make_chain([5] * 9)
-    argv = ["--from", "1", "--max-batch-size", "3"]
+    chain = make_chain([5] * 7)
+    argv = ["--from", "2", "--max-batch-size", "2"]
     async with served(PricelessSequencer(chain).app) as url:
         code, table, err = await command(["--rpc-url", url, *argv], capsys)
         assert code == 0, err
