@@ -3,9 +3,9 @@
 Ethereum RPC, alert webhook, PostgreSQL) and private keys, made to fail every way it can: the sequencer
 down at start-up, the replay-bounds reference and then the feeder gateway answering 502, the L1 answering
 503 and then errors, a job failing and its alert going to a webhook that answers 500; plus the start-up
-refusals (an unknown flag followed by a key, an L1 URL that is the sequencer's, an unreachable PostgreSQL,
-a malformed URL). Then stdout, stderr, the API's answers, the alerts sent and every file the run stored
-(its database: failure reasons) are searched for each password, API key and private key.
+refusals (an unknown flag followed by a key, an L1 URL that is the sequencer's, a malformed URL) and the
+wait for an unreachable PostgreSQL. Then stdout, stderr, the API's answers, the alerts sent and every file
+the run stored (its database: failure reasons) are searched for each password, API key and private key.
 """
 
 from __future__ import annotations
@@ -260,6 +260,26 @@ def start_refusal(args: list[str], cwd: Path) -> tuple[int, str]:
     return done.returncode, done.stdout + done.stderr
 
 
+def start_then_stop(args: list[str], cwd: Path, waiting: str) -> tuple[int, str]:
+    """Start, read stderr until the ``waiting`` line (or the end), SIGTERM; the exit code and the output."""
+    proc = subprocess.Popen(
+        orchestrator(*args), cwd=cwd, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stderr is not None and proc.stdout is not None
+    seen = []
+    try:
+        for line in proc.stderr:
+            seen.append(line)
+            if waiting in line:
+                break
+        assert waiting in "".join(seen), "".join(seen)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.stderr.read()
+        code = proc.wait(timeout=60)
+    return code, proc.stdout.read() + "".join(seen) + rest
+
+
 def test_no_secret_in_what_a_refused_start_prints(tmp_path: Path) -> None:
     """The ways ``run`` refuses to start, each with credentials in its URLs and keys on its command line."""
     dead = f"http://127.0.0.1:{free_port()}"
@@ -301,20 +321,6 @@ def test_no_secret_in_what_a_refused_start_prints(tmp_path: Path) -> None:
             ],
             "--madara-rpc-url must be an http:// or https:// URL",
         ),
-        "an unreachable PostgreSQL": (
-            [
-                *base,
-                "--madara-rpc-url",
-                secret_url(dead, "madara"),
-                "--ethereum-rpc-url",
-                secret_url(dead, "ethereum"),
-                "--ethereum-private-key",
-                OPERATOR_KEY,
-                "--postgres-url",
-                f"postgresql://orch:{postgres_password}@127.0.0.1:{free_port()}/db?application_name={postgres_key}",
-            ],
-            "PostgreSQL",
-        ),
     }
     for name, (args, expected) in cases.items():
         code, output = start_refusal(args, tmp_path)
@@ -322,6 +328,25 @@ def test_no_secret_in_what_a_refused_start_prints(tmp_path: Path) -> None:
         assert expected in output, f"{name}: {output}"
         assert "Traceback" not in output, f"{name}: {output}"
         assert leaks(output) == [], f"{name}: {output}"
+    # An unreachable PostgreSQL is waited for (an outage): the line that says so, then a SIGTERM meanwhile.
+    code, output = start_then_stop(
+        [
+            *base,
+            "--madara-rpc-url",
+            secret_url(dead, "madara"),
+            "--ethereum-rpc-url",
+            secret_url(dead, "ethereum"),
+            "--ethereum-private-key",
+            OPERATOR_KEY,
+            "--postgres-url",
+            f"postgresql://orch:{postgres_password}@127.0.0.1:{free_port()}/db?application_name={postgres_key}",
+        ],
+        tmp_path,
+        "PostgreSQL not reachable yet",
+    )
+    assert code == 0 and "stopped before the backends answered" in output, output
+    assert "Traceback" not in output, output
+    assert leaks(output) == [], output
 
 
 def test_no_secret_when_the_ethereum_rpc_is_the_sequencer(tmp_path: Path) -> None:

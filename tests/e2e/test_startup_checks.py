@@ -1,6 +1,7 @@
 """``orchestrator run``'s start-up checks (issue 17), each against a real process: the Ethereum RPC must be
 an Ethereum node with the core contract, the settled block must not be beyond the sequencer's head, an
-unknown ``MADARA_ORCHESTRATOR_*`` variable is warned about, and ``/health`` answers while start-up waits."""
+unknown ``MADARA_ORCHESTRATOR_*`` variable is warned about, ``/health`` answers while start-up waits, and a
+PostgreSQL that refuses the connection stops the start at once."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +27,7 @@ from madara_orchestrator.server.background import free_port
 from madara_orchestrator.settlement.encoding import STATE_BLOCK_NUMBER_SELECTOR
 from tests.conftest import REPO_ROOT
 from tests.helpers.jsonrpc_server import JsonRpcServer, running_jsonrpc_server
+from tests.helpers.postgres import PostgresCluster
 
 CHAIN_ID = "0x534e5f5345504f4c4941"  # SN_SEPOLIA
 CORE = "0x" + "c0" * 20
@@ -209,6 +212,55 @@ def test_health_answers_while_start_up_waits_for_the_sequencer(tmp_path: Path) -
     assert live.status_code == 200
     assert code == 0, waiting + rest
     assert waiting.count("not reachable yet") == 1
+
+
+def devnet_run(sequencer_url: str, data_dir: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "madara_orchestrator.cli.main",
+        "run",
+        "--settle-on-devnet",
+        "--prover",
+        "devnet",
+        "--snos-runner",
+        "devnet",
+        "--aggregator-runner",
+        "devnet",
+        "--madara-rpc-url",
+        sequencer_url,
+        "--data-dir",
+        str(data_dir),
+        "--port",
+        "0",
+        *extra,
+    ]
+
+
+def test_a_postgresql_that_refuses_stops_the_start_at_once(postgres_server: PostgresCluster, tmp_path: Path) -> None:
+    """A wrong password or a database that does not exist is not an outage: one line, exit 2, no wait (an
+    unreachable server is waited for: tests/e2e/test_postgres_restart.py)."""
+    role = f"r_{uuid.uuid4().hex[:12]}"
+    postgres_server.create_role(role, "the-right-one")
+    refusals = {
+        "a wrong password": (
+            postgres_server.url("postgres", user=role, password="pw-wrong-Hx71c"),
+            "password authentication failed",
+        ),
+        "a database that does not exist": (
+            postgres_server.url("no_such_db", user="postgres"),
+            'database "no_such_db" does not exist',
+        ),
+    }
+    with sequencer(head=0) as seq:
+        for name, (url, reason) in refusals.items():
+            command = devnet_run(seq.url, tmp_path / "data", "--postgres-url", url)
+            code, err = run(command, tmp_path)
+            assert code == 2, f"{name}: {err}"
+            line = error_line(err)
+            assert "refused the connection" in line and reason in line, f"{name}: {line}"
+            assert "not reachable yet" not in err, f"{name}: refused, not waited for: {err}"
+            assert "pw-wrong" not in err, f"{name}: {err}"
 
 
 def test_the_wait_is_reported_once_then_once_a_minute() -> None:

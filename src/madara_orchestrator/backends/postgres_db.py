@@ -296,7 +296,8 @@ class PostgresDatabase:
     # -- opening and closing ---------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Connect, migrate the schema, fill the pool and read the server's clock. Idempotent."""
+        """Connect, migrate the schema, fill the pool and read the server's clock. Idempotent; a try that
+        fails (``BackendUnavailable``: the server is down) closes what it opened, so it may be called again."""
         async with self._open_lock:
             if self._closed:
                 raise BackendUnavailable(f"PostgreSQL {self.display_url}: this handle was closed")
@@ -323,12 +324,14 @@ class PostgresDatabase:
             )
             try:
                 await pool.open(wait=True, timeout=self._acquire_timeout_s)
-            except PoolTimeout as exc:
+            except BaseException as exc:  # a failed or cancelled try leaves no pool behind: open() may run again
                 await pool.close()
-                raise BackendUnavailable(
-                    f"PostgreSQL {self.display_url}: the connection pool could not be filled in"
-                    f" {self._acquire_timeout_s:g} s"
-                ) from exc
+                if isinstance(exc, PoolTimeout):
+                    raise BackendUnavailable(
+                        f"PostgreSQL {self.display_url}: the connection pool could not be filled in"
+                        f" {self._acquire_timeout_s:g} s"
+                    ) from exc
+                raise
             self._pool = pool
 
     async def close(self) -> None:

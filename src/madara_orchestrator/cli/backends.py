@@ -18,7 +18,7 @@ import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from madara_orchestrator.backends.filesystem import FilesystemObjectStore
 from madara_orchestrator.backends.outbox import OutboxRelay
@@ -28,6 +28,7 @@ from madara_orchestrator.backends.sqlite_db import SqliteDatabase
 from madara_orchestrator.backends.sqlite_queue import SqliteQueue
 from madara_orchestrator.backends.tx_store import SqliteTxStore
 from madara_orchestrator.cli.owning import own, own_sync
+from madara_orchestrator.cli.run import wait_until_answered
 from madara_orchestrator.cli.settings import Settings
 from madara_orchestrator.engine.runtime import RuntimeConfig, Storage
 from madara_orchestrator.engine.service import SystemClock
@@ -43,6 +44,9 @@ from madara_orchestrator.interfaces import (
     QueueClient,
     TxStore,
 )
+
+if TYPE_CHECKING:
+    from madara_orchestrator.backends.postgres_db import PostgresDatabase
 
 
 @dataclass(slots=True, kw_only=True)
@@ -65,6 +69,18 @@ def sqlite_path(values: Mapping[str, Any]) -> Path:
 def storage_dir(values: Mapping[str, Any]) -> Path:
     """The files object store: ``--storage-dir``, else ``objects`` in ``--data-dir``."""
     return Path(values["storage_dir"] or Path(values["data_dir"]) / "objects")
+
+
+async def open_postgres(url: str, exits: contextlib.AsyncExitStack) -> PostgresDatabase:
+    """The database of ``--postgres-url``, open, its close on ``exits``. A server that is down or starting is
+    waited for as the sequencer and the L1 are (every 5 s, up to 300 s; one line, then one a minute); one
+    that refuses (a wrong password, a database that does not exist) stops the start at once."""
+    from madara_orchestrator.backends.postgres_db import PostgresDatabase
+
+    database = PostgresDatabase(url)
+    own(exits, database.close)  # before the first try: closed however the wait ends (SIGTERM included)
+    await wait_until_answered("PostgreSQL", database.display_url, database.open)
+    return database
 
 
 async def open_backends(settings: Settings, config: RuntimeConfig, exits: contextlib.AsyncExitStack) -> Backends:
@@ -90,13 +106,10 @@ async def open_backends(settings: Settings, config: RuntimeConfig, exits: contex
     parts: list[str] = []
     if settings.postgres_url:
         from madara_orchestrator.backends.postgres import PostgresStore
-        from madara_orchestrator.backends.postgres_db import PostgresDatabase
         from madara_orchestrator.backends.postgres_queue import PostgresQueue
         from madara_orchestrator.backends.tx_store import PostgresTxStore
 
-        database = PostgresDatabase(settings.postgres_url)
-        await database.open()
-        own(exits, database.close)
+        database = await open_postgres(settings.postgres_url, exits)
         store = PostgresStore(database, outbox=settings.aws_sqs)
         db, locks, pauses, clock, atomic, sql = store, store, store, database.clock, store, database
         tx_store = PostgresTxStore(database)

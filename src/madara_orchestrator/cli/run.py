@@ -292,10 +292,16 @@ async def serve(settings: Settings) -> int:
     # The API's port first: a busy port is reported before anything is created or contacted.
     listener = bind_listener(settings.host, settings.port)
     try:
-        stack = await build_embedded_stack(settings, owner=instance_id(settings))
+        # Under ``stop``: building waits for PostgreSQL when it is down (cli/backends.py).
+        built = await until_stopped(build_embedded_stack(settings, owner=instance_id(settings)), stop)
     except BaseException:
         listener.close()
         raise
+    if built is None:
+        listener.close()
+        log.info("stopped before the backends answered")
+        return 0
+    stack = built
     server: BackgroundServer | None = None
     try:
         await stack.store.ping()
