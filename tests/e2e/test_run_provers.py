@@ -264,7 +264,7 @@ async def test_run_with_atlantic_settles_on_anvil_through_buckets_and_webhooks(t
         devnet_sequencer() as sequencer_url,
         MockAtlanticServer(
             MockAtlanticConfig(
-                processing_s=0.3,
+                processing_s=1.0,  # a webhook before the job waits for it would find nothing to wake
                 api_key="test-key",
                 webhook_url=f"http://127.0.0.1:{port}/webhooks/atlantic",
                 webhook_secret=webhook_secret,
@@ -272,7 +272,8 @@ async def test_run_with_atlantic_settles_on_anvil_through_buckets_and_webhooks(t
             fact_registry=l1.fact_registry(),
         ) as atlantic,
     ):
-        args = [*atlantic_args(atlantic), *settlement_args(l1)]
+        # Verification polls every 5 s (not 0.5): each proof is verified because its webhook woke it.
+        args = [*atlantic_args(atlantic), *settlement_args(l1), "--verification-poll-seconds", "5"]
         env = {
             "MADARA_ORCHESTRATOR_ATLANTIC_API_KEY_FILE": str(key_file),
             "MADARA_ORCHESTRATOR_ATLANTIC_WEBHOOK_SECRET_FILE": str(secret_file),
