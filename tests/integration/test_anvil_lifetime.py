@@ -12,9 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+from eth_account import Account
 
 from madara_orchestrator.devnet.anvil import (
     ANVIL_BIN_ENV,
+    WARM_UP_KEY,
     Anvil,
     AnvilConfig,
     AnvilStartInterrupted,
@@ -197,3 +199,16 @@ def test_ctrl_c_while_anvil_is_starting_stops_devnet_chain_at_once(tmp_path: Pat
     assert "Traceback" not in err, err
     assert not (tmp_path / ".env").exists(), "no settings are written for a chain that never started"
     assert wait_until_gone(pid, timeout_s=5), "the starting anvil was left running"
+
+
+def test_the_blob_check_warm_up_is_refused_and_changes_nothing() -> None:
+    """``warm_up_blob_checks`` sends a blob transaction anvil takes apart (its blob checked) and then refuses
+    for want of funds: no block is mined and the sender's nonce stays 0, so no test's chain is changed."""
+    anvil_binary()
+    with Anvil(AnvilConfig(hardfork="prague")) as node:
+        answer = node.send_unfunded_blob_tx()
+        assert "Insufficient funds" in answer["error"]["message"], answer
+        assert node.rpc("eth_blockNumber") == "0x0"
+        sender = Account.from_key(WARM_UP_KEY).address
+        assert node.rpc("eth_getTransactionCount", [sender, "latest"]) == "0x0"
+        assert node.rpc("eth_getBalance", [sender, "latest"]) == "0x0"

@@ -179,7 +179,8 @@ async def start_local_l1(data_dir: Path, *, hardfork: str = "prague", core_contr
     outputs (OS and aggregator program hashes, the devnet chain's config hash, genesis at block -1).
 
     The operator settles with dev key 0; facts are registered with dev key 1, so the two never compete
-    for nonces. PeerDAS cell proofs on osaka, EIP-4844 blob proofs on prague."""
+    for nonces. PeerDAS cell proofs on osaka, EIP-4844 blob proofs on prague. anvil loads its KZG trusted
+    setup meanwhile, in the background (``warm_up_blob_checks``), not when the first settlement comes."""
     anvil = Anvil(AnvilConfig(hardfork=hardfork), log_path=data_dir / "anvil.log")
     await asyncio.to_thread(anvil.start)
     try:
@@ -209,6 +210,7 @@ async def start_local_l1(data_dir: Path, *, hardfork: str = "prague", core_contr
     except BaseException:
         anvil.stop()
         raise
+    anvil.warm_up_blob_checks()
     overrides = {
         "settle_on_devnet": False,
         "settle_on_ethereum": True,

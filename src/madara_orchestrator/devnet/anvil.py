@@ -10,7 +10,9 @@ into ``tools/node_modules``); ``MADARA_ORCHESTRATOR_ANVIL_BIN`` overrides the pa
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import hashlib
 import logging
 import os
 import queue
@@ -28,6 +30,7 @@ from types import TracebackType
 from typing import IO, Any
 
 import httpx
+from eth_hash.auto import keccak
 
 from madara_orchestrator.domain.errors import BackendUnavailable, ConfigError
 
@@ -340,6 +343,29 @@ class Anvil:
         log.info("anvil at %s stopped", self.url if self._address else "?")
         self._address = None
 
+    def warm_up_blob_checks(self) -> threading.Thread:
+        """Have anvil load its KZG trusted setup now, in the background: it loads it when the first blob
+        transaction comes (3 to 8 s on a busy machine), which would otherwise hold up the first settlement.
+        Returns the daemon thread that sends ``send_unfunded_blob_tx``; it ends with the answer (ignored),
+        or anvil stopping."""
+        url = self.url
+
+        def send() -> None:
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                self.send_unfunded_blob_tx(url=url)
+
+        thread = threading.Thread(target=send, name="anvil-kzg-warm-up", daemon=True)
+        thread.start()
+        return thread
+
+    def send_unfunded_blob_tx(self, *, url: str | None = None) -> Any:
+        """Send a blob transaction (one zero blob, in the form the hardfork takes) from an account without
+        funds, and return anvil's JSON-RPC answer: anvil checks its blob, then refuses it for its funds;
+        nothing is mined and no nonce is taken."""
+        raw = _unfunded_blob_tx(self.config.chain_id, peerdas=self.config.hardfork == "osaka")
+        payload = {"jsonrpc": "2.0", "id": 1, "method": "eth_sendRawTransaction", "params": ["0x" + raw.hex()]}
+        return httpx.post(url or self.url, json=payload, timeout=120.0).json()
+
     def rpc(self, method: str, params: Sequence[Any] = (), *, timeout_s: float = 10.0) -> Any:
         """A synchronous JSON-RPC call (test helpers: ``anvil_setNextBlockBaseFeePerGas``, ``evm_mine``...)."""
         resp = httpx.post(
@@ -359,3 +385,45 @@ class Anvil:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+WARM_UP_KEY = keccak(b"madara devnet: an account anvil never funds")
+"""The key of ``warm_up_blob_checks``'s sender (not one of anvil's funded development accounts)."""
+
+
+def _unfunded_blob_tx(chain_id: int, *, peerdas: bool) -> bytes:
+    """A signed blob transaction carrying one zero blob, whose commitment and proofs are the point at
+    infinity (valid, and computed without the trusted setup), from ``WARM_UP_KEY``'s empty account."""
+    from eth_keys.datatypes import PrivateKey
+
+    from madara_orchestrator.settlement.blob_tx import (
+        CELL_PROOFS_PER_BLOB,
+        Fees,
+        Sidecar,
+        SidecarForm,
+        sign_blob_tx,
+    )
+    from madara_orchestrator.starknet.blob import BYTES_PER_BLOB
+
+    infinity = bytes([0xC0]) + bytes(47)
+    versioned_hash = bytes([1]) + hashlib.sha256(infinity).digest()[1:]
+    form = SidecarForm.EIP7594 if peerdas else SidecarForm.EIP4844
+    sidecar = Sidecar(
+        form=form,
+        blobs=(bytes(BYTES_PER_BLOB),),
+        commitments=(infinity,),
+        proofs=(infinity,) * (CELL_PROOFS_PER_BLOB if peerdas else 1),
+        versioned_hashes=(versioned_hash,),
+    )
+    fees = Fees(max_fee_per_gas=10**10, max_priority_fee_per_gas=10**9, max_fee_per_blob_gas=10**9)
+    signed = sign_blob_tx(
+        private_key=PrivateKey(WARM_UP_KEY),
+        chain_id=chain_id,
+        nonce=0,
+        to="0x" + "00" * 19 + "01",
+        data=b"",
+        gas_limit=100_000,
+        fees=fees,
+        sidecar=sidecar,
+    )
+    return signed.raw
