@@ -172,25 +172,7 @@ def test_health_answers_while_start_up_waits_for_the_sequencer(tmp_path: Path) -
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         dead = sock.getsockname()[1]  # bound, never listening: connections are refused
-        command = [
-            sys.executable,
-            "-m",
-            "madara_orchestrator.cli.main",
-            "run",
-            "--settle-on-devnet",
-            "--prover",
-            "devnet",
-            "--snos-runner",
-            "devnet",
-            "--aggregator-runner",
-            "devnet",
-            "--madara-rpc-url",
-            f"http://127.0.0.1:{dead}",
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--port",
-            str(port),
-        ]
+        command = devnet_run(f"http://127.0.0.1:{dead}", tmp_path / "data", "--port", str(port))
         proc = subprocess.Popen(command, cwd=tmp_path, env=environment(), stderr=subprocess.PIPE, text=True)
         assert proc.stderr is not None
         seen = []
