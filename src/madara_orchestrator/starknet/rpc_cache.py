@@ -58,9 +58,10 @@ def _alias_key(call: RpcCall) -> str | None:
 
 class CachingBatchRpc:
     """Implements ``BatchRpc`` over another one; bounded (least recently used entries go first, reads
-    and aliases each), and reads at blocks below ``forget_before``'s are dropped."""
+    and aliases each), and reads at blocks below ``forget_before``'s are dropped. A read kept costs about
+    0.5 KiB, an alias about 0.35 KiB (20,000 aliases: 7 MiB)."""
 
-    def __init__(self, inner: BatchRpc, *, max_entries: int = 500_000, max_aliases: int = 100_000) -> None:
+    def __init__(self, inner: BatchRpc, *, max_entries: int = 500_000, max_aliases: int = 20_000) -> None:
         self.inner = inner
         self.max_entries = max_entries
         self.max_aliases = max_aliases
