@@ -36,6 +36,7 @@ from madara_orchestrator.provers.atlantic import AtlanticClient, AtlanticConfig,
 from madara_orchestrator.provers.http import RetryPolicy
 from madara_orchestrator.starknet.aliases import compress_state_update
 from madara_orchestrator.starknet.blob import felts_to_blobs
+from madara_orchestrator.starknet.rpc_cache import CachingBatchRpc
 from madara_orchestrator.starknet.squash import squash_state_updates
 from madara_orchestrator.starknet.state_update import parse_state_update, parse_state_update_json, state_update_to_json
 from tests.helpers.batching import (
@@ -138,6 +139,39 @@ async def test_batching_block_by_block_gives_the_batches_of_batching_all_at_once
             # Squashing was incremental all along: nothing was rebuilt from the chain.
             assert rig.batcher.stats.rebuilds == 0
         finally:
+            await rig.close()
+
+
+class KeepsEverything(CachingBatchRpc):
+    """The read cache without forgetting: every read kept (up to its bound)."""
+
+    def forget_before(self, block: int) -> None:
+        pass
+
+
+async def test_the_read_cache_keeps_only_the_open_batch_s_reads_and_asks_the_node_no_more(tmp_path: Path) -> None:
+    """Reads at a block below the open batch's pre-range block never come back: a batch opening forgets
+    them. The batches are the same, and the node is asked exactly what a cache keeping everything asks."""
+    chain = mixed_chain()
+    async with served(DevnetSequencer(chain).app) as url:
+        rig = await make_rig(tmp_path / "forgets", url, SMALL, clock=FakeClock(T0))
+        keeping = await make_rig(tmp_path / "keeps", url, SMALL, clock=FakeClock(T0))
+        try:
+            keeping.batcher.rpc = kept = KeepsEverything(keeping.sequencer)
+            await rig.run_all()
+            await keeping.run_all()
+            aggs, _ = await check_batches(rig.store, rig.objects, chain, SMALL, through=chain.head)
+            assert await snapshot(rig.store, rig.objects) == await snapshot(keeping.store, keeping.objects)
+            cache = rig.batcher.rpc
+            assert isinstance(cache, CachingBatchRpc)
+            assert cache.misses == kept.misses > 0
+            assert cache.hits == kept.hits > 0
+            pre_range = aggs[-1].start_block - 1
+            assert len(aggs) > 5 and cache.read_blocks() and min(cache.read_blocks()) >= pre_range
+            assert min(kept.read_blocks()) < aggs[1].start_block, "the cache keeping everything kept old reads"
+            assert len(cache) < len(kept)
+        finally:
+            await keeping.close()
             await rig.close()
 
 

@@ -15,7 +15,8 @@ One pass, block by block, under one named lease:
 - the open aggregator batch's state update is squashed incrementally (SPEC §5.5) and its compressed
   length (§5.6–5.10) kept up to date, both at the cost of the block alone, not of the batch
   (``SquashedDiff``, ``BatchLength``): the sorted update and the compressed felts are only built when
-  the batch's files are written; reads at the pre-range block are cached (``CachingBatchRpc``).
+  the batch's files are written; reads at the pre-range block are cached (``CachingBatchRpc``), and
+  forgotten once a batch opens after it (no read goes below the open batch's pre-range block).
 
 Durability: a batch's files (``state_update/batch/<i>.json``, ``blob/batch/<i>/<n>.txt``, n from 1) are
 written before its record, and every record write is version-guarded. The squashed state of the open
@@ -92,6 +93,7 @@ from madara_orchestrator.starknet.aliases import BatchLength
 from madara_orchestrator.starknet.blob import felts_to_blobs
 from madara_orchestrator.starknet.compression import LengthChange
 from madara_orchestrator.starknet.da import parse_starknet_version
+from madara_orchestrator.starknet.rpc_cache import CachingBatchRpc
 from madara_orchestrator.starknet.squash import DiffChange, SquashedDiff, squash_state_updates
 from madara_orchestrator.starknet.state_update import StateUpdate, parse_state_update
 
@@ -477,6 +479,7 @@ class Batcher:
                 f"but the sequencer serves only {len(updates)} of them"
             )
         pre_range = _pre_range(batch.start_block)
+        self._reads_from(pre_range)
         squashed = await squash_state_updates(updates, pre_range_block=pre_range, rpc=self.rpc)
         diff = SquashedDiff(pre_range_block=pre_range)
         length = BatchLength(starknet_version=batch.starknet_version, rpc=self.rpc)
@@ -491,6 +494,12 @@ class Batcher:
         )
         rebuilt = dataclasses.replace(batch, blob_len=blob_len)
         return _OpenAggregator(batch=rebuilt, diff=diff, length=length, stored=True, dirty=True)
+
+    def _reads_from(self, pre_range: int | None) -> None:
+        """An aggregator batch opens with ``pre_range`` its pre-range block: its reads are at that block or
+        later, and no earlier batch is read again, so the cache forgets the reads below it."""
+        if pre_range is not None and isinstance(self.rpc, CachingBatchRpc):
+            self.rpc.forget_before(pre_range)
 
     @staticmethod
     async def _grow(diff: SquashedDiff, length: BatchLength, change: DiffChange, *, reference_block: int) -> int:
@@ -634,6 +643,7 @@ class Batcher:
         self, state: _State, facts: BlockFacts, decision: Decision, now: float
     ) -> Decision | None:
         assert facts.update is not None
+        self._reads_from(_pre_range(facts.number))
         diff = SquashedDiff(pre_range_block=_pre_range(facts.number))
         length = BatchLength(starknet_version=facts.starknet_version, rpc=self.rpc)
         change = await diff.change_for(facts.update, self.rpc)

@@ -82,25 +82,45 @@ class SettlementKeyBusy(BackendUnavailable):
     """Another orchestrator process is sending this key now: a condition to wait out, not a failure."""
 
 
+@dataclass(slots=True)
+class _KeyLock:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+    """Sends holding or waiting for the lock."""
+
+
 class KeyLocks:
-    """One send per key at a time: a lock in this process, ``guard`` across processes."""
+    """One send per key at a time: a lock in this process, ``guard`` across processes. A key's lock lives while
+    a send holds or waits for it (every batch has a key of its own: kept, they would pile up)."""
 
     def __init__(self, guard: KeyGuard | None = None) -> None:
         self.guard = guard
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, _KeyLock] = {}
 
     @contextlib.asynccontextmanager
     async def hold(self, key: str) -> AsyncIterator[None]:
-        async with self._locks.setdefault(key, asyncio.Lock()):
-            if self.guard is None:
-                yield
-                return
-            async with self.guard(key) as held:
-                if not held:
-                    raise SettlementKeyBusy(
-                        f"settlement {key}: another orchestrator process is sending it now; waiting for it to finish"
-                    )
-                yield
+        entry = self._locks.setdefault(key, _KeyLock())
+        entry.users += 1
+        try:
+            async with entry.lock:
+                if self.guard is None:
+                    yield
+                    return
+                async with self.guard(key) as held:
+                    if not held:
+                        raise SettlementKeyBusy(
+                            f"settlement {key}: another orchestrator process is sending it now; "
+                            "waiting for it to finish"
+                        )
+                    yield
+        finally:
+            entry.users -= 1
+            if entry.users == 0:
+                del self._locks[key]
+
+    def __len__(self) -> int:
+        """Keys with a lock now (held or waited for)."""
+        return len(self._locks)
 
 
 ACCEPTED_STATUSES = frozenset(
