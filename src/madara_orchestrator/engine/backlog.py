@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from madara_orchestrator.domain.batches import AggregatorBatch, SnosBatch
@@ -61,19 +61,8 @@ class Backlog:
     errors: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "head": self.head,
-            "settled": self.settled,
-            "blocks": self.blocks,
-            "batched_blocks": self.batched_blocks,
-            "unbatched_blocks": self.unbatched_blocks,
-            "batches": self.batches,
-            "felts": self.felts,
-            "felts_estimated": self.felts_estimated,
-            "felts_per_block": self.felts_per_block,
-            "blobs": self.blobs,
-            "errors": list(self.errors),
-        }
+        """Every field, in the order declared (``GET /backlog``)."""
+        return asdict(self)
 
 
 async def _unsettled(
@@ -148,13 +137,8 @@ async def measure(db: Database, head: int | None, settled: int | None, *, aggreg
     known_blobs = sum(max(1, blobs_for(b.blob_len)) for b in batches if isinstance(b, AggregatorBatch))
     rate = await felts_per_block(db)
     estimated = round(rate * unbatched) if rate is not None else 0
-    return Backlog(
-        head=head,
-        settled=settled,
-        blocks=blocks,
-        batched_blocks=batched,
-        unbatched_blocks=unbatched,
-        batches=len(batches),
+    return replace(
+        base,
         felts=known + estimated,
         felts_estimated=estimated,
         felts_per_block=None if rate is None else round(rate, 3),

@@ -681,11 +681,7 @@ class JobService:
         job = await self._load(job_id)
         if job.status != S.FAILED:
             raise InvalidTransition(f"Cannot retry job {job_id}: invalid status {job.status}")
-        checked = await self._priority_queue_with_room(verification=False) if priority else None
-        now = self.clock.now()
-        retried, effects = self._decide(job, Step.OPERATOR_RETRY, now)
-        message = await self._outgoing(retried, _sent(effects), priority=priority, checked=checked)
-        job = await self._save(retried, job.status, now=now, messages=[message])
+        job = await self._operator_step(job, Step.OPERATOR_RETRY, verification=False, priority=priority)
         self.metrics.report(ev.JobRetried(job.job_type, "operator"))
         log.info("%s queued for retry by an operator", job.describe())
         return job
@@ -711,12 +707,16 @@ class JobService:
         job = await self._load(job_id)
         if job.status not in VERIFIABLE and not (job.status == S.FAILED and job.external_id):
             raise InvalidTransition(f"Cannot verify job {job_id}: invalid status {job.status}")
-        checked = await self._priority_queue_with_room(verification=True) if priority else None
+        return await self._operator_step(job, Step.OPERATOR_VERIFY, verification=True, priority=priority)
+
+    async def _operator_step(self, job: Job, step: Step, *, verification: bool, priority: bool) -> Job:
+        """Apply an operator's ``step`` to ``job`` and send the message it calls for, in one write; a full
+        priority queue refuses the request before the job is changed."""
+        checked = await self._priority_queue_with_room(verification=verification) if priority else None
         now = self.clock.now()
-        reopened, effects = self._decide(job, Step.OPERATOR_VERIFY, now)
-        message = await self._outgoing(reopened, _sent(effects), priority=priority, checked=checked)
-        job = await self._save(reopened, job.status, now=now, messages=[message])
-        return job
+        changed, effects = self._decide(job, step, now)
+        message = await self._outgoing(changed, _sent(effects), priority=priority, checked=checked)
+        return await self._save(changed, job.status, now=now, messages=[message])
 
     async def requeue(self, job: Job, *, verification: bool) -> None:
         """Send a job's processing or verification message again, without delay or state change."""
