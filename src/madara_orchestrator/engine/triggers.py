@@ -552,33 +552,27 @@ class Triggers:
         # Blob-fee-aware posting (engine/posting.py): a proven batch may wait for lower L1 fees.
         if self.settlement_gate is not None and not await self.settlement_gate.may_send(next_id):
             return None
-        context = SettlementContext(type="Batch", to_settle=next_id)
         specific = parent.metadata.specific
+        # The outputs to settle: the aggregator's (L2), or the batch's SnosRun's (L3, parent DataSubmission).
+        outputs: AggregatorMetadata | SnosMetadata
+        da_segment_path = None
         if isinstance(specific, AggregatorMetadata):
-            return (
-                StateUpdateMetadata(
-                    context=context,
-                    snos_output_path=specific.snos_output_path,
-                    program_output_path=specific.program_output_path,
-                    blob_data_path=specific.blob_data_path,
-                    da_segment_path=specific.da_segment_path,
-                ),
-                parent,
-            )
-        if isinstance(specific, DaMetadata):
+            outputs, da_segment_path = specific, specific.da_segment_path
+        elif isinstance(specific, DaMetadata):
             snos_job = await self.db.get_job_by_internal_id(JobType.SNOS_RUN, next_id)
             snos = snos_job.metadata.specific if snos_job else None
             if not isinstance(snos, SnosMetadata):
                 log.error("StateTransition %d: its SnosRun job is missing; cannot settle yet", next_id)
                 return None
-            return (
-                StateUpdateMetadata(
-                    context=context,
-                    snos_output_path=snos.snos_output_path,
-                    program_output_path=snos.program_output_path,
-                    blob_data_path=specific.blob_data_path,
-                ),
-                parent,
-            )
-        log.error("%s has no settlement paths in its metadata", parent.describe())
-        return None
+            outputs = snos
+        else:
+            log.error("%s has no settlement paths in its metadata", parent.describe())
+            return None
+        meta = StateUpdateMetadata(
+            context=SettlementContext(type="Batch", to_settle=next_id),
+            snos_output_path=outputs.snos_output_path,
+            program_output_path=outputs.program_output_path,
+            blob_data_path=specific.blob_data_path,
+            da_segment_path=da_segment_path,
+        )
+        return meta, parent
