@@ -13,6 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
@@ -297,10 +298,11 @@ def backtest_command(args: argparse.Namespace) -> int:
     except Exception as exc:  # never a traceback: one line, what and where
         raise OrchestratorError(f"backtest failed: {type(exc).__name__}: {cut_urls(str(exc))}") from None
     source = url_origin(str(values["rpc_url"]))
+    report = Report(result=result, limits=limits, fees=fees, source=source, no_weights=no_weights, note=note)
     if args.json:
-        print(json.dumps(report_json(result, limits, fees, source=source, no_weights=no_weights, note=note)))
+        print(json.dumps(report_json(report)))
     else:
-        print_report(result, limits, fees, source=source, no_weights=no_weights, note=note, out=sys.stdout)
+        print_report(report, sys.stdout)
     return 0
 
 
@@ -374,25 +376,32 @@ def _batch_json(batch: BacktestBatch, fees: Fees, priced: bool) -> dict[str, Any
     }
 
 
-def report_json(
-    result: BacktestResult,
-    limits: BatchLimits,
-    fees: Fees,
-    *,
-    source: str,
-    no_weights: str | None,
-    note: str | None,
-) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Report:
+    """What a backtest's report shows, as text (``print_report``) or JSON (``report_json``)."""
+
+    result: BacktestResult
+    limits: BatchLimits
+    fees: Fees
+    source: str
+    """The node, as its origin (no credentials, path or query)."""
+    no_weights: str | None
+    """Why the bouncer weights count as zero; None when the feeder gateway gave them."""
+    note: str | None
+
+
+def report_json(report: Report) -> dict[str, Any]:
+    result, fees, no_weights = report.result, report.fees, report.no_weights
     paid = result.blobs * FELTS_PER_BLOB
     priced = not unpriced(result.batches, fees)
     return {
-        "node": source,
+        "node": report.source,
         "from": result.first_block,
         "to": result.last_block,
-        "note": note,
+        "note": report.note,
         "stopped": result.stopped,
         "bouncer_weights": "zero: the node serves no feeder gateway" if no_weights else "from the feeder gateway",
-        "limits": _limits_json(limits),
+        "limits": _limits_json(report.limits),
         "batches": [_batch_json(b, fees, priced) for b in result.batches],
         "totals": {
             "blocks": result.blocks,
@@ -411,20 +420,13 @@ def _eth(wei: int) -> str:
     return f"{wei / 10**18:.9f} ETH ({wei:,} wei)"
 
 
-def print_report(
-    result: BacktestResult,
-    limits: BatchLimits,
-    fees: Fees,
-    *,
-    source: str,
-    no_weights: str | None,
-    note: str | None,
-    out: TextIO,
-) -> None:
+def print_report(report: Report, out: TextIO) -> None:
+    result, limits, fees, no_weights = report.result, report.limits, report.fees, report.no_weights
+
     def say(line: str = "") -> None:
         print(line, file=out)
 
-    say(f"backtest of blocks {result.first_block}-{result.last_block} from {source} (nothing written)")
+    say(f"backtest of blocks {result.first_block}-{result.last_block} from {report.source} (nothing written)")
     say(
         f"limits: --max-batch-size {limits.max_batch_size}, --max-num-blobs {limits.max_num_blobs} "
         f"(--blob-size-buffer {limits.blob_size_buffer}: {limits.max_blob_size:,} felts), "
@@ -432,7 +434,7 @@ def print_report(
         f"{limits.max_aggregator_input_size:,}, --max-snos-batches-per-aggregator-batch "
         f"{limits.max_snos_batches_per_aggregator_batch}"
     )
-    for line in (note, no_weights and f"bouncer weights counted as zero: {no_weights}"):
+    for line in (report.note, no_weights and f"bouncer weights counted as zero: {no_weights}"):
         if line:
             say(f"note: {line}")
     priced = not unpriced(result.batches, fees)
