@@ -23,6 +23,8 @@ NOT_AT_START = (
     "eth_abi",
     "eth_keys",
     "rlp",
+    "ckzg",
+    "madara_orchestrator.starknet.kzg",
     "madara_orchestrator.cli.otlp",
     "madara_orchestrator.devnet.adapters",
     "madara_orchestrator.devnet.mock_atlantic",
@@ -34,7 +36,8 @@ NOT_AT_START = (
     "madara_orchestrator.backends.postgres_db",
 )
 """Each needed by some settings only: the AWS SDK (--aws*, KMS), Starknet settlement, OTLP export, the devnet
-doubles, PostgreSQL, the Ethereum settlement client and its signers."""
+doubles, PostgreSQL, the Ethereum settlement client and its signers, ckzg (blob DA: its trusted setup is
+loaded by the composition root, cli/compose.py ``load_kzg_setup``, only when the settings need it)."""
 
 
 def loaded_after(statement: str) -> set[str]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -328,6 +330,8 @@ async def build_embedded_stack(
         if choice.sender is not None:
             # A paused settlement signs no new transaction (engine/pause.py); one broadcast is followed.
             choice.sender.hold = runtime.pauses.settlement_hold
+        # Last: a wrong setting is reported without waiting for it; before the API serves (cli/run.py).
+        await load_kzg_setup(settings)
     except BaseException:
         await exits.aclose()
         raise
@@ -345,6 +349,33 @@ async def build_embedded_stack(
         mock_atlantic=mock_atlantic,
         telemetry=telemetry,
     )
+
+
+def needs_kzg_setup(settings: Settings) -> bool:
+    """Whether this process computes KZG commitments and proofs (EIP-4844 blobs, SPEC §6.6, §8.2): an L2 that
+    settles on Ethereum (the blob transaction's sidecar, the point proofs of ``updateStateKzgDA``, the KZG
+    section of the aggregator's output and its check) or aggregates in the in-process mock Atlantic (its
+    aggregations carry a KZG section). An L3 settles with calldata; the devnet ledger checks no blob."""
+    if not layer_plan(settings).aggregator_batches:
+        return False
+    return bool(settings.settle_on_ethereum) or bool(settings.mock_atlantic_server)
+
+
+async def load_kzg_setup(settings: Settings) -> None:
+    """Load the KZG trusted setup now when the settings will need it (``needs_kzg_setup``), once per process.
+
+    ckzg holds the GIL for most of the load (2-3 s, longer on a loaded machine): loaded by the first blob
+    settlement or aggregation, it would stop the event loop, and the HTTP API with it, even from a worker
+    thread. So it is loaded while the stack is built, before the API serves; in a worker thread all the same,
+    so the loop keeps the turns ckzg leaves it (a Ctrl-C is still seen)."""
+    if not needs_kzg_setup(settings):
+        return
+    # Imported here: ckzg and the setup are for blob DA only; every other command starts without them.
+    from madara_orchestrator.starknet import kzg
+
+    started = time.monotonic()
+    await asyncio.to_thread(kzg.warm_up)
+    log.info("KZG trusted setup loaded in %.1f s (blob DA)", time.monotonic() - started)
 
 
 def settlement_started(tx_store: TxStore) -> Callable[[str], Awaitable[bool]]:

@@ -292,7 +292,8 @@ async def serve(settings: Settings) -> int:
     # The API's port first: a busy port is reported before anything is created or contacted.
     listener = bind_listener(settings.host, settings.port)
     try:
-        # Under ``stop``: building waits for PostgreSQL when it is down (cli/backends.py).
+        # Under ``stop``: building waits for PostgreSQL when it is down (cli/backends.py). It also loads the
+        # KZG trusted setup for blob DA, before the API serves: a load at the first blob would stop the loop.
         built = await until_stopped(build_embedded_stack(settings, owner=instance_id(settings)), stop)
     except BaseException:
         listener.close()

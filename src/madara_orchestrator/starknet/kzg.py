@@ -2,7 +2,8 @@
 
 The mainnet trusted setup shipped by eth-account is loaded once per process (thread-safe, precompute 0
 like the original). ``ckzg`` holds the GIL, so parallel work over several blobs goes through a process
-pool: pass an executor to ``compute_sidecars``.
+pool: pass an executor to ``compute_sidecars``. The GIL is held for most of the load too (seconds): a
+process with an event loop loads it before it serves (``warm_up``, from cli/compose.py), not at first use.
 """
 
 from __future__ import annotations
@@ -195,7 +196,8 @@ def compute_sidecars(
 
 
 def warm_up() -> None:
-    """Load the trusted setup now (a process-pool initializer, so the first task does not pay for it)."""
+    """Load the trusted setup now, so the first use does not pay for it: a process-pool initializer, or the
+    composition root before the HTTP API serves (a load holds the GIL, and would stop the event loop)."""
     kzg_settings()
 
 
