@@ -23,6 +23,7 @@ from madara_orchestrator.domain.batches import (
 from madara_orchestrator.domain.cost import FeeSplit
 from madara_orchestrator.domain.errors import RpcError
 from madara_orchestrator.domain.eth_tx import SignedBody, UnsignedTx
+from madara_orchestrator.domain.health import OutboxWaiting
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType
 from madara_orchestrator.domain.pause import Pause, Stage
 from madara_orchestrator.domain.posting import FeeHistory
@@ -485,6 +486,10 @@ class OutboxRelay(Protocol):
     """Sends the messages an outbox (``AtomicJobWrites`` whose queue is elsewhere) holds, until ``stop``."""
 
     async def run(self, stop: asyncio.Event) -> None: ...
+
+    async def waiting(self) -> Sequence[OutboxWaiting]:
+        """The messages not sent yet, per queue that has some, with how long the oldest has waited."""
+        ...
 
 
 class Database(JobStore, BatchStore, Protocol):

@@ -7,6 +7,10 @@ SKIP LOCKED``), sends each to the queue and deletes them in the same transaction
 instance) each take rows no other holds; a relay that dies after sending and before committing leaves its
 rows to be sent again: delivery is at least once, as the queue's own (a message for a job that moved on is
 dropped by its consumer). A row's delay counts from when it was written: the relay sends what is left of it.
+
+``waiting`` counts the rows per queue and the age of the oldest (one ``GROUP BY`` over the table, which holds
+only the rows not sent yet: a handful while the relay keeps up): the ``orchestrator_outbox_*`` gauges, the
+outbox line of ``/health`` and its alert (engine/outbox.py).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import logging
 from collections.abc import Callable
 
 from madara_orchestrator.backends.sql import SqlConnection, SqlDatabase
+from madara_orchestrator.domain.health import OutboxWaiting
 from madara_orchestrator.domain.redaction import cut_urls
 from madara_orchestrator.interfaces import Outgoing, QueueClient
 
@@ -67,6 +72,15 @@ class OutboxRelay:
         async with self.db.use() as conn:
             row = await conn.fetch_one("SELECT COUNT(*) AS n FROM outbox")
         return 0 if row is None else int(row["n"])
+
+    async def waiting(self) -> list[OutboxWaiting]:
+        """Rows not sent yet, per queue (the queues with none are left out), with the age of the oldest."""
+        async with self.db.use() as conn:
+            rows = await conn.fetch_all(
+                "SELECT queue, COUNT(*) AS n, MIN(written_at) AS oldest FROM outbox GROUP BY queue ORDER BY queue"
+            )
+        now = self._clock()
+        return [OutboxWaiting(row["queue"], int(row["n"]), max(0.0, now - float(row["oldest"]))) for row in rows]
 
     async def run(self, stop: asyncio.Event) -> None:
         """Relay until ``stop``: at once when rows are notified, and every ``max_idle_s`` in any case (a

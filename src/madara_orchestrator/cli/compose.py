@@ -132,6 +132,7 @@ def runtime_config(settings: Settings) -> RuntimeConfig:
         max_priority_queue_size=settings.max_priority_queue_size,
         dedup_proofs_by_job_id=settings.prover == "atlantic",
         backlog_alert_blocks=settings.backlog_alert_blocks,
+        outbox_alert_s=settings.outbox_alert_seconds,
         settlement_fee_wait_s=settings.settlement_fee_wait_seconds,
         posting=PostingPolicy(
             deadline_s=settings.settlement_deadline_seconds,

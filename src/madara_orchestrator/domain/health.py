@@ -6,8 +6,12 @@ trigger run's outcome, ``server/`` renders them.
   for ``failing_after_s`` seconds (a trigger that failed twice and was not run again is failing too).
 - After a failure a trigger's next run waits ``backoff_base_s`` doubled per further failure, at most
   ``backoff_max_s``; a success clears it all.
+- The outbox (SQS: a job's next message is written with its change, and a relay sends it on) is *stuck*
+  once its oldest message has waited ``OUTBOX_STUCK_AFTER_S``: a relay sends every row at once (what is
+  left of a delay goes with it), so in a working deployment none waits more than a few seconds.
 - ``UP``: every backend answers and nothing is failing; ``DEGRADED``: the backends answer but a trigger
-  keeps failing or the chain positions contradict each other; ``DOWN``: a backend does not answer.
+  keeps failing, the chain positions contradict each other or the outbox is stuck; ``DOWN``: a backend
+  does not answer.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 MAX_ERROR_TEXT = 500
+OUTBOX_STUCK_AFTER_S = 60.0
+"""An outbox whose oldest message has waited this long is not being relayed (/health DEGRADED)."""
 """A trigger's last error is kept (and shown) to this many characters."""
 
 
@@ -97,6 +103,28 @@ def chain_problem(head: int | None, settled: int | None) -> str | None:
     return (
         f"settled block {settled} is above the sequencer's head {head}: the settlement layer holds another "
         "chain's state (check the core contract address and the sequencer URL), or the sequencer was reset"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxWaiting:
+    """Messages of one queue written to the outbox with their job's change and not sent on yet: how many,
+    and how long the oldest has waited (0 when none)."""
+
+    queue: str
+    messages: int
+    oldest_s: float
+
+
+def outbox_problem(waiting: Sequence[OutboxWaiting], *, stuck_after_s: float = OUTBOX_STUCK_AFTER_S) -> str | None:
+    """The outbox's oldest message has waited ``stuck_after_s`` or more: no relay sends it to the queue."""
+    oldest = max((w.oldest_s for w in waiting if w.messages > 0), default=0.0)
+    if oldest < stuck_after_s:
+        return None
+    messages = sum(w.messages for w in waiting)
+    return (
+        f"outbox: {messages} message(s) waiting to be sent to the queue, the oldest for {oldest:.0f} s: the relay "
+        "is not sending them (is SQS reachable? see the log's 'outbox relay' warnings)"
     )
 
 

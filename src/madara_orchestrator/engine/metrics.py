@@ -71,7 +71,10 @@ batch, seconds to its deadline, deadlines missed: engine/posting.py); the execut
 blob gas apart (the cost ledger's counters), and the bytes written to the object store (engine/cost.py
 ``CountedObjects``); and ``orchestrator_chain_head_block`` (the
 sequencer's head, for the settlement lag); ``orchestrator_trigger_consecutive_failures`` (a trigger's failed
-runs in a row: what makes /health DEGRADED).
+runs in a row: what makes /health DEGRADED); ``orchestrator_outbox_messages`` and
+``orchestrator_outbox_oldest_seconds`` (per queue: messages written to the outbox with their job's change and
+not sent to SQS yet, and the oldest one's wait; only with an outbox, i.e. ``--aws-sqs``: engine/outbox.py, read
+in ``refresh_gauges``).
 """
 
 from __future__ import annotations
@@ -260,6 +263,20 @@ BACKLOG_FELTS = ours(
 )
 BACKLOG_BLOBS = ours(
     GAUGE, "orchestrator_backlog_blobs", "Blobs the blocks not settled yet will take (estimated; L2 only)"
+)
+OUTBOX_MESSAGES = ours(
+    GAUGE,
+    "orchestrator_outbox_messages",
+    "Messages written to the outbox with their job's change and not yet sent to the queue (SQS) by a relay, per "
+    "queue (no series without an outbox)",
+    ["queue"],
+)
+OUTBOX_OLDEST = ours(
+    GAUGE,
+    "orchestrator_outbox_oldest_seconds",
+    "How long the oldest message waiting in the outbox has waited, per queue (0 when none waits)",
+    ["queue"],
+    unit="s",
 )
 STAGE_PAUSED = ours(GAUGE, "orchestrator_stage_paused", "1 while the stage is paused by an operator, else 0", ["stage"])
 CHAIN_HEAD = ours(GAUGE, "orchestrator_chain_head_block", "Latest block of the sequencer", unit="block")
@@ -706,6 +723,13 @@ class Metrics:
         for state, value in (("visible", event.visible), ("in_flight", event.in_flight), ("delayed", event.delayed)):
             self.record(QUEUE_DEPTH, value, queue=event.queue, queue_type=event.queue_type, state=state)
 
+    def _outbox_depth(self, event: ev.OutboxDepth) -> None:
+        for gauge in (OUTBOX_MESSAGES, OUTBOX_OLDEST):
+            self.clear(gauge)
+        for waiting in event.waiting:
+            self.record(OUTBOX_MESSAGES, waiting.messages, queue=waiting.queue)
+            self.record(OUTBOX_OLDEST, max(0.0, waiting.oldest_s), queue=waiting.queue)
+
     def _workload(self, event: ev.Workload) -> None:
         labels = {"work_kind": event.job_type, "work_phase": event.phase, "source_job_type": "none"}
         self.record(WORKLOAD_ACTIVE_SLOTS, event.busy, **labels)
@@ -798,6 +822,7 @@ _HANDLERS: dict[type[Any], Callable[[Metrics, Any], None]] = {
         Metrics._settled_block,
         Metrics._job_counts,
         Metrics._queue_depth,
+        Metrics._outbox_depth,
         Metrics._workload,
         Metrics._settlement_posting,
         Metrics._settlement_deadline_missed,

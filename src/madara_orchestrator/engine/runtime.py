@@ -19,7 +19,13 @@ from typing import Any
 
 from madara_orchestrator.domain.batching import BatchLimits
 from madara_orchestrator.domain.errors import InvalidInput
-from madara_orchestrator.domain.health import HealthStatus, TriggerHealth, chain_problem, health_status
+from madara_orchestrator.domain.health import (
+    HealthStatus,
+    TriggerHealth,
+    chain_problem,
+    health_status,
+    outbox_problem,
+)
 from madara_orchestrator.domain.jobs import DEFAULT_POLICIES, JobPolicy, JobType
 from madara_orchestrator.domain.pause import Pause, Stage
 from madara_orchestrator.domain.posting import FeeCap, PostingPolicy
@@ -42,6 +48,7 @@ from madara_orchestrator.engine.batching import Batcher, BatchingConfig
 from madara_orchestrator.engine.cleanup import StorageCleanup
 from madara_orchestrator.engine.consumers import QueueConsumer
 from madara_orchestrator.engine.metrics import Metrics
+from madara_orchestrator.engine.outbox import OutboxWatch
 from madara_orchestrator.engine.pause import PauseControl, SettlementStarted
 from madara_orchestrator.engine.plan import L2_PLAN, PLANS, HandlerContext, LayerPlan, TriggerName
 from madara_orchestrator.engine.posting import SettlementGate
@@ -126,6 +133,11 @@ class RuntimeConfig:
     """Alert once when this many blocks are produced and not settled, and once when it clears (None: never)."""
     backlog_interval_s: float = 30.0
     """How often the backlog threshold is looked at (with ``backlog_alert_blocks``)."""
+    outbox_alert_s: float | None = None
+    """Alert once when the outbox's oldest message has waited this long, and once when it drains (None: never;
+    only with an outbox, i.e. SQS)."""
+    outbox_interval_s: float = 30.0
+    """How often the outbox threshold is looked at (with ``outbox_alert_s``)."""
 
     def __post_init__(self, layer: Layer | None) -> None:
         if layer is not None and layer != self.plan.layer:
@@ -258,7 +270,8 @@ class HealthReport:
     triggers: Mapping[TriggerName, TriggerHealth]
     failing: tuple[TriggerName, ...]
     problems: tuple[str, ...]
-    """One line per trigger that keeps failing, and one for a settled block above the chain head."""
+    """One line per trigger that keeps failing, one for a settled block above the chain head, and one for an
+    outbox no relay drains."""
     head: int | None
     settled: int | None
     paused: Mapping[Stage, Pause] = field(default_factory=dict)
@@ -356,6 +369,7 @@ class Runtime:
             alert_blocks=config.backlog_alert_blocks,
             interval_s=config.backlog_interval_s,
         )
+        self.outbox = self._outbox_watch()
         if self.settlement_gate is not None:
             self.settlement_gate.rekick = lambda: self.triggers.kick(TriggerName.UPDATE_STATE)
         self.consumers = self._consumers()
@@ -377,6 +391,23 @@ class Runtime:
             clock=self.clock,
             alerts=adapters.alerts,
             metrics=self.metrics,
+        )
+
+    def _outbox_watch(self) -> OutboxWatch | None:
+        """The outbox's gauges, health line and alert, when the job writes go through an outbox (SQS)."""
+        relay = self.storage.outbox_relay
+        if relay is None:
+            return None
+        names = self.config.queue_names
+        return OutboxWatch(
+            relay=relay,
+            locks=self.storage.locks,
+            metrics=self.metrics,
+            alerts=self.adapters.alerts,
+            owner=self.service.owner,
+            queues=[names.of(queue_type) for queue_type in self.config.queue_configs()],
+            alert_s=self.config.outbox_alert_s,
+            interval_s=self.config.outbox_interval_s,
         )
 
     def _handlers(self) -> dict[JobType, JobHandler[Any]]:
@@ -483,6 +514,8 @@ class Runtime:
             self._spawn(self._gauge_loop(self.metrics.refresh_interval_s), "gauges")
         if self.config.backlog_alert_blocks is not None:
             self._spawn(self._backlog_loop(), "backlog")
+        if self.outbox is not None and self.outbox.alert_s is not None:
+            self._spawn(self._outbox_loop(self.outbox), "outbox-watch")
         for name in self.triggers.enabled:
             self.triggers.kick(name)
 
@@ -586,6 +619,14 @@ class Runtime:
             except Exception as exc:
                 log.warning("backlog not measured: %s", cut_urls(str(exc) or type(exc).__name__))
 
+    async def _outbox_loop(self, watch: OutboxWatch) -> None:
+        """The outbox threshold (``--outbox-alert-seconds``): looked at every ``outbox_interval_s``."""
+        while not await self._sleep(self.config.outbox_interval_s):
+            try:
+                await watch.watch_once()
+            except Exception as exc:
+                log.warning("outbox not measured: %s", cut_urls(str(exc) or type(exc).__name__))
+
     async def _gauge_loop(self, interval_s: float) -> None:
         """While metrics are pushed (OTLP), the gauges read from the stores are refreshed on a timer."""
         while not await self._sleep(interval_s):
@@ -618,8 +659,9 @@ class Runtime:
         return {name: probe.error for name, probe in (await self._probe_backends(timeout_s)).items()}
 
     async def health_report(self, *, timeout_s: float = 3.0) -> HealthReport:
-        """What /health says: the backends, the triggers that keep failing, and a settled block above the
-        sequencer's head (another chain's state). Errors are cut (no URL path, query or credentials)."""
+        """What /health says: the backends, the triggers that keep failing, a settled block above the
+        sequencer's head (another chain's state), and an outbox no relay drains. Errors are cut (no URL path,
+        query or credentials)."""
         probes = await self._probe_backends(timeout_s)
         backends = {name: None if p.error is None else cut_urls(p.error) for name, p in probes.items()}
         failing = self.triggers.failing()
@@ -628,6 +670,9 @@ class Runtime:
         chain = chain_problem(head if isinstance(head, int) else None, settled if isinstance(settled, int) else None)
         if chain is not None:
             problems.append(chain)
+        outbox = await self.outbox_problem(timeout_s=timeout_s)
+        if outbox is not None:
+            problems.append(outbox)
         try:
             paused = await asyncio.wait_for(self.pauses.current(), timeout=timeout_s)
         except Exception:  # the database probe says why
@@ -642,6 +687,17 @@ class Runtime:
             settled=settled if isinstance(settled, int) else None,
             paused=paused,
         )
+
+    async def outbox_problem(self, *, timeout_s: float = 3.0) -> str | None:
+        """One line when the outbox's oldest message has waited too long (``domain/health.py``), else None
+        (and without an outbox, or when it cannot be read: the database probe says why)."""
+        if self.outbox is None:
+            return None
+        try:
+            waiting = await asyncio.wait_for(self.outbox.measure(), timeout=timeout_s)
+        except Exception:
+            return None
+        return outbox_problem(waiting)
 
     async def _probe_backends(self, timeout_s: float) -> dict[str, Probe]:
         a, storage = self.adapters, self.storage
@@ -667,12 +723,15 @@ class Runtime:
         return dict(zip(probes, results, strict=True))
 
     async def refresh_gauges(self) -> None:
-        """Jobs by type and status and queue depths, read at scrape time."""
+        """Jobs by type and status, queue depths and the outbox's, read at scrape time."""
         self.metrics.report(ev.JobCounts(await self.storage.db.count_jobs()))
         for queue_type in self.config.queue_configs():
             name = self.config.queue_names.of(queue_type)
             depth = await self.storage.queue.depth(name)
             self.metrics.report(ev.QueueDepth(queue_type, name, depth.visible, depth.in_flight, depth.delayed))
+        if self.outbox is not None:
+            with contextlib.suppress(Exception):
+                await self.outbox.measure()
         self._refresh_workload()
         with contextlib.suppress(Exception):
             last = await self.adapters.settlement.last_settled_block()

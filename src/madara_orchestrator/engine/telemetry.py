@@ -30,6 +30,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from madara_orchestrator.domain.health import OutboxWaiting
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType, SnosMetadata
 
 if TYPE_CHECKING:
@@ -370,6 +371,14 @@ class QueueDepth:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboxDepth:
+    """Messages waiting in the outbox (written with their job's change, not sent to the queue yet), for every
+    queue: the known queues with none have ``messages`` 0."""
+
+    waiting: tuple[OutboxWaiting, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Workload:
     """A job queue consumer's busy and total slots, and the time it spent busy since the last report."""
 
@@ -438,6 +447,7 @@ Event = (
     | SettledBlock
     | JobCounts
     | QueueDepth
+    | OutboxDepth
     | Workload
     | SettlementPosting
     | SettlementDeadlineMissed

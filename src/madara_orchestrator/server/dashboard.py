@@ -378,12 +378,13 @@ async def overview(runtime: Runtime, *, admin_enabled: bool) -> Json:
     failing = runtime.triggers.failing()
     series, fees = await settlements_and_fees(runtime)
     problems = [health.describe(name) for name, health in failing.items()]
+    outbox = await runtime.outbox_problem()
     return {
         "now": now,
         "admin_enabled": admin_enabled,
         "head": head.value,
         "settled": settled.value,
-        "errors": [e for e in (head.error, settled.error, chain, *problems) if e],
+        "errors": [e for e in (head.error, settled.error, chain, *problems, outbox) if e],
         "failing_triggers": [
             {
                 "trigger": str(name),

@@ -487,6 +487,15 @@ class ApiSettings(SettingsGroup):
         rule=POSITIVE,
         unset="no backlog alert",
     )
+    outbox_alert_seconds: float | None = setting(
+        "OUTBOX_ALERT_SECONDS",
+        (
+            "alert once when the oldest message waiting in the outbox (--aws-sqs: written with its job's change, "
+            "not yet sent to SQS) has waited this many seconds, and once when it clears (not in the original)"
+        ),
+        rule=POSITIVE,
+        unset="no outbox alert",
+    )
 
 
 @dataclass(frozen=True)

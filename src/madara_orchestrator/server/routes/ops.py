@@ -43,8 +43,9 @@ def health_document(report: HealthReport) -> dict[str, Any]:
 
 async def health(request: Request) -> Response:
     """Readiness: ``UP`` (200) when every backend answers and nothing keeps failing; ``DEGRADED`` (503)
-    when the backends answer but a trigger keeps failing (batching, SNOS, proving, settlement) or the
-    settled block is above the sequencer's head (another chain's state); ``DOWN`` (503) when a backend
+    when the backends answer but a trigger keeps failing (batching, SNOS, proving, settlement), the
+    settled block is above the sequencer's head (another chain's state) or the outbox's oldest message (SQS)
+    has waited a minute unsent; ``DOWN`` (503) when a backend
     does not answer. One line per problem after the state, URLs cut. DEGRADED answers 503, as DOWN does:
     the instance does not do its work, which readiness is about; liveness is ``/health/live`` (the
     process answers), which is what a restart should depend on. JSON with ``Accept: application/json``:

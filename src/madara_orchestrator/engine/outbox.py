@@ -1,0 +1,91 @@
+"""The outbox's backlog: messages written with their job's change (``--aws-sqs``) that no relay has sent to the
+queue yet. A relay sends every row at once, so rows that stay mean the relay cannot get them through (SQS
+unreachable, refused, or no relay running), and the jobs waiting on those messages do not move.
+
+``measure`` reads the rows per queue (``OutboxRelay.waiting``, one query) and reports the
+``orchestrator_outbox_*`` gauges, every known queue included (0 when it has none), at each scrape
+(``Runtime.refresh_gauges``); ``/health`` and the dashboard's banner say DEGRADED past
+``domain.health.OUTBOX_STUCK_AFTER_S``. With ``--outbox-alert-seconds`` one instance (the named lease
+``ALERT_LOCK``) looks every ``interval_s`` and alerts once when the oldest message has waited that long, and
+once when the outbox drains under it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from madara_orchestrator.domain.health import OutboxWaiting
+from madara_orchestrator.engine import telemetry as ev
+from madara_orchestrator.engine.telemetry import Telemetry
+from madara_orchestrator.interfaces import AlertSink, LockService, OutboxRelay
+
+log = logging.getLogger("madara_orchestrator.outbox")
+
+ALERT_LOCK = "outbox-alert"
+"""The named lease of the instance that watches the threshold: one alert per deployment, not per instance."""
+
+
+class OutboxWatch:
+    """Measures the outbox and, with a threshold (``alert_s``), alerts when its oldest message crosses it and
+    when it falls back under it. Only the instance holding ``ALERT_LOCK`` alerts."""
+
+    def __init__(
+        self,
+        *,
+        relay: OutboxRelay,
+        locks: LockService,
+        metrics: Telemetry,
+        alerts: AlertSink,
+        owner: str,
+        queues: Sequence[str] = (),
+        alert_s: float | None = None,
+        interval_s: float = 30.0,
+    ) -> None:
+        """``queues``: the queues this deployment sends to, reported with 0 while none of theirs waits."""
+        self.relay = relay
+        self.locks = locks
+        self.metrics = metrics
+        self.alerts = alerts
+        self.owner = owner
+        self.queues = tuple(queues)
+        self.alert_s = alert_s
+        self.interval_s = interval_s
+        self.alerting = False
+        """Whether the oldest message is past the threshold, as this instance last told."""
+
+    async def measure(self) -> list[OutboxWaiting]:
+        """The rows waiting per queue (every known queue, 0 when it has none), reported to the gauges."""
+        found = {w.queue: w for w in await self.relay.waiting()}
+        waiting = [found.pop(q, OutboxWaiting(q, 0, 0.0)) for q in self.queues] + sorted(
+            found.values(), key=lambda w: w.queue
+        )
+        self.metrics.report(ev.OutboxDepth(tuple(waiting)))
+        return waiting
+
+    async def watch_once(self) -> list[OutboxWaiting]:
+        """One look of the watch loop: measure, and alert on a crossing while this instance holds the watch."""
+        waiting = await self.measure()
+        if self.alert_s is None or not await self.locks.acquire(ALERT_LOCK, self.owner, self.interval_s * 3):
+            return waiting
+        messages = sum(w.messages for w in waiting)
+        oldest = max((w.oldest_s for w in waiting if w.messages > 0), default=0.0)
+        above = oldest >= self.alert_s
+        if above and not self.alerting:
+            queues = ", ".join(f"{w.queue} {w.messages}" for w in waiting if w.messages > 0)
+            await self.alerts.send(
+                "Outbox not draining",
+                f"{messages} message(s) written with their jobs' changes wait in the outbox, the oldest for "
+                f"{oldest:.0f} s (--outbox-alert-seconds {self.alert_s:g}; {queues}): the relay is not sending them "
+                "to the queue, and those jobs do not move. Check that SQS is reachable and the log's 'outbox relay' "
+                "warnings.",
+            )
+            log.warning("outbox: %d message(s) waiting, the oldest for %.0f s", messages, oldest)
+        elif not above and self.alerting:
+            await self.alerts.send(
+                "Outbox draining again",
+                f"{messages} message(s) waiting in the outbox, none for --outbox-alert-seconds {self.alert_s:g}",
+            )
+            log.info("outbox: the oldest message waits less than %g s again", self.alert_s)
+        self.alerting = above
+        return waiting
