@@ -81,6 +81,12 @@ def test_admin_routes_need_a_token() -> None:
         load_run_settings(parse(["--admin-enabled"]), GOOD)
 
 
+def test_an_outbox_alert_needs_queues_on_sqs() -> None:
+    """Only SQS queues have an outbox: the alert's setting without them would watch nothing, silently."""
+    with pytest.raises(ConfigError, match="--outbox-alert-seconds needs --aws-sqs"):
+        load_run_settings(parse(["--outbox-alert-seconds", "60"]), GOOD)
+
+
 def test_cli_prints_each_problem_and_exits_2(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -195,6 +195,11 @@ def _api_and_backend_problems(values: Mapping[str, Any]) -> list[str]:
     if "{}" not in (values["queue_identifier"] or ""):
         problems.append(f"--queue-identifier must contain '{{}}', got {values['queue_identifier']!r}")
     problems += backend_problems(values)
+    if values["outbox_alert_seconds"] is not None and not values["aws_sqs"]:
+        problems.append(
+            "--outbox-alert-seconds needs --aws-sqs: only queues on SQS have an outbox (PostgreSQL and SQLite "
+            "queues write the message in the job's own transaction); remove the setting or use --aws-sqs"
+        )
     if values["max_block_to_process"] is not None and values["max_block_to_process"] < values["min_block_to_process"]:
         problems.append("--max-block-to-process is below --min-block-to-process")
     return problems
