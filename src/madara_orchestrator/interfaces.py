@@ -391,6 +391,20 @@ class JobStore(Protocol):
         """Jobs whose prover/settlement id is ``external_id`` (webhooks name jobs this way)."""
         ...
 
+    async def remember_prover_notice(
+        self, external_id: str, job_types: Sequence[JobType], *, received_at: float, forget_before: float
+    ) -> None:
+        """Keep a prover's "done" for ``external_id``, for a job of ``job_types`` not yet stored as waiting on
+        it (its webhook came while the job was processed): ``take_prover_notice`` finds it once the job is.
+        Committed when this returns, and seen by every process on the store. Notices received before
+        ``forget_before`` are dropped."""
+        ...
+
+    async def take_prover_notice(self, external_id: str, job_type: JobType, *, received_after: float) -> bool:
+        """Drop the notice kept for (``external_id``, ``job_type``): True when one received at or after
+        ``received_after`` was there (for one caller only, when several take it at once)."""
+        ...
+
     async def count_jobs(self) -> dict[tuple[JobType, JobStatus], int]: ...
 
     async def stalled_jobs(self, statuses: Sequence[JobStatus], updated_before: float, limit: int) -> list[Job]: ...

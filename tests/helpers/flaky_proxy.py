@@ -3,15 +3,18 @@ or, while ``down``, answers HTTP 502 (``mode="502"``) or drops the connection (`
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import httpx
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from madara_orchestrator.server.background import BackgroundServer
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -30,24 +33,33 @@ class FlakyProxy:
             if self.mode == "drop":
                 raise ConnectionResetError("the test dropped the connection")
             return Response("Bad Gateway", status_code=502)
+        try:
+            body = await request.body()
+        except ClientDisconnect:  # its client was killed mid-request: nobody to answer, nothing to forward
+            log.info(
+                "flaky proxy: the client went away during %s %s; request dropped", request.method, request.url.path
+            )
+            return Response(status_code=499)
         reply = await self._client.request(
             request.method,
             self.target.rstrip("/") + "/" + request.path_params.get("path", ""),
-            content=await request.body(),
+            content=body,
             params=dict(request.query_params),
             headers={"content-type": request.headers.get("content-type", "application/json")},
         )
         self.forwarded += 1
         return Response(reply.content, status_code=reply.status_code, media_type="application/json")
 
-    async def start(self) -> str:
-        app = Starlette(
+    def app(self) -> Starlette:
+        return Starlette(
             routes=[
                 Route("/", self._forward, methods=["POST", "GET"]),
                 Route("/{path:path}", self._forward, methods=["POST", "GET"]),
             ]
         )
-        self.server = BackgroundServer(app)
+
+    async def start(self) -> str:
+        self.server = BackgroundServer(self.app())
         return await self.server.start()
 
     @property

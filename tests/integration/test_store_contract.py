@@ -442,3 +442,27 @@ async def test_the_first_pause_of_a_stage_stands_until_resumed(database: Databas
     assert await store.resume(Stage.SETTLEMENT) == first
     assert await store.resume(Stage.SETTLEMENT) is None
     assert await store.pauses() == {Stage.PROVING: proving}
+
+
+async def test_a_prover_notice_is_taken_once_by_its_job_type_and_forgotten_when_old(database: Database) -> None:
+    pt, pr = JobType.PROOF_CREATION, JobType.PROOF_REGISTRATION
+    await database.remember_prover_notice("q-1", [pt, pr], received_at=1000.0, forget_before=0.0)
+    assert not await database.take_prover_notice("q-1", JobType.AGGREGATOR, received_after=0.0), "another type's"
+    assert not await database.take_prover_notice("q-2", pt, received_after=0.0), "another query's"
+    assert await database.take_prover_notice("q-1", pt, received_after=1000.0)
+    assert not await database.take_prover_notice("q-1", pt, received_after=0.0), "taken once"
+    assert not await database.take_prover_notice("q-1", pr, received_after=1000.5), "too old for the taker"
+    assert not await database.take_prover_notice("q-1", pr, received_after=0.0), "and dropped by that look"
+    await database.remember_prover_notice("q-3", [pt], received_at=1000.0, forget_before=0.0)
+    await database.remember_prover_notice("q-3", [pt], received_at=2000.0, forget_before=0.0)
+    assert await database.take_prover_notice("q-3", pt, received_after=1500.0), "a repeated webhook renews it"
+    await database.remember_prover_notice("q-4", [pt], received_at=1000.0, forget_before=0.0)
+    await database.remember_prover_notice("q-5", [pt], received_at=5000.0, forget_before=4000.0)
+    assert not await database.take_prover_notice("q-4", pt, received_after=0.0), "dropped as old by the next keep"
+    assert await database.take_prover_notice("q-5", pt, received_after=0.0)
+
+
+async def test_a_prover_notice_taken_by_several_at_once_goes_to_one(database: Database) -> None:
+    await database.remember_prover_notice("q-1", [JobType.AGGREGATOR], received_at=1000.0, forget_before=0.0)
+    takers = (database.take_prover_notice("q-1", JobType.AGGREGATOR, received_after=0.0) for _ in range(8))
+    assert sum(await asyncio.gather(*takers)) == 1

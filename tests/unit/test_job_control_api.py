@@ -20,9 +20,9 @@ from madara_orchestrator.cli.devnet import devnet_settings
 from madara_orchestrator.cli.settings import RUN_OPTIONS, add_options, load_run_settings
 from madara_orchestrator.domain.errors import ConfigError
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType
-from madara_orchestrator.domain.queues import read_job_message
+from madara_orchestrator.domain.queues import JobMessage, read_job_message
 from madara_orchestrator.engine.service import WAKE_COALESCE_S
-from madara_orchestrator.jobs.base import Verified
+from madara_orchestrator.jobs.base import Processed, Verified
 from madara_orchestrator.provers.atlantic import atlantic_webhook_signature
 from madara_orchestrator.provers.atlantic_webhook import atlantic_webhook
 from madara_orchestrator.server.app import create_app
@@ -292,6 +292,40 @@ async def test_a_webhook_for_a_job_that_is_done_completes_it_without_an_attempt(
 class _Done(AlwaysPending):
     async def verify(self, job: Job) -> Verified:
         return Verified.verified()
+
+
+class _ProvedAtOnce(_Done):
+    """Atlantic proves so fast that its webhook comes before the processing step has stored the job as
+    waiting on the query (the mock proves in a second)."""
+
+    def __init__(self, api: Api) -> None:
+        super().__init__()
+        self.api = api
+        self.replies: list[httpx.Response] = []
+
+    async def process(self, job: Job) -> Processed:
+        self.replies.append(await self.api.http.post(f"/webhooks/atlantic/{SECRET}", content=hook()))
+        return Processed(external_id=QUERY_ID)
+
+
+async def test_a_webhook_that_comes_while_its_job_is_processed_wakes_it_once_it_waits(api: Api) -> None:
+    """Before, such a webhook woke nothing and the job waited for its first poll."""
+    service = api.stack.runtime.service
+    prover = _ProvedAtOnce(api)
+    service.handlers[PT] = prover
+    job = await service.create_job(PT, 1, proving_meta(1))
+    assert job is not None
+    await api.drain(api.stack.runtime.config.queue_names.processing(PT))
+    await service.process_job(job.id)
+    [reply] = prover.replies
+    assert reply.status_code == 200 and reply.json()["data"]["woken_job_ids"] == [], "nothing waited on it yet"
+    assert (await api.job(job)).status == S.PENDING_VERIFICATION
+    # The first poll is seconds away (--verification-poll-seconds): a message now can only be the webhook's.
+    message = await api.stack.queue.receive(api.stack.runtime.config.queue_names.verification(PT))
+    assert message is not None and read_job_message(message.body) == JobMessage(job.id, wake=True)
+    assert (await api.stack.runtime._on_verify(message)).ack
+    done = await api.job(job)
+    assert done.status == S.COMPLETED and done.common.verification_attempt_no == 0, "no attempt spent"
 
 
 # -- the option -------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ from madara_orchestrator.domain.errors import BackendUnavailable, InvalidTransit
 from madara_orchestrator.domain.jobs import Job, JobPolicy, JobStatus, JobType, SnosMetadata
 from madara_orchestrator.domain.queues import JobMessage, job_message, parse_job_message, read_job_message
 from madara_orchestrator.engine.service import ACK as ACK_DECISION
-from madara_orchestrator.engine.service import WAKE_COALESCE_S
+from madara_orchestrator.engine.service import NOTICE_KEEP_S, WAKE_COALESCE_S, JobService
+from madara_orchestrator.engine.telemetry import NoTelemetry
 from madara_orchestrator.jobs.base import Verified
 from tests.helpers.engine import Harness, ScriptedHandler, make_harness, proving_meta
 
@@ -573,6 +574,51 @@ async def test_wake_ups_of_one_job_are_coalesced_on_the_clock(h: Harness) -> Non
     assert read_job_message(bodies[0] or "") == JobMessage(job.id, wake=True)
     h.clock.advance(0.1)
     assert (await h.service.wake_verification("ext-1", [PT]))[0] == [job], "a new window, a new wake-up"
+
+
+async def test_a_webhook_that_comes_while_the_job_is_processed_wakes_it_once_it_waits(h: Harness) -> None:
+    """The prover answered before the processing step stored the job as waiting on it: the webhook finds
+    nothing to wake, so it is kept, and the job is verified as soon as it waits, not at its first poll. The
+    webhook is taken by another instance than the one processing the job: what is kept is in the store."""
+    job = await create(h)
+    replies: list[tuple[list[Job], int]] = []
+    other = JobService(
+        db=h.store,
+        queue=h.queue,
+        queue_names=h.names,
+        handlers=h.service.handlers,
+        alerts=h.alerts,
+        metrics=NoTelemetry(),
+        clock=h.clock,
+        policies=h.service.policies,
+        owner="instance-b",
+    )
+
+    async def webhook(_: Job) -> None:
+        replies.append(await other.wake_verification("ext-1", [PT]))
+
+    h.handler.process_hook = webhook
+    await h.service.process_job(job.id)
+    assert replies == [([], 0)], "no job waited on ext-1 yet"
+    verification = h.names.verification(PT)
+    body = await take(h, verification)  # the clock has not moved: the first poll is 5 s away
+    assert body is not None and read_job_message(body) == JobMessage(job.id, wake=True)
+    assert await take(h, verification) is None, "one wake-up"
+    assert (await h.service.verify_job(job.id, wake=True)).ack
+    done = await stored(h, job)
+    assert done.status == S.COMPLETED and done.common.verification_attempt_no == 0
+
+
+async def test_a_kept_webhook_wakes_only_its_own_job_and_is_forgotten_after_a_while(h: Harness) -> None:
+    first, second = await create(h, 1), await create(h, 2)
+    assert await h.service.wake_verification("ext-1", [PT]) == ([], 0)
+    h.clock.advance(NOTICE_KEEP_S + 1)
+    await h.service.process_job(first.id)
+    assert await take(h, h.names.verification(PT)) is None, "a webhook of more than an hour ago wakes nothing"
+    assert await h.service.wake_verification("ext-2", [JobType.PROOF_REGISTRATION]) == ([], 0)
+    await h.service.process_job(second.id)
+    assert await take(h, h.names.verification(PT)) is None, "kept for a ProofRegistration job, not this one"
+    assert (await stored(h, second)).status == S.PENDING_VERIFICATION
 
 
 async def test_verification_timeout_alerts_once_and_stray_polls_are_dropped(h: Harness) -> None:

@@ -66,6 +66,7 @@ class MemoryStore(StoreBase):
         self._batches: dict[str, dict[int, Row]] = {SNOS_BATCHES: {}, AGGREGATOR_BATCHES: {}}
         self._locks: dict[str, tuple[str, float]] = {}
         self._pauses: dict[Stage, Pause] = {}
+        self._notices: dict[tuple[str, str], float] = {}
         self._clock = clock
 
     def _now(self) -> float:
@@ -162,6 +163,17 @@ class MemoryStore(StoreBase):
             row for row in self._select(job_types=[t.value for t in job_types]) if row["external_id"] == external_id
         ]
         return [job_from_row(row) for row in sorted(rows, key=_job_order)] if job_types else []
+
+    async def remember_prover_notice(
+        self, external_id: str, job_types: Sequence[JobType], *, received_at: float, forget_before: float
+    ) -> None:
+        self._notices = {key: at for key, at in self._notices.items() if at >= forget_before}
+        for job_type in job_types:
+            self._notices[(external_id, job_type.value)] = received_at
+
+    async def take_prover_notice(self, external_id: str, job_type: JobType, *, received_after: float) -> bool:
+        received_at = self._notices.pop((external_id, job_type.value), None)
+        return received_at is not None and received_at >= received_after
 
     async def count_jobs(self) -> dict[tuple[JobType, JobStatus], int]:
         counts: dict[tuple[JobType, JobStatus], int] = {}

@@ -161,6 +161,15 @@ MIGRATIONS: tuple[str, ...] = (
         send_at double precision NOT NULL
     );
     """,
+    # version 4: a prover's webhook that came before its job waited on it (JobStore.remember_prover_notice)
+    """
+    CREATE TABLE prover_notices (
+        external_id text NOT NULL,
+        job_type text NOT NULL,
+        received_at double precision NOT NULL,
+        PRIMARY KEY (external_id, job_type)
+    );
+    """,
 )
 
 SERVER_EPOCH_SQL = "SELECT extract(epoch FROM clock_timestamp())::double precision AS t"

@@ -221,6 +221,31 @@ class SqlStore(StoreBase):
             [external_id, *values],
         )
 
+    async def remember_prover_notice(
+        self, external_id: str, job_types: Sequence[JobType], *, received_at: float, forget_before: float
+    ) -> None:
+        """Statement by statement (no transaction to hold): each of them is right alone."""
+        async with self.db.use() as conn:
+            await conn.execute("DELETE FROM prover_notices WHERE received_at < ?", (forget_before,))
+            for job_type in job_types:
+                await conn.execute(
+                    "INSERT INTO prover_notices (external_id, job_type, received_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT (external_id, job_type) DO UPDATE SET received_at = excluded.received_at",
+                    (external_id, job_type.value, received_at),
+                )
+
+    async def take_prover_notice(self, external_id: str, job_type: JobType, *, received_after: float) -> bool:
+        """A read first: most jobs had no early webhook, and a read writes nothing (SQLite's single writer)."""
+        key = (external_id, job_type.value)
+        async with self.db.use() as conn:
+            row = await conn.fetch_one(
+                "SELECT received_at FROM prover_notices WHERE external_id = ? AND job_type = ?", key
+            )
+            if row is None:
+                return False
+            taken = await conn.execute("DELETE FROM prover_notices WHERE external_id = ? AND job_type = ?", key)
+        return taken == 1 and float(row["received_at"]) >= received_after
+
     async def count_jobs(self) -> dict[tuple[JobType, JobStatus], int]:
         async with self.db.use() as conn:
             rows = await conn.fetch_all("SELECT job_type, status, COUNT(*) AS n FROM jobs GROUP BY job_type, status")

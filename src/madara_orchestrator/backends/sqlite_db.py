@@ -114,6 +114,15 @@ SCHEMA: list[str] = [
         send_at REAL NOT NULL
     );
     """,
+    # version 6: a prover's webhook that came before its job waited on it (JobStore.remember_prover_notice)
+    """
+    CREATE TABLE IF NOT EXISTS prover_notices (
+        external_id TEXT NOT NULL,
+        job_type TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        PRIMARY KEY (external_id, job_type)
+    );
+    """,
 ]
 
 

@@ -114,6 +114,9 @@ WAKE_COALESCE_S = 5.0
 """Wake-ups of one job closer together than this (a prover's webhooks) are sent as one."""
 WAKEABLE = frozenset({S.PENDING_VERIFICATION, S.VERIFICATION_TIMEOUT})
 """Jobs a wake-up may verify: those waiting on the prover (a VerificationFailed one is processed again)."""
+NOTICE_KEEP_S = 3600.0
+"""How long a prover's webhook that came before its job waited on it is kept for that job (its first poll
+verifies a job processed later than this anyway)."""
 
 
 def job_failed_alert(job: Job, reason: str, block_range: BlockRange | None = None) -> str:
@@ -319,8 +322,31 @@ class JobService:
         )
         await self._carry_out(job, [e for e in effects if not isinstance(e, (Save, Send))], now=now)
         log.info("processed %s -> %s", job.describe(), job.external_id or "-")
+        await self._wake_if_noticed(job, now)
         await self._observe(job, "process_job", started)
         return ACK
+
+    async def _wake_if_noticed(self, job: Job, now: float) -> None:
+        """Wake at once a job just stored as waiting whose prover's webhook came while it was processed
+        (``wake_verification`` kept it), instead of letting it wait for its first poll. Looked for only after
+        the job is written: a webhook kept after this look finds the job waiting itself. A failure here
+        costs that poll's delay, nothing else."""
+        if job.status != S.PENDING_VERIFICATION or not job.external_id:
+            return
+        try:
+            noticed = await self.db.take_prover_notice(
+                job.external_id, job.job_type, received_after=now - NOTICE_KEEP_S
+            )
+            if noticed:
+                self._woken_at[job.id] = now
+                await self.queue.send(self.names.verification(job.job_type), job_message(job.id, wake=True))
+        except Exception as exc:
+            log.info(
+                "%s: could not look for an early prover webhook (%s); its first poll verifies it", job.describe(), exc
+            )
+            return
+        if noticed:
+            log.info("%s: verification woken by a prover webhook that came while it was processed", job.describe())
 
     async def _heal(self, job: Job, now: float, *, previous_life: bool = False) -> Job | None:
         """Take over a job whose worker died: its lease expired, or (``previous_life``) it is still held in
@@ -730,11 +756,27 @@ class JobService:
         spends no verification attempt and schedules no poll (``verify_job``); polling stays the fallback.
         Wake-ups of one job are coalesced: at most one per ``WAKE_COALESCE_S`` (by the injected clock) from
         this process, so a flood of webhooks (forged or repeated) costs one prover status request per job
-        every few seconds, and nothing else."""
+        every few seconds, and nothing else.
+
+        A webhook that finds no job waiting may have come while its job was processed (a fast prover): it
+        is kept in the store for ``NOTICE_KEEP_S``, then the jobs are looked up again. The processing step
+        looks for it after writing the job as waiting (``_wake_if_noticed``), so whichever of the two comes
+        second sees the other's write, whatever the instance: the job is woken once or twice, never missed
+        (but for a crash between the two, which costs the first poll's delay)."""
         now = self.clock.now()
         for job_id, at in list(self._woken_at.items()):
             if now - at >= WAKE_COALESCE_S:
                 del self._woken_at[job_id]
+        woken, coalesced = await self._wake_waiting(external_id, job_types, now)
+        if woken or coalesced:
+            return woken, coalesced
+        await self.db.remember_prover_notice(external_id, job_types, received_at=now, forget_before=now - NOTICE_KEEP_S)
+        woken, coalesced = await self._wake_waiting(external_id, job_types, now)
+        if not woken and not coalesced:
+            log.info("prover webhook for %s: no job waits on it yet; kept for when its job is processed", external_id)
+        return woken, coalesced
+
+    async def _wake_waiting(self, external_id: str, job_types: Sequence[JobType], now: float) -> tuple[list[Job], int]:
         woken: list[Job] = []
         coalesced = 0
         for job in await self.db.jobs_by_external_id(external_id, job_types):

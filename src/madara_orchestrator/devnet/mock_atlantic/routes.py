@@ -1,7 +1,9 @@
 """The mock Atlantic's routes: the REST subset ``AtlanticClient`` uses (SPEC §7.5) and the ``/_mock`` controls.
 
 Every API route goes through ``_guarded``: the request is recorded, then the configured latency, injected
-faults, random failures and the ``api-key`` check apply, as Atlantic's gateway would answer them.
+faults, random failures and the ``api-key`` check apply, as Atlantic's gateway would answer them. A client
+that goes away before its body has arrived (an orchestrator killed mid-upload) is logged in one line and
+answered to nobody (``_client_gone``), on every route.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
@@ -38,6 +41,8 @@ from madara_orchestrator.devnet.mock_atlantic.state import (
 from madara_orchestrator.devnet.mock_atlantic.validation import bucket_request_problem
 
 Handler = Callable[[MockAtlanticState, Request], Awaitable[Response]]
+
+log = logging.getLogger(__name__)
 
 
 def create_app(config: MockAtlanticConfig | None = None, state: MockAtlanticState | None = None) -> Starlette:
@@ -70,9 +75,16 @@ def create_app(config: MockAtlanticConfig | None = None, state: MockAtlanticStat
             Route("/_mock/health", control(_health), methods=["GET"]),
         ],
         lifespan=lifespan,
+        exception_handlers={ClientDisconnect: _client_gone},
     )
     app.state.mock = state
     return app
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """Nobody is left to answer, and nothing was done with a request whose body never arrived whole."""
+    log.info("mock Atlantic: the client went away during %s %s; request dropped", request.method, request.url.path)
+    return Response(status_code=499)
 
 
 async def _guarded(state: MockAtlanticState, handler: Handler, request: Request) -> Response:
@@ -106,10 +118,7 @@ async def _dedup_lookup(state: MockAtlanticState, request: Request) -> Response:
 
 
 async def _submit_query(state: MockAtlanticState, request: Request) -> Response:
-    try:
-        form = await request.form()
-    except ClientDisconnect:  # the client died mid-upload (a killed orchestrator): nothing was submitted
-        return JSONResponse({"message": "the client disconnected during the upload"}, status_code=400)
+    form = await request.form()  # a client gone mid-upload (a killed orchestrator) submits nothing: _client_gone
     fields: dict[str, list[str]] = {}
     files: dict[str, bytes] = {}
     for name, value in form.multi_items():

@@ -1,4 +1,6 @@
-"""Atlantic's completion webhook: wake the verification of the job waiting on that query or bucket.
+"""Atlantic's completion webhook: wake the verification of the job waiting on that query or bucket; one
+that comes while its job is still being processed is kept, and wakes the job once it waits
+(``JobService.wake_verification``).
 
 It needs a shared secret (``--atlantic-webhook-secret``), in the path or as an HMAC of the body; without one
 (no ``ProverWebhook`` given to the app) it is off and answers 404. ``cli/`` gives the webhook that checks
