@@ -686,7 +686,7 @@ class FactRegistry(FactChecker, Protocol):
 
 class TxStore(Protocol):
     """Where every signed settlement transaction is recorded before it is broadcast (``SqliteTxStore``,
-    ``PostgresTxStore``)."""
+    ``PostgresTxStore``, ``MemoryTxStore``)."""
 
     async def get_key(self, key: str) -> TxKeyRecord | None: ...
 

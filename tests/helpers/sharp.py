@@ -2,9 +2,10 @@
 
 The certificate code follows tests/integration/provers/test_sharp_client.py: a test CA signs the
 server certificate (for 127.0.0.1) and the client certificate; the client trusts the CA as the
-"server certificate" of ``--sharp-server-crt-file``. The fake answers the endpoints ``SharpClient``
-uses; jobs go IN_PROGRESS → PROCESSED after ``processing_s``, and an applicative job's fact is first
-registered on ``fact_registry`` (what SHARP's GPS verifier does on L1), so a core contract accepts it.
+"server certificate" of ``--sharp-server-crt-file``; a stranger's certificate, from another CA, is refused.
+The fake answers the endpoints ``SharpClient`` uses; jobs go IN_PROGRESS → PROCESSED after ``processing_s``
+(or stay as the test sets them), and an applicative job's fact is first registered on ``fact_registry`` (what
+SHARP's GPS verifier does on L1), so a core contract accepts it.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ class Pki:
     server_key: str
     client_crt: str
     client_key: str
+    stranger_crt: str
+    """A client certificate signed by another CA (refused by the server)."""
+    stranger_key: str
 
 
 def new_key() -> ec.EllipticCurvePrivateKey:
@@ -108,7 +112,8 @@ def write_pem(path: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKe
 
 
 def make_pki(root: Path) -> Pki:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files under ``root``."""
+    """A CA, a server certificate for 127.0.0.1, a client certificate and a stranger's (signed by another CA),
+    as PEM files under ``root``."""
     root.mkdir(parents=True, exist_ok=True)
     ca_key = new_key()
     ca = make_cert("test SHARP CA", ca_key, None, ca_key, is_ca=True)
@@ -119,25 +124,36 @@ def make_pki(root: Path) -> Pki:
     )
     client_key = new_key()
     client_crt, client_key_file = write_pem(root / "client", make_cert("customer", client_key, ca, ca_key), client_key)
-    return Pki(ca_crt, server_crt, server_key_file, client_crt, client_key_file)
+    other_ca_key = new_key()
+    other_ca = make_cert("someone else", other_ca_key, None, other_ca_key, is_ca=True)
+    stranger_key = new_key()
+    stranger_crt, stranger_key_file = write_pem(
+        root / "stranger", make_cert("stranger", stranger_key, other_ca, other_ca_key), stranger_key
+    )
+    return Pki(ca_crt, server_crt, server_key_file, client_crt, client_key_file, stranger_crt, stranger_key_file)
 
 
 @dataclass
 class FakeSharp:
-    """SHARP's job API in memory. ``calls``: ``(path, query parameters, scheme)`` of every request."""
+    """SHARP's job API in memory. ``calls``: ``(path, query parameters, scheme)`` of every request; ``bodies``:
+    the JSON body of every job submitted; ``fail_next``: ``(status code, body)`` answers given first, in turn,
+    whatever the request."""
 
     fact_registry: FactRegistry | None = None
-    processing_s: float = 0.3
+    processing_s: float | None = 0.3
+    """How long a submitted job stays IN_PROGRESS; ``None``: until the test changes ``jobs``."""
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     children: dict[str, list[str]] = field(default_factory=dict)
     """Applicative job key → its children's keys."""
     calls: list[tuple[str, dict[str, str], str]] = field(default_factory=list)
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+    fail_next: list[tuple[int, str]] = field(default_factory=list)
     registered: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
-    async def _complete(self, key: str, *, register: bool) -> None:
-        await asyncio.sleep(self.processing_s)
+    async def _complete(self, key: str, processing_s: float, *, register: bool) -> None:
+        await asyncio.sleep(processing_s)
         if register and self.fact_registry is not None:
             try:
                 await self.fact_registry.register(key)
@@ -153,20 +169,25 @@ class FakeSharp:
             path = request.url.path.strip("/")
             params = dict(request.query_params)
             self.calls.append((path, params, request.url.scheme))
+            if self.fail_next:
+                code, text = self.fail_next.pop(0)
+                return PlainTextResponse(text, status_code=code)
             if params.get("customer_id") != CUSTOMER_ID:
                 return JSONResponse({"message": "unknown customer"}, status_code=403)
             key = params.get("cairo_job_key", "")
             if path in ("add_job", "add_applicative_job"):
                 body = await request.json()
+                self.bodies.append(body)
                 if not body.get("cairo_pie_encoded"):
                     return JSONResponse({"message": "cairo_pie_encoded is required"}, status_code=400)
                 is_applicative = path == "add_applicative_job"
                 if is_applicative:
                     self.children[key] = list(body.get("children_cairo_job_keys", []))
                 self.jobs[key] = {"status": "IN_PROGRESS", "validation_done": False}
-                task = asyncio.create_task(self._complete(key, register=is_applicative))
-                self.tasks.add(task)
-                task.add_done_callback(self.tasks.discard)
+                if self.processing_s is not None:
+                    task = asyncio.create_task(self._complete(key, self.processing_s, register=is_applicative))
+                    self.tasks.add(task)
+                    task.add_done_callback(self.tasks.discard)
                 return JSONResponse({"code": "JOB_RECEIVED_SUCCESSFULLY"})
             if path == "get_status":
                 return JSONResponse(self.jobs.get(key, {"status": "UNKNOWN"}))

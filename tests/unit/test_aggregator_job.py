@@ -4,11 +4,8 @@ settlement needs, computed from the downloaded aggregator PIE."""
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
-from madara_orchestrator.backends.filesystem import FilesystemObjectStore
-from madara_orchestrator.backends.sqlite import SqliteStore
-from madara_orchestrator.backends.sqlite_db import SqliteDatabase
+from madara_orchestrator.backends.memory import MemoryObjectStore, MemoryStore
 from madara_orchestrator.domain.batches import AggregatorBatch, AggregatorBatchStatus
 from madara_orchestrator.domain.jobs import Job, JobType
 from madara_orchestrator.domain.proving import AggregationArtifacts, RunAggregation, TaskStatus, TaskType
@@ -45,12 +42,11 @@ class BucketProver:
         return AggregationArtifacts(cairo_pie=self.pie, da_segment=b'["0x1", "0x2"]')
 
 
-async def test_bucket_aggregation_stores_the_filtered_program_output(tmp_path: Path) -> None:
+async def test_bucket_aggregation_stores_the_filtered_program_output() -> None:
     output = aggregator_output([[1, 2, 3], [4, 5]], [7, 8, 1, 9], [6, 5, 4, 3, 0], tail=4)
     prover = BucketProver(build_pie(output))
-    db = SqliteDatabase(tmp_path / "a.db")
-    store = SqliteStore(db)
-    objects = FilesystemObjectStore(tmp_path / "objects")
+    store = MemoryStore()
+    objects = MemoryObjectStore()
     clock = FakeClock()
     await store.insert_aggregator_batch(
         AggregatorBatch(
@@ -77,17 +73,13 @@ async def test_bucket_aggregation_stores_the_filtered_program_output(tmp_path: P
     assert await objects.exists("artifacts/batch/3/cairo_pie.zip")
     batch = await store.get_aggregator_batch(3)
     assert batch is not None and batch.status == AggregatorBatchStatus.READY_FOR_STATE_UPDATE
-    await db.close()
 
 
-async def test_a_job_processed_before_the_trigger_marks_its_batch_takes_the_batch_through_pending_run(
-    tmp_path: Path,
-) -> None:
+async def test_a_job_processed_before_the_trigger_marks_its_batch_takes_the_batch_through_pending_run() -> None:
     """The Aggregator trigger creates the job, then marks the batch PendingAggregatorRun: a fast consumer
     can process the job while the batch is still Closed."""
     prover = BucketProver(b"")
-    db = SqliteDatabase(tmp_path / "a.db")
-    store = SqliteStore(db)
+    store = MemoryStore()
     await store.insert_aggregator_batch(
         AggregatorBatch(
             index=3,
@@ -99,9 +91,7 @@ async def test_a_job_processed_before_the_trigger_marks_its_batch_takes_the_batc
             bucket_id="bucket-7",
         )
     )
-    handler = AggregatorJobHandler(
-        prover=prover, objects=FilesystemObjectStore(tmp_path / "o"), db=store, clock=FakeClock(), runner=None
-    )
+    handler = AggregatorJobHandler(prover=prover, objects=MemoryObjectStore(), db=store, clock=FakeClock(), runner=None)
     job = Job.new(
         JobType.AGGREGATOR, 3, aggregator_metadata(3, bucket_id="bucket-7"), now=0, orchestrator_version="0.1.0"
     )
@@ -112,4 +102,3 @@ async def test_a_job_processed_before_the_trigger_marks_its_batch_takes_the_batc
     await handler.process(job)  # processed again (a lost lease): the batch is already there
     again = await store.get_aggregator_batch(3)
     assert again == batch
-    await db.close()

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from madara_orchestrator.backends.filesystem import FilesystemObjectStore
-from madara_orchestrator.backends.sqlite import SqliteStore
-from madara_orchestrator.backends.sqlite_db import SqliteDatabase
+from madara_orchestrator.backends.memory import MemoryObjectStore, MemoryStore
 from madara_orchestrator.domain.batches import SnosBatch, SnosBatchStatus
 from madara_orchestrator.domain.errors import JobError
 from madara_orchestrator.domain.jobs import DaMetadata, Job, JobType
@@ -117,18 +115,16 @@ class FakeDaClient:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    db = SqliteDatabase(tmp_path / "da.db")
-    yield SqliteStore(db)
-    await db.close()
+def store() -> MemoryStore:
+    return MemoryStore()
 
 
 @pytest.fixture
-def objects(tmp_path: Path) -> FilesystemObjectStore:
-    return FilesystemObjectStore(tmp_path / "objects")
+def objects() -> MemoryObjectStore:
+    return MemoryObjectStore()
 
 
-async def add_batch(store: SqliteStore, index: int, start: int, end: int, version: str = "0.14.2") -> None:
+async def add_batch(store: MemoryStore, index: int, start: int, end: int, version: str = "0.14.2") -> None:
     await store.insert_snos_batch(
         SnosBatch(
             index=index,
@@ -147,14 +143,14 @@ def da_job(index: int, block: int) -> Job:
     return Job.new(JobType.DATA_SUBMISSION, index, meta, now=0, orchestrator_version="0.1.0")
 
 
-async def stored_felts(objects: FilesystemObjectStore, path: str) -> list[int]:
+async def stored_felts(objects: MemoryObjectStore, path: str) -> list[int]:
     data = await objects.get(path)
     assert len(data) % BYTES_PER_BLOB == 0
     return [f for i in range(0, len(data), BYTES_PER_BLOB) for f in blob_to_felts(data[i : i + BYTES_PER_BLOB])]
 
 
 async def test_a_one_block_batch_gives_the_mainnet_blob_of_that_block(
-    vectors_dir: Path, store: SqliteStore, objects: FilesystemObjectStore
+    vectors_dir: Path, store: MemoryStore, objects: MemoryObjectStore
 ) -> None:
     """Batch index ≠ block number (the original's quirk is fixed), blob as the original published it."""
     block = 178
@@ -174,7 +170,7 @@ async def test_a_one_block_batch_gives_the_mainnet_blob_of_that_block(
 
 
 async def test_a_one_block_batch_is_the_da_encoding_of_that_block(
-    store: SqliteStore, objects: FilesystemObjectStore
+    store: MemoryStore, objects: MemoryObjectStore
 ) -> None:
     raw = state_update(7, {TOKEN: {5: 0, 1: 9}, ACCOUNT: {3: 4}}, nonces={TOKEN: 2}, deployed={0x77: 0xC1})
     sequencer = FakeSequencer({7: raw}, {ACCOUNT: 11})
@@ -189,9 +185,7 @@ async def test_a_one_block_batch_is_the_da_encoding_of_that_block(
     assert (5, 0) in token.storage, "a zero write of a single block is kept, as the original keeps it (no squash)"
 
 
-async def test_a_two_block_batch_publishes_the_squashed_diff(
-    store: SqliteStore, objects: FilesystemObjectStore
-) -> None:
+async def test_a_two_block_batch_publishes_the_squashed_diff(store: MemoryStore, objects: MemoryObjectStore) -> None:
     updates = {
         10: state_update(10, {TOKEN: {1: 5, 2: 6}, ACCOUNT: {3: 3}}, nonces={ACCOUNT: 1}),
         11: state_update(11, {TOKEN: {1: 8, 2: 0}, ACCOUNT: {4: 4}}, nonces={ACCOUNT: 2}),
@@ -213,7 +207,7 @@ async def test_a_two_block_batch_publishes_the_squashed_diff(
 
 
 async def test_a_batch_of_several_blocks_needs_the_batch_rpc_unless_it_starts_at_genesis(
-    store: SqliteStore, objects: FilesystemObjectStore
+    store: MemoryStore, objects: MemoryObjectStore
 ) -> None:
     updates = {b: state_update(b, {0x1: {b + 1: b + 1}}) for b in range(4)}
     await add_batch(store, 1, 0, 1)
@@ -227,7 +221,7 @@ async def test_a_batch_of_several_blocks_needs_the_batch_rpc_unless_it_starts_at
     assert not caught.value.retryable
 
 
-async def test_a_pending_block_is_retried(store: SqliteStore, objects: FilesystemObjectStore) -> None:
+async def test_a_pending_block_is_retried(store: MemoryStore, objects: MemoryObjectStore) -> None:
     pending = state_update(5, {TOKEN: {1: 1}})
     del pending["block_hash"], pending["new_root"]
     await add_batch(store, 1, 4, 5)
@@ -241,16 +235,14 @@ async def test_a_pending_block_is_retried(store: SqliteStore, objects: Filesyste
     assert not await objects.exists("1/blob_data.txt")
 
 
-async def test_a_missing_snos_batch_fails_at_once(store: SqliteStore, objects: FilesystemObjectStore) -> None:
+async def test_a_missing_snos_batch_fails_at_once(store: MemoryStore, objects: MemoryObjectStore) -> None:
     handler = DataSubmissionJobHandler(sequencer=FakeSequencer({}), objects=objects, db=store)
     with pytest.raises(JobError, match="SNOS batch 9 not found") as caught:
         await handler.process(da_job(9, 9))
     assert not caught.value.retryable
 
 
-async def test_the_blob_file_is_whole_blobs_one_after_another(
-    store: SqliteStore, objects: FilesystemObjectStore
-) -> None:
+async def test_the_blob_file_is_whole_blobs_one_after_another(store: MemoryStore, objects: MemoryObjectStore) -> None:
     """Past 4096 felts the data goes on in a second blob, where the original dropped it."""
     entries = {k: k + 1 for k in range(1, 2101)}
     sequencer = FakeSequencer({0: state_update(0, {0x2: entries})})
@@ -269,9 +261,7 @@ async def test_the_blob_file_is_whole_blobs_one_after_another(
     assert handler_verify.status == Verification.VERIFIED
 
 
-async def test_more_than_six_blobs_of_data_fails_without_retry(
-    store: SqliteStore, objects: FilesystemObjectStore
-) -> None:
+async def test_more_than_six_blobs_of_data_fails_without_retry(store: MemoryStore, objects: MemoryObjectStore) -> None:
     entries = {k: 1 for k in range(1, 6 * 2048 + 1)}
     await add_batch(store, 1, 0, 0)
     handler = DataSubmissionJobHandler(
@@ -284,7 +274,7 @@ async def test_more_than_six_blobs_of_data_fails_without_retry(
 
 
 async def test_without_a_da_client_verification_rereads_the_blob_file(
-    store: SqliteStore, objects: FilesystemObjectStore
+    store: MemoryStore, objects: MemoryObjectStore
 ) -> None:
     handler = DataSubmissionJobHandler(sequencer=FakeSequencer({}), objects=objects, db=store)
     job = dataclasses.replace(da_job(1, 0), external_id="NA")
@@ -298,7 +288,7 @@ async def test_without_a_da_client_verification_rereads_the_blob_file(
 
 
 async def test_a_da_client_publishes_the_blobs_and_is_asked_for_inclusion(
-    store: SqliteStore, objects: FilesystemObjectStore
+    store: MemoryStore, objects: MemoryObjectStore
 ) -> None:
     client = FakeDaClient()
     await add_batch(store, 1, 0, 0)

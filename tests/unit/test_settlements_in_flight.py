@@ -7,15 +7,14 @@ core contract: tests/e2e/test_settlements_in_flight.py.)"""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import cast
 
 import pytest
 
-from madara_orchestrator.backends.filesystem import FilesystemObjectStore
+from madara_orchestrator.backends.memory import MemoryObjectStore
 from madara_orchestrator.domain.batches import AggregatorBatch, AggregatorBatchStatus
-from madara_orchestrator.domain.errors import OutOfTurn
 from madara_orchestrator.domain.jobs import (
     AggregatorMetadata,
     Job,
@@ -31,45 +30,14 @@ from madara_orchestrator.engine.plan import L2_PLAN
 from madara_orchestrator.engine.service import JobPolicy
 from madara_orchestrator.engine.telemetry import NoTelemetry
 from madara_orchestrator.engine.triggers import TriggerConfig, Triggers
-from madara_orchestrator.interfaces import SequencerRpc, SettlementAttempt, SettlementResult
+from madara_orchestrator.interfaces import SequencerRpc
 from madara_orchestrator.jobs.artifacts import encode_felts_json, encode_program_output
 from madara_orchestrator.jobs.state_update import StateUpdateJobHandler
 from tests.helpers.engine import Harness, ScriptedHandler, make_harness
+from tests.helpers.settlement import FakeSettlement
 
 ST = JobType.STATE_TRANSITION
 BATCH_BLOCKS = 4
-
-
-class FakeSettlement:
-    """Records each send with the key it must follow; ``out_of_turn`` keys raise ``OutOfTurn``."""
-
-    def __init__(self) -> None:
-        self.last: int | None = None
-        self.sent: list[tuple[str, str | None]] = []
-        self.out_of_turn: set[str] = set()
-
-    async def last_settled_block(self) -> int | None:
-        return self.last
-
-    async def update_state_with_blobs(
-        self,
-        program_output: Sequence[int],
-        blobs: Sequence[bytes],
-        *,
-        idempotency_key: str,
-        after_key: str | None = None,
-    ) -> SettlementResult:
-        self.sent.append((idempotency_key, after_key))
-        if idempotency_key in self.out_of_turn:
-            raise OutOfTurn(f"settlement {idempotency_key} waits for {after_key} before it", wait_s=7)
-        attempt = SettlementAttempt(attempt_no=1, tx_hash="0xabc", nonce=1, gas_multiplier=1.1, status="Finalized")
-        return SettlementResult(tx_hash="0xabc", nonce=1, attempts=[attempt])
-
-    async def update_state_calldata(self, *a: object, **k: object) -> SettlementResult:  # pragma: no cover
-        raise NotImplementedError
-
-    async def verify_tx_inclusion(self, tx_hash: str) -> str:  # pragma: no cover
-        return "Verified"
 
 
 def end_block(index: int) -> int:
@@ -83,7 +51,7 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
         handler=ScriptedHandler(job_type=ST),
         policy=JobPolicy(max_process_attempts=3, max_verification_attempts=3, verification_delay_s=0),
     )
-    objects = FilesystemObjectStore(tmp_path / "objects")
+    objects = MemoryObjectStore()
     await objects.put("po.txt", encode_program_output([1, 2, 2**251 + 17 * 2**192, 0, 0, 0, 0, 0, 0, 0]))
     await objects.put("da.json", encode_felts_json([1, 2, 3]))
     for index in range(1, 7):
@@ -189,7 +157,7 @@ async def create(h: Harness, index: int) -> Job:
 
 async def test_a_batch_follows_the_previous_one_until_it_is_settled(harness: Harness) -> None:
     h = harness
-    settlement = FakeSettlement()
+    settlement = FakeSettlement(nonce=1)
     h.service.handlers[ST] = handler(h, settlement, in_flight=4)
     settlement.last = end_block(1)
     for index in (2, 3):
@@ -202,7 +170,7 @@ async def test_a_batch_follows_the_previous_one_until_it_is_settled(harness: Har
 
 async def test_out_of_turn_waits_without_spending_retries(harness: Harness) -> None:
     h = harness
-    settlement = FakeSettlement()
+    settlement = FakeSettlement(nonce=1)
     h.service.handlers[ST] = handler(h, settlement, in_flight=4)
     settlement.out_of_turn.add("StateTransition-2")
     job = await create(h, 2)
@@ -235,7 +203,7 @@ async def test_out_of_turn_waits_without_spending_retries(harness: Harness) -> N
 async def test_verification_while_earlier_batches_settle(
     harness: Harness, in_flight: int, last: int, expected: Verification
 ) -> None:
-    settlement = FakeSettlement()
+    settlement = FakeSettlement(nonce=1)
     settlement.last = last
     st = handler(harness, settlement, in_flight=in_flight)
     meta = StateUpdateMetadata(context=SettlementContext(type="Batch", to_settle=4))
@@ -245,7 +213,7 @@ async def test_verification_while_earlier_batches_settle(
 
 async def test_verification_of_the_first_batches_before_anything_settled(harness: Harness) -> None:
     """The contract at genesis (below the first batch's end) while batch 3 verifies: batches 1 and 2 settle."""
-    settlement = FakeSettlement()
+    settlement = FakeSettlement(nonce=1)
     settlement.last = 0
     meta = StateUpdateMetadata(context=SettlementContext(type="Batch", to_settle=3))
     job = Job.new(ST, 3, meta, now=0, orchestrator_version="test")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from madara_orchestrator.backends.filesystem import FilesystemObjectStore
+from madara_orchestrator.backends.memory import MemoryObjectStore
 from madara_orchestrator.domain.batches import AggregatorBatch, AggregatorBatchStatus
 from madara_orchestrator.domain.jobs import JobPolicy, JobStatus, JobType, SettlementContext, StateUpdateMetadata
 from madara_orchestrator.interfaces import SettlementAttempt, SettlementResult
@@ -15,39 +15,9 @@ from madara_orchestrator.jobs.artifacts import encode_felts_json, encode_program
 from madara_orchestrator.jobs.state_update import StateUpdateJobHandler
 from madara_orchestrator.settlement.errors import FeeCapExceeded, TxReverted
 from tests.helpers.engine import Harness, ScriptedHandler, make_harness
+from tests.helpers.settlement import FakeSettlement
 
 ST = JobType.STATE_TRANSITION
-
-
-class FakeSettlement:
-    def __init__(self) -> None:
-        self.last: int | None = None
-        self.errors: list[Exception] = []
-        self.sent: list[str] = []
-
-    async def last_settled_block(self) -> int | None:
-        return self.last
-
-    async def update_state_with_blobs(
-        self,
-        program_output: Sequence[int],
-        blobs: Sequence[bytes],
-        *,
-        idempotency_key: str,
-        after_key: str | None = None,
-    ) -> SettlementResult:
-        self.sent.append(idempotency_key)
-        if self.errors:
-            raise self.errors.pop(0)
-        self.last = program_output[3]
-        attempt = SettlementAttempt(attempt_no=1, tx_hash="0xabc", nonce=4, gas_multiplier=1.1, status="Finalized")
-        return SettlementResult(tx_hash="0xabc", nonce=4, attempts=[attempt])
-
-    async def update_state_calldata(self, *a: object, **k: object) -> SettlementResult:  # pragma: no cover
-        raise NotImplementedError
-
-    async def verify_tx_inclusion(self, tx_hash: str) -> str:  # pragma: no cover
-        return "Verified"
 
 
 @pytest.fixture
@@ -58,7 +28,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[Harness, FakeSettlement]]
         policy=JobPolicy(max_process_attempts=3, max_verification_attempts=3, verification_delay_s=0),
     )
     settlement = FakeSettlement()
-    objects = FilesystemObjectStore(tmp_path / "objects")
+    objects = MemoryObjectStore()
     h.service.handlers[ST] = StateUpdateJobHandler(
         settlement=settlement, objects=objects, db=h.store, clock=h.clock, alerts=h.alerts, fee_wait_s=45
     )
@@ -112,7 +82,7 @@ async def test_fee_cap_alerts_and_waits_without_spending_retries(setup: tuple[Ha
     await h.service.process_job(job.id)  # type: ignore[attr-defined]
     done = await h.store.get_job(job.id)  # type: ignore[attr-defined]
     assert done is not None and done.status == JobStatus.PENDING_VERIFICATION
-    assert settlement.sent == ["StateTransition-1", "StateTransition-1"], "same idempotency key on the retry"
+    assert settlement.sent == [("StateTransition-1", None)] * 2, "same idempotency key on the retry"
 
 
 async def test_reverted_settlement_is_not_retried(setup: tuple[Harness, FakeSettlement]) -> None:
@@ -154,7 +124,7 @@ async def test_verification_completes_the_batch_once(setup: tuple[Harness, FakeS
 
 
 def test_the_mined_attempt_records_its_fee_for_the_api_and_dashboard() -> None:
-    from madara_orchestrator.interfaces import SettlementAttempt, SettlementResult
+    from madara_orchestrator.interfaces import SettlementAttempt
     from madara_orchestrator.jobs.state_update import settlement_attempts_json
 
     attempts = [

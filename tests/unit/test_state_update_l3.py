@@ -3,15 +3,12 @@ proof and its bridge proof attest; verification completes the SNOS batch."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
-from madara_orchestrator.backends.filesystem import FilesystemObjectStore
-from madara_orchestrator.backends.sqlite import SqliteStore
-from madara_orchestrator.backends.sqlite_db import SqliteDatabase
+from madara_orchestrator.backends.memory import MemoryObjectStore, MemoryStore
 from madara_orchestrator.domain.batches import SnosBatch, SnosBatchStatus
 from madara_orchestrator.domain.errors import JobError
 from madara_orchestrator.domain.jobs import Job, JobType, SettlementContext, StateUpdateMetadata
@@ -87,16 +84,15 @@ class RecordingFigures:
 class L3:
     handler: StateUpdateJobHandler
     settlement: CalldataSettlement
-    store: SqliteStore
-    objects: FilesystemObjectStore
+    store: MemoryStore
+    objects: MemoryObjectStore
     figures: RecordingFigures
 
 
 @pytest.fixture
-async def l3(tmp_path: Path) -> AsyncIterator[L3]:
-    db = SqliteDatabase(tmp_path / "l3.db")
-    store = SqliteStore(db)
-    objects = FilesystemObjectStore(tmp_path / "objects")
+async def l3() -> L3:
+    store = MemoryStore()
+    objects = MemoryObjectStore()
     settlement = CalldataSettlement()
     figures = RecordingFigures()
     handler = StateUpdateJobHandler(
@@ -111,8 +107,7 @@ async def l3(tmp_path: Path) -> AsyncIterator[L3]:
     await objects.put("2/snos_output.json", encode_felts_json(OS_OUTPUT))
     await objects.put("2/proof.json", stone_proof_json(OS_OUTPUT).encode())
     await objects.put("2/proof_part2.json", stone_proof_json(BRIDGE_OUTPUT).encode())
-    yield L3(handler, settlement, store, objects, figures)
-    await db.close()
+    return L3(handler, settlement, store, objects, figures)
 
 
 def settle_job(to_settle: int = 2) -> Job:

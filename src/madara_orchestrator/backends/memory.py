@@ -1,5 +1,5 @@
-"""In-memory job/batch store and lock service, queue and object store, for fast tests: one process, nothing
-kept. They pass the same contract tests as the real ones, and keep rows as the SQL store does (the same
+"""In-memory job/batch store and lock service, queue, object store and settlement tx store, for fast tests: one
+process, nothing kept. They pass the same contract tests as the real ones, and keep rows as the SQL store does (the same
 columns, the record read back through the same decoding), so what a test reads back is what SQL would give.
 """
 
@@ -43,6 +43,14 @@ from madara_orchestrator.domain.errors import AlreadyExists, InvalidInput, NotFo
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType
 from madara_orchestrator.domain.pause import Pause, Stage
 from madara_orchestrator.domain.queues import QueueConfig
+from madara_orchestrator.domain.settlement_tx import (
+    AttemptRecord,
+    AttemptStatus,
+    KeyStatus,
+    TxKeyRecord,
+    TxTotals,
+    free_nonce,
+)
 from madara_orchestrator.interfaces import Outgoing, QueueDepth, QueueMessage
 
 Row = dict[str, Any]
@@ -433,3 +441,177 @@ class MemoryObjectStore:
 
     async def list(self, prefix: str) -> list[str]:
         return sorted(key for key in self._objects if key.startswith(prefix))
+
+
+class MemoryTxStore:
+    """``TxStore`` (``tx_store.SqlTxStore``'s semantics) in this process's memory. A restart of the sender is a new
+    sender on this same object (it sees every record); a process's two handles are this one object too.
+
+    Nothing between a read and its write awaits, so each call is one transaction, and reserving a nonce needs no
+    lock. An attempt of an unknown key is refused (``NotFound``), as PostgreSQL's foreign key refuses it.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] | None = None) -> None:
+        """``clock`` (default: ``time.time``, looked up at each use) stamps ``created_at``/``updated_at``."""
+        self._keys: dict[str, TxKeyRecord] = {}
+        self._attempts: dict[str, dict[int, AttemptRecord]] = {}
+        """By key, then attempt number."""
+        self._clock = clock
+
+    def _now(self) -> float:
+        return float(self._clock() if self._clock is not None else time.time())
+
+    def _update_attempts(self, key: str, which: Callable[[AttemptRecord], bool], **changes: Any) -> None:
+        attempts = self._attempts.get(key, {})
+        for no, attempt in attempts.items():
+            if which(attempt):
+                attempts[no] = dataclasses.replace(attempt, **changes)
+
+    def _update_key(self, key: str, **changes: Any) -> None:
+        record = self._keys.get(key)
+        if record is not None:
+            self._keys[key] = dataclasses.replace(record, **changes)
+
+    async def get_key(self, key: str) -> TxKeyRecord | None:
+        return self._keys.get(key)
+
+    async def create_key(self, key: str, sender: str) -> TxKeyRecord:
+        if key not in self._keys:
+            now = self._now()
+            self._keys[key] = TxKeyRecord(
+                key=key,
+                sender=sender.lower(),
+                nonce=None,
+                status=KeyStatus.PENDING,
+                final_tx_hash=None,
+                fee_paid_wei=None,
+                block_number=None,
+                error=None,
+                created_at=now,
+                updated_at=now,
+            )
+        return self._keys[key]
+
+    async def reserve_nonce(self, key: str, *, chain_latest: int, chain_pending: int) -> int:
+        record = self._keys.get(key)
+        if record is None:
+            raise NotFound(f"settlement key {key!r} is not in the tx store")
+        if record.nonce is not None:
+            return record.nonce
+        held = {
+            other.nonce
+            for other in self._keys.values()
+            if other.sender == record.sender
+            and other.status is KeyStatus.PENDING
+            and other.nonce is not None
+            and other.nonce >= chain_latest
+            and other.key != key
+        }
+        nonce = free_nonce(held, chain_latest=chain_latest, chain_pending=chain_pending)
+        self._update_key(key, nonce=nonce, updated_at=self._now())
+        return nonce
+
+    async def release_nonce(self, key: str) -> None:
+        now = self._now()
+        self._update_key(key, nonce=None, updated_at=now)
+        self._update_attempts(
+            key, lambda a: a.status.is_in_flight, status=AttemptStatus.REPLACED, updated_at=now, raw=None
+        )
+
+    async def add_attempt(self, attempt: AttemptRecord) -> None:
+        if attempt.key not in self._keys:
+            raise NotFound(f"settlement key {attempt.key!r} is not in the tx store")
+        attempts = self._attempts.setdefault(attempt.key, {})
+        if attempt.attempt_no in attempts:
+            raise AlreadyExists(f"attempt {attempt.attempt_no} of settlement key {attempt.key!r} is already stored")
+        attempts[int(attempt.attempt_no)] = dataclasses.replace(  # as a row read back: the columns' types
+            attempt,
+            attempt_no=int(attempt.attempt_no),
+            nonce=int(attempt.nonce),
+            gas_multiplier=float(attempt.gas_multiplier),
+            max_fee_per_gas=int(attempt.max_fee_per_gas),
+            max_priority_fee_per_gas=int(attempt.max_priority_fee_per_gas),
+            max_fee_per_blob_gas=int(attempt.max_fee_per_blob_gas),
+            status=AttemptStatus(attempt.status),
+            raw=None if attempt.raw is None else bytes(attempt.raw),
+            created_at=float(attempt.created_at),
+            updated_at=float(attempt.updated_at),
+        )
+
+    async def set_attempt_status(
+        self, key: str, attempt_no: int, status: AttemptStatus, *, error: str | None = None
+    ) -> None:
+        attempt = self._attempts.get(key, {}).get(attempt_no)
+        if attempt is not None:
+            self._attempts[key][attempt_no] = dataclasses.replace(
+                attempt,
+                status=AttemptStatus(status),
+                error=attempt.error if error is None else error,
+                updated_at=self._now(),
+            )
+
+    async def attempts(self, key: str) -> list[AttemptRecord]:
+        return [attempt for _, attempt in sorted(self._attempts.get(key, {}).items())]
+
+    async def finalize(self, key: str, attempt_no: int, *, fee_paid_wei: int | None, block_number: int | None) -> None:
+        now = self._now()
+        final = self._attempts.get(key, {}).get(attempt_no)
+        if final is None:
+            raise NotFound(f"attempt {attempt_no} of settlement key {key!r} is not in the tx store")
+        self._update_attempts(
+            key,
+            lambda a: a.attempt_no != attempt_no and a.status.is_in_flight and a.status is not AttemptStatus.TIMED_OUT,
+            status=AttemptStatus.REPLACED,
+            updated_at=now,
+        )
+        self._update_attempts(key, lambda a: a.attempt_no == attempt_no, status=AttemptStatus.FINALIZED, updated_at=now)
+        self._update_attempts(key, lambda a: True, raw=None)
+        self._update_key(
+            key,
+            status=KeyStatus.FINALIZED,
+            final_tx_hash=final.tx_hash,
+            fee_paid_wei=fee_paid_wei,
+            block_number=block_number,
+            error=None,
+            updated_at=now,
+        )
+
+    async def mark_reverted(self, key: str, attempt_no: int, *, error: str, block_number: int | None) -> None:
+        now = self._now()
+        self._update_attempts(
+            key,
+            lambda a: a.attempt_no != attempt_no and a.status.is_in_flight,
+            status=AttemptStatus.REPLACED,
+            updated_at=now,
+            raw=None,
+        )
+        self._update_attempts(
+            key,
+            lambda a: a.attempt_no == attempt_no,
+            status=AttemptStatus.REVERTED,
+            error=error,
+            updated_at=now,
+            raw=None,
+        )
+        self._update_key(key, status=KeyStatus.REVERTED, error=error, block_number=block_number, updated_at=now)
+
+    async def restart_key(self, key: str) -> None:
+        """A reverted key is settled again from scratch: pending, no nonce (its attempts stay as history)."""
+        record = self._keys.get(key)
+        if record is not None and record.status is KeyStatus.REVERTED:
+            self._update_key(key, status=KeyStatus.PENDING, nonce=None, updated_at=self._now())
+
+    async def totals(self, sender: str | None = None) -> TxTotals:
+        """For a summary line: keys settled and pending, attempts signed, fees paid."""
+        keys = [k for k in self._keys.values() if not sender or k.sender == sender.lower()]
+        return TxTotals(
+            settled=sum(1 for k in keys if k.status is KeyStatus.FINALIZED),
+            pending=sum(1 for k in keys if k.status is KeyStatus.PENDING),
+            attempts=sum(len(self._attempts.get(k.key, {})) for k in keys),
+            fee_paid_wei=sum(k.fee_paid_wei for k in keys if k.fee_paid_wei is not None),
+        )
+
+    async def pending_keys(self, sender: str) -> list[TxKeyRecord]:
+        """In nonce order (keys without one first), then by creation time, then by key (as bytes, as SQL sorts)."""
+        pending = [k for k in self._keys.values() if k.sender == sender.lower() and k.status is KeyStatus.PENDING]
+        return sorted(pending, key=lambda k: (k.nonce is not None, k.nonce or 0, k.created_at, k.key.encode()))

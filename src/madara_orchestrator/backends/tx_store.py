@@ -5,7 +5,7 @@ transaction manager knows every transaction that may be in the mempool or mined,
 or recognise it instead of signing a second one. Nonces are reserved per key inside a write transaction,
 so two processes sharing the database never take the same nonce. One implementation (``SqlTxStore``) over
 ``sql.SqlDatabase``: ``SqliteTxStore`` (a file of its own, or the orchestrator's) and ``PostgresTxStore``
-(the orchestrator's database).
+(the orchestrator's database); ``memory.MemoryTxStore`` keeps the same records in one process, for tests.
 """
 
 from __future__ import annotations
@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING
 from madara_orchestrator.backends.sql import Row, SqlConnection, SqlDatabase, in_, placeholders, where
 from madara_orchestrator.backends.sqlite_db import SqliteDatabase
 from madara_orchestrator.domain.errors import AlreadyExists, BackendUnavailable, InvalidInput, NotFound
-from madara_orchestrator.domain.settlement_tx import AttemptRecord, AttemptStatus, KeyStatus, TxKeyRecord, TxTotals
+from madara_orchestrator.domain.settlement_tx import (
+    AttemptRecord,
+    AttemptStatus,
+    KeyStatus,
+    TxKeyRecord,
+    TxTotals,
+    free_nonce,
+)
 
 if TYPE_CHECKING:  # psycopg is needed only where PostgreSQL is used
     from madara_orchestrator.backends.postgres_db import PostgresDatabase
@@ -62,17 +69,6 @@ _IN_FLIGHT = tuple(s.value for s in AttemptStatus if s.is_in_flight)
 SENDER_LOCK_SPACE = 0x5458
 """First key of PostgreSQL's two-key advisory locks on senders (the second is ``hashtext(sender)``); the
 two-key space never meets the one-key locks (schema migrations)."""
-
-
-def _free_nonce(held: set[int], *, chain_latest: int, chain_pending: int) -> int:
-    """The nonce a key takes: a gap below nonces other pending keys hold (one released while later ones were
-    sent, several settlements in flight) is taken first, so later transactions are never stranded behind it;
-    else the next one above everything held, mined and pending on the node."""
-    if held:
-        gap = next((n for n in range(chain_latest, max(held)) if n not in held), None)
-        if gap is not None:
-            return gap
-    return max(chain_latest, chain_pending, max(held) + 1 if held else 0)
 
 
 def _key_from_row(row: Row) -> TxKeyRecord:
@@ -164,7 +160,7 @@ class SqlTxStore:
                 "SELECT nonce FROM settlement_tx_keys WHERE sender = ? AND status = ? AND nonce >= ? AND key != ?",
                 (sender, KeyStatus.PENDING.value, chain_latest, key),
             )
-            nonce = _free_nonce({int(r["nonce"]) for r in rows}, chain_latest=chain_latest, chain_pending=chain_pending)
+            nonce = free_nonce({int(r["nonce"]) for r in rows}, chain_latest=chain_latest, chain_pending=chain_pending)
             await conn.execute(
                 "UPDATE settlement_tx_keys SET nonce = ?, updated_at = ? WHERE key = ?", (nonce, now, key)
             )

@@ -79,6 +79,17 @@ class TxTotals:
     fee_paid_wei: int
 
 
+def free_nonce(held: set[int], *, chain_latest: int, chain_pending: int) -> int:
+    """The nonce a key takes: a gap below nonces other pending keys hold (one released while later ones were
+    sent, several settlements in flight) is taken first, so later transactions are never stranded behind it;
+    else the next one above everything held, mined and pending on the node."""
+    if held:
+        gap = next((n for n in range(chain_latest, max(held)) if n not in held), None)
+        if gap is not None:
+            return gap
+    return max(chain_latest, chain_pending, max(held) + 1 if held else 0)
+
+
 def attempts_summary(attempts: Sequence[AttemptRecord]) -> str:
     """One line per attempt, like the original's error message ("1. 1.10x attempted, nonce=N, ...")."""
     lines = []

@@ -20,7 +20,6 @@ from madara_orchestrator.devnet.adapters import devnet_pie
 from madara_orchestrator.devnet.layout_bridge import (
     BOOTLOADER_PROGRAM_HASH,
     BRIDGE_VERIFIER_CONFIG,
-    VerifierConfiguration,
     bootloaded_output,
     bridge_output,
     l2_fact,
@@ -37,25 +36,10 @@ from madara_orchestrator.provers.http import RetryPolicy
 from madara_orchestrator.starknet.pie import read_pie
 from madara_orchestrator.starknet.stone_proof import program_output_of_proof, stone_proof_json, wrap_proof
 from tests.conftest import require
+from tests.helpers.fact_registry import RecordingL2Registry
 
 VERIFIER_PROGRAM_HASH = "0x5ab580b04e3532b6b18f81cfa654a05e29dd8e2352d88df1e765a84072db07"
 FAST_RETRY = RetryPolicy(base_delay_s=0.02, max_delay_s=0.1, budget_s=5.0, max_attempts=4)
-
-
-class RecordingL2Registry:
-    """An L2 fact registry that keeps what it was given, or refuses with ``error``."""
-
-    def __init__(self, error: Exception | None = None) -> None:
-        self.facts: list[int] = []
-        self.verifications: list[tuple[int, VerifierConfiguration]] = []
-        self.error = error
-
-    async def register(self, fact: int, *, security_bits: int, verifier_config: VerifierConfiguration) -> str:
-        if self.error is not None:
-            raise self.error
-        self.facts.append(fact)
-        self.verifications.append((security_bits, verifier_config))
-        return f"0x{len(self.facts):064x}"
 
 
 @pytest.fixture

@@ -23,7 +23,6 @@ from madara_orchestrator.backends.sqlite_queue import SqliteQueue
 from madara_orchestrator.devnet.adapters import devnet_pie
 from madara_orchestrator.devnet.layout_bridge import (
     BOOTLOADER_PROGRAM_HASH,
-    VerifierConfiguration,
     bootloaded_output,
     bridge_output,
     l2_fact,
@@ -41,21 +40,13 @@ from madara_orchestrator.provers.atlantic import AtlanticClient, AtlanticConfig,
 from madara_orchestrator.provers.http import RetryPolicy as HttpRetryPolicy
 from madara_orchestrator.starknet.stone_proof import program_output_of_proof, stone_proof_json
 from tests.helpers.engine import FakeClock
+from tests.helpers.fact_registry import RecordingL2Registry
 
 PR = JobType.PROOF_REGISTRATION
 S = JobStatus
 VERIFIER_PROGRAM_HASH = 0x5AB580B04E3532B6B18F81CFA654A05E29DD8E2352D88DF1E765A84072DB07
 SNOS_OUTPUT = [0x11, 0x22, 7, 8, 0x33, 0x44, 0x55, 0x66, 0, 0, 0, 0]
 POLICY = JobPolicy(max_process_attempts=2, max_verification_attempts=3, verification_delay_s=5, lease_s=30)
-
-
-class RecordingL2Registry:
-    def __init__(self) -> None:
-        self.facts: list[int] = []
-
-    async def register(self, fact: int, *, security_bits: int, verifier_config: VerifierConfiguration) -> str:
-        self.facts.append(fact)
-        return f"0x{len(self.facts):064x}"
 
 
 @dataclass

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
 
 from madara_orchestrator.devnet.fact_registry import InMemoryFactRegistry
 from madara_orchestrator.domain.errors import BackendUnavailable, ConfigError
@@ -27,105 +21,29 @@ from madara_orchestrator.interfaces import ProverClient
 from madara_orchestrator.provers.errors import ProverApiError, RetriesExhausted, TaskInvalid
 from madara_orchestrator.provers.http import RetryPolicy
 from madara_orchestrator.provers.sharp import SharpClient, SharpConfig
-from tests.helpers.sharp import make_cert, new_key, write_pem
-from tests.integration.provers.conftest import UvicornApp
+from tests.helpers.sharp import CUSTOMER_ID, FakeSharp, Pki, make_pki, serve_fake_sharp
 
 FAST_RETRY = RetryPolicy(base_delay_s=0.02, max_delay_s=0.1, budget_s=5.0, max_attempts=3)
 FACT = "0x" + "12" * 32
 
 
-# -- certificates ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Pki:
-    ca_crt: str
-    server_crt: str
-    server_key: str
-    client_crt: str
-    client_key: str
-    stranger_crt: str
-    stranger_key: str
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    root = tmp_path_factory.mktemp("pki")
-    ca_key = new_key()
-    ca = make_cert("test SHARP CA", ca_key, None, ca_key, is_ca=True)
-    ca_crt, _ = write_pem(root / "ca", ca, ca_key)
-    server_key = new_key()
-    server_crt, server_key_file = write_pem(
-        root / "server", make_cert("127.0.0.1", server_key, ca, ca_key, server=True), server_key
-    )
-    client_key = new_key()
-    client_crt, client_key_file = write_pem(root / "client", make_cert("customer", client_key, ca, ca_key), client_key)
-    other_ca_key = new_key()
-    other_ca = make_cert("someone else", other_ca_key, None, other_ca_key, is_ca=True)
-    stranger_key = new_key()
-    stranger_crt, stranger_key_file = write_pem(
-        root / "stranger", make_cert("stranger", stranger_key, other_ca, other_ca_key), stranger_key
-    )
-    return Pki(ca_crt, server_crt, server_key_file, client_crt, client_key_file, stranger_crt, stranger_key_file)
-
-
-# -- the fake SHARP --------------------------------------------------------------------------------
-
-
-@dataclass
-class FakeSharp:
-    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    calls: list[tuple[str, dict[str, str]]] = field(default_factory=list)
-    bodies: list[dict[str, Any]] = field(default_factory=list)
-    fail_next: list[tuple[int, str]] = field(default_factory=list)
-
-    def app(self) -> Starlette:
-        async def endpoint(request: Request) -> Response:
-            path = request.url.path.strip("/")
-            params = dict(request.query_params)
-            self.calls.append((path, params))
-            if self.fail_next:
-                code, body = self.fail_next.pop(0)
-                return PlainTextResponse(body, status_code=code)
-            if params.get("customer_id") != "cust-1":
-                return JSONResponse({"message": "unknown customer"}, status_code=403)
-            key = params.get("cairo_job_key", "")
-            if path in ("add_job", "add_applicative_job"):
-                self.bodies.append(await request.json())
-                self.jobs[key] = {"status": "IN_PROGRESS", "validation_done": False}
-                return JSONResponse({"code": "JOB_RECEIVED_SUCCESSFULLY"})
-            if path == "get_status":
-                return JSONResponse(self.jobs.get(key, {"status": "UNKNOWN"}))
-            if path == "get_proof":
-                return PlainTextResponse('{"proof_parameters": {}, "public_input": {}}')
-            return PlainTextResponse("ok")
-
-        return Starlette(
-            routes=[
-                Route(f"/{name}", endpoint, methods=["GET", "POST"])
-                for name in ("add_job", "add_applicative_job", "get_status", "get_proof", "is_alive")
-            ]
-        )
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture
 async def sharp(pki: Pki) -> AsyncIterator[tuple[FakeSharp, str]]:
-    fake = FakeSharp()
-    tls = {
-        "ssl_certfile": pki.server_crt,
-        "ssl_keyfile": pki.server_key,
-        "ssl_ca_certs": pki.ca_crt,
-        "ssl_cert_reqs": ssl.CERT_REQUIRED,
-    }
-    async with UvicornApp(fake.app(), **tls) as server:
-        yield fake, f"https://127.0.0.1:{server.port}"
+    fake = FakeSharp(processing_s=None)  # jobs move on when a test says
+    async with serve_fake_sharp(fake, pki) as url:
+        yield fake, url
 
 
 def make_client(pki: Pki, url: str, **overrides: Any) -> SharpClient:
     checker = overrides.pop("fact_checker", None)
     config: dict[str, Any] = {
         "url": url,
-        "customer_id": "cust-1",
+        "customer_id": CUSTOMER_ID,
         "user_crt_file": pki.client_crt,
         "user_key_file": pki.client_key,
         "server_crt_file": pki.ca_crt,
@@ -146,11 +64,11 @@ async def test_child_job_over_mutual_tls(sharp: tuple[FakeSharp, str], pki: Pki)
     assert await client.is_alive()
     key = await client.submit_task(CreateJob(cairo_pie_zip=b"PIE", dedup_id=FACT))
     assert key == FACT
-    paths = [path for path, _ in fake.calls]
+    paths = [path for path, _, _ in fake.calls]
     assert paths[-2:] == ["get_status", "add_job"]  # status first: idempotency
     params = fake.calls[-1][1]
     assert params == {
-        "customer_id": "cust-1",
+        "customer_id": CUSTOMER_ID,
         "cairo_job_key": FACT,
         "offchain_proof": "true",
         "for_applicative": "true",
@@ -169,7 +87,7 @@ async def test_resubmission_is_idempotent(sharp: tuple[FakeSharp, str], pki: Pki
     client = make_client(pki, url)
     task = CreateJob(cairo_pie_zip=b"PIE", dedup_id=FACT)
     assert await client.submit_task(task) == await client.submit_task(task) == FACT
-    assert [path for path, _ in fake.calls].count("add_job") == 1
+    assert [path for path, _, _ in fake.calls].count("add_job") == 1
     assert client.idempotency_hits == 1
     await client.aclose()
 
@@ -183,7 +101,7 @@ async def test_applicative_job_and_fact_checked_status(sharp: tuple[FakeSharp, s
     task = RunAggregationWithPie(cairo_pie_zip=b"A", children_cairo_job_keys=["c1", "c2"], fact_hash="0x1234")
     key = await client.submit_task(task)
     assert key == "0x" + "0" * 60 + "1234"
-    path, params = fake.calls[-1]
+    path, params, _ = fake.calls[-1]
     assert path == "add_applicative_job" and params["offchain_proof"] == "false" and "for_applicative" not in params
     assert fake.bodies[-1]["children_cairo_job_keys"] == ["c1", "c2"]
     fake.jobs[key] = {"status": "PROCESSED"}

@@ -4,20 +4,19 @@ receipt, without a new signature."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from madara_orchestrator.backends.memory import MemoryTxStore
 from madara_orchestrator.domain.errors import SettlementPaused
-from madara_orchestrator.settlement.blob_tx import Sidecar, SidecarForm, build_sidecar
-from tests.unit.settlement.test_txmgr import GWEI, FakeChain, _build, _manager
+from madara_orchestrator.settlement.blob_tx import Sidecar
+from tests.helpers.fake_l1 import GWEI, FakeChain, make_manager, one_blob_sidecar, request_builder
 
 WHY = "settlement paused by ops@pager since 2026-01-01 00:00:00 UTC: incident 42"
 
 
 @pytest.fixture(scope="module")
 def sidecar() -> Sidecar:
-    return build_sidecar([bytes(31) + b"\x01" + bytes(131072 - 32)], SidecarForm.EIP4844)
+    return one_blob_sidecar()
 
 
 class Hold:
@@ -28,13 +27,13 @@ class Hold:
         return self.why
 
 
-async def test_nothing_is_built_signed_or_sent_while_paused(tmp_path: Path, sidecar: Sidecar) -> None:
+async def test_nothing_is_built_signed_or_sent_while_paused(sidecar: Sidecar) -> None:
     chain = FakeChain()
-    mgr = _manager(chain, tmp_path)
+    mgr = make_manager(chain, MemoryTxStore())
     hold = Hold()
     mgr.hold = hold
     built: list[int] = []
-    build = _build(sidecar)
+    build = request_builder(sidecar)
 
     async def counting_build() -> object:
         built.append(1)
@@ -53,10 +52,10 @@ async def test_nothing_is_built_signed_or_sent_while_paused(tmp_path: Path, side
 
 
 async def test_a_broadcast_transaction_is_followed_to_its_receipt_but_not_replaced(
-    tmp_path: Path, sidecar: Sidecar
+    sidecar: Sidecar,
 ) -> None:
     chain = FakeChain(base_fee=GWEI)
-    mgr = _manager(chain, tmp_path, max_fee_bumps=3)
+    mgr = make_manager(chain, MemoryTxStore(), max_fee_bumps=3)
     hold = Hold()
     mgr.hold = hold
     original_mine, original_send = chain.mine, chain.send_raw_transaction
@@ -74,7 +73,7 @@ async def test_a_broadcast_transaction_is_followed_to_its_receipt_but_not_replac
 
     chain.mine = outbid_every_cap  # type: ignore[method-assign]
     chain.send_raw_transaction = pause_once_sent  # type: ignore[method-assign]
-    build = _build(sidecar)
+    build = request_builder(sidecar)
     with pytest.raises(SettlementPaused):
         await mgr.send("batch-1", build)
     assert len(chain.sent) == 1, "no replacement signed while paused"
