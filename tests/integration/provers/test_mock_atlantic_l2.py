@@ -82,8 +82,8 @@ async def client(server: MockAtlanticServer) -> AsyncIterator[AtlanticClient]:
 
 
 async def finished(server: MockAtlanticServer, client: AtlanticClient, query_id: str) -> TaskStatus:
-    """The query's final status, once the mock has ended it (its done event, bounded)."""
-    async with asyncio.timeout(10):
+    """The query's final status, once the mock has ended it (its done event, bounded for a hang, not a timing: a loaded machine takes seconds)."""
+    async with asyncio.timeout(60):
         await server.state.queries[query_id].done.wait()
     return await client.get_task_status(TaskType.JOB, query_id)
 
@@ -185,7 +185,7 @@ async def test_an_l2_verification_needs_a_hex_program_hash(
         answer = await http.post(server.url + "/atlantic-query", data=data, files=files, headers={"api-key": "k"})
     query_id = answer.json()["atlanticQueryId"]
     query = server.state.queries[query_id]
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(60):
         await query.done.wait()
     assert query.data["status"] == "FAILED" and problem in query.data["errorReason"]
     assert registry.facts == []
