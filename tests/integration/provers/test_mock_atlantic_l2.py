@@ -82,7 +82,8 @@ async def client(server: MockAtlanticServer) -> AsyncIterator[AtlanticClient]:
 
 
 async def finished(server: MockAtlanticServer, client: AtlanticClient, query_id: str) -> TaskStatus:
-    """The query's final status, once the mock has ended it (its done event, bounded for a hang, not a timing: a loaded machine takes seconds)."""
+    """The query's final status, once the mock has ended it (its done event; the bound is for a hang, not a
+    timing: on a loaded machine a query takes seconds)."""
     async with asyncio.timeout(60):
         await server.state.queries[query_id].done.wait()
     return await client.get_task_status(TaskType.JOB, query_id)
