@@ -26,9 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from madara_orchestrator.domain.chain import FELTS_PER_BLOB  # noqa: E402
 from madara_orchestrator.starknet import kzg  # noqa: E402
 from madara_orchestrator.starknet.blob import (  # noqa: E402
-    FIELD_ELEMENTS_PER_BLOB,
     felts_to_blobs,
     inverse_ntt_bit_reversed,
     ntt_bit_reversed,
@@ -77,7 +77,7 @@ def main() -> int:
     print(f"python {sys.version.split()[0]}, {cores} cores")
 
     # -- transform ----------------------------------------------------------------------------
-    coefficients = [rng.randrange(STARKNET_PRIME) for _ in range(FIELD_ELEMENTS_PER_BLOB)]
+    coefficients = [rng.randrange(STARKNET_PRIME) for _ in range(FELTS_PER_BLOB)]
     forward = timed(lambda: ntt_bit_reversed(coefficients), repeat * 2)
     evaluations = ntt_bit_reversed(coefficients)
     inverse = timed(lambda: inverse_ntt_bit_reversed(evaluations), repeat * 2)
@@ -105,7 +105,7 @@ def main() -> int:
         n_blobs = len(encode_block())
         runs = [t / n_blobs for t in timed(encode_block, repeat)]
         print(f"DA encoding + transform, block 631861 ({n_blobs} blob): {ms(runs)} per blob")
-    felts_6 = [rng.randrange(STARKNET_PRIME) for _ in range(N_SETTLEMENT_BLOBS * FIELD_ELEMENTS_PER_BLOB - 100)]
+    felts_6 = [rng.randrange(STARKNET_PRIME) for _ in range(N_SETTLEMENT_BLOBS * FELTS_PER_BLOB - 100)]
     six = timed(lambda: felts_to_blobs(felts_6, max_blobs=N_SETTLEMENT_BLOBS), max(1, repeat // 2))
     print(f"felts → 6 blobs (validation + transform + bytes): {ms([t / N_SETTLEMENT_BLOBS for t in six])} per blob")
 

@@ -40,7 +40,8 @@ from madara_orchestrator.cli.devnet import batches_completed, close_tail, devnet
 from madara_orchestrator.cli.settings import RUN_OPTIONS, Settings  # noqa: E402
 from madara_orchestrator.devnet.sequencer import DEFAULT_TX_PER_BLOCK, DevnetChain, DevnetSequencer  # noqa: E402
 from madara_orchestrator.domain.batches import AggregatorBatchStatus  # noqa: E402
-from madara_orchestrator.domain.batching import FELTS_PER_BLOB, Reason  # noqa: E402
+from madara_orchestrator.domain.batching import Reason  # noqa: E402
+from madara_orchestrator.domain.chain import FELTS_PER_BLOB  # noqa: E402
 from madara_orchestrator.domain.jobs import JobType, StateUpdateMetadata  # noqa: E402
 from madara_orchestrator.jobs.artifacts import decode_felts_json  # noqa: E402
 from madara_orchestrator.server.background import BackgroundServer  # noqa: E402

@@ -57,7 +57,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from madara_orchestrator.domain.posting import GAS_PER_BLOB, FeeCap, FeeHistory, PostingPolicy
+from madara_orchestrator.domain.chain import GAS_PER_BLOB
+from madara_orchestrator.domain.posting import FeeCap, FeeHistory, PostingPolicy
 
 BLOCK_S = 12
 GWEI = 10**9

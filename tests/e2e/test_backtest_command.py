@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from madara_orchestrator.devnet.sequencer import DevnetSequencer
-from madara_orchestrator.domain.batching import FELTS_PER_BLOB
+from madara_orchestrator.domain.chain import FELTS_PER_BLOB
 from madara_orchestrator.server.background import BackgroundServer, free_port
 from tests.conftest import REPO_ROOT
 from tests.helpers.batching import make_chain

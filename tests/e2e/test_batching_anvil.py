@@ -19,7 +19,8 @@ import pytest
 
 from madara_orchestrator.cli.devnet import close_tail
 from madara_orchestrator.domain.batches import AggregatorBatch, AggregatorBatchStatus
-from madara_orchestrator.domain.batching import FELTS_PER_BLOB, Reason
+from madara_orchestrator.domain.batching import Reason
+from madara_orchestrator.domain.chain import FELTS_PER_BLOB
 from madara_orchestrator.domain.jobs import JobStatus, JobType, StateUpdateMetadata
 from madara_orchestrator.jobs.artifacts import decode_felts_json
 from madara_orchestrator.settlement.ethereum import EthereumSettlementClient

@@ -57,7 +57,8 @@ from madara_orchestrator.starknet.pie import (
     SegmentInfo,
     write_pie,
 )
-from madara_orchestrator.starknet.rpc import RpcCall, RpcError, StarknetRpcClient, block_id
+from madara_orchestrator.starknet.rpc import RpcCall, RpcError, StarknetRpcClient
+from madara_orchestrator.starknet.rpc_types import block_id
 
 try:
     from tests.helpers.runner_program import RunnerFailure, dump_environment, hang

@@ -18,7 +18,8 @@ from madara_orchestrator.cli.main import main
 from madara_orchestrator.cli.settings import RUN_OPTIONS
 from madara_orchestrator.cli.settings.proving import BatchingSettings
 from madara_orchestrator.devnet.sequencer import L1_BLOCK_EVERY, DevnetChain, DevnetSequencer
-from madara_orchestrator.domain.batching import FELTS_PER_BLOB, BatchLimits
+from madara_orchestrator.domain.batching import BatchLimits
+from madara_orchestrator.domain.chain import FELTS_PER_BLOB
 from madara_orchestrator.engine.backtest import (
     GAS_PER_BLOB,
     RANGE_END,

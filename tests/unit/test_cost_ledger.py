@@ -20,7 +20,8 @@ from madara_orchestrator.cli.devnet import devnet_settings
 from madara_orchestrator.cli.main import main
 from madara_orchestrator.domain.artifacts import AggregatorFile, SnosFile, aggregator_key, snos_key
 from madara_orchestrator.domain.batches import AggregatorBatch, AggregatorBatchStatus, SnosBatch, SnosBatchStatus
-from madara_orchestrator.domain.cost import GAS_PER_BLOB, FeeSplit, batch_cost, summarize
+from madara_orchestrator.domain.chain import GAS_PER_BLOB
+from madara_orchestrator.domain.cost import FeeSplit, batch_cost, summarize
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType, SettlementContext, StateUpdateMetadata
 from madara_orchestrator.engine.cost import CountedObjects, parse_since

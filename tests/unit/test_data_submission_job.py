@@ -13,13 +13,15 @@ import pytest
 
 from madara_orchestrator.backends.memory import MemoryObjectStore, MemoryStore
 from madara_orchestrator.domain.batches import SnosBatch, SnosBatchStatus
+from madara_orchestrator.domain.chain import BYTES_PER_BLOB
 from madara_orchestrator.domain.errors import JobError
 from madara_orchestrator.domain.jobs import DaMetadata, Job, JobType
 from madara_orchestrator.jobs.base import Verification
 from madara_orchestrator.jobs.data_submission import DataSubmissionJobHandler
-from madara_orchestrator.starknet.blob import BYTES_PER_BLOB, blob_from_hex, blob_to_felts
+from madara_orchestrator.starknet.blob import blob_from_hex, blob_to_felts
 from madara_orchestrator.starknet.da import StaticNonces, encode_state_update_for_da, parse_da_state_diff
-from madara_orchestrator.starknet.rpc import CONTRACT_NOT_FOUND, RpcCall, RpcError
+from madara_orchestrator.starknet.rpc import RpcCall, RpcError
+from madara_orchestrator.starknet.rpc_types import CONTRACT_NOT_FOUND
 from madara_orchestrator.starknet.state_update import parse_state_update
 from tests.conftest import require
 

@@ -25,7 +25,8 @@ from madara_orchestrator.cli.settings.checks import batching_problems, load_boun
 from madara_orchestrator.cli.settings.loading import resolve_checked
 from madara_orchestrator.cli.settings.proving import BatchingSettings
 from madara_orchestrator.domain.batches import BouncerWeights
-from madara_orchestrator.domain.batching import FELTS_PER_BLOB, BatchLimits, StarknetVersions
+from madara_orchestrator.domain.batching import BatchLimits, StarknetVersions
+from madara_orchestrator.domain.chain import FELTS_PER_BLOB
 from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, OrchestratorError, RpcError
 from madara_orchestrator.domain.redaction import cut_urls, url_origin
 from madara_orchestrator.engine.backtest import (
@@ -38,7 +39,8 @@ from madara_orchestrator.engine.backtest import (
     unpriced,
 )
 from madara_orchestrator.starknet.feeder import FeederGatewayClient, FeederGatewayUnusable
-from madara_orchestrator.starknet.rpc import NO_BLOCKS, StarknetRpcClient
+from madara_orchestrator.starknet.rpc import StarknetRpcClient
+from madara_orchestrator.starknet.rpc_types import NO_BLOCKS
 
 NOT_BATCHING = frozenset({"batching_worker_lock_duration", "replay_bounds_rpc_url"})
 """Batching settings of ``run`` that do not decide what a batch holds (the lease; the reference node)."""

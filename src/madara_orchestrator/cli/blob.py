@@ -18,12 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from madara_orchestrator.domain.chain import BYTES_PER_BLOB, MAX_BLOBS_PER_TXN
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.interfaces import NonceSource
 from madara_orchestrator.starknet.blob import (
-    BYTES_PER_BLOB,
-    FIELD_ELEMENTS_PER_BLOB,
-    MAX_BLOBS_PER_TXN,
     blob_from_hex,
     blob_to_felts,
     felts_to_blobs,
@@ -292,4 +290,4 @@ def _loads(text: str | bytes, where: str) -> Any:
         raise InvalidInput(f"{where}: malformed JSON: {exc}") from None
 
 
-__all__ = ["FIELD_ELEMENTS_PER_BLOB", "register"]
+__all__ = ["register"]

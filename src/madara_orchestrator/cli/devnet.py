@@ -30,7 +30,7 @@ from madara_orchestrator.devnet.program_output import DEVNET_CONFIG_HASH, DEVNET
 from madara_orchestrator.devnet.sequencer import DEFAULT_TX_PER_BLOCK, DevnetSequencer
 from madara_orchestrator.domain.artifacts import AggregatorFile, aggregator_key
 from madara_orchestrator.domain.batches import AggregatorBatch, AggregatorBatchStatus, SnosBatch, SnosBatchStatus
-from madara_orchestrator.domain.batching import FELTS_PER_BLOB
+from madara_orchestrator.domain.chain import FELTS_PER_BLOB, blobs_to_hold
 from madara_orchestrator.domain.errors import ConfigError, Conflict, OrchestratorError
 from madara_orchestrator.domain.jobs import JobStatus, JobType
 from madara_orchestrator.engine.report import pipeline_report
@@ -376,7 +376,7 @@ async def batching_summary(stack: EmbeddedStack, settled_blocks: int) -> list[st
         except OrchestratorError:
             continue
         used += felts
-        paid += -(-felts // FELTS_PER_BLOB) * FELTS_PER_BLOB
+        paid += blobs_to_hold(felts) * FELTS_PER_BLOB
     blocks = sum(b.num_blocks for b in settled)
     lines = [
         f"batches: {len(settled)} settled, {blocks / len(settled):.1f} blocks per settlement, "

@@ -200,7 +200,8 @@ async def wait_for_sequencer(
     """The chain's name, from ``starknet_chainId``, waiting for the sequencer as the original does (every
     5 s, up to 300 s). A node that answers with something other than a chain id, or does not know the
     method, is not waited for: it is the wrong URL or an incompatible node."""
-    from madara_orchestrator.starknet.rpc import METHOD_NOT_FOUND, StarknetRpcClient
+    from madara_orchestrator.starknet.rpc import StarknetRpcClient
+    from madara_orchestrator.starknet.rpc_types import METHOD_NOT_FOUND
 
     # One try per probe (the stack's client tries three times, each failure a line of its own).
     client = StarknetRpcClient(stack.sequencer.url, attempts=1, timeout_s=10.0)
@@ -229,7 +230,7 @@ async def check_settlement(stack: EmbeddedStack) -> None:
     core contract is there and answers ``stateBlockNumber()``; on any layer, that its settled block is not
     beyond the sequencer's newest block (it would be another chain's). A wrong node or contract raises
     ``InvalidInput``; one that does not answer, ``BackendUnavailable`` (waited for)."""
-    from madara_orchestrator.starknet.rpc import NO_BLOCKS
+    from madara_orchestrator.starknet.rpc_types import NO_BLOCKS
 
     choice = stack.settlement_choice
     if choice.startup_check is not None:

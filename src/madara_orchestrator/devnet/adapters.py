@@ -25,6 +25,7 @@ from madara_orchestrator.devnet.program_output import (
     build_program_output,
     spanning_header,
 )
+from madara_orchestrator.domain.chain import BYTES_PER_BLOB as BLOB_BYTES
 from madara_orchestrator.domain.errors import JobError, OrchestratorError, OutOfTurn
 from madara_orchestrator.domain.proving import (
     AggregationArtifacts,
@@ -45,10 +46,10 @@ from madara_orchestrator.interfaces import (
 from madara_orchestrator.provers.tasks import TaskDispatch
 from madara_orchestrator.settlement.encoding import program_output_fact
 from madara_orchestrator.starknet.aliases import compress_state_update
-from madara_orchestrator.starknet.blob import BYTES_PER_BLOB as BLOB_BYTES
 from madara_orchestrator.starknet.blob import felts_to_blobs
 from madara_orchestrator.starknet.felt import STARKNET_PRIME as FELT_PRIME
-from madara_orchestrator.starknet.rpc import RpcCall, RpcError, block_id
+from madara_orchestrator.starknet.rpc import RpcCall, RpcError
+from madara_orchestrator.starknet.rpc_types import block_id
 from madara_orchestrator.starknet.squash import squash_state_updates
 from madara_orchestrator.starknet.state_update import StateUpdate, parse_state_update
 

@@ -396,6 +396,7 @@ def _unfunded_blob_tx(chain_id: int, *, peerdas: bool) -> bytes:
     infinity (valid, and computed without the trusted setup), from ``WARM_UP_KEY``'s empty account."""
     from eth_keys.datatypes import PrivateKey
 
+    from madara_orchestrator.domain.chain import BYTES_PER_BLOB
     from madara_orchestrator.settlement.blob_tx import (
         CELL_PROOFS_PER_BLOB,
         Fees,
@@ -403,7 +404,6 @@ def _unfunded_blob_tx(chain_id: int, *, peerdas: bool) -> bytes:
         SidecarForm,
         sign_blob_tx,
     )
-    from madara_orchestrator.starknet.blob import BYTES_PER_BLOB
 
     infinity = bytes([0xC0]) + bytes(47)
     versioned_hash = bytes([1]) + hashlib.sha256(infinity).digest()[1:]

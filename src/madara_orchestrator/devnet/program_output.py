@@ -20,7 +20,6 @@ from madara_orchestrator.starknet.felt import STARKNET_PRIME
 from madara_orchestrator.starknet.os_config import os_config_hash
 from madara_orchestrator.starknet.os_output import OsOutputHeader
 
-BLS_MODULUS = 52435875175126190479447740508185965837690552500527637822603658699938581184513
 DEVNET_OS_PROGRAM_HASH = int.from_bytes(keccak(b"madara-orchestrator devnet os program"), "big") % STARKNET_PRIME
 DEVNET_CONFIG_HASH = os_config_hash(CHAIN_ID, STRK_TOKEN)
 """The OS config hash of the devnet chain as it starts (its chain id and fee token, no DA keys)."""

@@ -34,10 +34,9 @@ from madara_orchestrator.domain.batches import (
     BouncerWeights,
     SnosBatch,
 )
+from madara_orchestrator.domain.chain import FELTS_PER_BLOB, MAX_BLOBS_PER_TXN
 from madara_orchestrator.domain.errors import BackendUnavailable, OrchestratorError
 from madara_orchestrator.domain.redaction import cut_urls
-
-FELTS_PER_BLOB = 4096
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,7 +51,7 @@ class BatchLimits:
     max_batch_size: int = 100
     """``--max-batch-size``: blocks per aggregator batch."""
     max_snos_batches_per_aggregator_batch: int = 50
-    max_num_blobs: int = 6
+    max_num_blobs: int = MAX_BLOBS_PER_TXN
     blob_size_buffer: int = 15
     max_aggregator_input_size: int = 750_000
     default_empty_block_proving_gas: int = 1_500_000

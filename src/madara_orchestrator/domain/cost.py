@@ -16,10 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-FELTS_PER_BLOB = 4096
-"""Felts one EIP-4844 blob carries."""
-GAS_PER_BLOB = 131072
-"""Blob gas one blob uses (EIP-4844)."""
+from madara_orchestrator.domain.chain import FELTS_PER_BLOB, GAS_PER_BLOB, blobs_for
 
 SPLIT_FIELDS = ("gas_used", "effective_gas_price_wei", "blob_gas_used", "blob_gas_price_wei")
 """The keys a mined attempt's ``tx_attempts`` entry gets (decimal strings, as its ``fee_paid_wei``)."""
@@ -107,11 +104,6 @@ def mined_attempt(attempts: Sequence[object]) -> Mapping[str, Any] | None:
     if finalized:
         return finalized[-1]
     return entries[-1] if entries else None
-
-
-def blobs_for(felts: int) -> int:
-    """Blobs a state diff of ``felts`` felts takes (at least one)."""
-    return max(1, -(-felts // FELTS_PER_BLOB))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -30,11 +30,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from madara_orchestrator.domain.chain import GAS_PER_BLOB
 from madara_orchestrator.domain.errors import InvalidInput
 
-GAS_PER_BLOB = 131_072
-"""Blob gas of one blob (EIP-4844)."""
-FELTS_PER_BLOB = 4096
 GWEI = 10**9
 
 
@@ -144,11 +142,6 @@ class FeeCap:
         """The highest blob base fee under the cap for ``n_blobs`` blobs (with the least base fee)."""
         room = self.max_total_fee_wei - self.gas_limit * self.priority_fee_wei
         return max(0, math.floor(room // (max(1, n_blobs) * GAS_PER_BLOB) / self.blob_fee_multiplier))
-
-
-def blobs_for(felts: int) -> int:
-    """Blobs a state diff of ``felts`` felts takes (at least one: a settlement always carries a blob)."""
-    return max(1, -(-felts // FELTS_PER_BLOB))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from madara_orchestrator.domain.batches import AggregatorBatch, SnosBatch
-from madara_orchestrator.domain.batching import FELTS_PER_BLOB
+from madara_orchestrator.domain.chain import blobs_for, blobs_to_hold
 from madara_orchestrator.domain.redaction import cut_urls
 from madara_orchestrator.engine import telemetry as ev
 from madara_orchestrator.engine.telemetry import Telemetry
@@ -37,10 +37,6 @@ MAX_BATCHES = 5000
 PAGE = 500
 ALERT_LOCK = "backlog-alert"
 """The named lease of the instance that watches the threshold: one alert per deployment, not per instance."""
-
-
-def blobs_for(felts: int) -> int:
-    return -(-felts // FELTS_PER_BLOB)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,7 +130,7 @@ async def measure(db: Database, head: int | None, settled: int | None, *, aggreg
     if not aggregator:
         return base
     known = sum(b.blob_len for b in batches if isinstance(b, AggregatorBatch))
-    known_blobs = sum(max(1, blobs_for(b.blob_len)) for b in batches if isinstance(b, AggregatorBatch))
+    known_blobs = sum(blobs_for(b.blob_len) for b in batches if isinstance(b, AggregatorBatch))
     rate = await felts_per_block(db)
     estimated = round(rate * unbatched) if rate is not None else 0
     return replace(
@@ -142,7 +138,7 @@ async def measure(db: Database, head: int | None, settled: int | None, *, aggreg
         felts=known + estimated,
         felts_estimated=estimated,
         felts_per_block=None if rate is None else round(rate, 3),
-        blobs=known_blobs + blobs_for(estimated),
+        blobs=known_blobs + blobs_to_hold(estimated),
     )
 
 

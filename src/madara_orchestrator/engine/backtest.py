@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from madara_orchestrator.domain.batches import AggregatorBatchStatus, BouncerWeights
-from madara_orchestrator.domain.batching import FELTS_PER_BLOB, BatchingStopped, BatchLimits, Reason, StarknetVersions
+from madara_orchestrator.domain.batching import BatchingStopped, BatchLimits, Reason, StarknetVersions
+from madara_orchestrator.domain.chain import FELTS_PER_BLOB, GAS_PER_BLOB
 from madara_orchestrator.engine import telemetry as ev
 from madara_orchestrator.engine.batching import Batcher, BatchingConfig
 from madara_orchestrator.interfaces import (
@@ -43,8 +44,6 @@ from madara_orchestrator.starknet.rpc_cache import CachingBatchRpc
 
 T = TypeVar("T")
 
-GAS_PER_BLOB = 131_072
-"""Blob gas of one blob (EIP-4844)."""
 RANGE_END = "range_end"
 """``BacktestBatch.closed_by`` of the batch still open after the range's last block."""
 

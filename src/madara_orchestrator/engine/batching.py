@@ -71,6 +71,7 @@ from madara_orchestrator.domain.batching import (
     reference_unavailable,
     snos_batch_full,
 )
+from madara_orchestrator.domain.chain import blobs_to_hold
 from madara_orchestrator.domain.errors import Conflict, InvalidInput, OrchestratorError
 from madara_orchestrator.domain.proving import CreateBucket
 from madara_orchestrator.engine import buckets
@@ -767,7 +768,7 @@ class Batcher:
             batch.end_block,
             batch.num_blocks,
             batch.blob_len,
-            -(-batch.blob_len // 4096),
+            blobs_to_hold(batch.blob_len),
             reason,
             f" ({detail})" if detail else "",
         )

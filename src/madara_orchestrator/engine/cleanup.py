@@ -22,11 +22,11 @@ from madara_orchestrator.domain.artifacts import (
     aggregator_artifact_keys,
     snos_key,
 )
+from madara_orchestrator.domain.chain import MAX_BLOBS_PER_TXN
 from madara_orchestrator.domain.errors import StaleVersion
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType, StateUpdateMetadata
 from madara_orchestrator.engine.lease import LeaseTiming, named_lease
 from madara_orchestrator.interfaces import Clock, Database, ExpiringStore, LockService
-from madara_orchestrator.starknet.blob import MAX_BLOBS_PER_TXN
 
 log = logging.getLogger(__name__)
 

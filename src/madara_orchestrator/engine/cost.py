@@ -20,7 +20,8 @@ from typing import Any
 
 from madara_orchestrator.domain.artifacts import SnosFile, aggregator_artifact_keys, snos_key
 from madara_orchestrator.domain.batches import AggregatorBatch, SnosBatch
-from madara_orchestrator.domain.cost import BatchCost, batch_cost, blobs_for, summarize
+from madara_orchestrator.domain.chain import blobs_for
+from madara_orchestrator.domain.cost import BatchCost, batch_cost, summarize
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType, StateUpdateMetadata
 from madara_orchestrator.engine.telemetry import ObjectStored, Telemetry

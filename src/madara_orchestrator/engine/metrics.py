@@ -89,6 +89,7 @@ from prometheus_client import Counter as PromCounter
 from prometheus_client import Gauge as PromGauge
 from prometheus_client import Histogram as PromHistogram
 
+from madara_orchestrator.domain.chain import FELTS_PER_BLOB
 from madara_orchestrator.domain.jobs import JobStatus, JobType, settlements_in_flight
 from madara_orchestrator.engine import telemetry as ev
 
@@ -104,8 +105,6 @@ GAS_BUCKETS = (50_000, 100_000, 131_072, 200_000, 262_144, 400_000, 524_288, 786
 RATIO_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0)
 BATCH_BLOCK_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500)
 BLOB_FELT_BUCKETS = (256, 1024, 4096, 8192, 12288, 16384, 20480, 24576, 49152)
-BLOB_FELTS = 4096
-"""Felts one blob carries."""
 
 
 class Kind(enum.Enum):
@@ -763,7 +762,7 @@ class Metrics:
         self.record(SETTLEMENT_TIME, seconds, operation_job_type=JobType.STATE_TRANSITION, settlement_layer=layer)
         if blobs > 0:
             self.record(SETTLEMENT_BLOBS, blobs)
-            self.record(SETTLEMENT_BLOB_FILL, felts / (blobs * BLOB_FELTS))
+            self.record(SETTLEMENT_BLOB_FILL, felts / (blobs * FELTS_PER_BLOB))
         if fee_wei is not None:
             self.record(SETTLEMENT_FEE, fee_wei)
             self.record(SETTLEMENT_LAST_FEE, fee_wei)

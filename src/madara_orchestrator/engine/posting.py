@@ -28,13 +28,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from madara_orchestrator.domain.batches import AggregatorBatchStatus
+from madara_orchestrator.domain.chain import blobs_for
 from madara_orchestrator.domain.posting import (
     FeeCap,
     FeeHistory,
     PostingDecision,
     PostingPolicy,
     Wait,
-    blobs_for,
     duration,
 )
 from madara_orchestrator.engine import telemetry as ev

@@ -23,11 +23,12 @@ import asyncio
 import dataclasses
 
 from madara_orchestrator.domain.artifacts import SnosFile, snos_key
+from madara_orchestrator.domain.chain import BYTES_PER_BLOB, MAX_BLOBS_PER_TXN
 from madara_orchestrator.domain.errors import InvalidInput, JobError, NotFound
 from madara_orchestrator.domain.jobs import DaMetadata, Job, JobType
 from madara_orchestrator.interfaces import BatchRpc, BatchStore, DaClient, ObjectStore, SequencerRpc
 from madara_orchestrator.jobs.base import JobHandler, Processed, Verified
-from madara_orchestrator.starknet.blob import BYTES_PER_BLOB, MAX_BLOBS_PER_TXN, MaxBlobsLimitExceeded, felts_to_blobs
+from madara_orchestrator.starknet.blob import MaxBlobsLimitExceeded, felts_to_blobs
 from madara_orchestrator.starknet.da import DA_JOB_PINNED_VERSION, encode_state_update_for_da, parse_starknet_version
 from madara_orchestrator.starknet.squash import squash_state_updates
 from madara_orchestrator.starknet.state_update import PendingBlock, StateUpdate, parse_state_update

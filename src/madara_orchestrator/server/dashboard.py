@@ -20,7 +20,8 @@ from madara_orchestrator.domain.batches import (
     SnosBatch,
     SnosBatchStatus,
 )
-from madara_orchestrator.domain.batching import FELTS_PER_BLOB, BatchLimits
+from madara_orchestrator.domain.batching import BatchLimits
+from madara_orchestrator.domain.chain import FELTS_PER_BLOB, blobs_for
 from madara_orchestrator.domain.errors import NotFound
 from madara_orchestrator.domain.health import chain_problem
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType, StateUpdateMetadata, settlements_in_flight
@@ -444,7 +445,7 @@ async def blob_fill(db: Database, series: Sequence[Json]) -> Json:
     indexes = sorted({s["batch"] for s in series if isinstance(s["batch"], int)})
     batches = await aggregator_batches(db, indexes)
     felts = sum(b.blob_len for b in batches)
-    capacity = sum(max(1, -(-b.blob_len // FELTS_PER_BLOB)) * FELTS_PER_BLOB for b in batches)
+    capacity = sum(blobs_for(b.blob_len) * FELTS_PER_BLOB for b in batches)
     return {"blob_fill": felts / capacity if capacity else None, "blob_batches": len(batches)}
 
 

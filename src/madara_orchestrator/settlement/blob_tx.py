@@ -21,12 +21,11 @@ import rlp
 from eth_hash.auto import keccak
 from eth_keys.datatypes import PrivateKey
 
+from madara_orchestrator.domain.chain import BYTES_PER_BLOB
 from madara_orchestrator.domain.errors import InvalidInput
-from madara_orchestrator.starknet.blob import BYTES_PER_BLOB
 
 BLOB_TX_TYPE = 3
 DYNAMIC_FEE_TX_TYPE = 2
-GAS_PER_BLOB = 131072
 CELL_PROOFS_PER_BLOB = 128
 WRAPPER_VERSION_EIP7594 = 1
 

@@ -13,6 +13,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from madara_orchestrator.domain.chain import BYTES_PER_BLOB
+from madara_orchestrator.domain.chain import MAX_BLOBS_PER_TXN as MAX_BLOBS_PER_STATE_UPDATE
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.domain.redaction import url_origin
 from madara_orchestrator.interfaces import SettlementResult, TxSigner, TxStore
@@ -29,8 +31,6 @@ from madara_orchestrator.settlement.encoding import (
 )
 from madara_orchestrator.settlement.eth_rpc import EthRpc, EthRpcError
 from madara_orchestrator.settlement.txmgr import FeePolicy, TxManager, TxOutcome, TxRequest
-from madara_orchestrator.starknet.blob import BYTES_PER_BLOB
-from madara_orchestrator.starknet.blob import MAX_BLOBS_PER_TXN as MAX_BLOBS_PER_STATE_UPDATE
 
 log = logging.getLogger(__name__)
 

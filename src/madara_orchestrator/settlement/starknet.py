@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
+from starknet_py.constants import EC_ORDER
 from starknet_py.hash.selector import get_selector_from_name
 from starknet_py.hash.utils import message_signature
 from starknet_py.net.client_models import ResourceBounds, ResourceBoundsMapping
@@ -48,12 +49,21 @@ from madara_orchestrator.settlement.errors import FeeCapExceeded, SettlementTxEr
 from madara_orchestrator.settlement.eth_rpc import JsonRpc, JsonRpcError
 from madara_orchestrator.starknet.felt import STARKNET_PRIME as FELT_PRIME
 from madara_orchestrator.starknet.rpc import parse_felt
+from madara_orchestrator.starknet.rpc_types import (
+    CONTRACT_ERROR,
+    DUPLICATE_TX,
+    INSUFFICIENT_ACCOUNT_BALANCE,
+    INSUFFICIENT_RESOURCES_FOR_VALIDATE,
+    INVALID_TRANSACTION_NONCE,
+    TRANSACTION_EXECUTION_ERROR,
+    TXN_HASH_NOT_FOUND,
+    VALIDATION_FAILURE,
+)
 
 log = logging.getLogger(__name__)
 
 FELT_MAX = FELT_PRIME - 1
 """``Felt::MAX`` (-1): what ``get_state`` answers for the block number before the first settlement."""
-EC_ORDER = 0x800000000000010FFFFFFFFFFFFFFFFB781126DCAE7B2321E66A241ADC64D2F
 QUERY_VERSION_BASE = 2**128
 """Added to the version of a transaction signed only for ``starknet_estimateFee`` (never executable)."""
 
@@ -62,17 +72,6 @@ GET_STATE_SELECTOR = get_selector_from_name("get_state")
 
 """Where ``crash_hook`` is called: after an attempt is stored and before it is broadcast; after the node
 took it and before that is recorded; after its accepted receipt is seen and before it is recorded final."""
-
-# Starknet JSON-RPC error codes (starknet_api_openrpc.json / starknet_write_api.json).
-CONTRACT_NOT_FOUND = 20
-TXN_HASH_NOT_FOUND = 29
-CONTRACT_ERROR = 40
-TRANSACTION_EXECUTION_ERROR = 41
-INVALID_TRANSACTION_NONCE = 52
-INSUFFICIENT_RESOURCES_FOR_VALIDATE = 53
-INSUFFICIENT_ACCOUNT_BALANCE = 54
-VALIDATION_FAILURE = 55
-DUPLICATE_TX = 59
 
 ACCEPTED = ("ACCEPTED_ON_L2", "ACCEPTED_ON_L1")
 

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from eth_keys.datatypes import PrivateKey
 
+from madara_orchestrator.domain.chain import GAS_PER_BLOB
 from madara_orchestrator.domain.cost import FeeSplit
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.domain.eth_tx import UnsignedTx
@@ -33,7 +34,6 @@ from madara_orchestrator.domain.settlement_tx import (
 )
 from madara_orchestrator.interfaces import EthBackend, TxSigner, TxStore
 from madara_orchestrator.settlement.blob_tx import (
-    GAS_PER_BLOB,
     Fees,
     Sidecar,
     pooled_blob_tx,

@@ -23,7 +23,7 @@ from madara_orchestrator.starknet.compression import (
     uses_aliases,
 )
 from madara_orchestrator.starknet.felt import parse_felt
-from madara_orchestrator.starknet.rpc import block_id
+from madara_orchestrator.starknet.rpc_types import block_id
 from madara_orchestrator.starknet.squash import DiffChange, SquashedDiff
 from madara_orchestrator.starknet.state_update import StateUpdate
 

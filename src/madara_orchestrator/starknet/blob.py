@@ -10,14 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from madara_orchestrator.domain.chain import BYTES_PER_BLOB, BYTES_PER_FIELD_ELEMENT, FELTS_PER_BLOB
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.starknet.felt import BLS_MODULUS
-
-FIELD_ELEMENTS_PER_BLOB = 4096
-BYTES_PER_FIELD_ELEMENT = 32
-BYTES_PER_BLOB = FIELD_ELEMENTS_PER_BLOB * BYTES_PER_FIELD_ELEMENT
-MAX_BLOBS_PER_TXN = 6
-"""What one Ethereum blob transaction may carry (the DA clients' ``max_blob_per_txn``)."""
 
 GENERATOR = 39033254847818212395286706435128746857159659164139250548781411570340225835782
 """Primitive 4096-th root of unity of the BLS12-381 scalar field (EIP-4844)."""
@@ -32,7 +27,7 @@ class MaxBlobsLimitExceeded(InvalidInput):
         self.n_felts = n_felts
         super().__init__(
             f"{n_felts} felts need {n_blobs} blobs but at most {max_blobs} are allowed "
-            f"({max_blobs * FIELD_ELEMENTS_PER_BLOB} felts); split the data over more batches"
+            f"({max_blobs * FELTS_PER_BLOB} felts); split the data over more batches"
         )
 
 
@@ -53,7 +48,7 @@ def _powers(base: int, count: int) -> list[int]:
 
 def _stage_twiddles(powers: list[int]) -> dict[int, list[int]]:
     """For every butterfly half-size m: [w_2m^j for j < m] with w_2m = g^(n/2m)."""
-    half = FIELD_ELEMENTS_PER_BLOB // 2
+    half = FELTS_PER_BLOB // 2
     out: dict[int, list[int]] = {}
     m = 1
     while m <= half:
@@ -62,10 +57,10 @@ def _stage_twiddles(powers: list[int]) -> dict[int, list[int]]:
     return out
 
 
-_HALF = FIELD_ELEMENTS_PER_BLOB // 2
+_HALF = FELTS_PER_BLOB // 2
 _FORWARD_TWIDDLES = _stage_twiddles(_powers(GENERATOR, _HALF))
 _INVERSE_TWIDDLES = _stage_twiddles(_powers(pow(GENERATOR, -1, BLS_MODULUS), _HALF))
-_N_INVERSE = pow(FIELD_ELEMENTS_PER_BLOB, -1, BLS_MODULUS)
+_N_INVERSE = pow(FELTS_PER_BLOB, -1, BLS_MODULUS)
 
 
 def bit_reverse(i: int, bits: int = 12) -> int:
@@ -84,7 +79,7 @@ def evaluation_point(i: int) -> int:
 
 def ntt_bit_reversed(coefficients: Sequence[int]) -> list[int]:
     """4096 coefficients (natural order) → evaluations at g^bitrev12(i), as SPEC §6.3 defines them."""
-    n = FIELD_ELEMENTS_PER_BLOB
+    n = FELTS_PER_BLOB
     if len(coefficients) != n:
         raise InvalidInput(f"the blob transform takes exactly {n} values, got {len(coefficients)}")
     p = BLS_MODULUS
@@ -117,7 +112,7 @@ def ntt_bit_reversed(coefficients: Sequence[int]) -> list[int]:
 
 def inverse_ntt_bit_reversed(evaluations: Sequence[int]) -> list[int]:
     """The inverse of ``ntt_bit_reversed``: evaluations at g^bitrev12(i) → 4096 coefficients."""
-    n = FIELD_ELEMENTS_PER_BLOB
+    n = FELTS_PER_BLOB
     if len(evaluations) != n:
         raise InvalidInput(f"the inverse blob transform takes exactly {n} values, got {len(evaluations)}")
     p = BLS_MODULUS
@@ -168,7 +163,7 @@ def felts_to_blobs(felts: Sequence[int], *, max_blobs: int | None = None) -> lis
 
     Raises ``MaxBlobsLimitExceeded`` when more than ``max_blobs`` blobs would be needed.
     """
-    n = FIELD_ELEMENTS_PER_BLOB
+    n = FELTS_PER_BLOB
     n_blobs = -(-len(felts) // n)
     if max_blobs is not None and n_blobs > max_blobs:
         raise MaxBlobsLimitExceeded(n_blobs, max_blobs, len(felts))

@@ -12,9 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from madara_orchestrator.domain.batching import KNOWN_STARKNET_VERSIONS, version_numbers
+from madara_orchestrator.domain.chain import MAX_BLOBS_PER_TXN
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.interfaces import NonceSource
-from madara_orchestrator.starknet.blob import MAX_BLOBS_PER_TXN, felts_to_blobs
+from madara_orchestrator.starknet.blob import felts_to_blobs
 from madara_orchestrator.starknet.state_update import StateUpdate, add_storage_writes, class_changes
 
 StarknetVersion = tuple[int, ...]

@@ -19,8 +19,8 @@ from typing import Any
 
 import ckzg
 
+from madara_orchestrator.domain.chain import BYTES_PER_BLOB
 from madara_orchestrator.domain.errors import InvalidInput
-from madara_orchestrator.starknet.blob import BYTES_PER_BLOB
 from madara_orchestrator.starknet.felt import BLS_MODULUS
 
 BYTES_PER_COMMITMENT = 48

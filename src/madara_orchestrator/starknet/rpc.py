@@ -20,14 +20,9 @@ from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, 
 from madara_orchestrator.domain.redaction import url_origin
 from madara_orchestrator.interfaces import RpcCall
 from madara_orchestrator.starknet.retried_http import RetriedHttpClient
+from madara_orchestrator.starknet.rpc_types import block_id
 
 log = logging.getLogger(__name__)
-
-BLOCK_NOT_FOUND = 24
-CONTRACT_NOT_FOUND = 20
-NO_BLOCKS = 32
-"""``starknet_blockNumber`` of a chain without any block yet."""
-METHOD_NOT_FOUND = -32601
 
 
 class UnexpectedRpcResult(InvalidInput, BackendUnavailable):
@@ -48,11 +43,6 @@ class UnexpectedRpcResult(InvalidInput, BackendUnavailable):
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def block_id(block_number: int | str) -> dict[str, int] | str:
-    """``{"block_number": N}`` for a number; tags (``latest``, ``pre_confirmed``) pass through."""
-    return {"block_number": block_number} if isinstance(block_number, int) else block_number
 
 
 def parse_felt(value: Any, what: str = "felt") -> int:

@@ -18,7 +18,7 @@ from typing import Any
 from madara_orchestrator.domain.errors import RpcError
 from madara_orchestrator.interfaces import BatchRpc, RpcCall
 from madara_orchestrator.starknet.compression import ALIAS_CONTRACT_ADDRESS
-from madara_orchestrator.starknet.rpc import CONTRACT_NOT_FOUND
+from madara_orchestrator.starknet.rpc_types import CONTRACT_NOT_FOUND
 
 CACHED_METHODS = frozenset({"starknet_getStorageAt", "starknet_getClassHashAt"})
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, RpcError
 from madara_orchestrator.interfaces import BatchRpc, RpcCall
 from madara_orchestrator.starknet.felt import felt_hex, parse_felt
-from madara_orchestrator.starknet.rpc import CONTRACT_NOT_FOUND, block_id
+from madara_orchestrator.starknet.rpc_types import CONTRACT_NOT_FOUND, block_id
 from madara_orchestrator.starknet.state_update import (
     ContractStorageDiff,
     DeclaredClass,

@@ -7,16 +7,15 @@ import random
 
 import pytest
 
+from madara_orchestrator.domain.chain import GAS_PER_BLOB, blobs_for
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.domain.posting import (
-    GAS_PER_BLOB,
     GWEI,
     FeeCap,
     FeeHistory,
     PostingPolicy,
     Send,
     Wait,
-    blobs_for,
     percentile,
 )
 from madara_orchestrator.settlement.txmgr import FeePolicy

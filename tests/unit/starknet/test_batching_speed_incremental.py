@@ -29,7 +29,8 @@ from madara_orchestrator.starknet.aliases import (
     compressed_state_update_length,
 )
 from madara_orchestrator.starknet.da import parse_starknet_version, state_update_to_felts
-from madara_orchestrator.starknet.rpc import CONTRACT_NOT_FOUND, RpcCall, RpcError
+from madara_orchestrator.starknet.rpc import RpcCall, RpcError
+from madara_orchestrator.starknet.rpc_types import CONTRACT_NOT_FOUND
 from madara_orchestrator.starknet.squash import SquashedDiff, squash_state_updates
 from madara_orchestrator.starknet.state_update import (
     ContractStorageDiff,

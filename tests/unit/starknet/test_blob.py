@@ -9,10 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from madara_orchestrator.domain.chain import BYTES_PER_BLOB, FELTS_PER_BLOB
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.starknet.blob import (
-    BYTES_PER_BLOB,
-    FIELD_ELEMENTS_PER_BLOB,
     GENERATOR,
     InvalidBlob,
     MaxBlobsLimitExceeded,
@@ -29,7 +28,7 @@ from madara_orchestrator.starknet.blob import (
 from madara_orchestrator.starknet.felt import BLS_MODULUS, STARKNET_PRIME
 from tests.conftest import require
 
-N = FIELD_ELEMENTS_PER_BLOB
+N = FELTS_PER_BLOB
 
 
 def vector_blobs(vectors_dir: Path) -> list[Path]:

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from madara_orchestrator.cli.main import main
+from madara_orchestrator.domain.chain import BYTES_PER_BLOB
 from madara_orchestrator.starknet import kzg
-from madara_orchestrator.starknet.blob import BYTES_PER_BLOB, blob_from_hex
+from madara_orchestrator.starknet.blob import blob_from_hex
 from madara_orchestrator.starknet.compression import compress
 from madara_orchestrator.starknet.felt import STARKNET_PRIME
 from tests.conftest import require

@@ -8,8 +8,8 @@ from typing import Any
 from madara_orchestrator.domain.errors import RpcError
 from madara_orchestrator.interfaces import RpcCall
 from madara_orchestrator.starknet.compression import ALIAS_CONTRACT_ADDRESS
-from madara_orchestrator.starknet.rpc import CONTRACT_NOT_FOUND, block_id
 from madara_orchestrator.starknet.rpc_cache import CachingBatchRpc
+from madara_orchestrator.starknet.rpc_types import CONTRACT_NOT_FOUND, block_id
 
 CONTRACT = 0x1234
 DEPLOYED = {0x1234, 0x5678}

@@ -14,8 +14,8 @@ from madara_orchestrator.cli.settings.formats import is_hex_address, private_key
 from madara_orchestrator.cli.settings.model import option_named
 from madara_orchestrator.domain.batches import DEFAULT_BOUNCER_WEIGHT_LIMITS, BouncerWeights
 from madara_orchestrator.domain.batching import BatchLimits
+from madara_orchestrator.domain.chain import MAX_BLOBS_PER_TXN
 from madara_orchestrator.domain.errors import InvalidInput
-from madara_orchestrator.starknet.blob import MAX_BLOBS_PER_TXN
 
 
 def flag(name: str) -> str:

@@ -13,6 +13,7 @@ from madara_orchestrator.cli.settings.declare import (
     SettingsGroup,
     setting,
 )
+from madara_orchestrator.domain.chain import MAX_BLOBS_PER_TXN
 from madara_orchestrator.domain.proving import DEFAULT_ARTIFACTS_BASE_URL
 
 PROVERS = ("atlantic", "sharp", "mock", "devnet")
@@ -118,7 +119,12 @@ class BatchingSettings(SettingsGroup):
         default=50,
         rule=BATCHING,
     )
-    max_num_blobs: int = setting("MAX_NUM_BLOBS", "blobs per settlement transaction (1 to 6)", default=6, rule=BATCHING)
+    max_num_blobs: int = setting(
+        "MAX_NUM_BLOBS",
+        f"blobs per settlement transaction (1 to {MAX_BLOBS_PER_TXN})",
+        default=MAX_BLOBS_PER_TXN,
+        rule=BATCHING,
+    )
     blob_size_buffer: int = setting("BLOB_SIZE_BUFFER", "felts kept free in the last blob", default=15, rule=BATCHING)
     max_aggregator_input_size: int = setting(
         "MAX_AGGREGATOR_INPUT_SIZE",
