@@ -241,7 +241,11 @@ class SnosRunner(Protocol):
         """Whether the SNOS RPC answers; a job that is not ready is put back with a delay."""
         ...
 
-    async def run(self, start_block: int, end_block: int) -> SnosResult: ...
+    async def run(self, start_block: int, end_block: int) -> SnosResult:
+        """Raises typed errors only (SPEC §2.8): ``JobError`` (the run's own failure, retryable or not, as
+        it is), ``BackendUnavailable`` (an outage, waited out), ``Retryable`` (may pass: retried) or
+        ``InvalidInput`` (fails the job at once)."""
+        ...
 
 
 @runtime_checkable

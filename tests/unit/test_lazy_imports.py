@@ -95,8 +95,10 @@ async def test_each_settlement_client_is_wired_as_before(tmp_path: Path) -> None
         assert ethereum.runtime.adapters.fee_history is client.rpc  # type: ignore[union-attr]
         assert ethereum.runtime.config.fee_cap == fee_cap(txmgr.policy)
         assert ethereum.runtime.adapters.settlement_started is not None
+        assert txmgr.backend is client.rpc, "the composition root gives the client and its sender one rpc"
     finally:
         await ethereum.close()
+    assert client.rpc._client.is_closed, "the composition's exits close the rpc it opened"  # type: ignore[union-attr]
 
     starknet = await build_embedded_stack(
         Settings(
@@ -119,5 +121,7 @@ async def test_each_settlement_client_is_wired_as_before(tmp_path: Path) -> None
         assert txmgr.hold == starknet.runtime.pauses.settlement_hold
         assert starknet.runtime.adapters.fee_history is None and starknet.runtime.config.fee_cap is None
         assert starknet.runtime.adapters.settlement_started is not None
+        assert txmgr.chain is client.chain  # type: ignore[union-attr]
     finally:
         await starknet.close()
+    assert client.chain.rpc._client.is_closed  # type: ignore[union-attr]

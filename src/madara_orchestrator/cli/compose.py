@@ -422,9 +422,11 @@ def _settlement(
     if settings.settle_on_starknet:
         # Imported here: it brings starknet_py, slow to import and needed only on this path.
         from madara_orchestrator.settlement.starknet import (
+            StarknetChain,
             StarknetSettlementClient,
             StarknetSettlementConfig,
             starknet_json_rpc,
+            starknet_sender,
         )
 
         starknet_config = StarknetSettlementConfig(
@@ -436,48 +438,46 @@ def _settlement(
             confirmation_timeout_s=settings.starknet_tx_confirmation_timeout_secs,
             max_fee_fri=settings.starknet_max_fee_fri,
         )
-        starknet = StarknetSettlementClient(
-            starknet_config,
-            rpc=starknet_json_rpc(starknet_config.rpc_url, timeout_s=starknet_config.rpc_timeout_s),
-            store=tx_store,
-            key_guard=guard,
-        )
+        starknet_rpc = starknet_json_rpc(starknet_config.rpc_url, timeout_s=starknet_config.rpc_timeout_s)
+        own(exits, starknet_rpc.aclose)
+        chain = StarknetChain(starknet_config, starknet_rpc)
+        starknet = StarknetSettlementClient(chain=chain, txmgr=starknet_sender(chain, tx_store, key_guard=guard))
         return _sending(
             starknet,
             tx_store,
-            exits,
             flags="--starknet-cairo-core-contract-address and --starknet-rpc-url",
             sent_as="update_state invokes",
             fee_units=("STRK", "FRI"),
         )
     if settings.settle_on_ethereum:
         from madara_orchestrator.settlement.eth_rpc import EthRpc
-        from madara_orchestrator.settlement.ethereum import EthereumSettlementClient, EthereumSettlementConfig
+        from madara_orchestrator.settlement.ethereum import (
+            EthereumSettlementClient,
+            EthereumSettlementConfig,
+            ethereum_tx_manager,
+        )
 
         if signer is None:
             raise ConfigError(
                 ["--settle-on-ethereum needs a signer: --ethereum-private-key, -signer-url or -kms-key-id"]
             )
-        ethereum = EthereumSettlementClient(
-            EthereumSettlementConfig(
-                rpc_url=settings.need("ethereum_rpc_url"),
-                core_contract_address=settings.need("l1_core_contract_address"),
-                max_fee_bumps=settings.ethereum_max_fee_bumps,
-                l2_state_update_max_fee_wei=settings.ethereum_l2_state_update_max_fee_wei,
-                tx_confirmation_timeout_s=settings.ethereum_tx_confirmation_timeout_secs,
-                finality_retry_wait_s=settings.ethereum_finality_retry_wait_in_secs,
-                disable_peerdas=settings.disable_peerdas,
-                confirmations=settings.ethereum_confirmations,
-            ),
-            rpc=EthRpc(settings.need("ethereum_rpc_url")),  # the config's rpc_timeout_s: 30 s
-            store=tx_store,
-            key_guard=guard,
-            signer=signer,
+        ethereum_config = EthereumSettlementConfig(
+            rpc_url=settings.need("ethereum_rpc_url"),
+            core_contract_address=settings.need("l1_core_contract_address"),
+            max_fee_bumps=settings.ethereum_max_fee_bumps,
+            l2_state_update_max_fee_wei=settings.ethereum_l2_state_update_max_fee_wei,
+            tx_confirmation_timeout_s=settings.ethereum_tx_confirmation_timeout_secs,
+            finality_retry_wait_s=settings.ethereum_finality_retry_wait_in_secs,
+            disable_peerdas=settings.disable_peerdas,
+            confirmations=settings.ethereum_confirmations,
         )
+        ethereum_rpc = EthRpc(ethereum_config.rpc_url)  # the config's rpc_timeout_s: 30 s
+        own(exits, ethereum_rpc.aclose)
+        txmgr = ethereum_tx_manager(ethereum_config, rpc=ethereum_rpc, store=tx_store, signer=signer, key_guard=guard)
+        ethereum = EthereumSettlementClient(ethereum_config, rpc=ethereum_rpc, txmgr=txmgr)
         return _sending(
             ethereum,
             tx_store,
-            exits,
             flags="--l1-core-contract-address and --ethereum-rpc-url",
             sent_as="blob transactions",
             startup_check=ethereum.check_at_startup,
@@ -492,7 +492,6 @@ def _settlement(
 def _sending(
     client: EthereumSettlementClient | StarknetSettlementClient,
     tx_store: TxStore,
-    exits: contextlib.AsyncExitStack,
     *,
     flags: str,
     sent_as: str,
@@ -500,9 +499,8 @@ def _sending(
     fee_units: tuple[str, str] = ("ETH", "wei"),
     ethereum: EthereumSettlementClient | None = None,
 ) -> SettlementChoice:
-    """A settlement client that sends transactions, owned by ``exits``: found at its RPC's origin, its totals
-    those of its operator's transactions in its store."""
-    own(exits, client.aclose)
+    """A settlement client that sends transactions (its rpc owned by the composition's exits from its
+    opening): found at its RPC's origin, its totals those of its operator's transactions in its store."""
     return SettlementChoice(
         client=client,
         where=url_origin(client.config.rpc_url),

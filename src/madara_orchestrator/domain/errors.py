@@ -9,7 +9,9 @@ consumers and the triggers alike):
   failed at once (``retryable=False``); a condition outside the job (``OutsideCondition``, fees above the
   cap) says how long to wait instead (``wait_s``), without spending the retry budget;
 - a bad input: ``InvalidInput``, the caller's mistake, refused at once (``server/`` answers 400, the CLI
-  exits 2). ``Retryable`` marks one that is only *not yet* good (a pending block).
+  exits 2). ``Retryable`` marks one that is only *not yet* good (a pending block) or a failure that may
+  pass. With an outage it is ``Failure.temporary``: what the callers that give up on anything else (the
+  SnosRun handler, the sweep of orphaned prover buckets) read from ``classify``.
 
 Adapters translate driver exceptions at the edge (``raise BackendUnavailable(...) from exc``);
 ``server/`` maps the kinds to HTTP status codes in one place.
@@ -73,8 +75,9 @@ class RpcError(OrchestratorError):
 
 
 class Retryable(OrchestratorError):
-    """Input that is not good *yet* (a pending block, a block the gateway does not know yet): asking again
-    later may succeed, so a job fed it is retried rather than failed."""
+    """Input that is not good *yet* (a pending block, a block the gateway does not know yet), or a failure
+    that may pass (a SNOS run's RPC trouble, SPEC §2.8): asking again later may succeed, so a job fed it is
+    retried rather than failed. Unlike an outage, the retry spends an attempt."""
 
 
 class OutsideCondition(OrchestratorError):
@@ -177,6 +180,13 @@ class Failure:
     @property
     def is_outage(self) -> bool:
         return self.kind == FailureKind.OUTAGE
+
+    @property
+    def temporary(self) -> bool:
+        """Asking again later may succeed: an outside service is down (``OUTAGE``) or the error is
+        ``Retryable``. What a caller that gives up on anything else asks (a SnosRun's runner failure, SPEC
+        §2.8; an orphaned prover bucket that cannot be closed)."""
+        return self.is_outage or isinstance(self.error, Retryable)
 
 
 def classify(exc: BaseException) -> Failure:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 
-from madara_orchestrator.domain.errors import BackendUnavailable, OrchestratorError, Retryable
+from madara_orchestrator.domain.errors import OrchestratorError, classify
 from madara_orchestrator.domain.proving import RunAggregation
 from madara_orchestrator.interfaces import BatchStore, ObjectStore, ProverClient
 
@@ -75,9 +75,9 @@ class OrphanedBuckets:
             if batch.bucket_id != bucket_id:
                 try:
                     await self.prover.submit_task(RunAggregation(bucket_id=bucket_id))
-                except (BackendUnavailable, Retryable):
-                    raise
                 except OrchestratorError as exc:
+                    if classify(exc).temporary:
+                        raise  # the prover down, or not yet: the next sweep
                     log.warning(
                         "prover bucket %s, orphaned by a crash while opening aggregator batch %d, could not be "
                         "closed (%s); close it at the prover if it is still open",

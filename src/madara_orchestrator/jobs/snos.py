@@ -5,71 +5,13 @@ from __future__ import annotations
 import dataclasses
 
 from madara_orchestrator.domain.artifacts import SnosFile, snos_key
-from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, JobError, Retryable
+from madara_orchestrator.domain.errors import JobError, classify
 from madara_orchestrator.domain.jobs import Job, JobType, SnosMetadata
 from madara_orchestrator.interfaces import ObjectStore, SnosRunner
 from madara_orchestrator.jobs.artifacts import encode_felts_json, encode_program_output
 from madara_orchestrator.jobs.base import JobHandler, Processed, Verified
 
-NON_RETRYABLE_MARKERS = (
-    "contractnotfound",
-    "classhashnotfound",
-    "undeclaredclasshash",
-    "missing proof field",
-    "invalid proof structure",
-    "invalidtreeheight",
-    "emptyproof",
-    "invalidchildnodehash",
-    "non-existence proof",
-)
-RETRYABLE_MARKERS = (
-    "rpcerror",
-    "rpc error",
-    "providererror",
-    "ratelimited",
-    "rate limited",
-    "timeout",
-    "timed out",
-    "request error",
-    "transport error",
-    "transporterror",
-    "connection reset",
-    "connection refused",
-    "connection aborted",
-    "connection timed out",
-    "error trying to connect",
-    "dns error",
-    "temporarily unavailable",
-    "503",
-    "429",
-    "pendingblock",
-    "still pending",
-    "invalid response format",
-    "proofconversionerror",
-    "failed to convert rpc response",
-    "blocknotfound",
-    "block not found",
-)
-
 SNOS_NOT_READY_DELAY_S = 60.0
-
-
-def is_retryable_snos_failure(exc: Exception, message: str) -> bool:
-    """SPEC §2.8: retry what may pass (an outside service down, a block not there yet), fail fast on bad input.
-    Where no type says it (a runner's own words, an untyped error), the SPEC's message markers decide."""
-    if isinstance(exc, Retryable | BackendUnavailable):
-        return True
-    if isinstance(exc, InvalidInput):
-        return False
-    return is_retryable_snos_error(message)
-
-
-def is_retryable_snos_error(message: str) -> bool:
-    """SPEC §2.8 in its message form: retry network-ish failures, fail fast on execution errors."""
-    text = message.lower()
-    if any(marker in text for marker in NON_RETRYABLE_MARKERS):
-        return False
-    return any(marker in text for marker in RETRYABLE_MARKERS)
 
 
 class SnosJobHandler(JobHandler[SnosMetadata]):
@@ -89,8 +31,10 @@ class SnosJobHandler(JobHandler[SnosMetadata]):
         except JobError:
             raise
         except Exception as exc:
+            # SPEC §2.8: retry what may pass (an outside service down, RPC trouble, a block not there yet),
+            # fail fast on the rest. The runner types its failures (snos/contract.py ``typed_failures``).
             message = f"Snos Error: Error while running SNOS (snos job #{job.internal_id}): {exc}"
-            raise JobError(message, retryable=is_retryable_snos_failure(exc, message)) from exc
+            raise JobError(message, retryable=classify(exc).temporary) from exc
         for path, data in (
             (meta.cairo_pie_path, result.cairo_pie_zip),
             (meta.snos_output_path, encode_felts_json(result.os_output)),

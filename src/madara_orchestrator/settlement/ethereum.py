@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from madara_orchestrator.domain.chain import BYTES_PER_BLOB
 from madara_orchestrator.domain.chain import MAX_BLOBS_PER_TXN as MAX_BLOBS_PER_STATE_UPDATE
-from madara_orchestrator.domain.errors import InvalidInput
+from madara_orchestrator.domain.errors import ConfigError, InvalidInput
 from madara_orchestrator.domain.redaction import url_origin
 from madara_orchestrator.interfaces import SettlementResult, TxSigner, TxStore
 from madara_orchestrator.settlement.blob_tx import SidecarForm, build_sidecar
@@ -84,47 +85,60 @@ class EthereumSettlementResult(SettlementResult):
     n_blobs: int = 0
 
 
+def ethereum_tx_manager(
+    config: EthereumSettlementConfig,
+    *,
+    rpc: EthRpc,
+    store: TxStore,
+    signer: TxSigner | None = None,
+    key_guard: KeyGuard | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    crash_hook: Callable[[str], None] | None = None,
+) -> TxManager:
+    """The durable sender of Ethereum settlement as ``config`` sets it (SPEC §8.2: gas limit, fee bumps, fee
+    cap, confirmations, window, polling), over ``rpc`` and ``store``; for the composition root (and tests:
+    ``monotonic``, ``sleep``, ``crash_hook``). It signs with ``signer``, else ``config.private_key`` (one
+    of them is needed); ``key_guard`` keeps two processes from sending the same settlement at once."""
+    _check(config)
+    return TxManager(
+        backend=rpc,
+        store=store,
+        private_key=None if signer is not None else config.private_key,
+        signer=signer,
+        policy=FeePolicy(
+            gas_limit=config.gas_limit,
+            max_fee_bumps=config.max_fee_bumps,
+            max_total_fee_wei=config.l2_state_update_max_fee_wei,
+        ),
+        confirmations=config.confirmations,
+        confirmation_timeout_s=config.tx_confirmation_timeout_s,
+        poll_interval_s=config.finality_retry_wait_s,
+        monotonic=monotonic,
+        sleep=sleep,
+        crash_hook=crash_hook,
+        key_guard=key_guard,
+    )
+
+
+def _check(config: EthereumSettlementConfig) -> None:
+    problems = config.problems()
+    if problems:
+        raise ConfigError(problems)
+
+
 class EthereumSettlementClient:
-    """``SettlementClient`` for an Ethereum L1 (or anvil), with a durable ``TxManager``."""
+    """``SettlementClient`` for an Ethereum L1 (or anvil), sending through a durable ``TxManager``."""
 
-    def __init__(
-        self,
-        config: EthereumSettlementConfig,
-        *,
-        rpc: EthRpc,
-        store: TxStore,
-        txmgr: TxManager | None = None,
-        key_guard: KeyGuard | None = None,
-        signer: TxSigner | None = None,
-    ) -> None:
-        """``rpc`` and ``store`` are the composition root's; ``txmgr`` replaces the transaction manager built
-        on them (tests: other timings, a clock). ``key_guard`` keeps two processes from sending the same
-        settlement at once (see ``TxManager``). ``signer`` signs instead of ``config.private_key`` (one of
-        them is needed)."""
-        problems = config.problems()
-        if problems:
-            from madara_orchestrator.domain.errors import ConfigError
-
-            raise ConfigError(problems)
+    def __init__(self, config: EthereumSettlementConfig, *, rpc: EthRpc, txmgr: TxManager) -> None:
+        """``rpc`` and ``txmgr`` (``ethereum_tx_manager``, sending over that ``rpc``) are the composition
+        root's; ``aclose`` closes the rpc."""
+        _check(config)
         self.config = config
         self.rpc = rpc
         self.core_contract = config.core_contract_address
         self.sidecar_form = SidecarForm.EIP4844 if config.disable_peerdas else SidecarForm.EIP7594
-        self.txmgr = txmgr or TxManager(
-            backend=self.rpc,
-            store=store,
-            private_key=None if signer is not None else config.private_key,
-            signer=signer,
-            policy=FeePolicy(
-                gas_limit=config.gas_limit,
-                max_fee_bumps=config.max_fee_bumps,
-                max_total_fee_wei=config.l2_state_update_max_fee_wei,
-            ),
-            confirmations=config.confirmations,
-            confirmation_timeout_s=config.tx_confirmation_timeout_s,
-            poll_interval_s=config.finality_retry_wait_s,
-            key_guard=key_guard,
-        )
+        self.txmgr = txmgr
 
     def __repr__(self) -> str:
         return f"EthereumSettlementClient(core_contract={self.core_contract}, operator={self.txmgr.address})"

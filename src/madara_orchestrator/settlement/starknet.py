@@ -299,6 +299,10 @@ class StarknetChain:
     words = STARKNET_WORDS
 
     def __init__(self, config: StarknetSettlementConfig, rpc: JsonRpc) -> None:
+        """``rpc``: ``starknet_json_rpc`` to ``config.rpc_url``. ``ConfigError`` names each wrong option."""
+        problems = config.problems()
+        if problems:
+            raise ConfigError(problems)
         self.config = config
         self.rpc = rpc
         self._private_key = int(config.private_key, 16)
@@ -462,45 +466,53 @@ class StarknetChain:
         )
 
 
+def starknet_sender(
+    chain: StarknetChain,
+    store: TxStore,
+    *,
+    key_guard: KeyGuard | None = None,
+    crash_hook: Callable[[str], None] | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> DurableSender[list[int]]:
+    """The durable send loop of Starknet settlement over ``chain`` and ``store``, as its options set it: one
+    confirmation window and polling interval, never a fee bump, a nonce spent elsewhere released; for the
+    composition root (and tests: ``crash_hook``, ``sleep``, ``monotonic``). ``key_guard`` keeps two
+    processes from sending the same settlement at once."""
+    policy = SendPolicy(
+        confirmation_timeout_s=chain.config.confirmation_timeout_s,
+        poll_interval_s=chain.config.finality_retry_wait_s,
+        max_bumps=None,
+        release_lost_nonce=True,
+    )
+    return DurableSender(
+        chain, store, policy, monotonic=monotonic, sleep=sleep, crash_hook=crash_hook, key_guard=key_guard
+    )
+
+
 class StarknetSettlementClient:
     """``SettlementClient`` for a Starknet L2: durable ``update_state`` invokes keyed by the batch, sent by
-    the durable send loop (``durable.DurableSender``) over a ``StarknetChain``; never replaced with a higher
+    the durable send loop (``starknet_sender``) over a ``StarknetChain``; never replaced with a higher
     fee (a window without acceptance fails the call; its retry resumes the transaction).
 
-    One send per key at a time: in this process by a lock, across processes by ``key_guard``.
+    One send per key at a time: in this process by a lock, across processes by the sender's ``key_guard``.
     """
 
     def __init__(
         self,
-        config: StarknetSettlementConfig,
         *,
-        rpc: JsonRpc,
-        store: TxStore,
-        key_guard: KeyGuard | None = None,
-        crash_hook: Callable[[str], None] | None = None,
+        chain: StarknetChain,
+        txmgr: DurableSender[list[int]],
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``rpc`` (``starknet_json_rpc`` to ``config.rpc_url``) and ``store`` are the composition root's;
-        ``aclose`` closes the rpc."""
-        problems = config.problems()
-        if problems:
-            raise ConfigError(problems)
-        self.config = config
-        self.store = store
-        self._rpc = rpc
-        self.chain = StarknetChain(config, self._rpc)
-        self.core_contract = felt_hex(self.chain.core)
+        """``chain`` and ``txmgr`` (``starknet_sender`` over that ``chain``) are the composition root's;
+        ``aclose`` closes the chain's rpc. ``sleep`` paces ``wait_for_tx_finality``."""
+        self.config = chain.config
+        self._rpc = chain.rpc
+        self.chain = chain
+        self.core_contract = felt_hex(chain.core)
         self._sleep = sleep
-        policy = SendPolicy(
-            confirmation_timeout_s=config.confirmation_timeout_s,
-            poll_interval_s=config.finality_retry_wait_s,
-            max_bumps=None,
-            release_lost_nonce=True,
-        )
-        self.txmgr = DurableSender(
-            self.chain, store, policy, monotonic=monotonic, sleep=sleep, crash_hook=crash_hook, key_guard=key_guard
-        )
+        self.txmgr = txmgr
 
     def __repr__(self) -> str:
         return f"StarknetSettlementClient(core_contract={self.core_contract}, operator={self.operator_address})"

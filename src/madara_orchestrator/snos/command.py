@@ -3,7 +3,7 @@
 The program gets the request as arguments and ``MADARA_SNOS_*`` variables, runs in a fresh output
 directory in a process group of its own, and writes ``cairo_pie.zip``, ``os_output.json`` and
 optionally ``result.json`` there. Its exit code says what happened: 0 done, 75 retry later, 65 the OS
-failed on these blocks; anything else is classified from its stderr by the SPEC §2.8 markers. A run
+failed on these blocks; anything else is typed from its stderr by the SPEC §2.8 markers. A run
 longer than the timeout is killed with its whole process group and retried. The output is checked
 (``contract.check_output``) before the job completes; the directory is removed afterwards.
 """
@@ -31,10 +31,11 @@ from madara_orchestrator.snos.contract import (
     DamagedSnosOutput,
     SnosRequest,
     SnosRunConfig,
-    SnosRunFailed,
     check_output,
     parse_os_output_json,
     parse_result_json,
+    typed_failures,
+    unclassified_failure,
 )
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,10 @@ class CommandSnosRunner(CommandRunner[SnosRunConfig, ChainIdRpc]):
     log = log
 
     async def run(self, start_block: int, end_block: int) -> SnosResult:
+        with typed_failures():
+            return await self._run(start_block, end_block)
+
+    async def _run(self, start_block: int, end_block: int) -> SnosResult:
         request = self.config.request(start_block, end_block)
         run_dir = await asyncio.to_thread(self.fresh_dir, f"blocks-{request.start_block}-{request.end_block}-")
         try:
@@ -85,9 +90,9 @@ class CommandSnosRunner(CommandRunner[SnosRunConfig, ChainIdRpc]):
                     f"the OS failed on blocks {request.blocks} (SNOS command exit code {EXIT_OS_FAILED}): {tail}",
                     retryable=False,
                 )
-            # Left to the SnosRun handler's SPEC §2.8 rules. No block numbers here: the markers include
+            # Typed by the SPEC §2.8 markers of its stderr. No block numbers here: the markers include
             # "503" and "429", which a block number may contain.
-            raise SnosRunFailed(f"the SNOS command exited with code {returncode}: {tail}")
+            raise unclassified_failure(f"the SNOS command exited with code {returncode}: {tail}")
         finally:
             await asyncio.to_thread(shutil.rmtree, run_dir, True)
 

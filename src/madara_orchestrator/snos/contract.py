@@ -5,17 +5,20 @@ batch and hands back a Cairo PIE and the OS output. Before a SnosRun job complet
 makes sure the two belong together and to the batch: the PIE reads, the OS output parses, it is the
 PIE's output segment, it covers exactly the batch's blocks with the OS hints asked for, and the fact
 and step count come from the PIE itself. A damaged output fails the job (``DamagedSnosOutput``, not
-retryable) with a message naming what is wrong. Pure: bytes and values in, values out.
+retryable) with a message naming what is wrong. A failure the runner does not classify is typed here by
+the SPEC §2.8 markers of its message (``unclassified_failure``, ``typed_failures``): the SnosRun handler
+reads only typed errors. Pure: bytes and values in, values out.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from madara_orchestrator.domain.errors import InvalidInput, JobError, OrchestratorError
+from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, JobError, Retryable
 from madara_orchestrator.interfaces import SnosResult
 from madara_orchestrator.runners.contract import CAIRO_PIE_FILE as CAIRO_PIE_FILE
 from madara_orchestrator.runners.contract import EXIT_OK as EXIT_OK
@@ -55,12 +58,90 @@ class ErrorKind(enum.StrEnum):
     RETRYABLE = "retryable"
     OS_FAILED = "os_failed"
     UNKNOWN = "unknown"
-    """Classified from the message by the SPEC §2.8 markers (SnosRun's own rules)."""
+    """Classified from the message by the SPEC §2.8 markers (``unclassified_failure``)."""
 
 
-class SnosRunFailed(OrchestratorError):
-    """The runner failed without saying whether a retry can help: the SnosRun handler classifies the
-    message by the SPEC §2.8 markers (retryable RPC trouble, fail-fast OS errors)."""
+NON_RETRYABLE_MARKERS = (
+    "contractnotfound",
+    "classhashnotfound",
+    "undeclaredclasshash",
+    "missing proof field",
+    "invalid proof structure",
+    "invalidtreeheight",
+    "emptyproof",
+    "invalidchildnodehash",
+    "non-existence proof",
+)
+"""SPEC §2.8: a failure whose message names one of these fails fast, whatever else it says."""
+RETRYABLE_MARKERS = (
+    "rpcerror",
+    "rpc error",
+    "providererror",
+    "ratelimited",
+    "rate limited",
+    "timeout",
+    "timed out",
+    "request error",
+    "transport error",
+    "transporterror",
+    "connection reset",
+    "connection refused",
+    "connection aborted",
+    "connection timed out",
+    "error trying to connect",
+    "dns error",
+    "temporarily unavailable",
+    "503",
+    "429",
+    "pendingblock",
+    "still pending",
+    "invalid response format",
+    "proofconversionerror",
+    "failed to convert rpc response",
+    "blocknotfound",
+    "block not found",
+)
+"""SPEC §2.8: a failure whose message names one of these (and none of the above) is retried."""
+
+
+class SnosRunFailed(InvalidInput):
+    """A run's failure that the runner did not classify and whose message, by the SPEC §2.8 markers, says
+    another run cannot help (an OS error on these blocks, a proof the node cannot give): the SnosRun job
+    fails at once."""
+
+
+class SnosRunRetryable(Retryable):
+    """A run's failure that the runner did not classify and whose message, by the SPEC §2.8 markers, may
+    pass (RPC trouble, a rate limit, a timeout, a block not there yet): the SnosRun job is retried."""
+
+
+def retry_may_help(message: str) -> bool:
+    """SPEC §2.8 in its message form: retry network-ish failures, fail fast on execution errors."""
+    text = message.lower()
+    if any(marker in text for marker in NON_RETRYABLE_MARKERS):
+        return False
+    return any(marker in text for marker in RETRYABLE_MARKERS)
+
+
+def unclassified_failure(message: str) -> SnosRunFailed | SnosRunRetryable:
+    """A failure the runner did not classify (a command's stderr, an answer's ``unknown`` kind), typed by
+    the SPEC §2.8 markers of its message. Leave block numbers out of ``message``: the markers include "503"
+    and "429", which a number may contain."""
+    return SnosRunRetryable(message) if retry_may_help(message) else SnosRunFailed(message)
+
+
+@contextmanager
+def typed_failures() -> Iterator[None]:
+    """Around a run: the SnosRun handler reads only typed errors. A job's own failure (``JobError``), an
+    outage (``BackendUnavailable``), a bad input (``InvalidInput``) or one not good yet (``Retryable``)
+    passes as it is; any other error (an RPC error, an OS error of this machine) is typed by its message
+    (``unclassified_failure``)."""
+    try:
+        yield
+    except (JobError, BackendUnavailable, InvalidInput, Retryable):
+        raise
+    except Exception as exc:
+        raise unclassified_failure(str(exc)) from exc
 
 
 class DamagedSnosOutput(DamagedOutput):
@@ -336,12 +417,12 @@ def failure_kind(value: Any) -> ErrorKind:
 
 def raise_failure(kind: ErrorKind, message: str) -> NoReturn:
     """The failure the runner reported, as the SnosRun handler takes it: the kind decides whether a retry
-    can help; an unclassified failure is left to the handler's SPEC §2.8 rules."""
+    can help; an unclassified failure is typed by the SPEC §2.8 markers of its message."""
     if kind is ErrorKind.RETRYABLE:
         raise JobError(message, retryable=True)
     if kind is ErrorKind.OS_FAILED:
         raise JobError(message, retryable=False)
-    raise SnosRunFailed(message)
+    raise unclassified_failure(message)
 
 
 SNOS_RUNNER = RunnerKind(

@@ -27,12 +27,13 @@ from madara_orchestrator.snos.contract import (
     DamagedSnosOutput,
     SnosRequest,
     SnosRunConfig,
-    SnosRunFailed,
     check_output,
     failure_kind,
     parse_n_steps,
     parse_os_output_json,
     raise_failure,
+    typed_failures,
+    unclassified_failure,
 )
 
 RUN_PATH = "run"
@@ -46,6 +47,10 @@ class HttpSnosRunner(RunnerService[SnosRunConfig, ChainIdRpc]):
     kind = SNOS_RUNNER
 
     async def run(self, start_block: int, end_block: int) -> SnosResult:
+        with typed_failures():
+            return await self._run(start_block, end_block)
+
+    async def _run(self, start_block: int, end_block: int) -> SnosResult:
         request = self.config.request(start_block, end_block)
         response = await self.post(RUN_PATH, request.to_json(), subject=f"blocks {request.blocks}")
         status = response.status_code
@@ -54,7 +59,7 @@ class HttpSnosRunner(RunnerService[SnosRunConfig, ChainIdRpc]):
         if failure := reported_failure(response):
             error, kind = failure[0], failure_kind(failure[1])
             raise_failure(kind, f"the SNOS runner failed (HTTP {status}, {kind.value}): {error}")
-        raise SnosRunFailed(f"the SNOS runner answered HTTP {status}: {body_text(response)}")
+        raise unclassified_failure(f"the SNOS runner answered HTTP {status}: {body_text(response)}")
 
     def _result(self, request: SnosRequest, response: httpx.Response) -> SnosResult:
         source = f"the SNOS runner {self.shown_url}"

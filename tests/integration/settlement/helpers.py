@@ -13,7 +13,7 @@ from eth_hash.auto import keccak
 from madara_orchestrator.backends.tx_store import SqliteTxStore
 from madara_orchestrator.settlement.eth_rpc import EthRpc, EthRpcError
 from madara_orchestrator.settlement.ethereum import EthereumSettlementClient, EthereumSettlementConfig
-from madara_orchestrator.settlement.txmgr import FeePolicy, TxManager
+from tests.helpers.settlement_clients import ethereum_client
 
 LOG_STATE_UPDATE_TOPIC = "0x" + keccak(b"LogStateUpdate(uint256,int256,uint256)").hex()
 
@@ -44,20 +44,8 @@ def make_client(
         max_fee_bumps=max_fee_bumps,
         l2_state_update_max_fee_wei=max_fee_wei,
     )
-    rpc = EthRpc(url)
-    if monotonic is None:
-        return EthereumSettlementClient(config, rpc=rpc, store=SqliteTxStore(db_path))
-    txmgr = TxManager(
-        backend=rpc,
-        store=SqliteTxStore(db_path),
-        private_key=private_key,
-        policy=FeePolicy(max_fee_bumps=max_fee_bumps, max_total_fee_wei=max_fee_wei),
-        confirmations=confirmations,
-        confirmation_timeout_s=timeout_s,
-        poll_interval_s=poll_s,
-        monotonic=monotonic,
-    )
-    return EthereumSettlementClient(config, rpc=rpc, store=txmgr.store, txmgr=txmgr)
+    sender: dict[str, Any] = {} if monotonic is None else {"monotonic": monotonic}
+    return ethereum_client(config, SqliteTxStore(db_path), **sender)
 
 
 class SteppedClock:

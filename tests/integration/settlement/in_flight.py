@@ -17,7 +17,7 @@ from madara_orchestrator.settlement.ethereum import (
     EthereumSettlementConfig,
     EthereumSettlementResult,
 )
-from madara_orchestrator.settlement.txmgr import FeePolicy, TxManager
+from tests.helpers.settlement_clients import ethereum_client
 from tests.integration.settlement.helpers import operator_transactions, state_updates
 
 BATCHES = 3
@@ -50,21 +50,10 @@ def in_flight_client(
         confirmations=confirmations,
         tx_confirmation_timeout_s=timeout_s,
         finality_retry_wait_s=0.05,
+        l2_state_update_max_fee_wei=10**18,
     )
-    rpc = EthRpc(url)
     extra: dict[str, Any] = {} if monotonic is None else {"monotonic": monotonic}
-    txmgr = TxManager(
-        backend=rpc,
-        store=SqliteTxStore(db),
-        private_key=private_key,
-        policy=FeePolicy(max_total_fee_wei=10**18),
-        confirmations=confirmations,
-        confirmation_timeout_s=timeout_s,
-        poll_interval_s=0.05,
-        crash_hook=crash_hook,
-        **extra,
-    )
-    return EthereumSettlementClient(config, rpc=rpc, store=txmgr.store, txmgr=txmgr)
+    return ethereum_client(config, SqliteTxStore(db), crash_hook=crash_hook, **extra)
 
 
 async def settle(

@@ -22,11 +22,10 @@ from pathlib import Path
 from madara_orchestrator.backends.aws_client import Aws
 from madara_orchestrator.backends.tx_store import SqliteTxStore
 from madara_orchestrator.interfaces import TxSigner
-from madara_orchestrator.settlement.eth_rpc import EthRpc
-from madara_orchestrator.settlement.ethereum import EthereumSettlementClient, EthereumSettlementConfig
+from madara_orchestrator.settlement.ethereum import EthereumSettlementConfig
 from madara_orchestrator.settlement.kms_signer import KmsSigner
 from madara_orchestrator.settlement.remote_signer import RemoteSigner, RemoteSignerConfig
-from madara_orchestrator.settlement.txmgr import FeePolicy, TxManager
+from tests.helpers.settlement_clients import ethereum_client
 
 
 def main() -> int:
@@ -49,6 +48,7 @@ def main() -> int:
             sys.stdout.flush()
             os.kill(os.getpid(), signal.SIGKILL)
 
+    signed_elsewhere = bool(args.signer_url or args.kms_key_id)
     config = EthereumSettlementConfig(
         rpc_url=args.rpc_url,
         core_contract_address=args.core,
@@ -56,27 +56,16 @@ def main() -> int:
         confirmations=0,
         tx_confirmation_timeout_s=30,
         finality_retry_wait_s=0.05,
+        private_key=None if signed_elsewhere else private_key,
     )
 
     async def run() -> dict[str, object]:
-        rpc = EthRpc(config.rpc_url)
         signer: TxSigner | None = None
         if args.signer_url:
             signer = RemoteSigner(RemoteSignerConfig(url=args.signer_url, address=args.signer_address))
         elif args.kms_key_id:
             signer = await KmsSigner.open(Aws(), args.kms_key_id)
-        txmgr = TxManager(
-            backend=rpc,
-            store=SqliteTxStore(Path(args.db)),
-            private_key=None if signer else private_key,
-            signer=signer,
-            policy=FeePolicy(),
-            confirmations=0,
-            confirmation_timeout_s=30,
-            poll_interval_s=0.05,
-            crash_hook=crash,
-        )
-        client = EthereumSettlementClient(config, rpc=rpc, store=txmgr.store, txmgr=txmgr)
+        client = ethereum_client(config, SqliteTxStore(Path(args.db)), signer=signer, crash_hook=crash)
         result = await client.update_state_with_blobs(
             doc["program_output"], [bytes.fromhex(b) for b in doc["blobs"]], idempotency_key=args.key
         )

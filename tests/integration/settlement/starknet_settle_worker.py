@@ -19,11 +19,8 @@ from pathlib import Path
 
 from madara_orchestrator.backends.tx_store import SqliteTxStore
 from madara_orchestrator.settlement.durable import CRASH_POINTS
-from madara_orchestrator.settlement.starknet import (
-    StarknetSettlementClient,
-    StarknetSettlementConfig,
-    starknet_json_rpc,
-)
+from madara_orchestrator.settlement.starknet import StarknetSettlementConfig, starknet_json_rpc
+from tests.helpers.settlement_clients import starknet_client
 
 
 def main() -> int:
@@ -55,7 +52,7 @@ def main() -> int:
     async def run() -> dict[str, object]:
         store = SqliteTxStore(args.db)
         rpc = starknet_json_rpc(config.rpc_url, timeout_s=config.rpc_timeout_s)
-        client = StarknetSettlementClient(config, rpc=rpc, store=store, crash_hook=crash)
+        client = starknet_client(config, rpc, store, crash_hook=crash)
         try:
             result = await client.update_state_calldata(
                 doc["snos_output"], doc["program_output"], idempotency_key=args.key

@@ -33,11 +33,7 @@ from madara_orchestrator.engine.telemetry import NoTelemetry
 from madara_orchestrator.jobs.artifacts import encode_felts_json
 from madara_orchestrator.jobs.state_update import BatchKind, StateUpdateJobHandler
 from madara_orchestrator.server.background import BackgroundServer
-from madara_orchestrator.settlement.starknet import (
-    StarknetSettlementClient,
-    StarknetSettlementConfig,
-    starknet_json_rpc,
-)
+from madara_orchestrator.settlement.starknet import StarknetSettlementConfig, starknet_json_rpc
 from madara_orchestrator.starknet.stone_proof import stone_proof_json
 from tests.helpers.engine import FakeClock
 from tests.helpers.piltover import (
@@ -49,6 +45,7 @@ from tests.helpers.piltover import (
     fact_of,
     update_state_calldata,
 )
+from tests.helpers.settlement_clients import starknet_client
 
 ST = JobType.STATE_TRANSITION
 
@@ -76,7 +73,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
         confirmation_timeout_s=5.0,
     )
     rpc = starknet_json_rpc(config.rpc_url, timeout_s=config.rpc_timeout_s)
-    client = StarknetSettlementClient(config, rpc=rpc, store=tx_store)
+    client = starknet_client(config, rpc, tx_store)
     db = SqliteDatabase(tmp_path / "jobs.db")
     await db.open()
     store = SqliteStore(db)

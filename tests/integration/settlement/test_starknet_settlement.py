@@ -37,7 +37,7 @@ from madara_orchestrator.devnet.starknet_l2 import (
 from madara_orchestrator.devnet.starknet_l2 import InvokeV3 as DoubleInvokeV3
 from madara_orchestrator.domain.errors import BackendUnavailable, ConfigError, outage_cause
 from madara_orchestrator.domain.settlement_tx import AttemptStatus, KeyStatus
-from madara_orchestrator.interfaces import SettlementClient
+from madara_orchestrator.interfaces import SettlementClient, TxStore
 from madara_orchestrator.server.background import BackgroundServer
 from madara_orchestrator.settlement.durable import SettlementKeyBusy
 from madara_orchestrator.settlement.errors import FeeCapExceeded, SettlementTxError, TxReverted
@@ -53,6 +53,7 @@ from madara_orchestrator.settlement.starknet import (
 )
 from tests.conftest import REPO_ROOT
 from tests.helpers.piltover import batch, bridge_of, fact_of, snos_output, update_state_calldata
+from tests.helpers.settlement_clients import starknet_client
 
 ACCOUNT = "0x" + "0" * 60 + "abcd"
 PRIVATE_KEY = "0x71d7bb07b9a64f6f78ac4c816aff4da9"
@@ -152,11 +153,16 @@ def _config(url: str = "http://node.test/rpc", **overrides: Any) -> StarknetSett
 
 
 def _client(
-    config: StarknetSettlementConfig, *, http_client: httpx.AsyncClient | None = None, **options: Any
+    config: StarknetSettlementConfig,
+    *,
+    store: TxStore,
+    http_client: httpx.AsyncClient | None = None,
+    **options: Any,
 ) -> StarknetSettlementClient:
-    """The client as the composition root builds it: its JSON-RPC client to ``config.rpc_url`` passed in."""
+    """The client as the composition root builds it: its JSON-RPC client to ``config.rpc_url`` passed in;
+    ``store`` and the sender's ``options`` (``crash_hook``, ``key_guard``) for its durable sender."""
     rpc = starknet_json_rpc(config.rpc_url, timeout_s=config.rpc_timeout_s, client=http_client)
-    return StarknetSettlementClient(config, rpc=rpc, **options)
+    return starknet_client(config, rpc, store, **options)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from poseidon_py.poseidon_hash import poseidon_hash, poseidon_hash_many
 
-from madara_orchestrator.domain.errors import InvalidInput, JobError
+from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, JobError, Retryable, RpcError
 from madara_orchestrator.snos.command import command_environment, command_problem, parse_command, stderr_tail
 from madara_orchestrator.snos.contract import (
     DamagedSnosOutput,
@@ -21,12 +21,15 @@ from madara_orchestrator.snos.contract import (
     SnosRequest,
     SnosRunConfig,
     SnosRunFailed,
+    SnosRunRetryable,
     check_output,
     failure_kind,
     os_hints,
     parse_os_output_json,
     parse_result_json,
     raise_failure,
+    typed_failures,
+    unclassified_failure,
 )
 from madara_orchestrator.snos.http import display_url
 from madara_orchestrator.starknet.facts import BOOT_LOADER_PROGRAM_CONTRACT, fact_info
@@ -280,7 +283,55 @@ def test_failure_kinds_decide_retries_or_leave_it_to_the_markers() -> None:
     assert fatal.value.retryable is False
     with pytest.raises(SnosRunFailed, match="something"):
         raise_failure(failure_kind("no such kind"), "something")
+    with pytest.raises(SnosRunRetryable, match="connection refused"):
+        raise_failure(ErrorKind.UNKNOWN, "RPC client: connection refused")
     assert failure_kind(None) is ErrorKind.UNKNOWN and failure_kind("os_failed") is ErrorKind.OS_FAILED
+
+
+MARKED = {
+    # SPEC §2.8's pinned example, without the job's prefix the runner never sees
+    "Block processing failed for block 2222689: RPC client error: BlockNotFound": True,
+    "state read error: Block not found": True,
+    "ProviderError: rate limited (HTTP 429)": True,
+    "request timed out": True,
+    "error trying to connect: dns error": True,
+    "block is still pending": True,
+    "Block processing failed: state read error: ContractNotFound": False,
+    "rpc error: invalid proof structure": False,  # a fail-fast marker wins over a retryable one
+    "RPC error: non-existence proof for a contract": False,
+    "OS execution failed: assertion failed": False,
+    "Segmentation fault": False,
+    "": False,
+}
+"""A runner's own words → whether the SPEC §2.8 markers retry it."""
+
+
+@pytest.mark.parametrize("message", list(MARKED))
+def test_an_unclassified_failure_is_typed_by_the_markers_of_its_message(message: str) -> None:
+    failure = unclassified_failure(message)
+    assert str(failure) == message
+    if MARKED[message]:
+        assert isinstance(failure, Retryable) and not isinstance(failure, InvalidInput)
+    else:
+        assert isinstance(failure, InvalidInput) and not isinstance(failure, Retryable)
+
+
+def raised_through_typed_failures(exc: Exception) -> Exception:
+    with pytest.raises(Exception) as caught:
+        with typed_failures():
+            raise exc
+    return caught.value
+
+
+def test_typed_errors_pass_and_the_others_are_typed_by_their_message() -> None:
+    typed = [JobError("x", retryable=False), BackendUnavailable("down"), InvalidInput("bad"), Retryable("later")]
+    for exc in typed:
+        assert raised_through_typed_failures(exc) is exc
+    rpc = raised_through_typed_failures(RpcError(24, "Block not found"))
+    assert isinstance(rpc, SnosRunRetryable) and str(rpc) == "RPC error 24: Block not found"
+    assert isinstance(rpc.__cause__, RpcError)
+    disk = raised_through_typed_failures(OSError(28, "No space left on device"))
+    assert isinstance(disk, SnosRunFailed) and str(disk) == "[Errno 28] No space left on device"
 
 
 def test_stderr_tail_is_one_line_of_the_last_lines(tmp_path: Path) -> None:
