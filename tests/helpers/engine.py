@@ -138,5 +138,6 @@ async def make_harness(
         policies=policies,
         retry=RetryPolicy(base_delay_s=1, max_delay_s=8),
         atomic_writes=writes if atomic else None,
+        prover_webhooks=True,
     )
     return Harness(db, store, queue, service, alerts, clock, names, handler)

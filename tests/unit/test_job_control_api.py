@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from madara_orchestrator.cli.compose import EmbeddedStack, build_embedded_stack
+from madara_orchestrator.cli.compose import EmbeddedStack, build_embedded_stack, runtime_config
 from madara_orchestrator.cli.devnet import devnet_settings
-from madara_orchestrator.cli.settings import RUN_OPTIONS, add_options, load_run_settings
+from madara_orchestrator.cli.settings import RUN_OPTIONS, Settings, add_options, load_run_settings
 from madara_orchestrator.domain.errors import ConfigError
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType
 from madara_orchestrator.domain.queues import JobMessage, read_job_message
@@ -61,7 +61,10 @@ class Api:
 
 
 async def _api(tmp_path: Path, **app_options: object) -> AsyncIterator[Api]:
-    stack = await build_embedded_stack(devnet_settings(tmp_path / "data", "http://127.0.0.1:9", port=0))
+    settings = devnet_settings(tmp_path / "data", "http://127.0.0.1:9", port=0)
+    if app_options.get("webhook") is not None:  # as `run` with --atlantic-webhook-secret
+        settings = Settings({**settings.values, "atlantic_webhook_secret": SECRET}, settings.secrets)
+    stack = await build_embedded_stack(settings)
     app = create_app(stack.runtime, **app_options)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
         yield Api(stack, http)
@@ -349,6 +352,8 @@ def test_the_webhook_secret_is_read_from_a_file_masked_and_must_fit_a_url_path(t
     assert settings.atlantic_webhook_secret == SECRET
     assert SECRET not in repr(settings.describe())
     assert load_run_settings(parser.parse_args([]), good).atlantic_webhook_secret is None, "off by default"
+    assert runtime_config(settings).prover_webhooks, "with the route, early webhooks are looked for"
+    assert not runtime_config(load_run_settings(parser.parse_args([]), good)).prover_webhooks
     for bad in ("short", "has/a/slash-in-it-0123456789", "has a space in it 0123456789"):
         with pytest.raises(ConfigError) as refused:
             load_run_settings(parser.parse_args(["--atlantic-webhook-secret", bad]), good)

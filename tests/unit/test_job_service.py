@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -619,6 +620,33 @@ async def test_a_kept_webhook_wakes_only_its_own_job_and_is_forgotten_after_a_wh
     await h.service.process_job(second.id)
     assert await take(h, h.names.verification(PT)) is None, "kept for a ProofRegistration job, not this one"
     assert (await stored(h, second)).status == S.PENDING_VERIFICATION
+
+
+async def test_without_prover_webhooks_processing_does_not_look_for_one(h: Harness) -> None:
+    """No webhook route, no webhook to find: the processing step spends no store read on it."""
+    job = await create(h)
+    quiet = JobService(
+        db=h.store,
+        queue=h.queue,
+        queue_names=h.names,
+        handlers=h.service.handlers,
+        alerts=h.alerts,
+        metrics=NoTelemetry(),
+        clock=h.clock,
+        policies=h.service.policies,
+    )
+    assert await h.service.wake_verification("ext-1", [PT]) == ([], 0)
+    looked: list[str] = []
+    take_notice = h.store.take_prover_notice
+
+    async def counted(*args: Any, **kwargs: Any) -> bool:
+        looked.append(str(args[0]))
+        return await take_notice(*args, **kwargs)
+
+    h.store.take_prover_notice = counted  # type: ignore[method-assign]
+    await quiet.process_job(job.id)
+    assert looked == [] and await take(h, h.names.verification(PT)) is None
+    assert (await stored(h, job)).status == S.PENDING_VERIFICATION
 
 
 async def test_verification_timeout_alerts_once_and_stray_polls_are_dropped(h: Harness) -> None:

@@ -94,6 +94,8 @@ def runtime_config(settings: Settings) -> RuntimeConfig:
     plan = layer_plan(settings)
     return RuntimeConfig(
         plan=plan,
+        # The API's webhook route is on with a secret, given or made for the in-process mock (atlantic_webhook_secret).
+        prover_webhooks=bool(settings.atlantic_webhook_secret) or bool(settings.mock_atlantic_server),
         # SPEC §3.2: a name template (with the prefix) or an SQS ARN whose resource is the template.
         queue_names=QueueAddressing.parse(settings.queue_identifier, settings.aws_prefix).names,
         policies=policies,

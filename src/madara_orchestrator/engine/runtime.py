@@ -138,6 +138,9 @@ class RuntimeConfig:
     only with an outbox, i.e. SQS)."""
     outbox_interval_s: float = 30.0
     """How often the outbox threshold is looked at (with ``outbox_alert_s``)."""
+    prover_webhooks: bool = False
+    """The API takes prover webhooks (``--atlantic-webhook-secret``, or the in-process mock's): a job just
+    stored as waiting looks for one that came while it was processed. Without them there is none to find."""
 
     def __post_init__(self, layer: Layer | None) -> None:
         if layer is not None and layer != self.plan.layer:
@@ -307,6 +310,7 @@ class Runtime:
             max_priority_queue_size=config.max_priority_queue_size,
             atomic_writes=storage.atomic_writes,
             settles_snos=not config.plan.aggregator_batches,
+            prover_webhooks=config.prover_webhooks,
         )
         self.batcher = Batcher(
             # Whether batches are built in two levels is the plan's to say, not the batching settings'.

@@ -155,12 +155,15 @@ class JobService:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         atomic_writes: AtomicJobWrites | None = None,
         settles_snos: bool = False,
+        prover_webhooks: bool = False,
     ) -> None:
         """``atomic_writes``: when the store holds the queue too (or an outbox relayed to it), a job's creation
         or change and the messages that follow from it are written in one transaction (else one after the
         other; the heal sweep re-sends a message lost in between).
         ``settles_snos``: a StateTransition settles a SNOS batch (an L3), not an aggregator batch (alerts
-        name its blocks)."""
+        name its blocks).
+        ``prover_webhooks``: the API takes prover webhooks, so a job just stored as waiting looks for one that
+        came while it was processed (``wake_verification``); without them, no store read for it."""
         self.db = db
         self.atomic_writes = atomic_writes
         self.queue = queue
@@ -179,6 +182,7 @@ class JobService:
         self._active: set[uuid.UUID] = set()
         """Jobs this process is processing now (a lease in our name on any other is from an earlier run)."""
         self.settles_snos = settles_snos
+        self.prover_webhooks = prover_webhooks
         self._woken_at: dict[uuid.UUID, float] = {}
         """When this process last sent a wake-up for each job (``wake_verification`` coalesces on it)."""
         self.hold: Callable[[Job], Awaitable[str | None]] | None = None
@@ -331,7 +335,7 @@ class JobService:
         (``wake_verification`` kept it), instead of letting it wait for its first poll. Looked for only after
         the job is written: a webhook kept after this look finds the job waiting itself. A failure here
         costs that poll's delay, nothing else."""
-        if job.status != S.PENDING_VERIFICATION or not job.external_id:
+        if not self.prover_webhooks or job.status != S.PENDING_VERIFICATION or not job.external_id:
             return
         try:
             noticed = await self.db.take_prover_notice(
