@@ -26,6 +26,7 @@ from madara_orchestrator.domain.chain import blobs_for, blobs_to_hold
 from madara_orchestrator.domain.redaction import cut_urls
 from madara_orchestrator.engine import telemetry as ev
 from madara_orchestrator.engine.telemetry import Telemetry
+from madara_orchestrator.engine.threshold import Notice, ThresholdAlert
 from madara_orchestrator.interfaces import AlertSink, Database, LockService, SequencerRpc, SettlementClient
 
 log = logging.getLogger("madara_orchestrator.backlog")
@@ -161,17 +162,15 @@ class BacklogWatch:
         interval_s: float = 30.0,
     ) -> None:
         self.db = db
-        self.locks = locks
         self.sequencer = sequencer
         self.settlement = settlement
         self.metrics = metrics
-        self.alerts = alerts
         self.aggregator = aggregator
-        self.owner = owner
         self.alert_blocks = alert_blocks
         self.interval_s = interval_s
-        self.alerting = False
-        """Whether the backlog is above the threshold, as this instance last told."""
+        self.threshold = ThresholdAlert(
+            lock=ALERT_LOCK, locks=locks, alerts=alerts, owner=owner, lease_s=interval_s * 3, log=log
+        )
 
     async def measure(self) -> Backlog:
         errors: list[str] = []
@@ -195,23 +194,24 @@ class BacklogWatch:
         backlog = await self.measure()
         if self.alert_blocks is None or backlog.blocks is None:
             return backlog
-        if not await self.locks.acquire(ALERT_LOCK, self.owner, self.interval_s * 3):
-            return backlog
-        above = backlog.blocks >= self.alert_blocks
-        if above and not self.alerting:
-            await self.alerts.send(
+        blocks, threshold = backlog.blocks, self.alert_blocks
+
+        def raised() -> Notice:
+            return Notice(
                 "Settlement backlog above threshold",
-                f"{backlog.blocks} blocks produced and not settled (--backlog-alert-blocks {self.alert_blocks}): "
+                f"{blocks} blocks produced and not settled (--backlog-alert-blocks {threshold}): "
                 f"{_shape(backlog)}. The sequencer may throttle on GET /backlog; see the README's backlog section.",
+                f"backlog of {blocks} blocks is at or above {threshold}",
             )
-            log.warning("backlog of %d blocks is at or above %d", backlog.blocks, self.alert_blocks)
-        elif not above and self.alerting:
-            await self.alerts.send(
+
+        def cleared() -> Notice:
+            return Notice(
                 "Settlement backlog cleared",
-                f"{backlog.blocks} blocks produced and not settled, under --backlog-alert-blocks {self.alert_blocks}",
+                f"{blocks} blocks produced and not settled, under --backlog-alert-blocks {threshold}",
+                f"backlog of {blocks} blocks is under {threshold} again",
             )
-            log.info("backlog of %d blocks is under %d again", backlog.blocks, self.alert_blocks)
-        self.alerting = above
+
+        await self.threshold.observe(blocks >= threshold, raised, cleared)
         return backlog
 
 

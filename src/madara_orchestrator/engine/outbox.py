@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from madara_orchestrator.domain.health import OutboxWaiting
 from madara_orchestrator.engine import telemetry as ev
 from madara_orchestrator.engine.telemetry import Telemetry
+from madara_orchestrator.engine.threshold import Notice, ThresholdAlert
 from madara_orchestrator.interfaces import AlertSink, LockService, OutboxRelay
 
 log = logging.getLogger("madara_orchestrator.outbox")
@@ -44,15 +45,13 @@ class OutboxWatch:
     ) -> None:
         """``queues``: the queues this deployment sends to, reported with 0 while none of theirs waits."""
         self.relay = relay
-        self.locks = locks
         self.metrics = metrics
-        self.alerts = alerts
-        self.owner = owner
         self.queues = tuple(queues)
         self.alert_s = alert_s
         self.interval_s = interval_s
-        self.alerting = False
-        """Whether the oldest message is past the threshold, as this instance last told."""
+        self.threshold = ThresholdAlert(
+            lock=ALERT_LOCK, locks=locks, alerts=alerts, owner=owner, lease_s=interval_s * 3, log=log
+        )
 
     async def measure(self) -> list[OutboxWaiting]:
         """The rows waiting per queue (every known queue, 0 when it has none), reported to the gauges."""
@@ -66,26 +65,29 @@ class OutboxWatch:
     async def watch_once(self) -> list[OutboxWaiting]:
         """One look of the watch loop: measure, and alert on a crossing while this instance holds the watch."""
         waiting = await self.measure()
-        if self.alert_s is None or not await self.locks.acquire(ALERT_LOCK, self.owner, self.interval_s * 3):
+        if self.alert_s is None:
             return waiting
+        alert_s = self.alert_s
         messages = sum(w.messages for w in waiting)
         oldest = max((w.oldest_s for w in waiting if w.messages > 0), default=0.0)
-        above = oldest >= self.alert_s
-        if above and not self.alerting:
+
+        def raised() -> Notice:
             queues = ", ".join(f"{w.queue} {w.messages}" for w in waiting if w.messages > 0)
-            await self.alerts.send(
+            return Notice(
                 "Outbox not draining",
                 f"{messages} message(s) written with their jobs' changes wait in the outbox, the oldest for "
-                f"{oldest:.0f} s (--outbox-alert-seconds {self.alert_s:g}; {queues}): the relay is not sending them "
+                f"{oldest:.0f} s (--outbox-alert-seconds {alert_s:g}; {queues}): the relay is not sending them "
                 "to the queue, and those jobs do not move. Check that SQS is reachable and the log's 'outbox relay' "
                 "warnings.",
+                f"outbox: {messages} message(s) waiting, the oldest for {oldest:.0f} s",
             )
-            log.warning("outbox: %d message(s) waiting, the oldest for %.0f s", messages, oldest)
-        elif not above and self.alerting:
-            await self.alerts.send(
+
+        def cleared() -> Notice:
+            return Notice(
                 "Outbox draining again",
-                f"{messages} message(s) waiting in the outbox, none for --outbox-alert-seconds {self.alert_s:g}",
+                f"{messages} message(s) waiting in the outbox, none for --outbox-alert-seconds {alert_s:g}",
+                f"outbox: the oldest message waits less than {alert_s:g} s again",
             )
-            log.info("outbox: the oldest message waits less than %g s again", self.alert_s)
-        self.alerting = above
+
+        await self.threshold.observe(oldest >= alert_s, raised, cleared)
         return waiting
