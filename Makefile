@@ -53,7 +53,7 @@ typecheck: setup
 	$(BIN)/mypy
 
 pytest: setup
-	$(BIN)/pytest -q -n 4 --durations=25
+	$(BIN)/pytest -q -n 4 --dist worksteal --durations=25
 
 test: lint typecheck pytest
 
