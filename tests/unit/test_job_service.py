@@ -577,13 +577,9 @@ async def test_wake_ups_of_one_job_are_coalesced_on_the_clock(h: Harness) -> Non
     assert (await h.service.wake_verification("ext-1", [PT]))[0] == [job], "a new window, a new wake-up"
 
 
-async def test_a_webhook_that_comes_while_the_job_is_processed_wakes_it_once_it_waits(h: Harness) -> None:
-    """The prover answered before the processing step stored the job as waiting on it: the webhook finds
-    nothing to wake, so it is kept, and the job is verified as soon as it waits, not at its first poll. The
-    webhook is taken by another instance than the one processing the job: what is kept is in the store."""
-    job = await create(h)
-    replies: list[tuple[list[Job], int]] = []
-    other = JobService(
+def another_service(h: Harness, **options: Any) -> JobService:
+    """A second instance's service on the harness's store and queue (its handlers, policies and clock)."""
+    return JobService(
         db=h.store,
         queue=h.queue,
         queue_names=h.names,
@@ -592,8 +588,17 @@ async def test_a_webhook_that_comes_while_the_job_is_processed_wakes_it_once_it_
         metrics=NoTelemetry(),
         clock=h.clock,
         policies=h.service.policies,
-        owner="instance-b",
+        **options,
     )
+
+
+async def test_a_webhook_that_comes_while_the_job_is_processed_wakes_it_once_it_waits(h: Harness) -> None:
+    """The prover answered before the processing step stored the job as waiting on it: the webhook finds
+    nothing to wake, so it is kept, and the job is verified as soon as it waits, not at its first poll. The
+    webhook is taken by another instance than the one processing the job: what is kept is in the store."""
+    job = await create(h)
+    replies: list[tuple[list[Job], int]] = []
+    other = another_service(h, owner="instance-b")
 
     async def webhook(_: Job) -> None:
         replies.append(await other.wake_verification("ext-1", [PT]))
@@ -625,16 +630,7 @@ async def test_a_kept_webhook_wakes_only_its_own_job_and_is_forgotten_after_a_wh
 async def test_without_prover_webhooks_processing_does_not_look_for_one(h: Harness) -> None:
     """No webhook route, no webhook to find: the processing step spends no store read on it."""
     job = await create(h)
-    quiet = JobService(
-        db=h.store,
-        queue=h.queue,
-        queue_names=h.names,
-        handlers=h.service.handlers,
-        alerts=h.alerts,
-        metrics=NoTelemetry(),
-        clock=h.clock,
-        policies=h.service.policies,
-    )
+    quiet = another_service(h)
     assert await h.service.wake_verification("ext-1", [PT]) == ([], 0)
     looked: list[str] = []
     take_notice = h.store.take_prover_notice
