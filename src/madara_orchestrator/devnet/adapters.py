@@ -45,7 +45,7 @@ from madara_orchestrator.interfaces import (
 )
 from madara_orchestrator.provers.tasks import TaskDispatch
 from madara_orchestrator.settlement.encoding import program_output_fact
-from madara_orchestrator.snos.contract import typed_failures
+from madara_orchestrator.snos.contract import typed_run
 from madara_orchestrator.starknet.aliases import compress_state_update
 from madara_orchestrator.starknet.blob import felts_to_blobs
 from madara_orchestrator.starknet.felt import STARKNET_PRIME as FELT_PRIME
@@ -172,11 +172,8 @@ class DevnetSnosRunner:
             return False
         return True
 
+    @typed_run  # the sequencer's errors as the SnosRun handler reads them (SPEC §2.8)
     async def run(self, start_block: int, end_block: int) -> SnosResult:
-        with typed_failures():  # the sequencer's errors as the SnosRun handler reads them (SPEC §2.8)
-            return await self._run(start_block, end_block)
-
-    async def _run(self, start_block: int, end_block: int) -> SnosResult:
         for block in range(start_block, end_block + 1):
             if self.failures.get(block, 0) > 0:
                 self.failures[block] -= 1

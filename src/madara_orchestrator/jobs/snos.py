@@ -32,7 +32,7 @@ class SnosJobHandler(JobHandler[SnosMetadata]):
             raise
         except Exception as exc:
             # SPEC §2.8: retry what may pass (an outside service down, RPC trouble, a block not there yet),
-            # fail fast on the rest. The runner types its failures (snos/contract.py ``typed_failures``).
+            # fail fast on the rest. The runner types its failures (snos/contract.py ``typed_run``).
             message = f"Snos Error: Error while running SNOS (snos job #{job.internal_id}): {exc}"
             raise JobError(message, retryable=classify(exc).temporary) from exc
         for path, data in (

@@ -34,7 +34,7 @@ from madara_orchestrator.snos.contract import (
     check_output,
     parse_os_output_json,
     parse_result_json,
-    typed_failures,
+    typed_run,
     unclassified_failure,
 )
 
@@ -70,11 +70,8 @@ class CommandSnosRunner(CommandRunner[SnosRunConfig, ChainIdRpc]):
     kind = SNOS_RUNNER
     log = log
 
+    @typed_run
     async def run(self, start_block: int, end_block: int) -> SnosResult:
-        with typed_failures():
-            return await self._run(start_block, end_block)
-
-    async def _run(self, start_block: int, end_block: int) -> SnosResult:
         request = self.config.request(start_block, end_block)
         run_dir = await asyncio.to_thread(self.fresh_dir, f"blocks-{request.start_block}-{request.end_block}-")
         try:

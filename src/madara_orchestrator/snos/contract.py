@@ -6,17 +6,17 @@ makes sure the two belong together and to the batch: the PIE reads, the OS outpu
 PIE's output segment, it covers exactly the batch's blocks with the OS hints asked for, and the fact
 and step count come from the PIE itself. A damaged output fails the job (``DamagedSnosOutput``, not
 retryable) with a message naming what is wrong. A failure the runner does not classify is typed here by
-the SPEC §2.8 markers of its message (``unclassified_failure``, ``typed_failures``): the SnosRun handler
+the SPEC §2.8 markers of its message (``unclassified_failure``, ``typed_run``): the SnosRun handler
 reads only typed errors. Pure: bytes and values in, values out.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+import functools
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, ParamSpec
 
 from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, JobError, Retryable
 from madara_orchestrator.interfaces import SnosResult
@@ -130,18 +130,25 @@ def unclassified_failure(message: str) -> SnosRunFailed | SnosRunRetryable:
     return SnosRunRetryable(message) if retry_may_help(message) else SnosRunFailed(message)
 
 
-@contextmanager
-def typed_failures() -> Iterator[None]:
-    """Around a run: the SnosRun handler reads only typed errors. A job's own failure (``JobError``), an
-    outage (``BackendUnavailable``), a bad input (``InvalidInput``) or one not good yet (``Retryable``)
-    passes as it is; any other error (an RPC error, an OS error of this machine) is typed by its message
-    (``unclassified_failure``)."""
-    try:
-        yield
-    except (JobError, BackendUnavailable, InvalidInput, Retryable):
-        raise
-    except Exception as exc:
-        raise unclassified_failure(str(exc)) from exc
+P = ParamSpec("P")
+
+
+def typed_run(run: Callable[P, Coroutine[Any, Any, SnosResult]]) -> Callable[P, Coroutine[Any, Any, SnosResult]]:
+    """A runner's ``run(start_block, end_block)``, as the SnosRun handler reads it: typed errors only. A job's
+    own failure (``JobError``), an outage (``BackendUnavailable``), a bad input (``InvalidInput``) or one not
+    good yet (``Retryable``) passes as it is; any other error (an RPC error, an OS error of this machine) is
+    typed by its message (``unclassified_failure``)."""
+
+    @functools.wraps(run)
+    async def typed(*args: P.args, **kwargs: P.kwargs) -> SnosResult:
+        try:
+            return await run(*args, **kwargs)
+        except (JobError, BackendUnavailable, InvalidInput, Retryable):
+            raise
+        except Exception as exc:
+            raise unclassified_failure(str(exc)) from exc
+
+    return typed
 
 
 class DamagedSnosOutput(DamagedOutput):

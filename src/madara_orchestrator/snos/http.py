@@ -32,7 +32,7 @@ from madara_orchestrator.snos.contract import (
     parse_n_steps,
     parse_os_output_json,
     raise_failure,
-    typed_failures,
+    typed_run,
     unclassified_failure,
 )
 
@@ -46,11 +46,8 @@ class HttpSnosRunner(RunnerService[SnosRunConfig, ChainIdRpc]):
     who = "SNOS runner"
     kind = SNOS_RUNNER
 
+    @typed_run
     async def run(self, start_block: int, end_block: int) -> SnosResult:
-        with typed_failures():
-            return await self._run(start_block, end_block)
-
-    async def _run(self, start_block: int, end_block: int) -> SnosResult:
         request = self.config.request(start_block, end_block)
         response = await self.post(RUN_PATH, request.to_json(), subject=f"blocks {request.blocks}")
         status = response.status_code

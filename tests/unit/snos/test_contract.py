@@ -3,6 +3,7 @@ request, the command line and the failure kinds as docs/snos-runner.md writes th
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
@@ -14,6 +15,7 @@ import pytest
 from poseidon_py.poseidon_hash import poseidon_hash, poseidon_hash_many
 
 from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, JobError, Retryable, RpcError
+from madara_orchestrator.interfaces import SnosResult
 from madara_orchestrator.snos.command import command_environment, command_problem, parse_command, stderr_tail
 from madara_orchestrator.snos.contract import (
     DamagedSnosOutput,
@@ -28,7 +30,7 @@ from madara_orchestrator.snos.contract import (
     parse_os_output_json,
     parse_result_json,
     raise_failure,
-    typed_failures,
+    typed_run,
     unclassified_failure,
 )
 from madara_orchestrator.snos.http import display_url
@@ -316,21 +318,24 @@ def test_an_unclassified_failure_is_typed_by_the_markers_of_its_message(message:
         assert isinstance(failure, InvalidInput) and not isinstance(failure, Retryable)
 
 
-def raised_through_typed_failures(exc: Exception) -> Exception:
+def raised_through_typed_run(exc: Exception) -> Exception:
+    @typed_run
+    async def run(runner: object, start_block: int, end_block: int) -> SnosResult:
+        raise exc
+
     with pytest.raises(Exception) as caught:
-        with typed_failures():
-            raise exc
+        asyncio.run(run(object(), 1, 2))
     return caught.value
 
 
 def test_typed_errors_pass_and_the_others_are_typed_by_their_message() -> None:
     typed = [JobError("x", retryable=False), BackendUnavailable("down"), InvalidInput("bad"), Retryable("later")]
     for exc in typed:
-        assert raised_through_typed_failures(exc) is exc
-    rpc = raised_through_typed_failures(RpcError(24, "Block not found"))
+        assert raised_through_typed_run(exc) is exc
+    rpc = raised_through_typed_run(RpcError(24, "Block not found"))
     assert isinstance(rpc, SnosRunRetryable) and str(rpc) == "RPC error 24: Block not found"
     assert isinstance(rpc.__cause__, RpcError)
-    disk = raised_through_typed_failures(OSError(28, "No space left on device"))
+    disk = raised_through_typed_run(OSError(28, "No space left on device"))
     assert isinstance(disk, SnosRunFailed) and str(disk) == "[Errno 28] No space left on device"
 
 
