@@ -382,13 +382,13 @@ class MemoryQueue(QueueBase):
         )
 
 
+@dataclasses.dataclass(eq=False, repr=False)
 class MemoryAtomicWrites:
     """``AtomicJobWrites`` over a ``MemoryStore`` and a ``MemoryQueue``: nothing between the write and the sends
     awaits, so no other task sees one without the other (and a crash loses both alike)."""
 
-    def __init__(self, store: MemoryStore, queue: MemoryQueue) -> None:
-        self.store = store
-        self.queue = queue
+    store: MemoryStore
+    queue: MemoryQueue
 
     async def create_job_and_send(self, job: Job, queue: str, body: str, *, delay_s: float = 0.0) -> bool:
         self.queue._config(queue)

@@ -524,16 +524,19 @@ def feeder_client(settings: Settings) -> FeederGatewayClient:
     return FeederGatewayClient(settings.madara_feeder_gateway_url or settings.need("madara_rpc_url"))
 
 
+@dataclass(eq=False, repr=False)
 class ChainDetails:
     """The chain's details the OS config hash is made of (SPEC §17), read once when first needed: the chain id
     (``starknet_chainId``), the STRK fee token (the feeder gateway's ``get_contract_addresses``, as the
     original reads it) and ``--da-public-keys``."""
 
-    def __init__(self, sequencer: StarknetRpcClient, feeder: FeederGatewayClient, da_keys: Sequence[int]) -> None:
-        self.sequencer = sequencer
-        self.feeder = feeder
-        self.da_keys = tuple(da_keys)
-        self._fee_token: int | None = None
+    sequencer: StarknetRpcClient
+    feeder: FeederGatewayClient
+    da_keys: Sequence[int]
+    _fee_token: int | None = dataclasses.field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.da_keys = tuple(self.da_keys)
 
     async def fee_token(self) -> int:
         if self._fee_token is None:
@@ -620,12 +623,12 @@ def build_aggregator_runner(
     return runner
 
 
+@dataclass(eq=False, repr=False)
 class EthereumFactChecker:
     """``isValid(bytes32)`` of a GPS verifier (fact registry) over Ethereum JSON-RPC: read-only (SPEC §7.6)."""
 
-    def __init__(self, rpc: EthRpc, address: str) -> None:
-        self.rpc = rpc
-        self.address = address
+    rpc: EthRpc
+    address: str
 
     async def is_valid(self, fact: str) -> bool:
         result = await self.rpc.call(self.address, IS_VALID_SELECTOR + bytes.fromhex(fact_hex(fact)[2:]))

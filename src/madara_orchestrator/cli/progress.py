@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from madara_orchestrator.domain.redaction import cut_urls
@@ -94,14 +94,14 @@ def progress_of(ov: Mapping[str, Any], *, aggregator_batches: bool) -> Progress:
     return Progress("progress: " + " | ".join(fields), tuple(key))
 
 
+@dataclass(kw_only=True, eq=False, repr=False)
 class ProgressLog:
     """Writes a progress line when it changed, or when ``idle_repeat_s`` passed since the last one."""
 
-    def __init__(self, *, idle_repeat_s: float = IDLE_REPEAT_S, clock: Callable[[], float] = time.monotonic) -> None:
-        self.idle_repeat_s = idle_repeat_s
-        self.clock = clock
-        self._last_key: tuple[object, ...] | None = None
-        self._last_at: float | None = None
+    idle_repeat_s: float = IDLE_REPEAT_S
+    clock: Callable[[], float] = time.monotonic
+    _last_key: tuple[object, ...] | None = field(default=None, init=False)
+    _last_at: float | None = field(default=None, init=False)
 
     def should_write(self, key: tuple[object, ...]) -> bool:
         now = self.clock()

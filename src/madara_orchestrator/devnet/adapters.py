@@ -14,6 +14,7 @@ import json
 import sqlite3
 import zipfile
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +201,7 @@ class DevnetSnosRunner:
         )
 
 
+@dataclass(kw_only=True, eq=False, repr=False)
 class DevnetAggregatorRunner:
     """Joins the children's outputs: first block's pre-state to last block's post-state, under the children's
     OS program hash and OS config hash (the aggregator outputs them as it checked them).
@@ -210,9 +212,8 @@ class DevnetAggregatorRunner:
     With ``kzg_da`` the output carries a real KZG section for the blobs of its DA segment (SPEC §6.6),
     which the devnet core contract checks against the blobs of the settlement transaction."""
 
-    def __init__(self, *, kzg_da: bool = False, rpc: BatchRpc | None = None) -> None:
-        self.kzg_da = kzg_da
-        self.rpc = rpc
+    kzg_da: bool = False
+    rpc: BatchRpc | None = None
 
     async def is_ready(self) -> bool:
         return True

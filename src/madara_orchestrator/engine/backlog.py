@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import InitVar, asdict, dataclass, field, replace
 from typing import Any
 
 from madara_orchestrator.domain.batches import AggregatorBatch, SnosBatch
@@ -143,33 +143,26 @@ async def measure(db: Database, head: int | None, settled: int | None, *, aggreg
     )
 
 
+@dataclass(kw_only=True, eq=False, repr=False)
 class BacklogWatch:
     """Measures the backlog (``look``): reports the gauges and, with a threshold, alerts when the backlog
     crosses it and when it falls back under it. Only the instance holding ``ALERT_LOCK`` alerts."""
 
-    def __init__(
-        self,
-        *,
-        db: Database,
-        locks: LockService,
-        sequencer: SequencerRpc,
-        settlement: SettlementClient,
-        metrics: Telemetry,
-        alerts: AlertSink,
-        aggregator: bool,
-        owner: str,
-        alert_blocks: int | None = None,
-        interval_s: float = 30.0,
-    ) -> None:
-        self.db = db
-        self.sequencer = sequencer
-        self.settlement = settlement
-        self.metrics = metrics
-        self.aggregator = aggregator
-        self.alert_blocks = alert_blocks
-        self.interval_s = interval_s
+    db: Database
+    locks: InitVar[LockService]
+    sequencer: SequencerRpc
+    settlement: SettlementClient
+    metrics: Telemetry
+    alerts: InitVar[AlertSink]
+    aggregator: bool
+    owner: InitVar[str]
+    alert_blocks: int | None = None
+    interval_s: float = 30.0
+    threshold: ThresholdAlert = field(init=False)
+
+    def __post_init__(self, locks: LockService, alerts: AlertSink, owner: str) -> None:
         self.threshold = ThresholdAlert(
-            lock=ALERT_LOCK, locks=locks, alerts=alerts, owner=owner, lease_s=interval_s * 3, log=log
+            lock=ALERT_LOCK, locks=locks, alerts=alerts, owner=owner, lease_s=self.interval_s * 3, log=log
         )
 
     async def measure(self) -> Backlog:

@@ -21,6 +21,7 @@ write's time).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 from madara_orchestrator.domain.errors import OrchestratorError, classify
 from madara_orchestrator.domain.proving import RunAggregation
@@ -52,13 +53,13 @@ async def settle(objects: ObjectStore, batch_index: int, bucket_id: str) -> None
     await objects.delete(mark_key(batch_index, bucket_id))
 
 
+@dataclass(kw_only=True, eq=False, repr=False)
 class OrphanedBuckets:
-    def __init__(self, *, db: BatchStore, objects: ObjectStore, prover: ProverClient) -> None:
-        self.db = db
-        self.objects = objects
-        self.prover = prover
-        self.closed: list[str] = []
-        """The orphans this process closed, oldest first."""
+    db: BatchStore
+    objects: ObjectStore
+    prover: ProverClient
+    closed: list[str] = field(default_factory=list, init=False)
+    """The orphans this process closed, oldest first."""
 
     async def sweep(self) -> list[str]:
         """Close the orphans marked; returns their ids. A prover that cannot be reached leaves the rest to the

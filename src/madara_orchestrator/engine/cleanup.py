@@ -36,30 +36,25 @@ MAX_BLOB_FILES = MAX_BLOBS_PER_TXN + 1
 """Blob files ``0..6`` are candidates (SPEC §4.12: six blobs at most, numbered from 1; 0 is harmless)."""
 
 
+@dataclasses.dataclass(kw_only=True, eq=False, repr=False)
 class StorageCleanup:
-    def __init__(
-        self,
-        *,
-        db: Database,
-        store: ExpiringStore,
-        locks: LockService,
-        owner: str,
-        clock: Clock,
-        lease_s: float = 60.0,
-        settles_snos_batches: bool = False,
-    ) -> None:
-        """``settles_snos_batches``: a StateTransition settles one SNOS batch (L3), not an aggregator batch."""
-        self.settles_snos_batches = settles_snos_batches
-        self.db = db
-        self.store = store
-        self.locks = locks
-        self.owner = owner
-        self.clock = clock
+    """``settles_snos_batches``: a StateTransition settles one SNOS batch (L3), not an aggregator batch."""
+
+    db: Database
+    store: ExpiringStore
+    locks: LockService
+    owner: str
+    clock: Clock
+    lease_s: dataclasses.InitVar[float] = 60.0
+    settles_snos_batches: bool = False
+    timing: LeaseTiming = dataclasses.field(init=False)
+    _cursor: int = dataclasses.field(default=0, init=False)
+    """Internal ids below it are done (or not Completed yet when they were looked at: see ``run``)."""
+    tagged_objects: int = dataclasses.field(default=0, init=False)
+    jobs_done: int = dataclasses.field(default=0, init=False)
+
+    def __post_init__(self, lease_s: float) -> None:
         self.timing = LeaseTiming(duration_s=lease_s)
-        self._cursor = 0
-        """Internal ids below it are done (or not Completed yet when they were looked at: see ``run``)."""
-        self.tagged_objects = 0
-        self.jobs_done = 0
 
     async def run(self) -> bool:
         """One run; True when a job's artifacts were marked."""

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import KW_ONLY, dataclass, field
 
 from madara_orchestrator.domain.errors import classify
 from madara_orchestrator.engine.service import Decision
@@ -22,30 +23,27 @@ log = logging.getLogger("madara_orchestrator.consumers")
 MessageHandler = Callable[[QueueMessage], Awaitable[Decision]]
 
 
+@dataclass(eq=False, repr=False)
 class QueueConsumer:
-    def __init__(
-        self,
-        queue: QueueClient,
-        name: str,
-        handler: MessageHandler,
-        *,
-        concurrency: int,
-        visibility_s: float,
-        receive_wait_s: float = 1.0,
-        error_delay_s: float = 5.0,
-    ) -> None:
-        self.queue = queue
-        self.name = name
-        self.handler = handler
-        self.concurrency = max(1, concurrency)
-        self.visibility_s = visibility_s
-        self.receive_wait_s = receive_wait_s
-        self.error_delay_s = error_delay_s
+    """``concurrency``: at least 1."""
+
+    queue: QueueClient
+    name: str
+    handler: MessageHandler
+    _: KW_ONLY
+    concurrency: int
+    visibility_s: float
+    receive_wait_s: float = 1.0
+    error_delay_s: float = 5.0
+    _slots: asyncio.Semaphore = field(init=False)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
+    busy: int = field(default=0, init=False)
+    busy_seconds: float = field(default=0.0, init=False)
+    """Time slots spent handling messages, summed (finished messages only)."""
+
+    def __post_init__(self) -> None:
+        self.concurrency = max(1, self.concurrency)
         self._slots = asyncio.Semaphore(self.concurrency)
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.busy = 0
-        self.busy_seconds = 0.0
-        """Time slots spent handling messages, summed (finished messages only)."""
 
     async def run(self, stop: asyncio.Event) -> None:
         failing_since: float | None = None

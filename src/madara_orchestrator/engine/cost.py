@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,15 +50,16 @@ class Since:
         return True
 
 
+@dataclass(eq=False, repr=False)
 class CostLedger:
     """Reads the ledger of an instance: ``settles_snos`` for an L3 (a line per SNOS batch, settled with
     calldata: no blobs, no execution/blob split), else a line per aggregator batch."""
 
-    def __init__(self, db: Database, objects: ObjectStore | None, *, settles_snos: bool = False) -> None:
-        self.db = db
-        self.objects = objects
-        self.settles_snos = settles_snos
-        self._sizes: dict[str, int] = {}
+    db: Database
+    objects: ObjectStore | None
+    _: KW_ONLY
+    settles_snos: bool = False
+    _sizes: dict[str, int] = field(default_factory=dict, init=False)
 
     async def aggregator_batch(self, batch: AggregatorBatch) -> BatchCost:
         """One aggregator batch's line."""
@@ -190,13 +191,13 @@ def parse_since(text: str | None) -> Since:
     return Since(time=seconds)
 
 
+@dataclass(eq=False, repr=False)
 class CountedObjects:
     """The object store, telling ``telemetry`` the bytes each write stores (the bytes-stored counter); sizes
     are asked of the store underneath when it tells them."""
 
-    def __init__(self, inner: ObjectStore, telemetry: Telemetry) -> None:
-        self.inner = inner
-        self.telemetry = telemetry
+    inner: ObjectStore
+    telemetry: Telemetry
 
     async def put(self, key: str, data: bytes) -> None:
         await self.inner.put(key, data)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import InitVar, dataclass, field
 
 from madara_orchestrator.domain.health import OutboxWaiting
 from madara_orchestrator.engine import telemetry as ev
@@ -27,30 +28,26 @@ ALERT_LOCK = "outbox-alert"
 """The named lease of the instance that watches the threshold: one alert per deployment, not per instance."""
 
 
+@dataclass(kw_only=True, eq=False, repr=False)
 class OutboxWatch:
     """Measures the outbox and, with a threshold (``alert_s``), alerts when its oldest message crosses it and
-    when it falls back under it. Only the instance holding ``ALERT_LOCK`` alerts."""
+    when it falls back under it. Only the instance holding ``ALERT_LOCK`` alerts. ``queues``: the queues this
+    deployment sends to, reported with 0 while none of theirs waits."""
 
-    def __init__(
-        self,
-        *,
-        relay: OutboxRelay,
-        locks: LockService,
-        metrics: Telemetry,
-        alerts: AlertSink,
-        owner: str,
-        queues: Sequence[str] = (),
-        alert_s: float | None = None,
-        interval_s: float = 30.0,
-    ) -> None:
-        """``queues``: the queues this deployment sends to, reported with 0 while none of theirs waits."""
-        self.relay = relay
-        self.metrics = metrics
-        self.queues = tuple(queues)
-        self.alert_s = alert_s
-        self.interval_s = interval_s
+    relay: OutboxRelay
+    locks: InitVar[LockService]
+    metrics: Telemetry
+    alerts: InitVar[AlertSink]
+    owner: InitVar[str]
+    queues: Sequence[str] = ()
+    alert_s: float | None = None
+    interval_s: float = 30.0
+    threshold: ThresholdAlert = field(init=False)
+
+    def __post_init__(self, locks: LockService, alerts: AlertSink, owner: str) -> None:
+        self.queues = tuple(self.queues)
         self.threshold = ThresholdAlert(
-            lock=ALERT_LOCK, locks=locks, alerts=alerts, owner=owner, lease_s=interval_s * 3, log=log
+            lock=ALERT_LOCK, locks=locks, alerts=alerts, owner=owner, lease_s=self.interval_s * 3, log=log
         )
 
     async def measure(self) -> list[OutboxWaiting]:

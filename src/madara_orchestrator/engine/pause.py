@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.domain.jobs import PROCESSABLE, Job, JobType
@@ -29,26 +30,18 @@ SettlementStarted = Callable[[str], Awaitable[bool]]
 """Whether a settlement key has a transaction stored (signed, maybe broadcast): the durable sender's store."""
 
 
+@dataclass(kw_only=True, eq=False, repr=False)
 class PauseControl:
-    def __init__(
-        self,
-        *,
-        store: PauseStore | None,
-        service: JobService,
-        triggers: Triggers,
-        clock: Clock,
-        alerts: AlertSink,
-        started: SettlementStarted | None = None,
-    ) -> None:
-        """``store``: None where the deployment keeps no pauses (then nothing is ever paused).
-        ``started``: where settlements keep their transactions (None: nothing is ever in flight, the devnet
-        ledger settles at once)."""
-        self.store = store
-        self.service = service
-        self.triggers = triggers
-        self.clock = clock
-        self.alerts = alerts
-        self.started = started
+    """``store``: None where the deployment keeps no pauses (then nothing is ever paused).
+    ``started``: where settlements keep their transactions (None: nothing is ever in flight, the devnet
+    ledger settles at once)."""
+
+    store: PauseStore | None
+    service: JobService
+    triggers: Triggers
+    clock: Clock
+    alerts: AlertSink
+    started: SettlementStarted | None = None
 
     def _store(self) -> PauseStore:
         if self.store is None:

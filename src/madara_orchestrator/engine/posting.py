@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from madara_orchestrator.domain.batches import AggregatorBatchStatus
 from madara_orchestrator.domain.chain import blobs_for
@@ -82,37 +82,26 @@ class PostingState:
         }
 
 
+@dataclass(kw_only=True, eq=False, repr=False)
 class SettlementGate:
     """Asked by the UpdateState trigger before it creates a StateTransition job (``may_send``)."""
 
-    def __init__(
-        self,
-        *,
-        policy: PostingPolicy,
-        cap: FeeCap,
-        fees: FeeHistorySource,
-        db: Database,
-        clock: Clock,
-        alerts: AlertSink,
-        metrics: Telemetry,
-        recheck_s: float = 12.0,
-    ) -> None:
-        self.policy = policy
-        self.cap = cap
-        self.fees = fees
-        self.db = db
-        self.clock = clock
-        self.alerts = alerts
-        self.metrics = metrics
-        self.recheck_s = recheck_s
-        self.rekick: Callable[[], None] | None = None
-        """Runs the UpdateState trigger again (the runtime sets it): the gate's next look while it waits."""
-        self.state: PostingState | None = None
-        self._sent_through = 0
-        self._history: tuple[float, FeeHistory] | None = None
-        self._logged: tuple[int, str] | None = None
-        self._alerted: dict[int, None] = {}
-        self._recheck: asyncio.TimerHandle | None = None
+    policy: PostingPolicy
+    cap: FeeCap
+    fees: FeeHistorySource
+    db: Database
+    clock: Clock
+    alerts: AlertSink
+    metrics: Telemetry
+    recheck_s: float = 12.0
+    rekick: Callable[[], None] | None = field(default=None, init=False)
+    """Runs the UpdateState trigger again (the runtime sets it): the gate's next look while it waits."""
+    state: PostingState | None = field(default=None, init=False)
+    _sent_through: int = field(default=0, init=False)
+    _history: tuple[float, FeeHistory] | None = field(default=None, init=False)
+    _logged: tuple[int, str] | None = field(default=None, init=False)
+    _alerted: dict[int, None] = field(default_factory=dict, init=False)
+    _recheck: asyncio.TimerHandle | None = field(default=None, init=False)
 
     async def may_send(self, index: int) -> bool:
         """Whether batch ``index``'s settlement may be created now. Fee history errors propagate (the

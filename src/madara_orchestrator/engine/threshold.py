@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from madara_orchestrator.interfaces import AlertSink, LockService
 
@@ -19,21 +19,19 @@ class Notice:
     log_line: str
 
 
+@dataclass(kw_only=True, eq=False, repr=False)
 class ThresholdAlert:
     """``observe`` after each measurement: while this instance holds the lease ``lock``, a change of side
     sends ``raised()`` (log warning) or ``cleared()`` (log info); no change sends nothing."""
 
-    def __init__(
-        self, *, lock: str, locks: LockService, alerts: AlertSink, owner: str, lease_s: float, log: logging.Logger
-    ) -> None:
-        self.lock = lock
-        self.locks = locks
-        self.alerts = alerts
-        self.owner = owner
-        self.lease_s = lease_s
-        self.log = log
-        self.above = False
-        """Whether the figure is at or above the threshold, as this instance last told."""
+    lock: str
+    locks: LockService
+    alerts: AlertSink
+    owner: str
+    lease_s: float
+    log: logging.Logger
+    above: bool = field(default=False, init=False)
+    """Whether the figure is at or above the threshold, as this instance last told."""
 
     async def observe(self, above: bool, raised: Callable[[], Notice], cleared: Callable[[], Notice]) -> None:
         if not await self.locks.acquire(self.lock, self.owner, self.lease_s):

@@ -52,25 +52,18 @@ def aggregator_metadata(index: int, *, bucket_id: str | None = None, store_proof
     )
 
 
+@dataclasses.dataclass(kw_only=True, eq=False, repr=False)
 class AggregatorJobHandler(JobHandler[AggregatorMetadata]):
+    """With a ``runner`` aggregation is local; without one the prover aggregates (Atlantic buckets)."""
+
     job_type = JobType.AGGREGATOR
     metadata_type = AggregatorMetadata
 
-    def __init__(
-        self,
-        *,
-        prover: ProverClient,
-        objects: ObjectStore,
-        db: Database,
-        clock: Clock,
-        runner: AggregatorRunner | None = None,
-    ) -> None:
-        """With a ``runner`` aggregation is local; without one the prover aggregates (Atlantic buckets)."""
-        self.prover = prover
-        self.objects = objects
-        self.db = db
-        self.clock = clock
-        self.runner = runner
+    prover: ProverClient
+    objects: ObjectStore
+    db: Database
+    clock: Clock
+    runner: AggregatorRunner | None = None
 
     async def check_ready(self, job: Job) -> float | None:
         if self.runner is None or await self.runner.is_ready():

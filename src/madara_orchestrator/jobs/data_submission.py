@@ -38,27 +38,20 @@ NOT_PUBLISHED = "NA"
 ZERO_ADDRESS = bytes(32)
 
 
+@dataclasses.dataclass(kw_only=True, eq=False, repr=False)
 class DataSubmissionJobHandler(JobHandler[DaMetadata]):
+    """``rpc``: the sequencer's JSON-RPC batch calls, needed to squash a batch of several blocks that
+    does not start at block 0 (its pre-range state is read). ``da_client``: where blobs are published;
+    none on L3, where the blob file is the record."""
+
     job_type = JobType.DATA_SUBMISSION
     metadata_type = DaMetadata
 
-    def __init__(
-        self,
-        *,
-        sequencer: SequencerRpc,
-        objects: ObjectStore,
-        db: BatchStore,
-        da_client: DaClient | None = None,
-        rpc: BatchRpc | None = None,
-    ) -> None:
-        """``rpc``: the sequencer's JSON-RPC batch calls, needed to squash a batch of several blocks that
-        does not start at block 0 (its pre-range state is read). ``da_client``: where blobs are published;
-        none on L3, where the blob file is the record."""
-        self.sequencer = sequencer
-        self.objects = objects
-        self.db = db
-        self.da_client = da_client
-        self.rpc = rpc
+    sequencer: SequencerRpc
+    objects: ObjectStore
+    db: BatchStore
+    da_client: DaClient | None = None
+    rpc: BatchRpc | None = None
 
     async def process_with(self, job: Job, meta: DaMetadata) -> Processed:
         batch = await self.db.get_snos_batch(job.internal_id)

@@ -6,6 +6,8 @@ the query is done, the "bridge" proof it yields is stored (``<id>/proof_part2.js
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from madara_orchestrator.domain.errors import JobError
 from madara_orchestrator.domain.jobs import Job, JobType, ProvingMetadata
 from madara_orchestrator.interfaces import ObjectStore, ProverClient
@@ -14,13 +16,13 @@ from madara_orchestrator.jobs.proving import verify_proof_task
 from madara_orchestrator.starknet.stone_proof import InvalidProof, parse_proof, wrap_proof
 
 
+@dataclass(kw_only=True, eq=False, repr=False)
 class ProofRegistrationJobHandler(JobHandler[ProvingMetadata]):
     job_type = JobType.PROOF_REGISTRATION
     metadata_type = ProvingMetadata
 
-    def __init__(self, *, prover: ProverClient, objects: ObjectStore) -> None:
-        self.prover = prover
-        self.objects = objects
+    prover: ProverClient
+    objects: ObjectStore
 
     async def process_with(self, job: Job, meta: ProvingMetadata) -> Processed:
         if not meta.input_path or "Proof" not in meta.input_path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from madara_orchestrator.domain.errors import JobError
 from madara_orchestrator.domain.jobs import Job, JobType, ProvingMetadata, SnosMetadata
 from madara_orchestrator.domain.proving import CreateJob, TaskState, TaskType
@@ -9,18 +11,17 @@ from madara_orchestrator.interfaces import JobStore, ObjectStore, ProverClient
 from madara_orchestrator.jobs.base import JobHandler, Processed, Verified
 
 
+@dataclass(kw_only=True, eq=False, repr=False)
 class ProvingJobHandler(JobHandler[ProvingMetadata]):
+    """``dedup_by_job_id``: Atlantic deduplicates on the job's UUID; SHARP and the mock on the SNOS fact."""
+
     job_type = JobType.PROOF_CREATION
     metadata_type = ProvingMetadata
 
-    def __init__(
-        self, *, prover: ProverClient, objects: ObjectStore, jobs: JobStore, dedup_by_job_id: bool = False
-    ) -> None:
-        """``dedup_by_job_id``: Atlantic deduplicates on the job's UUID; SHARP and the mock on the SNOS fact."""
-        self.prover = prover
-        self.objects = objects
-        self.jobs = jobs
-        self.dedup_by_job_id = dedup_by_job_id
+    prover: ProverClient
+    objects: ObjectStore
+    jobs: JobStore
+    dedup_by_job_id: bool = False
 
     async def _dedup_id(self, job: Job) -> str:
         if self.dedup_by_job_id:

@@ -14,13 +14,13 @@ from madara_orchestrator.jobs.base import JobHandler, Processed, Verified
 SNOS_NOT_READY_DELAY_S = 60.0
 
 
+@dataclasses.dataclass(kw_only=True, eq=False, repr=False)
 class SnosJobHandler(JobHandler[SnosMetadata]):
     job_type = JobType.SNOS_RUN
     metadata_type = SnosMetadata
 
-    def __init__(self, *, snos: SnosRunner, objects: ObjectStore) -> None:
-        self.snos = snos
-        self.objects = objects
+    snos: SnosRunner
+    objects: ObjectStore
 
     async def check_ready(self, job: Job) -> float | None:
         return None if await self.snos.is_ready() else SNOS_NOT_READY_DELAY_S

@@ -96,37 +96,29 @@ def settlement_attempts_json(result: SettlementResult) -> list[dict[str, object]
     return out
 
 
+@dataclass(kw_only=True, eq=False, repr=False)
 class StateUpdateJobHandler(JobHandler[StateUpdateMetadata]):
+    """``fee_wait_s``: when fees are above the hard cap, how long to wait before trying again.
+    ``figures``: where each settlement's blocks, blob fill, duration and fee are recorded.
+    ``settles``: what a job's internal id indexes: aggregator batches (L2) or SNOS batches (L3).
+    ``max_in_flight``: how many settlements may be in flight at once (how far behind verification may
+    find the contract without rejecting); at least 1."""
+
     job_type = JobType.STATE_TRANSITION
     metadata_type = StateUpdateMetadata
 
-    def __init__(
-        self,
-        *,
-        settlement: SettlementClient,
-        objects: ObjectStore,
-        db: Database,
-        clock: Clock,
-        alerts: AlertSink | None = None,
-        fee_wait_s: float = 60.0,
-        figures: SettlementFigures | None = None,
-        settles: BatchKind = BatchKind.AGGREGATOR,
-        max_in_flight: int = 1,
-    ) -> None:
-        """``fee_wait_s``: when fees are above the hard cap, how long to wait before trying again.
-        ``figures``: where each settlement's blocks, blob fill, duration and fee are recorded.
-        ``settles``: what a job's internal id indexes: aggregator batches (L2) or SNOS batches (L3).
-        ``max_in_flight``: how many settlements may be in flight at once (how far behind verification may
-        find the contract without rejecting)."""
-        self.settles = settles
-        self.max_in_flight = max(1, max_in_flight)
-        self.settlement = settlement
-        self.objects = objects
-        self.db = db
-        self.clock = clock
-        self.alerts = alerts
-        self.fee_wait_s = fee_wait_s
-        self.figures = figures
+    settlement: SettlementClient
+    objects: ObjectStore
+    db: Database
+    clock: Clock
+    alerts: AlertSink | None = None
+    fee_wait_s: float = 60.0
+    figures: SettlementFigures | None = None
+    settles: BatchKind = BatchKind.AGGREGATOR
+    max_in_flight: int = 1
+
+    def __post_init__(self) -> None:
+        self.max_in_flight = max(1, self.max_in_flight)
 
     @property
     def layer(self) -> str:

@@ -89,13 +89,13 @@ class _KeyLock:
     """Sends holding or waiting for the lock."""
 
 
+@dataclass(eq=False, repr=False)
 class KeyLocks:
     """One send per key at a time: a lock in this process, ``guard`` across processes. A key's lock lives while
     a send holds or waits for it (every batch has a key of its own: kept, they would pile up)."""
 
-    def __init__(self, guard: KeyGuard | None = None) -> None:
-        self.guard = guard
-        self._locks: dict[str, _KeyLock] = {}
+    guard: KeyGuard | None = None
+    _locks: dict[str, _KeyLock] = field(default_factory=dict, init=False)
 
     @contextlib.asynccontextmanager
     async def hold(self, key: str) -> AsyncIterator[None]:

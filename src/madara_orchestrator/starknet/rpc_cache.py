@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from madara_orchestrator.domain.errors import RpcError
@@ -56,20 +57,23 @@ def _alias_key(call: RpcCall) -> str | None:
     return hex(key) if contract == ALIAS_CONTRACT_ADDRESS and key != 0 else None
 
 
+@dataclass(eq=False, repr=False)
 class CachingBatchRpc:
     """Implements ``BatchRpc`` over another one; bounded (least recently used entries go first, reads
     and aliases each), and reads at blocks below ``forget_before``'s are dropped. A read kept costs about
     0.5 KiB, an alias about 0.35 KiB (20,000 aliases: 7 MiB)."""
 
-    def __init__(self, inner: BatchRpc, *, max_entries: int = 500_000, max_aliases: int = 20_000) -> None:
-        self.inner = inner
-        self.max_entries = max_entries
-        self.max_aliases = max_aliases
-        self._values: OrderedDict[tuple[str, int, tuple[str, ...]], Any | RpcError] = OrderedDict()
-        self._aliases: OrderedDict[str, tuple[int, Any]] = OrderedDict()
-        """Alias key → (the block it was first seen non-zero at, the value)."""
-        self.hits = 0
-        self.misses = 0
+    inner: BatchRpc
+    _: KW_ONLY
+    max_entries: int = 500_000
+    max_aliases: int = 20_000
+    _values: OrderedDict[tuple[str, int, tuple[str, ...]], Any | RpcError] = field(
+        default_factory=OrderedDict, init=False
+    )
+    _aliases: OrderedDict[str, tuple[int, Any]] = field(default_factory=OrderedDict, init=False)
+    """Alias key → (the block it was first seen non-zero at, the value)."""
+    hits: int = field(default=0, init=False)
+    misses: int = field(default=0, init=False)
 
     def __len__(self) -> int:
         """Answers kept: reads at a block, and aliases."""
