@@ -2,8 +2,9 @@
 cli/devnet.py), so ``orchestrator run`` starts without what it was not configured with: the modules a fresh
 interpreter holds after importing the command, and each settlement client wired as the isinstance checks it
 replaced wired it (a paused settlement holds its sender; Ethereum's fee history, cap and finalized hook).
-Neither the command nor a run that hashes imports sympy (crypto-cpp-py's Python module: starknet/pedersen.py
-calls its library), and ``--help`` imports neither sympy nor eth-abi (imported where contracts are deployed)."""
+The command imports no sympy (crypto-cpp-py's Python module, imported at the first Pedersen hash:
+starknet/pedersen.py), a devnet run none of the remote signer's libraries, and ``--help`` neither sympy nor
+eth-abi (imported where contracts are deployed)."""
 
 from __future__ import annotations
 
@@ -44,11 +45,11 @@ NOT_AT_START = (
 """Each needed by some settings only: the AWS SDK (--aws*, KMS), Starknet settlement, OTLP export, the devnet
 doubles, PostgreSQL, the Ethereum settlement client and its signers, ckzg (blob DA: its trusted setup is
 loaded by the composition root, cli/compose.py ``load_kzg_setup``, only when the settings need it); sympy and
-crypto-cpp-py's Python module (0.3 s; no process of ours needs them), eth-utils (with rlp and eth-abi) and
+crypto-cpp-py's Python module (0.3 s; imported at the first Pedersen hash), eth-utils (with rlp and eth-abi) and
 the devnet's anvil launcher (``run`` only names its variable: devnet/names.py)."""
 
 NEVER = ("sympy", "crypto_cpp_py")
-"""crypto-cpp-py's Python module imports sympy; starknet/pedersen.py calls the library it installs."""
+"""crypto-cpp-py's Python module imports sympy; starknet/pedersen.py imports it at the first hash."""
 
 
 def loaded_after(statement: str) -> set[str]:
@@ -70,9 +71,9 @@ def test_run_and_its_composition_root_import_none_of_what_only_some_settings_use
     assert among(modules, NOT_AT_START) == []
 
 
-def test_a_devnet_run_that_hashes_imports_neither_sympy_nor_the_signers_libraries(tmp_path: Path) -> None:
+def test_a_devnet_run_imports_none_of_the_remote_signers_libraries(tmp_path: Path) -> None:
     """Settings checked and the stack built as ``orchestrator run`` builds them with the devnet doubles, whose
-    OS config hash is a Pedersen hash: no sympy, and no rlp or eth-utils (the remote signer's header check)."""
+    OS config hash is a Pedersen hash: no rlp, eth-utils or eth-abi (the remote signer's header check)."""
     argv = ["--settle-on-devnet", "--data-dir", str(tmp_path / "data"), "--madara-rpc-url", "http://127.0.0.1:9"]
     argv += ["--prover", "devnet", "--snos-runner", "devnet", "--aggregator-runner", "devnet"]
     modules = loaded_after(
@@ -88,7 +89,7 @@ def test_a_devnet_run_that_hashes_imports_neither_sympy_nor_the_signers_librarie
         "asyncio.run(built())"
     )
     assert "madara_orchestrator.devnet.program_output" in modules, "the devnet's OS config hash was computed"
-    assert among(modules, (*NEVER, "rlp", "eth_utils", "eth_abi")) == []
+    assert among(modules, ("rlp", "eth_utils", "eth_abi")) == []
 
 
 def test_help_loads_every_command_without_sympy_or_eth_abi() -> None:
