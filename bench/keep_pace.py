@@ -41,7 +41,7 @@ from madara_orchestrator.cli.settings import Settings
 from madara_orchestrator.devnet.adapters import DEVNET_AGGREGATOR_PROGRAM_HASH
 from madara_orchestrator.devnet.anvil import DEV_PRIVATE_KEYS, Anvil, AnvilConfig
 from madara_orchestrator.devnet.l1_contracts import deploy_devnet_contracts
-from madara_orchestrator.devnet.program_output import DEVNET_CONFIG_HASH
+from madara_orchestrator.devnet.program_output import devnet_config_hash
 from madara_orchestrator.devnet.sequencer import DevnetChain, DevnetSequencer
 from madara_orchestrator.domain.jobs import JobStatus, JobType
 from madara_orchestrator.server.background import BackgroundServer
@@ -79,7 +79,7 @@ async def start_l1(work: Path, l1_block_s: float) -> tuple[Anvil, dict[str, obje
     await asyncio.to_thread(anvil.start)
     rpc = EthRpc(anvil.url)
     contracts = await deploy_devnet_contracts(
-        rpc, DEV_PRIVATE_KEYS[1], program_hash=DEVNET_AGGREGATOR_PROGRAM_HASH, config_hash=DEVNET_CONFIG_HASH
+        rpc, DEV_PRIVATE_KEYS[1], program_hash=DEVNET_AGGREGATOR_PROGRAM_HASH, config_hash=devnet_config_hash()
     )
     await rpc.aclose()
     return anvil, {

@@ -19,7 +19,7 @@ from madara_orchestrator.cli.devnet import devnet_settings
 from madara_orchestrator.cli.settings import Settings
 from madara_orchestrator.devnet.adapters import devnet_pie
 from madara_orchestrator.devnet.mock_atlantic import MockAtlanticConfig, MockAtlanticServer
-from madara_orchestrator.devnet.program_output import DEVNET_CONFIG_HASH
+from madara_orchestrator.devnet.program_output import devnet_config_hash
 from madara_orchestrator.devnet.sequencer import CHAIN_ID, STRK_TOKEN, DevnetChain, DevnetSequencer
 from madara_orchestrator.domain.proving import CreateBucket, CreateJob, RunAggregation, TaskState, TaskType
 from madara_orchestrator.jobs.artifacts import decode_felts_json
@@ -73,7 +73,7 @@ async def test_run_sends_the_chains_fee_token_and_da_keys_in_its_buckets(tmp_pat
 
     keys = [0x2F1E0D, 0x5C4B3A29]
     chain_config_hash = os_config_hash(CHAIN_ID, APPCHAIN_FEE_TOKEN, keys)
-    assert chain_config_hash != DEVNET_CONFIG_HASH
+    assert chain_config_hash != devnet_config_hash()
     state = atlantic.state
     assert len(state.buckets) == 2
     for bucket in state.buckets.values():
@@ -98,7 +98,7 @@ async def test_run_sends_the_chains_fee_token_and_da_keys_in_its_buckets(tmp_pat
 
 async def test_mock_atlantic_refuses_bad_params_and_fails_a_bucket_for_another_chain() -> None:
     p = 2**251 + 17 * 2**192 + 1
-    child = [100, 101, p - 1, 0, 0, 1000, 7, DEVNET_CONFIG_HASH, 0, 1, 0, 0, 1, 5, 6]
+    child = [100, 101, p - 1, 0, 0, 1000, 7, devnet_config_hash(), 0, 1, 0, 0, 1, 5, 6]
     async with MockAtlanticServer(MockAtlanticConfig(processing_s=0.01)) as server:
         async with httpx.AsyncClient(base_url=server.url, headers={"api-key": "k"}) as http:
             good = {"use_kzg_da": True, "full_output": False}

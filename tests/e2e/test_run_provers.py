@@ -36,7 +36,7 @@ from madara_orchestrator.devnet.mock_atlantic import (
     MockAtlanticServer,
     mock_aggregator_program_hash,
 )
-from madara_orchestrator.devnet.program_output import DEVNET_CONFIG_HASH
+from madara_orchestrator.devnet.program_output import devnet_config_hash
 from madara_orchestrator.devnet.sequencer import CHAIN_ID, STRK_TOKEN, DevnetSequencer
 from madara_orchestrator.domain.errors import ConfigError
 from madara_orchestrator.domain.proving import CreateBucket, CreateJob, RunAggregation, TaskState, TaskStatus, TaskType
@@ -90,7 +90,7 @@ async def local_l1(tmp_path: Path, *, program_hash: int) -> AsyncIterator[LocalL
     rpc = EthRpc(anvil.url)
     try:
         contracts = await deploy_devnet_contracts(
-            rpc, DEV_PRIVATE_KEYS[1], program_hash=program_hash, config_hash=DEVNET_CONFIG_HASH
+            rpc, DEV_PRIVATE_KEYS[1], program_hash=program_hash, config_hash=devnet_config_hash()
         )
         yield LocalL1(anvil, rpc, contracts)
     finally:
@@ -407,7 +407,7 @@ async def test_mock_atlantic_aggregates_os_outputs_into_a_settleable_batch() -> 
     p = 2**251 + 17 * 2**192 + 1
 
     def os_output(prev: int, end: int, prev_hash: int, diff: list[int]) -> list[int]:
-        header = [100 + prev, 100 + end, prev % p, end, prev_hash, 1000 + end, 7, DEVNET_CONFIG_HASH, 0, 1]
+        header = [100 + prev, 100 + end, prev % p, end, prev_hash, 1000 + end, 7, devnet_config_hash(), 0, 1]
         return [*header, 0, 0, *diff]
 
     children = [os_output(-1, 1, 0, [1, 11, 12]), os_output(1, 3, 1001, [2, 21, 22, 23])]
@@ -444,7 +444,7 @@ async def test_mock_atlantic_aggregates_os_outputs_into_a_settleable_batch() -> 
     assert artifacts.cairo_pie is not None and artifacts.da_segment is not None
     info = aggregator_fact_info(read_pie(artifacts.cairo_pie))
     output = info.program_output
-    assert output[:8] == [99, 103, p - 1, 3, 0, 1003, 7, DEVNET_CONFIG_HASH], "blocks 0..3, roots and hashes joined"
+    assert output[:8] == [99, 103, p - 1, 3, 0, 1003, 7, devnet_config_hash()], "blocks 0..3, roots and hashes joined"
     assert output[8] == 1 and output[11] == 1, "KZG DA with one blob"
     da_segment = decode_felts_json(artifacts.da_segment)
     assert da_segment == [2, 1, 11, 12, 2, 21, 22, 23], "the children's state-diff areas"

@@ -21,7 +21,7 @@ from eth_hash.auto import keccak
 from madara_orchestrator.devnet.adapters import DEVNET_AGGREGATOR_PROGRAM_HASH
 from madara_orchestrator.devnet.anvil import DEV_PRIVATE_KEYS, Anvil, AnvilConfig
 from madara_orchestrator.devnet.l1_contracts import DevnetContracts
-from madara_orchestrator.devnet.program_output import DEVNET_CONFIG_HASH, DEVNET_OS_PROGRAM_HASH
+from madara_orchestrator.devnet.program_output import DEVNET_OS_PROGRAM_HASH, devnet_config_hash
 from madara_orchestrator.devnet.sequencer import DevnetSequencer
 from madara_orchestrator.server.background import BackgroundServer, free_port
 from madara_orchestrator.settlement.contracts import deploy_contract, deploy_starkware_core
@@ -60,13 +60,13 @@ async def starkware_l1(tmp_path: Path, artifact: Path) -> AsyncIterator[LocalL1]
             program_hash=DEVNET_OS_PROGRAM_HASH,
             aggregator_program_hash=DEVNET_AGGREGATOR_PROGRAM_HASH,
             verifier=registry,
-            config_hash=DEVNET_CONFIG_HASH,
+            config_hash=devnet_config_hash(),
         )
         contracts = DevnetContracts(
             fact_registry=registry,
             core_contract=core,
             program_hash=DEVNET_AGGREGATOR_PROGRAM_HASH,
-            config_hash=DEVNET_CONFIG_HASH,
+            config_hash=devnet_config_hash(),
         )
         yield LocalL1(anvil, rpc, contracts)
     finally:

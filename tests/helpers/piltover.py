@@ -15,7 +15,7 @@ from madara_orchestrator.devnet.layout_bridge import (
     bridge_output,
     l2_fact,
 )
-from madara_orchestrator.devnet.program_output import DEVNET_CONFIG_HASH, DEVNET_OS_PROGRAM_HASH
+from madara_orchestrator.devnet.program_output import DEVNET_OS_PROGRAM_HASH, devnet_config_hash
 
 BEFORE_GENESIS = FELT_PRIME - 1
 OS = 3
@@ -64,7 +64,7 @@ def os_output(
     new_block: int,
     old_root: int | None = None,
     new_root: int | None = None,
-    config_hash: int = DEVNET_CONFIG_HASH,
+    config_hash: int = devnet_config_hash(),
     to_l1: Sequence[ToL1] = (),
     to_l2: Sequence[ToL2] = (),
 ) -> list[int]:

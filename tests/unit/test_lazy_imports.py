@@ -1,7 +1,10 @@
 """What only some settings use is imported where it is built (cli/compose.py, cli/signers.py, cli/telemetry.py,
 cli/devnet.py), so ``orchestrator run`` starts without what it was not configured with: the modules a fresh
 interpreter holds after importing the command, and each settlement client wired as the isinstance checks it
-replaced wired it (a paused settlement holds its sender; Ethereum's fee history, cap and finalized hook)."""
+replaced wired it (a paused settlement holds its sender; Ethereum's fee history, cap and finalized hook).
+The command imports no sympy (crypto-cpp-py's Python module, imported at the first Pedersen hash:
+starknet/pedersen.py), a devnet run none of the remote signer's libraries, and ``--help`` neither sympy nor
+eth-abi (imported where contracts are deployed)."""
 
 from __future__ import annotations
 
@@ -34,10 +37,19 @@ NOT_AT_START = (
     "madara_orchestrator.settlement.remote_signer",
     "madara_orchestrator.backends.aws_client",
     "madara_orchestrator.backends.postgres_db",
+    "sympy",
+    "crypto_cpp_py",
+    "eth_utils",
+    "madara_orchestrator.devnet.anvil",
 )
 """Each needed by some settings only: the AWS SDK (--aws*, KMS), Starknet settlement, OTLP export, the devnet
 doubles, PostgreSQL, the Ethereum settlement client and its signers, ckzg (blob DA: its trusted setup is
-loaded by the composition root, cli/compose.py ``load_kzg_setup``, only when the settings need it)."""
+loaded by the composition root, cli/compose.py ``load_kzg_setup``, only when the settings need it); sympy and
+crypto-cpp-py's Python module (0.3 s; imported at the first Pedersen hash), eth-utils (with rlp and eth-abi) and
+the devnet's anvil launcher (``run`` only names its variable: devnet/names.py)."""
+
+NEVER = ("sympy", "crypto_cpp_py")
+"""crypto-cpp-py's Python module imports sympy; starknet/pedersen.py imports it at the first hash."""
 
 
 def loaded_after(statement: str) -> set[str]:
@@ -57,6 +69,33 @@ def test_run_and_its_composition_root_import_none_of_what_only_some_settings_use
     )
     assert "madara_orchestrator.cli.compose" in modules
     assert among(modules, NOT_AT_START) == []
+
+
+def test_a_devnet_run_imports_none_of_the_remote_signers_libraries(tmp_path: Path) -> None:
+    """Settings checked and the stack built as ``orchestrator run`` builds them with the devnet doubles, whose
+    OS config hash is a Pedersen hash: no rlp, eth-utils or eth-abi (the remote signer's header check)."""
+    argv = ["--settle-on-devnet", "--data-dir", str(tmp_path / "data"), "--madara-rpc-url", "http://127.0.0.1:9"]
+    argv += ["--prover", "devnet", "--snos-runner", "devnet", "--aggregator-runner", "devnet"]
+    modules = loaded_after(
+        "import argparse, asyncio\n"
+        "from madara_orchestrator.cli.compose import build_embedded_stack\n"
+        "from madara_orchestrator.cli.settings import RUN_OPTIONS, add_options, load_run_settings\n"
+        "parser = argparse.ArgumentParser()\n"
+        "add_options(parser, RUN_OPTIONS)\n"
+        f"settings = load_run_settings(parser.parse_args({argv!r}), {{}})\n"
+        "async def built():\n"
+        "    stack = await build_embedded_stack(settings)\n"
+        "    await stack.close()\n"
+        "asyncio.run(built())"
+    )
+    assert "madara_orchestrator.devnet.program_output" in modules, "the devnet's OS config hash was computed"
+    assert among(modules, ("rlp", "eth_utils", "eth_abi")) == []
+
+
+def test_help_loads_every_command_without_sympy_or_eth_abi() -> None:
+    modules = loaded_after("from madara_orchestrator.cli.main import build_parser\nbuild_parser()")
+    assert "madara_orchestrator.cli.devnet" in modules, "--help registers every command"
+    assert among(modules, (*NEVER, "eth_abi")) == []
 
 
 def test_devnet_chain_starts_without_the_composition_root_or_starknet_py() -> None:

@@ -26,7 +26,7 @@ from madara_orchestrator.devnet.adapters import DEVNET_AGGREGATOR_PROGRAM_HASH, 
 from madara_orchestrator.devnet.anvil import DEV_PRIVATE_KEYS, REPO_ROOT, Anvil, AnvilConfig
 from madara_orchestrator.devnet.l1_contracts import DevnetContracts, deploy_devnet_contracts
 from madara_orchestrator.devnet.layout_bridge import DEVNET_CAIRO_VERIFIER_PROGRAM_HASH
-from madara_orchestrator.devnet.program_output import DEVNET_CONFIG_HASH, DEVNET_OS_PROGRAM_HASH
+from madara_orchestrator.devnet.program_output import DEVNET_OS_PROGRAM_HASH, devnet_config_hash
 from madara_orchestrator.devnet.sequencer import DEFAULT_TX_PER_BLOCK, DevnetSequencer
 from madara_orchestrator.domain.artifacts import AggregatorFile, aggregator_key
 from madara_orchestrator.domain.batches import AggregatorBatch, AggregatorBatchStatus, SnosBatch, SnosBatchStatus
@@ -194,17 +194,17 @@ async def start_local_l1(data_dir: Path, *, hardfork: str = "prague", core_contr
                 program_hash=DEVNET_OS_PROGRAM_HASH,
                 aggregator_program_hash=DEVNET_AGGREGATOR_PROGRAM_HASH,
                 verifier=registry,
-                config_hash=DEVNET_CONFIG_HASH,
+                config_hash=devnet_config_hash(),
             )
             contracts = DevnetContracts(
                 fact_registry=registry,
                 core_contract=core,
                 program_hash=DEVNET_AGGREGATOR_PROGRAM_HASH,
-                config_hash=DEVNET_CONFIG_HASH,
+                config_hash=devnet_config_hash(),
             )
         else:
             contracts = await deploy_devnet_contracts(
-                rpc, DEV_PRIVATE_KEYS[1], program_hash=DEVNET_AGGREGATOR_PROGRAM_HASH, config_hash=DEVNET_CONFIG_HASH
+                rpc, DEV_PRIVATE_KEYS[1], program_hash=DEVNET_AGGREGATOR_PROGRAM_HASH, config_hash=devnet_config_hash()
             )
         await rpc.aclose()
     except BaseException:

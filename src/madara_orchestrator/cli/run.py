@@ -26,7 +26,7 @@ from madara_orchestrator.cli.settings import (
     unknown_variables,
 )
 from madara_orchestrator.cli.setup import SETUP_ONLY_OPTIONS
-from madara_orchestrator.devnet.anvil import ANVIL_BIN_ENV
+from madara_orchestrator.devnet.names import ANVIL_BIN_ENV
 from madara_orchestrator.domain.errors import BackendUnavailable, ConfigError, InvalidInput, RpcError
 from madara_orchestrator.domain.redaction import SecretMask, url_origin
 from madara_orchestrator.engine.lease import default_instance_id

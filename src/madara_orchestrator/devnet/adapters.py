@@ -21,9 +21,9 @@ from typing import Any
 from Crypto.Hash import keccak
 
 from madara_orchestrator.devnet.program_output import (
-    DEVNET_CONFIG_HASH,
     DEVNET_OS_PROGRAM_HASH,
     build_program_output,
+    devnet_config_hash,
     spanning_header,
 )
 from madara_orchestrator.domain.chain import BYTES_PER_BLOB as BLOB_BYTES
@@ -123,7 +123,7 @@ def devnet_os_output(
     end_block: int,
     previous_block_hash: int,
     state_diff: Sequence[int] | None = None,
-    config_hash: int = DEVNET_CONFIG_HASH,
+    config_hash: int | None = None,
 ) -> list[int]:
     """The devnet OS output of blocks ``start_block..=end_block`` from their state updates: the header of
     SPEC §6.6 (no KZG DA, full output), no messages, then ``state_diff`` (default: each update's devnet
@@ -140,7 +140,7 @@ def devnet_os_output(
         previous_block_hash,
         int(updates[-1]["block_hash"], 16),
         DEVNET_OS_PROGRAM_HASH,
-        config_hash,
+        devnet_config_hash() if config_hash is None else config_hash,
         0,  # use_kzg_da
         1,  # full_output
         0,  # L2 -> L1 messages
@@ -161,7 +161,7 @@ class DevnetSnosRunner:
     ) -> None:
         """``failures`` maps a block to how many runs touching it fail (with an OS execution error).
         ``config_hash`` gives the chain's OS config hash (its chain id, fee token and DA keys), which the
-        output carries as the OS's does; without it, the devnet chain's (``DEVNET_CONFIG_HASH``)."""
+        output carries as the OS's does; without it, the devnet chain's (``devnet_config_hash()``)."""
         self.sequencer = sequencer
         self.failures = failures if failures is not None else {}
         self._config_hash = config_hash
@@ -188,7 +188,7 @@ class DevnetSnosRunner:
             start_block=start_block,
             end_block=end_block,
             previous_block_hash=int(previous["block_hash"], 16) if previous else 0,
-            config_hash=DEVNET_CONFIG_HASH if self._config_hash is None else await self._config_hash(),
+            config_hash=devnet_config_hash() if self._config_hash is None else await self._config_hash(),
         )
         return SnosResult(
             cairo_pie_zip=devnet_pie(

@@ -32,11 +32,11 @@ from typing import IO, Any
 import httpx
 from eth_hash.auto import keccak
 
+from madara_orchestrator.devnet.names import ANVIL_BIN_ENV
 from madara_orchestrator.domain.errors import BackendUnavailable, ConfigError
 
 log = logging.getLogger(__name__)
 
-ANVIL_BIN_ENV = "MADARA_ORCHESTRATOR_ANVIL_BIN"
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_ANVIL_BIN = REPO_ROOT / "tools" / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
 HARDFORKS = ("cancun", "prague", "osaka")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from eth_abi import encode as abi_encode
 from eth_keys.datatypes import PrivateKey
 
 from madara_orchestrator.settlement.contracts import deploy_contract
@@ -26,6 +25,8 @@ async def deploy_devnet_contracts(
 
     ``program_hash`` is the hash the facts are computed with; ``config_hash`` 0 accepts any OS config hash.
     """
+    from eth_abi import encode as abi_encode  # here: eth-abi takes 0.1 s to import, and only deploying uses it
+
     registry = await deploy_contract(rpc, private_key, "FactRegistry")
     core = await deploy_contract(
         rpc,

@@ -8,6 +8,7 @@ The fact the mock prover registers is ``program_output_fact(program_hash, output
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from eth_hash.auto import keccak
@@ -21,13 +22,19 @@ from madara_orchestrator.starknet.os_config import os_config_hash
 from madara_orchestrator.starknet.os_output import OsOutputHeader
 
 DEVNET_OS_PROGRAM_HASH = int.from_bytes(keccak(b"madara-orchestrator devnet os program"), "big") % STARKNET_PRIME
-DEVNET_CONFIG_HASH = os_config_hash(CHAIN_ID, STRK_TOKEN)
-"""The OS config hash of the devnet chain as it starts (its chain id and fee token, no DA keys)."""
+
+
+@functools.cache
+def devnet_config_hash() -> int:
+    """The OS config hash of the devnet chain as it starts (its chain id and fee token, no DA keys); a Pedersen
+    hash, computed at the first call (not at import: hashing imports crypto-cpp-py, and with it sympy)."""
+    return os_config_hash(CHAIN_ID, STRK_TOKEN)
+
 
 __all__ = [
-    "DEVNET_CONFIG_HASH",
     "DEVNET_OS_PROGRAM_HASH",
     "build_program_output",
+    "devnet_config_hash",
     "devnet_x0",
     "felt_from_int",
     "program_output_fact",

@@ -16,7 +16,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from eth_abi import encode as abi_encode
 from eth_keys.datatypes import PrivateKey
 
 from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, NotFound
@@ -156,6 +155,8 @@ async def deploy_starkware_core(
     (a new chain starts at block -1). It then accepts an aggregator batch whose output's ``os_program_hash`` is
     ``program_hash``, whose config hash is ``config_hash``, and whose fact
     ``keccak(aggregator_program_hash, keccak(output))`` is valid in ``verifier``."""
+    from eth_abi import encode as abi_encode  # here: eth-abi takes 0.1 s to import, and only deploying uses it
+
     receipt = await send_plain_tx(rpc, private_key, to=None, data=load_starkware_core(artifact))
     core = receipt.get("contractAddress")
     if not core:

@@ -3,7 +3,8 @@
 The GPS fact is what the GPS verifier on Ethereum registers: ``keccak(program_hash ‖ output_root)``
 where the output root follows the fact topology written by the program into the output builtin's
 additional data. The L2 "poseidon fact" is only a tracking key (L2 SNOS runs without KZG DA).
-Hashes come from the ecosystem libraries: crypto-cpp-py (Pedersen), poseidon-py and eth-hash.
+Hashes come from the ecosystem libraries: crypto-cpp-py (Pedersen, imported at the first hash: ``pedersen.py``),
+poseidon-py and eth-hash.
 Pure functions; the program-hash memo is the only state (same program → same hash).
 """
 
@@ -15,11 +16,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from crypto_cpp_py.cpp_bindings import cpp_hash
 from eth_hash.auto import keccak
 from poseidon_py.poseidon_hash import poseidon_hash, poseidon_hash_many
 
 from madara_orchestrator.domain.errors import InvalidInput
+from madara_orchestrator.starknet.pedersen import pedersen, pedersen_function
 from madara_orchestrator.starknet.pie import CairoPie, PieProgram
 
 BOOTLOADER_VERSION = 0
@@ -73,16 +74,16 @@ class FactInfo:
 
 
 def pedersen_hash(a: int, b: int) -> int:
-    return cpp_hash(a, b)
+    return pedersen(a, b)
 
 
 def pedersen_hash_chain(values: Sequence[int]) -> int:
     """``h(v0, h(v1, … h(v[n-2], v[n-1])))`` (cairo-lang ``compute_hash_chain``)."""
     if not values:
         raise InvalidInput("a Pedersen hash chain needs at least one value")
-    acc = values[-1]
+    acc, hash_pair = values[-1], pedersen_function()
     for value in reversed(values[:-1]):
-        acc = cpp_hash(value, acc)
+        acc = hash_pair(value, acc)
     return acc
 
 
@@ -120,7 +121,7 @@ def clear_program_hash_cache() -> None:
 
 def add_aggregator_prefix(program_hash: int) -> int:
     """``pedersen("AGGREGATOR", h)``: the hash the bootloader reports for an aggregator program."""
-    return cpp_hash(AGGREGATOR_PREFIX, program_hash)
+    return pedersen(AGGREGATOR_PREFIX, program_hash)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -12,20 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from crypto_cpp_py.cpp_bindings import cpp_hash
-
 from madara_orchestrator.domain.errors import InvalidInput
 from madara_orchestrator.starknet.felt import STARKNET_PRIME
+from madara_orchestrator.starknet.pedersen import pedersen_function
 
 OS_CONFIG_VERSION = int.from_bytes(b"StarknetOsConfig3", "big")
 
 
 def hash_on_elements(values: Sequence[int]) -> int:
     """cairo-lang's Pedersen ``hash_state``: ``h(…h(h(0, v0), v1)…, len)``."""
-    acc = 0
+    acc, hash_pair = 0, pedersen_function()
     for value in values:
-        acc = cpp_hash(acc, value)
-    return int(cpp_hash(acc, len(values)))
+        acc = hash_pair(acc, value)
+    return int(hash_pair(acc, len(values)))
 
 
 def public_keys_hash(public_keys: Sequence[int]) -> int:

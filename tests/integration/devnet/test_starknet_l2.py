@@ -32,7 +32,7 @@ from starknet_py.net.signer.key_pair import KeyPair
 from starknet_py.net.signer.stark_curve_signer import StarkCurveSigner
 
 from madara_orchestrator.devnet.layout_bridge import BRIDGE_VERIFIER_CONFIG, DEVNET_CAIRO_VERIFIER_PROGRAM_HASH
-from madara_orchestrator.devnet.program_output import DEVNET_CONFIG_HASH, DEVNET_OS_PROGRAM_HASH
+from madara_orchestrator.devnet.program_output import DEVNET_OS_PROGRAM_HASH, devnet_config_hash
 from madara_orchestrator.devnet.starknet_l2 import (
     CORE_CONTRACT_ADDRESS,
     DEFAULT_CHAIN_ID,
@@ -405,7 +405,7 @@ async def test_messages_in_the_output_are_sealed_and_made_consumable(l2: L2) -> 
 async def test_the_program_info_is_piltovers_and_only_the_operator_sets_it(l2: L2) -> None:
     info = await l2.client.call_contract(core_call("get_program_info", []), block_number="latest")
     assert info == DEVNET_PROGRAM_INFO.to_felts()
-    assert info[1:] == [DEVNET_CONFIG_HASH, DEVNET_OS_PROGRAM_HASH, DEVNET_CAIRO_VERIFIER_PROGRAM_HASH]
+    assert info[1:] == [devnet_config_hash(), DEVNET_OS_PROGRAM_HASH, DEVNET_CAIRO_VERIFIER_PROGRAM_HASH]
     registry = await l2.client.call_contract(core_call("get_facts_registry", []), block_number="latest")
     assert registry == [FACT_REGISTRY_ADDRESS]
     changed = [info[0], 0xC0F, info[2], info[3]]

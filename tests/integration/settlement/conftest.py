@@ -14,9 +14,9 @@ import pytest
 from madara_orchestrator.devnet.anvil import DEV_PRIVATE_KEYS, Anvil, AnvilConfig, find_anvil_binary
 from madara_orchestrator.devnet.l1_contracts import DevnetContracts, deploy_devnet_contracts
 from madara_orchestrator.devnet.program_output import (
-    DEVNET_CONFIG_HASH,
     DEVNET_OS_PROGRAM_HASH,
     build_program_output,
+    devnet_config_hash,
     felt_from_int,
 )
 from madara_orchestrator.domain.errors import ConfigError
@@ -82,7 +82,7 @@ def make_batch(block: int, *, n_blobs: int = 1, prev_root: int | None = None, se
         prev_block_hash=block_hash(block - 1) if block > 0 else 0,
         new_block_hash=block_hash(block),
         os_program_hash=DEVNET_OS_PROGRAM_HASH,
-        starknet_os_config_hash=DEVNET_CONFIG_HASH,
+        starknet_os_config_hash=devnet_config_hash(),
         use_kzg_da=True,
         full_output=False,
     )
@@ -113,7 +113,7 @@ class Devnet:
 async def deploy(anvil: Anvil) -> Devnet:
     rpc = EthRpc(anvil.url, timeout_s=30)
     contracts = await deploy_devnet_contracts(
-        rpc, DEPLOYER_KEY, program_hash=DEVNET_OS_PROGRAM_HASH, config_hash=DEVNET_CONFIG_HASH
+        rpc, DEPLOYER_KEY, program_hash=DEVNET_OS_PROGRAM_HASH, config_hash=devnet_config_hash()
     )
     return Devnet(
         anvil=anvil,

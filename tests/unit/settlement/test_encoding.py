@@ -7,10 +7,10 @@ import random
 import pytest
 
 from madara_orchestrator.devnet.program_output import (
-    DEVNET_CONFIG_HASH,
     DEVNET_OS_PROGRAM_HASH,
     STARKNET_PRIME,
     build_program_output,
+    devnet_config_hash,
     felt_from_int,
 )
 from madara_orchestrator.domain.errors import InvalidInput
@@ -33,7 +33,7 @@ TRANSITION = OsOutputHeader(
     prev_block_hash=0,
     new_block_hash=13,
     os_program_hash=DEVNET_OS_PROGRAM_HASH,
-    starknet_os_config_hash=DEVNET_CONFIG_HASH,
+    starknet_os_config_hash=devnet_config_hash(),
     use_kzg_da=True,
     full_output=False,
 )

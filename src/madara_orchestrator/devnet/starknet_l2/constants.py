@@ -17,7 +17,7 @@ from madara_orchestrator.devnet.layout_bridge import (
     FELT_PRIME,
     VerifierConfiguration,
 )
-from madara_orchestrator.devnet.program_output import DEVNET_CONFIG_HASH, DEVNET_OS_PROGRAM_HASH
+from madara_orchestrator.devnet.program_output import DEVNET_OS_PROGRAM_HASH, devnet_config_hash
 
 SPEC_VERSION = "0.10.2"
 """The JSON-RPC spec version served: what starknet-py 0.30 (``EXPECTED_RPC_VERSION``) expects."""
@@ -126,7 +126,7 @@ class ProgramInfo:
 
 DEVNET_PROGRAM_INFO = ProgramInfo(
     bootloader_program_hash=BOOTLOADER_PROGRAM_HASH,
-    snos_config_hash=DEVNET_CONFIG_HASH,
+    snos_config_hash=devnet_config_hash(),
     snos_program_hash=DEVNET_OS_PROGRAM_HASH,
     layout_bridge_program_hash=DEVNET_CAIRO_VERIFIER_PROGRAM_HASH,
 )
