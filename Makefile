@@ -52,8 +52,12 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
+# Bytecode written even where the environment says not to (PYTHONDONTWRITEBYTECODE=1 on some machines): without
+# it each of the four workers, and every `orchestrator` process the tests start, compiles the package again
+# (collection 12 s of CPU a worker instead of 5.5).
 pytest: setup
-	$(BIN)/pytest -q -n 4 --dist worksteal --durations=25
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m compileall -q src
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest -q -n 4 --dist worksteal --durations=25
 
 test: lint typecheck pytest
 
