@@ -44,7 +44,7 @@ BATCHES = BLOCKS // 2
 INSTANCES = 3
 MIN_KILLS = chaos(full=12, default=8)
 """One kill every 1–3 s (seeded). The default 8 kill each of the three instances at least twice (seed 10:
-3, 3, 2), in the middle of proving, L2 verification and settlement; the full 12, over 40 blocks, make the
+3, 2, 3), in the middle of proving, L2 verification and settlement; the full 12, over 40 blocks, make the
 rarer moments (between signing and sending an ``update_state``) likely. ``CHAOS_KILLS`` overrides it."""
 TIMEOUT_S = 420.0
 
