@@ -11,6 +11,7 @@ nonce gap, no job left anywhere but Completed, one prover query per proving job.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import time
@@ -146,6 +147,8 @@ async def run_chaos(
         try:
             for instance in instances:
                 await instance.start()
+            for instance in instances:
+                await wait_serving([instance], started)
             sequencer.start_producing(max_blocks=BLOCKS)
             kills = 0
             while True:
@@ -156,10 +159,8 @@ async def run_chaos(
                     break
                 await asyncio.sleep(rng.uniform(1.0, 3.0))
                 if kills < min_kills:
-                    victim = rng.choice(instances)
-                    await victim.kill()
+                    await kill_and_restart(instances, rng, started)
                     kills += 1
-                    await victim.start()
                 for instance in instances:
                     if not instance.running():
                         raise AssertionError(_report(instances, f"{instance.name} exited by itself"))
@@ -201,6 +202,7 @@ async def run_chaos(
         kills = sum(i.kills for i in instances)
         print(
             f"\n[{label}] seed={seed} blocks_settled={BLOCKS} settlements={len(operator)} reverted=0 kills={kills} "
+            f"({', '.join(str(i.kills) for i in instances)}) "
             f"restarts={sum(i.starts for i in instances) - INSTANCES} prover_queries={len(children)} "
             f"jobs={sum(counts.values())} seconds={time.monotonic() - started:.0f}"
         )
@@ -211,6 +213,39 @@ async def run_chaos(
             assert heal or HEAL_SENT not in text, "the heal sweep ran: " + instance.log_tail()
             taken_back += text.count("taking back")
         print(f"[{label}] restarts that took back their earlier run's jobs: {taken_back}")
+
+
+async def _serves(client: httpx.AsyncClient) -> bool:
+    with contextlib.suppress(httpx.TransportError):
+        return (await client.get("/health/live")).status_code == 200
+    return False
+
+
+async def wait_serving(instances: Sequence[Instance], started: float) -> list[Instance]:
+    """The instances that answer on their HTTP API (stack built, workers and triggers running), once one does."""
+    clients = [httpx.AsyncClient(base_url=i.url, timeout=1) for i in instances]
+    try:
+        while True:
+            assert time.monotonic() - started < TIMEOUT_S, _report(instances, "no instance serves")
+            for instance in instances:
+                if not instance.running():
+                    raise AssertionError(_report(instances, f"{instance.name} exited by itself"))
+            serving = [i for i, c in zip(instances, clients, strict=True) if await _serves(c)]
+            if serving:
+                return serving
+            await asyncio.sleep(0.1)
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+async def kill_and_restart(instances: Sequence[Instance], rng: random.Random, started: float) -> None:
+    """SIGKILL one of the instances that serve (so the kill lands in its work, not in its start-up), chosen by
+    ``rng``, and start it again. Choosing among all three, a kill every 1–3 s mostly hit processes still
+    importing or loading the KZG setup (several seconds on two busy cores): no instance died holding a job."""
+    victim = rng.choice(await wait_serving(instances, started))
+    await victim.kill()
+    await victim.start()
 
 
 def operator_address() -> str:

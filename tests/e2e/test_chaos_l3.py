@@ -25,7 +25,14 @@ from madara_orchestrator.devnet.mock_atlantic import L2_VERIFICATION, MockAtlant
 from madara_orchestrator.devnet.sequencer import DevnetSequencer
 from madara_orchestrator.devnet.starknet_l2 import OPERATOR_ACCOUNT, VERIFIER_ACCOUNT, StarknetL2Double
 from madara_orchestrator.server.background import BackgroundServer, free_port
-from tests.e2e.test_chaos import FAST_RECOVERY, _pg_query, _report, _wait_all_completed
+from tests.e2e.test_chaos import (
+    FAST_RECOVERY,
+    _pg_query,
+    _report,
+    _wait_all_completed,
+    kill_and_restart,
+    wait_serving,
+)
 from tests.e2e.test_run_l3 import l3_args
 from tests.helpers.cluster import Instance
 from tests.helpers.depth import chaos
@@ -37,7 +44,7 @@ BATCHES = BLOCKS // 2
 INSTANCES = 3
 MIN_KILLS = chaos(full=12, default=8)
 """One kill every 1–3 s (seeded). The default 8 kill each of the three instances at least twice (seed 10:
-3, 3, 2), in the middle of proving, L2 verification and settlement; the full 12, over 40 blocks, make the
+3, 2, 3), in the middle of proving, L2 verification and settlement; the full 12, over 40 blocks, make the
 rarer moments (between signing and sending an ``update_state``) likely. ``CHAOS_KILLS`` overrides it."""
 TIMEOUT_S = 420.0
 
@@ -63,10 +70,8 @@ async def _run_until_settled(
             return
         await asyncio.sleep(rng.uniform(1.0, 3.0))
         if kills < min_kills:
-            victim = rng.choice(instances)
-            await victim.kill()
+            await kill_and_restart(instances, rng, started)
             kills += 1
-            await victim.start()
         for instance in instances:
             if not instance.running():
                 raise AssertionError(_report(instances, f"{instance.name} exited by itself"))
@@ -116,6 +121,8 @@ async def test_three_l3_instances_on_postgres_survive_sigkills(tmp_path: Path, p
             try:
                 for instance in instances:
                     await instance.start()
+                for instance in instances:
+                    await wait_serving([instance], started)
                 sequencer.start_producing(max_blocks=BLOCKS)
                 await _run_until_settled(instances, double, rng, min_kills, started)
                 await _wait_all_completed(instances[0], query)
@@ -169,7 +176,8 @@ async def test_three_l3_instances_on_postgres_survive_sigkills(tmp_path: Path, p
     verifier_txs = sum(1 for tx in double.transactions if tx.sender_address == VERIFIER_ACCOUNT.address)
     print(
         f"\n[{label}] seed={seed} blocks_settled={BLOCKS} settlements={len(operator)} reverted=0 "
-        f"kills={sum(i.kills for i in instances)} restarts={sum(i.starts for i in instances) - INSTANCES} "
+        f"kills={sum(i.kills for i in instances)} ({', '.join(str(i.kills) for i in instances)}) "
+        f"restarts={sum(i.starts for i in instances) - INSTANCES} "
         f"prover_queries={len(proving)} l2_verifications={len(verifications)} fact_registrations={verifier_txs} "
         f"jobs={sum(counts.values())} took_back={taken_back} seconds={time.monotonic() - started:.0f}"
     )

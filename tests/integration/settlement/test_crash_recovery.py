@@ -1,30 +1,60 @@
 """The settlement process SIGKILLed at each step (after signing, after sending, before recording the
-outcome): on restart the block is settled exactly once and the operator's nonce sequence has no gap."""
+outcome): on restart the block is settled exactly once and the operator's nonce sequence has no gap.
+
+One anvil for the module (its first blob transaction loads its KZG setup: seconds); each test deploys its own
+contracts and settles with its own funded operator key, whose nonces start at 0."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from eth_account import Account
 
 from madara_orchestrator.backends.tx_store import SqliteTxStore
 from madara_orchestrator.devnet.anvil import Anvil, AnvilConfig
 from madara_orchestrator.domain.settlement_tx import AttemptStatus, KeyStatus
 from tests.conftest import REPO_ROOT
-from tests.integration.settlement.conftest import OPERATOR_KEY, Batch, Devnet, deploy, make_batch
+from tests.integration.settlement.conftest import Batch, Devnet, deploy, make_batch, start_anvil
 from tests.integration.settlement.helpers import make_client, operator_transactions, state_updates
 
 pytestmark = pytest.mark.slow
 
 
-def _worker(devnet: Devnet, db: Path, batch: Batch, batch_file: Path, crash_at: str | None) -> subprocess.Popen[str]:
+@pytest.fixture(scope="module")
+def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Anvil]:
+    node = start_anvil(tmp_path_factory.mktemp("anvil"), AnvilConfig(hardfork="prague"))
+    yield node
+    node.stop()
+
+
+@pytest.fixture
+async def devnet(anvil: Anvil) -> AsyncIterator[Devnet]:
+    devnet = await deploy(anvil)  # fresh contracts: the core contract at genesis
+    yield devnet
+    await devnet.rpc.request("evm_setAutomine", [True])  # as the next test expects, even after a failure
+    await devnet.rpc.aclose()
+
+
+async def _fresh_operator(devnet: Devnet, name: str) -> str:
+    """A private key of its own for one test (nonce 0 on the shared anvil), funded with 1,000 ether."""
+    key = "0x" + hashlib.sha256(f"crash-recovery operator {name}".encode()).hexdigest()
+    address = Account.from_key(key).address
+    await devnet.rpc.request("anvil_setBalance", [address, hex(1000 * 10**18)])
+    return key
+
+
+def _worker(
+    devnet: Devnet, db: Path, batch: Batch, batch_file: Path, crash_at: str | None, operator: str
+) -> subprocess.Popen[str]:
     batch_file.write_text(json.dumps({"program_output": batch.program_output, "blobs": [b.hex() for b in batch.blobs]}))
     cmd = [
         sys.executable,
@@ -43,7 +73,7 @@ def _worker(devnet: Devnet, db: Path, batch: Batch, batch_file: Path, crash_at: 
     ]
     if crash_at:
         cmd += ["--crash-at", crash_at]
-    env = {**os.environ, "SETTLE_WORKER_PRIVATE_KEY": OPERATOR_KEY}
+    env = {**os.environ, "SETTLE_WORKER_PRIVATE_KEY": operator}
     return subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -69,16 +99,16 @@ async def _finish(proc: subprocess.Popen[str], devnet: Devnet | None = None, tim
     ids=["after-signing", "after-sending-mined-at-once", "after-sending-still-in-mempool", "before-recording"],
 )
 async def test_settlement_killed_at_each_step_settles_exactly_once_without_nonce_gap(
-    anvil_factory: Callable[[AnvilConfig], Anvil], tmp_path: Path, crash_at: str, automine: bool
+    devnet: Devnet, tmp_path: Path, crash_at: str, automine: bool
 ) -> None:
-    devnet = await deploy(anvil_factory(AnvilConfig(hardfork="prague")))
+    operator = await _fresh_operator(devnet, f"{crash_at} {automine}")
     db = tmp_path / "orchestrator.db"
     batch = make_batch(0)
     await devnet.register(batch)
     if not automine:
         await devnet.rpc.request("evm_setAutomine", [False])
 
-    crashed = _worker(devnet, db, batch, tmp_path / "batch-0.json", crash_at)
+    crashed = _worker(devnet, db, batch, tmp_path / "batch-0.json", crash_at, operator)
     crashed.communicate(timeout=60)
     assert crashed.returncode == -signal.SIGKILL
 
@@ -87,7 +117,6 @@ async def test_settlement_killed_at_each_step_settles_exactly_once_without_nonce
     # Stored before it was sent; recorded as Sent only once the node took it; never recorded as final.
     expected = AttemptStatus.SENT if crash_at == "mined" else AttemptStatus.SIGNED
     assert [a.status for a in stored] == [expected]
-    operator = OPERATOR_KEY
     if crash_at == "signed":
         assert await devnet.rpc.transaction_receipt(stored[0].tx_hash or "") is None
         pool = await devnet.rpc.request("txpool_content")
@@ -96,7 +125,7 @@ async def test_settlement_killed_at_each_step_settles_exactly_once_without_nonce
         pool = await devnet.rpc.request("txpool_content")
         assert len(next(iter(pool["pending"].values()))) == 1
 
-    restarted = _worker(devnet, db, batch, tmp_path / "batch-0.json", None)
+    restarted = _worker(devnet, db, batch, tmp_path / "batch-0.json", None, operator)
     result = json.loads(await _finish(restarted, None if automine else devnet))
     assert result["tx_hash"] == stored[0].tx_hash  # the stored transaction, not a second one
     assert result["nonce"] == 0
@@ -113,7 +142,7 @@ async def test_settlement_killed_at_each_step_settles_exactly_once_without_nonce
     assert (
         await client.update_state_with_blobs(following.program_output, following.blobs, idempotency_key="batch-1")
     ).nonce == 1
-    again = json.loads(await _finish(_worker(devnet, db, batch, tmp_path / "batch-0.json", None)))
+    again = json.loads(await _finish(_worker(devnet, db, batch, tmp_path / "batch-0.json", None, operator)))
     assert again["already_settled"] is True
 
     assert [u[1] for u in await state_updates(devnet.rpc, devnet.contracts.core_contract)] == [0, 1]
