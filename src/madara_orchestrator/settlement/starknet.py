@@ -401,7 +401,7 @@ class StarknetChain:
             calldata=execute,
             sender_address=self.account,
         )
-        signed = self.sign_invoke(query, chain_id)
+        signed = await self._signed(query, chain_id)
         result = await self.rpc.request(
             "starknet_estimateFee",
             {"request": [_broadcast_json(signed)], "simulation_flags": [], "block_id": "pre_confirmed"},
@@ -410,6 +410,11 @@ class StarknetChain:
             raise BackendUnavailable(f"starknet_estimateFee at {self.rpc.where} answered {result!r:.200}")
         estimate: dict[str, Any] = result[0]
         return estimate
+
+    async def _signed(self, tx: InvokeV3, chain_id: int) -> InvokeV3:
+        """``sign_invoke`` off the event loop: crypto-cpp-py's Stark ECDSA signature takes about 0.25 s of CPU
+        (its library call leaves the GIL), which on the loop's thread would stop the API and every job."""
+        return await asyncio.to_thread(self.sign_invoke, tx, chain_id)
 
     def sign_invoke(self, tx: InvokeV3, chain_id: int) -> InvokeV3:
         tx_hash = tx.calculate_hash(chain_id)
@@ -452,7 +457,7 @@ class StarknetChain:
             calldata=execute,
             sender_address=self.account,
         )
-        signed = self.sign_invoke(tx, chain_id)
+        signed = await self._signed(tx, chain_id)
         return durable.SignedAttempt(
             tx_hash=hex(signed.calculate_hash(chain_id)),
             raw=json.dumps(_broadcast_json(signed), separators=(",", ":")).encode(),

@@ -10,6 +10,7 @@ import math
 import os
 import signal
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ from madara_orchestrator.settlement.durable import SettlementKeyBusy
 from madara_orchestrator.settlement.errors import FeeCapExceeded, SettlementTxError, TxReverted
 from madara_orchestrator.settlement.starknet import (
     FELT_MAX,
+    StarknetChain,
     StarknetSettlementClient,
     StarknetSettlementConfig,
     execute_calldata,
@@ -523,6 +525,28 @@ async def test_consecutive_batches_settle_with_the_exact_update_state_calldata(l
     assert attempt.max_fee_per_blob_gas == math.ceil(L1_DATA_GAS_PRICE_FRI * 1.5)  # l1_data_gas
     assert l2.double.update_state_count == 2 and l2.operator_nonce == 2
     assert await client.get_nonce() == 2
+    await client.aclose()
+
+
+async def test_the_invoke_is_signed_off_the_event_loops_thread(l2: L2, store: SqliteTxStore) -> None:
+    """A Stark ECDSA signature takes about 0.25 s of CPU: signed on the loop's thread it would stop the API and
+    every other job meanwhile. Two a settlement: the fee estimate's query and the invoke."""
+    client = l2.client(store)
+    chain = client.chain
+    assert isinstance(chain, StarknetChain)
+    signed_on: list[threading.Thread] = []
+    sign_invoke = chain.sign_invoke
+
+    def recording(tx: InvokeV3, chain_id: int) -> InvokeV3:
+        signed_on.append(threading.current_thread())
+        return sign_invoke(tx, chain_id)
+
+    chain.sign_invoke = recording  # type: ignore[method-assign]
+    snos, bridge = make_l3_batch(0)
+    register(l2, bridge)
+    result = await client.update_state_calldata(snos, bridge, idempotency_key="batch-0")
+    assert result.nonce == 0 and await client.last_settled_block() == 0
+    assert len(signed_on) == 2 and threading.main_thread() not in signed_on
     await client.aclose()
 
 
