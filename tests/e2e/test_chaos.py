@@ -11,7 +11,6 @@ nonce gap, no job left anywhere but Completed, one prover query per proving job.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
 import time
@@ -42,9 +41,10 @@ PROOFS = BLOCKS // 2
 INSTANCES = 3
 MIN_KILLS = chaos(full=20, default=8)
 """One kill every 1–3 s (seeded) while blocks are made and settled. The default 8 kill each of the three
-instances at least twice (seed 10: 3, 3, 2), so restarts take back jobs they held in more than one stage
-("taking back" is counted below) and another instance takes over the others' leases; the full 20, over 60
-blocks, make the rarer moments (between signing and sending a settlement, inside a batching run) likely.
+instances at least twice (seed 10 names them 3, 3 and 2 times; one still starting passes its turn), so
+restarts take back jobs they held in more than one stage ("taking back" is counted below) and another
+instance takes over the others' leases; the full 20, over 60 blocks, make the rarer moments (between signing
+and sending a settlement, inside a batching run) likely.
 ``CHAOS_KILLS`` and ``CHAOS_SEED`` override the count and the seed."""
 TIMEOUT_S = 420.0
 
@@ -215,35 +215,45 @@ async def run_chaos(
         print(f"[{label}] restarts that took back their earlier run's jobs: {taken_back}")
 
 
-async def _serves(client: httpx.AsyncClient) -> bool:
-    with contextlib.suppress(httpx.TransportError):
-        return (await client.get("/health/live")).status_code == 200
-    return False
+WORKING = b"HTTP API on"
+"""``run`` logs this line once its start-up checks passed, just before it starts its workers (cli/run.py);
+``/health/live`` answers earlier, while the run still waits for the sequencer and the settlement layer."""
+
+
+def working(instance: Instance) -> bool:
+    """The instance's current run has started its workers: its log since the run's start marker (written by
+    ``Instance.start``) has the line ``run`` logs just before it starts them."""
+    if not instance.running() or not instance.log.exists():
+        return False
+    log = instance.log.read_bytes()
+    marker = f"===== start {instance.starts} =====".encode()
+    at = log.rfind(marker)
+    return at >= 0 and WORKING in log[at:]
 
 
 async def wait_serving(instances: Sequence[Instance], started: float) -> list[Instance]:
-    """The instances that answer on their HTTP API (stack built, workers and triggers running), once one does."""
-    clients = [httpx.AsyncClient(base_url=i.url, timeout=1) for i in instances]
-    try:
-        while True:
-            assert time.monotonic() - started < TIMEOUT_S, _report(instances, "no instance serves")
-            for instance in instances:
-                if not instance.running():
-                    raise AssertionError(_report(instances, f"{instance.name} exited by itself"))
-            serving = [i for i, c in zip(instances, clients, strict=True) if await _serves(c)]
-            if serving:
-                return serving
-            await asyncio.sleep(0.1)
-    finally:
-        for client in clients:
-            await client.aclose()
+    """The instances whose workers run (``working``), once one's do."""
+    while True:
+        assert time.monotonic() - started < TIMEOUT_S, _report(instances, "no instance has started its workers")
+        for instance in instances:
+            if not instance.running():
+                raise AssertionError(_report(instances, f"{instance.name} exited by itself"))
+        serving = [i for i in instances if working(i)]
+        if serving:
+            return serving
+        await asyncio.sleep(0.1)
 
 
 async def kill_and_restart(instances: Sequence[Instance], rng: random.Random, started: float) -> None:
-    """SIGKILL one of the instances that serve (so the kill lands in its work, not in its start-up), chosen by
-    ``rng``, and start it again. Choosing among all three, a kill every 1–3 s mostly hit processes still
-    importing or loading the KZG setup (several seconds on two busy cores): no instance died holding a job."""
-    victim = rng.choice(await wait_serving(instances, started))
+    """SIGKILL one of the instances whose workers run (so the kill lands in their work, not in a start-up) and
+    start it again. ``rng`` names the victim (one draw a kill, so a seed's draws do not depend on timing); an
+    instance still starting passes its turn to the next one that works. Choosing among all three, a kill
+    every 1–3 s mostly hit processes still importing or loading the KZG setup (several seconds on two busy
+    cores): no instance died holding a job."""
+    turn = rng.randrange(len(instances))
+    serving = await wait_serving(instances, started)
+    in_turn = [instances[(turn + k) % len(instances)] for k in range(len(instances))]
+    victim = next(instance for instance in in_turn if instance in serving)
     await victim.kill()
     await victim.start()
 

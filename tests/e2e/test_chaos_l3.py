@@ -43,9 +43,10 @@ BLOCKS = chaos(full=40, default=16)
 BATCHES = BLOCKS // 2
 INSTANCES = 3
 MIN_KILLS = chaos(full=12, default=8)
-"""One kill every 1–3 s (seeded). The default 8 kill each of the three instances at least twice (seed 10:
-3, 2, 3), in the middle of proving, L2 verification and settlement; the full 12, over 40 blocks, make the
-rarer moments (between signing and sending an ``update_state``) likely. ``CHAOS_KILLS`` overrides it."""
+"""One kill every 1–3 s (seeded). The default 8 kill each of the three instances at least twice (seed 10
+names them 3, 3 and 2 times; one still starting passes its turn), in the middle of proving, L2 verification
+and settlement; the full 12, over 40 blocks, make the rarer moments (between signing and sending an
+``update_state``) likely. ``CHAOS_KILLS`` overrides it."""
 TIMEOUT_S = 420.0
 
 

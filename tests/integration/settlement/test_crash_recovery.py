@@ -40,7 +40,9 @@ def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Anvil]:
 async def devnet(anvil: Anvil) -> AsyncIterator[Devnet]:
     devnet = await deploy(anvil)  # fresh contracts: the core contract at genesis
     yield devnet
-    await devnet.rpc.request("evm_setAutomine", [True])  # as the next test expects, even after a failure
+    # As the next test expects, even after a failure: no transaction of this test left pending, automine on.
+    await devnet.rpc.request("anvil_dropAllTransactions", [])
+    await devnet.rpc.request("evm_setAutomine", [True])
     await devnet.rpc.aclose()
 
 
