@@ -7,18 +7,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
-
-try:
-    import sniffio  # noqa: F401
-except ImportError:
-    # httpcore imports sniffio inside every lock it makes (each request), falling back to asyncio when it is
-    # absent; not installed, each of those imports searched all of sys.path through pytest's import hook again
-    # (32,000 times in test_batching.py, about 2 s of its 35 s of CPU). None in sys.modules fails them at once.
-    sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 pytest_plugins = ["tests.helpers.postgres"]  # fixtures postgres_server (a throwaway cluster) and postgres_url
 pytest_plugins += ["tests.helpers.moto"]  # fixtures moto_server (a moto process), aws_env, moto_reset, aws_prefix

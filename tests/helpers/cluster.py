@@ -90,3 +90,31 @@ class Instance:
 
     def log_tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+    async def task_dump(self, timeout_s: float = 10.0) -> str:
+        """SIGUSR1 (cli/task_dump.py): the stacks of the running instance's tasks, as it logs them; ``""``
+        when it is not running or does not answer within ``timeout_s``."""
+        if not self.running() or self.process is None:
+            return ""
+        size = self.log.stat().st_size if self.log.exists() else 0
+        self.process.send_signal(signal.SIGUSR1)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while loop.time() < deadline:
+            with self.log.open("rb") as f:
+                f.seek(size)
+                text = f.read().decode(errors="replace")
+            start = text.find("task(s) (kill -USR1):")
+            if start >= 0:
+                return text[start:]
+            await asyncio.sleep(0.2)
+        return ""
+
+
+async def stalled_report(instances: Sequence[Instance], what: str) -> str:
+    """``what``, each instance's log tail, and what each running instance's tasks wait on (its task dump)."""
+    dumps = [await instance.task_dump() for instance in instances]
+    return what + "".join(
+        f"\n--- {i.name} ---\n{i.log_tail()}" + (f"\n--- {i.name}: tasks ---\n{dump[:20_000]}" if dump else "")
+        for i, dump in zip(instances, dumps, strict=True)
+    )

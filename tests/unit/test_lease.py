@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -218,3 +219,26 @@ async def test_at_start_jobs_locked_by_an_earlier_run_of_this_instance_get_their
     message = await h.queue.receive(h.names.processing(PT))
     assert message is not None and parse_job_message(message.body) == mine.id
     assert await h.queue.receive(h.names.processing(PT)) is None, "another instance's live lease is left alone"
+
+
+async def test_work_still_running_after_slow_after_s_is_logged_at_each_doubling(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+    renew = Renewals()
+    timing = LeaseTiming(duration_s=30, slow_after_s=100)
+    with caplog.at_level(logging.WARNING, logger="madara_orchestrator.engine.lease"):
+        async with hold(renew, timing=timing, clock=clock, what="SnosRun #9", sleep=fake_sleep(clock)):
+            await wait_for_calls(renew, 30)  # 300 s of renewals, every 10 s
+    warnings = [r.getMessage() for r in caplog.records if "still running" in r.getMessage()]
+    assert [w.split(" after ")[1].split(" s;")[0] for w in warnings] == ["100", "200"]
+    assert all(w.startswith("SnosRun #9: still running") for w in warnings)
+
+
+async def test_no_slow_warning_without_slow_after_s(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    renew = Renewals()
+    with caplog.at_level(logging.WARNING, logger="madara_orchestrator.engine.lease"):
+        async with hold(renew, timing=LeaseTiming(duration_s=30), clock=clock, what="x", sleep=fake_sleep(clock)):
+            await wait_for_calls(renew, 30)
+    assert not [r for r in caplog.records if "still running" in r.getMessage()]

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from madara_orchestrator.cli import run_help
+from madara_orchestrator.cli import run_help, task_dump
 from madara_orchestrator.cli.redacting import RedactingFilter
 from madara_orchestrator.cli.settings import (
     ENV_PREFIX,
@@ -290,6 +290,7 @@ async def serve(settings: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGQUIT, lambda: os._exit(130))
+    task_dump.install(loop)
     # The API's port first: a busy port is reported before anything is created or contacted.
     listener = bind_listener(settings.host, settings.port)
     try:

@@ -40,6 +40,10 @@ class LeaseTiming:
     """How long one grant or renewal lasts."""
     retry_min_s: float = 0.2
     retry_max_s: float = 2.0
+    slow_after_s: float | None = None
+    """When set, the work still running this long after the grant is logged as a warning (again at each
+    doubling of that time): a renewed lease keeps a hung worker's job from every other instance, so a job
+    that stays "processing" must at least say so."""
 
     @property
     def renew_every_s(self) -> float:
@@ -70,12 +74,23 @@ async def hold(
     The caller has already acquired the lease (it expires ``timing.duration_s`` from now)."""
     current = asyncio.current_task()
     lost: list[str] = []
-    valid_until = clock.now() + timing.duration_s
+    granted_at = clock.now()
+    valid_until = granted_at + timing.duration_s
+    warn_at = timing.slow_after_s
 
     async def heartbeat() -> None:
-        nonlocal valid_until
+        nonlocal valid_until, warn_at
         while True:
             await sleep(timing.renew_every_s)
+            running_s = clock.now() - granted_at
+            if warn_at is not None and running_s >= warn_at:
+                log.warning(
+                    "%s: still running after %.0f s; its lease is renewed while this process lives, so no other "
+                    "instance takes it over (SIGUSR1 logs where each task of this process waits)",
+                    what,
+                    running_s,
+                )
+                warn_at = running_s * 2
             delay = timing.retry_min_s
             while True:
                 try:

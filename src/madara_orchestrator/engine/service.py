@@ -84,6 +84,9 @@ from madara_orchestrator.jobs.base import JobHandler
 
 log = logging.getLogger("madara_orchestrator.jobs")
 
+SLOW_PROCESSING_LEASES = 10
+"""A processing attempt still running after this many leases is logged as a warning (then at each doubling)."""
+
 S = JobStatus
 
 
@@ -290,7 +293,7 @@ class JobService:
         async def renew() -> bool:
             return await self.db.renew_lease(job_id, self.owner, self.clock.now() + policy.lease_s)
 
-        timing = LeaseTiming(duration_s=policy.lease_s)
+        timing = LeaseTiming(duration_s=policy.lease_s, slow_after_s=policy.lease_s * SLOW_PROCESSING_LEASES)
         try:
             async with hold(renew, timing=timing, clock=self.clock, what=job.describe(), sleep=self._sleep):
                 outcome = await handler.process(job)
