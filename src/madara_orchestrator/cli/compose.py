@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import logging
 import secrets
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -260,11 +259,16 @@ async def build_embedded_stack(
     owner: str | None = None,
     prover: ProverClient | None = None,
     snos: SnosFactory | None = None,
+    kzg_worker: bool = False,
 ) -> EmbeddedStack:
     """The one place an instance is built. ``prover`` replaces the one the settings choose (the caller closes
-    it), ``snos`` the SNOS runner (tests plug runners of their own). A failure closes what was opened."""
+    it), ``snos`` the SNOS runner (tests plug runners of their own). ``kzg_worker``: a service process
+    (``run``, ``devnet``) computes KZG in a worker process when the settings need it (``use_kzg_worker``).
+    A failure closes what was opened."""
     exits = contextlib.AsyncExitStack()
     try:
+        if kzg_worker:
+            use_kzg_worker(settings, exits)
         mock_atlantic = await _start_mock_atlantic(settings) if settings.mock_atlantic_server else None
         if mock_atlantic is not None:
             own(exits, mock_atlantic.stop)
@@ -333,8 +337,6 @@ async def build_embedded_stack(
         if choice.sender is not None:
             # A paused settlement signs no new transaction (engine/pause.py); one broadcast is followed.
             choice.sender.hold = runtime.pauses.settlement_hold
-        # Last: a wrong setting is reported without waiting for it; before the API serves (cli/run.py).
-        await load_kzg_setup(settings)
     except BaseException:
         await exits.aclose()
         raise
@@ -364,21 +366,23 @@ def needs_kzg_setup(settings: Settings) -> bool:
     return bool(settings.settle_on_ethereum) or bool(settings.mock_atlantic_server)
 
 
-async def load_kzg_setup(settings: Settings) -> None:
-    """Load the KZG trusted setup now when the settings will need it (``needs_kzg_setup``), once per process.
-
-    ckzg holds the GIL for most of the load (2-3 s, longer on a loaded machine): loaded by the first blob
-    settlement or aggregation, it would stop the event loop, and the HTTP API with it, even from a worker
-    thread. So it is loaded while the stack is built, before the API serves; in a worker thread all the same,
-    so the loop keeps the turns ckzg leaves it (a Ctrl-C is still seen)."""
+def use_kzg_worker(settings: Settings, exits: contextlib.AsyncExitStack) -> None:
+    """When the settings need KZG (``needs_kzg_setup``), this process computes it in a worker process from now
+    until ``exits`` closes (starknet/kzg.py ``compute_in_worker_process``): started at the first blob
+    computation, which loads the trusted setup there. ckzg holds the GIL for seconds to load it and about
+    0.1 s a blob's cell proofs; in this process that stopped the event loop, and the HTTP API with it, even from
+    a worker thread. A process that never computes a blob starts no worker and loads nothing."""
     if not needs_kzg_setup(settings):
         return
-    # Imported here: ckzg and the setup are for blob DA only; every other command starts without them.
+    # Imported here: ckzg is for blob DA only; every other command starts without it.
     from madara_orchestrator.starknet import kzg
 
-    started = time.monotonic()
-    await asyncio.to_thread(kzg.warm_up)
-    log.info("KZG trusted setup loaded in %.1f s (blob DA)", time.monotonic() - started)
+    kzg.compute_in_worker_process()
+
+    async def stop() -> None:
+        await asyncio.to_thread(kzg.stop_worker_process)
+
+    own(exits, stop)
 
 
 def settlement_started(tx_store: TxStore) -> Callable[[str], Awaitable[bool]]:

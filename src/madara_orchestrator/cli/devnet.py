@@ -504,7 +504,7 @@ async def _start_devnet(args: argparse.Namespace, data_dir: Path, port: int) -> 
         settings = Settings({**settings.values, **overrides}, settings.secrets)
         # --prover-latency: how long the devnet prover takes (only the devnet prover has one).
         prover = DevnetProver(latency_s=args.prover_latency) if settings.prover == "devnet" else None
-        stack = await build_embedded_stack(settings, prover=prover)
+        stack = await build_embedded_stack(settings, prover=prover, kzg_worker=True)
     except BaseException:
         await rpc_server.stop()
         if l1 is not None:

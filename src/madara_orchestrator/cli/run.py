@@ -294,9 +294,10 @@ async def serve(settings: Settings) -> int:
     # The API's port first: a busy port is reported before anything is created or contacted.
     listener = bind_listener(settings.host, settings.port)
     try:
-        # Under ``stop``: building waits for PostgreSQL when it is down (cli/backends.py). It also loads the
-        # KZG trusted setup for blob DA, before the API serves: a load at the first blob would stop the loop.
-        built = await until_stopped(build_embedded_stack(settings, owner=instance_id(settings)), stop)
+        # Under ``stop``: building waits for PostgreSQL when it is down (cli/backends.py). KZG (blob DA) is
+        # computed in a worker process, which loads the trusted setup at the first blob (cli/compose.py).
+        building = build_embedded_stack(settings, owner=instance_id(settings), kzg_worker=True)
+        built = await until_stopped(building, stop)
     except BaseException:
         listener.close()
         raise

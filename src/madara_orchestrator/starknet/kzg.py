@@ -1,18 +1,28 @@
 """KZG commitments and proofs for blobs (EIP-4844, EIP-7594) with ``ckzg`` (SPEC §6.6, §8.2).
 
 The mainnet trusted setup shipped by eth-account is loaded once per process (thread-safe, precompute 0
-like the original). ``ckzg`` holds the GIL, so parallel work over several blobs goes through a process
-pool: pass an executor to ``compute_sidecars``. The GIL is held for most of the load too (seconds): a
-process with an event loop loads it before it serves (``warm_up``, from cli/compose.py), not at first use.
+like the original). ``ckzg`` holds the GIL while it works: the load takes seconds (ckzg 2 builds the cell
+proofs' tables whatever the precompute), a blob's cell proofs about 0.1 s. A process with an event loop
+(``orchestrator run``) therefore computes in a worker process (``compute_in_worker_process``, called by
+cli/compose.py): one process, started at the first computation, which loads the trusted setup there; every
+call below is then sent to it and its caller's thread waits without the GIL. Callers run these functions
+off the event loop's thread (``asyncio.to_thread``); on it, a call is refused. Without the worker (the
+other commands, the tests, a library user) they compute in the calling process.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import importlib.resources
+import logging
+import multiprocessing
+import os
 import threading
+import time
 from collections.abc import Sequence
-from concurrent.futures import Executor
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +30,7 @@ from typing import Any
 import ckzg
 
 from madara_orchestrator.domain.chain import BYTES_PER_BLOB
-from madara_orchestrator.domain.errors import InvalidInput
+from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput
 from madara_orchestrator.starknet.felt import BLS_MODULUS
 
 BYTES_PER_COMMITMENT = 48
@@ -34,6 +44,8 @@ _PRECOMPUTE = 0
 
 _setup_lock = threading.Lock()
 _settings: Any = None
+
+log = logging.getLogger(__name__)
 
 
 class KzgError(InvalidInput):
@@ -84,10 +96,96 @@ def _field_bytes(value: int, what: str) -> bytes:
 
 
 def _ckzg(call: Any, *args: Any, what: str) -> Any:
+    if _worker.wanted and _on_event_loop():
+        raise RuntimeError(f"{what} on the event loop's thread: call it through asyncio.to_thread")
     try:
+        if _worker.wanted:
+            return _worker.run(call.__name__, args)
         return call(*args, kzg_settings())
     except (RuntimeError, ValueError, TypeError) as exc:
         raise KzgError(f"{what} failed: {exc}") from exc
+
+
+# --------------------------------------------------------------------------------------------------
+# The worker process
+
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _in_worker(name: str, args: tuple[Any, ...]) -> Any:
+    """In the worker: the ckzg function ``name`` on ``args`` and this process's trusted setup."""
+    return getattr(ckzg, name)(*args, kzg_settings())
+
+
+def _worker_started(parent: int) -> None:
+    """The worker's initializer: load the trusted setup, and end with the process that started it (a parent
+    killed with SIGKILL leaves its pool's worker waiting for work that never comes)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="kzg-parent-watch", daemon=True).start()
+    kzg_settings()
+
+
+class _Worker:
+    """The one worker process of ``compute_in_worker_process``: started at the first call, started again
+    after it died (the call that found it dead fails as an outage, and is retried by its job)."""
+
+    def __init__(self) -> None:
+        self.wanted = False
+        self._lock = threading.Lock()
+        self._pool: ProcessPoolExecutor | None = None
+
+    def run(self, name: str, args: tuple[Any, ...]) -> Any:
+        with self._lock:
+            pool, fresh = self._pool, self._pool is None
+            if pool is None:
+                context = multiprocessing.get_context("spawn")
+                pool = ProcessPoolExecutor(1, context, initializer=_worker_started, initargs=(os.getpid(),))
+                self._pool = pool
+        started = time.monotonic()
+        try:
+            result = pool.submit(_in_worker, name, args).result()
+        except BrokenProcessPool as exc:
+            with self._lock:
+                if self._pool is pool:
+                    self._pool = None
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise BackendUnavailable(
+                "the KZG worker process ended; it is started again at the next computation"
+            ) from exc
+        if fresh:
+            log.info("KZG worker process started, trusted setup loaded in %.1f s (blob DA)", time.monotonic() - started)
+        return result
+
+    def stop(self) -> None:
+        with self._lock:
+            pool, self._pool, self.wanted = self._pool, None, False
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+_worker = _Worker()
+
+
+def compute_in_worker_process() -> None:
+    """From now on this process's KZG computations run in one worker process, started at the first of them
+    (``stop_worker_process`` ends it)."""
+    _worker.wanted = True
+
+
+def stop_worker_process() -> None:
+    """End the worker process (waiting for the computation it is doing) and compute in-process again."""
+    _worker.stop()
 
 
 def blob_to_commitment(blob: bytes) -> bytes:
@@ -175,30 +273,11 @@ def compute_sidecar(blob: bytes, *, with_blob_proof: bool = True, with_cell_proo
     )
 
 
-def _sidecar_task(args: tuple[bytes, bool, bool]) -> BlobSidecar:
-    blob, with_blob_proof, with_cell_proofs = args
-    return compute_sidecar(blob, with_blob_proof=with_blob_proof, with_cell_proofs=with_cell_proofs)
-
-
 def compute_sidecars(
-    blobs: Sequence[bytes],
-    *,
-    with_blob_proof: bool = True,
-    with_cell_proofs: bool = True,
-    executor: Executor | None = None,
+    blobs: Sequence[bytes], *, with_blob_proof: bool = True, with_cell_proofs: bool = True
 ) -> list[BlobSidecar]:
-    """One sidecar per blob, in order. With a ``ProcessPoolExecutor`` the blobs are spread over its
-    workers (each loads the trusted setup once; ``warm_up`` does it ahead of time)."""
-    tasks = [(_check_blob(b), with_blob_proof, with_cell_proofs) for b in blobs]
-    if executor is None:
-        return [_sidecar_task(t) for t in tasks]
-    return list(executor.map(_sidecar_task, tasks))
-
-
-def warm_up() -> None:
-    """Load the trusted setup now, so the first use does not pay for it: a process-pool initializer, or the
-    composition root before the HTTP API serves (a load holds the GIL, and would stop the event loop)."""
-    kzg_settings()
+    """One sidecar per blob, in order."""
+    return [compute_sidecar(b, with_blob_proof=with_blob_proof, with_cell_proofs=with_cell_proofs) for b in blobs]
 
 
 # --------------------------------------------------------------------------------------------------
