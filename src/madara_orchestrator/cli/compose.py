@@ -262,9 +262,8 @@ async def build_embedded_stack(
     kzg_worker: bool = False,
 ) -> EmbeddedStack:
     """The one place an instance is built. ``prover`` replaces the one the settings choose (the caller closes
-    it), ``snos`` the SNOS runner (tests plug runners of their own). ``kzg_worker``: a service process
-    (``run``, ``devnet``) computes KZG in a worker process when the settings need it (``use_kzg_worker``).
-    A failure closes what was opened."""
+    it), ``snos`` the SNOS runner (tests plug their own), ``kzg_worker`` asks for ``use_kzg_worker`` (a
+    service process: ``run``, ``devnet``). A failure closes what was opened."""
     exits = contextlib.AsyncExitStack()
     try:
         if kzg_worker:
