@@ -104,6 +104,23 @@ async def test_run_serves_without_loading_the_setup_and_computes_kzg_in_a_worker
     assert not kzg._worker.wanted, "closing the stack ended the worker mode"
 
 
+async def test_an_embedded_stack_that_settles_blobs_loads_the_setup_once_off_the_loop_before_it_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the worker (a process embedding the stack: the tests) KZG is computed in this process, the setup
+    loaded while the stack is built, in a worker thread, so that no blob of the run stops the loop for it."""
+    recorder = Recorder(monkeypatch)
+    stack = await build_embedded_stack(settings(tmp_path, **ETHEREUM))
+    try:
+        assert recorder.names() == ["load"]
+        assert recorder.events[0][1] != threading.get_ident()
+        assert not kzg._worker.wanted
+        assert kzg.kzg_settings() is recorder.settings  # shared: the first blob loads nothing
+    finally:
+        await stack.close()
+    assert recorder.names() == ["load"]
+
+
 async def test_a_stack_that_settles_no_blob_loads_no_setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     recorder = Recorder(monkeypatch)
     stack = await build_embedded_stack(settings(tmp_path))  # the devnet ledger

@@ -262,12 +262,10 @@ async def build_embedded_stack(
     kzg_worker: bool = False,
 ) -> EmbeddedStack:
     """The one place an instance is built. ``prover`` replaces the one the settings choose (the caller closes
-    it), ``snos`` the SNOS runner (tests plug their own), ``kzg_worker`` asks for ``use_kzg_worker`` (a
-    service process: ``run``, ``devnet``). A failure closes what was opened."""
+    it), ``snos`` the SNOS runner (tests plug their own), ``kzg_worker`` puts KZG in a worker process
+    (``place_kzg_work``; ``run`` and ``devnet``). A failure closes what was opened."""
     exits = contextlib.AsyncExitStack()
     try:
-        if kzg_worker:
-            use_kzg_worker(settings, exits)
         mock_atlantic = await _start_mock_atlantic(settings) if settings.mock_atlantic_server else None
         if mock_atlantic is not None:
             own(exits, mock_atlantic.stop)
@@ -336,6 +334,7 @@ async def build_embedded_stack(
         if choice.sender is not None:
             # A paused settlement signs no new transaction (engine/pause.py); one broadcast is followed.
             choice.sender.hold = runtime.pauses.settlement_hold
+        await place_kzg_work(settings, exits, worker=kzg_worker)  # last: a wrong setting is told at once
     except BaseException:
         await exits.aclose()
         raise
@@ -365,17 +364,22 @@ def needs_kzg_setup(settings: Settings) -> bool:
     return bool(settings.settle_on_ethereum) or bool(settings.mock_atlantic_server)
 
 
-def use_kzg_worker(settings: Settings, exits: contextlib.AsyncExitStack) -> None:
-    """When the settings need KZG (``needs_kzg_setup``), this process computes it in a worker process from now
-    until ``exits`` closes (starknet/kzg.py ``compute_in_worker_process``): started at the first blob
-    computation, which loads the trusted setup there. ckzg holds the GIL for seconds to load it and about
-    0.1 s a blob's cell proofs; in this process that stopped the event loop, and the HTTP API with it, even from
-    a worker thread. A process that never computes a blob starts no worker and loads nothing."""
+async def place_kzg_work(settings: Settings, exits: contextlib.AsyncExitStack, *, worker: bool) -> None:
+    """Where this process computes KZG when the settings need it (``needs_kzg_setup``). ckzg holds the GIL for
+    seconds to load the trusted setup and about 0.1 s for a blob's cell proofs, so on the event loop's process
+    it stops the loop, and the HTTP API with it, even from a worker thread. ``worker`` (a service process:
+    ``run``, ``devnet``): in a worker process from now until ``exits`` closes (starknet/kzg.py
+    ``compute_in_worker_process``), started at the first blob computation, which loads the setup there; a
+    service that never computes a blob loads nothing. Otherwise (a process embedding the stack: the tests)
+    in this process, the setup loaded now, once per process, so that no blob of the run stops the loop for it."""
     if not needs_kzg_setup(settings):
         return
     # Imported here: ckzg is for blob DA only; every other command starts without it.
     from madara_orchestrator.starknet import kzg
 
+    if not worker:
+        await asyncio.to_thread(kzg.kzg_settings)
+        return
     kzg.compute_in_worker_process()
 
     async def stop() -> None:
