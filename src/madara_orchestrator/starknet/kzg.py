@@ -6,8 +6,8 @@ proofs' tables whatever the precompute), a blob's cell proofs about 0.1 s. A pro
 (``orchestrator run``) therefore computes in a worker process (``compute_in_worker_process``, called by
 cli/compose.py): one process, started at the first computation, which loads the trusted setup there; every
 call below is then sent to it and its caller's thread waits without the GIL. Callers run these functions
-off the event loop's thread (``asyncio.to_thread``); on it, a call is refused. Without the worker (the
-other commands, the tests, a library user) they compute in the calling process.
+off the event loop's thread (``asyncio.to_thread``); while the worker is on, a call on that thread is refused.
+Without the worker (the other commands, the tests, a library user) they compute in the calling process.
 """
 
 from __future__ import annotations
