@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from madara_orchestrator.server.background import BackgroundServer
+from madara_orchestrator.tls import default_tls
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ class FlakyProxy:
     refused: int = 0
     forwarded: int = 0
     server: BackgroundServer | None = None
-    _client: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=30))
+    _client: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=30, verify=default_tls()))
 
     async def _forward(self, request: Request) -> Response:
         if self.down:

@@ -31,6 +31,7 @@ from madara_orchestrator.backends.aws_client import Aws
 from madara_orchestrator.backends.aws_names import QueueAddressing
 from madara_orchestrator.backends.aws_sqs import SqsQueue
 from madara_orchestrator.domain.queues import QueueConfig
+from madara_orchestrator.tls import default_tls
 from tests.conftest import require
 
 REGION = "us-east-1"
@@ -56,7 +57,7 @@ def _wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path, timeou
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            if httpx.get(f"{url}/moto-api/", timeout=1).status_code == 200:
+            if httpx.get(f"{url}/moto-api/", timeout=1, verify=default_tls()).status_code == 200:
                 return
         except httpx.TransportError:
             pass
@@ -126,7 +127,7 @@ def aws_env(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def reset_moto(url: str) -> None:
-    httpx.post(f"{url}/moto-api/reset", timeout=10).raise_for_status()
+    httpx.post(f"{url}/moto-api/reset", timeout=10, verify=default_tls()).raise_for_status()
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from madara_orchestrator.server.background import free_port
+from madara_orchestrator.tls import default_tls
 from tests.conftest import REPO_ROOT
 
 
@@ -86,10 +87,10 @@ class RunningService:
         body: dict[str, Any] = {"mode": mode}
         if hang_s is not None:
             body["hang_s"] = hang_s
-        httpx.post(f"{self.url}/test/mode", json=body, timeout=5).raise_for_status()
+        httpx.post(f"{self.url}/test/mode", json=body, timeout=5, verify=default_tls()).raise_for_status()
 
     def runs(self) -> list[dict[str, Any]]:
-        answer: list[dict[str, Any]] = httpx.get(f"{self.url}/test/runs", timeout=5).json()
+        answer: list[dict[str, Any]] = httpx.get(f"{self.url}/test/runs", timeout=5, verify=default_tls()).json()
         return answer
 
 
@@ -114,7 +115,7 @@ def running_service(
                 err = log.read().decode(errors="replace")
                 raise AssertionError(f"{name} exited with {process.returncode}: {err[-2000:]}")
             try:
-                if httpx.get(f"{service.url}/health", timeout=1).status_code in (200, 503):
+                if httpx.get(f"{service.url}/health", timeout=1, verify=default_tls()).status_code in (200, 503):
                     break
             except httpx.HTTPError:
                 pass

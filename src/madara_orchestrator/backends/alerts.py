@@ -12,6 +12,7 @@ import httpx
 
 from madara_orchestrator.domain.redaction import SecretMask, redact, url_origin
 from madara_orchestrator.interfaces import AlertSink
+from madara_orchestrator.tls import default_tls
 
 log = logging.getLogger("madara_orchestrator.alerts")
 
@@ -26,7 +27,7 @@ class WebhookAlerts:
 
     def __init__(self, url: str, *, timeout_s: float = 10.0, client: httpx.AsyncClient | None = None) -> None:
         self.url = url
-        self._client = client or httpx.AsyncClient(timeout=timeout_s)
+        self._client = client or httpx.AsyncClient(timeout=timeout_s, verify=default_tls())
 
     async def send(self, subject: str, message: str) -> None:
         try:

@@ -17,6 +17,7 @@ import httpx
 
 from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, OrchestratorError
 from madara_orchestrator.domain.jobs import JobStatus
+from madara_orchestrator.tls import default_tls
 
 
 def _default_url() -> str:
@@ -79,7 +80,8 @@ def _call(url: str, *, token: str | None = None, method: str | None = None) -> d
     otherwise: an admin GET)."""
     headers = {} if token is None else {"Authorization": f"Bearer {token}"}
     try:
-        response = httpx.request(method or ("GET" if token is None else "POST"), url, headers=headers, timeout=30)
+        verb = method or ("GET" if token is None else "POST")
+        response = httpx.request(verb, url, headers=headers, timeout=30, verify=default_tls())
     except httpx.InvalidURL as exc:
         raise InvalidInput(f"--url: {exc}") from None
     except httpx.HTTPError as exc:

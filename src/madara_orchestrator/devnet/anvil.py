@@ -34,6 +34,7 @@ from eth_hash.auto import keccak
 
 from madara_orchestrator.devnet.names import ANVIL_BIN_ENV
 from madara_orchestrator.domain.errors import BackendUnavailable, ConfigError
+from madara_orchestrator.tls import default_tls
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +308,7 @@ class Anvil:
 
     def _wait_answering(self, deadline: float) -> None:
         last: Exception | None = None
-        with httpx.Client(timeout=1.0) as client:
+        with httpx.Client(timeout=1.0, verify=default_tls()) as client:
             while time.monotonic() < deadline:
                 self._check_interrupted()
                 try:
@@ -364,7 +365,7 @@ class Anvil:
         nothing is mined and no nonce is taken."""
         raw = _unfunded_blob_tx(self.config.chain_id, peerdas=self.config.hardfork == "osaka")
         payload = {"jsonrpc": "2.0", "id": 1, "method": "eth_sendRawTransaction", "params": ["0x" + raw.hex()]}
-        return httpx.post(url or self.url, json=payload, timeout=120.0).json()
+        return httpx.post(url or self.url, json=payload, timeout=120.0, verify=default_tls()).json()
 
     def rpc(self, method: str, params: Sequence[Any] = (), *, timeout_s: float = 10.0) -> Any:
         """A synchronous JSON-RPC call (test helpers: ``anvil_setNextBlockBaseFeePerGas``, ``evm_mine``...)."""
@@ -372,6 +373,7 @@ class Anvil:
             self.url,
             json={"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)},
             timeout=timeout_s,
+            verify=default_tls(),
         )
         body = resp.json()
         if "error" in body:

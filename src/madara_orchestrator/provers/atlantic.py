@@ -58,6 +58,7 @@ from madara_orchestrator.provers.errors import (
 from madara_orchestrator.provers.http import HttpProver, RetryPolicy, json_object, raise_for_status
 from madara_orchestrator.starknet.facts import fact_hex
 from madara_orchestrator.starknet.stone_proof import InvalidProof, parse_proof
+from madara_orchestrator.tls import default_tls
 
 log = logging.getLogger(__name__)
 
@@ -306,9 +307,8 @@ class AtlanticClient(HttpProver):
         self._service_url = config.service_url.rstrip("/")
         self._artifacts_url = config.artifacts_base_url.rstrip("/")
         self._fact_checker = None if config.is_fact_mocked else fact_checker
-        super().__init__(
-            client or httpx.AsyncClient(timeout=httpx.Timeout(config.timeout_s)), owns_client=client is None
-        )
+        own = client or httpx.AsyncClient(timeout=httpx.Timeout(config.timeout_s), verify=default_tls())
+        super().__init__(own, owns_client=client is None)
 
     # -- plumbing -------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import httpx
 
 from madara_orchestrator.domain.errors import BackendUnavailable, JobError
 from madara_orchestrator.runners.contract import ConfigT, DamagedOutput, RpcT, RunnerKind
+from madara_orchestrator.tls import default_tls
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class RunnerService(Generic[ConfigT, RpcT]):
         self.url = url.rstrip("/")
         self.shown_url = display_url(self.url)
         self.connect_timeout_s = connect_timeout_s
-        self._client = client or httpx.AsyncClient()
+        self._client = client or httpx.AsyncClient(verify=default_tls())
         self._owns_client = client is None
 
     async def aclose(self) -> None:

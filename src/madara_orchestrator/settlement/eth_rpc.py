@@ -18,6 +18,7 @@ from madara_orchestrator.domain.errors import BackendUnavailable, InvalidInput, 
 from madara_orchestrator.domain.posting import FeeHistory
 from madara_orchestrator.domain.redaction import cut_urls
 from madara_orchestrator.settlement.durable import redact_url
+from madara_orchestrator.tls import default_tls
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class JsonRpc:
         self.url = url
         self.where = redact_url(url)
         self.timeout_s = timeout_s
-        self._client = client or httpx.AsyncClient(timeout=timeout_s)
+        self._client = client or httpx.AsyncClient(timeout=timeout_s, verify=default_tls())
         self._owns_client = client is None
         self._ids = itertools.count(1)
         self._label = label

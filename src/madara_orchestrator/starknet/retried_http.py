@@ -4,9 +4,7 @@ and ``BackendUnavailable`` once they are spent. Messages never carry a URL's cre
 
 from __future__ import annotations
 
-import functools
 import logging
-import ssl
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -15,15 +13,9 @@ import httpx
 from madara_orchestrator.domain.errors import BackendUnavailable
 from madara_orchestrator.domain.redaction import cut_urls
 from madara_orchestrator.domain.retry import linear, with_retries
+from madara_orchestrator.tls import default_tls
 
 T = TypeVar("T")
-
-
-@functools.cache
-def default_tls() -> ssl.SSLContext:
-    """httpx's own default verification (certifi's CAs, or SSL_CERT_FILE / SSL_CERT_DIR as the process started
-    its first client), built once: each client would otherwise read the CA bundle again (~40 ms a client)."""
-    return httpx.create_ssl_context()
 
 
 class RetriedHttpClient:

@@ -29,6 +29,7 @@ from madara_orchestrator.starknet.facts import (
 from madara_orchestrator.starknet.pie import (
     read_pie,
 )
+from madara_orchestrator.tls import default_tls
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,7 @@ async def deliver_webhook(state: MockAtlanticState, query: Query) -> None:
     secret = state.config.webhook_secret
     if secret:
         headers[ATLANTIC_SIGNATURE_HEADER] = atlantic_webhook_signature(secret, body)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0)) as client:
+    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0), verify=default_tls()) as client:
         for attempt in range(1, 4):
             try:
                 response = await client.post(url, content=body, headers=headers)
