@@ -2,9 +2,9 @@
 cli/devnet.py), so ``orchestrator run`` starts without what it was not configured with: the modules a fresh
 interpreter holds after importing the command, and each settlement client wired as the isinstance checks it
 replaced wired it (a paused settlement holds its sender; Ethereum's fee history, cap and finalized hook).
-The command imports no sympy (crypto-cpp-py's Python module, imported at the first Pedersen hash:
-starknet/pedersen.py), a devnet run none of the remote signer's libraries, and ``--help`` neither sympy nor
-eth-abi (imported where contracts are deployed)."""
+The command imports no sympy (crypto-cpp-py's Python module imports it; Pedersen hashes go through the
+library's C export, starknet/pedersen.py), a devnet run none of the remote signer's libraries, and ``--help``
+neither sympy nor eth-abi (imported where contracts are deployed)."""
 
 from __future__ import annotations
 
@@ -45,11 +45,11 @@ NOT_AT_START = (
 """Each needed by some settings only: the AWS SDK (--aws*, KMS), Starknet settlement, OTLP export, the devnet
 doubles, PostgreSQL, the Ethereum settlement client and its signers, ckzg (blob DA: its trusted setup is
 loaded by the composition root, cli/compose.py ``load_kzg_setup``, only when the settings need it); sympy and
-crypto-cpp-py's Python module (0.3 s; imported at the first Pedersen hash), eth-utils (with rlp and eth-abi) and
+crypto-cpp-py's Python module (0.3 s; only Starknet signing imports it), eth-utils (with rlp and eth-abi) and
 the devnet's anvil launcher (``run`` only names its variable: devnet/names.py)."""
 
 NEVER = ("sympy", "crypto_cpp_py")
-"""crypto-cpp-py's Python module imports sympy; starknet/pedersen.py imports it at the first hash."""
+"""crypto-cpp-py's Python module imports sympy; starknet/pedersen.py hashes without it."""
 
 
 def loaded_after(statement: str) -> set[str]:

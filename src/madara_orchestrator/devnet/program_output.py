@@ -27,7 +27,7 @@ DEVNET_OS_PROGRAM_HASH = int.from_bytes(keccak(b"madara-orchestrator devnet os p
 @functools.cache
 def devnet_config_hash() -> int:
     """The OS config hash of the devnet chain as it starts (its chain id and fee token, no DA keys); a Pedersen
-    hash, computed at the first call (not at import: hashing imports crypto-cpp-py, and with it sympy)."""
+    hash, computed at the first call (not at import: hashing loads crypto-cpp's library)."""
     return os_config_hash(CHAIN_ID, STRK_TOKEN)
 
 

@@ -3,8 +3,8 @@
 The GPS fact is what the GPS verifier on Ethereum registers: ``keccak(program_hash ‖ output_root)``
 where the output root follows the fact topology written by the program into the output builtin's
 additional data. The L2 "poseidon fact" is only a tracking key (L2 SNOS runs without KZG DA).
-Hashes come from the ecosystem libraries: crypto-cpp-py (Pedersen, imported at the first hash: ``pedersen.py``),
-poseidon-py and eth-hash.
+Hashes come from the ecosystem libraries: crypto-cpp-py's library (Pedersen, loaded at the first hash:
+``pedersen.py``), poseidon-py and eth-hash.
 Pure functions; the program-hash memo is the only state (same program → same hash).
 """
 
