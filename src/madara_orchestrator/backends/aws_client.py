@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -23,6 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NoReturn, TypeVar
 
 import boto3
+import botocore.loaders
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -178,6 +181,24 @@ def raise_translated(exc: BotoCoreError | ClientError, *, action: str, resource:
     raise translate(exc, action=action, resource=resource) from exc
 
 
+@functools.cache
+def _data_loader() -> botocore.loaders.Loader:
+    """The SDK's data files (the endpoints, each service's model), read once a process: a new session reads
+    them again (the endpoints file alone is about a megabyte of JSON). They are the installed SDK's, the same
+    for every session; credentials, region and configuration stay each session's own."""
+    return botocore.loaders.create_loader(os.environ.get("AWS_DATA_PATH"))
+
+
+def new_session() -> boto3.session.Session:
+    """A boto3 session that reads the SDK's data files through the process's one loader."""
+    core = botocore.session.get_session()
+    loader = _data_loader()
+    core.register_component("data_loader", loader)
+    session = boto3.session.Session(botocore_session=core)
+    loader.search_paths[:] = list(dict.fromkeys(loader.search_paths))  # boto3 adds its folder at each session
+    return session
+
+
 def configured_region(override: str | None = None) -> str | None:
     """``override`` (an ARN's region), else ``AWS_REGION``, else the SDK's (``AWS_DEFAULT_REGION``, profile)."""
     if override:
@@ -185,7 +206,7 @@ def configured_region(override: str | None = None) -> str | None:
     region = os.environ.get("AWS_REGION")
     if region:
         return region
-    session_region: str | None = boto3.session.Session().region_name
+    session_region: str | None = new_session().region_name
     return session_region
 
 
@@ -202,7 +223,7 @@ class Aws:
 
     def __init__(self, *, region: str | None = None, max_workers: int = DEFAULT_MAX_WORKERS) -> None:
         self.region = configured_region(region)
-        self._session = boto3.session.Session()
+        self._session = new_session()
         self._clients: dict[tuple[str, str], BotoClient] = {}
         self._lock = threading.Lock()
         self._max_workers = max_workers
