@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.schedule import order_for_workers
+
 pytest_plugins = ["tests.helpers.postgres"]  # fixtures postgres_server (a throwaway cluster) and postgres_url
 pytest_plugins += ["tests.helpers.moto"]  # fixtures moto_server (a moto process), aws_env, moto_reset, aws_prefix
 pytest_plugins += ["tests.helpers.moto_kms"]  # fixtures moto_kms_server (moto with KMS DIGEST signing), moto_kms
@@ -40,10 +42,9 @@ def require_tool(name: str, path: str | None = None) -> str:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tests marked ``slow`` first, each group in its usual order. pytest-xdist hands tests out in this
-    order, so on two workers (``make test``) the long ones start early and short ones fill the end, instead of
-    one worker running a long test alone while the other has finished."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The long tests (marked ``slow``) dealt out among pytest-xdist's workers so that each starts with its
+    share of them and none runs them all (tests/helpers/schedule.py); without workers, the long ones first."""
+    items[:] = order_for_workers(items, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
 
 
 @pytest.fixture(scope="session")

@@ -57,7 +57,6 @@ from madara_orchestrator.aggregator.contract import (
 )
 from madara_orchestrator.devnet.program_output import build_program_output
 from madara_orchestrator.domain.errors import InvalidInput
-from madara_orchestrator.starknet import kzg
 from madara_orchestrator.starknet.blob import felts_to_blobs
 from madara_orchestrator.starknet.compression import compress
 from madara_orchestrator.starknet.facts import add_aggregator_prefix, compute_program_hash
@@ -165,39 +164,15 @@ def run_program(output: Sequence[int], layout: str) -> bytes:
 # -- KZG, remembered between runs --------------------------------------------------------------------
 
 
-def remember_kzg_between_runs() -> None:
-    """Each run of this program is a new process, which would load the KZG trusted setup again (about 2.6 s
-    of CPU) for the DA segment's commitments and evaluations; the tests run it many times on the same
-    batch (each failure mode). The values it computes are kept in the temp directory by their inputs'
-    hash, like the compiled program, and read there by a later run: computed by ckzg the first time,
-    the same bytes after."""
-    folder = Path(tempfile.gettempdir())
-    compute_commitment, compute_point = kzg.blob_to_commitment, kzg.compute_point_proof
-
-    def kept(kind: str, key: bytes, compute: Any) -> Any:
-        path = folder / f"madara-tests-kzg-{kind}-{hashlib.sha256(key).hexdigest()[:32]}.json"
-        if path.is_file():
-            return json.loads(path.read_text())
-        value = compute()
-        handle, tmp = tempfile.mkstemp(dir=folder, prefix=path.name + ".")
-        with os.fdopen(handle, "w") as out:
-            json.dump(value, out)
-        os.replace(tmp, path)
-        return value
-
-    def blob_to_commitment(blob: bytes) -> bytes:
-        return bytes.fromhex(kept("commitment", bytes(blob), lambda: compute_commitment(blob).hex()))
-
-    def compute_point_proof(blob: bytes, z: int) -> tuple[bytes, int]:
-        def compute() -> list[Any]:
-            proof, y = compute_point(blob, z)
-            return [proof.hex(), y]
-
-        proof, y = kept("point", bytes(blob) + z.to_bytes(32, "big"), compute)
-        return bytes.fromhex(proof), int(y)
-
-    kzg.blob_to_commitment = blob_to_commitment
-    kzg.compute_point_proof = compute_point_proof
+def _kzg_memo() -> Any:
+    """tests/helpers/kzg_memo.py, loaded from beside this file: the program runs as a script, with no
+    ``tests`` package on its path."""
+    path = Path(__file__).with_name("kzg_memo.py")
+    spec = importlib.util.spec_from_file_location("kzg_memo", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 # -- the aggregation ---------------------------------------------------------------------------------
@@ -377,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"unreadable request: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(f"aggregating {len(request.children)} SNOS outputs of {request.subject}", file=sys.stderr)
-    remember_kzg_between_runs()
+    _kzg_memo().remember_kzg_between_runs()
     try:
         produced = produce(request, mode)
     except RunnerFailure as failure:

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from madara_orchestrator.settlement.durable import CRASH_POINTS, sending_key
+from tests.helpers.kzg_memo import remember_kzg_between_runs
 from tests.integration.settlement.in_flight import in_flight_client, settle_all
 
 
@@ -28,6 +29,7 @@ def main() -> int:
     parser.add_argument("--crash-at", choices=CRASH_POINTS)
     parser.add_argument("--crash-key")
     args = parser.parse_args()
+    remember_kzg_between_runs()  # the crash tests settle the same batches again and again
     batches = [
         (doc["program_output"], [bytes.fromhex(b) for b in doc["blobs"]])
         for doc in json.loads(Path(args.batches).read_text())

@@ -25,6 +25,7 @@ from madara_orchestrator.interfaces import TxSigner
 from madara_orchestrator.settlement.ethereum import EthereumSettlementConfig
 from madara_orchestrator.settlement.kms_signer import KmsSigner
 from madara_orchestrator.settlement.remote_signer import RemoteSigner, RemoteSignerConfig
+from tests.helpers.kzg_memo import remember_kzg_between_runs
 from tests.helpers.settlement_clients import ethereum_client
 
 
@@ -40,6 +41,7 @@ def main() -> int:
     parser.add_argument("--signer-address")
     parser.add_argument("--kms-key-id", help="sign with this AWS KMS key (no key in the process)")
     args = parser.parse_args()
+    remember_kzg_between_runs()  # the crash tests settle the same batches again and again
     private_key = os.environ.get("SETTLE_WORKER_PRIVATE_KEY")
     doc = json.loads(Path(args.batch).read_text())
 
