@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import anvil_pool
 from tests.helpers.schedule import order_for_workers
 
 pytest_plugins = ["tests.helpers.postgres"]  # fixtures postgres_server (a throwaway cluster) and postgres_url
@@ -45,6 +46,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The long tests (marked ``slow``) dealt out among pytest-xdist's workers so that each starts with its
     share of them and none runs them all (tests/helpers/schedule.py); without workers, the long ones first."""
     items[:] = order_for_workers(items, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+
+
+def pytest_sessionfinish() -> None:
+    anvil_pool.stop_all()
 
 
 @pytest.fixture(scope="session")

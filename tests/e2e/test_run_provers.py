@@ -50,6 +50,7 @@ from madara_orchestrator.starknet.facts import aggregator_fact_info
 from madara_orchestrator.starknet.os_output import parse_kzg_section
 from madara_orchestrator.starknet.pie import read_pie
 from tests.conftest import REPO_ROOT, require
+from tests.helpers import anvil_pool
 from tests.helpers.sharp import CUSTOMER_ID, FakeSharp, make_pki, serve_fake_sharp
 
 BLOCKS = 6
@@ -85,8 +86,7 @@ class LocalL1:
 async def local_l1(tmp_path: Path, *, program_hash: int) -> AsyncIterator[LocalL1]:
     """anvil with the fact registry and a core contract that checks facts made with ``program_hash``."""
     require(anvil_available(), "anvil (make setup installs it into tools/)")
-    anvil = Anvil(AnvilConfig(hardfork="prague"), log_path=tmp_path / "anvil.log")
-    await asyncio.to_thread(anvil.start)
+    anvil = await asyncio.to_thread(anvil_pool.lease, AnvilConfig(hardfork="prague"), tmp_path / "anvil.log")
     rpc = EthRpc(anvil.url)
     try:
         contracts = await deploy_devnet_contracts(
@@ -95,7 +95,7 @@ async def local_l1(tmp_path: Path, *, program_hash: int) -> AsyncIterator[LocalL
         yield LocalL1(anvil, rpc, contracts)
     finally:
         await rpc.aclose()
-        anvil.stop()
+        await asyncio.to_thread(anvil_pool.give_back, anvil)
 
 
 @asynccontextmanager

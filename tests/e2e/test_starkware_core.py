@@ -19,7 +19,7 @@ from eth_abi import decode as abi_decode
 from eth_hash.auto import keccak
 
 from madara_orchestrator.devnet.adapters import DEVNET_AGGREGATOR_PROGRAM_HASH
-from madara_orchestrator.devnet.anvil import DEV_PRIVATE_KEYS, Anvil, AnvilConfig
+from madara_orchestrator.devnet.anvil import DEV_PRIVATE_KEYS, AnvilConfig
 from madara_orchestrator.devnet.l1_contracts import DevnetContracts
 from madara_orchestrator.devnet.program_output import DEVNET_OS_PROGRAM_HASH, devnet_config_hash
 from madara_orchestrator.devnet.sequencer import DevnetSequencer
@@ -36,6 +36,7 @@ from tests.e2e.test_run_provers import (
     settlement_args,
     wait_until_settled,
 )
+from tests.helpers import anvil_pool
 
 BLOCKS = 12
 BATCH_BLOCKS = 4
@@ -48,8 +49,7 @@ LOG_STATE_UPDATE = keccak(b"LogStateUpdate(uint256,int256,uint256)")
 @asynccontextmanager
 async def starkware_l1(tmp_path: Path, artifact: Path) -> AsyncIterator[LocalL1]:
     """anvil with the devnet fact registry and StarkWare's core contract verifying with it, at block -1."""
-    anvil = Anvil(AnvilConfig(hardfork="prague"), log_path=tmp_path / "anvil.log")
-    await asyncio.to_thread(anvil.start)
+    anvil = await asyncio.to_thread(anvil_pool.lease, AnvilConfig(hardfork="prague"), tmp_path / "anvil.log")
     rpc = EthRpc(anvil.url)
     try:
         registry = await deploy_contract(rpc, DEV_PRIVATE_KEYS[1], "FactRegistry")
@@ -71,7 +71,7 @@ async def starkware_l1(tmp_path: Path, artifact: Path) -> AsyncIterator[LocalL1]
         yield LocalL1(anvil, rpc, contracts)
     finally:
         await rpc.aclose()
-        anvil.stop()
+        await asyncio.to_thread(anvil_pool.give_back, anvil)
 
 
 @pytest.mark.slow

@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from madara_orchestrator.cli.compose import EmbeddedStack, build_embedded_stack
-from madara_orchestrator.cli.devnet import LocalL1, LocalL2, devnet_settings, start_local_l1, start_local_l2
+from madara_orchestrator.cli.devnet import LocalL1, LocalL2, deploy_local_l1, devnet_settings, start_local_l2
 from madara_orchestrator.cli.settings import Settings
 from madara_orchestrator.devnet.adapters import DevnetSnosRunner
+from madara_orchestrator.devnet.anvil import AnvilConfig
 from madara_orchestrator.devnet.sequencer import DevnetSequencer
 from madara_orchestrator.server.app import create_app
 from madara_orchestrator.server.background import BackgroundServer
+from tests.helpers import anvil_pool
 
 
 @dataclass
@@ -34,7 +36,7 @@ class Pipeline:
         await self.rpc.stop()
         await self.stack.close()
         if self.l1 is not None:
-            self.l1.stop()
+            await asyncio.to_thread(anvil_pool.give_back, self.l1.anvil)
         if self.l2 is not None:
             await self.l2.stop()
 
@@ -51,7 +53,8 @@ async def start_pipeline(
     l3: bool = False,
     sequencer: DevnetSequencer | None = None,
 ) -> Pipeline:
-    """With ``l1_hardfork`` settlement goes to anvil (started here) instead of the devnet ledger.
+    """With ``l1_hardfork`` settlement goes to anvil (leased from tests/helpers/anvil_pool.py) instead of the
+    devnet ledger.
 
     By default every block is its own aggregator batch (``max_batch_size`` 1) with light traffic: these
     tests are about the engine, one job per stage and block. Batching tests pass their own limits.
@@ -64,7 +67,14 @@ async def start_pipeline(
     l1 = None
     if l1_hardfork is not None:
         (tmp_path / "data").mkdir(parents=True, exist_ok=True)
-        l1 = await start_local_l1(tmp_path / "data", hardfork=l1_hardfork)
+        anvil = await asyncio.to_thread(
+            anvil_pool.lease, AnvilConfig(hardfork=l1_hardfork), tmp_path / "data" / "anvil.log"
+        )
+        try:
+            l1 = await deploy_local_l1(anvil)
+        except BaseException:
+            await asyncio.to_thread(anvil_pool.give_back, anvil)
+            raise
     l2 = await start_local_l2() if l3 else None
     layer = {"max_blocks_per_snos_batch": 1, **l2.overrides} if l2 else {}
     settings = Settings(

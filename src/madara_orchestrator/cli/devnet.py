@@ -174,17 +174,28 @@ def starkware_core_problem(core_contract: str) -> str | None:
 
 
 async def start_local_l1(data_dir: Path, *, hardfork: str = "prague", core_contract: str = "devnet") -> LocalL1:
-    """Start anvil (automine) and deploy the fact registry and a core contract: the devnet one, or with
+    """Start anvil (automine) and deploy the devnet's contracts on it (``deploy_local_l1``)."""
+    anvil = Anvil(AnvilConfig(hardfork=hardfork), log_path=data_dir / "anvil.log")
+    await asyncio.to_thread(anvil.start)
+    try:
+        return await deploy_local_l1(anvil, core_contract=core_contract)
+    except BaseException:
+        anvil.stop()
+        raise
+
+
+async def deploy_local_l1(anvil: Anvil, *, core_contract: str = "devnet") -> LocalL1:
+    """Deploy the fact registry and a core contract on a running ``anvil``: the devnet one, or with
     ``core_contract="starkware"`` StarkWare's (``STARKWARE_CORE_JSON``), initialised for the devnet's
     outputs (OS and aggregator program hashes, the devnet chain's config hash, genesis at block -1).
 
     The operator settles with dev key 0; facts are registered with dev key 1, so the two never compete
-    for nonces. PeerDAS cell proofs on osaka, EIP-4844 blob proofs on prague. anvil loads its KZG trusted
-    setup meanwhile, in the background (``warm_up_blob_checks``), not when the first settlement comes."""
-    anvil = Anvil(AnvilConfig(hardfork=hardfork), log_path=data_dir / "anvil.log")
-    await asyncio.to_thread(anvil.start)
+    for nonces. PeerDAS cell proofs on osaka, EIP-4844 blob proofs on prague (the node's hardfork). anvil
+    loads its KZG trusted setup meanwhile, in the background (``warm_up_blob_checks``), not when the first
+    settlement comes."""
+    hardfork = anvil.config.hardfork
+    rpc = EthRpc(anvil.url)
     try:
-        rpc = EthRpc(anvil.url)
         if core_contract == "starkware":
             registry = await deploy_contract(rpc, DEV_PRIVATE_KEYS[1], "FactRegistry")
             core = await deploy_starkware_core(
@@ -206,10 +217,8 @@ async def start_local_l1(data_dir: Path, *, hardfork: str = "prague", core_contr
             contracts = await deploy_devnet_contracts(
                 rpc, DEV_PRIVATE_KEYS[1], program_hash=DEVNET_AGGREGATOR_PROGRAM_HASH, config_hash=devnet_config_hash()
             )
+    finally:
         await rpc.aclose()
-    except BaseException:
-        anvil.stop()
-        raise
     anvil.warm_up_blob_checks()
     overrides = {
         "settle_on_devnet": False,

@@ -232,6 +232,11 @@ class Anvil:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
+    @property
+    def running(self) -> bool:
+        """Started, not stopped, and its process has not ended."""
+        return self._proc is not None and self._address is not None and self._proc.poll() is None
+
     def start(self, *, timeout_s: float = 30.0) -> Anvil:
         """Start anvil and return once it answers ``eth_chainId``; raises BackendUnavailable otherwise
         (``AnvilStartInterrupted`` after ``interrupt_starting()``). anvil gets SIGTERM when this process dies."""

@@ -27,6 +27,7 @@ from madara_orchestrator.settlement.eth_rpc import EthRpc
 from madara_orchestrator.starknet.blob import felts_to_blobs
 from madara_orchestrator.starknet.os_output import OsOutputHeader
 from tests.conftest import require_tool
+from tests.helpers import anvil_pool
 
 OPERATOR_KEY = DEV_PRIVATE_KEYS[0]
 """Signs the state updates (the TxManager's account)."""
@@ -48,17 +49,18 @@ def start_anvil(tmp_path: Path, config: AnvilConfig) -> Anvil:
 
 @pytest.fixture
 def anvil_factory(tmp_path: Path) -> Iterator[Callable[[AnvilConfig], Anvil]]:
-    """Start anvil nodes for the test; all are stopped at teardown."""
+    """anvil nodes for the test, plain ones leased from tests/helpers/anvil_pool.py (reset to genesis), the
+    others started; at teardown each is given back (reset and kept, or stopped)."""
     started: list[Anvil] = []
 
     def make(config: AnvilConfig) -> Anvil:
-        node = start_anvil(tmp_path, config)
+        node = anvil_pool.lease(config, tmp_path / "anvil.log", binary=anvil_binary())
         started.append(node)
         return node
 
     yield make
     for node in started:
-        node.stop()
+        anvil_pool.give_back(node)
 
 
 @dataclass

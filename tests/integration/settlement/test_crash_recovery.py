@@ -23,7 +23,8 @@ from madara_orchestrator.backends.tx_store import SqliteTxStore
 from madara_orchestrator.devnet.anvil import Anvil, AnvilConfig
 from madara_orchestrator.domain.settlement_tx import AttemptStatus, KeyStatus
 from tests.conftest import REPO_ROOT
-from tests.integration.settlement.conftest import Batch, Devnet, deploy, make_batch, start_anvil
+from tests.helpers import anvil_pool
+from tests.integration.settlement.conftest import Batch, Devnet, anvil_binary, deploy, make_batch
 from tests.integration.settlement.helpers import make_client, operator_transactions, state_updates
 
 pytestmark = pytest.mark.slow
@@ -31,9 +32,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Anvil]:
-    node = start_anvil(tmp_path_factory.mktemp("anvil"), AnvilConfig(hardfork="prague"))
+    node = anvil_pool.lease(
+        AnvilConfig(hardfork="prague"), tmp_path_factory.mktemp("anvil") / "anvil.log", binary=anvil_binary()
+    )
     yield node
-    node.stop()
+    anvil_pool.give_back(node)
 
 
 @pytest.fixture

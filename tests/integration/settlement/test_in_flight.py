@@ -35,7 +35,8 @@ from madara_orchestrator.settlement.durable import CRASH_POINTS, sending_key
 from madara_orchestrator.settlement.errors import TxReverted
 from madara_orchestrator.settlement.ethereum import EthereumSettlementClient
 from tests.conftest import REPO_ROOT
-from tests.integration.settlement.conftest import OPERATOR_KEY, Batch, Devnet, deploy, make_batch, start_anvil
+from tests.helpers import anvil_pool
+from tests.integration.settlement.conftest import OPERATOR_KEY, Batch, Devnet, anvil_binary, deploy, make_batch
 from tests.integration.settlement.helpers import SteppedClock
 from tests.integration.settlement.in_flight import (
     BATCHES,
@@ -52,9 +53,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Anvil]:
-    node = start_anvil(tmp_path_factory.mktemp("anvil"), AnvilConfig(hardfork="prague"))
+    node = anvil_pool.lease(
+        AnvilConfig(hardfork="prague"), tmp_path_factory.mktemp("anvil") / "anvil.log", binary=anvil_binary()
+    )
     yield node
-    node.stop()
+    anvil_pool.give_back(node)
 
 
 @dataclass
