@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -75,9 +76,16 @@ async def state_updates(rpc: EthRpc, core_contract: str) -> list[tuple[int, int,
 
 
 async def transaction(rpc: EthRpc, tx_hash: str) -> dict[str, Any]:
-    tx = await rpc.request("eth_getTransactionByHash", [tx_hash])
-    assert isinstance(tx, dict), f"no transaction {tx_hash}"
-    return tx
+    """A mined transaction as the node returns it. anvil looks in its pool first, and removes a mined
+    transaction from it just after storing the block: for a moment after its receipt exists, it may still
+    answer with the pending form (no ``blockNumber``); asked again, with the mined one."""
+    deadline = time.monotonic() + 10
+    while True:
+        tx = await rpc.request("eth_getTransactionByHash", [tx_hash])
+        assert isinstance(tx, dict), f"no transaction {tx_hash}"
+        if tx.get("blockNumber") is not None or time.monotonic() > deadline:
+            return tx
+        await asyncio.sleep(0.02)
 
 
 async def operator_transactions(rpc: EthRpc, sender: str) -> list[dict[str, Any]]:
