@@ -42,6 +42,7 @@ def require_tool(name: str, path: str | None = None) -> str:
     return found
 
 
+@pytest.hookimpl(trylast=True)  # after -k, -m and --deselect took their tests out
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The long tests (marked ``slow``) dealt out among pytest-xdist's workers so that each starts with its
     share of them and none runs them all (tests/helpers/schedule.py); without workers, the long ones first."""

@@ -73,7 +73,11 @@ async def test_l1_and_sequencer_outages_are_waited_out(tmp_path: Path) -> None:
     await seq_proxy.start()
     (tmp_path / "data").mkdir()
     anvil = await asyncio.to_thread(anvil_pool.lease, AnvilConfig(hardfork="prague"), tmp_path / "data" / "anvil.log")
-    l1 = await deploy_local_l1(anvil)
+    try:
+        l1 = await deploy_local_l1(anvil)
+    except BaseException:
+        await asyncio.to_thread(anvil_pool.give_back, anvil)
+        raise
     l1_proxy = FlakyProxy(l1.anvil.url, mode="502")
     await l1_proxy.start()
     base = devnet_settings(tmp_path / "data", seq_proxy.url, port=0)

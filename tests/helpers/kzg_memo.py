@@ -4,9 +4,10 @@ their own).
 Each run of a helper program (the aggregator runner program, the settlement workers the crash tests kill)
 is a new process, which would load the KZG trusted setup again (2.5 s of CPU) for a batch an earlier run
 already computed: the failure-mode and crash tests run them many times on the same few batches. The values
-are kept in the temp directory by the hash of the function's name and inputs, written whole (a temporary file
-renamed), and read back by a later run: ckzg's own bytes the first time, the same bytes after. A blob or
-batch that no run has seen is computed by ckzg, as without the memo.
+are kept in the user's own folder in the temp directory (mode 0700, checked) by the hash of the function's
+name and inputs, written whole (a temporary file renamed), and read back by a later run: ckzg's own bytes
+the first time, the same bytes after. A blob or batch that no run has seen is computed by ckzg, as without
+the memo.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -21,12 +23,25 @@ from typing import Any
 
 from madara_orchestrator.starknet import kzg
 
-PREFIX = "madara-tests-kzg-"
+
+def _folder() -> Path | None:
+    """This user's own memo folder in the temp directory (made with mode 0700), or None where that folder is
+    not this user's alone: then every value is computed, none read (nobody else's files are trusted)."""
+    folder = Path(tempfile.gettempdir()) / f"madara-tests-kzg-{os.getuid()}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        info = folder.lstat()
+    except OSError:
+        return None
+    private = stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
+    return folder if private else None
 
 
 def _kept(name: str, key: bytes, compute: Callable[[], Any]) -> Any:
-    folder = Path(tempfile.gettempdir())
-    path = folder / f"{PREFIX}{name}-{hashlib.sha256(key).hexdigest()[:32]}.json"
+    folder = _folder()
+    if folder is None:
+        return compute()
+    path = folder / f"{name}-{hashlib.sha256(key).hexdigest()[:32]}.json"
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):

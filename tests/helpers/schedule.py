@@ -9,8 +9,8 @@ the other for ten minutes while the others finish early and wait (seen: 610 s ag
 
 So the long tests are dealt out first, longest first, each to the share with the least expected time so far
 (the longest-processing-time rule), and each share is filled up with short tests to the size worksteal will
-cut it at; stealing then evens out the short ones. Tests that share a module-scoped fixture (one anvil for a
-file's tests) stay together, so the fixture is set up once, as it is without workers.
+cut it at; stealing then evens out the short ones. Long tests that share a module-, package- or class-scoped
+fixture (one anvil for a file's tests) stay together, so the fixture is set up once, as without workers.
 
 The expected times come from ``slow_durations.json`` beside the tests (seconds a test took on two cores;
 regenerate with ``pytest -m slow --durations=0`` when tests change much); a long test not in it counts as

@@ -70,6 +70,7 @@ def test_a_used_node_comes_back_as_a_new_one(tmp_path: Path) -> None:
     again = lease(tmp_path, "second.log")
     assert again is node, "reused"
     assert state(again) == new
+    assert anvil_pool.clock_is_now(again), "its clock is set to now, not to its first start"
     assert send(again)["baseFeePerGas"] == first_block["baseFeePerGas"], "the next block is priced as on a new node"
     assert (tmp_path / "second.log").resolve() == (tmp_path / "first.log").resolve(), "the log is linked"
     anvil_pool.give_back(again)
@@ -102,3 +103,13 @@ def test_a_stopped_node_and_a_node_of_another_kind_are_not_pooled(tmp_path: Path
     assert lease(tmp_path, "f.log", AnvilConfig(hardfork="osaka")) is osaka
     anvil_pool.give_back(prague)
     anvil_pool.give_back(osaka)
+
+
+def test_a_node_written_to_while_idle_is_not_leased_again(tmp_path: Path) -> None:
+    node = lease(tmp_path, "a.log")
+    anvil_pool.give_back(node)
+    send(node)  # something of the last test's still at work after the give-back
+    other = lease(tmp_path, "b.log")
+    assert other is not node and not node.running
+    assert other.rpc("eth_blockNumber") == "0x0"
+    anvil_pool.give_back(other)

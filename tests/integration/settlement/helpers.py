@@ -83,9 +83,10 @@ async def transaction(rpc: EthRpc, tx_hash: str) -> dict[str, Any]:
     while True:
         tx = await rpc.request("eth_getTransactionByHash", [tx_hash])
         assert isinstance(tx, dict), f"no transaction {tx_hash}"
-        if tx.get("blockNumber") is not None or time.monotonic() > deadline:
+        if tx.get("blockNumber") is not None:
             return tx
-        await asyncio.sleep(0.02)
+        assert time.monotonic() < deadline, f"transaction {tx_hash} still pending 10 s after its receipt"
+        await asyncio.sleep(0.02)  # anvil's HTTP API has nothing to wait on
 
 
 async def operator_transactions(rpc: EthRpc, sender: str) -> list[dict[str, Any]]:
