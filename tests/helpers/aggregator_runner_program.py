@@ -112,15 +112,18 @@ def _cairo_vm() -> Any:
 
 @functools.cache
 def compiled_program() -> Any:
-    """The compiled ``aggregator_output.cairo`` (a cairo-lang ``Program``), cached in the temp directory
-    by the source's hash (compiling takes a second or two)."""
+    """The compiled ``aggregator_output.cairo`` (a cairo-lang ``Program``), cached by the source's hash in
+    the user's own folder in the temp directory (``kzg_memo.private_folder``; compiling takes a second or two)."""
     from starkware.cairo.lang.cairo_constants import DEFAULT_PRIME
     from starkware.cairo.lang.compiler.cairo_compile import compile_cairo
     from starkware.cairo.lang.compiler.program import Program
 
     source = CAIRO_SOURCE.read_text()
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
-    cached = Path(tempfile.gettempdir()) / f"madara-tests-aggregator-{digest}.json"
+    folder = _kzg_memo().private_folder()
+    if folder is None:
+        return compile_cairo(source, prime=DEFAULT_PRIME, debug_info=False)
+    cached = folder / f"aggregator-{digest}.json"
     if cached.is_file():
         return Program.load(data=json.loads(cached.read_text()))
     program = compile_cairo(source, prime=DEFAULT_PRIME, debug_info=False)

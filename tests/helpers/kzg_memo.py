@@ -24,10 +24,10 @@ from typing import Any
 from madara_orchestrator.starknet import kzg
 
 
-def _folder() -> Path | None:
-    """This user's own memo folder in the temp directory (made with mode 0700), or None where that folder is
-    not this user's alone: then every value is computed, none read (nobody else's files are trusted)."""
-    folder = Path(tempfile.gettempdir()) / f"madara-tests-kzg-{os.getuid()}"
+def private_folder() -> Path | None:
+    """This user's own folder for the test helpers' caches in the temp directory (made with mode 0700), or
+    None where that folder is not this user's alone: then nothing is cached (nobody else's files are read)."""
+    folder = Path(tempfile.gettempdir()) / f"madara-tests-{os.getuid()}"
     try:
         folder.mkdir(mode=0o700, exist_ok=True)
         info = folder.lstat()
@@ -38,10 +38,10 @@ def _folder() -> Path | None:
 
 
 def _kept(name: str, key: bytes, compute: Callable[[], Any]) -> Any:
-    folder = _folder()
+    folder = private_folder()
     if folder is None:
         return compute()
-    path = folder / f"{name}-{hashlib.sha256(key).hexdigest()[:32]}.json"
+    path = folder / f"kzg-{name}-{hashlib.sha256(key).hexdigest()[:32]}.json"
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):

@@ -23,7 +23,7 @@ def memo_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     for name in NAMES:
         monkeypatch.setattr(kzg, name, getattr(kzg, name))
-    return tmp_path / f"madara-tests-kzg-{os.getuid()}"
+    return tmp_path / f"madara-tests-{os.getuid()}"
 
 
 def blob(seed: int) -> bytes:
