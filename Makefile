@@ -11,8 +11,8 @@ setup: $(VENV)/.installed tools/node_modules/.installed postgres-server chromium
 
 $(VENV)/.installed: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q 'uv>=0.9'
+	$(BIN)/uv pip install -q --python $(BIN)/python --compile-bytecode -e '.[test]'
 	touch $@
 
 # Local L1 tooling (anvil, solc) from the npm registry, pinned by tools/package-lock.json.
