@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 
 from madara_orchestrator.cli.compose import EmbeddedStack, build_embedded_stack
-from madara_orchestrator.cli.devnet import close_tail, deploy_local_l1, devnet_settings
+from madara_orchestrator.cli.devnet import close_tail, devnet_settings
 from madara_orchestrator.cli.settings import Settings
-from madara_orchestrator.devnet.anvil import AnvilConfig
 from madara_orchestrator.devnet.sequencer import DevnetSequencer
 from madara_orchestrator.domain.jobs import Job, JobStatus, JobType
 from madara_orchestrator.domain.queues import MAX_RECEIVE_COUNT
@@ -26,7 +25,7 @@ from tests.conftest import require
 from tests.e2e.test_devnet_anvil import anvil_available
 from tests.helpers import anvil_pool
 from tests.helpers.flaky_proxy import FlakyProxy
-from tests.helpers.pipeline import eventually
+from tests.helpers.pipeline import eventually, leased_local_l1
 
 RETRY_BASE_S = 0.1
 """``retry_base_delay_seconds``: a failed message comes back 0.1, 0.2, 0.4, 0.8 s later."""
@@ -72,12 +71,7 @@ async def test_l1_and_sequencer_outages_are_waited_out(tmp_path: Path) -> None:
     seq_proxy = FlakyProxy(rpc.url, mode="drop")
     await seq_proxy.start()
     (tmp_path / "data").mkdir()
-    anvil = await asyncio.to_thread(anvil_pool.lease, AnvilConfig(hardfork="prague"), tmp_path / "data" / "anvil.log")
-    try:
-        l1 = await deploy_local_l1(anvil)
-    except BaseException:
-        await asyncio.to_thread(anvil_pool.give_back, anvil)
-        raise
+    l1 = await leased_local_l1("prague", tmp_path / "data" / "anvil.log")
     l1_proxy = FlakyProxy(l1.anvil.url, mode="502")
     await l1_proxy.start()
     base = devnet_settings(tmp_path / "data", seq_proxy.url, port=0)
@@ -165,4 +159,4 @@ async def test_l1_and_sequencer_outages_are_waited_out(tmp_path: Path) -> None:
         await seq_proxy.stop()
         await l1_proxy.stop()
         await rpc.stop()
-        await asyncio.to_thread(anvil_pool.give_back, anvil)
+        await asyncio.to_thread(anvil_pool.give_back, l1.anvil)

@@ -67,14 +67,7 @@ async def start_pipeline(
     l1 = None
     if l1_hardfork is not None:
         (tmp_path / "data").mkdir(parents=True, exist_ok=True)
-        anvil = await asyncio.to_thread(
-            anvil_pool.lease, AnvilConfig(hardfork=l1_hardfork), tmp_path / "data" / "anvil.log"
-        )
-        try:
-            l1 = await deploy_local_l1(anvil)
-        except BaseException:
-            await asyncio.to_thread(anvil_pool.give_back, anvil)
-            raise
+        l1 = await leased_local_l1(l1_hardfork, tmp_path / "data" / "anvil.log")
     l2 = await start_local_l2() if l3 else None
     layer = {"max_blocks_per_snos_batch": 1, **l2.overrides} if l2 else {}
     settings = Settings(
@@ -87,6 +80,17 @@ async def start_pipeline(
     sequencer.start_producing(max_blocks=blocks)
     await stack.runtime.start()
     return Pipeline(sequencer, rpc, stack, api, l1, l2)
+
+
+async def leased_local_l1(hardfork: str, log_path: Path) -> LocalL1:
+    """A pooled anvil (tests/helpers/anvil_pool.py) with the devnet's contracts deployed on it; give its node
+    back with ``anvil_pool.give_back(l1.anvil)``."""
+    anvil = await asyncio.to_thread(anvil_pool.lease, AnvilConfig(hardfork=hardfork), log_path)
+    try:
+        return await deploy_local_l1(anvil)
+    except BaseException:
+        await asyncio.to_thread(anvil_pool.give_back, anvil)
+        raise
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float, what: str) -> None:
