@@ -1,9 +1,11 @@
 """A fake L1 for the transaction manager's tests: one sender's pool keyed by nonce, mining one block per receipt
-poll; the key, blob sidecar and request those tests sign, and a manager on the fake chain."""
+poll (or when told); the key, blob sidecar and request those tests sign, and a manager on the fake chain."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +42,14 @@ class FakeChain:
     reverting: bool = False
     send_errors: list[str] = field(default_factory=list)
     sent: list[str] = field(default_factory=list)
+    mine_on_poll: bool = True
+    """Mine a block at every receipt poll (else only ``mine()`` and ``mine_at_send`` mine)."""
+    mine_at_send: bool = False
+    """Mine a block just before the next broadcast is answered (once): a block that came a moment before it."""
+    receipt_lag: int = 0
+    """Receipt polls that answer null for a transaction already mined (counted in the nonce): a node, or the
+    nodes behind one provider's URL, can serve a receipt a moment after the nonce counts its transaction."""
+    hidden: dict[str, int] = field(default_factory=dict)
 
     async def chain_id(self) -> int:
         return 31337
@@ -59,6 +69,9 @@ class FakeChain:
         return self.latest_nonce
 
     async def send_raw_transaction(self, raw: bytes) -> str:
+        if self.mine_at_send:
+            self.mine_at_send = False
+            self.mine()
         if self.send_errors:
             raise EthRpcError("eth_sendRawTransaction", -32000, self.send_errors.pop(0))
         tx = decode_pooled_blob_tx(raw)
@@ -88,6 +101,7 @@ class FakeChain:
         if tx and tx.max_fee >= self.base_fee and tx.blob_fee >= self.blob_fee:
             del self.pool[tx.nonce]
             self.latest_nonce += 1
+            self.hidden[tx.tx_hash] = self.receipt_lag
             self.receipts[tx.tx_hash] = {
                 "transactionHash": tx.tx_hash,
                 "blockNumber": hex(self.block),
@@ -105,7 +119,11 @@ class FakeChain:
         self.block += 1
 
     async def transaction_receipt(self, tx_hash: str) -> dict[str, Any] | None:
-        self.mine()
+        if self.mine_on_poll:
+            self.mine()
+        if self.hidden.get(tx_hash, 0) > 0:
+            self.hidden[tx_hash] -= 1
+            return None
         return self.receipts.get(tx_hash)
 
     async def call(self, to: str, data: bytes, block: str = "latest") -> bytes:
@@ -127,10 +145,17 @@ def request_builder(sidecar: Sidecar) -> Callable[[], Awaitable[TxRequest]]:
     return build
 
 
-def make_manager(chain: FakeChain, store: TxStore, **policy: Any) -> TxManager:
+def make_manager(
+    chain: FakeChain,
+    store: TxStore,
+    *,
+    monotonic: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    **policy: Any,
+) -> TxManager:
     """A manager sending for ``KEY`` on ``chain``, recording in ``store`` (a manager made again on the same store
     is the sender after a restart); no confirmations, a 50 ms confirmation window. ``policy``: ``FeePolicy``'s
-    fields (a fee cap far above anything signed unless given)."""
+    fields (a fee cap far above anything signed unless given); ``monotonic`` and ``sleep``, its clock."""
     policy.setdefault("max_total_fee_wei", 10**24)
     return TxManager(
         backend=chain,
@@ -140,4 +165,6 @@ def make_manager(chain: FakeChain, store: TxStore, **policy: Any) -> TxManager:
         confirmations=0,
         confirmation_timeout_s=0.05,
         poll_interval_s=0.005,
+        monotonic=monotonic,
+        sleep=sleep,
     )

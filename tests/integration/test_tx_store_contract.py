@@ -132,6 +132,35 @@ async def test_a_nonce_released_below_held_ones_is_taken_again_not_skipped(store
     assert await store.reserve_nonce("b3", chain_latest=3, chain_pending=5) == 5  # no gap: above everything
 
 
+@pytest.mark.parametrize("outcome", ["finalized", "reverted"])
+async def test_a_settled_nonce_above_a_stale_latest_count_is_no_gap(store: TxStore, outcome: str) -> None:
+    """Several in flight: b1 holds 18 and b2 19 (both in the pool); b3 read the node's latest count (18)
+    before b1's transaction was mined, and b1 was finalized (or reverted: its nonce is spent all the same)
+    before b3 reserved. 18 is spent, not a gap: b3 takes 20, not 18 ("nonce too low")."""
+    for key in ("b1", "b2", "b3"):
+        await store.create_key(key, SENDER)
+    assert await store.reserve_nonce("b1", chain_latest=18, chain_pending=18) == 18
+    assert await store.reserve_nonce("b2", chain_latest=18, chain_pending=19) == 19
+    await store.add_attempt(_attempt("b1", 1, 18, AttemptStatus.SENT))
+    await store.add_attempt(_attempt("b2", 1, 19, AttemptStatus.SENT))
+    if outcome == "finalized":
+        await store.finalize("b1", 1, fee_paid_wei=1, block_number=58)
+    else:
+        await store.mark_reverted("b1", 1, error="reverted", block_number=58)
+    assert await store.reserve_nonce("b3", chain_latest=18, chain_pending=20) == 20
+
+
+async def test_a_settled_nonce_the_node_does_not_count_is_not_held(store: TxStore) -> None:
+    """A key finalized at nonce 100 on a chain the node no longer has (a devnet started again: its counts are
+    5): the new key takes 5, not 101 (which would never be mined behind the gap)."""
+    for key in ("old", "new"):
+        await store.create_key(key, SENDER)
+    assert await store.reserve_nonce("old", chain_latest=100, chain_pending=100) == 100
+    await store.add_attempt(_attempt("old", 1, 100, AttemptStatus.SENT))
+    await store.finalize("old", 1, fee_paid_wei=1, block_number=7)
+    assert await store.reserve_nonce("new", chain_latest=5, chain_pending=5) == 5
+
+
 async def test_finalize_records_the_outcome_and_drops_raw_transactions(store: TxStore) -> None:
     await store.create_key("k", SENDER)
     await store.reserve_nonce("k", chain_latest=0, chain_pending=0)

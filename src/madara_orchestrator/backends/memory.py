@@ -498,16 +498,20 @@ class MemoryTxStore:
             raise NotFound(f"settlement key {key!r} is not in the tx store")
         if record.nonce is not None:
             return record.nonce
-        held = {
-            other.nonce
+        others = [
+            (other.nonce, other.status)
             for other in self._keys.values()
             if other.sender == record.sender
-            and other.status is KeyStatus.PENDING
+            and other.key != key
             and other.nonce is not None
             and other.nonce >= chain_latest
-            and other.key != key
-        }
-        nonce = free_nonce(held, chain_latest=chain_latest, chain_pending=chain_pending)
+        ]
+        nonce = free_nonce(
+            {n for n, status in others if status is KeyStatus.PENDING},
+            settled=[n for n, status in others if status is not KeyStatus.PENDING],
+            chain_latest=chain_latest,
+            chain_pending=chain_pending,
+        )
         self._update_key(key, nonce=nonce, updated_at=self._now())
         return nonce
 

@@ -157,10 +157,16 @@ class SqlTxStore:
                 if row["nonce"] is not None:
                     return int(row["nonce"])
             rows = await conn.fetch_all(
-                "SELECT nonce FROM settlement_tx_keys WHERE sender = ? AND status = ? AND nonce >= ? AND key != ?",
-                (sender, KeyStatus.PENDING.value, chain_latest, key),
+                "SELECT nonce, status FROM settlement_tx_keys WHERE sender = ? AND nonce >= ? AND key != ?",
+                (sender, chain_latest, key),
             )
-            nonce = free_nonce({int(r["nonce"]) for r in rows}, chain_latest=chain_latest, chain_pending=chain_pending)
+            pending = KeyStatus.PENDING.value
+            nonce = free_nonce(
+                {int(r["nonce"]) for r in rows if r["status"] == pending},
+                settled=[int(r["nonce"]) for r in rows if r["status"] != pending],
+                chain_latest=chain_latest,
+                chain_pending=chain_pending,
+            )
             await conn.execute(
                 "UPDATE settlement_tx_keys SET nonce = ?, updated_at = ? WHERE key = ?", (nonce, now, key)
             )

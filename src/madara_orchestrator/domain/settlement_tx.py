@@ -3,7 +3,7 @@ signed attempt, and the totals of a summary line."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -79,15 +79,20 @@ class TxTotals:
     fee_paid_wei: int
 
 
-def free_nonce(held: set[int], *, chain_latest: int, chain_pending: int) -> int:
+def free_nonce(held: set[int], *, chain_latest: int, chain_pending: int, settled: Collection[int] = ()) -> int:
     """The nonce a key takes: a gap below nonces other pending keys hold (one released while later ones were
     sent, several settlements in flight) is taken first, so later transactions are never stranded behind it;
-    else the next one above everything held, mined and pending on the node."""
-    if held:
-        gap = next((n for n in range(chain_latest, max(held)) if n not in held), None)
+    else the next one above everything held, mined and pending on the node.
+
+    ``settled``: the nonces at or above ``chain_latest`` of the sender's keys that are finalized or reverted
+    (their transactions mined after ``chain_latest`` was read): never a gap. Those the node's pending count
+    passes are counted; one above it belongs to a chain the node no longer has (a devnet started again)."""
+    taken = held | {n for n in settled if n < chain_pending}
+    if taken:
+        gap = next((n for n in range(chain_latest, max(taken)) if n not in taken), None)
         if gap is not None:
             return gap
-    return max(chain_latest, chain_pending, max(held) + 1 if held else 0)
+    return max(chain_latest, chain_pending, max(taken) + 1 if taken else 0)
 
 
 def attempts_summary(attempts: Sequence[AttemptRecord]) -> str:

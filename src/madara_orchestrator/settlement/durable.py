@@ -7,7 +7,8 @@ small chain backend (``ChainBackend``: nonce, fee estimate and signature, broadc
   record of every transaction that may be in a mempool or mined;
 - the nonce is reserved per key in the store and reconciled with the node (``latest`` and ``pending``
   counts): a key keeps its nonce across fee bumps and restarts; a nonce spent by a foreign transaction is
-  released and a new one taken;
+  released and a new one taken (once no receipt of the key's own attempts appears within a short grace: a
+  node can count a mined transaction in the nonce a moment before it serves the receipt);
 - a restart first looks for a receipt of any stored attempt (landed → finalize, never send again), else
   re-broadcasts the latest stored attempt unchanged;
 - a transaction that does not land within a confirmation window is replaced with a higher fee, at most
@@ -55,6 +56,9 @@ from madara_orchestrator.settlement.blob_tx import Fees
 from madara_orchestrator.settlement.errors import FeeBumpsExhausted, FeeCapExceeded, SettlementTxError, TxReverted
 
 log = logging.getLogger(__name__)
+
+SPENT_NONCE_GRACE_MAX_S = 12.0
+"""The longest a spent nonce's own receipts are looked for again (``SendPolicy.spent_nonce_grace_s``)."""
 
 CRASH_POINTS = ("unstored", "signed", "sent", "included", "mined")
 """Where a sender's ``crash_hook`` is called: after an attempt is signed and before it is stored; after it is
@@ -314,6 +318,14 @@ class SendPolicy:
     turn_wait_s: float = 2.0
     """How long a key that is out of turn (``OutOfTurn``) asks its caller to wait before trying again."""
 
+    @property
+    def spent_nonce_grace_s(self) -> float:
+        """How long the receipts of a key's own attempts are looked for again once the node counts their nonce
+        as spent, before it is taken as spent by a transaction the store does not know: a node (anvil, seen in
+        the tests) or the several nodes behind one provider's URL can count a mined transaction in its sender's
+        nonce a moment before they serve its receipt. Two polls, at most one L1 slot."""
+        return min(2 * self.poll_interval_s, SPENT_NONCE_GRACE_MAX_S)
+
 
 class DurableSender(Generic[RequestT]):
     """Sends transactions for idempotency keys through a ``ChainBackend``, durably (see the module doc)."""
@@ -438,7 +450,7 @@ class DurableSender(Generic[RequestT]):
         # 2. Nonce: reserve, or reconcile the reserved one with the chain.
         chain_latest = await self.chain.nonce("latest")
         if record.nonce is not None and chain_latest > record.nonce:
-            found = await self._find_receipt(in_flight)  # it may have landed a moment ago
+            found = await self._receipt_of_spent(in_flight)  # it may have landed a moment ago
             if found is not None:
                 return await self._landed(key, found)
             log.warning(
@@ -452,6 +464,8 @@ class DurableSender(Generic[RequestT]):
             await self._held(key)
         # Built before a nonce is reserved: an output that cannot be settled must not hold a nonce.
         request = None if in_flight else await build()
+        if request is not None:
+            chain_latest = await self.chain.nonce("latest")  # read again: a build can take seconds
         nonce = await self._reserve(key, chain_latest, foreign_pending_warning=not in_flight)
         # 3. Re-broadcast the stored attempt unchanged, or sign a new one; then wait, replace, cap.
         if in_flight:
@@ -708,7 +722,7 @@ class DurableSender(Generic[RequestT]):
         return None
 
     async def _nonce_lost(self, key: str, attempt: AttemptRecord, exc: Exception) -> TxOutcome:
-        found = await self._find_receipt(await self._in_flight(key, attempt.nonce))
+        found = await self._receipt_of_spent(await self._in_flight(key, attempt.nonce))
         if found is not None:
             return await self._landed(key, found)  # our own transaction spent it
         await self.store.set_attempt_status(key, attempt.attempt_no, AttemptStatus.SUBMISSION_FAILED, error=str(exc))
@@ -761,6 +775,18 @@ class DurableSender(Generic[RequestT]):
             if receipt is not None:
                 return _Found(a, receipt)
         return None
+
+    async def _receipt_of_spent(self, attempts: list[AttemptRecord]) -> _Found | None:
+        """A receipt of one of ``attempts``, whose nonce the node counts as spent: looked for again during
+        ``spent_nonce_grace_s`` (the node may serve the receipt a moment after it counts the nonce); None
+        when none appears, the nonce then spent by a transaction this store does not know."""
+        deadline = self._monotonic() + self.send_policy.spent_nonce_grace_s
+        while True:
+            found = await self._find_receipt(attempts)
+            remaining = deadline - self._monotonic()
+            if found is not None or remaining <= 0 or all(a.tx_hash is None for a in attempts):
+                return found
+            await self._sleep(min(self.send_policy.poll_interval_s, remaining))
 
     async def _wait(self, key: str, nonce: int) -> TxOutcome | _Found | None:
         """Poll the nonce's in-flight attempts for a final receipt during one confirmation window. On

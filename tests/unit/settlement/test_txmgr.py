@@ -136,6 +136,86 @@ async def test_a_nonce_spent_by_a_foreign_transaction_is_replaced(store: MemoryT
     assert [(a.nonce, a.status) for a in outcome.attempts] == [(0, "Replaced"), (1, "Finalized")]
 
 
+def _crash_at(at: str) -> Any:
+    class Crash(Exception):
+        pass
+
+    def crash(point: str) -> None:
+        if point == at:
+            raise Crash
+
+    return Crash, crash
+
+
+async def test_a_nonce_counted_before_its_receipt_is_served_is_our_own(store: MemoryTxStore, sidecar: Sidecar) -> None:
+    """Broadcast, then down before it was recorded; mined meanwhile. At the restart the node counts the nonce
+    as spent but serves the receipt two polls later (anvil does, for a moment; so can the nodes behind one
+    provider's URL): the key settles on its own transaction, nothing new is signed."""
+    chain = FakeChain(mine_on_poll=False, receipt_lag=2)
+    crash_type, crash = _crash_at("sent")
+    mgr = make_manager(chain, store)
+    mgr._crash_hook = crash
+    with pytest.raises(crash_type):
+        await mgr.send("batch-1", request_builder(sidecar))
+    chain.mine()  # it was mined while we were down
+    assert chain.latest_nonce == 1
+    outcome = await make_manager(chain, store).send("batch-1", request_builder(sidecar))
+    assert outcome.nonce == 0 and [(a.nonce, a.status) for a in outcome.attempts] == [(0, "Finalized")]
+    assert len(chain.sent) == 1, "nothing signed again"
+
+
+async def test_a_resent_attempt_refused_for_its_nonce_finds_its_late_receipt(
+    store: MemoryTxStore, sidecar: Sidecar
+) -> None:
+    """At the restart the stored attempt is not mined yet; a block comes just before its re-broadcast, which
+    the node refuses as "nonce too low" while it still answers null for the receipt: the key settles on it."""
+    chain = FakeChain(mine_on_poll=False, receipt_lag=2)
+    crash_type, crash = _crash_at("sent")
+    mgr = make_manager(chain, store)
+    mgr._crash_hook = crash
+    with pytest.raises(crash_type):
+        await mgr.send("batch-1", request_builder(sidecar))
+    chain.mine_at_send = True
+    outcome = await make_manager(chain, store).send("batch-1", request_builder(sidecar))
+    assert chain.latest_nonce == 1 and len(chain.sent) == 1
+    assert outcome.nonce == 0 and [(a.nonce, a.status) for a in outcome.attempts] == [(0, "Finalized")]
+
+
+async def test_a_spent_nonce_without_our_receipt_is_released_after_the_grace(
+    store: MemoryTxStore, sidecar: Sidecar
+) -> None:
+    """The grace is bounded: a nonce whose receipt never appears (a foreign spend) is released and a new
+    transaction signed, after the manager looked for its own receipt for two polls."""
+    chain = FakeChain(mine_on_poll=False)
+    crash_type, crash = _crash_at("signed")
+    mgr = make_manager(chain, store)
+    mgr._crash_hook = crash
+    with pytest.raises(crash_type):
+        await mgr.send("batch-1", request_builder(sidecar))
+    chain.foreign_tx()
+    chain.mine_on_poll = True
+    polls: list[str] = []
+    chain_receipt = chain.transaction_receipt
+
+    async def counted(tx_hash: str) -> dict[str, Any] | None:
+        polls.append(tx_hash)
+        return await chain_receipt(tx_hash)
+
+    chain.transaction_receipt = counted  # type: ignore[method-assign]
+    now = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    restarted = make_manager(chain, store, monotonic=lambda: now[0], sleep=sleep)
+    assert restarted.send_policy.spent_nonce_grace_s == pytest.approx(0.01)  # two polls of 5 ms
+    outcome = await restarted.send("batch-1", request_builder(sidecar))
+    assert outcome.nonce == 1
+    assert [(a.nonce, a.status) for a in outcome.attempts] == [(0, "Replaced"), (1, "Finalized")]
+    first = outcome.attempts[0].tx_hash
+    assert polls.count(first) >= 3, "looked for at the restart, then again during the grace (its clock)"
+
+
 async def test_a_revert_is_final_for_the_attempt_and_a_retry_takes_the_next_nonce(
     store: MemoryTxStore, sidecar: Sidecar
 ) -> None:
