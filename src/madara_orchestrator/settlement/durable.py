@@ -780,9 +780,19 @@ class DurableSender(Generic[RequestT]):
         """A receipt of one of ``attempts``, whose nonce the node counts as spent: looked for again during
         ``spent_nonce_grace_s`` (the node may serve the receipt a moment after it counts the nonce); None
         when none appears, the nonce then spent by a transaction this store does not know."""
-        deadline = self._monotonic() + self.send_policy.spent_nonce_grace_s
+        start = self._monotonic()
+        deadline = start + self.send_policy.spent_nonce_grace_s
+        looks = 0
         while True:
             found = await self._find_receipt(attempts)
+            looks += 1
+            if found is not None and looks > 1:
+                log.info(
+                    "settlement %s: the receipt of attempt %s came %.2fs after the node counted its nonce as spent",
+                    found.attempt.key,
+                    found.attempt.attempt_no,
+                    self._monotonic() - start,
+                )
             remaining = deadline - self._monotonic()
             if found is not None or remaining <= 0 or all(a.tx_hash is None for a in attempts):
                 return found

@@ -147,7 +147,9 @@ def _crash_at(at: str) -> Any:
     return Crash, crash
 
 
-async def test_a_nonce_counted_before_its_receipt_is_served_is_our_own(store: MemoryTxStore, sidecar: Sidecar) -> None:
+async def test_a_nonce_counted_before_its_receipt_is_served_is_our_own(
+    store: MemoryTxStore, sidecar: Sidecar, caplog: pytest.LogCaptureFixture
+) -> None:
     """Broadcast, then down before it was recorded; mined meanwhile. At the restart the node counts the nonce
     as spent but serves the receipt two polls later (anvil does, for a moment; so can the nodes behind one
     provider's URL): the key settles on its own transaction, nothing new is signed."""
@@ -159,9 +161,11 @@ async def test_a_nonce_counted_before_its_receipt_is_served_is_our_own(store: Me
         await mgr.send("batch-1", request_builder(sidecar))
     chain.mine()  # it was mined while we were down
     assert chain.latest_nonce == 1
-    outcome = await make_manager(chain, store).send("batch-1", request_builder(sidecar))
+    with caplog.at_level("INFO", logger="madara_orchestrator.settlement.durable"):
+        outcome = await make_manager(chain, store).send("batch-1", request_builder(sidecar))
     assert outcome.nonce == 0 and [(a.nonce, a.status) for a in outcome.attempts] == [(0, "Finalized")]
     assert len(chain.sent) == 1, "nothing signed again"
+    assert "receipt of attempt 1 came" in caplog.text and "does not know" not in caplog.text
 
 
 async def test_a_resent_attempt_refused_for_its_nonce_finds_its_late_receipt(
