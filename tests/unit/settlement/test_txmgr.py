@@ -115,36 +115,29 @@ async def test_other_send_errors_fail_at_once(store: MemoryTxStore, sidecar: Sid
     assert outcome.nonce == 0 and [a.status for a in outcome.attempts] == ["SubmissionFailed", "Finalized"]
 
 
-async def test_a_nonce_spent_by_a_foreign_transaction_is_replaced(store: MemoryTxStore, sidecar: Sidecar) -> None:
-    chain = FakeChain()
+async def _down_at(point: str, chain: FakeChain, store: MemoryTxStore, sidecar: Sidecar) -> None:
+    """Send batch-1 until ``point`` of the manager, where it stops as at the end of its process."""
 
-    class Crash(Exception):
+    class Down(Exception):
         pass
 
-    def crash(point: str) -> None:
-        if point == "signed":
-            raise Crash
+    def crash(at: str) -> None:
+        if at == point:
+            raise Down
 
     mgr = make_manager(chain, store)
     mgr._crash_hook = crash
-    with pytest.raises(Crash):
+    with pytest.raises(Down):
         await mgr.send("batch-1", request_builder(sidecar))
+
+
+async def test_a_nonce_spent_by_a_foreign_transaction_is_replaced(store: MemoryTxStore, sidecar: Sidecar) -> None:
+    chain = FakeChain()
+    await _down_at("signed", chain, store, sidecar)
     chain.foreign_tx()  # nonce 0 is spent by someone else while we were down
-    mgr._crash_hook = None
-    outcome = await mgr.send("batch-1", request_builder(sidecar))
+    outcome = await make_manager(chain, store).send("batch-1", request_builder(sidecar))
     assert outcome.nonce == 1
     assert [(a.nonce, a.status) for a in outcome.attempts] == [(0, "Replaced"), (1, "Finalized")]
-
-
-def _crash_at(at: str) -> Any:
-    class Crash(Exception):
-        pass
-
-    def crash(point: str) -> None:
-        if point == at:
-            raise Crash
-
-    return Crash, crash
 
 
 async def test_a_nonce_counted_before_its_receipt_is_served_is_our_own(
@@ -154,11 +147,7 @@ async def test_a_nonce_counted_before_its_receipt_is_served_is_our_own(
     as spent but serves the receipt two polls later (anvil does, for a moment; so can the nodes behind one
     provider's URL): the key settles on its own transaction, nothing new is signed."""
     chain = FakeChain(mine_on_poll=False, receipt_lag=2)
-    crash_type, crash = _crash_at("sent")
-    mgr = make_manager(chain, store)
-    mgr._crash_hook = crash
-    with pytest.raises(crash_type):
-        await mgr.send("batch-1", request_builder(sidecar))
+    await _down_at("sent", chain, store, sidecar)
     chain.mine()  # it was mined while we were down
     assert chain.latest_nonce == 1
     with caplog.at_level("INFO", logger="madara_orchestrator.settlement.durable"):
@@ -174,11 +163,7 @@ async def test_a_resent_attempt_refused_for_its_nonce_finds_its_late_receipt(
     """At the restart the stored attempt is not mined yet; a block comes just before its re-broadcast, which
     the node refuses as "nonce too low" while it still answers null for the receipt: the key settles on it."""
     chain = FakeChain(mine_on_poll=False, receipt_lag=2)
-    crash_type, crash = _crash_at("sent")
-    mgr = make_manager(chain, store)
-    mgr._crash_hook = crash
-    with pytest.raises(crash_type):
-        await mgr.send("batch-1", request_builder(sidecar))
+    await _down_at("sent", chain, store, sidecar)
     chain.mine_at_send = True
     outcome = await make_manager(chain, store).send("batch-1", request_builder(sidecar))
     assert chain.latest_nonce == 1 and len(chain.sent) == 1
@@ -191,11 +176,7 @@ async def test_a_spent_nonce_without_our_receipt_is_released_after_the_grace(
     """The grace is bounded: a nonce whose receipt never appears (a foreign spend) is released and a new
     transaction signed, after the manager looked for its own receipt for two polls."""
     chain = FakeChain(mine_on_poll=False)
-    crash_type, crash = _crash_at("signed")
-    mgr = make_manager(chain, store)
-    mgr._crash_hook = crash
-    with pytest.raises(crash_type):
-        await mgr.send("batch-1", request_builder(sidecar))
+    await _down_at("signed", chain, store, sidecar)
     chain.foreign_tx()
     chain.mine_on_poll = True
     polls: list[str] = []
