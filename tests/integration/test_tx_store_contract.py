@@ -151,13 +151,14 @@ async def test_a_settled_nonce_above_a_stale_latest_count_is_no_gap(store: TxSto
 
 
 async def test_a_settled_nonce_the_node_does_not_count_is_not_held(store: TxStore) -> None:
-    """A key finalized at nonce 100 on a chain the node no longer has (a devnet started again: its counts are
-    5): the new key takes 5, not 101 (which would never be mined behind the gap)."""
-    for key in ("old", "new"):
-        await store.create_key(key, SENDER)
-    assert await store.reserve_nonce("old", chain_latest=100, chain_pending=100) == 100
-    await store.add_attempt(_attempt("old", 1, 100, AttemptStatus.SENT))
-    await store.finalize("old", 1, fee_paid_wei=1, block_number=7)
+    """Keys finalized at nonces 5, 6 and 7 on a chain the node no longer has (a devnet started again: its
+    counts are 5): the new key takes 5, not 8 (which would never be mined behind the gap)."""
+    for nonce in (5, 6, 7):
+        await store.create_key(f"old{nonce}", SENDER)
+        assert await store.reserve_nonce(f"old{nonce}", chain_latest=nonce, chain_pending=nonce) == nonce
+        await store.add_attempt(_attempt(f"old{nonce}", 1, nonce, AttemptStatus.SENT))
+        await store.finalize(f"old{nonce}", 1, fee_paid_wei=1, block_number=nonce)
+    await store.create_key("new", SENDER)
     assert await store.reserve_nonce("new", chain_latest=5, chain_pending=5) == 5
 
 

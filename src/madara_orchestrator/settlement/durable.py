@@ -59,6 +59,8 @@ log = logging.getLogger(__name__)
 
 SPENT_NONCE_GRACE_MAX_S = 12.0
 """The longest a spent nonce's own receipts are looked for again (``SendPolicy.spent_nonce_grace_s``)."""
+SPENT_NONCE_LOOK_S = 1.0
+"""How often they are looked for meanwhile, at the most (a poll interval is longer on Ethereum: 60 s)."""
 
 CRASH_POINTS = ("unstored", "signed", "sent", "included", "mined")
 """Where a sender's ``crash_hook`` is called: after an attempt is signed and before it is stored; after it is
@@ -450,7 +452,7 @@ class DurableSender(Generic[RequestT]):
         # 2. Nonce: reserve, or reconcile the reserved one with the chain.
         chain_latest = await self.chain.nonce("latest")
         if record.nonce is not None and chain_latest > record.nonce:
-            found = await self._receipt_of_spent(in_flight)  # it may have landed a moment ago
+            found = await self._receipt_of_spent(await self._sent_with(key, record.nonce))  # landed a moment ago?
             if found is not None:
                 return await self._landed(key, found)
             log.warning(
@@ -638,6 +640,15 @@ class DurableSender(Generic[RequestT]):
                 return a
         raise AssertionError(f"attempt {attempt_no} of {key} vanished from the tx store")
 
+    async def _sent_with(self, key: str, nonce: int) -> list[AttemptRecord]:
+        """The key's attempts at ``nonce`` that a node may have had: in flight, or refused at a later broadcast
+        (a re-broadcast refused because it had landed, its receipt not served yet)."""
+        return [
+            a
+            for a in await self.store.attempts(key)
+            if a.nonce == nonce and (a.status.is_in_flight or a.status is AttemptStatus.SUBMISSION_FAILED)
+        ]
+
     async def _in_flight(self, key: str, nonce: int | None) -> list[AttemptRecord]:
         if nonce is None:
             return []
@@ -722,7 +733,11 @@ class DurableSender(Generic[RequestT]):
         return None
 
     async def _nonce_lost(self, key: str, attempt: AttemptRecord, exc: Exception) -> TxOutcome:
-        found = await self._receipt_of_spent(await self._in_flight(key, attempt.nonce))
+        mine = await self._sent_with(key, attempt.nonce)
+        if await self.chain.nonce("latest") > attempt.nonce:
+            found = await self._receipt_of_spent(mine)
+        else:  # refused for a nonce the node does not count as spent (Starknet: one too high): no receipt to wait for
+            found = await self._find_receipt(mine)
         if found is not None:
             return await self._landed(key, found)  # our own transaction spent it
         await self.store.set_attempt_status(key, attempt.attempt_no, AttemptStatus.SUBMISSION_FAILED, error=str(exc))
@@ -796,7 +811,7 @@ class DurableSender(Generic[RequestT]):
             remaining = deadline - self._monotonic()
             if found is not None or remaining <= 0 or all(a.tx_hash is None for a in attempts):
                 return found
-            await self._sleep(min(self.send_policy.poll_interval_s, remaining))
+            await self._sleep(min(self.send_policy.poll_interval_s, SPENT_NONCE_LOOK_S, remaining))
 
     async def _wait(self, key: str, nonce: int) -> TxOutcome | _Found | None:
         """Poll the nonce's in-flight attempts for a final receipt during one confirmation window. On
@@ -813,6 +828,8 @@ class DurableSender(Generic[RequestT]):
 
     async def _landed(self, key: str, found: _Found) -> TxOutcome:
         """A stored attempt has a receipt: settle on it, or wait until it is final."""
+        if not found.attempt.status.is_in_flight:  # refused at a re-broadcast because it had landed
+            await self.store.set_attempt_status(key, found.attempt.attempt_no, AttemptStatus.SENT)
         if found.receipt.final:
             return await self._confirm(key, found)
         outcome = await self._wait(key, found.attempt.nonce)

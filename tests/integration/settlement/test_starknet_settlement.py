@@ -359,9 +359,12 @@ async def test_a_stored_attempt_whose_nonce_was_spent_elsewhere_releases_the_non
     node.nonces["pre_confirmed"] = 1
     node.errors["starknet_addInvokeTransaction"] = _error(52, "Invalid transaction nonce")
     client = _scripted_client(node, store)
+    node.calls.clear()
     with pytest.raises(SettlementTxError, match="nonce 0 was spent by another transaction") as info:
         await client.update_state_calldata(SNOS, BRIDGE, idempotency_key="batch-1")
     assert info.value.retryable is True
+    # The node's latest count does not pass nonce 0: no grace spent waiting for a receipt that cannot come.
+    assert node.calls.count("starknet_getTransactionReceipt") == 2, "once at the restart, once at the refusal"
     key = await store.get_key("batch-1")
     assert key is not None and key.nonce is None
     assert [a.status for a in await store.attempts("batch-1")] == [AttemptStatus.SUBMISSION_FAILED]

@@ -131,6 +131,16 @@ async def _down_at(point: str, chain: FakeChain, store: MemoryTxStore, sidecar: 
         await mgr.send("batch-1", request_builder(sidecar))
 
 
+def _stepped_clock() -> tuple[list[float], dict[str, Any]]:
+    """A clock that moves only when the manager sleeps: its time, and the manager's ``monotonic``/``sleep``."""
+    now = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    return now, {"monotonic": lambda: now[0], "sleep": sleep}
+
+
 async def test_a_nonce_spent_by_a_foreign_transaction_is_replaced(store: MemoryTxStore, sidecar: Sidecar) -> None:
     chain = FakeChain()
     await _down_at("signed", chain, store, sidecar)
@@ -150,8 +160,9 @@ async def test_a_nonce_counted_before_its_receipt_is_served_is_our_own(
     await _down_at("sent", chain, store, sidecar)
     chain.mine()  # it was mined while we were down
     assert chain.latest_nonce == 1
+    _, clock = _stepped_clock()
     with caplog.at_level("INFO", logger="madara_orchestrator.settlement.durable"):
-        outcome = await make_manager(chain, store).send("batch-1", request_builder(sidecar))
+        outcome = await make_manager(chain, store, **clock).send("batch-1", request_builder(sidecar))
     assert outcome.nonce == 0 and [(a.nonce, a.status) for a in outcome.attempts] == [(0, "Finalized")]
     assert len(chain.sent) == 1, "nothing signed again"
     assert "receipt of attempt 1 came" in caplog.text and "does not know" not in caplog.text
@@ -165,9 +176,26 @@ async def test_a_resent_attempt_refused_for_its_nonce_finds_its_late_receipt(
     chain = FakeChain(mine_on_poll=False, receipt_lag=2)
     await _down_at("sent", chain, store, sidecar)
     chain.mine_at_send = True
-    outcome = await make_manager(chain, store).send("batch-1", request_builder(sidecar))
+    _, clock = _stepped_clock()
+    outcome = await make_manager(chain, store, **clock).send("batch-1", request_builder(sidecar))
     assert chain.latest_nonce == 1 and len(chain.sent) == 1
     assert outcome.nonce == 0 and [(a.nonce, a.status) for a in outcome.attempts] == [(0, "Finalized")]
+
+
+async def test_a_receipt_later_than_the_grace_is_found_by_the_retry(store: MemoryTxStore, sidecar: Sidecar) -> None:
+    """The receipt comes after the grace: the call fails (its nonce spent, it cannot tell by whom), the refused
+    attempt stays a candidate, and the job's retry finds its receipt and settles on it, nothing signed again."""
+    chain = FakeChain(mine_on_poll=False, receipt_lag=4)
+    await _down_at("sent", chain, store, sidecar)
+    chain.mine_at_send = True
+    _, clock = _stepped_clock()
+    mgr = make_manager(chain, store, **clock)
+    with pytest.raises(SettlementTxError, match="nonce 0 was spent by another transaction"):
+        await mgr.send("batch-1", request_builder(sidecar))
+    assert [a.status for a in await store.attempts("batch-1")] == [AttemptStatus.SUBMISSION_FAILED]
+    outcome = await mgr.send("batch-1", request_builder(sidecar))
+    assert outcome.nonce == 0 and [(a.nonce, a.status) for a in outcome.attempts] == [(0, "Finalized")]
+    assert len(chain.sent) == 1, "nothing signed again"
 
 
 async def test_a_spent_nonce_without_our_receipt_is_released_after_the_grace(
@@ -187,18 +215,14 @@ async def test_a_spent_nonce_without_our_receipt_is_released_after_the_grace(
         return await chain_receipt(tx_hash)
 
     chain.transaction_receipt = counted  # type: ignore[method-assign]
-    now = [0.0]
-
-    async def sleep(seconds: float) -> None:
-        now[0] += seconds
-
-    restarted = make_manager(chain, store, monotonic=lambda: now[0], sleep=sleep)
+    now, clock = _stepped_clock()
+    restarted = make_manager(chain, store, **clock)
     assert restarted.send_policy.spent_nonce_grace_s == pytest.approx(0.01)  # two polls of 5 ms
     outcome = await restarted.send("batch-1", request_builder(sidecar))
     assert outcome.nonce == 1
     assert [(a.nonce, a.status) for a in outcome.attempts] == [(0, "Replaced"), (1, "Finalized")]
-    first = outcome.attempts[0].tx_hash
-    assert polls.count(first) >= 3, "looked for at the restart, then again during the grace (its clock)"
+    assert polls.count(outcome.attempts[0].tx_hash) == 4, "at the restart, then at 0, 5 and 10 ms of the grace"
+    assert now[0] == pytest.approx(0.01), "the grace, and no more"
 
 
 async def test_a_revert_is_final_for_the_attempt_and_a_retry_takes_the_next_nonce(
